@@ -1,0 +1,97 @@
+"""Command line: run the daemon, check a config, or collect once and print the exposition."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.config import ConfigError, ExporterConfig, default_config, load_config, parse_listen, parse_shard
+from exporter.log import setup_logging
+from exporter.metrics import TEXT
+from exporter.scheduler import Scheduler
+from exporter.sources import SOURCE_TYPES
+from exporter.sources.base import SourceContext
+from exporter.web.app import build_app
+
+log = logging.getLogger("jobqueue.main")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="jobqueue-exporter", description=__doc__)
+    parser.add_argument("--config", help="YAML config file (default: embedded host + local Redis)")
+    parser.add_argument("--listen", help="HOST:PORT to serve on (overrides the config's `listen`)")
+    parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    parser.add_argument("--once", action="store_true", help="collect every source once, print /metrics, exit")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument("--version", action="version", version=f"jobqueue-exporter {__version__}")
+    return parser.parse_args(argv)
+
+
+def build_scheduler(config: ExporterConfig) -> Scheduler:
+    """Instantiate every configured source behind one scheduler."""
+    holder: list[Scheduler] = []
+    context = SourceContext(snapshot=lambda: holder[0].snapshot, shard=parse_shard(config.shard))
+    sources = [SOURCE_TYPES[c.type](c, context) for c in config.sources]
+    revision = os.environ.get("JOBQUEUE_EXPORTER_REVISION", config.revision)
+    scheduler = Scheduler(sources, revision=revision)
+    holder.append(scheduler)
+    return scheduler
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        config = load_config(args.config) if args.config else default_config()
+        if args.listen:
+            parse_listen(args.listen)
+    except ConfigError as err:
+        for line in err.lines():
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"config error: --listen: {err}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(f"{args.config or '<embedded default>'}: ok ({len(config.sources)} sources)")
+        return 0
+    if args.once:
+        return asyncio.run(_once(config))
+    host, port = parse_listen(args.listen or config.listen)
+    asyncio.run(_serve(config, host, port))
+    return 0
+
+
+async def _once(config: ExporterConfig) -> int:
+    scheduler = build_scheduler(config)
+    try:
+        await scheduler.collect_once()
+    finally:
+        await scheduler.stop()
+    sys.stdout.buffer.write(scheduler.exposition.body(TEXT))
+    sys.stdout.flush()
+    return 0 if all(s.status.up for s in scheduler.snapshot.sources.values()) else 1
+
+
+async def _serve(config: ExporterConfig, host: str, port: int) -> None:
+    scheduler = build_scheduler(config)
+    runner = web.AppRunner(build_app(config, scheduler), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources)})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()

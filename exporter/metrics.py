@@ -1,0 +1,268 @@
+"""The metric catalogue and the renderer that turns a snapshot into exposition bytes.
+
+Rendering happens once per source collection (`render_source`) and once per snapshot
+(`Exposition`): a scrape only copies bytes. The text format and OpenMetrics share sample lines
+for gauges and counters; only the family headers and the closing `# EOF` differ.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_om
+
+from exporter import __version__
+from exporter.model import Reading, SourceStatus
+from exporter.sources import SOURCE_TYPES
+from exporter.sources.base import MetricDef
+
+TEXT = "text"
+OPENMETRICS = "openmetrics"
+CONTENT_TYPES = {
+    TEXT: "text/plain; version=0.0.4; charset=utf-8",
+    OPENMETRICS: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+}
+
+QUEUE_LABELS = ("tenant", "queue")
+
+CORE_METRICS: tuple[MetricDef, ...] = (
+    MetricDef("jobqueue_depth", "Items waiting (ready) in the queue at collection time.", QUEUE_LABELS),
+    MetricDef(
+        "jobqueue_oldest_age_seconds",
+        "Age of the oldest waiting item at collection time; 0 when the queue is empty.",
+        QUEUE_LABELS,
+    ),
+    MetricDef(
+        "jobqueue_oldest_timestamp_seconds",
+        "Enqueue time of the oldest waiting item; absent when the queue is empty.",
+        QUEUE_LABELS,
+    ),
+    MetricDef("jobqueue_jobs", "Items of the queue per state, as the backend keeps them.", (*QUEUE_LABELS, "state")),
+    MetricDef("jobqueue_failed_jobs", "Recently failed jobs, as the backend counts them.", ("queue",)),
+    MetricDef(
+        "jobqueue_wait_seconds",
+        "Estimated wait before a new job starts: ready jobs x average runtime / processes (Horizon).",
+        ("queue",),
+    ),
+    MetricDef("jobqueue_queue_paused", "1 if the queue is paused, 0 if it is running.", QUEUE_LABELS),
+    MetricDef(
+        "jobqueue_source_up", "1 if the last collection of the source succeeded, else 0.", ("backend",)
+    ),
+    MetricDef("jobqueue_source_latency_seconds", "Round trip of the source's ping in the last collection."),
+    MetricDef("jobqueue_collect_duration_seconds", "How long the last collection of the source took."),
+    MetricDef(
+        "jobqueue_last_success_timestamp_seconds",
+        "When the source last collected successfully (background collection: alert on time() - x).",
+    ),
+    MetricDef(
+        "jobqueue_malformed_items",
+        "Queue items the last collection could not parse and skipped.",
+    ),
+    MetricDef(
+        "jobqueue_collect_errors",
+        "Failed collections of the source since start, by kind of failure.",
+        ("kind",),
+        type="counter",
+    ),
+)
+
+EXPORTER_METRICS: tuple[MetricDef, ...] = (
+    MetricDef("jobqueue_exporter_build_info", "Version and revision of the running exporter; always 1.",
+              ("version", "revision")),
+)
+
+
+def catalogue() -> tuple[MetricDef, ...]:
+    """Every metric the project defines, core first, then each source type's own, in a fixed order."""
+    seen: dict[str, MetricDef] = {}
+    for metric in (*CORE_METRICS, *(m for t in SOURCE_TYPES.values() for m in t.metrics), *EXPORTER_METRICS):
+        seen.setdefault(metric.name, metric)
+    return tuple(seen.values())
+
+
+def escape(value: str) -> str:
+    """Escape a label value for both exposition formats."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def number(value: float) -> str:
+    """Format a sample value the way both formats accept."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+class _Lines:
+    """Sample lines per metric name, appended in order and joined once."""
+
+    def __init__(self) -> None:
+        self.by_metric: dict[str, list[str]] = {}
+
+    def add(self, metric: str, labels: str, value: float) -> None:
+        self.by_metric.setdefault(metric, []).append(f"{metric}{{{labels}}} {number(value)}\n")
+
+    def add_named(self, metric: str, sample: str, labels: str, value: float) -> None:
+        self.by_metric.setdefault(metric, []).append(f"{sample}{{{labels}}} {number(value)}\n")
+
+    def encoded(self) -> dict[str, bytes]:
+        return {name: "".join(lines).encode() for name, lines in self.by_metric.items()}
+
+
+def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping[str, int]) -> dict[str, bytes]:
+    """Render every sample of one source: status metrics always, queue series only when up."""
+    out = _Lines()
+    src = f'source="{escape(status.name)}"'
+    out.add("jobqueue_source_up", f'{src},backend="{escape(status.backend)}"', 1 if status.up else 0)
+    out.add("jobqueue_collect_duration_seconds", src, status.duration)
+    if status.last_success is not None:
+        out.add("jobqueue_last_success_timestamp_seconds", src, status.last_success)
+    for kind, count in sorted(errors.items()):
+        out.add_named("jobqueue_collect_errors", "jobqueue_collect_errors_total", f'{src},kind="{kind}"', count)
+    if reading is None:
+        return out.encoded()
+    if reading.latency is not None:
+        out.add("jobqueue_source_latency_seconds", src, reading.latency)
+    if reading.queues or reading.malformed:
+        out.add("jobqueue_malformed_items", src, reading.malformed)
+    _render_queues(out, src, status.observed_at, reading)
+    for sample in reading.samples:
+        metric = _SOURCE_METRICS.get(sample.metric)
+        if metric is None:
+            raise KeyError(f"sample of undeclared metric {sample.metric!r}")
+        pairs = "".join(f',{k}="{escape(v)}"' for k, v in zip(metric.labels, sample.labels, strict=True))
+        out.add(sample.metric, src + pairs, sample.value)
+    return out.encoded()
+
+
+def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) -> None:
+    failed: dict[str, int] = {}
+    waits: dict[str, float] = {}
+    for q in reading.queues:
+        qname = escape(q.queue)
+        labels = f'{src},tenant="{escape(q.tenant)}",queue="{qname}"'
+        out.add("jobqueue_depth", labels, q.depth)
+        if q.oldest_timestamp is None:
+            if q.depth == 0:  # empty: age 0; non-empty without a stored time: unknown, so absent
+                out.add("jobqueue_oldest_age_seconds", labels, 0)
+        else:
+            out.add("jobqueue_oldest_age_seconds", labels, max(0.0, observed_at - q.oldest_timestamp))
+            out.add("jobqueue_oldest_timestamp_seconds", labels, q.oldest_timestamp)
+        for state, count in q.states:
+            out.add("jobqueue_jobs", f'{labels},state="{state}"', count)
+        if q.paused is not None:
+            out.add("jobqueue_queue_paused", labels, q.paused)
+        if q.failed is not None:
+            failed[qname] = failed.get(qname, 0) + q.failed
+        if q.wait_seconds is not None:
+            waits[qname] = max(waits.get(qname, 0.0), q.wait_seconds)
+    for qname, count in failed.items():
+        out.add("jobqueue_failed_jobs", f'{src},queue="{qname}"', count)
+    for qname, wait in waits.items():
+        out.add("jobqueue_wait_seconds", f'{src},queue="{qname}"', wait)
+
+
+def _header(metric: MetricDef, fmt: str) -> bytes:
+    help_text = metric.help.replace("\\", "\\\\").replace("\n", "\\n")
+    name = metric.name
+    if metric.type == "counter" and fmt == TEXT:
+        name += "_total"
+    return f"# HELP {name} {help_text}\n# TYPE {name} {metric.type}\n".encode()
+
+
+def _process_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+_SOURCE_METRICS: dict[str, MetricDef] = {m.name: m for t in SOURCE_TYPES.values() for m in t.metrics}
+_PROCESS = _process_registry()
+
+
+@dataclass
+class Exposition:
+    """The bytes of one snapshot in both formats, each built and gzipped at most once."""
+
+    parts: Mapping[str, list[bytes]]
+    revision: str = "unknown"
+    extra_lines: Mapping[str, bytes] = field(default_factory=dict)
+    _cache: dict[tuple[str, bool], bytes] = field(default_factory=dict)
+
+    def body(self, fmt: str, gzipped: bool = False) -> bytes:
+        """The exposition in `fmt` (TEXT or OPENMETRICS), optionally gzip-compressed."""
+        key = (fmt, gzipped)
+        if key not in self._cache:
+            if gzipped:
+                self._cache[key] = gzip.compress(self.body(fmt), compresslevel=5, mtime=0)
+            else:
+                self._cache[key] = self._assemble(fmt)
+        return self._cache[key]
+
+    def _assemble(self, fmt: str) -> bytes:
+        chunks: list[bytes] = []
+        build = (
+            f'jobqueue_exporter_build_info{{version="{__version__}",revision="{escape(self.revision)}"}} 1\n'
+        ).encode()
+        extra = {"jobqueue_exporter_build_info": build, **self.extra_lines}
+        for metric in catalogue():
+            body = self.parts.get(metric.name, [])
+            own = extra.get(metric.name)
+            if not body and own is None:
+                continue
+            chunks.append(_header(metric, fmt))
+            chunks.extend(body)
+            if own is not None:
+                chunks.append(own)
+        if fmt == OPENMETRICS:
+            chunks.append(generate_latest_om(_PROCESS).removesuffix(b"# EOF\n"))
+            chunks.append(b"# EOF\n")
+        else:
+            chunks.append(generate_latest(_PROCESS))
+        return b"".join(chunks)
+
+
+def build_exposition(
+    fragments: Iterable[Mapping[str, bytes]], revision: str, extra_lines: Mapping[str, bytes] | None = None
+) -> Exposition:
+    """Group the per-source fragments by metric name, in source order."""
+    parts: dict[str, list[bytes]] = {}
+    for fragment in fragments:
+        for name, body in fragment.items():
+            parts.setdefault(name, []).append(body)
+    return Exposition(parts=parts, revision=revision, extra_lines=extra_lines or {})
+
+
+def choose_format(accept: str | None) -> str:
+    """OpenMetrics when the client prefers it (Prometheus does by default), else the text format."""
+    best, best_q = TEXT, -1.0
+    for part in (accept or "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if media == "application/openmetrics-text" and q > best_q and q > 0:
+            best, best_q = OPENMETRICS, q
+        elif media in ("text/plain", "*/*") and q > best_q:
+            best, best_q = TEXT, q
+    return best

@@ -1,0 +1,98 @@
+"""Plain, immutable records that flow from sources to metrics, health and web.
+
+Nothing here talks to a backend or knows HTTP: a source fills these records, the scheduler
+stamps them into a `Snapshot`, and every reader works from that one frozen value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+
+class QueueStats(NamedTuple):
+    """One queue (of one tenant) as a source saw it; a NamedTuple because a source builds
+    tens of thousands per cycle.
+
+    `oldest_timestamp` is the enqueue time of the oldest waiting item in Unix seconds, or None when
+    the queue is empty or the backend keeps no time. `states` feeds `jobqueue_jobs{state}`.
+    """
+
+    queue: str
+    depth: int
+    tenant: str = ""
+    oldest_timestamp: float | None = None
+    states: tuple[tuple[str, int], ...] = ()
+    failed: int | None = None
+    wait_seconds: float | None = None
+    paused: bool | None = None
+
+
+class Sample(NamedTuple):
+    """One value of a source-specific metric declared in the source's metric table.
+
+    `labels` are the label values in the declared order, without the leading `source` label,
+    which the renderer adds.
+    """
+
+    metric: str
+    labels: tuple[str, ...]
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one successful `collect()` returns.
+
+    `details` carries structured facts that health rules and the JSON shims read (for example
+    Horizon supervisors or NATS streams); it is never exported as metrics directly.
+    """
+
+    queues: tuple[QueueStats, ...] = ()
+    samples: tuple[Sample, ...] = ()
+    latency: float | None = None
+    malformed: int = 0
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """How the last collection of a source went; written by the scheduler, never by a source."""
+
+    name: str
+    backend: str
+    up: bool
+    observed_at: float
+    duration: float
+    last_success: float | None
+    error: str | None = None
+    error_kind: str | None = None
+    collections: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """The latest status of a source and, when it is up, its reading and rendered fragments."""
+
+    status: SourceStatus
+    reading: Reading | None
+    fragments: Mapping[str, bytes] = field(default_factory=dict)  # metric name -> sample lines
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything known at one instant; swapped whole, so readers never see half a cycle."""
+
+    sources: Mapping[str, SourceState] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def reading(self, source: str) -> Reading | None:
+        """The current reading of `source`, or None while it is down or not yet collected."""
+        state = self.sources.get(source)
+        return state.reading if state else None
+
+    @property
+    def ready(self) -> bool:
+        """True once every source has finished at least one collection, successful or not."""
+        return all(s.status.collections > 0 for s in self.sources.values())

@@ -1,0 +1,12 @@
+"""Source types by the name used as `type:` in the config, in one visible table."""
+
+from __future__ import annotations
+
+from exporter.sources.base import Source
+from exporter.sources.redis import RedisSource
+from exporter.sources.system import SystemSource
+
+SOURCE_TYPES: dict[str, type[Source]] = {
+    "redis": RedisSource,
+    "system": SystemSource,
+}

@@ -1,0 +1,136 @@
+"""The one small interface every source implements, its shared config fields and its errors."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+
+from exporter.model import Reading, Snapshot
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept `15`, `15s`, `500ms`, `2m`, `1h`; numbers are seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 15s, 2m)")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class Model(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(Model):
+    """Fields every source has; each source module subclasses it with a literal `type`."""
+
+    name: Name
+    type: str
+    interval: Duration = 15.0
+    timeout: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> SourceConfig:
+        if self.timeout > self.interval:
+            raise ValueError(f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s)")
+        return self
+
+
+def read_secret(value: SecretStr | None, path: Path | None) -> str | None:
+    """The secret given inline (from the environment) or read from `*_file`, never both."""
+    if value is not None:
+        return value.get_secret_value()
+    if path is not None:
+        return path.read_text().strip()
+    return None
+
+
+def check_one_secret(model: BaseModel, field: str) -> None:
+    """`field` and `field_file` are alternatives; the file must exist when the config loads."""
+    inline, path = getattr(model, field), getattr(model, f"{field}_file")
+    if inline is not None and path is not None:
+        raise ValueError(f"give either {field} or {field}_file, not both")
+    if path is not None and not Path(path).is_file():
+        raise ValueError(f"{field}_file {str(path)!r} is not a readable file")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    """One metric a source exports: the single source of truth for its name, help and labels.
+
+    `labels` excludes `source`, which every source metric carries first.
+    """
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    type: str = "gauge"
+
+
+class SourceError(Exception):
+    """A collection failed; `kind` becomes a fixed label value, the message goes to the log."""
+
+    kind: ClassVar[str] = "error"
+
+
+class SourceUnreachable(SourceError):
+    """The backend could not be reached or dropped the connection."""
+
+    kind = "unreachable"
+
+
+class SourceDenied(SourceError):
+    """The backend refused the exporter's credentials or a read it needs."""
+
+    kind = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceContext:
+    """What a source may know of the rest of the daemon: the current snapshot, read-only."""
+
+    snapshot: Callable[[], Snapshot]
+    shard: tuple[int, int] = (0, 1)
+
+
+class Source(ABC):
+    """One backend connection. It knows its backend and nothing about HTTP or Prometheus.
+
+    `collect()` returns a `Reading` or raises; the scheduler times it, bounds it with the
+    configured timeout and turns failures into `jobqueue_source_up 0`.
+    """
+
+    backend: ClassVar[str]
+    config_model: ClassVar[type[SourceConfig]]
+    metrics: ClassVar[tuple[MetricDef, ...]] = ()
+
+    def __init__(self, config: SourceConfig, context: SourceContext) -> None:
+        self.config = config
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @abstractmethod
+    async def collect(self) -> Reading:
+        """Read the backend once and return what was seen."""
+
+    async def close(self) -> None:  # noqa: B027 - most sources hold nothing to release
+        """Release connections; called once at shutdown."""

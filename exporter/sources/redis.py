@@ -1,0 +1,228 @@
+"""Redis source: queues of every supported library, per tenant, in two batched round trips.
+
+A collection is: PING (latency), tenant discovery when due (bounded SCAN), one op run for the
+layouts' discovery reads, one op run for every queue of every tenant. Nothing is ever written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import zlib
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from exporter.model import Reading, Sample
+from exporter.sources.base import (
+    MetricDef,
+    Model,
+    Name,
+    Source,
+    SourceConfig,
+    SourceContext,
+    SourceDenied,
+    SourceError,
+    SourceUnreachable,
+    check_one_secret,
+    read_secret,
+)
+from exporter.sources.redis_layouts import AnyLayout, Layout, Parsed, Plan
+from exporter.sources.redis_ops import OpRunner
+
+log = logging.getLogger("jobqueue.redis")
+
+
+class ScanTenants(Model):
+    """Discover tenants by SCAN MATCH `match`; the tenant id is the regex group `tenant`."""
+
+    match: str
+    regex: str
+    cap: Annotated[int, Field(ge=1)] = 10000
+    count: Annotated[int, Field(ge=10, le=100000)] = 1000
+
+    @model_validator(mode="after")
+    def _has_group(self) -> ScanTenants:
+        try:
+            pattern = re.compile(self.regex)
+        except re.error as err:
+            raise ValueError(f"regex does not compile: {err}") from err
+        if "tenant" not in pattern.groupindex:
+            raise ValueError("regex needs a named group (?P<tenant>...)")
+        return self
+
+
+class Tenants(Model):
+    """Where tenant ids come from: a static list, a bounded SCAN, or another source's discovery."""
+
+    static: list[str] | None = None
+    scan: ScanTenants | None = None
+    source: Name | None = None
+    refresh: Annotated[float, Field(gt=0)] = 60.0
+    include: str | None = None
+    exclude: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Tenants:
+        given = [k for k in ("static", "scan", "source") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of static, scan, source (got {given or 'none'})")
+        return self
+
+
+class RedisConfig(SourceConfig):
+    """A Redis (or Valkey) server and the queues to read on it."""
+
+    type: Literal["redis"]
+    url: str = "redis://127.0.0.1:6379/0"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    scripts: Literal["auto", "lua", "pipeline"] = "auto"
+    batch_size: Annotated[int, Field(ge=10, le=100000)] = 2000
+    tenants: Tenants | None = None
+    queues: list[AnyLayout] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> RedisConfig:
+        check_one_secret(self, "password")
+        if self.tenants is None and any(q.per_tenant for q in self.queues):
+            raise ValueError("a queue key uses {tenant} but the source has no `tenants`")
+        return self
+
+
+class RedisSource(Source):
+    """Reads queue layouts from one Redis server."""
+
+    backend = "redis"
+    config_model = RedisConfig
+    metrics = (
+        MetricDef("jobqueue_stream_group_pending", "Entries delivered to the consumer group but not acknowledged.",
+                  ("tenant", "queue", "group")),
+        MetricDef("jobqueue_stream_group_lag", "Entries not yet delivered to the consumer group (absent when Redis "
+                  "cannot tell).", ("tenant", "queue", "group")),
+        MetricDef("jobqueue_library_jobs", "Jobs the queue library keeps outside any one queue (Sidekiq retry, "
+                  "dead, scheduled; Horizon failed; Celery unacked), by state.", ("tenant", "state")),
+        MetricDef("jobqueue_horizon_masters", "Live Horizon masters by status.", ("tenant", "status")),
+        MetricDef("jobqueue_tenants", "Tenants the source currently reads."),
+    )
+
+    def __init__(self, config: RedisConfig, context: SourceContext, clock: Any = time.time) -> None:
+        super().__init__(config, context)
+        self.config: RedisConfig = config
+        self.clock = clock
+        self.client = Redis.from_url(
+            config.url,
+            username=config.username,
+            password=read_secret(config.password, config.password_file),
+            decode_responses=True,
+            socket_connect_timeout=config.timeout,
+            socket_timeout=config.timeout,
+            client_name="jobqueue-exporter",
+            health_check_interval=0,
+        )
+        self.runner = OpRunner(self.client, config.batch_size, config.scripts)
+        self._tenants: list[str] = []
+        self._tenants_at = -1e18
+
+    async def collect(self) -> Reading:
+        try:
+            return await self._collect()
+        except (AuthenticationError, NoPermissionError) as err:
+            raise SourceDenied(f"redis refused the exporter: {err}") from err
+        except (RedisConnectionError, RedisTimeoutError, OSError) as err:
+            raise SourceUnreachable(f"redis unreachable: {err}") from err
+        except RedisError as err:
+            raise SourceError(f"redis error: {err}") from err
+
+    async def _collect(self) -> Reading:
+        started = time.perf_counter()
+        await self.client.ping()
+        latency = time.perf_counter() - started
+        tenants = await self._current_tenants()
+        now = self.clock()
+        layouts = self.config.queues
+        work: list[tuple[Layout, str]] = [
+            (layout, tenant) for layout in layouts for tenant in (tenants if layout.per_tenant else [""])
+        ]
+        found = await self._discover(work)
+        plans = [layout.plan(tenant, f, now) for (layout, tenant), f in zip(work, found, strict=True)]
+        results = await self.runner.run([op for plan in plans for op in plan.ops])
+        return self._parse(plans, results, now, latency, len(tenants))
+
+    async def _discover(self, work: list[tuple[Layout, str]]) -> list[list[Any]]:
+        ops_per = [layout.discovery(tenant) for layout, tenant in work]
+        flat = await self.runner.run([op for ops in ops_per for op in ops])
+        found, pos = [], 0
+        for ops in ops_per:
+            found.append(flat[pos : pos + len(ops)])
+            pos += len(ops)
+        return found
+
+    def _parse(self, plans: list[Plan], results: list[Any], now: float, latency: float, tenants: int) -> Reading:
+        out = Parsed()
+        pos = 0
+        for plan in plans:
+            n = len(plan.ops)
+            plan.parse(results[pos : pos + n], now, out)
+            pos += n
+        if self.config.tenants is not None:
+            out.samples.append(Sample("jobqueue_tenants", (), tenants))
+            out.details["tenants"] = list(self._tenants)
+        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details)
+
+    async def _current_tenants(self) -> list[str]:
+        spec = self.config.tenants
+        if spec is None:
+            return []
+        if spec.static is not None:
+            found = spec.static
+        elif spec.source is not None:
+            reading = self.context.snapshot().reading(spec.source)
+            found = list(reading.details.get("tenants", [])) if reading else self._tenants
+        elif time.monotonic() - self._tenants_at < spec.refresh:
+            return self._tenants
+        else:
+            found = await self._scan(spec.scan)  # type: ignore[arg-type]
+            self._tenants_at = time.monotonic()
+        self._tenants = filter_tenants(found, spec, self.context.shard)
+        return self._tenants
+
+    async def _scan(self, spec: ScanTenants) -> list[str]:
+        pattern = re.compile(spec.regex)
+        tenants: set[str] = set()
+        cursor: Any = 0
+        while True:
+            cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
+            for key in keys:
+                m = pattern.search(key)
+                if m:
+                    tenants.add(m.group("tenant"))
+            if len(tenants) >= spec.cap:
+                log.warning("tenant cap reached", extra={"source": self.name, "cap": spec.cap})
+                return sorted(tenants)[: spec.cap]
+            if int(cursor) == 0:
+                return sorted(tenants)
+            await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def filter_tenants(tenants: list[str], spec: Tenants, shard: tuple[int, int] = (0, 1)) -> list[str]:
+    """Apply include/exclude regexes and keep this replica's shard (crc32 of the id modulo N)."""
+    include = re.compile(spec.include) if spec.include else None
+    exclude = re.compile(spec.exclude) if spec.exclude else None
+    index, total = shard
+    return [
+        t for t in tenants
+        if (include is None or include.search(t))
+        and not (exclude and exclude.search(t))
+        and (total == 1 or zlib.crc32(t.encode()) % total == index)
+    ]

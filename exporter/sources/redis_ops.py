@@ -1,0 +1,356 @@
+"""Batched, read-only Redis reads: one op list, run by a read-only Lua script or a pipeline.
+
+Layouts describe what they need as ops (tuples of strings); `run_ops` executes every op of a
+collection in one round trip: a pipeline of `EVALSHA_RO` calls, one per batch of ops. Servers
+or ACLs without `EVALSHA_RO` get the same ops as plain pipelined commands, and both paths return
+the same values, so a layout never knows which one ran.
+
+Ops and their results:
+  LLEN|ZCARD|SCARD|HLEN|XLEN|EXISTS key            -> int
+  GET key / HGET key field                         -> str or None
+  ZCOUNT key min max                               -> int
+  HEAD key index fields scan                       -> [value or None, malformed]
+      the first of up to `scan` items from `index` (0 = head, -1 = tail) whose JSON has one of the
+      `|`-separated dotted `fields`; `fields` "" takes the raw item
+  HEADHASH key index hashprefix field scan         -> [value or None, malformed]
+      the same, but items are ids and the value is HGET hashprefix..id field (BullMQ, RQ)
+  ZFIRST key                                       -> [member, score] or []
+  XFIRST key                                       -> first entry id or None
+  XGROUPS key                                      -> XINFO GROUPS reply (list of flat lists) or []
+  HGETALL key                                      -> flat [field, value, ...]
+  ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
+  ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
+  SMEMBERS key cap                                 -> at most `cap` members of a set
+A key of the wrong type yields WRONGTYPE instead of failing the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
+
+log = logging.getLogger("jobqueue.redis")
+
+WRONGTYPE = "!WRONGTYPE"
+Op = tuple[str, ...]
+
+_LUA = r"""
+local WRONG = '!WRONGTYPE'
+local function call(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r.err then
+    if string.find(r.err, 'WRONGTYPE', 1, true) then return WRONG end
+    return redis.error_reply(r.err)
+  end
+  return r
+end
+local function pick(item, fields)
+  if fields == '' then return item end
+  local ok, doc = pcall(cjson.decode, item)
+  if not ok or type(doc) ~= 'table' then return nil end
+  for alt in string.gmatch(fields, '[^|]+') do
+    local v = doc
+    for part in string.gmatch(alt, '[^.]+') do
+      if type(v) ~= 'table' then v = nil break end
+      v = v[part]
+    end
+    if type(v) == 'number' then return string.format('%.17g', v) end
+    if type(v) == 'string' and v ~= '' then return v end
+  end
+  return nil
+end
+local function window(key, index, scan)
+  if index == 0 then return call('LRANGE', key, 0, scan - 1) end
+  local items = call('LRANGE', key, -scan, -1)
+  if items == WRONG then return items end
+  local rev = {}
+  for j = #items, 1, -1 do rev[#rev + 1] = items[j] end
+  return rev
+end
+local out = {}
+local i, n = 1, #ARGV
+while i <= n do
+  local op, key = ARGV[i], ARGV[i + 1]
+  if op == 'LLEN' or op == 'ZCARD' or op == 'SCARD' or op == 'HLEN' or op == 'XLEN' or op == 'EXISTS'
+     or op == 'GET' then
+    out[#out + 1] = call(op, key); i = i + 2
+  elseif op == 'HGET' then
+    out[#out + 1] = call('HGET', key, ARGV[i + 2]); i = i + 3
+  elseif op == 'ZCOUNT' then
+    out[#out + 1] = call('ZCOUNT', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+  elseif op == 'HEAD' then
+    local items = window(key, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 4]))
+    if items == WRONG then out[#out + 1] = WRONG else
+      local found, bad = false, 0
+      for _, item in ipairs(items) do
+        local v = pick(item, ARGV[i + 3])
+        if v then found = v break end
+        bad = bad + 1
+      end
+      out[#out + 1] = {found, bad}
+    end
+    i = i + 5
+  elseif op == 'HEADHASH' then
+    local items = window(key, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 5]))
+    if items == WRONG then out[#out + 1] = WRONG else
+      local found, bad = false, 0
+      for _, id in ipairs(items) do
+        local v = call('HGET', ARGV[i + 3] .. id, ARGV[i + 4])
+        if v and v ~= WRONG and v ~= '' then found = v break end
+        bad = bad + 1
+      end
+      out[#out + 1] = {found, bad}
+    end
+    i = i + 6
+  elseif op == 'ZFIRST' then
+    out[#out + 1] = call('ZRANGE', key, 0, 0, 'WITHSCORES'); i = i + 2
+  elseif op == 'XFIRST' then
+    local r = call('XRANGE', key, '-', '+', 'COUNT', 1)
+    if r == WRONG then out[#out + 1] = WRONG elseif #r == 0 then out[#out + 1] = false
+    else out[#out + 1] = r[1][1] end
+    i = i + 2
+  elseif op == 'XGROUPS' then
+    local t = redis.call('TYPE', key)['ok']
+    if t == 'stream' then out[#out + 1] = call('XINFO', 'GROUPS', key)
+    elseif t == 'none' then out[#out + 1] = {} else out[#out + 1] = WRONG end
+    i = i + 2
+  elseif op == 'HGETALL' then
+    out[#out + 1] = call('HGETALL', key); i = i + 2
+  elseif op == 'ZMEMBERS' then
+    out[#out + 1] = call('ZRANGE', key, 0, tonumber(ARGV[i + 2]) - 1, 'WITHSCORES'); i = i + 3
+  elseif op == 'ZHASHES' then
+    local r = call('ZRANGE', key, 0, tonumber(ARGV[i + 3]) - 1, 'WITHSCORES')
+    if r == WRONG then out[#out + 1] = WRONG else
+      local rows = {}
+      for j = 1, #r, 2 do
+        local h = call('HGETALL', ARGV[i + 2] .. r[j])
+        if h == WRONG then h = {} end
+        rows[#rows + 1] = {r[j], r[j + 1], h}
+      end
+      out[#out + 1] = rows
+    end
+    i = i + 4
+  elseif op == 'SMEMBERS' then
+    local r = call('SMEMBERS', key)
+    if r ~= WRONG then
+      local cap = tonumber(ARGV[i + 2])
+      while #r > cap do table.remove(r) end
+    end
+    out[#out + 1] = r; i = i + 3
+  else
+    return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
+  end
+end
+return out
+"""
+
+_ARITY = {
+    "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
+    "ZCOUNT": 4, "HEAD": 5, "HEADHASH": 6, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2, "HGETALL": 2,
+    "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
+}
+
+
+def pick(item: str, fields: str) -> str | None:
+    """The Python twin of the Lua `pick`: the first present field of a JSON item, as text."""
+    if fields == "":
+        return item
+    try:
+        doc = json.loads(item)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    for alt in fields.split("|"):
+        value: Any = doc
+        for part in alt.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            return repr(float(value)) if isinstance(value, float) else str(value)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+class OpRunner:
+    """Runs op lists against one Redis client; remembers whether scripts work there."""
+
+    def __init__(self, client: Redis, batch_size: int = 2000, mode: str = "auto") -> None:
+        self.client = client
+        self.batch_size = batch_size
+        self.mode = mode  # auto | lua | pipeline
+        self._sha: str | None = None
+        self.used = "pipeline" if mode == "pipeline" else "lua"
+
+    async def run(self, ops: Sequence[Op]) -> list[Any]:
+        """One result per op, in order."""
+        if not ops:
+            return []
+        if self.used == "lua":
+            try:
+                return await self._run_lua(ops)
+            except (NoPermissionError, ResponseError) as err:
+                if self.mode == "lua" or not _script_unsupported(err):
+                    raise
+                log.warning("read-only scripts unavailable, using pipelines", extra={"error": str(err)})
+                self.used = "pipeline"
+        return await self._run_pipeline(ops)
+
+    async def _run_lua(self, ops: Sequence[Op]) -> list[Any]:
+        batches = list(_batches(ops, self.batch_size))
+        if self._sha is None:
+            # EVAL_RO caches the script server-side without SCRIPT LOAD, which a read-only ACL may deny.
+            first = await self.client.execute_command("EVAL_RO", _LUA, 0, *_flatten(batches[0]))
+            self._sha = _sha1(_LUA)
+            rest = await self._evalsha(batches[1:]) if len(batches) > 1 else []
+            return [*first, *rest]
+        try:
+            return await self._evalsha(batches)
+        except NoScriptError:
+            self._sha = None
+            return await self._run_lua(ops)
+
+    async def _evalsha(self, batches: list[Sequence[Op]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for batch in batches:
+            pipe.execute_command("EVALSHA_RO", self._sha, 0, *_flatten(batch))
+        out: list[Any] = []
+        for reply in await pipe.execute():
+            out.extend(reply)
+        return out
+
+    async def _run_pipeline(self, ops: Sequence[Op]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for op in ops:
+            _queue_plain(pipe, op)
+        raw = await pipe.execute(raise_on_error=False)
+        results: list[Any] = []
+        follow: list[tuple[int, Op, list[str]]] = []
+        for index, (op, reply) in enumerate(zip(ops, raw, strict=True)):
+            if isinstance(reply, ResponseError):
+                if op[0] == "XGROUPS" and "no such key" in str(reply):
+                    results.append([])
+                elif "WRONGTYPE" in str(reply):
+                    results.append(WRONGTYPE)
+                else:
+                    raise reply
+                continue
+            results.append(_finish_plain(op, reply))
+            if op[0] == "HEADHASH":
+                follow.append((index, op, _ordered(reply, int(op[2]))))
+            elif op[0] == "ZHASHES":
+                follow.append((index, op, reply))
+        if follow:
+            await self._follow_up(results, follow)
+        return results
+
+    async def _follow_up(self, results: list[Any], follow: list[tuple[int, Op, list[str]]]) -> None:
+        """Second round trip of the pipeline path: the hashes that HEADHASH and ZHASHES point at."""
+        pipe = self.client.pipeline(transaction=False)
+        for _, op, items in follow:
+            if op[0] == "HEADHASH":
+                for job_id in items:
+                    pipe.hget(op[3] + job_id, op[4])
+            else:
+                for member in items[::2]:
+                    pipe.execute_command("HGETALL", op[2] + member)
+        values = iter(await pipe.execute(raise_on_error=False))
+        for index, op, items in follow:
+            if op[0] == "ZHASHES":
+                pairs = zip(items[::2], items[1::2], strict=True)
+                results[index] = [[member, score, _flat_hash(next(values))] for member, score in pairs]
+                continue
+            found, bad = None, 0
+            for _ in items:
+                value = next(values)
+                if found is not None:
+                    continue
+                if isinstance(value, str) and value:
+                    found = value
+                else:
+                    bad += 1
+            results[index] = [found, bad]
+
+
+def _flat_hash(reply: Any) -> list[str]:
+    if isinstance(reply, dict):
+        return [x for kv in reply.items() for x in kv]
+    return reply if isinstance(reply, list) else []
+
+
+def _script_unsupported(err: Exception) -> bool:
+    text = str(err).lower()
+    return isinstance(err, NoPermissionError) or "unknown command" in text or "noperm" in text
+
+
+def _batches(ops: Sequence[Op], size: int) -> Any:
+    for start in range(0, len(ops), size):
+        yield ops[start : start + size]
+
+
+def _flatten(ops: Sequence[Op]) -> list[str]:
+    flat: list[str] = []
+    for op in ops:
+        if len(op) != _ARITY[op[0]]:
+            raise ValueError(f"op {op[0]} takes {_ARITY[op[0]] - 1} arguments, got {op[1:]!r}")
+        flat.extend(op)
+    return flat
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _queue_plain(pipe: Any, op: Op) -> None:
+    name, key = op[0], op[1]
+    if name in ("HEAD", "HEADHASH"):
+        scan = int(op[4] if name == "HEAD" else op[5])
+        if int(op[2]) == 0:
+            pipe.lrange(key, 0, scan - 1)
+        else:
+            pipe.lrange(key, -scan, -1)
+    elif name == "ZFIRST":
+        pipe.execute_command("ZRANGE", key, 0, 0, "WITHSCORES")
+    elif name == "ZMEMBERS":
+        pipe.execute_command("ZRANGE", key, 0, int(op[2]) - 1, "WITHSCORES")
+    elif name == "ZHASHES":
+        pipe.execute_command("ZRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
+    elif name == "SMEMBERS":
+        pipe.execute_command("SMEMBERS", key)
+    elif name == "XFIRST":
+        pipe.execute_command("XRANGE", key, "-", "+", "COUNT", 1)
+    elif name == "XGROUPS":
+        pipe.execute_command("XINFO", "GROUPS", key)
+    else:
+        pipe.execute_command(name, key, *op[2:])
+
+
+def _ordered(items: list[str], index: int) -> list[str]:
+    return items if index == 0 else items[::-1]
+
+
+def _finish_plain(op: Op, reply: Any) -> Any:
+    name = op[0]
+    if name == "HEAD":
+        found, bad = None, 0
+        for item in _ordered(reply, int(op[2])):
+            found = pick(item, op[3])
+            if found is not None:
+                break
+            bad += 1
+        return [found, bad]
+    if name in ("HEADHASH", "ZHASHES"):
+        return [None, 0]  # resolved by the follow-up pipeline
+    if name == "SMEMBERS":
+        return sorted(reply)[: int(op[2])]
+    if name == "XFIRST":
+        return reply[0][0] if reply else None
+    return reply

@@ -1,0 +1,1 @@
+"""The HTTP layer: aiohttp application, exporter endpoints and the JSON shims."""
