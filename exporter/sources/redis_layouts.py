@@ -185,7 +185,7 @@ class StreamLayout(Layout):
             pending_total = 0
             groups = r[2] if self.groups and r[2] != WRONGTYPE else []
             for group in groups:
-                info = dict(zip(group[::2], group[1::2], strict=False))
+                info = group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
                 name = str(info.get("name", ""))
                 pending = int(info.get("pending") or 0)
                 pending_total += pending

@@ -1,0 +1,87 @@
+"""Shared fixtures: real backends on loopback, isolated per test, cleaned up afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio
+
+from exporter.config import ExporterConfig, parse_config
+from exporter.metrics import TEXT
+from exporter.scheduler import Scheduler
+from tests.support.servers import RedisServer
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"jqtest:{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+def redis_client(prefix: str) -> Iterator[redis.Redis]:
+    """A client to the shared Redis; every key under the test's prefix is deleted afterwards."""
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own on a free port, stopped afterwards."""
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.resume() if server.proc else None
+    server.stop()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Write YAML text to a file in the test's directory and return its path."""
+
+    def write(text: str, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def config_from(text: str, env: dict[str, str] | None = None) -> ExporterConfig:
+    return parse_config(text, "<test>", env or {})
+
+
+@pytest.fixture
+async def make_scheduler() -> AsyncIterator[Callable[[str], Scheduler]]:
+    """Build a scheduler from YAML text; its sources are closed afterwards."""
+    from exporter.cli import build_scheduler
+
+    made: list[Scheduler] = []
+
+    def make(text: str, env: dict[str, str] | None = None) -> Scheduler:
+        scheduler = build_scheduler(config_from(text, env))
+        made.append(scheduler)
+        return scheduler
+
+    yield make
+    for scheduler in made:
+        await scheduler.stop()
+
+
+def samples(scheduler: Scheduler) -> dict[str, float]:
+    """The current exposition as {'name{labels}': value}, for exact assertions."""
+    out: dict[str, float] = {}
+    for line in scheduler.exposition.body(TEXT).decode().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
