@@ -71,6 +71,15 @@ CORE_METRICS: tuple[MetricDef, ...] = (
     ),
 )
 
+HEALTH_METRICS: tuple[MetricDef, ...] = (
+    MetricDef("jobqueue_health_status", "Status of a monitored system: one series per state, exactly one is 1.",
+              ("system", "status")),
+    MetricDef("jobqueue_health_issue", "1 for each active issue of a system; `issue` is a stable id.",
+              ("system", "issue")),
+    MetricDef("jobqueue_worker_last_run_timestamp_seconds", "Last heartbeat or run of a background worker.",
+              ("system", "worker")),
+)
+
 EXPORTER_METRICS: tuple[MetricDef, ...] = (
     MetricDef("jobqueue_exporter_build_info", "Version and revision of the running exporter; always 1.",
               ("version", "revision")),
@@ -80,7 +89,8 @@ EXPORTER_METRICS: tuple[MetricDef, ...] = (
 def catalogue() -> tuple[MetricDef, ...]:
     """Every metric the project defines, core first, then each source type's own, in a fixed order."""
     seen: dict[str, MetricDef] = {}
-    for metric in (*CORE_METRICS, *(m for t in SOURCE_TYPES.values() for m in t.metrics), *EXPORTER_METRICS):
+    sources = (m for t in SOURCE_TYPES.values() for m in t.metrics)
+    for metric in (*CORE_METRICS, *sources, *HEALTH_METRICS, *EXPORTER_METRICS):
         seen.setdefault(metric.name, metric)
     return tuple(seen.values())
 
@@ -105,6 +115,12 @@ def number(value: float) -> str:
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
+
+
+def sample_line(metric: str, labels: Mapping[str, str], value: float) -> str:
+    """One exposition line; for metrics derived outside a source (health, workers)."""
+    pairs = ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
+    return f"{metric}{{{pairs}}} {number(value)}\n"
 
 
 class _Lines:
