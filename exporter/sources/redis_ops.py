@@ -50,13 +50,24 @@ local function call(...)
   end
   return r
 end
+local paths = {}
+local function compile(fields)
+  local alts = {}
+  for alt in string.gmatch(fields, '[^|]+') do
+    local parts = {}
+    for part in string.gmatch(alt, '[^.]+') do parts[#parts + 1] = part end
+    alts[#alts + 1] = parts
+  end
+  paths[fields] = alts
+  return alts
+end
 local function pick(item, fields)
   if fields == '' then return item end
   local ok, doc = pcall(cjson.decode, item)
   if not ok or type(doc) ~= 'table' then return nil end
-  for alt in string.gmatch(fields, '[^|]+') do
+  for _, parts in ipairs(paths[fields] or compile(fields)) do
     local v = doc
-    for part in string.gmatch(alt, '[^.]+') do
+    for _, part in ipairs(parts) do
       if type(v) ~= 'table' then v = nil break end
       v = v[part]
     end
@@ -73,6 +84,23 @@ local function window(key, index, scan)
   for j = #items, 1, -1 do rev[#rev + 1] = items[j] end
   return rev
 end
+-- The oldest item with a usable value: LINDEX first (the common case), a short scan only if it is bad.
+local function head(key, index, scan, value_of)
+  local first = call('LINDEX', key, index)
+  if first == WRONG then return WRONG end
+  if not first then return {false, 0} end
+  local v = value_of(first)
+  if v then return {v, 0} end
+  local items = window(key, index, scan)
+  if items == WRONG then return WRONG end
+  local bad = 0
+  for _, item in ipairs(items) do
+    v = value_of(item)
+    if v then return {v, bad} end
+    bad = bad + 1
+  end
+  return {false, bad}
+end
 local out = {}
 local i, n = 1, #ARGV
 while i <= n do
@@ -85,28 +113,17 @@ while i <= n do
   elseif op == 'ZCOUNT' then
     out[#out + 1] = call('ZCOUNT', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
   elseif op == 'HEAD' then
-    local items = window(key, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 4]))
-    if items == WRONG then out[#out + 1] = WRONG else
-      local found, bad = false, 0
-      for _, item in ipairs(items) do
-        local v = pick(item, ARGV[i + 3])
-        if v then found = v break end
-        bad = bad + 1
-      end
-      out[#out + 1] = {found, bad}
-    end
+    local fields = ARGV[i + 3]
+    out[#out + 1] = head(key, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 4]),
+                         function(item) return pick(item, fields) end)
     i = i + 5
   elseif op == 'HEADHASH' then
-    local items = window(key, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 5]))
-    if items == WRONG then out[#out + 1] = WRONG else
-      local found, bad = false, 0
-      for _, id in ipairs(items) do
-        local v = call('HGET', ARGV[i + 3] .. id, ARGV[i + 4])
-        if v and v ~= WRONG and v ~= '' then found = v break end
-        bad = bad + 1
-      end
-      out[#out + 1] = {found, bad}
-    end
+    local prefix, field = ARGV[i + 3], ARGV[i + 4]
+    out[#out + 1] = head(key, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 5]), function(id)
+      local v = call('HGET', prefix .. id, field)
+      if v and v ~= WRONG and v ~= '' then return v end
+      return nil
+    end)
     i = i + 6
   elseif op == 'ZFIRST' then
     out[#out + 1] = call('ZRANGE', key, 0, 0, 'WITHSCORES'); i = i + 2
