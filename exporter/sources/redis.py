@@ -34,7 +34,7 @@ from exporter.sources.base import (
     read_secret,
 )
 from exporter.sources.redis_layouts import AnyLayout, Layout, Parsed, Plan
-from exporter.sources.redis_ops import OpRunner
+from exporter.sources.redis_ops import SEP, OpRunner
 
 log = logging.getLogger("jobqueue.redis")
 
@@ -147,22 +147,23 @@ class RedisSource(Source):
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
-        layouts = self.config.queues
-        work: list[tuple[Layout, str]] = [
-            (layout, tenant) for layout in layouts for tenant in (tenants if layout.per_tenant else [""])
-        ]
-        found = await self._discover(work)
-        plans = [layout.plan(tenant, f, now) for (layout, tenant), f in zip(work, found, strict=True)]
+        groups = [(layout, tenants if layout.per_tenant else [""]) for layout in self.config.queues]
+        found = await self._discover(groups)
+        plans = [plan for (layout, ids), f in zip(groups, found, strict=True) for plan in layout.plan_all(ids, f, now)]
         results = await self.runner.run([op for plan in plans for op in plan.ops])
         return self._parse(plans, results, now, latency, len(tenants))
 
-    async def _discover(self, work: list[tuple[Layout, str]]) -> list[list[Any]]:
-        ops_per = [layout.discovery(tenant) for layout, tenant in work]
-        flat = await self.runner.run([op for ops in ops_per for op in ops])
+    async def _discover(self, groups: list[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
+        """One op run for every layout's discovery reads; layouts without any cost nothing."""
+        ops_per = [[layout.discovery(t) for t in ids] for layout, ids in groups]
+        flat = await self.runner.run([op for per in ops_per for ops in per for op in ops])
         found, pos = [], 0
-        for ops in ops_per:
-            found.append(flat[pos : pos + len(ops)])
-            pos += len(ops)
+        for per in ops_per:
+            group = []
+            for ops in per:
+                group.append(flat[pos : pos + len(ops)])
+                pos += len(ops)
+            found.append(group)
         return found
 
     def _parse(self, plans: list[Plan], results: list[Any], now: float, latency: float, tenants: int) -> Reading:
@@ -222,7 +223,8 @@ def filter_tenants(tenants: list[str], spec: Tenants, shard: tuple[int, int] = (
     index, total = shard
     return [
         t for t in tenants
-        if (include is None or include.search(t))
+        if t and SEP not in t
+        and (include is None or include.search(t))
         and not (exclude and exclude.search(t))
         and (total == 1 or zlib.crc32(t.encode()) % total == index)
     ]

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.base import Model
-from exporter.sources.redis_ops import WRONGTYPE, Op, pick
+from exporter.sources.redis_ops import SEP, WRONGTYPE, Op, pick
 
 Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
 _SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -101,6 +101,10 @@ class Layout(Model):
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         raise NotImplementedError
 
+    def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
+        """Plans for every tenant; layouts with a flat per-tenant key override it with EACH ops."""
+        return [self.plan(t, f, now) for t, f in zip(tenants, found, strict=True)]
+
 
 class ListLayout(Layout):
     """A plain list of JSON items; the oldest sits at the head (LPOP consumers) or the tail."""
@@ -114,6 +118,25 @@ class ListLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return (self.key,)
+
+    def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
+        if not self.per_tenant:
+            return super().plan_all(tenants, found, now)
+        prefix, _, suffix = self.key.partition("{tenant}")
+        ids = SEP.join(tenants)
+        ops: list[Op] = [("EACH", "LLEN", prefix, suffix, ids)]
+        if self.timestamp_field:
+            index = "0" if self.oldest == "head" else "-1"
+            ops.append(("EACH", "HEAD", prefix, suffix, ids, index, self.timestamp_field, str(self.scan)))
+
+        def parse(r: list[Any], now: float, out: Parsed) -> None:
+            name, unit, append = self.name, self.timestamp_unit, out.queues.append
+            heads = r[1] if self.timestamp_field else [None] * len(tenants)
+            for tenant, depth, head in zip(tenants, r[0], heads, strict=True):
+                oldest = head_time(head, unit, out) if head is not None else None
+                append(QueueStats(name, count(depth), tenant, oldest))
+
+        return [Plan(ops, parse)]
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         key = _fill(self.key, tenant)

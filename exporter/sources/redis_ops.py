@@ -21,6 +21,8 @@ Ops and their results:
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
   SMEMBERS key cap                                 -> at most `cap` members of a set
+  EACH op prefix suffix tenants ARGS...             -> [result of `op prefix..t..suffix ARGS` for each t]
+      `tenants` is one string of ids joined by \x1f: a per-tenant queue costs no op of its own
 A key of the wrong type yields WRONGTYPE instead of failing the batch.
 """
 
@@ -38,6 +40,7 @@ from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 log = logging.getLogger("jobqueue.redis")
 
 WRONGTYPE = "!WRONGTYPE"
+SEP = "\x1f"  # joins tenant ids inside one EACH op
 Op = tuple[str, ...]
 
 _LUA = r"""
@@ -101,67 +104,84 @@ local function head(key, index, scan, value_of)
   end
   return {false, bad}
 end
-local out = {}
-local i, n = 1, #ARGV
-while i <= n do
-  local op, key = ARGV[i], ARGV[i + 1]
+local SEP = string.char(31)
+local function one(op, key, a)
   if op == 'LLEN' or op == 'ZCARD' or op == 'SCARD' or op == 'HLEN' or op == 'XLEN' or op == 'EXISTS'
      or op == 'GET' then
-    out[#out + 1] = call(op, key); i = i + 2
+    return call(op, key)
   elseif op == 'HGET' then
-    out[#out + 1] = call('HGET', key, ARGV[i + 2]); i = i + 3
+    return call('HGET', key, a[1])
   elseif op == 'ZCOUNT' then
-    out[#out + 1] = call('ZCOUNT', key, ARGV[i + 2], ARGV[i + 3]); i = i + 4
+    return call('ZCOUNT', key, a[1], a[2])
   elseif op == 'HEAD' then
-    local fields = ARGV[i + 3]
-    out[#out + 1] = head(key, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 4]),
-                         function(item) return pick(item, fields) end)
-    i = i + 5
+    local fields = a[2]
+    return head(key, tonumber(a[1]), tonumber(a[3]), function(item) return pick(item, fields) end)
   elseif op == 'HEADHASH' then
-    local prefix, field = ARGV[i + 3], ARGV[i + 4]
-    out[#out + 1] = head(key, tonumber(ARGV[i + 2]), tonumber(ARGV[i + 5]), function(id)
+    local prefix, field = a[2], a[3]
+    return head(key, tonumber(a[1]), tonumber(a[4]), function(id)
       local v = call('HGET', prefix .. id, field)
       if v and v ~= WRONG and v ~= '' then return v end
       return nil
     end)
-    i = i + 6
   elseif op == 'ZFIRST' then
-    out[#out + 1] = call('ZRANGE', key, 0, 0, 'WITHSCORES'); i = i + 2
+    return call('ZRANGE', key, 0, 0, 'WITHSCORES')
   elseif op == 'XFIRST' then
     local r = call('XRANGE', key, '-', '+', 'COUNT', 1)
-    if r == WRONG then out[#out + 1] = WRONG elseif #r == 0 then out[#out + 1] = false
-    else out[#out + 1] = r[1][1] end
-    i = i + 2
+    if r == WRONG then return WRONG elseif #r == 0 then return false end
+    return r[1][1]
   elseif op == 'XGROUPS' then
     local t = redis.call('TYPE', key)['ok']
-    if t == 'stream' then out[#out + 1] = call('XINFO', 'GROUPS', key)
-    elseif t == 'none' then out[#out + 1] = {} else out[#out + 1] = WRONG end
-    i = i + 2
+    if t == 'stream' then return call('XINFO', 'GROUPS', key) elseif t == 'none' then return {} end
+    return WRONG
   elseif op == 'HGETALL' then
-    out[#out + 1] = call('HGETALL', key); i = i + 2
+    return call('HGETALL', key)
   elseif op == 'ZMEMBERS' then
-    out[#out + 1] = call('ZRANGE', key, 0, tonumber(ARGV[i + 2]) - 1, 'WITHSCORES'); i = i + 3
+    return call('ZRANGE', key, 0, tonumber(a[1]) - 1, 'WITHSCORES')
   elseif op == 'ZHASHES' then
-    local r = call('ZRANGE', key, 0, tonumber(ARGV[i + 3]) - 1, 'WITHSCORES')
-    if r == WRONG then out[#out + 1] = WRONG else
-      local rows = {}
-      for j = 1, #r, 2 do
-        local h = call('HGETALL', ARGV[i + 2] .. r[j])
-        if h == WRONG then h = {} end
-        rows[#rows + 1] = {r[j], r[j + 1], h}
-      end
-      out[#out + 1] = rows
+    local r = call('ZRANGE', key, 0, tonumber(a[2]) - 1, 'WITHSCORES')
+    if r == WRONG then return WRONG end
+    local rows = {}
+    for j = 1, #r, 2 do
+      local h = call('HGETALL', a[1] .. r[j])
+      if h == WRONG then h = {} end
+      rows[#rows + 1] = {r[j], r[j + 1], h}
     end
-    i = i + 4
+    return rows
   elseif op == 'SMEMBERS' then
     local r = call('SMEMBERS', key)
     if r ~= WRONG then
-      local cap = tonumber(ARGV[i + 2])
+      local cap = tonumber(a[1])
       while #r > cap do table.remove(r) end
     end
-    out[#out + 1] = r; i = i + 3
+    return r
+  end
+  return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
+end
+local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
+  HEAD = 3, HEADHASH = 4, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0, ZMEMBERS = 1, ZHASHES = 2, SMEMBERS = 1}
+local out = {}
+local i, n = 1, #ARGV
+while i <= n do
+  local op = ARGV[i]
+  if op == 'EACH' then
+    local inner, prefix, suffix, tenants = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    local k = ARITY[inner]
+    local a = {}
+    for j = 1, k do a[j] = ARGV[i + 4 + j] end
+    local rows, m = {}, 0
+    for t in string.gmatch(tenants, '[^' .. SEP .. ']+') do
+      m = m + 1
+      rows[m] = one(inner, prefix .. t .. suffix, a)
+    end
+    out[#out + 1] = rows
+    i = i + 5 + k
   else
-    return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
+    local k = ARITY[op]
+    if k == nil then return redis.error_reply('jobqueue: unknown op ' .. tostring(op)) end
+    local a = {}
+    for j = 1, k do a[j] = ARGV[i + 1 + j] end
+    out[#out + 1] = one(op, ARGV[i + 1], a)
+    i = i + 2 + k
   end
 end
 return out
@@ -208,18 +228,53 @@ class OpRunner:
         self.used = "pipeline" if mode == "pipeline" else "lua"
 
     async def run(self, ops: Sequence[Op]) -> list[Any]:
-        """One result per op, in order."""
+        """One result per op, in order (an EACH op's result is the list of its per-tenant results)."""
         if not ops:
             return []
         if self.used == "lua":
             try:
-                return await self._run_lua(ops)
+                return await self._expand(ops, self._run_lua)
             except (NoPermissionError, ResponseError) as err:
                 if self.mode == "lua" or not _script_unsupported(err):
                     raise
                 log.warning("read-only scripts unavailable, using pipelines", extra={"error": str(err)})
                 self.used = "pipeline"
-        return await self._run_pipeline(ops)
+        return await self._expand(ops, self._run_pipeline)
+
+    async def _expand(self, ops: Sequence[Op], execute: Any) -> list[Any]:
+        """Split EACH ops into chunks of `batch_size` tenants (so no script blocks Redis for long),
+        or into plain per-key ops on the pipeline path, execute, and put the results back together."""
+        if not any(op[0] == "EACH" for op in ops):
+            return await execute(ops)
+        split: list[Op] = []
+        spans: list[tuple[bool, int]] = []  # (is_each, number of split ops or, negative, of per-key ops)
+        for op in ops:
+            if op[0] != "EACH":
+                split.append(op)
+                spans.append((False, 1))
+                continue
+            tenants = op[4].split(SEP) if op[4] else []
+            if self.used == "pipeline":
+                split.extend((op[1], op[2] + t + op[3], *op[5:]) for t in tenants)
+                spans.append((True, -len(tenants)))
+            else:
+                chunks = [tenants[i : i + self.batch_size] for i in range(0, len(tenants), self.batch_size)]
+                split.extend((*op[:4], SEP.join(c), *op[5:]) for c in chunks)
+                spans.append((True, len(chunks)))
+        flat = await execute(split)
+        out: list[Any] = []
+        pos = 0
+        for is_each, n in spans:
+            if not is_each:
+                out.append(flat[pos])
+                pos += 1
+            elif n <= 0:
+                out.append(flat[pos : pos - n])
+                pos -= n
+            else:
+                out.append([row for chunk in flat[pos : pos + n] for row in chunk])
+                pos += n
+        return out
 
     async def _run_lua(self, ops: Sequence[Op]) -> list[Any]:
         batches = list(_batches(ops, self.batch_size))
@@ -309,14 +364,27 @@ def _script_unsupported(err: Exception) -> bool:
 
 
 def _batches(ops: Sequence[Op], size: int) -> Any:
-    for start in range(0, len(ops), size):
-        yield ops[start : start + size]
+    """Batches of about `size` keys; an EACH op weighs as many keys as it has tenants."""
+    batch: list[Op] = []
+    weight = 0
+    for op in ops:
+        w = op[4].count(SEP) + 1 if op[0] == "EACH" else 1
+        if batch and weight + w > size:
+            yield batch
+            batch, weight = [], 0
+        batch.append(op)
+        weight += w
+    if batch:
+        yield batch
 
 
 def _flatten(ops: Sequence[Op]) -> list[str]:
     flat: list[str] = []
     for op in ops:
-        if len(op) != _ARITY[op[0]]:
+        if op[0] == "EACH":
+            if len(op) != _ARITY[op[1]] + 3:
+                raise ValueError(f"EACH {op[1]} takes {_ARITY[op[1]] + 3} fields, got {op!r}")
+        elif len(op) != _ARITY[op[0]]:
             raise ValueError(f"op {op[0]} takes {_ARITY[op[0]] - 1} arguments, got {op[1:]!r}")
         flat.extend(op)
     return flat
