@@ -151,14 +151,18 @@ class RedisSource(Source):
         found = await self._discover(groups)
         plans = [plan for (layout, ids), f in zip(groups, found, strict=True) for plan in layout.plan_all(ids, f, now)]
         results = await self.runner.run([op for plan in plans for op in plan.ops])
-        return self._parse(plans, results, now, latency, len(tenants))
+        # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
+        return await asyncio.to_thread(self._parse, plans, results, now, latency, len(tenants))
 
     async def _discover(self, groups: list[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
         """One op run for every layout's discovery reads; layouts without any cost nothing."""
-        ops_per = [[layout.discovery(t) for t in ids] for layout, ids in groups]
+        ops_per = [[layout.discovery(t) for t in ids] if layout.discovers else [] for layout, ids in groups]
         flat = await self.runner.run([op for per in ops_per for ops in per for op in ops])
         found, pos = [], 0
-        for per in ops_per:
+        for (_, ids), per in zip(groups, ops_per, strict=True):
+            if not per:
+                found.append([[]] * len(ids))
+                continue
             group = []
             for ops in per:
                 group.append(flat[pos : pos + len(ops)])

@@ -95,6 +95,11 @@ class Layout(Model):
     def per_tenant(self) -> bool:
         return any("{tenant}" in t for t in self.templates())
 
+    @property
+    def discovers(self) -> bool:
+        """Whether the layout reads anything before planning (spares the others a pass per tenant)."""
+        return type(self).discovery is not Layout.discovery
+
     def discovery(self, tenant: str) -> list[Op]:
         return []
 
@@ -131,10 +136,19 @@ class ListLayout(Layout):
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             name, unit, append = self.name, self.timestamp_unit, out.queues.append
+            scale = _SCALE.get(unit)
             heads = r[1] if self.timestamp_field else [None] * len(tenants)
             for tenant, depth, head in zip(tenants, r[0], heads, strict=True):
-                oldest = head_time(head, unit, out) if head is not None else None
-                append(QueueStats(name, count(depth), tenant, oldest))
+                oldest = None
+                if head is not None:
+                    if scale is not None and type(head) is list and head[1] == 0 and head[0] is not None:
+                        try:  # the common case, inlined: a clean numeric value at the very head
+                            oldest = float(head[0]) * scale
+                        except ValueError:
+                            oldest = head_time(head, unit, out)
+                    else:
+                        oldest = head_time(head, unit, out)
+                append(QueueStats(name, depth if type(depth) is int else count(depth), tenant, oldest))
 
         return [Plan(ops, parse)]
 

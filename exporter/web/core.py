@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 
 from aiohttp import web
@@ -20,10 +19,7 @@ async def metrics(request: web.Request) -> web.Response:
     exposition = request.app[SCHEDULER].exposition
     fmt = choose_format(request.headers.get("Accept"))
     gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-    if gzipped and (fmt, True) not in exposition._cache:
-        body = await asyncio.to_thread(exposition.body, fmt, True)  # zlib releases the GIL
-    else:
-        body = exposition.body(fmt, gzipped)
+    body = await exposition.body_async(fmt, gzipped)
     headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
     if gzipped:
         headers["Content-Encoding"] = "gzip"
