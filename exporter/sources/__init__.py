@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from exporter.sources.base import Source
+from exporter.sources.nats import NatsSource
 from exporter.sources.redis import RedisSource
 from exporter.sources.system import SystemSource
 
 SOURCE_TYPES: dict[str, type[Source]] = {
     "redis": RedisSource,
+    "nats": NatsSource,
     "system": SystemSource,
 }
