@@ -1,0 +1,327 @@
+"""Generates the Grafana dashboards in grafana/dashboards/ (run: python3 grafana/build.py).
+
+Plain dicts rather than a dashboard library (grafanalib is unmaintained; the foundation SDK is
+pinned to Grafana branches): the output is the classic JSON model, committed next to this script
+and linted by tests/unit/test_dashboards.py with the grafana/dashboard-linter rules.
+
+Every query selects `job=~"$job", instance=~"$instance"`; every rate uses `$__rate_interval`;
+every panel has a description and a unit; uids are stable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+SCHEMA_VERSION = 39
+TAGS = ["jobqueue", "jobqueue-exporter"]
+
+
+def sel(metric: str, *matchers: str) -> str:
+    """`metric{job=~"$job",instance=~"$instance",...}`: the job and instance the dashboard shows."""
+    return metric + "{" + ",".join(['job=~"$job"', 'instance=~"$instance"', *matchers]) + "}"
+
+
+SRC = 'source=~"$source"'
+QUEUE = 'queue=~"$queue"'
+DEGRADED = 'status="degraded"'
+UNHEALTHY = 'status="unhealthy"'
+
+
+class Board:
+    """One dashboard: panels laid out left to right, top to bottom, on Grafana's 24-column grid."""
+
+    def __init__(self, uid: str, title: str, description: str, extra_vars: list[dict[str, Any]]) -> None:
+        self.uid, self.title, self.description = uid, title, description
+        self.extra_vars = extra_vars
+        self.panels: list[dict[str, Any]] = []
+        self.x = self.y = self.row_h = 0
+
+    def row(self, title: str) -> None:
+        self._newline()
+        self.panels.append({"type": "row", "title": title, "collapsed": False, "panels": [],
+                            "id": len(self.panels) + 1, "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1}})
+        self.y += 1
+
+    def _newline(self) -> None:
+        if self.x:
+            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
+
+    def add(self, kind: str, title: str, description: str, unit: str, targets: list[tuple[str, str]],
+            w: int = 12, h: int = 8, instant: bool = False, mappings: list[dict[str, Any]] | None = None,
+            options: dict[str, Any] | None = None) -> None:
+        if self.x + w > 24:
+            self._newline()
+        panel: dict[str, Any] = {
+            "id": len(self.panels) + 1,
+            "type": kind,
+            "title": title,
+            "description": description,
+            "datasource": DATASOURCE,
+            "gridPos": {"x": self.x, "y": self.y, "w": w, "h": h},
+            "fieldConfig": {"defaults": {"unit": unit, "mappings": mappings or []}, "overrides": []},
+            "options": options or {},
+            "targets": [
+                {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
+                 "range": not instant, "instant": instant, **({"format": "table"} if kind == "table" else {})}
+                for i, (expr, legend) in enumerate(targets)
+            ],
+        }
+        if kind == "table":
+            panel["transformations"] = [{"id": "organize", "options": {
+                "excludeByName": {"Time": True, "__name__": True, "job": True, "instance": True}}}]
+        self.panels.append(panel)
+        self.x += w
+        self.row_h = max(self.row_h, h)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "title": self.title,
+            "description": self.description,
+            "tags": TAGS,
+            "timezone": "utc",
+            "editable": False,
+            "graphTooltip": 1,
+            "time": {"from": "now-6h", "to": "now"},
+            "timepicker": {},
+            "refresh": "1m",
+            "schemaVersion": SCHEMA_VERSION,
+            "version": 1,
+            "id": None,
+            "links": [{"type": "dashboards", "tags": ["jobqueue"], "asDropdown": True, "title": "Job queues",
+                       "includeVars": True, "keepTime": True}],
+            "annotations": {"list": []},
+            "templating": {"list": [*common_vars(), *self.extra_vars]},
+            "panels": self.panels,
+        }
+
+
+def query_var(name: str, label: str, query: str, all_value: str | None = ".+") -> dict[str, Any]:
+    """A multi-select Prometheus query variable, reloaded on time range change.
+
+    job and instance use `.+` for All (the linter's rule); source and queue leave it unset so that
+    All means the listed values only (the sources of this dashboard's backend).
+    """
+    var: dict[str, Any] = {
+        "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
+        "query": {"query": query, "refId": f"{name}-var"}, "definition": query,
+        "refresh": 2, "multi": True, "includeAll": True, "sort": 1,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "hide": 0, "options": [],
+    }
+    if all_value is not None:
+        var["allValue"] = all_value
+    return var
+
+
+def common_vars() -> list[dict[str, Any]]:
+    return [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+         "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []},
+        query_var("job", "job", "label_values(jobqueue_exporter_build_info, job)"),
+        query_var("instance", "instance", 'label_values(jobqueue_exporter_build_info{job=~"$job"}, instance)'),
+    ]
+
+
+def source_var(backend: str) -> dict[str, Any]:
+    up = sel("jobqueue_source_up", f'backend="{backend}"')
+    return query_var("source", "Source", f"label_values({up}, source)", all_value=None)
+
+
+def queue_var() -> dict[str, Any]:
+    return query_var("queue", "Queue", f'label_values({sel("jobqueue_depth", SRC)}, queue)', all_value=None)
+
+
+UP_MAPPINGS = [{"type": "value", "options": {
+    "0": {"text": "Down", "color": "red", "index": 0}, "1": {"text": "Up", "color": "green", "index": 1}}}]
+STATUS_MAPPINGS = [{"type": "value", "options": {
+    "0": {"text": "OK", "color": "green", "index": 0},
+    "1": {"text": "Degraded", "color": "orange", "index": 1},
+    "2": {"text": "Unhealthy", "color": "red", "index": 2}}}]
+STAT = {"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+BARS = {"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+
+
+def source_health(board: Board, backend_matcher: str) -> None:
+    """The panels every backend dashboard starts with: up, ping latency, collection time and freshness."""
+    m = [backend_matcher, SRC] if backend_matcher else [SRC]
+    board.row("Sources")
+    board.add("stat", "Source up", "1 when the last collection of the source succeeded (jobqueue_source_up).",
+              "none", [(f"max by (source) ({sel('jobqueue_source_up', *m)})", "{{source}}")],
+              w=6, instant=True, mappings=UP_MAPPINGS, options=STAT)
+    board.add("timeseries", "Ping latency", "Round trip of the source's ping in each collection "
+              "(jobqueue_source_latency_seconds).", "s",
+              [(f"max by (source) ({sel('jobqueue_source_latency_seconds', SRC)})", "{{source}}")], w=6)
+    board.add("timeseries", "Collection duration", "How long each collection of the source took "
+              "(jobqueue_collect_duration_seconds).", "s",
+              [(f"max by (source) ({sel('jobqueue_collect_duration_seconds', SRC)})", "{{source}}")], w=6)
+    board.add("timeseries", "Since last successful collection", "Seconds since the source last collected "
+              "successfully; grows while the backend is down (jobqueue_last_success_timestamp_seconds).", "s",
+              [(f"max by (source) (time() - {sel('jobqueue_last_success_timestamp_seconds', SRC)})", "{{source}}")],
+              w=6)
+
+
+def queue_panels(board: Board, with_queue_var: bool = True) -> None:
+    """Depth, age, states and failures of the selected sources' queues."""
+    q = [SRC, QUEUE] if with_queue_var else [SRC]
+    by = "source, tenant, queue"
+    board.row("Queues")
+    board.add("timeseries", "Waiting items", "Items waiting (ready) per queue (jobqueue_depth).", "short",
+              [(f"max by ({by}) ({sel('jobqueue_depth', *q)})", "{{source}} {{tenant}} {{queue}}")])
+    board.add("timeseries", "Oldest waiting item age", "Age of the oldest waiting item per queue, from its "
+              "enqueue time (time() - jobqueue_oldest_timestamp_seconds); absent when the queue is empty.", "s",
+              [(f"max by ({by}) (time() - {sel('jobqueue_oldest_timestamp_seconds', *q)})",
+                "{{source}} {{tenant}} {{queue}}")])
+    board.add("timeseries", "Jobs by state", "Items of each queue per state as the backend keeps them: delayed, "
+              "reserved, active, failed, ... (jobqueue_jobs).", "short",
+              [(f"sum by (source, queue, state) ({sel('jobqueue_jobs', *q)})", "{{source}} {{queue}} {{state}}")])
+    board.add("timeseries", "Failed jobs", "Recently failed jobs per queue, as the backend counts them "
+              "(jobqueue_failed_jobs).", "short",
+              [(f"max by (source, queue) ({sel('jobqueue_failed_jobs', *q)})", "{{source}} {{queue}}")])
+
+
+def overview() -> Board:
+    b = Board("jobqueue-overview", "Job queues / Overview",
+              "Systems' health, sources, the deepest and oldest queues, and failures across every source.", [])
+    b.row("Health")
+    b.add("stat", "System status", "Health of each monitored system as the exporter's health endpoints report "
+          "it: OK, Degraded (ticket) or Unhealthy (page, endpoints answer 503) (jobqueue_health_status).", "none",
+          [(f"max by (system) ({sel('jobqueue_health_status', DEGRADED)})"
+            f" + 2 * max by (system) ({sel('jobqueue_health_status', UNHEALTHY)})", "{{system}}")],
+          w=8, instant=True, mappings=STATUS_MAPPINGS, options=STAT)
+    b.add("table", "Active issues", "Every active issue of every system, by stable issue id "
+          "(jobqueue_health_issue == 1).", "none",
+          [(f"max by (system, issue) ({sel('jobqueue_health_issue')} == 1)", "")], w=8, instant=True)
+    b.add("stat", "Sources up", "1 when the last collection of the source succeeded (jobqueue_source_up).", "none",
+          [(f"max by (source, backend) ({sel('jobqueue_source_up')})", "{{source}} ({{backend}})")],
+          w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
+    b.row("Backlog")
+    b.add("bargauge", "Deepest backlogs", "The ten queues with the most waiting items (jobqueue_depth).", "short",
+          [(f"topk(10, max by (source, tenant, queue) ({sel('jobqueue_depth')}))", "{{source}} {{tenant}} {{queue}}")],
+          w=8, instant=True, options=BARS)
+    b.add("bargauge", "Oldest waiting items", "The ten queues whose oldest waiting item has waited longest "
+          "(time() - jobqueue_oldest_timestamp_seconds).", "s",
+          [(f"topk(10, max by (source, tenant, queue) (time() - {sel('jobqueue_oldest_timestamp_seconds')}))",
+            "{{source}} {{tenant}} {{queue}}")], w=8, instant=True, options=BARS)
+    b.add("bargauge", "Most failed jobs", "The ten queues with the most recently failed jobs "
+          "(jobqueue_failed_jobs).", "short",
+          [(f"topk(10, max by (source, queue) ({sel('jobqueue_failed_jobs')}))", "{{source}} {{queue}}")],
+          w=8, instant=True, options=BARS)
+    b.add("timeseries", "Waiting items per source", "All waiting items of each source (sum of jobqueue_depth).",
+          "short", [(f"sum by (source) ({sel('jobqueue_depth')})", "{{source}}")])
+    b.add("timeseries", "Collection errors", "Failed collections per second by source and kind "
+          "(rate of jobqueue_collect_errors_total).", "ops",
+          [(f"sum by (source, kind) (rate({sel('jobqueue_collect_errors_total')}[$__rate_interval]))",
+            "{{source}} {{kind}}")])
+    b.row("Workers and freshness")
+    b.add("bargauge", "Workers: since last run", "Seconds since each background worker last ran "
+          "(time() - jobqueue_worker_last_run_timestamp_seconds); stale at 2.5 times its interval.", "s",
+          [(f"max by (system, worker) (time() - {sel('jobqueue_worker_last_run_timestamp_seconds')})",
+            "{{system}} {{worker}}")], instant=True, options=BARS)
+    b.add("timeseries", "Since last successful collection", "Seconds since each source last collected "
+          "successfully (time() - jobqueue_last_success_timestamp_seconds).", "s",
+          [(f"max by (source) (time() - {sel('jobqueue_last_success_timestamp_seconds')})", "{{source}}")])
+    return b
+
+
+def redis() -> Board:
+    b = Board("jobqueue-redis", "Job queues / Redis", "Redis queues of every supported library: depth, age, "
+              "states, failures, stream consumer groups, Horizon and the Redis sources themselves.",
+              [source_var("redis"), queue_var()])
+    source_health(b, 'backend="redis"')
+    queue_panels(b)
+    b.add("timeseries", "Estimated wait (Horizon)", "Estimated wait before a new job starts: ready jobs x average "
+          "runtime / processes, Horizon's definition (jobqueue_wait_seconds).", "s",
+          [(f"max by (source, queue) ({sel('jobqueue_wait_seconds', SRC, QUEUE)})", "{{source}} {{queue}}")])
+    b.add("timeseries", "Paused queues", "1 while the queue is paused (jobqueue_queue_paused).", "short",
+          [(f"max by (source, tenant, queue) ({sel('jobqueue_queue_paused', SRC, QUEUE)})",
+            "{{source}} {{tenant}} {{queue}}")])
+    b.row("Streams and libraries")
+    b.add("timeseries", "Stream groups: pending", "Entries delivered to each consumer group but not acknowledged "
+          "(jobqueue_stream_group_pending).", "short",
+          [(f"max by (source, queue, group) ({sel('jobqueue_stream_group_pending', SRC, QUEUE)})",
+            "{{source}} {{queue}} {{group}}")], w=8)
+    b.add("timeseries", "Stream groups: lag", "Entries not yet delivered to each consumer group "
+          "(jobqueue_stream_group_lag).", "short",
+          [(f"max by (source, queue, group) ({sel('jobqueue_stream_group_lag', SRC, QUEUE)})",
+            "{{source}} {{queue}} {{group}}")], w=8)
+    b.add("timeseries", "Library jobs", "Jobs kept outside any one queue: Sidekiq retry, dead and scheduled; "
+          "Horizon failed; Celery unacked (jobqueue_library_jobs).", "short",
+          [(f"sum by (source, state) ({sel('jobqueue_library_jobs', SRC)})", "{{source}} {{state}}")], w=8)
+    b.add("stat", "Horizon masters", "Live Horizon masters by status (jobqueue_horizon_masters).", "short",
+          [(f"sum by (source, status) ({sel('jobqueue_horizon_masters', SRC)})", "{{source}} {{status}}")],
+          w=8, instant=True, options=STAT)
+    b.add("stat", "Tenants read", "Tenants each source currently reads (jobqueue_tenants).", "short",
+          [(f"max by (source) ({sel('jobqueue_tenants', SRC)})", "{{source}}")], w=8, instant=True, options=STAT)
+    b.add("timeseries", "Malformed items", "Queue items the last collection could not parse and skipped "
+          "(jobqueue_malformed_items).", "short",
+          [(f"max by (source) ({sel('jobqueue_malformed_items', SRC)})", "{{source}}")], w=8)
+    return b
+
+
+def host() -> Board:
+    b = Board("jobqueue-host", "Job queues / Host", "The host the exporter runs on and the exporter process.",
+              [source_var("system")])
+    source_health(b, 'backend="system"')
+    b.row("Host")
+    b.add("timeseries", "CPU used", "Host CPU in use between two collections (jobqueue_host_cpu_used_ratio).",
+          "percentunit", [(f"max by (source) ({sel('jobqueue_host_cpu_used_ratio', SRC)})", "{{source}}")], w=8)
+    b.add("timeseries", "Memory used", "Host memory in use (jobqueue_host_memory_used_ratio).", "percentunit",
+          [(f"max by (source) ({sel('jobqueue_host_memory_used_ratio', SRC)})", "{{source}}")], w=8)
+    b.add("timeseries", "Memory available", "Host memory available to new processes "
+          "(jobqueue_host_memory_available_bytes).", "bytes",
+          [(f"max by (source) ({sel('jobqueue_host_memory_available_bytes', SRC)})", "{{source}}")], w=8)
+    b.row("Exporter process")
+    b.add("timeseries", "Exporter CPU", "CPU seconds per second used by the exporter process "
+          "(rate of process_cpu_seconds_total).", "percentunit",
+          [(f"rate({sel('process_cpu_seconds_total')}[$__rate_interval])", "{{instance}}")], w=8)
+    b.add("timeseries", "Exporter memory", "Resident memory of the exporter process "
+          "(process_resident_memory_bytes).", "bytes",
+          [(f"max by (instance) ({sel('process_resident_memory_bytes')})", "{{instance}}")], w=8)
+    b.add("stat", "Exporter version", "Version and revision of the running exporter "
+          "(jobqueue_exporter_build_info).", "none",
+          [(f"count by (version, revision) ({sel('jobqueue_exporter_build_info')})", "{{version}} {{revision}}")],
+          w=8, instant=True, options={**STAT, "textMode": "name", "colorMode": "none"})
+    return b
+
+
+def postgres() -> Board:
+    b = Board("jobqueue-postgres", "Job queues / PostgreSQL", "Job tables, pgmq and job libraries on PostgreSQL, "
+              "and the PostgreSQL sources themselves.", [source_var("postgres"), queue_var()])
+    source_health(b, 'backend="postgres"')
+    queue_panels(b)
+    return b
+
+
+def nats() -> Board:
+    b = Board("jobqueue-nats", "Job queues / NATS", "NATS JetStream streams and consumers, and the NATS sources "
+              "themselves.", [source_var("nats"), queue_var()])
+    source_health(b, 'backend="nats"')
+    queue_panels(b)
+    return b
+
+
+BOARDS = {"overview": overview, "redis": redis, "postgres": postgres, "nats": nats, "host": host}
+
+
+def render() -> dict[str, str]:
+    """File name -> JSON text of every dashboard."""
+    return {f"{name}.json": json.dumps(make().json(), indent=2) + "\n" for name, make in BOARDS.items()}
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, text in render().items():
+        (OUT / name).write_text(text)
+    print(f"wrote {len(BOARDS)} dashboards to {OUT}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
