@@ -13,8 +13,10 @@ import time
 import zlib
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -37,6 +39,21 @@ from exporter.sources.redis_layouts import AnyLayout, Layout, Parsed, Plan
 from exporter.sources.redis_ops import SEP, OpRunner
 
 log = logging.getLogger("jobqueue.redis")
+
+
+class SourceTimeout(SourceError):
+    """Redis accepted the connection but did not answer in time (a hung or overloaded server)."""
+
+    kind = "timeout"
+
+
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"regex {value!r} does not compile: {err}") from err
+    return value
 
 
 class ScanTenants(Model):
@@ -67,6 +84,8 @@ class Tenants(Model):
     refresh: Annotated[float, Field(gt=0)] = 60.0
     include: str | None = None
     exclude: str | None = None
+
+    _check_include = field_validator("include", "exclude")(_regex)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Tenants:
@@ -126,6 +145,9 @@ class RedisSource(Source):
             socket_timeout=config.timeout,
             client_name="jobqueue-exporter",
             health_check_interval=0,
+            # One immediate reconnect (a pooled connection may predate a server restart); no backoff
+            # and no retry on timeouts, so a dead or hung server fails fast with the right kind.
+            retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
         )
         self.runner = OpRunner(self.client, config.batch_size, config.scripts)
         self._tenants: list[str] = []
@@ -136,7 +158,9 @@ class RedisSource(Source):
             return await self._collect()
         except (AuthenticationError, NoPermissionError) as err:
             raise SourceDenied(f"redis refused the exporter: {err}") from err
-        except (RedisConnectionError, RedisTimeoutError, OSError) as err:
+        except RedisTimeoutError as err:
+            raise SourceTimeout(f"redis did not answer: {err}") from err
+        except (RedisConnectionError, OSError) as err:
             raise SourceUnreachable(f"redis unreachable: {err}") from err
         except RedisError as err:
             raise SourceError(f"redis error: {err}") from err

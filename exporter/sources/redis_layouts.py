@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -24,12 +24,20 @@ Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
 _SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
+def kind(unit: Unit) -> str:
+    """What a stored timestamp of `unit` must look like for the ops to accept it (see redis_ops.valid)."""
+    return "iso" if unit == "iso" else "num"
+
+
 def to_seconds(raw: str | None, unit: Unit) -> float | None:
     """An enqueue time in Unix seconds; ValueError when the stored value is not a time."""
     if raw is None:
         return None
     if unit == "iso":
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if stamp.tzinfo is None:  # RQ and most libraries write UTC; never the exporter's local zone
+            stamp = stamp.replace(tzinfo=UTC)
+        return stamp.timestamp()
     value = float(raw)
     if not math.isfinite(value):
         raise ValueError(f"not a finite time: {raw!r}")
@@ -132,7 +140,8 @@ class ListLayout(Layout):
         ops: list[Op] = [("EACH", "LLEN", prefix, suffix, ids)]
         if self.timestamp_field:
             index = "0" if self.oldest == "head" else "-1"
-            ops.append(("EACH", "HEAD", prefix, suffix, ids, index, self.timestamp_field, str(self.scan)))
+            ops.append(("EACH", "HEAD", prefix, suffix, ids, index, self.timestamp_field, str(self.scan),
+                        kind(self.timestamp_unit)))
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             name, unit, append = self.name, self.timestamp_unit, out.queues.append
@@ -142,9 +151,9 @@ class ListLayout(Layout):
                 oldest = None
                 if head is not None:
                     if scale is not None and type(head) is list and head[1] == 0 and head[0] is not None:
-                        try:  # the common case, inlined: a clean numeric value at the very head
-                            oldest = float(head[0]) * scale
-                        except ValueError:
+                        # the common case, inlined: a value the op already checked is a decimal number
+                        oldest = float(head[0]) * scale
+                        if not math.isfinite(oldest):
                             oldest = head_time(head, unit, out)
                     else:
                         oldest = head_time(head, unit, out)
@@ -156,7 +165,8 @@ class ListLayout(Layout):
         key = _fill(self.key, tenant)
         ops: list[Op] = [("LLEN", key)]
         if self.timestamp_field:
-            ops.append(("HEAD", key, "0" if self.oldest == "head" else "-1", self.timestamp_field, str(self.scan)))
+            index = "0" if self.oldest == "head" else "-1"
+            ops.append(("HEAD", key, index, self.timestamp_field, str(self.scan), kind(self.timestamp_unit)))
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             oldest = head_time(r[1], self.timestamp_unit, out) if self.timestamp_field else None
@@ -257,7 +267,7 @@ class LaravelLayout(Layout):
         key = self.queue_key(tenant, queue)
         ops: list[Op] = [
             ("LLEN", key),
-            ("HEAD", key, "0", self.timestamp_field, str(self.scan)),
+            ("HEAD", key, "0", self.timestamp_field, str(self.scan), "num"),
             ("ZCARD", f"{key}:delayed"),
             ("ZCARD", f"{key}:reserved"),
         ]
@@ -388,7 +398,7 @@ class SidekiqLayout(Layout):
         ops: list[Op] = [("ZCARD", f"{p}schedule"), ("ZCARD", f"{p}retry"), ("ZCARD", f"{p}dead")]
         for queue in queues:
             key = f"{p}queue:{queue}"
-            ops += [("LLEN", key), ("HEAD", key, "-1", "enqueued_at|created_at", str(self.scan))]
+            ops += [("LLEN", key), ("HEAD", key, "-1", "enqueued_at|created_at", str(self.scan), "num")]
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             for state, value in zip(("scheduled", "retry", "dead"), r[:3], strict=True):
@@ -424,8 +434,8 @@ class BullMQLayout(Layout):
             ops += [
                 ("LLEN", f"{base}:wait"),
                 ("LLEN", f"{base}:paused"),
-                ("HEADHASH", f"{base}:wait", "-1", f"{base}:", "timestamp", str(self.scan)),
-                ("HEADHASH", f"{base}:paused", "-1", f"{base}:", "timestamp", str(self.scan)),
+                ("HEADHASH", f"{base}:wait", "-1", f"{base}:", "timestamp", str(self.scan), "num"),
+                ("HEADHASH", f"{base}:paused", "-1", f"{base}:", "timestamp", str(self.scan), "num"),
                 ("LLEN", f"{base}:active"),
                 *(("ZCARD", f"{base}:{state}") for state in _BULL_STATES[1:]),
                 ("HGET", f"{base}:meta", "paused"),
@@ -437,9 +447,9 @@ class BullMQLayout(Layout):
                 part = r[i * width : (i + 1) * width]
                 times = [t for t in (head_time(part[2], "ms", out), head_time(part[3], "ms", out)) if t is not None]
                 counts = dict(zip(_BULL_STATES, map(count, part[4:-1]), strict=True))
-                legacy_paused = count(part[1])
-                depth = count(part[0]) + legacy_paused + counts["prioritized"]
-                states = (*counts.items(), ("paused", legacy_paused))
+                # v5 paused queues keep their jobs in the `paused` list: still waiting, so in the depth
+                depth = count(part[0]) + count(part[1]) + counts["prioritized"]
+                states = tuple(counts.items())
                 out.queues.append(QueueStats(
                     queue, depth, tenant, min(times) if times else None, states,
                     failed=counts["failed"], paused=part[-1] in ("1", "true"),
@@ -449,7 +459,8 @@ class BullMQLayout(Layout):
 
 
 _RQ_REGISTRIES = (("started", "wip"), ("failed", "failed"), ("finished", "finished"),
-                  ("scheduled", "scheduled"), ("deferred", "deferred"), ("canceled", "canceled"))
+                  ("scheduled", "scheduled"), ("deferred", "deferred"), ("canceled", "canceled"),
+                  ("ready", "ready"))
 
 
 class RQLayout(Layout):
@@ -472,7 +483,7 @@ class RQLayout(Layout):
         ops: list[Op] = []
         for queue in queues:
             key = f"{p}queue:{queue}"
-            ops += [("LLEN", key), ("HEADHASH", key, "0", f"{p}job:", "enqueued_at", str(self.scan))]
+            ops += [("LLEN", key), ("HEADHASH", key, "0", f"{p}job:", "enqueued_at", str(self.scan), "iso")]
             ops += [("ZCARD", f"{p}{suffix}:{queue}") for _, suffix in _RQ_REGISTRIES]
         width = 2 + len(_RQ_REGISTRIES)
 

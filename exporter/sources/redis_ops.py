@@ -9,10 +9,11 @@ Ops and their results:
   LLEN|ZCARD|SCARD|HLEN|XLEN|EXISTS key            -> int
   GET key / HGET key field                         -> str or None
   ZCOUNT key min max                               -> int
-  HEAD key index fields scan                       -> [value or None, malformed]
+  HEAD key index fields scan kind                  -> [value or None, malformed]
       the first of up to `scan` items from `index` (0 = head, -1 = tail) whose JSON has one of the
-      `|`-separated dotted `fields`; `fields` "" takes the raw item
-  HEADHASH key index hashprefix field scan         -> [value or None, malformed]
+      `|`-separated dotted `fields` with a value of `kind` (num: a decimal number; iso: an ISO 8601
+      date-time; any); `fields` "" takes the raw item; items before it count as malformed
+  HEADHASH key index hashprefix field scan kind    -> [value or None, malformed]
       the same, but items are ids and the value is HGET hashprefix..id field (BullMQ, RQ)
   ZFIRST key                                       -> [member, score] or []
   XFIRST key                                       -> first entry id or None
@@ -20,7 +21,8 @@ Ops and their results:
   HGETALL key                                      -> flat [field, value, ...]
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
-  SMEMBERS key cap                                 -> at most `cap` members of a set
+      for the `cap` members with the highest scores (the freshest heartbeats), highest first
+  SMEMBERS key cap                                 -> the first `cap` members of a set, sorted
   EACH op prefix suffix tenants ARGS...             -> [result of `op prefix..t..suffix ARGS` for each t]
       `tenants` is one string of ids joined by \x1f: a per-tenant queue costs no op of its own
 A key of the wrong type yields WRONGTYPE instead of failing the batch.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,8 +67,35 @@ local function compile(fields)
   paths[fields] = alts
   return alts
 end
+-- Flat JSON (no nested object) with a plain top-level key: a C-speed match finds the value exactly;
+-- anything else is decoded with cjson.
+local simple = {}
+local function fast(item, fields)
+  local pat = simple[fields]
+  if pat == nil then
+    pat = false
+    if not string.find(fields, '[|.]') then
+      local key = '"' .. string.gsub(fields, '%p', '%%%0') .. '"%s*:%s*'
+      pat = {key .. '"([^"\\]+)"', key .. '(-?%d[%d.eE+-]*)%s*[,}]'}
+    end
+    simple[fields] = pat
+  end
+  if not pat or string.find(item, '{', 2, true) or string.sub(item, 1, 1) ~= '{' then return nil end
+  return string.match(item, pat[1]) or string.match(item, pat[2])
+end
+-- A usable timestamp: the same strict checks as `valid` in Python, so both paths skip the same items.
+local function valid(v, kind)
+  if kind == 'num' then
+    return string.find(v, '^%-?%d+%.?%d*$') ~= nil or string.find(v, '^%-?%d+%.?%d*[eE][%+%-]?%d+$') ~= nil
+  elseif kind == 'iso' then
+    return string.find(v, '^%d%d%d%d%-%d%d%-%d%d[T ]%d%d:%d%d') ~= nil
+  end
+  return true
+end
 local function pick(item, fields)
   if fields == '' then return item end
+  local quick = fast(item, fields)
+  if quick then return quick end
   local ok, doc = pcall(cjson.decode, item)
   if not ok or type(doc) ~= 'table' then return nil end
   for _, parts in ipairs(paths[fields] or compile(fields)) do
@@ -114,13 +144,17 @@ local function one(op, key, a)
   elseif op == 'ZCOUNT' then
     return call('ZCOUNT', key, a[1], a[2])
   elseif op == 'HEAD' then
-    local fields = a[2]
-    return head(key, tonumber(a[1]), tonumber(a[3]), function(item) return pick(item, fields) end)
+    local fields, kind = a[2], a[4]
+    return head(key, tonumber(a[1]), tonumber(a[3]), function(item)
+      local v = pick(item, fields)
+      if v and valid(v, kind) then return v end
+      return nil
+    end)
   elseif op == 'HEADHASH' then
-    local prefix, field = a[2], a[3]
+    local prefix, field, kind = a[2], a[3], a[5]
     return head(key, tonumber(a[1]), tonumber(a[4]), function(id)
       local v = call('HGET', prefix .. id, field)
-      if v and v ~= WRONG and v ~= '' then return v end
+      if v and v ~= WRONG and v ~= '' and valid(v, kind) then return v end
       return nil
     end)
   elseif op == 'ZFIRST' then
@@ -138,7 +172,7 @@ local function one(op, key, a)
   elseif op == 'ZMEMBERS' then
     return call('ZRANGE', key, 0, tonumber(a[1]) - 1, 'WITHSCORES')
   elseif op == 'ZHASHES' then
-    local r = call('ZRANGE', key, 0, tonumber(a[2]) - 1, 'WITHSCORES')
+    local r = call('ZREVRANGE', key, 0, tonumber(a[2]) - 1, 'WITHSCORES')
     if r == WRONG then return WRONG end
     local rows = {}
     for j = 1, #r, 2 do
@@ -148,17 +182,12 @@ local function one(op, key, a)
     end
     return rows
   elseif op == 'SMEMBERS' then
-    local r = call('SMEMBERS', key)
-    if r ~= WRONG then
-      local cap = tonumber(a[1])
-      while #r > cap do table.remove(r) end
-    end
-    return r
+    return call('SMEMBERS', key)  -- sorted and capped in Python, identically for both paths
   end
   return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
 end
 local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
-  HEAD = 3, HEADHASH = 4, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0, ZMEMBERS = 1, ZHASHES = 2, SMEMBERS = 1}
+  HEAD = 4, HEADHASH = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0, ZMEMBERS = 1, ZHASHES = 2, SMEMBERS = 1}
 local out = {}
 local i, n = 1, #ARGV
 while i <= n do
@@ -189,15 +218,49 @@ return out
 
 _ARITY = {
     "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
-    "ZCOUNT": 4, "HEAD": 5, "HEADHASH": 6, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2, "HGETALL": 2,
+    "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2, "HGETALL": 2,
     "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
 }
+
+
+_WS = "[ \t\n\v\f\r]*"  # Lua's %s
+_NUMBER = re.compile(r"-?[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?")
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
+_FAST: dict[str, tuple[re.Pattern[str], re.Pattern[str]] | None] = {}
+
+
+def valid(value: str, kind: str) -> bool:
+    """The Python twin of the Lua `valid`: is `value` a usable timestamp of `kind` (num, iso, any)?"""
+    if kind == "num":
+        return _NUMBER.fullmatch(value) is not None
+    if kind == "iso":
+        return _ISO.match(value) is not None
+    return True
+
+
+def _fast(item: str, fields: str) -> str | None:
+    """The Python twin of the Lua `fast`: a plain top-level key of flat JSON, found by pattern."""
+    if fields not in _FAST:
+        key = '"' + re.escape(fields) + '"' + _WS + ":" + _WS
+        simple = "|" not in fields and "." not in fields
+        _FAST[fields] = (
+            (re.compile(key + r'"([^"\\]+)"'), re.compile(key + r"(-?[0-9][0-9.eE+-]*)" + _WS + "[,}]"))
+            if simple else None
+        )
+    patterns = _FAST[fields]
+    if patterns is None or not item.startswith("{") or "{" in item[1:]:
+        return None
+    match = patterns[0].search(item) or patterns[1].search(item)
+    return match.group(1) if match else None
 
 
 def pick(item: str, fields: str) -> str | None:
     """The Python twin of the Lua `pick`: the first present field of a JSON item, as text."""
     if fields == "":
         return item
+    quick = _fast(item, fields)
+    if quick is not None:
+        return quick
     try:
         doc = json.loads(item)
     except (ValueError, TypeError):
@@ -233,13 +296,13 @@ class OpRunner:
             return []
         if self.used == "lua":
             try:
-                return await self._expand(ops, self._run_lua)
+                return _normalise(ops, await self._expand(ops, self._run_lua))
             except (NoPermissionError, ResponseError) as err:
                 if self.mode == "lua" or not _script_unsupported(err):
                     raise
                 log.warning("read-only scripts unavailable, using pipelines", extra={"error": str(err)})
                 self.used = "pipeline"
-        return await self._expand(ops, self._run_pipeline)
+        return _normalise(ops, await self._expand(ops, self._run_pipeline))
 
     async def _expand(self, ops: Sequence[Op], execute: Any) -> list[Any]:
         """Split EACH ops into chunks of `batch_size` tenants (so no script blocks Redis for long),
@@ -277,6 +340,8 @@ class OpRunner:
         return out
 
     async def _run_lua(self, ops: Sequence[Op]) -> list[Any]:
+        if not ops:  # e.g. an EACH op over zero tenants
+            return []
         batches = list(_batches(ops, self.batch_size))
         if self._sha is None:
             # EVAL_RO caches the script server-side without SCRIPT LOAD, which a read-only ACL may deny.
@@ -345,11 +410,25 @@ class OpRunner:
                 value = next(values)
                 if found is not None:
                     continue
-                if isinstance(value, str) and value:
+                if isinstance(value, str) and value and valid(value, op[6]):
                     found = value
                 else:
                     bad += 1
             results[index] = [found, bad]
+
+
+def _normalise(ops: Sequence[Op], results: list[Any]) -> list[Any]:
+    """Post-processing shared by both paths: SMEMBERS replies sorted and capped."""
+    for i, op in enumerate(ops):
+        if op[0] == "SMEMBERS":
+            results[i] = _capped_members(results[i], int(op[2]))
+        elif op[0] == "EACH" and op[1] == "SMEMBERS":
+            results[i] = [_capped_members(r, int(op[5])) for r in results[i]]
+    return results
+
+
+def _capped_members(reply: Any, cap: int) -> Any:
+    return reply if reply == WRONGTYPE else sorted(reply or ())[:cap]
 
 
 def _flat_hash(reply: Any) -> list[str]:
@@ -407,7 +486,7 @@ def _queue_plain(pipe: Any, op: Op) -> None:
     elif name == "ZMEMBERS":
         pipe.execute_command("ZRANGE", key, 0, int(op[2]) - 1, "WITHSCORES")
     elif name == "ZHASHES":
-        pipe.execute_command("ZRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
+        pipe.execute_command("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
     elif name == "SMEMBERS":
         pipe.execute_command("SMEMBERS", key)
     elif name == "XFIRST":
@@ -427,15 +506,14 @@ def _finish_plain(op: Op, reply: Any) -> Any:
     if name == "HEAD":
         found, bad = None, 0
         for item in _ordered(reply, int(op[2])):
-            found = pick(item, op[3])
-            if found is not None:
+            value = pick(item, op[3])
+            if value is not None and valid(value, op[5]):
+                found = value
                 break
             bad += 1
         return [found, bad]
     if name in ("HEADHASH", "ZHASHES"):
         return [None, 0]  # resolved by the follow-up pipeline
-    if name == "SMEMBERS":
-        return sorted(reply)[: int(op[2])]
     if name == "XFIRST":
         return reply[0][0] if reply else None
     return reply
