@@ -1,0 +1,216 @@
+"""End to end: redis-server -> exporter -> Prometheus (bundled rules) -> Alertmanager (example config)
+-> webhook; and every dashboard query answered by that Prometheus.
+
+All processes are real and the test's own (free ports, temporary directories). The rules are the
+bundled file with every `for:` shortened to 2s (see support.scaled_rules); nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+
+from tests.e2e.support import (
+    ROOT,
+    Prometheus,
+    Webhook,
+    alertmanager_config,
+    binary,
+    exporter_args,
+    process,
+    prometheus_config,
+    scaled_rules,
+    wait_until,
+)
+from tests.support.servers import RedisServer, free_port
+
+pytestmark = pytest.mark.e2e
+
+DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+# Dashboards whose sources the end-to-end stack does not run (their queries are checked for syntax
+# by tests/unit/test_dashboards.py only); see `exporter_config`.
+NOT_RUN = {"postgres.json", "nats.json"}
+
+
+def exporter_config(redis_url: str) -> str:
+    return f"""
+sources:
+  - name: host
+    type: system
+    interval: 1s
+    timeout: 900ms
+  - name: cache
+    type: redis
+    url: {redis_url}
+    interval: 1s
+    timeout: 500ms
+    tenants:
+      static: [acme]
+    queues:
+      - layout: horizon
+        queues: [default]
+        pause_key: "pause:{{queue}}"
+      - layout: rq
+        queues: [emails]
+      - layout: stream
+        name: events
+        key: events
+      - layout: list
+        name: imports
+        key: "tenant_{{tenant}}:queues:imports"
+"""
+
+
+def seed(url: str) -> None:
+    """Queues of several layouts so that every Redis panel has a series; depths stay under 100."""
+    now = time.time()
+    r = redis.Redis.from_url(url)
+    for i in range(3):
+        r.rpush("laravel-database-queues:default", json.dumps({"uuid": f"h{i}", "pushedAt": now - 60 + i}))
+    r.zadd("laravel_horizon:failed_jobs", {"f1": now - 30})
+    r.zadd("laravel_horizon:recent_failed_jobs", {"f1": -(now - 30)})
+    r.rpush("rq:queue:emails", "j1")
+    r.hset("rq:job:j1", mapping={"enqueued_at": datetime.fromtimestamp(now - 30, UTC).isoformat()})
+    r.zadd("rq:failed:emails", {"j0": now + 3600})
+    r.xadd("events", {"n": "1"})
+    r.xgroup_create("events", "workers", id="0")
+    r.rpush("tenant_acme:queues:imports", json.dumps({"n": 1}))
+    r.close()
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    prometheus: Prometheus
+    webhook: Webhook
+    started: float
+    outage_done: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    started = time.time()
+    prometheus_bin = binary("prometheus")
+    alertmanager_bin = binary("prometheus-alertmanager", "alertmanager")
+    server = RedisServer(tmp).start()
+    try:
+        seed(server.url)
+        config = tmp / "exporter.yaml"
+        config.write_text(exporter_config(server.url))
+        exporter_port, am_port, prom_port = free_port(), free_port(), free_port()
+        rules = scaled_rules(tmp / "jobqueue.rules.yml", "2s")
+        with Webhook() as webhook, \
+                process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
+                        env={"PYTHONPATH": str(ROOT)}), \
+                process([alertmanager_bin, f"--config.file={alertmanager_config(tmp / 'am.yml', webhook.url)}",
+                         f"--storage.path={tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                         "--cluster.listen-address=", "--log.level=warn"], tmp, "alertmanager", am_port), \
+                process([prometheus_bin,
+                         f"--config.file={prometheus_config(tmp / 'prometheus.yml', exporter_port, am_port, rules)}",
+                         f"--storage.tsdb.path={tmp / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
+                         "--rules.alert.resend-delay=1s", "--log.level=warn"], tmp, "prometheus", prom_port):
+            prometheus = Prometheus(prom_port)
+            wait_until("the exporter's Redis source up in Prometheus",
+                       lambda: prometheus.query('jobqueue_source_up{source="cache"} == 1'), timeout=30)
+            yield Stack(server, prometheus, webhook, started)
+    finally:
+        if server.proc is not None:
+            server.stop()
+
+
+def outage(stack: Stack) -> None:
+    """Stop Redis until the source-down page arrives, restart it until the resolved notification arrives."""
+    if stack.outage_done:
+        return
+    t0 = time.monotonic()
+    stack.redis.stop()
+    wait_until("JobQueueSourceDown firing at the pager receiver",
+               lambda: stack.webhook.alerts("/pager", "JobQueueSourceDown", "firing"), timeout=40)
+    stack.timings["page"] = time.monotonic() - t0
+    t1 = time.monotonic()
+    stack.redis = RedisServer(stack.redis.workdir, port=stack.redis.port).start()
+    seed(stack.redis.url)
+    wait_until("JobQueueSourceDown resolved at the pager receiver",
+               lambda: stack.webhook.alerts("/pager", "JobQueueSourceDown", "resolved"), timeout=40)
+    stack.timings["resolve"] = time.monotonic() - t1
+    stack.outage_done = True
+
+
+def test_source_down_pages_through_alertmanager_and_resolves(stack: Stack) -> None:
+    assert not stack.webhook.alerts("/pager", "JobQueueSourceDown", "firing"), "paged before the outage"
+    outage(stack)
+    (firing,) = stack.webhook.alerts("/pager", "JobQueueSourceDown", "firing")[:1]
+    assert firing["labels"]["source"] == "cache"
+    assert firing["labels"]["backend"] == "redis"
+    assert firing["labels"]["severity"] == "critical"
+    assert firing["annotations"]["runbook_url"] == "docs/runbook.md#jobqueuesourcedown"
+    assert "Source cache (redis)" in firing["annotations"]["description"]
+    resolved = stack.webhook.alerts("/pager", "JobQueueSourceDown", "resolved")
+    assert resolved[0]["labels"]["source"] == "cache"
+    # The host source never went down, so nothing paged for it; no ticket carried a source-down.
+    assert all(a["labels"]["source"] == "cache" for a in stack.webhook.alerts("/pager", "JobQueueSourceDown",
+                                                                                "firing"))
+    assert not stack.webhook.alerts("/ticket", "JobQueueSourceDown", "firing")
+
+
+def substitute(expr: str) -> str:
+    """A dashboard query as Grafana sends it with every variable at All."""
+    for name, value in {"$__rate_interval": "5s", "$__interval": "1s", "$__range": "1m", "$job": ".+",
+                        "$instance": ".+", "$source": ".+", "$queue": ".+"}.items():
+        expr = expr.replace(name, value)
+    return expr
+
+
+def dashboard_queries() -> list[Any]:
+    out = []
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                marks = [pytest.mark.skip(reason=f"{path.name}: its backend does not run end to end")] \
+                    if path.name in NOT_RUN else []
+                out.append(pytest.param(path.name, panel["title"], target, marks=marks,
+                                        id=f"{path.stem}:{panel['title']}:{target['refId']}"))
+    return out
+
+
+@pytest.mark.parametrize(("board", "title", "target"), dashboard_queries())
+def test_every_dashboard_query_returns_data(stack: Stack, board: str, title: str, target: dict[str, Any]) -> None:
+    outage(stack)  # the collection-errors panel needs a failure to show
+    expr = substitute(target["expr"])
+    if target["instant"]:
+        result = wait_until(f"{board} {title!r}: {expr}", lambda: stack.prometheus.query(expr), timeout=15)
+    else:
+        result = wait_until(f"{board} {title!r}: {expr}",
+                            lambda: stack.prometheus.query_range(expr, stack.started, time.time()), timeout=15)
+    assert result
+
+
+def variable_queries() -> list[Any]:
+    out = []
+    for path in DASHBOARDS:
+        for var in json.loads(path.read_text())["templating"]["list"]:
+            if var["type"] == "query":
+                marks = [pytest.mark.skip(reason=f"{path.name}: its backend does not run end to end")] \
+                    if path.name in NOT_RUN and var["name"] in ("source", "queue") else []
+                out.append(pytest.param(path.name, var, marks=marks, id=f"{path.stem}:{var['name']}"))
+    return out
+
+
+@pytest.mark.parametrize(("board", "var"), variable_queries())
+def test_every_dashboard_variable_has_values(stack: Stack, board: str, var: dict[str, Any]) -> None:
+    selector, _, label = substitute(var["definition"]).removeprefix("label_values(").removesuffix(")").rpartition(",")
+    label = label.strip()
+    values = wait_until(f"{board} variable {var['name']}",
+                        lambda: {s[label] for s in stack.prometheus.series(selector, stack.started) if label in s},
+                        timeout=15)
+    assert values
