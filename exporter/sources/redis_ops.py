@@ -380,6 +380,8 @@ class OpRunner:
                 else:
                     raise reply
                 continue
+            if op[0] in ("ZFIRST", "ZMEMBERS", "ZHASHES"):
+                reply = _flat_scores(reply)
             results.append(_finish_plain(op, reply))
             if op[0] == "HEADHASH":
                 follow.append((index, op, _ordered(reply, int(op[2]))))
@@ -425,6 +427,23 @@ def _normalise(ops: Sequence[Op], results: list[Any]) -> list[Any]:
         elif op[0] == "EACH" and op[1] == "SMEMBERS":
             results[i] = [_capped_members(r, int(op[5])) for r in results[i]]
     return results
+
+
+def _flat_scores(reply: Any) -> list[Any]:
+    """redis-py parses ZRANGE WITHSCORES into (member, float) pairs; the script returns the flat
+    [member, "score", ...] Redis sends. Both become flat [member, "score"]; the texts may differ in
+    form (0.10000000000000001 vs 0.1) but parse to the same float, which is all a layout reads."""
+    if reply and isinstance(reply[0], list | tuple):
+        return [x for member, score in reply for x in (member, _score_text(score))]
+    return reply
+
+
+def _score_text(score: Any) -> str:
+    """A parsed score back as text that round-trips to the same float."""
+    if isinstance(score, str):
+        return score
+    value = float(score)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e17 else repr(value)
 
 
 def _capped_members(reply: Any, cap: int) -> Any:

@@ -1,0 +1,249 @@
+"""Every Redis layout against the shared Redis, with data written the way each library writes it.
+
+Each test runs once per op path (`scripts: lua` and `scripts: pipeline`) and also checks that the
+other path returns exactly the same reading. Ages are exact: the source's clock is fixed at NOW.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from tests.support.redis_libs import (
+    NOW,
+    by_queue,
+    collect,
+    comparable,
+    laravel_payload,
+    samples_of,
+    seed_horizon,
+    seed_laravel,
+    seed_sidekiq,
+    sidekiq_payload,
+)
+
+OTHER = {"lua": "pipeline", "pipeline": "lua"}
+
+
+@pytest.fixture(params=["lua", "pipeline"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+async def read(mode: str, queues: list[dict[str, Any]], url: str = REDIS_URL, **extra: Any) -> Any:
+    """Collect in `mode`, and prove the other path sees exactly the same."""
+    reading = await collect(url, queues, mode, **extra)
+    other = await collect(url, queues, OTHER[mode], **extra)
+    assert comparable(reading) == comparable(other)
+    return reading
+
+
+# ------------------------------------------------------------------------------------ plain list
+
+
+async def test_list_oldest_at_head_seconds(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    key = f"{prefix}events"
+    for ts in (NOW - 120, NOW - 60, NOW - 1):
+        redis_client.rpush(key, json.dumps({"id": str(ts), "ts": ts}))
+    r = await read(mode, [{"layout": "list", "name": "events", "key": key, "timestamp_field": "ts"}])
+    q = by_queue(r)["events"]
+    assert (q.depth, q.oldest_timestamp, NOW - q.oldest_timestamp, r.malformed) == (3, NOW - 120, 120, 0)
+
+
+async def test_list_oldest_at_tail_ms_nested_field(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    key = f"{prefix}lpush"
+    for ms in (1_699_999_000_000, 1_699_999_500_000):  # LPUSH: the first pushed ends at the tail
+        redis_client.lpush(key, json.dumps({"meta": {"at": ms}, "body": "x"}))
+    queues = [{"layout": "list", "name": "q", "key": key, "oldest": "tail", "timestamp_field": "meta.at",
+               "timestamp_unit": "ms"}]
+    q = by_queue(await read(mode, queues))["q"]
+    assert (q.depth, q.oldest_timestamp) == (2, 1_699_999_000.0)
+
+
+async def test_list_iso_timestamps(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    key = f"{prefix}iso"
+    redis_client.rpush(key, json.dumps({"at": "2023-11-14T22:13:00.500000Z"}),
+                       json.dumps({"at": "2023-11-14T22:13:10"}))  # naive: UTC, not local time
+    redis_client.rpush(f"{key}2", json.dumps({"at": "2023-11-14T22:13:10"}))
+    queues = [{"layout": "list", "name": "a", "key": key, "timestamp_field": "at", "timestamp_unit": "iso"},
+              {"layout": "list", "name": "b", "key": f"{key}2", "timestamp_field": "at", "timestamp_unit": "iso"}]
+    r = await read(mode, queues)
+    assert by_queue(r)["a"].oldest_timestamp == 1_700_000_000.5 - 20
+    assert by_queue(r)["b"].oldest_timestamp == 1_699_999_990.0
+
+
+async def test_list_malformed_items_counted_and_skipped(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    key = f"{prefix}dirty"
+    redis_client.rpush(key, "not json", json.dumps({"ts": "yesterday"}), json.dumps({"other": 1}),
+                       json.dumps({"ts": True}), json.dumps({"ts": NOW - 30}), json.dumps({"ts": NOW - 10}))
+    r = await read(mode, [{"layout": "list", "name": "q", "key": key, "timestamp_field": "ts"}])
+    q = by_queue(r)["q"]
+    assert (q.depth, q.oldest_timestamp, r.malformed) == (6, NOW - 30, 4)
+
+
+async def test_list_all_malformed_within_scan_window(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    key = f"{prefix}bad"
+    redis_client.rpush(key, *["{broken"] * 4, json.dumps({"ts": NOW - 5}))
+    r = await read(mode, [{"layout": "list", "name": "q", "key": key, "timestamp_field": "ts", "scan": 3}])
+    q = by_queue(r)["q"]
+    assert (q.depth, q.oldest_timestamp, r.malformed) == (5, None, 3)
+
+
+async def test_missing_key_is_depth_zero_and_wrong_type_is_not_fatal(
+        mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    redis_client.set(f"{prefix}string", "x")
+    queues = [{"layout": "list", "name": "gone", "key": f"{prefix}missing", "timestamp_field": "ts"},
+              {"layout": "list", "name": "str", "key": f"{prefix}string", "timestamp_field": "ts"},
+              {"layout": "zset", "name": "z", "key": f"{prefix}nozset"},
+              {"layout": "stream", "name": "s", "key": f"{prefix}nostream"}]
+    r = await read(mode, queues)
+    got = {q.queue: (q.depth, q.oldest_timestamp) for q in r.queues}
+    assert got == {"gone": (0, None), "str": (0, None), "z": (0, None), "s": (0, None)}
+    assert r.malformed == 1  # the string where a list should be
+
+
+# ------------------------------------------------------------------------------------ sorted set
+
+
+async def test_zset_score_and_member_timestamps(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    redis_client.zadd(f"{prefix}z", {"a": NOW - 300.25, "b": NOW - 10})
+    redis_client.zadd(f"{prefix}zm", {json.dumps({"at": 1_699_999_400_000}): 1, json.dumps({"at": 5}): 2})
+    queues = [{"layout": "zset", "name": "score", "key": f"{prefix}z"},
+              {"layout": "zset", "name": "member", "key": f"{prefix}zm", "timestamp": "member",
+               "timestamp_field": "at", "timestamp_unit": "ms"},
+              {"layout": "zset", "name": "none", "key": f"{prefix}z", "timestamp": "none"}]
+    got = {q.queue: (q.depth, q.oldest_timestamp) for q in (await read(mode, queues)).queues}
+    assert got == {"score": (2, NOW - 300.25), "member": (2, 1_699_999_400.0), "none": (2, None)}
+
+
+# ---------------------------------------------------------------------------------------- stream
+
+
+async def test_stream_age_pending_lag_and_null_lag(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    key = f"{prefix}stream"
+    base = int(NOW * 1000) - 90_000
+    ids = [redis_client.xadd(key, {"n": str(i)}, id=f"{base + i * 1000}-0") for i in range(6)]
+    redis_client.xgroup_create(key, "fast", id="0")
+    redis_client.xgroup_create(key, "holey", id="0")
+    redis_client.xreadgroup("fast", "c1", {key: ">"}, count=5)  # 5 delivered
+    redis_client.xack(key, "fast", ids[0], ids[1])              # 3 still pending
+    redis_client.xreadgroup("holey", "c1", {key: ">"}, count=2)
+    # An entry between holey's last-delivered id and the last id goes: Redis can no longer tell
+    # holey's lag (XINFO GROUPS says nil); fast has read past it, so its lag (1) is still known.
+    redis_client.xdel(key, ids[3])
+    redis_client.xgroup_create(key, "tail", id="$")
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": key}])
+    q = by_queue(r)["s"]
+    assert (q.depth, q.oldest_timestamp, q.states) == (5, base / 1000, (("pending", 5),))
+    assert samples_of(r, "jobqueue_stream_group_pending") == {
+        ("", "s", "fast"): 3, ("", "s", "holey"): 2, ("", "s", "tail"): 0}
+    raw = {g["name"]: g["lag"] for g in redis_client.xinfo_groups(key)}
+    assert raw == {"fast": 1, "holey": None, "tail": 0}
+    # NULL lag: no series at all, never a made-up 0
+    assert samples_of(r, "jobqueue_stream_group_lag") == {("", "s", "fast"): 1, ("", "s", "tail"): 0}
+
+
+async def test_stream_without_groups(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    redis_client.xadd(f"{prefix}s", {"a": "1"}, id="1699999999000-1")
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": f"{prefix}s", "groups": False}])
+    q = by_queue(r)["s"]
+    assert (q.depth, q.oldest_timestamp, q.states, r.samples) == (1, 1_699_999_999.0, (), ())
+
+
+# --------------------------------------------------------------------------------------- Laravel
+
+
+@pytest.mark.parametrize("app_prefix", ["laravel-database-", "laravel_database_"])
+async def test_laravel(mode: str, redis_client: redis.Redis, prefix: str, app_prefix: str) -> None:
+    p = f"{prefix}{app_prefix}"
+    seed_laravel(redis_client, p, "default", [int(NOW) - 75, int(NOW) - 5], delayed=3, reserved=1)
+    seed_laravel(redis_client, p, "emails", [], delayed=1, reserved=0)
+    r = await read(mode, [{"layout": "laravel", "prefix": p, "queues": ["default", "emails", "never"]}])
+    got = {q.queue: (q.depth, q.oldest_timestamp, q.states) for q in r.queues}
+    assert got == {
+        "default": (2, NOW - 75, (("delayed", 3), ("reserved", 1))),
+        "emails": (0, None, (("delayed", 1), ("reserved", 0))),
+        "never": (0, None, (("delayed", 0), ("reserved", 0))),
+    }
+
+
+async def test_laravel_cluster_keys_and_pause_flag(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    redis_client.rpush(f"{prefix}queues:{{default}}", laravel_payload("a", int(NOW) - 9))
+    redis_client.set(f"{prefix}cache:illuminate:queue:paused:redis:default", "1")
+    queues = [{"layout": "laravel", "prefix": prefix, "cluster": True, "queues": ["default", "other"],
+               "pause_key": f"{prefix}cache:illuminate:queue:paused:redis:{{queue}}"}]
+    got = {q.queue: (q.depth, q.oldest_timestamp, q.paused) for q in (await read(mode, queues)).queues}
+    assert got == {"default": (1, NOW - 9, True), "other": (0, None, False)}
+
+
+# --------------------------------------------------------------------------------------- Horizon
+
+
+async def test_horizon(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    app, hp = f"{prefix}app_database_", f"{prefix}app_horizon:"
+    seed_laravel(redis_client, app, "default", [int(NOW) - 50] * 7, delayed=2, reserved=1,
+                 pushed=[f"{NOW - 42.1234:.4f}"] + [f"{NOW - 40:.4f}"] * 6)
+    seed_laravel(redis_client, app, "mail", [int(NOW) - 3], delayed=0, reserved=0)
+    seed_horizon(
+        redis_client, hp,
+        masters=[("web-1", "running", NOW - 2), ("web-2", "paused", NOW - 5), ("gone", "running", NOW - 600)],
+        supervisors=[
+            ("web-1:supervisor-1", "web-1", NOW - 3, {"redis:default": 2, "redis:mail": 1}),
+            ("web-2:supervisor-1", "web-2", NOW - 4, {"redis:default": 1}),
+            ("gone:supervisor-1", "gone", NOW - 600, {"redis:default": 50, "redis:old": 3}),
+        ],
+        runtimes={"default": 1234.5, "mail": 400},
+        failed=[NOW - 10, NOW - 86400 * 30],
+        recent_failed=[NOW - 10, NOW - 3600, NOW - 86400 * 8],
+    )
+    queues = [{"layout": "horizon", "prefix": app, "horizon_prefix": hp}]
+    r = await read(mode, queues)
+    got = {q.queue: (q.depth, q.oldest_timestamp, q.states, q.wait_seconds) for q in r.queues}
+    # wait = round(ready x runtime / live processes / 1000): default 7 x 1234.5 / 3 = 2880.5 ms -> 3 s
+    assert round(7 * 1234.5 / 3 / 1000) == 3 and round(1 * 400 / 1 / 1000) == 0
+    assert got == {
+        "default": (7, NOW - 42.1234, (("delayed", 2), ("reserved", 1)), 3),
+        "mail": (1, NOW - 3, (("delayed", 0), ("reserved", 0)), 0),
+    }
+    assert samples_of(r, "jobqueue_horizon_masters") == {("", "running"): 1, ("", "paused"): 1}
+    assert samples_of(r, "jobqueue_library_jobs") == {("", "failed_recent"): 2, ("", "failed"): 2}
+    detail = r.details["horizon"][""]
+    assert detail["queues"] == {"default": {"pending": 7, "wait_seconds": 3}, "mail": {"pending": 1, "wait_seconds": 0}}
+    assert [m["name"] for m in detail["masters"]] == ["web-1", "web-2", "gone"]  # freshest heartbeat first
+
+
+async def test_horizon_configured_queue_without_supervisors(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    app, hp = f"{prefix}db-", f"{prefix}hz:"
+    seed_laravel(redis_client, app, "reports", [int(NOW)] * 4, delayed=0, reserved=0, pushed=[f"{NOW - 8:.4f}"] * 4)
+    redis_client.hset(f"{hp}queue:reports", "runtime", "2500")
+    r = await read(mode, [{"layout": "horizon", "prefix": app, "horizon_prefix": hp, "queues": ["reports"]}])
+    q = by_queue(r)["reports"]
+    assert (q.depth, q.oldest_timestamp, q.wait_seconds) == (4, NOW - 8, 10)  # no processes: 4 x 2.5 s
+
+
+# --------------------------------------------------------------------------------------- Sidekiq
+
+
+async def test_sidekiq_seconds_and_milliseconds(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    seed_sidekiq(redis_client, prefix, "default", [NOW - 61.5, NOW - 1.25])               # 7.x floats
+    seed_sidekiq(redis_client, prefix, "critical", [int(NOW * 1000) - 4500, int(NOW * 1000)])  # 8.x ms
+    redis_client.sadd(f"{prefix}queues", "empty")
+    redis_client.zadd(f"{prefix}schedule", {sidekiq_payload("s1", "default", NOW): NOW + 60})
+    redis_client.zadd(f"{prefix}retry", {sidekiq_payload("r1", "default", NOW): NOW + 30,
+                                          sidekiq_payload("r2", "default", NOW): NOW + 90})
+    redis_client.zadd(f"{prefix}dead", {sidekiq_payload("d1", "default", NOW): NOW - 5})
+    redis_client.sadd(f"{prefix}paused", "critical")
+    r = await read(mode, [{"layout": "sidekiq", "prefix": prefix}])
+    got = {q.queue: (q.depth, q.oldest_timestamp, q.paused) for q in r.queues}
+    assert got == {"critical": (2, NOW - 4.5, True), "default": (2, NOW - 61.5, False), "empty": (0, None, False)}
+    assert samples_of(r, "jobqueue_library_jobs") == {("", "scheduled"): 1, ("", "retry"): 2, ("", "dead"): 1}
+
+
+async def test_sidekiq_queue_cap(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    redis_client.sadd(f"{prefix}queues", *[f"q{i:02d}" for i in range(12)])
+    r = await read(mode, [{"layout": "sidekiq", "prefix": prefix, "cap": 5}])
+    assert [q.queue for q in r.queues] == ["q00", "q01", "q02", "q03", "q04"]

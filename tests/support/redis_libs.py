@@ -1,0 +1,249 @@
+"""Queue data written the way each library writes it, and a one-call Redis source for the tests.
+
+RQ, Celery/kombu and BullMQ data comes from the libraries themselves (PyPI packages, and the BullMQ
+pinned in tests/node via `tests/node/bullmq_seed.js`). Laravel, Horizon and Sidekiq have no Python
+client, so their payloads are built here field for field as `shared/reference/redis-queues.md`
+describes them and written with the same commands (RPUSH / LPUSH / ZADD / HSET).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from exporter.model import Reading, Snapshot
+from exporter.sources.base import SourceContext
+from exporter.sources.redis import RedisConfig, RedisSource
+
+NODE_DIR = Path(__file__).resolve().parent.parent / "node"
+NOW = 1_700_000_000.0  # the collection time every layout test uses (the source's clock)
+
+
+def make_source(url: str, queues: list[dict[str, Any]], mode: str = "auto", now: float | None = NOW,
+                **extra: Any) -> RedisSource:
+    """A RedisSource on `url` reading `queues`; `now` fixes its clock so ages are exact."""
+    config = RedisConfig.model_validate(
+        {"name": "r", "type": "redis", "url": url, "scripts": mode, "queues": queues, **extra}
+    )
+    clock = (lambda: now) if now is not None else __import__("time").time
+    return RedisSource(config, SourceContext(snapshot=lambda: Snapshot()), clock=clock)
+
+
+async def collect(url: str, queues: list[dict[str, Any]], mode: str = "auto", now: float | None = NOW,
+                  **extra: Any) -> Reading:
+    """Collect once with a fresh source and close it."""
+    source = make_source(url, queues, mode, now, **extra)
+    try:
+        return await source.collect()
+    finally:
+        await source.close()
+
+
+def comparable(reading: Reading) -> tuple[Any, ...]:
+    """Everything of a reading but the ping latency: what the Lua and pipeline paths must agree on."""
+    return reading.queues, reading.samples, reading.malformed, dict(reading.details)
+
+
+def by_queue(reading: Reading, tenant: str = "") -> dict[str, Any]:
+    return {q.queue: q for q in reading.queues if q.tenant == tenant}
+
+
+def samples_of(reading: Reading, metric: str) -> dict[tuple[str, ...], float]:
+    return {s.labels: s.value for s in reading.samples if s.metric == metric}
+
+
+# ---------------------------------------------------------------------------------------------- RQ
+
+
+def rq_ok() -> int:
+    """An RQ job that succeeds (run by a SimpleWorker in the test process)."""
+    return 42
+
+
+def rq_fail() -> None:
+    """An RQ job that fails."""
+    raise RuntimeError("boom")
+
+
+def seed_rq(conn: redis.Redis, queue_name: str) -> dict[str, Any]:
+    """Drive RQ's own API into every registry of one queue; return RQ's own view of it.
+
+    finished/failed: a burst SimpleWorker runs one good and one failing job. Then 3 jobs wait,
+    one is scheduled (`enqueue_in`), one deferred (`depends_on` a job parked on another queue),
+    one canceled (`Job.cancel`), and one started (an `Execution` in StartedJobRegistry, as the
+    worker writes it when it picks a job up).
+    """
+    from rq import Queue, SimpleWorker
+    from rq.executions import Execution
+    from rq.job import Job
+
+    queue = Queue(queue_name, connection=conn)
+    parked = Queue(f"{queue_name}-parked", connection=conn)
+    queue.enqueue(rq_ok)
+    queue.enqueue(rq_fail)
+    SimpleWorker([queue], connection=conn).work(burst=True)
+    waiting = [queue.enqueue(rq_ok, i) for i in range(3)]
+    queue.enqueue_in(timedelta(minutes=5), rq_ok)
+    parent = parked.enqueue(rq_ok)
+    queue.enqueue(rq_ok, depends_on=parent)
+    queue.enqueue(rq_ok).cancel()
+    started = Job.create(rq_ok, connection=conn, origin=queue_name)
+    started.save()
+    pipe = conn.pipeline()
+    execution = Execution.create(started, 180, pipe)
+    queue.started_job_registry.add_execution(execution, pipe, 180)
+    pipe.execute()
+    fresh = Job.fetch(waiting[0].id, connection=conn)
+    regs = {
+        "started": queue.started_job_registry, "failed": queue.failed_job_registry,
+        "finished": queue.finished_job_registry, "scheduled": queue.scheduled_job_registry,
+        "deferred": queue.deferred_job_registry, "canceled": queue.canceled_job_registry,
+        "ready": queue.ready_job_registry,
+    }
+    return {
+        "depth": queue.count,
+        "oldest": fresh.enqueued_at.timestamp(),
+        "states": {name: reg.get_job_count(cleanup=False) for name, reg in regs.items()},
+        "parked": parked.name,
+    }
+
+
+# ------------------------------------------------------------------------------------------ Celery
+
+
+def celery_app(url: str, prefix: str) -> Any:
+    """A Celery app on the Redis broker whose keys all start with `prefix` (kombu global_keyprefix)."""
+    from celery import Celery
+
+    app = Celery("jq", broker=url, set_as_current=False)
+    app.conf.broker_transport_options = {"global_keyprefix": prefix, "queue_order_strategy": "priority"}
+    app.conf.broker_connection_retry_on_startup = False
+    return app
+
+
+def seed_celery(url: str, prefix: str, queue: str, priorities: list[int | None]) -> None:
+    """Send one task per entry of `priorities` to `queue` with Celery's own `send_task`."""
+    app = celery_app(url, prefix)
+    with app.connection_for_write() as conn, app.producer_pool.acquire(block=True) as producer:
+        del conn
+        for i, priority in enumerate(priorities):
+            options = {} if priority is None else {"priority": priority}
+            app.send_task("jq.noop", args=(i,), queue=queue, producer=producer, **options)
+    app.close()
+
+
+def take_unacked(url: str, prefix: str, queue: str, n: int) -> list[Any]:
+    """Receive `n` messages with kombu and keep them unacknowledged (a prefetching worker's state)."""
+    from kombu import Connection
+
+    conn = Connection(url, transport_options={"global_keyprefix": prefix})
+    simple = conn.SimpleQueue(queue)
+    held = [simple.get(timeout=5) for _ in range(n)]
+    return [conn, simple, held]
+
+
+# ------------------------------------------------------------------------------------------ BullMQ
+
+
+def seed_bullmq(url: str, prefix: str, base_ms: int) -> dict[str, Any]:
+    """Run tests/node/bullmq_seed.js (real BullMQ) and return its JSON report."""
+    out = subprocess.run(
+        ["node", str(NODE_DIR / "bullmq_seed.js"), url, prefix, str(base_ms)],
+        check=True, capture_output=True, text=True, timeout=60,
+    )
+    return json.loads(out.stdout)
+
+
+# ------------------------------------------------------------------------------ Laravel / Horizon
+
+
+def laravel_payload(job_id: str, created_at: int, pushed_at: str | None = None) -> str:
+    """A Laravel queue payload (Queue::createObjectPayload + RedisQueue id/attempts; Horizon extras)."""
+    payload: dict[str, Any] = {
+        "uuid": f"uuid-{job_id}",
+        "displayName": "App\\Jobs\\SendMail",
+        "job": "Illuminate\\Queue\\CallQueuedHandler@call",
+        "maxTries": None,
+        "maxExceptions": None,
+        "failOnTimeout": False,
+        "backoff": None,
+        "timeout": None,
+        "retryUntil": None,
+        "data": {
+            "commandName": "App\\Jobs\\SendMail",
+            "command": 'O:17:"App\\Jobs\\SendMail":1:{s:2:"to";s:11:"a@example.c";}',
+            "batchId": None,
+        },
+        "createdAt": created_at,
+        "delay": None,
+        "id": job_id.ljust(32, "x")[:32],
+        "attempts": 0,
+    }
+    if pushed_at is not None:
+        payload.update({"type": "job", "tags": [], "silenced": False, "pushedAt": pushed_at})
+    return json.dumps(payload)
+
+
+def seed_laravel(conn: redis.Redis, prefix: str, queue: str, created: list[int], delayed: int, reserved: int,
+                 pushed: list[str] | None = None) -> None:
+    """RPUSH payloads onto `queues:NAME` and fill `:delayed` / `:reserved` as RedisQueue does."""
+    key = f"{prefix}queues:{queue}"
+    for i, created_at in enumerate(created):
+        conn.rpush(key, laravel_payload(f"{queue}{i}", created_at, pushed[i] if pushed else None))
+    for i in range(delayed):
+        conn.zadd(f"{key}:delayed", {laravel_payload(f"d{i}", int(NOW)): NOW + 60 + i})
+    for i in range(reserved):
+        conn.zadd(f"{key}:reserved", {laravel_payload(f"r{i}", int(NOW)): NOW + 90 + i})
+
+
+def seed_horizon(conn: redis.Redis, hp: str, masters: list[tuple[str, str, float]],
+                 supervisors: list[tuple[str, str, float, dict[str, int]]], runtimes: dict[str, float],
+                 failed: list[float], recent_failed: list[float]) -> None:
+    """Horizon's bookkeeping keys under the Horizon prefix `hp` (RedisMasterSupervisorRepository & co).
+
+    masters: (name, status, heartbeat); supervisors: (name, master, heartbeat, processes);
+    failed/recent_failed: job times (stored, as Horizon does, with the negative microtime as score).
+    """
+    for name, status, beat in masters:
+        conn.zadd(f"{hp}masters", {name: beat})
+        conn.hset(f"{hp}master:{name}", mapping={
+            "name": name, "environment": "production", "pid": "4242", "status": status,
+            "supervisors": json.dumps([s[0] for s in supervisors if s[1] == name]),
+        })
+    for name, master, beat, processes in supervisors:
+        conn.zadd(f"{hp}supervisors", {name: beat})
+        conn.hset(f"{hp}supervisor:{name}", mapping={
+            "name": name, "master": master, "pid": "4343", "status": "running",
+            "processes": json.dumps(processes),
+            "options": json.dumps({"connection": "redis", "queue": ",".join(p.split(":", 1)[1] for p in processes)}),
+        })
+    for queue, runtime in runtimes.items():
+        conn.hset(f"{hp}queue:{queue}", mapping={"throughput": "10", "runtime": str(runtime)})
+        conn.sadd(f"{hp}measured_queues", f"{hp}queue:{queue}")
+    for i, at in enumerate(failed):
+        conn.zadd(f"{hp}failed_jobs", {f"failed-{i}": -at})
+    for i, at in enumerate(recent_failed):
+        conn.zadd(f"{hp}recent_failed_jobs", {f"failed-{i}": -at})
+
+
+# ------------------------------------------------------------------------------------------ Sidekiq
+
+
+def sidekiq_payload(jid: str, queue: str, enqueued_at: float | int, created_at: float | int | None = None) -> str:
+    """A Sidekiq job hash as Sidekiq::Client pushes it (floats = v7 seconds, ints = v8 milliseconds)."""
+    return json.dumps({
+        "retry": True, "queue": queue, "class": "HardWorker", "args": [1, "two"], "jid": jid,
+        "created_at": enqueued_at if created_at is None else created_at, "enqueued_at": enqueued_at,
+    })
+
+
+def seed_sidekiq(conn: redis.Redis, prefix: str, queue: str, enqueued: list[float | int]) -> None:
+    """SADD `queues` + LPUSH `queue:NAME`, oldest first, so the oldest ends at the tail."""
+    conn.sadd(f"{prefix}queues", queue)
+    for i, at in enumerate(enqueued):
+        conn.lpush(f"{prefix}queue:{queue}", sidekiq_payload(f"{queue}-{i}", queue, at))
