@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exporter.sources.base import Source
+from exporter.sources.files import FilesSource
 from exporter.sources.nats import NatsSource
 from exporter.sources.redis import RedisSource
 from exporter.sources.system import SystemSource
@@ -11,4 +12,5 @@ SOURCE_TYPES: dict[str, type[Source]] = {
     "redis": RedisSource,
     "nats": NatsSource,
     "system": SystemSource,
+    "files": FilesSource,
 }
