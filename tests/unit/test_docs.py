@@ -1,0 +1,35 @@
+"""Documentation that is generated from the code must match it, and the packaging must agree."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from exporter.config import DEFAULT_PORT
+from exporter.docs import render_readme
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_metric_catalogue_is_current() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert render_readme(readme) == readme, "run `python -m exporter.docs` to regenerate the metric catalogue"
+
+
+def test_readme_quick_start_commands_are_the_ci_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "scripts/test" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.strip().splitlines()[-1] == "exec scripts/test"
+
+
+def test_dockerfile_runs_unprivileged_on_the_default_port_with_a_healthcheck() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^USER 10001$", dockerfile, re.M)
+    assert re.search(rf"^EXPOSE {DEFAULT_PORT}$", dockerfile, re.M)
+    assert f"http://127.0.0.1:{DEFAULT_PORT}/healthz" in dockerfile
+    assert dockerfile.count("FROM ") == 2  # multi-stage
+
+
+def test_example_config_listens_on_the_default_port() -> None:
+    assert f'listen: "0.0.0.0:{DEFAULT_PORT}"' in (ROOT / "config.example.yaml").read_text()
