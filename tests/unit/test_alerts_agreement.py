@@ -1,0 +1,74 @@
+"""The alert rules and the exporter's health evaluation reach the same verdict on one table of
+scenarios (tests/unit/agreement_scenarios.py): a page whenever a shim would answer 503, a ticket
+when the system is degraded, nothing when it is ok.
+
+Rules half: each scenario's series go through promtool with the bundled rules; the firing alerts
+(read back from the ALERTS series) give the verdict. It is checked twice: with everything the
+exporter exposes ("full": the system-status alerts may carry it), and without
+jobqueue_health_status ("symptom": the alerts on the facts themselves must reach it alone).
+Exporter half: see test_health_evaluation_agrees (runs once exporter/health.py exists).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.unit.agreement_scenarios import EVAL_TIME, SCENARIOS, Scenario, series
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "alerts" / "jobqueue.rules.yml"
+STATUS_ALERTS = ("JobQueueSystemUnhealthy", "JobQueueSystemDegraded")
+
+
+def firing_alerts(input_series: list[dict[str, str]], tmp_path: Path) -> list[dict[str, str]]:
+    """Labels of every alert firing at EVAL_TIME, as promtool evaluates the bundled rules."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: apt-get install prometheus (scripts/test does)"
+    test = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": input_series,
+        "promql_expr_test": [{"expr": 'ALERTS{alertstate="firing"}', "eval_time": EVAL_TIME, "exp_samples": []}],
+    }]}
+    path = tmp_path / "agreement.test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    if result.returncode == 0:
+        return []
+    got = (result.stdout + result.stderr).split("got:", 1)
+    assert len(got) == 2, result.stdout + result.stderr
+    return [dict(re.findall(r'(\w+)="([^"]*)"', m)) for m in re.findall(r"\{([^}]*)\}", got[1])]
+
+
+def verdict(alerts: list[dict[str, str]]) -> str:
+    severities = {a["severity"] for a in alerts}
+    return "unhealthy" if "critical" in severities else "degraded" if "warning" in severities else "ok"
+
+
+def describe(alerts: list[dict[str, str]]) -> list[str]:
+    return sorted(f"{a['alertname']}/{a['severity']}" for a in alerts)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_rules_agree_with_the_table(scenario: Scenario, tmp_path: Path) -> None:
+    alerts = firing_alerts(series(scenario, scenario.verdict, scenario.issues), tmp_path)
+    assert verdict(alerts) == scenario.verdict, describe(alerts)
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s.symptom], ids=lambda s: s.name)
+def test_symptom_alerts_alone_agree_with_the_table(scenario: Scenario, tmp_path: Path) -> None:
+    alerts = [a for a in firing_alerts(series(scenario, None, scenario.issues), tmp_path)
+              if a["alertname"] not in STATUS_ALERTS]
+    assert verdict(alerts) == scenario.verdict, describe(alerts)
+
+
+def test_the_table_covers_every_verdict_and_the_required_kinds() -> None:
+    assert {s.verdict for s in SCENARIOS} == {"ok", "degraded", "unhealthy"}
+    issues = {i for s in SCENARIOS for i in s.issues}
+    assert {"backend_unreachable", "queue_depth_warning", "queue_depth_critical", "failed_jobs", "worker_stale",
+            "queue_stuck", "disabled_share"} <= issues
+    assert all((s.verdict == "ok") == (not s.issues) for s in SCENARIOS)
