@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from exporter.sources.base import Source
 from exporter.sources.files import FilesSource
+from exporter.sources.http import HttpSource
 from exporter.sources.nats import NatsSource
 from exporter.sources.redis import RedisSource
 from exporter.sources.system import SystemSource
@@ -13,4 +14,5 @@ SOURCE_TYPES: dict[str, type[Source]] = {
     "nats": NatsSource,
     "system": SystemSource,
     "files": FilesSource,
+    "http": HttpSource,
 }
