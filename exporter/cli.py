@@ -14,6 +14,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import ConfigError, ExporterConfig, default_config, load_config, parse_listen, parse_shard
+from exporter.health import attach as attach_health
 from exporter.log import setup_logging
 from exporter.metrics import TEXT
 from exporter.scheduler import Scheduler
@@ -44,6 +45,7 @@ def build_scheduler(config: ExporterConfig) -> Scheduler:
     revision = os.environ.get("JOBQUEUE_EXPORTER_REVISION", config.revision)
     scheduler = Scheduler(sources, revision=revision)
     holder.append(scheduler)
+    attach_health(scheduler, config.systems)
     return scheduler
 
 

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import Model, SourceConfig
+from exporter.systems import AuthConfig, ShimsConfig, SystemConfig
 
 DEFAULT_PORT = 9312  # the list marks it UNALLOCATED (kept from Sphinx); every other 91xx-99xx is held
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -35,6 +36,9 @@ class ExporterConfig(Model):
     shard: str = "0/1"
     revision: str = "unknown"
     sources: list[SourceUnion] = Field(min_length=1)  # type: ignore[valid-type]
+    systems: list[SystemConfig] = []
+    shims: ShimsConfig = ShimsConfig()
+    auth: AuthConfig = AuthConfig()
 
     @field_validator("listen")
     @classmethod
@@ -59,6 +63,41 @@ class ExporterConfig(Model):
 
     def source(self, name: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.name == name), None)
+
+    def system(self, name: str) -> SystemConfig | None:
+        return next((s for s in self.systems if s.name == name), None)
+
+
+def cross_references(config: ExporterConfig) -> list[tuple[tuple[Any, ...], str]]:
+    """(key path, reason) for every system or shim naming a source or system that does not exist."""
+    sources = {s.name for s in config.sources}
+    out: list[tuple[tuple[Any, ...], str]] = []
+    seen: set[str] = set()
+    for i, system in enumerate(config.systems):
+        if system.name in seen:
+            out.append((("systems", i, "name"), f"two systems are named {system.name!r}"))
+        seen.add(system.name)
+        for where, name in system.referenced_sources():
+            if name not in sources:
+                out.append((("systems", i, *_split(where)), f"unknown source {name!r}"))
+    for key, shim in config.shims.bound():
+        if config.system(shim.system) is None:
+            out.append((("shims", key, "system"), f"unknown system {shim.system!r}"))
+        for where, name in config.shims.sources_of(shim):
+            if name not in sources:
+                out.append((("shims", key, *_split(where)), f"unknown source {name!r}"))
+    return out
+
+
+def _split(where: str) -> tuple[Any, ...]:
+    """`queues[2].source` -> ('queues', 2, 'source')."""
+    out: list[Any] = []
+    for part in where.split("."):
+        name, _, index = part.partition("[")
+        out.append(name)
+        if index:
+            out.append(int(index.rstrip("]")))
+    return tuple(out)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -131,9 +170,13 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
     if problems:
         raise ConfigError(filename, problems)
     try:
-        return ExporterConfig.model_validate(data)
+        config = ExporterConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(filename, [_problem(e, root) for e in err.errors()]) from err
+    broken = cross_references(config)
+    if broken:
+        raise ConfigError(filename, [Problem(_dotted(p), m, _line(root, p)) for p, m in broken])
+    return config
 
 
 def _interpolate(value: Any, env: Mapping[str, str], path: tuple[Any, ...], problems: list[Problem],

@@ -1,0 +1,238 @@
+"""Health of each configured system, evaluated once per snapshot and kept for the web and /metrics.
+
+`HealthMonitor` is a scheduler listener: every new snapshot updates a short in-memory history
+(source latency and success, queue depths, completed counts), re-evaluates every system's rules
+(`exporter/health_rules.py`) and logs raised and resolved issues, which the platform shim serves as
+alerts when no Alertmanager is configured. Requests only read `monitor.current`; they never evaluate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from exporter.health_data import matching_queues, state_count
+from exporter.health_rules import (
+    DEGRADED,
+    OK,
+    UNHEALTHY,
+    Issue,
+    WorkerState,
+    check_issues,
+    component_issues,
+    in_quiet_hours,
+    jobs_issues,
+    queue_issues,
+    share_issues,
+    source_issues,
+    status_of,
+    worker_issues,
+    worker_states,
+)
+from exporter.metrics import sample_line
+from exporter.model import Snapshot
+from exporter.scheduler import Scheduler
+from exporter.systems import SystemConfig
+
+log = logging.getLogger("jobqueue.health")
+
+STATES = (OK, DEGRADED, UNHEALTHY)
+
+
+@dataclass(frozen=True)
+class SystemHealth:
+    """The verdict on one system for one snapshot."""
+
+    name: str
+    status: str
+    issues: tuple[Issue, ...]
+    in_quiet_hours: bool
+    workers: Mapping[str, WorkerState]
+    evaluated_at: float
+
+    def issues_of(self, source: str) -> list[Issue]:
+        return [i for i in self.issues if i.source == source]
+
+
+@dataclass
+class Event:
+    """An issue that was raised at `at` (and resolved at `resolved_at`, if it has been)."""
+
+    number: int
+    system: str
+    issue: Issue
+    at: float
+    resolved_at: float | None = None
+
+
+@dataclass
+class _Point:
+    at: float
+    up: bool
+    latency: float | None
+
+
+@dataclass
+class History:
+    """A bounded window of past observations: what trends, percentiles and 'last hour' numbers need."""
+
+    window: float = 3600.0
+    max_points: int = 1000
+    _sources: dict[str, deque[_Point]] = field(default_factory=dict)
+    _queues: dict[tuple[str, str, str], deque[tuple[float, int, int | None]]] = field(default_factory=dict)
+    _seen: dict[str, float] = field(default_factory=dict)
+
+    def observe(self, snapshot: Snapshot, systems: Iterable[SystemConfig]) -> None:
+        """Record each source's newest collection once (a snapshot is swapped per source)."""
+        fresh = []
+        for name, state in snapshot.sources.items():
+            status = state.status
+            if status.collections == 0 or self._seen.get(name) == status.observed_at:
+                continue
+            self._seen[name] = status.observed_at
+            latency = state.reading.latency if state.reading is not None else None
+            points = self._sources.setdefault(name, deque(maxlen=self.max_points))
+            points.append(_Point(status.observed_at, status.up, latency))
+            self._trim(points, status.observed_at)
+            fresh.append(name)
+        for system in systems:
+            for rule in system.queues:
+                if rule.source in fresh:
+                    self._observe_queues(snapshot, rule.source, rule.queue, rule.tenant)
+
+    def _observe_queues(self, snapshot: Snapshot, source: str, queue: str, tenant: str) -> None:
+        reading = snapshot.reading(source)
+        if reading is None:
+            return
+        at = snapshot.sources[source].status.observed_at
+        totals: dict[str, tuple[int, int | None]] = {}
+        for q in matching_queues(reading, queue, tenant):
+            depth, completed = totals.get(q.queue, (0, None))
+            done = state_count(q, "completed", "finished")
+            if done is not None:
+                completed = (completed or 0) + done
+            totals[q.queue] = (depth + q.depth, completed)
+        for name, (depth, completed) in totals.items():
+            points = self._queues.setdefault((source, tenant, name), deque(maxlen=self.max_points))
+            points.append((at, depth, completed))
+            self._trim(points, at)
+
+    def _trim(self, points: deque, now: float) -> None:  # type: ignore[type-arg]
+        while points and (points[0].at if isinstance(points[0], _Point) else points[0][0]) < now - self.window:
+            points.popleft()
+
+    def depths(self, source: str, tenant: str, queue: str) -> list[int]:
+        """Total depth of a queue at each recorded collection, oldest first."""
+        return [d for _, d, _ in self._queues.get((source, tenant, queue), ())]
+
+    def completed_since(self, source: str, tenant: str, queue: str, seconds: float, now: float) -> int | None:
+        """Growth of the completed count over the last `seconds`; None without two observations."""
+        points = [p for p in self._queues.get((source, tenant, queue), ())
+                  if p[2] is not None and p[0] >= now - seconds]
+        if len(points) < 2:
+            return None
+        return max(0, points[-1][2] - points[0][2])  # type: ignore[operator]
+
+    def latencies(self, source: str) -> list[float]:
+        return [p.latency for p in self._sources.get(source, ()) if p.latency is not None]
+
+    def error_rate(self, source: str) -> float | None:
+        """Share of failed collections in the window, in percent; None before the first collection."""
+        points = self._sources.get(source)
+        if not points:
+            return None
+        return 100.0 * sum(1 for p in points if not p.up) / len(points)
+
+
+class HealthMonitor:
+    """Evaluates every system on each new snapshot; `current` holds the latest verdicts."""
+
+    def __init__(self, systems: Iterable[SystemConfig], clock: Callable[[], float] = time.time,
+                 history: History | None = None, max_events: int = 10000) -> None:
+        self.systems = list(systems)
+        self.clock = clock
+        self.history = history or History()
+        self.current: dict[str, SystemHealth] = {}
+        self.events: deque[Event] = deque(maxlen=max_events)
+        self._open: dict[tuple[str, str], Event] = {}
+        self._numbers = itertools.count(1)
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        """The scheduler listener: update history, evaluate, log raised and resolved issues."""
+        now = self.clock()
+        self.history.observe(snapshot, self.systems)
+        current = {s.name: evaluate(s, snapshot, self.history, now) for s in self.systems}
+        self._track(current, now)
+        self.current = current
+
+    def _track(self, current: dict[str, SystemHealth], now: float) -> None:
+        active = {(name, i.id): i for name, h in current.items() for i in h.issues}
+        for key, issue in active.items():
+            if key not in self._open:
+                event = Event(next(self._numbers), key[0], issue, now)
+                self._open[key] = event
+                self.events.append(event)
+                log.info("issue raised", extra={"system": key[0], "issue": issue.id, "severity": issue.severity})
+        for key in [k for k in self._open if k not in active]:
+            self._open.pop(key).resolved_at = now
+            log.info("issue resolved", extra={"system": key[0], "issue": key[1]})
+
+    def get(self, name: str) -> SystemHealth | None:
+        return self.current.get(name)
+
+    def metrics(self, snapshot: Snapshot) -> dict[str, bytes]:
+        """The derived exposition lines: status StateSet, active issues, worker last runs."""
+        status, issues, workers = [], [], []
+        for name in sorted(self.current):
+            health = self.current[name]
+            for state in STATES:
+                status.append(sample_line("jobqueue_health_status", {"system": name, "status": state},
+                                          1 if health.status == state else 0))
+            for issue_id in sorted({i.id for i in health.issues}):
+                issues.append(sample_line("jobqueue_health_issue", {"system": name, "issue": issue_id}, 1))
+            for worker in sorted(health.workers.values(), key=lambda w: w.name):
+                if worker.last_run is not None:
+                    workers.append(sample_line("jobqueue_worker_last_run_timestamp_seconds",
+                                               {"system": name, "worker": worker.name}, worker.last_run))
+        out = {}
+        for metric, lines in (("jobqueue_health_status", status), ("jobqueue_health_issue", issues),
+                              ("jobqueue_worker_last_run_timestamp_seconds", workers)):
+            if lines:
+                out[metric] = "".join(lines).encode()
+        return out
+
+
+def evaluate(system: SystemConfig, snapshot: Snapshot, history: History, now: float) -> SystemHealth:
+    """Every rule of one system over one snapshot; pure but for reading the history."""
+    quiet = in_quiet_hours(system.quiet_hours, system.timezone, now)
+    workers = worker_states(system, snapshot, now)
+    issues: list[Issue] = [
+        *source_issues(system, snapshot),
+        *component_issues(system, snapshot),
+        *jobs_issues(system, snapshot),
+        *worker_issues(system, snapshot, workers, quiet, now),
+        *queue_issues(system, snapshot, history),
+        *share_issues(system, snapshot),
+        *check_issues(system, snapshot),
+    ]
+    unique: dict[str, Issue] = {}
+    for issue in issues:
+        unique.setdefault(issue.id, issue)
+    found = tuple(unique.values())
+    return SystemHealth(system.name, status_of(found), found, quiet, workers, now)
+
+
+def attach(scheduler: Scheduler, systems: Iterable[SystemConfig]) -> HealthMonitor:
+    """The scheduler's monitor, registered on first use: a listener per snapshot, lines for /metrics."""
+    for listener in scheduler.listeners:
+        if isinstance(listener, HealthMonitor):
+            return listener
+    monitor = HealthMonitor(systems, clock=scheduler.clock)
+    scheduler.listeners.append(monitor)
+    scheduler.derived.append(monitor.metrics)
+    monitor(scheduler.snapshot)
+    return monitor

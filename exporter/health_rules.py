@@ -1,0 +1,238 @@
+"""The rule kinds of a system, each a pure function from (snapshot, rule, history) to issues.
+
+Issue ids are short and stable (`source_down:redis`, `queue_critical:events`, `worker_stale:backfill`)
+because they become the `issue` label of `jobqueue_health_issue`; the text is for people and may
+change with the numbers. Texts of the planning seed (004) are reproduced word for word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from exporter.health_data import (
+    as_bool,
+    as_int,
+    as_number,
+    as_time,
+    checks_of,
+    dig,
+    matching_queues,
+    read,
+    state_count,
+)
+from exporter.model import Snapshot
+from exporter.systems import QueueRule, SystemConfig
+
+if TYPE_CHECKING:
+    from exporter.health import History
+
+OK, DEGRADED, UNHEALTHY, INFO = "ok", "degraded", "unhealthy", "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One active problem of a system: a stable id, human text, and what it does to the status."""
+
+    id: str
+    text: str
+    severity: str  # unhealthy | degraded | info
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """What is known of a background worker: its last run, its state, and whether it is stale."""
+
+    name: str
+    last_run: float | None
+    state: str | None  # working | idle | None when unknown
+    stale: bool
+
+
+def status_of(issues: tuple[Issue, ...] | list[Issue]) -> str:
+    """unhealthy beats degraded beats ok; info issues change nothing."""
+    severities = {i.severity for i in issues}
+    return UNHEALTHY if UNHEALTHY in severities else DEGRADED if DEGRADED in severities else OK
+
+
+def in_quiet_hours(window: str | None, zone: str, now: float) -> bool:
+    """Whether `now` falls inside `HH:MM-HH:MM` (which may wrap past midnight) in `zone`."""
+    if not window:
+        return False
+    start, end = window.split("-")
+    local = datetime.fromtimestamp(now, ZoneInfo(zone))
+    minute = local.hour * 60 + local.minute
+    a = int(start[:2]) * 60 + int(start[3:])
+    b = int(end[:2]) * 60 + int(end[3:])
+    if a == b:
+        return False
+    return a <= minute < b if a < b else minute >= a or minute < b
+
+
+def ago(seconds: float) -> str:
+    """45 -> '45s', 2700 -> '45m', 8100 -> '2h15m' (the planning seed's 'Backfill stale (45m ago)')."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+
+
+def queue_level(waiting: int | None, failed: int | None, rule: QueueRule) -> str:
+    """healthy (< warning), warning (warning..critical), critical (> critical or failures > failed_critical)."""
+    if (waiting is not None and waiting > rule.critical) or (failed is not None and failed > rule.failed_critical):
+        return "critical"
+    if waiting is not None and waiting >= rule.warning:
+        return "warning"
+    return "healthy"
+
+
+def source_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
+    """Backend unreachable: each source of the system that collected and failed."""
+    seen: set[str] = set()
+    for _, name in system.referenced_sources():
+        state = snapshot.sources.get(name)
+        if name in seen or state is None:
+            continue
+        seen.add(name)
+        if state.status.collections > 0 and not state.status.up:
+            kind = state.status.error_kind or "error"
+            yield Issue(f"source_down:{name}", f"{name} unreachable ({kind})", system.down, name)
+
+
+def queue_issues(system: SystemConfig, snapshot: Snapshot, history: History) -> Iterator[Issue]:
+    """Waiting and failure thresholds per queue (the worst tenant counts), and depth rising over polls."""
+    for rule in system.queues:
+        reading = snapshot.reading(rule.source)
+        worst: dict[str, tuple[int, int | None, str]] = {}
+        for q in matching_queues(reading, rule.queue, rule.tenant):
+            failed = q.failed if q.failed is not None else state_count(q, "failed")
+            depth, best_failed, tenant = worst.get(q.queue, (-1, None, ""))
+            if q.depth > depth:
+                depth, tenant = q.depth, q.tenant
+            if failed is not None and (best_failed is None or failed > best_failed):
+                best_failed = failed
+            worst[q.queue] = (depth, best_failed, tenant)
+        for name, (depth, failed, tenant) in sorted(worst.items()):
+            where = f"Queue {name}" + (f" (tenant {tenant})" if tenant else "")
+            if depth > rule.critical:
+                yield Issue(f"queue_critical:{name}", f"{where}: {depth} waiting (> {rule.critical})", UNHEALTHY,
+                            rule.source)
+            elif depth >= rule.warning:
+                yield Issue(f"queue_warning:{name}", f"{where}: {depth} waiting (>= {rule.warning})", DEGRADED,
+                            rule.source)
+            if failed is not None and failed > rule.failed_critical:
+                yield Issue(f"queue_failed:{name}", f"Queue {name}: {failed} failed jobs (> {rule.failed_critical})",
+                            UNHEALTHY, rule.source)
+            if rule.rising_polls:
+                depths = history.depths(rule.source, rule.tenant, name)[-(rule.rising_polls + 1):]
+                if len(depths) == rule.rising_polls + 1 and all(a < b for a, b in pairwise(depths)):
+                    yield Issue(f"depth_rising:{name}", f"Queue {name}: depth rising over {rule.rising_polls} polls "
+                                f"({depths[0]} -> {depths[-1]})", DEGRADED, rule.source)
+
+
+def worker_states(system: SystemConfig, snapshot: Snapshot, now: float) -> dict[str, WorkerState]:
+    """Last run and state of each worker; stale past factor x interval (unknown last run is not stale)."""
+    out = {}
+    for rule in system.workers:
+        reading = snapshot.reading(rule.source)
+        details = reading.details if reading is not None else None
+        last = as_time(dig(details, rule.last_run))
+        raw = dig(details, rule.state) if rule.state else None
+        flag = as_bool(raw)
+        state = ("working" if flag else "idle") if flag is not None else (raw if isinstance(raw, str) else None)
+        stale = last is not None and now - last > rule.factor * rule.interval
+        out[rule.name] = WorkerState(rule.name, last, state, stale)
+    return out
+
+
+def worker_issues(system: SystemConfig, snapshot: Snapshot, workers: dict[str, WorkerState], quiet: bool,
+                  now: float) -> Iterator[Issue]:
+    """Stale workers and stuck queues (ready items, idle worker); both are expected in quiet hours."""
+    if quiet:
+        return
+    for rule in system.workers:
+        worker = workers[rule.name]
+        if worker.stale and worker.last_run is not None:
+            label = rule.name[:1].upper() + rule.name[1:]
+            yield Issue(f"worker_stale:{rule.name}", f"{label} stale ({ago(now - worker.last_run)} ago)", UNHEALTHY,
+                        rule.source)
+    for rule in system.stuck:
+        ready = as_int(read(snapshot, rule.source, rule.ready))
+        worker = workers.get(rule.worker)
+        if ready is not None and ready >= rule.min_ready and worker is not None and worker.state == "idle":
+            yield Issue(f"queue_stuck:{rule.worker}", f"Queue stuck: {ready} ready but worker idle", UNHEALTHY,
+                        rule.source)
+
+
+def component_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
+    """A component (or each item of a list of components) whose status is not one of the ok values."""
+    for rule in system.components:
+        value = read(snapshot, rule.source, rule.path)
+        if value is None:
+            continue
+        items: list[tuple[str, Any]]
+        if isinstance(value, list):
+            items = [(str(i.get(rule.name_field) or i.get("name") or n), i.get(rule.status_field))
+                     for n, i in enumerate(value) if isinstance(i, dict)]
+        elif isinstance(value, dict) and rule.status_field in value:
+            items = [(rule.name, value.get(rule.status_field))]
+        else:
+            items = [(rule.name, value)]
+        ok = {v.lower() for v in rule.ok}
+        for name, status in items:
+            word = str(status).lower() if status is not None else "unknown"
+            if word not in ok:
+                suffix = "" if name == rule.name else f":{name}"
+                yield Issue(f"component_unhealthy:{rule.name}{suffix}", f"{name} is {status or 'unknown'}",
+                            rule.severity, rule.source)
+
+
+def share_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
+    """`High disabled: 15/127 (12%)` when the share is over the limit."""
+    for rule in system.shares:
+        total = as_number(read(snapshot, rule.source, rule.total))
+        part = as_number(read(snapshot, rule.source, rule.part))
+        if total and part is not None and part / total > rule.max_ratio:
+            yield Issue(f"high_{rule.label}", f"High {rule.label}: {int(part)}/{int(total)} "
+                        f"({round(100 * part / total)}%)", rule.severity, rule.source)
+
+
+def jobs_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
+    """Jobs switched off or never started (unhealthy), or paused (degraded)."""
+    rule = system.jobs
+    if rule is None or snapshot.reading(rule.source) is None:
+        return
+    enabled = as_bool(read(snapshot, rule.source, rule.enabled)) if rule.enabled else True
+    started = as_bool(read(snapshot, rule.source, rule.started)) if rule.started else True
+    paused = as_bool(read(snapshot, rule.source, rule.paused)) if rule.paused else False
+    if enabled is False or started is False:
+        yield Issue("jobs_not_started", "Jobs not started", UNHEALTHY, rule.source)
+    elif paused:
+        yield Issue("jobs_paused", "Jobs paused", DEGRADED, rule.source)
+
+
+def check_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
+    """Consistency checks with rows: warn degrades, info is listed only, error/critical is unhealthy."""
+    for rule in system.checks:
+        reading = snapshot.reading(rule.source)
+        if reading is None:
+            continue
+        for check in checks_of(reading.details):
+            if rule.checks is not None and check["check"] not in rule.checks:
+                continue
+            name = check["check"]
+            if check["error"]:
+                yield Issue(f"check_failed:{name}", f"check {name} failed: {check['error']}", DEGRADED, rule.source)
+            elif check["count"] > 0:
+                severity = {"warn": DEGRADED, "info": INFO}.get(check["severity"], UNHEALTHY)
+                yield Issue(f"check:{name}", f"{name}: {check['count']} found ({check['severity']})", severity,
+                            rule.source)
+

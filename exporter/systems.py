@@ -1,0 +1,304 @@
+"""Config models for `systems` (health rules), `shims` (the seed endpoints) and `auth` (tokens).
+
+Shape only; references between sections (a system naming a source, a shim naming a system) are
+checked in `exporter/config.py`. A `Path` is a dotted path into a source's `Reading.details`
+(`checks.backups.rows.0.total`): the shims and rules read other sources' facts through it, so a
+new source needs no change here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path as FilePath
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from exporter.sources.base import Duration, Model, Name
+
+DetailsPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")]
+Severity = Literal["unhealthy", "degraded"]
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class Ref(Model):
+    """A value in a source's details: `source` names the source, `path` the dotted key path."""
+
+    source: Name
+    path: DetailsPath
+
+
+class QueueRule(Model):
+    """Waiting and failure thresholds for queues of a source (healthy < warning <= x <= critical < ...)."""
+
+    source: Name
+    queue: str = "*"
+    tenant: str = ""  # "" queues of no tenant, "*" every tenant (the worst one counts)
+    priority: str = "normal"
+    warning: Annotated[int, Field(ge=0)] = 100
+    critical: Annotated[int, Field(ge=0)] = 1000
+    failed_critical: Annotated[int, Field(ge=0)] = 10
+    rising_polls: Annotated[int, Field(ge=0, le=100)] = 0  # 0 = off; N = rose over N consecutive polls
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QueueRule:
+        if self.warning > self.critical:
+            raise ValueError(f"warning ({self.warning}) must not exceed critical ({self.critical})")
+        return self
+
+
+class WorkerRule(Model):
+    """A background worker that must run every `interval`; stale past `factor` x interval."""
+
+    name: Name
+    source: Name
+    last_run: DetailsPath  # Unix seconds or an ISO 8601 time
+    interval: Duration
+    factor: Annotated[float, Field(gt=1)] = 2.5
+    state: DetailsPath | None = None  # "working"/"idle" (or true/false = working)
+
+
+class StuckRule(Model):
+    """Ready items waiting while the worker that drains them is idle."""
+
+    source: Name
+    ready: DetailsPath
+    worker: Name
+    min_ready: Annotated[int, Field(ge=1)] = 1
+
+
+class ComponentRule(Model):
+    """A component (or a list of them) whose status must be one of `ok`."""
+
+    name: Name
+    source: Name
+    path: DetailsPath
+    name_field: str = "hostname"
+    status_field: str = "status"
+    ok: list[str] = ["ok", "healthy", "up", "ready", "running", "true"]
+    severity: Severity = "unhealthy"
+
+
+class ShareRule(Model):
+    """Too large a share of disabled items (`part` of `total`) degrades the system."""
+
+    source: Name
+    total: DetailsPath
+    part: DetailsPath
+    max_ratio: Annotated[float, Field(ge=0, le=1)] = 0.10
+    label: str = "disabled"
+    severity: Severity = "degraded"
+
+
+class JobsRule(Model):
+    """Jobs switched off (RUN_JOBS=false), never started, or paused."""
+
+    source: Name
+    enabled: DetailsPath | None = None
+    started: DetailsPath | None = None
+    paused: DetailsPath | None = None
+
+
+class CheckRule(Model):
+    """Consistency checks of a source (`details.checks`): warn degrades, info is only listed."""
+
+    source: Name
+    checks: list[str] | None = None  # None: every check of the source
+
+
+class SystemConfig(Model):
+    """One monitored system: what belongs to it and the rules that decide ok | degraded | unhealthy."""
+
+    name: Name
+    sources: list[Name] = []
+    down: Severity = "unhealthy"  # what an unreachable source makes the system
+    queues: list[QueueRule] = []
+    workers: list[WorkerRule] = []
+    stuck: list[StuckRule] = []
+    components: list[ComponentRule] = []
+    shares: list[ShareRule] = []
+    jobs: JobsRule | None = None
+    checks: list[CheckRule] = []
+    quiet_hours: str | None = None  # "21:00-06:00"; stale and stuck workers are expected then
+    timezone: str = "UTC"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None and not _WINDOW.match(value):
+            raise ValueError(f"quiet_hours must be HH:MM-HH:MM, got {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown timezone {value!r}") from err
+        return value
+
+    def referenced_sources(self) -> list[tuple[str, str]]:
+        """(key path, source name) of every source the system names, for cross-reference checks."""
+        out = [(f"sources[{i}]", s) for i, s in enumerate(self.sources)]
+        for field in ("queues", "workers", "stuck", "components", "shares", "checks"):
+            out += [(f"{field}[{i}].source", r.source) for i, r in enumerate(getattr(self, field))]
+        if self.jobs is not None:
+            out.append(("jobs.source", self.jobs.source))
+        return out
+
+
+Role = Literal["viewer", "super_admin", "ops"]
+
+
+class TokenConfig(Model):
+    """A bearer token or API key with its roles; the secret itself never sits in the YAML in clear."""
+
+    name: Name
+    token: SecretStr | None = None  # normally `${ENV_VAR}`
+    token_env: str | None = None
+    token_file: FilePath | None = None
+    sha256: str | None = None
+    roles: list[Role] = []
+    tenants: list[str] = []  # viewer of these tenants ("*" every tenant)
+    permissions: list[str] = []  # API permissions, e.g. health:read
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TokenConfig:
+        given = [k for k in ("token", "token_env", "token_file", "sha256") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of token, token_env, token_file, sha256 (got {given or 'none'})")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
+            raise ValueError("sha256 must be 64 hex digits")
+        if self.token_file is not None and not self.token_file.is_file():
+            raise ValueError(f"token_file {str(self.token_file)!r} is not a readable file")
+        return self
+
+    def digest(self, environ: dict[str, str] | None = None) -> bytes | None:
+        """SHA-256 of the secret, or None when its variable is unset or empty (the token is off)."""
+        if self.sha256 is not None:
+            return bytes.fromhex(self.sha256)
+        if self.token is not None:
+            secret = self.token.get_secret_value()
+        elif self.token_file is not None:
+            secret = self.token_file.read_text().strip()
+        else:
+            secret = (environ if environ is not None else dict(os.environ)).get(self.token_env or "", "")
+        return hashlib.sha256(secret.encode()).digest() if secret else None
+
+
+class RateLimit(Model):
+    """At most `requests` per `per` seconds per client (token bucket); past it, 429."""
+
+    requests: Annotated[int, Field(ge=1)] = 60
+    per: Duration = 60.0
+
+
+class AuthConfig(Model):
+    """Every credential the web layer accepts."""
+
+    tokens: list[TokenConfig] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthConfig:
+        names = [t.name for t in self.tokens]
+        if len(names) != len(set(names)):
+            raise ValueError("two tokens share a name")
+        return self
+
+
+class Shim(Model):
+    """Common to every shim: switched on in the config and bound to one system."""
+
+    enabled: bool = True
+    system: Name
+
+
+class TenantShim(Shim):
+    """Seed 000: tenant health, landlord (Horizon) health and the tenant list."""
+
+    source: Name
+    queues: dict[str, str] = {"events": "events", "heartbeats": "heartbeats"}
+    horizon_tenant: str = ""
+
+
+class StatusShim(Shim):
+    """Seed 001: /api/health/status of the NATS job platform."""
+
+    permission: str = "health:read"
+    nats: Name | None = None
+    registry: list[Ref] = []  # lists of {type, hostname, status, conditions, age, cpu_percent, mem_bytes}
+    version: str | None = None
+
+
+class ServiceShim(Shim):
+    """Seed 002: /health, /health/detailed and /health/consistency of the media service."""
+
+    version: str | None = None
+    build_git_hash: str | None = None
+    build_timestamp: str | None = None
+    essential: list[str] = ["postgres", "redis"]
+    services: dict[str, Name] = {}  # name in the body -> source
+    resources: Name | None = None  # a `system` source
+    pipeline: Ref | None = None
+    schema_: Ref | None = Field(None, alias="schema")
+    identities: Ref | None = None
+    integrations: dict[str, Ref] = {}
+    config: dict[str, bool] = {}
+    consistency: Name | None = None  # the source whose `details.checks` are the consistency checks
+
+
+class PlatformShim(Shim):
+    """Seed 003: queues, one queue's jobs (live read), infrastructure health and alerts."""
+
+    role: Role = "ops"
+    rate_limit: RateLimit = RateLimit()
+    jobs_timeout: Duration = 2.0
+    alertmanager_url: str | None = None
+    service_names: dict[Name, str] = {}  # source -> display name ("OLTP Database")
+
+
+class OpsShim(Shim):
+    """Seed 004: /api/ops/plannings of the planning-refresh system."""
+
+    production: bool = True
+    queue: Ref | None = None  # {depth, ready, locked}
+    backups: Ref | None = None  # {total, covered, disabled}
+    last_backup_write: Ref | None = None
+    failed_hosts: Ref | None = None  # list of {host, count, lastFailure}
+    recent_failures: Ref | None = None  # list of {planningFullId, failureKind, failures, disabledUntil}
+
+
+class ShimsConfig(Model):
+    """The seed endpoints; an absent or disabled shim's paths answer 404."""
+
+    tenant: TenantShim | None = None
+    status: StatusShim | None = None
+    service: ServiceShim | None = None
+    platform: PlatformShim | None = None
+    ops: OpsShim | None = None
+
+    def bound(self) -> list[tuple[str, Shim]]:
+        """(key, shim) of every configured shim."""
+        names = ("tenant", "status", "service", "platform", "ops")
+        return [(n, s) for n in names if (s := getattr(self, n)) is not None]
+
+    def sources_of(self, shim: Shim) -> list[tuple[str, str]]:
+        """(key path suffix, source) of every source a shim names directly."""
+        out: list[tuple[str, str]] = []
+        for key, value in shim:
+            if key in ("source", "nats", "resources", "consistency") and isinstance(value, str):
+                out.append((key, value))
+            elif isinstance(value, Ref):
+                out.append((f"{key}.source", value.source))
+            elif key == "services":
+                out += [(f"services.{k}", v) for k, v in value.items()]
+            elif key in ("integrations",):
+                out += [(f"{key}.{k}.source", v.source) for k, v in value.items()]
+            elif key == "registry":
+                out += [(f"registry[{i}].source", v.source) for i, v in enumerate(value)]
+        return out

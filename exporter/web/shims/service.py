@@ -1,0 +1,144 @@
+"""Seed 002 (media service on PostgreSQL, Redis and a vector database): /health, /health/detailed,
+/health/consistency.
+
+Status rule of the seed: every service ok -> `ok`; any service in error (PostgreSQL and Redis
+included) -> `degraded`, and the server still answers 200. /health is public; the other two need
+a valid token or API key (401 {"error": "unauthorized"} otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.health_data import as_number, checks_of, iso, read
+from exporter.health_rules import OK
+from exporter.systems import ServiceShim
+from exporter.web.auth import presented
+from exporter.web.shims import Reply, View, enabled, respond, view
+
+routes = web.RouteTableDef()
+UNAUTHORIZED: Reply = (401, {"error": "unauthorized"})
+
+
+def services(v: View, shim: ServiceShim) -> dict[str, dict[str, Any]]:
+    """ok / error (unreachable) / degraded (reachable, with issues), and the ping in milliseconds."""
+    out = {}
+    for name, source in shim.services.items():
+        state = v.snapshot.sources.get(source)
+        if state is None or state.reading is None:
+            out[name] = {"status": "error", "latency_ms": None}
+            continue
+        latency = state.reading.latency
+        degraded = v.health is not None and bool(v.health.issues_of(source))
+        out[name] = {"status": "degraded" if degraded else "ok",
+                     "latency_ms": round(latency * 1000) if latency is not None else None}
+    return out
+
+
+def overall(v: View, shim: ServiceShim) -> str:
+    """The seed's rule over the services; with none configured, the bound system's verdict."""
+    if shim.services:
+        return "ok" if all(s["status"] == "ok" for s in services(v, shim).values()) else "degraded"
+    return "ok" if v.health is not None and v.health.status == OK else "degraded"
+
+
+def basic(v: View, shim: ServiceShim) -> Reply:
+    """The public /health body: status, version, build and uptime."""
+    return 200, {
+        "status": overall(v, shim),
+        "version": shim.version or __version__,
+        "build_git_hash": shim.build_git_hash or os.environ.get("JOBQUEUE_EXPORTER_REVISION") or v.config.revision,
+        "build_timestamp": shim.build_timestamp or iso(v.started_at),
+        "uptime_ms": max(0, int((v.now - v.started_at) * 1000)),
+    }
+
+
+def _resources(v: View, shim: ServiceShim) -> dict[str, Any] | None:
+    reading = v.snapshot.reading(shim.resources) if shim.resources else None
+    if reading is None:
+        return None
+    d = reading.details
+    available = as_number(d.get("memory_available_bytes"))
+    cpu, mem = as_number(d.get("cpu_percent")), as_number(d.get("memory_percent"))
+    return {"cpu_used_percent": round(cpu, 1) if cpu is not None else None,
+            "memory_available_mb": int(available // 1048576) if available is not None else None,
+            "memory_used_percent": round(mem, 1) if mem is not None else None}
+
+
+def _schema(value: Any) -> dict[str, Any] | None:
+    """Migrations as the seed shows them: applied [{filename}], required [...], ok."""
+    if not isinstance(value, dict):
+        return None
+    applied = [a if isinstance(a, dict) else {"filename": str(a)} for a in value.get("applied") or []]
+    required = [r.get("filename") if isinstance(r, dict) else str(r) for r in value.get("required") or []]
+    names = {a.get("filename") for a in applied}
+    missing = [r for r in required if r not in names]
+    ok = value.get("ok")
+    return {"table_exists": bool(value.get("table_exists", True)), "applied": applied, "required": missing,
+            "ok": ok if isinstance(ok, bool) else not missing}
+
+
+def _block(v: View, ref: Any) -> Any:
+    if ref is None:
+        return None
+    value = read(v.snapshot, ref.source, ref.path)
+    return value if isinstance(value, dict) else None
+
+
+def detailed(v: View, shim: ServiceShim) -> Reply:
+    """Services, resources, pipeline, schema, identities, integrations and runtime toggles."""
+    return 200, {
+        "status": overall(v, shim),
+        "version": shim.version or __version__,
+        "services": services(v, shim),
+        "resources": _resources(v, shim),
+        "pipeline": _block(v, shim.pipeline),
+        "schema": _schema(_block(v, shim.schema_)),
+        "identities": _block(v, shim.identities),
+        "integrations": {name: _block(v, ref) for name, ref in shim.integrations.items()},
+        "config": dict(shim.config),
+    }
+
+
+def consistency(v: View, shim: ServiceShim) -> Reply:
+    """Each consistency check with severity, count and offending files; a warn with rows degrades."""
+    state = v.snapshot.sources.get(shim.consistency) if shim.consistency else None
+    if state is None or state.reading is None:
+        return 200, {"status": "degraded", "checked_at": None, "checks": []}
+    checks = [{"check": c["check"], "severity": c["severity"], "count": c["count"], "files": [
+        {"file_name": f.get("file_name"), "file_uuid": f.get("file_uuid"), "status": f.get("status"),
+         "detail": f.get("detail")} for f in c["files"]]} for c in checks_of(state.reading.details)]
+    bad = any(c["count"] > 0 and c["severity"] != "info" for c in checks)
+    return 200, {"status": "degraded" if bad else "ok", "checked_at": iso(state.status.observed_at), "checks": checks}
+
+
+@routes.get("/health")
+async def get_health(request: web.Request) -> web.Response:
+    """Seed 002: public basic health (status, version, build, uptime) for load balancers."""
+    shim = enabled(request, "service", ServiceShim)
+    return respond(basic(view(request, shim), shim))
+
+
+@routes.get("/health/detailed")
+async def get_detailed(request: web.Request) -> web.Response:
+    """Seed 002: services, resources, pipeline, schema, identities, integrations (authenticated)."""
+    shim = enabled(request, "service", ServiceShim)
+    if presented(request).credential is None:
+        return respond(UNAUTHORIZED)
+    return respond(detailed(view(request, shim), shim))
+
+
+@routes.get("/health/consistency")
+async def get_consistency(request: web.Request) -> web.Response:
+    """Seed 002: data consistency checks with severity, count and files (authenticated)."""
+    shim = enabled(request, "service", ServiceShim)
+    if presented(request).credential is None:
+        return respond(UNAUTHORIZED)
+    return respond(consistency(view(request, shim), shim))
+
+
+

@@ -1,0 +1,116 @@
+"""Seed 000 (multi-tenant Laravel app): tenant queue health, landlord Horizon health, tenant list.
+
+Auth follows Laravel Sanctum: no or unknown bearer token -> 401 {"message": "Unauthenticated."};
+a token that may not view the tenant (or is not a super admin) -> 403 {"message": "This action is
+unauthorized."}. Redis unreachable -> `degraded`, nulls and 503, exactly as the seed documents.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from exporter.health_data import QueueIndex, dig
+from exporter.systems import TenantShim
+from exporter.web.auth import Credential, presented
+from exporter.web.shims import Reply, View, enabled, respond, view
+
+routes = web.RouteTableDef()
+_INDEX = QueueIndex()
+UNAUTHENTICATED: Reply = (401, {"message": "Unauthenticated."})
+FORBIDDEN: Reply = (403, {"message": "This action is unauthorized."})
+
+
+def tenant_health(v: View, shim: TenantShim, tenant: str) -> Reply:
+    """Depth and oldest-item age of the tenant's queues; nulls and 503 while Redis is unreachable."""
+    state = v.snapshot.sources.get(shim.source)
+    reading = v.snapshot.reading(shim.source)
+    if state is None or reading is None:
+        queues = {name: {"depth": None, "oldest_age_seconds": None} for name in shim.queues}
+        return 503, {"status": "degraded", "tenant": tenant, "redis": {"reachable": False}, "queues": queues}
+    observed = state.status.observed_at
+    out = {}
+    for name, queue in shim.queues.items():
+        q = _INDEX.get(reading, tenant, queue)
+        depth = q.depth if q is not None else 0
+        age = None
+        if q is not None and depth > 0 and q.oldest_timestamp is not None:
+            age = max(0, int(observed - q.oldest_timestamp))
+        out[name] = {"depth": depth, "oldest_age_seconds": age}
+    return 200, {"status": "ok", "tenant": tenant, "redis": {"reachable": True}, "queues": out}
+
+
+def landlord_health(v: View, shim: TenantShim) -> Reply:
+    """Every Horizon queue's pending and wait, and recent failed jobs; empty and null with 503 when down."""
+    reading = v.snapshot.reading(shim.source)
+    if reading is None:
+        return 503, {"status": "degraded", "redis": {"reachable": False}, "queues": {}, "failed_jobs": None}
+    horizon = dig(reading.details, "horizon")
+    entry = horizon.get(shim.horizon_tenant) if isinstance(horizon, dict) else None
+    queues: dict[str, dict[str, int | float | None]] = {}
+    failed = None
+    if isinstance(entry, dict):
+        for name, q in sorted((entry.get("queues") or {}).items()):
+            queues[name] = {"pending": q.get("pending"), "wait_seconds": q.get("wait_seconds")}
+        failed = entry.get("failed_jobs")
+    return 200, {"status": "ok", "redis": {"reachable": True}, "queues": queues, "failed_jobs": failed}
+
+
+def tenant_list(v: View, shim: TenantShim) -> Reply:
+    """The tenants the source reads (its discovery), for monitors that poll each tenant."""
+    reading = v.snapshot.reading(shim.source)
+    if reading is None:
+        return 503, {"tenants": None}
+    tenants = reading.details.get("tenants")
+    if not isinstance(tenants, list):
+        tenants = sorted({q.tenant for q in reading.queues if q.tenant})
+    return 200, {"tenants": sorted(str(t) for t in tenants)}
+
+
+def _caller(request: web.Request) -> Credential | None:
+    return presented(request, ("authorization",)).credential
+
+
+@routes.get("/api/v1/health")
+async def get_tenant_health(request: web.Request) -> web.Response:
+    """Seed 000: depth and oldest age of one tenant's event and heartbeat queues."""
+    shim = enabled(request, "tenant", TenantShim)
+    credential = _caller(request)
+    if credential is None:
+        return respond(UNAUTHENTICATED)
+    tenant = request.query.get("tenant")
+    if tenant is None:
+        own = sorted(credential.tenants - {"*"})
+        if len(own) != 1:
+            return respond((400, {"message": "The tenant parameter is required."}))
+        tenant = own[0]
+    if not credential.can_view(tenant):
+        return respond(FORBIDDEN)
+    v = view(request, shim)
+    reading = v.snapshot.reading(shim.source)
+    known = reading.details.get("tenants") if reading is not None else None
+    if isinstance(known, list) and tenant not in known:
+        return respond((404, {"message": "Not Found."}))
+    return respond(tenant_health(v, shim, tenant))
+
+
+def _super_admin(request: web.Request) -> Reply | None:
+    credential = _caller(request)
+    if credential is None:
+        return UNAUTHENTICATED
+    return None if "super_admin" in credential.roles else FORBIDDEN
+
+
+@routes.get("/api/v1/landlord/health")
+async def get_landlord_health(request: web.Request) -> web.Response:
+    """Seed 000: pending and wait of every Horizon queue plus recent failed jobs (super admin)."""
+    shim = enabled(request, "tenant", TenantShim)
+    denied = _super_admin(request)
+    return respond(denied or landlord_health(view(request, shim), shim))
+
+
+@routes.get("/api/v1/landlord/tenants")
+async def get_landlord_tenants(request: web.Request) -> web.Response:
+    """Seed 000: the tenants a monitor should poll (super admin)."""
+    shim = enabled(request, "tenant", TenantShim)
+    denied = _super_admin(request)
+    return respond(denied or tenant_list(view(request, shim), shim))
