@@ -117,18 +117,31 @@ local function window(key, index, scan)
   for j = #items, 1, -1 do rev[#rev + 1] = items[j] end
   return rev
 end
+-- The value of one item: a JSON field ('json'), or a field of the hash the item names ('hash').
+local function value_of(mode, item, p1, p2, kind)
+  local v
+  if mode == 'json' then
+    v = pick(item, p1)
+  else
+    v = call('HGET', p1 .. item, p2)
+    if v == WRONG or v == '' then v = nil end
+  end
+  if v and valid(v, kind) then return v end
+  return nil
+end
 -- The oldest item with a usable value: LINDEX first (the common case), a short scan only if it is bad.
-local function head(key, index, scan, value_of)
+-- No closures: this runs once per queue of every tenant.
+local function head(key, index, scan, mode, p1, p2, kind)
   local first = call('LINDEX', key, index)
   if first == WRONG then return WRONG end
   if not first then return {false, 0} end
-  local v = value_of(first)
+  local v = value_of(mode, first, p1, p2, kind)
   if v then return {v, 0} end
   local items = window(key, index, scan)
   if items == WRONG then return WRONG end
   local bad = 0
   for _, item in ipairs(items) do
-    v = value_of(item)
+    v = value_of(mode, item, p1, p2, kind)
     if v then return {v, bad} end
     bad = bad + 1
   end
@@ -144,19 +157,9 @@ local function one(op, key, a)
   elseif op == 'ZCOUNT' then
     return call('ZCOUNT', key, a[1], a[2])
   elseif op == 'HEAD' then
-    local fields, kind = a[2], a[4]
-    return head(key, tonumber(a[1]), tonumber(a[3]), function(item)
-      local v = pick(item, fields)
-      if v and valid(v, kind) then return v end
-      return nil
-    end)
+    return head(key, tonumber(a[1]), tonumber(a[3]), 'json', a[2], nil, a[4])
   elseif op == 'HEADHASH' then
-    local prefix, field, kind = a[2], a[3], a[5]
-    return head(key, tonumber(a[1]), tonumber(a[4]), function(id)
-      local v = call('HGET', prefix .. id, field)
-      if v and v ~= WRONG and v ~= '' and valid(v, kind) then return v end
-      return nil
-    end)
+    return head(key, tonumber(a[1]), tonumber(a[4]), 'hash', a[2], a[3], a[5])
   elseif op == 'ZFIRST' then
     return call('ZRANGE', key, 0, 0, 'WITHSCORES')
   elseif op == 'XFIRST' then
