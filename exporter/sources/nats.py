@@ -33,6 +33,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import MetricDef, SourceContext, SourceDenied, SourceError, SourceUnreachable, read_secret
@@ -95,15 +96,19 @@ class NatsSource(BaseSource):
         self.dead: dict[tuple[str, str], int] = {}
         self._sem = asyncio.Semaphore(config.concurrency)
         self._clean = True
+        self._denied: str | None = None
 
     async def collect(self) -> Reading:
         clean, self._clean = self._clean, False
+        self._denied = None
         if not clean:  # the last collection failed or was cancelled mid-request: start afresh
             await self._drop()
         try:
             reading = await self._collect()
             self._clean = True
             return reading
+        except NatsTimeoutError:
+            raise  # a TimeoutError: the scheduler records kind "timeout"
         except NoRespondersError as err:
             raise SourceError("no JetStream responders: is JetStream enabled for this account?") from err
         except (OSError, NatsError) as err:
@@ -121,6 +126,8 @@ class NatsSource(BaseSource):
         nc = NATS()
 
         async def quiet(err: Exception) -> None:
+            if "permissions violation" in str(err).lower():  # the request it concerns will time out
+                self._denied = str(err)
             log.debug("nats client error", extra={"source": self.name, "error": str(err)})
 
         connect = nc.connect(
@@ -162,8 +169,14 @@ class NatsSource(BaseSource):
         """One JetStream API request; API errors become SourceErrors (404 -> KeyError for callers)."""
         assert self.nc is not None
         async with self._sem:
-            msg = await self.nc.request(f"{self.config.api_prefix}.{subject}",
-                                        json.dumps(body).encode() if body else b"", timeout=self.config.timeout)
+            try:  # a little under the collection's own timeout, so that a refusal can be told apart
+                msg = await self.nc.request(f"{self.config.api_prefix}.{subject}",
+                                            json.dumps(body).encode() if body else b"",
+                                            timeout=self.config.timeout * 0.8)
+            except NatsTimeoutError as err:
+                if self._denied:
+                    raise SourceDenied(f"nats refused a read: {self._denied}") from err
+                raise
         resp = json.loads(msg.data)
         err = resp.get("error")
         if err:

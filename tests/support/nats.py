@@ -12,9 +12,10 @@ from tests.support.servers import free_port, wait_for_port
 class NatsServer:
     """nats-server -js on a free port with its store in `workdir`; stop and start keep the data."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
         self.port = port or free_port()
         self.workdir = workdir
+        self.extra_config = extra_config  # nats-server config text, e.g. an `authorization` block
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -25,8 +26,10 @@ class NatsServer:
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
         store = self.workdir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "nats.conf"
+        conf.write_text(f'listen: "127.0.0.1:{self.port}"\njetstream {{ store_dir: "{store}" }}\n{self.extra_config}\n')
         self.proc = subprocess.Popen(
-            [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(store)],
+            [binary, "-c", str(conf)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
