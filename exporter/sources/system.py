@@ -11,7 +11,8 @@ measures over `cpu_window` itself. Process CPU is in cores (1.0 = one core busy,
                     (the media-service seed's `resources` block)
   cpu_percent, memory_percent, memory_available_bytes   the same numbers, flat
   registry          [{name, type, hostname, status ("Ready" | "NotReady"), conditions [str], processes,
-                      pids, started_at (Unix s, oldest process), age_seconds, cpu_percent, mem_bytes}]
+                      pids, started_at (Unix s, oldest process), age_seconds, age ("7h 6m" at collection),
+                      cpu_percent (100 = one core), mem_bytes}]
                     (the NATS job-platform seed's component `registry`)
 """
 
@@ -109,6 +110,19 @@ def format_conditions(found: int, zombies: int, min_count: int) -> tuple[str, li
     return ("NotReady" if found - zombies < min_count else "Ready"), conditions
 
 
+def format_age(seconds: float | None) -> str | None:
+    """The seed's age style: `7h 6m`, `5m 3s`, `42s`, `2d 3h`."""
+    if seconds is None:
+        return None
+    s = int(max(0.0, seconds))
+    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {s % 60}s" if minutes else f"{s}s"
+
+
 Key = tuple[int, float]  # pid, create time: a reused pid is another process
 
 
@@ -195,6 +209,7 @@ class SystemSource(Source):
         status, conditions = format_conditions(len(live) + zombies, zombies, spec.min_count)
         used = sum((cores.get(k, 0.0) for k in live), 0.0)
         started = min((k[1] for k in live), default=None)
+        age = None if started is None else max(0.0, time.time() - started)
         samples += [
             Sample("jobqueue_process_running", (spec.name, spec.type), len(live)),
             Sample("jobqueue_process_ready", (spec.name,), status == "Ready"),
@@ -206,7 +221,7 @@ class SystemSource(Source):
             samples.append(Sample("jobqueue_process_start_time_seconds", (spec.name,), started))
         return {"name": spec.name, "type": spec.type, "hostname": self.hostname, "status": status,
                 "conditions": conditions, "processes": len(live), "pids": sorted(k[0] for k in live),
-                "started_at": started, "age_seconds": None if started is None else max(0.0, time.time() - started),
+                "started_at": started, "age_seconds": age, "age": format_age(age),
                 "cpu_percent": round(used * 100, 1), "mem_bytes": rss}
 
     def _cpu_of(self, found: list[tuple[ProcessSpec, list[tuple[Key, psutil.Process]]]]) -> dict[Key, float]:

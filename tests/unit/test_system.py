@@ -7,7 +7,14 @@ from collections import namedtuple
 import pytest
 from pydantic import ValidationError
 
-from exporter.sources.system import CpuTimes, SystemConfig, busy_ratio, format_conditions, host_cpu_times
+from exporter.sources.system import (
+    CpuTimes,
+    SystemConfig,
+    busy_ratio,
+    format_age,
+    format_conditions,
+    host_cpu_times,
+)
 
 Times = namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
 
@@ -43,3 +50,11 @@ def test_config() -> None:
         SystemConfig.model_validate({"name": "h", "type": "system", "processes": [{"name": "x", "cmdline": "("}]})
     with pytest.raises(ValidationError, match="cpu_window"):
         SystemConfig.model_validate({"name": "h", "type": "system", "timeout": "200ms", "cpu_window": "250ms"})
+
+
+def test_format_age_like_the_seed() -> None:
+    assert format_age(7 * 3600 + 6 * 60 + 59) == "7h 6m"
+    assert format_age(303) == "5m 3s"
+    assert format_age(42.9) == "42s"
+    assert format_age(2 * 86400 + 3 * 3600 + 1) == "2d 3h"
+    assert format_age(None) is None
