@@ -1,0 +1,412 @@
+"""PostgreSQL source (asyncpg): queue presets, operator SQL checks, migrations, connection use.
+
+A collection is: `SELECT 1` (latency), then concurrently over a pool of at most `pool_size`
+connections: the tenants query when due, one grouped statement per queue preset, each check that
+is due, the migrations when due and the connection count. Every statement runs in
+`BEGIN READ ONLY` with its own `SET LOCAL statement_timeout`, on sessions that also have
+`default_transaction_read_only=on` and `application_name=jobqueue-exporter`. A lost connection
+fails the whole collection (unreachable: no stale values); a failing statement (timeout,
+permission denied, a column that is not there) fails only its own query or check, which then
+exports `up 0` and no values while the rest is exported as usual.
+
+`Reading.details` keys:
+  postgres     {dsn (without password), server_version, latency_ms}
+  latency_ms   round trip of the ping, in milliseconds (the seeds' `latency_ms`)
+  connections  {in_use, max, usage_percent, by_state: {state: n}}  (when `connections` is on)
+  checks       {name: {check, severity (warn|info|null), count (rows returned), rows ([{column: value}],
+               at most max_rows), error (null or text), observed_at (Unix seconds of the run)}}
+  schema       {table_exists, applied: [{filename}], required: [{filename}], missing: [name], ok}
+               (when `migrations` is configured)
+  tenants      [tenant id as text]  (when `tenants_query` is configured; the last good list)
+  queries      {name: {ok, error, duration_seconds}}: every built-in query (presets, migrations,
+               connections, tenants)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from exporter.model import QueueStats, Reading, Sample
+from exporter.sources.base import (
+    MetricDef,
+    Source,
+    SourceContext,
+    SourceDenied,
+    SourceError,
+    SourceUnreachable,
+    read_secret,
+)
+from exporter.sources.postgres_checks import (
+    CheckResult,
+    Connections,
+    SchemaResult,
+    check_result,
+    compare_migrations,
+    read_connections,
+    required_migrations,
+)
+from exporter.sources.postgres_config import Check, PostgresConfig, quote_ident, safe_dsn
+from exporter.sources.postgres_presets import PresetQuery, build, fold_pgmq, fold_rows
+
+log = logging.getLogger("jobqueue.postgres")
+
+CONNECTIONS_SQL = (
+    "SELECT state, count(*) AS n, current_setting('max_connections')::int AS max_connections "
+    "FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY state"
+)
+# Errors that mean the server or the connection is gone: the whole collection fails as unreachable.
+LOST: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
+)
+DENIED: tuple[type[BaseException], ...] = (
+    asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError, asyncpg.InsufficientPrivilegeError,
+)
+
+
+class QueryFailed(Exception):
+    """One statement failed on the server; only its query or check is affected."""
+
+    def __init__(self, message: str, duration: float = 0.0) -> None:
+        super().__init__(message)
+        self.duration = duration
+
+
+class PostgresSource(Source):
+    """Reads job tables, checks and server facts from one PostgreSQL database; never writes."""
+
+    backend = "postgres"
+    config_model = PostgresConfig
+    metrics = (
+        MetricDef("jobqueue_check_up", "1 if the operator SQL check ran and its result fit, else 0.", ("check",)),
+        MetricDef("jobqueue_check_value", "Value column of an operator SQL check per row; `key` joins the row's "
+                  "label columns with '/'.", ("check", "key")),
+        MetricDef("jobqueue_check_rows", "Rows the operator SQL check returned (findings of a consistency check).",
+                  ("check", "severity")),
+        MetricDef("jobqueue_check_duration_seconds", "How long the last run of the SQL check took.", ("check",)),
+        MetricDef("jobqueue_check_last_run_timestamp_seconds", "When the SQL check last ran (checks may run less "
+                  "often than their source).", ("check",)),
+        MetricDef("jobqueue_postgres_query_up", "1 if the source's built-in query (a queue preset, migrations, "
+                  "connections, tenants) succeeded in the last collection, else 0.", ("query",)),
+        MetricDef("jobqueue_postgres_query_duration_seconds", "How long the built-in query took.", ("query",)),
+        MetricDef("jobqueue_postgres_connections", "Client connections of the PostgreSQL server by state "
+                  "(pg_stat_activity).", ("state",)),
+        MetricDef("jobqueue_postgres_max_connections", "The server's max_connections."),
+        MetricDef("jobqueue_postgres_connections_used_ratio", "Client connections in use / max_connections."),
+        MetricDef("jobqueue_schema_migrations", "Schema migrations: applied, required (files) and missing "
+                  "(required but not applied).", ("state",)),
+        MetricDef("jobqueue_schema_ok", "1 when every required migration is applied, else 0."),
+        MetricDef("jobqueue_tenants", "Tenants the source currently reads."),
+    )
+
+    def __init__(self, config: PostgresConfig, context: SourceContext, clock: Any = time.time) -> None:
+        super().__init__(config, context)
+        self.config: PostgresConfig = config
+        self.clock = clock
+        self.pool: asyncpg.Pool | None = None
+        self.presets: list[PresetQuery] = [build(p) for p in config.queues]
+        self.statement_timeout = config.statement_timeout or config.timeout
+        self.connect_timeout = config.connect_timeout or config.timeout
+        self._checks: dict[str, CheckResult] = {}  # last run of each check, re-exported until due again
+        self._schema: tuple[float, SchemaResult] | None = None
+        self._tenants: list[str] | None = None
+        self._tenants_at = -1e18
+        self._failing: dict[str, str] = {}  # query or check -> error last logged
+
+    async def collect(self) -> Reading:
+        try:
+            return await self._collect()
+        except DENIED as err:
+            await self._forget()
+            raise SourceDenied(f"postgres {safe_dsn(self.config.dsn)} refused the exporter: {err}") from err
+        except asyncpg.InvalidCatalogNameError as err:
+            await self._forget()
+            raise SourceError(f"postgres {safe_dsn(self.config.dsn)}: {err}") from err
+        except (*LOST, TimeoutError) as err:
+            await self._forget()
+            reason = str(err) or type(err).__name__
+            raise SourceUnreachable(f"postgres {safe_dsn(self.config.dsn)} unreachable: {reason}") from err
+        except asyncpg.PostgresError as err:
+            await self._forget()
+            raise SourceError(f"postgres error: {err}") from err
+        except asyncio.CancelledError:  # the scheduler's timeout: keep no cached result of this cycle
+            self._checks.clear()
+            self._schema = None
+            raise
+
+    async def _collect(self) -> Reading:
+        pool = await self._pool()
+        latency, version = await self._ping(pool)
+        now = self.clock()
+        tenants = self._tenants_due(now)
+        checks = [c for c in self.config.checks if self._check_due(c, now)]
+        schema_due = self.config.migrations is not None and (
+            self._schema is None or now - self._schema[0] >= (self.config.migrations.interval or 0) - 0.001)
+        results = await asyncio.gather(
+            self._read_tenants() if tenants else _none(),
+            asyncio.gather(*(self._preset(p) for p in self.presets), return_exceptions=True),
+            asyncio.gather(*(self._check(c, now) for c in checks), return_exceptions=True),
+            self._migrations() if schema_due else _none(),
+            self._connections() if self.config.connections else _none(),
+            return_exceptions=True,
+        )
+        flat = [r for part in results for r in (part if isinstance(part, list) else [part])]
+        for item in flat:  # a lost connection anywhere fails the whole collection
+            if isinstance(item, BaseException) and not isinstance(item, QueryFailed):
+                raise item
+        tenants_out, presets_out, checks_out, schema_out, conns_out = results
+        return self._reading(latency, version, now, tenants_out, presets_out, checks_out, schema_out, conns_out)
+
+    # --- building the reading -------------------------------------------------------------------
+
+    def _reading(self, latency: float, version: str, now: float, tenants_out: Any, presets_out: Any,
+                 checks_out: Any, schema_out: Any, conns_out: Any) -> Reading:
+        samples: list[Sample] = []
+        queries: dict[str, dict[str, Any]] = {}
+        queues: list[QueueStats] = []
+
+        def record(name: str, outcome: Any) -> bool:
+            ok = not isinstance(outcome, BaseException)
+            duration = outcome[1] if ok else outcome.duration
+            error = None if ok else str(outcome)
+            queries[name] = {"ok": ok, "error": error, "duration_seconds": round(duration, 6)}
+            samples.append(Sample("jobqueue_postgres_query_up", (name,), 1 if ok else 0))
+            samples.append(Sample("jobqueue_postgres_query_duration_seconds", (name,), duration))
+            self._log_change(f"query {name}", error)
+            return ok
+
+        details: dict[str, Any] = {
+            "postgres": {"dsn": safe_dsn(self.config.dsn), "server_version": version,
+                         "latency_ms": round(latency * 1000, 3)},
+            "latency_ms": round(latency * 1000, 3),
+        }
+        if tenants_out is not None and record("tenants", tenants_out):
+            self._tenants, self._tenants_at = tenants_out[0], now
+        if self.config.tenants_query is not None and self._tenants is not None:
+            details["tenants"] = list(self._tenants)
+            samples.append(Sample("jobqueue_tenants", (), len(self._tenants)))
+        for preset, outcome in zip(self.presets, presets_out, strict=True):
+            if record(preset.name, outcome):
+                queues.extend(outcome[0])
+        for result in checks_out:
+            if isinstance(result, CheckResult):
+                self._checks[result.name] = result
+        checks: dict[str, Any] = {}
+        for check in self.config.checks:
+            result = self._checks.get(check.name)
+            if result is None:
+                continue
+            checks[check.name] = result.details()
+            samples.extend(check_samples(result))
+        details["checks"] = checks
+        if schema_out is not None and record("migrations", schema_out):
+            self._schema = (now, schema_out[0])
+        elif schema_out is not None:
+            self._schema = None
+        if self._schema is not None:
+            schema = self._schema[1]
+            details["schema"] = schema.details()
+            samples += [Sample("jobqueue_schema_migrations", ("applied",), len(schema.applied)),
+                        Sample("jobqueue_schema_migrations", ("required",), len(schema.required)),
+                        Sample("jobqueue_schema_migrations", ("missing",), len(schema.missing)),
+                        Sample("jobqueue_schema_ok", (), 1 if schema.ok else 0)]
+        if conns_out is not None and record("connections", conns_out):
+            conns: Connections = conns_out[0]
+            details["connections"] = conns.details()
+            samples += [Sample("jobqueue_postgres_connections", (s,), n) for s, n in conns.by_state]
+            samples += [Sample("jobqueue_postgres_max_connections", (), conns.max_connections),
+                        Sample("jobqueue_postgres_connections_used_ratio", (), conns.ratio)]
+        details["queries"] = queries
+        return Reading(tuple(queues), tuple(samples), latency, 0, details)
+
+    def _log_change(self, what: str, error: str | None) -> None:
+        """Log a failing query once when it starts failing (and when its error changes), and its recovery."""
+        before = self._failing.get(what)
+        if error is not None and error != before:
+            log.warning(f"{what} failed", extra={"source": self.name, "error": error})
+            self._failing[what] = error
+        elif error is None and before is not None:
+            log.info(f"{what} recovered", extra={"source": self.name})
+            del self._failing[what]
+
+    # --- the parts of a collection --------------------------------------------------------------
+
+    async def _preset(self, preset: PresetQuery) -> tuple[list[QueueStats], float]:
+        _, rows, duration = await self._query(preset.sql, preset.args, preset.timeout)
+        if preset.kind == "pgmq":
+            return fold_pgmq(preset, [dict(r.items()) for r in rows]), duration
+        return fold_rows(preset, rows, self.context.shard), duration
+
+    async def _check(self, check: Check, now: float) -> CheckResult:
+        try:
+            columns, rows, duration = await self._query(check.sql, (), check.timeout, columns=True)
+        except QueryFailed as err:
+            result = CheckResult(check.name, check.severity, error=str(err), duration=err.duration, observed_at=now)
+        else:
+            result = check_result(check, columns, rows, duration, now)
+        self._log_change(f"check {check.name}", result.error)
+        return result
+
+    async def _migrations(self) -> tuple[SchemaResult, float]:
+        spec = self.config.migrations
+        assert spec is not None
+        required = await asyncio.to_thread(required_migrations, spec)
+        sql = f"SELECT {quote_ident(spec.column)}::text FROM {quote_ident(spec.table)}"
+        try:
+            _, rows, duration = await self._query(sql, (), None)
+        except QueryFailed as err:
+            if isinstance(err.__cause__, asyncpg.UndefinedTableError):
+                return compare_migrations([], required, table_exists=False), err.duration
+            raise
+        return compare_migrations([r[0] for r in rows], required), duration
+
+    async def _connections(self) -> tuple[Connections, float]:
+        _, rows, duration = await self._query(CONNECTIONS_SQL, (), None)
+        return read_connections(rows), duration
+
+    async def _read_tenants(self) -> tuple[list[str], float]:
+        _, rows, duration = await self._query(self.config.tenants_query or "", (), None)
+        return sorted({str(r[0]) for r in rows if r[0] is not None and str(r[0])}), duration
+
+    def _tenants_due(self, now: float) -> bool:
+        return self.config.tenants_query is not None and (
+            self._tenants is None or now - self._tenants_at >= self.config.tenants_refresh)
+
+    def _check_due(self, check: Check, now: float) -> bool:
+        last = self._checks.get(check.name)
+        return last is None or check.interval is None or now - last.observed_at >= check.interval - 0.001
+
+    # --- connections and statements -------------------------------------------------------------
+
+    async def _pool(self) -> asyncpg.Pool:
+        if self.pool is not None:
+            return self.pool
+        pool = asyncpg.create_pool(
+            self.config.dsn,
+            password=read_secret(self.config.password, self.config.password_file),  # type: ignore[arg-type]
+            min_size=1, max_size=self.config.pool_size, max_inactive_connection_lifetime=300.0,
+            timeout=self.connect_timeout, statement_cache_size=self.config.statement_cache_size,
+            command_timeout=self.statement_timeout, reset=_reset,
+            server_settings={"application_name": "jobqueue-exporter", "default_transaction_read_only": "on",
+                             "statement_timeout": str(int(self.statement_timeout * 1000)), "TimeZone": "UTC"},
+        )
+        try:
+            await pool
+        except BaseException:
+            pool.terminate()
+            raise
+        self.pool = pool
+        log.info("connected", extra={"source": self.name, "dsn": safe_dsn(self.config.dsn)})
+        return pool
+
+    async def _ping(self, pool: asyncpg.Pool) -> tuple[float, str]:
+        """`SELECT 1`; a connection dropped since the last cycle (server restart) is replaced once."""
+        for attempt in (1, 2):
+            try:
+                async with pool.acquire(timeout=self.connect_timeout) as conn:
+                    started = time.perf_counter()
+                    await conn.fetchval("SELECT 1", timeout=self.connect_timeout)
+                    latency = time.perf_counter() - started
+                    version = ".".join(str(v) for v in conn.get_server_version()[:2])
+                    return latency, version
+            except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError,
+                    ConnectionResetError):
+                if attempt == 2:
+                    raise
+                await pool.expire_connections()
+        raise AssertionError("unreachable")
+
+    async def _query(self, sql: str, args: Sequence[Any], limit: float | None, columns: bool = False
+                     ) -> tuple[list[str], list[asyncpg.Record], float]:
+        """One statement in a read-only transaction under its own statement timeout.
+
+        Raises QueryFailed for a server-side error of this statement, and lets connection errors through.
+        `columns` asks for the result's column names even when it has no row (one more round trip).
+        """
+        assert self.pool is not None
+        seconds = limit or self.statement_timeout
+        started = time.perf_counter()
+        names: list[str] = []
+        async with self.pool.acquire() as conn:
+            await conn.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
+            try:
+                if columns:
+                    stmt = await conn.prepare(sql, timeout=seconds + 1.0)
+                    names = [a.name for a in stmt.get_attributes()]
+                    rows = await stmt.fetch(*args, timeout=seconds + 1.0)
+                else:
+                    rows = await conn.fetch(sql, *args, timeout=seconds + 1.0)
+            except asyncpg.PostgresError as err:
+                if isinstance(err, LOST):
+                    raise
+                await _rollback(conn)
+                raise _failed(err, seconds, time.perf_counter() - started) from err
+            except TimeoutError as err:  # the server did not cancel in time: drop this connection
+                conn.terminate()
+                raise _failed(err, seconds, time.perf_counter() - started) from err
+            except BaseException:
+                conn.terminate()
+                raise
+            await _rollback(conn)
+        return names, rows, time.perf_counter() - started
+
+    async def _forget(self) -> None:
+        """After a failed collection: drop connections and cached results, so nothing stale survives."""
+        self._checks.clear()
+        self._schema = None
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.terminate()
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=2.0)
+            except (TimeoutError, *LOST):
+                pool.terminate()
+
+
+def check_samples(result: CheckResult) -> list[Sample]:
+    """The metrics of one check result: up, rows, values (none when it failed), duration, last run."""
+    name = result.name
+    out = [Sample("jobqueue_check_up", (name,), 1 if result.ok else 0),
+           Sample("jobqueue_check_duration_seconds", (name,), result.duration),
+           Sample("jobqueue_check_last_run_timestamp_seconds", (name,), result.observed_at)]
+    if result.ok:
+        out.append(Sample("jobqueue_check_rows", (name, result.severity or ""), result.count))
+        out += [Sample("jobqueue_check_value", (name, key), value) for key, value in result.values]
+    return out
+
+
+def _failed(err: BaseException, seconds: float, duration: float) -> QueryFailed:
+    if isinstance(err, asyncpg.QueryCanceledError | TimeoutError):
+        text = f"statement timeout: no result within {seconds:g}s"
+    elif isinstance(err, asyncpg.InsufficientPrivilegeError):
+        text = f"permission denied: {err}"
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return QueryFailed(text, duration)
+
+
+async def _rollback(conn: asyncpg.Connection) -> None:
+    try:
+        await conn.execute("ROLLBACK", timeout=2.0)
+    except (asyncpg.PostgresError, TimeoutError):
+        conn.terminate()
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Pool reset: the exporter changes no session state, so only an open transaction is undone."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
+async def _none() -> None:
+    return None
