@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import zlib
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -102,7 +103,7 @@ class RedisConfig(SourceConfig):
     url: str = "redis://127.0.0.1:6379/0"
     username: str | None = None
     password: SecretStr | None = None
-    password_file: str | None = None
+    password_file: Path | None = None
     scripts: Literal["auto", "lua", "pipeline"] = "auto"
     batch_size: Annotated[int, Field(ge=10, le=100000)] = 2000
     tenants: Tenants | None = None

@@ -71,7 +71,7 @@ async def test_celery_priorities_prefix_and_unacked(mode: str, redis_client: red
     # kombu's own key names: bare name for step 0, name + \x06\x16 + step for the others
     assert {k: redis_client.llen(k) for k in redis_client.scan_iter(f"{prefix}jq*")} == {
         f"{prefix}jq": 3, f"{prefix}jq\x06\x163": 2, f"{prefix}jq\x06\x166": 2, f"{prefix}jq\x06\x169": 1}
-    conn, simple, held = take_unacked(REDIS_URL, prefix, "other", 1)
+    conn, simple, _held = take_unacked(REDIS_URL, prefix, "other", 1)
     try:
         assert redis_client.hlen(f"{prefix}unacked") == 1
         queues = [{"layout": "celery", "queues": ["jq", "other", "idle"], "global_keyprefix": prefix}]

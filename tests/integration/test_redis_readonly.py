@@ -1,0 +1,170 @@
+"""The exporter never writes: it runs as a Redis ACL user that cannot write, and a test proves it.
+
+On a redis-server of the test's own: an admin seeds every layout, two ACL users are created (one
+with EVAL_RO/EVALSHA_RO, one without), and a scheduler built from YAML collects with each. Then
+`INFO commandstats` lists every command the server ran meanwhile; none may carry the `write` flag,
+KEYS must not appear, and the data set must be byte-for-byte what it was.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from exporter.scheduler import Scheduler
+from tests.conftest import samples
+from tests.support.redis_libs import NOW, seed_horizon, seed_laravel, seed_sidekiq
+from tests.support.servers import RedisServer
+
+# The minimal ACL documented in docs/sources/redis.md: read-only key access (%R~*), read commands,
+# PING, CLIENT SETNAME (sent on connect; redis-py ignores a refused CLIENT SETINFO, which Redis 7.0
+# does not have), the read-only script commands; never KEYS.
+READER = "on >{pw} resetkeys %R~* resetchannels -@all +@read -keys +ping +client|setname " \
+         "+eval_ro +evalsha_ro"
+NO_SCRIPTS = "on >{pw} resetkeys %R~* resetchannels -@all +@read -keys +ping +client|setname"
+ADMIN_COMMANDS = {"info", "config|resetstat", "acl|log"}
+
+QUEUES = """
+    queues:
+      - {layout: list, name: events, key: "tenant_{tenant}:events", timestamp_field: ts}
+      - {layout: zset, name: sched, key: zq}
+      - {layout: stream, name: stream, key: sq}
+      - {layout: laravel, prefix: "app_database_", queues: [default]}
+      - {layout: horizon, prefix: "app_database_", horizon_prefix: "app_horizon:"}
+      - {layout: sidekiq, prefix: "sk:"}
+      - {layout: rq}
+      - {layout: celery, queues: [celery]}
+      - {layout: bullmq, queues: [work]}
+    tenants:
+      scan: {match: "tenant_*:events", regex: "^tenant_(?P<tenant>[^:]+):"}
+"""
+
+
+def seed(conn: redis.Redis) -> None:
+    for tenant, n in (("a", 2), ("b", 1)):
+        for i in range(n):
+            conn.rpush(f"tenant_{tenant}:events", json.dumps({"ts": NOW - 10 * (i + 1)}))
+    conn.zadd("zq", {"x": NOW - 7})
+    conn.xadd("sq", {"k": "v"}, id="1699999990000-0")
+    conn.xgroup_create("sq", "g", id="0")
+    conn.xreadgroup("g", "c", {"sq": ">"})
+    seed_laravel(conn, "app_database_", "default", [int(NOW) - 30], delayed=1, reserved=1,
+                 pushed=[f"{NOW - 30:.4f}"])
+    beat = time.time()  # the scheduler's clock is the real one: live heartbeats
+    seed_horizon(conn, "app_horizon:", [("m", "running", beat)], [("m:s", "m", beat, {"redis:default": 2})],
+                 {"default": 1000}, [beat - 1], [beat - 1])
+    seed_sidekiq(conn, "sk:", "default", [NOW - 5.5])
+    conn.sadd("rq:queues", "rq:queue:mail")
+    conn.rpush("rq:queue:mail", "j1")
+    conn.hset("rq:job:j1", "enqueued_at", "2023-11-14T22:13:10.000000Z")
+    conn.lpush("celery", "{}")
+    conn.hset("bull:work:1", "timestamp", str(int(NOW * 1000) - 3000))
+    conn.lpush("bull:work:wait", "1")
+
+
+def dump(conn: redis.Redis) -> dict[bytes, bytes]:
+    return {key: conn.dump(key) for key in sorted(conn.scan_iter(count=1000))}
+
+
+def commands_run(conn: redis.Redis) -> dict[str, dict[str, int]]:
+    stats = conn.info("commandstats")
+    return {name.removeprefix("cmdstat_"): v for name, v in stats.items()
+            if name.removeprefix("cmdstat_") not in ADMIN_COMMANDS}
+
+
+def flags(conn: redis.Redis, command: str) -> set[str]:
+    info: Any = conn.execute_command("COMMAND", "INFO", command)
+    entry = info[0] if isinstance(info, list) else next(iter(info.values()))
+    raw = entry[2] if isinstance(entry, list) else entry["flags"]
+    return {f.decode() if isinstance(f, bytes) else f for f in raw}
+
+
+async def test_read_only_acl_user_collects_everything(
+        redis_server: RedisServer, make_scheduler: Callable[..., Scheduler], tmp_path: Path) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    seed(admin)
+    admin.execute_command("ACL", "SETUSER", "exporter", *READER.format(pw="s3cret-lua").split())
+    admin.execute_command("ACL", "SETUSER", "noscripts", *NO_SCRIPTS.format(pw="s3cret-pipe").split())
+    pw_file = tmp_path / "redis-password"
+    pw_file.write_text("s3cret-lua\n")
+    before = dump(admin)
+    admin.config_resetstat()
+    admin.execute_command("ACL", "LOG", "RESET")
+    scheduler = make_scheduler(f"""
+sources:
+  - name: lua
+    type: redis
+    url: {redis_server.url}
+    username: exporter
+    password_file: {pw_file}
+    scripts: lua
+{QUEUES}
+  - name: fallback
+    type: redis
+    url: {redis_server.url}
+    username: noscripts
+    password: ${{NOSCRIPTS_PASSWORD}}
+    scripts: auto
+{QUEUES}
+""", {"NOSCRIPTS_PASSWORD": "s3cret-pipe"})
+    await scheduler.collect_once()
+    await scheduler.collect_once()  # the second run reuses the cached script (EVALSHA_RO) / the fallback
+    lua, fallback = scheduler.sources
+    assert (lua.runner.used, fallback.runner.used) == ("lua", "pipeline")
+    states = scheduler.snapshot.sources
+    assert [states[n].status.up for n in ("lua", "fallback")] == [True, True]
+    a, b = states["lua"].reading, states["fallback"].reading
+    assert (a.queues, a.samples, a.malformed) == (b.queues, b.samples, b.malformed)
+    got = samples(scheduler)
+    for src in ("lua", "fallback"):
+        assert got[f'jobqueue_depth{{source="{src}",tenant="a",queue="events"}}'] == 2
+        assert got[f'jobqueue_oldest_age_seconds{{source="{src}",tenant="",queue="default"}}'] > 0
+        assert got[f'jobqueue_source_up{{source="{src}",backend="redis"}}'] == 1
+    # in layout order; `default` three times: Laravel, Horizon (same list) and Sidekiq's queue:default
+    depths = [(q.queue, q.depth) for q in a.queues if q.tenant == ""]
+    assert depths == [("sched", 1), ("stream", 1), ("default", 1), ("default", 1), ("default", 1), ("mail", 1),
+                      ("celery", 1), ("work", 1)]
+
+    ran = commands_run(admin)
+    assert ran["eval_ro"]["calls"] >= 1 and ran["evalsha_ro"]["calls"] >= 1
+    assert ran["eval_ro"]["rejected_calls"] >= 1  # the fallback user's one attempt, refused by the ACL
+    writers = {name for name in ran if "write" in flags(admin, name)}
+    assert writers == set() and "keys" not in ran
+    assert set(ran) - {"hello"} == {  # HELLO: protocol negotiation of a client library, no data
+        "client|setname", "ping", "eval_ro", "evalsha_ro", "scan", "type", "smembers", "llen", "lindex", "lrange",
+        "hget", "hgetall", "hlen", "zcard", "zcount", "zrange", "zrevrange", "xlen", "xrange", "xinfo|groups"}
+    denied = [e for e in admin.execute_command("ACL", "LOG") if b"eval_ro" not in _entry(e).get(b"object", b"")]
+    assert denied == []  # the only thing ever refused is EVAL_RO for the user without scripts
+    assert dump(admin) == before
+    admin.close()
+
+
+def _entry(raw: Any) -> dict[bytes, Any]:
+    if isinstance(raw, dict):
+        return {k if isinstance(k, bytes) else str(k).encode(): v for k, v in raw.items()}
+    return dict(zip(raw[::2], raw[1::2], strict=False))
+
+
+async def test_a_user_that_may_not_read_is_reported_denied(
+        redis_server: RedisServer, make_scheduler: Callable[..., Scheduler]) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.execute_command("ACL", "SETUSER", "blind", "on", ">pw", "resetkeys", "-@all", "+ping", "+client|setname")
+    scheduler = make_scheduler(f"""
+sources:
+  - name: blind
+    type: redis
+    url: {redis_server.url}
+    username: blind
+    password: pw
+    queues: [{{layout: list, name: q, key: q}}]
+""")
+    await scheduler.collect_once()
+    status = scheduler.snapshot.sources["blind"].status
+    assert (status.up, status.error_kind) == (False, "denied")
+    assert samples(scheduler)['jobqueue_collect_errors_total{source="blind",kind="denied"}'] == 1
+    admin.close()
