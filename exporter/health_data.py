@@ -99,7 +99,11 @@ def iso(ts: float | None, millis: bool = False) -> str | None:
 
 
 def checks_of(details: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """A source's checks as [{check, severity, count, files}], from a mapping or a list of records."""
+    """A source's checks as [{check, severity, count, files, error}], from a mapping or a list of records.
+
+    `severity` is None for data checks (rows other rules read); only warn/info/error/critical checks
+    are consistency checks.
+    """
     raw = dig(details, "checks") if details is not None else None
     items: Iterable[tuple[str | None, Any]]
     if isinstance(raw, Mapping):
@@ -121,7 +125,7 @@ def checks_of(details: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         severity = record.get("severity")
         out.append({
             "check": name,
-            "severity": severity if severity in ("warn", "info", "error", "critical") else "warn",
+            "severity": severity if severity in ("warn", "info", "error", "critical") else None,
             "count": count if count is not None else len(files),
             "files": files,
             "error": record.get("error") if isinstance(record.get("error"), str) else None,

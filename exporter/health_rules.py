@@ -226,7 +226,7 @@ def check_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
         if reading is None:
             continue
         for check in checks_of(reading.details):
-            if rule.checks is not None and check["check"] not in rule.checks:
+            if check["severity"] is None or (rule.checks is not None and check["check"] not in rule.checks):
                 continue
             name = check["check"]
             if check["error"]:

@@ -95,12 +95,14 @@ def secret_from(request: web.Request, headers: Iterable[str]) -> str | None:
 
 
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-_CACHE = "jobqueue.auth"
+_CACHE: Any = web.RequestKey("jobqueue_auth", dict) if hasattr(web, "RequestKey") else "jobqueue_auth"
 
 
 def presented(request: web.Request, headers: tuple[str, ...] = API_HEADERS) -> Presented:
     """The request's credential from `headers`, resolved once per request and header set."""
-    cache: dict[tuple[str, ...], Presented] = request.setdefault(_CACHE, {})
+    cache: dict[tuple[str, ...], Presented] | None = request.get(_CACHE)
+    if cache is None:
+        cache = request[_CACHE] = {}
     if headers not in cache:
         secret = secret_from(request, headers)
         credential = request.app[AUTHENTICATOR].check(secret) if secret is not None else None

@@ -111,7 +111,8 @@ def consistency(v: View, shim: ServiceShim) -> Reply:
         return 200, {"status": "degraded", "checked_at": None, "checks": []}
     checks = [{"check": c["check"], "severity": c["severity"], "count": c["count"], "files": [
         {"file_name": f.get("file_name"), "file_uuid": f.get("file_uuid"), "status": f.get("status"),
-         "detail": f.get("detail")} for f in c["files"]]} for c in checks_of(state.reading.details)]
+         "detail": f.get("detail")} for f in c["files"]]} for c in checks_of(state.reading.details)
+        if c["severity"] is not None]
     bad = any(c["count"] > 0 and c["severity"] != "info" for c in checks)
     return 200, {"status": "degraded" if bad else "ok", "checked_at": iso(state.status.observed_at), "checks": checks}
 
