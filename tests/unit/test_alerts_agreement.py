@@ -72,3 +72,74 @@ def test_the_table_covers_every_verdict_and_the_required_kinds() -> None:
     assert {"backend_unreachable", "queue_depth_warning", "queue_depth_critical", "failed_jobs", "worker_stale",
             "queue_stuck", "disabled_share"} <= issues
     assert all((s.verdict == "ok") == (not s.issues) for s in SCENARIOS)
+
+
+# --- exporter half --------------------------------------------------------------------------------
+
+# The issue ids of the table are the contract's; the health module may add a suffix naming the
+# queue, worker or component (`worker_stale:backfill`) and uses a few other words for the same rule.
+ISSUE_ALIASES = {"source_down": "backend_unreachable", "queue_warning": "queue_depth_warning",
+                 "queue_critical": "queue_depth_critical", "queue_failed": "failed_jobs",
+                 "high_disabled": "disabled_share", "check": "check_warn"}
+
+
+def contract_issue(issue_id: str) -> str:
+    base = issue_id.split(":", 1)[0]
+    return ISSUE_ALIASES.get(base, base)
+
+
+def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...]]:
+    """The exporter's verdict and raw issue ids for the scenario: its facts as a snapshot, a system config."""
+    health = pytest.importorskip("exporter.health", reason="exporter/health.py has not landed")
+    from exporter.model import QueueStats, Reading, Snapshot, SourceState, SourceStatus
+    from exporter.systems import (
+        CheckRule,
+        ComponentRule,
+        QueueRule,
+        ShareRule,
+        StuckRule,
+        SystemConfig,
+        WorkerRule,
+    )
+    from tests.unit.agreement_scenarios import SOURCE, SYSTEM
+
+    now = 1_800_000_000.0
+    details: dict[str, object] = {"workers": {w.name: {"last_run": now - w.since, "state": "idle" if w.idle
+                                                       else "working"} for w in s.workers}}
+    if s.stuck:
+        details["stuck"] = {"ready": s.queues[0].depth}
+    if s.disabled:
+        details["backups"] = {"disabled": s.disabled[0], "total": s.disabled[1]}
+    details["components"] = {"vector": {"status": "down" if s.component_down else "ok"}}
+    if s.check_warn:
+        details["checks"] = {"orphans": {"severity": "warn", "count": 3}}
+    system = SystemConfig(
+        name=SYSTEM, sources=[SOURCE], queues=[QueueRule(source=SOURCE)],
+        workers=[WorkerRule(name=w.name, source=SOURCE, last_run=f"workers.{w.name}.last_run", interval=w.interval,
+                            state=f"workers.{w.name}.state") for w in s.workers],
+        stuck=[StuckRule(source=SOURCE, ready="stuck.ready", worker=w.name) for w in s.workers if s.stuck and w.idle],
+        shares=[ShareRule(source=SOURCE, total="backups.total", part="backups.disabled")] if s.disabled else [],
+        components=[ComponentRule(name="vector", source=SOURCE, path="components.vector")],
+        checks=[CheckRule(source=SOURCE)],
+    )
+    queues = tuple(QueueStats(q.queue, q.depth, "", None if q.oldest_age is None else now - q.oldest_age,
+                              (("reserved", q.reserved),), failed=q.failed) for q in s.queues)
+    reading = Reading(queues=queues, details=details) if s.up else None
+    status = SourceStatus(SOURCE, "redis", s.up, now, 0.01, now if s.up else now - 60,
+                          None if s.up else "refused", None if s.up else "unreachable", 5)
+    snapshot = Snapshot({SOURCE: SourceState(status, reading)}, now)
+    result = health.evaluate(system, snapshot, health.History(), now)
+    return result.status, tuple(i.id for i in result.issues)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_health_evaluation_agrees(scenario: Scenario, tmp_path: Path) -> None:
+    """The exporter's verdict is the table's, and the rules fed the exporter's own issues reach it too."""
+    status, issues = evaluate_with_exporter(scenario)
+    assert (status, sorted({contract_issue(i) for i in issues})) == (scenario.verdict, sorted(scenario.issues))
+    alerts = firing_alerts(series(scenario, status, issues), tmp_path)
+    assert verdict(alerts) == status, describe(alerts)
+    if scenario.symptom:
+        symptoms = [a for a in firing_alerts(series(scenario, None, issues), tmp_path)
+                    if a["alertname"] not in STATUS_ALERTS]
+        assert verdict(symptoms) == status, describe(symptoms)
