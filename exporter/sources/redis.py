@@ -38,6 +38,7 @@ from exporter.sources.base import (
 )
 from exporter.sources.redis_layouts import AnyLayout, Layout, Parsed, Plan
 from exporter.sources.redis_ops import SEP, OpRunner
+from exporter.sources.redis_wire import Wire
 
 log = logging.getLogger("jobqueue.redis")
 
@@ -65,15 +66,16 @@ class ScanTenants(Model):
     cap: Annotated[int, Field(ge=1)] = 10000
     count: Annotated[int, Field(ge=10, le=100000)] = 1000
 
-    @model_validator(mode="after")
-    def _has_group(self) -> ScanTenants:
+    @field_validator("regex")
+    @classmethod
+    def _has_group(cls, value: str) -> str:
         try:
-            pattern = re.compile(self.regex)
+            pattern = re.compile(value)
         except re.error as err:
-            raise ValueError(f"regex does not compile: {err}") from err
+            raise ValueError(f"regex {value!r} does not compile: {err}") from err
         if "tenant" not in pattern.groupindex:
             raise ValueError("regex needs a named group (?P<tenant>...)")
-        return self
+        return value
 
 
 class Tenants(Model):
@@ -112,8 +114,9 @@ class RedisConfig(SourceConfig):
     @model_validator(mode="after")
     def _secrets(self) -> RedisConfig:
         check_one_secret(self, "password")
-        if self.tenants is None and any(q.per_tenant for q in self.queues):
-            raise ValueError("a queue key uses {tenant} but the source has no `tenants`")
+        templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
+        if self.tenants is None and templated:
+            raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
         return self
 
 
@@ -150,7 +153,9 @@ class RedisSource(Source):
             # and no retry on timeouts, so a dead or hung server fails fast with the right kind.
             retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
         )
-        self.runner = OpRunner(self.client, config.batch_size, config.scripts)
+        password = read_secret(config.password, config.password_file)
+        self.wire = Wire(config.url, config.username, password, config.timeout)
+        self.runner = OpRunner(self.client, self.wire, config.batch_size, config.scripts)
         self._tenants: list[str] = []
         self._tenants_at = -1e18
 
@@ -242,6 +247,7 @@ class RedisSource(Source):
             await asyncio.sleep(0)
 
     async def close(self) -> None:
+        await self.wire.close()
         await self.client.aclose()
 
 

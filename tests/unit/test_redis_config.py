@@ -1,0 +1,70 @@
+"""Config errors of the redis source name the file, the line, the key path and the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from exporter.config import ConfigError, parse_config
+
+HEAD = "sources:\n  - name: r\n    type: redis\n"
+
+
+def errors(body: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(HEAD + body, "c.yaml", env or {})
+    return info.value.lines()
+
+
+def test_bad_layout_name() -> None:
+    assert errors("    queues:\n      - {layout: kafka, name: q, key: q}\n") == [
+        "c.yaml:5: sources[0].queues[0]: Input tag 'kafka' found using 'layout' does not match any of the expected "
+        "tags: 'list', 'zset', 'stream', 'laravel', 'horizon', 'sidekiq', 'bullmq', 'rq', 'celery'"]
+
+
+def test_misspelled_keys() -> None:
+    body = "    queues:\n      - layout: list\n        name: q\n        key: q\n        timestamp_feild: ts\n"
+    assert errors(body) == ["c.yaml:8: sources[0].queues[0].timestamp_feild: unknown key (misspelled?)"]
+    assert errors("    querys: []\n    queues: [{layout: rq}]\n") == [
+        "c.yaml:4: sources[0].querys: unknown key (misspelled?)"]
+
+
+def test_tenant_template_without_tenants() -> None:
+    body = "    queues:\n      - {layout: rq}\n      - {layout: list, name: q, key: 't:{tenant}:q'}\n"
+    assert errors(body) == [
+        "c.yaml:2: sources[0]: queues[1] uses {tenant} in a key but the source has no `tenants`"]
+
+
+def test_bad_regexes() -> None:
+    queues = "    queues:\n      - {layout: list, name: q, key: 't:{tenant}:q'}\n"
+    scan = "    tenants:\n      scan: {match: 't:*', regex: 't:(?P<tenant>[a-z'}\n"
+    assert errors(scan + queues) == [
+        "c.yaml:5: sources[0].tenants.scan.regex: regex 't:(?P<tenant>[a-z' does not compile: "
+        "unterminated character set at position 13"]
+    nogroup = "    tenants:\n      scan: {match: 't:*', regex: 't:(.*)'}\n"
+    assert errors(nogroup + queues) == [
+        "c.yaml:5: sources[0].tenants.scan.regex: regex needs a named group (?P<tenant>...)"]
+    include = "    tenants:\n      static: [a]\n      include: '(['\n"
+    assert errors(include + queues) == [
+        "c.yaml:6: sources[0].tenants.include: regex '([' does not compile: unterminated character set at position 1"]
+
+
+def test_other_mistakes() -> None:
+    queues = "    queues: [{layout: list, name: q, key: q, timestamp_unit: minutes}]\n"
+    assert errors(queues) == [
+        "c.yaml:4: sources[0].queues[0].timestamp_unit: Input should be 's', 'ms', 'us', 'ns', 'iso' or 'auto'"]
+    both = "    tenants: {static: [a], scan: {match: x, regex: '(?P<tenant>x)'}}\n    queues: [{layout: rq}]\n"
+    assert errors(both) == [
+        "c.yaml:4: sources[0].tenants: give exactly one of static, scan, source (got ['static', 'scan'])"]
+    assert errors("    password: ${REDIS_PW}\n    queues: [{layout: rq}]\n") == [
+        "c.yaml:4: sources[0].password: environment variable REDIS_PW is not set"]
+    assert errors("    scripts: always\n    queues: [{layout: rq}]\n") == [
+        "c.yaml:4: sources[0].scripts: Input should be 'auto', 'lua' or 'pipeline'"]
+    assert errors("    queues: []\n") == [
+        "c.yaml:4: sources[0].queues: List should have at least 1 item after validation, not 0"]
+
+
+def test_valid_config_with_env_password() -> None:
+    config = parse_config(HEAD + "    password: ${REDIS_PW}\n    queues: [{layout: sidekiq}]\n", "c.yaml",
+                          {"REDIS_PW": "hunter2"})
+    assert config.sources[0].password.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(config)

@@ -1,0 +1,120 @@
+"""Pure parsing of the Redis source on literal inputs: timestamps, JSON fields, Horizon's wait, tenants."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from exporter.sources.redis import Tenants, filter_tenants
+from exporter.sources.redis_layouts import Parsed, head_time, horizon_wait, to_seconds
+from exporter.sources.redis_ops import SEP, _batches, _flat_scores, _flatten, _normalise, pick, valid
+
+
+@pytest.mark.parametrize(("raw", "unit", "expected"), [
+    ("1700000000", "s", 1_700_000_000.0),
+    ("1700000000.25", "s", 1_700_000_000.25),
+    ("1700000000123", "ms", 1_700_000_000.123),
+    ("1700000000123456", "us", 1_700_000_000.123456),
+    ("1700000000123456789", "ns", 1_700_000_000.123456789),
+    ("1700000000.5", "auto", 1_700_000_000.5),           # Sidekiq 7: float seconds
+    ("1700000000500", "auto", 1_700_000_000.5),          # Sidekiq 8: integer milliseconds
+    ("2023-11-14T22:13:20.000000Z", "iso", 1_700_000_000.0),  # RQ's utcformat
+    ("2023-11-14T22:13:20", "iso", 1_700_000_000.0),     # naive: UTC, whatever the host's zone
+    ("2023-11-14T23:13:20+01:00", "iso", 1_700_000_000.0),
+])
+def test_to_seconds(raw: str, unit: str, expected: float) -> None:
+    assert to_seconds(raw, unit) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(("raw", "unit"), [("inf", "s"), ("nan", "ms"), ("1e999", "s"), ("x", "s"), ("2023-13", "iso")])
+def test_to_seconds_rejects(raw: str, unit: str) -> None:
+    with pytest.raises(ValueError):
+        to_seconds(raw, unit)
+
+
+def test_head_time_counts_malformed() -> None:
+    out = Parsed()
+    assert head_time(["12", 2], "s", out) == 12.0 and out.malformed == 2
+    assert head_time([None, 3], "s", out) is None and out.malformed == 5
+    assert head_time("!WRONGTYPE", "s", out) is None and out.malformed == 6
+    assert head_time(["1e999", 0], "s", out) is None and out.malformed == 7
+
+
+@pytest.mark.parametrize(("item", "fields", "expected"), [
+    ('{"ts": 1700000000}', "ts", "1700000000"),
+    ('{"ts": 1700000000.25, "x": 1}', "ts", "1700000000.25"),
+    ('{"ts":"1700000000.1234"}', "ts", "1700000000.1234"),
+    ('{"a": {"b": 5}}', "a.b", "5"),
+    ('{"pushedAt": "12.5", "createdAt": 10}', "createdAt|pushedAt", "10"),
+    ('{"pushedAt": "12.5"}', "createdAt|pushedAt", "12.5"),
+    ('{"createdAt": "", "pushedAt": "7"}', "createdAt|pushedAt", "7"),
+    ('{"ts": true}', "ts", None),
+    ('{"ts": null}', "ts", None),
+    ('{"ts": 1.5e3}', "ts", "1.5e3"),                # flat JSON: the number's own text
+    ('{"n": {"x": 1}, "ts": 1.5e3}', "ts", "1500.0"),  # nested: decoded
+    ("[1, 2]", "ts", None),
+    ("not json", "ts", None),
+    ("raw", "", "raw"),
+])
+def test_pick(item: str, fields: str, expected: str | None) -> None:
+    assert pick(item, fields) == expected
+
+
+def test_pick_fast_path_agrees_with_json_on_flat_objects() -> None:
+    """The pattern shortcut (mirrored from the Lua script) must find what a JSON decoder finds."""
+    docs = [
+        {"ts": 1_700_000_000, "id": "a"}, {"id": "b, \"ts\": 5", "ts": 17}, {"tags": ["x", "ts"], "ts": 3.25},
+        {"ts": "2023-11-14T22:13:20Z"}, {"t": 1, "ts": -4}, {"ts": 1e-7},
+    ]
+    for doc in docs:
+        for text in (json.dumps(doc), json.dumps(doc, separators=(",", ":")), json.dumps(doc, indent=2)):
+            assert float(pick(text, "ts")) == float(doc["ts"]) if not isinstance(doc["ts"], str) \
+                else pick(text, "ts") == doc["ts"]
+
+
+@pytest.mark.parametrize(("value", "kind", "ok"), [
+    ("1700000000", "num", True), ("-1.5", "num", True), ("1.7e+09", "num", True), ("12.", "num", True),
+    ("inf", "num", False), ("nan", "num", False), ("0x10", "num", False), (" 12", "num", False),
+    ("1_000", "num", False), ("12\n", "num", False), ("yesterday", "num", False),
+    ("2023-11-14T22:13:20.5Z", "iso", True), ("2023-11-14 22:13", "iso", True), ("14/11/2023", "iso", False),
+    ("anything", "any", True),
+])
+def test_valid(value: str, kind: str, ok: bool) -> None:
+    assert valid(value, kind) is ok
+
+
+@pytest.mark.parametrize(("ready", "runtime_ms", "processes", "seconds"), [
+    (7, 1234.5, 3, 3),      # 2880.5 ms
+    (1, 400, 1, 0),
+    (4, 2500, 0, 10),       # no processes: not divided
+    (3, 500, 1, 2),         # 1.5 s: PHP round() goes half away from zero
+    (0, 9999, 2, 0),
+])
+def test_horizon_wait(ready: int, runtime_ms: float, processes: int, seconds: int) -> None:
+    assert horizon_wait(ready, runtime_ms, processes) == seconds
+
+
+def test_filter_tenants() -> None:
+    spec = Tenants(static=[], include="^t", exclude="-test$")
+    ids = ["t1", "t2-test", "x1", "", f"t{SEP}3", "t4"]
+    assert filter_tenants(ids, spec) == ["t1", "t4"]
+    shards = [filter_tenants([f"t{i}" for i in range(100)], Tenants(static=[]), (i, 3)) for i in range(3)]
+    assert sorted(t for shard in shards for t in shard) == sorted(f"t{i}" for i in range(100))
+    assert all(shards) and not set(shards[0]) & set(shards[1])
+
+
+def test_batches_weigh_each_op_by_tenants() -> None:
+    ops = [("LLEN", "a"), ("EACH", "LLEN", "p", "s", SEP.join("abc")), ("LLEN", "b"), ("LLEN", "c")]
+    assert [len(b) for b in _batches(ops, 4)] == [2, 2]
+    with pytest.raises(ValueError, match="HEAD takes 5 arguments"):
+        _flatten([("HEAD", "k", "0", "ts", "10")])
+
+
+def test_normalise_and_scores() -> None:
+    ops = [("SMEMBERS", "k", "2"), ("SMEMBERS", "w", "2"), ("ZFIRST", "z")]
+    assert _normalise(ops, [{"c", "a", "b"}, "!WRONGTYPE", ["m", "1"]]) == [["a", "b"], "!WRONGTYPE", ["m", "1"]]
+    assert _flat_scores([["m", 5.0], ["n", 0.1]]) == ["m", "5", "n", "0.1"]
+    assert float(_flat_scores([("m", 1_700_000_000.123456)])[1]) == 1_700_000_000.123456
+    assert _flat_scores([]) == [] and not math.isnan(float(_flat_scores([("x", 1e20)])[1]))
