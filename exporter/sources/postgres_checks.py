@@ -89,11 +89,12 @@ def check_result(check: Check, columns: Sequence[str], rows: Sequence[Sequence[A
     values: list[tuple[str, float]] = []
     seen: dict[str, int] = {}
     for n, row in enumerate(rows, 1):
-        key = KEY_SEP.join("" if row[index[c]] is None else str(row[index[c]]) for c in check.labels)
-        if key in seen:
-            return failed(f"rows {seen[key]} and {n} have the same labels ({key!r}): make the label columns unique")
-        seen[key] = n
         if check.value:
+            key = KEY_SEP.join("" if row[index[c]] is None else str(row[index[c]]) for c in check.labels)
+            if key in seen:
+                return failed(f"rows {seen[key]} and {n} have the same labels ({key!r}): "
+                              "make the label columns unique")
+            seen[key] = n
             raw = row[index[check.value]]
             if raw is None:
                 continue
