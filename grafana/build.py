@@ -266,9 +266,9 @@ def redis() -> Board:
 
 
 def host() -> Board:
-    b = Board("jobqueue-host", "Job queues / Host", "The host the exporter runs on and the exporter process.",
-              [source_var("system")])
-    source_health(b, 'backend="system"')
+    b = Board("jobqueue-host", "Job queues / Host", "The host the exporter runs on, the components' processes, "
+              "file checks, HTTP probes and the exporter process.", [source_var("system|files|http")])
+    source_health(b, 'backend=~"system|files|http"')
     b.row("Host")
     b.add("timeseries", "CPU used", "Host CPU in use between two collections (jobqueue_host_cpu_used_ratio).",
           "percentunit", [(f"max by (source) ({sel('jobqueue_host_cpu_used_ratio', SRC)})", "{{source}}")], w=8)
@@ -277,6 +277,38 @@ def host() -> Board:
     b.add("timeseries", "Memory available", "Host memory available to new processes "
           "(jobqueue_host_memory_available_bytes).", "bytes",
           [(f"max by (source) ({sel('jobqueue_host_memory_available_bytes', SRC)})", "{{source}}")], w=8)
+    b.row("Components")
+    b.add("stat", "Components ready", "1 when the component runs at least its minimum number of processes "
+          "(jobqueue_process_ready).", "none",
+          [(f"max by (process) ({sel('jobqueue_process_ready', SRC)})", "{{process}}")],
+          w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
+    b.add("timeseries", "Component processes", "Live (non-zombie) processes of each component by type "
+          "(jobqueue_process_running).", "short",
+          [(f"sum by (process, type) ({sel('jobqueue_process_running', SRC)})", "{{process}} {{type}}")], w=8)
+    b.add("timeseries", "Component uptime", "Seconds since the oldest process of each component started "
+          "(time() - jobqueue_process_start_time_seconds).", "s",
+          [(f"max by (process) (time() - {sel('jobqueue_process_start_time_seconds', SRC)})", "{{process}}")], w=8)
+    b.add("timeseries", "Component CPU", "CPU the component's processes used, in cores "
+          "(jobqueue_process_cpu_cores).", "short",
+          [(f"max by (process) ({sel('jobqueue_process_cpu_cores', SRC)})", "{{process}}")])
+    b.add("timeseries", "Component memory", "Resident memory of the component's processes "
+          "(jobqueue_process_resident_memory_bytes).", "bytes",
+          [(f"max by (process) ({sel('jobqueue_process_resident_memory_bytes', SRC)})", "{{process}}")])
+    b.row("Files and HTTP")
+    b.add("stat", "File checks", "1 when the check passed: directory, path or binary present, variable set, "
+          "manifest matched, glob matched (jobqueue_files_check_ok).", "none",
+          [(f"max by (check, kind) ({sel('jobqueue_files_check_ok', SRC)})", "{{check}} ({{kind}})")],
+          w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
+    b.add("timeseries", "Files matched", "Files matching each check's glob, and manifest files whose SHA-256 "
+          "matches out of those listed (jobqueue_files_matched, jobqueue_files_integrity_*).", "short",
+          [(f"max by (check) ({sel('jobqueue_files_matched', SRC)})", "{{check}} matched"),
+           (f"max by (check) ({sel('jobqueue_files_integrity_matched', SRC)})", "{{check}} intact"),
+           (f"max by (check) ({sel('jobqueue_files_integrity_total', SRC)})", "{{check}} listed")], w=8)
+    b.add("stat", "HTTP probes", "1 when the probed service answered with an expected status "
+          "(jobqueue_http_probe_success); the status code in the name.", "none",
+          [(f"max by (source) ({sel('jobqueue_http_probe_success', SRC)})", "{{source}}"),
+           (f"max by (source) ({sel('jobqueue_http_status_code', SRC)})", "{{source}} HTTP status")],
+          w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
     b.row("Exporter process")
     b.add("timeseries", "Exporter CPU", "CPU seconds per second used by the exporter process "
           "(rate of process_cpu_seconds_total).", "percentunit",
@@ -293,17 +325,113 @@ def host() -> Board:
 
 def postgres() -> Board:
     b = Board("jobqueue-postgres", "Job queues / PostgreSQL", "Job tables, pgmq and job libraries on PostgreSQL, "
-              "and the PostgreSQL sources themselves.", [source_var("postgres"), queue_var()])
+              "operator SQL checks, migrations, connections, and the PostgreSQL sources themselves.",
+              [source_var("postgres"), queue_var()])
     source_health(b, 'backend="postgres"')
     queue_panels(b)
+    b.row("Server")
+    b.add("timeseries", "Connections by state", "Client connections of the server by state (pg_stat_activity), "
+          "and max_connections (jobqueue_postgres_connections, jobqueue_postgres_max_connections).", "short",
+          [(f"sum by (source, state) ({sel('jobqueue_postgres_connections', SRC)})", "{{source}} {{state}}"),
+           (f"max by (source) ({sel('jobqueue_postgres_max_connections', SRC)})", "{{source}} max")], w=8)
+    b.add("timeseries", "Connections used", "Client connections in use / max_connections "
+          "(jobqueue_postgres_connections_used_ratio).", "percentunit",
+          [(f"max by (source) ({sel('jobqueue_postgres_connections_used_ratio', SRC)})", "{{source}}")], w=8)
+    b.add("timeseries", "Built-in query duration", "How long each built-in query (queue preset, migrations, "
+          "connections, tenants) took (jobqueue_postgres_query_duration_seconds).", "s",
+          [(f"max by (source, query) ({sel('jobqueue_postgres_query_duration_seconds', SRC)})",
+            "{{source}} {{query}}")], w=8)
+    b.add("stat", "Built-in queries up", "1 when the built-in query succeeded in the last collection "
+          "(jobqueue_postgres_query_up).", "none",
+          [(f"max by (source, query) ({sel('jobqueue_postgres_query_up', SRC)})", "{{source}} {{query}}")],
+          w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
+    b.add("stat", "Schema up to date", "1 when every required migration is applied (jobqueue_schema_ok).", "none",
+          [(f"max by (source) ({sel('jobqueue_schema_ok', SRC)})", "{{source}}")],
+          w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
+    b.add("timeseries", "Migrations", "Schema migrations applied, required (files) and missing "
+          "(jobqueue_schema_migrations).", "short",
+          [(f"max by (source, state) ({sel('jobqueue_schema_migrations', SRC)})", "{{source}} {{state}}")], w=8)
+    b.row("SQL checks")
+    b.add("stat", "Checks up", "1 when the operator SQL check ran and its result fit (jobqueue_check_up).", "none",
+          [(f"max by (source, check) ({sel('jobqueue_check_up', SRC)})", "{{source}} {{check}}")],
+          w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
+    b.add("timeseries", "Check findings", "Rows each SQL check returned, by severity: the findings of a "
+          "consistency check (jobqueue_check_rows).", "short",
+          [(f"max by (source, check, severity) ({sel('jobqueue_check_rows', SRC)})",
+            "{{source}} {{check}} {{severity}}")], w=8)
+    b.add("timeseries", "Check values", "The value column of each SQL check per row (jobqueue_check_value).",
+          "short", [(f"max by (source, check, key) ({sel('jobqueue_check_value', SRC)})",
+                     "{{source}} {{check}} {{key}}")], w=8)
+    b.add("timeseries", "Check duration", "How long the last run of each SQL check took "
+          "(jobqueue_check_duration_seconds).", "s",
+          [(f"max by (source, check) ({sel('jobqueue_check_duration_seconds', SRC)})", "{{source}} {{check}}")])
+    b.add("timeseries", "Since check last ran", "Seconds since each SQL check last ran "
+          "(time() - jobqueue_check_last_run_timestamp_seconds).", "s",
+          [(f"max by (source, check) (time() - {sel('jobqueue_check_last_run_timestamp_seconds', SRC)})",
+            "{{source}} {{check}}")])
     return b
 
 
 def nats() -> Board:
-    b = Board("jobqueue-nats", "Job queues / NATS", "NATS JetStream streams and consumers, and the NATS sources "
-              "themselves.", [source_var("nats"), queue_var()])
+    b = Board("jobqueue-nats", "Job queues / NATS", "NATS JetStream account, streams, consumers, KV buckets, "
+              "object stores and agents, and the NATS sources themselves.", [source_var("nats")])
     source_health(b, 'backend="nats"')
-    queue_panels(b)
+    b.row("Server and account")
+    b.add("stat", "Server", "The NATS server each source is connected to, with its version "
+          "(jobqueue_nats_server_info).", "none",
+          [(f"count by (source, url, version) ({sel('jobqueue_nats_server_info', SRC)})",
+            "{{source}}: {{url}} {{version}}")],
+          w=8, instant=True, options={**STAT, "textMode": "name", "colorMode": "none"})
+    b.add("stat", "Streams and consumers", "Streams and consumers in the JetStream account "
+          "(jobqueue_nats_account_streams, jobqueue_nats_account_consumers).", "short",
+          [(f"max by (source) ({sel('jobqueue_nats_account_streams', SRC)})", "{{source}} streams"),
+           (f"max by (source) ({sel('jobqueue_nats_account_consumers', SRC)})", "{{source}} consumers")],
+          w=8, instant=True, options=STAT)
+    b.add("timeseries", "Account storage", "File and memory storage the JetStream account uses "
+          "(jobqueue_nats_account_storage_bytes, jobqueue_nats_account_memory_bytes).", "bytes",
+          [(f"max by (source) ({sel('jobqueue_nats_account_storage_bytes', SRC)})", "{{source}} file"),
+           (f"max by (source) ({sel('jobqueue_nats_account_memory_bytes', SRC)})", "{{source}} memory")], w=8)
+    queue_panels(b, with_queue_var=False)
+    b.row("Streams and consumers")
+    b.add("timeseries", "Stream size", "Bytes stored in each stream (jobqueue_nats_stream_bytes).", "bytes",
+          [(f"max by (source, stream) ({sel('jobqueue_nats_stream_bytes', SRC)})", "{{source}} {{stream}}")], w=8)
+    b.add("timeseries", "Stream consumers", "Consumers of each stream (jobqueue_nats_stream_consumers).", "short",
+          [(f"max by (source, stream) ({sel('jobqueue_nats_stream_consumers', SRC)})", "{{source}} {{stream}}")],
+          w=8)
+    b.add("timeseries", "Consumer pending", "Messages of the stream not yet delivered to each consumer "
+          "(jobqueue_nats_consumer_pending).", "short",
+          [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_consumer_pending', SRC)})",
+            "{{stream}}/{{consumer}}")], w=8)
+    b.add("timeseries", "Consumer ack pending", "Messages delivered to each consumer and not yet acknowledged "
+          "(jobqueue_nats_consumer_ack_pending).", "short",
+          [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_consumer_ack_pending', SRC)})",
+            "{{stream}}/{{consumer}}")], w=8)
+    b.add("timeseries", "Consumer redelivered", "Messages redelivered and not yet acknowledged "
+          "(jobqueue_nats_consumer_redelivered).", "short",
+          [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_consumer_redelivered', SRC)})",
+            "{{stream}}/{{consumer}}")], w=8)
+    b.add("timeseries", "Consumer waiting pulls", "Pull requests waiting on each consumer "
+          "(jobqueue_nats_consumer_waiting).", "short",
+          [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_consumer_waiting', SRC)})",
+            "{{stream}}/{{consumer}}")], w=8)
+    b.add("timeseries", "Dead letters", "Messages that hit max deliveries, per stream and consumer "
+          "(jobqueue_nats_dead_letters).", "short",
+          [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_dead_letters', SRC)})",
+            "{{stream}}/{{consumer}}")])
+    b.row("KV, object stores and agents")
+    b.add("timeseries", "KV keys", "Live keys in each KV bucket (jobqueue_nats_kv_keys).", "short",
+          [(f"max by (source, bucket) ({sel('jobqueue_nats_kv_keys', SRC)})", "{{source}} {{bucket}}")], w=8)
+    b.add("timeseries", "KV and object store size", "Bytes stored in each KV bucket (all revisions) and "
+          "object store (jobqueue_nats_kv_bytes, jobqueue_nats_object_store_bytes).", "bytes",
+          [(f"max by (source, bucket) ({sel('jobqueue_nats_kv_bytes', SRC)})", "kv {{bucket}}"),
+           (f"max by (source, bucket) ({sel('jobqueue_nats_object_store_bytes', SRC)})", "obj {{bucket}}")], w=8)
+    b.add("stat", "Agents", "Agents in the agent registry by readiness (jobqueue_nats_agents).", "short",
+          [(f"sum by (source, ready) ({sel('jobqueue_nats_agents', SRC)})", "{{source}} ready={{ready}}")],
+          w=8, instant=True, options=STAT)
+    b.add("bargauge", "Agents: since last heartbeat", "Seconds since each registered agent's last heartbeat "
+          "(time() - jobqueue_nats_agent_heartbeat_timestamp_seconds).", "s",
+          [(f"max by (source, agent) (time() - {sel('jobqueue_nats_agent_heartbeat_timestamp_seconds', SRC)})",
+            "{{source}} {{agent}}")], w=24, instant=True, options=BARS)
     return b
 
 
