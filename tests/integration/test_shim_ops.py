@@ -1,0 +1,130 @@
+"""Seed 004: /api/ops/plannings served from a real files source (const leaves stand in for the
+planning database), the seed's status logic and texts, and the x-ops-token rules."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from exporter.health import HealthMonitor, SystemHealth
+from exporter.health_rules import Issue, WorkerState
+from exporter.model import Reading, Snapshot, SourceState, SourceStatus
+from exporter.systems import OpsShim
+from exporter.web.shims import View
+from exporter.web.shims.ops import plannings
+from tests.support.shims import get, serve
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def config(backfill_ago: float, refresh_state: str, production: bool = True, token: bool = True) -> str:
+    now = time.time()
+    auth = "auth: {tokens: [{name: ops, token_env: OPS_TOKEN, roles: [ops]}]}" if token else ""
+    return f"""
+sources:
+  - name: planning
+    type: files
+    checks:
+      jobs: {{run: {{const: true}}, paused: {{const: false}}}}
+      workers:
+        backfill_at: {{const: "{iso(now - backfill_ago)}"}}
+        refresh_at: {{const: "{iso(now - 5)}"}}
+        refresh_state: {{const: {refresh_state}}}
+      queue: {{depth: {{const: 15}}, ready: {{const: 3}}, locked: {{const: 1}}}}
+      backups: {{total: {{const: 127}}, covered: {{const: 125}}, disabled: {{const: 2}}}}
+      last:
+        planningFullId: {{const: enscr.elevesing1iereannee}}
+        changed: {{const: true}}
+        nbEvents: {{const: 42}}
+        at: {{const: "2026-03-02T10:30:00Z"}}
+systems:
+  - name: plannings
+    sources: [planning]
+    jobs: {{source: planning, enabled: jobs.run, paused: jobs.paused}}
+    workers:
+      - {{name: backfill, source: planning, last_run: workers.backfill_at, interval: 10m}}
+      - {{name: refreshWorker, source: planning, last_run: workers.refresh_at, interval: 30s,
+          state: workers.refresh_state}}
+    stuck: [{{source: planning, ready: queue.ready, worker: refreshWorker}}]
+    shares: [{{source: planning, total: backups.total, part: backups.disabled}}]
+{auth}
+shims:
+  ops:
+    system: plannings
+    production: {str(production).lower()}
+    queue: {{source: planning, path: queue}}
+    backups: {{source: planning, path: backups}}
+    last_backup_write: {{source: planning, path: last}}
+"""
+
+
+NOT_FOUND = {"error": "NOT_FOUND"}
+TOKEN = {"x_ops_token": "ops-secret"}
+
+
+@pytest.fixture(autouse=True)
+def ops_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPS_TOKEN", "ops-secret")
+
+
+async def test_healthy_document() -> None:
+    async with serve(config(60, "working")) as (client, _):
+        assert await get(client, "/api/ops/plannings", **TOKEN) == (200, {
+            "status": "healthy", "issues": [], "workers": {"backfill": None, "refreshWorker": "working"},
+            "inQuietHours": False, "queue": {"depth": 15, "ready": 3, "locked": 1},
+            "backups": {"total": 127, "covered": 125, "disabled": 2},
+            "lastBackupWrite": {"planningFullId": "enscr.elevesing1iereannee", "changed": True, "nbEvents": 42,
+                                "at": "2026-03-02T10:30:00.000Z"},
+            "failedHosts": None, "recentFailures": None})
+
+
+async def test_unhealthy_with_the_seed_texts() -> None:
+    async with serve(config(45 * 60 + 10, "idle")) as (client, scheduler):
+        status, body = await get(client, "/api/ops/plannings", **TOKEN)
+        assert (status, body["status"], body["issues"]) == (200, "unhealthy", [
+            "Backfill stale (45m ago)", "Queue stuck: 3 ready but worker idle"])
+        metrics = await (await client.get("/metrics")).text()
+        assert 'jobqueue_health_issue{system="plannings",issue="worker_stale:backfill"} 1' in metrics
+        assert 'jobqueue_worker_last_run_timestamp_seconds{system="plannings",worker="refreshWorker"}' in metrics
+
+
+@pytest.mark.parametrize("production,token,headers,code", [
+    (True, True, {}, 404), (True, True, {"x_ops_token": "wrong"}, 404), (True, True, TOKEN, 200),
+    (True, False, {}, 404), (True, False, TOKEN, 404),
+    (False, False, {}, 200), (False, True, {}, 404), (False, True, TOKEN, 200),
+])
+async def test_token_rules(production: bool, token: bool, headers: dict[str, str], code: int) -> None:
+    async with serve(config(60, "working", production, token)) as (client, _):
+        status, body = await get(client, "/api/ops/plannings", **headers)
+        assert status == code
+        if code == 404:
+            assert body == NOT_FOUND
+
+
+def test_failed_hosts_top_five_and_recent_failures_from_rows() -> None:
+    """The pure shim over literal rows such as a PostgreSQL check returns (`details.checks.<name>.rows`)."""
+    hosts = [{"host": f"h{i}", "count": i, "lastFailure": "http_timeout"} for i in range(7)]
+    failures = [{"planningFullId": f"p{i}", "failureKind": "http_timeout", "failures": 3,
+                 "disabledUntil": "2026-03-02T11:00:00Z"} for i in range(6)]
+    details = {"checks": {"hosts": {"rows": hosts}, "failures": {"rows": failures}}}
+    status = SourceStatus("pg", "postgres", True, 0.0, 0.0, 0.0, collections=1)
+    snapshot = Snapshot({"pg": SourceState(status, Reading(details=details))}, 0.0)
+    health = SystemHealth("plannings", "degraded", (Issue("high_disabled", "High disabled: 15/127 (12%)", "degraded"),),
+                          True, {"backfill": WorkerState("backfill", 1.0, "idle", False)}, 0.0)
+    shim = OpsShim.model_validate({"system": "plannings", "failed_hosts": {"source": "pg", "path": "checks.hosts.rows"},
+                                   "recent_failures": {"source": "pg", "path": "checks.failures.rows"}})
+    view = View(snapshot, health, HealthMonitor([]), None, 0.0, 0.0)  # type: ignore[arg-type]
+    code, body = plannings(view, shim)
+    assert (code, body["status"], body["issues"], body["workers"], body["inQuietHours"]) == (
+        200, "degraded", ["High disabled: 15/127 (12%)"], {"backfill": "idle"}, True)
+    assert [h["host"] for h in body["failedHosts"]] == ["h6", "h5", "h4", "h3", "h2"]
+    assert body["failedHosts"][0] == {"host": "h6", "count": 6, "lastFailure": "http_timeout"}
+    assert len(body["recentFailures"]) == 5
+    assert body["recentFailures"][0] == {"planningFullId": "p0", "failureKind": "http_timeout", "failures": 3,
+                                         "disabledUntil": "2026-03-02T11:00:00.000Z"}
+    assert (body["queue"], body["backups"], body["lastBackupWrite"]) == (
+        {"depth": None, "ready": None, "locked": None}, {"total": None, "covered": None, "disabled": None}, None)
