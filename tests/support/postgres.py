@@ -20,6 +20,10 @@ from pathlib import Path
 
 import psycopg
 
+from exporter.config import parse_config
+from exporter.model import Reading, Snapshot
+from exporter.sources.base import SourceContext
+from exporter.sources.postgres import PostgresSource
 from tests.support.servers import free_port, wait_for_port
 
 SHARED = "postgresql://postgres@127.0.0.1:5432"
@@ -100,3 +104,134 @@ class PgCluster:
             self.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+async def collect(dsn: str, body: str, env: dict[str, str] | None = None) -> Reading:
+    """Build a postgres source from YAML lines (indented 4 spaces), collect once, close it."""
+    source = make_source(dsn, body, env)
+    try:
+        return await source.collect()
+    finally:
+        await source.close()
+
+
+def make_source(dsn: str, body: str, env: dict[str, str] | None = None, name: str = "pg") -> PostgresSource:
+    text = f"sources:\n  - name: {name}\n    type: postgres\n    dsn: {dsn}\n{body}"
+    config = parse_config(text, "<test>", env or {})
+    return PostgresSource(config.sources[0], SourceContext(snapshot=Snapshot))  # type: ignore[arg-type]
+
+
+# Schemas as the libraries' own migrations define them (libraries not installable here), reduced
+# to the columns and types the presets read plus the NOT NULL columns an insert needs.
+PGMQ = """
+CREATE SCHEMA pgmq;
+CREATE TABLE pgmq.meta (queue_name varchar UNIQUE NOT NULL, is_partitioned boolean NOT NULL,
+    is_unlogged boolean NOT NULL, created_at timestamptz DEFAULT now() NOT NULL);
+CREATE TYPE pgmq.metrics_result AS (queue_name text, queue_length bigint, newest_msg_age_sec int,
+    oldest_msg_age_sec int, total_messages bigint, scrape_time timestamptz, queue_visible_length bigint);
+CREATE FUNCTION pgmq.metrics(queue_name text) RETURNS pgmq.metrics_result AS $$
+DECLARE
+    result_row pgmq.metrics_result;
+    query text;
+    qtable text := 'q_' || queue_name;
+BEGIN
+    query := format($QUERY$
+        WITH q_summary AS (
+            SELECT count(*) AS queue_length,
+                   count(CASE WHEN vt <= now() THEN 1 END) AS queue_visible_length,
+                   extract(epoch FROM (now() - max(enqueued_at)))::int AS newest_msg_age_sec,
+                   extract(epoch FROM (now() - min(enqueued_at)))::int AS oldest_msg_age_sec,
+                   now() AS scrape_time
+            FROM pgmq.%I),
+        all_metrics AS (SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS total_messages FROM pgmq.%I)
+        SELECT %L AS queue_name, q_summary.queue_length, q_summary.newest_msg_age_sec,
+               q_summary.oldest_msg_age_sec, all_metrics.total_messages, q_summary.scrape_time,
+               q_summary.queue_visible_length
+        FROM q_summary, all_metrics
+        $QUERY$, qtable, qtable || '_msg_id_seq', queue_name);
+    EXECUTE query INTO result_row;
+    RETURN result_row;
+END;
+$$ LANGUAGE plpgsql;
+CREATE FUNCTION pgmq.metrics_all() RETURNS SETOF pgmq.metrics_result AS $$
+DECLARE
+    row_name record;
+    result_row pgmq.metrics_result;
+BEGIN
+    FOR row_name IN SELECT queue_name FROM pgmq.meta LOOP
+        result_row := pgmq.metrics(row_name.queue_name);
+        RETURN NEXT result_row;
+    END LOOP;
+END;
+$$ LANGUAGE plpgsql;
+"""
+
+
+def pgmq_queue(name: str) -> str:
+    """What `pgmq.create(name)` creates: the q_ table (identity msg_id) and its meta row."""
+    return f"""
+CREATE TABLE pgmq.q_{name} (msg_id bigint PRIMARY KEY GENERATED ALWAYS AS IDENTITY, read_ct int DEFAULT 0 NOT NULL,
+    enqueued_at timestamptz DEFAULT now() NOT NULL, vt timestamptz NOT NULL, message jsonb, headers jsonb);
+INSERT INTO pgmq.meta (queue_name, is_partitioned, is_unlogged) VALUES ('{name}', false, false);
+"""
+
+
+RIVER = """
+CREATE TYPE {s}.river_job_state AS ENUM ('available', 'cancelled', 'completed', 'discarded', 'pending',
+    'retryable', 'running', 'scheduled');
+CREATE TABLE {s}.river_job (id bigserial PRIMARY KEY, args jsonb NOT NULL DEFAULT '{{}}',
+    attempt smallint NOT NULL DEFAULT 0, attempted_at timestamptz, attempted_by text[],
+    created_at timestamptz NOT NULL DEFAULT now(), errors jsonb[], finalized_at timestamptz,
+    kind text NOT NULL, max_attempts smallint NOT NULL DEFAULT 25, metadata jsonb NOT NULL DEFAULT '{{}}',
+    priority smallint NOT NULL DEFAULT 1, queue text NOT NULL DEFAULT 'default',
+    state {s}.river_job_state NOT NULL DEFAULT 'available', scheduled_at timestamptz NOT NULL DEFAULT now(),
+    tags varchar(255)[] NOT NULL DEFAULT '{{}}', unique_key bytea, unique_states bit(8));
+CREATE TABLE {s}.river_queue (name text PRIMARY KEY NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+    metadata jsonb NOT NULL DEFAULT '{{}}', paused_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now());
+"""
+
+OBAN = """
+CREATE TYPE {s}.oban_job_state AS ENUM ('available', 'scheduled', 'executing', 'retryable', 'completed',
+    'discarded', 'cancelled', 'suspended');
+CREATE TABLE {s}.oban_jobs (id bigserial PRIMARY KEY, state {s}.oban_job_state NOT NULL DEFAULT 'available',
+    queue text NOT NULL DEFAULT 'default', worker text NOT NULL, args jsonb NOT NULL DEFAULT '{{}}',
+    errors jsonb[] NOT NULL DEFAULT ARRAY[]::jsonb[], attempt integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL DEFAULT 20,
+    inserted_at timestamp without time zone NOT NULL DEFAULT timezone('UTC', now()),
+    scheduled_at timestamp without time zone NOT NULL DEFAULT timezone('UTC', now()),
+    attempted_at timestamp without time zone, completed_at timestamp without time zone,
+    attempted_by text[], discarded_at timestamp without time zone, priority integer NOT NULL DEFAULT 0,
+    tags varchar(255)[] DEFAULT ARRAY[]::varchar[], meta jsonb DEFAULT '{{}}',
+    cancelled_at timestamp without time zone);
+"""
+
+GOOD_JOB = """
+CREATE TABLE {s}.good_jobs (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), queue_name text, priority integer,
+    serialized_params jsonb, scheduled_at timestamp(6), performed_at timestamp(6), finished_at timestamp(6),
+    error text, created_at timestamp(6) NOT NULL DEFAULT timezone('UTC', now()),
+    updated_at timestamp(6) NOT NULL DEFAULT timezone('UTC', now()), active_job_id uuid, concurrency_key text,
+    cron_key text, retried_good_job_id uuid, cron_at timestamp(6), batch_id uuid, batch_callback_id uuid,
+    is_discrete boolean, executions_count integer, job_class text, error_event smallint, labels text[],
+    locked_by_id uuid, locked_at timestamp(6));
+"""
+
+SOLID_QUEUE = """
+CREATE TABLE {s}.solid_queue_jobs (id bigserial PRIMARY KEY, queue_name varchar NOT NULL, class_name varchar NOT NULL,
+    arguments text, priority integer NOT NULL DEFAULT 0, active_job_id varchar, scheduled_at timestamp(6),
+    finished_at timestamp(6), concurrency_key varchar, created_at timestamp(6) NOT NULL DEFAULT timezone('UTC', now()),
+    updated_at timestamp(6) NOT NULL DEFAULT timezone('UTC', now()));
+CREATE TABLE {s}.solid_queue_ready_executions (id bigserial PRIMARY KEY, job_id bigint NOT NULL,
+    queue_name varchar NOT NULL, priority integer NOT NULL DEFAULT 0, created_at timestamp(6) NOT NULL);
+CREATE TABLE {s}.solid_queue_scheduled_executions (id bigserial PRIMARY KEY, job_id bigint NOT NULL,
+    queue_name varchar NOT NULL, priority integer NOT NULL DEFAULT 0, scheduled_at timestamp(6) NOT NULL,
+    created_at timestamp(6) NOT NULL);
+CREATE TABLE {s}.solid_queue_claimed_executions (id bigserial PRIMARY KEY, job_id bigint NOT NULL,
+    process_id bigint, created_at timestamp(6) NOT NULL);
+CREATE TABLE {s}.solid_queue_blocked_executions (id bigserial PRIMARY KEY, job_id bigint NOT NULL,
+    queue_name varchar NOT NULL, priority integer NOT NULL DEFAULT 0, concurrency_key varchar NOT NULL,
+    expires_at timestamp(6) NOT NULL, created_at timestamp(6) NOT NULL);
+CREATE TABLE {s}.solid_queue_failed_executions (id bigserial PRIMARY KEY, job_id bigint NOT NULL, error text,
+    created_at timestamp(6) NOT NULL);
+CREATE TABLE {s}.solid_queue_pauses (id bigserial PRIMARY KEY, queue_name varchar NOT NULL,
+    created_at timestamp(6) NOT NULL);
+"""
