@@ -40,6 +40,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
+from exporter.sources.redis_wire import ReplyError, Wire, as_exception, pack, pack_keys
+
 log = logging.getLogger("jobqueue.redis")
 
 WRONGTYPE = "!WRONGTYPE"
@@ -229,7 +231,7 @@ _ARITY = {
 _WS = "[ \t\n\v\f\r]*"  # Lua's %s
 _NUMBER = re.compile(r"-?[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?")
 _ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
-_FAST: dict[str, tuple[re.Pattern[str], re.Pattern[str]] | None] = {}
+_FAST: dict[str, re.Pattern[str] | None] = {}
 
 
 def valid(value: str, kind: str) -> bool:
@@ -242,19 +244,28 @@ def valid(value: str, kind: str) -> bool:
 
 
 def _fast(item: str, fields: str) -> str | None:
-    """The Python twin of the Lua `fast`: a plain top-level key of flat JSON, found by pattern."""
+    """The Python twin of the Lua `fast`: a plain top-level key of flat JSON, found by pattern.
+
+    One alternation instead of Lua's two patterns: in flat JSON a key appears once, so the leftmost
+    match of either form is the one Lua finds.
+    """
     if fields not in _FAST:
         key = '"' + re.escape(fields) + '"' + _WS + ":" + _WS
         simple = "|" not in fields and "." not in fields
         _FAST[fields] = (
-            (re.compile(key + r'"([^"\\]+)"'), re.compile(key + r"(-?[0-9][0-9.eE+-]*)" + _WS + "[,}]"))
-            if simple else None
+            re.compile(key + r'(?:"([^"\\]+)"|(-?[0-9][0-9.eE+-]*)' + _WS + "[,}])") if simple else None
         )
-    patterns = _FAST[fields]
-    if patterns is None or not item.startswith("{") or "{" in item[1:]:
+    pattern = _FAST[fields]
+    if pattern is None or not item.startswith("{") or "{" in item[1:]:
         return None
-    match = patterns[0].search(item) or patterns[1].search(item)
-    return match.group(1) if match else None
+    needle = f'"{fields}"'
+    at = item.find(needle)
+    while at >= 0:  # a plain find, then an anchored match: the key may also occur as a value
+        match = pattern.match(item, at)
+        if match:
+            return match.group(1) or match.group(2)
+        at = item.find(needle, at + 1)
+    return None
 
 
 def pick(item: str, fields: str) -> str | None:
@@ -276,8 +287,8 @@ def pick(item: str, fields: str) -> str | None:
             value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, bool):
             continue
-        if isinstance(value, int | float):
-            return repr(float(value)) if isinstance(value, float) else str(value)
+        if isinstance(value, int | float):  # cjson decodes every number to a double, printed with %.17g
+            return format(float(value), ".17g")
         if isinstance(value, str) and value:
             return value
     return None
@@ -286,8 +297,9 @@ def pick(item: str, fields: str) -> str | None:
 class OpRunner:
     """Runs op lists against one Redis client; remembers whether scripts work there."""
 
-    def __init__(self, client: Redis, batch_size: int = 2000, mode: str = "auto") -> None:
+    def __init__(self, client: Redis, wire: Wire, batch_size: int = 2000, mode: str = "auto") -> None:
         self.client = client
+        self.wire = wire
         self.batch_size = batch_size
         self.mode = mode  # auto | lua | pipeline
         self._sha: str | None = None
@@ -368,44 +380,57 @@ class OpRunner:
         return out
 
     async def _run_pipeline(self, ops: Sequence[Op]) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for op in ops:
-            _queue_plain(pipe, op)
-        raw = await pipe.execute(raise_on_error=False)
+        """Plain commands on the lean connection; a second round trip only for what the first points at
+        (job hashes, supervisor hashes, and the few lists whose oldest item was not usable)."""
+        raw = await self.wire.execute(_pack_plain(ops))
         results: list[Any] = []
         follow: list[tuple[int, Op, list[str]]] = []
         for index, (op, reply) in enumerate(zip(ops, raw, strict=True)):
-            if isinstance(reply, ResponseError):
-                if op[0] == "XGROUPS" and "no such key" in str(reply):
+            if isinstance(reply, ReplyError):
+                text = str(reply)
+                if op[0] == "XGROUPS" and "no such key" in text:
                     results.append([])
-                elif "WRONGTYPE" in str(reply):
+                elif "WRONGTYPE" in text:
                     results.append(WRONGTYPE)
                 else:
-                    raise reply
+                    raise as_exception(reply)
                 continue
-            if op[0] in ("ZFIRST", "ZMEMBERS", "ZHASHES"):
-                reply = _flat_scores(reply)
+            name = op[0]
+            if name == "HEAD":  # LINDEX of the oldest item; scan the window only if it is not usable
+                value = None if reply is None else pick(reply, op[3])
+                if reply is None or (value is not None and valid(value, op[5])):
+                    results.append([value, 0])
+                else:
+                    results.append(None)
+                    follow.append((index, op, []))
+                continue
             results.append(_finish_plain(op, reply))
-            if op[0] == "HEADHASH":
+            if name == "HEADHASH":
                 follow.append((index, op, _ordered(reply, int(op[2]))))
-            elif op[0] == "ZHASHES":
+            elif name == "ZHASHES":
                 follow.append((index, op, reply))
         if follow:
             await self._follow_up(results, follow)
         return results
 
     async def _follow_up(self, results: list[Any], follow: list[tuple[int, Op, list[str]]]) -> None:
-        """Second round trip of the pipeline path: the hashes that HEADHASH and ZHASHES point at."""
-        pipe = self.client.pipeline(transaction=False)
+        """Second round trip of the pipeline path."""
+        commands: list[bytes] = []
         for _, op, items in follow:
-            if op[0] == "HEADHASH":
-                for job_id in items:
-                    pipe.hget(op[3] + job_id, op[4])
+            if op[0] == "HEAD":
+                scan = int(op[4])
+                commands.append(pack("LRANGE", op[1], 0, scan - 1) if int(op[2]) == 0 else
+                                pack("LRANGE", op[1], -scan, -1))
+            elif op[0] == "HEADHASH":
+                commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
             else:
-                for member in items[::2]:
-                    pipe.execute_command("HGETALL", op[2] + member)
-        values = iter(await pipe.execute(raise_on_error=False))
+                commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
+        values = iter(await self.wire.execute(commands))
         for index, op, items in follow:
+            if op[0] == "HEAD":
+                window = next(values)
+                results[index] = WRONGTYPE if isinstance(window, ReplyError) else _finish_plain(op, window)
+                continue
             if op[0] == "ZHASHES":
                 pairs = zip(items[::2], items[1::2], strict=True)
                 results[index] = [[member, score, _flat_hash(next(values))] for member, score in pairs]
@@ -495,28 +520,45 @@ def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _queue_plain(pipe: Any, op: Op) -> None:
+def _pack_plain(ops: Sequence[Op]) -> list[bytes]:
+    """Each op as the one plain command that starts it; same-shaped runs are packed in bulk."""
+    out: list[bytes] = []
+    i, n = 0, len(ops)
+    while i < n:
+        name = ops[i][0]
+        if name in ("LLEN", "ZCARD", "SCARD", "HLEN", "XLEN", "EXISTS", "GET", "HEAD"):
+            j = i
+            while j < n and ops[j][0] == name and (name != "HEAD" or ops[j][2] == ops[i][2]):
+                j += 1
+            keys = (op[1] for op in ops[i:j])
+            out.extend(pack_keys("LINDEX", keys, ops[i][2]) if name == "HEAD" else pack_keys(name, keys))
+            i = j
+            continue
+        out.append(_pack_one(ops[i]))
+        i += 1
+    return out
+
+
+def _pack_one(op: Op) -> bytes:
     name, key = op[0], op[1]
-    if name in ("HEAD", "HEADHASH"):
-        scan = int(op[4] if name == "HEAD" else op[5])
-        if int(op[2]) == 0:
-            pipe.lrange(key, 0, scan - 1)
-        else:
-            pipe.lrange(key, -scan, -1)
-    elif name == "ZFIRST":
-        pipe.execute_command("ZRANGE", key, 0, 0, "WITHSCORES")
-    elif name == "ZMEMBERS":
-        pipe.execute_command("ZRANGE", key, 0, int(op[2]) - 1, "WITHSCORES")
-    elif name == "ZHASHES":
-        pipe.execute_command("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
-    elif name == "SMEMBERS":
-        pipe.execute_command("SMEMBERS", key)
-    elif name == "XFIRST":
-        pipe.execute_command("XRANGE", key, "-", "+", "COUNT", 1)
-    elif name == "XGROUPS":
-        pipe.execute_command("XINFO", "GROUPS", key)
-    else:
-        pipe.execute_command(name, key, *op[2:])
+    if name == "HEADHASH":
+        scan = int(op[5])
+        return pack("LRANGE", key, 0, scan - 1) if int(op[2]) == 0 else pack("LRANGE", key, -scan, -1)
+    if name == "ZFIRST":
+        return pack("ZRANGE", key, 0, 0, "WITHSCORES")
+    if name == "ZMEMBERS":
+        return pack("ZRANGE", key, 0, int(op[2]) - 1, "WITHSCORES")
+    if name == "ZHASHES":
+        return pack("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
+    if name == "SMEMBERS":
+        return pack("SMEMBERS", key)
+    if name == "XFIRST":
+        return pack("XRANGE", key, "-", "+", "COUNT", 1)
+    if name == "XGROUPS":
+        return pack("XINFO", "GROUPS", key)
+    if name not in _ARITY:
+        raise ValueError(f"unknown op {name!r}")
+    return pack(name, key, *op[2:])
 
 
 def _ordered(items: list[str], index: int) -> list[str]:

@@ -1,0 +1,131 @@
+"""A lean RESP connection for the Redis source's big read pipelines.
+
+Measured at 20,000 queues: redis-py spends about a microsecond packing each argument and awaits
+every reply on its own, and a read-only Lua script costs Redis 4-6 µs a queue (100-150 ms during
+which Redis serves nobody else). Plain LLEN/LINDEX commands cost Redis about 0.4 µs a queue. So the
+pipeline path writes hand-packed commands in one buffer and lets hiredis parse the replies in bulk
+as they arrive. It speaks only what the exporter needs: AUTH, SELECT, CLIENT SETNAME and reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import hiredis
+from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError
+
+ReplyError = hiredis.ReplyError
+
+
+def pack(*args: str | bytes | int) -> bytes:
+    """One command in RESP."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def pack_keys(command: str, keys: Iterable[str], *tail: str) -> list[bytes]:
+    """The same command for many keys (LLEN k, LINDEX k 0, ...): the hot loop of a large collection.
+
+    ASCII keys (the usual case) are formatted as text and encoded once, which is several times faster
+    than packing bytes per argument; other keys take the exact byte-length path.
+    """
+    head = f"*{2 + len(tail)}\r\n${len(command)}\r\n{command}\r\n"
+    rest = "".join(f"${len(t.encode())}\r\n{t}\r\n" for t in tail)
+    out = []
+    for key in keys:
+        if key.isascii():
+            out.append(f"{head}${len(key)}\r\n{key}\r\n{rest}".encode())
+        else:
+            data = key.encode()
+            out.append(b"%b$%d\r\n%b\r\n%b" % (head.encode(), len(data), data, rest.encode()))
+    return out
+
+
+def as_exception(reply: ReplyError) -> ResponseError:
+    """A reply error as the redis-py exception the source already maps to a failure kind."""
+    text = str(reply)
+    return NoPermissionError(text) if text.startswith("NOPERM") else ResponseError(text)
+
+
+class Wire:
+    """One connection, opened lazily and dropped on any error so the next collection starts clean."""
+
+    def __init__(self, url: str, username: str | None, password: str | None, timeout: float,
+                 client_name: str = "jobqueue-exporter") -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("redis", "rediss"):
+            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r}")
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or 6379
+        self.tls = parsed.scheme == "rediss"
+        self.username = username or (unquote(parsed.username) if parsed.username else None)
+        self.password = password or (unquote(parsed.password) if parsed.password else None)
+        self.db = int((parsed.path or "/0").strip("/") or 0)
+        self.timeout = timeout
+        self.client_name = client_name
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def execute(self, commands: Sequence[bytes]) -> list[Any]:
+        """Send every packed command in one write; one reply per command (errors as ReplyError values)."""
+        if not commands:
+            return []
+        try:
+            if self._streams is None:
+                await self._connect()
+            return await self._roundtrip(b"".join(commands), len(commands))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _connect(self) -> None:
+        context = ssl.create_default_context() if self.tls else None
+        try:
+            self._streams = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, ssl=context), self.timeout
+            )
+        except (TimeoutError, OSError) as err:
+            raise ConnectionError(f"cannot connect to {self.host}:{self.port}: {err}") from err
+        hello = [pack("CLIENT", "SETNAME", self.client_name)]
+        if self.password is not None:
+            auth = ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
+            hello.insert(0, pack(*auth))
+        if self.db:
+            hello.append(pack("SELECT", self.db))
+        for reply in await self._roundtrip(b"".join(hello), len(hello)):
+            if isinstance(reply, ReplyError):
+                text = str(reply)
+                if "WRONGPASS" in text or "NOAUTH" in text or "invalid password" in text:
+                    raise AuthenticationError("the Redis server refused the exporter's credentials")
+                raise as_exception(reply)
+
+    async def _roundtrip(self, data: bytes, count: int) -> list[Any]:
+        assert self._streams is not None
+        reader, writer = self._streams
+        writer.write(data)
+        await writer.drain()
+        parser = hiredis.Reader(encoding="utf-8", errors="replace")
+        replies: list[Any] = []
+        while len(replies) < count:
+            chunk = await reader.read(1 << 20)
+            if not chunk:
+                raise ConnectionError("Redis closed the connection")
+            parser.feed(chunk)
+            while (reply := parser.gets()) is not False:
+                replies.append(reply)
+        return replies
+
+    async def close(self) -> None:
+        if self._streams is not None:
+            writer = self._streams[1]
+            self._streams = None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
