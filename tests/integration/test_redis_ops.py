@@ -1,0 +1,106 @@
+"""The op layer itself: the Lua script and the pipeline path give the same result for every op,
+on a corpus of awkward items (the Lua JSON shortcut and its Python twin included)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+
+from exporter.sources.redis_ops import SEP, WRONGTYPE, OpRunner
+from tests.conftest import REDIS_URL
+from tests.support.redis_libs import make_source
+
+CORPUS = [
+    '{"ts": 1700000000}', '{"ts":1700000000.125,"x":"y"}', '{ "ts" : "1700000000.5" }', '{"ts": 1.7e9}',
+    '{"ts": -3}', '{"ts": "2023-11-14T22:13:20Z"}', '{"ts": "2023-11-14 22:13"}',
+    '{"ts": "yesterday"}', '{"ts": ""}', '{"ts": null}', '{"ts": true}', '{"ts": [1]}', '{"ts": {"v": 1}}',
+    '{"a": {"b": 1}, "ts": 17}', '{"ts": 5, broken', '{"ts": 1e999}', '{"ts": "1e5"}', '{"ts": "\\u0031"}',
+    '{"note": "\\"ts\\": 9", "ts": 10}', '{"t\\"s": 1, "ts": 2}', '{"TS": 1}', '[{"ts": 1}]', '"ts"', "42", "",
+    "not json", '{"createdAt": 1700000000, "pushedAt": "1700000001.0000"}', '{"pushedAt": "1700000001.2500"}',
+    '{"meta": {"at": 1700000000123}}', '{"meta": {"at": "x"}, "ts": 4}', '{"ts": "  7"}',
+]
+# Not in the corpus: invalid JSON numbers that Redis's cjson accepts and Python's json rejects (12.,
+# 0x10, +5, 012, inf, Infinity): no library writes them; docs/sources/redis.md names the difference.
+FIELDS = ["ts", "createdAt|pushedAt", "pushedAt|createdAt", "meta.at", "meta.at|ts", ""]
+KINDS = ["num", "iso", "any"]
+
+
+@pytest.fixture
+async def runners() -> AsyncIterator[tuple[OpRunner, OpRunner]]:
+    """The op runners of two real sources (batches of 7 keys, so EACH ops span several scripts)."""
+    sources = [make_source(REDIS_URL, [{"layout": "rq"}], mode, batch_size=10) for mode in ("lua", "pipeline")]
+    for source in sources:
+        source.runner.batch_size = 7
+    yield sources[0].runner, sources[1].runner
+    for source in sources:
+        await source.close()
+
+
+async def test_head_corpus_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                              prefix: str) -> None:
+    lua, pipe = runners
+    ops = []
+    for i, item in enumerate(CORPUS):
+        key = f"{prefix}one:{i}"
+        redis_client.rpush(key, item)
+        ops += [("HEAD", key, "0", fields, "3", kind) for fields in FIELDS for kind in KINDS]
+    # and whole lists: malformed items before a good one, from either end
+    redis_client.rpush(f"{prefix}mixed", *CORPUS)
+    ops += [("HEAD", f"{prefix}mixed", index, fields, scan, kind)
+            for index in ("0", "-1") for fields in FIELDS for kind in KINDS for scan in ("1", "5", "40")]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert lua.used == "lua" and pipe.used == "pipeline"
+    assert a == b
+    found = dict(zip(ops, a, strict=True))
+    assert found[("HEAD", f"{prefix}mixed", "0", "ts", "40", "num")] == ["1700000000", 0]
+    assert found[("HEAD", f"{prefix}mixed", "0", "ts", "40", "iso")] == ["2023-11-14T22:13:20Z", 5]
+    assert found[("HEAD", f"{prefix}mixed", "-1", "ts", "40", "num")] == ["4", 1]
+
+
+async def test_every_op_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                           prefix: str) -> None:
+    lua, pipe = runners
+    p = prefix
+    redis_client.rpush(f"{p}ids", "1", "2", "3", "nohash")
+    redis_client.hset(f"{p}job:2", "timestamp", "1700000000000")
+    redis_client.hset(f"{p}job:1", "timestamp", "soon")
+    redis_client.zadd(f"{p}z", {"a": 1.5, "b": 0.1, "c": 1e20})
+    redis_client.sadd(f"{p}set", *[f"m{i}" for i in range(30)])
+    redis_client.hset(f"{p}h:a", mapping={"f": "1"})
+    redis_client.xadd(f"{p}s", {"k": "v"}, id="5-1")
+    redis_client.xgroup_create(f"{p}s", "g", id="0")
+    redis_client.set(f"{p}str", "x")
+    for t in ("t1", "t3"):
+        redis_client.rpush(f"{p}{t}:q", json.dumps({"ts": 5}))
+    ops = [
+        ("LLEN", f"{p}ids"), ("LLEN", f"{p}str"), ("ZCARD", f"{p}z"), ("SCARD", f"{p}set"), ("HLEN", f"{p}h:a"),
+        ("XLEN", f"{p}s"), ("EXISTS", f"{p}str"), ("GET", f"{p}str"), ("HGET", f"{p}h:a", "f"),
+        ("ZCOUNT", f"{p}z", "-inf", "1"), ("ZFIRST", f"{p}z"), ("ZFIRST", f"{p}none"), ("ZFIRST", f"{p}str"),
+        ("XFIRST", f"{p}s"), ("XFIRST", f"{p}none"), ("XGROUPS", f"{p}s"), ("XGROUPS", f"{p}none"),
+        ("XGROUPS", f"{p}str"), ("HGETALL", f"{p}h:a"), ("ZMEMBERS", f"{p}z", "2"),
+        ("ZHASHES", f"{p}z", f"{p}h:", "2"), ("ZHASHES", f"{p}none", f"{p}h:", "2"),
+        ("SMEMBERS", f"{p}set", "5"), ("SMEMBERS", f"{p}none", "5"), ("SMEMBERS", f"{p}str", "5"),
+        ("HEADHASH", f"{p}ids", "0", f"{p}job:", "timestamp", "10", "num"),
+        ("HEADHASH", f"{p}ids", "-1", f"{p}job:", "timestamp", "10", "num"),
+        ("HEADHASH", f"{p}ids", "0", f"{p}job:", "timestamp", "10", "any"),
+        ("HEADHASH", f"{p}str", "0", f"{p}job:", "timestamp", "10", "num"),
+        ("EACH", "LLEN", p, ":q", SEP.join(["t1", "t2", "t3"])),
+        ("EACH", "HEAD", p, ":q", SEP.join(f"t{i}" for i in range(20)), "0", "ts", "3", "num"),
+        ("EACH", "LLEN", p, ":q", ""),  # no tenant at all
+    ]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert a == b
+    got = dict(zip((op[:3] for op in ops), a, strict=False))
+    assert got[("LLEN", f"{p}str")] == WRONGTYPE and got[("XGROUPS", f"{p}str")] == WRONGTYPE
+    assert got[("SMEMBERS", f"{p}set", "5")] == ["m0", "m1", "m10", "m11", "m12"]
+    assert [row[0] for row in got[("ZHASHES", f"{p}z", f"{p}h:")]] == ["c", "a"]  # highest scores first
+    assert a[-3] == [1, 0, 1] and a[-2][:4] == [[None, 0], ["5", 0], [None, 0], ["5", 0]] and a[-1] == []
+    assert a[25:29] == [["1700000000000", 1], ["1700000000000", 2], ["soon", 0], WRONGTYPE]
+
+
+async def test_only_ops_for_zero_tenants(runners: tuple[OpRunner, OpRunner]) -> None:
+    for runner in runners:
+        assert await runner.run([("EACH", "LLEN", "x:", ":q", "")]) == [[]]
