@@ -241,7 +241,6 @@ class ServiceShim(Shim):
     version: str | None = None
     build_git_hash: str | None = None
     build_timestamp: str | None = None
-    essential: list[str] = ["postgres", "redis"]
     services: dict[str, Name] = {}  # name in the body -> source
     resources: Name | None = None  # a `system` source
     pipeline: Ref | None = None

@@ -83,7 +83,7 @@ async def test_healthy_document() -> None:
 
 
 async def test_unhealthy_with_the_seed_texts() -> None:
-    async with serve(config(45 * 60 + 10, "idle")) as (client, scheduler):
+    async with serve(config(45 * 60 + 10, "idle")) as (client, _):
         status, body = await get(client, "/api/ops/plannings", **TOKEN)
         assert (status, body["status"], body["issues"]) == (200, "unhealthy", [
             "Backfill stale (45m ago)", "Queue stuck: 3 ready but worker idle"])

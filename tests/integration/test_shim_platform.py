@@ -62,7 +62,8 @@ def seed(client: redis.Redis, prefix: str, now: float) -> None:
         pipe.hset(f"{base}:bulk:b{i}", mapping={
             "name": "bulk", "data": json.dumps({"campaign_id": f"cmp_{i}", "recipient_count": 1000}),
             "timestamp": int((now - 3600) * 1000), "finishedOn": int((now - 100 + i) * 1000), "attemptsMade": 3,
-            "failedReason": "SMTP connection timeout", "stacktrace": json.dumps(["Error: SMTP connection timeout\n at x"])})
+            "failedReason": "SMTP connection timeout",
+            "stacktrace": json.dumps(["Error: SMTP connection timeout\n at x"])})
     pipe.zadd(f"{base}:bulk:completed", {f"c{i}": now - 50 for i in range(5)})
     pipe.execute()
 

@@ -102,7 +102,7 @@ def infrastructure(v: View, shim: PlatformShim) -> Reply:
         if reading is not None:
             if reading.queues:
                 entry["queue_backlog"] = sum(q.depth for q in reading.queues)
-            pool = _pool_percent(reading.details.get("pool"))
+            pool = _pool_percent(reading.details.get("connections") or reading.details.get("pool"))
             if pool is not None:
                 entry["connection_pool_usage_percent"] = pool
             if reading.latency is not None:

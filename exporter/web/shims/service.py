@@ -33,7 +33,9 @@ def services(v: View, shim: ServiceShim) -> dict[str, dict[str, Any]]:
             out[name] = {"status": "error", "latency_ms": None}
             continue
         latency = state.reading.latency
-        degraded = v.health is not None and bool(v.health.issues_of(source))
+        issues = v.health.issues_of(source) if v.health is not None else []
+        # consistency findings are /health/consistency's business, not the service's
+        degraded = any(not i.id.startswith(("check:", "check_failed:")) and i.severity != "info" for i in issues)
         out[name] = {"status": "degraded" if degraded else "ok",
                      "latency_ms": round(latency * 1000) if latency is not None else None}
     return out
