@@ -97,6 +97,7 @@ class NatsSource(BaseSource):
         self._sem = asyncio.Semaphore(config.concurrency)
         self._clean = True
         self._denied: str | None = None
+        self._memo: dict[str, asyncio.Future[Any]] = {}  # bucket reads shared within one collection
 
     async def collect(self) -> Reading:
         clean, self._clean = self._clean, False
@@ -115,6 +116,17 @@ class NatsSource(BaseSource):
             if "authorization" in str(err).lower():
                 raise SourceDenied(f"nats refused the exporter: {err}") from err
             raise SourceUnreachable(f"nats unreachable: {type(err).__name__}: {err}") from err
+        finally:
+            self._settle_memo()
+
+    def _settle_memo(self) -> None:
+        """Cancel bucket reads a failed collection left behind and mark their errors as seen."""
+        for future in self._memo.values():
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()
+        self._memo = {}
 
     async def _connection(self) -> NATS:
         """The live connection, opened when there is none; a lost one is replaced, never waited for."""
@@ -215,11 +227,20 @@ class NatsSource(BaseSource):
                 return out
 
     async def kv_entries(self, bucket: str, limit: int | None = None) -> list[KvEntry] | None:
-        """Latest revision of every key of a bucket; None when it has more keys than `limit`."""
-        stream = f"KV_{bucket}"
-        subjects = await self.subjects(stream, f"$KV.{bucket}.>")
+        """Latest revision of every key of a bucket; None when it has more keys than `limit`.
+
+        Read once per collection even when the key count and a registry both need the bucket.
+        """
+        memo = self._memo.setdefault(f"subjects:{bucket}", asyncio.ensure_future(
+            self.subjects(f"KV_{bucket}", f"$KV.{bucket}.>")))
+        subjects = await memo
         if limit is not None and len(subjects) > limit:
             return None
+        task = self._memo.setdefault(f"entries:{bucket}", asyncio.ensure_future(self._read_keys(bucket, subjects)))
+        return await task
+
+    async def _read_keys(self, bucket: str, subjects: dict[str, int]) -> list[KvEntry]:
+        stream = f"KV_{bucket}"
 
         async def last(subject: str) -> KvEntry | None:
             try:
@@ -234,8 +255,9 @@ class NatsSource(BaseSource):
     async def _collect(self) -> Reading:
         cfg = self.config
         nc = await self._connection()
+        self._memo = {}
         started = time.perf_counter()
-        await nc.flush(timeout=max(1, int(cfg.timeout)))
+        await nc.flush(timeout=cfg.timeout)  # type: ignore[arg-type]
         latency = time.perf_counter() - started
         account = await self._api("INFO")
         by_name = {s.name: s for s in map(parse_stream, await self._paged("STREAM.LIST", "streams"))}

@@ -324,3 +324,25 @@ async def test_collection_creates_nothing(jsc: Js) -> None:
         await scheduler.stop()
     after = await jsc.js.account_info()
     assert (after.streams, after.consumers) == (before.streams, before.consumers)
+
+
+async def test_kv_key_count_capped(jsc: Js) -> None:
+    kv = await jsc.kv("big")
+    for key in ("a", "b", "c"):
+        await kv.put(key, b'{"status": "completed"}')
+    bucket = jsc.name("big")
+    scheduler = build_scheduler(config_from(f"""
+sources:
+  - name: nats
+    type: nats
+    streams: {{include: ["{jsc.tag}_*"]}}
+    kv: {{include: ["{jsc.tag}_*"], max_keys: 2}}
+    jobs: {{bucket: {bucket}}}
+"""))
+    try:
+        values, details = await collect(scheduler)
+    finally:
+        await scheduler.stop()
+    assert f'jobqueue_nats_kv_keys{{source="nats",bucket="{bucket}"}}' not in values
+    assert details["kv_buckets"][0]["keys"] is None and details["kv_buckets"][0]["values"] == 3
+    assert details["jobs"]["completed"] == 3  # the registry itself is read whole
