@@ -128,7 +128,7 @@ def common_vars() -> list[dict[str, Any]]:
 
 
 def source_var(backend: str) -> dict[str, Any]:
-    up = sel("jobqueue_source_up", f'backend="{backend}"')
+    up = sel("jobqueue_source_up", f'backend=~"{backend}"')
     return query_var("source", "Source", f"label_values({up}, source)", all_value=None)
 
 

@@ -11,12 +11,11 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis
 
+from tests.e2e import seed
 from tests.e2e.support import (
     ROOT,
     Prometheus,
@@ -29,60 +28,14 @@ from tests.e2e.support import (
     scaled_rules,
     wait_until,
 )
+from tests.support.nats import NatsServer
+from tests.support.postgres import scratch_database
 from tests.support.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
 
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
-# Dashboards whose sources the end-to-end stack does not run (their queries are checked for syntax
-# by tests/unit/test_dashboards.py only); see `exporter_config`.
-NOT_RUN = {"postgres.json", "nats.json"}
-
-
-def exporter_config(redis_url: str) -> str:
-    return f"""
-sources:
-  - name: host
-    type: system
-    interval: 1s
-    timeout: 900ms
-  - name: cache
-    type: redis
-    url: {redis_url}
-    interval: 1s
-    timeout: 500ms
-    tenants:
-      static: [acme]
-    queues:
-      - layout: horizon
-        queues: [default]
-        pause_key: "pause:{{queue}}"
-      - layout: rq
-        queues: [emails]
-      - layout: stream
-        name: events
-        key: events
-      - layout: list
-        name: imports
-        key: "tenant_{{tenant}}:queues:imports"
-"""
-
-
-def seed(url: str) -> None:
-    """Queues of several layouts so that every Redis panel has a series; depths stay under 100."""
-    now = time.time()
-    r = redis.Redis.from_url(url)
-    for i in range(3):
-        r.rpush("laravel-database-queues:default", json.dumps({"uuid": f"h{i}", "pushedAt": now - 60 + i}))
-    r.zadd("laravel_horizon:failed_jobs", {"f1": now - 30})
-    r.zadd("laravel_horizon:recent_failed_jobs", {"f1": -(now - 30)})
-    r.rpush("rq:queue:emails", "j1")
-    r.hset("rq:job:j1", mapping={"enqueued_at": datetime.fromtimestamp(now - 30, UTC).isoformat()})
-    r.zadd("rq:failed:emails", {"j0": now + 3600})
-    r.xadd("events", {"n": "1"})
-    r.xgroup_create("events", "workers", id="0")
-    r.rpush("tenant_acme:queues:imports", json.dumps({"n": 1}))
-    r.close()
+NOT_RUN: set[str] = set()  # dashboards whose backends the stack does not run (none)
 
 
 @dataclass
@@ -102,27 +55,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus_bin = binary("prometheus")
     alertmanager_bin = binary("prometheus-alertmanager", "alertmanager")
     server = RedisServer(tmp).start()
+    broker = NatsServer(tmp / "nats").start()
     try:
-        seed(server.url)
-        config = tmp / "exporter.yaml"
-        config.write_text(exporter_config(server.url))
-        exporter_port, am_port, prom_port = free_port(), free_port(), free_port()
-        rules = scaled_rules(tmp / "jobqueue.rules.yml", "2s")
-        with Webhook() as webhook, \
-                process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
-                        env={"PYTHONPATH": str(ROOT)}), \
-                process([alertmanager_bin, f"--config.file={alertmanager_config(tmp / 'am.yml', webhook.url)}",
-                         f"--storage.path={tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                         "--cluster.listen-address=", "--log.level=warn"], tmp, "alertmanager", am_port), \
-                process([prometheus_bin,
-                         f"--config.file={prometheus_config(tmp / 'prometheus.yml', exporter_port, am_port, rules)}",
-                         f"--storage.tsdb.path={tmp / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-                         "--rules.alert.resend-delay=1s", "--log.level=warn"], tmp, "prometheus", prom_port):
-            prometheus = Prometheus(prom_port)
-            wait_until("the exporter's Redis source up in Prometheus",
-                       lambda: prometheus.query('jobqueue_source_up{source="cache"} == 1'), timeout=30)
-            yield Stack(server, prometheus, webhook, started)
+        with scratch_database(prefix="jqe2e") as dsn:
+            seed.redis_data(server.url)
+            seed.nats_data(broker.url)
+            seed.postgres_data(dsn, tmp / "migrations")
+            exporter_port, am_port, prom_port = free_port(), free_port(), free_port()
+            config = tmp / "exporter.yaml"
+            config.write_text(seed.exporter_config(tmp, server.url, broker.url, dsn, exporter_port))
+            rules = scaled_rules(tmp / "jobqueue.rules.yml", "2s")
+            with Webhook() as webhook, \
+                    process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
+                            env={"PYTHONPATH": str(ROOT)}), \
+                    process([alertmanager_bin,
+                             f"--config.file={alertmanager_config(tmp / 'am.yml', webhook.url)}",
+                             f"--storage.path={tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                             "--cluster.listen-address=", "--log.level=warn"], tmp, "alertmanager", am_port), \
+                    process([prometheus_bin, "--config.file="
+                             f"{prometheus_config(tmp / 'prometheus.yml', exporter_port, am_port, rules)}",
+                             f"--storage.tsdb.path={tmp / 'prom-data'}",
+                             f"--web.listen-address=127.0.0.1:{prom_port}",
+                             "--rules.alert.resend-delay=1s", "--log.level=warn"], tmp, "prometheus", prom_port):
+                prometheus = Prometheus(prom_port)
+                wait_until("every source up in Prometheus",
+                           lambda: len(prometheus.query("jobqueue_source_up == 1")) == 6, timeout=30)
+                yield Stack(server, prometheus, webhook, started)
     finally:
+        broker.stop()
         if server.proc is not None:
             server.stop()
 
@@ -133,14 +93,16 @@ def outage(stack: Stack) -> None:
         return
     t0 = time.monotonic()
     stack.redis.stop()
-    wait_until("JobQueueSourceDown firing at the pager receiver",
-               lambda: stack.webhook.alerts("/pager", "JobQueueSourceDown", "firing"), timeout=40)
+    wait_until("JobQueueSourceDown and JobQueueSystemUnhealthy firing at the pager receiver",
+               lambda: stack.webhook.alerts("/pager", "JobQueueSourceDown", "firing")
+               and stack.webhook.alerts("/pager", "JobQueueSystemUnhealthy", "firing"), timeout=40)
     stack.timings["page"] = time.monotonic() - t0
     t1 = time.monotonic()
     stack.redis = RedisServer(stack.redis.workdir, port=stack.redis.port).start()
-    seed(stack.redis.url)
-    wait_until("JobQueueSourceDown resolved at the pager receiver",
-               lambda: stack.webhook.alerts("/pager", "JobQueueSourceDown", "resolved"), timeout=40)
+    seed.redis_data(stack.redis.url)
+    wait_until("JobQueueSourceDown and JobQueueSystemUnhealthy resolved at the pager receiver",
+               lambda: stack.webhook.alerts("/pager", "JobQueueSourceDown", "resolved")
+               and stack.webhook.alerts("/pager", "JobQueueSystemUnhealthy", "resolved"), timeout=40)
     stack.timings["resolve"] = time.monotonic() - t1
     stack.outage_done = True
 
@@ -156,10 +118,16 @@ def test_source_down_pages_through_alertmanager_and_resolves(stack: Stack) -> No
     assert "Source cache (redis)" in firing["annotations"]["description"]
     resolved = stack.webhook.alerts("/pager", "JobQueueSourceDown", "resolved")
     assert resolved[0]["labels"]["source"] == "cache"
-    # The host source never went down, so nothing paged for it; no ticket carried a source-down.
+    # The other sources never went down, so nothing paged for them; no ticket carried a page.
     assert all(a["labels"]["source"] == "cache" for a in stack.webhook.alerts("/pager", "JobQueueSourceDown",
                                                                                 "firing"))
     assert not stack.webhook.alerts("/ticket", "JobQueueSourceDown", "firing")
+    # The exporter's health verdict on the system that uses the source paged too, and resolved.
+    (system,) = stack.webhook.alerts("/pager", "JobQueueSystemUnhealthy", "firing")[:1]
+    assert system["labels"]["system"] == "shop"
+    assert "source_down" in system["annotations"]["description"] or \
+        "backend_unreachable" in system["annotations"]["description"]
+    assert stack.webhook.alerts("/pager", "JobQueueSystemUnhealthy", "resolved")
 
 
 def substitute(expr: str) -> str:

@@ -1,0 +1,167 @@
+"""Data for the end-to-end stack: enough in each backend that every dashboard panel has a series,
+and an exporter config that reads all of it (plus a health `system`, so the health metrics exist).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import nats.errors
+import psycopg
+import redis
+from nats.js.api import ConsumerConfig
+
+
+def redis_data(url: str) -> None:
+    """Queues of several layouts; depths stay under the warning threshold."""
+    now = time.time()
+    r = redis.Redis.from_url(url)
+    for i in range(3):
+        r.rpush("laravel-database-queues:default", json.dumps({"uuid": f"h{i}", "pushedAt": now - 60 + i}))
+    r.zadd("laravel_horizon:failed_jobs", {"f1": now - 30})
+    r.zadd("laravel_horizon:recent_failed_jobs", {"f1": -(now - 30)})
+    r.rpush("rq:queue:emails", "j1")
+    r.hset("rq:job:j1", mapping={"enqueued_at": datetime.fromtimestamp(now - 30, UTC).isoformat()})
+    r.zadd("rq:failed:emails", {"j0": now + 3600})
+    if not r.exists("events"):
+        r.xadd("events", {"n": "1"})
+        r.xgroup_create("events", "workers", id="0")
+    r.rpush("tenant_acme:queues:imports", json.dumps({"n": 1}))
+    r.close()
+
+
+async def _nats_data(url: str) -> None:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name="DLQ", subjects=["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JOBS.>"])
+    await js.add_stream(name="JOBS", subjects=["JOBS.>"])
+    for i in range(3):
+        await js.publish("JOBS.task", f"t{i}".encode())
+    await js.add_consumer("JOBS", ConsumerConfig(durable_name="workers", ack_wait=30))
+    await js.add_consumer("JOBS", ConsumerConfig(durable_name="flaky", ack_wait=0.3, max_deliver=1))
+    workers = await js.pull_subscribe("JOBS.>", durable="workers", stream="JOBS")
+    await workers.fetch(1, timeout=5)  # delivered, never acked: ack pending 1
+    flaky = await js.pull_subscribe("JOBS.>", durable="flaky", stream="JOBS")
+    await flaky.fetch(3, timeout=5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (await js.stream_info("DLQ")).state.messages < 3:
+        with contextlib.suppress(nats.errors.TimeoutError):  # a pull after ack_wait emits the advisories
+            await flaky.fetch(1, timeout=0.5)
+    now = time.time()
+    agents = await js.create_key_value(bucket="agents")
+    await agents.put("a1", json.dumps({"hostname": "web-01", "status": "Ready", "seen": now}).encode())
+    await agents.put("a2", json.dumps({"hostname": "gpu-01", "status": "NotReady", "seen": now - 30}).encode())
+    jobs = await js.create_key_value(bucket="jobs")
+    for key, status in {"j1": "unprocessed", "j2": "processing", "j3": "failed"}.items():
+        await jobs.put(key, json.dumps({"id": key, "status": status, "created": now - 40}).encode())
+    store = await js.create_object_store(bucket="files")
+    await store.put("blob", b"x" * 1024)
+    await nc.close()
+
+
+def nats_data(url: str) -> None:
+    asyncio.run(_nats_data(url))
+
+
+def postgres_data(dsn: str, migrations: Path) -> None:
+    """A generic job table, a schema_migrations table missing one of two migration files."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE jobs (id serial PRIMARY KEY, queue text, status text NOT NULL, "
+                     "created_at timestamptz NOT NULL DEFAULT now() - interval '1 minute')")
+        conn.execute("INSERT INTO jobs (queue, status) VALUES ('mail', 'new'), ('mail', 'new'), "
+                     "('mail', 'running'), ('mail', 'failed'), ('mail', 'done'), (NULL, 'new')")
+        conn.execute("CREATE TABLE schema_migrations (filename text PRIMARY KEY)")
+        conn.execute("INSERT INTO schema_migrations VALUES ('001_init.sql')")
+    migrations.mkdir(exist_ok=True)
+    (migrations / "001_init.sql").write_text("CREATE TABLE jobs ();\n")
+    (migrations / "002_more.sql").write_text("ALTER TABLE jobs ADD COLUMN x int;\n")
+
+
+def exporter_config(tmp: Path, redis_url: str, nats_url: str, pg_dsn: str, exporter_port: int) -> str:
+    """Every source type on the test's backends, collected every second, and one health system."""
+    (tmp / "manifest.sha256").write_text(
+        f"{hashlib.sha256((tmp / 'manifest.sha256').name.encode()).hexdigest()}  missing.txt\n"
+        f"{hashlib.sha256(b'ok').hexdigest()}  ok.txt\n")
+    (tmp / "ok.txt").write_bytes(b"ok")
+    return f"""
+sources:
+  - name: host
+    type: system
+    interval: 1s
+    timeout: 900ms
+    processes:
+      - {{name: exporter, own: true}}
+      - {{name: redis, process: redis-server}}
+  - name: cache
+    type: redis
+    url: {redis_url}
+    interval: 1s
+    timeout: 500ms
+    tenants:
+      static: [acme]
+    queues:
+      - layout: horizon
+        queues: [default]
+        pause_key: "pause:{{queue}}"
+      - layout: rq
+        queues: [emails]
+      - layout: stream
+        name: events
+        key: events
+      - layout: list
+        name: imports
+        key: "tenant_{{tenant}}:queues:imports"
+  - name: broker
+    type: nats
+    url: {nats_url}
+    interval: 1s
+    timeout: 900ms
+    dead_letters: {{mode: stream, stream: DLQ}}
+    jobs: {{bucket: jobs, queue: jobs, status_field: status, created_field: created}}
+    agents: {{bucket: agents, heartbeat_field: seen}}
+  - name: db
+    type: postgres
+    dsn: {pg_dsn}
+    interval: 1s
+    timeout: 900ms
+    queues:
+      - {{preset: generic, table: jobs, queue_column: queue, waiting: [new], processing: [running],
+          failed: [failed], other: [done]}}
+    checks:
+      - {{name: failed_per_queue, sql: "SELECT coalesce(queue, '-') AS queue, count(*) AS n FROM jobs
+          WHERE status = 'failed' GROUP BY 1", value: n, labels: [queue]}}
+      - {{name: orphans, sql: "SELECT id FROM jobs WHERE queue IS NULL", severity: warn}}
+    migrations: {{directory: {tmp / 'migrations'}}}
+  - name: files
+    type: files
+    interval: 1s
+    timeout: 900ms
+    checks:
+      workdir: {{directory: {tmp}}}
+      configs: {{glob: "{tmp}/*.yaml"}}
+      integrity: {{manifest: {tmp / 'manifest.sha256'}}}
+  - name: self
+    type: http
+    url: http://127.0.0.1:{exporter_port}/healthz
+    interval: 1s
+    timeout: 900ms
+systems:
+  - name: shop
+    sources: [cache]
+    queues:
+      - source: cache
+    workers:
+      - name: agent
+        source: broker
+        last_run: agents.agents.0.last_heartbeat
+        interval: 1h
+    checks:
+      - source: db
+"""
