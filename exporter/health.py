@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from exporter.health_data import matching_queues, state_count
+from exporter.health_data import QueueSummary, SummaryCache
 from exporter.health_rules import (
     DEGRADED,
     OK,
@@ -34,7 +34,7 @@ from exporter.health_rules import (
     worker_states,
 )
 from exporter.metrics import sample_line
-from exporter.model import Snapshot
+from exporter.model import Reading, Snapshot
 from exporter.scheduler import Scheduler
 from exporter.systems import SystemConfig
 
@@ -85,6 +85,7 @@ class History:
     _sources: dict[str, deque[_Point]] = field(default_factory=dict)
     _queues: dict[tuple[str, str, str], deque[tuple[float, int, int | None]]] = field(default_factory=dict)
     _seen: dict[str, float] = field(default_factory=dict)
+    _summaries: SummaryCache = field(default_factory=SummaryCache)
 
     def observe(self, snapshot: Snapshot, systems: Iterable[SystemConfig]) -> None:
         """Record each source's newest collection once (a snapshot is swapped per source)."""
@@ -109,17 +110,14 @@ class History:
         if reading is None:
             return
         at = snapshot.sources[source].status.observed_at
-        totals: dict[str, tuple[int, int | None]] = {}
-        for q in matching_queues(reading, queue, tenant):
-            depth, completed = totals.get(q.queue, (0, None))
-            done = state_count(q, "completed", "finished")
-            if done is not None:
-                completed = (completed or 0) + done
-            totals[q.queue] = (depth + q.depth, completed)
-        for name, (depth, completed) in totals.items():
+        for name, summary in self.summary(source, reading, queue, tenant).items():
             points = self._queues.setdefault((source, tenant, name), deque(maxlen=self.max_points))
-            points.append((at, depth, completed))
+            points.append((at, summary.total, summary.completed))
             self._trim(points, at)
+
+    def summary(self, source: str, reading: Reading, queue: str, tenant: str) -> dict[str, QueueSummary]:
+        """Per queue name: totals and worst tenant, computed once per reading."""
+        return self._summaries.get(source, reading, queue, tenant)
 
     def _trim(self, points: deque, now: float) -> None:  # type: ignore[type-arg]
         while points and (points[0].at if isinstance(points[0], _Point) else points[0][0]) < now - self.window:

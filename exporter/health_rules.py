@@ -21,9 +21,7 @@ from exporter.health_data import (
     as_time,
     checks_of,
     dig,
-    matching_queues,
     read,
-    state_count,
 )
 from exporter.model import Snapshot
 from exporter.systems import QueueRule, SystemConfig
@@ -111,16 +109,10 @@ def queue_issues(system: SystemConfig, snapshot: Snapshot, history: History) -> 
     """Waiting and failure thresholds per queue (the worst tenant counts), and depth rising over polls."""
     for rule in system.queues:
         reading = snapshot.reading(rule.source)
-        worst: dict[str, tuple[int, int | None, str]] = {}
-        for q in matching_queues(reading, rule.queue, rule.tenant):
-            failed = q.failed if q.failed is not None else state_count(q, "failed")
-            depth, best_failed, tenant = worst.get(q.queue, (-1, None, ""))
-            if q.depth > depth:
-                depth, tenant = q.depth, q.tenant
-            if failed is not None and (best_failed is None or failed > best_failed):
-                best_failed = failed
-            worst[q.queue] = (depth, best_failed, tenant)
-        for name, (depth, failed, tenant) in sorted(worst.items()):
+        if reading is None:
+            continue
+        for name, summary in history.summary(rule.source, reading, rule.queue, rule.tenant).items():
+            depth, failed, tenant = summary.worst, summary.failed_worst, summary.worst_tenant
             where = f"Queue {name}" + (f" (tenant {tenant})" if tenant else "")
             if depth > rule.critical:
                 yield Issue(f"queue_critical:{name}", f"{where}: {depth} waiting (> {rule.critical})", UNHEALTHY,

@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from exporter.health_data import as_number, as_time, iso, matching_queues, state_count
+from exporter.health_data import as_number, as_time, iso, matching_queues
 from exporter.health_rules import INFO, UNHEALTHY, queue_level
 from exporter.sources import redis_jobs
 from exporter.systems import PlatformShim
@@ -53,23 +53,12 @@ def queue_rows(v: View) -> list[dict[str, Any]]:
                              "waiting_jobs": None, "completed_last_hour": None, "failed_jobs": None,
                              "status": "critical"})
             continue
-        grouped: dict[str, list[Any]] = {}
-        for q in matching_queues(reading, rule.queue, rule.tenant):
-            grouped.setdefault(q.queue, []).append(q)
-        for name, records in sorted(grouped.items()):
-            actives = [a for q in records if (a := state_count(q, "active", "reserved", "processing", "wip",
-                                                               "started")) is not None]
-            fails = [f for q in records if (f := q.failed if q.failed is not None
-                                            else state_count(q, "failed")) is not None]
-            worst = max(records, key=lambda q: q.depth)
-            worst_failed = max(fails) if fails else None
+        history = v.monitor.history
+        for name, s in history.summary(rule.source, reading, rule.queue, rule.tenant).items():
             rows.append({
-                "name": name, "priority": rule.priority,
-                "active_jobs": sum(actives) if actives else None,
-                "waiting_jobs": sum(q.depth for q in records),
-                "completed_last_hour": v.monitor.history.completed_since(rule.source, rule.tenant, name, 3600, v.now),
-                "failed_jobs": sum(fails) if fails else None,
-                "status": queue_level(worst.depth, worst_failed, rule),
+                "name": name, "priority": rule.priority, "active_jobs": s.active, "waiting_jobs": s.total,
+                "completed_last_hour": history.completed_since(rule.source, rule.tenant, name, 3600, v.now),
+                "failed_jobs": s.failed_total, "status": queue_level(s.worst, s.failed_worst, rule),
             })
     return rows
 
