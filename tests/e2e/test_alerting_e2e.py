@@ -98,7 +98,7 @@ def outage(stack: Stack) -> None:
                and stack.webhook.alerts("/pager", "JobQueueSystemUnhealthy", "firing"), timeout=40)
     stack.timings["page"] = time.monotonic() - t0
     t1 = time.monotonic()
-    stack.redis = RedisServer(stack.redis.workdir, port=stack.redis.port).start()
+    stack.redis.start()  # the same object, port and directory: the fixture stops it at the end
     seed.redis_data(stack.redis.url)
     wait_until("JobQueueSourceDown and JobQueueSystemUnhealthy resolved at the pager receiver",
                lambda: stack.webhook.alerts("/pager", "JobQueueSourceDown", "resolved")
