@@ -322,32 +322,40 @@ class HorizonLayout(LaravelLayout):
         hp = _fill(self.horizon_prefix, tenant)
         masters = _hashes(found[0])
         supervisors = _hashes(found[1])
-        processes: dict[str, int] = {}
+        # processes per served queue group ("default" or, with balance off, "default,emails")
+        prefix = f"{self.connection}:"
+        groups: dict[str, int] = {}
         for sup in supervisors:
             if sup["score"] >= now - 29:  # Horizon's own liveness window for supervisors
                 for name, n in _json_dict(sup.get("processes")).items():
-                    processes[name] = processes.get(name, 0) + int(n)
-        prefix = f"{self.connection}:"
-        queues = self.queues or sorted({n[len(prefix):] for n in processes if n.startswith(prefix)})
+                    if name.startswith(prefix):
+                        groups[name[len(prefix):]] = groups.get(name[len(prefix):], 0) + _int(n)
+        queues = self.queues or sorted({q for g in groups for q in g.split(",") if q})
+        # a queue's wait needs every queue of the groups it is served in
+        read = list(dict.fromkeys([*queues, *(q for g in groups for q in g.split(",")
+                                              if q and set(g.split(",")) & set(queues))]))
         width = 5 if self.pause_key else 4
         ops: list[Op] = [
             ("ZCOUNT", f"{hp}recent_failed_jobs", "-inf", repr(-(now - self.recent_failed_minutes * 60))),
             ("ZCARD", f"{hp}failed_jobs"),
         ]
-        for queue in queues:
+        for queue in read:
             ops.extend(self.queue_ops(tenant, queue))
             ops.append(("HGET", f"{hp}queue:{queue}", "runtime"))
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             recent_failed, total_failed = count(r[0]), count(r[1])
+            parts = {q: r[2 + i * (width + 1) : 2 + (i + 1) * (width + 1)] for i, q in enumerate(read)}
+            ms = {q: count(part[0]) * _float(part[width]) for q, part in parts.items()}
             waits: dict[str, dict[str, int | float]] = {}
-            for i, queue in enumerate(queues):
-                part = r[2 + i * (width + 1) : 2 + (i + 1) * (width + 1)]
-                ready = count(part[0])
-                runtime_ms = _float(part[width])
-                wait = horizon_wait(ready, runtime_ms, processes.get(f"{prefix}{queue}", 0))
+            for queue in queues:
+                part = parts[queue]
+                served = [g for g in groups if queue in g.split(",")]
+                # Horizon's time to clear of each group that serves the queue; the longest counts
+                wait = max((horizon_wait(1, sum(ms[q] for q in g.split(",") if q), groups[g]) for g in served),
+                           default=horizon_wait(1, ms[queue], 0))
                 out.queues.append(self.queue_stats(tenant, queue, part[:width], out, wait_seconds=wait))
-                waits[queue] = {"pending": ready, "wait_seconds": wait}
+                waits[queue] = {"pending": count(part[0]), "wait_seconds": wait}
             alive = [m for m in masters if m["score"] >= now - 14]
             for status in ("running", "paused"):
                 n = sum(1 for m in alive if m.get("status") == status)
@@ -562,6 +570,13 @@ def _json_dict(raw: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _int(raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _float(raw: Any) -> float:

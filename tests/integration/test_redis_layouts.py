@@ -247,3 +247,16 @@ async def test_sidekiq_queue_cap(mode: str, redis_client: redis.Redis, prefix: s
     redis_client.sadd(f"{prefix}queues", *[f"q{i:02d}" for i in range(12)])
     r = await read(mode, [{"layout": "sidekiq", "prefix": prefix, "cap": 5}])
     assert [q.queue for q in r.queues] == ["q00", "q01", "q02", "q03", "q04"]
+
+
+async def test_horizon_queue_groups(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    """With `balance: false` a supervisor serves "default,emails" as one group: Horizon sums the group."""
+    app, hp = f"{prefix}db_", f"{prefix}hz:"
+    seed_laravel(redis_client, app, "default", [int(NOW)] * 6, delayed=0, reserved=0)
+    seed_laravel(redis_client, app, "emails", [int(NOW)] * 2, delayed=0, reserved=0)
+    seed_horizon(redis_client, hp, [("m", "running", NOW)],
+                 [("m:grouped", "m", NOW, {"redis:default,emails": 4}), ("m:solo", "m", NOW, {"redis:default": 1})],
+                 {"default": 1000, "emails": 3000}, [], [])
+    r = await read(mode, [{"layout": "horizon", "prefix": app, "horizon_prefix": hp}])
+    # group: (6 x 1000 + 2 x 3000) / 4 / 1000 = 3 s; default alone: 6 x 1000 / 1 / 1000 = 6 s
+    assert {q.queue: (q.depth, q.wait_seconds) for q in r.queues} == {"default": (6, 6), "emails": (2, 3)}
