@@ -287,9 +287,13 @@ class PostgresSource(Source):
     async def _pool(self) -> asyncpg.Pool:
         if self.pool is not None:
             return self.pool
+        try:  # read at every (re)connection, so a rotated password file is picked up
+            password = read_secret(self.config.password, self.config.password_file)
+        except OSError as err:
+            raise SourceError(f"cannot read password_file: {err.strerror}") from err
         pool = asyncpg.create_pool(
             self.config.dsn,
-            password=read_secret(self.config.password, self.config.password_file),  # type: ignore[arg-type]
+            password=password,
             min_size=1, max_size=self.config.pool_size, max_inactive_connection_lifetime=300.0,
             timeout=self.connect_timeout, statement_cache_size=self.config.statement_cache_size,
             command_timeout=self.statement_timeout, reset=_reset,

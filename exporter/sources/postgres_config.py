@@ -230,7 +230,7 @@ class PostgresConfig(SourceConfig):
     type: Literal["postgres"]
     dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     password: SecretStr | None = None
-    password_file: str | None = None
+    password_file: Path | None = None
     pool_size: Annotated[int, Field(ge=1, le=10)] = 2
     connect_timeout: Duration | None = None  # default: the source timeout
     statement_timeout: Duration | None = None  # default: the source timeout

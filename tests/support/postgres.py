@@ -62,6 +62,7 @@ class PgCluster:
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="jqpg-"))
         self.data = self.root / "data"
+        self.database = "postgres"  # what dsn() connects to by default
         self.as_postgres = os.geteuid() == 0
         if self.as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
@@ -71,8 +72,8 @@ class PgCluster:
     def base(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}"
 
-    def dsn(self, database: str = "postgres") -> str:
-        return f"{self.base}/{database}"
+    def dsn(self, database: str | None = None) -> str:
+        return f"{self.base}/{database or self.database}"
 
     def _run(self, *args: str) -> None:
         cmd = [str(self.bindir / args[0]), *args[1:]]
@@ -80,8 +81,16 @@ class PgCluster:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
 
-    def init(self) -> PgCluster:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    def init(self, password: str | None = None) -> PgCluster:
+        """initdb; with `password`, TCP logins need it (scram-sha-256), the Unix socket stays trusted."""
+        auth = ["--auth=trust"]
+        if password is not None:
+            pwfile = self.root / "pw"
+            pwfile.write_text(password + "\n")
+            if self.as_postgres:
+                shutil.chown(pwfile, "postgres", "postgres")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", *auth, "-E", "UTF8", "--no-sync")
         return self
 
     def start(self) -> PgCluster:

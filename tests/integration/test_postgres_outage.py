@@ -1,0 +1,204 @@
+"""PostgreSQL down at start, lost mid-run and restarted, on a throwaway cluster of the test's own.
+
+Also the failures that need a server of our own: password logins (env, file, wrong), a missing
+database and the exact connection count. The shared server on 5432 is never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.scheduler import Scheduler
+from exporter.sources.base import SourceDenied, SourceError, SourceUnreachable
+from tests.conftest import samples
+from tests.support.postgres import PgCluster, admin, collect, make_source
+
+UP = 'jobqueue_source_up{source="pg",backend="postgres"}'
+UNREACHABLE = 'jobqueue_collect_errors_total{source="pg",kind="unreachable"}'
+DEPTH = 'jobqueue_depth{source="pg",tenant="",queue="default"}'
+CHECK = 'jobqueue_check_value{source="pg",check="jobs",key=""}'
+SETUP = """
+CREATE TABLE jobs (id serial, status text NOT NULL, created_at timestamptz NOT NULL);
+INSERT INTO jobs (status, created_at) VALUES ('new', '2026-01-01 00:00:00+00'), ('new', '2026-01-02 00:00:00+00'),
+  ('failed', '2026-01-01 00:00:00+00');
+"""
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[PgCluster]:
+    server = PgCluster().init().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def cluster(own_server: PgCluster) -> Iterator[PgCluster]:
+    """The module's own server, running, with a fresh database as its `dsn()` default."""
+    if not (own_server.data / "postmaster.pid").exists():
+        own_server.start()
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    with admin(own_server.dsn()) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    with admin(own_server.dsn(name)) as conn:
+        conn.execute(SETUP)
+    own_server.database = name
+    yield own_server
+    own_server.database = "postgres"
+    if not (own_server.data / "postmaster.pid").exists():
+        own_server.start()
+    with admin(own_server.dsn()) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def config(cluster: PgCluster, interval: str = "0.3s", timeout: str = "0.25s") -> str:
+    return f"""
+sources:
+  - name: pg
+    type: postgres
+    dsn: {cluster.dsn()}
+    interval: {interval}
+    timeout: {timeout}
+    connect_timeout: 0.2s
+    queues:
+      - {{preset: generic, table: jobs, waiting: [new], failed: [failed]}}
+    checks:
+      - {{name: jobs, sql: SELECT count(*) AS n FROM jobs, value: n}}
+"""
+
+
+async def until(scheduler: Scheduler, check: Callable[[dict[str, float]], bool],
+                seconds: float = 20) -> dict[str, float]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        values = samples(scheduler)
+        if check(values):
+            return values
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not reached; last exposition: {samples(scheduler)}")
+
+
+def pg_series(values: dict[str, float]) -> list[str]:
+    """Series a down source must not export: queue numbers, checks and its own metrics."""
+    return [k for k in values if 'source="pg"' in k and k.startswith((
+        "jobqueue_depth", "jobqueue_oldest", "jobqueue_jobs", "jobqueue_failed", "jobqueue_check",
+        "jobqueue_postgres", "jobqueue_source_latency"))]
+
+
+async def test_down_at_start_then_started(cluster: PgCluster, make_scheduler: Callable[[str], Scheduler]) -> None:
+    cluster.stop()
+    scheduler = make_scheduler(config(cluster, "30s", "5s"))
+    await scheduler.collect_once()
+    values = samples(scheduler)
+    assert (values[UP], values[UNREACHABLE]) == (0, 1)
+    assert pg_series(values) == []
+    status = scheduler.snapshot.sources["pg"].status
+    assert status.error_kind == "unreachable" and status.error is not None
+    assert status.error.startswith(f"postgres {cluster.dsn()} unreachable: ")
+    cluster.start()
+    await scheduler.collect_once()
+    values = samples(scheduler)
+    assert (values[UP], values[DEPTH], values[CHECK], values[UNREACHABLE]) == (1, 2, 3, 1)
+    assert values['jobqueue_failed_jobs{source="pg",queue="default"}'] == 1
+    assert values['jobqueue_oldest_timestamp_seconds{source="pg",tenant="",queue="default"}'] == 1767225600
+
+
+async def test_lost_mid_run_and_back(cluster: PgCluster, make_scheduler: Callable[[str], Scheduler],
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="jobqueue.scheduler")
+    scheduler = make_scheduler(config(cluster))
+    scheduler.start()
+    before = await until(scheduler, lambda v: v.get(UP) == 1)
+    assert (before[DEPTH], before[CHECK]) == (2, 3)
+    cluster.stop()
+    down = await until(scheduler, lambda v: v.get(UP) == 0)
+    assert pg_series(down) == [] and down[UNREACHABLE] >= 1
+    assert any(r.getMessage() == "collect failed" and r.kind == "unreachable"  # type: ignore[attr-defined]
+               for r in caplog.records)
+    cluster.start()
+    with admin(cluster.dsn()) as conn:
+        conn.execute("INSERT INTO jobs (status, created_at) VALUES ('new', now())")
+    back = await until(scheduler, lambda v: v.get(UP) == 1)
+    assert (back[DEPTH], back[CHECK]) == (3, 4)
+    await scheduler.stop()
+
+
+async def test_restart_between_collections_needs_no_failed_cycle(cluster: PgCluster) -> None:
+    source = make_source(cluster.dsn(), "    checks:\n      - {name: jobs, sql: SELECT count(*) AS n FROM jobs, "
+                                        "value: n}\n")
+    try:
+        first = await source.collect()
+        cluster.restart()  # every pooled connection is now dead
+        second = await source.collect()
+    finally:
+        await source.close()
+    assert [r.details["checks"]["jobs"]["rows"] for r in (first, second)] == [[{"n": 3}], [{"n": 3}]]
+
+
+async def test_connections_exact_on_own_server(cluster: PgCluster) -> None:
+    reading = await collect(cluster.dsn(), "    pool_size: 1\n")
+    assert reading.details["connections"] == {"in_use": 1, "max": 20, "usage_percent": 5.0,
+                                              "by_state": {"active": 1}}
+    values = {(s.metric, s.labels): s.value for s in reading.samples if "connections" in s.metric}
+    assert values == {("jobqueue_postgres_connections", ("active",)): 1,
+                      ("jobqueue_postgres_max_connections", ()): 20,
+                      ("jobqueue_postgres_connections_used_ratio", ()): 0.05}
+
+
+async def test_missing_database_is_an_error(cluster: PgCluster) -> None:
+    with pytest.raises(SourceError) as err:
+        await collect(cluster.dsn("nowhere"), "")
+    assert type(err.value) is SourceError
+    assert str(err.value) == f'postgres {cluster.dsn("nowhere")}: database "nowhere" does not exist'
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[PgCluster]:
+    server = PgCluster().init(password="Corr3ct-horse").start()
+    yield server
+    server.destroy()
+
+
+async def test_password_from_env_file_and_wrong(secured: PgCluster, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    env = await collect(secured.dsn(), "    password: ${PGPASSWORD}\n", {"PGPASSWORD": "Corr3ct-horse"})
+    secret = tmp_path / "pgpass"
+    secret.write_text("Corr3ct-horse\n")
+    from_file = await collect(secured.dsn(), f"    password_file: {secret}\n")
+    assert env.details["connections"]["in_use"] >= 1 and from_file.details["connections"]["in_use"] >= 1
+    with pytest.raises(SourceDenied) as err:
+        await collect(secured.dsn(), "    password: ${PGPASSWORD}\n", {"PGPASSWORD": "wr0ng-pass"})
+    assert str(err.value) == (f"postgres {secured.dsn()} refused the exporter: password authentication failed "
+                              'for user "postgres"')
+    logged = " ".join(str(r.__dict__) for r in caplog.records)
+    assert "Corr3ct-horse" not in logged and "wr0ng-pass" not in logged
+
+
+async def test_role_without_connect_is_denied(cluster: PgCluster) -> None:
+    with admin(cluster.dsn()) as conn:
+        conn.execute(f"CREATE DATABASE locked_{cluster.database}")
+        conn.execute(f"REVOKE CONNECT ON DATABASE locked_{cluster.database} FROM PUBLIC")
+        conn.execute("CREATE ROLE outsider LOGIN")
+    try:
+        with pytest.raises(SourceDenied, match="permission denied for database"):
+            await collect(cluster.dsn(f"locked_{cluster.database}").replace("postgres@", "outsider@"), "")
+    finally:
+        with admin(cluster.dsn()) as conn:
+            conn.execute(f"DROP DATABASE locked_{cluster.database}")
+            conn.execute("DROP ROLE outsider")
+
+
+async def test_unreachable_port_is_unreachable() -> None:
+    cluster = PgCluster()  # never initialised: nothing listens on its port
+    try:
+        with pytest.raises(SourceUnreachable):
+            await collect(cluster.dsn(), "    connect_timeout: 1s\n")
+    finally:
+        cluster.destroy()
