@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from exporter.sources.redis_wire import ReplyError, Wire, as_exception, pack, pack_keys
@@ -317,11 +318,11 @@ class OpRunner:
                     raise
                 log.warning("read-only scripts unavailable, using pipelines", extra={"error": str(err)})
                 self.used = "pipeline"
-        return _normalise(ops, await self._expand(ops, self._run_pipeline))
+        return _normalise(ops, await self._run_pipeline(ops))
 
     async def _expand(self, ops: Sequence[Op], execute: Any) -> list[Any]:
-        """Split EACH ops into chunks of `batch_size` tenants (so no script blocks Redis for long),
-        or into plain per-key ops on the pipeline path, execute, and put the results back together."""
+        """Split EACH ops into chunks of `batch_size` tenants, so no script blocks Redis for long,
+        execute, and put the results back together."""
         if not any(op[0] == "EACH" for op in ops):
             return await execute(ops)
         split: list[Op] = []
@@ -332,13 +333,9 @@ class OpRunner:
                 spans.append((False, 1))
                 continue
             tenants = op[4].split(SEP) if op[4] else []
-            if self.used == "pipeline":
-                split.extend((op[1], op[2] + t + op[3], *op[5:]) for t in tenants)
-                spans.append((True, -len(tenants)))
-            else:
-                chunks = [tenants[i : i + self.batch_size] for i in range(0, len(tenants), self.batch_size)]
-                split.extend((*op[:4], SEP.join(c), *op[5:]) for c in chunks)
-                spans.append((True, len(chunks)))
+            chunks = [tenants[i : i + self.batch_size] for i in range(0, len(tenants), self.batch_size)]
+            split.extend((*op[:4], SEP.join(c), *op[5:]) for c in chunks)
+            spans.append((True, len(chunks)))
         flat = await execute(split)
         out: list[Any] = []
         pos = 0
@@ -379,44 +376,57 @@ class OpRunner:
             out.extend(reply)
         return out
 
+    async def _wire(self, commands: list[bytes]) -> list[Any]:
+        """Reads are idempotent: after a dropped connection (a Redis restart since the last collection
+        leaves a dead socket) try once more on a new one, so recovery costs no failed collection."""
+        try:
+            return await self.wire.execute(commands)
+        except (RedisConnectionError, ConnectionError):
+            return await self.wire.execute(commands)
+
     async def _run_pipeline(self, ops: Sequence[Op]) -> list[Any]:
         """Plain commands on the lean connection; a second round trip only for what the first points at
-        (job hashes, supervisor hashes, and the few lists whose oldest item was not usable)."""
-        raw = await self.wire.execute(_pack_plain(ops))
-        results: list[Any] = []
-        follow: list[tuple[int, Op, list[str]]] = []
-        for index, (op, reply) in enumerate(zip(ops, raw, strict=True)):
-            if isinstance(reply, ReplyError):
-                text = str(reply)
-                if op[0] == "XGROUPS" and "no such key" in text:
-                    results.append([])
-                elif "WRONGTYPE" in text:
-                    results.append(WRONGTYPE)
-                else:
-                    raise as_exception(reply)
+        (job hashes, supervisor hashes, and the few lists whose oldest item was not usable).
+
+        An EACH op becomes one command per tenant, packed and settled in bulk without per-tenant ops.
+        """
+        commands: list[bytes] = []
+        spans: list[tuple[Op, list[str] | None]] = []
+        for op in ops:
+            if op[0] == "EACH":
+                keys = [op[2] + t + op[3] for t in op[4].split(SEP)] if op[4] else []
+                inner: Op = (op[1], "", *op[5:])
+                commands.extend(_pack_many(inner, keys))
+                spans.append((inner, keys))
+            else:
+                commands.extend(_pack_many(op, [op[1]]))
+                spans.append((op, None))
+        raw = await self._wire(commands)
+        results: list[Any] = [None] * len(ops)
+        follow: list[tuple[list[Any], int, Op, list[str]]] = []
+        pos = 0
+        for index, (op, keys) in enumerate(spans):
+            if keys is None:
+                _settle(op, raw[pos], follow, results, index)
+                pos += 1
                 continue
-            name = op[0]
-            if name == "HEAD":  # LINDEX of the oldest item; scan the window only if it is not usable
-                value = None if reply is None else pick(reply, op[3])
-                if reply is None or (value is not None and valid(value, op[5])):
-                    results.append([value, 0])
-                else:
-                    results.append(None)
-                    follow.append((index, op, []))
+            replies = raw[pos : pos + len(keys)]
+            pos += len(keys)
+            if op[0] in _COUNTS and all(type(r) is int for r in replies):
+                results[index] = replies  # the common case: every key of the right type
                 continue
-            results.append(_finish_plain(op, reply))
-            if name == "HEADHASH":
-                follow.append((index, op, _ordered(reply, int(op[2]))))
-            elif name == "ZHASHES":
-                follow.append((index, op, reply))
+            rows: list[Any] = [None] * len(keys)
+            for i, (key, reply) in enumerate(zip(keys, replies, strict=True)):
+                _settle((op[0], key, *op[2:]), reply, follow, rows, i)
+            results[index] = rows
         if follow:
-            await self._follow_up(results, follow)
+            await self._follow_up(follow)
         return results
 
-    async def _follow_up(self, results: list[Any], follow: list[tuple[int, Op, list[str]]]) -> None:
+    async def _follow_up(self, follow: list[tuple[list[Any], int, Op, list[str]]]) -> None:
         """Second round trip of the pipeline path."""
         commands: list[bytes] = []
-        for _, op, items in follow:
+        for _, _, op, items in follow:
             if op[0] == "HEAD":
                 scan = int(op[4])
                 commands.append(pack("LRANGE", op[1], 0, scan - 1) if int(op[2]) == 0 else
@@ -425,8 +435,8 @@ class OpRunner:
                 commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
-        values = iter(await self.wire.execute(commands))
-        for index, op, items in follow:
+        values = iter(await self._wire(commands))
+        for results, index, op, items in follow:
             if op[0] == "HEAD":
                 window = next(values)
                 results[index] = WRONGTYPE if isinstance(window, ReplyError) else _finish_plain(op, window)
@@ -520,23 +530,44 @@ def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def _pack_plain(ops: Sequence[Op]) -> list[bytes]:
-    """Each op as the one plain command that starts it; same-shaped runs are packed in bulk."""
-    out: list[bytes] = []
-    i, n = 0, len(ops)
-    while i < n:
-        name = ops[i][0]
-        if name in ("LLEN", "ZCARD", "SCARD", "HLEN", "XLEN", "EXISTS", "GET", "HEAD"):
-            j = i
-            while j < n and ops[j][0] == name and (name != "HEAD" or ops[j][2] == ops[i][2]):
-                j += 1
-            keys = (op[1] for op in ops[i:j])
-            out.extend(pack_keys("LINDEX", keys, ops[i][2]) if name == "HEAD" else pack_keys(name, keys))
-            i = j
-            continue
-        out.append(_pack_one(ops[i]))
-        i += 1
-    return out
+_COUNTS = frozenset({"LLEN", "ZCARD", "SCARD", "HLEN", "XLEN", "EXISTS"})
+
+
+def _pack_many(op: Op, keys: list[str]) -> list[bytes]:
+    """The command that starts `op`, for each key; the hot shapes are packed in bulk."""
+    name = op[0]
+    if name in _COUNTS or name == "GET":
+        return pack_keys(name, keys)
+    if name == "HEAD":
+        return pack_keys("LINDEX", keys, op[2])
+    return [_pack_one((name, key, *op[2:])) for key in keys]
+
+
+def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]]], target: list[Any],
+            index: int) -> None:
+    """Put the result of one plain-command reply at target[index], or queue the read it needs next."""
+    name = op[0]
+    if isinstance(reply, ReplyError):
+        text = str(reply)
+        if name == "XGROUPS" and "no such key" in text:
+            target[index] = []
+        elif "WRONGTYPE" in text:
+            target[index] = WRONGTYPE
+        else:
+            raise as_exception(reply)
+        return
+    if name == "HEAD":  # LINDEX of the oldest item; scan the window only if it is not usable
+        value = None if reply is None else pick(reply, op[3])
+        if reply is None or (value is not None and valid(value, op[5])):
+            target[index] = [value, 0]
+        else:
+            follow.append((target, index, op, []))
+        return
+    target[index] = _finish_plain(op, reply)
+    if name == "HEADHASH":
+        follow.append((target, index, op, _ordered(reply, int(op[2]))))
+    elif name == "ZHASHES":
+        follow.append((target, index, op, reply))
 
 
 def _pack_one(op: Op) -> bytes:
