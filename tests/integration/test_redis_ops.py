@@ -11,7 +11,8 @@ import redis
 
 from exporter.sources.redis_ops import SEP, WRONGTYPE, OpRunner
 from tests.conftest import REDIS_URL
-from tests.support.redis_libs import make_source
+from tests.support.redis_libs import collect, make_source
+from tests.support.servers import RedisServer
 
 CORPUS = [
     '{"ts": 1700000000}', '{"ts":1700000000.125,"x":"y"}', '{ "ts" : "1700000000.5" }', '{"ts": 1.7e9}',
@@ -89,6 +90,7 @@ async def test_every_op_same_on_both_paths(runners: tuple[OpRunner, OpRunner], r
         ("HEADHASH", f"{p}str", "0", f"{p}job:", "timestamp", "10", "num"),
         ("EACH", "LLEN", p, ":q", SEP.join(["t1", "t2", "t3"])),
         ("EACH", "HEAD", p, ":q", SEP.join(f"t{i}" for i in range(20)), "0", "ts", "3", "num"),
+        ("EACH", "LLEN", p, "", SEP.join(["ids", "str", "none"])),
         ("EACH", "LLEN", p, ":q", ""),  # no tenant at all
     ]
     a, b = await lua.run(ops), await pipe.run(ops)
@@ -97,10 +99,21 @@ async def test_every_op_same_on_both_paths(runners: tuple[OpRunner, OpRunner], r
     assert got[("LLEN", f"{p}str")] == WRONGTYPE and got[("XGROUPS", f"{p}str")] == WRONGTYPE
     assert got[("SMEMBERS", f"{p}set", "5")] == ["m0", "m1", "m10", "m11", "m12"]
     assert [row[0] for row in got[("ZHASHES", f"{p}z", f"{p}h:")]] == ["c", "a"]  # highest scores first
-    assert a[-3] == [1, 0, 1] and a[-2][:4] == [[None, 0], ["5", 0], [None, 0], ["5", 0]] and a[-1] == []
+    assert a[-2] == [4, WRONGTYPE, 0]
+    assert a[-4] == [1, 0, 1] and a[-3][:4] == [[None, 0], ["5", 0], [None, 0], ["5", 0]] and a[-1] == []
     assert a[25:29] == [["1700000000000", 1], ["1700000000000", 2], ["soon", 0], WRONGTYPE]
 
 
 async def test_only_ops_for_zero_tenants(runners: tuple[OpRunner, OpRunner]) -> None:
     for runner in runners:
         assert await runner.run([("EACH", "LLEN", "x:", ":q", "")]) == [[]]
+
+
+@pytest.mark.parametrize("mode", ["lua", "pipeline"])
+async def test_database_number_in_url(mode: str, redis_server: RedisServer) -> None:
+    admin = redis.Redis.from_url(redis_server.url.removesuffix("/0") + "/3", decode_responses=True)
+    admin.rpush("q", json.dumps({"ts": 7}), json.dumps({"ts": 9}))
+    reading = await collect(redis_server.url.removesuffix("/0") + "/3",
+                            [{"layout": "list", "name": "q", "key": "q", "timestamp_field": "ts"}], mode)
+    assert [(q.depth, q.oldest_timestamp) for q in reading.queues] == [(2, 7.0)]
+    admin.close()
