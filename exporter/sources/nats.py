@@ -53,6 +53,12 @@ from exporter.sources.nats_parse import (
 from exporter.sources.nats_registry import read_agents, read_jobs
 
 log = logging.getLogger("jobqueue.nats")
+
+
+class NotFound(SourceError):
+    """The JetStream API answered 404: a stream, consumer or message that does not (or no longer) exist."""
+
+    kind = "not_found"
 T = TypeVar("T")
 
 
@@ -178,7 +184,7 @@ class NatsSource(BaseSource):
                 log.debug("close failed", exc_info=True, extra={"source": self.name})
 
     async def _api(self, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One JetStream API request; API errors become SourceErrors (404 -> KeyError for callers)."""
+        """One JetStream API request; API errors become SourceErrors (404 -> NotFound for callers)."""
         assert self.nc is not None
         async with self._sem:
             try:  # a little under the collection's own timeout, so that a refusal can be told apart
@@ -194,7 +200,7 @@ class NatsSource(BaseSource):
         if err:
             code = err.get("code")
             if code == 404:
-                raise KeyError(err.get("description", "not found"))
+                raise NotFound(f"{subject}: {err.get('description', 'not found')}")
             if code in (401, 403):
                 raise SourceDenied(f"{subject}: {err.get('description')}")
             raise SourceError(f"{subject}: {err.get('description')} (code {code})")
@@ -231,13 +237,14 @@ class NatsSource(BaseSource):
 
         Read once per collection even when the key count and a registry both need the bucket.
         """
-        memo = self._memo.setdefault(f"subjects:{bucket}", asyncio.ensure_future(
-            self.subjects(f"KV_{bucket}", f"$KV.{bucket}.>")))
-        subjects = await memo
+        if f"subjects:{bucket}" not in self._memo:
+            self._memo[f"subjects:{bucket}"] = asyncio.ensure_future(self.subjects(f"KV_{bucket}", f"$KV.{bucket}.>"))
+        subjects = await self._memo[f"subjects:{bucket}"]
         if limit is not None and len(subjects) > limit:
             return None
-        task = self._memo.setdefault(f"entries:{bucket}", asyncio.ensure_future(self._read_keys(bucket, subjects)))
-        return await task
+        if f"entries:{bucket}" not in self._memo:
+            self._memo[f"entries:{bucket}"] = asyncio.ensure_future(self._read_keys(bucket, subjects))
+        return await self._memo[f"entries:{bucket}"]
 
     async def _read_keys(self, bucket: str, subjects: dict[str, int]) -> list[KvEntry]:
         stream = f"KV_{bucket}"
@@ -245,7 +252,7 @@ class NatsSource(BaseSource):
         async def last(subject: str) -> KvEntry | None:
             try:
                 resp = await self._api(f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject})
-            except KeyError:  # removed since the listing
+            except NotFound:  # removed since the listing
                 return None
             return parse_kv_message(bucket, resp["message"])
 
@@ -278,8 +285,13 @@ class NatsSource(BaseSource):
 
     async def _consumers(self, streams: list[StreamRecord]) -> list[ConsumerRecord]:
         cfg = self.config.consumers
-        pages = await asyncio.gather(*(self._paged(f"CONSUMER.LIST.{s.name}", "consumers")
-                                       for s in streams if s.consumers))
+        async def listing(stream: str) -> list[dict[str, Any]]:
+            try:
+                return await self._paged(f"CONSUMER.LIST.{stream}", "consumers")
+            except NotFound:  # the stream was deleted since STREAM.LIST
+                return []
+
+        pages = await asyncio.gather(*(listing(s.name) for s in streams if s.consumers))
         unique = {(r.stream, r.name): r for r in (parse_consumer(c) for page in pages for c in page)}
         records = [unique[k] for k in sorted(unique)]
         return [c for c in records if cfg.keep(c.name) and (c.durable or cfg.ephemeral)]
@@ -287,7 +299,13 @@ class NatsSource(BaseSource):
     async def _kv_keys(self, buckets: list[StreamRecord]) -> list[int | None]:
         if not self.config.kv.count_keys:
             return [None] * len(buckets)
-        found = await asyncio.gather(*(self.kv_entries(b.name[3:], self.config.kv.max_keys) for b in buckets))
+        async def count(bucket: str) -> list[KvEntry] | None:
+            try:
+                return await self.kv_entries(bucket, self.config.kv.max_keys)
+            except NotFound:  # the bucket was deleted since STREAM.LIST
+                return None
+
+        found = await asyncio.gather(*(count(b.name[3:]) for b in buckets))
         return [None if entries is None else sum(e.live for e in entries) for entries in found]
 
     async def _dead_letters(self) -> dict[tuple[str, str], int]:

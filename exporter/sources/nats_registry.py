@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from exporter.model import QueueStats, Sample
+from exporter.sources.base import SourceError
 from exporter.sources.nats_config import AgentRegistry, JobsRegistry
 from exporter.sources.nats_parse import (
     JobCounts,
@@ -33,7 +34,12 @@ async def _entries(source: NatsSource, bucket: str, keys: str,
     if f"KV_{bucket}" not in streams:
         log.warning("registry bucket missing", extra={"source": source.name, "bucket": bucket})
         return None
-    entries = await source.kv_entries(bucket) or []
+    try:
+        entries = await source.kv_entries(bucket) or []
+    except SourceError as err:
+        if err.kind != "not_found":
+            raise
+        return None  # deleted since STREAM.LIST
     return [e for e in entries if keys == ">" or subject_matches(e.key, keys)]
 
 

@@ -346,3 +346,14 @@ sources:
     assert f'jobqueue_nats_kv_keys{{source="nats",bucket="{bucket}"}}' not in values
     assert details["kv_buckets"][0]["keys"] is None and details["kv_buckets"][0]["values"] == 3
     assert details["jobs"]["completed"] == 3  # the registry itself is read whole
+
+
+async def test_missing_capture_stream_fails_the_source_clearly(jsc: Js) -> None:
+    scheduler = scheduler_for(jsc, f"    dead_letters: {{mode: stream, stream: {jsc.name('NODLQ')}}}\n")
+    try:
+        await scheduler.collect_once()
+    finally:
+        await scheduler.stop()
+    status = scheduler.snapshot.sources["nats"].status
+    assert (status.up, status.error_kind) == (False, "not_found")
+    assert jsc.name("NODLQ") in (status.error or "")
