@@ -189,3 +189,21 @@ def prometheus_config(dst: Path, exporter_port: int, am_port: int, rules: Path) 
 
 def exporter_args(config: Path, port: int) -> list[str]:
     return [sys.executable, "-m", "exporter", "--config", str(config), "--listen", f"127.0.0.1:{port}"]
+
+
+@contextlib.contextmanager
+def monitoring(tmp: Path, exporter_port: int) -> Iterator[tuple[Prometheus, Webhook]]:
+    """Alertmanager (the example config, receivers at a local webhook) and Prometheus (the bundled
+    rules with `for: 2s`, scraping the exporter port every second); both killed on exit."""
+    am_port, prom_port = free_port(), free_port()
+    rules = scaled_rules(tmp / "jobqueue.rules.yml", "2s")
+    with Webhook() as webhook, \
+            process([binary("prometheus-alertmanager", "alertmanager"),
+                     f"--config.file={alertmanager_config(tmp / 'am.yml', webhook.url)}",
+                     f"--storage.path={tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
+                     "--cluster.listen-address=", "--log.level=warn"], tmp, "alertmanager", am_port), \
+            process([binary("prometheus"),
+                     f"--config.file={prometheus_config(tmp / 'prometheus.yml', exporter_port, am_port, rules)}",
+                     f"--storage.tsdb.path={tmp / 'prom-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
+                     "--rules.alert.resend-delay=1s", "--log.level=warn"], tmp, "prometheus", prom_port):
+        yield Prometheus(prom_port), webhook

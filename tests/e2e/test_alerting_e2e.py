@@ -20,12 +20,9 @@ from tests.e2e.support import (
     ROOT,
     Prometheus,
     Webhook,
-    alertmanager_config,
-    binary,
     exporter_args,
+    monitoring,
     process,
-    prometheus_config,
-    scaled_rules,
     wait_until,
 )
 from tests.support.nats import NatsServer
@@ -52,39 +49,25 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("e2e")
     started = time.time()
-    prometheus_bin = binary("prometheus")
-    alertmanager_bin = binary("prometheus-alertmanager", "alertmanager")
-    server = RedisServer(tmp).start()
-    broker = NatsServer(tmp / "nats").start()
+    server, broker = RedisServer(tmp), NatsServer(tmp / "nats")
     try:
+        server.start()
+        broker.start()
         with scratch_database(prefix="jqe2e") as dsn:
             seed.redis_data(server.url)
             seed.nats_data(broker.url)
             seed.postgres_data(dsn, tmp / "migrations")
-            exporter_port, am_port, prom_port = free_port(), free_port(), free_port()
+            exporter_port = free_port()
             config = tmp / "exporter.yaml"
             config.write_text(seed.exporter_config(tmp, server.url, broker.url, dsn, exporter_port))
-            rules = scaled_rules(tmp / "jobqueue.rules.yml", "2s")
-            with Webhook() as webhook, \
-                    process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
-                            env={"PYTHONPATH": str(ROOT)}), \
-                    process([alertmanager_bin,
-                             f"--config.file={alertmanager_config(tmp / 'am.yml', webhook.url)}",
-                             f"--storage.path={tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                             "--cluster.listen-address=", "--log.level=warn"], tmp, "alertmanager", am_port), \
-                    process([prometheus_bin, "--config.file="
-                             f"{prometheus_config(tmp / 'prometheus.yml', exporter_port, am_port, rules)}",
-                             f"--storage.tsdb.path={tmp / 'prom-data'}",
-                             f"--web.listen-address=127.0.0.1:{prom_port}",
-                             "--rules.alert.resend-delay=1s", "--log.level=warn"], tmp, "prometheus", prom_port):
-                prometheus = Prometheus(prom_port)
+            with process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
+                         env={"PYTHONPATH": str(ROOT)}), monitoring(tmp, exporter_port) as (prometheus, webhook):
                 wait_until("every source up in Prometheus",
                            lambda: len(prometheus.query("jobqueue_source_up == 1")) == 6, timeout=30)
                 yield Stack(server, prometheus, webhook, started)
     finally:
         broker.stop()
-        if server.proc is not None:
-            server.stop()
+        server.stop()
 
 
 def outage(stack: Stack) -> None:
