@@ -2,7 +2,7 @@
 
 The one place a request touches a backend: it reuses the Redis source's client, reads one bounded
 range (LRANGE or ZRANGE, at most `limit` <= 100 items) plus the count (LLEN or ZCARD), and for
-libraries that keep jobs in hashes (BullMQ, RQ) reads those hashes in one pipeline. Nothing is
+libraries that keep jobs in hashes (BullMQ, RQ) reads their text fields (HMGET) in one pipeline. Nothing is
 ever written; the caller bounds the whole read with its own timeout.
 """
 
@@ -39,6 +39,11 @@ class Range:
     key: str
     oldest_first: bool = True  # list: oldest at the head; zset: lowest score first
     hash_prefix: str | None = None  # items are ids of hashes at hash_prefix + id
+    fields: tuple[str, ...] = ()  # the text fields read from each hash (RQ's `data` is a binary pickle)
+
+
+_BULL_FIELDS = ("data", "timestamp", "attemptsMade", "failedReason", "stacktrace", "processedOn", "finishedOn")
+_RQ_FIELDS = ("description", "created_at", "enqueued_at", "started_at", "ended_at", "exc_info", "retries")
 
 
 def serves(layout: Layout, queue: str) -> bool:
@@ -62,17 +67,17 @@ def locate(layout: Layout, tenant: str, queue: str, status: str) -> Range | None
         return {"waiting": Range("list", key), "active": Range("zset", f"{key}:reserved")}.get(status)
     if isinstance(layout, BullMQLayout):
         base = f"{fill(layout.prefix)}:{queue}"
-        return {"waiting": Range("list", f"{base}:wait", False, f"{base}:"),
-                "active": Range("list", f"{base}:active", False, f"{base}:"),
-                "failed": Range("zset", f"{base}:failed", False, f"{base}:"),
-                "completed": Range("zset", f"{base}:completed", False, f"{base}:")}.get(status)
+        return {"waiting": Range("list", f"{base}:wait", False, f"{base}:", _BULL_FIELDS),
+                "active": Range("list", f"{base}:active", False, f"{base}:", _BULL_FIELDS),
+                "failed": Range("zset", f"{base}:failed", False, f"{base}:", _BULL_FIELDS),
+                "completed": Range("zset", f"{base}:completed", False, f"{base}:", _BULL_FIELDS)}.get(status)
     if isinstance(layout, RQLayout):
         p = fill(layout.prefix)
         job = f"{p}job:"
-        return {"waiting": Range("list", f"{p}queue:{queue}", True, job),
-                "active": Range("zset", f"{p}wip:{queue}", True, job),
-                "failed": Range("zset", f"{p}failed:{queue}", False, job),
-                "completed": Range("zset", f"{p}finished:{queue}", False, job)}.get(status)
+        return {"waiting": Range("list", f"{p}queue:{queue}", True, job, _RQ_FIELDS),
+                "active": Range("zset", f"{p}wip:{queue}", True, job, _RQ_FIELDS),
+                "failed": Range("zset", f"{p}failed:{queue}", False, job, _RQ_FIELDS),
+                "completed": Range("zset", f"{p}finished:{queue}", False, job, _RQ_FIELDS)}.get(status)
     if isinstance(layout, SidekiqLayout):
         return Range("list", f"{fill(layout.prefix)}queue:{queue}", False) if status == "waiting" else None
     if isinstance(layout, CeleryLayout):
@@ -100,8 +105,10 @@ async def list_jobs(client: Redis, layout: Layout, tenant: str, queue: str, stat
     if where.hash_prefix is not None and items:
         async with client.pipeline(transaction=False) as pipe:
             for item in items:
-                pipe.hgetall(f"{where.hash_prefix}{item}")
-            hashes = await pipe.execute()
+                pipe.hmget(f"{where.hash_prefix}{item}", list(where.fields))
+            replies = await pipe.execute()
+        hashes = [{k: v for k, v in zip(where.fields, r, strict=True) if v is not None} or {"id": item}
+                  for item, r in zip(items, replies, strict=True)]
     jobs = [job_record(item, h, queue, status, isinstance(layout, BullMQLayout)) for item, h in zip(items, hashes,
                                                                                                     strict=True)]
     return jobs, total
@@ -119,13 +126,13 @@ def _json(raw: Any) -> Any:
 def job_record(item: str, fields: dict[str, Any], queue: str, status: str, bull: bool = False) -> dict[str, Any]:
     """The seed's job shape from a stored payload (JSON item) or a job hash; unknown fields are null."""
     if fields:
-        payload = _json(fields.get("data"))
+        payload = _json(fields.get("data")) if bull else fields.get("description")
         message = fields.get("failedReason") or fields.get("exc_info") or fields.get("exception")
         trace = _json(fields.get("stacktrace"))
         created = as_time(fields.get("timestamp") if bull else fields.get("created_at") or fields.get("enqueued_at"))
         updated = as_time(fields.get("finishedOn") or fields.get("processedOn") if bull else
                           fields.get("ended_at") or fields.get("started_at"))
-        attempts = as_int(fields.get("attemptsMade") if bull else fields.get("retries") or 0)
+        attempts = as_int(fields.get("attemptsMade") if bull else fields.get("retries"))
         job_id = item
     else:
         body = _json(item)

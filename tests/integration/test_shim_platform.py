@@ -190,3 +190,36 @@ def test_alertmanager_alerts_map_onto_the_seed() -> None:
          "message": "Queue size exceeded 10k threshold", "acknowledged": False},
     ]
     assert [a["id"] for a in alertmanager_alerts(raw, 24, "error", now)] == ["alert_abc"]
+
+
+async def test_rq_jobs_written_by_the_real_library(redis_client: redis.Redis) -> None:
+    import uuid
+
+    from rq import Queue
+
+    name = f"jq{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, connection=redis.Redis())
+    jobs = [queue.enqueue("builtins.print", f"mail-{i}") for i in range(3)]
+    text = f"""
+sources:
+  - {{name: redis, type: redis, queues: [{{layout: rq, queues: [{name}]}}]}}
+systems: [{{name: email, queues: [{{source: redis, queue: {name}}}]}}]
+auth: {{tokens: [{{name: ops, token: "${{OPS_TOKEN}}", roles: [ops]}}]}}
+shims: {{platform: {{system: email}}}}
+"""
+    try:
+        async with serve(text, ENV) as (client, _):
+            status, body = await get(client, f"/api/v1/platform/system/queues/{name}/jobs?limit=2",
+                                     "/api/v1/platform/system/queues/{queue_name}/jobs", **OPS)
+        assert status == 200
+        assert body["data"]["pagination"] == {"total": 3, "limit": 2, "offset": 0}
+        first = body["data"]["jobs"][0]
+        created = first.pop("created_at")
+        assert created == iso(jobs[0].created_at.timestamp()) and first.pop("updated_at") == created
+        assert first == {"id": jobs[0].id, "queue": name, "status": "waiting",
+                         "payload": "builtins.print('mail-0')", "error": None, "attempts": None}
+        assert body["data"]["jobs"][1]["id"] == jobs[1].id
+    finally:
+        keys = [f"rq:queue:{name}", *(f"rq:job:{j.id}" for j in jobs)]
+        redis_client.delete(*keys)
+        redis_client.srem("rq:queues", f"rq:queue:{name}")
