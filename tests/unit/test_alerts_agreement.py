@@ -6,7 +6,9 @@ Rules half: each scenario's series go through promtool with the bundled rules; t
 (read back from the ALERTS series) give the verdict. It is checked twice: with everything the
 exporter exposes ("full": the system-status alerts may carry it), and without
 jobqueue_health_status ("symptom": the alerts on the facts themselves must reach it alone).
-Exporter half: see test_health_evaluation_agrees (runs once exporter/health.py exists).
+Exporter half (test_health_evaluation_agrees): the same facts as a snapshot and a system config go
+through exporter/health.py; its verdict and issues must be the table's, seed 001's status shim must
+answer 503 exactly when the rules page, and the rules fed the exporter's own issue ids agree again.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -88,8 +91,9 @@ def contract_issue(issue_id: str) -> str:
     return ISSUE_ALIASES.get(base, base)
 
 
-def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...]]:
-    """The exporter's verdict and raw issue ids for the scenario: its facts as a snapshot, a system config."""
+def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...], int]:
+    """The exporter's verdict, raw issue ids and the status shim's HTTP code for the scenario: its facts
+    as a snapshot, a system config."""
     health = pytest.importorskip("exporter.health", reason="exporter/health.py has not landed")
     from exporter.model import QueueStats, Reading, Snapshot, SourceState, SourceStatus
     from exporter.systems import (
@@ -129,16 +133,31 @@ def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...]]:
                           None if s.up else "refused", None if s.up else "unreachable", 5)
     snapshot = Snapshot({SOURCE: SourceState(status, reading)}, now)
     result = health.evaluate(system, snapshot, health.History(), now)
-    return result.status, tuple(i.id for i in result.issues)
+    return result.status, tuple(i.id for i in result.issues), status_shim_code(system, snapshot, result, now)
+
+
+def status_shim_code(system: Any, snapshot: Any, result: Any, now: float) -> int:
+    """What seed 001's /api/health/status (the shim that follows the system's verdict) answers."""
+    from exporter.config import ExporterConfig
+    from exporter.health import HealthMonitor
+    from exporter.systems import StatusShim
+    from exporter.web.shims import View
+    from exporter.web.shims.status import platform_status
+
+    config = ExporterConfig.model_construct(sources=[], systems=[system])
+    view = View(snapshot, result, HealthMonitor([system]), config, now - 60, now)
+    code, _ = platform_status(view, StatusShim(system=system.name))
+    return code
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_health_evaluation_agrees(scenario: Scenario, tmp_path: Path) -> None:
     """The exporter's verdict is the table's, and the rules fed the exporter's own issues reach it too."""
-    status, issues = evaluate_with_exporter(scenario)
+    status, issues, code = evaluate_with_exporter(scenario)
     assert (status, sorted({contract_issue(i) for i in issues})) == (scenario.verdict, sorted(scenario.issues))
     alerts = firing_alerts(series(scenario, status, issues), tmp_path)
     assert verdict(alerts) == status, describe(alerts)
+    assert (code == 503) == (verdict(alerts) == "unhealthy"), f"the shim answers {code}; alerts: {describe(alerts)}"
     if scenario.symptom:
         symptoms = [a for a in firing_alerts(series(scenario, None, issues), tmp_path)
                     if a["alertname"] not in STATUS_ALERTS]
