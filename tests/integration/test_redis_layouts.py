@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, samples
 from tests.support.redis_libs import (
     NOW,
     by_queue,
@@ -260,3 +260,26 @@ async def test_horizon_queue_groups(mode: str, redis_client: redis.Redis, prefix
     r = await read(mode, [{"layout": "horizon", "prefix": app, "horizon_prefix": hp}])
     # group: (6 x 1000 + 2 x 3000) / 4 / 1000 = 3 s; default alone: 6 x 1000 / 1 / 1000 = 6 s
     assert {q.queue: (q.depth, q.wait_seconds) for q in r.queues} == {"default": (6, 6), "emails": (2, 3)}
+
+
+async def test_malformed_items_reach_the_exposition(redis_client: redis.Redis, prefix: str,
+                                                    make_scheduler: Any) -> None:
+    key = f"{prefix}dirty"
+    redis_client.rpush(key, "{not json", json.dumps({"ts": "soon"}), json.dumps({"ts": 1_600_000_000}))
+    scheduler = make_scheduler(f"""
+sources:
+  - name: r
+    type: redis
+    url: {REDIS_URL}
+    queues:
+      - {{layout: list, name: q, key: "{key}", timestamp_field: ts}}
+      - {{layout: list, name: gone, key: "{prefix}missing", timestamp_field: ts}}
+""")
+    await scheduler.collect_once()
+    got = samples(scheduler)
+    assert got['jobqueue_malformed_items{source="r"}'] == 2
+    assert got['jobqueue_depth{source="r",tenant="",queue="q"}'] == 3
+    assert got['jobqueue_oldest_timestamp_seconds{source="r",tenant="",queue="q"}'] == 1_600_000_000
+    assert got['jobqueue_depth{source="r",tenant="",queue="gone"}'] == 0
+    assert got['jobqueue_oldest_age_seconds{source="r",tenant="",queue="gone"}'] == 0
+    assert 'jobqueue_oldest_timestamp_seconds{source="r",tenant="",queue="gone"}' not in got
