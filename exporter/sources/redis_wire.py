@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -31,22 +31,15 @@ def pack(*args: str | bytes | int) -> bytes:
     return b"".join(out)
 
 
-def pack_keys(command: str, keys: Iterable[str], *tail: str) -> list[bytes]:
-    """The same command for many keys (LLEN k, LINDEX k 0, ...): the hot loop of a large collection.
-
-    ASCII keys (the usual case) are formatted as text and encoded once, which is several times faster
-    than packing bytes per argument; other keys take the exact byte-length path.
-    """
+def pack_keys(command: str, keys: Sequence[str], *tail: str) -> bytes:
+    """The same command for many keys (LLEN k, LINDEX k 0, ...), as one buffer: the hot loop of a
+    large collection. ASCII keys (the usual case) are formatted as text and encoded once, several
+    times faster than packing bytes per argument; other keys take the exact byte-length path."""
     head = f"*{2 + len(tail)}\r\n${len(command)}\r\n{command}\r\n"
     rest = "".join(f"${len(t.encode())}\r\n{t}\r\n" for t in tail)
-    out = []
-    for key in keys:
-        if key.isascii():
-            out.append(f"{head}${len(key)}\r\n{key}\r\n{rest}".encode())
-        else:
-            data = key.encode()
-            out.append(b"%b$%d\r\n%b\r\n%b" % (head.encode(), len(data), data, rest.encode()))
-    return out
+    if "".join(keys).isascii():
+        return "".join([f"{head}${len(key)}\r\n{key}\r\n{rest}" for key in keys]).encode()
+    return b"".join(pack(command, key, *tail) for key in keys)
 
 
 def as_exception(reply: ReplyError) -> ResponseError:
@@ -73,14 +66,17 @@ class Wire:
         self.client_name = client_name
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def execute(self, commands: Sequence[bytes]) -> list[Any]:
-        """Send every packed command in one write; one reply per command (errors as ReplyError values)."""
-        if not commands:
+    async def execute(self, commands: Sequence[bytes], count: int | None = None) -> list[Any]:
+        """Send the packed commands in one write; one reply per command (errors as ReplyError values).
+
+        `count` is the number of commands when an element of `commands` packs several."""
+        count = len(commands) if count is None else count
+        if not count:
             return []
         try:
             if self._streams is None:
                 await self._connect()
-            return await self._roundtrip(b"".join(commands), len(commands))
+            return await self._roundtrip(b"".join(commands), count)
         except BaseException:
             await self.close()
             raise
