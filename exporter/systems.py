@@ -246,6 +246,7 @@ class ServiceShim(Shim):
     pipeline: Ref | None = None
     schema_: Ref | None = Field(None, alias="schema")
     identities: Ref | None = None
+    identities_db_count: Ref | None = None  # e.g. a PostgreSQL check's count: adds db_count and synced
     integrations: dict[str, Ref] = {}
     config: dict[str, bool] = {}
     consistency: Name | None = None  # the source whose `details.checks` are the consistency checks

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiohttp import web
 
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, free_port
 from tests.support.shims import get, serve
 
 SHARED = "postgresql://postgres@127.0.0.1:5432"
@@ -41,11 +42,41 @@ async def database() -> AsyncIterator[str]:
         await admin.close()
 
 
+class Qdrant:
+    """A real HTTP server standing in for the vector database: /healthz answers `status` (200 or 503)."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok" if self.status == 200 else "down"}, status=self.status)
+
+
+@pytest.fixture
+async def qdrant() -> AsyncIterator[Qdrant]:
+    server = Qdrant()
+    app = web.Application()
+    app.router.add_get("/healthz", server.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", server.port).start()
+    yield server
+    await runner.cleanup()
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (tmp_path / "models").mkdir()
+    (tmp_path / "identities").mkdir()
+    for name in ("a.npy", "b.npy", "index.json"):
+        (tmp_path / "identities" / name).write_text("x")
     (tmp_path / "migrations").mkdir()
     (tmp_path / "migrations" / "migrate_add_users_table.sql").write_text("-- applied\n")
     lines = []
@@ -58,7 +89,7 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def config(dsn: str, redis_url: str, root: Path) -> str:
+def config(dsn: str, redis_url: str, root: Path, qdrant_url: str) -> str:
     return f"""
 sources:
   - name: pg
@@ -73,7 +104,9 @@ sources:
         severity: info
         sql: "SELECT file_name, file_uuid, status, 'row still in DB' AS detail FROM media_files
               WHERE status = 'unregistered' ORDER BY file_name"
+      - {{name: identities_count, sql: "SELECT 2 AS n"}}
     migrations: {{directory: {root}/migrations}}
+  - {{name: qdrant, type: http, url: "{qdrant_url}", timeout: 1s}}
   - {{name: redis, type: redis, url: "{redis_url}", timeout: 1s,
      queues: [{{layout: list, name: jobs, key: jq:shim:jobs}}]}}
   - {{name: host, type: system}}
@@ -88,6 +121,10 @@ sources:
         models_count: {{glob: "{root}/models/*"}}
         scripts_integrity: {{manifest: {root}/scripts/SHA256SUMS}}
         ffmpeg: {{binary: jq-no-such-binary}}
+      identities:
+        directory_exists: {{directory: {root}/identities}}
+        files_count: {{glob: "{root}/identities/*.npy"}}
+        index_ok: {{path: {root}/identities/index.json}}
       tmdb:
         api_key_configured: {{env: JQ_NO_SUCH_TMDB_KEY}}
         enabled: {{const: false}}
@@ -104,18 +141,20 @@ shims:
     version: 1.0.0
     build_git_hash: 3a6c1865
     build_timestamp: "2026-05-16T13:38:15Z"
-    services: {{postgres: pg, redis: redis}}
+    services: {{postgres: pg, redis: redis, qdrant: qdrant}}
     resources: host
     pipeline: {{source: files, path: pipeline}}
     schema: {{source: pg, path: schema}}
+    identities: {{source: files, path: identities}}
+    identities_db_count: {{source: pg, path: checks.identities_count.rows.0.n}}
     integrations: {{tmdb: {{source: files, path: tmdb}}}}
     config: {{cache: true, auto_pipeline: false, watcher: true}}
     consistency: pg
 """
 
 
-async def test_the_three_endpoints(database: str, tree: Path, redis_server: RedisServer) -> None:
-    async with serve(config(database, redis_server.url, tree), ENV) as (client, scheduler):
+async def test_the_three_endpoints(database: str, tree: Path, redis_server: RedisServer, qdrant: Qdrant) -> None:
+    async with serve(config(database, redis_server.url, tree, qdrant.url), ENV) as (client, scheduler):
         status, body = await get(client, "/health")
         assert body.pop("uptime_ms") >= 0
         assert (status, body) == (200, {"status": "ok", "version": "1.0.0", "build_git_hash": "3a6c1865",
@@ -126,7 +165,7 @@ async def test_the_three_endpoints(database: str, tree: Path, redis_server: Redi
         status, body = await get(client, "/health/detailed", **KEY)
         assert status == 200
         services = body.pop("services")
-        assert {k: v["status"] for k, v in services.items()} == {"postgres": "ok", "redis": "ok"}
+        assert {k: v["status"] for k, v in services.items()} == {"postgres": "ok", "redis": "ok", "qdrant": "ok"}
         assert all(isinstance(v["latency_ms"], int) for v in services.values())
         assert set(body.pop("resources")) == {"cpu_used_percent", "memory_available_mb", "memory_used_percent"}
         assert body == {
@@ -136,7 +175,8 @@ async def test_the_three_endpoints(database: str, tree: Path, redis_server: Redi
                          "scripts_integrity": {"matched": 2, "total": 3, "ok": False}, "ffmpeg": False},
             "schema": {"table_exists": True, "applied": [{"filename": "migrate_add_users_table.sql"}],
                        "required": [], "ok": True},
-            "identities": None,
+            "identities": {"directory_exists": True, "files_count": 2, "index_ok": True, "db_count": 2,
+                           "synced": True},
             "integrations": {"tmdb": {"api_key_configured": False, "enabled": False, "api_reachable": None}},
             "config": {"cache": True, "auto_pipeline": False, "watcher": True},
         }
@@ -150,6 +190,12 @@ async def test_the_three_endpoints(database: str, tree: Path, redis_server: Redi
             {"check": "unregistered_with_uuid", "severity": "info", "count": 1, "files": [
                 {"file_name": "old.avi", "file_uuid": "ghi789", "status": "unregistered",
                  "detail": "row still in DB"}]}]})
+
+        qdrant.status = 503
+        await scheduler.collect_once()
+        status, body = await get(client, "/health/detailed", **KEY)
+        assert (status, body["status"], body["services"]["qdrant"]["status"]) == (200, "degraded", "error")
+        qdrant.status = 200
 
         redis_server.stop()
         await scheduler.collect_once()

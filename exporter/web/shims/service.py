@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
-from exporter.health_data import as_number, checks_of, iso, read
+from exporter.health_data import as_int, as_number, checks_of, iso, read
 from exporter.health_rules import OK
 from exporter.systems import ServiceShim
 from exporter.web.auth import presented
@@ -36,8 +36,9 @@ def services(v: View, shim: ServiceShim) -> dict[str, dict[str, Any]]:
         issues = v.health.issues_of(source) if v.health is not None else []
         # consistency findings are /health/consistency's business, not the service's
         degraded = any(not i.id.startswith(("check:", "check_failed:")) and i.severity != "info" for i in issues)
-        out[name] = {"status": "degraded" if degraded else "ok",
-                     "latency_ms": round(latency * 1000) if latency is not None else None}
+        probe = state.reading.details.get("status")  # an HTTP probe that answered, but wrongly
+        status = "error" if probe == "error" else "degraded" if degraded else "ok"
+        out[name] = {"status": status, "latency_ms": round(latency * 1000) if latency is not None else None}
     return out
 
 
@@ -91,6 +92,17 @@ def _block(v: View, ref: Any) -> Any:
     return value if isinstance(value, dict) else None
 
 
+def _identities(v: View, shim: ServiceShim) -> dict[str, Any] | None:
+    """The files' identity block, with `db_count` and `synced` when a database count is configured."""
+    block = _block(v, shim.identities)
+    if block is None or shim.identities_db_count is None:
+        return block
+    db_count = as_int(read(v.snapshot, shim.identities_db_count.source, shim.identities_db_count.path))
+    files = as_int(block.get("files_count"))
+    return {**block, "db_count": db_count,
+            "synced": db_count is not None and files is not None and files == db_count}
+
+
 def detailed(v: View, shim: ServiceShim) -> Reply:
     """Services, resources, pipeline, schema, identities, integrations and runtime toggles."""
     return 200, {
@@ -100,7 +112,7 @@ def detailed(v: View, shim: ServiceShim) -> Reply:
         "resources": _resources(v, shim),
         "pipeline": _block(v, shim.pipeline),
         "schema": _schema(_block(v, shim.schema_)),
-        "identities": _block(v, shim.identities),
+        "identities": _identities(v, shim),
         "integrations": {name: _block(v, ref) for name, ref in shim.integrations.items()},
         "config": dict(shim.config),
     }
