@@ -128,3 +128,66 @@ def test_failed_hosts_top_five_and_recent_failures_from_rows() -> None:
                                          "disabledUntil": "2026-03-02T11:00:00.000Z"}
     assert (body["queue"], body["backups"], body["lastBackupWrite"]) == (
         {"depth": None, "ready": None, "locked": None}, {"total": None, "covered": None, "disabled": None}, None)
+
+
+PG = '''
+sources:
+  - name: pg
+    type: postgres
+    dsn: postgresql://postgres@127.0.0.1:5432/postgres
+    checks:
+      - {name: jobs, sql: "SELECT true AS run_jobs, false AS paused"}
+      - name: workers
+        sql: "SELECT now() - interval '45 minutes 10 seconds' AS backfill_at, 'idle' AS backfill_state,
+              now() AS refresh_at, 'idle' AS refresh_state"
+      - {name: queue, sql: "SELECT 15 AS depth, 3 AS ready, 1 AS locked"}
+      - {name: backups, sql: "SELECT 127 AS total, 112 AS covered, 15 AS disabled"}
+      - name: last_backup
+        sql: "SELECT 'enscr.elevesing1iereannee' AS \\"planningFullId\\", true AS changed, 42 AS \\"nbEvents\\",
+              timestamptz '2026-03-02 10:30:00+00' AS at"
+      - name: failed_hosts
+        sql: "SELECT * FROM (VALUES ('fac-de-sciences', 2, 'http_timeout'), ('a', 1, 'x'), ('b', 5, 'y'),
+              ('c', 4, 'z'), ('d', 3, 'w'), ('e', 6, 'v')) AS t(host, count, \\"lastFailure\\")"
+      - name: recent_failures
+        sql: "SELECT 'fac-de-sciences.master.m1info' AS \\"planningFullId\\", 'http_timeout' AS \\"failureKind\\",
+              3 AS failures, timestamptz '2026-03-02 11:00:00+00' AS \\"disabledUntil\\""
+systems:
+  - name: plannings
+    sources: [pg]
+    jobs: {source: pg, enabled: checks.jobs.rows.0.run_jobs, paused: checks.jobs.rows.0.paused}
+    workers:
+      - {name: backfill, source: pg, last_run: checks.workers.rows.0.backfill_at, interval: 10m,
+         state: checks.workers.rows.0.backfill_state}
+      - {name: refreshWorker, source: pg, last_run: checks.workers.rows.0.refresh_at, interval: 30s,
+         state: checks.workers.rows.0.refresh_state}
+    stuck: [{source: pg, ready: checks.queue.rows.0.ready, worker: refreshWorker}]
+    shares: [{source: pg, total: checks.backups.rows.0.total, part: checks.backups.rows.0.disabled}]
+auth: {tokens: [{name: ops, token_env: OPS_TOKEN, roles: [ops]}]}
+shims:
+  ops:
+    system: plannings
+    queue: {source: pg, path: checks.queue.rows.0}
+    backups: {source: pg, path: checks.backups.rows.0}
+    last_backup_write: {source: pg, path: checks.last_backup.rows.0}
+    failed_hosts: {source: pg, path: checks.failed_hosts.rows}
+    recent_failures: {source: pg, path: checks.recent_failures.rows}
+'''
+
+
+async def test_document_from_postgresql_checks() -> None:
+    async with serve(PG) as (client, _):
+        assert await get(client, "/api/ops/plannings", **TOKEN) == (200, {
+            "status": "unhealthy",
+            "issues": ["Backfill stale (45m ago)", "Queue stuck: 3 ready but worker idle",
+                       "High disabled: 15/127 (12%)"],
+            "workers": {"backfill": "idle", "refreshWorker": "idle"},
+            "inQuietHours": False,
+            "queue": {"depth": 15, "ready": 3, "locked": 1},
+            "backups": {"total": 127, "covered": 112, "disabled": 15},
+            "lastBackupWrite": {"planningFullId": "enscr.elevesing1iereannee", "changed": True, "nbEvents": 42,
+                                "at": "2026-03-02T10:30:00.000Z"},
+            "failedHosts": [{"host": h, "count": n, "lastFailure": f} for h, n, f in (
+                ("e", 6, "v"), ("b", 5, "y"), ("c", 4, "z"), ("d", 3, "w"), ("fac-de-sciences", 2, "http_timeout"))],
+            "recentFailures": [{"planningFullId": "fac-de-sciences.master.m1info", "failureKind": "http_timeout",
+                                "failures": 3, "disabledUntil": "2026-03-02T11:00:00.000Z"}],
+        })
