@@ -162,7 +162,8 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
         if metric is None:
             raise KeyError(f"sample of undeclared metric {sample.metric!r}")
         pairs = "".join(f',{k}="{escape(v)}"' for k, v in zip(metric.labels, sample.labels, strict=True))
-        out.add(sample.metric, src + pairs, sample.value)
+        name = f"{sample.metric}_total" if metric.type == "counter" else sample.metric
+        out.add_named(sample.metric, name, src + pairs, sample.value)
     return out.encoded()
 
 

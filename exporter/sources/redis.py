@@ -106,7 +106,10 @@ class RedisConfig(SourceConfig):
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
-    scripts: Literal["auto", "lua", "pipeline"] = "auto"
+    # pipeline: plain pipelined reads (at 10k tenants about 10 ms of Redis CPU a collection against
+    # 100-150 ms for a Lua script, and no script blocking other clients); auto: read-only Lua
+    # (EVALSHA_RO), falling back to pipelines where scripts are refused; lua: scripts only.
+    scripts: Literal["pipeline", "auto", "lua"] = "pipeline"
     batch_size: Annotated[int, Field(ge=10, le=100000)] = 2000
     tenants: Tenants | None = None
     queues: list[AnyLayout] = Field(min_length=1)

@@ -110,7 +110,7 @@ class TestParseConfig:
     def test_tenant_template_needs_tenants(self) -> None:
         text = "sources:\n  - name: r\n    type: redis\n    queues: [{layout: list, name: e, key: 't_{tenant}:e'}]\n"
         (line,) = errors(text)
-        assert "a queue key uses {tenant} but the source has no `tenants`" in line
+        assert line == "cfg.yaml:2: sources[0]: queues[0] uses {tenant} in a key but the source has no `tenants`"
 
 
 class TestLoadConfig:

@@ -177,3 +177,13 @@ def test_metric_names_are_pinned() -> None:
     assert len(names) == len(set(names))
     assert all(n.startswith("jobqueue_") for n in names)
     assert all(m.help.endswith(".") for m in catalogue())
+
+
+def test_source_counters_get_the_total_suffix_in_both_formats(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter import metrics
+    from exporter.sources.base import MetricDef
+
+    monkeypatch.setitem(metrics._SOURCE_METRICS, "jobqueue_test_events",
+                        MetricDef("jobqueue_test_events", "Events seen.", ("kind",), type="counter"))
+    out = render_source(status(), Reading(samples=(Sample("jobqueue_test_events", ("a",), 3),)), {})
+    assert out["jobqueue_test_events"] == b'jobqueue_test_events_total{source="r",kind="a"} 3\n'
