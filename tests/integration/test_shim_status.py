@@ -24,7 +24,8 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
     server.stop()
 
 
-def config(url: str) -> str:
+def config(url: str, registry: bool = False) -> str:
+    registry = ", registry: [{source: host, path: registry}]" if registry else ""
     return f"""
 sources:
   - name: nats
@@ -34,6 +35,12 @@ sources:
     dead_letters: {{mode: "off"}}
     jobs: {{bucket: job-queue}}
     agents: {{bucket: agents}}
+  - name: host
+    type: system
+    hostname: web-01
+    processes:
+      - {{name: api, type: api, own: true}}
+      - {{name: ghost, type: agent, process: jq-no-such-process}}
 systems:
   - name: platform
     sources: [nats]
@@ -43,7 +50,7 @@ auth:
     - {{name: status, token: "${{STATUS_KEY}}", permissions: [health:read]}}
     - {{name: other, token: "${{OTHER_KEY}}", permissions: [jobs:write]}}
 shims:
-  status: {{system: platform, version: 0.1.0}}
+  status: {{system: platform, version: 0.1.0{registry}}}
 """
 
 
@@ -130,3 +137,17 @@ async def test_an_unhealthy_component_gives_503(nats_server: NatsServer) -> None
     assert (status, body["status"]) == (503, "unhealthy")
     assert body["components"]["agents:web-02"] == {"status": "unhealthy", "error": "web-02 is NotReady"}
     assert body["agents"]["total"] == 2 and body["agents"]["ready"] == 1
+
+
+async def test_registry_of_component_processes(nats_server: NatsServer) -> None:
+    await populate(nats_server.url)
+    async with serve(config(nats_server.url, registry=True), ENV) as (client, _):
+        status, body = await get(client, "/api/health/status", X_API_Key="status-key")
+    assert status == 200
+    agent, api, ghost = body["registry"]
+    assert agent["type"] == "agent"
+    assert isinstance(api.pop("cpu_percent"), float) and api.pop("mem_bytes") > 0
+    assert api.pop("age").endswith(("s", "m"))
+    assert api == {"type": "api", "hostname": "web-01", "status": "Ready", "conditions": []}
+    assert (ghost["type"], ghost["hostname"], ghost["status"]) == ("agent", "web-01", "NotReady")
+    assert ghost["conditions"]  # the source says why (no process found)
