@@ -57,8 +57,9 @@ def test_other_mistakes() -> None:
         "c.yaml:4: sources[0].tenants: give exactly one of static, scan, source (got ['static', 'scan'])"]
     assert errors("    password: ${REDIS_PW}\n    queues: [{layout: rq}]\n") == [
         "c.yaml:4: sources[0].password: environment variable REDIS_PW is not set"]
-    assert errors("    scripts: always\n    queues: [{layout: rq}]\n") == [
-        "c.yaml:4: sources[0].scripts: Input should be 'auto', 'lua' or 'pipeline'"]
+    (line,) = errors("    scripts: always\n    queues: [{layout: rq}]\n")
+    assert line.startswith("c.yaml:4: sources[0].scripts: Input should be ")
+    assert all(f"'{mode}'" in line for mode in ("auto", "lua", "pipeline"))
     assert errors("    queues: []\n") == [
         "c.yaml:4: sources[0].queues: List should have at least 1 item after validation, not 0"]
 
