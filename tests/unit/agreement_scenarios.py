@@ -108,6 +108,7 @@ def series(s: Scenario, status: str | None, issues: tuple[str, ...]) -> list[dic
     def add(name: str, labels: str, values: str) -> None:
         out.append({"series": f"{name}{{{LABELS}{',' if labels else ''}{labels}}}", "values": values})
 
+    add("up", "", _constant(1))  # the exporter itself is scraped
     src = f'source="{SOURCE}"'
     add("jobqueue_source_up", f'{src},backend="{BACKEND}"', _constant(1 if s.up else 0))
     add("jobqueue_last_success_timestamp_seconds", src, _moving(0) if s.up else _constant(-60))
