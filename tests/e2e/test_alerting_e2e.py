@@ -88,6 +88,8 @@ def outage(stack: Stack) -> None:
                and stack.webhook.alerts("/pager", "JobQueueSystemUnhealthy", "resolved"), timeout=40)
     stack.timings["resolve"] = time.monotonic() - t1
     stack.outage_done = True
+    print(f"redis stopped -> page in {stack.timings['page']:.1f}s; restarted -> resolved in "
+          f"{stack.timings['resolve']:.1f}s")
 
 
 def test_source_down_pages_through_alertmanager_and_resolves(stack: Stack) -> None:
