@@ -111,17 +111,23 @@ sources:
     password: ${{NOSCRIPTS_PASSWORD}}
     scripts: auto
 {QUEUES}
+  - name: default
+    type: redis
+    url: {redis_server.url}
+    username: noscripts
+    password: ${{NOSCRIPTS_PASSWORD}}
+{QUEUES}
 """, {"NOSCRIPTS_PASSWORD": "s3cret-pipe"})
     await scheduler.collect_once()
     await scheduler.collect_once()  # the second run reuses the cached script (EVALSHA_RO) / the fallback
-    lua, fallback = scheduler.sources
-    assert (lua.runner.used, fallback.runner.used) == ("lua", "pipeline")
+    assert [s.runner.used for s in scheduler.sources] == ["lua", "pipeline", "pipeline"]
     states = scheduler.snapshot.sources
-    assert [states[n].status.up for n in ("lua", "fallback")] == [True, True]
-    a, b = states["lua"].reading, states["fallback"].reading
+    assert [states[n].status.up for n in ("lua", "fallback", "default")] == [True, True, True]
+    a, b, c = (states[n].reading for n in ("lua", "fallback", "default"))
     assert (a.queues, a.samples, a.malformed) == (b.queues, b.samples, b.malformed)
+    assert (a.queues, a.samples, a.malformed) == (c.queues, c.samples, c.malformed)
     got = samples(scheduler)
-    for src in ("lua", "fallback"):
+    for src in ("lua", "fallback", "default"):
         assert got[f'jobqueue_depth{{source="{src}",tenant="a",queue="events"}}'] == 2
         assert got[f'jobqueue_oldest_age_seconds{{source="{src}",tenant="",queue="default"}}'] > 0
         assert got[f'jobqueue_source_up{{source="{src}",backend="redis"}}'] == 1
