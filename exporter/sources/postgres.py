@@ -52,7 +52,7 @@ from exporter.sources.postgres_checks import (
     required_migrations,
 )
 from exporter.sources.postgres_config import Check, PostgresConfig, quote_ident, safe_dsn
-from exporter.sources.postgres_presets import PresetQuery, build, fold_pgmq, fold_rows
+from exporter.sources.postgres_presets import PresetQuery, build, fold_pgmq, fold_pivot, fold_rows
 
 log = logging.getLogger("jobqueue.postgres")
 
@@ -241,6 +241,8 @@ class PostgresSource(Source):
         _, rows, duration = await self._query(preset.sql, preset.args, preset.timeout)
         if preset.kind == "pgmq":
             return fold_pgmq(preset, [dict(r.items()) for r in rows]), duration
+        if preset.kind == "pivot":  # 10k tenants: fold off the event loop
+            return await asyncio.to_thread(fold_pivot, preset, rows, self.context.shard), duration
         return fold_rows(preset, rows, self.context.shard), duration
 
     async def _check(self, check: Check, now: float) -> CheckResult:
@@ -298,7 +300,9 @@ class PostgresSource(Source):
             timeout=self.connect_timeout, statement_cache_size=self.config.statement_cache_size,
             command_timeout=self.statement_timeout, reset=_reset,
             server_settings={"application_name": "jobqueue-exporter", "default_transaction_read_only": "on",
-                             "statement_timeout": str(int(self.statement_timeout * 1000)), "TimeZone": "UTC"},
+                             "statement_timeout": str(int(self.statement_timeout * 1000)), "TimeZone": "UTC",
+                             # plan with the real status values, so a partial index on them is usable
+                             "plan_cache_mode": "force_custom_plan"},
         )
         try:
             await pool

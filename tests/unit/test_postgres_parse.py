@@ -19,7 +19,7 @@ from exporter.sources.postgres_checks import (
     required_migrations,
 )
 from exporter.sources.postgres_config import Check, GenericPreset, Migrations, PgmqPreset, quote_ident, safe_dsn
-from exporter.sources.postgres_presets import PresetQuery, build, fold_pgmq, fold_rows, in_shard
+from exporter.sources.postgres_presets import PresetQuery, build, fold_pgmq, fold_pivot, fold_rows, in_shard
 
 
 def source(extra: str) -> str:
@@ -96,29 +96,50 @@ def generic(**kw: object) -> PresetQuery:
     return build(GenericPreset.model_validate(fields))
 
 
-def test_generic_sql_uses_parameters_for_values() -> None:
+def test_generic_sql_pivots_states_and_uses_parameters() -> None:
     q = generic(queue_column="queue", tenant_column="tenant_id", updated_column="touched", stale_after="5m")
     assert q.sql == (
-        'SELECT "tenant_id"::text AS tenant, "queue"::text AS queue, "status"::text AS state, count(*) AS n, '
-        'extract(epoch FROM min("created_at"))::float8 AS oldest, count(*) FILTER (WHERE "touched" < '
-        'now() - make_interval(secs => $2::float8)) AS stale FROM "jobs" WHERE "status" = ANY($1) GROUP BY 1, 2, 3'
+        'WITH g AS (SELECT "tenant_id" AS t, "queue" AS q, "status" AS s, count(*) AS n, min("created_at") AS oldest, '
+        'count(*) FILTER (WHERE "touched" < now() - make_interval(secs => $2)) AS stale FROM "jobs" '
+        'WHERE "status" = ANY($1) GROUP BY "tenant_id", "queue", "status") '
+        "SELECT t::text AS tenant, q::text AS queue, "
+        "extract(epoch FROM min(oldest) FILTER (WHERE s = ANY($3)))::float8 AS oldest, "
+        "coalesce(sum(stale) FILTER (WHERE s = ANY($4)), 0)::bigint AS stale, "
+        "coalesce(sum(n) FILTER (WHERE s = ANY($3)), 0)::bigint AS depth, "
+        "coalesce(sum(n) FILTER (WHERE s = ANY($5)), 0)::bigint AS failed, "
+        "coalesce(sum(n) FILTER (WHERE s = $6), 0)::bigint, coalesce(sum(n) FILTER (WHERE s = $7), 0)::bigint, "
+        "coalesce(sum(n) FILTER (WHERE s = $8), 0)::bigint, coalesce(sum(n) FILTER (WHERE s = $9), 0)::bigint "
+        "FROM g GROUP BY t, q ORDER BY t, q"
     )
-    assert q.args == (["new", "run", "bad", "done"], 300.0)
-    plain = generic(enqueued_unit="ms", queue="mail")
-    assert plain.args == (["new", "run", "bad", "done"], "mail")
-    assert "min(\"created_at\")::float8 / 1000.0" in plain.sql and "$2::text AS queue" in plain.sql
+    assert q.args == (["new", "run", "bad", "done"], 300.0, ["new"], ["run"], ["bad"], "new", "run", "bad", "done")
+    plain = generic(enqueued_unit="ms", queue="mail", failed=[])
+    assert plain.args == (["new", "run", "done"], "mail", ["new"], ["run"], "new", "run", "done")
+    assert "(min(oldest) FILTER (WHERE s = ANY($3)))::float8 / 1000.0 AS oldest" in plain.sql
+    assert "'' AS t, $2::text AS q" in plain.sql and 'GROUP BY "status")' in plain.sql
+    assert "NULL::bigint AS failed" in plain.sql
 
 
-def test_fold_rows_sums_states_zero_fills_and_keeps_oldest_waiting() -> None:
+def test_fold_pivot_one_row_per_queue() -> None:
     q = generic(queue_column="queue", tenant_column="t", updated_column="u", stale_after=60)
-    rows = [
-        ("acme", "mail", "new", 3, 100.0, 0), ("acme", "mail", "run", 2, 50.0, 1), ("acme", "mail", "bad", 1, 10.0, 0),
-        ("beta", "mail", "done", 7, 5.0, 0), ("acme", "mail", "weird", 4, 1.0, 0),
+    rows = [("acme", "mail", 100.0, 1, 3, 1, 3, 2, 1, 0), ("beta", "mail", None, 0, 0, 0, 0, 1, 0, 7)]
+    assert fold_pivot(q, rows) == [
+        QueueStats("mail", 3, "acme", 100.0, (("new", 3), ("run", 2), ("bad", 1), ("done", 0), ("stale", 1)), 1),
+        QueueStats("mail", 0, "beta", None, (("new", 0), ("run", 1), ("bad", 0), ("done", 7), ("stale", 0)), 0),
     ]
+    spare = generic(queues=["spare"], failed=[])
+    assert fold_pivot(spare, [("", "default", 5.0, 0, 1, None, 1, 0, 0)]) == [
+        QueueStats("default", 1, "", 5.0, (("new", 1), ("run", 0), ("done", 0)), None),
+        QueueStats("spare", 0, "", None, (("new", 0), ("run", 0), ("done", 0)), None),
+    ]
+
+
+def test_fold_rows_sums_states_and_keeps_oldest_waiting() -> None:
+    q = PresetQuery("lib", "", (), ("new", "run", "bad"), frozenset({"new"}), frozenset({"bad"}))
+    rows = [("", "mail", "new", 3, 100.0, 0), ("", "mail", "new", 1, 90.0, 0), ("", "mail", "bad", 1, 10.0, 0),
+            ("", "pdf", "run", 2, 5.0, 0), ("", "mail", "weird", 4, 1.0, 0)]
     assert fold_rows(q, rows) == [
-        QueueStats("mail", 3, "acme", 100.0, (("new", 3), ("run", 2), ("bad", 1), ("done", 0), ("weird", 4),
-                                               ("stale", 1)), 1),
-        QueueStats("mail", 0, "beta", None, (("new", 0), ("run", 0), ("bad", 0), ("done", 7), ("stale", 0)), 0),
+        QueueStats("mail", 4, "", 90.0, (("new", 4), ("run", 0), ("bad", 1), ("weird", 4)), 1),
+        QueueStats("pdf", 0, "", None, (("new", 0), ("run", 2), ("bad", 0)), 0),
     ]
 
 
@@ -135,13 +156,15 @@ def test_fold_rows_pseudo_states_and_configured_queues() -> None:
     ]
 
 
-def test_fold_rows_keeps_this_replicas_tenants() -> None:
+def test_folds_keep_this_replicas_tenants() -> None:
     q = generic(tenant_column="t")
-    rows = [(f"t{i}", "default", "new", 1, 1.0, 0) for i in range(100)]
-    mine = {s.tenant for s in fold_rows(q, rows, (1, 3))}
+    rows = [(f"t{i}", "default", 1.0, 0, 1, 0, 1, 0, 0, 0) for i in range(100)]
+    mine = {s.tenant for s in fold_pivot(q, rows, (1, 3))}
     assert mine == {f"t{i}" for i in range(100) if in_shard(f"t{i}", (1, 3))}
     assert 15 < len(mine) < 50
-    assert sum(len(fold_rows(q, rows, (i, 3))) for i in range(3)) == 100
+    assert sum(len(fold_pivot(q, rows, (i, 3))) for i in range(3)) == 100
+    lib = PresetQuery("lib", "", (), ("new",), frozenset({"new"}), None)
+    assert {s.tenant for s in fold_rows(lib, [(t, "q", "new", 1, 1.0, 0) for t, *_ in rows], (1, 3))} == mine
 
 
 def test_fold_pgmq_visible_is_depth() -> None:
