@@ -131,6 +131,8 @@ class PostgresSource(Source):
         except (*LOST, TimeoutError) as err:
             await self._forget()
             reason = str(err) or type(err).__name__
+            if isinstance(err, TimeoutError):
+                reason = f"no answer within {self.connect_timeout:g}s (connect_timeout)"
             raise SourceUnreachable(f"postgres {safe_dsn(self.config.dsn)} unreachable: {reason}") from err
         except asyncpg.PostgresError as err:
             await self._forget()

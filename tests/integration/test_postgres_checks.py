@@ -236,3 +236,41 @@ async def test_tenants_discovered_by_sql_feed_a_redis_source(
     assert depth == {'jobqueue_depth{source="redis",tenant="1",queue="events"}': 2,
                      'jobqueue_depth{source="redis",tenant="2",queue="events"}': 0,
                      'jobqueue_depth{source="redis",tenant="30",queue="events"}': 1}
+
+
+async def test_failing_presets_leave_the_rest_exported(dsn: str, make_scheduler: Callable[[str], Scheduler]) -> None:
+    with admin(dsn) as conn:
+        role = f"jq_ro_{uuid.uuid4().hex[:8]}"
+        conn.execute("CREATE TABLE IF NOT EXISTS jobs (status text, created_at timestamptz)")
+        conn.execute("CREATE OR REPLACE VIEW slow_jobs AS SELECT status, created_at FROM media, "
+                     "LATERAL (SELECT now() AS created_at) c WHERE pg_sleep(0.3) IS NOT NULL")
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT SELECT ON media, slow_jobs TO {role}")
+    body = """    queues:
+      - {preset: generic, name: media, table: media, waiting: [processing], other: [done], enqueued_column: id,
+         enqueued_unit: s}
+      - {preset: generic, name: denied, table: jobs, waiting: [new]}
+      - {preset: generic, name: slow, table: slow_jobs, waiting: [processing], timeout: 200ms}
+"""
+    try:
+        scheduler = make_scheduler(pg(dsn.replace("postgres@", f"{role}@"), body))
+        await scheduler.collect_once()
+        values = samples(scheduler)
+        queries = scheduler.snapshot.reading("pg").details["queries"]  # type: ignore[union-attr]
+    finally:
+        await scheduler.stop()
+        with admin(dsn) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+    got = {k: v for k, v in values.items() if k.startswith(("jobqueue_postgres_query_up", "jobqueue_depth",
+                                                             "jobqueue_source_up"))}
+    assert got == {
+        'jobqueue_source_up{source="pg",backend="postgres"}': 1,
+        'jobqueue_depth{source="pg",tenant="",queue="default"}': 3,
+        'jobqueue_postgres_query_up{source="pg",query="media"}': 1,
+        'jobqueue_postgres_query_up{source="pg",query="denied"}': 0,
+        'jobqueue_postgres_query_up{source="pg",query="slow"}': 0,
+        'jobqueue_postgres_query_up{source="pg",query="connections"}': 1,
+    }
+    assert queries["denied"]["error"] == "permission denied: permission denied for table jobs"
+    assert queries["slow"]["error"] == "statement timeout: no result within 0.2s"

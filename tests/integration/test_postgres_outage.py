@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -202,3 +205,60 @@ async def test_unreachable_port_is_unreachable() -> None:
             await collect(cluster.dsn(), "    connect_timeout: 1s\n")
     finally:
         cluster.destroy()
+
+
+def signal_cluster(cluster: PgCluster, sig: int) -> None:
+    """SIGSTOP/SIGCONT the cluster's postmaster and its children (all processes this test started)."""
+    pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    for p in (pid, *map(int, children)):
+        os.kill(p, sig)
+
+
+async def test_hung_server_is_unreachable_then_recovers(cluster: PgCluster,
+                                                       make_scheduler: Callable[[str], Scheduler]) -> None:
+    scheduler = make_scheduler(config(cluster, "30s", "1s"))
+    await scheduler.collect_once()
+    assert samples(scheduler)[UP] == 1
+    signal_cluster(cluster, signal.SIGSTOP)
+    try:
+        await scheduler.collect_once()
+        hung = samples(scheduler)
+    finally:
+        signal_cluster(cluster, signal.SIGCONT)
+    assert (hung[UP], hung[UNREACHABLE]) == (0, 1)
+    assert pg_series(hung) == []
+    assert scheduler.snapshot.sources["pg"].status.error == (
+        f"postgres {cluster.dsn()} unreachable: no answer within 0.2s (connect_timeout)")
+    await scheduler.collect_once()
+    back = samples(scheduler)
+    assert (back[UP], back[DEPTH], back[CHECK]) == (1, 2, 3)
+
+
+async def test_collection_cut_by_source_timeout_then_recovers(cluster: PgCluster,
+                                                              make_scheduler: Callable[[str], Scheduler]) -> None:
+    """The scheduler cancels a collection mid-statement; the next one must not trip over that connection."""
+    with admin(cluster.dsn()) as conn:
+        conn.execute("CREATE TABLE flag (on_ boolean); INSERT INTO flag VALUES (true)")
+    scheduler = make_scheduler(config(cluster, "30s", "1s") + """      - name: sleepy
+        sql: SELECT count(*) AS n FROM flag, LATERAL pg_sleep(CASE WHEN on_ THEN 5 ELSE 0 END)
+        value: n
+        timeout: 1s
+""")
+    await scheduler.collect_once()
+    cut = samples(scheduler)
+    assert (cut[UP], cut['jobqueue_collect_errors_total{source="pg",kind="timeout"}']) == (0, 1)
+    assert pg_series(cut) == []
+    with admin(cluster.dsn()) as conn:
+        conn.execute("UPDATE flag SET on_ = false")
+        for _ in range(40):  # the cut statement is cancelled on the server, not left sleeping for 5 s
+            sleeping = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' "
+                                    "AND pid <> pg_backend_pid() AND state = 'active'").fetchone()
+            if sleeping == (0,):
+                break
+            await asyncio.sleep(0.05)
+    assert sleeping == (0,)
+    await scheduler.collect_once()
+    back = samples(scheduler)
+    assert (back[UP], back[DEPTH], back[CHECK], back['jobqueue_check_value{source="pg",check="sleepy",key=""}']) == (
+        1, 2, 3, 1)
