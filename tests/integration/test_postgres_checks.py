@@ -274,3 +274,30 @@ async def test_failing_presets_leave_the_rest_exported(dsn: str, make_scheduler:
     }
     assert queries["denied"]["error"] == "permission denied: permission denied for table jobs"
     assert queries["slow"]["error"] == "statement timeout: no result within 0.2s"
+
+
+async def test_read_only_role_recipe(dsn: str) -> None:
+    """The role of docs/sources/postgres.md (minus the library schemas this database lacks) is enough."""
+    role = f"jq_exp_{uuid.uuid4().hex[:8]}"
+    db = dsn.rsplit("/", 1)[1]
+    with admin(dsn) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw' CONNECTION LIMIT 4 IN ROLE pg_monitor")
+        conn.execute(f"ALTER ROLE {role} SET default_transaction_read_only = on")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{db}" TO {role}')
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT ON public.media, public.schema_migrations, public.tenants TO {role}")
+    try:
+        reading = await collect(dsn.replace("postgres@", f"{role}@"), """    tenants_query: SELECT id FROM tenants
+    queues:
+      - {preset: generic, table: media, waiting: [processing], enqueued_column: id, enqueued_unit: s}
+    checks:
+      - {name: n, sql: SELECT count(*) AS n FROM media, value: n}
+""")
+    finally:
+        with admin(dsn) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+    assert all(q["ok"] for q in reading.details["queries"].values())
+    assert "unknown" not in reading.details["connections"]["by_state"]
+    assert reading.details["tenants"] == ["1", "2", "30", "4"]
+    assert [(q.queue, q.depth) for q in reading.queues] == [("default", 3)]
