@@ -473,23 +473,6 @@ def _normalise(ops: Sequence[Op], results: list[Any]) -> list[Any]:
     return results
 
 
-def _flat_scores(reply: Any) -> list[Any]:
-    """redis-py parses ZRANGE WITHSCORES into (member, float) pairs; the script returns the flat
-    [member, "score", ...] Redis sends. Both become flat [member, "score"]; the texts may differ in
-    form (0.10000000000000001 vs 0.1) but parse to the same float, which is all a layout reads."""
-    if reply and isinstance(reply[0], list | tuple):
-        return [x for member, score in reply for x in (member, _score_text(score))]
-    return reply
-
-
-def _score_text(score: Any) -> str:
-    """A parsed score back as text that round-trips to the same float."""
-    if isinstance(score, str):
-        return score
-    value = float(score)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e17 else repr(value)
-
-
 def _capped_members(reply: Any, cap: int) -> Any:
     return reply if reply == WRONGTYPE else sorted(reply or ())[:cap]
 

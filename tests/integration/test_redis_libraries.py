@@ -8,9 +8,7 @@ shared Redis under the test's prefix.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -27,8 +25,6 @@ from tests.support.redis_libs import (
     take_unacked,
 )
 from tests.support.servers import RedisServer
-
-NODE_MODULES = Path(__file__).resolve().parent.parent / "node" / "node_modules" / "bullmq"
 
 
 @pytest.fixture(params=["lua", "pipeline"])
@@ -86,8 +82,6 @@ async def test_celery_priorities_prefix_and_unacked(mode: str, redis_client: red
     assert samples_of(reading, "jobqueue_library_jobs") == {("", "unacked"): 1}
 
 
-@pytest.mark.skipif(shutil.which("node") is None or not NODE_MODULES.is_dir(),
-                    reason="needs node and `npm ci --prefix tests/node`")
 async def test_bullmq_v6(mode: str, redis_client: redis.Redis, prefix: str) -> None:
     bull_prefix = prefix.rstrip(":")
     base = 1_699_999_000_000
