@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -71,6 +72,8 @@ async def bench(dsn: str, rounds: int) -> dict[str, object]:
     times, renders, queries, queues, rendered = [], [], [], 0, 0
     try:
         await source.collect()  # warm: pool, prepared statement, plan cache
+        gc.collect()  # as the daemon does once started (exporter/cli.py): long-lived objects leave the GC's scans
+        gc.freeze()
         for _ in range(rounds):
             started = time.perf_counter()
             reading = await source.collect()
@@ -115,8 +118,14 @@ def main() -> None:
             version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
     rows = args.tenants * args.jobs
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    started = time.perf_counter()
+    for _ in range(1_000_000):  # a CPU yardstick, to compare figures across machines
+        pass
+    loop_ms = (time.perf_counter() - started) * 1000
     print(f"postgres {version}: {args.tenants} tenants x {args.jobs} jobs = {rows:,} rows "
-          f"(seeded in {seeded:.1f} s); index: {INDEXES[args.index]}; load average {load} on {os.cpu_count()} CPUs")
+          f"(seeded in {seeded:.1f} s); index: {INDEXES[args.index]}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {load}; "
+          f"an empty 1M-iteration Python loop takes {loop_ms:.0f} ms")
     print(f"{'rounds':>6} {'collect median ms':>18} {'min ms':>7} {'max ms':>7} {'of it SQL ms':>13} "
           f"{'render ms':>10} {'queues':>7} {'bytes':>9}")
     r: dict[str, Any] = result

@@ -65,7 +65,8 @@ def generic(p: GenericPreset) -> PresetQuery:
     The inner aggregate reads only the configured status values (the recommended partial index
     holds exactly those rows, in (tenant, queue, status, enqueued) order, so it streams without a
     hash table or a sort); the outer one pivots the few states of a queue into columns, keeping the
-    result at one row per queue, which is what makes 10k tenants cheap to read and fold.
+    result at one row per queue, which is what makes 10k tenants cheap to read and fold. Counts
+    are int4 per (tenant, queue, status) so that their sums are bigint, not the slower numeric.
     """
     values = [*p.waiting, *p.processing, *p.failed, *p.other]
     args: list[Any] = [values]
@@ -78,23 +79,23 @@ def generic(p: GenericPreset) -> PresetQuery:
     tenant = quote_ident(p.tenant_column) if p.tenant_column else "''"
     queue = quote_ident(p.queue_column) if p.queue_column else f"{param(p.queue)}::text"
     group = ", ".join(quote_ident(c) for c in (p.tenant_column, p.queue_column, p.status_column) if c)
-    stale_in = "0::bigint"
+    stale_in = "0"
     if p.updated_column and p.stale_after:
-        stale_in = (f"count(*) FILTER (WHERE {quote_ident(p.updated_column)} < "
-                    f"now() - make_interval(secs => {param(float(p.stale_after))}))")
+        stale_in = (f"(count(*) FILTER (WHERE {quote_ident(p.updated_column)} < "
+                    f"now() - make_interval(secs => {param(float(p.stale_after))})))::int")
     waiting = param(list(p.waiting))
-    stale = f"coalesce(sum(stale) FILTER (WHERE s = ANY({param(list(p.processing))})), 0)::bigint"
+    stale = f"coalesce(sum(stale) FILTER (WHERE s = ANY({param(list(p.processing))})), 0)"
     failed = "NULL::bigint"
     if p.failed:
-        failed = f"coalesce(sum(n) FILTER (WHERE s = ANY({param(list(p.failed))})), 0)::bigint"
-    counts = ", ".join(f"coalesce(sum(n) FILTER (WHERE s = {param(v)}), 0)::bigint" for v in values)
+        failed = f"coalesce(sum(n) FILTER (WHERE s = ANY({param(list(p.failed))})), 0)"
+    counts = ", ".join(f"coalesce(sum(n) FILTER (WHERE s = {param(v)}), 0)" for v in values)
     sql = (
-        f"WITH g AS (SELECT {tenant} AS t, {queue} AS q, {status} AS s, count(*) AS n, "
+        f"WITH g AS (SELECT {tenant} AS t, {queue} AS q, {status} AS s, count(*)::int AS n, "
         f"min({quote_ident(p.enqueued_column)}) AS oldest, {stale_in} AS stale "
         f"FROM {quote_ident(p.table)} WHERE {status} = ANY($1) GROUP BY {group}) "
         f"SELECT t::text AS tenant, q::text AS queue, "
         f"{_epoch(f'min(oldest) FILTER (WHERE s = ANY({waiting}))', p.enqueued_unit)} AS oldest, {stale} AS stale, "
-        f"coalesce(sum(n) FILTER (WHERE s = ANY({waiting})), 0)::bigint AS depth, {failed} AS failed, {counts} "
+        f"coalesce(sum(n) FILTER (WHERE s = ANY({waiting})), 0) AS depth, {failed} AS failed, {counts} "
         "FROM g GROUP BY t, q ORDER BY t, q"
     )
     states = (*values, "stale") if p.stale_after else tuple(values)
@@ -292,18 +293,19 @@ def fold_pivot(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, 
     names = tuple(s for s in q.states if s != "stale")
     split, stale = shard[1] > 1, q.stale
     out: list[QueueStats] = []
+    append = out.append
     seen: set[str] = set()
     for row in rows:
-        tenant, queue, oldest, stale_n, depth, failed, *counts = row
-        tenant = tenant or ""
+        tenant = row[0] or ""
         if split and not in_shard(tenant, shard):
             continue
-        states = tuple(zip(names, counts, strict=True))
+        states = tuple(zip(names, row[6:], strict=True))
         if stale:
-            states += (("stale", stale_n),)
-        out.append(QueueStats(queue or "", depth, tenant, oldest if depth else None, states, failed))
+            states += (("stale", row[3]),)
+        depth = row[4]
+        append(QueueStats(row[1] or "", depth, tenant, row[2] if depth else None, states, row[5]))
         if not tenant:
-            seen.add(queue or "")
+            seen.add(row[1] or "")
     zero = tuple((s, 0) for s in q.states)
     failed_zero = 0 if q.failed is not None else None
     extra = [QueueStats(name, 0, "", None, zero, failed_zero) for name in q.queues if name not in seen]

@@ -99,16 +99,17 @@ def generic(**kw: object) -> PresetQuery:
 def test_generic_sql_pivots_states_and_uses_parameters() -> None:
     q = generic(queue_column="queue", tenant_column="tenant_id", updated_column="touched", stale_after="5m")
     assert q.sql == (
-        'WITH g AS (SELECT "tenant_id" AS t, "queue" AS q, "status" AS s, count(*) AS n, min("created_at") AS oldest, '
-        'count(*) FILTER (WHERE "touched" < now() - make_interval(secs => $2)) AS stale FROM "jobs" '
+        'WITH g AS (SELECT "tenant_id" AS t, "queue" AS q, "status" AS s, count(*)::int AS n, '
+        'min("created_at") AS oldest, (count(*) FILTER (WHERE "touched" < now() - make_interval(secs => $2)))::int '
+        'AS stale FROM "jobs" '
         'WHERE "status" = ANY($1) GROUP BY "tenant_id", "queue", "status") '
         "SELECT t::text AS tenant, q::text AS queue, "
         "extract(epoch FROM min(oldest) FILTER (WHERE s = ANY($3)))::float8 AS oldest, "
-        "coalesce(sum(stale) FILTER (WHERE s = ANY($4)), 0)::bigint AS stale, "
-        "coalesce(sum(n) FILTER (WHERE s = ANY($3)), 0)::bigint AS depth, "
-        "coalesce(sum(n) FILTER (WHERE s = ANY($5)), 0)::bigint AS failed, "
-        "coalesce(sum(n) FILTER (WHERE s = $6), 0)::bigint, coalesce(sum(n) FILTER (WHERE s = $7), 0)::bigint, "
-        "coalesce(sum(n) FILTER (WHERE s = $8), 0)::bigint, coalesce(sum(n) FILTER (WHERE s = $9), 0)::bigint "
+        "coalesce(sum(stale) FILTER (WHERE s = ANY($4)), 0) AS stale, "
+        "coalesce(sum(n) FILTER (WHERE s = ANY($3)), 0) AS depth, "
+        "coalesce(sum(n) FILTER (WHERE s = ANY($5)), 0) AS failed, "
+        "coalesce(sum(n) FILTER (WHERE s = $6), 0), coalesce(sum(n) FILTER (WHERE s = $7), 0), "
+        "coalesce(sum(n) FILTER (WHERE s = $8), 0), coalesce(sum(n) FILTER (WHERE s = $9), 0) "
         "FROM g GROUP BY t, q ORDER BY t, q"
     )
     assert q.args == (["new", "run", "bad", "done"], 300.0, ["new"], ["run"], ["bad"], "new", "run", "bad", "done")
