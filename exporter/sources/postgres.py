@@ -47,6 +47,7 @@ from exporter.sources.postgres_checks import (
     Connections,
     SchemaResult,
     check_result,
+    check_samples,
     compare_migrations,
     read_connections,
     required_migrations,
@@ -260,7 +261,10 @@ class PostgresSource(Source):
     async def _migrations(self) -> tuple[SchemaResult, float]:
         spec = self.config.migrations
         assert spec is not None
-        required = await asyncio.to_thread(required_migrations, spec)
+        try:
+            required = await asyncio.to_thread(required_migrations, spec)
+        except OSError as err:  # the directory went away after start: say so, never "nothing missing"
+            raise QueryFailed(f"cannot read the migrations directory {spec.directory!r}: {err.strerror}") from err
         sql = f"SELECT {quote_ident(spec.column)}::text FROM {quote_ident(spec.table)}"
         try:
             _, rows, duration = await self._query(sql, (), None)
@@ -381,18 +385,6 @@ class PostgresSource(Source):
                 await asyncio.wait_for(pool.close(), timeout=2.0)
             except (TimeoutError, *LOST):
                 pool.terminate()
-
-
-def check_samples(result: CheckResult) -> list[Sample]:
-    """The metrics of one check result: up, rows, values (none when it failed), duration, last run."""
-    name = result.name
-    out = [Sample("jobqueue_check_up", (name,), 1 if result.ok else 0),
-           Sample("jobqueue_check_duration_seconds", (name,), result.duration),
-           Sample("jobqueue_check_last_run_timestamp_seconds", (name,), result.observed_at)]
-    if result.ok:
-        out.append(Sample("jobqueue_check_rows", (name, result.severity or ""), result.count))
-        out += [Sample("jobqueue_check_value", (name, key), value) for key, value in result.values]
-    return out
 
 
 def _failed(err: BaseException, seconds: float, duration: float) -> QueryFailed:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter.model import Sample
 from exporter.sources.postgres_config import Check, Migrations
 
 KEY_SEP = "/"
@@ -106,6 +107,18 @@ def check_result(check: Check, columns: Sequence[str], rows: Sequence[Sequence[A
     return CheckResult(check.name, check.severity, tuple(values), kept, len(rows), None, duration, observed_at)
 
 
+def check_samples(result: CheckResult) -> list[Sample]:
+    """The metrics of one check result: up, rows, values (none when it failed), duration, last run."""
+    name = result.name
+    out = [Sample("jobqueue_check_up", (name,), 1 if result.ok else 0),
+           Sample("jobqueue_check_duration_seconds", (name,), result.duration),
+           Sample("jobqueue_check_last_run_timestamp_seconds", (name,), result.observed_at)]
+    if result.ok:
+        out.append(Sample("jobqueue_check_rows", (name, result.severity or ""), result.count))
+        out += [Sample("jobqueue_check_value", (name, key), value) for key, value in result.values]
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class SchemaResult:
     """Applied migrations against the required files."""
@@ -126,7 +139,10 @@ class SchemaResult:
 
 def required_migrations(spec: Migrations) -> list[str]:
     """Names of the migration files in the directory (suffix stripped when configured), sorted."""
-    names = [p.name for p in Path(spec.directory).glob(spec.pattern) if p.is_file()]
+    directory = Path(spec.directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(2, "No such directory", str(directory))
+    names = [p.name for p in directory.glob(spec.pattern) if p.is_file()]
     if spec.strip_suffix:
         names = [n.rsplit(".", 1)[0] if "." in n else n for n in names]
     return sorted(set(names))

@@ -196,6 +196,18 @@ async def test_migrations(dsn: str, tmp_path: Path) -> None:
     assert {k: missing.details["schema"][k] for k in ("table_exists", "ok", "missing")} == {
         "table_exists": False, "ok": False, "missing": ["001_init.sql", "002_users.sql"]}
     assert missing.details["queries"]["migrations"]["ok"] is True
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    source = make_source(dsn, f"    migrations:\n      directory: {gone}\n")
+    gone.rmdir()  # removed after the config was loaded: an error, never "nothing missing"
+    try:
+        reading = await source.collect()
+    finally:
+        await source.close()
+    assert "schema" not in reading.details
+    assert reading.details["queries"]["migrations"] == {
+        "ok": False, "duration_seconds": 0.0,
+        "error": f"cannot read the migrations directory '{gone}': No such directory"}
 
 
 async def test_connections_on_the_shared_server(dsn: str) -> None:
