@@ -215,18 +215,23 @@ def _problem(error: Any, root: yaml.Node | None) -> Problem:
 
 
 def _real_path(loc: tuple[Any, ...], root: yaml.Node | None) -> tuple[Any, ...]:
-    """Drop pydantic's union tags (such as 'redis' or 'list') from a location."""
+    """Drop pydantic's union tags from a location: a tag is the value of the mapping's discriminator
+    (`type: redis`, `layout: list`, `preset: generic`), so a step that is not a key of the mapping but
+    one of its scalar values is skipped."""
     node, kept = root, []
     for step in loc:
         child = _child(node, step)
-        if child is None and isinstance(step, str) and step in _TAGS:
+        if child is None and isinstance(step, str) and step in _scalar_values(node):
             continue
         kept.append(step)
         node = child
     return tuple(kept)
 
 
-_TAGS = set(SOURCE_TYPES) | {"list", "zset", "stream", "laravel", "horizon", "sidekiq", "bullmq", "rq", "celery"}
+def _scalar_values(node: yaml.Node | None) -> set[str]:
+    if not isinstance(node, yaml.MappingNode):
+        return set()
+    return {value.value for _, value in node.value if isinstance(value, yaml.ScalarNode)}
 
 
 def _child(node: yaml.Node | None, step: Any) -> yaml.Node | None:
