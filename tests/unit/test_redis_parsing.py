@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from exporter.sources.redis import Tenants, filter_tenants
 from exporter.sources.redis_layouts import Parsed, head_time, horizon_wait, to_seconds
-from exporter.sources.redis_ops import SEP, _batches, _flat_scores, _flatten, _normalise, pick, valid
+from exporter.sources.redis_ops import SEP, _batches, _flatten, _normalise, pick, valid
 
 
 @pytest.mark.parametrize(("raw", "unit", "expected"), [
@@ -112,9 +111,6 @@ def test_batches_weigh_each_op_by_tenants() -> None:
         _flatten([("HEAD", "k", "0", "ts", "10")])
 
 
-def test_normalise_and_scores() -> None:
+def test_normalise() -> None:
     ops = [("SMEMBERS", "k", "2"), ("SMEMBERS", "w", "2"), ("ZFIRST", "z")]
     assert _normalise(ops, [{"c", "a", "b"}, "!WRONGTYPE", ["m", "1"]]) == [["a", "b"], "!WRONGTYPE", ["m", "1"]]
-    assert _flat_scores([["m", 5.0], ["n", 0.1]]) == ["m", "5", "n", "0.1"]
-    assert float(_flat_scores([("m", 1_700_000_000.123456)])[1]) == 1_700_000_000.123456
-    assert _flat_scores([]) == [] and not math.isnan(float(_flat_scores([("x", 1e20)])[1]))
