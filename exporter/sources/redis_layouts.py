@@ -86,6 +86,11 @@ def head_time(reply: Any, unit: Unit, out: Parsed) -> float | None:
         return None
 
 
+# QueueStats' defaults after `oldest_timestamp`, for building records without its Python __new__.
+_AFTER_OLDEST = tuple(QueueStats._field_defaults[f] for f in QueueStats._fields[4:])
+assert QueueStats._fields[:4] == ("queue", "depth", "tenant", "oldest_timestamp")
+
+
 def _fill(template: str, tenant: str) -> str:
     return template.replace("{tenant}", tenant)
 
@@ -147,6 +152,7 @@ class ListLayout(Layout):
             name, unit, append = self.name, self.timestamp_unit, out.queues.append
             scale = _SCALE.get(unit)
             heads = r[1] if self.timestamp_field else [None] * len(tenants)
+            new = tuple.__new__  # QueueStats' own __new__ is Python code; this loop runs once per tenant
             for tenant, depth, head in zip(tenants, r[0], heads, strict=True):
                 oldest = None
                 if head is not None:
@@ -157,7 +163,8 @@ class ListLayout(Layout):
                             oldest = head_time(head, unit, out)
                     else:
                         oldest = head_time(head, unit, out)
-                append(QueueStats(name, depth if type(depth) is int else count(depth), tenant, oldest))
+                depth = depth if type(depth) is int else count(depth)
+                append(new(QueueStats, (name, depth, tenant, oldest, *_AFTER_OLDEST)))
 
         return [Plan(ops, parse)]
 
