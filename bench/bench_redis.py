@@ -3,7 +3,8 @@
 Run: `python3 bench/bench_redis.py` (add `--tenants 1000` to run one size). It starts its own
 redis-server on a free port, seeds N tenants x 2 list queues (3 JSON items each) plus Laravel
 queues, then measures:
-  * the median collection cycle (PING + two batched op runs + parsing + rendering), in process;
+  * the median collection cycle (PING + two batched op runs + parsing + rendering), in process, on
+    each read path (plain pipelines, the default; read-only Lua), and the Redis CPU each costs;
   * /metrics latency p50/p99 with wrk (8 connections, gzip as Prometheus asks) against the real
     daemon while it keeps collecting every 5 s, and the daemon's peak RSS;
   * Debian's prometheus-redis-exporter with -check-keys on the same keys (median scrape time).
@@ -61,12 +62,13 @@ def seed(client: redis.Redis, tenants: int) -> int:
     return client.dbsize()
 
 
-def config_text(url: str, interval: str = "5s") -> str:
+def config_text(url: str, interval: str = "5s", scripts: str = "pipeline") -> str:
     return f"""
 sources:
   - name: bench
     type: redis
     url: {url}
+    scripts: {scripts}
     interval: {interval}
     timeout: 2s
     tenants:
@@ -78,18 +80,22 @@ sources:
 """
 
 
-async def measure_cycles(url: str, rounds: int) -> dict[str, float]:
-    """Median collect, render and total over `rounds` cycles, tenants cached as in steady state."""
-    config = parse_config(config_text(url), "<bench>", {})
+async def measure_cycles(url: str, rounds: int, scripts: str) -> dict[str, float]:
+    """Median collect, render and total over `rounds` cycles, tenants cached as in steady state,
+    and the Redis CPU time one collection costs (from INFO commandstats)."""
+    config = parse_config(config_text(url, scripts=scripts), "<bench>", {})
+    admin = redis.Redis.from_url(url)
     source = RedisSource(config.sources[0], SourceContext(snapshot=lambda: Snapshot()))  # type: ignore[arg-type]
     started = time.perf_counter()
     await source.collect()  # first cycle also SCANs the tenants
     first = time.perf_counter() - started
-    collect, render, series = [], [], 0
+    collect, render, server, series = [], [], [], 0
     for _ in range(rounds):
+        admin.config_resetstat()
         t0 = time.perf_counter()
         reading = await source.collect()
         t1 = time.perf_counter()
+        server.append(sum(v["usec"] for v in admin.info("commandstats").values()) / 1e6)
         status = SourceStatus("bench", "redis", True, time.time(), t1 - t0, time.time())
         fragments = render_source(status, reading, {})
         t2 = time.perf_counter()
@@ -97,13 +103,14 @@ async def measure_cycles(url: str, rounds: int) -> dict[str, float]:
         render.append(t2 - t1)
         series = sum(body.count(b"\n") for body in fragments.values())
     await source.close()
+    admin.close()
     return {
-        "first_cycle_with_scan_ms": first * 1000,
-        "collect_ms": statistics.median(collect) * 1000,
-        "render_ms": statistics.median(render) * 1000,
-        "cycle_ms": statistics.median(c + r for c, r in zip(collect, render, strict=True)) * 1000,
+        f"{scripts}_first_cycle_with_scan_ms": first * 1000,
+        f"{scripts}_collect_ms": statistics.median(collect) * 1000,
+        f"{scripts}_redis_cpu_ms": statistics.median(server) * 1000,
+        f"{scripts}_render_ms": statistics.median(render) * 1000,
+        f"{scripts}_cycle_ms": statistics.median(c + r for c, r in zip(collect, render, strict=True)) * 1000,
         "series": series,
-        "lua": source.runner.used == "lua",
     }
 
 
@@ -200,13 +207,14 @@ def main() -> None:
             try:
                 keys = seed(redis.Redis.from_url(server.url), tenants)
                 row: dict[str, object] = {"keys": keys}
-                row.update(asyncio.run(measure_cycles(server.url, args.rounds)))
+                for scripts in ("pipeline", "lua"):
+                    row.update(asyncio.run(measure_cycles(server.url, args.rounds, scripts)))
                 row.update(measure_daemon(server.url, Path(tmp)))
                 peer = measure_redis_exporter(server.url)
                 if peer:
                     row["redis_exporter_scrape_ms"] = peer["scrape_ms"]
                     row["redis_exporter_key_series"] = peer["key_series"]
-                    row["speedup_vs_redis_exporter"] = peer["scrape_ms"] / row["cycle_ms"]  # type: ignore[operator]
+                    row["speedup_vs_redis_exporter"] = peer["scrape_ms"] / row["pipeline_cycle_ms"]  # type: ignore[operator]
                 results[tenants] = row
             finally:
                 server.stop()
