@@ -73,7 +73,8 @@ CORE_METRICS: tuple[MetricDef, ...] = (
 )
 
 HEALTH_METRICS: tuple[MetricDef, ...] = (
-    MetricDef("jobqueue_health_status", "Status of a monitored system: one series per state, exactly one is 1.",
+    MetricDef("jobqueue_health_status", "Status of a monitored system (ok, degraded, unhealthy): a state set "
+              "exposed as a gauge with a `status` label, one series per state, exactly one is 1.",
               ("system", "status")),
     MetricDef("jobqueue_health_issue", "1 for each active issue of a system; `issue` is a stable id.",
               ("system", "issue")),

@@ -33,3 +33,11 @@ def test_dockerfile_runs_unprivileged_on_the_default_port_with_a_healthcheck() -
 
 def test_example_config_listens_on_the_default_port() -> None:
     assert f'listen: "0.0.0.0:{DEFAULT_PORT}"' in (ROOT / "config.example.yaml").read_text()
+
+
+def test_example_config_is_valid_without_any_environment() -> None:
+    from exporter.config import load_config
+
+    config = load_config(ROOT / "config.example.yaml", env={})
+    assert [s.type for s in config.sources] == ["system", "redis", "nats", "postgres"]
+    assert {s.name for s in config.systems} == {"allegro", "jobs", "media", "email", "plannings"}
