@@ -55,6 +55,8 @@ CORE_METRICS: tuple[MetricDef, ...] = (
         "jobqueue_source_up", "1 if the last collection of the source succeeded, else 0.", ("backend",)
     ),
     MetricDef("jobqueue_source_latency_seconds", "Round trip of the source's ping in the last collection."),
+    MetricDef("jobqueue_source_interval_seconds", "The source's configured collection interval (staleness alerts "
+              "scale with it)."),
     MetricDef("jobqueue_collect_duration_seconds", "How long the last collection of the source took."),
     MetricDef(
         "jobqueue_last_success_timestamp_seconds",
@@ -141,11 +143,14 @@ class _Lines:
         return {name: "".join(lines).encode() for name, lines in self.by_metric.items()}
 
 
-def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping[str, int]) -> dict[str, bytes]:
+def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping[str, int],
+                  interval: float | None = None) -> dict[str, bytes]:
     """Render every sample of one source: status metrics always, queue series only when up."""
     out = _Lines()
     src = f'source="{escape(status.name)}"'
     out.add("jobqueue_source_up", f'{src},backend="{escape(status.backend)}"', 1 if status.up else 0)
+    if interval is not None:
+        out.add("jobqueue_source_interval_seconds", src, interval)
     out.add("jobqueue_collect_duration_seconds", src, status.duration)
     if status.last_success is not None:
         out.add("jobqueue_last_success_timestamp_seconds", src, status.last_success)

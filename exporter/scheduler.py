@@ -97,7 +97,8 @@ class Scheduler:
             log.warning("collect failed", extra={"source": name, "kind": kind, "error": error})
         status = SourceStatus(name, source.backend, reading is not None, now, duration,
                               self._last_success[name], error, kind, self._count[name])
-        fragments = await asyncio.to_thread(render_source, status, reading, dict(self._errors[name]))
+        fragments = await asyncio.to_thread(render_source, status, reading, dict(self._errors[name]),
+                                            source.config.interval)
         self._swap(name, SourceState(status, reading, fragments))
 
     def _swap(self, name: str, state: SourceState) -> None:

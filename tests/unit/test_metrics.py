@@ -72,9 +72,11 @@ class TestRenderSource:
         )
 
     def test_down_source_keeps_status_and_drops_queue_series(self) -> None:
-        out = render_source(status(up=False), None, {"unreachable": 2})
+        out = render_source(status(up=False), None, {"unreachable": 2}, interval=15.0)
         assert set(out) == {"jobqueue_source_up", "jobqueue_collect_duration_seconds",
-                            "jobqueue_last_success_timestamp_seconds", "jobqueue_collect_errors"}
+                            "jobqueue_source_interval_seconds", "jobqueue_last_success_timestamp_seconds",
+                            "jobqueue_collect_errors"}
+        assert out["jobqueue_source_interval_seconds"] == b'jobqueue_source_interval_seconds{source="r"} 15\n'
         assert out["jobqueue_source_up"] == b'jobqueue_source_up{source="r",backend="redis"} 0\n'
         assert out["jobqueue_collect_errors"] == b'jobqueue_collect_errors_total{source="r",kind="unreachable"} 2\n'
 
@@ -170,7 +172,7 @@ def test_metric_names_are_pinned() -> None:
     assert [m.name for m in CORE_METRICS] == [
         "jobqueue_depth", "jobqueue_oldest_age_seconds", "jobqueue_oldest_timestamp_seconds", "jobqueue_jobs",
         "jobqueue_failed_jobs", "jobqueue_wait_seconds", "jobqueue_queue_paused", "jobqueue_source_up",
-        "jobqueue_source_latency_seconds", "jobqueue_collect_duration_seconds",
+        "jobqueue_source_latency_seconds", "jobqueue_source_interval_seconds", "jobqueue_collect_duration_seconds",
         "jobqueue_last_success_timestamp_seconds", "jobqueue_malformed_items", "jobqueue_collect_errors",
     ]
     names = [m.name for m in catalogue()]
