@@ -52,12 +52,12 @@ class SourceConfig(Model):
         return self
 
 
-def read_secret(value: SecretStr | None, path: Path | None) -> str | None:
+def read_secret(value: SecretStr | None, path: str | Path | None) -> str | None:
     """The secret given inline (from the environment) or read from `*_file`, never both."""
     if value is not None:
         return value.get_secret_value()
     if path is not None:
-        return path.read_text().strip()
+        return Path(path).read_text().strip()
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -106,9 +107,9 @@ class NatsConfig(SourceConfig):
     url: str = "nats://127.0.0.1:4222"
     user: str | None = None
     password: SecretStr | None = None
-    password_file: str | None = None
+    password_file: Path | None = None
     token: SecretStr | None = None
-    token_file: str | None = None
+    token_file: Path | None = None
     creds_file: str | None = None
     api_prefix: str = "$JS.API"
     concurrency: int = Field(64, ge=1, le=1024)

@@ -10,6 +10,8 @@ import nats
 import pytest
 from nats.js.api import ConsumerConfig
 
+from exporter.cli import build_scheduler
+from exporter.config import parse_config
 from exporter.scheduler import Scheduler
 from tests.conftest import samples
 from tests.support.nats import NatsServer
@@ -97,3 +99,20 @@ async def test_wrong_password_is_denied(secured: NatsServer, make_scheduler: Cal
     await scheduler.collect_once()
     status = scheduler.snapshot.sources["nats"].status
     assert (status.up, status.error_kind) == (False, "denied")
+
+
+async def test_password_file_is_read(tmp_path: Path) -> None:
+    """A `password_file` reaches the server as the password (it once crashed: a str has no read_text)."""
+    secret = tmp_path / "nats-password"
+    secret.write_text("s3cret-pw\n")
+    server = NatsServer(tmp_path, extra_config='authorization { users = [{user: "exp", password: "s3cret-pw"}] }')
+    server.start()
+    try:
+        config = parse_config(f"sources:\n  - name: n\n    type: nats\n    url: {server.url}\n    user: exp\n"
+                              f"    password_file: {secret}\n", "<test>", {})
+        scheduler = build_scheduler(config)
+        await scheduler.collect_once()
+        await scheduler.stop()
+        assert scheduler.snapshot.sources["n"].status.up
+    finally:
+        server.stop()

@@ -7,6 +7,7 @@ are never touched.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -32,39 +33,53 @@ def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> 
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
-class RedisServer:
-    """A redis-server of our own on a free port; start, stop, pause (hang) and resume it."""
+class ServerProcess:
+    """A server of our own on a free port: start, stop, pause (a hung server) and resume it.
+
+    Subclasses say how to start it (`command`); the same port is kept across restarts.
+    """
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+    def start(self) -> ServerProcess:
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
         return self
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=15)
             self.proc = None
 
     def pause(self) -> None:
         """SIGSTOP: the port stays open but nothing answers (a hung backend)."""
         assert self.proc is not None
-        self.proc.send_signal(19)
+        self.proc.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(18)
+        self.proc.send_signal(signal.SIGCONT)
+
+
+class RedisServer(ServerProcess):
+    """A redis-server of our own, keeping nothing on disk."""
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        return [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.workdir)]
+
+    def start(self) -> RedisServer:
+        super().start()
+        return self
