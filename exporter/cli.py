@@ -43,7 +43,7 @@ def build_scheduler(config: ExporterConfig) -> Scheduler:
     context = SourceContext(snapshot=lambda: holder[0].snapshot, shard=parse_shard(config.shard))
     sources = [SOURCE_TYPES[c.type](c, context) for c in config.sources]
     revision = os.environ.get("JOBQUEUE_EXPORTER_REVISION", config.revision)
-    scheduler = Scheduler(sources, revision=revision)
+    scheduler = Scheduler(sources, revision=revision, shard=context.shard)
     holder.append(scheduler)
     attach_health(scheduler, config.systems)
     return scheduler

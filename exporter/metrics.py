@@ -87,6 +87,9 @@ HEALTH_METRICS: tuple[MetricDef, ...] = (
 EXPORTER_METRICS: tuple[MetricDef, ...] = (
     MetricDef("jobqueue_exporter_build_info", "Version and revision of the running exporter; always 1.",
               ("version", "revision")),
+    MetricDef("jobqueue_exporter_shard_ordinal",
+              "Which shard of the tenants this replica reads (config `shard: i/N`)."),
+    MetricDef("jobqueue_exporter_total_shards", "How many replicas share the tenants (config `shard: i/N`)."),
 )
 
 
@@ -237,6 +240,7 @@ class Exposition:
 
     parts: Mapping[str, list[bytes]]
     revision: str = "unknown"
+    shard: tuple[int, int] = (0, 1)
     extra_lines: Mapping[str, bytes] = field(default_factory=dict)
     _cache: dict[tuple[str, bool], bytes] = field(default_factory=dict)
     _pending: dict[tuple[str, bool], asyncio.Future[bytes]] = field(default_factory=dict)
@@ -265,7 +269,12 @@ class Exposition:
         build = (
             f'jobqueue_exporter_build_info{{version="{__version__}",revision="{escape(self.revision)}"}} 1\n'
         ).encode()
-        extra = {"jobqueue_exporter_build_info": build, **self.extra_lines}
+        extra = {
+            "jobqueue_exporter_build_info": build,
+            "jobqueue_exporter_shard_ordinal": f"jobqueue_exporter_shard_ordinal {self.shard[0]}\n".encode(),
+            "jobqueue_exporter_total_shards": f"jobqueue_exporter_total_shards {self.shard[1]}\n".encode(),
+            **self.extra_lines,
+        }
         for metric in catalogue():
             body = self.parts.get(metric.name, [])
             own = extra.get(metric.name)
@@ -284,14 +293,15 @@ class Exposition:
 
 
 def build_exposition(
-    fragments: Iterable[Mapping[str, bytes]], revision: str, extra_lines: Mapping[str, bytes] | None = None
+    fragments: Iterable[Mapping[str, bytes]], revision: str, extra_lines: Mapping[str, bytes] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> Exposition:
     """Group the per-source fragments by metric name, in source order."""
     parts: dict[str, list[bytes]] = {}
     for fragment in fragments:
         for name, body in fragment.items():
             parts.setdefault(name, []).append(body)
-    return Exposition(parts=parts, revision=revision, extra_lines=extra_lines or {})
+    return Exposition(parts=parts, revision=revision, shard=shard, extra_lines=extra_lines or {})
 
 
 def choose_format(accept: str | None) -> str:

@@ -25,9 +25,10 @@ class Scheduler:
     """Owns the sources, the current snapshot and its exposition."""
 
     def __init__(self, sources: Iterable[Source], revision: str = "unknown",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, shard: tuple[int, int] = (0, 1)) -> None:
         self.sources = list(sources)
         self.revision = revision
+        self.shard = shard
         self.clock = clock
         self.listeners: list[Listener] = []
         self.derived: list[Callable[[Snapshot], dict[str, bytes]]] = []
@@ -39,7 +40,7 @@ class Scheduler:
             for s in self.sources
         }
         self.snapshot = Snapshot(initial, clock())
-        self.exposition: Exposition = build_exposition([], revision)
+        self.exposition: Exposition = build_exposition([], revision, shard=shard)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def collect_once(self) -> Snapshot:
@@ -111,4 +112,5 @@ class Scheduler:
         extra: dict[str, bytes] = {}
         for derive in self.derived:
             extra.update(derive(snapshot))
-        self.exposition = build_exposition((s.fragments for s in sources.values()), self.revision, extra)
+        self.exposition = build_exposition((s.fragments for s in sources.values()), self.revision, extra,
+                                           self.shard)

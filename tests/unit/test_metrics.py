@@ -102,6 +102,8 @@ class TestExposition:
             'source="b"'
         ] * 3
         assert 'jobqueue_exporter_build_info{version="0.1.0",revision="abc123"} 1\n' in text
+        assert "\njobqueue_exporter_shard_ordinal 0\n" in text
+        assert "\njobqueue_exporter_total_shards 1\n" in text
         assert "# TYPE jobqueue_collect_errors_total counter" not in text  # no errors: no family
         assert "process_resident_memory_bytes" in text
 
@@ -189,3 +191,13 @@ def test_source_counters_get_the_total_suffix_in_both_formats(monkeypatch: pytes
                         MetricDef("jobqueue_test_events", "Events seen.", ("kind",), type="counter"))
     out = render_source(status(), Reading(samples=(Sample("jobqueue_test_events", ("a",), 3),)), {})
     assert out["jobqueue_test_events"] == b'jobqueue_test_events_total{source="r",kind="a"} 3\n'
+
+
+def test_shard_of_the_config_is_exported() -> None:
+    from exporter.cli import build_scheduler
+    from exporter.config import parse_config
+
+    config = parse_config('shard: "1/3"\nsources: [{name: h, type: system}]\n', "c", {})
+    text = build_scheduler(config).exposition.body(TEXT).decode()
+    assert "\njobqueue_exporter_shard_ordinal 1\n" in text
+    assert "\njobqueue_exporter_total_shards 3\n" in text
