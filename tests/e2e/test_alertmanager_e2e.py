@@ -85,19 +85,22 @@ def test_inhibitions(tmp_path: Path) -> None:
             {"alertname": "JobQueueSystemDegraded", "severity": "warning", "system": "s2"},
             {"alertname": "JobQueueSourceDown", "severity": "critical", "source": "db", "backend": "postgres"},
             {"alertname": "JobQueueCollectionStale", "severity": "critical", "source": "db"},
+            {"alertname": "JobQueueExporterDown", "severity": "critical", "job": "jq", "instance": "r1:9839"},
+            {"alertname": "JobQueueShardsMismatch", "severity": "critical", "job": "jq", "instance": ""},
         ])
-        wait_until("pages and tickets delivered", lambda: len(delivered(webhook, "/pager")) >= 3
+        wait_until("pages and tickets delivered", lambda: len(delivered(webhook, "/pager")) >= 4
                    and len(delivered(webhook, "/ticket")) >= 2, timeout=20)
         time.sleep(2)  # a few group intervals: anything not inhibited has been delivered by now
         assert delivered(webhook, "/pager") == {
             ("JobQueueDepthHigh", "critical", "q1"), ("JobQueueSystemUnhealthy", "critical", "s1"),
-            ("JobQueueSourceDown", "critical", "db")}
+            ("JobQueueSourceDown", "critical", "db"), ("JobQueueExporterDown", "critical", "")}
         assert delivered(webhook, "/ticket") == {
             ("JobQueueDepthHigh", "warning", "q2"), ("JobQueueSystemDegraded", "warning", "s2")}
         seen = states(base)
         assert seen[("JobQueueDepthHigh", "warning", "q1")] == "suppressed"
         assert seen[("JobQueueSystemDegraded", "warning", "s1")] == "suppressed"
         assert seen[("JobQueueCollectionStale", "critical", "db")] == "suppressed"
+        assert seen[("JobQueueShardsMismatch", "critical", "")] == "suppressed"
         assert seen[("JobQueueDepthHigh", "warning", "q2")] == "active"
 
 
