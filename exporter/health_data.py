@@ -45,7 +45,7 @@ def as_number(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if number == number and abs(number) != float("inf") else None
 
@@ -92,7 +92,10 @@ def iso(ts: float | None, millis: bool = False) -> str | None:
     """Unix seconds as `2026-03-02T10:30:00Z` (or with `.000` milliseconds), None stays None."""
     if ts is None:
         return None
-    moment = datetime.fromtimestamp(ts, UTC)
+    try:
+        moment = datetime.fromtimestamp(ts, UTC)
+    except (ValueError, OverflowError, OSError):  # a stored time far outside the calendar: not a time
+        return None
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if millis:
         text += f".{moment.microsecond // 1000:03d}"

@@ -261,8 +261,15 @@ class Exposition:
         if key in self._cache:
             return self._cache[key]
         if key not in self._pending:
-            self._pending[key] = asyncio.ensure_future(asyncio.to_thread(self.body, fmt, gzipped))
+            future = asyncio.ensure_future(asyncio.to_thread(self.body, fmt, gzipped))
+            future.add_done_callback(lambda f: self._forget_failed(key, f))
+            self._pending[key] = future
         return await asyncio.shield(self._pending[key])
+
+    def _forget_failed(self, key: tuple[str, bool], future: asyncio.Future[bytes]) -> None:
+        """A failed build is not cached: the next scrape tries again instead of failing the same way."""
+        if future.cancelled() or future.exception() is not None:
+            self._pending.pop(key, None)
 
     def _assemble(self, fmt: str) -> bytes:
         chunks: list[bytes] = []

@@ -64,7 +64,10 @@ class Scheduler:
         interval = source.config.interval
         next_run = time.monotonic()
         while True:
-            await self._run_one(source)
+            try:
+                await self._run_one(source)
+            except Exception:  # a bug after collect (render, health) must not end this source's loop
+                log.exception("cycle crashed", extra={"source": source.name})
             next_run += interval
             now = time.monotonic()
             if next_run < now:  # the collection overran: skip missed ticks rather than pile up
@@ -108,9 +111,15 @@ class Scheduler:
         snapshot = replace(self.snapshot, sources=sources, created_at=self.clock())
         self.snapshot = snapshot
         for listener in self.listeners:  # e.g. health history, before metrics derive from it
-            listener(snapshot)
+            try:
+                listener(snapshot)
+            except Exception:
+                log.exception("snapshot listener crashed", extra={"listener": getattr(listener, "__name__", "?")})
         extra: dict[str, bytes] = {}
         for derive in self.derived:
-            extra.update(derive(snapshot))
+            try:
+                extra.update(derive(snapshot))
+            except Exception:  # the source series still go out; the derived ones are missing, not stale
+                log.exception("derived metrics crashed", extra={"derive": getattr(derive, "__name__", "?")})
         self.exposition = build_exposition((s.fragments for s in sources.values()), self.revision, extra,
                                            self.shard)

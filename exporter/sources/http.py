@@ -34,6 +34,7 @@ from exporter.sources.base import (
     SourceUnreachable,
     check_one_secret,
     read_secret,
+    redact_url,
 )
 from exporter.sources.nats_parse import dotted
 
@@ -137,9 +138,10 @@ class HttpSource(Source):
                 body = await resp.content.read(cfg.max_body_bytes) if cfg.method == "GET" else None
                 status = resp.status
         except aiohttp.ClientConnectorCertificateError as err:
-            raise SourceUnreachable(f"TLS verification failed for {cfg.url}: {err.certificate_error}") from err
+            where = redact_url(cfg.url)
+            raise SourceUnreachable(f"TLS verification failed for {where}: {err.certificate_error}") from err
         except (aiohttp.ClientError, OSError) as err:
-            raise SourceUnreachable(f"{cfg.url}: {type(err).__name__}: {err}") from err
+            raise SourceUnreachable(f"{redact_url(cfg.url)}: {type(err).__name__}") from err
         latency = time.perf_counter() - started
         ok, reason, value = judge(status, body, cfg)
         details: dict[str, Any] = {"status": "ok" if ok else "error", "latency_ms": round(latency * 1000),

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -36,7 +35,15 @@ from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from exporter.model import QueueStats, Reading, Sample
-from exporter.sources.base import MetricDef, SourceContext, SourceDenied, SourceError, SourceUnreachable, read_secret
+from exporter.sources.base import (
+    MetricDef,
+    SourceContext,
+    SourceDenied,
+    SourceError,
+    SourceUnreachable,
+    read_secret,
+    redact_url,
+)
 from exporter.sources.base import Source as BaseSource
 from exporter.sources.nats_config import NatsConfig
 from exporter.sources.nats_parse import (
@@ -168,7 +175,7 @@ class NatsSource(BaseSource):
 
     def _safe_url(self) -> str:
         """The configured URL without user info, for messages."""
-        return ",".join(re.sub(r"//[^@/]*@", "//", u.strip()) for u in self.config.url.split(","))
+        return ",".join(redact_url(u) for u in self.config.url.split(","))
 
     async def _on_advisory(self, msg: Msg) -> None:
         target = advisory_target(msg.subject)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from exporter.sources.base import Duration, Model, Name, SourceConfig, check_one_secret
+from exporter.sources.base import Duration, Model, Name, SourceConfig, check_one_secret, redact_url
 
 _IDENT_PART = re.compile(r'^(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")$')
 Ident = Annotated[str, Field(min_length=1, max_length=200)]
@@ -54,18 +54,8 @@ def _ident(value: str | None) -> str | None:
 
 
 def safe_dsn(dsn: str) -> str:
-    """The DSN as it may appear in logs: any password replaced by `***`."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparsable dsn>"
-    if parts.password is None:
-        return dsn
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """The DSN as it may appear in logs: without a password or the query string."""
+    return redact_url(dsn)
 
 
 class Preset(Model):
@@ -248,7 +238,7 @@ class PostgresConfig(SourceConfig):
         parts = urlsplit(value)
         if parts.scheme not in ("postgres", "postgresql"):
             raise ValueError("dsn must start with postgresql://")
-        if parts.password is not None:
+        if parts.password is not None or "password=" in parts.query.lower():
             raise ValueError("dsn must not hold the password: use password (${PGPASSWORD}) or password_file")
         return value
 

@@ -13,6 +13,7 @@ import time
 import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from redis.asyncio import Redis
@@ -113,6 +114,18 @@ class RedisConfig(SourceConfig):
     batch_size: Annotated[int, Field(ge=10, le=100000)] = 2000
     tenants: Tenants | None = None
     queues: list[AnyLayout] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        """Checked here so that --check-config, not start-up, finds a URL the source cannot use."""
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError("url must start with redis:// or rediss:// (unix sockets are not supported)")
+        db = parts.path.strip("/") or "0"
+        if not db.isdigit():
+            raise ValueError(f"the database in the url must be a number, got {db!r}")
+        return value
 
     @model_validator(mode="after")
     def _secrets(self) -> RedisConfig:

@@ -137,7 +137,9 @@ def job_record(item: str, fields: dict[str, Any], queue: str, status: str, bull:
     else:
         body = _json(item)
         body = body if isinstance(body, dict) else {"raw": item}
-        job_id = body.get("id") or body.get("uuid") or body.get("jid") or (body.get("headers") or {}).get("id")
+        headers = body.get("headers")
+        job_id = (body.get("id") or body.get("uuid") or body.get("jid")
+                  or (headers.get("id") if isinstance(headers, dict) else None))
         payload = body.get("data", body.get("args", body))
         message = body.get("error_message")
         trace = body.get("error_backtrace")

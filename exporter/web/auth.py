@@ -65,7 +65,8 @@ class Authenticator:
 
     def check(self, secret: str) -> Credential | None:
         """The credential of a secret; every entry is compared, so timing says nothing of which matched."""
-        digest = hashlib.sha256(secret.encode()).digest()
+        # aiohttp decodes header bytes with surrogateescape: encode them back the same way, never fail
+        digest = hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
         found = None
         for stored, credential in self._entries:
             if hmac.compare_digest(stored, digest) and found is None:

@@ -3,6 +3,7 @@ alerts; 400, 401, 403, 404, 429 and the 503 of a hung backend."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -111,7 +112,8 @@ async def test_job_pages_are_read_live(redis_client: redis.Redis, prefix: str) -
         status, body = await get(client, "/api/v1/platform/system/queues/email/jobs", path, **OPS)
         assert (len(body["data"]["jobs"]), body["data"]["pagination"]["limit"]) == (50, 50)
         bad = {"success": False, "error": {"code": "INVALID_PARAMETER"}}
-        for query in ("limit=101", "limit=0", "limit=x", "offset=-1", "status=paused"):
+        for query in ("limit=101", "limit=0", "limit=x", "offset=-1", "status=paused", "limit=%C2%B2",
+                      "limit=" + "9" * 5000):
             status, body = await get(client, f"/api/v1/platform/system/queues/email/jobs?{query}", path, **OPS)
             assert (status, body["success"], body["error"]["code"]) == (400, False, bad["error"]["code"])
         assert await get(client, "/api/v1/platform/system/queues/nope/jobs", path, **OPS) == (404, {
@@ -223,3 +225,17 @@ shims: {{platform: {{system: email}}}}
         keys = [f"rq:queue:{name}", *(f"rq:job:{j.id}" for j in jobs)]
         redis_client.delete(*keys)
         redis_client.srem("rq:queues", f"rq:queue:{name}")
+
+
+async def test_undecodable_credentials_are_a_401_not_a_500(redis_client: redis.Redis, prefix: str) -> None:
+    """Header bytes that are not UTF-8 (aiohttp keeps them as surrogates) once crashed every endpoint."""
+    async with serve(config("redis://127.0.0.1:6379/0", prefix), ENV) as (client, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(b"GET /api/v1/platform/system/queues HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 401 ")
+        assert answer.endswith(b'{"success": false, "error": {"code": "UNAUTHORIZED", '
+                               b'"message": "Missing or invalid token"}}')

@@ -141,3 +141,37 @@ def test_embedded_default_reads_host_and_laravel_default_queue() -> None:
     assert config.listen == f"0.0.0.0:{DEFAULT_PORT}"
     assert [(s.name, s.type) for s in config.sources] == [("host", "system"), ("redis", "redis")]
     assert config.sources[1].queues[0].queues == ["default"]
+
+
+@pytest.mark.parametrize(
+    ("url", "safe"),
+    [
+        ("http://admin:s3cret@127.0.0.1:1/health?api_key=k3y", "http://admin@127.0.0.1:1/health"),
+        ("nats://svc:p@ss@host:4222", "nats://svc@host:4222"),
+        ("redis://:pw@cache:6380/2", "redis://cache:6380/2"),
+        ("http://[::1]:80/x", "http://[::1]:80/x"),
+    ],
+)
+def test_urls_in_messages_carry_no_secret(url: str, safe: str) -> None:
+    from exporter.sources.base import redact_url
+
+    assert redact_url(url) == safe
+
+
+def test_postgres_dsn_with_a_password_query_is_refused() -> None:
+    text = "sources:\n  - name: p\n    type: postgres\n    dsn: postgresql://u@h/db?password=hunter2\n"
+    (line,) = errors(text)
+    assert line.endswith("dsn must not hold the password: use password (${PGPASSWORD}) or password_file")
+    assert "hunter2" not in line
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://127.0.0.1:6379/db1", "the database in the url must be a number, got 'db1'"),
+        ("unix:///run/redis.sock", "url must start with redis:// or rediss:// (unix sockets are not supported)"),
+    ],
+)
+def test_redis_url_problems_are_config_errors(url: str, message: str) -> None:
+    text = f"sources:\n  - name: r\n    type: redis\n    url: {url}\n    queues: [{{layout: laravel}}]\n"
+    assert errors(text) == [f"cfg.yaml:4: sources[0].url: {message}"]

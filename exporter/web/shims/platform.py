@@ -137,7 +137,10 @@ def alertmanager_alerts(raw: Any, hours: int, severity: str | None, now: float) 
     """Alertmanager API v2 alerts in the seed's shape: critical -> error; silenced or inhibited = acknowledged."""
     out = []
     for alert in raw if isinstance(raw, list) else []:
-        labels, notes = alert.get("labels") or {}, alert.get("annotations") or {}
+        if not isinstance(alert, dict):  # another system's answer: take what has the documented shape
+            continue
+        labels, notes = alert.get("labels"), alert.get("annotations")
+        labels, notes = (labels if isinstance(labels, dict) else {}), (notes if isinstance(notes, dict) else {})
         started = as_time(alert.get("startsAt"))
         if started is None or started < now - hours * 3600:
             continue
@@ -145,7 +148,8 @@ def alertmanager_alerts(raw: Any, hours: int, severity: str | None, now: float) 
             labels.get("severity", ""), "warning")
         if severity is not None and level != severity:
             continue
-        state = (alert.get("status") or {}).get("state")
+        status = alert.get("status")
+        state = status.get("state") if isinstance(status, dict) else None
         out.append({"id": f"alert_{alert.get('fingerprint', '')}", "timestamp": _iso(started), "severity": level,
                     "service": labels.get("system") or labels.get("service") or labels.get("job")
                     or labels.get("alertname"), "message": notes.get("summary") or notes.get("description")
@@ -158,7 +162,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:
         return fail(400, "INVALID_PARAMETER", f"{name} must be an integer from {low} to {high}")
     return int(raw)
 
