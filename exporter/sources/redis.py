@@ -37,7 +37,8 @@ from exporter.sources.base import (
     check_one_secret,
     read_secret,
 )
-from exporter.sources.redis_layouts import AnyLayout, Layout, Parsed, Plan
+from exporter.sources.redis_layouts import Layout, Parsed, Plan
+from exporter.sources.redis_libraries import AnyLayout
 from exporter.sources.redis_ops import SEP, OpRunner
 from exporter.sources.redis_wire import Wire
 

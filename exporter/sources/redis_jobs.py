@@ -15,17 +15,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from exporter.health_data import as_int, as_time, iso
-from exporter.sources.redis_layouts import (
-    BullMQLayout,
-    CeleryLayout,
-    HorizonLayout,
-    LaravelLayout,
-    Layout,
-    ListLayout,
-    RQLayout,
-    SidekiqLayout,
-    SortedSetLayout,
-)
+from exporter.sources.redis_layouts import LaravelLayout, Layout, ListLayout, SortedSetLayout
+from exporter.sources.redis_libraries import BullMQLayout, CeleryLayout, HorizonLayout, RQLayout, SidekiqLayout
 
 STATUSES = ("active", "waiting", "failed", "completed")
 MAX_LIMIT = 100

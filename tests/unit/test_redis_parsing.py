@@ -7,7 +7,8 @@ import json
 import pytest
 
 from exporter.sources.redis import Tenants, filter_tenants
-from exporter.sources.redis_layouts import Parsed, head_time, horizon_wait, to_seconds
+from exporter.sources.redis_layouts import Parsed, head_time, to_seconds
+from exporter.sources.redis_libraries import horizon_wait
 from exporter.sources.redis_ops import SEP, _batches, _flatten, _normalise, pick, valid
 
 
