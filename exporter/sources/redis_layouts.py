@@ -19,7 +19,8 @@ from pydantic import Field
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.base import Model
-from exporter.sources.redis_ops import SEP, WRONGTYPE, Op, pick
+from exporter.sources.redis_ops import pick
+from exporter.sources.redis_script import SEP, WRONGTYPE, Op
 
 Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
 _SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}

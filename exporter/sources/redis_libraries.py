@@ -26,7 +26,7 @@ from exporter.sources.redis_layouts import (
     fill_tenant,
     head_time,
 )
-from exporter.sources.redis_ops import WRONGTYPE, Op
+from exporter.sources.redis_script import WRONGTYPE, Op
 
 
 class HorizonLayout(LaravelLayout):

@@ -1,9 +1,10 @@
-"""Batched, read-only Redis reads: one op list, run by a read-only Lua script or a pipeline.
+"""Batched, read-only Redis reads: one op list, run as plain pipelined commands or by a Lua script.
 
-Layouts describe what they need as ops (tuples of strings); `run_ops` executes every op of a
-collection in one round trip: a pipeline of `EVALSHA_RO` calls, one per batch of ops. Servers
-or ACLs without `EVALSHA_RO` get the same ops as plain pipelined commands, and both paths return
-the same values, so a layout never knows which one ran.
+Layouts describe what they need as ops (tuples of strings); `OpRunner.run` executes every op of a
+collection in one round trip (plus one for what the first points at): by default as hand-packed
+plain commands on the lean connection of `redis_wire.py`; with `scripts: auto|lua` as a pipeline of
+`EVALSHA_RO` calls of the script in `redis_script.py`, one per batch. Both paths return the same
+values, so a layout never knows which one ran.
 
 Ops and their results:
   LLEN|ZCARD|SCARD|HLEN|XLEN|EXISTS key            -> int
@@ -30,7 +31,6 @@ A key of the wrong type yields WRONGTYPE instead of failing the batch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -41,192 +41,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
+from exporter.sources.redis_script import ARITY, LUA, SEP, WRONGTYPE, Op, batches, flatten, sha1
 from exporter.sources.redis_wire import ReplyError, Wire, as_exception, pack, pack_keys
 
 log = logging.getLogger("jobqueue.redis")
 
-WRONGTYPE = "!WRONGTYPE"
-SEP = "\x1f"  # joins tenant ids inside one EACH op
-Op = tuple[str, ...]
 
-_LUA = r"""
-local WRONG = '!WRONGTYPE'
-local function call(...)
-  local r = redis.pcall(...)
-  if type(r) == 'table' and r.err then
-    if string.find(r.err, 'WRONGTYPE', 1, true) then return WRONG end
-    return redis.error_reply(r.err)
-  end
-  return r
-end
-local paths = {}
-local function compile(fields)
-  local alts = {}
-  for alt in string.gmatch(fields, '[^|]+') do
-    local parts = {}
-    for part in string.gmatch(alt, '[^.]+') do parts[#parts + 1] = part end
-    alts[#alts + 1] = parts
-  end
-  paths[fields] = alts
-  return alts
-end
--- Flat JSON (no nested object) with a plain top-level key: a C-speed match finds the value exactly;
--- anything else is decoded with cjson.
-local simple = {}
-local function fast(item, fields)
-  local pat = simple[fields]
-  if pat == nil then
-    pat = false
-    if not string.find(fields, '[|.]') then
-      local key = '"' .. string.gsub(fields, '%p', '%%%0') .. '"%s*:%s*'
-      pat = {key .. '"([^"\\]+)"', key .. '(-?%d[%d.eE+-]*)%s*[,}]'}
-    end
-    simple[fields] = pat
-  end
-  if not pat or string.find(item, '{', 2, true) or string.sub(item, 1, 1) ~= '{' then return nil end
-  return string.match(item, pat[1]) or string.match(item, pat[2])
-end
--- A usable timestamp: the same strict checks as `valid` in Python, so both paths skip the same items.
-local function valid(v, kind)
-  if kind == 'num' then
-    return string.find(v, '^%-?%d+%.?%d*$') ~= nil or string.find(v, '^%-?%d+%.?%d*[eE][%+%-]?%d+$') ~= nil
-  elseif kind == 'iso' then
-    return string.find(v, '^%d%d%d%d%-%d%d%-%d%d[T ]%d%d:%d%d') ~= nil
-  end
-  return true
-end
-local function pick(item, fields)
-  if fields == '' then return item end
-  local quick = fast(item, fields)
-  if quick then return quick end
-  local ok, doc = pcall(cjson.decode, item)
-  if not ok or type(doc) ~= 'table' then return nil end
-  for _, parts in ipairs(paths[fields] or compile(fields)) do
-    local v = doc
-    for _, part in ipairs(parts) do
-      if type(v) ~= 'table' then v = nil break end
-      v = v[part]
-    end
-    if type(v) == 'number' then return string.format('%.17g', v) end
-    if type(v) == 'string' and v ~= '' then return v end
-  end
-  return nil
-end
-local function window(key, index, scan)
-  if index == 0 then return call('LRANGE', key, 0, scan - 1) end
-  local items = call('LRANGE', key, -scan, -1)
-  if items == WRONG then return items end
-  local rev = {}
-  for j = #items, 1, -1 do rev[#rev + 1] = items[j] end
-  return rev
-end
--- The value of one item: a JSON field ('json'), or a field of the hash the item names ('hash').
-local function value_of(mode, item, p1, p2, kind)
-  local v
-  if mode == 'json' then
-    v = pick(item, p1)
-  else
-    v = call('HGET', p1 .. item, p2)
-    if v == WRONG or v == '' then v = nil end
-  end
-  if v and valid(v, kind) then return v end
-  return nil
-end
--- The oldest item with a usable value: LINDEX first (the common case), a short scan only if it is bad.
--- No closures: this runs once per queue of every tenant.
-local function head(key, index, scan, mode, p1, p2, kind)
-  local first = call('LINDEX', key, index)
-  if first == WRONG then return WRONG end
-  if not first then return {false, 0} end
-  local v = value_of(mode, first, p1, p2, kind)
-  if v then return {v, 0} end
-  local items = window(key, index, scan)
-  if items == WRONG then return WRONG end
-  local bad = 0
-  for _, item in ipairs(items) do
-    v = value_of(mode, item, p1, p2, kind)
-    if v then return {v, bad} end
-    bad = bad + 1
-  end
-  return {false, bad}
-end
-local SEP = string.char(31)
-local function one(op, key, a)
-  if op == 'LLEN' or op == 'ZCARD' or op == 'SCARD' or op == 'HLEN' or op == 'XLEN' or op == 'EXISTS'
-     or op == 'GET' then
-    return call(op, key)
-  elseif op == 'HGET' then
-    return call('HGET', key, a[1])
-  elseif op == 'ZCOUNT' then
-    return call('ZCOUNT', key, a[1], a[2])
-  elseif op == 'HEAD' then
-    return head(key, tonumber(a[1]), tonumber(a[3]), 'json', a[2], nil, a[4])
-  elseif op == 'HEADHASH' then
-    return head(key, tonumber(a[1]), tonumber(a[4]), 'hash', a[2], a[3], a[5])
-  elseif op == 'ZFIRST' then
-    return call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  elseif op == 'XFIRST' then
-    local r = call('XRANGE', key, '-', '+', 'COUNT', 1)
-    if r == WRONG then return WRONG elseif #r == 0 then return false end
-    return r[1][1]
-  elseif op == 'XGROUPS' then
-    local t = redis.call('TYPE', key)['ok']
-    if t == 'stream' then return call('XINFO', 'GROUPS', key) elseif t == 'none' then return {} end
-    return WRONG
-  elseif op == 'HGETALL' then
-    return call('HGETALL', key)
-  elseif op == 'ZMEMBERS' then
-    return call('ZRANGE', key, 0, tonumber(a[1]) - 1, 'WITHSCORES')
-  elseif op == 'ZHASHES' then
-    local r = call('ZREVRANGE', key, 0, tonumber(a[2]) - 1, 'WITHSCORES')
-    if r == WRONG then return WRONG end
-    local rows = {}
-    for j = 1, #r, 2 do
-      local h = call('HGETALL', a[1] .. r[j])
-      if h == WRONG then h = {} end
-      rows[#rows + 1] = {r[j], r[j + 1], h}
-    end
-    return rows
-  elseif op == 'SMEMBERS' then
-    return call('SMEMBERS', key)  -- sorted and capped in Python, identically for both paths
-  end
-  return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
-end
-local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
-  HEAD = 4, HEADHASH = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0, ZMEMBERS = 1, ZHASHES = 2, SMEMBERS = 1}
-local out = {}
-local i, n = 1, #ARGV
-while i <= n do
-  local op = ARGV[i]
-  if op == 'EACH' then
-    local inner, prefix, suffix, tenants = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-    local k = ARITY[inner]
-    local a = {}
-    for j = 1, k do a[j] = ARGV[i + 4 + j] end
-    local rows, m = {}, 0
-    for t in string.gmatch(tenants, '[^' .. SEP .. ']+') do
-      m = m + 1
-      rows[m] = one(inner, prefix .. t .. suffix, a)
-    end
-    out[#out + 1] = rows
-    i = i + 5 + k
-  else
-    local k = ARITY[op]
-    if k == nil then return redis.error_reply('jobqueue: unknown op ' .. tostring(op)) end
-    local a = {}
-    for j = 1, k do a[j] = ARGV[i + 1 + j] end
-    out[#out + 1] = one(op, ARGV[i + 1], a)
-    i = i + 2 + k
-  end
-end
-return out
-"""
-
-_ARITY = {
-    "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
-    "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2, "HGETALL": 2,
-    "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
-}
 
 
 _WS = "[ \t\n\v\f\r]*"  # Lua's %s
@@ -357,15 +177,15 @@ class OpRunner:
     async def _run_lua(self, ops: Sequence[Op]) -> list[Any]:
         if not ops:  # e.g. an EACH op over zero tenants
             return []
-        batches = list(_batches(ops, self.batch_size))
+        chunks = list(batches(ops, self.batch_size))
         if self._sha is None:
             # EVAL_RO caches the script server-side without SCRIPT LOAD, which a read-only ACL may deny.
-            first = await self.client.execute_command("EVAL_RO", _LUA, 0, *_flatten(batches[0]))
-            self._sha = _sha1(_LUA)
-            rest = await self._evalsha(batches[1:]) if len(batches) > 1 else []
+            first = await self.client.execute_command("EVAL_RO", LUA, 0, *flatten(chunks[0]))
+            self._sha = sha1(LUA)
+            rest = await self._evalsha(chunks[1:]) if len(chunks) > 1 else []
             return [*first, *rest]
         try:
-            return await self._evalsha(batches)
+            return await self._evalsha(chunks)
         except NoScriptError:
             self._sha = None
             return await self._run_lua(ops)
@@ -373,7 +193,7 @@ class OpRunner:
     async def _evalsha(self, batches: list[Sequence[Op]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for batch in batches:
-            pipe.execute_command("EVALSHA_RO", self._sha, 0, *_flatten(batch))
+            pipe.execute_command("EVALSHA_RO", self._sha, 0, *flatten(batch))
         out: list[Any] = []
         for reply in await pipe.execute():
             out.extend(reply)
@@ -488,37 +308,6 @@ def _script_unsupported(err: Exception) -> bool:
     return isinstance(err, NoPermissionError) or "unknown command" in text or "noperm" in text
 
 
-def _batches(ops: Sequence[Op], size: int) -> Any:
-    """Batches of about `size` keys; an EACH op weighs as many keys as it has tenants."""
-    batch: list[Op] = []
-    weight = 0
-    for op in ops:
-        w = op[4].count(SEP) + 1 if op[0] == "EACH" else 1
-        if batch and weight + w > size:
-            yield batch
-            batch, weight = [], 0
-        batch.append(op)
-        weight += w
-    if batch:
-        yield batch
-
-
-def _flatten(ops: Sequence[Op]) -> list[str]:
-    flat: list[str] = []
-    for op in ops:
-        if op[0] == "EACH":
-            if len(op) != _ARITY[op[1]] + 3:
-                raise ValueError(f"EACH {op[1]} takes {_ARITY[op[1]] + 3} fields, got {op!r}")
-        elif len(op) != _ARITY[op[0]]:
-            raise ValueError(f"op {op[0]} takes {_ARITY[op[0]] - 1} arguments, got {op[1:]!r}")
-        flat.extend(op)
-    return flat
-
-
-def _sha1(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
 _COUNTS = frozenset({"LLEN", "ZCARD", "SCARD", "HLEN", "XLEN", "EXISTS"})
 
 
@@ -603,7 +392,7 @@ def _pack_one(op: Op) -> bytes:
         return pack("XRANGE", key, "-", "+", "COUNT", 1)
     if name == "XGROUPS":
         return pack("XINFO", "GROUPS", key)
-    if name not in _ARITY:
+    if name not in ARITY:
         raise ValueError(f"unknown op {name!r}")
     return pack(name, key, *op[2:])
 

@@ -9,7 +9,8 @@ import pytest
 from exporter.sources.redis import Tenants, filter_tenants
 from exporter.sources.redis_layouts import Parsed, head_time, to_seconds
 from exporter.sources.redis_libraries import horizon_wait
-from exporter.sources.redis_ops import SEP, _batches, _flatten, _normalise, pick, valid
+from exporter.sources.redis_ops import SEP, _normalise, pick, valid
+from exporter.sources.redis_script import batches, flatten
 
 
 @pytest.mark.parametrize(("raw", "unit", "expected"), [
@@ -107,9 +108,9 @@ def test_filter_tenants() -> None:
 
 def test_batches_weigh_each_op_by_tenants() -> None:
     ops = [("LLEN", "a"), ("EACH", "LLEN", "p", "s", SEP.join("abc")), ("LLEN", "b"), ("LLEN", "c")]
-    assert [len(b) for b in _batches(ops, 4)] == [2, 2]
+    assert [len(b) for b in batches(ops, 4)] == [2, 2]
     with pytest.raises(ValueError, match="HEAD takes 5 arguments"):
-        _flatten([("HEAD", "k", "0", "ts", "10")])
+        flatten([("HEAD", "k", "0", "ts", "10")])
 
 
 def test_normalise() -> None:
