@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -85,3 +87,15 @@ def samples(scheduler: Scheduler) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
     return out
+
+
+async def until(scheduler: Scheduler, check: Callable[[dict[str, float]], bool],
+                seconds: float = 20) -> dict[str, float]:
+    """Poll the exposition until `check` holds (bounded), for tests where collections run on their own."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        values = samples(scheduler)
+        if check(values):
+            return values
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not reached; last exposition: {samples(scheduler)}")

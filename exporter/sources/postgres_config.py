@@ -125,39 +125,40 @@ class GraphileWorkerPreset(Preset):
     queue_by: Literal["task", "queue_name"] = "task"  # label `queue` with the task or the named queue
 
 
-class RiverPreset(Preset):
+class InSchema(Preset):
+    """A preset whose tables live in one schema, `public` unless the library was told otherwise."""
+
+    schema_: Ident = Field("public", alias="schema")
+
+
+class RiverPreset(InSchema):
     """River: `river_job` grouped by queue and state; pauses from `river_queue`."""
 
     preset: Literal["river"]
-    schema_: Ident = Field("public", alias="schema")
 
 
-class ObanPreset(Preset):
+class ObanPreset(InSchema):
     """Oban: `oban_jobs` grouped by queue and state (schema = the Oban prefix)."""
 
     preset: Literal["oban"]
-    schema_: Ident = Field("public", alias="schema")
 
 
-class GoodJobPreset(Preset):
+class GoodJobPreset(InSchema):
     """good_job: `good_jobs` with the states of its scopes (queued, running, scheduled, ...)."""
 
     preset: Literal["good_job"]
-    schema_: Ident = Field("public", alias="schema")
 
 
-class ProcrastinatePreset(Preset):
+class ProcrastinatePreset(InSchema):
     """Procrastinate: `procrastinate_jobs` by queue and status, enqueue time from its events."""
 
     preset: Literal["procrastinate"]
-    schema_: Ident = Field("public", alias="schema")
 
 
-class SolidQueuePreset(Preset):
+class SolidQueuePreset(InSchema):
     """Solid Queue: ready/scheduled/claimed/blocked/failed executions; pauses."""
 
     preset: Literal["solid_queue"]
-    schema_: Ident = Field("public", alias="schema")
 
 
 AnyPreset = Annotated[

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import nats
 import pytest
 
 from exporter.scheduler import Scheduler
-from tests.conftest import samples
+from tests.conftest import samples, until
 from tests.support.nats import NatsServer
 from tests.support.servers import free_port
 
@@ -49,15 +47,6 @@ sources:
 """
 
 
-async def until(scheduler: Scheduler, check: Callable[[dict[str, float]], bool],
-                seconds: float = 15) -> dict[str, float]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        values = samples(scheduler)
-        if check(values):
-            return values
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not reached; last exposition: {samples(scheduler)}")
 
 
 UP = 'jobqueue_source_up{source="nats",backend="nats"}'

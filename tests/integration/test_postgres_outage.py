@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from exporter.scheduler import Scheduler
 from exporter.sources.base import SourceDenied, SourceError, SourceUnreachable
-from tests.conftest import samples
+from tests.conftest import samples, until
 from tests.support.postgres import PgCluster, admin, collect, make_source
 
 UP = 'jobqueue_source_up{source="pg",backend="postgres"}'
@@ -76,15 +75,6 @@ sources:
 """
 
 
-async def until(scheduler: Scheduler, check: Callable[[dict[str, float]], bool],
-                seconds: float = 20) -> dict[str, float]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        values = samples(scheduler)
-        if check(values):
-            return values
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not reached; last exposition: {samples(scheduler)}")
 
 
 def pg_series(values: dict[str, float]) -> list[str]:
