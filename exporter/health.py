@@ -184,21 +184,27 @@ class HealthMonitor:
 
     def metrics(self, snapshot: Snapshot) -> dict[str, bytes]:
         """The derived exposition lines: status StateSet, active issues, worker last runs."""
-        status, issues, workers = [], [], []
+        status, issues, workers, intervals, quiet = [], [], [], [], []
         for name in sorted(self.current):
             health = self.current[name]
+            quiet.append(sample_line("jobqueue_health_quiet_hours", {"system": name}, health.in_quiet_hours))
             for state in STATES:
                 status.append(sample_line("jobqueue_health_status", {"system": name, "status": state},
                                           1 if health.status == state else 0))
             for issue_id in sorted({i.id for i in health.issues}):
                 issues.append(sample_line("jobqueue_health_issue", {"system": name, "issue": issue_id}, 1))
             for worker in sorted(health.workers.values(), key=lambda w: w.name):
+                if worker.interval is not None:
+                    intervals.append(sample_line("jobqueue_worker_expected_interval_seconds",
+                                                 {"system": name, "worker": worker.name}, worker.interval))
                 if worker.last_run is not None:
                     workers.append(sample_line("jobqueue_worker_last_run_timestamp_seconds",
                                                {"system": name, "worker": worker.name}, worker.last_run))
         out = {}
         for metric, lines in (("jobqueue_health_status", status), ("jobqueue_health_issue", issues),
-                              ("jobqueue_worker_last_run_timestamp_seconds", workers)):
+                              ("jobqueue_health_quiet_hours", quiet),
+                              ("jobqueue_worker_last_run_timestamp_seconds", workers),
+                              ("jobqueue_worker_expected_interval_seconds", intervals)):
             if lines:
                 out[metric] = "".join(lines).encode()
         return out

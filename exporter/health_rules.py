@@ -50,6 +50,7 @@ class WorkerState:
     last_run: float | None
     state: str | None  # working | idle | None when unknown
     stale: bool
+    interval: float | None = None  # the configured interval, exported so the alert rules use the same one
 
 
 def status_of(issues: tuple[Issue, ...] | list[Issue]) -> str:
@@ -141,7 +142,7 @@ def worker_states(system: SystemConfig, snapshot: Snapshot, now: float) -> dict[
         flag = as_bool(raw)
         state = ("working" if flag else "idle") if flag is not None else (raw if isinstance(raw, str) else None)
         stale = last is not None and now - last > rule.factor * rule.interval
-        out[rule.name] = WorkerState(rule.name, last, state, stale)
+        out[rule.name] = WorkerState(rule.name, last, state, stale, rule.interval)
     return out
 
 

@@ -80,8 +80,12 @@ HEALTH_METRICS: tuple[MetricDef, ...] = (
               ("system", "status")),
     MetricDef("jobqueue_health_issue", "1 for each active issue of a system; `issue` is a stable id.",
               ("system", "issue")),
+    MetricDef("jobqueue_health_quiet_hours", "1 while the system is inside its configured quiet hours.",
+              ("system",)),
     MetricDef("jobqueue_worker_last_run_timestamp_seconds", "Last heartbeat or run of a background worker.",
               ("system", "worker")),
+    MetricDef("jobqueue_worker_expected_interval_seconds", "How often the worker is expected to run (its "
+              "configured interval); it is stale past 2.5 times that.", ("system", "worker")),
 )
 
 EXPORTER_METRICS: tuple[MetricDef, ...] = (

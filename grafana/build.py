@@ -303,7 +303,7 @@ def host() -> Board:
           "matches out of those listed (jobqueue_files_matched, jobqueue_files_integrity_*).", "short",
           [(f"max by (check) ({sel('jobqueue_files_matched', SRC)})", "{{check}} matched"),
            (f"max by (check) ({sel('jobqueue_files_integrity_matched', SRC)})", "{{check}} intact"),
-           (f"max by (check) ({sel('jobqueue_files_integrity_total', SRC)})", "{{check}} listed")], w=8)
+           (f"max by (check) ({sel('jobqueue_files_integrity_expected', SRC)})", "{{check}} listed")], w=8)
     b.add("stat", "HTTP probes", "1 when the probed service answered with an expected status "
           "(jobqueue_http_probe_success); the status code in the name.", "none",
           [(f"max by (source) ({sel('jobqueue_http_probe_success', SRC)})", "{{source}}"),

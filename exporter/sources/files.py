@@ -130,7 +130,7 @@ class FilesSource(Source):
                   "set, manifest fully matched, glob matched at least one file).", ("check", "kind")),
         MetricDef("jobqueue_files_matched", "Files matching the check's glob pattern.", ("check",)),
         MetricDef("jobqueue_files_integrity_matched", "Files of the manifest whose SHA-256 matches.", ("check",)),
-        MetricDef("jobqueue_files_integrity_total", "Files listed in the manifest.", ("check",)),
+        MetricDef("jobqueue_files_integrity_expected", "Files listed in the manifest.", ("check",)),
     )
 
     def __init__(self, config: FilesConfig, context: SourceContext) -> None:
@@ -186,7 +186,7 @@ class FilesSource(Source):
             value = self._integrity(leaf, malformed, seen)
             ok = value["ok"]
             samples.append(Sample("jobqueue_files_integrity_matched", (name,), value["matched"]))
-            samples.append(Sample("jobqueue_files_integrity_total", (name,), value["total"]))
+            samples.append(Sample("jobqueue_files_integrity_expected", (name,), value["total"]))
         samples.append(Sample("jobqueue_files_check_ok", (name, kind), ok))
         return value
 

@@ -72,7 +72,7 @@ async def test_checks_exact_values_and_integrity_changes(tmp_path: Path, monkeyp
     assert reading.malformed == 1
     values = samples(scheduler)
     assert values['jobqueue_files_integrity_matched{source="media",check="pipeline.scripts_integrity"}'] == 4
-    assert values['jobqueue_files_integrity_total{source="media",check="pipeline.scripts_integrity"}'] == 5
+    assert values['jobqueue_files_integrity_expected{source="media",check="pipeline.scripts_integrity"}'] == 5
     assert values['jobqueue_files_matched{source="media",check="pipeline.scripts_count"}'] == 3
     assert values['jobqueue_files_check_ok{source="media",check="pipeline.scripts_ready",kind="directory"}'] == 1
     assert values['jobqueue_files_check_ok{source="media",check="pipeline.processors.yolo",kind="path"}'] == 0

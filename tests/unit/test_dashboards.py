@@ -228,6 +228,8 @@ def test_provisioning_files() -> None:
 
 # Metrics deliberately on no dashboard, with the reason.
 NOT_SHOWN = {
+    "jobqueue_health_quiet_hours": "read by the WorkerStale alert to stay quiet at night, not a series to watch",
+    "jobqueue_worker_expected_interval_seconds": "configuration that the WorkerStale alert reads",
     "jobqueue_exporter_shard_ordinal": "deployment facts, for a sharding-mismatch alert, not series to watch",
     "jobqueue_exporter_total_shards": "deployment facts, for a sharding-mismatch alert, not series to watch",
     "jobqueue_source_interval_seconds": "configuration that the staleness alert reads, not a series to watch",

@@ -195,6 +195,9 @@ class TestMonitor:
                                       b'jobqueue_health_status{system="sys",status="degraded"} 0\n'
                                       b'jobqueue_health_status{system="sys",status="unhealthy"} 1\n',
             "jobqueue_health_issue": b'jobqueue_health_issue{system="sys",issue="source_down:r"} 1\n',
+            "jobqueue_health_quiet_hours": b'jobqueue_health_quiet_hours{system="sys"} 0\n',
+            "jobqueue_worker_expected_interval_seconds":
+                b'jobqueue_worker_expected_interval_seconds{system="sys",worker="w"} 60\n',
         }
         monitor(snap(r=state("r", Reading(details={"w": NOW - 5}))))
         lines = monitor.metrics(snap())
