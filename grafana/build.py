@@ -398,22 +398,17 @@ def nats() -> Board:
     b.add("timeseries", "Stream consumers", "Consumers of each stream (jobqueue_nats_stream_consumers).", "short",
           [(f"max by (source, stream) ({sel('jobqueue_nats_stream_consumers', SRC)})", "{{source}} {{stream}}")],
           w=8)
-    b.add("timeseries", "Consumer pending", "Messages of the stream not yet delivered to each consumer "
-          "(jobqueue_nats_consumer_pending).", "short",
-          [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_consumer_pending', SRC)})",
-            "{{stream}}/{{consumer}}")], w=8)
-    b.add("timeseries", "Consumer ack pending", "Messages delivered to each consumer and not yet acknowledged "
-          "(jobqueue_nats_consumer_ack_pending).", "short",
-          [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_consumer_ack_pending', SRC)})",
-            "{{stream}}/{{consumer}}")], w=8)
-    b.add("timeseries", "Consumer redelivered", "Messages redelivered and not yet acknowledged "
-          "(jobqueue_nats_consumer_redelivered).", "short",
-          [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_consumer_redelivered', SRC)})",
-            "{{stream}}/{{consumer}}")], w=8)
-    b.add("timeseries", "Consumer waiting pulls", "Pull requests waiting on each consumer "
-          "(jobqueue_nats_consumer_waiting).", "short",
-          [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_consumer_waiting', SRC)})",
-            "{{stream}}/{{consumer}}")], w=8)
+    for title, metric, what in (
+        ("Consumer pending", "jobqueue_nats_consumer_pending",
+         "Messages of the stream not yet delivered to each consumer"),
+        ("Consumer ack pending", "jobqueue_nats_consumer_ack_pending",
+         "Messages delivered to each consumer and not yet acknowledged"),
+        ("Consumer redelivered", "jobqueue_nats_consumer_redelivered",
+         "Messages redelivered and not yet acknowledged"),
+        ("Consumer waiting pulls", "jobqueue_nats_consumer_waiting", "Pull requests waiting on each consumer"),
+    ):
+        b.add("timeseries", title, f"{what} ({metric}).", "short",
+              [(f"max by (source, stream, consumer) ({sel(metric, SRC)})", "{{stream}}/{{consumer}}")], w=8)
     b.add("timeseries", "Dead letters", "Messages that hit max deliveries, per stream and consumer "
           "(jobqueue_nats_dead_letters).", "short",
           [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_dead_letters', SRC)})",
