@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from exporter.metrics import render_source  # noqa: E402
 from exporter.model import SourceStatus  # noqa: E402
-from exporter.sources.postgres_presets import build  # noqa: E402
+from exporter.sources.postgres.presets import build  # noqa: E402
 from tests.support.postgres import admin, make_source, scratch_database  # noqa: E402
 
 INDEXES = {

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import ConfigError, ExporterConfig, default_config, load_config, parse_listen, parse_shard
-from exporter.health import attach as attach_health
+from exporter.health.evaluation import attach as attach_health
 from exporter.log import setup_logging
 from exporter.metrics import TEXT
 from exporter.scheduler import Scheduler

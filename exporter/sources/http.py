@@ -36,7 +36,7 @@ from exporter.sources.base import (
     read_secret,
     redact_url,
 )
-from exporter.sources.nats_parse import dotted
+from exporter.sources.nats.parse import dotted
 
 
 class JsonExpectation(Model):

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from exporter.config import ExporterConfig
-from exporter.health import attach as attach_health
+from exporter.health.evaluation import attach as attach_health
 from exporter.scheduler import Scheduler
 from exporter.web import core, openapi
 from exporter.web.auth import AUTHENTICATOR, Authenticator, RateLimiter, authenticate

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.systems import TokenConfig
+from exporter.health.config import TokenConfig
 
 log = logging.getLogger("jobqueue.web.auth")
 

@@ -102,7 +102,7 @@ async def test_streams_consumers_and_oldest_message(jsc: Js) -> None:
     assert values[f'jobqueue_depth{{{src},tenant="",queue="{empty}"}}'] == 0
     assert values[f'jobqueue_oldest_age_seconds{{{src},tenant="",queue="{empty}"}}'] == 0
     assert f'jobqueue_oldest_timestamp_seconds{{{src},tenant="",queue="{empty}"}}' not in values
-    from exporter.sources.nats_parse import parse_ts
+    from exporter.sources.nats.parse import parse_ts
 
     oldest = parse_ts(first_ts)
     assert details["streams"][1]["first_ts"] == oldest  # exact; the exposition renders milliseconds

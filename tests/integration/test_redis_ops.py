@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 
-from exporter.sources.redis_ops import SEP, WRONGTYPE, OpRunner
+from exporter.sources.redis.ops import SEP, WRONGTYPE, OpRunner
 from tests.conftest import REDIS_URL
 from tests.support.redis_libs import collect, make_source
 from tests.support.servers import RedisServer

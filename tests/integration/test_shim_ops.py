@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exporter.health import HealthMonitor, SystemHealth
-from exporter.health_rules import Issue, WorkerState
+from exporter.health.config import OpsShim
+from exporter.health.evaluation import HealthMonitor, SystemHealth
+from exporter.health.rules import Issue, WorkerState
 from exporter.model import Reading, Snapshot, SourceState, SourceStatus
-from exporter.systems import OpsShim
 from exporter.web.shims import View
 from exporter.web.shims.ops import plannings
 from tests.support.shims import get, serve

@@ -18,7 +18,7 @@ import redis
 
 from exporter.model import Reading, Snapshot
 from exporter.sources.base import SourceContext
-from exporter.sources.redis import RedisConfig, RedisSource
+from exporter.sources.redis.source import RedisConfig, RedisSource
 
 NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 NOW = 1_700_000_000.0  # the collection time every layout test uses (the source's clock)

@@ -7,7 +7,7 @@ Rules half: each scenario's series go through promtool with the bundled rules; t
 exporter exposes ("full": the system-status alerts may carry it), and without
 jobqueue_health_status ("symptom": the alerts on the facts themselves must reach it alone).
 Exporter half (test_health_evaluation_agrees): the same facts as a snapshot and a system config go
-through exporter/health.py; its verdict and issues must be the table's, seed 001's status shim must
+through exporter/health/evaluation.py; its verdict and issues must be the table's, seed 001's status shim must
 answer 503 exactly when the rules page, and the rules fed the exporter's own issue ids agree again.
 """
 
@@ -94,9 +94,8 @@ def contract_issue(issue_id: str) -> str:
 def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...], int]:
     """The exporter's verdict, raw issue ids and the status shim's HTTP code for the scenario: its facts
     as a snapshot, a system config."""
-    health = pytest.importorskip("exporter.health", reason="exporter/health.py has not landed")
-    from exporter.model import QueueStats, Reading, Snapshot, SourceState, SourceStatus
-    from exporter.systems import (
+    health = pytest.importorskip("exporter.health.evaluation", reason="exporter/health/evaluation.py has not landed")
+    from exporter.health.config import (
         CheckRule,
         ComponentRule,
         QueueRule,
@@ -105,6 +104,7 @@ def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...], int]:
         SystemConfig,
         WorkerRule,
     )
+    from exporter.model import QueueStats, Reading, Snapshot, SourceState, SourceStatus
     from tests.unit.agreement_scenarios import SOURCE, SYSTEM
 
     now = 1_800_000_000.0
@@ -139,8 +139,8 @@ def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...], int]:
 def status_shim_code(system: Any, snapshot: Any, result: Any, now: float) -> int:
     """What seed 001's /api/health/status (the shim that follows the system's verdict) answers."""
     from exporter.config import ExporterConfig
-    from exporter.health import HealthMonitor
-    from exporter.systems import StatusShim
+    from exporter.health.config import StatusShim
+    from exporter.health.evaluation import HealthMonitor
     from exporter.web.shims import View
     from exporter.web.shims.status import platform_status
 

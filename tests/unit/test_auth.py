@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from exporter.systems import TokenConfig
+from exporter.health.config import TokenConfig
 from exporter.web.auth import Authenticator, Credential, RateLimiter
 
 

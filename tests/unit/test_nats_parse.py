@@ -8,8 +8,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from exporter.sources.nats_config import JobsRegistry, NatsConfig
-from exporter.sources.nats_parse import (
+from exporter.sources.nats.config import JobsRegistry, NatsConfig
+from exporter.sources.nats.parse import (
     KvEntry,
     advisory_target,
     count_jobs,

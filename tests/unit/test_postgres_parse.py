@@ -11,15 +11,15 @@ import pytest
 
 from exporter.config import ConfigError, parse_config
 from exporter.model import QueueStats
-from exporter.sources.postgres_checks import (
+from exporter.sources.postgres.checks import (
     check_result,
     compare_migrations,
     jsonable,
     read_connections,
     required_migrations,
 )
-from exporter.sources.postgres_config import Check, GenericPreset, Migrations, PgmqPreset, quote_ident, safe_dsn
-from exporter.sources.postgres_presets import PresetQuery, build, fold_pgmq, fold_pivot, fold_rows, in_shard
+from exporter.sources.postgres.config import Check, GenericPreset, Migrations, PgmqPreset, quote_ident, safe_dsn
+from exporter.sources.postgres.presets import PresetQuery, build, fold_pgmq, fold_pivot, fold_rows, in_shard
 
 
 def source(extra: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from exporter.health_data import as_number, iso
+from exporter.health.data import as_number, iso
 from exporter.metrics import TEXT
 from exporter.model import QueueStats, Reading, Snapshot
 from exporter.scheduler import Scheduler

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from exporter.config import ExporterConfig
-from exporter.health import HealthMonitor, SystemHealth
+from exporter.health.config import Shim
+from exporter.health.evaluation import HealthMonitor, SystemHealth
 from exporter.model import Snapshot
-from exporter.systems import Shim
 from exporter.web.keys import CONFIG, SCHEDULER, STARTED_AT
 
 HEALTH = web.AppKey("health", HealthMonitor)

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.health_data import as_bool, as_int, as_time, iso, read
-from exporter.health_rules import INFO, OK
-from exporter.systems import OpsShim, Ref
+from exporter.health.config import OpsShim, Ref
+from exporter.health.data import as_bool, as_int, as_time, iso, read
+from exporter.health.rules import INFO, OK
 from exporter.web.auth import AUTHENTICATOR, OPS_HEADERS, presented
 from exporter.web.shims import Reply, View, enabled, respond, view
 

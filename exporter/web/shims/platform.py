@@ -3,7 +3,7 @@ health and alerts, in the {"success": true, "data": ...} envelope.
 
 Errors use {"success": false, "error": {"code", "message"}}: 400 invalid parameters, 401 missing
 or invalid token, 403 without the ops role, 404 unknown queue, 429 past the configured rate. The
-jobs listing is the one live backend read (`exporter/sources/redis_jobs.py`), under its own timeout;
+jobs listing is the one live backend read (`exporter/sources/redis/jobs.py`), under its own timeout;
 when the backend does not answer in time it is a 503 (documented in the OpenAPI document).
 """
 
@@ -18,10 +18,10 @@ import aiohttp
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from exporter.health_data import as_number, as_time, iso, matching_queues
-from exporter.health_rules import INFO, UNHEALTHY, queue_level
-from exporter.sources import redis_jobs
-from exporter.systems import PlatformShim
+from exporter.health.config import PlatformShim
+from exporter.health.data import as_number, as_time, iso, matching_queues
+from exporter.health.rules import INFO, UNHEALTHY, queue_level
+from exporter.sources.redis import jobs as redis_jobs
 from exporter.web.auth import RateLimiter, presented
 from exporter.web.keys import SCHEDULER
 from exporter.web.shims import Reply, View, enabled, respond, system_sources, view

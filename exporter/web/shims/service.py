@@ -14,9 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
-from exporter.health_data import as_int, as_number, checks_of, iso, read
-from exporter.health_rules import OK
-from exporter.systems import ServiceShim
+from exporter.health.config import ServiceShim
+from exporter.health.data import as_int, as_number, checks_of, iso, read
+from exporter.health.rules import OK
 from exporter.web.auth import presented
 from exporter.web.shims import Reply, View, enabled, respond, view
 

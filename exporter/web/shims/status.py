@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
-from exporter.health_data import as_int, as_number, as_time, dig, read
-from exporter.health_rules import UNHEALTHY, ago
-from exporter.systems import StatusShim
+from exporter.health.config import StatusShim
+from exporter.health.data import as_int, as_number, as_time, dig, read
+from exporter.health.rules import UNHEALTHY, ago
 from exporter.web.auth import presented
 from exporter.web.shims import Reply, View, enabled, respond, system_sources, view
 

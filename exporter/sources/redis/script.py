@@ -1,7 +1,7 @@
 """The read-only Lua script of the Redis source and how op lists are batched into its arguments.
 
-It runs the ops of `redis_ops.py` inside Redis through `EVAL_RO`/`EVALSHA_RO` when `scripts: auto|lua`;
-the JSON shortcut and validity checks here have Python twins in `redis_ops.py`, and tests hold the two
+It runs the ops of `ops.py` inside Redis through `EVAL_RO`/`EVALSHA_RO` when `scripts: auto|lua`;
+the JSON shortcut and validity checks here have Python twins in `ops.py`, and tests hold the two
 paths to the same results.
 """
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 
 from exporter.sources.base import Duration, Model, SourceConfig, check_one_secret
-from exporter.sources.nats_parse import JOB_STATES, matches
+from exporter.sources.nats.parse import JOB_STATES, matches
 
 DEFAULT_JOB_STATUSES: dict[str, list[str]] = {
     "unprocessed": ["unprocessed", "pending", "queued", "new"],

@@ -14,9 +14,16 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from exporter.health_data import as_int, as_time, iso
-from exporter.sources.redis_layouts import LaravelLayout, Layout, ListLayout, SortedSetLayout
-from exporter.sources.redis_libraries import BullMQLayout, CeleryLayout, HorizonLayout, RQLayout, SidekiqLayout
+from exporter.health.data import as_int, as_time, iso
+from exporter.sources.redis.layouts.base import Layout
+from exporter.sources.redis.layouts.bullmq import BullMQLayout
+from exporter.sources.redis.layouts.celery import CeleryLayout
+from exporter.sources.redis.layouts.horizon import HorizonLayout
+from exporter.sources.redis.layouts.laravel import LaravelLayout
+from exporter.sources.redis.layouts.list import ListLayout
+from exporter.sources.redis.layouts.rq import RQLayout
+from exporter.sources.redis.layouts.sidekiq import SidekiqLayout
+from exporter.sources.redis.layouts.zset import SortedSetLayout
 
 STATUSES = ("active", "waiting", "failed", "completed")
 MAX_LIMIT = 100

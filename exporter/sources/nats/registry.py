@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.base import SourceError
-from exporter.sources.nats_config import AgentRegistry, JobsRegistry
-from exporter.sources.nats_parse import (
+from exporter.sources.nats.config import AgentRegistry, JobsRegistry
+from exporter.sources.nats.parse import (
     JobCounts,
     KvEntry,
     StreamRecord,

@@ -45,8 +45,8 @@ from exporter.sources.base import (
     redact_url,
 )
 from exporter.sources.base import Source as BaseSource
-from exporter.sources.nats_config import NatsConfig
-from exporter.sources.nats_parse import (
+from exporter.sources.nats.config import NatsConfig
+from exporter.sources.nats.parse import (
     ADVISORY_MAX_DELIVERIES,
     ConsumerRecord,
     KvEntry,
@@ -57,7 +57,7 @@ from exporter.sources.nats_parse import (
     parse_stream,
     plain_url,
 )
-from exporter.sources.nats_registry import read_agents, read_jobs
+from exporter.sources.nats.registry import read_agents, read_jobs
 
 log = logging.getLogger("jobqueue.nats")
 

@@ -2,7 +2,7 @@
 
 `HealthMonitor` is a scheduler listener: every new snapshot updates a short in-memory history
 (source latency and success, queue depths, completed counts), re-evaluates every system's rules
-(`exporter/health_rules.py`) and logs raised and resolved issues, which the platform shim serves as
+(`exporter/health/rules.py`) and logs raised and resolved issues, which the platform shim serves as
 alerts when no Alertmanager is configured. Requests only read `monitor.current`; they never evaluate.
 """
 
@@ -15,8 +15,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from exporter.health_data import QueueSummary, SummaryCache
-from exporter.health_rules import (
+from exporter.health.config import SystemConfig
+from exporter.health.data import QueueSummary, SummaryCache
+from exporter.health.rules import (
     DEGRADED,
     OK,
     UNHEALTHY,
@@ -36,7 +37,6 @@ from exporter.health_rules import (
 from exporter.metrics import sample_line
 from exporter.model import Reading, Snapshot
 from exporter.scheduler import Scheduler
-from exporter.systems import SystemConfig
 
 log = logging.getLogger("jobqueue.health")
 

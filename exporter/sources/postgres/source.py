@@ -42,7 +42,7 @@ from exporter.sources.base import (
     SourceUnreachable,
     read_secret,
 )
-from exporter.sources.postgres_checks import (
+from exporter.sources.postgres.checks import (
     CheckResult,
     Connections,
     SchemaResult,
@@ -52,8 +52,8 @@ from exporter.sources.postgres_checks import (
     read_connections,
     required_migrations,
 )
-from exporter.sources.postgres_config import Check, PostgresConfig, quote_ident, safe_dsn
-from exporter.sources.postgres_presets import PresetQuery, build, fold_pgmq, fold_pivot, fold_rows
+from exporter.sources.postgres.config import Check, PostgresConfig, quote_ident, safe_dsn
+from exporter.sources.postgres.presets import PresetQuery, build, fold_pgmq, fold_pivot, fold_rows
 
 log = logging.getLogger("jobqueue.postgres")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.model import Sample
-from exporter.sources.postgres_config import Check, Migrations
+from exporter.sources.postgres.config import Check, Migrations
 
 KEY_SEP = "/"
 

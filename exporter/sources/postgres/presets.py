@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exporter.model import QueueStats
-from exporter.sources.postgres_config import (
+from exporter.sources.postgres.config import (
     AnyPreset,
     GenericPreset,
     GoodJobPreset,

@@ -2,8 +2,8 @@
 
 Layouts describe what they need as ops (tuples of strings); `OpRunner.run` executes every op of a
 collection in one round trip (plus one for what the first points at): by default as hand-packed
-plain commands on the lean connection of `redis_wire.py`; with `scripts: auto|lua` as a pipeline of
-`EVALSHA_RO` calls of the script in `redis_script.py`, one per batch. Both paths return the same
+plain commands on the lean connection of `wire.py`; with `scripts: auto|lua` as a pipeline of
+`EVALSHA_RO` calls of the script in `script.py`, one per batch. Both paths return the same
 values, so a layout never knows which one ran.
 
 Ops and their results:
@@ -41,8 +41,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
-from exporter.sources.redis_script import ARITY, LUA, SEP, WRONGTYPE, Op, batches, flatten, sha1
-from exporter.sources.redis_wire import ReplyError, Wire, as_exception, pack, pack_keys
+from exporter.sources.redis.script import ARITY, LUA, SEP, WRONGTYPE, Op, batches, flatten, sha1
+from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
 
 log = logging.getLogger("jobqueue.redis")
 

@@ -37,10 +37,10 @@ from exporter.sources.base import (
     check_one_secret,
     read_secret,
 )
-from exporter.sources.redis_layouts import Layout, Parsed, Plan
-from exporter.sources.redis_libraries import AnyLayout
-from exporter.sources.redis_ops import SEP, OpRunner
-from exporter.sources.redis_wire import Wire
+from exporter.sources.redis.layouts import AnyLayout
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
+from exporter.sources.redis.ops import SEP, OpRunner
+from exporter.sources.redis.wire import Wire
 
 log = logging.getLogger("jobqueue.redis")
 

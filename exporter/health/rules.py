@@ -14,7 +14,8 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from exporter.health_data import (
+from exporter.health.config import QueueRule, SystemConfig
+from exporter.health.data import (
     as_bool,
     as_int,
     as_number,
@@ -24,10 +25,9 @@ from exporter.health_data import (
     read,
 )
 from exporter.model import Snapshot
-from exporter.systems import QueueRule, SystemConfig
 
 if TYPE_CHECKING:
-    from exporter.health import History
+    from exporter.health.evaluation import History
 
 OK, DEGRADED, UNHEALTHY, INFO = "ok", "degraded", "unhealthy", "info"
 

@@ -1,0 +1,1 @@
+"""Health: the rules of each configured system evaluated over the snapshot."""

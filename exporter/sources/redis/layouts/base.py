@@ -1,0 +1,163 @@
+"""How queues lie in Redis, as ops to read and a parser of the replies: the machinery every layout
+shares. Each queue library (and each generic shape) has its own module beside this one.
+
+Every layout answers two questions per
+tenant: which ops to run first to discover what exists (`discovery`), and, given those replies, which
+ops read the queues and how to turn the replies into records (`plan`). Keys and timestamp units
+follow `shared/reference/redis-queues.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from exporter.model import QueueStats, Sample
+from exporter.sources.base import Model
+from exporter.sources.redis.script import WRONGTYPE, Op
+
+Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
+SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+def kind(unit: Unit) -> str:
+    """What a stored timestamp of `unit` must look like for the ops to accept it (see ops.valid)."""
+    return "iso" if unit == "iso" else "num"
+
+
+def to_seconds(raw: str | None, unit: Unit) -> float | None:
+    """An enqueue time in Unix seconds; ValueError when the stored value is not a time."""
+    if raw is None:
+        return None
+    if unit == "iso":
+        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if stamp.tzinfo is None:  # RQ and most libraries write UTC; never the exporter's local zone
+            stamp = stamp.replace(tzinfo=UTC)
+        return stamp.timestamp()
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite time: {raw!r}")
+    if unit == "auto":  # Sidekiq: float seconds before 8.0, integer milliseconds since
+        for limit, scale in ((1e17, 1e-9), (1e14, 1e-6), (1e11, 1e-3)):
+            if value > limit:
+                return value * scale
+        return value
+    return value * SCALE[unit]
+
+
+@dataclass
+class Parsed:
+    """What a plan's parser found for one tenant of one layout."""
+
+    queues: list[QueueStats] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    malformed: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """Ops for one tenant of one layout and the function that reads their replies."""
+
+    ops: list[Op]
+    parse: Callable[[list[Any], float, Parsed], None]
+
+
+def count(value: Any) -> int:
+    """An integer reply, with a key of the wrong type counted as empty."""
+    return 0 if value == WRONGTYPE or value is None else int(value)
+
+
+def head_time(reply: Any, unit: Unit, out: Parsed) -> float | None:
+    """The timestamp of a HEAD/HEADHASH reply; unparseable values count as malformed."""
+    if reply == WRONGTYPE:
+        out.malformed += 1
+        return None
+    raw, bad = reply
+    out.malformed += int(bad)
+    try:
+        return to_seconds(raw, unit)
+    except (ValueError, TypeError, OverflowError):
+        out.malformed += 1
+        return None
+
+
+# QueueStats' defaults after `oldest_timestamp`, for building records without its Python __new__.
+AFTER_OLDEST = tuple(QueueStats._field_defaults[f] for f in QueueStats._fields[4:])
+assert QueueStats._fields[:4] == ("queue", "depth", "tenant", "oldest_timestamp")
+
+
+def fill_tenant(template: str, tenant: str) -> str:
+    return template.replace("{tenant}", tenant)
+
+
+class Layout(Model):
+    """Base of every layout config."""
+
+    scan: Annotated[int, Field(ge=1, le=100)] = 10
+
+    def templates(self) -> Sequence[str]:
+        """Every key template of the layout; `{tenant}` in any of them makes it per-tenant."""
+        return ()
+
+    @property
+    def per_tenant(self) -> bool:
+        return any("{tenant}" in t for t in self.templates())
+
+    @property
+    def discovers(self) -> bool:
+        """Whether the layout reads anything before planning (spares the others a pass per tenant)."""
+        return type(self).discovery is not Layout.discovery
+
+    def discovery(self, tenant: str) -> list[Op]:
+        return []
+
+    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+        raise NotImplementedError
+
+    def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
+        """Plans for every tenant; layouts with a flat per-tenant key override it with EACH ops."""
+        return [self.plan(t, f, now) for t, f in zip(tenants, found, strict=True)]
+
+
+def hashes(reply: Any) -> list[dict[str, Any]]:
+    """ZHASHES reply -> one dict per member: the hash fields plus `member` and `score`."""
+    if reply == WRONGTYPE or not reply:
+        return []
+    out = []
+    for member, score, flat in reply:
+        fields = dict(zip(flat[::2], flat[1::2], strict=False)) if isinstance(flat, list) else {}
+        out.append({**fields, "member": str(member), "score": float(score)})
+    return out
+
+
+def members(reply: Any) -> list[str]:
+    return [] if reply == WRONGTYPE or not reply else [str(m) for m in reply]
+
+
+def json_dict(raw: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def to_int(raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return 0
+
+
+def to_float(raw: Any) -> float:
+    try:
+        return float(raw) if raw not in (None, WRONGTYPE) else 0.0
+    except ValueError:
+        return 0.0

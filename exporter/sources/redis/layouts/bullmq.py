@@ -1,0 +1,56 @@
+"""BullMQ (and classic Bull, which keeps the same keys)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from exporter.model import QueueStats
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time
+from exporter.sources.redis.script import Op
+
+_BULL_STATES = ("active", "delayed", "prioritized", "waiting-children", "completed", "failed")
+
+
+class BullMQLayout(Layout):
+    """BullMQ: `wait` list of ids (oldest at the tail, time in the job hash), state sets, `meta.paused`.
+
+    Covers v5 (pause renames `wait` to `paused`) and v6 (jobs stay in `wait`; only `meta.paused`).
+    """
+
+    layout: Literal["bullmq"]
+    queues: list[str]
+    prefix: str = "bull"
+
+    def templates(self) -> Sequence[str]:
+        return (self.prefix,)
+
+    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+        ops: list[Op] = []
+        for queue in self.queues:
+            base = f"{fill_tenant(self.prefix, tenant)}:{queue}"
+            ops += [
+                ("LLEN", f"{base}:wait"),
+                ("LLEN", f"{base}:paused"),
+                ("HEADHASH", f"{base}:wait", "-1", f"{base}:", "timestamp", str(self.scan), "num"),
+                ("HEADHASH", f"{base}:paused", "-1", f"{base}:", "timestamp", str(self.scan), "num"),
+                ("LLEN", f"{base}:active"),
+                *(("ZCARD", f"{base}:{state}") for state in _BULL_STATES[1:]),
+                ("HGET", f"{base}:meta", "paused"),
+            ]
+        width = 5 + len(_BULL_STATES)
+
+        def parse(r: list[Any], now: float, out: Parsed) -> None:
+            for i, queue in enumerate(self.queues):
+                part = r[i * width : (i + 1) * width]
+                times = [t for t in (head_time(part[2], "ms", out), head_time(part[3], "ms", out)) if t is not None]
+                counts = dict(zip(_BULL_STATES, map(count, part[4:-1]), strict=True))
+                # v5 paused queues keep their jobs in the `paused` list: still waiting, so in the depth
+                depth = count(part[0]) + count(part[1]) + counts["prioritized"]
+                states = tuple(counts.items())
+                out.queues.append(QueueStats(
+                    queue, depth, tenant, min(times) if times else None, states,
+                    failed=counts["failed"], paused=part[-1] in ("1", "true"),
+                ))
+
+        return Plan(ops, parse)

@@ -1,0 +1,104 @@
+"""Laravel Horizon on top of Laravel's lists."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from exporter.model import Sample
+from exporter.sources.redis.layouts.base import Parsed, Plan, count, fill_tenant, hashes, json_dict, to_float, to_int
+from exporter.sources.redis.layouts.laravel import LaravelLayout
+from exporter.sources.redis.script import Op
+
+
+class HorizonLayout(LaravelLayout):
+    """Laravel Horizon: the Laravel lists plus Horizon's runtime, failed jobs, masters and supervisors.
+
+    With no `queues`, the queues are those the live supervisors serve on `connection`.
+    """
+
+    layout: Literal["horizon"]  # type: ignore[assignment]
+    queues: list[str] | None = None  # type: ignore[assignment]
+    timestamp_field: str = "pushedAt|createdAt"
+    horizon_prefix: str = "laravel_horizon:"
+    connection: str = "redis"
+    recent_failed_minutes: Annotated[int, Field(ge=1)] = 10080
+    cap: Annotated[int, Field(ge=1, le=10000)] = 1000
+
+    def templates(self) -> Sequence[str]:
+        return (self.prefix, self.horizon_prefix, self.pause_key or "")
+
+    def discovery(self, tenant: str) -> list[Op]:
+        hp = fill_tenant(self.horizon_prefix, tenant)
+        return [
+            ("ZHASHES", f"{hp}masters", f"{hp}master:", str(self.cap)),
+            ("ZHASHES", f"{hp}supervisors", f"{hp}supervisor:", str(self.cap)),
+        ]
+
+    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+        hp = fill_tenant(self.horizon_prefix, tenant)
+        masters = hashes(found[0])
+        supervisors = hashes(found[1])
+        # processes per served queue group ("default" or, with balance off, "default,emails")
+        prefix = f"{self.connection}:"
+        groups: dict[str, int] = {}
+        for sup in supervisors:
+            if sup["score"] >= now - 29:  # Horizon's own liveness window for supervisors
+                for name, n in json_dict(sup.get("processes")).items():
+                    if name.startswith(prefix):
+                        groups[name[len(prefix):]] = groups.get(name[len(prefix):], 0) + to_int(n)
+        queues = self.queues or sorted({q for g in groups for q in g.split(",") if q})
+        # a queue's wait needs every queue of the groups it is served in
+        read = list(dict.fromkeys([*queues, *(q for g in groups for q in g.split(",")
+                                              if q and set(g.split(",")) & set(queues))]))
+        width = 5 if self.pause_key else 4
+        ops: list[Op] = [
+            ("ZCOUNT", f"{hp}recent_failed_jobs", "-inf", repr(-(now - self.recent_failed_minutes * 60))),
+            ("ZCARD", f"{hp}failed_jobs"),
+        ]
+        for queue in read:
+            ops.extend(self.queue_ops(tenant, queue))
+            ops.append(("HGET", f"{hp}queue:{queue}", "runtime"))
+
+        def parse(r: list[Any], now: float, out: Parsed) -> None:
+            recent_failed, total_failed = count(r[0]), count(r[1])
+            parts = {q: r[2 + i * (width + 1) : 2 + (i + 1) * (width + 1)] for i, q in enumerate(read)}
+            ms = {q: count(part[0]) * to_float(part[width]) for q, part in parts.items()}
+            waits: dict[str, dict[str, int | float]] = {}
+            for queue in queues:
+                part = parts[queue]
+                served = [g for g in groups if queue in g.split(",")]
+                # Horizon's time to clear of each group that serves the queue; the longest counts
+                wait = max((horizon_wait(1, sum(ms[q] for q in g.split(",") if q), groups[g]) for g in served),
+                           default=horizon_wait(1, ms[queue], 0))
+                out.queues.append(self.queue_stats(tenant, queue, part[:width], out, wait_seconds=wait))
+                waits[queue] = {"pending": count(part[0]), "wait_seconds": wait}
+            alive = [m for m in masters if m["score"] >= now - 14]
+            for status in ("running", "paused"):
+                n = sum(1 for m in alive if m.get("status") == status)
+                out.samples.append(Sample("jobqueue_horizon_masters", (tenant, status), n))
+            out.samples.append(Sample("jobqueue_library_jobs", (tenant, "failed_recent"), recent_failed))
+            out.samples.append(Sample("jobqueue_library_jobs", (tenant, "failed"), total_failed))
+            out.details.setdefault("horizon", {})[tenant] = {
+                "queues": waits,
+                "failed_jobs": recent_failed,
+                "masters": [
+                    {"name": m["member"], "status": m.get("status"), "last_seen": m["score"]} for m in masters
+                ],
+                "supervisors": [
+                    {"name": s["member"], "status": s.get("status"), "last_seen": s["score"]} for s in supervisors
+                ],
+            }
+
+        return Plan(ops, parse)
+
+
+def horizon_wait(ready: int, runtime_ms: float, processes: int) -> int:
+    """Horizon's WaitTimeCalculator: ready x average runtime, shared by the processes, in seconds."""
+    total_ms = ready * runtime_ms
+    if processes > 0:
+        total_ms /= processes
+    return math.floor(total_ms / 1000 + 0.5)  # PHP round(): half away from zero

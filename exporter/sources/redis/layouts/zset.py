@@ -1,0 +1,41 @@
+"""A sorted set scored by enqueue time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from exporter.model import QueueStats
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Unit, count, fill_tenant, head_time
+from exporter.sources.redis.ops import pick
+from exporter.sources.redis.script import WRONGTYPE, Op
+
+
+class SortedSetLayout(Layout):
+    """A sorted set whose lowest score is the oldest item; the time is the score or a JSON field."""
+
+    layout: Literal["zset"]
+    name: str
+    key: str
+    timestamp: Literal["score", "member", "none"] = "score"
+    timestamp_field: str = ""
+    timestamp_unit: Unit = "s"
+
+    def templates(self) -> Sequence[str]:
+        return (self.key,)
+
+    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+        key = fill_tenant(self.key, tenant)
+        ops: list[Op] = [("ZCARD", key), ("ZFIRST", key)]
+
+        def parse(r: list[Any], now: float, out: Parsed) -> None:
+            oldest = None
+            first = r[1]
+            if first == WRONGTYPE:
+                out.malformed += 1
+            elif first and self.timestamp != "none":
+                raw = first[1] if self.timestamp == "score" else pick(first[0], self.timestamp_field)
+                oldest = head_time([raw, 0 if raw is not None else 1], self.timestamp_unit, out)
+            out.queues.append(QueueStats(self.name, count(r[0]), tenant, oldest))
+
+        return Plan(ops, parse)
