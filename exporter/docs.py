@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from exporter.metrics import CORE_METRICS, EXPORTER_METRICS, HEALTH_METRICS
+from exporter.metrics import CORE_METRICS, EXPORTER_METRICS, FLOW_METRICS, HEALTH_METRICS
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import MetricDef
 
@@ -30,6 +30,7 @@ def metric_catalogue() -> str:
     """The markdown tables: shared metrics, then each source type's own, then health and build info."""
     head = ["| metric | type | labels | meaning |", "| --- | --- | --- | --- |"]
     parts = ["### Shared by every source", "", *head, *_rows(CORE_METRICS, True), ""]
+    parts += ["### Flow and workers (where the queue library keeps them)", "", *head, *_rows(FLOW_METRICS, True), ""]
     for name, source in SOURCE_TYPES.items():
         if source.metrics:
             parts += [f"### `{name}` sources", "", *head, *_rows(source.metrics, True), ""]

@@ -74,6 +74,23 @@ CORE_METRICS: tuple[MetricDef, ...] = (
     ),
 )
 
+# Flow and workers: emitted by sources as `Sample`s (not every layout knows them), rendered like a
+# source's own metrics. Counters come from a count the library keeps itself, never from the exporter.
+FLOW_METRICS: tuple[MetricDef, ...] = (
+    MetricDef("jobqueue_jobs_processed", "Jobs the library finished (success or failure), from the library's own "
+              "count; queue is empty where the library counts only globally.", QUEUE_LABELS, type="counter"),
+    MetricDef("jobqueue_jobs_failed", "Jobs that failed, from the library's own count; queue is empty where the "
+              "library counts only globally.", QUEUE_LABELS, type="counter"),
+    MetricDef("jobqueue_workers", "Live workers by state (busy, idle, paused); a worker whose heartbeat is older "
+              "than the library's own expiry is not live. A worker serving several queues counts under each.",
+              (*QUEUE_LABELS, "state")),
+    MetricDef("jobqueue_worker_capacity", "Job slots (threads, concurrency) the live workers offer, where the "
+              "library records it.", QUEUE_LABELS),
+    MetricDef("jobqueue_worker_busy_slots", "Job slots of the live workers running a job now, where the library "
+              "records it (utilisation = busy slots / capacity).", QUEUE_LABELS),
+    MetricDef("jobqueue_job_runtime_seconds", "Average job runtime as the library keeps it.", QUEUE_LABELS),
+)
+
 HEALTH_METRICS: tuple[MetricDef, ...] = (
     MetricDef("jobqueue_health_status", "Status of a monitored system (ok, degraded, unhealthy): a state set "
               "exposed as a gauge with a `status` label, one series per state, exactly one is 1.",
@@ -101,7 +118,7 @@ def catalogue() -> tuple[MetricDef, ...]:
     """Every metric the project defines, core first, then each source type's own, in a fixed order."""
     seen: dict[str, MetricDef] = {}
     sources = (m for t in SOURCE_TYPES.values() for m in t.metrics)
-    for metric in (*CORE_METRICS, *sources, *HEALTH_METRICS, *EXPORTER_METRICS):
+    for metric in (*CORE_METRICS, *FLOW_METRICS, *sources, *HEALTH_METRICS, *EXPORTER_METRICS):
         seen.setdefault(metric.name, metric)
     return tuple(seen.values())
 
@@ -234,7 +251,9 @@ def _process_registry() -> CollectorRegistry:
     return registry
 
 
-_SOURCE_METRICS: dict[str, MetricDef] = {m.name: m for t in SOURCE_TYPES.values() for m in t.metrics}
+_SOURCE_METRICS: dict[str, MetricDef] = {
+    m.name: m for m in (*FLOW_METRICS, *(m for t in SOURCE_TYPES.values() for m in t.metrics))
+}
 _PROCESS = _process_registry()
 
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from exporter.sources.redis.source import Tenants, filter_tenants
 from exporter.sources.redis.layouts.base import Parsed, head_time, to_seconds
 from exporter.sources.redis.layouts.horizon import horizon_wait
 from exporter.sources.redis.ops import SEP, _normalise, pick, valid
 from exporter.sources.redis.script import batches, flatten
+from exporter.sources.redis.source import Tenants, filter_tenants
 
 
 @pytest.mark.parametrize(("raw", "unit", "expected"), [
