@@ -119,6 +119,33 @@ class SourceDenied(SourceError):
     kind = "denied"
 
 
+class SourceTimeout(SourceError):
+    """The backend accepted the connection but did not answer in time (a hung or overloaded server)."""
+
+    kind = "timeout"
+
+
+class NotFound(SourceError):
+    """The backend has no such object (a stream, consumer, bucket or message deleted since it was listed)."""
+
+    kind = "not_found"
+
+
+class QueryFailed(SourceError):
+    """One statement or read failed on the server; only its query or check is affected, not the collection."""
+
+    kind = "query_failed"
+
+    def __init__(self, message: str, duration: float = 0.0) -> None:
+        super().__init__(message)
+        self.duration = duration
+
+
+# The closed set of failure kinds: `SourceStatus.error_kind` is always one of these.
+FAILURE_KINDS = frozenset(k.kind for k in (SourceError, SourceUnreachable, SourceDenied, SourceTimeout, NotFound,
+                                           QueryFailed))
+
+
 @dataclass(frozen=True, slots=True)
 class SourceContext:
     """What a source may know of the rest of the daemon: the current snapshot, read-only."""

@@ -37,6 +37,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
+    NotFound,
     SourceContext,
     SourceDenied,
     SourceError,
@@ -62,10 +63,6 @@ from exporter.sources.nats.registry import read_agents, read_jobs
 log = logging.getLogger("jobqueue.nats")
 
 
-class NotFound(SourceError):
-    """The JetStream API answered 404: a stream, consumer or message that does not (or no longer) exist."""
-
-    kind = "not_found"
 T = TypeVar("T")
 
 

@@ -35,6 +35,7 @@ import asyncpg
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
+    QueryFailed,
     Source,
     SourceContext,
     SourceDenied,
@@ -69,14 +70,6 @@ LOST: tuple[type[BaseException], ...] = (
 DENIED: tuple[type[BaseException], ...] = (
     asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError, asyncpg.InsufficientPrivilegeError,
 )
-
-
-class QueryFailed(Exception):
-    """One statement failed on the server; only its query or check is affected."""
-
-    def __init__(self, message: str, duration: float = 0.0) -> None:
-        super().__init__(message)
-        self.duration = duration
 
 
 class PostgresSource(Source):

@@ -33,6 +33,7 @@ from exporter.sources.base import (
     SourceContext,
     SourceDenied,
     SourceError,
+    SourceTimeout,
     SourceUnreachable,
     check_one_secret,
     read_secret,
@@ -43,12 +44,6 @@ from exporter.sources.redis.ops import SEP, OpRunner
 from exporter.sources.redis.wire import Wire
 
 log = logging.getLogger("jobqueue.redis")
-
-
-class SourceTimeout(SourceError):
-    """Redis accepted the connection but did not answer in time (a hung or overloaded server)."""
-
-    kind = "timeout"
 
 
 def _regex(value: str | None) -> str | None:
