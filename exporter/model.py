@@ -57,6 +57,29 @@ class Reading:
 
 
 @dataclass(frozen=True, slots=True)
+class Job:
+    """One job of a queue as the job listing shows it; times in Unix seconds, None when unknown."""
+
+    id: str | None
+    queue: str
+    status: str
+    payload: Any = None
+    error: str | None = None  # the first line of the failure message
+    stack_trace: str | None = None
+    attempts: int | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a queue's jobs, read live, and the number of jobs of that state in all."""
+
+    jobs: tuple[Job, ...]
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class SourceStatus:
     """How the last collection of a source went; written by the scheduler, never by a source."""
 

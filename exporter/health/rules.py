@@ -15,16 +15,9 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from exporter.health.config import QueueRule, SystemConfig
-from exporter.health.data import (
-    as_bool,
-    as_int,
-    as_number,
-    as_time,
-    checks_of,
-    dig,
-    read,
-)
+from exporter.health.data import checks_of, read
 from exporter.model import Snapshot
+from exporter.values import as_bool, as_int, as_number, as_time, dig
 
 if TYPE_CHECKING:
     from exporter.health.evaluation import History

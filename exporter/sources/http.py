@@ -36,7 +36,7 @@ from exporter.sources.base import (
     read_secret,
     redact_url,
 )
-from exporter.sources.nats.parse import dotted
+from exporter.values import dig
 
 
 class JsonExpectation(Model):
@@ -82,7 +82,7 @@ def judge(status: int, body: bytes | None, config: HttpConfig) -> tuple[bool, st
         doc = json.loads(body or b"")
     except (ValueError, UnicodeDecodeError):
         return False, "body is not JSON", None
-    value = dotted(doc, spec.field)
+    value = dig(doc, spec.field)
     if not any(_same(expected, value) for expected in spec.values):
         return False, f"json field {spec.field} is {value!r}", value
     return True, None, value

@@ -9,10 +9,11 @@ import pytest
 
 from exporter.config import parse_config
 from exporter.health.config import QueueRule, SystemConfig
-from exporter.health.data import as_time, checks_of, dig, iso
+from exporter.health.data import checks_of
 from exporter.health.evaluation import HealthMonitor, History, evaluate
 from exporter.health.rules import ago, in_quiet_hours, queue_level
 from exporter.model import QueueStats, Reading, Snapshot, SourceState, SourceStatus
+from exporter.values import as_time, dig, iso
 
 NOW = datetime(2026, 3, 2, 10, 30, tzinfo=UTC).timestamp()
 

@@ -43,6 +43,7 @@ from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from exporter.sources.redis.script import ARITY, LUA, SEP, WRONGTYPE, Op, batches, flatten, sha1
 from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
+from exporter.values import dig
 
 log = logging.getLogger("jobqueue.redis")
 
@@ -106,9 +107,7 @@ def pick(item: str, fields: str) -> str | None:
     if not isinstance(doc, dict):
         return None
     for alt in fields.split("|"):
-        value: Any = doc
-        for part in alt.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        value = dig(doc, alt, lists=False)  # cjson tables: a step into an array finds nothing
         if isinstance(value, bool):
             continue
         if isinstance(value, int | float):  # cjson decodes every number to a double, printed with %.17g

@@ -23,7 +23,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from exporter.model import Reading, Sample
+from exporter.model import JobPage, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
     Model,
@@ -38,6 +38,7 @@ from exporter.sources.base import (
     check_one_secret,
     read_secret,
 )
+from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
 from exporter.sources.redis.ops import SEP, OpRunner
@@ -174,14 +175,18 @@ class RedisSource(Source):
     async def collect(self) -> Reading:
         try:
             return await self._collect()
-        except (AuthenticationError, NoPermissionError) as err:
-            raise SourceDenied(f"redis refused the exporter: {err}") from err
-        except RedisTimeoutError as err:
-            raise SourceTimeout(f"redis did not answer: {err}") from err
-        except (RedisConnectionError, OSError) as err:
-            raise SourceUnreachable(f"redis unreachable: {err}") from err
-        except RedisError as err:
-            raise SourceError(f"redis error: {err}") from err
+        except (RedisError, OSError) as err:
+            raise failure(err) from err
+
+    async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
+        """The first layout that reads `queue` and can list jobs answers; the others are not asked."""
+        layout = next((q for q in self.config.queues if q.serves(queue) and q.lists_jobs), None)
+        if layout is None:
+            return None
+        try:
+            return await read_page(self.client, layout, tenant, queue, state, limit, offset)
+        except (RedisError, OSError) as err:
+            raise failure(err) from err
 
     async def _collect(self) -> Reading:
         started = time.perf_counter()
@@ -261,6 +266,17 @@ class RedisSource(Source):
     async def close(self) -> None:
         await self.wire.close()
         await self.client.aclose()
+
+
+def failure(err: RedisError | OSError) -> SourceError:
+    """The failure kind of a redis-py or socket error."""
+    if isinstance(err, AuthenticationError | NoPermissionError):
+        return SourceDenied(f"redis refused the exporter: {err}")
+    if isinstance(err, RedisTimeoutError):
+        return SourceTimeout(f"redis did not answer: {err}")
+    if isinstance(err, RedisConnectionError | OSError):
+        return SourceUnreachable(f"redis unreachable: {err}")
+    return SourceError(f"redis error: {err}")
 
 
 def filter_tenants(tenants: list[str], spec: Tenants, shard: tuple[int, int] = (0, 1)) -> list[str]:

@@ -12,8 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from exporter.health.config import OpsShim, Ref
-from exporter.health.data import as_bool, as_int, as_time, iso, read
+from exporter.health.data import read
 from exporter.health.rules import INFO, OK
+from exporter.values import as_bool, as_int, as_time, iso
 from exporter.web.auth import AUTHENTICATOR, OPS_HEADERS, presented
 from exporter.web.shims import Reply, View, enabled, respond, view
 

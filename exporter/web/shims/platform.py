@@ -3,7 +3,7 @@ health and alerts, in the {"success": true, "data": ...} envelope.
 
 Errors use {"success": false, "error": {"code", "message"}}: 400 invalid parameters, 401 missing
 or invalid token, 403 without the ops role, 404 unknown queue, 429 past the configured rate. The
-jobs listing is the one live backend read (`exporter/sources/redis/jobs.py`), under its own timeout;
+jobs listing is the one live backend read (`Source.list_jobs`), under its own timeout;
 when the backend does not answer in time it is a 503 (documented in the OpenAPI document).
 """
 
@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from exporter.health.config import PlatformShim
-from exporter.health.data import as_number, as_time, iso, matching_queues
+from exporter.health.data import matching_queues
 from exporter.health.rules import INFO, UNHEALTHY, queue_level
-from exporter.sources.redis import jobs as redis_jobs
+from exporter.model import Job, JobPage
+from exporter.sources.base import JOB_STATES, MAX_JOB_PAGE, Source, SourceError
+from exporter.values import as_number, as_time, iso
 from exporter.web.auth import RateLimiter, presented
 from exporter.web.keys import SCHEDULER
 from exporter.web.shims import Reply, View, enabled, respond, system_sources, view
@@ -207,9 +209,9 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
     if denied:
         return _reply(denied, request)
     status = request.query.get("status", "waiting")
-    if status not in redis_jobs.STATUSES:
+    if status not in JOB_STATES:
         return respond(fail(400, "INVALID_PARAMETER", "status must be one of active, waiting, failed, completed"))
-    limit = _int_param(request, "limit", 50, 1, redis_jobs.MAX_LIMIT)
+    limit = _int_param(request, "limit", 50, 1, MAX_JOB_PAGE)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     for value in (limit, offset):
         if isinstance(value, tuple):
@@ -217,34 +219,41 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
     assert isinstance(limit, int) and isinstance(offset, int)
     name = request.match_info["queue_name"]
     v = view(request, shim)
-    row = next((r for r in queue_rows(v) if r["name"] == name), None)
-    target = _locate(request, v, name) if row is not None else None
-    if target is None:
+    page: JobPage | None = None
+    if any(r["name"] == name for r in queue_rows(v)):
+        try:
+            async with asyncio.timeout(shim.jobs_timeout):
+                page = await _list_jobs(request.app[SCHEDULER].sources, v, name, status, limit, offset)
+        except (TimeoutError, SourceError) as err:  # a dead or slow backend: 503, never a crash
+            log.warning("job listing failed", extra={"queue": name, "error": type(err).__name__})
+            return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"))
+    if page is None:
         return respond(fail(404, "NOT_FOUND", f"Queue {name!r} not found"))
-    source, layout, tenant = target
-    try:
-        async with asyncio.timeout(shim.jobs_timeout):
-            jobs, total = await redis_jobs.list_jobs(source.client, layout, tenant, name, status, limit, offset)
-    except (TimeoutError, OSError, RedisError) as err:  # a dead or slow backend: 503, never a crash
-        log.warning("job listing failed", extra={"queue": name, "error": type(err).__name__})
-        return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"))
-    return respond(ok({"jobs": jobs, "pagination": {"total": total, "limit": limit, "offset": offset}}))
+    jobs = [job_body(job) for job in page.jobs]
+    return respond(ok({"jobs": jobs, "pagination": {"total": page.total, "limit": limit, "offset": offset}}))
 
 
-def _locate(request: web.Request, v: View, name: str) -> tuple[Any, Any, str] | None:
-    """The Redis source, layout and tenant that hold queue `name` in this system."""
-    from exporter.sources.redis import RedisSource
+def job_body(job: Job) -> dict[str, Any]:
+    """The seed's job shape."""
+    error = {"message": job.error, "stack_trace": job.stack_trace} if job.error is not None else None
+    return {"id": job.id, "queue": job.queue, "status": job.status, "payload": job.payload, "error": error,
+            "attempts": job.attempts, "created_at": iso(job.created_at), "updated_at": iso(job.updated_at)}
 
+
+async def _list_jobs(sources: Iterable[Source], v: View, name: str, status: str, limit: int,
+                     offset: int) -> JobPage | None:
+    """The page from the first source of the system's queue rules that holds queue `name`."""
     config = v.config.system(v.health.name if v.health else "")
+    by_name = {s.name: s for s in sources}
     for rule in config.queues if config else []:
-        source = next((s for s in request.app[SCHEDULER].sources if s.name == rule.source), None)
-        if not isinstance(source, RedisSource):
+        source = by_name.get(rule.source)
+        if source is None:
             continue
         records = matching_queues(v.snapshot.reading(rule.source), name, rule.tenant)
         tenant = records[0].tenant if records else ("" if rule.tenant in ("", "*") else rule.tenant)
-        for layout in source.config.queues:
-            if redis_jobs.serves(layout, name) and redis_jobs.supported(layout):
-                return source, layout, tenant
+        page = await source.list_jobs(name, status, limit, offset, tenant)
+        if page is not None:
+            return page
     return None
 
 

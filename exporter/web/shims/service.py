@@ -15,8 +15,9 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.health.config import ServiceShim
-from exporter.health.data import as_int, as_number, checks_of, iso, read
+from exporter.health.data import checks_of, read
 from exporter.health.rules import OK
+from exporter.values import as_int, as_number, iso
 from exporter.web.auth import presented
 from exporter.web.shims import Reply, View, enabled, respond, view
 

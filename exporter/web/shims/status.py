@@ -13,8 +13,9 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.health.config import StatusShim
-from exporter.health.data import as_int, as_number, as_time, dig, read
+from exporter.health.data import read
 from exporter.health.rules import UNHEALTHY, ago
+from exporter.values import as_int, as_number, as_time, dig
 from exporter.web.auth import presented
 from exporter.web.shims import Reply, View, enabled, respond, system_sources, view
 

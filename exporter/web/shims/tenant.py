@@ -10,7 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from exporter.health.config import TenantShim
-from exporter.health.data import QueueIndex, dig
+from exporter.health.data import QueueIndex
+from exporter.values import dig
 from exporter.web.auth import Credential, presented
 from exporter.web.shims import Reply, View, enabled, respond, view
 
