@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
-from exporter.sources.redis.script import ARITY, LUA, SEP, WRONGTYPE, Op, batches, flatten, sha1
+from exporter.sources.redis.script import LUA, OPS, SEP, WRONGTYPE, Op, batches, command, flatten, sha1
 from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
 from exporter.values import dig
 
@@ -376,24 +376,21 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
 
 def _pack_one(op: Op) -> bytes:
     name, key = op[0], op[1]
+    spec = OPS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown op {name!r}")
+    if spec.command:
+        return pack(*command(spec, key, op[2:]))
     if name == "HEADHASH":
         scan = int(op[5])
         return pack("LRANGE", key, 0, scan - 1) if int(op[2]) == 0 else pack("LRANGE", key, -scan, -1)
-    if name == "ZFIRST":
-        return pack("ZRANGE", key, 0, 0, "WITHSCORES")
-    if name == "ZMEMBERS":
-        return pack("ZRANGE", key, 0, int(op[2]) - 1, "WITHSCORES")
     if name == "ZHASHES":
         return pack("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
-    if name == "SMEMBERS":
-        return pack("SMEMBERS", key)
     if name == "XFIRST":
         return pack("XRANGE", key, "-", "+", "COUNT", 1)
     if name == "XGROUPS":
         return pack("XINFO", "GROUPS", key)
-    if name not in ARITY:
-        raise ValueError(f"unknown op {name!r}")
-    return pack(name, key, *op[2:])
+    raise ValueError(f"op {name!r} has no command")
 
 
 def _ordered(items: list[str], index: int) -> list[str]:
