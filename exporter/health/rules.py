@@ -11,16 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from exporter.health.config import QueueRule, SystemConfig
 from exporter.health.data import checks_of, read
+from exporter.health.history import History
 from exporter.model import Snapshot
 from exporter.values import as_bool, as_int, as_number, as_time, dig
-
-if TYPE_CHECKING:
-    from exporter.health.evaluation import History
 
 OK, DEGRADED, UNHEALTHY, INFO = "ok", "degraded", "unhealthy", "info"
 

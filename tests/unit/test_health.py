@@ -10,7 +10,8 @@ import pytest
 from exporter.config import parse_config
 from exporter.health.config import QueueRule, SystemConfig
 from exporter.health.data import checks_of
-from exporter.health.evaluation import HealthMonitor, History, evaluate
+from exporter.health.evaluation import HealthMonitor, evaluate
+from exporter.health.history import History
 from exporter.health.rules import ago, in_quiet_hours, queue_level
 from exporter.model import QueueStats, Reading, Snapshot, SourceState, SourceStatus
 from exporter.values import as_time, dig, iso

@@ -9,7 +9,7 @@ the time the key was last written (each heartbeat rewrites it).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.base import SourceError
@@ -23,13 +23,19 @@ from exporter.sources.nats.parse import (
     subject_matches,
 )
 
-if TYPE_CHECKING:
-    from exporter.sources.nats import NatsSource
+
+class KvSource(Protocol):
+    """What the registry readers need of the NATS source (a protocol, so registry and source import one way)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def kv_entries(self, bucket: str) -> list[KvEntry] | None: ...
 
 log = logging.getLogger("jobqueue.nats")
 
 
-async def _entries(source: NatsSource, bucket: str, keys: str,
+async def _entries(source: KvSource, bucket: str, keys: str,
                    streams: dict[str, StreamRecord]) -> list[KvEntry] | None:
     if f"KV_{bucket}" not in streams:
         log.warning("registry bucket missing", extra={"source": source.name, "bucket": bucket})
@@ -43,7 +49,7 @@ async def _entries(source: NatsSource, bucket: str, keys: str,
     return [e for e in entries if keys == ">" or subject_matches(e.key, keys)]
 
 
-async def read_jobs(source: NatsSource, spec: JobsRegistry,
+async def read_jobs(source: KvSource, spec: JobsRegistry,
                     streams: dict[str, StreamRecord]) -> tuple[QueueStats, JobCounts, dict[str, Any]]:
     """Jobs by state -> one QueueStats (depth = unprocessed) and the seed's `jobs` object."""
     entries = await _entries(source, spec.bucket, spec.keys, streams)
@@ -60,7 +66,7 @@ async def read_jobs(source: NatsSource, spec: JobsRegistry,
     return queue, counts, info
 
 
-async def read_agents(source: NatsSource, spec: AgentRegistry, streams: dict[str, StreamRecord],
+async def read_agents(source: KvSource, spec: AgentRegistry, streams: dict[str, StreamRecord],
                       now: float) -> tuple[list[Sample], dict[str, Any], int]:
     """Registered agents -> samples, the seed's `agents` object and the count of unreadable entries."""
     entries = await _entries(source, spec.bucket, spec.keys, streams)
