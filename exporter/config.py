@@ -16,9 +16,10 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from exporter.health.config import AuthConfig, ShimsConfig, SystemConfig
+from exporter.health.config import AuthConfig, SystemConfig
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import Model, SourceConfig
+from exporter.web.shims import ShimsConfig
 
 DEFAULT_PORT = 9312  # the list marks it UNALLOCATED (kept from Sphinx); every other 91xx-99xx is held
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

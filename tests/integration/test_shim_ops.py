@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exporter.health.config import OpsShim
 from exporter.health.evaluation import HealthMonitor, SystemHealth
 from exporter.health.rules import Issue, WorkerState
 from exporter.model import Reading, Snapshot, SourceState, SourceStatus
-from exporter.web.shims import View
-from exporter.web.shims.ops import plannings
+from exporter.web.shims.base import View
+from exporter.web.shims.ops import OpsShim, plannings
 from tests.support.shims import get, serve
 
 

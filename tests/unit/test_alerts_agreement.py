@@ -139,10 +139,9 @@ def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...], int]:
 def status_shim_code(system: Any, snapshot: Any, result: Any, now: float) -> int:
     """What seed 001's /api/health/status (the shim that follows the system's verdict) answers."""
     from exporter.config import ExporterConfig
-    from exporter.health.config import StatusShim
     from exporter.health.evaluation import HealthMonitor
-    from exporter.web.shims import View
-    from exporter.web.shims.status import platform_status
+    from exporter.web.shims.base import View
+    from exporter.web.shims.status import StatusShim, platform_status
 
     config = ExporterConfig.model_construct(sources=[], systems=[system])
     view = View(snapshot, result, HealthMonitor([system]), config, now - 60, now)

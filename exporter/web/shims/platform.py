@@ -15,22 +15,52 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from exporter.health.config import PlatformShim
+from exporter.health.alertmanager import AlertsUnavailable, read_alerts
+from exporter.health.config import RateLimit, Role, Shim
 from exporter.health.data import matching_queues
 from exporter.health.rules import INFO, UNHEALTHY, queue_level
 from exporter.model import Job, JobPage
-from exporter.sources.base import JOB_STATES, MAX_JOB_PAGE, Source, SourceError
+from exporter.sources.base import JOB_STATES, MAX_JOB_PAGE, Duration, Name, Source, SourceError
 from exporter.values import as_number, as_time, iso
 from exporter.web.auth import RateLimiter, presented
 from exporter.web.keys import SCHEDULER
-from exporter.web.shims import Reply, View, enabled, respond, system_sources, view
+from exporter.web.schema import (
+    ANY,
+    BEARER,
+    BOOL,
+    INT,
+    NUM,
+    STR,
+    answer,
+    get_op,
+    nullable,
+    obj,
+    query,
+    ref,
+)
+from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, system_sources, view
 
 log = logging.getLogger("jobqueue.web.platform")
+class PlatformShim(Shim):
+    """Seed 003: queues, one queue's jobs (live read), infrastructure health and alerts."""
+
+    role: Role = "ops"
+    rate_limit: RateLimit = RateLimit()
+    jobs_timeout: Duration = 2.0
+    alertmanager_url: str | None = None
+    service_names: dict[Name, str] = {}  # source -> display name ("OLTP Database")
+
+
 routes = web.RouteTableDef()
 LIMITER = web.AppKey("platform_limiter", RateLimiter)
+
+
+def setup(app: web.Application, shim: PlatformShim | None) -> None:
+    """The per-client rate limiter of the seed's 429 (60 a minute unless configured)."""
+    rate = shim.rate_limit if shim is not None else RateLimit()
+    app[LIMITER] = RateLimiter(rate.requests, rate.per)
 SEVERITIES = ("error", "warning", "info")
 _SEVERITY = {UNHEALTHY: "error", "degraded": "warning", INFO: "info"}
 
@@ -281,13 +311,66 @@ async def get_alerts(request: web.Request) -> web.Response:
     v = view(request, shim)
     if shim.alertmanager_url is None:
         return respond(ok({"alerts": own_alerts(v, hours, severity)}))
-    url = shim.alertmanager_url.rstrip("/") + "/api/v2/alerts"
     try:
-        timeout = aiohttp.ClientTimeout(total=shim.jobs_timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as answer:
-            answer.raise_for_status()
-            raw = await answer.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-        log.warning("alertmanager unreachable", extra={"error": type(err).__name__})
+        raw = await read_alerts(shim.alertmanager_url, shim.jobs_timeout)
+    except AlertsUnavailable as err:
+        log.warning("alertmanager unreachable", extra={"error": str(err)})
         return respond(fail(503, "ALERTMANAGER_UNAVAILABLE", "Alertmanager did not answer"))
     return respond(ok({"alerts": alertmanager_alerts(raw, hours, severity, v.now)}))
+
+
+# --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
+
+def _envelope(ok: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    err = ref("EnvelopeError")
+    out = {"200": answer("OK.", ref(ok)), "400": answer("Invalid parameters.", err),
+           "401": answer("Missing or invalid token.", err), "403": answer("No ops role.", err),
+           "404": answer("Unknown queue, or the shim is disabled.", {"anyOf": [err, ref("Error")]}),
+           "429": answer("Rate limit exceeded.", err)}
+    out.update(extra or {})
+    return out
+
+
+SCHEMAS: dict[str, Any] = {
+    "EnvelopeError": obj({"success": {"const": False}, "error": obj({"code": STR, "message": STR})}),
+    "Queues": obj({"success": {"const": True}, "data": obj({"queues": {"type": "array", "items": obj({
+        "name": STR, "priority": STR, "active_jobs": nullable("integer"), "waiting_jobs": nullable("integer"),
+        "completed_last_hour": nullable("integer"), "failed_jobs": nullable("integer"),
+        "status": {"enum": ["healthy", "warning", "critical"]}})}})}),
+    "Jobs": obj({"success": {"const": True}, "data": obj({
+        "jobs": {"type": "array", "items": obj({
+            "id": nullable("string"), "queue": STR, "status": {"enum": ["active", "waiting", "failed", "completed"]},
+            "payload": ANY, "error": nullable(obj({"message": nullable("string"), "stack_trace": nullable("string")})),
+            "attempts": nullable("integer"), "created_at": nullable("string"), "updated_at": nullable("string")})},
+        "pagination": obj({"total": INT, "limit": INT, "offset": INT})})}),
+    "Infrastructure": obj({"success": {"const": True}, "data": obj({"services": {"type": "array", "items": obj({
+        "name": STR, "status": {"enum": ["healthy", "degraded", "down"]},
+        "response_time_ms": obj({"avg": nullable("integer"), "p95": nullable("integer"), "p99": nullable("integer")}),
+        "error_rate_percent": nullable("number"), "queue_backlog": INT, "connection_pool_usage_percent": NUM,
+        "query_latency_ms": INT, "reason": STR}, ["name", "status", "response_time_ms", "error_rate_percent"])}})}),
+    "Alerts": obj({"success": {"const": True}, "data": obj({"alerts": {"type": "array", "items": obj({
+        "id": STR, "timestamp": STR, "severity": {"enum": ["error", "warning", "info"]}, "service": nullable("string"),
+        "message": nullable("string"), "acknowledged": BOOL})}})}),
+}
+PATHS: dict[str, Any] = {
+    "/api/v1/platform/system/queues": get_op("Seed 003: background job queues.", _envelope("Queues"),
+                                           "003 platform", BEARER),
+    "/api/v1/platform/system/queues/{queue_name}/jobs": get_op(
+        "Seed 003: jobs of one queue (live, read-only).",
+        _envelope("Jobs", {"503": answer("The queue backend did not answer in time.", ref("EnvelopeError"))}),
+        "003 platform", BEARER, [
+            {"name": "queue_name", "in": "path", "required": True, "schema": STR},
+            query("status", {"enum": ["active", "waiting", "failed", "completed"]}, "Default waiting."),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Default 50, max 100."),
+            query("offset", {"type": "integer", "minimum": 0}, "Pagination offset.")]),
+    "/api/v1/platform/system/infrastructure/health": get_op("Seed 003: service health.", _envelope("Infrastructure"),
+                                                          "003 platform", BEARER),
+    "/api/v1/platform/system/infrastructure/alerts": get_op(
+        "Seed 003: recent infrastructure alerts.",
+        _envelope("Alerts", {"503": answer("The configured Alertmanager did not answer.", ref("EnvelopeError"))}),
+        "003 platform", BEARER, [
+            query("hours", {"type": "integer", "minimum": 1, "maximum": 168}, "Default 24, max 168."),
+            query("severity", {"enum": ["error", "warning", "info"]}, "Only this severity.")]),
+}
+SHIM = ShimDef("platform", PlatformShim, routes, PATHS, SCHEMAS, ("bearer",),
+               setup=setup)

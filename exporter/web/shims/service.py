@@ -12,14 +12,46 @@ import os
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field
 
 from exporter import __version__
-from exporter.health.config import ServiceShim
+from exporter.health.config import Ref, Shim
 from exporter.health.data import checks_of, read
 from exporter.health.rules import OK
+from exporter.sources.base import Name
 from exporter.values import as_int, as_number, iso
 from exporter.web.auth import presented
-from exporter.web.shims import Reply, View, enabled, respond, view
+from exporter.web.schema import (
+    ANY,
+    BOOL,
+    INT,
+    NOT_FOUND,
+    STR,
+    answer,
+    get_op,
+    nullable,
+    obj,
+    ref,
+)
+from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, view
+
+
+class ServiceShim(Shim):
+    """Seed 002: /health, /health/detailed and /health/consistency of the media service."""
+
+    version: str | None = None
+    build_git_hash: str | None = None
+    build_timestamp: str | None = None
+    services: dict[str, Name] = {}  # name in the body -> source
+    resources: Name | None = None  # a `system` source
+    pipeline: Ref | None = None
+    schema_: Ref | None = Field(None, alias="schema")
+    identities: Ref | None = None
+    identities_db_count: Ref | None = None  # e.g. a PostgreSQL check's count: adds db_count and synced
+    integrations: dict[str, Ref] = {}
+    config: dict[str, bool] = {}
+    consistency: Name | None = None  # the source whose `details.checks` are the consistency checks
+
 
 routes = web.RouteTableDef()
 UNAUTHORIZED: Reply = (401, {"error": "unauthorized"})
@@ -157,4 +189,41 @@ async def get_consistency(request: web.Request) -> web.Response:
     return respond(consistency(view(request, shim), shim))
 
 
+# --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
 
+SCHEMAS: dict[str, Any] = {
+    "ServiceHealth": obj({"status": {"enum": ["ok", "degraded"]}, "version": STR, "build_git_hash": STR,
+                          "build_timestamp": STR, "uptime_ms": INT}),
+    "ServiceDetailed": obj({
+        "status": {"enum": ["ok", "degraded"]}, "version": STR,
+        "services": {"type": "object", "additionalProperties": obj({
+            "status": {"enum": ["ok", "error", "degraded"]}, "latency_ms": nullable("integer")})},
+        "resources": nullable(obj({"cpu_used_percent": nullable("number"), "memory_available_mb": nullable("integer"),
+                                   "memory_used_percent": nullable("number")})),
+        "pipeline": nullable({"type": "object"}),
+        "schema": nullable(obj({"table_exists": BOOL, "applied": {"type": "array", "items": {"type": "object"}},
+                                "required": {"type": "array"}, "ok": BOOL})),
+        "identities": nullable({"type": "object"}),
+        "integrations": {"type": "object", "additionalProperties": nullable({"type": "object"})},
+        "config": {"type": "object", "additionalProperties": BOOL},
+    }),
+    "Consistency": obj({
+        "status": {"enum": ["ok", "degraded"]}, "checked_at": nullable("string"),
+        "checks": {"type": "array", "items": obj({
+            "check": STR, "severity": {"enum": ["warn", "info", "error", "critical"]}, "count": INT,
+            "files": {"type": "array", "items": obj({"file_name": ANY, "file_uuid": ANY, "status": ANY,
+                                                     "detail": ANY})}})}}),
+}
+PATHS: dict[str, Any] = {
+    "/health": get_op("Seed 002: basic health for load balancers (public).", {
+        "200": answer("ok or degraded.", ref("ServiceHealth")), "404": NOT_FOUND}, "002 service"),
+    "/health/detailed": get_op("Seed 002: full system health.", {
+        "200": answer("ok or degraded.", ref("ServiceDetailed")),
+        "401": answer("Authentication required.", ref("Error")), "404": NOT_FOUND}, "002 service",
+        [{"apiKey": []}, {"bearer": []}]),
+    "/health/consistency": get_op("Seed 002: data consistency checks.", {
+        "200": answer("Checks.", ref("Consistency")),
+        "401": answer("Authentication required.", ref("Error")), "404": NOT_FOUND}, "002 service",
+        [{"apiKey": []}, {"bearer": []}]),
+}
+SHIM = ShimDef("service", ServiceShim, routes, PATHS, SCHEMAS, ("apiKey", "bearer"))

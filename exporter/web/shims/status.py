@@ -12,12 +12,34 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
-from exporter.health.config import StatusShim
+from exporter.health.config import Ref, Shim
 from exporter.health.data import read
 from exporter.health.rules import UNHEALTHY, ago
+from exporter.sources.base import Name
 from exporter.values import as_int, as_number, as_time, dig
 from exporter.web.auth import presented
-from exporter.web.shims import Reply, View, enabled, respond, system_sources, view
+from exporter.web.schema import (
+    INT,
+    NOT_FOUND,
+    STATE3,
+    STR,
+    answer,
+    get_op,
+    nullable,
+    obj,
+    ref,
+)
+from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, system_sources, view
+
+
+class StatusShim(Shim):
+    """Seed 001: /api/health/status of the NATS job platform."""
+
+    permission: str = "health:read"
+    nats: Name | None = None
+    registry: list[Ref] = []  # lists of {type, hostname, status, conditions, age, cpu_percent, mem_bytes}
+    version: str | None = None
+
 
 routes = web.RouteTableDef()
 
@@ -108,8 +130,8 @@ def platform_status(v: View, shim: StatusShim) -> Reply:
                 {"name": c.get("name"), "pending": as_int(c.get("pending")),
                  "ack_pending": as_int(c.get("ack_pending")), "redelivered": as_int(c.get("redelivered"))}
                 for c in _dicts(consumers.get("consumers"))]}
-    for ref in shim.registry:
-        body["registry"].extend(_registry_entry(r) for r in _dicts(read(v.snapshot, ref.source, ref.path)))
+    for where in shim.registry:
+        body["registry"].extend(_registry_entry(r) for r in _dicts(read(v.snapshot, where.source, where.path)))
     return (503 if status == UNHEALTHY else 200), body
 
 
@@ -154,3 +176,44 @@ async def get_status(request: web.Request) -> web.Response:
     if shim.permission not in caller.credential.permissions and "*" not in caller.credential.permissions:
         return respond(_error(403, "Forbidden", "Insufficient permissions."))
     return respond(platform_status(view(request, shim), shim))
+
+
+# --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
+
+SCHEMAS: dict[str, Any] = {
+    "StatusError": obj({"error": STR, "details": STR, "code": INT}),
+    "PlatformStatus": obj({
+        "status": STATE3,
+        "components": {"type": "object", "additionalProperties": obj(
+            {"status": {"enum": ["ok", "unhealthy"]}, "error": STR, "address": STR}, ["status"])},
+        "version": STR, "uptime": STR,
+        "nats": nullable(obj({"url": nullable("string"), "version": nullable("string")})),
+        "streams": {"type": "array", "items": obj({"name": nullable("string"), "messages": nullable("integer"),
+                                                   "bytes": nullable("integer"), "consumers": nullable("integer")})},
+        "kv_buckets": {"type": "array", "items": obj({"name": nullable("string"), "keys": nullable("integer"),
+                                                      "bytes": nullable("integer")})},
+        "object_stores": {"type": "array", "items": obj({"name": nullable("string"), "size": nullable("integer")})},
+        "jobs": nullable(obj({k: nullable("integer") for k in ("total", "unprocessed", "processing", "completed",
+                                                                "failed", "dlq")})),
+        "agents": nullable(obj({"total": nullable("integer"), "ready": nullable("integer"), "agents": {
+            "type": "array", "items": obj({"hostname": nullable("string"), "labels": STR,
+                                           "registered": nullable("string")})}})),
+        "consumers": nullable(obj({"total": nullable("integer"), "consumers": {"type": "array", "items": obj({
+            "name": nullable("string"), "pending": nullable("integer"), "ack_pending": nullable("integer"),
+            "redelivered": nullable("integer")})}})),
+        "registry": {"type": "array", "items": obj({
+            "type": nullable("string"), "hostname": nullable("string"), "status": nullable("string"),
+            "conditions": {"type": "array", "items": STR}, "age": nullable("string"),
+            "cpu_percent": nullable("number"), "mem_bytes": nullable("integer")})},
+    }),
+}
+PATHS: dict[str, Any] = {
+    "/api/health/status": get_op("Seed 001: per-component health with system metrics.", {
+        "200": answer("All components healthy.", ref("PlatformStatus")),
+        "401": answer("Unauthorized - API key required.", ref("StatusError")),
+        "403": answer("Forbidden - Insufficient permissions.", ref("StatusError")),
+        "404": NOT_FOUND,
+        "503": answer("One or more components unhealthy.", ref("PlatformStatus"))}, "001 status",
+        [{"apiKey": []}, {"bearer": []}]),
+}
+SHIM = ShimDef("status", StatusShim, routes, PATHS, SCHEMAS, ("apiKey", "bearer"))

@@ -7,13 +7,36 @@ unauthorized."}. Redis unreachable -> `degraded`, nulls and 503, exactly as the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from exporter.health.config import TenantShim
+from exporter.health.config import Shim
 from exporter.health.data import QueueIndex
+from exporter.sources.base import Name
 from exporter.values import dig
 from exporter.web.auth import Credential, presented
-from exporter.web.shims import Reply, View, enabled, respond, view
+from exporter.web.schema import (
+    BEARER,
+    BOOL,
+    STR,
+    answer,
+    get_op,
+    nullable,
+    obj,
+    query,
+    ref,
+)
+from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, view
+
+
+class TenantShim(Shim):
+    """Seed 000: tenant health, landlord (Horizon) health and the tenant list."""
+
+    source: Name
+    queues: dict[str, str] = {"events": "events", "heartbeats": "heartbeats"}
+    horizon_tenant: str = ""
+
 
 routes = web.RouteTableDef()
 _INDEX = QueueIndex()
@@ -115,3 +138,41 @@ async def get_landlord_tenants(request: web.Request) -> web.Response:
     shim = enabled(request, "tenant", TenantShim)
     denied = _super_admin(request)
     return respond(denied or tenant_list(view(request, shim), shim))
+
+
+# --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
+
+def _laravel(ok: str, unreachable: str, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out = {"200": answer("Redis reachable.", ref(ok)),
+           "401": answer("No or unknown bearer token.", ref("LaravelMessage")),
+           "403": answer("The token may not view this.", ref("LaravelMessage")),
+           "404": answer("Unknown tenant, or the shim is disabled.", {"anyOf": [ref("LaravelMessage"), ref("Error")]}),
+           "503": answer(unreachable, ref(ok))}
+    if params:
+        out["400"] = answer("No tenant given and the token has not exactly one.", ref("LaravelMessage"))
+    return out
+
+
+SCHEMAS: dict[str, Any] = {
+    "LaravelMessage": obj({"message": STR}),
+    "TenantHealth": obj({
+        "status": {"enum": ["ok", "degraded"]}, "tenant": STR, "redis": obj({"reachable": BOOL}),
+        "queues": {"type": "object", "additionalProperties": obj({"depth": nullable("integer"),
+                                                                  "oldest_age_seconds": nullable("integer")})}}),
+    "LandlordHealth": obj({
+        "status": {"enum": ["ok", "degraded"]}, "redis": obj({"reachable": BOOL}),
+        "queues": {"type": "object", "additionalProperties": obj({"pending": nullable("integer"),
+                                                                  "wait_seconds": nullable("number")})},
+        "failed_jobs": nullable("integer")}),
+    "TenantList": obj({"tenants": nullable({"type": "array", "items": STR})}),
+}
+PATHS: dict[str, Any] = {
+    "/api/v1/health": get_op("Seed 000: a tenant's event and heartbeat queues.", _laravel(
+        "TenantHealth", "Redis unreachable: degraded, every queue value null.", [{}]), "000 tenant", BEARER,
+        [query("tenant", STR, "Tenant id; defaults to the token's only tenant.")]),
+    "/api/v1/landlord/health": get_op("Seed 000: every Horizon queue (super admin).", _laravel(
+        "LandlordHealth", "Backend unreachable: degraded, queues empty, failed_jobs null."), "000 tenant", BEARER),
+    "/api/v1/landlord/tenants": get_op("Seed 000: tenants to poll (super admin).", _laravel(
+        "TenantList", "Redis unreachable: tenants null."), "000 tenant", BEARER),
+}
+SHIM = ShimDef("tenant", TenantShim, routes, PATHS, SCHEMAS, ("bearer",))
