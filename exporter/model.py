@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 
 class QueueStats(NamedTuple):
@@ -45,8 +47,9 @@ class Sample(NamedTuple):
 class Reading:
     """What one successful `collect()` returns.
 
-    `details` carries structured facts that health rules and the JSON shims read (for example
-    Horizon supervisors or NATS streams); it is never exported as metrics directly.
+    `facts` are the typed records health rules and the JSON shims read (`exporter/facts.py`);
+    `details` is the free-form tree that operator-written `Ref` paths of the config reach into.
+    Neither is exported as metrics directly.
     """
 
     queues: tuple[QueueStats, ...] = ()
@@ -54,6 +57,15 @@ class Reading:
     latency: float | None = None
     malformed: int = 0
     details: Mapping[str, Any] = field(default_factory=dict)
+    facts: tuple[object, ...] = ()
+
+    def fact(self, kind: type[T]) -> T | None:
+        """The source's one fact of that type (`exporter/facts.py`), or None."""
+        return next((f for f in self.facts if isinstance(f, kind)), None)
+
+    def facts_of(self, kind: type[T]) -> list[T]:
+        """Every fact of that type, in the order the source gave them."""
+        return [f for f in self.facts if isinstance(f, kind)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,53 +7,17 @@ raising: an absent fact is reported as null, never as a crash or a made-up zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from exporter.model import QueueStats, Reading, Snapshot
-from exporter.values import as_int, dig
+from exporter.values import dig
 
 
 def read(snapshot: Snapshot, source: str, path: str | None) -> Any:
     """`dig` into the current reading of a source; None while it is down."""
     reading = snapshot.reading(source)
     return dig(reading.details, path) if reading is not None else None
-
-
-def checks_of(details: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """A source's checks as [{check, severity, count, files, error}], from a mapping or a list of records.
-
-    `severity` is None for data checks (rows other rules read); only warn/info/error/critical checks
-    are consistency checks.
-    """
-    raw = dig(details, "checks") if details is not None else None
-    items: Iterable[tuple[str | None, Any]]
-    if isinstance(raw, Mapping):
-        items = raw.items()
-    elif isinstance(raw, list):
-        items = ((None, r) for r in raw)
-    else:
-        return []
-    out = []
-    for key, record in items:
-        if not isinstance(record, Mapping):
-            continue
-        name = record.get("check") or record.get("name") or key
-        if not isinstance(name, str):
-            continue
-        files = record.get("files", record.get("rows"))
-        files = [dict(f) for f in files if isinstance(f, Mapping)] if isinstance(files, list) else []
-        count = as_int(record.get("count"))
-        severity = record.get("severity")
-        out.append({
-            "check": name,
-            "severity": severity if severity in ("warn", "info", "error", "critical") else None,
-            "count": count if count is not None else len(files),
-            "files": files,
-            "error": record.get("error") if isinstance(record.get("error"), str) else None,
-        })
-    return out
 
 
 def matching_queues(reading: Reading | None, queue: str, tenant: str) -> list[QueueStats]:

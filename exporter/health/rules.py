@@ -14,8 +14,9 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from exporter.facts import CheckRecord
 from exporter.health.config import QueueRule, SystemConfig
-from exporter.health.data import checks_of, read
+from exporter.health.data import read
 from exporter.health.history import History
 from exporter.model import Snapshot
 from exporter.values import as_bool, as_int, as_number, as_time, dig
@@ -209,14 +210,14 @@ def check_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
         reading = snapshot.reading(rule.source)
         if reading is None:
             continue
-        for check in checks_of(reading.details):
-            if check["severity"] is None or (rule.checks is not None and check["check"] not in rule.checks):
+        for check in reading.facts_of(CheckRecord):
+            if check.severity is None or (rule.checks is not None and check.name not in rule.checks):
                 continue
-            name = check["check"]
-            if check["error"]:
-                yield Issue(f"check_failed:{name}", f"check {name} failed: {check['error']}", DEGRADED, rule.source)
-            elif check["count"] > 0:
-                severity = {"warn": DEGRADED, "info": INFO}.get(check["severity"], UNHEALTHY)
-                yield Issue(f"check:{name}", f"{name}: {check['count']} found ({check['severity']})", severity,
+            name = check.name
+            if check.error:
+                yield Issue(f"check_failed:{name}", f"check {name} failed: {check.error}", DEGRADED, rule.source)
+            elif check.count > 0:
+                severity = {"warn": DEGRADED, "info": INFO}.get(check.severity, UNHEALTHY)
+                yield Issue(f"check:{name}", f"{name}: {check.count} found ({check.severity})", severity,
                             rule.source)
 

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field, SecretStr, model_validator
 
+from exporter.facts import ProbeResult
 from exporter.model import Reading, Sample
 from exporter.sources.base import (
     MetricDef,
@@ -151,7 +152,8 @@ class HttpSource(Source):
         if cfg.expect_json is not None:
             details["json_value"] = value
         samples = (Sample("jobqueue_http_probe_success", (), ok), Sample("jobqueue_http_status_code", (), status))
-        return Reading(samples=samples, latency=latency, details=details)
+        probe = ProbeResult(ok, status, round(latency * 1000), reason)
+        return Reading(samples=samples, latency=latency, details=details, facts=(probe,))
 
     async def close(self) -> None:
         if self.session is not None:

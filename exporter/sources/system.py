@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple
 import psutil
 from pydantic import Field, model_validator
 
+from exporter.facts import HostResources
 from exporter.model import Reading, Sample
 from exporter.sources.base import Duration, MetricDef, Model, Name, Source, SourceConfig, SourceContext, SourceError
 
@@ -190,7 +191,8 @@ class SystemSource(Source):
                      "memory_available_mb": mem.available // (1024 * 1024), "memory_available_bytes": mem.available}
         details = {"hostname": self.hostname, "resources": resources, "cpu_percent": ratio * 100,
                    "memory_percent": mem.percent, "memory_available_bytes": mem.available, "registry": registry}
-        return Reading(samples=tuple(samples), details=details)
+        host = HostResources(self.hostname, ratio * 100, mem.percent, mem.available)
+        return Reading(samples=tuple(samples), details=details, facts=(host,))
 
     def _component(self, spec: ProcessSpec, procs: list[tuple[Key, psutil.Process]], cores: dict[Key, float],
                    samples: list[Sample]) -> dict[str, Any]:

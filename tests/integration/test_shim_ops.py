@@ -8,11 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exporter.health.evaluation import HealthMonitor, SystemHealth
+from exporter.health.evaluation import SystemHealth
 from exporter.health.rules import Issue, WorkerState
-from exporter.model import Reading, Snapshot, SourceState, SourceStatus
-from exporter.web.shims.base import View
 from exporter.web.shims.ops import OpsShim, plannings
+from tests.support import builders
 from tests.support.shims import get, serve
 
 
@@ -110,13 +109,13 @@ def test_failed_hosts_top_five_and_recent_failures_from_rows() -> None:
     failures = [{"planningFullId": f"p{i}", "failureKind": "http_timeout", "failures": 3,
                  "disabledUntil": "2026-03-02T11:00:00Z"} for i in range(6)]
     details = {"checks": {"hosts": {"rows": hosts}, "failures": {"rows": failures}}}
-    status = SourceStatus("pg", "postgres", True, 0.0, 0.0, 0.0, collections=1)
-    snapshot = Snapshot({"pg": SourceState(status, Reading(details=details))}, 0.0)
+    snapshot = builders.snapshot(builders.state("pg", builders.reading(details=details), at=0.0, backend="postgres"),
+                                 at=0.0)
     health = SystemHealth("plannings", "degraded", (Issue("high_disabled", "High disabled: 15/127 (12%)", "degraded"),),
                           True, {"backfill": WorkerState("backfill", 1.0, "idle", False)}, 0.0)
     shim = OpsShim.model_validate({"system": "plannings", "failed_hosts": {"source": "pg", "path": "checks.hosts.rows"},
                                    "recent_failures": {"source": "pg", "path": "checks.failures.rows"}})
-    view = View(snapshot, health, HealthMonitor([]), None, 0.0, 0.0)  # type: ignore[arg-type]
+    view = builders.view(snapshot, health, started_at=0.0, now=0.0)
     code, body = plannings(view, shim)
     assert (code, body["status"], body["issues"], body["workers"], body["inQuietHours"]) == (
         200, "degraded", ["High disabled: 15/127 (12%)"], {"backfill": "idle"}, True)

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
 ROOT = frozenset({"exporter.config", "exporter.cli", "exporter.__main__", "exporter.docs"})
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = (
-    ("model", ("exporter", "exporter.model", "exporter.values", "exporter.log")),
+    ("model", ("exporter", "exporter.model", "exporter.facts", "exporter.values", "exporter.log")),
     ("sources", ("exporter.sources",)),
     ("collection", ("exporter.scheduler", "exporter.metrics")),
     ("health", ("exporter.health",)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from exporter.facts import AgentInfo, RegistryAgents
 from exporter.model import QueueStats, Sample
 from exporter.sources.base import SourceError
 from exporter.sources.nats.config import AgentRegistry, JobsRegistry
@@ -67,7 +68,7 @@ async def read_jobs(source: KvSource, spec: JobsRegistry,
 
 
 async def read_agents(source: KvSource, spec: AgentRegistry, streams: dict[str, StreamRecord],
-                      now: float) -> tuple[list[Sample], dict[str, Any], int]:
+                      now: float) -> tuple[list[Sample], dict[str, Any], int, RegistryAgents]:
     """Registered agents -> samples, the seed's `agents` object and the count of unreadable entries."""
     entries = await _entries(source, spec.bucket, spec.keys, streams)
     agents, bad = [], 0
@@ -92,4 +93,6 @@ async def read_agents(source: KvSource, spec: AgentRegistry, streams: dict[str, 
     info = {"bucket": spec.bucket, "exists": entries is not None, "total": len(agents), "ready": ready,
             "agents": [{"hostname": a.hostname, "labels": a.labels, "status": a.status,
                         "last_heartbeat": a.last_heartbeat, "ready": a.ready} for a in agents]}
-    return samples, info, bad
+    fact = RegistryAgents(len(agents), ready, tuple(AgentInfo(a.hostname, a.labels, a.status, a.last_heartbeat, a.ready)
+                                                   for a in agents))
+    return samples, info, bad, fact

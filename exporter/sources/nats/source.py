@@ -34,6 +34,7 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from exporter.facts import ConsumerInfo, NatsState, RegistryJobs, StreamInfo
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
@@ -373,18 +374,25 @@ class NatsSource(BaseSource):
             "dead_letters": {"mode": self.config.dead_letters.mode, "total": sum(dead.values()), "consumers": [
                 {"stream": s, "consumer": c, "count": n} for (s, c), n in dead.items()]},
         }
+        facts: list[object] = [NatsState(
+            url, version, tuple(StreamInfo(s.name, s.messages, s.bytes, s.consumers) for s in streams),
+            tuple(ConsumerInfo(c.stream, c.name, c.pending, c.ack_pending, c.redelivered) for c in consumers),
+            tuple((b.name[3:], k, b.bytes) for b, k in zip(kv, kv_keys, strict=True)),
+            tuple((o.name[4:], o.bytes) for o in objs))]
         malformed = 0
         if jobs is not None:
             queue, counts, info = jobs
             queues.append(queue)
             details["jobs"] = info
+            facts.append(RegistryJobs(counts.total, dict(counts.states)))
             malformed += counts.malformed
         if agents is not None:
-            agent_samples, info, bad = agents
+            agent_samples, info, bad, registry = agents
             samples += agent_samples
             details["agents"] = info
+            facts.append(registry)
             malformed += bad
-        return Reading(tuple(queues), tuple(samples), latency, malformed, details)
+        return Reading(tuple(queues), tuple(samples), latency, malformed, details, tuple(facts))
 
     async def close(self) -> None:
         await self._drop()

@@ -32,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from exporter.facts import PoolUse, Tenants
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
@@ -177,6 +178,7 @@ class PostgresSource(Source):
             self._log_change(f"query {name}", error)
             return ok
 
+        facts: list[object] = []
         details: dict[str, Any] = {
             "postgres": {"dsn": safe_dsn(self.config.dsn), "server_version": version,
                          "latency_ms": round(latency * 1000, 3)},
@@ -186,6 +188,7 @@ class PostgresSource(Source):
             self._tenants, self._tenants_at = tenants_out[0], now
         if self.config.tenants_query is not None and self._tenants is not None:
             details["tenants"] = list(self._tenants)
+            facts.append(Tenants(tuple(self._tenants)))
             samples.append(Sample("jobqueue_tenants", (), len(self._tenants)))
         for preset, outcome in zip(self.presets, presets_out, strict=True):
             if record(preset.name, outcome):
@@ -199,6 +202,7 @@ class PostgresSource(Source):
             if result is None:
                 continue
             checks[check.name] = result.details()
+            facts.append(result.record())
             samples.extend(check_samples(result))
         details["checks"] = checks
         if schema_out is not None and record("migrations", schema_out):
@@ -215,11 +219,12 @@ class PostgresSource(Source):
         if conns_out is not None and record("connections", conns_out):
             conns: Connections = conns_out[0]
             details["connections"] = conns.details()
+            facts.append(PoolUse(conns.in_use, conns.max_connections))
             samples += [Sample("jobqueue_postgres_connections", (s,), n) for s, n in conns.by_state]
             samples += [Sample("jobqueue_postgres_max_connections", (), conns.max_connections),
                         Sample("jobqueue_postgres_connections_used_ratio", (), conns.ratio)]
         details["queries"] = queries
-        return Reading(tuple(queues), tuple(samples), latency, 0, details)
+        return Reading(tuple(queues), tuple(samples), latency, 0, details, tuple(facts))
 
     def _log_change(self, what: str, error: str | None) -> None:
         """Log a failing query once when it starts failing (and when its error changes), and its recovery."""

@@ -23,6 +23,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from exporter.facts import Tenants as TenantIds
 from exporter.model import JobPage, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
@@ -227,7 +228,8 @@ class RedisSource(Source):
         if self.config.tenants is not None:
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
             out.details["tenants"] = list(self._tenants)
-        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details)
+            out.facts.append(TenantIds(tuple(self._tenants)))
+        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details, tuple(out.facts))
 
     async def _current_tenants(self) -> list[str]:
         spec = self.config.tenants
@@ -237,7 +239,8 @@ class RedisSource(Source):
             found = spec.static
         elif spec.source is not None:
             reading = self.context.snapshot().reading(spec.source)
-            found = list(reading.details.get("tenants", [])) if reading else self._tenants
+            known = reading.fact(TenantIds) if reading else None
+            found = self._tenants if reading is None else list(known.ids) if known else []
         elif time.monotonic() - self._tenants_at < spec.refresh:
             return self._tenants
         else:

@@ -17,13 +17,14 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.facts import PoolUse
 from exporter.health.alertmanager import AlertsUnavailable, read_alerts
 from exporter.health.config import RateLimit, Role, Shim
 from exporter.health.data import matching_queues
 from exporter.health.rules import INFO, UNHEALTHY, queue_level
 from exporter.model import Job, JobPage
 from exporter.sources.base import JOB_STATES, MAX_JOB_PAGE, Duration, Name, Source, SourceError
-from exporter.values import as_number, as_time, iso
+from exporter.values import as_time, iso
 from exporter.web.auth import RateLimiter, presented
 from exporter.web.keys import SCHEDULER
 from exporter.web.schema import (
@@ -123,9 +124,9 @@ def infrastructure(v: View, shim: PlatformShim) -> Reply:
         if reading is not None:
             if reading.queues:
                 entry["queue_backlog"] = sum(q.depth for q in reading.queues)
-            pool = _pool_percent(reading.details.get("connections") or reading.details.get("pool"))
-            if pool is not None:
-                entry["connection_pool_usage_percent"] = pool
+            pool = reading.fact(PoolUse)
+            if pool is not None and pool.percent is not None:
+                entry["connection_pool_usage_percent"] = pool.percent
             if reading.latency is not None:
                 entry["query_latency_ms"] = round(reading.latency * 1000)
         if status == "down":
@@ -134,16 +135,6 @@ def infrastructure(v: View, shim: PlatformShim) -> Reply:
             entry["reason"] = "; ".join(i.text for i in issues)
         out.append(entry)
     return ok({"services": out})
-
-
-def _pool_percent(pool: Any) -> float | None:
-    if not isinstance(pool, dict):
-        return None
-    for key in ("usage_percent", "used_percent"):
-        if (value := as_number(pool.get(key))) is not None:
-            return round(value, 1)
-    used, size = as_number(pool.get("used") or pool.get("in_use")), as_number(pool.get("size") or pool.get("max"))
-    return round(100.0 * used / size, 1) if used is not None and size else None
 
 
 def own_alerts(v: View, hours: int, severity: str | None) -> list[dict[str, Any]]:

@@ -15,11 +15,12 @@ from aiohttp import web
 from pydantic import Field
 
 from exporter import __version__
+from exporter.facts import CheckRecord, HostResources, ProbeResult
 from exporter.health.config import Ref, Shim
-from exporter.health.data import checks_of, read
+from exporter.health.data import read
 from exporter.health.rules import OK
 from exporter.sources.base import Name
-from exporter.values import as_int, as_number, iso
+from exporter.values import as_int, iso
 from exporter.web.auth import presented
 from exporter.web.schema import (
     ANY,
@@ -69,8 +70,8 @@ def services(v: View, shim: ServiceShim) -> dict[str, dict[str, Any]]:
         issues = v.health.issues_of(source) if v.health is not None else []
         # consistency findings are /health/consistency's business, not the service's
         degraded = any(not i.id.startswith(("check:", "check_failed:")) and i.severity != "info" for i in issues)
-        probe = state.reading.details.get("status")  # an HTTP probe that answered, but wrongly
-        status = "error" if probe == "error" else "degraded" if degraded else "ok"
+        probe = state.reading.fact(ProbeResult)  # an HTTP probe that answered, but wrongly
+        status = "error" if probe is not None and not probe.ok else "degraded" if degraded else "ok"
         out[name] = {"status": status, "latency_ms": round(latency * 1000) if latency is not None else None}
     return out
 
@@ -97,12 +98,12 @@ def _resources(v: View, shim: ServiceShim) -> dict[str, Any] | None:
     reading = v.snapshot.reading(shim.resources) if shim.resources else None
     if reading is None:
         return None
-    d = reading.details
-    available = as_number(d.get("memory_available_bytes"))
-    cpu, mem = as_number(d.get("cpu_percent")), as_number(d.get("memory_percent"))
-    return {"cpu_used_percent": round(cpu, 1) if cpu is not None else None,
-            "memory_available_mb": int(available // 1048576) if available is not None else None,
-            "memory_used_percent": round(mem, 1) if mem is not None else None}
+    host = reading.fact(HostResources)
+    if host is None:  # not a `system` source: the seed's nulls
+        return {"cpu_used_percent": None, "memory_available_mb": None, "memory_used_percent": None}
+    return {"cpu_used_percent": round(host.cpu_percent, 1),
+            "memory_available_mb": int(host.memory_available_bytes // 1048576),
+            "memory_used_percent": round(host.memory_percent, 1)}
 
 
 def _schema(value: Any) -> dict[str, Any] | None:
@@ -156,10 +157,10 @@ def consistency(v: View, shim: ServiceShim) -> Reply:
     state = v.snapshot.sources.get(shim.consistency) if shim.consistency else None
     if state is None or state.reading is None:
         return 200, {"status": "degraded", "checked_at": None, "checks": []}
-    checks = [{"check": c["check"], "severity": c["severity"], "count": c["count"], "files": [
+    checks = [{"check": c.name, "severity": c.severity, "count": c.count, "files": [
         {"file_name": f.get("file_name"), "file_uuid": f.get("file_uuid"), "status": f.get("status"),
-         "detail": f.get("detail")} for f in c["files"]]} for c in checks_of(state.reading.details)
-        if c["severity"] is not None]
+         "detail": f.get("detail")} for f in c.rows]} for c in state.reading.facts_of(CheckRecord)
+        if c.severity is not None]
     bad = any(c["count"] > 0 and c["severity"] != "info" for c in checks)
     return 200, {"status": "degraded" if bad else "ok", "checked_at": iso(state.status.observed_at), "checks": checks}
 

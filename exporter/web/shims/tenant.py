@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.facts import HorizonState, Tenants
 from exporter.health.config import Shim
 from exporter.health.data import QueueIndex
 from exporter.sources.base import Name
-from exporter.values import dig
 from exporter.web.auth import Credential, presented
 from exporter.web.schema import (
     BEARER,
@@ -68,14 +68,13 @@ def landlord_health(v: View, shim: TenantShim) -> Reply:
     reading = v.snapshot.reading(shim.source)
     if reading is None:
         return 503, {"status": "degraded", "redis": {"reachable": False}, "queues": {}, "failed_jobs": None}
-    horizon = dig(reading.details, "horizon")
-    entry = horizon.get(shim.horizon_tenant) if isinstance(horizon, dict) else None
+    entry = next((h for h in reading.facts_of(HorizonState) if h.tenant == shim.horizon_tenant), None)
     queues: dict[str, dict[str, int | float | None]] = {}
     failed = None
-    if isinstance(entry, dict):
-        for name, q in sorted((entry.get("queues") or {}).items()):
-            queues[name] = {"pending": q.get("pending"), "wait_seconds": q.get("wait_seconds")}
-        failed = entry.get("failed_jobs")
+    if entry is not None:
+        for name, q in sorted(entry.queues.items()):
+            queues[name] = {"pending": q.pending, "wait_seconds": q.wait_seconds}
+        failed = entry.failed_jobs
     return 200, {"status": "ok", "redis": {"reachable": True}, "queues": queues, "failed_jobs": failed}
 
 
@@ -84,10 +83,9 @@ def tenant_list(v: View, shim: TenantShim) -> Reply:
     reading = v.snapshot.reading(shim.source)
     if reading is None:
         return 503, {"tenants": None}
-    tenants = reading.details.get("tenants")
-    if not isinstance(tenants, list):
-        tenants = sorted({q.tenant for q in reading.queues if q.tenant})
-    return 200, {"tenants": sorted(str(t) for t in tenants)}
+    known = reading.fact(Tenants)
+    tenants = known.ids if known is not None else {q.tenant for q in reading.queues if q.tenant}
+    return 200, {"tenants": sorted(tenants)}
 
 
 def _caller(request: web.Request) -> Credential | None:
@@ -111,8 +109,8 @@ async def get_tenant_health(request: web.Request) -> web.Response:
         return respond(FORBIDDEN)
     v = view(request, shim)
     reading = v.snapshot.reading(shim.source)
-    known = reading.details.get("tenants") if reading is not None else None
-    if isinstance(known, list) and tenant not in known:
+    known = reading.fact(Tenants) if reading is not None else None
+    if known is not None and tenant not in known.ids:
         return respond((404, {"message": "Not Found."}))
     return respond(tenant_health(v, shim, tenant))
 

@@ -35,6 +35,7 @@ class Parsed:
     samples: list[Sample] = field(default_factory=list)
     malformed: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    facts: list[object] = field(default_factory=list)
 
 
 @dataclass
