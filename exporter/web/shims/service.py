@@ -51,7 +51,7 @@ class ServiceShim(Shim):
     identities_db_count: Ref | None = None  # e.g. a PostgreSQL check's count: adds db_count and synced
     integrations: dict[str, Ref] = {}
     config: dict[str, bool] = {}
-    consistency: Name | None = None  # the source whose `details.checks` are the consistency checks
+    consistency: Name | None = None  # the source whose check facts (CheckRecord) are the consistency checks
 
 
 routes = web.RouteTableDef()

@@ -1,6 +1,6 @@
 """Seed 001 (NATS JetStream job platform): GET /api/health/status with every documented block.
 
-Blocks come from the NATS source's details (`exporter/sources/nats.py` documents them); a block
+Blocks come from the NATS source's typed facts (`NatsState`, `RegistryJobs`, `RegistryAgents`); a block
 whose source is down is null (lists are empty), never yesterday's numbers. 503 when the bound
 system is unhealthy, which any unreachable or unhealthy component makes it.
 """
