@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from exporter.health.config import SystemConfig
 from exporter.health.data import QueueSummary, SummaryCache
@@ -62,7 +63,7 @@ class History:
         """Per queue name: totals and worst tenant, computed once per reading."""
         return self._summaries.get(source, reading, queue, tenant)
 
-    def _trim(self, points: deque, now: float) -> None:  # type: ignore[type-arg]
+    def _trim(self, points: deque[Any], now: float) -> None:
         while points and (points[0].at if isinstance(points[0], _Point) else points[0][0]) < now - self.window:
             points.popleft()
 
@@ -72,11 +73,11 @@ class History:
 
     def completed_since(self, source: str, tenant: str, queue: str, seconds: float, now: float) -> int | None:
         """Growth of the completed count over the last `seconds`; None without two observations."""
-        points = [p for p in self._queues.get((source, tenant, queue), ())
+        counts = [p[2] for p in self._queues.get((source, tenant, queue), ())
                   if p[2] is not None and p[0] >= now - seconds]
-        if len(points) < 2:
+        if len(counts) < 2:
             return None
-        return max(0, points[-1][2] - points[0][2])  # type: ignore[operator]
+        return max(0, counts[-1] - counts[0])
 
     def latencies(self, source: str) -> list[float]:
         return [p.latency for p in self._sources.get(source, ()) if p.latency is not None]

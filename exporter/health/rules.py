@@ -149,12 +149,12 @@ def worker_issues(system: SystemConfig, snapshot: Snapshot, workers: dict[str, W
             label = rule.name[:1].upper() + rule.name[1:]
             yield Issue(f"worker_stale:{rule.name}", f"{label} stale ({ago(now - worker.last_run)} ago)", UNHEALTHY,
                         rule.source)
-    for rule in system.stuck:
-        ready = as_int(read(snapshot, rule.source, rule.ready))
-        worker = workers.get(rule.worker)
-        if ready is not None and ready >= rule.min_ready and worker is not None and worker.state == "idle":
-            yield Issue(f"queue_stuck:{rule.worker}", f"Queue stuck: {ready} ready but worker idle", UNHEALTHY,
-                        rule.source)
+    for stuck in system.stuck:
+        ready = as_int(read(snapshot, stuck.source, stuck.ready))
+        idle = workers.get(stuck.worker)
+        if ready is not None and ready >= stuck.min_ready and idle is not None and idle.state == "idle":
+            yield Issue(f"queue_stuck:{stuck.worker}", f"Queue stuck: {ready} ready but worker idle", UNHEALTHY,
+                        stuck.source)
 
 
 def component_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:

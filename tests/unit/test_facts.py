@@ -16,17 +16,22 @@ PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
 
 def literal_detail_reads(tree: ast.AST) -> list[int]:
     """Lines of `x.details[...]` / `x.details.get(...)` with a literal key, and `dig`/`read` with a literal path."""
-    lines = []
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "details"
-                and isinstance(node.slice, ast.Constant) and isinstance(node.ctx, ast.Load)):
-            lines.append(node.lineno)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
-                and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "details":
-            lines.append(node.lineno)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("dig", "read") \
-                and node.args and isinstance(node.args[-1], ast.Constant) and isinstance(node.args[-1].value, str):
-            lines.append(node.lineno)
+    def literal_index(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "details" and isinstance(node.slice, ast.Constant)
+                and isinstance(node.ctx, ast.Load))
+
+    def literal_get(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "details")
+
+    def literal_path(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("dig", "read")
+                and bool(node.args) and isinstance(node.args[-1], ast.Constant)
+                and isinstance(node.args[-1].value, str))
+
+    lines = [node.lineno for node in ast.walk(tree)  # type: ignore[attr-defined]  # every matched node is an expr
+             if literal_index(node) or literal_get(node) or literal_path(node)]
     return lines
 
 

@@ -8,6 +8,7 @@ nothing imports them but the root itself.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,11 @@ def test_the_test_sees_a_violation() -> None:
     """The checker itself: a source importing health is caught."""
     assert layer("exporter.sources.redis.jobs") is not None
     assert layer("exporter.health.data") > layer("exporter.sources.redis.jobs")  # type: ignore[operator]  # both are layered
+
+
+def test_every_type_ignore_says_why() -> None:
+    """`# type: ignore[code]  # reason` on the same line, never a bare one."""
+    bare = [f"{p.relative_to(PACKAGE.parent)}:{n}" for p in sorted(PACKAGE.rglob("*.py"))
+            for n, line in enumerate(p.read_text().splitlines(), 1)
+            if "type: ignore" in line and not re.search(r"type: ignore\[[a-z-]+(, [a-z-]+)*\]  # \S", line)]
+    assert bare == []

@@ -157,8 +157,9 @@ class NatsSource(BaseSource):
             # no reconnect loop of nats-py's own: a lost connection is replaced by the next collection;
             # max_reconnect_attempts=1 bounds the initial attempts to two per server, 50 ms apart
             servers=[u.strip() for u in cfg.url.split(",")], name="jobqueue-exporter", allow_reconnect=False,
-            max_reconnect_attempts=1, reconnect_time_wait=0.05,  # type: ignore[arg-type]
-            connect_timeout=min(cfg.connect_timeout, cfg.timeout), error_cb=quiet, user=cfg.user,
+            max_reconnect_attempts=1, reconnect_time_wait=0.05,  # type: ignore[arg-type]  # nats-py types it int, sleeps a float
+            connect_timeout=min(cfg.connect_timeout, cfg.timeout),  # type: ignore[arg-type]  # as above: a float works
+            error_cb=quiet, user=cfg.user,
             password=read_secret(cfg.password, cfg.password_file), token=read_secret(cfg.token, cfg.token_file),
             user_credentials=cfg.creds_file,
         )
@@ -200,15 +201,15 @@ class NatsSource(BaseSource):
                 if self._denied:
                     raise SourceDenied(f"nats refused a read: {self._denied}") from err
                 raise
-        resp = json.loads(msg.data)
-        err = resp.get("error")
-        if err:
-            code = err.get("code")
+        resp: dict[str, Any] = json.loads(msg.data)
+        error = resp.get("error")
+        if error:
+            code = error.get("code")
             if code == 404:
-                raise NotFound(f"{subject}: {err.get('description', 'not found')}")
+                raise NotFound(f"{subject}: {error.get('description', 'not found')}")
             if code in (401, 403):
-                raise SourceDenied(f"{subject}: {err.get('description')}")
-            raise SourceError(f"{subject}: {err.get('description')} (code {code})")
+                raise SourceDenied(f"{subject}: {error.get('description')}")
+            raise SourceError(f"{subject}: {error.get('description')} (code {code})")
         return resp
 
     async def _paged(self, subject: str, key: str, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -221,10 +222,10 @@ class NatsSource(BaseSource):
         for page in pages:
             items.extend(page.get(key) or [])
         while len(items) < total:  # the listing grew or the server used a smaller page: keep going
-            page = (await self._api(subject, {"offset": len(items), **(extra or {})})).get(key) or []
-            if not page:
+            more = (await self._api(subject, {"offset": len(items), **(extra or {})})).get(key) or []
+            if not more:
                 break
-            items.extend(page)
+            items.extend(more)
         return items
 
     async def subjects(self, stream: str, subject_filter: str) -> dict[str, int]:
@@ -249,7 +250,8 @@ class NatsSource(BaseSource):
             return None
         if f"entries:{bucket}" not in self._memo:
             self._memo[f"entries:{bucket}"] = asyncio.ensure_future(self._read_keys(bucket, subjects))
-        return await self._memo[f"entries:{bucket}"]
+        entries: list[KvEntry] = await self._memo[f"entries:{bucket}"]
+        return entries
 
     async def _read_keys(self, bucket: str, subjects: dict[str, int]) -> list[KvEntry]:
         stream = f"KV_{bucket}"
@@ -269,7 +271,7 @@ class NatsSource(BaseSource):
         nc = await self._connection()
         self._memo = {}
         started = time.perf_counter()
-        await nc.flush(timeout=cfg.timeout)  # type: ignore[arg-type]
+        await nc.flush(timeout=cfg.timeout)  # type: ignore[arg-type]  # nats-py types it int; a float works
         latency = time.perf_counter() - started
         account = await self._api("INFO")
         by_name = {s.name: s for s in map(parse_stream, await self._paged("STREAM.LIST", "streams"))}

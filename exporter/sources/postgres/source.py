@@ -68,6 +68,7 @@ LOST: tuple[type[BaseException], ...] = (
     OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
 )
+LOST_OR_TIMEOUT: tuple[type[BaseException], ...] = (*LOST, TimeoutError)
 DENIED: tuple[type[BaseException], ...] = (
     asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError, asyncpg.InsufficientPrivilegeError,
 )
@@ -123,7 +124,7 @@ class PostgresSource(Source):
         except asyncpg.InvalidCatalogNameError as err:
             await self._forget()
             raise SourceError(f"postgres {safe_dsn(self.config.dsn)}: {err}") from err
-        except (*LOST, TimeoutError) as err:
+        except LOST_OR_TIMEOUT as err:
             await self._forget()
             reason = str(err) or type(err).__name__
             if isinstance(err, TimeoutError):
@@ -381,7 +382,7 @@ class PostgresSource(Source):
             pool, self.pool = self.pool, None
             try:
                 await asyncio.wait_for(pool.close(), timeout=2.0)
-            except (TimeoutError, *LOST):
+            except LOST_OR_TIMEOUT:
                 pool.terminate()
 
 

@@ -25,16 +25,17 @@ async def read_page(client: Redis, layout: Layout, tenant: str, queue: str, stat
     where = layout.job_range(tenant, queue, status)
     if where is None:
         return JobPage((), 0)
-    items: list[str]
+    raw: list[Any]
     if where.kind == "list":
         total = int(await client.llen(where.key))
         if where.oldest_first:
-            items = await client.lrange(where.key, offset, offset + limit - 1)
+            raw = await client.lrange(where.key, offset, offset + limit - 1)
         else:
-            items = list(reversed(await client.lrange(where.key, -(offset + limit), -(offset + 1))))
+            raw = list(reversed(await client.lrange(where.key, -(offset + limit), -(offset + 1))))
     else:
         total = int(await client.zcard(where.key))
-        items = await client.zrange(where.key, offset, offset + limit - 1, desc=not where.oldest_first)
+        raw = await client.zrange(where.key, offset, offset + limit - 1, desc=not where.oldest_first)
+    items = [str(i) for i in raw]  # the client decodes replies (decode_responses=True)
     hashes: list[dict[str, str]] = [{}] * len(items)
     if where.hash_prefix is not None and items:
         async with client.pipeline(transaction=False) as pipe:

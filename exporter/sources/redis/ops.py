@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -142,7 +142,8 @@ class OpRunner:
                 self.used = "pipeline"
         return _normalise(ops, await self._run_pipeline(ops))
 
-    async def _expand(self, ops: Sequence[Op], execute: Any) -> list[Any]:
+    async def _expand(self, ops: Sequence[Op],
+                      execute: Callable[[Sequence[Op]], Awaitable[list[Any]]]) -> list[Any]:
         """Split EACH ops into chunks of `batch_size` tenants, so no script blocks Redis for long,
         execute, and put the results back together."""
         if not any(op[0] == "EACH" for op in ops):
@@ -179,7 +180,8 @@ class OpRunner:
         chunks = list(batches(ops, self.batch_size))
         if self._sha is None:
             # EVAL_RO caches the script server-side without SCRIPT LOAD, which a read-only ACL may deny.
-            first = await self.client.execute_command("EVAL_RO", LUA, 0, *flatten(chunks[0]))
+            first = await self.client.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                "EVAL_RO", LUA, 0, *flatten(chunks[0]))
             self._sha = sha1(LUA)
             rest = await self._evalsha(chunks[1:]) if len(chunks) > 1 else []
             return [*first, *rest]
@@ -189,7 +191,7 @@ class OpRunner:
             self._sha = None
             return await self._run_lua(ops)
 
-    async def _evalsha(self, batches: list[Sequence[Op]]) -> list[Any]:
+    async def _evalsha(self, batches: Sequence[Sequence[Op]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for batch in batches:
             pipe.execute_command("EVALSHA_RO", self._sha, 0, *flatten(batch))
@@ -227,21 +229,21 @@ class OpRunner:
         results: list[Any] = [None] * len(ops)
         follow: list[tuple[list[Any], int, Op, list[str]]] = []
         pos = 0
-        for index, (op, keys) in enumerate(spans):
-            if keys is None:
+        for index, (op, span_keys) in enumerate(spans):
+            if span_keys is None:
                 _settle(op, raw[pos], follow, results, index)
                 pos += 1
                 continue
-            replies = raw[pos : pos + len(keys)]
-            pos += len(keys)
+            replies = raw[pos : pos + len(span_keys)]
+            pos += len(span_keys)
             if op[0] in _COUNTS and all(type(r) is int for r in replies):
                 results[index] = replies  # the common case: every key of the right type
                 continue
             if op[0] == "HEAD":
-                results[index] = _heads(op, keys, replies, follow)
+                results[index] = _heads(op, span_keys, replies, follow)
                 continue
-            rows: list[Any] = [None] * len(keys)
-            for i, (key, reply) in enumerate(zip(keys, replies, strict=True)):
+            rows: list[Any] = [None] * len(span_keys)
+            for i, (key, reply) in enumerate(zip(span_keys, replies, strict=True)):
                 _settle((op[0], key, *op[2:]), reply, follow, rows, i)
             results[index] = rows
         if follow:

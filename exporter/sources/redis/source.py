@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -42,7 +43,8 @@ from exporter.sources.base import (
 from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
-from exporter.sources.redis.ops import SEP, OpRunner
+from exporter.sources.redis.ops import OpRunner
+from exporter.sources.redis.script import SEP
 from exporter.sources.redis.wire import Wire
 
 log = logging.getLogger("jobqueue.redis")
@@ -202,11 +204,12 @@ class RedisSource(Source):
         # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
         return await asyncio.to_thread(self._parse, plans, results, now, latency, len(tenants))
 
-    async def _discover(self, groups: list[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
+    async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
         """One op run for every layout's discovery reads; layouts without any cost nothing."""
         ops_per = [[layout.discovery(t) for t in ids] if layout.discovers else [] for layout, ids in groups]
         flat = await self.runner.run([op for per in ops_per for ops in per for op in ops])
-        found, pos = [], 0
+        found: list[list[list[Any]]] = []
+        pos = 0
         for (_, ids), per in zip(groups, ops_per, strict=True):
             if not per:
                 found.append([[]] * len(ids))
@@ -244,7 +247,7 @@ class RedisSource(Source):
         elif time.monotonic() - self._tenants_at < spec.refresh:
             return self._tenants
         else:
-            found = await self._scan(spec.scan)  # type: ignore[arg-type]
+            found = await self._scan(spec.scan) if spec.scan is not None else []  # one of the three is set
             self._tenants_at = time.monotonic()
         self._tenants = filter_tenants(found, spec, self.context.shard)
         return self._tenants
@@ -256,7 +259,7 @@ class RedisSource(Source):
         while True:
             cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
             for key in keys:
-                m = pattern.search(key)
+                m = pattern.search(key if isinstance(key, str) else key.decode())
                 if m:
                     tenants.add(m.group("tenant"))
             if len(tenants) >= spec.cap:

@@ -158,7 +158,7 @@ def _iso(ts: float) -> str:
 
 def alertmanager_alerts(raw: Any, hours: int, severity: str | None, now: float) -> list[dict[str, Any]]:
     """Alertmanager API v2 alerts in the seed's shape: critical -> error; silenced or inhibited = acknowledged."""
-    out = []
+    out: list[dict[str, Any]] = []
     for alert in raw if isinstance(raw, list) else []:
         if not isinstance(alert, dict):  # another system's answer: take what has the documented shape
             continue

@@ -60,7 +60,7 @@ UNAUTHORIZED: Reply = (401, {"error": "unauthorized"})
 
 def services(v: View, shim: ServiceShim) -> dict[str, dict[str, Any]]:
     """ok / error (unreachable) / degraded (reachable, with issues), and the ping in milliseconds."""
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, source in shim.services.items():
         state = v.snapshot.sources.get(source)
         if state is None or state.reading is None:
@@ -119,11 +119,11 @@ def _schema(value: Any) -> dict[str, Any] | None:
             "ok": ok if isinstance(ok, bool) else not missing}
 
 
-def _block(v: View, ref: Any) -> Any:
+def _block(v: View, ref: Ref | None) -> dict[str, Any] | None:
     if ref is None:
         return None
     value = read(v.snapshot, ref.source, ref.path)
-    return value if isinstance(value, dict) else None
+    return dict(value) if isinstance(value, dict) else None
 
 
 def _identities(v: View, shim: ServiceShim) -> dict[str, Any] | None:
@@ -157,7 +157,7 @@ def consistency(v: View, shim: ServiceShim) -> Reply:
     state = v.snapshot.sources.get(shim.consistency) if shim.consistency else None
     if state is None or state.reading is None:
         return 200, {"status": "degraded", "checked_at": None, "checks": []}
-    checks = [{"check": c.name, "severity": c.severity, "count": c.count, "files": [
+    checks: list[dict[str, Any]] = [{"check": c.name, "severity": c.severity, "count": c.count, "files": [
         {"file_name": f.get("file_name"), "file_uuid": f.get("file_uuid"), "status": f.get("status"),
          "detail": f.get("detail")} for f in c.rows]} for c in state.reading.facts_of(CheckRecord)
         if c.severity is not None]

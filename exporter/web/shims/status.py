@@ -125,7 +125,8 @@ def platform_status(v: View, shim: StatusShim) -> Reply:
 def _agents(agents: RegistryAgents | None, now: float) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     if agents is None:
         return None, []
-    listed, registry = [], []
+    listed: list[dict[str, Any]] = []
+    registry: list[dict[str, Any]] = []
     for a in agents.agents:
         beat = a.last_heartbeat
         listed.append({"hostname": a.hostname, "labels": a.labels,

@@ -21,8 +21,8 @@ class HorizonLayout(LaravelLayout):
     With no `queues`, the queues are those the live supervisors serve on `connection`.
     """
 
-    layout: Literal["horizon"]  # type: ignore[assignment]
-    queues: list[str] | None = None  # type: ignore[assignment]
+    layout: Literal["horizon"]  # type: ignore[assignment]  # narrows the Laravel tag: its own config kind
+    queues: list[str] | None = None  # type: ignore[assignment]  # None: discovered from Horizon's own keys
     timestamp_field: str = "pushedAt|createdAt"
     horizon_prefix: str = "laravel_horizon:"
     connection: str = "redis"
