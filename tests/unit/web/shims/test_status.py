@@ -21,7 +21,7 @@ def test_blocks_from_facts() -> None:
              RegistryAgents(1, 1, (AgentInfo("gpu-1", "gpu=a100", "Ready", NOW - 120, True),))]
     snap = builders.snapshot(builders.state("nats", builders.reading(facts=facts), backend="nats"))
     v = builders.view(snap, evaluate(SYSTEM, snap, History(), NOW), systems=[SYSTEM], started_at=NOW - 3661)
-    code, body = platform_status(v, StatusShim(system="jobs", version="1.2.3"))
+    code, body = platform_status(v, StatusShim(system="jobs", nats="nats", version="1.2.3"))
     assert code == 200
     assert body["status"] == "ok" and body["version"] == "1.2.3" and body["uptime"] == "1h1m"
     assert body["components"] == {"nats": {"status": "ok", "address": "nats://10.0.0.5:4222"}}
@@ -42,7 +42,7 @@ def test_blocks_from_facts() -> None:
 def test_down_nats_is_503_with_null_blocks() -> None:
     snap = builders.snapshot(builders.state("nats", None, backend="nats"))
     v = builders.view(snap, evaluate(SYSTEM, snap, History(), NOW), systems=[SYSTEM])
-    code, body = platform_status(v, StatusShim(system="jobs"))
+    code, body = platform_status(v, StatusShim(system="jobs", nats="nats"))
     assert code == 503 and body["status"] == "unhealthy"
     assert (body["nats"], body["streams"], body["jobs"], body["agents"], body["consumers"]) == (None, [], None, None,
                                                                                                 None)
