@@ -1,8 +1,8 @@
-"""Defensive readers of `Reading.details`: rules and shims read other sources' facts through these.
+"""What rules and shims derive from readings: operator `Ref` paths read from a snapshot (`read`), and
+queue records matched, indexed and summarised by name and tenant (once per reading, cached).
 
-Details are JSON-like values written by sources that evolve independently, so every reader here
-accepts a missing key, a wrong type or a null and answers None (or an empty value) instead of
-raising: an absent fact is reported as null, never as a crash or a made-up zero.
+`read` answers None for a missing source, key or step, never raises: an absent fact is reported as
+null, never as a crash or a made-up zero.
 """
 
 from __future__ import annotations
