@@ -175,7 +175,9 @@ def recordings(r: Rules) -> None:
         """, "How old a source's last success may get: three intervals, at least the stale threshold.")
 
 
-def flow_recordings(r: Rules) -> None:
+def flow_recordings(r: Rules) -> list[dict[str, Any]]:
+    """Flow recording rules; the flow alerts follow in the same group, which Prometheus evaluates in
+    order, so that an alert reads this evaluation's recorded value (groups run concurrently)."""
     w = r.config["windows"]
     rules = r.group("jobqueue.flow")
     for kind in ("processed", "failed"):
@@ -197,9 +199,11 @@ def flow_recordings(r: Rules) -> None:
         sum by ({QUEUE}) (jobqueue_workers{{state!="paused"}})
         """, "Live workers that take jobs from the queue (a paused worker takes none); queue=\"\" for\n"
              "libraries whose workers do not say which queues they serve.")
+    return rules
 
 
-def slo_recordings(r: Rules) -> None:
+def slo_recordings(r: Rules) -> list[dict[str, Any]]:
+    """SLO recording rules; the burn-rate alerts follow in the same group (see flow_recordings)."""
     slo = r.config["slo"]
     rules = r.group("jobqueue.slo")
     parts = [f"jobqueue_oldest_age_seconds{{{o['selector']}}} * 0 + {number(o['objective_seconds'])}"
@@ -224,6 +228,7 @@ def slo_recordings(r: Rules) -> None:
     record(rules, "jobqueue:slo_latency:budget_remaining_ratio",
            f"1 - jobqueue:slo_latency:error_ratio{budget} / scalar(1 - jobqueue:threshold:slo_latency_target)",
            f"Share of the error budget of the last {budget} still unspent (negative: overspent).")
+    return rules
 
 
 def seconds(duration: str) -> float:
@@ -234,7 +239,7 @@ def seconds(duration: str) -> float:
 
 
 def alerts(r: Rules) -> None:
-    c, w, slo = r.config, r.config["windows"], r.config["slo"]
+    c, w = r.config, r.config["windows"]
     rules = r.group("jobqueue.alerts")
     a = r.alert
     job = c["job_selector"]
@@ -281,7 +286,7 @@ def alerts(r: Rules) -> None:
       "System {{ $labels.system }} on {{ $labels.instance }} has been degraded for 5 minutes. "
       'Active issues: {{ range printf "jobqueue_health_issue{system=%q,instance=%q} == 1" $labels.system '
       "$labels.instance | query }}{{ .Labels.issue }} {{ end }}")
-    where = '(tenant "{{ $labels.tenant }}", source {{ $labels.source }})'
+    where = WHERE
     for severity, expr in (("warning", f"jobqueue_depth >= {threshold('queue_depth_warning')}"),
                            ("critical", f"jobqueue_depth > {threshold('queue_depth_critical')}")):
         a(rules, "JobQueueDepthHigh", severity, expr, "5m", "A queue has a large backlog.",
@@ -362,11 +367,12 @@ def alerts(r: Rules) -> None:
       "PostgreSQL libraries whose scheduled jobs a leader, stager or dispatcher moves to ready (River,\n"
       "Oban, Solid Queue, good_job, pg-boss, procrastinate, graphile-worker): jobs past due by more than\n"
       "the source's `overdue_after` are counted in state `overdue`; any at all means that process stalled.")
-    flow_alerts(r, rules, where)
-    slo_alerts(r, rules, where, slo)
 
 
-def flow_alerts(r: Rules, rules: list[dict[str, Any]], where: str) -> None:
+WHERE = '(tenant "{{ $labels.tenant }}", source {{ $labels.source }})'
+
+
+def flow_alerts(r: Rules, rules: list[dict[str, Any]], where: str = WHERE) -> None:
     w = r.config["windows"]
     a = r.alert
     a(rules, "JobQueueNoWorkers", "critical", f"""
@@ -416,7 +422,9 @@ def flow_alerts(r: Rules, rules: list[dict[str, Any]], where: str) -> None:
       "baseline: a new failure, not a queue that always fails some jobs.")
 
 
-def slo_alerts(r: Rules, rules: list[dict[str, Any]], where: str, slo: dict[str, Any]) -> None:
+def slo_alerts(r: Rules, rules: list[dict[str, Any]], where: str = WHERE) -> None:
+    slo = r.config["slo"]
+
     def burn(tier: str) -> str:
         t = slo[tier]
         factor = f"scalar(jobqueue:threshold:slo_burn_rate_{tier}) * scalar(1 - jobqueue:threshold:slo_latency_target)"
@@ -443,9 +451,9 @@ def build(config: dict[str, Any]) -> Rules:
     r = Rules(config)
     thresholds(r)
     recordings(r)
-    flow_recordings(r)
-    slo_recordings(r)
     alerts(r)
+    flow_alerts(r, flow_recordings(r))
+    slo_alerts(r, slo_recordings(r))
     return r
 
 
