@@ -88,8 +88,8 @@ class Board:
             "description": description,
             "datasource": DATASOURCE,
             "gridPos": {"x": self.x, "y": self.y, "w": w, "h": h},
-            "fieldConfig": {"defaults": {"unit": unit, "mappings": mappings or [], **threshold_steps(thresholds, colors)},
-                            "overrides": []},
+            "fieldConfig": {"defaults": {"unit": unit, "mappings": mappings or [],
+                                         **threshold_steps(thresholds, colors)}, "overrides": []},
             "options": options or {},
             "targets": [
                 {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
