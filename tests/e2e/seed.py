@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +36,75 @@ def redis_data(url: str) -> None:
         r.xadd("events", {"n": "1"})
         r.xgroup_create("events", "workers", id="0")
     r.rpush("tenant_acme:queues:imports", json.dumps({"n": 1}))
+    # Horizon's metrics of a measured queue (LuaScripts::updateMetrics: throughput, runtime in ms)
+    r.sadd("laravel_horizon:measured_queues", "queue:default")
+    r.hset("laravel_horizon:queue:default", mapping={"throughput": 5, "runtime": 120.5})
+    # Sidekiq: one job waiting on `critical` (Client#raw_push: LPUSH, oldest at the tail)
+    r.sadd("queues", "critical")
+    r.lpush("queue:critical", json.dumps({"class": "ReportJob", "args": [], "queue": "critical", "jid": "e2e1",
+                                          "created_at": now - 20, "enqueued_at": now - 20}))
+    heartbeat(r, now)
     r.close()
+
+
+SIDEKIQ = "e2e-host:4242:5f3c1a"  # Sidekiq's process identity: hostname:pid:nonce (launcher.rb `identity`)
+HORIZON_MASTER = "e2e-host-Ab12"
+HORIZON_SUPERVISOR = f"{HORIZON_MASTER}:supervisor-1"
+
+
+def heartbeat(r: redis.Redis, now: float) -> None:
+    """What a running Sidekiq process and a running Horizon write on each beat, so that the flow and
+    workers panels have live workers and growing counters.
+
+    Sidekiq launcher.rb `❤`: flush_stats INCRBY stat:processed / stat:failed (processed counts the
+    failures too), SADD processes, HSET of the process hash (info JSON with concurrency and queues,
+    busy, beat, quiet) with a 60 s EXPIRE, and the `<identity>:work` hash of the running jobs.
+    Horizon: MasterSupervisorRepository / SupervisorRepository `update` (HMSET + ZADD now).
+    """
+    pipe = r.pipeline(transaction=True)
+    pipe.incrby("stat:processed", 3)
+    pipe.incrby("stat:failed", 1)
+    pipe.sadd("processes", SIDEKIQ)
+    info = {"hostname": "e2e-host", "started_at": now - 60, "pid": 4242, "tag": "e2e", "concurrency": 5,
+            "queues": ["critical"], "labels": [], "identity": SIDEKIQ}
+    pipe.hset(SIDEKIQ, mapping={"info": json.dumps(info), "busy": 1, "beat": now, "quiet": "false",
+                                "rtt_us": 150, "rss": 81234})
+    pipe.expire(SIDEKIQ, 60)
+    pipe.delete(f"{SIDEKIQ}:work")
+    pipe.hset(f"{SIDEKIQ}:work", "tid-1", json.dumps({"queue": "critical", "payload": json.dumps(
+        {"class": "ReportJob", "queue": "critical", "jid": "e2e0"}), "run_at": int(now) - 2}))
+    pipe.expire(f"{SIDEKIQ}:work", 60)
+    pipe.hset(f"laravel_horizon:master:{HORIZON_MASTER}", mapping={
+        "name": HORIZON_MASTER, "pid": 4343, "status": "running", "environment": "production",
+        "supervisors": json.dumps([HORIZON_SUPERVISOR])})
+    pipe.zadd("laravel_horizon:masters", {HORIZON_MASTER: now})
+    pipe.hset(f"laravel_horizon:supervisor:{HORIZON_SUPERVISOR}", mapping={
+        "name": HORIZON_SUPERVISOR, "master": HORIZON_MASTER, "pid": 4344, "status": "running",
+        "processes": json.dumps({"redis:default": 2}), "options": json.dumps({"queue": "default"})})
+    pipe.zadd("laravel_horizon:supervisors", {HORIZON_SUPERVISOR: now})
+    pipe.execute()
+
+
+@contextlib.contextmanager
+def heartbeats(url: str, every: float = 1.0) -> Iterator[None]:
+    """Beat every `every` seconds in a thread while the stack runs; a stopped Redis (the outage) is
+    skipped, as the real processes retry."""
+    stop = threading.Event()
+
+    def run() -> None:
+        r = redis.Redis.from_url(url, socket_timeout=1)
+        while not stop.wait(every):
+            with contextlib.suppress(redis.RedisError):
+                heartbeat(r, time.time())
+        r.close()
+
+    thread = threading.Thread(target=run, name="e2e-heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 async def _nats_data(url: str) -> None:
@@ -112,6 +182,7 @@ sources:
         pause_key: "pause:{{queue}}"
       - layout: rq
         queues: [emails]
+      - layout: sidekiq
       - layout: stream
         name: events
         key: events

@@ -60,8 +60,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             exporter_port = free_port()
             config = tmp / "exporter.yaml"
             config.write_text(seed.exporter_config(tmp, server.url, broker.url, dsn, exporter_port))
-            with process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
-                         env={"PYTHONPATH": str(ROOT)}), monitoring(tmp, exporter_port) as (prometheus, webhook):
+            with seed.heartbeats(server.url), \
+                    process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
+                            env={"PYTHONPATH": str(ROOT)}), monitoring(tmp, exporter_port) as (prometheus, webhook):
                 wait_until("every source up in Prometheus",
                            lambda: len(prometheus.query("jobqueue_source_up == 1")) == 6, timeout=30)
                 yield Stack(server, prometheus, webhook, started)
