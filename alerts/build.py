@@ -389,10 +389,12 @@ def flow_alerts(r: Rules, rules: list[dict[str, Any]], where: str = WHERE) -> No
     a(rules, "JobQueueThroughputStalled", "critical", f"""
         (min_over_time(jobqueue_depth[{tw}]) > 0)
         and on ({QUEUE}) (sum by ({QUEUE}) (increase(jobqueue_jobs_processed_total[{tw}])) == 0)
+        and on ({QUEUE}) (jobqueue_jobs_processed_total offset {tw})
         or
         (
           (min_over_time(jobqueue_depth[{tw}]) > 0)
           and on ({TENANT}) (sum by ({TENANT}) (increase(jobqueue_jobs_processed_total{{queue=""}}[{tw}])) == 0)
+          and on ({TENANT}) (jobqueue_jobs_processed_total{{queue=""}} offset {tw})
           unless on ({QUEUE}) jobqueue_jobs_processed_total
         )
         """, "1m", "A queue has had waiting items and processed nothing.",
@@ -400,7 +402,8 @@ def flow_alerts(r: Rules, rules: list[dict[str, Any]], where: str = WHERE) -> No
       "finished job in that time.",
       f"Waiting items throughout {tw} and no job finished: per queue where the library counts per queue,\n"
       "else from its global count (queue=\"\", Sidekiq, RQ, Celery) for every queue of the tenant without\n"
-      "a count of its own. Only for libraries that count finished jobs.")
+      f"a count of its own. Only for libraries that count finished jobs, and only once the count has\n"
+      f"existed for {tw} (no page in the first window after the exporter or Prometheus starts).")
     a(rules, "JobQueueWorkersSaturated", "warning",
       f"jobqueue:worker_utilisation:ratio > {threshold('worker_saturation_ratio')}", w["saturation_for"],
       "The workers of a queue have almost no free job slot.",
