@@ -175,6 +175,7 @@ class RedisSource(Source):
         self.runner = OpRunner(self.client, self.wire, config.batch_size, config.scripts)
         self._tenants: list[str] = []
         self._tenants_at = -1e18
+        self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
 
     async def collect(self) -> Reading:
         try:
@@ -218,7 +219,7 @@ class RedisSource(Source):
         return found
 
     def _parse(self, plans: list[Plan], results: list[Any], now: float, latency: float, tenants: int) -> Reading:
-        out = Parsed()
+        out = Parsed(memory=self._memory)
         pos = 0
         for plan in plans:
             n = len(plan.ops)

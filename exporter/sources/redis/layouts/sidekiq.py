@@ -8,12 +8,33 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time, members
+from exporter.sources.redis.layouts.base import (
+    Layout,
+    Parsed,
+    Plan,
+    Workers,
+    count,
+    fill_tenant,
+    flat_dict,
+    flow,
+    head_time,
+    json_dict,
+    members,
+    to_float,
+    to_int,
+)
 from exporter.sources.redis.script import Op
+
+# sidekiq/sidekiq lib/sidekiq/launcher.rb `❤`: the process hash expires 60 s after its last beat, and
+# Sidekiq::ProcessSet (api.rb `cleanup`, `each`) drops a process whose hash is gone. A hash still
+# present with an older `beat` (no TTL, clock skew) is dead by the same 60 s rule.
+PROCESS_EXPIRY = 60.0
 
 
 class SidekiqLayout(Layout):
-    """Sidekiq: `queue:NAME` lists (oldest at the tail), `schedule`, `retry` and `dead` sets."""
+    """Sidekiq: `queue:NAME` lists (oldest at the tail), `schedule`, `retry` and `dead` sets, the
+    all-time `stat:processed` / `stat:failed` counters and the `processes` set of heartbeating
+    process hashes."""
 
     layout: Literal["sidekiq"]
     queues: list[str] | None = None  # None: the members of the `queues` set
@@ -25,13 +46,18 @@ class SidekiqLayout(Layout):
 
     def discovery(self, tenant: str) -> list[Op]:
         p = fill_tenant(self.prefix, tenant)
-        return [("SMEMBERS", f"{p}queues", str(self.cap)), ("SMEMBERS", f"{p}paused", str(self.cap))]
+        return [("SMEMBERS", f"{p}queues", str(self.cap)), ("SMEMBERS", f"{p}paused", str(self.cap)),
+                ("SMEMBERS", f"{p}processes", str(self.cap))]
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         p = fill_tenant(self.prefix, tenant)
         queues = self.queues or sorted(members(found[0]))
         paused = set(members(found[1]))
-        ops: list[Op] = [("ZCARD", f"{p}schedule"), ("ZCARD", f"{p}retry"), ("ZCARD", f"{p}dead")]
+        processes = members(found[2])
+        ops: list[Op] = [("ZCARD", f"{p}schedule"), ("ZCARD", f"{p}retry"), ("ZCARD", f"{p}dead"),
+                         ("GET", f"{p}stat:processed"), ("GET", f"{p}stat:failed")]
+        ops += [("HGETALL", f"{p}{identity}") for identity in processes]
+        head = len(ops)
         for queue in queues:
             key = f"{p}queue:{queue}"
             ops += [("LLEN", key), ("HEAD", key, "-1", "enqueued_at|created_at", str(self.scan), "num")]
@@ -39,9 +65,27 @@ class SidekiqLayout(Layout):
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             for state, value in zip(("scheduled", "retry", "dead"), r[:3], strict=True):
                 out.samples.append(Sample("jobqueue_library_jobs", (tenant, state), count(value)))
+            # Processor flushes PROCESSED/FAILURE into these with INCRBY (launcher.rb `flush_stats`)
+            flow(out, tenant, "", to_int(r[3]), to_int(r[4]))
+            workers = Workers(tenant)
+            for reply in r[5:head]:
+                count_process(workers, flat_dict(reply), now)
             for i, queue in enumerate(queues):
-                depth, head = r[3 + 2 * i], r[4 + 2 * i]
-                oldest = head_time(head, "auto", out)
+                depth, head_ = r[head + 2 * i], r[head + 1 + 2 * i]
+                oldest = head_time(head_, "auto", out)
                 out.queues.append(QueueStats(queue, count(depth), tenant, oldest, paused=queue in paused))
+            workers.emit(out, queues)
 
         return Plan(ops, parse)
+
+
+def count_process(workers: Workers, fields: dict[str, str], now: float) -> None:
+    """One process hash as launcher.rb writes it: `info` JSON (to_data: concurrency, queues), `busy`
+    (jobs in flight), `beat` (Float seconds), `quiet` ("true" once TSTP'd: it takes no new jobs)."""
+    info = json_dict(fields.get("info"))
+    if not info or to_float(fields.get("beat")) < now - PROCESS_EXPIRY:
+        return
+    busy = to_int(fields.get("busy"))
+    state = "paused" if fields.get("quiet") == "true" else "busy" if busy > 0 else "idle"
+    queues = [q for q in info.get("queues") or [] if isinstance(q, str)]  # repeats (weights) count once
+    workers.add(queues, state, to_float(info.get("concurrency")), busy)

@@ -1,0 +1,229 @@
+"""Flow and workers (issue 11) from what each library keeps, read by the exporter.
+
+RQ and BullMQ run their real workers here (an `rq worker` process, a BullMQ Worker in node with
+metrics enabled); Sidekiq cannot run here, so its process hashes are written exactly as
+launcher.rb `❤` writes them. Every test reads with both paths (Lua and pipeline) and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from tests.support.redis_libs import NODE_DIR, NOW, collect, comparable, make_source, samples_of, seed_sidekiq
+from tests.support.servers import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["lua", "pipeline"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def other(mode: str) -> str:
+    return "pipeline" if mode == "lua" else "lua"
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 30) -> None:
+    """Bounded poll for what a real worker does on its own time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def flow_of(reading: Any) -> dict[str, dict[tuple[str, ...], float]]:
+    return {m: samples_of(reading, m) for m in (
+        "jobqueue_jobs_processed", "jobqueue_jobs_failed", "jobqueue_workers", "jobqueue_worker_capacity",
+        "jobqueue_worker_busy_slots", "jobqueue_job_runtime_seconds")}
+
+
+# ---------------------------------------------------------------------------------------------- RQ
+
+
+@pytest.fixture
+def rq_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """RQ's keys cannot be prefixed: a redis-server of the test's own."""
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def start_rq_worker(url: str, name: str, queues: list[str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "-u", url, "-n", name, *queues],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_rq_real_worker_counts_and_states(mode: str, rq_redis: RedisServer) -> None:
+    from rq import Queue, Worker
+
+    from tests.support.redis_libs import rq_fail, rq_ok
+
+    conn = redis.Redis.from_url(rq_redis.url)
+    jobs, mail = Queue("jobs", connection=conn), Queue("mail", connection=conn)
+    worker = start_rq_worker(rq_redis.url, "w1", ["jobs", "mail"])
+    try:
+        for _ in range(5):
+            jobs.enqueue(rq_ok)
+        for _ in range(3):
+            mail.enqueue(rq_fail)
+        # RQ's own view: the worker hash counts 5 successes and 3 failures
+        wait_for(lambda: [(w.successful_job_count, w.failed_job_count, w.get_state())
+                          for w in Worker.all(connection=conn)] == [(5, 3, "idle")])
+        seen = Worker.all(connection=conn)[0]
+        source = make_source(rq_redis.url, [{"layout": "rq"}], mode, now=None)
+        reading = await source.collect()
+        assert comparable(reading) == comparable(await collect(rq_redis.url, [{"layout": "rq"}], other(mode), None))
+        got = flow_of(reading)
+        assert got["jobqueue_jobs_processed"] == {("", ""): 8}
+        assert got["jobqueue_jobs_failed"] == {("", ""): 3}
+        # one live worker serving both queues, counted under each
+        assert got["jobqueue_workers"] == {("", q, s): (1 if s == "idle" else 0)
+                                           for q in ("jobs", "mail") for s in ("busy", "idle", "paused")}
+        assert got["jobqueue_worker_capacity"] == {("", "jobs"): 1, ("", "mail"): 1}
+        assert got["jobqueue_worker_busy_slots"] == {("", "jobs"): 0, ("", "mail"): 0}
+        assert got["jobqueue_job_runtime_seconds"] == {("", ""): pytest.approx(seen.total_working_time / 8)}
+
+        # a clean exit: RQ drops the worker from rq:workers at once; the counter does not go down
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        assert Worker.all(connection=conn) == []
+        after = flow_of(await source.collect())
+        assert (after["jobqueue_jobs_processed"], after["jobqueue_jobs_failed"]) == ({("", ""): 8}, {("", ""): 3})
+        assert set(after["jobqueue_workers"].values()) == {0}  # the queues stay, with no live worker
+
+        # a second worker with the same name starts at zero: the counter keeps going from 8
+        worker = start_rq_worker(rq_redis.url, "w1", ["jobs"])
+        jobs.enqueue(rq_ok)
+        wait_for(lambda: [w.successful_job_count for w in Worker.all(connection=conn)] == [1])
+        again = flow_of(await source.collect())
+        assert (again["jobqueue_jobs_processed"], again["jobqueue_jobs_failed"]) == ({("", ""): 9}, {("", ""): 3})
+        assert again["jobqueue_workers"][("", "jobs", "idle")] == 1
+        assert again["jobqueue_workers"][("", "mail", "idle")] == 0
+
+        # SIGKILL: no death is registered; the worker stays live until its key expires (RQ's rule:
+        # worker_ttl + 60 s after the last heartbeat), and the exporter follows the key
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        ttl = conn.ttl("rq:worker:w1")
+        assert 0 < ttl <= 420 + 60
+        killed = flow_of(await source.collect())
+        assert killed["jobqueue_workers"][("", "jobs", "idle")] == 1
+        await source.close()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        conn.close()
+
+
+async def test_rq_worker_states_as_rq_writes_them(mode: str, rq_redis: RedisServer) -> None:
+    """busy / suspended as rq/worker/base.py `set_state` writes them; a dead (`death`) hash is not live."""
+    conn = redis.Redis.from_url(rq_redis.url, decode_responses=True)
+    conn.sadd("rq:queues", "rq:queue:jobs")
+    for name, state, extra in (("b", "busy", {}), ("s", "suspended", {}), ("d", "idle", {"death": "x"})):
+        conn.sadd("rq:workers", f"rq:worker:{name}")
+        conn.hset(f"rq:worker:{name}", mapping={"state": state, "queues": "jobs", "successful_job_count": "2",
+                                                 "failed_job_count": "1", "total_working_time": "1.5", **extra})
+    conn.sadd("rq:workers", "rq:worker:expired")  # member left behind by a killed worker whose key expired
+    reading = await collect(rq_redis.url, [{"layout": "rq"}], mode)
+    assert comparable(reading) == comparable(await collect(rq_redis.url, [{"layout": "rq"}], other(mode)))
+    got = flow_of(reading)
+    assert got["jobqueue_workers"] == {("", "jobs", "busy"): 1, ("", "jobs", "idle"): 0, ("", "jobs", "paused"): 1}
+    assert (got["jobqueue_worker_capacity"], got["jobqueue_worker_busy_slots"]) == ({("", "jobs"): 2},
+                                                                                   {("", "jobs"): 1})
+    assert (got["jobqueue_jobs_processed"], got["jobqueue_jobs_failed"]) == ({("", ""): 6}, {("", ""): 2})
+    assert got["jobqueue_job_runtime_seconds"] == {("", ""): 0.5}
+    conn.close()
+
+
+# ------------------------------------------------------------------------------------------ Sidekiq
+
+
+def sidekiq_process(conn: redis.Redis, prefix: str, identity: str, beat: float, busy: int, quiet: bool,
+                    concurrency: int, queues: list[str]) -> None:
+    """SADD processes + HSET <identity> as launcher.rb `❤` does (info = `to_data` JSON)."""
+    info = {"hostname": "h", "started_at": beat - 100, "pid": 1, "tag": "app", "concurrency": concurrency,
+            "queues": queues, "weights": [{q: 0 for q in queues}], "labels": [], "identity": identity,
+            "version": "7.3.0", "embedded": False}
+    conn.sadd(f"{prefix}processes", identity)
+    conn.hset(f"{prefix}{identity}", mapping={"info": json.dumps(info), "busy": busy, "beat": beat,
+                                              "rtt_us": 100, "quiet": str(quiet).lower(), "rss": 1000})
+
+
+async def test_sidekiq_stats_and_processes(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    seed_sidekiq(redis_client, prefix, "default", [NOW - 5.5])
+    seed_sidekiq(redis_client, prefix, "low", [])
+    redis_client.sadd(f"{prefix}queues", "low")
+    redis_client.set(f"{prefix}stat:processed", 120)  # Processor flushes with INCRBY (launcher.rb)
+    redis_client.set(f"{prefix}stat:failed", 7)
+    sidekiq_process(redis_client, prefix, "h:1:aaa", NOW - 3, 4, False, 10, ["default", "low"])
+    sidekiq_process(redis_client, prefix, "h:2:bbb", NOW - 59, 0, False, 5, ["default"])
+    sidekiq_process(redis_client, prefix, "h:3:ccc", NOW - 1, 1, True, 5, ["default"])  # quiet: paused
+    sidekiq_process(redis_client, prefix, "h:4:ddd", NOW - 61, 2, False, 5, ["default"])  # beat too old
+    redis_client.sadd(f"{prefix}processes", "h:5:eee")  # its hash expired: dead (ProcessSet#cleanup)
+    queues = [{"layout": "sidekiq", "prefix": prefix}]
+    reading = await collect(REDIS_URL, queues, mode)
+    assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+    got = flow_of(reading)
+    assert got["jobqueue_jobs_processed"] == {("", ""): 120}
+    assert got["jobqueue_jobs_failed"] == {("", ""): 7}
+    assert got["jobqueue_workers"] == {("", "default", "busy"): 1, ("", "default", "idle"): 1,
+                                       ("", "default", "paused"): 1, ("", "low", "busy"): 1,
+                                       ("", "low", "idle"): 0, ("", "low", "paused"): 0}
+    assert got["jobqueue_worker_capacity"] == {("", "default"): 20, ("", "low"): 10}
+    assert got["jobqueue_worker_busy_slots"] == {("", "default"): 5, ("", "low"): 4}
+    assert got["jobqueue_job_runtime_seconds"] == {}  # Sidekiq keeps no runtime the exporter reads
+
+
+# ------------------------------------------------------------------------------------------ BullMQ
+
+
+def start_bullmq_worker(prefix: str, queue: str, ok: int, failing: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(["node", str(NODE_DIR / "bullmq_worker.js"), REDIS_URL, prefix, queue, str(ok),
+                             str(failing)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+async def test_bullmq_real_worker_metrics_and_client_names(mode: str, redis_client: redis.Redis,
+                                                           prefix: str) -> None:
+    bull = prefix.rstrip(":")
+    node = start_bullmq_worker(bull, "flow", 4, 3)
+    try:
+        assert node.stdout is not None and node.stdin is not None
+        report = json.loads(node.stdout.readline())
+        # BullMQ's own counts: getJobCounts, getMetrics (meta.count), getWorkersCount
+        assert report == {"counts": {"completed": 4, "failed": 3, "wait": 0, "active": 0},
+                          "metrics": {"completed": 4, "failed": 3}, "workers": 1}
+        queues = [{"layout": "bullmq", "prefix": bull, "queues": ["flow", "quiet"]}]
+        reading = await collect(REDIS_URL, queues, mode)
+        assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+        got = flow_of(reading)
+        # `quiet` has no metrics hash: its counters are absent, not 0
+        assert got["jobqueue_jobs_processed"] == {("", "flow"): 7}
+        assert got["jobqueue_jobs_failed"] == {("", "flow"): 3}
+        assert got["jobqueue_workers"] == {("", "flow", "unknown"): 1, ("", "quiet", "unknown"): 0}
+        assert got["jobqueue_worker_capacity"] == got["jobqueue_worker_busy_slots"] == {}
+        node.stdin.close()
+        assert node.wait(timeout=30) == 0
+        gone = flow_of(await collect(REDIS_URL, queues, mode))
+        assert gone["jobqueue_workers"] == {("", "flow", "unknown"): 0, ("", "quiet", "unknown"): 0}
+        assert gone["jobqueue_jobs_processed"] == {("", "flow"): 7}
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
