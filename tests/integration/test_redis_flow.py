@@ -227,3 +227,33 @@ async def test_bullmq_real_worker_metrics_and_client_names(mode: str, redis_clie
         if node.poll() is None:
             node.kill()
             node.wait()
+
+
+# ------------------------------------------------------------------------------------------ Horizon
+
+
+async def test_horizon_processes_throughput_and_runtime(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    """Supervisors and `queue:NAME` metrics hashes as Horizon writes them (SupervisorRepository `update`,
+    LuaScripts::updateMetrics); queues discovered from the live supervisors."""
+    from tests.support.redis_libs import seed_horizon, seed_laravel
+
+    hp = f"{prefix}horizon:"
+    seed_laravel(redis_client, prefix, "default", [int(NOW) - 30], delayed=0, reserved=0)
+    seed_horizon(redis_client, hp, [("m", "running", NOW - 1)],
+                 [("m:s1", "m", NOW - 2, {"redis:default": 3, "redis:emails,default": 2}),
+                  ("m:s2", "m", NOW - 5, {"redis:default": 4}),
+                  ("m:old", "m", NOW - 30, {"redis:default": 9})],  # not seen for 30 s: gone
+                 {"default": 250.0}, [], [])
+    redis_client.hset(f"{hp}supervisor:m:s2", "status", "paused")
+    # 10 jobs measured on `default` (seed_horizon), none on `emails` (no hash: not measured)
+    queues = [{"layout": "horizon", "prefix": prefix, "horizon_prefix": hp}]
+    reading = await collect(REDIS_URL, queues, mode)
+    assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+    got = flow_of(reading)
+    assert got["jobqueue_jobs_processed"] == {("", "default"): 10}
+    assert got["jobqueue_jobs_failed"] == {}  # Horizon counts no failures per queue
+    assert got["jobqueue_job_runtime_seconds"] == {("", "default"): 0.25}
+    assert got["jobqueue_workers"] == {("", "default", "unknown"): 5, ("", "default", "paused"): 4,
+                                       ("", "emails", "unknown"): 2, ("", "emails", "paused"): 0}
+    assert got["jobqueue_worker_capacity"] == {("", "default"): 5, ("", "emails"): 2}
+    assert got["jobqueue_worker_busy_slots"] == {}

@@ -221,16 +221,17 @@ class Workers:
             if busy is not None:
                 self.busy[queue] = self.busy.get(queue, 0) + busy
 
-    def emit(self, out: Parsed, queues: Sequence[str] = (), slots: bool = True) -> None:
+    def emit(self, out: Parsed, queues: Sequence[str] = (), capacity: bool = True, busy: bool = True) -> None:
         """Every state of every queue (`queues`: those known to exist, so "no live worker" is a 0, not
-        a missing series); capacity and busy slots only where the library records them (`slots`)."""
+        a missing series); capacity and busy slots only where the library records them."""
         for queue in dict.fromkeys([*queues, *self.counts]):
             per = self.counts.get(queue, {})
             for state in dict.fromkeys([*self.states, *per]):
                 out.samples.append(Sample("jobqueue_workers", (self.tenant, queue, state), per.get(state, 0)))
-            if slots:
+            if capacity:
                 out.samples.append(Sample("jobqueue_worker_capacity", (self.tenant, queue),
                                           self.capacity.get(queue, 0)))
+            if busy:
                 out.samples.append(Sample("jobqueue_worker_busy_slots", (self.tenant, queue),
                                           self.busy.get(queue, 0)))
 

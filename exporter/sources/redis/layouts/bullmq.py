@@ -75,6 +75,6 @@ class BullMQLayout(Layout):
                 n = sum(1 for c in names if c == name or c.startswith(f"{name}:w:"))
                 if n:
                     workers.add([queue], "unknown", n=n)
-            workers.emit(out, self.queues, slots=False)
+            workers.emit(out, self.queues, capacity=False, busy=False)
 
         return Plan(ops, parse)
