@@ -36,7 +36,7 @@ def other(mode: str) -> str:
     return "pipeline" if mode == "lua" else "lua"
 
 
-def wait_for(check: Callable[[], bool], seconds: float = 30) -> None:
+def wait_for(check: Callable[[], bool], seconds: float = 120) -> None:
     """Bounded poll for what a real worker does on its own time."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

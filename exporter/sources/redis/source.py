@@ -38,7 +38,7 @@ from exporter.sources.base import (
     read_secret,
 )
 from exporter.sources.redis.layouts import AnyLayout
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, merge_flow
 from exporter.sources.redis.ops import SEP, OpRunner
 from exporter.sources.redis.wire import Wire
 
@@ -228,7 +228,7 @@ class RedisSource(Source):
         if self.config.tenants is not None:
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
             out.details["tenants"] = list(self._tenants)
-        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details)
+        return Reading(tuple(out.queues), tuple(merge_flow(out.samples)), latency, out.malformed, out.details)
 
     async def _current_tenants(self) -> list[str]:
         spec = self.config.tenants

@@ -236,6 +236,30 @@ class Workers:
                                           self.busy.get(queue, 0)))
 
 
+_ADDITIVE = frozenset({"jobqueue_jobs_processed", "jobqueue_jobs_failed", "jobqueue_workers",
+                       "jobqueue_worker_capacity", "jobqueue_worker_busy_slots"})
+
+
+def merge_flow(samples: list[Sample]) -> list[Sample]:
+    """One series per label set: where several libraries share a Redis (Sidekiq and RQ both count
+    under queue ""; Horizon and Sidekiq both serve a "default"), their counts and workers add up;
+    of two runtimes for one queue the first is kept. Other samples pass through untouched."""
+    merged: dict[tuple[str, tuple[str, ...]], int] = {}
+    out: list[Sample] = []
+    for sample in samples:
+        if sample.metric not in _ADDITIVE and sample.metric != "jobqueue_job_runtime_seconds":
+            out.append(sample)
+            continue
+        key = (sample.metric, sample.labels)
+        at = merged.get(key)
+        if at is None:
+            merged[key] = len(out)
+            out.append(sample)
+        elif sample.metric in _ADDITIVE:
+            out[at] = sample._replace(value=out[at].value + sample.value)
+    return out
+
+
 @dataclass
 class Retained:
     """Counts a library keeps per worker, summed so that they never go down when a worker goes away.
