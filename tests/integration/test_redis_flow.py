@@ -257,3 +257,72 @@ async def test_horizon_processes_throughput_and_runtime(mode: str, redis_client:
                                        ("", "emails", "unknown"): 2, ("", "emails", "paused"): 0}
     assert got["jobqueue_worker_capacity"] == {("", "default"): 5, ("", "emails"): 2}
     assert got["jobqueue_worker_busy_slots"] == {}
+
+
+# ------------------------------------------------------------------------------------------ Celery
+
+
+def start_celery_worker(prefix: str) -> subprocess.Popen[bytes]:
+    """A real `celery worker -E` (task events on) with a 1 s heartbeat, in its own process group."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JQ_CELERY_URL": REDIS_URL, "JQ_CELERY_PREFIX": prefix}
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.support.celery_tasks", "worker", "-E",
+                             "-Q", "flow", "-c", "2", "--heartbeat-interval", "1", "--without-mingle",
+                             "--without-gossip", "-n", f"w1@{prefix.strip(':')}"],
+                            cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def poll(source: Any, check: Callable[[dict[str, dict[tuple[str, ...], float]]], bool],
+               seconds: float = 120) -> dict[str, dict[tuple[str, ...], float]]:
+    """Collect until `check` holds (bounded): the listener hears the worker on its own time."""
+    import asyncio
+
+    deadline = time.monotonic() + seconds
+    got: dict[str, dict[tuple[str, ...], float]] = {}
+    while time.monotonic() < deadline:
+        got = flow_of(await source.collect())
+        if check(got):
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"condition not reached: {got}")
+
+
+async def test_celery_events_from_a_real_worker(redis_client: redis.Redis, prefix: str) -> None:
+    from tests.support.celery_tasks import app, boom, ok
+
+    app.conf.broker_url = REDIS_URL
+    app.conf.broker_transport_options = {"global_keyprefix": prefix}
+    queues = [{"layout": "celery", "queues": ["flow"], "global_keyprefix": prefix, "events": True, "task_cap": 2}]
+    source = make_source(REDIS_URL, queues, "pipeline", now=None)
+    # without events, nothing of it: the docs say what cannot be known then
+    quiet = flow_of(await collect(REDIS_URL, [{**queues[0], "events": False}], "pipeline", None))
+    assert quiet == {m: {} for m in quiet}
+    worker = start_celery_worker(prefix)
+    try:
+        live = await poll(source, lambda g: g["jobqueue_workers"].get(("", "", "idle")) == 1)
+        assert live["jobqueue_workers"] == {("", "", "busy"): 0, ("", "", "idle"): 1}
+        for i in range(5):
+            ok.delay(i)
+        for i in range(3):
+            boom.delay(i)
+        got = await poll(source, lambda g: g["jobqueue_jobs_processed"] == {("", ""): 8})
+        assert got["jobqueue_jobs_failed"] == {("", ""): 3}
+        reading = await source.collect()
+        tasks = samples_of(reading, "jobqueue_celery_tasks")
+        assert tasks == {("", "jq.ok", "succeeded"): 5, ("", "jq.ok", "failed"): 0,
+                         ("", "jq.boom", "succeeded"): 0, ("", "jq.boom", "failed"): 3}
+        assert set(samples_of(reading, "jobqueue_celery_task_runtime_seconds")) == {("", "jq.ok"), ("", "jq.boom")}
+        assert samples_of(reading, "jobqueue_celery_task_runtime_seconds")[("", "jq.boom")] == 0
+        # SIGKILL: no worker-offline is sent; the worker stops counting as live once its last heartbeat
+        # is older than freq x 2 (celery/events/state.py heartbeat_expires), here 2 s
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        dead = await poll(source, lambda g: g["jobqueue_workers"].get(("", "", "idle")) == 0)
+        assert dead["jobqueue_workers"] == {("", "", "busy"): 0, ("", "", "idle"): 0}
+        assert (dead["jobqueue_jobs_processed"], dead["jobqueue_jobs_failed"]) == ({("", ""): 8}, {("", ""): 3})
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        await source.close()
+        app.close()

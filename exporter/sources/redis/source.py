@@ -7,6 +7,7 @@ layouts' discovery reads, one op run for every queue of every tenant. Nothing is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -149,6 +150,11 @@ class RedisSource(Source):
                   "cannot tell).", ("tenant", "queue", "group")),
         MetricDef("jobqueue_library_jobs", "Jobs the queue library keeps outside any one queue (Sidekiq retry, "
                   "dead, scheduled; Horizon failed; Celery unacked), by state.", ("tenant", "state")),
+        MetricDef("jobqueue_celery_tasks", "Celery tasks finished since the exporter started listening, by task "
+                  "name (beyond `task_cap` names: other) and outcome, from the workers' events.",
+                  ("tenant", "task", "outcome"), type="counter"),
+        MetricDef("jobqueue_celery_task_runtime_seconds", "Runtime of the Celery tasks that succeeded, summed, by "
+                  "task name, from the workers' events.", ("tenant", "task"), type="counter"),
         MetricDef("jobqueue_horizon_masters", "Live Horizon masters by status.", ("tenant", "status")),
         MetricDef("jobqueue_tenants", "Tenants the source currently reads."),
     )
@@ -176,6 +182,10 @@ class RedisSource(Source):
         self._tenants: list[str] = []
         self._tenants_at = -1e18
         self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
+        db = int(urlsplit(config.url).path.strip("/") or 0)
+        self._listeners = {("events", id(layout)): listener for layout in config.queues
+                           if (listener := layout.listener(db)) is not None}
+        self._listening: asyncio.Task[None] | None = None
 
     async def collect(self) -> Reading:
         try:
@@ -195,6 +205,10 @@ class RedisSource(Source):
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
+        if self._listeners and self._listening is None:
+            self._listening = asyncio.create_task(self._listen(), name=f"redis-events-{self.name}")
+        for key, listener in self._listeners.items():
+            self._memory[key] = listener.freeze(now)
         groups = [(layout, tenants if layout.per_tenant else [""]) for layout in self.config.queues]
         found = await self._discover(groups)
         plans = [plan for (layout, ids), f in zip(groups, found, strict=True) for plan in layout.plan_all(ids, f, now)]
@@ -264,7 +278,34 @@ class RedisSource(Source):
                 return sorted(tenants)
             await asyncio.sleep(0)
 
+    async def _listen(self) -> None:
+        """The layouts' listeners (Celery events) on one SUBSCRIBE connection, for the source's life.
+
+        SUBSCRIBE is all it sends (the read-only ACL needs +subscribe and the topic in &channels); a
+        lost connection is retried every second, and what was published meanwhile is missed.
+        """
+        by_channel = {c: listener for listener in self._listeners.values() for c in listener.channels}
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*by_channel)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        by_channel[message["channel"]].handle(message["data"], self.clock())
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as err:
+                log.warning("event listener lost its connection", extra={"source": self.name, "error": str(err)})
+                await asyncio.sleep(1.0)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
     async def close(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
         await self.wire.close()
         await self.client.aclose()
 

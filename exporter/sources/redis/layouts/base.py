@@ -20,6 +20,7 @@ from pydantic import Field
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.base import Model
+from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
@@ -120,6 +121,10 @@ class Layout(Model):
 
     def discovery(self, tenant: str) -> list[Op]:
         return []
+
+    def listener(self, db: int) -> CeleryEvents | None:
+        """A background listener the source runs for this layout (Celery events); most have none."""
+        return None
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         raise NotImplementedError
