@@ -156,14 +156,18 @@ async def test_rq_worker_states_as_rq_writes_them(mode: str, rq_redis: RedisServ
 
 
 def sidekiq_process(conn: redis.Redis, prefix: str, identity: str, beat: float, busy: int, quiet: bool,
-                    concurrency: int, queues: list[str]) -> None:
-    """SADD processes + HSET <identity> as launcher.rb `❤` does (info = `to_data` JSON)."""
+                    concurrency: int, queues: list[str], running: list[str] | None = None) -> None:
+    """SADD processes + HSET <identity> as launcher.rb `❤` does (info = `to_data` JSON), and the
+    `<identity>:work` hash: thread id -> JSON {queue, payload, run_at} per running job."""
     info = {"hostname": "h", "started_at": beat - 100, "pid": 1, "tag": "app", "concurrency": concurrency,
             "queues": queues, "weights": [{q: 0 for q in queues}], "labels": [], "identity": identity,
             "version": "7.3.0", "embedded": False}
     conn.sadd(f"{prefix}processes", identity)
     conn.hset(f"{prefix}{identity}", mapping={"info": json.dumps(info), "busy": busy, "beat": beat,
                                               "rtt_us": 100, "quiet": str(quiet).lower(), "rss": 1000})
+    for i, queue in enumerate(running if running is not None else queues[:1] * busy):
+        conn.hset(f"{prefix}{identity}:work", f"tid{i}", json.dumps(
+            {"queue": queue, "payload": json.dumps({"class": "HardWorker", "queue": queue}), "run_at": int(beat)}))
 
 
 async def test_sidekiq_stats_and_processes(mode: str, redis_client: redis.Redis, prefix: str) -> None:
@@ -172,7 +176,8 @@ async def test_sidekiq_stats_and_processes(mode: str, redis_client: redis.Redis,
     redis_client.sadd(f"{prefix}queues", "low")
     redis_client.set(f"{prefix}stat:processed", 120)  # Processor flushes with INCRBY (launcher.rb)
     redis_client.set(f"{prefix}stat:failed", 7)
-    sidekiq_process(redis_client, prefix, "h:1:aaa", NOW - 3, 4, False, 10, ["default", "low"])
+    sidekiq_process(redis_client, prefix, "h:1:aaa", NOW - 3, 4, False, 10, ["default", "low"],
+                    ["default", "low", "low", "low"])
     sidekiq_process(redis_client, prefix, "h:2:bbb", NOW - 59, 0, False, 5, ["default"])
     sidekiq_process(redis_client, prefix, "h:3:ccc", NOW - 1, 1, True, 5, ["default"])  # quiet: paused
     sidekiq_process(redis_client, prefix, "h:4:ddd", NOW - 61, 2, False, 5, ["default"])  # beat too old
@@ -187,7 +192,9 @@ async def test_sidekiq_stats_and_processes(mode: str, redis_client: redis.Redis,
                                        ("", "default", "paused"): 1, ("", "low", "busy"): 1,
                                        ("", "low", "idle"): 0, ("", "low", "paused"): 0}
     assert got["jobqueue_worker_capacity"] == {("", "default"): 20, ("", "low"): 10}
-    assert got["jobqueue_worker_busy_slots"] == {("", "default"): 5, ("", "low"): 4}
+    # busy slots per queue from the :work hashes of live processes (h:4's job is not counted)
+    assert got["jobqueue_worker_busy_slots"] == {("", "default"): 2, ("", "low"): 3}
+    assert {q.queue: dict(q.states) for q in reading.queues} == {"default": {"active": 2}, "low": {"active": 3}}
     assert got["jobqueue_job_runtime_seconds"] == {}  # Sidekiq keeps no runtime the exporter reads
 
 

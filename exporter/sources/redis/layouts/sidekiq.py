@@ -56,7 +56,8 @@ class SidekiqLayout(Layout):
         processes = members(found[2])
         ops: list[Op] = [("ZCARD", f"{p}schedule"), ("ZCARD", f"{p}retry"), ("ZCARD", f"{p}dead"),
                          ("GET", f"{p}stat:processed"), ("GET", f"{p}stat:failed")]
-        ops += [("HGETALL", f"{p}{identity}") for identity in processes]
+        for identity in processes:
+            ops += [("HGETALL", f"{p}{identity}"), ("HGETALL", f"{p}{identity}:work")]
         head = len(ops)
         for queue in queues:
             key = f"{p}queue:{queue}"
@@ -68,24 +69,31 @@ class SidekiqLayout(Layout):
             # Processor flushes PROCESSED/FAILURE into these with INCRBY (launcher.rb `flush_stats`)
             flow(out, tenant, "", to_int(r[3]), to_int(r[4]))
             workers = Workers(tenant)
-            for reply in r[5:head]:
-                count_process(workers, flat_dict(reply), now)
+            for i in range(5, head, 2):
+                count_process(workers, flat_dict(r[i]), flat_dict(r[i + 1]), now)
             for i, queue in enumerate(queues):
                 depth, head_ = r[head + 2 * i], r[head + 1 + 2 * i]
                 oldest = head_time(head_, "auto", out)
-                out.queues.append(QueueStats(queue, count(depth), tenant, oldest, paused=queue in paused))
+                active = (("active", int(workers.busy.get(queue, 0))),)
+                out.queues.append(QueueStats(queue, count(depth), tenant, oldest, active, paused=queue in paused))
             workers.emit(out, queues)
 
         return Plan(ops, parse)
 
 
-def count_process(workers: Workers, fields: dict[str, str], now: float) -> None:
+def count_process(workers: Workers, fields: dict[str, str], work: dict[str, str], now: float) -> None:
     """One process hash as launcher.rb writes it: `info` JSON (to_data: concurrency, queues), `busy`
-    (jobs in flight), `beat` (Float seconds), `quiet` ("true" once TSTP'd: it takes no new jobs)."""
+    (jobs in flight), `beat` (Float seconds), `quiet` ("true" once TSTP'd: it takes no new jobs);
+    and its `<identity>:work` hash, thread id -> JSON {queue, payload, run_at} of each job running
+    (launcher.rb `❤`, api.rb WorkSet): the busy slots of each queue, exactly."""
     info = json_dict(fields.get("info"))
     if not info or to_float(fields.get("beat")) < now - PROCESS_EXPIRY:
         return
     busy = to_int(fields.get("busy"))
     state = "paused" if fields.get("quiet") == "true" else "busy" if busy > 0 else "idle"
     queues = [q for q in info.get("queues") or [] if isinstance(q, str)]  # repeats (weights) count once
-    workers.add(queues, state, to_float(info.get("concurrency")), busy)
+    workers.add(queues, state, to_float(info.get("concurrency")), 0)
+    for job in work.values():
+        queue = json_dict(job).get("queue")
+        if isinstance(queue, str):
+            workers.busy[queue] = workers.busy.get(queue, 0) + 1
