@@ -21,7 +21,16 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_URL
-from tests.support.redis_libs import NODE_DIR, NOW, collect, comparable, make_source, samples_of, seed_sidekiq
+from tests.support.redis_libs import (
+    NODE_DIR,
+    NOW,
+    collect,
+    comparable,
+    make_source,
+    samples_of,
+    seed_sidekiq,
+    sidekiq_process,
+)
 from tests.support.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,21 +162,6 @@ async def test_rq_worker_states_as_rq_writes_them(mode: str, rq_redis: RedisServ
 
 
 # ------------------------------------------------------------------------------------------ Sidekiq
-
-
-def sidekiq_process(conn: redis.Redis, prefix: str, identity: str, beat: float, busy: int, quiet: bool,
-                    concurrency: int, queues: list[str], running: list[str] | None = None) -> None:
-    """SADD processes + HSET <identity> as launcher.rb `❤` does (info = `to_data` JSON), and the
-    `<identity>:work` hash: thread id -> JSON {queue, payload, run_at} per running job."""
-    info = {"hostname": "h", "started_at": beat - 100, "pid": 1, "tag": "app", "concurrency": concurrency,
-            "queues": queues, "weights": [{q: 0 for q in queues}], "labels": [], "identity": identity,
-            "version": "7.3.0", "embedded": False}
-    conn.sadd(f"{prefix}processes", identity)
-    conn.hset(f"{prefix}{identity}", mapping={"info": json.dumps(info), "busy": busy, "beat": beat,
-                                              "rtt_us": 100, "quiet": str(quiet).lower(), "rss": 1000})
-    for i, queue in enumerate(running if running is not None else queues[:1] * busy):
-        conn.hset(f"{prefix}{identity}:work", f"tid{i}", json.dumps(
-            {"queue": queue, "payload": json.dumps({"class": "HardWorker", "queue": queue}), "run_at": int(beat)}))
 
 
 async def test_sidekiq_stats_and_processes(mode: str, redis_client: redis.Redis, prefix: str) -> None:
