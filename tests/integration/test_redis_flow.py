@@ -119,7 +119,8 @@ async def test_rq_real_worker_counts_and_states(mode: str, rq_redis: RedisServer
         # a second worker with the same name starts at zero: the counter keeps going from 8
         worker = start_rq_worker(rq_redis.url, "w1", ["jobs"])
         jobs.enqueue(rq_ok)
-        wait_for(lambda: [w.successful_job_count for w in Worker.all(connection=conn)] == [1])
+        wait_for(lambda: [(w.successful_job_count, w.get_state()) for w in Worker.all(connection=conn)]
+                 == [(1, "idle")])
         again = flow_of(await source.collect())
         assert (again["jobqueue_jobs_processed"], again["jobqueue_jobs_failed"]) == ({("", ""): 9}, {("", ""): 3})
         assert again["jobqueue_workers"][("", "jobs", "idle")] == 1
@@ -246,17 +247,21 @@ async def test_horizon_processes_throughput_and_runtime(mode: str, redis_client:
                   ("m:old", "m", NOW - 30, {"redis:default": 9})],  # not seen for 30 s: gone
                  {"default": 250.0}, [], [])
     redis_client.hset(f"{hp}supervisor:m:s2", "status", "paused")
+    # measured by Horizon (LuaScripts::updateMetrics SADDs the full key) but served by no live supervisor
+    redis_client.hset(f"{hp}queue:reports", mapping={"throughput": "4", "runtime": "100"})
+    redis_client.sadd(f"{hp}measured_queues", f"{hp}queue:reports")
     # 10 jobs measured on `default` (seed_horizon), none on `emails` (no hash: not measured)
     queues = [{"layout": "horizon", "prefix": prefix, "horizon_prefix": hp}]
     reading = await collect(REDIS_URL, queues, mode)
     assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
     got = flow_of(reading)
-    assert got["jobqueue_jobs_processed"] == {("", "default"): 10}
+    assert got["jobqueue_jobs_processed"] == {("", "default"): 10, ("", "reports"): 4}
     assert got["jobqueue_jobs_failed"] == {}  # Horizon counts no failures per queue
-    assert got["jobqueue_job_runtime_seconds"] == {("", "default"): 0.25}
+    assert got["jobqueue_job_runtime_seconds"] == {("", "default"): 0.25, ("", "reports"): 0.1}
     assert got["jobqueue_workers"] == {("", "default", "unknown"): 5, ("", "default", "paused"): 4,
-                                       ("", "emails", "unknown"): 2, ("", "emails", "paused"): 0}
-    assert got["jobqueue_worker_capacity"] == {("", "default"): 5, ("", "emails"): 2}
+                                       ("", "emails", "unknown"): 2, ("", "emails", "paused"): 0,
+                                       ("", "reports", "unknown"): 0, ("", "reports", "paused"): 0}
+    assert got["jobqueue_worker_capacity"] == {("", "default"): 5, ("", "emails"): 2, ("", "reports"): 0}
     assert got["jobqueue_worker_busy_slots"] == {}
 
 

@@ -18,6 +18,7 @@ from exporter.sources.redis.layouts.base import (
     flow,
     hashes,
     json_dict,
+    members,
     runtime,
     to_float,
     to_int,
@@ -48,6 +49,7 @@ class HorizonLayout(LaravelLayout):
         return [
             ("ZHASHES", f"{hp}masters", f"{hp}master:", str(self.cap)),
             ("ZHASHES", f"{hp}supervisors", f"{hp}supervisor:", str(self.cap)),
+            ("SMEMBERS", f"{hp}measured_queues", str(self.cap)),
         ]
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
@@ -68,7 +70,9 @@ class HorizonLayout(LaravelLayout):
                         paused = sup.get("status") == "paused"
                         workers.add([q for q in name[len(prefix):].split(",") if q], "paused" if paused else "unknown",
                                     0 if paused else to_int(n), n=to_int(n))
-        queues = self.queues or sorted({q for g in groups for q in g.split(",") if q})
+        # RedisMetricsRepository `measuredQueues`: full key names, the queue after "queue:"
+        measured = [m.split("queue:", 1)[1] for m in members(found[2]) if "queue:" in m]
+        queues = self.queues or sorted({q for g in groups for q in g.split(",") if q} | set(measured))
         # a queue's wait needs every queue of the groups it is served in
         read = list(dict.fromkeys([*queues, *(q for g in groups for q in g.split(",")
                                               if q and set(g.split(",")) & set(queues))]))
