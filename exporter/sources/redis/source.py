@@ -285,10 +285,12 @@ class RedisSource(Source):
         lost connection is retried every second, and what was published meanwhile is missed.
         """
         by_channel = {c: listener for listener in self._listeners.values() for c in listener.channels}
+        lost = False
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*by_channel)
+                lost = False
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
@@ -296,7 +298,9 @@ class RedisSource(Source):
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as err:
-                log.warning("event listener lost its connection", extra={"source": self.name, "error": str(err)})
+                if not lost:  # once per outage, not once a second
+                    log.warning("event listener lost its connection", extra={"source": self.name, "error": str(err)})
+                lost = True
                 await asyncio.sleep(1.0)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
