@@ -208,6 +208,7 @@ class Workers:
     A worker serving several queues counts under each; one that names no queue counts under "".
     `states` are the states the library can tell apart: (busy, idle, paused) for most; a library
     that only shows that a worker is connected (BullMQ's CLIENT LIST) reports `unknown`.
+    A paused worker offers no capacity (it takes no new job): layouts add it with capacity 0.
     """
 
     tenant: str

@@ -79,7 +79,8 @@ class RQLayout(Layout):
                     continue
                 state = _RQ_STATES.get(fields.get("state", ""), "idle")
                 served = [q for q in fields.get("queues", "").split(",") if q]
-                tally.add(served, state, 1, 1 if state == "busy" else 0)  # one job at a time (work horse)
+                # one job at a time (the work horse); a suspended worker takes none, so offers no slot
+                tally.add(served, state, 0 if state == "paused" else 1, 1 if state == "busy" else 0)
                 # increment_successful_job_count / increment_failed_job_count (HINCRBY) and
                 # increment_total_working_time (HINCRBYFLOAT, seconds) in rq/worker/base.py
                 counts[name] = (to_int(fields.get("successful_job_count")), to_int(fields.get("failed_job_count")),

@@ -92,7 +92,8 @@ def count_process(workers: Workers, fields: dict[str, str], work: dict[str, str]
     busy = to_int(fields.get("busy"))
     state = "paused" if fields.get("quiet") == "true" else "busy" if busy > 0 else "idle"
     queues = [q for q in info.get("queues") or [] if isinstance(q, str)]  # repeats (weights) count once
-    workers.add(queues, state, to_float(info.get("concurrency")), 0)
+    # a quiet process takes no new jobs: it offers no capacity (its running jobs still count as busy)
+    workers.add(queues, state, 0 if state == "paused" else to_float(info.get("concurrency")), 0)
     for job in work.values():
         queue = json_dict(job).get("queue")
         if isinstance(queue, str):
