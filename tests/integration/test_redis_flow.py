@@ -72,10 +72,43 @@ def rq_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def start_rq_worker(url: str, name: str, queues: list[str]) -> subprocess.Popen[bytes]:
+def start_rq_worker(url: str, name: str, queues: list[str], *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "-u", url, "-n", name, *queues],
+    return subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "-u", url, "-n", name, *extra, *queues],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def killed_rq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """An rq worker with the shortest expiry RQ allows (`--worker-ttl 1`: its key lives 1 + 60 s after
+    each heartbeat), killed with SIGKILL as soon as it is registered. Module-scoped and used by the
+    first test, so the minute RQ takes to forget it passes while the other tests run."""
+    from rq import Worker
+
+    server = RedisServer(tmp_path_factory.mktemp("rqkill")).start()
+    conn = redis.Redis.from_url(server.url)
+    worker = start_rq_worker(server.url, "doomed", ["jobs"], "--worker-ttl", "1")
+    try:
+        wait_for(lambda: [w.name for w in Worker.all(connection=conn)] == ["doomed"])
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        yield server
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        conn.close()
+        server.stop()
+
+
+async def test_rq_killed_worker_counts_as_live_until_its_key_expires(killed_rq: RedisServer) -> None:
+    """SIGKILL registers no death: RQ (Worker.all) still lists the worker while its key lives."""
+    conn = redis.Redis.from_url(killed_rq.url)
+    ttl = conn.ttl("rq:worker:doomed")
+    conn.close()
+    assert 0 < ttl <= 61  # RQ's own view: the key still lives (the test runs first in the module)
+    got = flow_of(await collect(killed_rq.url, [{"layout": "rq", "queues": ["jobs"]}], "pipeline", None))
+    assert got["jobqueue_workers"][("", "jobs", "idle")] == 1
 
 
 async def test_rq_real_worker_counts_and_states(mode: str, rq_redis: RedisServer) -> None:
@@ -332,3 +365,22 @@ async def test_celery_events_from_a_real_worker(redis_client: redis.Redis, prefi
             worker.wait()
         await source.close()
         app.close()
+
+
+# ---------------------------------------------------------------- RQ: after the expiry (runs last)
+
+
+async def test_rq_killed_worker_is_not_live_after_its_expiry(mode: str, killed_rq: RedisServer) -> None:
+    from rq import Worker
+
+    conn = redis.Redis.from_url(killed_rq.url)
+    try:
+        wait_for(lambda: conn.exists("rq:worker:doomed") == 0, seconds=180)  # worker_ttl + 60 s after the kill
+        assert Worker.all(connection=conn) == []  # RQ's own view (it prunes the stale set member)
+        queues = [{"layout": "rq", "queues": ["jobs"]}]
+        reading = await collect(killed_rq.url, queues, mode, None)
+        assert comparable(reading) == comparable(await collect(killed_rq.url, queues, other(mode), None))
+        got = flow_of(reading)
+        assert got["jobqueue_workers"] == {("", "jobs", "busy"): 0, ("", "jobs", "idle"): 0, ("", "jobs", "paused"): 0}
+    finally:
+        conn.close()
