@@ -9,7 +9,17 @@ from pydantic import Field, field_validator, model_validator
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.redis.events import CeleryEvents, Heard
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant, flow, runtime
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Workers,
+    count,
+    fill_tenant,
+    flow,
+    runtime,
+)
 from exporter.sources.redis.script import Op
 
 
@@ -51,6 +61,9 @@ class CeleryLayout(Layout):
             return None
         prefix = f"{self.global_keyprefix}{self.fanout_prefix.replace('{db}', str(db))}{self.events_exchange}/"
         return CeleryEvents(prefix, self.task_cap)
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        key = f"{fill_tenant(self.global_keyprefix, tenant)}{queue}"
+        return JobRange("list", key, False) if status == "waiting" else None
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         p = fill_tenant(self.global_keyprefix, tenant)

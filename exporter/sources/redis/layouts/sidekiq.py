@@ -9,6 +9,7 @@ from pydantic import Field
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.redis.layouts.base import (
+    JobRange,
     Layout,
     Parsed,
     Plan,
@@ -48,6 +49,10 @@ class SidekiqLayout(Layout):
         p = fill_tenant(self.prefix, tenant)
         return [("SMEMBERS", f"{p}queues", str(self.cap)), ("SMEMBERS", f"{p}paused", str(self.cap)),
                 ("SMEMBERS", f"{p}processes", str(self.cap))]
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        key = f"{fill_tenant(self.prefix, tenant)}queue:{queue}"
+        return JobRange("list", key, False) if status == "waiting" else None
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         p = fill_tenant(self.prefix, tenant)
