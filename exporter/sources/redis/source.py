@@ -41,6 +41,7 @@ from exporter.sources.base import (
     check_one_secret,
     read_secret,
 )
+from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, merge_flow
@@ -134,6 +135,14 @@ class RedisConfig(SourceConfig):
         templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
         if self.tenants is None and templated:
             raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
+        heard: dict[str, int] = {}
+        for i, layout in enumerate(self.queues):
+            listener = layout.listener(0)
+            if listener is not None:
+                if listener.prefix in heard:  # the same workers would count twice
+                    raise ValueError(f"queues[{i}] listens to the Celery events that queues[{heard[listener.prefix]}] "
+                                     "already hears; list all their queues in one layout")
+                heard[listener.prefix] = i
         return self
 
 
@@ -291,7 +300,10 @@ class RedisSource(Source):
         SUBSCRIBE is all it sends (the read-only ACL needs +subscribe and the topic in &channels); a
         lost connection is retried every second, and what was published meanwhile is missed.
         """
-        by_channel = {c: listener for listener in self._listeners.values() for c in listener.channels}
+        by_channel: dict[str, list[CeleryEvents]] = {}
+        for listener in self._listeners.values():
+            for channel in listener.channels:
+                by_channel.setdefault(channel, []).append(listener)
         lost = False
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
@@ -301,7 +313,8 @@ class RedisSource(Source):
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
-                        by_channel[message["channel"]].handle(message["data"], self.clock())
+                        for listener in by_channel.get(message["channel"], ()):
+                            listener.handle(message["data"], self.clock())
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as err:
