@@ -206,7 +206,7 @@ async def test_sidekiq_stats_and_processes(mode: str, redis_client: redis.Redis,
     redis_client.set(f"{prefix}stat:failed", 7)
     sidekiq_process(redis_client, prefix, "h:1:aaa", NOW - 3, 4, False, 10, ["default", "low"],
                     ["default", "low", "low", "low"])
-    sidekiq_process(redis_client, prefix, "h:2:bbb", NOW - 59, 0, False, 5, ["default"])
+    sidekiq_process(redis_client, prefix, "h:2:bbb", NOW - 59, 0, False, 5, ["default"], v8=True)
     sidekiq_process(redis_client, prefix, "h:3:ccc", NOW - 1, 1, True, 5, ["default"])  # quiet: paused
     sidekiq_process(redis_client, prefix, "h:4:ddd", NOW - 61, 2, False, 5, ["default"])  # beat too old
     redis_client.sadd(f"{prefix}processes", "h:5:eee")  # its hash expired: dead (ProcessSet#cleanup)

@@ -98,7 +98,10 @@ def count_process(workers: Workers, fields: dict[str, str], work: dict[str, str]
     state = "paused" if fields.get("quiet") == "true" else "busy" if busy > 0 else "idle"
     queues = [q for q in info.get("queues") or [] if isinstance(q, str)]  # repeats (weights) count once
     # a quiet process takes no new jobs: it offers no capacity (its running jobs still count as busy)
-    workers.add(queues, state, 0 if state == "paused" else to_float(info.get("concurrency")), 0)
+    # Sidekiq 8 heartbeats `concurrency` into the hash itself (shared/reference/redis-queues.md 4.5);
+    # earlier versions only have it in `info` (to_data)
+    concurrency = to_float(fields.get("concurrency")) or to_float(info.get("concurrency"))
+    workers.add(queues, state, 0 if state == "paused" else concurrency, 0)
     for job in work.values():
         queue = json_dict(job).get("queue")
         if isinstance(queue, str):
