@@ -384,3 +384,22 @@ async def test_rq_killed_worker_is_not_live_after_its_expiry(mode: str, killed_r
         assert got["jobqueue_workers"] == {("", "jobs", "busy"): 0, ("", "jobs", "idle"): 0, ("", "jobs", "paused"): 0}
     finally:
         conn.close()
+
+
+async def test_counts_that_are_not_numbers_are_malformed_and_skipped(mode: str, redis_client: redis.Redis,
+                                                                    prefix: str) -> None:
+    redis_client.set(f"{prefix}stat:processed", "lots")
+    redis_client.set(f"{prefix}stat:failed", 2)
+    sidekiq_process(redis_client, prefix, "h:1:a", NOW - 1, 0, False, 5, ["default"])
+    redis_client.sadd(f"{prefix}processes", "h:2:b")
+    redis_client.hset(f"{prefix}h:2:b", mapping={"info": "{not json", "beat": NOW - 1, "busy": 0})
+    redis_client.hset(f"{prefix}bull:q:metrics:completed", "count", "x")
+    redis_client.hset(f"{prefix}bull:q:metrics:failed", "count", "1")
+    queues = [{"layout": "sidekiq", "prefix": prefix, "queues": ["default"]},
+              {"layout": "bullmq", "prefix": f"{prefix}bull", "queues": ["q"]}]
+    reading = await collect(REDIS_URL, queues, mode)
+    assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+    got = flow_of(reading)
+    assert (got["jobqueue_jobs_processed"], got["jobqueue_jobs_failed"]) == ({}, {})
+    assert got["jobqueue_workers"][("", "default", "idle")] == 1  # the readable process still counts
+    assert reading.malformed == 3

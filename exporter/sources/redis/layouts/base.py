@@ -240,6 +240,17 @@ def flow(out: Parsed, tenant: str, queue: str, processed: float | None, failed: 
         out.samples.append(Sample("jobqueue_jobs_failed", (tenant, queue), failed))
 
 
+def stored_count(raw: Any, out: Parsed) -> int | None:
+    """A count the library stores as a string (GET stat:processed, HGET ... count): None when absent;
+    a value that is not a number (or a key of the wrong type) is counted as malformed and skipped."""
+    if raw is None:
+        return None
+    value = as_int(raw) if raw != WRONGTYPE else None
+    if value is None:
+        out.malformed += 1
+    return value
+
+
 def runtime(out: Parsed, tenant: str, queue: str, seconds: float | None) -> None:
     """jobqueue_job_runtime_seconds: the average runtime as the library keeps it."""
     if seconds is not None and math.isfinite(seconds):

@@ -19,6 +19,7 @@ from exporter.sources.redis.layouts.base import (
     flow,
     head_time,
     job_of,
+    stored_count,
 )
 from exporter.sources.redis.script import Op
 
@@ -84,9 +85,10 @@ class BullMQLayout(Layout):
                     queue, depth, tenant, min(times) if times else None, states,
                     failed=counts["failed"], paused=part[-3] in ("1", "true"),
                 ))
-                completed, failed = part[-2], part[-1]
-                if completed is not None or failed is not None:  # absent: the app keeps no metrics
-                    flow(out, tenant, queue, count(completed) + count(failed), count(failed))
+                if part[-2] is not None or part[-1] is not None:  # both absent: the app keeps no metrics
+                    completed, failed = (0 if v is None else stored_count(v, out) for v in part[-2:])
+                    if completed is not None and failed is not None:
+                        flow(out, tenant, queue, completed + failed, failed)
             names = r[-1]
             if names is None:
                 return  # no client|list in the ACL: the workers series are absent (docs/sources/redis.md)

@@ -21,6 +21,7 @@ from exporter.sources.redis.layouts.base import (
     json_dict,
     members,
     runtime,
+    stored_count,
     to_float,
     to_int,
 )
@@ -106,9 +107,9 @@ class HorizonLayout(LaravelLayout):
                 # per job that did not fail (Listeners/UpdateJobMetrics returns early on failed jobs);
                 # `horizon:snapshot` reads and DELetes the hash (RedisMetricsRepository
                 # `baseSnapshotData`), so the counter resets to 0 at each snapshot
-                done = throughput[index]
+                done = stored_count(throughput[index], out)
                 if done is not None:
-                    flow(out, tenant, queue, count(done))
+                    flow(out, tenant, queue, done)
                     runtime(out, tenant, queue, to_float(part[width]) / 1000)
             workers.emit(out, queues, busy=False)
             alive = [m for m in masters if m["score"] >= now - 14]

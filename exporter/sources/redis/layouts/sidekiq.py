@@ -21,6 +21,7 @@ from exporter.sources.redis.layouts.base import (
     head_time,
     json_dict,
     members,
+    stored_count,
     to_float,
     to_int,
 )
@@ -72,10 +73,16 @@ class SidekiqLayout(Layout):
             for state, value in zip(("scheduled", "retry", "dead"), r[:3], strict=True):
                 out.samples.append(Sample("jobqueue_library_jobs", (tenant, state), count(value)))
             # Processor flushes PROCESSED/FAILURE into these with INCRBY (launcher.rb `flush_stats`)
-            flow(out, tenant, "", to_int(r[3]), to_int(r[4]))
+            # (absent: nothing processed yet, Stats#processed reads it as 0; not a number: malformed, skipped)
+            processed, failed = (0 if v is None else stored_count(v, out) for v in r[3:5])
+            if processed is not None and failed is not None:
+                flow(out, tenant, "", processed, failed)
             workers = Workers(tenant)
             for i in range(5, head, 2):
-                count_process(workers, flat_dict(r[i]), flat_dict(r[i + 1]), now)
+                try:
+                    count_process(workers, flat_dict(r[i]), flat_dict(r[i + 1]), now)
+                except ValueError:
+                    out.malformed += 1  # a live process whose `info` is not JSON: skipped
             for i, queue in enumerate(queues):
                 depth, head_ = r[head + 2 * i], r[head + 1 + 2 * i]
                 oldest = head_time(head_, "auto", out)
@@ -92,8 +99,10 @@ def count_process(workers: Workers, fields: dict[str, str], work: dict[str, str]
     and its `<identity>:work` hash, thread id -> JSON {queue, payload, run_at} of each job running
     (launcher.rb `❤`, api.rb WorkSet): the busy slots of each queue, exactly."""
     info = json_dict(fields.get("info"))
-    if not info or to_float(fields.get("beat")) < now - PROCESS_EXPIRY:
-        return
+    if not fields or to_float(fields.get("beat")) < now - PROCESS_EXPIRY:
+        return  # expired (ProcessSet drops it) or dead by the 60 s rule
+    if not info:
+        raise ValueError("process hash without a readable info")
     busy = to_int(fields.get("busy"))
     state = "paused" if fields.get("quiet") == "true" else "busy" if busy > 0 else "idle"
     queues = [q for q in info.get("queues") or [] if isinstance(q, str)]  # repeats (weights) count once
