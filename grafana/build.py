@@ -346,6 +346,17 @@ def redis(k: dict[str, Any]) -> Board:
           [(f"max by (source, tenant, queue) ({sel('jobqueue_queue_paused', SRC, QUEUE)})",
             "{{source}} {{tenant}} {{queue}}")])
     flow_panels(b, [SRC, QUEUE_OR_GLOBAL])
+    tasks = "sum by (source, tenant, task{}) (rate({}[$__rate_interval]))"
+    b.add("timeseries", "Celery tasks", "Celery tasks finished per second by task name and outcome, heard from "
+          "the workers' events (rate of jobqueue_celery_tasks_total; layout `celery` with `events: true`).", "ops",
+          [(tasks.format(", outcome", sel("jobqueue_celery_tasks_total", SRC)),
+            "{{source}} {{tenant}} {{task}} {{outcome}}")])
+    b.add("timeseries", "Celery task runtime", "Mean runtime of the Celery tasks that succeeded, by task name "
+          "(rate of jobqueue_celery_task_runtime_seconds_total / rate of succeeded "
+          "jobqueue_celery_tasks_total).", "s",
+          [(tasks.format("", sel("jobqueue_celery_task_runtime_seconds_total", SRC)) + " / "
+            + tasks.format("", sel("jobqueue_celery_tasks_total", SRC, 'outcome="succeeded"')),
+            "{{source}} {{tenant}} {{task}}")])
     b.row("Streams and libraries")
     b.add("timeseries", "Stream groups: pending", "Entries delivered to each consumer group but not acknowledged "
           "(jobqueue_stream_group_pending).", "short",
@@ -517,6 +528,17 @@ def nats(k: dict[str, Any]) -> Board:
           "(jobqueue_nats_dead_letters).", "short",
           [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_dead_letters', SRC)})",
             "{{stream}}/{{consumer}}")])
+    b.row("Flow")
+    b.add("timeseries", "Processed (ack floors)", "Messages of each stream processed per second: the consumers' "
+          "ack floors added up (rate of jobqueue_jobs_processed_total; NATS keeps no count of failures).", "ops",
+          [(f"sum by (source, queue) (rate({sel('jobqueue_jobs_processed_total', SRC)}[$__rate_interval]))",
+            "{{source}} {{queue}}")])
+    b.add("timeseries", "Consumer deliveries", "Deliveries per second to each consumer, redeliveries included, and "
+          "deliveries acknowledged (rate of jobqueue_nats_consumer_delivered_total, _acked_total).", "ops",
+          [(f"sum by (source, stream, consumer) (rate({sel('jobqueue_nats_consumer_delivered_total', SRC)}"
+            "[$__rate_interval]))", "{{stream}}/{{consumer}} delivered"),
+           (f"sum by (source, stream, consumer) (rate({sel('jobqueue_nats_consumer_acked_total', SRC)}"
+            "[$__rate_interval]))", "{{stream}}/{{consumer}} acked")])
     b.row("KV, object stores and agents")
     b.add("timeseries", "KV keys", "Live keys in each KV bucket (jobqueue_nats_kv_keys).", "short",
           [(f"max by (source, bucket) ({sel('jobqueue_nats_kv_keys', SRC)})", "{{source}} {{bucket}}")], w=8)

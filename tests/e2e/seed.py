@@ -8,6 +8,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +23,9 @@ import nats.errors
 import psycopg
 import redis
 from nats.js.api import ConsumerConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+CELERY_PREFIX = "e2ecel:"  # the Celery app's global_keyprefix: its keys and event topics
 
 
 def redis_data(url: str) -> None:
@@ -107,6 +114,45 @@ def heartbeats(url: str, every: float = 1.0) -> Iterator[None]:
         thread.join(timeout=5)
 
 
+@contextlib.contextmanager
+def celery_worker(url: str, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker -E` (task events, 1 s heartbeats) on the test's Redis, running
+    tests/support/celery_tasks.py; its log in `workdir/celery.log`; killed with its process group."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JQ_CELERY_URL": url, "JQ_CELERY_PREFIX": CELERY_PREFIX}
+    log = (workdir / "celery.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.support.celery_tasks", "worker", "-E",
+                             "-Q", "flow", "-c", "1", "--heartbeat-interval", "1", "--without-mingle",
+                             "--without-gossip", "-n", "e2e@host"],
+                            cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+def celery_tasks(url: str, ok: int = 3, failing: int = 1) -> None:
+    """Tasks sent with Celery's own client: `ok` that succeed, `failing` that raise."""
+    from tests.support.celery_tasks import app, boom
+    from tests.support.celery_tasks import ok as good
+
+    app.conf.broker_url = url
+    app.conf.broker_transport_options = {"global_keyprefix": CELERY_PREFIX}
+    try:
+        for i in range(ok):
+            good.delay(i)
+        for i in range(failing):
+            boom.delay(i)
+    finally:
+        app.close()
+
+
 async def _nats_data(url: str) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
@@ -183,6 +229,7 @@ sources:
       - layout: rq
         queues: [emails]
       - layout: sidekiq
+      - {{layout: celery, queues: [flow], global_keyprefix: "{CELERY_PREFIX}", events: true}}
       - layout: stream
         name: events
         key: events

@@ -60,11 +60,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             exporter_port = free_port()
             config = tmp / "exporter.yaml"
             config.write_text(seed.exporter_config(tmp, server.url, broker.url, dsn, exporter_port))
-            with seed.heartbeats(server.url), \
+            with seed.heartbeats(server.url), seed.celery_worker(server.url, tmp), \
                     process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
                             env={"PYTHONPATH": str(ROOT)}), monitoring(tmp, exporter_port) as (prometheus, webhook):
                 wait_until("every source up in Prometheus",
                            lambda: len(prometheus.query("jobqueue_source_up == 1")) == 6, timeout=30)
+                # the exporter hears Celery's events only once it listens: send the tasks after the
+                # worker's heartbeat reached it
+                wait_until("the Celery worker live in Prometheus",
+                           lambda: prometheus.query('jobqueue_workers{source="cache",queue="",state="idle"} == 1'),
+                           timeout=60)
+                seed.celery_tasks(server.url)
+                wait_until("the Celery tasks counted in Prometheus",
+                           lambda: prometheus.query('jobqueue_celery_tasks_total{outcome="failed"} == 1')
+                           and prometheus.query('jobqueue_celery_tasks_total{outcome="succeeded"} == 3'),
+                           timeout=60)
                 yield Stack(server, prometheus, webhook, started)
     finally:
         broker.stop()

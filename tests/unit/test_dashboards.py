@@ -235,10 +235,6 @@ NOT_SHOWN = {
     "jobqueue_source_interval_seconds": "configuration that the staleness alert reads, not a series to watch",
     "jobqueue_oldest_age_seconds": "the dashboards show time() - jobqueue_oldest_timestamp_seconds, which keeps "
                                    "counting between collections",
-    "jobqueue_nats_consumer_delivered": "flow of a NATS consumer; its panels land with the flow panels of issue 11",
-    "jobqueue_nats_consumer_acked": "flow of a NATS consumer; its panels land with the flow panels of issue 11",
-    "jobqueue_celery_tasks": "Celery task outcomes by name; panels land with the flow panels of issue 11",
-    "jobqueue_celery_task_runtime_seconds": "Celery runtime by task; panels land with the flow panels of issue 11",
 }
 
 
