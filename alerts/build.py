@@ -378,13 +378,13 @@ def flow_alerts(r: Rules, rules: list[dict[str, Any]], where: str = WHERE) -> No
     a(rules, "JobQueueNoWorkers", "critical", f"""
         (jobqueue_depth > 0)
         and on ({QUEUE}) (jobqueue:workers_serving:count == 0)
-        unless on ({TENANT}) (jobqueue:workers_serving:count{{queue=""}} > 0)
         """, w["no_workers_for"], "A queue has waiting items and no live worker serves it.",
       f"Queue {{{{ $labels.queue }}}} {where} has {{{{ $value }}}} waiting items and no live worker "
       "(busy, idle or unknown) for it; nothing will take them.",
       "Only where the library reports workers per queue (the series exists, at 0 when none is live): a\n"
-      "queue of a library that keeps no workers is never judged. Workers that name no queue (queue=\"\")\n"
-      "count for every queue of their tenant.")
+      "queue of a library that keeps no workers, or only workers that name no queue (Celery), is never\n"
+      "judged. Workers under queue=\"\" do not count for a queue: on a shared Redis they may be another\n"
+      "library's (a live Celery worker serves no RQ queue).")
     tw = w["throughput_stalled"]
     a(rules, "JobQueueThroughputStalled", "critical", f"""
         (min_over_time(jobqueue_depth[{tw}]) > 0)

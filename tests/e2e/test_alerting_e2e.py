@@ -126,6 +126,18 @@ def test_source_down_pages_through_alertmanager_and_resolves(stack: Stack) -> No
     assert stack.webhook.alerts("/pager", "JobQueueSystemUnhealthy", "resolved")
 
 
+def test_a_backlog_without_a_live_worker_pages_and_served_queues_do_not(stack: Stack) -> None:
+    """The RQ queue holds a job and no RQ worker runs: JobQueueNoWorkers pages for it. Sidekiq's and
+    Horizon's queues have live workers (their heartbeats), Celery's workers name no queue: quiet."""
+    def no_workers() -> list[dict[str, Any]]:
+        return stack.webhook.alerts("/pager", "JobQueueNoWorkers", "firing")
+
+    (alert,) = wait_until("JobQueueNoWorkers for the RQ queue at the pager", no_workers, timeout=40)[:1]
+    assert (alert["labels"]["source"], alert["labels"]["queue"]) == ("cache", "emails")
+    assert alert["annotations"]["runbook_url"] == "docs/runbook.md#jobqueuenoworkers"
+    assert {a["labels"]["queue"] for a in no_workers()} == {"emails"}
+
+
 def substitute(expr: str) -> str:
     """A dashboard query as Grafana sends it with every variable at All."""
     for name, value in {"$__rate_interval": "5s", "$__interval": "1s", "$__range": "1m", "$job": ".+",
