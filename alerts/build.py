@@ -439,7 +439,10 @@ def slo_alerts(r: Rules, rules: list[dict[str, Any]], where: str = WHERE) -> Non
                    "its objective (target {{ with query \"jobqueue:threshold:slo_latency_target\" }}"
                    "{{ . | first | value | humanizePercentage }}{{ end }}).")
     a = r.alert
-    a(rules, "JobQueueLatencyBudgetBurn", "critical", f"(\n{burn('page_fast')}\n)\nor\n(\n{burn('page_slow')}\n)",
+    def wrap(expr: str) -> str:
+        return "(\n" + textwrap.indent(expr, "  ") + "\n)"
+
+    a(rules, "JobQueueLatencyBudgetBurn", "critical", f"{wrap(burn('page_fast'))}\nor\n{wrap(burn('page_slow'))}",
       "2m", "A queue is burning its latency error budget.", description,
       "Multi-window, multi-burn-rate alerts on the queue-latency SLO (SRE workbook, chapter 5): page\n"
       f"when {number(slo['page_fast']['burn_rate'])}x the budget burns over {slo['page_fast']['long']} "
