@@ -138,17 +138,18 @@ def celery_worker(url: str, workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def celery_tasks(url: str, ok: int = 3, failing: int = 1) -> None:
-    """Tasks sent with Celery's own client: `ok` that succeed, `failing` that raise."""
-    from tests.support.celery_tasks import app, boom
-    from tests.support.celery_tasks import ok as good
+    """Tasks sent with Celery's own client (`send_task` by name to the worker's tasks in
+    tests/support/celery_tasks.py): `ok` that succeed, `failing` that raise. A client app of its own,
+    so the shared module's app keeps its configuration for the other tests."""
+    from celery import Celery
 
-    app.conf.broker_url = url
+    app = Celery("e2e-client", broker=url, set_as_current=False)
     app.conf.broker_transport_options = {"global_keyprefix": CELERY_PREFIX}
     try:
         for i in range(ok):
-            good.delay(i)
+            app.send_task("jq.ok", args=(i,), queue="flow")
         for i in range(failing):
-            boom.delay(i)
+            app.send_task("jq.boom", args=(i,), queue="flow")
     finally:
         app.close()
 
