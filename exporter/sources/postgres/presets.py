@@ -572,8 +572,8 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
     for tenant, queue, state, n, _oldest, _stale in rows:
         if state.startswith("_workers_"):
             workers[state[9:]] = workers.get(state[9:], 0) + int(n)
-        elif state == "_scheduler":
-            scheduler = (scheduler or 0) + int(n)
+        elif state == "_scheduler" and scheduler is not None:
+            scheduler += int(n)
         elif state.startswith("_done_"):
             counts = done.setdefault((tenant or "", queue or ""), {})
             counts[state[6:]] = counts.get(state[6:], 0) + int(n)
