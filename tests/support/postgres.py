@@ -202,7 +202,8 @@ CREATE TABLE {s}.river_queue (name text PRIMARY KEY NOT NULL, created_at timesta
 -- riverpgxv5/migration/main/002_initial_schema.up.sql: the indexes; 005: river_migration by line
 CREATE INDEX river_job_state_and_finalized_at_index ON {s}.river_job USING btree(state, finalized_at)
     WHERE finalized_at IS NOT NULL;
-CREATE INDEX river_job_prioritized_fetching_index ON {s}.river_job USING btree(state, queue, priority, scheduled_at, id);
+CREATE INDEX river_job_prioritized_fetching_index ON {s}.river_job
+    USING btree(state, queue, priority, scheduled_at, id);
 CREATE UNLOGGED TABLE {s}.river_leader (elected_at timestamptz NOT NULL, expires_at timestamptz NOT NULL,
     leader_id text NOT NULL, name text PRIMARY KEY DEFAULT 'default');
 CREATE TABLE {s}.river_migration (line text NOT NULL, version bigint NOT NULL,

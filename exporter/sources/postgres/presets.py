@@ -197,8 +197,10 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
     A queued job (state < 'active') is exactly one of blocked (a flow parent has not finished,
     pg-boss 12.19+), deferred (start_after ahead) or ready; ready keeps its state (created, retry)
     and its age is pg-boss's `readyOldestSeconds`: GREATEST(created_on, start_after). Only the
-    live states are read (the predicate of pg-boss's job_i14 index, verbatim); finished jobs are
-    counted over `finished_window` per queue through job_i16 (name, completed_on).
+    unfinished states are read (created, retry, active: within pg-boss's job_i14 index). `failed`
+    is a retained finished state like `completed` (kept until deletion): failed, completed and
+    cancelled jobs are counted over `finished_window` per queue through job_i16 (name,
+    completed_on), and in total only with `count_finished`.
     """
     s = quote_ident(p.schema_)
     probe = (f"SELECT (SELECT max(version::text::int) FROM {s}.version) AS version, "
@@ -215,7 +217,7 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
             "SELECT '' AS tenant, name AS queue, CASE WHEN state < 'active' THEN CASE "
             f"{blocked}WHEN start_after > now() THEN 'deferred' ELSE state::text END ELSE state::text END AS state, "
             "count(*) AS n, extract(epoch FROM min(GREATEST(created_on, start_after)))::float8 AS oldest, "
-            f"0::bigint AS stale FROM {s}.job WHERE state IN ('created', 'retry', 'active', 'failed') GROUP BY 2, 3",
+            f"0::bigint AS stale FROM {s}.job WHERE state IN ('created', 'retry', 'active') GROUP BY 2, 3",
             f"SELECT '', name, '_queue', 0, NULL, 0 FROM {s}.queue",
         ]
         if p.finished_window:
@@ -226,11 +228,12 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
                 "AND j.state IN ('completed', 'failed', 'cancelled') GROUP BY 1) d")
         if p.count_finished:
             parts.append(f"SELECT '', name, state::text, count(*), NULL, 0 FROM {s}.job "
-                         "WHERE state IN ('completed', 'cancelled') GROUP BY 2, 3")
+                         "WHERE state IN ('completed', 'cancelled', 'failed') GROUP BY 2, 3")
         states = ("created", "retry", *(("blocked",) if facts.get("blocked") else ()), "deferred", "active",
-                  *(("completed", "cancelled") if p.count_finished else ()), "failed")
+                  *(("completed", "cancelled", "failed") if p.count_finished else ()))
         return PresetQuery(p.query_name, " UNION ALL ".join(parts), (), states, frozenset({"created", "retry"}),
-                           frozenset({"failed"}), queues=tuple(p.queues), timeout=p.timeout,
+                           frozenset({"failed"}) if p.count_finished else None, queues=tuple(p.queues),
+                           timeout=p.timeout,
                            window=p.finished_window, outcomes=("completed", "failed", "cancelled"))
 
     return _pending(p, probe, resolve)
@@ -459,9 +462,15 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
     `solid_queue_processes` (kind Worker) whose heartbeat is within the default
     process_alive_threshold (5 min), busy when they hold a claimed execution; live dispatchers;
     finished jobs over the window through index_solid_queue_jobs_on_finished_at, failed ones by
-    their failed execution's created_at.
+    their failed execution's created_at. Executions find their job's queue by primary key.
     """
     s = quote_ident(p.schema_)
+
+    def job_queue(alias: str) -> str:
+        """The queue of an execution's job: one primary-key lookup per execution (a join would let the
+        planner hash the whole jobs table, finished history included)."""
+        return f"(SELECT j.queue_name FROM {s}.solid_queue_jobs j WHERE j.id = {alias}.job_id)"
+
     alive = "last_heartbeat_at > timezone('UTC', now()) - interval '5 minutes'"
     overdue = f"scheduled_at < timezone('UTC', now()) - {_secs(p.overdue_after)}"
     parts = [
@@ -471,10 +480,10 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
         f"SELECT '', queue_name, CASE WHEN {overdue} THEN 'overdue' ELSE 'scheduled' END, count(*), NULL, 0 "
         f"FROM {s}.solid_queue_scheduled_executions GROUP BY 2, 3",
         f"SELECT '', queue_name, 'blocked', count(*), NULL, 0 FROM {s}.solid_queue_blocked_executions GROUP BY 2",
-        f"SELECT '', j.queue_name, 'claimed', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
-        f"JOIN {s}.solid_queue_jobs j ON j.id = c.job_id GROUP BY 2",
-        f"SELECT '', j.queue_name, 'failed', count(*), NULL, 0 FROM {s}.solid_queue_failed_executions f "
-        f"JOIN {s}.solid_queue_jobs j ON j.id = f.job_id GROUP BY 2",
+        f"SELECT '', {job_queue('c')}, 'claimed', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
+        "GROUP BY 2",
+        f"SELECT '', {job_queue('f')}, 'failed', count(*), NULL, 0 FROM {s}.solid_queue_failed_executions f "
+        "GROUP BY 2",
         f"SELECT '', queue_name, '_paused', 1, NULL, 0 FROM {s}.solid_queue_pauses",
         "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
         f"{s}.solid_queue_claimed_executions c WHERE c.process_id = p.id) THEN 'busy' ELSE 'idle' END, count(*), "
@@ -486,9 +495,8 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
         since = f"timezone('UTC', now()) - {_secs(p.finished_window)}"
         parts.append(f"SELECT '', queue_name, '_done_completed', count(*), NULL, 0 FROM {s}.solid_queue_jobs "
                      f"WHERE finished_at > {since} GROUP BY 2")
-        parts.append(f"SELECT '', j.queue_name, '_done_failed', count(*), NULL, 0 FROM "
-                     f"{s}.solid_queue_failed_executions f JOIN {s}.solid_queue_jobs j ON j.id = f.job_id "
-                     f"WHERE f.created_at > {since} GROUP BY 2")
+        parts.append(f"SELECT '', {job_queue('f')}, '_done_failed', count(*), NULL, 0 FROM "
+                     f"{s}.solid_queue_failed_executions f WHERE f.created_at > {since} GROUP BY 2")
     tables = ", ".join(f"to_regclass({_literal(f'{s}.solid_queue_{t}')}) IS NOT NULL" for t in SOLID_QUEUE_TABLES)
     return PresetQuery(p.query_name, " UNION ALL ".join(parts), (),
                        ("ready", "scheduled", "overdue", "claimed", "blocked", "failed"),
