@@ -213,11 +213,12 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
             raise UnsupportedVersion(f"pg-boss schema version {facts.get('version')} (pg-boss 9 or older): the preset "
                                      "needs pg-boss 10 or later (schema version >= 21)")
         blocked = "WHEN blocked THEN 'blocked' " if facts.get("blocked") else ""
-        parts = [
-            "SELECT '' AS tenant, name AS queue, CASE WHEN state < 'active' THEN CASE "
+        parts = [  # per queue, so that the index range is (name, state), not every failed job's entry
+            "SELECT '' AS tenant, q.name AS queue, l.state, l.n, l.oldest, 0::bigint AS stale "
+            f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT CASE WHEN state < 'active' THEN CASE "
             f"{blocked}WHEN start_after > now() THEN 'deferred' ELSE state::text END ELSE state::text END AS state, "
-            "count(*) AS n, extract(epoch FROM min(GREATEST(created_on, start_after)))::float8 AS oldest, "
-            f"0::bigint AS stale FROM {s}.job WHERE state IN ('created', 'retry', 'active') GROUP BY 2, 3",
+            "count(*) AS n, extract(epoch FROM min(GREATEST(created_on, start_after)))::float8 AS oldest "
+            f"FROM {s}.job j WHERE j.name = q.name AND j.state IN ('created', 'retry', 'active') GROUP BY 1) l",
             f"SELECT '', name, '_queue', 0, NULL, 0 FROM {s}.queue",
         ]
         if p.finished_window:
