@@ -141,7 +141,8 @@ INSERT INTO gen.tasks (state, enqueued_ms) VALUES ('new', 1767225600500), ('new'
 
 async def test_pgmq_counts_visible_and_ages_only_visible_messages(dsn: str) -> None:
     """A message being worked on (vt in the future) is neither depth nor the oldest age, whatever its age."""
-    run_sql(dsn, PGMQ + pgmq_queue("orders") + pgmq_queue("empty") + """
+    run_sql(dsn, PGMQ + pgmq_queue("orders") + pgmq_queue("empty") + pgmq_queue("Billing") + """
+INSERT INTO pgmq.q_billing (vt, message) VALUES (now(), '{}');
 INSERT INTO pgmq.q_orders (enqueued_at, vt, message) VALUES
   (now() - interval '300 seconds', now() + interval '30 seconds', '{}'),
   (now() - interval '100 seconds', now() - interval '100 seconds', '{}'),
@@ -150,7 +151,9 @@ INSERT INTO pgmq.q_orders (enqueued_at, vt, message) VALUES
 """)
     reading = await collect(dsn, "    queues:\n      - preset: pgmq\n")
     visible = value(dsn, "SELECT extract(epoch FROM min(enqueued_at))::float8 FROM pgmq.q_orders WHERE vt <= now()")
+    billing = value(dsn, "SELECT extract(epoch FROM enqueued_at)::float8 FROM pgmq.q_billing")
     assert by_queue(reading.queues) == {
+        "Billing": QueueStats("Billing", 1, "", billing, (("visible", 1), ("invisible", 0))),  # type: ignore[arg-type]
         "empty": QueueStats("empty", 0, "", None, (("visible", 0), ("invisible", 0))),
         "orders": QueueStats("orders", 2, "", visible, (("visible", 2), ("invisible", 2))),  # type: ignore[arg-type]
     }

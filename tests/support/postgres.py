@@ -179,7 +179,8 @@ $$ LANGUAGE plpgsql;
 
 
 def pgmq_queue(name: str) -> str:
-    """What `pgmq.create(name)` creates: the q_ table (identity msg_id) and its meta row."""
+    """What `pgmq.create(name)` creates: the q_ table (identity msg_id; the unquoted name folds to lower
+    case, as pgmq.format_table_name lowers it) and its meta row."""
     return f"""
 CREATE TABLE pgmq.q_{name} (msg_id bigint PRIMARY KEY GENERATED ALWAYS AS IDENTITY, read_ct int DEFAULT 0 NOT NULL,
     enqueued_at timestamptz DEFAULT now() NOT NULL, vt timestamptz NOT NULL, message jsonb, headers jsonb);

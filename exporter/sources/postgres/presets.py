@@ -156,12 +156,13 @@ def pgmq(p: PgmqPreset) -> PresetQuery:
     `pgmq.metrics_all()` is not used: its oldest age includes invisible (in-flight) messages, and
     before pgmq 1.5 it has no visible count. The queue tables are named only in `pgmq.meta`, so one
     statement reaches each through `query_to_xml` (read-only dynamic SQL). A queue table holds only
-    live messages (pgmq moves archived ones to `a_<queue>`): the cost follows the backlog.
+    live messages (pgmq moves archived ones to `a_<queue>`): the cost follows the backlog. The
+    table is `lower('q_' || queue_name)`, as pgmq's own format_table_name (pgmq-extension/sql/pgmq.sql).
     """
     s = quote_ident(p.schema_)
     inner = ("format('SELECT count(*) AS n, count(*) FILTER (WHERE vt <= now()) AS v, extract(epoch FROM "
              f"min(enqueued_at) FILTER (WHERE vt <= now()))::float8 AS o FROM {s.replace(chr(39), chr(39) * 2)}.%I', "
-             "'q_' || m.queue_name)")
+             "lower('q_' || m.queue_name))")
     sql = (
         "SELECT '' AS tenant, m.queue_name::text AS queue, s.state, "
         "CASE s.state WHEN 'visible' THEN v ELSE n - v END AS n, CASE s.state WHEN 'visible' THEN o END AS oldest, "
