@@ -459,12 +459,16 @@ async def test_solid_queue_executions_pauses_processes(dsn: str) -> None:
 INSERT INTO sq.solid_queue_jobs (id, queue_name, class_name, finished_at) VALUES
   (1, 'default', 'A', NULL), (2, 'default', 'A', NULL), (3, 'default', 'A', NULL), (4, 'mail', 'B', NULL),
   (5, 'mail', 'B', NULL), (6, 'mail', 'B', NULL), (7, 'mail', 'B', NULL),
-  (8, 'default', 'A', timezone('UTC', now()) - interval '2 minutes'), (9, 'default', 'A', '2026-01-01');
-INSERT INTO sq.solid_queue_processes (id, kind, last_heartbeat_at, pid, created_at, name) VALUES
-  (1, 'Worker', timezone('UTC', now()), 10, now(), 'worker-1'),
-  (2, 'Worker', timezone('UTC', now()) - interval '1 minute', 11, now(), 'worker-2'),
-  (3, 'Worker', timezone('UTC', now()) - interval '6 minutes', 12, now(), 'worker-3'),
-  (4, 'Dispatcher', timezone('UTC', now()) - interval '10 minutes', 13, now(), 'dispatcher-1');
+  (8, 'default', 'A', timezone('UTC', now()) - interval '2 minutes'), (9, 'default', 'A', '2026-01-01'),
+  (10, 'default', 'A', NULL);
+INSERT INTO sq.solid_queue_processes (id, kind, last_heartbeat_at, pid, created_at, name, metadata) VALUES
+  (1, 'Worker', timezone('UTC', now()), 10, now(), 'worker-1', '{"queues":"*","thread_pool_size":3}'),
+  (2, 'Worker', timezone('UTC', now()) - interval '1 minute', 11, now(), 'worker-2',
+   '{"queues":"mail","thread_pool_size":5}'),
+  (3, 'Worker', timezone('UTC', now()) - interval '6 minutes', 12, now(), 'worker-3', '{"thread_pool_size":7}'),
+  (4, 'Dispatcher', timezone('UTC', now()) - interval '10 minutes', 13, now(), 'dispatcher-1', NULL);
+-- a claim of the expired worker-3: still claimed (until Solid Queue prunes the process), not a busy slot
+INSERT INTO sq.solid_queue_claimed_executions (job_id, process_id, created_at) VALUES (10, 3, now());
 INSERT INTO sq.solid_queue_ready_executions (job_id, queue_name, created_at) VALUES
   (1, 'default', '2026-01-01 00:00:00'), (2, 'default', '2026-01-01 00:00:09');
 INSERT INTO sq.solid_queue_claimed_executions (job_id, process_id, created_at) VALUES (3, 1, now());
@@ -478,14 +482,16 @@ INSERT INTO sq.solid_queue_pauses (queue_name, created_at) VALUES ('mail', now()
     reading = await collect(dsn, "    queues:\n      - preset: solid_queue\n        schema: sq\n")
     assert by_queue(reading.queues) == {
         "default": QueueStats("default", 2, "", 1767225600.0, (("ready", 2), ("scheduled", 0), ("overdue", 0),
-                                                                 ("claimed", 1), ("blocked", 0), ("failed", 0)), 0,
+                                                                 ("claimed", 2), ("blocked", 0), ("failed", 0)), 0,
                               None, False),
         "mail": QueueStats("mail", 0, "", None, (("ready", 0), ("scheduled", 1), ("overdue", 1), ("claimed", 0),
                                                    ("blocked", 1), ("failed", 1)), 1, None, True),
     }
     assert finished(reading) == {"default": {"window_seconds": 3600.0, "completed": 1, "failed": 0},
                                  "mail": {"window_seconds": 3600.0, "completed": 0, "failed": 1}}
-    assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 1}
+    assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 1}  # worker-3 expired
+    assert series(reading, "jobqueue_worker_capacity") == {("", ""): 8}
+    assert series(reading, "jobqueue_worker_busy_slots") == {("", ""): 1}
     assert series(reading, "jobqueue_postgres_schedulers") == {("solid_queue",): 0}  # the dispatcher is silent
     assert series(reading, "jobqueue_jobs_finished_window") == {
         ("", "default", "completed", "3600s"): 1, ("", "default", "failed", "3600s"): 0,

@@ -76,6 +76,8 @@ class Flow:
     workers: dict[str, int]  # state -> live workers (queue "")
     scheduler: int | None  # live leader/dispatcher processes, None when the library has none
     finished: list[dict[str, Any]]  # [{tenant, queue, window_seconds, <outcome>: n}] per queue
+    capacity: int | None = None  # job slots of the live workers, where the library records them
+    busy_slots: int | None = None  # of those, slots running a job now
 
 
 def _epoch(aggregate: str, unit: str = "timestamp") -> str:
@@ -462,7 +464,8 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
     scheduled executions past due by `overdue_after` are `overdue` (a dispatcher moves them; the
     scheduled_at index index_solid_queue_dispatch_all finds them); workers from
     `solid_queue_processes` (kind Worker) whose heartbeat is within the default
-    process_alive_threshold (5 min), busy when they hold a claimed execution; live dispatchers;
+    process_alive_threshold (5 min), busy when they hold a claimed execution, their capacity (the
+    `thread_pool_size` of their metadata) and busy slots (their claimed executions); live dispatchers;
     finished jobs over the window through index_solid_queue_jobs_on_finished_at, failed ones by
     their failed execution's created_at. Executions find their job's queue by primary key.
     """
@@ -492,6 +495,11 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
         f"NULL, 0 FROM {s}.solid_queue_processes p WHERE kind = 'Worker' AND {alive} GROUP BY 3",
         f"SELECT '', '', '_scheduler', count(*), NULL, 0 FROM {s}.solid_queue_processes "
         f"WHERE kind = 'Dispatcher' AND {alive}",
+        # SolidQueue::Worker#metadata: {"queues": ..., "thread_pool_size": n} (lib/solid_queue/worker.rb)
+        "SELECT '', '', '_capacity', sum(CASE WHEN metadata ~ '^\\s*\\{' THEN (metadata::jsonb->>'thread_pool_size')"
+        f"::int END), NULL, 0 FROM {s}.solid_queue_processes WHERE kind = 'Worker' AND {alive}",
+        f"SELECT '', '', '_busy_slots', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
+        f"JOIN {s}.solid_queue_processes p ON p.id = c.process_id WHERE p.kind = 'Worker' AND p.{alive}",
     ]
     if p.finished_window:
         since = f"timezone('UTC', now()) - {_secs(p.finished_window)}"
@@ -545,7 +553,7 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
         group("", queue)
     for tenant, queue, state, n, oldest, stale in rows:
         tenant, queue = tenant or "", queue or ""
-        if state.startswith(("_workers_", "_scheduler")) or not in_shard(tenant, shard):
+        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots")) or not in_shard(tenant, shard):
             continue
         g = group(tenant, queue)
         if state == "_paused":
@@ -578,12 +586,15 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
     of every queue of `queues` (0 for an outcome a queue had none of)."""
     workers = dict.fromkeys(q.workers, 0)
     scheduler = 0 if q.scheduler else None
+    slots: dict[str, int] = {}
     done: dict[tuple[str, str], dict[str, int]] = {}
     for tenant, queue, state, n, _oldest, _stale in rows:
         if state.startswith("_workers_"):
             workers[state[9:]] = workers.get(state[9:], 0) + int(n)
         elif state == "_scheduler" and scheduler is not None:
             scheduler += int(n)
+        elif state in ("_capacity", "_busy_slots"):
+            slots[state] = slots.get(state, 0) + int(n or 0)
         elif state.startswith("_done_"):
             counts = done.setdefault((tenant or "", queue or ""), {})
             counts[state[6:]] = counts.get(state[6:], 0) + int(n)
@@ -593,7 +604,7 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
             counts = done.get((s.tenant, s.queue), {})
             finished.append({"query": q.name, "tenant": s.tenant, "queue": s.queue, "window_seconds": q.window,
                              **{o: counts.get(o, 0) for o in q.outcomes}})
-    return Flow(workers, scheduler, finished)
+    return Flow(workers, scheduler, finished, slots.get("_capacity"), slots.get("_busy_slots"))
 
 
 def fold_pivot(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:

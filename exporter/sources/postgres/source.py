@@ -215,6 +215,7 @@ class PostgresSource(Source):
             facts.append(Tenants(tuple(self._tenants)))
             samples.append(Sample("jobqueue_tenants", (), len(self._tenants)))
         workers: dict[str, int] = {}
+        slots: dict[str, int] = {}
         finished: list[dict[str, Any]] = []
         for preset, outcome in zip(self.presets, presets_out, strict=True):
             if record(preset.name, outcome):
@@ -222,6 +223,10 @@ class PostgresSource(Source):
                 flow: Flow = outcome[2]
                 for state, n in flow.workers.items():  # several presets of one database: summed, one series
                     workers[state] = workers.get(state, 0) + n
+                for metric, count in (("jobqueue_worker_capacity", flow.capacity),
+                                      ("jobqueue_worker_busy_slots", flow.busy_slots)):
+                    if count is not None:
+                        slots[metric] = slots.get(metric, 0) + count
                 if flow.scheduler is not None:
                     samples.append(Sample("jobqueue_postgres_schedulers", (preset.name,), flow.scheduler))
                 for f in flow.finished:
@@ -230,6 +235,7 @@ class PostgresSource(Source):
                                 for o, n in f.items() if o not in ("query", "tenant", "queue", "window_seconds")]
                 finished += flow.finished
         samples += [Sample("jobqueue_workers", ("", "", state), n) for state, n in sorted(workers.items())]
+        samples += [Sample(metric, ("", ""), n) for metric, n in sorted(slots.items())]
         if finished:
             details["finished"] = finished
         for result in checks_out:
