@@ -27,6 +27,7 @@ from tests.support.postgres import (
     SOLID_QUEUE,
     admin,
     collect,
+    make_source,
     pgmq_queue,
     scratch_database,
 )
@@ -361,6 +362,30 @@ async def test_river_before_migration_004_is_refused(dsn: str) -> None:
     reading = await collect(dsn, "    queues:\n      - preset: river\n        schema: river_old\n")
     assert query_error(reading, "river") == ("River migration 3: the preset needs River migration 004 or later "
                                              "(`river migrate-up`)")
+
+
+async def test_river_migrated_while_running_is_probed_again(dsn: str) -> None:
+    """A refused schema is probed again at the next collection: migrating fixes the preset without a restart."""
+    run_sql(dsn, "CREATE SCHEMA river_up;" + RIVER_003.format(s="river_up"))
+    source = make_source(dsn, "    queues:\n      - preset: river\n        schema: river_up\n")
+    try:
+        before = await source.collect()
+        run_sql(dsn, "DROP SCHEMA river_up CASCADE; CREATE SCHEMA river_up;" + RIVER.format(s="river_up")
+                + "INSERT INTO river_up.river_job (kind, queue) VALUES ('k', 'default');")
+        after = await source.collect()
+    finally:
+        await source.close()
+    assert query_error(before, "river") is not None and query_error(after, "river") is None
+    assert [(q.queue, q.depth) for q in after.queues] == [("default", 1)]
+
+
+async def test_oban_13_without_the_suspended_state(dsn: str) -> None:
+    """Oban migration 13 has no `suspended` enum value (v14 adds it): the statement names only the states there."""
+    run_sql(dsn, "CREATE SCHEMA oban13;" + OBAN.format(s="oban13", version=13).replace(", 'suspended'", "")
+            + "INSERT INTO oban13.oban_jobs (worker, queue) VALUES ('W', 'default');")
+    reading = await collect(dsn, "    queues:\n      - preset: oban\n        schema: oban13\n")
+    assert query_error(reading, "oban") is None
+    assert [(q.queue, q.depth, q.states[-1]) for q in reading.queues] == [("default", 1, ("suspended", 0))]
 
 
 OBAN_STATES = ("available", "scheduled", "overdue", "executing", "retryable", "suspended")
