@@ -104,7 +104,7 @@ class GenericPreset(Preset):
 
 
 class PgmqPreset(Preset):
-    """pgmq: `pgmq.metrics_all()` (one call, every queue of `pgmq.meta`)."""
+    """pgmq: every queue of `pgmq.meta`, its `q_<queue>` table read in one statement (visible = `vt <= now()`)."""
 
     preset: Literal["pgmq"]
     schema_: Ident = Field("pgmq", alias="schema")
