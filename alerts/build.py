@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "windows": {
         "no_workers_for": "5m", "throughput_stalled": "15m", "saturation_for": "15m", "failure_ratio": "15m",
-        "failure_ratio_baseline": "6h", "tenants_dropped_for": "15m", "overdue_for": "10m",
+        "failure_ratio_baseline": "6h", "tenants_dropped_for": "15m", "overdue_for": "5m",
     },
     "slo": {
         "target": 0.99, "objective_seconds": 300, "objectives": [], "budget_window": "28d",
@@ -359,14 +359,22 @@ def alerts(r: Rules) -> None:
       "Source {{ $labels.source }} on {{ $labels.instance }} leaves {{ $value }} tenants out of its discovery "
       "cap: no replica reads them.",
       "Tenants discovery found (after include/exclude and shard) beyond `cap`: read by nobody.")
-    a(rules, "JobQueueSchedulerStalled", "critical",
-      'sum without (state) (jobqueue_jobs{state="overdue"}) > 0', w["overdue_for"],
-      "Scheduled jobs are past due: the process that releases them is not running.",
-      f"Queue {{{{ $labels.queue }}}} {where} has {{{{ $value }}}} scheduled jobs past their time by more than the "
-      f"source's grace, for {w['overdue_for']}; depth stays low because they are never made ready.",
-      "PostgreSQL libraries whose scheduled jobs a leader, stager or dispatcher moves to ready (River,\n"
-      "Oban, Solid Queue, good_job, pg-boss, procrastinate, graphile-worker): jobs past due by more than\n"
-      "the source's `overdue_after` are counted in state `overdue`; any at all means that process stalled.")
+    overdue = 'sum without (state) (jobqueue_jobs{state="overdue"}) > 0'
+    for severity, expr, extra in (
+        ("warning", overdue, ""),
+        ("critical", f"({overdue})\nand on (job, instance, source) "
+                     "(min by (job, instance, source) (jobqueue_postgres_schedulers) == 0)\n",
+         " and the library reports no live scheduler"),
+    ):
+        a(rules, "JobQueueSchedulerStalled", severity, expr, w["overdue_for"],
+          "Scheduled jobs are past due: the process that releases them is not running.",
+          f"Queue {{{{ $labels.queue }}}} {where} has {{{{ $value }}}} scheduled jobs past their time by more than "
+          f"the source's grace for {w['overdue_for']}{extra}; depth stays low because nothing makes them ready.",
+          "" if severity == "critical" else
+          "PostgreSQL libraries whose scheduled jobs a leader, stager or dispatcher moves to ready (River,\n"
+          "Oban, Solid Queue): jobs past due by more than the source's `overdue_after` are counted in state\n"
+          "`overdue` (a ticket); a page when, at the same time, a preset of the source reports no live\n"
+          "scheduler (jobqueue_postgres_schedulers: River's and Oban's leader, Solid Queue's dispatchers).")
 
 
 WHERE = '(tenant "{{ $labels.tenant }}", source {{ $labels.source }})'
@@ -397,13 +405,21 @@ def flow_alerts(r: Rules, rules: list[dict[str, Any]], where: str = WHERE) -> No
           and on ({TENANT}) (jobqueue_jobs_processed_total{{queue=""}} offset {tw})
           unless on ({QUEUE}) jobqueue_jobs_processed_total
         )
+        or
+        (
+          (min_over_time(jobqueue_depth[{tw}]) > 0)
+          and on ({QUEUE}) (sum by ({QUEUE}) (jobqueue_jobs_finished_window) == 0)
+          and on ({QUEUE}) (jobqueue_jobs_finished_window{{outcome="completed"}} offset {tw})
+        )
         """, "1m", "A queue has had waiting items and processed nothing.",
       f"Queue {{{{ $labels.queue }}}} {where} has had waiting items for {tw} and its library counted no "
       "finished job in that time.",
       f"Waiting items throughout {tw} and no job finished: per queue where the library counts per queue,\n"
       "else from its global count (queue=\"\", Sidekiq, RQ, Celery) for every queue of the tenant without\n"
-      f"a count of its own. Only for libraries that count finished jobs, and only once the count has\n"
-      f"existed for {tw} (no page in the first window after the exporter or Prometheus starts).")
+      f"a count of its own. PostgreSQL libraries: no job finished within the preset's window\n"
+      "(jobqueue_jobs_finished_window, where the library indexes completions). Only for libraries that\n"
+      f"count finished jobs, and only once the count has existed for {tw} (no page in the first window\n"
+      "after the exporter or Prometheus starts).")
     a(rules, "JobQueueWorkersSaturated", "warning",
       f"jobqueue:worker_utilisation:ratio > {threshold('worker_saturation_ratio')}", w["saturation_for"],
       "The workers of a queue have almost no free job slot.",

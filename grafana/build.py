@@ -444,6 +444,27 @@ def postgres(k: dict[str, Any]) -> Board:
               [source_var("postgres"), queue_var()])
     source_health(b, 'backend="postgres"')
     queue_panels(b)
+    b.row("Flow, workers and schedulers")
+    b.add("timeseries", "Finished in the window", "Jobs of each library preset that finished within its window "
+          "(1 hour by default), by outcome, through the library's own finished-at index "
+          "(jobqueue_jobs_finished_window); divided by the window it is the mean throughput.", "short",
+          [(f"max by (source, tenant, queue, outcome, window) ({sel('jobqueue_jobs_finished_window', SRC, QUEUE)})",
+            "{{source}} {{tenant}} {{queue}} {{outcome}} ({{window}})")], w=8)
+    b.add("timeseries", "Workers", "Live workers of the job libraries by state, by each library's own expiry "
+          "(jobqueue_workers; PostgreSQL libraries do not say which queue a worker serves).", "short",
+          [(f"sum by (source, tenant, state) ({sel('jobqueue_workers', SRC)})", "{{source}} {{tenant}} {{state}}")],
+          w=8)
+    b.add("timeseries", "Job slots", "Job slots the live workers offer and those running a job now, where the "
+          "library records them (Solid Queue: thread_pool_size and claimed executions) "
+          "(jobqueue_worker_capacity, jobqueue_worker_busy_slots).", "short",
+          [(f"sum by (source, tenant) ({sel('jobqueue_worker_capacity', SRC)})", "{{source}} {{tenant}} capacity"),
+           (f"sum by (source, tenant) ({sel('jobqueue_worker_busy_slots', SRC)})", "{{source}} {{tenant}} busy")],
+          w=8)
+    b.add("stat", "Schedulers", "Live processes that move due scheduled jobs to ready: River's and Oban's leader, "
+          "Solid Queue's dispatchers (jobqueue_postgres_schedulers). 0 while jobs are overdue: a stalled scheduler "
+          "(JobQueueSchedulerStalled pages).", "short",
+          [(f"max by (source, query) ({sel('jobqueue_postgres_schedulers', SRC)})", "{{source}} {{query}}")],
+          w=8, instant=True, options=STAT, thresholds=(1,), colors=("red", "green"))
     b.row("Server")
     b.add("timeseries", "Connections by state", "Client connections of the server by state (pg_stat_activity), "
           "and max_connections (jobqueue_postgres_connections, jobqueue_postgres_max_connections).", "short",

@@ -24,6 +24,8 @@ import psycopg
 import redis
 from nats.js.api import ConsumerConfig
 
+from tests.support.postgres import SOLID_QUEUE
+
 ROOT = Path(__file__).resolve().parents[2]
 CELERY_PREFIX = "e2ecel:"  # the Celery app's global_keyprefix: its keys and event topics
 
@@ -187,8 +189,29 @@ def nats_data(url: str) -> None:
     asyncio.run(_nats_data(url))
 
 
+# Solid Queue as its tables hold it (schema from tests/support/postgres.py): `reports` has two ready
+# jobs, one claimed by a live worker (3 threads), one finished and one failed within the hour;
+# `billing` has a scheduled job 5 minutes past due and the only dispatcher stopped heartbeating
+# 10 minutes ago (stale past Solid Queue's 5 minutes): a stalled scheduler.
+SOLID_QUEUE_DATA = """
+INSERT INTO sq.solid_queue_jobs (id, queue_name, class_name, finished_at) VALUES
+  (1, 'reports', 'ReportJob', NULL), (2, 'reports', 'ReportJob', NULL), (3, 'reports', 'ReportJob', NULL),
+  (4, 'reports', 'ReportJob', timezone('UTC', now()) - interval '2 minutes'), (5, 'reports', 'ReportJob', NULL),
+  (6, 'billing', 'InvoiceJob', NULL);
+INSERT INTO sq.solid_queue_ready_executions (job_id, queue_name, created_at) VALUES
+  (1, 'reports', timezone('UTC', now()) - interval '20 seconds'), (2, 'reports', timezone('UTC', now()));
+INSERT INTO sq.solid_queue_processes (id, kind, last_heartbeat_at, pid, created_at, name, metadata) VALUES
+  (1, 'Worker', timezone('UTC', now()), 10, now(), 'worker-1', '{"queues":"*","thread_pool_size":3}'),
+  (2, 'Dispatcher', timezone('UTC', now()) - interval '10 minutes', 11, now(), 'dispatcher-1', NULL);
+INSERT INTO sq.solid_queue_claimed_executions (job_id, process_id, created_at) VALUES (3, 1, now());
+INSERT INTO sq.solid_queue_failed_executions (job_id, error, created_at) VALUES (5, 'boom', timezone('UTC', now()));
+INSERT INTO sq.solid_queue_scheduled_executions (job_id, queue_name, scheduled_at, created_at)
+  VALUES (6, 'billing', timezone('UTC', now()) - interval '5 minutes', now());
+"""
+
+
 def postgres_data(dsn: str, migrations: Path) -> None:
-    """A generic job table, a schema_migrations table missing one of two migration files."""
+    """A generic job table, a schema_migrations table missing one of two migration files, Solid Queue."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE jobs (id serial PRIMARY KEY, queue text, status text NOT NULL, "
                      "created_at timestamptz NOT NULL DEFAULT now() - interval '1 minute')")
@@ -196,6 +219,8 @@ def postgres_data(dsn: str, migrations: Path) -> None:
                      "('mail', 'running'), ('mail', 'failed'), ('mail', 'done'), (NULL, 'new')")
         conn.execute("CREATE TABLE schema_migrations (filename text PRIMARY KEY)")
         conn.execute("INSERT INTO schema_migrations VALUES ('001_init.sql')")
+        conn.execute("CREATE SCHEMA sq;" + SOLID_QUEUE.format(s="sq"))
+        conn.execute(SOLID_QUEUE_DATA)
     migrations.mkdir(exist_ok=True)
     (migrations / "001_init.sql").write_text("CREATE TABLE jobs ();\n")
     (migrations / "002_more.sql").write_text("ALTER TABLE jobs ADD COLUMN x int;\n")
@@ -253,6 +278,7 @@ sources:
     queues:
       - {{preset: generic, table: jobs, queue_column: queue, waiting: [new], processing: [running],
           failed: [failed], other: [done]}}
+      - {{preset: solid_queue, schema: sq}}
     checks:
       - {{name: failed_per_queue, sql: "SELECT coalesce(queue, '-') AS queue, count(*) AS n FROM jobs
           WHERE status = 'failed' GROUP BY 1", value: n, labels: [queue]}}

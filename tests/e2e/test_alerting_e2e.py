@@ -138,6 +138,19 @@ def test_a_backlog_without_a_live_worker_pages_and_served_queues_do_not(stack: S
     assert {a["labels"]["queue"] for a in no_workers()} == {"emails"}
 
 
+def test_overdue_jobs_with_no_live_scheduler_page(stack: Stack) -> None:
+    """Solid Queue's `billing` holds a job past due and its dispatcher is silent: the stalled-scheduler
+    page reaches the pager; `reports`, with nothing overdue, does not."""
+    def stalled() -> list[dict[str, Any]]:
+        return stack.webhook.alerts("/pager", "JobQueueSchedulerStalled", "firing")
+
+    (alert,) = wait_until("JobQueueSchedulerStalled at the pager", stalled, timeout=40)[:1]
+    assert (alert["labels"]["source"], alert["labels"]["queue"], alert["labels"]["severity"]) == \
+        ("db", "billing", "critical")
+    assert "no live scheduler" in alert["annotations"]["description"]
+    assert {a["labels"]["queue"] for a in stalled()} == {"billing"}
+
+
 def substitute(expr: str) -> str:
     """A dashboard query as Grafana sends it with every variable at All."""
     for name, value in {"$__rate_interval": "5s", "$__interval": "1s", "$__range": "1m", "$job": ".+",
