@@ -312,11 +312,11 @@ def alerts(r: Rules) -> None:
       "{{ $value | humanizeDuration }}: consumers are falling behind.")
     a(rules, "JobQueueJobsFailing", "warning", "(jobqueue_failed_jobs > 0) and (delta(jobqueue_failed_jobs[15m]) > 0)",
       "1m", "Jobs of a queue are failing.",
-      "Queue {{ $labels.queue }} (source {{ $labels.source }}) counts {{ $value }} recently failed jobs, more than "
+      f"Queue {{{{ $labels.queue }}}} {where} counts {{{{ $value }}}} recently failed jobs, more than "
       "15 minutes ago.")
     a(rules, "JobQueueJobsFailing", "critical", f"jobqueue_failed_jobs > {threshold('failed_jobs_critical')}", "5m",
       "Jobs of a queue are failing.",
-      "Queue {{ $labels.queue }} (source {{ $labels.source }}) counts {{ $value }} recently failed jobs.")
+      f"Queue {{{{ $labels.queue }}}} {where} counts {{{{ $value }}}} recently failed jobs.")
     a(rules, "JobQueueWorkerStale", "critical", """
         (
           (time() - jobqueue_worker_last_run_timestamp_seconds)
