@@ -266,6 +266,12 @@ def alerts(r: Rules) -> None:
       'disagree on the total or on an ordinal; some tenants are not monitored or are monitored twice.',
       "Sharded replicas (`shard: i/N`): the replicas of a job must agree on N and their ordinals must\n"
       "cover 0..N-1 exactly once (sum of 2^ordinal = 2^N - 1), or some tenants are read by nobody.")
+    a(rules, "JobQueueConfigReloadFailed", "warning", "jobqueue_exporter_config_last_reload_successful == 0", "10m",
+      "The exporter refused its new config and still runs the previous one.",
+      "The last config reload of {{ $labels.instance }} (job {{ $labels.job }}) failed; the previous config keeps "
+      "running and the next restart will fail on the same error.",
+      "A reload (SIGHUP, POST /-/reload) refused a bad config: the old one still runs, so nothing is\n"
+      "blind yet, but the change someone made is not in force and the next restart will fail.")
     a(rules, "JobQueueSourceDown", "critical", "jobqueue_source_up == 0", "1m",
       "A job queue backend cannot be read.",
       "Source {{ $labels.source }} ({{ $labels.backend }}) on {{ $labels.instance }} has failed every collection "
