@@ -7,13 +7,14 @@ readiness, label formatting, name filters) is unit-tested on literal inputs with
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
+
+from exporter import untrusted
 
 JOB_STATES = ("unprocessed", "processing", "completed", "failed", "dlq")
 KV_DELETE_OPS = frozenset({"DEL", "PURGE"})
@@ -182,8 +183,8 @@ def dotted(document: Any, path: str | None) -> Any:
 def decode_json(value: bytes) -> Mapping[str, Any] | None:
     """A KV value as a JSON object, or None when it is not one."""
     try:
-        doc = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+        doc = untrusted.loads(value)
+    except ValueError:  # includes too large, too deep, not UTF-8: one malformed entry, not a failed source
         return None
     return doc if isinstance(doc, Mapping) else None
 

@@ -8,12 +8,12 @@ ever written; the caller bounds the whole read with its own timeout.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 
+from exporter import untrusted
 from exporter.health.data import as_int, as_time, iso
 from exporter.sources.redis.layouts.base import Layout
 from exporter.sources.redis.layouts.bullmq import BullMQLayout
@@ -27,6 +27,7 @@ from exporter.sources.redis.layouts.zset import SortedSetLayout
 
 STATUSES = ("active", "waiting", "failed", "completed")
 MAX_LIMIT = 100
+MAX_RAW = 64 * 1024  # characters of an item that is not JSON shown as its payload
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,15 @@ async def list_jobs(client: Redis, layout: Layout, tenant: str, queue: str, stat
 def _json(raw: Any) -> Any:
     if not isinstance(raw, str):
         return raw
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+    try:  # NaN is read as the libraries write it; the answer's encoder turns it into null
+        return untrusted.loads(raw, finite=False)
+    except ValueError:  # not JSON, too deep or too large: shown as (bounded) text, never a 500
+        return bounded(raw)
+
+
+def bounded(raw: str) -> str:
+    return raw if len(raw) <= MAX_RAW else raw[:MAX_RAW] + "…"
+
 
 
 def job_record(item: str, fields: dict[str, Any], queue: str, status: str, bull: bool = False) -> dict[str, Any]:
@@ -134,7 +140,7 @@ def job_record(item: str, fields: dict[str, Any], queue: str, status: str, bull:
         job_id = item
     else:
         body = _json(item)
-        body = body if isinstance(body, dict) else {"raw": item}
+        body = body if isinstance(body, dict) else {"raw": bounded(item)}
         headers = body.get("headers")
         job_id = (body.get("id") or body.get("uuid") or body.get("jid")
                   or (headers.get("id") if isinstance(headers, dict) else None))

@@ -9,7 +9,6 @@ follow `shared/reference/redis-queues.md`.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from exporter import untrusted
 from exporter.model import QueueStats, Sample
 from exporter.sources.base import Model
 from exporter.sources.redis.script import WRONGTYPE, Op
@@ -143,7 +143,7 @@ def members(reply: Any) -> list[str]:
 
 def json_dict(raw: Any) -> dict[str, Any]:
     try:
-        value = json.loads(raw) if isinstance(raw, str) else {}
+        value = untrusted.loads(raw) if isinstance(raw, str) else {}
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
