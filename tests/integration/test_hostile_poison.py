@@ -14,10 +14,10 @@ import redis
 from exporter.sources.postgres.checks import jsonable
 from tests.conftest import REDIS_URL
 from tests.integration.test_nats import Js, collect, scheduler_for
-from tests.integration.test_nats import jsc as jsc  # noqa: PLC0414 - the fixture, re-exported for pytest
+from tests.integration.test_nats import jsc as jsc
 from tests.support.redis_libs import NOW, by_queue
 from tests.support.redis_libs import collect as redis_collect
-from tests.support.shims import get, serve
+from tests.support.shims import serve
 
 POISON = ["[" * 100_000, '{"a":' * 50_000, '{"ts": ' + "[" * 5_000 + "]" * 5_000 + "}"]
 
