@@ -24,6 +24,7 @@ def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
 
 def laravel_config(prefix: str, url: str = "redis://127.0.0.1:6379/0") -> str:
     return f"""
+listen: 127.0.0.1:{free_port()}
 sources:
   - name: cache
     type: redis
