@@ -123,7 +123,8 @@ async def _serve(config: ExporterConfig, host: str, port: int) -> None:
         await site.start()
     except OSError as err:
         await runner.cleanup()
-        raise StartupError(f"listen: cannot listen on {host}:{port}: {err.strerror or err}") from None
+        reason = os.strerror(err.errno) if err.errno else str(err)  # asyncio's message repeats the address
+        raise StartupError(f"listen: cannot listen on {host}:{port}: {reason}") from None
     log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources)})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

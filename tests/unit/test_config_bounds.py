@@ -37,7 +37,8 @@ def test_a_small_alias_is_interpolated_once_and_still_works() -> None:
     text = ('x-source: &src {name: "${NAME}", type: system}\n'
             "sources:\n  - *src\n")
     assert errors(text, {"NAME": "host"}) == ["cfg.yaml:1: x-source: unknown key (misspelled?)"]
-    text = "sources:\n  - &src {name: host, type: system, interval: &i 30s}\n  - {name: h2, type: system, interval: *i}\n"
+    text = ("sources:\n  - &src {name: host, type: system, interval: &i 30s}\n"
+            "  - {name: h2, type: system, interval: *i}\n")
     config = parse_config(text, "cfg.yaml", {})
     assert [s.interval for s in config.sources] == [30.0, 30.0]
 
