@@ -19,6 +19,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter import __version__
 from exporter.model import Reading, SourceStatus
+from exporter.pools import RENDER
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import MetricDef
 
@@ -284,7 +285,8 @@ class Exposition:
         if key in self._cache:
             return self._cache[key]
         if key not in self._pending:
-            future = asyncio.ensure_future(asyncio.to_thread(self.body, fmt, gzipped))
+            # RENDER, not the loop's default pool: name lookups queue there, and a scrape must not wait on them
+            future = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(RENDER, self.body, fmt, gzipped))
             future.add_done_callback(lambda f: self._forget_failed(key, f))
             self._pending[key] = future
         return await asyncio.shield(self._pending[key])

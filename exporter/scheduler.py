@@ -2,21 +2,31 @@
 
 Failure is handled here, once: a source raises, the scheduler records `up 0` with the kind of
 failure, drops the source's queue series and carries on. A slow source delays nobody else.
+
+The daemon collects on an event loop and thread of its own (`start(threaded=True)`): 2,000 busy HTTP
+connections cannot hold a collection back, so a source's timeout measures its backend, not the queue
+in front of the web server's loop. Each finished collection is handed to the web loop, where the new
+snapshot, the health verdicts and the exposition are built, so readers never race a writer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from typing import TypeVar
 
 from exporter.metrics import Exposition, build_exposition, render_source
 from exporter.model import Reading, Snapshot, SourceState, SourceStatus
+from exporter.pools import LOOKUP_TIMEOUT, RENDER, CollectorLoop, Resolver
 from exporter.sources.base import Source, SourceError
 
 log = logging.getLogger("jobqueue.scheduler")
+T = TypeVar("T")
 
 Listener = Callable[[Snapshot], None]
 
@@ -25,8 +35,10 @@ class Scheduler:
     """Owns the sources, the current snapshot and its exposition."""
 
     def __init__(self, sources: Iterable[Source], revision: str = "unknown",
-                 clock: Callable[[], float] = time.time, shard: tuple[int, int] = (0, 1)) -> None:
+                 clock: Callable[[], float] = time.time, shard: tuple[int, int] = (0, 1),
+                 resolver: Resolver | None = None) -> None:
         self.sources = list(sources)
+        self.resolver = resolver
         self.revision = revision
         self.shard = shard
         self.clock = clock
@@ -42,18 +54,63 @@ class Scheduler:
         self.snapshot = Snapshot(initial, clock())
         self.exposition: Exposition = build_exposition([], revision, shard=shard)
         self._tasks: list[asyncio.Task[None]] = []
+        self._home: asyncio.AbstractEventLoop | None = None  # the web loop, when collecting in a thread
+        self._collector: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     async def collect_once(self) -> Snapshot:
         """Collect every source once, concurrently; used by `--once` and by tests."""
         await asyncio.gather(*(self._run_one(s) for s in self.sources))
         return self.snapshot
 
-    def start(self) -> None:
-        """Start one task per source."""
-        self._tasks = [asyncio.create_task(self._loop(s), name=f"source:{s.name}") for s in self.sources]
+    def start(self, threaded: bool = False) -> None:
+        """Start one task per source: on this loop, or (`threaded`) on a collector loop and thread of its own."""
+        if not threaded:
+            self._tasks = [asyncio.create_task(self._loop(s), name=f"source:{s.name}") for s in self.sources]
+            return
+        self._home = asyncio.get_running_loop()
+        self.resolver = self.resolver or Resolver()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run_collector, args=(ready,), name="jobqueue-collector",
+                                        daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    def _run_collector(self, ready: threading.Event) -> None:
+        assert self.resolver is not None
+        loop = CollectorLoop(self.resolver)
+        asyncio.set_event_loop(loop)
+        self._collector = loop
+        self._tasks = [loop.create_task(self._loop(s), name=f"source:{s.name}") for s in self.sources]
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    async def call(self, work: Awaitable[T]) -> T:
+        """Await `work` where the sources' connections live: the collector loop when threaded, else here."""
+        if self._collector is None:
+            return await work
+        future = asyncio.run_coroutine_threadsafe(_await(work), self._collector)
+        return await asyncio.wrap_future(future)  # cancelling this cancels the work on the collector loop
 
     async def stop(self) -> None:
         """Cancel the loops and close every source's connections."""
+        collector, thread = self._collector, self._thread
+        if collector is not None and thread is not None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop_here(), collector))
+            collector.call_soon_threadsafe(collector.stop)
+            await asyncio.to_thread(thread.join)
+            self._collector = self._thread = self._home = None
+            if self.resolver is not None:
+                self.resolver.close()
+            return
+        await self._stop_here()
+
+    async def _stop_here(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -80,6 +137,7 @@ class Scheduler:
         reading: Reading | None = None
         error: str | None = None
         kind: str | None = None
+        LOOKUP_TIMEOUT.set(source.config.timeout * 0.8)  # a hung name lookup ends inside the source's timeout
         try:
             async with asyncio.timeout(source.config.timeout):
                 reading = await source.collect()
@@ -101,9 +159,14 @@ class Scheduler:
             log.warning("collect failed", extra={"source": name, "kind": kind, "error": error})
         status = SourceStatus(name, source.backend, reading is not None, now, duration,
                               self._last_success[name], error, kind, self._count[name])
-        fragments = await asyncio.to_thread(render_source, status, reading, dict(self._errors[name]),
-                                            source.config.interval)
-        self._swap(name, SourceState(status, reading, fragments))
+        fragments = await asyncio.get_running_loop().run_in_executor(
+            RENDER, render_source, status, reading, dict(self._errors[name]), source.config.interval)
+        state = SourceState(status, reading, fragments)
+        if self._home is not None and self._collector is not None:  # threaded: the web loop builds what it reads
+            with contextlib.suppress(RuntimeError):  # the web loop has closed: the daemon is stopping
+                self._home.call_soon_threadsafe(self._swap, name, state)
+        else:
+            self._swap(name, state)
 
     def _swap(self, name: str, state: SourceState) -> None:
         sources = dict(self.snapshot.sources)
@@ -123,3 +186,7 @@ class Scheduler:
                 log.exception("derived metrics crashed", extra={"derive": getattr(derive, "__name__", "?")})
         self.exposition = build_exposition((s.fragments for s in sources.values()), self.revision, extra,
                                            self.shard)
+
+
+async def _await(work: Awaitable[T]) -> T:
+    return await work

@@ -38,6 +38,6 @@ def build_app(config: ExporterConfig, scheduler: Scheduler, run_scheduler: bool 
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler = app[SCHEDULER]
-    scheduler.start()
+    scheduler.start(threaded=True)  # collection on a loop of its own: busy HTTP never times a source out
     yield
     await scheduler.stop()

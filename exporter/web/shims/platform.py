@@ -224,7 +224,8 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
     source, layout, tenant = target
     try:
         async with asyncio.timeout(shim.jobs_timeout):
-            jobs, total = await redis_jobs.list_jobs(source.client, layout, tenant, name, status, limit, offset)
+            jobs, total = await request.app[SCHEDULER].call(  # where the source's connections live
+                redis_jobs.list_jobs(source.client, layout, tenant, name, status, limit, offset))
     except (TimeoutError, OSError, RedisError) as err:  # a dead or slow backend: 503, never a crash
         log.warning("job listing failed", extra={"queue": name, "error": type(err).__name__})
         return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"))

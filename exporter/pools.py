@@ -1,0 +1,69 @@
+"""Capacity of its own for each kind of blocking work, so one kind can never starve another.
+
+asyncio runs name lookups in the loop's default thread pool, the same pool that `asyncio.to_thread`
+uses; a DNS server that never answers used to fill it, and every scrape waited behind the lookups.
+Here: rendering has its own pool (RENDER), the collector's parsing has its own (the collector loop's
+default executor, made in `collector_loop`), and name lookups go through a `Resolver` with its own
+threads, one lookup in flight per name, and a timeout inside the source's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import socket
+from collections.abc import Callable
+from typing import Any
+
+RENDER = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="jobqueue-render")
+
+# The bound of one name lookup: the scheduler sets it to a share of the collecting source's timeout.
+LOOKUP_TIMEOUT: contextvars.ContextVar[float] = contextvars.ContextVar("lookup_timeout", default=5.0)
+
+Lookup = Callable[..., list[Any]]
+
+
+class Resolver:
+    """getaddrinfo on threads of its own; a name that hangs holds one thread, not the pool.
+
+    Concurrent lookups of the same (host, port, ...) share one call; a caller waits at most
+    LOOKUP_TIMEOUT and then gets `socket.gaierror(EAI_AGAIN)`, which every client library reports
+    as "cannot connect", while the stuck call finishes (or not) on its own thread.
+    """
+
+    def __init__(self, lookup: Lookup = socket.getaddrinfo, workers: int = 16) -> None:
+        self.lookup = lookup
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jobqueue-dns")
+        self._inflight: dict[tuple[Any, ...], concurrent.futures.Future[list[Any]]] = {}
+
+    async def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
+                          flags: int = 0) -> list[Any]:
+        key = (host, port, family, type, proto, flags)
+        future = self._inflight.get(key)
+        if future is None:
+            future = self.pool.submit(self.lookup, host, port, family, type, proto, flags)
+            self._inflight[key] = future
+            future.add_done_callback(lambda f: self._inflight.pop(key, None) if self._inflight.get(key) is f else None)
+        timeout = LOOKUP_TIMEOUT.get()
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
+        except TimeoutError:
+            raise socket.gaierror(socket.EAI_AGAIN, f"name lookup of {host!r} took over {timeout:g}s") from None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class CollectorLoop(asyncio.SelectorEventLoop):
+    """The collector's event loop: name lookups through a Resolver, parsing on a pool of its own."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        super().__init__()
+        self.resolver = resolver
+        self.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=4,
+                                                                         thread_name_prefix="jobqueue-parse"))
+
+    async def getaddrinfo(self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0,
+                          flags: int = 0) -> list[Any]:
+        return await self.resolver.getaddrinfo(host, port, family, type, proto, flags)
