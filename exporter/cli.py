@@ -23,6 +23,8 @@ from exporter.scheduler import Scheduler
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import SourceConfig, SourceContext
 from exporter.web.app import build_app
+from exporter.web.keys import LIMITS
+from exporter.web.limits import GuardedAppRunner
 
 log = logging.getLogger("jobqueue.main")
 
@@ -112,7 +114,8 @@ async def _once(config: ExporterConfig) -> int:
 
 async def _serve(config: ExporterConfig, host: str, port: int) -> None:
     scheduler = build_scheduler(config)
-    runner = web.AppRunner(build_app(config, scheduler), access_log=None, handle_signals=False)
+    app = build_app(config, scheduler)
+    runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False)
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.

@@ -336,6 +336,23 @@ def build_exposition(
     return Exposition(parts=parts, revision=revision, shard=shard, extra_lines=extra_lines or {})
 
 
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when the client accepts gzip with q > 0 (`gzip;q=0` refuses it; `*` accepts it unless refused)."""
+    found: dict[str, float] = {}
+    for part in (accept_encoding or "").split(","):
+        coding, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.replace(" ", "").startswith("q="):
+                try:
+                    q = float(param.split("=", 1)[1])
+                except ValueError:
+                    q = 0.0
+        found[coding.lower()] = q
+    q = found.get("gzip", found.get("x-gzip", found.get("*", 0.0)))
+    return q > 0
+
+
 def choose_format(accept: str | None) -> str:
     """OpenMetrics when the client prefers it (Prometheus does by default), else the text format."""
     best, best_q = TEXT, -1.0

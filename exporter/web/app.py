@@ -13,13 +13,16 @@ from exporter.scheduler import Scheduler
 from exporter.web import core, openapi
 from exporter.web.auth import AUTHENTICATOR, Authenticator, RateLimiter, authenticate
 from exporter.web.errors import json_errors
-from exporter.web.keys import CONFIG, SCHEDULER, STARTED_AT
+from exporter.web.keys import CONFIG, LIMITS, SCHEDULER, STARTED_AT
+from exporter.web.limits import Limits, shed
 from exporter.web.shims import HEALTH, ops, platform, service, status, tenant
 
 
 def build_app(config: ExporterConfig, scheduler: Scheduler, run_scheduler: bool = True) -> web.Application:
     """The application serving /metrics, /, /healthz, /readyz (and the shims, when configured)."""
-    app = web.Application(middlewares=[json_errors, authenticate])
+    limits = Limits()
+    app = web.Application(middlewares=[shed(limits), json_errors, authenticate])
+    app[LIMITS] = limits
     app[CONFIG] = config
     app[SCHEDULER] = scheduler
     app[STARTED_AT] = time.time()
