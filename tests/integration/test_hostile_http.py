@@ -77,14 +77,14 @@ async def served() -> AsyncIterator[Served]:
         root.setLevel(old_level)
 
 
-async def exchange(port: int, raw: bytes, timeout: float = 5.0) -> bytes:
-    """Send raw bytes, read until the server closes (or `timeout`)."""
+async def exchange(port: int, raw: bytes, wait: float = 5.0) -> bytes:
+    """Send raw bytes, read until the server closes (or `wait` seconds pass)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
     await writer.drain()
     chunks = []
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait):
             while chunk := await reader.read(65536):
                 chunks.append(chunk)
     finally:
