@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,19 +36,25 @@ class Resolver:
     def __init__(self, lookup: Lookup = socket.getaddrinfo, workers: int = 16) -> None:
         self.lookup = lookup
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jobqueue-dns")
-        self._inflight: dict[tuple[Any, ...], concurrent.futures.Future[list[Any]]] = {}
+        self._inflight: dict[tuple[Any, ...], tuple[concurrent.futures.Future[list[Any]], float]] = {}
 
     async def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
                           flags: int = 0) -> list[Any]:
         key = (host, port, family, type, proto, flags)
-        future = self._inflight.get(key)
-        if future is None:
+        entry = self._inflight.get(key)
+        if entry is None:
             future = self.pool.submit(self.lookup, host, port, family, type, proto, flags)
-            self._inflight[key] = future
-            future.add_done_callback(lambda f: self._inflight.pop(key, None) if self._inflight.get(key) is f else None)
+            entry = self._inflight[key] = (future, time.monotonic())
+            future.add_done_callback(lambda f: self._inflight.pop(key, None) if self._inflight.get(key, (None,))[0] is f
+                                     else None)
+        future, started = entry
         timeout = LOOKUP_TIMEOUT.get()
+        # a lookup already pending longer than our bound fails at once: a hung name costs one wait, not one per retry
+        remaining = timeout - (time.monotonic() - started)
         try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout)
+            if remaining <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), remaining)
         except TimeoutError:
             raise socket.gaierror(socket.EAI_AGAIN, f"name lookup of {host!r} took over {timeout:g}s") from None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ PRIORITY = frozenset({"/metrics", "/healthz", "/readyz"})
 class Limits:
     """Knobs and counters shared by every connection of one server."""
 
-    max_connections: int = 1024
+    max_connections: int = 4096  # and never more than the open-file limit leaves room for
     header_timeout: float = 10.0  # first byte of a request head to its end (slowloris)
     idle_timeout: float = 30.0  # keep-alive connection with no request
     max_inflight: int = 64  # concurrent requests other than PRIORITY paths
@@ -157,6 +158,9 @@ class GuardedAppRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, limits: Limits | None = None, **kwargs: Any) -> None:
         self.limits = limits or Limits()
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY:  # past the fd limit accept() fails and asyncio stops accepting for 1 s
+            self.limits.max_connections = max(1, min(self.limits.max_connections, soft - 128))
         kwargs.setdefault("keepalive_timeout", self.limits.idle_timeout)
         super().__init__(app, **kwargs)
 
