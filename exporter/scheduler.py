@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from exporter.metrics import Exposition, build_exposition, render_source
@@ -27,6 +27,17 @@ from exporter.sources.base import Source, SourceError
 
 log = logging.getLogger("jobqueue.scheduler")
 T = TypeVar("T")
+REMIND_AFTER = 300.0  # seconds between "still failing" lines of a source that stays down
+
+
+@dataclass(slots=True)
+class _Down:
+    """A source that is failing: since when (monotonic), for which kind, when it was last logged."""
+
+    since: float
+    kind: str
+    logged: float
+    failures: int = 1
 
 Listener = Callable[[Snapshot], None]
 
@@ -47,6 +58,7 @@ class Scheduler:
         self._errors: dict[str, dict[str, int]] = {s.name: {} for s in self.sources}
         self._last_success: dict[str, float | None] = {s.name: None for s in self.sources}
         self._count: dict[str, int] = {s.name: 0 for s in self.sources}
+        self._down: dict[str, _Down] = {}
         initial = {
             s.name: SourceState(SourceStatus(s.name, s.backend, False, 0.0, 0.0, None), None)
             for s in self.sources
@@ -156,7 +168,7 @@ class Scheduler:
         else:
             errors = self._errors[name]
             errors[kind or "error"] = errors.get(kind or "error", 0) + 1
-            log.warning("collect failed", extra={"source": name, "kind": kind, "error": error})
+        self._log_state(name, (kind or "error") if reading is None else None, error)
         status = SourceStatus(name, source.backend, reading is not None, now, duration,
                               self._last_success[name], error, kind, self._count[name])
         fragments = await asyncio.get_running_loop().run_in_executor(
@@ -167,6 +179,28 @@ class Scheduler:
                 self._home.call_soon_threadsafe(self._swap, name, state)
         else:
             self._swap(name, state)
+
+    def _log_state(self, name: str, kind: str | None, error: str | None) -> None:
+        """One line per change of state: down (or down for another reason), still down every
+        REMIND_AFTER seconds, back up. Not one line per failed cycle."""
+        now = time.monotonic()
+        down = self._down.get(name)
+        if kind is None:
+            if down is not None:
+                log.info("collect recovered", extra={"source": name, "down_seconds": round(now - down.since, 1),
+                                                     "failures": down.failures})
+                del self._down[name]
+            return
+        if down is None or down.kind != kind:
+            log.warning("collect failed", extra={"source": name, "kind": kind, "error": error})
+            self._down[name] = _Down(now if down is None else down.since, kind, now)
+            return
+        down.failures += 1
+        if now - down.logged >= REMIND_AFTER:
+            log.warning("collect still failing", extra={"source": name, "kind": kind, "error": error,
+                                                        "down_seconds": round(now - down.since, 1),
+                                                        "failures": down.failures})
+            down.logged = now
 
     def _swap(self, name: str, state: SourceState) -> None:
         sources = dict(self.snapshot.sources)
