@@ -31,7 +31,7 @@ async def test_an_outage_is_one_line_down_one_line_back(caplog: pytest.LogCaptur
         await scheduler.collect_once()
     assert events(caplog) == [("collect failed", "unreachable"), ("collect failed", "denied"),
                               ("collect recovered", None)]
-    back = [r for r in caplog.records if r.getMessage() == "collect recovered"][0]
+    back = next(r for r in caplog.records if r.getMessage() == "collect recovered")
     assert back.failures == 2  # type: ignore[attr-defined]  # the denied spell; the kind change started it
     assert all(r.exc_info is None for r in caplog.records)
 
