@@ -195,9 +195,10 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
     except ValidationError as err:
         index = _Index()
         raise ConfigError(filename, [_problem(e, root, index) for e in err.errors()]) from None
+    sources: list[SourceConfig] = list(config.sources)
     broken = cross_references(config) + [
         (("sources", i, "interval"), f"{s.interval}s is under the minimum interval of {MIN_INTERVAL}s")
-        for i, s in enumerate(config.sources) if s.interval < MIN_INTERVAL]
+        for i, s in enumerate(sources) if s.interval < MIN_INTERVAL]
     if broken:
         raise ConfigError(filename, [Problem(_dotted(p), m, _line(root, p)) for p, m in broken])
     return config
