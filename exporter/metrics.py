@@ -136,7 +136,12 @@ def number(value: float) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
-        return str(value)
+        if abs(value) < 2**53:
+            return str(value)
+        try:  # a 309-digit counter read from a backend is written as a float, as Prometheus will read it
+            value = float(value)
+        except OverflowError:
+            return "+Inf" if value > 0 else "-Inf"
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
