@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
@@ -79,7 +80,8 @@ class GuardedHandler(RequestHandler):
         if limits.open >= limits.max_connections:
             limits.reject("connections")
             body = _json_body(503)
-            transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"  # type: ignore[attr-defined]
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                             b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             transport.close()
             return
@@ -171,20 +173,23 @@ class GuardedAppRunner(web.AppRunner):
                              limits=self.limits, **server._kwargs)
 
 
-def shed(limits: Limits) -> Callable[[web.Request, Any], Awaitable[web.StreamResponse]]:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def shed(limits: Limits) -> Middleware:
     """Middleware: PRIORITY paths always go through; others past `max_inflight` get a JSON 503 at once."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PRIORITY:
-            return await handler(request)  # type: ignore[no-any-return]
+            return await handler(request)
         if limits.inflight >= limits.max_inflight:
             limits.reject("shed")
             return web.Response(status=503, body=_json_body(503), content_type="application/json",
                                 headers={"Retry-After": "1"})
         limits.inflight += 1
         try:
-            return await handler(request)  # type: ignore[no-any-return]
+            return await handler(request)
         finally:
             limits.inflight -= 1
 
