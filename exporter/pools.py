@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import queue
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,39 @@ LOOKUP_TIMEOUT: contextvars.ContextVar[float] = contextvars.ContextVar("lookup_t
 Lookup = Callable[..., list[Any]]
 
 
+class DaemonPool:
+    """A fixed set of daemon threads running submitted calls. A lookup stuck in getaddrinfo cannot be
+    interrupted; ThreadPoolExecutor would join it at interpreter exit, so a hung DNS server would also
+    hang SIGTERM. These threads are abandoned at exit instead."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]
+                                       | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as err:  # handed to the waiter, as an executor does
+                future.set_exception(err)
+
+    def shutdown(self) -> None:
+        """Idle threads end; a thread stuck in a call ends when the call does (or with the process)."""
+        for _ in self._threads:
+            self._queue.put(None)
+
+
 class Resolver:
     """getaddrinfo on threads of its own; a name that hangs holds one thread, not the pool.
 
@@ -35,7 +70,7 @@ class Resolver:
 
     def __init__(self, lookup: Lookup = socket.getaddrinfo, workers: int = 16) -> None:
         self.lookup = lookup
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jobqueue-dns")
+        self.pool = DaemonPool(workers, "jobqueue-dns")
         self._inflight: dict[tuple[Any, ...], tuple[concurrent.futures.Future[list[Any]], float]] = {}
 
     async def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
@@ -59,7 +94,7 @@ class Resolver:
             raise socket.gaierror(socket.EAI_AGAIN, f"name lookup of {host!r} took over {timeout:g}s") from None
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown()
 
 
 class CollectorLoop(asyncio.SelectorEventLoop):
