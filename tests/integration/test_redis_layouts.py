@@ -138,13 +138,62 @@ async def test_stream_age_pending_lag_and_null_lag(mode: str, redis_client: redi
     redis_client.xgroup_create(key, "tail", id="$")
     r = await read(mode, [{"layout": "stream", "name": "s", "key": key}])
     q = by_queue(r)["s"]
-    assert (q.depth, q.oldest_timestamp, q.states) == (5, base / 1000, (("pending", 5),))
+    # holey's lag is unknown: XLEN (5) bounds the depth; holey was handed ids 0-1, so the oldest entry
+    # not yet delivered to some group is ids[2] (ids[3] is gone)
+    assert (q.depth, q.oldest_timestamp, q.states) == (5, base / 1000 + 2, (("pending", 5),))
     assert samples_of(r, "jobqueue_stream_group_pending") == {
         ("", "s", "fast"): 3, ("", "s", "holey"): 2, ("", "s", "tail"): 0}
     raw = {g["name"]: g["lag"] for g in redis_client.xinfo_groups(key)}
     assert raw == {"fast": 1, "holey": None, "tail": 0}
     # NULL lag: no series at all, never a made-up 0
     assert samples_of(r, "jobqueue_stream_group_lag") == {("", "s", "fast"): 1, ("", "s", "tail"): 0}
+
+
+async def test_stream_depth_is_the_largest_lag_and_age_the_oldest_undelivered(
+        mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    key = f"{prefix}stream"
+    base = int(NOW * 1000) - 90_000
+    ids = [redis_client.xadd(key, {"n": str(i)}, id=f"{base + i * 1000}-0") for i in range(6)]
+    redis_client.xgroup_create(key, "fast", id="0")
+    redis_client.xgroup_create(key, "slow", id="0")
+    redis_client.xreadgroup("fast", "c1", {key: ">"}, count=5)
+    redis_client.xreadgroup("slow", "c1", {key: ">"}, count=2)  # slow lags by 4: ids[2] waits longest
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": key}])
+    q = by_queue(r)["s"]
+    assert (q.depth, q.oldest_timestamp, q.states) == (4, base / 1000 + 2, (("pending", 7),))
+    assert samples_of(r, "jobqueue_stream_group_lag") == {("", "s", "fast"): 1, ("", "s", "slow"): 4}
+    assert ids
+
+
+async def test_drained_stream_has_depth_zero_and_no_oldest(mode: str, redis_client: redis.Redis, prefix: str
+                                                           ) -> None:
+    """Every entry delivered and acknowledged: nothing waits, whatever XLEN says (JobQueueStuck must
+    not fire on a healthy consumer)."""
+    key = f"{prefix}stream"
+    ids = [redis_client.xadd(key, {"n": str(i)}, id=f"{int(NOW * 1000) - 60_000 + i}-0") for i in range(4)]
+    redis_client.xgroup_create(key, "workers", id="0")
+    redis_client.xreadgroup("workers", "c1", {key: ">"}, count=10)
+    redis_client.xack(key, "workers", *ids)
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": key}])
+    q = by_queue(r)["s"]
+    assert redis_client.xlen(key) == 4
+    assert (q.depth, q.oldest_timestamp, q.states) == (0, None, (("pending", 0),))
+    assert samples_of(r, "jobqueue_stream_group_lag") == {("", "s", "workers"): 0}
+    # delivered but not acknowledged: still not waiting, but pending
+    more = redis_client.xadd(key, {"n": "x"}, id=f"{int(NOW * 1000) - 1000}-0")
+    redis_client.xreadgroup("workers", "c1", {key: ">"}, count=10)
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": key}])
+    assert (by_queue(r)["s"].depth, by_queue(r)["s"].oldest_timestamp) == (0, None)
+    assert samples_of(r, "jobqueue_stream_group_pending") == {("", "s", "workers"): 1} and more
+
+
+async def test_stream_with_no_group_keeps_length_and_first_entry(mode: str, redis_client: redis.Redis,
+                                                                 prefix: str) -> None:
+    redis_client.xadd(f"{prefix}s", {"a": "1"}, id="1699999990000-0")
+    redis_client.xadd(f"{prefix}s", {"a": "2"}, id="1699999995000-0")
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": f"{prefix}s"}])
+    q = by_queue(r)["s"]
+    assert (q.depth, q.oldest_timestamp, q.states, r.samples) == (2, 1_699_999_990.0, (), ())
 
 
 async def test_stream_without_groups(mode: str, redis_client: redis.Redis, prefix: str) -> None:

@@ -19,6 +19,9 @@ Ops and their results:
   ZFIRST key                                       -> [member, score] or []
   XFIRST key                                       -> first entry id or None
   XGROUPS key                                      -> XINFO GROUPS reply (list of flat lists) or []
+  XUNDELIVERED key                                 -> [XINFO GROUPS reply, id of the oldest entry not yet
+      delivered to some group or None]: the entry after the earliest last-delivered id of the groups
+      whose lag is not 0 (see undelivered_from)
   HGETALL key                                      -> flat [field, value, ...]
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
@@ -53,6 +56,28 @@ _WS = "[ \t\n\v\f\r]*"  # Lua's %s
 _NUMBER = re.compile(r"-?[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?")
 _ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
 _FAST: dict[str, tuple[re.Pattern[str], str] | None] = {}
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def group_info(group: Any) -> dict[str, Any]:
+    """One XINFO GROUPS row (a flat list, or a dict from RESP3) as a dict."""
+    return group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
+
+
+def undelivered_from(groups: Any) -> str | None:
+    """The Python twin of the Lua `undelivered_from`: the earliest last-delivered id over the groups
+    whose lag is not 0 (unknown counts as not 0); the entry after it is the oldest undelivered one."""
+    found: str | None = None
+    for group in groups:
+        info = group_info(group)
+        last, lag = info.get("last-delivered-id"), info.get("lag")
+        if last is not None and lag != 0 and (found is None or _stream_id(str(last)) < _stream_id(found)):
+            found = str(last)
+    return found
 
 
 def valid(value: str, kind: str) -> bool:
@@ -259,6 +284,8 @@ class OpRunner:
                                 pack("LRANGE", op[1], -scan, -1))
             elif op[0] == "HEADHASH":
                 commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
+            elif op[0] == "XUNDELIVERED":
+                commands.append(pack("XRANGE", op[1], "(" + items[0], "+", "COUNT", 1))
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
         values = iter(await self._wire(commands))
@@ -266,6 +293,10 @@ class OpRunner:
             if op[0] == "HEAD":
                 window = next(values)
                 results[index] = WRONGTYPE if isinstance(window, ReplyError) else _finish_plain(op, window)
+                continue
+            if op[0] == "XUNDELIVERED":
+                entries = next(values)
+                results[index][1] = entries[0][0] if isinstance(entries, list) and entries else None
                 continue
             if op[0] == "ZHASHES":
                 pairs = zip(items[::2], items[1::2], strict=True)
@@ -356,6 +387,8 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
         text = str(reply)
         if name == "XGROUPS" and "no such key" in text:
             target[index] = []
+        elif name == "XUNDELIVERED" and "no such key" in text:
+            target[index] = [[], None]
         elif "WRONGTYPE" in text:
             target[index] = WRONGTYPE
         else:
@@ -367,6 +400,12 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
             target[index] = [value, 0]
         else:
             follow.append((target, index, op, []))
+        return
+    if name == "XUNDELIVERED":
+        start = undelivered_from(reply)
+        target[index] = [reply, None]
+        if start is not None:
+            follow.append((target, index, op, [start]))
         return
     target[index] = _finish_plain(op, reply)
     if name == "HEADHASH":
@@ -390,7 +429,7 @@ def _pack_one(op: Op) -> bytes:
         return pack("SMEMBERS", key)
     if name == "XFIRST":
         return pack("XRANGE", key, "-", "+", "COUNT", 1)
-    if name == "XGROUPS":
+    if name in ("XGROUPS", "XUNDELIVERED"):
         return pack("XINFO", "GROUPS", key)
     if name not in ARITY:
         raise ValueError(f"unknown op {name!r}")

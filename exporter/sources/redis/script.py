@@ -115,6 +115,25 @@ local function head(key, index, scan, mode, p1, p2, kind)
   end
   return {false, bad}
 end
+-- The earliest last-delivered id over the groups that still have entries to deliver (lag not 0,
+-- or unknown): the entry after it is the oldest one not yet delivered. Twin: ops.undelivered_from.
+local function id_less(a, b)
+  local am, as = string.match(a, '^(%d+)%-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)%-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local function undelivered_from(groups)
+  local from = nil
+  for _, g in ipairs(groups) do
+    local lag, last = false, nil
+    for j = 1, #g, 2 do
+      if g[j] == 'lag' then lag = g[j + 1] elseif g[j] == 'last-delivered-id' then last = g[j + 1] end
+    end
+    if last and lag ~= 0 and (from == nil or id_less(last, from)) then from = last end
+  end
+  return from
+end
 local SEP = string.char(31)
 local function one(op, key, a)
   if op == 'LLEN' or op == 'ZCARD' or op == 'SCARD' or op == 'HLEN' or op == 'XLEN' or op == 'EXISTS'
@@ -138,6 +157,15 @@ local function one(op, key, a)
     local t = redis.call('TYPE', key)['ok']
     if t == 'stream' then return call('XINFO', 'GROUPS', key) elseif t == 'none' then return {} end
     return WRONG
+  elseif op == 'XUNDELIVERED' then
+    local t = redis.call('TYPE', key)['ok']
+    if t == 'none' then return {{}, false} elseif t ~= 'stream' then return WRONG end
+    local groups = redis.call('XINFO', 'GROUPS', key)
+    local from = undelivered_from(groups)
+    if not from then return {groups, false} end
+    local r = redis.call('XRANGE', key, '(' .. from, '+', 'COUNT', 1)
+    if #r == 0 then return {groups, false} end
+    return {groups, r[1][1]}
   elseif op == 'HGETALL' then
     return call('HGETALL', key)
   elseif op == 'ZMEMBERS' then
@@ -158,7 +186,8 @@ local function one(op, key, a)
   return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
 end
 local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
-  HEAD = 4, HEADHASH = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0, ZMEMBERS = 1, ZHASHES = 2, SMEMBERS = 1}
+  HEAD = 4, HEADHASH = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, XUNDELIVERED = 0, HGETALL = 0, ZMEMBERS = 1,
+  ZHASHES = 2, SMEMBERS = 1}
 local out = {}
 local i, n = 1, #ARGV
 while i <= n do
@@ -189,8 +218,8 @@ return out
 
 ARITY = {
     "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
-    "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2, "HGETALL": 2,
-    "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
+    "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2, "XUNDELIVERED": 2,
+    "HGETALL": 2, "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
 }
 
 
