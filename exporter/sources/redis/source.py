@@ -23,8 +23,9 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from exporter.model import Reading, Sample
+from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
+    Duration,
     MetricDef,
     Model,
     Name,
@@ -61,7 +62,11 @@ def _regex(value: str | None) -> str | None:
 
 
 class ScanTenants(Model):
-    """Discover tenants by SCAN MATCH `match`; the tenant id is the regex group `tenant`."""
+    """Discover tenants by SCAN MATCH `match`; the tenant id is the regex group `tenant`.
+
+    The SCAN walks the whole keyspace (in steps of `count`); include/exclude and the shard apply to
+    every id found, and only then does `cap` keep the first ids in sorted order.
+    """
 
     match: str
     regex: str
@@ -114,6 +119,9 @@ class RedisConfig(SourceConfig):
     scripts: Literal["pipeline", "auto", "lua"] = "pipeline"
     batch_size: Annotated[int, Field(ge=10, le=100000)] = 2000
     tenants: Tenants | None = None
+    # How long a known queue or tenant whose keys are gone (drained, or no longer announced by the
+    # library's registry or a live supervisor) keeps reporting depth 0 before its series are dropped.
+    forget_after: Duration = 86400.0
     queues: list[AnyLayout] = Field(min_length=1)
 
     @field_validator("url")
@@ -150,7 +158,10 @@ class RedisSource(Source):
         MetricDef("jobqueue_library_jobs", "Jobs the queue library keeps outside any one queue (Sidekiq retry, "
                   "dead, scheduled; Horizon failed; Celery unacked), by state.", ("tenant", "state")),
         MetricDef("jobqueue_horizon_masters", "Live Horizon masters by status.", ("tenant", "status")),
-        MetricDef("jobqueue_tenants", "Tenants the source currently reads."),
+        MetricDef("jobqueue_tenants", "Tenants the source currently reads (after include/exclude, shard and cap; "
+                  "known tenants stay until gone for `forget_after`)."),
+        MetricDef("jobqueue_tenants_dropped", "Tenants discovery found (after include/exclude and shard) but the "
+                  "`cap` left out: non-zero means some tenants are read by no replica."),
     )
 
     def __init__(self, config: RedisConfig, context: SourceContext, clock: Any = time.time) -> None:
@@ -175,6 +186,11 @@ class RedisSource(Source):
         self.runner = OpRunner(self.client, self.wire, config.batch_size, config.scripts)
         self._tenants: list[str] = []
         self._tenants_at = -1e18
+        self._dropped = 0
+        # tenant -> when discovery last found it; queue inventory: (layout index, tenant) -> queue ->
+        # when it last held anything or was announced. In memory only: a restart starts from discovery.
+        self._tenant_seen: dict[str, float] = {}
+        self.inventory: dict[tuple[int, str], dict[str, float]] = {}
 
     async def collect(self) -> Reading:
         try:
@@ -196,10 +212,21 @@ class RedisSource(Source):
         now = self.clock()
         groups = [(layout, tenants if layout.per_tenant else [""]) for layout in self.config.queues]
         found = await self._discover(groups)
-        plans = [plan for (layout, ids), f in zip(groups, found, strict=True) for plan in layout.plan_all(ids, f, now)]
+        plans: list[Plan] = []
+        owners: list[tuple[int, str] | None] = []  # the inventory entry each plan's records update
+        for index, ((layout, ids), f) in enumerate(zip(groups, found, strict=True)):
+            if layout.registry:
+                for tenant, replies in zip(ids, f, strict=True):
+                    known = self.inventory.get((index, tenant), {})
+                    plans.append(layout.plan_known(tenant, replies, now, sorted(known)))
+                    owners.append((index, tenant))
+            else:
+                batch = layout.plan_all(ids, f, now)
+                plans.extend(batch)
+                owners.extend([None] * len(batch))
         results = await self.runner.run([op for plan in plans for op in plan.ops])
         # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
-        return await asyncio.to_thread(self._parse, plans, results, now, latency, len(tenants))
+        return await asyncio.to_thread(self._parse, plans, owners, results, now, latency, len(tenants))
 
     async def _discover(self, groups: list[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
         """One op run for every layout's discovery reads; layouts without any cost nothing."""
@@ -217,36 +244,72 @@ class RedisSource(Source):
             found.append(group)
         return found
 
-    def _parse(self, plans: list[Plan], results: list[Any], now: float, latency: float, tenants: int) -> Reading:
+    def _parse(self, plans: list[Plan], owners: list[tuple[int, str] | None], results: list[Any], now: float,
+               latency: float, tenants: int) -> Reading:
         out = Parsed()
         pos = 0
-        for plan in plans:
+        for plan, owner in zip(plans, owners, strict=True):
             n = len(plan.ops)
+            first = len(out.queues)
             plan.parse(results[pos : pos + n], now, out)
             pos += n
+            if owner is not None:
+                self._remember(owner, out.queues[first:], now)
         if self.config.tenants is not None:
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
+            if self.config.tenants.scan is not None:
+                out.samples.append(Sample("jobqueue_tenants_dropped", (), self._dropped))
             out.details["tenants"] = list(self._tenants)
         return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details)
+
+    def _remember(self, owner: tuple[int, str], records: list[QueueStats], now: float) -> None:
+        """Queue inventory of a layout whose queues come from the library's registry (or live
+        supervisors): a queue stays planned while it holds anything or is announced, and for
+        `forget_after` after that, so a drained queue or a dead announcer never hides it."""
+        known = self.inventory.setdefault(owner, {})
+        before = set(known)
+        for q in records:
+            if q.queue not in before or q.depth or q.oldest_timestamp is not None or any(n for _, n in q.states):
+                known[q.queue] = now
+            elif now - known[q.queue] >= self.config.forget_after:
+                del known[q.queue]  # read (and reported) this once more; announced again, it comes back
+        if not known:
+            del self.inventory[owner]
 
     async def _current_tenants(self) -> list[str]:
         spec = self.config.tenants
         if spec is None:
             return []
         if spec.static is not None:
-            found = spec.static
-        elif spec.source is not None:
-            reading = self.context.snapshot().reading(spec.source)
-            found = list(reading.details.get("tenants", [])) if reading else self._tenants
-        elif time.monotonic() - self._tenants_at < spec.refresh:
+            self._tenants = filter_tenants(spec.static, spec, self.context.shard)
             return self._tenants
-        else:
-            found = await self._scan(spec.scan)  # type: ignore[arg-type]
+        if spec.source is not None:
+            reading = self.context.snapshot().reading(spec.source)
+            if reading is not None:
+                self._known(list(reading.details.get("tenants", [])), spec)
+        elif time.monotonic() - self._tenants_at >= spec.refresh:
+            self._known(await self._scan(spec.scan), spec)  # type: ignore[arg-type]
             self._tenants_at = time.monotonic()
-        self._tenants = filter_tenants(found, spec, self.context.shard)
         return self._tenants
 
+    def _known(self, found: list[str], spec: Tenants) -> None:
+        """Found tenants plus those found within `forget_after` (a drained tenant's keys are gone, but
+        the tenant is not), filtered and sharded, then capped to the first ids in sorted order."""
+        now = self.clock()
+        for tenant in found:
+            self._tenant_seen[tenant] = now
+        for tenant, seen in list(self._tenant_seen.items()):
+            if now - seen >= self.config.forget_after:
+                del self._tenant_seen[tenant]
+        kept = sorted(filter_tenants(list(self._tenant_seen), spec, self.context.shard))
+        cap = spec.scan.cap if spec.scan is not None else len(kept)
+        self._dropped = max(0, len(kept) - cap)
+        if self._dropped:
+            log.warning("tenant cap reached", extra={"source": self.name, "cap": cap, "dropped": self._dropped})
+        self._tenants = kept[:cap]
+
     async def _scan(self, spec: ScanTenants) -> list[str]:
+        """Every tenant id whose keys match; the cap applies after filtering (see `_known`)."""
         pattern = re.compile(spec.regex)
         tenants: set[str] = set()
         cursor: Any = 0
@@ -256,9 +319,6 @@ class RedisSource(Source):
                 m = pattern.search(key)
                 if m:
                     tenants.add(m.group("tenant"))
-            if len(tenants) >= spec.cap:
-                log.warning("tenant cap reached", extra={"source": self.name, "cap": spec.cap})
-                return sorted(tenants)[: spec.cap]
             if int(cursor) == 0:
                 return sorted(tenants)
             await asyncio.sleep(0)

@@ -118,6 +118,16 @@ class Layout(Model):
     def discovery(self, tenant: str) -> list[Op]:
         return []
 
+    @property
+    def registry(self) -> bool:
+        """Whether the queues come from the library's own registry (no `queues` configured): then the
+        source keeps an inventory of them and passes the known ones to `plan_known`."""
+        return False
+
+    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+        """`plan`, also reading the queues of the inventory that discovery no longer announces."""
+        return self.plan(tenant, found, now)
+
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         raise NotImplementedError
 

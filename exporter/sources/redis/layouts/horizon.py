@@ -38,7 +38,14 @@ class HorizonLayout(LaravelLayout):
             ("ZHASHES", f"{hp}supervisors", f"{hp}supervisor:", str(self.cap)),
         ]
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    @property
+    def registry(self) -> bool:
+        return self.queues is None
+
+    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+        return self.plan(tenant, found, now, known)
+
+    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         hp = fill_tenant(self.horizon_prefix, tenant)
         masters = hashes(found[0])
         supervisors = hashes(found[1])
@@ -50,7 +57,9 @@ class HorizonLayout(LaravelLayout):
                 for name, n in json_dict(sup.get("processes")).items():
                     if name.startswith(prefix):
                         groups[name[len(prefix):]] = groups.get(name[len(prefix):], 0) + to_int(n)
-        queues = self.queues or sorted({q for g in groups for q in g.split(",") if q})
+        # Without `queues`, the live supervisors announce the queues; the inventory keeps them read
+        # when Horizon is down, which is when their backlog matters most.
+        queues = self.queues or sorted({*(q for g in groups for q in g.split(",") if q), *known})
         # a queue's wait needs every queue of the groups it is served in
         read = list(dict.fromkeys([*queues, *(q for g in groups for q in g.split(",")
                                               if q and set(g.split(",")) & set(queues))]))

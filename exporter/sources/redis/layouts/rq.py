@@ -30,9 +30,16 @@ class RQLayout(Layout):
     def discovery(self, tenant: str) -> list[Op]:
         return [("SMEMBERS", f"{fill_tenant(self.prefix, tenant)}queues", str(self.cap))]
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    @property
+    def registry(self) -> bool:
+        return self.queues is None
+
+    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+        return self.plan(tenant, found, now, known)
+
+    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         p = fill_tenant(self.prefix, tenant)
-        queues = self.queues or sorted(m.removeprefix(f"{p}queue:") for m in members(found[0]))
+        queues = self.queues or sorted({*(m.removeprefix(f"{p}queue:") for m in members(found[0])), *known})
         ops: list[Op] = []
         for queue in queues:
             key = f"{p}queue:{queue}"
