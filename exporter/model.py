@@ -54,6 +54,37 @@ class Reading:
     latency: float | None = None
     malformed: int = 0
     details: Mapping[str, Any] = field(default_factory=dict)
+    # series the source produced more than once (two layouts or presets claiming one queue), dropped
+    # by `unique_series`; counted so that the collision shows instead of a doubled or flapping value
+    collisions: tuple[tuple[str, ...], ...] = ()
+
+
+def unique_series(reading: Reading) -> Reading:
+    """The reading with every series once: the first queue record of a (tenant, queue) and the first
+    sample of a (metric, labels) win, the others are listed in `collisions`."""
+    seen: set[tuple[str, str]] = set()
+    queues: list[QueueStats] = []
+    dup: list[tuple[str, ...]] = []
+    for q in reading.queues:
+        key = (q.tenant, q.queue)
+        if key in seen:
+            dup.append(("jobqueue_depth", *key))
+        else:
+            seen.add(key)
+            queues.append(q)
+    taken: set[tuple[str, tuple[str, ...]]] = set()
+    samples: list[Sample] = []
+    for sample in reading.samples:
+        skey = (sample.metric, sample.labels)
+        if skey in taken:
+            dup.append((sample.metric, *sample.labels))
+        else:
+            taken.add(skey)
+            samples.append(sample)
+    if not dup:
+        return reading
+    return Reading(tuple(queues), tuple(samples), reading.latency, reading.malformed, reading.details,
+                   tuple(dict.fromkeys(dup)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from exporter.metrics import Exposition, build_exposition, render_source
-from exporter.model import Reading, Snapshot, SourceState, SourceStatus
+from exporter.model import Reading, Snapshot, SourceState, SourceStatus, unique_series
 from exporter.sources.base import Source, SourceError
 
 log = logging.getLogger("jobqueue.scheduler")
@@ -35,6 +35,7 @@ class Scheduler:
         self._errors: dict[str, dict[str, int]] = {s.name: {} for s in self.sources}
         self._last_success: dict[str, float | None] = {s.name: None for s in self.sources}
         self._count: dict[str, int] = {s.name: 0 for s in self.sources}
+        self._collisions: dict[str, tuple[tuple[str, ...], ...]] = {}
         initial = {
             s.name: SourceState(SourceStatus(s.name, s.backend, False, 0.0, 0.0, None), None)
             for s in self.sources
@@ -95,6 +96,7 @@ class Scheduler:
         self._count[name] += 1
         if reading is not None:
             self._last_success[name] = now
+            reading = self._once(name, reading)
         else:
             errors = self._errors[name]
             errors[kind or "error"] = errors.get(kind or "error", 0) + 1
@@ -104,6 +106,17 @@ class Scheduler:
         fragments = await asyncio.to_thread(render_source, status, reading, dict(self._errors[name]),
                                             source.config.interval)
         self._swap(name, SourceState(status, reading, fragments))
+
+    def _once(self, name: str, reading: Reading) -> Reading:
+        """Every series once (a doubled series is invalid OpenMetrics); collisions logged when they change."""
+        reading = unique_series(reading)
+        if reading.collisions != self._collisions.get(name, ()):
+            self._collisions[name] = reading.collisions
+            if reading.collisions:
+                log.warning("series produced twice, first kept", extra={
+                    "source": name, "count": len(reading.collisions),
+                    "series": [list(c) for c in reading.collisions[:10]]})
+        return reading
 
     def _swap(self, name: str, state: SourceState) -> None:
         sources = dict(self.snapshot.sources)

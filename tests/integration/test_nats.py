@@ -282,7 +282,7 @@ async def test_job_and_agent_registries(jsc: Js) -> None:
     q = 'source="nats",tenant="",queue="jobs"'
     assert values[f"jobqueue_depth{{{q}}}"] == 1
     assert values[f'jobqueue_jobs{{{q},state="completed"}}'] == 4
-    assert values['jobqueue_failed_jobs{source="nats",queue="jobs"}'] == 1
+    assert values['jobqueue_failed_jobs{source="nats",tenant="",queue="jobs"}'] == 1
     assert values['jobqueue_malformed_items{source="nats"}'] == 1
     assert details["agents"]["total"] == 3 and details["agents"]["ready"] == 1
     by_host = {a["hostname"]: a for a in details["agents"]["agents"]}

@@ -34,9 +34,8 @@ QUEUES = """
       - {layout: list, name: events, key: "tenant_{tenant}:events", timestamp_field: ts}
       - {layout: zset, name: sched, key: zq}
       - {layout: stream, name: stream, key: sq}
-      - {layout: laravel, prefix: "app_database_", queues: [default]}
       - {layout: horizon, prefix: "app_database_", horizon_prefix: "app_horizon:"}
-      - {layout: sidekiq, prefix: "sk:"}
+      - {layout: sidekiq, prefix: "sk:", tenant: sk}
       - {layout: rq}
       - {layout: celery, queues: [celery]}
       - {layout: bullmq, queues: [work]}
@@ -131,10 +130,12 @@ sources:
         assert got[f'jobqueue_depth{{source="{src}",tenant="a",queue="events"}}'] == 2
         assert got[f'jobqueue_oldest_age_seconds{{source="{src}",tenant="",queue="default"}}'] > 0
         assert got[f'jobqueue_source_up{{source="{src}",backend="redis"}}'] == 1
-    # in layout order; `default` three times: Laravel, Horizon (same list) and Sidekiq's queue:default
+    # in layout order, each series once: Horizon reads Laravel's `default`; Sidekiq's is its own app's
+    # (tenant "sk"); the stream's one entry is delivered to its group, so nothing waits there
     depths = [(q.queue, q.depth) for q in a.queues if q.tenant == ""]
-    assert depths == [("sched", 1), ("stream", 1), ("default", 1), ("default", 1), ("default", 1), ("mail", 1),
-                      ("celery", 1), ("work", 1)]
+    assert depths == [("sched", 1), ("stream", 0), ("default", 1), ("mail", 1), ("celery", 1), ("work", 1)]
+    assert [(q.queue, q.depth) for q in a.queues if q.tenant == "sk"] == [("default", 1)]
+    assert a.collisions == ()
 
     ran = commands_run(admin)
     assert ran["eval_ro"]["calls"] >= 1 and ran["evalsha_ro"]["calls"] >= 1

@@ -40,6 +40,8 @@ from exporter.sources.base import (
 )
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
+from exporter.sources.redis.layouts.horizon import HorizonLayout
+from exporter.sources.redis.layouts.laravel import LaravelLayout
 from exporter.sources.redis.ops import SEP, OpRunner
 from exporter.sources.redis.wire import Wire
 
@@ -142,6 +144,10 @@ class RedisConfig(SourceConfig):
         templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
         if self.tenants is None and templated:
             raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
+        for i in templated:
+            if self.queues[i].tenant is not None:
+                raise ValueError(f"queues[{i}] has `tenant` but its keys already take it from {{tenant}}")
+        overlaps(self.queues)
         return self
 
 
@@ -191,6 +197,7 @@ class RedisSource(Source):
         # when it last held anything or was announced. In memory only: a restart starts from discovery.
         self._tenant_seen: dict[str, float] = {}
         self.inventory: dict[tuple[int, str], dict[str, float]] = {}
+        self._holders: dict[tuple[str, str], int] = {}
 
     async def collect(self) -> Reading:
         try:
@@ -210,10 +217,11 @@ class RedisSource(Source):
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
-        groups = [(layout, tenants if layout.per_tenant else [""]) for layout in self.config.queues]
+        groups = [(layout, tenants if layout.per_tenant else [layout.tenant or ""]) for layout in self.config.queues]
         found = await self._discover(groups)
         plans: list[Plan] = []
-        owners: list[tuple[int, str] | None] = []  # the inventory entry each plan's records update
+        # per plan: the layout's index, and the inventory entry its records update (registry layouts)
+        owners: list[tuple[int, str | None]] = []
         for index, ((layout, ids), f) in enumerate(zip(groups, found, strict=True)):
             if layout.registry:
                 for tenant, replies in zip(ids, f, strict=True):
@@ -223,7 +231,7 @@ class RedisSource(Source):
             else:
                 batch = layout.plan_all(ids, f, now)
                 plans.extend(batch)
-                owners.extend([None] * len(batch))
+                owners.extend([(index, None)] * len(batch))
         results = await self.runner.run([op for plan in plans for op in plan.ops])
         # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
         return await asyncio.to_thread(self._parse, plans, owners, results, now, latency, len(tenants))
@@ -244,23 +252,34 @@ class RedisSource(Source):
             found.append(group)
         return found
 
-    def _parse(self, plans: list[Plan], owners: list[tuple[int, str] | None], results: list[Any], now: float,
+    def _parse(self, plans: list[Plan], owners: list[tuple[int, str | None]], results: list[Any], now: float,
                latency: float, tenants: int) -> Reading:
         out = Parsed()
         pos = 0
-        for plan, owner in zip(plans, owners, strict=True):
+        holders: dict[tuple[str, str], int] = {}
+        for plan, (index, tenant) in zip(plans, owners, strict=True):
             n = len(plan.ops)
             first = len(out.queues)
             plan.parse(results[pos : pos + n], now, out)
             pos += n
-            if owner is not None:
-                self._remember(owner, out.queues[first:], now)
+            records = out.queues[first:]
+            for q in records:
+                holders.setdefault((q.tenant, q.queue), index)
+            if tenant is not None:
+                self._remember((index, tenant), records, now)
+        self._holders = holders
         if self.config.tenants is not None:
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
             if self.config.tenants.scan is not None:
                 out.samples.append(Sample("jobqueue_tenants_dropped", (), self._dropped))
             out.details["tenants"] = list(self._tenants)
         return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details)
+
+    def layout_of(self, tenant: str, queue: str) -> Layout | None:
+        """The layout whose record of (tenant, queue) the last collection kept: the one that really holds
+        the queue (a registry layout claims every name in the config, not every name in Redis)."""
+        index = self._holders.get((tenant, queue))
+        return None if index is None else self.config.queues[index]
 
     def _remember(self, owner: tuple[int, str], records: list[QueueStats], now: float) -> None:
         """Queue inventory of a layout whose queues come from the library's registry (or live
@@ -326,6 +345,35 @@ class RedisSource(Source):
     async def close(self) -> None:
         await self.wire.close()
         await self.client.aclose()
+
+
+def overlaps(layouts: list[Layout]) -> None:
+    """Refuse a config in which two layouts report the same (tenant, queue): the series would be emitted
+    twice (invalid OpenMetrics, doubled sums). Horizon reads Laravel's lists itself, so a Laravel layout
+    on a Horizon layout's prefix is an overlap whatever the queues."""
+    def scope(layout: Layout) -> str:
+        return "{tenant}" if layout.per_tenant else (layout.tenant or "")
+
+    def name(i: int) -> str:
+        return f"queues[{i}] ({layouts[i].layout})"  # type: ignore[attr-defined]
+
+    claimed: dict[tuple[str, str], int] = {}
+    for i, layout in enumerate(layouts):
+        if isinstance(layout, LaravelLayout) and not isinstance(layout, HorizonLayout):
+            for j, other in enumerate(layouts):
+                if isinstance(other, HorizonLayout) and other.prefix == layout.prefix and scope(other) == scope(layout):
+                    raise ValueError(
+                        f"{name(i)} and {name(j)} both read the Laravel lists under prefix {layout.prefix!r}: "
+                        "Horizon reads them itself, drop the laravel layout (list its queues in the horizon "
+                        "layout's `queues` to read them without live supervisors)")
+        for queue in layout.static_queues():
+            first = claimed.setdefault((scope(layout), queue), i)
+            if first != i:
+                where = scope(layout) or '""'
+                raise ValueError(
+                    f"{name(first)} and {name(i)} both report queue {queue!r} (tenant {where}): give one of "
+                    "them its own `tenant` label or a different queue name (docs/sources/redis.md, "
+                    "Two apps in one Redis)")
 
 
 def filter_tenants(tenants: list[str], spec: Tenants, shard: tuple[int, int] = (0, 1)) -> list[str]:

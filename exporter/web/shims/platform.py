@@ -242,6 +242,9 @@ def _locate(request: web.Request, v: View, name: str) -> tuple[Any, Any, str] | 
             continue
         records = matching_queues(v.snapshot.reading(rule.source), name, rule.tenant)
         tenant = records[0].tenant if records else ("" if rule.tenant in ("", "*") else rule.tenant)
+        held = source.layout_of(tenant, name)
+        if held is not None and redis_jobs.supported(held):
+            return source, held, tenant
         for layout in source.config.queues:
             if redis_jobs.serves(layout, name) and redis_jobs.supported(layout):
                 return source, layout, tenant

@@ -101,6 +101,9 @@ class Layout(Model):
     """Base of every layout config."""
 
     scan: Annotated[int, Field(ge=1, le=100)] = 10
+    # For a layout without `{tenant}` in its keys: the tenant label of its series. Two apps in one
+    # Redis (two Laravel prefixes, two Sidekiq namespaces) each get their own, so no series is doubled.
+    tenant: str | None = None
 
     def templates(self) -> Sequence[str]:
         """Every key template of the layout; `{tenant}` in any of them makes it per-tenant."""
@@ -109,6 +112,13 @@ class Layout(Model):
     @property
     def per_tenant(self) -> bool:
         return any("{tenant}" in t for t in self.templates())
+
+    def static_queues(self) -> list[str]:
+        """The queue names the config alone says the layout reports (not those its registry announces)."""
+        name = getattr(self, "name", None)
+        if isinstance(name, str):
+            return [name]
+        return list(getattr(self, "queues", None) or [])
 
     @property
     def discovers(self) -> bool:
