@@ -100,8 +100,8 @@ async def test_scan_cap_after_include_exclude_and_shard(mode: str, redis_server:
             reading = await source.collect()
         finally:
             await source.close()
-        return reading.details["tenants"], {
-            **samples_of(reading, "jobqueue_tenants"), **{("dropped",): samples_of(reading, "jobqueue_tenants_dropped")[()]}}
+        dropped = samples_of(reading, "jobqueue_tenants_dropped")[()]
+        return reading.details["tenants"], {**samples_of(reading, "jobqueue_tenants"), ("dropped",): dropped}
 
     got, counts = await tenants(exclude="^t0")  # excluded ids no longer eat the cap
     assert got == ids[10:20] and counts == {(): 10, ("dropped",): 16}

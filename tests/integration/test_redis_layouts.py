@@ -106,6 +106,38 @@ async def test_missing_key_is_depth_zero_and_wrong_type_is_not_fatal(
     assert r.malformed == 1  # the string where a list should be
 
 
+async def test_implausible_timestamps_counted_and_skipped(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    """Before 2000, past the allowed skew, 1e300, NaN: counted as malformed and skipped in the op (Lua and
+    pipeline alike), so the next usable item gives the age."""
+    bad = [{"ts": NOW + 3600}, {"ts": 1e300}, {"ts": 12}, {"ts": "NaN"}, {"ts": (NOW - 100) * 1000}]
+    key = f"{prefix}q"
+    redis_client.rpush(key, *(json.dumps(b) for b in bad), json.dumps({"ts": NOW - 20}))
+    q = {"layout": "list", "name": "q", "key": key, "timestamp_field": "ts"}
+    r = await read(mode, [{**q, "timestamp_unit": "s"}])
+    # under `s` the millisecond item is a time in the year 55000: skipped too
+    assert ([(x.depth, x.oldest_timestamp) for x in r.queues], r.malformed) == ([(6, NOW - 20)], 5)
+    r = await read(mode, [q])  # default `auto`: the millisecond item is read by its magnitude
+    assert ([(x.depth, x.oldest_timestamp) for x in r.queues], r.malformed) == ([(6, NOW - 100)], 4)
+    r = await read(mode, [{**q, "future_skew": "2h"}])  # a wider skew accepts the item an hour ahead
+    assert ([x.oldest_timestamp for x in r.queues], r.malformed) == ([NOW + 3600], 0)
+    # a sorted set's first member (no scan): an implausible score is counted, no age
+    redis_client.zadd(f"{prefix}z", {"a": 5, "b": NOW - 3})
+    r = await read(mode, [{"layout": "zset", "name": "z", "key": f"{prefix}z"}])
+    assert ([(x.depth, x.oldest_timestamp) for x in r.queues], r.malformed) == ([(2, None)], 1)
+
+
+async def test_auto_unit_tells_seconds_from_milli_micro_and_nanoseconds(mode: str, redis_client: redis.Redis,
+                                                                        prefix: str) -> None:
+    scale = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
+    queues = []
+    for unit, factor in scale.items():
+        redis_client.rpush(f"{prefix}{unit}", json.dumps({"ts": int((NOW - 30) * factor)}))
+        queues.append({"layout": "list", "name": unit, "key": f"{prefix}{unit}", "timestamp_field": "ts"})
+    r = await read(mode, queues)
+    assert {x.queue: x.oldest_timestamp for x in r.queues} == {u: NOW - 30 for u in scale}
+    assert r.malformed == 0
+
+
 # ------------------------------------------------------------------------------------ sorted set
 
 

@@ -11,7 +11,7 @@ import redis
 
 from exporter.sources.redis.ops import SEP, WRONGTYPE, OpRunner
 from tests.conftest import REDIS_URL
-from tests.support.redis_libs import collect, make_source
+from tests.support.redis_libs import NOW, collect, make_source
 from tests.support.servers import RedisServer
 
 CORPUS = [
@@ -112,8 +112,8 @@ async def test_only_ops_for_zero_tenants(runners: tuple[OpRunner, OpRunner]) -> 
 @pytest.mark.parametrize("mode", ["lua", "pipeline"])
 async def test_database_number_in_url(mode: str, redis_server: RedisServer) -> None:
     admin = redis.Redis.from_url(redis_server.url.removesuffix("/0") + "/3", decode_responses=True)
-    admin.rpush("q", json.dumps({"ts": 7}), json.dumps({"ts": 9}))
+    admin.rpush("q", json.dumps({"ts": NOW - 7}), json.dumps({"ts": NOW - 9}))
     reading = await collect(redis_server.url.removesuffix("/0") + "/3",
                             [{"layout": "list", "name": "q", "key": "q", "timestamp_field": "ts"}], mode)
-    assert [(q.depth, q.oldest_timestamp) for q in reading.queues] == [(2, 7.0)]
+    assert [(q.depth, q.oldest_timestamp) for q in reading.queues] == [(2, NOW - 7)]
     admin.close()

@@ -12,7 +12,8 @@ Ops and their results:
   ZCOUNT key min max                               -> int
   HEAD key index fields scan kind                  -> [value or None, malformed]
       the first of up to `scan` items from `index` (0 = head, -1 = tail) whose JSON has one of the
-      `|`-separated dotted `fields` with a value of `kind` (num: a decimal number; iso: an ISO 8601
+      `|`-separated dotted `fields` with a value of `kind` (num: a decimal number; ts:<unit>:<latest>:
+      a number that is a plausible time in its unit, from 2000 up to `latest`; iso: an ISO 8601
       date-time; any); `fields` "" takes the raw item; items before it count as malformed
   HEADHASH key index hashprefix field scan kind    -> [value or None, malformed]
       the same, but items are ids and the value is HGET hashprefix..id field (BullMQ, RQ)
@@ -80,10 +81,33 @@ def undelivered_from(groups: Any) -> str | None:
     return found
 
 
+EPOCH_2000 = 946684800.0
+_DIV = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+def plausible(value: str, kind: str) -> bool:
+    """The Python twin of the Lua `plausible`: kind `ts:<unit>:<latest>`, a number that read in its unit
+    (auto: by magnitude) is a time from 2000-01-01 up to `latest`."""
+    if _NUMBER.fullmatch(value) is None:
+        return False
+    _, unit, latest = kind.split(":", 2)
+    x = float(value)
+    if unit == "auto":
+        for limit, div in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):
+            if x > limit:
+                x = x / div
+                break
+    else:
+        x = x / _DIV[unit]
+    return EPOCH_2000 <= x <= float(latest)
+
+
 def valid(value: str, kind: str) -> bool:
-    """The Python twin of the Lua `valid`: is `value` a usable timestamp of `kind` (num, iso, any)?"""
+    """The Python twin of the Lua `valid`: is `value` a usable timestamp of `kind` (num, ts:..., iso, any)?"""
     if kind == "num":
         return _NUMBER.fullmatch(value) is not None
+    if kind.startswith("ts:"):
+        return plausible(value, kind)
     if kind == "iso":
         return _ISO.match(value) is not None
     return True

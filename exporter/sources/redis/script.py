@@ -52,9 +52,28 @@ local function fast(item, fields)
   return string.match(item, pat[1]) or string.match(item, pat[2])
 end
 -- A usable timestamp: the same strict checks as `valid` in Python, so both paths skip the same items.
+-- 'ts:<unit>:<latest>': a number that, read in its unit (auto: by magnitude), is a time from 2000-01-01
+-- up to `latest` (now plus the allowed skew); NaN, inf, 1e300 and milliseconds read as seconds fail.
+local function numeric(v)
+  return string.find(v, '^%-?%d+%.?%d*$') ~= nil or string.find(v, '^%-?%d+%.?%d*[eE][%+%-]?%d+$') ~= nil
+end
+local DIV = {s = 1, ms = 1e3, us = 1e6, ns = 1e9}
+local function plausible(v, kind)
+  if not numeric(v) then return false end
+  local unit, latest = string.match(kind, '^ts:(%a+):(.+)$')
+  local x = tonumber(v)
+  if unit == 'auto' then
+    if x > 1e17 then x = x / 1e9 elseif x > 1e14 then x = x / 1e6 elseif x > 1e11 then x = x / 1e3 end
+  else
+    x = x / DIV[unit]
+  end
+  return x >= 946684800 and x <= tonumber(latest)
+end
 local function valid(v, kind)
   if kind == 'num' then
-    return string.find(v, '^%-?%d+%.?%d*$') ~= nil or string.find(v, '^%-?%d+%.?%d*[eE][%+%-]?%d+$') ~= nil
+    return numeric(v)
+  elseif string.sub(kind, 1, 3) == 'ts:' then
+    return plausible(v, kind)
   elseif kind == 'iso' then
     return string.find(v, '^%d%d%d%d%-%d%d%-%d%d[T ]%d%d:%d%d') ~= nil
   end

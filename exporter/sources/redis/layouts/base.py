@@ -19,16 +19,20 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from exporter.model import QueueStats, Sample
-from exporter.sources.base import Model
+from exporter.sources.base import Duration, Model
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
-SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
-def kind(unit: Unit) -> str:
-    """What a stored timestamp of `unit` must look like for the ops to accept it (see ops.valid)."""
-    return "iso" if unit == "iso" else "num"
+EPOCH_2000 = 946684800.0  # a stored enqueue time before this is not one (a wrong unit, a zero, a counter)
+DIV = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+def kind(unit: Unit, latest: float) -> str:
+    """What a stored timestamp of `unit` must look like for the ops to accept it (see ops.valid): a
+    number that is a time from 2000 up to `latest` in its unit, or an ISO date-time."""
+    return "iso" if unit == "iso" else f"ts:{unit}:{latest!r}"
 
 
 def to_seconds(raw: str | None, unit: Unit) -> float | None:
@@ -43,12 +47,12 @@ def to_seconds(raw: str | None, unit: Unit) -> float | None:
     value = float(raw)
     if not math.isfinite(value):
         raise ValueError(f"not a finite time: {raw!r}")
-    if unit == "auto":  # Sidekiq: float seconds before 8.0, integer milliseconds since
-        for limit, scale in ((1e17, 1e-9), (1e14, 1e-6), (1e11, 1e-3)):
+    if unit == "auto":  # by magnitude: s ~1.7e9, ms ~1.7e12, us ~1.7e15, ns ~1.7e18 (unambiguous 1973-5138)
+        for limit, div in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):
             if value > limit:
-                return value * scale
+                return value / div
         return value
-    return value * SCALE[unit]
+    return value / DIV[unit]
 
 
 @dataclass
@@ -74,18 +78,24 @@ def count(value: Any) -> int:
     return 0 if value == WRONGTYPE or value is None else int(value)
 
 
-def head_time(reply: Any, unit: Unit, out: Parsed) -> float | None:
-    """The timestamp of a HEAD/HEADHASH reply; unparseable values count as malformed."""
+def head_time(reply: Any, unit: Unit, out: Parsed, latest: float | None = None) -> float | None:
+    """The timestamp of a HEAD/HEADHASH reply; unparseable values count as malformed, and so do times
+    before 2000 or after `latest` (now plus the allowed skew) where the op could not skip them (ISO, a
+    sorted set's first member)."""
     if reply == WRONGTYPE:
         out.malformed += 1
         return None
     raw, bad = reply
     out.malformed += int(bad)
     try:
-        return to_seconds(raw, unit)
+        stamp = to_seconds(raw, unit)
     except (ValueError, TypeError, OverflowError):
         out.malformed += 1
         return None
+    if stamp is not None and latest is not None and not EPOCH_2000 <= stamp <= latest:
+        out.malformed += 1
+        return None
+    return stamp
 
 
 # QueueStats' defaults after `oldest_timestamp`, for building records without its Python __new__.
@@ -101,9 +111,19 @@ class Layout(Model):
     """Base of every layout config."""
 
     scan: Annotated[int, Field(ge=1, le=100)] = 10
+    # How far in the future a stored enqueue time may lie (clock skew between app hosts and the
+    # exporter) before it counts as malformed and the next item gives the age.
+    future_skew: Duration = 300.0
     # For a layout without `{tenant}` in its keys: the tenant label of its series. Two apps in one
     # Redis (two Laravel prefixes, two Sidekiq namespaces) each get their own, so no series is doubled.
     tenant: str | None = None
+
+    def latest(self, now: float) -> float:
+        """The latest plausible enqueue time at `now`."""
+        return now + self.future_skew
+
+    def stamp_kind(self, unit: Unit, now: float) -> str:
+        return kind(unit, self.latest(now))
 
     def templates(self) -> Sequence[str]:
         """Every key template of the layout; `{tenant}` in any of them makes it per-tenant."""

@@ -27,13 +27,14 @@ class BullMQLayout(Layout):
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         ops: list[Op] = []
+        stamp = self.stamp_kind("ms", now)
         for queue in self.queues:
             base = f"{fill_tenant(self.prefix, tenant)}:{queue}"
             ops += [
                 ("LLEN", f"{base}:wait"),
                 ("LLEN", f"{base}:paused"),
-                ("HEADHASH", f"{base}:wait", "-1", f"{base}:", "timestamp", str(self.scan), "num"),
-                ("HEADHASH", f"{base}:paused", "-1", f"{base}:", "timestamp", str(self.scan), "num"),
+                ("HEADHASH", f"{base}:wait", "-1", f"{base}:", "timestamp", str(self.scan), stamp),
+                ("HEADHASH", f"{base}:paused", "-1", f"{base}:", "timestamp", str(self.scan), stamp),
                 ("LLEN", f"{base}:active"),
                 *(("ZCARD", f"{base}:{state}") for state in _BULL_STATES[1:]),
                 ("HGET", f"{base}:meta", "paused"),
@@ -41,9 +42,11 @@ class BullMQLayout(Layout):
         width = 5 + len(_BULL_STATES)
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
+            latest = self.latest(now)
             for i, queue in enumerate(self.queues):
                 part = r[i * width : (i + 1) * width]
-                times = [t for t in (head_time(part[2], "ms", out), head_time(part[3], "ms", out)) if t is not None]
+                heads = (head_time(part[2], "ms", out, latest), head_time(part[3], "ms", out, latest))
+                times = [t for t in heads if t is not None]
                 counts = dict(zip(_BULL_STATES, map(count, part[4:-1]), strict=True))
                 # v5 paused queues keep their jobs in the `paused` list: still waiting, so in the depth
                 depth = count(part[0]) + count(part[1]) + counts["prioritized"]

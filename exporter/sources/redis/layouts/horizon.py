@@ -69,7 +69,7 @@ class HorizonLayout(LaravelLayout):
             ("ZCARD", f"{hp}failed_jobs"),
         ]
         for queue in read:
-            ops.extend(self.queue_ops(tenant, queue))
+            ops.extend(self.queue_ops(tenant, queue, now))
             ops.append(("HGET", f"{hp}queue:{queue}", "runtime"))
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
@@ -83,7 +83,7 @@ class HorizonLayout(LaravelLayout):
                 # Horizon's time to clear of each group that serves the queue; the longest counts
                 wait = max((horizon_wait(1, sum(ms[q] for q in g.split(",") if q), groups[g]) for g in served),
                            default=horizon_wait(1, ms[queue], 0))
-                out.queues.append(self.queue_stats(tenant, queue, part[:width], out, wait_seconds=wait))
+                out.queues.append(self.queue_stats(tenant, queue, part[:width], now, out, wait_seconds=wait))
                 waits[queue] = {"pending": count(part[0]), "wait_seconds": wait}
             alive = [m for m in masters if m["score"] >= now - 14]
             for status in ("running", "paused"):

@@ -51,7 +51,7 @@ class RQLayout(Layout):
             for i, queue in enumerate(queues):
                 part = r[i * width : (i + 1) * width]
                 states = tuple((state, count(v)) for (state, _), v in zip(_RQ_REGISTRIES, part[2:], strict=True))
-                oldest = head_time(part[1], "iso", out)
+                oldest = head_time(part[1], "iso", out, self.latest(now))
                 out.queues.append(QueueStats(queue, count(part[0]), tenant, oldest, states, failed=states[1][1]))
 
         return Plan(ops, parse)

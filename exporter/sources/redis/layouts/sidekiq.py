@@ -41,14 +41,15 @@ class SidekiqLayout(Layout):
         ops: list[Op] = [("ZCARD", f"{p}schedule"), ("ZCARD", f"{p}retry"), ("ZCARD", f"{p}dead")]
         for queue in queues:
             key = f"{p}queue:{queue}"
-            ops += [("LLEN", key), ("HEAD", key, "-1", "enqueued_at|created_at", str(self.scan), "num")]
+            ops += [("LLEN", key), ("HEAD", key, "-1", "enqueued_at|created_at", str(self.scan),
+                                          self.stamp_kind("auto", now))]
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             for state, value in zip(("scheduled", "retry", "dead"), r[:3], strict=True):
                 out.samples.append(Sample("jobqueue_library_jobs", (tenant, state), count(value)))
             for i, queue in enumerate(queues):
                 depth, head = r[3 + 2 * i], r[4 + 2 * i]
-                oldest = head_time(head, "auto", out)
+                oldest = head_time(head, "auto", out, self.latest(now))
                 out.queues.append(QueueStats(queue, count(depth), tenant, oldest, paused=queue in paused))
 
         return Plan(ops, parse)
