@@ -50,16 +50,20 @@ class ListLayout(Layout):
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             name, unit, append = self.name, self.timestamp_unit, out.queues.append
-            div = DIV.get(unit)
+            div, numeric = DIV.get(unit), unit != "iso"
             latest = self.latest(now)
             heads = r[1] if self.timestamp_field else [None] * len(tenants)
             new = tuple.__new__  # QueueStats' own __new__ is Python code; this loop runs once per tenant
             for tenant, depth, head in zip(tenants, r[0], heads, strict=True):
                 oldest = None
                 if head is not None:
-                    if div is not None and type(head) is list and head[1] == 0 and head[0] is not None:
+                    if numeric and type(head) is list and head[1] == 0 and head[0] is not None:
                         # the common case, inlined: a value the op already checked is a plausible time
-                        oldest = float(head[0]) / div
+                        oldest = float(head[0])
+                        if div is not None:
+                            oldest /= div
+                        elif oldest > 1e11:  # auto, as in base.to_seconds
+                            oldest /= 1e9 if oldest > 1e17 else 1e6 if oldest > 1e14 else 1e3
                         if not EPOCH_2000 <= oldest <= latest:
                             oldest = head_time(head, unit, out, latest)
                     else:
