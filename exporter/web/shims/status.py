@@ -121,7 +121,8 @@ def _agents(agents: Any, now: float) -> tuple[dict[str, Any] | None, list[dict[s
         listed.append({"hostname": a.get("hostname"), "labels": _labels(a.get("labels")),
                        "registered": f"{ago(now - beat)} ago" if beat is not None else None})
         registry.append({"type": "agent", "hostname": a.get("hostname"), "status": a.get("status"),
-                         "conditions": [], "age": None, "cpu_percent": None, "mem_bytes": None})
+                         "conditions": ["HeartbeatStale"] if a.get("stale") else [], "age": None,
+                         "cpu_percent": None, "mem_bytes": None})
     return {"total": as_int(agents.get("total")), "ready": as_int(agents.get("ready")), "agents": listed}, registry
 
 
