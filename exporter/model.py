@@ -27,6 +27,9 @@ class QueueStats(NamedTuple):
     failed: int | None = None
     wait_seconds: float | None = None
     paused: bool | None = None
+    # jobs the library recorded as finished in the last 3600 s, from its own finish times; None where
+    # the backend keeps none (a count since the exporter started would be made up)
+    completed_last_hour: int | None = None
 
 
 class Sample(NamedTuple):

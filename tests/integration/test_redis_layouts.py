@@ -306,6 +306,21 @@ async def test_horizon_configured_queue_without_supervisors(mode: str, redis_cli
     assert (q.depth, q.oldest_timestamp, q.wait_seconds) == (4, NOW - 8, 10)  # no processes: 4 x 2.5 s
 
 
+async def test_horizon_completed_last_hour_from_its_snapshots(mode: str, redis_client: redis.Redis,
+                                                               prefix: str) -> None:
+    """`horizon:snapshot` (RedisMetricsRepository::snapshot) ZADDs {throughput, runtime, wait, time} per
+    queue and resets the live counter: the hour is the snapshots in it plus the live counter; a queue
+    with no snapshot in the hour has an unknown count (null), never 0."""
+    app, hp = f"{prefix}db-", f"{prefix}hz:"
+    for at, throughput in ((NOW - 4000, 99), (NOW - 1800, 30), (NOW - 300, 10)):
+        member = json.dumps({"throughput": throughput, "runtime": 120.5, "wait": 0, "time": int(at)})
+        redis_client.zadd(f"{hp}snapshot:queue:mail", {member: int(at)})
+    redis_client.hset(f"{hp}queue:mail", mapping={"throughput": "5", "runtime": "120.5"})
+    redis_client.hset(f"{hp}queue:idle", mapping={"throughput": "500", "runtime": "10"})  # never snapshotted
+    r = await read(mode, [{"layout": "horizon", "prefix": app, "horizon_prefix": hp, "queues": ["mail", "idle"]}])
+    assert {q.queue: q.completed_last_hour for q in r.queues} == {"mail": 45, "idle": None}
+
+
 # --------------------------------------------------------------------------------------- Sidekiq
 
 

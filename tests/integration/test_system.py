@@ -119,9 +119,9 @@ async def test_lost_and_zombie_processes(spawn: Callable[[str, str], subprocess.
     assert (by_pid["status"], by_pid["processes"]) == ("NotReady", 0)
 
 
-LISTEN = """import socket, sys, time
+LISTEN = """import socket, time
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
-open(sys.argv[2], "w").write(str(s.getsockname()[1]))
+open(PORT_FILE, "w").write(str(s.getsockname()[1]))
 time.sleep(300)"""
 
 
@@ -132,16 +132,15 @@ async def test_a_component_named_by_its_listening_port(spawn: Callable[[str, str
     (the nats-server entry must not stay Ready on another nats-server of the host)."""
     token = f"jqtest-{uuid.uuid4().hex}"
     port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, "-c", LISTEN, token, str(port_file)])
-    try:
-        other = spawn(IDLE, token)
-        deadline = time.monotonic() + 10
-        while not port_file.exists() or not port_file.read_text():
-            assert time.monotonic() < deadline, "the listener did not start"
-            time.sleep(0.05)
-        port = int(port_file.read_text())
-        name = psutil.Process(proc.pid).name()
-        scheduler = make_scheduler(f"""
+    proc = spawn(LISTEN.replace("PORT_FILE", repr(str(port_file))), token)
+    other = spawn(IDLE, token)
+    deadline = time.monotonic() + 10
+    while not port_file.exists() or not port_file.read_text():
+        assert time.monotonic() < deadline, "the listener did not start"
+        await asyncio.sleep(0.05)
+    port = int(port_file.read_text())
+    name = psutil.Process(proc.pid).name()
+    scheduler = make_scheduler(f"""
 sources:
   - name: host
     type: system
@@ -150,17 +149,13 @@ sources:
       - {{name: by-port, process: "{name}", cmdline: "{token}", port: {port}}}
       - {{name: dead-port, process: "{name}", cmdline: "{token}", port: {port + 1 if port < 65535 else port - 1}}}
 """)
-        await scheduler.collect_once()
-        found = registry(scheduler)
-        assert found["by-name"]["pids"] == sorted([proc.pid, other.pid])
-        assert (found["by-port"]["pids"], found["by-port"]["status"]) == ([proc.pid], "Ready")
-        assert (found["dead-port"]["pids"], found["dead-port"]["status"]) == ([], "NotReady")
-        proc.kill()
-        proc.wait()
-        await scheduler.collect_once()
-        assert (registry(scheduler)["by-port"]["status"], registry(scheduler)["by-name"]["pids"]) == (
-            "NotReady", [other.pid])
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    await scheduler.collect_once()
+    found = registry(scheduler)
+    assert found["by-name"]["pids"] == sorted([proc.pid, other.pid])
+    assert (found["by-port"]["pids"], found["by-port"]["status"]) == ([proc.pid], "Ready")
+    assert (found["dead-port"]["pids"], found["dead-port"]["status"]) == ([], "NotReady")
+    proc.kill()
+    proc.wait()
+    await scheduler.collect_once()
+    assert (registry(scheduler)["by-port"]["status"], registry(scheduler)["by-name"]["pids"]) == (
+        "NotReady", [other.pid])

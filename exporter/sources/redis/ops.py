@@ -24,6 +24,7 @@ Ops and their results:
       delivered to some group or None]: the entry after the earliest last-delivered id of the groups
       whose lag is not 0 (see undelivered_from)
   HGETALL key                                      -> flat [field, value, ...]
+  LFIRST key n                                     -> the first `n` items of a list
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
       for the `cap` members with the highest scores (the freshest heartbeats), highest first
@@ -447,6 +448,8 @@ def _pack_one(op: Op) -> bytes:
         return pack("ZRANGE", key, 0, 0, "WITHSCORES")
     if name == "ZMEMBERS":
         return pack("ZRANGE", key, 0, int(op[2]) - 1, "WITHSCORES")
+    if name == "LFIRST":
+        return pack("LRANGE", key, 0, int(op[2]) - 1)
     if name == "ZHASHES":
         return pack("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
     if name == "SMEMBERS":

@@ -187,6 +187,8 @@ local function one(op, key, a)
     return {groups, r[1][1]}
   elseif op == 'HGETALL' then
     return call('HGETALL', key)
+  elseif op == 'LFIRST' then
+    return call('LRANGE', key, 0, tonumber(a[1]) - 1)
   elseif op == 'ZMEMBERS' then
     return call('ZRANGE', key, 0, tonumber(a[1]) - 1, 'WITHSCORES')
   elseif op == 'ZHASHES' then
@@ -205,7 +207,7 @@ local function one(op, key, a)
   return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
 end
 local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
-  HEAD = 4, HEADHASH = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, XUNDELIVERED = 0, HGETALL = 0, ZMEMBERS = 1,
+  HEAD = 4, HEADHASH = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, XUNDELIVERED = 0, HGETALL = 0, LFIRST = 1, ZMEMBERS = 1,
   ZHASHES = 2, SMEMBERS = 1}
 local out = {}
 local i, n = 1, #ARGV
@@ -238,7 +240,7 @@ return out
 ARITY = {
     "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
     "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2, "XUNDELIVERED": 2,
-    "HGETALL": 2, "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
+    "HGETALL": 2, "LFIRST": 3, "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -38,8 +39,11 @@ class BullMQLayout(Layout):
                 ("LLEN", f"{base}:active"),
                 *(("ZCARD", f"{base}:{state}") for state in _BULL_STATES[1:]),
                 ("HGET", f"{base}:meta", "paused"),
+                ("ZCOUNT", f"{base}:completed", repr((now - 3600) * 1000), "+inf"),
+                ("HGETALL", f"{base}:metrics:completed"),
+                ("LFIRST", f"{base}:metrics:completed:data", "60"),
             ]
-        width = 5 + len(_BULL_STATES)
+        width = 8 + len(_BULL_STATES)
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             latest = self.latest(now)
@@ -47,13 +51,38 @@ class BullMQLayout(Layout):
                 part = r[i * width : (i + 1) * width]
                 heads = (head_time(part[2], "ms", out, latest), head_time(part[3], "ms", out, latest))
                 times = [t for t in heads if t is not None]
-                counts = dict(zip(_BULL_STATES, map(count, part[4:-1]), strict=True))
+                counts = dict(zip(_BULL_STATES, map(count, part[4:-4]), strict=True))
                 # v5 paused queues keep their jobs in the `paused` list: still waiting, so in the depth
                 depth = count(part[0]) + count(part[1]) + counts["prioritized"]
                 states = tuple(counts.items())
                 out.queues.append(QueueStats(
                     queue, depth, tenant, min(times) if times else None, states,
-                    failed=counts["failed"], paused=part[-1] in ("1", "true"),
+                    failed=counts["failed"], paused=part[-4] in ("1", "true"),
+                    completed_last_hour=completed_last_hour(now, counts["completed"], count(part[-3]), part[-2],
+                                                            part[-1]),
                 ))
 
         return Plan(ops, parse)
+
+
+def completed_last_hour(now: float, kept: int, in_window: int, meta: Any, points: Any) -> int | None:
+    """Jobs BullMQ finished in the last 3600 s.
+
+    With worker metrics on (`metrics: {maxDataPoints}`), from BullMQ's own per-minute counts
+    (`collectMetrics.lua`): `count - prevCount` jobs finished in the minute of `prevTS` (a later one
+    would have pushed a point), and data point i counts minute `prevTS` - 1 - i; so the hour holds the
+    first 59 - m points, m = minutes since `prevTS`. Without metrics, the completed set's scores are
+    finish times (`moveToFinished`): exact unless `removeOnComplete` dropped jobs, which an empty set
+    cannot tell from none finished, so empty is unknown (None), not 0.
+    """
+    fields = (meta if isinstance(meta, dict) else
+              dict(zip(meta[::2], meta[1::2], strict=False)) if isinstance(meta, list) else {})
+    if "prevTS" in fields:
+        try:
+            since = math.floor(now / 60) - math.floor(float(fields["prevTS"]) / 60000)
+            current = int(fields.get("count", 0)) - int(fields.get("prevCount", 0)) if since <= 59 else 0
+            rows = points if isinstance(points, list) else []
+            return current + sum(int(p) for p in rows[: max(0, 59 - since)])
+        except ValueError:
+            return None
+    return in_window if kept else None

@@ -70,11 +70,12 @@ class HorizonLayout(LaravelLayout):
         ]
         for queue in read:
             ops.extend(self.queue_ops(tenant, queue, now))
-            ops.append(("HGET", f"{hp}queue:{queue}", "runtime"))
+            ops += [("HGET", f"{hp}queue:{queue}", "runtime"), ("HGET", f"{hp}queue:{queue}", "throughput"),
+                    ("ZMEMBERS", f"{hp}snapshot:queue:{queue}", "24")]
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             recent_failed, total_failed = count(r[0]), count(r[1])
-            parts = {q: r[2 + i * (width + 1) : 2 + (i + 1) * (width + 1)] for i, q in enumerate(read)}
+            parts = {q: r[2 + i * (width + 3) : 2 + (i + 1) * (width + 3)] for i, q in enumerate(read)}
             ms = {q: count(part[0]) * to_float(part[width]) for q, part in parts.items()}
             waits: dict[str, dict[str, int | float]] = {}
             for queue in queues:
@@ -83,7 +84,9 @@ class HorizonLayout(LaravelLayout):
                 # Horizon's time to clear of each group that serves the queue; the longest counts
                 wait = max((horizon_wait(1, sum(ms[q] for q in g.split(",") if q), groups[g]) for g in served),
                            default=horizon_wait(1, ms[queue], 0))
-                out.queues.append(self.queue_stats(tenant, queue, part[:width], now, out, wait_seconds=wait))
+                out.queues.append(self.queue_stats(
+                    tenant, queue, part[:width], now, out, wait_seconds=wait,
+                    completed_last_hour=horizon_completed(now, part[width + 1], part[width + 2])))
                 waits[queue] = {"pending": count(part[0]), "wait_seconds": wait}
             alive = [m for m in masters if m["score"] >= now - 14]
             for status in ("running", "paused"):
@@ -111,3 +114,17 @@ def horizon_wait(ready: int, runtime_ms: float, processes: int) -> int:
     if processes > 0:
         total_ms /= processes
     return math.floor(total_ms / 1000 + 0.5)  # PHP round(): half away from zero
+
+
+def horizon_completed(now: float, throughput: Any, snapshots: Any) -> int | None:
+    """Jobs Horizon processed on the queue in the last 3600 s, from its metrics: the `throughput` of the
+    `snapshot:queue:NAME` entries taken in the hour plus the live counter since the last snapshot
+    (`horizon:snapshot` resets it). Without a snapshot in the hour the live counter's window is unknown
+    (None). A snapshot covers the interval before it, so the first in the hour may reach a few minutes
+    further back (by one snapshot interval at most).
+    """
+    flat = snapshots if isinstance(snapshots, list) else []
+    recent = [json_dict(m) for m, score in zip(flat[::2], flat[1::2], strict=False) if to_float(score) >= now - 3600]
+    if not recent:
+        return None
+    return to_int(throughput) + sum(to_int(s.get("throughput")) for s in recent)
