@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -347,7 +348,7 @@ class RedisSource(Source):
         await self.client.aclose()
 
 
-def overlaps(layouts: list[Layout]) -> None:
+def overlaps(layouts: Sequence[Layout]) -> None:
     """Refuse a config in which two layouts report the same (tenant, queue): the series would be emitted
     twice (invalid OpenMetrics, doubled sums). Horizon reads Laravel's lists itself, so a Laravel layout
     on a Horizon layout's prefix is an overlap whatever the queues."""
