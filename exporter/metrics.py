@@ -69,7 +69,7 @@ CORE_METRICS: tuple[MetricDef, ...] = (
     MetricDef(
         "jobqueue_series_collisions",
         "Series the last collection produced more than once (two layouts or presets claiming one queue); "
-        "each is emitted once, the first kept. Non-zero: give the layouts a `queue_prefix`.",
+        "each is emitted once, the first kept. Non-zero: give each app's layouts their own `tenant`.",
     ),
     MetricDef(
         "jobqueue_collect_errors",
