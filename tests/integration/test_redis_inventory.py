@@ -14,7 +14,17 @@ import pytest
 import redis
 
 from tests.conftest import REDIS_URL
-from tests.support.redis_libs import NOW, by_queue, make_source, samples_of, seed_horizon, seed_laravel, seed_sidekiq
+from tests.support.redis_libs import (
+    NOW,
+    by_queue,
+    collect,
+    complete_bullmq,
+    make_source,
+    samples_of,
+    seed_horizon,
+    seed_laravel,
+    seed_sidekiq,
+)
 from tests.support.servers import RedisServer
 from tests.support.shims import get, serve
 
@@ -158,3 +168,24 @@ async def test_daemon_drained_tenant_reads_zero_and_answers_200(redis_client: re
         assert 'jobqueue_oldest_timestamp_seconds{source="redis",tenant="acme"' not in metrics
         assert await get(client, "/api/v1/health?tenant=never-seen", **admin) == (404, {"message": "Not Found."})
         assert (await get(client, "/api/v1/landlord/tenants", **admin))[1] == {"tenants": ["acme"]}
+
+
+async def test_restart_while_horizon_is_down_still_finds_the_backlog(mode: str, redis_client: redis.Redis,
+                                                                     prefix: str) -> None:
+    """A fresh exporter, no live supervisor: Laravel's `queues:*` lists are found by a bounded SCAN."""
+    app, hp = f"{prefix}laravel-database-", f"{prefix}horizon:"
+    seed_laravel(redis_client, app, "high", [int(NOW) - 300 + i for i in range(100)], delayed=2, reserved=1)
+    seed_laravel(redis_client, app, "later", [], delayed=1, reserved=0)  # only a :delayed set
+    reading = await collect(REDIS_URL, [{"layout": "horizon", "prefix": app, "horizon_prefix": hp}], mode)
+    got = {q.queue: (q.depth, q.oldest_timestamp, dict(q.states)) for q in reading.queues}
+    assert got == {"high": (100, NOW - 300, {"delayed": 2, "reserved": 1})}
+    # `later` has no list of its own: its :delayed companion names no queue until jobs are due
+
+
+async def test_bullmq_queues_found_by_their_meta_hash(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    """BullMQ without `queues`: every queue BullMQ created (it writes `<prefix>:<queue>:meta`)."""
+    bull_prefix = prefix.rstrip(":")
+    report = complete_bullmq(REDIS_URL, bull_prefix, 2)
+    assert report["kept"]["completed"] == 2
+    reading = await collect(REDIS_URL, [{"layout": "bullmq", "prefix": bull_prefix}], mode, now=None)
+    assert {q.queue: q.completed_last_hour for q in reading.queues} == {"blind": None, "dropped": 2, "kept": 2}

@@ -47,6 +47,7 @@ from exporter.sources.redis.ops import SEP, OpRunner
 from exporter.sources.redis.wire import Wire
 
 log = logging.getLogger("jobqueue.redis")
+SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
 
 
 class SourceTimeout(SourceError):
@@ -199,6 +200,7 @@ class RedisSource(Source):
         self._tenant_seen: dict[str, float] = {}
         self.inventory: dict[tuple[int, str], dict[str, float]] = {}
         self._holders: dict[tuple[str, str], int] = {}
+        self._scanned_at = -1e18
 
     async def collect(self) -> Reading:
         try:
@@ -218,6 +220,7 @@ class RedisSource(Source):
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
+        await self._scan_queues(now)
         groups = [(layout, tenants if layout.per_tenant else [layout.tenant or ""]) for layout in self.config.queues]
         found = await self._discover(groups)
         plans: list[Plan] = []
@@ -295,6 +298,33 @@ class RedisSource(Source):
                 del known[q.queue]  # read (and reported) this once more; announced again, it comes back
         if not known:
             del self.inventory[owner]
+
+    async def _scan_queues(self, now: float) -> None:
+        """Queues no registry lists (Laravel's lists under a Horizon without live supervisors, BullMQ
+        queues not named in the config) found by a bounded SCAN of their keys, every `tenants.refresh`
+        (60 s without tenants), into the inventory: a backlog is found even after a restart while
+        Horizon is down."""
+        refresh = self.config.tenants.refresh if self.config.tenants is not None else 60.0
+        if time.monotonic() - self._scanned_at < refresh:
+            return
+        self._scanned_at = time.monotonic()
+        for index, layout in enumerate(self.config.queues):
+            match = layout.scan_match() if layout.registry else None
+            if match is None:
+                continue
+            known = self.inventory.setdefault((index, layout.tenant or ""), {})
+            cursor: Any = 0
+            found = 0
+            while True:
+                cursor, keys = await self.client.scan(cursor, match=match, count=1000)
+                for key in keys:
+                    queue = layout.scanned_queue(key)
+                    if queue is not None and (queue in known or found < SCAN_CAP):
+                        found += queue not in known
+                        known[queue] = now
+                if int(cursor) == 0:
+                    break
+                await asyncio.sleep(0)
 
     async def _current_tenants(self) -> list[str]:
         spec = self.config.tenants

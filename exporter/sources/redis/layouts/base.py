@@ -154,6 +154,15 @@ class Layout(Model):
         source keeps an inventory of them and passes the known ones to `plan_known`."""
         return False
 
+    def scan_match(self) -> str | None:
+        """A SCAN MATCH pattern whose keys name the layout's queues where no registry lists them all
+        (Laravel's `queues:*` lists for Horizon, BullMQ's `meta` hashes); None: nothing to scan."""
+        return None
+
+    def scanned_queue(self, key: str) -> str | None:
+        """The queue a key found by `scan_match` belongs to, or None for keys of no queue."""
+        return None
+
     def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
         """`plan`, also reading the queues of the inventory that discovery no longer announces."""
         return self.plan(tenant, found, now)

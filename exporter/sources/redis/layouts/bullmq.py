@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from pydantic import model_validator
+
 from exporter.model import QueueStats
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time
 from exporter.sources.redis.script import Op
@@ -20,16 +22,38 @@ class BullMQLayout(Layout):
     """
 
     layout: Literal["bullmq"]
-    queues: list[str]
+    queues: list[str] | None = None  # None: every queue with a `meta` hash (BullMQ writes one per queue)
     prefix: str = "bull"
 
     def templates(self) -> Sequence[str]:
         return (self.prefix,)
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    @model_validator(mode="after")
+    def _named_per_tenant(self) -> BullMQLayout:
+        if self.queues is None and self.per_tenant:
+            raise ValueError("a bullmq layout with {tenant} in its prefix needs `queues` (found by SCAN only "
+                             "without tenants)")
+        return self
+
+    @property
+    def registry(self) -> bool:
+        return self.queues is None
+
+    def scan_match(self) -> str | None:
+        return None if self.per_tenant else f"{self.prefix}:*:meta"
+
+    def scanned_queue(self, key: str) -> str | None:
+        name = key.removeprefix(f"{self.prefix}:").removesuffix(":meta")
+        return name if name and name != key and ":" not in name else None
+
+    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+        return self.plan(tenant, found, now, known)
+
+    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         ops: list[Op] = []
         stamp = self.stamp_kind("ms", now)
-        for queue in self.queues:
+        queues = self.queues if self.queues is not None else sorted(known)
+        for queue in queues:
             base = f"{fill_tenant(self.prefix, tenant)}:{queue}"
             ops += [
                 ("LLEN", f"{base}:wait"),
@@ -47,7 +71,7 @@ class BullMQLayout(Layout):
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             latest = self.latest(now)
-            for i, queue in enumerate(self.queues):
+            for i, queue in enumerate(queues):
                 part = r[i * width : (i + 1) * width]
                 heads = (head_time(part[2], "ms", out, latest), head_time(part[3], "ms", out, latest))
                 times = [t for t in heads if t is not None]

@@ -45,6 +45,17 @@ class HorizonLayout(LaravelLayout):
     def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
         return self.plan(tenant, found, now, known)
 
+    def scan_match(self) -> str | None:
+        return None if self.per_tenant else f"{self.prefix}queues:*"
+
+    def scanned_queue(self, key: str) -> str | None:
+        """`PREFIX queues:NAME` (Laravel's list) -> NAME; its `:delayed`, `:reserved` and `:notify`
+        companions name no queue of their own."""
+        name = key.removeprefix(f"{self.prefix}queues:")
+        if name == key or name.endswith((":delayed", ":reserved", ":notify")):
+            return None
+        return name[1:-1] if self.cluster and name.startswith("{") and name.endswith("}") else name
+
     def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         hp = fill_tenant(self.horizon_prefix, tenant)
         masters = hashes(found[0])
