@@ -274,8 +274,7 @@ class RedisSource(Source):
         self._holders = holders
         if self.config.tenants is not None:
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
-            if self.config.tenants.scan is not None:
-                out.samples.append(Sample("jobqueue_tenants_dropped", (), self._dropped))
+            out.samples.append(Sample("jobqueue_tenants_dropped", (), self._dropped))  # 0 without a cap
             out.details["tenants"] = list(self._tenants)
         return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details)
 
