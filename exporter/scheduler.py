@@ -96,16 +96,21 @@ class Scheduler:
         self._count[name] += 1
         if reading is not None:
             self._last_success[name] = now
-            reading = self._once(name, reading)
         else:
             errors = self._errors[name]
             errors[kind or "error"] = errors.get(kind or "error", 0) + 1
             log.warning("collect failed", extra={"source": name, "kind": kind, "error": error})
         status = SourceStatus(name, source.backend, reading is not None, now, duration,
                               self._last_success[name], error, kind, self._count[name])
-        fragments = await asyncio.to_thread(render_source, status, reading, dict(self._errors[name]),
-                                            source.config.interval)
+        # off the event loop: at 10k tenants both walk tens of thousands of records
+        reading, fragments = await asyncio.to_thread(self._render, status, reading, source.config.interval)
         self._swap(name, SourceState(status, reading, fragments))
+
+    def _render(self, status: SourceStatus, reading: Reading | None, interval: float
+                ) -> tuple[Reading | None, dict[str, bytes]]:
+        if reading is not None:
+            reading = self._once(status.name, reading)
+        return reading, render_source(status, reading, dict(self._errors[status.name]), interval)
 
     def _once(self, name: str, reading: Reading) -> Reading:
         """Every series once (a doubled series is invalid OpenMetrics); collisions logged when they change."""

@@ -86,21 +86,26 @@ EPOCH_2000 = 946684800.0
 _DIV = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
+_SPANS: dict[str, tuple[float | None, float]] = {}
+
+
 def plausible(value: str, kind: str) -> bool:
     """The Python twin of the Lua `plausible`: kind `ts:<unit>:<latest>`, a number that read in its unit
     (auto: by magnitude) is a time from 2000-01-01 up to `latest`."""
     if _NUMBER.fullmatch(value) is None:
         return False
-    _, unit, latest = kind.split(":", 2)
-    x = float(value)
-    if unit == "auto":
-        for limit, div in ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3)):
-            if x > limit:
-                x = x / div
-                break
-    else:
-        x = x / _DIV[unit]
-    return EPOCH_2000 <= x <= float(latest)
+    span = _SPANS.get(kind)
+    if span is None:
+        if len(_SPANS) > 1000:  # `latest` moves every collection: keep the memo small
+            _SPANS.clear()
+        _, unit, latest = kind.split(":", 2)
+        span = _SPANS[kind] = (_DIV.get(unit), float(latest))
+    x, div = float(value), span[0]
+    if div is not None:
+        x = x / div
+    elif x > 1e11:
+        x = x / (1e9 if x > 1e17 else 1e6 if x > 1e14 else 1e3)
+    return EPOCH_2000 <= x <= span[1]
 
 
 def valid(value: str, kind: str) -> bool:

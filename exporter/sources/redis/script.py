@@ -57,17 +57,23 @@ end
 local function numeric(v)
   return string.find(v, '^%-?%d+%.?%d*$') ~= nil or string.find(v, '^%-?%d+%.?%d*[eE][%+%-]?%d+$') ~= nil
 end
-local DIV = {s = 1, ms = 1e3, us = 1e6, ns = 1e9}
+local DIV = {s = 1, ms = 1e3, us = 1e6, ns = 1e9, auto = false}
+local spans = {}  -- kind -> {divisor or false for auto, latest}: parsed once per script call
 local function plausible(v, kind)
   if not numeric(v) then return false end
-  local unit, latest = string.match(kind, '^ts:(%a+):(.+)$')
-  local x = tonumber(v)
-  if unit == 'auto' then
-    if x > 1e17 then x = x / 1e9 elseif x > 1e14 then x = x / 1e6 elseif x > 1e11 then x = x / 1e3 end
-  else
-    x = x / DIV[unit]
+  local span = spans[kind]
+  if not span then
+    local unit, latest = string.match(kind, '^ts:(%a+):(.+)$')
+    span = {DIV[unit], tonumber(latest)}
+    spans[kind] = span
   end
-  return x >= 946684800 and x <= tonumber(latest)
+  local x, div = tonumber(v), span[1]
+  if div then
+    x = x / div
+  elseif x > 1e11 then
+    if x > 1e17 then x = x / 1e9 elseif x > 1e14 then x = x / 1e6 else x = x / 1e3 end
+  end
+  return x >= 946684800 and x <= span[2]
 end
 local function valid(v, kind)
   if kind == 'num' then

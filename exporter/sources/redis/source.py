@@ -222,6 +222,9 @@ class RedisSource(Source):
         now = self.clock()
         await self._scan_queues(now)
         groups = [(layout, tenants if layout.per_tenant else [layout.tenant or ""]) for layout in self.config.queues]
+        if len(self.inventory) > len(tenants) * len(groups) + len(groups):  # tenants forgotten or dropped
+            read = {(i, t) for i, (_, ids) in enumerate(groups) for t in ids}
+            self.inventory = {k: v for k, v in self.inventory.items() if k in read}
         found = await self._discover(groups)
         plans: list[Plan] = []
         # per plan: the layout's index, and the inventory entry its records update (registry layouts)
