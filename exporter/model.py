@@ -7,8 +7,10 @@ stamps them into a `Snapshot`, and every reader works from that one frozen value
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 
 class QueueStats(NamedTuple):
@@ -48,8 +50,9 @@ class Sample(NamedTuple):
 class Reading:
     """What one successful `collect()` returns.
 
-    `details` carries structured facts that health rules and the JSON shims read (for example
-    Horizon supervisors or NATS streams); it is never exported as metrics directly.
+    `facts` are the typed records health rules and the JSON shims read (`exporter/facts.py`);
+    `details` is the free-form tree that operator-written `Ref` paths of the config reach into.
+    Neither is exported as metrics directly.
     """
 
     queues: tuple[QueueStats, ...] = ()
@@ -57,9 +60,18 @@ class Reading:
     latency: float | None = None
     malformed: int = 0
     details: Mapping[str, Any] = field(default_factory=dict)
+    facts: tuple[object, ...] = ()
     # series the source produced more than once (two layouts or presets claiming one queue), dropped
     # by `unique_series`; counted so that the collision shows instead of a doubled or flapping value
     collisions: tuple[tuple[str, ...], ...] = ()
+
+    def fact(self, kind: type[T]) -> T | None:
+        """The source's one fact of that type (`exporter/facts.py`), or None."""
+        return next((f for f in self.facts if isinstance(f, kind)), None)
+
+    def facts_of(self, kind: type[T]) -> list[T]:
+        """Every fact of that type, in the order the source gave them."""
+        return [f for f in self.facts if isinstance(f, kind)]
 
 
 def unique_series(reading: Reading) -> Reading:
@@ -86,8 +98,30 @@ def unique_series(reading: Reading) -> Reading:
             samples.append(sample)
     if not dup:
         return reading
-    return Reading(tuple(queues), tuple(samples), reading.latency, reading.malformed, reading.details,
-                   tuple(dict.fromkeys(dup)))
+    return replace(reading, queues=tuple(queues), samples=tuple(samples), collisions=tuple(dict.fromkeys(dup)))
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job of a queue as the job listing shows it; times in Unix seconds, None when unknown."""
+
+    id: str | None
+    queue: str
+    status: str
+    payload: Any = None
+    error: str | None = None  # the first line of the failure message
+    stack_trace: str | None = None
+    attempts: int | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a queue's jobs, read live, and the number of jobs of that state in all."""
+
+    jobs: tuple[Job, ...]
+    total: int
 
 
 @dataclass(frozen=True, slots=True)

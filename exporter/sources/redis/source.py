@@ -24,7 +24,8 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from exporter.model import QueueStats, Reading, Sample
+from exporter.facts import Tenants as TenantIds
+from exporter.model import JobPage, QueueStats, Reading, Sample
 from exporter.sources.base import (
     Duration,
     MetricDef,
@@ -35,25 +36,22 @@ from exporter.sources.base import (
     SourceContext,
     SourceDenied,
     SourceError,
+    SourceTimeout,
     SourceUnreachable,
     check_one_secret,
     read_secret,
 )
+from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
 from exporter.sources.redis.layouts.horizon import HorizonLayout
 from exporter.sources.redis.layouts.laravel import LaravelLayout
-from exporter.sources.redis.ops import SEP, OpRunner
+from exporter.sources.redis.ops import OpRunner
+from exporter.sources.redis.script import SEP
 from exporter.sources.redis.wire import Wire
 
 log = logging.getLogger("jobqueue.redis")
 SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
-
-
-class SourceTimeout(SourceError):
-    """Redis accepted the connection but did not answer in time (a hung or overloaded server)."""
-
-    kind = "timeout"
 
 
 def _regex(value: str | None) -> str | None:
@@ -205,14 +203,21 @@ class RedisSource(Source):
     async def collect(self) -> Reading:
         try:
             return await self._collect()
-        except (AuthenticationError, NoPermissionError) as err:
-            raise SourceDenied(f"redis refused the exporter: {err}") from err
-        except RedisTimeoutError as err:
-            raise SourceTimeout(f"redis did not answer: {err}") from err
-        except (RedisConnectionError, OSError) as err:
-            raise SourceUnreachable(f"redis unreachable: {err}") from err
-        except RedisError as err:
-            raise SourceError(f"redis error: {err}") from err
+        except (RedisError, OSError) as err:
+            raise failure(err) from err
+
+    async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
+        """The layout whose series of the queue the last collection kept (the one that really holds it)
+        answers; before that, the first layout that reads `queue` and can list jobs."""
+        held = self.layout_of(tenant, queue)
+        layout = held if held is not None and held.lists_jobs else next(
+            (q for q in self.config.queues if q.serves(queue) and q.lists_jobs), None)
+        if layout is None:
+            return None
+        try:
+            return await read_page(self.client, layout, tenant, queue, state, limit, offset)
+        except (RedisError, OSError) as err:
+            raise failure(err) from err
 
     async def _collect(self) -> Reading:
         started = time.perf_counter()
@@ -243,11 +248,12 @@ class RedisSource(Source):
         # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
         return await asyncio.to_thread(self._parse, plans, owners, results, now, latency, len(tenants))
 
-    async def _discover(self, groups: list[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
+    async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
         """One op run for every layout's discovery reads; layouts without any cost nothing."""
         ops_per = [[layout.discovery(t) for t in ids] if layout.discovers else [] for layout, ids in groups]
         flat = await self.runner.run([op for per in ops_per for ops in per for op in ops])
-        found, pos = [], 0
+        found: list[list[list[Any]]] = []
+        pos = 0
         for (_, ids), per in zip(groups, ops_per, strict=True):
             if not per:
                 found.append([[]] * len(ids))
@@ -279,7 +285,8 @@ class RedisSource(Source):
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
             out.samples.append(Sample("jobqueue_tenants_dropped", (), self._dropped))  # 0 without a cap
             out.details["tenants"] = list(self._tenants)
-        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details)
+            out.facts.append(TenantIds(tuple(self._tenants)))
+        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details, tuple(out.facts))
 
     def layout_of(self, tenant: str, queue: str) -> Layout | None:
         """The layout whose record of (tenant, queue) the last collection kept: the one that really holds
@@ -320,7 +327,7 @@ class RedisSource(Source):
             while True:
                 cursor, keys = await self.client.scan(cursor, match=match, count=1000)
                 for key in keys:
-                    queue = layout.scanned_queue(key)
+                    queue = layout.scanned_queue(key if isinstance(key, str) else key.decode())
                     if queue is not None and (queue in known or found < SCAN_CAP):
                         found += queue not in known
                         known[queue] = now
@@ -338,9 +345,10 @@ class RedisSource(Source):
         if spec.source is not None:
             reading = self.context.snapshot().reading(spec.source)
             if reading is not None:
-                self._known(list(reading.details.get("tenants", [])), spec)
+                known = reading.fact(TenantIds)
+                self._known(list(known.ids) if known else [], spec)
         elif time.monotonic() - self._tenants_at >= spec.refresh:
-            self._known(await self._scan(spec.scan), spec)  # type: ignore[arg-type]
+            self._known(await self._scan(spec.scan) if spec.scan is not None else [], spec)  # one of three is set
             self._tenants_at = time.monotonic()
         return self._tenants
 
@@ -368,7 +376,7 @@ class RedisSource(Source):
         while True:
             cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
             for key in keys:
-                m = pattern.search(key)
+                m = pattern.search(key if isinstance(key, str) else key.decode())
                 if m:
                     tenants.add(m.group("tenant"))
             if int(cursor) == 0:
@@ -388,7 +396,7 @@ def overlaps(layouts: Sequence[Layout]) -> None:
         return "{tenant}" if layout.per_tenant else (layout.tenant or "")
 
     def name(i: int) -> str:
-        return f"queues[{i}] ({layouts[i].layout})"  # type: ignore[attr-defined]
+        return f"queues[{i}] ({getattr(layouts[i], 'layout', type(layouts[i]).__name__)})"  # every layout has it
 
     claimed: dict[tuple[str, str], int] = {}
     for i, layout in enumerate(layouts):
@@ -407,6 +415,17 @@ def overlaps(layouts: Sequence[Layout]) -> None:
                     f"{name(first)} and {name(i)} both report queue {queue!r} (tenant {where}): give one of "
                     "them its own `tenant` label or a different queue name (docs/sources/redis.md, "
                     "Two apps in one Redis)")
+
+
+def failure(err: RedisError | OSError) -> SourceError:
+    """The failure kind of a redis-py or socket error."""
+    if isinstance(err, AuthenticationError | NoPermissionError):
+        return SourceDenied(f"redis refused the exporter: {err}")
+    if isinstance(err, RedisTimeoutError):
+        return SourceTimeout(f"redis did not answer: {err}")
+    if isinstance(err, RedisConnectionError | OSError):
+        return SourceUnreachable(f"redis unreachable: {err}")
+    return SourceError(f"redis error: {err}")
 
 
 def filter_tenants(tenants: list[str], spec: Tenants, shard: tuple[int, int] = (0, 1)) -> list[str]:

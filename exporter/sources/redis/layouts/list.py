@@ -10,15 +10,16 @@ from exporter.sources.redis.layouts.base import (
     AFTER_OLDEST,
     DIV,
     EPOCH_2000,
+    JobRange,
     Layout,
     Parsed,
     Plan,
-    Unit,
     count,
     fill_tenant,
     head_time,
 )
 from exporter.sources.redis.script import SEP, Op
+from exporter.values import Unit
 
 
 class ListLayout(Layout):
@@ -36,6 +37,9 @@ class ListLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return (self.key,)
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        return JobRange("list", fill_tenant(self.key, tenant), self.oldest == "head") if status == "waiting" else None
 
     def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
         if not self.per_tenant:
@@ -62,7 +66,7 @@ class ListLayout(Layout):
                         oldest = float(head[0])
                         if div is not None:
                             oldest /= div
-                        elif oldest > 1e11:  # auto, as in base.to_seconds
+                        elif oldest > 1e11:  # auto, as in values.epoch
                             oldest /= 1e9 if oldest > 1e17 else 1e6 if oldest > 1e14 else 1e3
                         if not EPOCH_2000 <= oldest <= latest:
                             oldest = head_time(head, unit, out, latest)
