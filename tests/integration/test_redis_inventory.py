@@ -57,6 +57,7 @@ async def test_horizon_backlog_survives_horizon_down(mode: str, redis_client: re
     try:
         first = await source.collect()
         assert by_queue(first)["high"].depth == 0
+        assert samples_of(first, "jobqueue_workers") == {("", "high", "unknown"): 2, ("", "high", "paused"): 0}
         redis_client.delete(f"{hp}supervisors", f"{hp}masters")  # Horizon is gone...
         seed_laravel(redis_client, app, "high", [int(NOW) - 600 + i for i in range(100)], delayed=0, reserved=0)
         clock.now = NOW + 60
@@ -64,6 +65,9 @@ async def test_horizon_backlog_survives_horizon_down(mode: str, redis_client: re
         high = by_queue(down)["high"]  # ...and its backlog still pages
         assert (high.depth, high.oldest_timestamp) == (100, NOW - 600)
         assert samples_of(down, "jobqueue_horizon_masters") == {("", "running"): 0, ("", "paused"): 0}
+        # no live worker beside the backlog: the workers series of the known queue read 0, not absent
+        assert samples_of(down, "jobqueue_workers") == {("", "high", "unknown"): 0, ("", "high", "paused"): 0}
+        assert samples_of(down, "jobqueue_worker_capacity") == {("", "high"): 0}
         assert down.details["horizon"][""]["queues"]["high"]["pending"] == 100
     finally:
         await source.close()
@@ -83,12 +87,18 @@ async def test_sidekiq_queue_kept_until_forget_after(mode: str, redis_client: re
         redis_client.delete(f"{prefix}queue:mail")
         for step in (60, 3000):
             clock.now = NOW + step
-            got = {q.queue: (q.depth, q.oldest_timestamp) for q in (await source.collect()).queues}
+            reading = await source.collect()
+            got = {q.queue: (q.depth, q.oldest_timestamp) for q in reading.queues}
             assert got == {"mail": (0, None), "sms": (1, NOW - 10)}
+            # its workers series too (no Sidekiq process here): 0 for every state of both queues
+            assert samples_of(reading, "jobqueue_workers") == {
+                ("", q, state): 0 for q in ("mail", "sms") for state in ("busy", "idle", "paused")}
         clock.now = NOW + 3700  # gone for over an hour: reported once more, then forgotten
         assert {q.queue for q in (await source.collect()).queues} == {"mail", "sms"}
         clock.now = NOW + 3760
-        assert {q.queue for q in (await source.collect()).queues} == {"sms"}
+        forgotten = await source.collect()
+        assert {q.queue for q in forgotten.queues} == {"sms"}
+        assert {labels[1] for labels in samples_of(forgotten, "jobqueue_workers")} == {"sms"}
         redis_client.sadd(f"{prefix}queues", "mail")
         assert {q.queue for q in (await source.collect()).queues} == {"mail", "sms"}
     finally:

@@ -37,9 +37,15 @@ sources:
     depth = [line for line in metrics.splitlines() if line.startswith("jobqueue_depth{")]
     assert depth == ['jobqueue_depth{source="redis",tenant="",queue="default"} 2',  # the first layout's
                      'jobqueue_depth{source="redis",tenant="other-app",queue="default"} 4']
-    assert 'jobqueue_series_collisions{source="redis"} 4\n' in metrics  # depth + 3 library_jobs states
+    # depth + 3 library_jobs states + the queue's workers series (3 states, capacity, busy slots): the
+    # first layout's kept, so depth and workers of `default` come from the same app
+    assert 'jobqueue_series_collisions{source="redis"} 9\n' in metrics
     lines = [line for line in metrics.splitlines() if line.startswith("jobqueue_library_jobs{")]
     assert len(lines) == len(set(lines)) == 6
+    workers = [line for line in metrics.splitlines() if line.startswith("jobqueue_workers{")]
+    assert len(workers) == len(set(workers)) == 6  # 3 states of tenant "" and 3 of other-app
+    # library-wide counts (queue "") of the two namespaces add up instead (none processed yet: 0)
+    assert 'jobqueue_jobs_processed_total{source="redis",tenant="",queue=""} 0\n' in metrics
     record = next(r for r in caplog.records if r.getMessage() == "series produced twice, first kept")
     assert record.__dict__["series"][0] == ["jobqueue_depth", "", "default"]
 

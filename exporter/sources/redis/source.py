@@ -7,6 +7,7 @@ layouts' discovery reads, one op run for every queue of every tenant. Nothing is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -41,9 +42,10 @@ from exporter.sources.base import (
     check_one_secret,
     read_secret,
 )
+from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, merge_flow
 from exporter.sources.redis.layouts.horizon import HorizonLayout
 from exporter.sources.redis.layouts.laravel import LaravelLayout
 from exporter.sources.redis.ops import OpRunner
@@ -148,6 +150,14 @@ class RedisConfig(SourceConfig):
             if self.queues[i].tenant is not None:
                 raise ValueError(f"queues[{i}] has `tenant` but its keys already take it from {{tenant}}")
         overlaps(self.queues)
+        heard: dict[str, int] = {}
+        for i, layout in enumerate(self.queues):
+            listener = layout.listener(0)
+            if listener is not None:
+                if listener.prefix in heard:  # the same workers would count twice
+                    raise ValueError(f"queues[{i}] listens to the Celery events that queues[{heard[listener.prefix]}] "
+                                     "already hears; list all their queues in one layout")
+                heard[listener.prefix] = i
         return self
 
 
@@ -163,6 +173,11 @@ class RedisSource(Source):
                   "cannot tell).", ("tenant", "queue", "group")),
         MetricDef("jobqueue_library_jobs", "Jobs the queue library keeps outside any one queue (Sidekiq retry, "
                   "dead, scheduled; Horizon failed; Celery unacked), by state.", ("tenant", "state")),
+        MetricDef("jobqueue_celery_tasks", "Celery tasks finished since the exporter started listening, by task "
+                  "name (beyond `task_cap` names: other) and outcome, from the workers' events.",
+                  ("tenant", "task", "outcome"), type="counter"),
+        MetricDef("jobqueue_celery_task_runtime_seconds", "Runtime of the Celery tasks that succeeded, summed, by "
+                  "task name, from the workers' events.", ("tenant", "task"), type="counter"),
         MetricDef("jobqueue_horizon_masters", "Live Horizon masters by status.", ("tenant", "status")),
         MetricDef("jobqueue_tenants", "Tenants the source currently reads (after include/exclude, shard and cap; "
                   "known tenants stay until gone for `forget_after`)."),
@@ -199,6 +214,11 @@ class RedisSource(Source):
         self.inventory: dict[tuple[int, str], dict[str, float]] = {}
         self._holders: dict[tuple[str, str], int] = {}
         self._scanned_at = -1e18
+        self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
+        db = int(urlsplit(config.url).path.strip("/") or 0)
+        self._listeners = {("events", id(layout)): listener for layout in config.queues
+                           if (listener := layout.listener(db)) is not None}
+        self._listening: asyncio.Task[None] | None = None
 
     async def collect(self) -> Reading:
         try:
@@ -225,6 +245,10 @@ class RedisSource(Source):
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
+        if self._listeners and self._listening is None:
+            self._listening = asyncio.create_task(self._listen(), name=f"redis-events-{self.name}")
+        for key, listener in self._listeners.items():
+            self._memory[key] = listener.freeze(now)
         await self._scan_queues(now)
         groups = [(layout, tenants if layout.per_tenant else [layout.tenant or ""]) for layout in self.config.queues]
         if len(self.inventory) > len(tenants) * len(groups) + len(groups):  # tenants forgotten or dropped
@@ -267,7 +291,7 @@ class RedisSource(Source):
 
     def _parse(self, plans: list[Plan], owners: list[tuple[int, str | None]], results: list[Any], now: float,
                latency: float, tenants: int) -> Reading:
-        out = Parsed()
+        out = Parsed(memory=self._memory)
         pos = 0
         holders: dict[tuple[str, str], int] = {}
         for plan, (index, tenant) in zip(plans, owners, strict=True):
@@ -286,7 +310,8 @@ class RedisSource(Source):
             out.samples.append(Sample("jobqueue_tenants_dropped", (), self._dropped))  # 0 without a cap
             out.details["tenants"] = list(self._tenants)
             out.facts.append(TenantIds(tuple(self._tenants)))
-        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details, tuple(out.facts))
+        return Reading(tuple(out.queues), tuple(merge_flow(out.samples)), latency, out.malformed, out.details,
+                       tuple(out.facts))
 
     def layout_of(self, tenant: str, queue: str) -> Layout | None:
         """The layout whose record of (tenant, queue) the last collection kept: the one that really holds
@@ -383,7 +408,42 @@ class RedisSource(Source):
                 return sorted(tenants)
             await asyncio.sleep(0)
 
+    async def _listen(self) -> None:
+        """The layouts' listeners (Celery events) on one SUBSCRIBE connection, for the source's life.
+
+        SUBSCRIBE is all it sends (the read-only ACL needs +subscribe and the topic in &channels); a
+        lost connection is retried every second, and what was published meanwhile is missed.
+        """
+        by_channel: dict[str, list[CeleryEvents]] = {}
+        for listener in self._listeners.values():
+            for channel in listener.channels:
+                by_channel.setdefault(channel, []).append(listener)
+        lost = False
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*by_channel)
+                lost = False
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        for listener in by_channel.get(message["channel"], ()):
+                            listener.handle(message["data"], self.clock())
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as err:
+                if not lost:  # once per outage, not once a second
+                    log.warning("event listener lost its connection", extra={"source": self.name, "error": str(err)})
+                lost = True
+                await asyncio.sleep(1.0)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
     async def close(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
         await self.wire.close()
         await self.client.aclose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -14,13 +15,17 @@ from exporter.sources.redis.layouts.base import (
     Layout,
     Parsed,
     Plan,
+    Workers,
     count,
     decoded,
     fill_tenant,
+    flat_dict,
+    flow,
     head_time,
     job_of,
+    stored_count,
 )
-from exporter.sources.redis.script import Op
+from exporter.sources.redis.script import WRONGTYPE, Op
 
 _JOB_FIELDS = ("data", "timestamp", "attemptsMade", "failedReason", "stacktrace", "processedOn", "finishedOn")
 _BULL_STATES = ("active", "delayed", "prioritized", "waiting-children", "completed", "failed")
@@ -88,10 +93,15 @@ class BullMQLayout(Layout):
                 *(("ZCARD", f"{base}:{state}") for state in _BULL_STATES[1:]),
                 ("HGET", f"{base}:meta", "paused"),
                 ("ZCOUNT", f"{base}:completed", repr((now - 3600) * 1000), "+inf"),
+                # collectMetrics.lua (called by moveToFinished when the worker has `metrics` set):
+                # HINCRBY <base>:metrics:completed|failed count 1, once per finished job; the
+                # completed hash also holds prevTS/prevCount for completed_last_hour
                 ("HGETALL", f"{base}:metrics:completed"),
                 ("LFIRST", f"{base}:metrics:completed:data", "60"),
+                ("HGET", f"{base}:metrics:failed", "count"),
             ]
-        width = 8 + len(_BULL_STATES)
+        ops.append(("CLIENTNAMES", ""))
+        width = 9 + len(_BULL_STATES)
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             latest = self.latest(now)
@@ -99,16 +109,36 @@ class BullMQLayout(Layout):
                 part = r[i * width : (i + 1) * width]
                 heads = (head_time(part[2], "ms", out, latest), head_time(part[3], "ms", out, latest))
                 times = [t for t in heads if t is not None]
-                counts = dict(zip(_BULL_STATES, map(count, part[4:-4]), strict=True))
+                counts = dict(zip(_BULL_STATES, map(count, part[4:-5]), strict=True))
                 # v5 paused queues keep their jobs in the `paused` list: still waiting, so in the depth
                 depth = count(part[0]) + count(part[1]) + counts["prioritized"]
                 states = tuple(counts.items())
                 out.queues.append(QueueStats(
                     queue, depth, tenant, min(times) if times else None, states,
-                    failed=counts["failed"], paused=part[-4] in ("1", "true"),
-                    completed_last_hour=completed_last_hour(now, counts["completed"], count(part[-3]), part[-2],
-                                                            part[-1]),
+                    failed=counts["failed"], paused=part[-5] in ("1", "true"),
+                    completed_last_hour=completed_last_hour(now, counts["completed"], count(part[-4]), part[-3],
+                                                            part[-2]),
                 ))
+                done = WRONGTYPE if part[-3] == WRONGTYPE else flat_dict(part[-3]).get("count")
+                if done is not None or part[-1] is not None:  # both absent: the app keeps no metrics
+                    completed, failed = (0 if v is None else stored_count(v, out) for v in (done, part[-1]))
+                    if completed is not None and failed is not None:
+                        flow(out, tenant, queue, completed + failed, failed)
+            names = r[-1]
+            if names is None:
+                return  # no client|list in the ACL: the workers series are absent (docs/sources/redis.md)
+            workers = Workers(tenant, states=("unknown",))
+            for queue in queues:
+                # a Worker's blocking connection is named "<prefix>:<base64 queue>" or, with a worker
+                # name, "...:w:<name>" (utils/create-backend.ts `createBlockingConnection`); Queue.getWorkers
+                # matches exactly these (queue-getters.ts). Bull 3/4 names its bclient the same way
+                # (lib/worker.js `setWorkerName`: clientName = keyPrefix + ":" + base64Name;
+                # lib/commands/includes/collectMetrics.lua is the same counter).
+                name = f"{fill_tenant(self.prefix, tenant)}:{base64.b64encode(queue.encode()).decode()}"
+                n = sum(1 for c in names if c == name or c.startswith(f"{name}:w:"))
+                if n:
+                    workers.add([queue], "unknown", n=n)
+            workers.emit(out, queues, capacity=False, busy=False)
 
         return Plan(ops, parse)
 

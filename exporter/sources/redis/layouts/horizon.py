@@ -10,7 +10,21 @@ from pydantic import Field
 
 from exporter.facts import HorizonQueue, HorizonState
 from exporter.model import Sample
-from exporter.sources.redis.layouts.base import Parsed, Plan, count, fill_tenant, hashes, json_dict, to_float, to_int
+from exporter.sources.redis.layouts.base import (
+    Parsed,
+    Plan,
+    Workers,
+    count,
+    fill_tenant,
+    flow,
+    hashes,
+    json_dict,
+    members,
+    runtime,
+    stored_count,
+    to_float,
+    to_int,
+)
 from exporter.sources.redis.layouts.laravel import LaravelLayout
 from exporter.sources.redis.script import Op
 
@@ -37,6 +51,7 @@ class HorizonLayout(LaravelLayout):
         return [
             ("ZHASHES", f"{hp}masters", f"{hp}master:", str(self.cap)),
             ("ZHASHES", f"{hp}supervisors", f"{hp}supervisor:", str(self.cap)),
+            ("SMEMBERS", f"{hp}measured_queues", str(self.cap)),
         ]
 
     @property
@@ -64,14 +79,22 @@ class HorizonLayout(LaravelLayout):
         # processes per served queue group ("default" or, with balance off, "default,emails")
         prefix = f"{self.connection}:"
         groups: dict[str, int] = {}
+        workers = Workers(tenant, states=("unknown", "paused"))
         for sup in supervisors:
             if sup["score"] >= now - 29:  # Horizon's own liveness window for supervisors
                 for name, n in json_dict(sup.get("processes")).items():
                     if name.startswith(prefix):
                         groups[name[len(prefix):]] = groups.get(name[len(prefix):], 0) + to_int(n)
-        # Without `queues`, the live supervisors announce the queues; the inventory keeps them read
-        # when Horizon is down, which is when their backlog matters most.
-        queues = self.queues or sorted({*(q for g in groups for q in g.split(",") if q), *known})
+                        # a worker process runs one job at a time; Horizon records no busy/idle per
+                        # process, only the supervisor's status (SupervisorRepository `update`)
+                        paused = sup.get("status") == "paused"
+                        workers.add([q for q in name[len(prefix):].split(",") if q], "paused" if paused else "unknown",
+                                    0 if paused else to_int(n), n=to_int(n))
+        # RedisMetricsRepository `measuredQueues`: full key names, the queue after "queue:"
+        measured = [m.split("queue:", 1)[1] for m in members(found[2]) if "queue:" in m]
+        # Without `queues`, the live supervisors (and Horizon's measured queues) announce the queues;
+        # the inventory keeps them read when Horizon is down, which is when their backlog matters most.
+        queues = self.queues or sorted({*(q for g in groups for q in g.split(",") if q), *measured, *known})
         # a queue's wait needs every queue of the groups it is served in
         read = list(dict.fromkeys([*queues, *(q for g in groups for q in g.split(",")
                                               if q and set(g.split(",")) & set(queues))]))
@@ -100,6 +123,15 @@ class HorizonLayout(LaravelLayout):
                     tenant, queue, part[:width], now, out, wait_seconds=wait,
                     completed_last_hour=horizon_completed(now, part[width + 1], part[width + 2])))
                 waits[queue] = {"pending": count(part[0]), "wait_seconds": wait}
+                # LuaScripts::updateMetrics: HINCRBY-like `throughput` + running-average `runtime` (ms)
+                # per job that did not fail (Listeners/UpdateJobMetrics returns early on failed jobs);
+                # `horizon:snapshot` reads and DELetes the hash (RedisMetricsRepository
+                # `baseSnapshotData`), so the counter resets to 0 at each snapshot
+                done = stored_count(part[width + 1], out)
+                if done is not None:
+                    flow(out, tenant, queue, done)
+                    runtime(out, tenant, queue, to_float(part[width]) / 1000)
+            workers.emit(out, queues, busy=False)
             alive = [m for m in masters if m["score"] >= now - 14]
             for status in ("running", "paused"):
                 n = sum(1 for m in alive if m.get("status") == status)

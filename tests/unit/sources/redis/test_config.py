@@ -101,3 +101,16 @@ def test_two_apps_in_one_redis_through_the_tenant_label() -> None:
                  "      - {layout: list, name: q, key: '{tenant}:q', tenant: shop}\n")
     assert errors(templated) == [
         "c.yaml:2: sources[0]: queues[0] has `tenant` but its keys already take it from {tenant}"]
+
+
+def test_celery_events_heard_once() -> None:
+    twice = "    queues:\n      - {layout: celery, queues: [a], events: true}\n" \
+            "      - {layout: celery, queues: [b], events: true}\n"
+    assert errors(twice) == [
+        "c.yaml:2: sources[0]: queues[1] listens to the Celery events that queues[0] already hears; "
+        "list all their queues in one layout"]
+    templated = "    tenants: {static: [a]}\n    queues:\n" \
+                "      - {layout: celery, global_keyprefix: 't{tenant}:', events: true}\n"
+    assert errors(templated) == [
+        "c.yaml:6: sources[0].queues[0]: events: true needs a global_keyprefix without {tenant} "
+        "(one topic to subscribe)"]
