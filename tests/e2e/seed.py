@@ -45,6 +45,7 @@ def redis_data(url: str) -> None:
         r.xadd("events", {"n": "1"})
         r.xgroup_create("events", "workers", id="0")
     r.rpush("tenant_acme:queues:imports", json.dumps({"n": 1}))
+    r.rpush("tenant_zeta:queues:imports", json.dumps({"n": 1}))  # beyond the discovery cap of 1: dropped
     # Horizon's metrics of a measured queue (LuaScripts::updateMetrics: throughput, runtime in ms)
     r.sadd("laravel_horizon:measured_queues", "queue:default")
     r.hset("laravel_horizon:queue:default", mapping={"throughput": 5, "runtime": 120.5})
@@ -247,7 +248,8 @@ sources:
     interval: 1s
     timeout: 500ms
     tenants:
-      static: [acme]
+      scan: {{match: "tenant_*:queues:*", regex: "^tenant_(?P<tenant>[^:]+):", cap: 1}}
+      refresh: 1
     queues:
       - layout: horizon
         queues: [default]

@@ -151,6 +151,18 @@ def test_overdue_jobs_with_no_live_scheduler_page(stack: Stack) -> None:
     assert {a["labels"]["queue"] for a in stalled()} == {"billing"}
 
 
+def test_tenants_dropped_by_the_discovery_cap_raise_a_ticket(stack: Stack) -> None:
+    """Tenant discovery finds acme and zeta under a cap of 1: zeta is read by nobody and the ticket
+    fires in Prometheus (tickets are muted in quiet hours, so Prometheus is asked, not the receiver)."""
+    def dropped() -> list[dict[str, Any]]:
+        return [a for a in stack.prometheus.alerts() if a["labels"]["alertname"] == "JobQueueTenantsDropped"
+                and a["state"] == "firing"]
+
+    (alert,) = wait_until("JobQueueTenantsDropped firing", dropped, timeout=40)
+    assert (alert["labels"]["source"], alert["labels"]["severity"]) == ("cache", "warning")
+    assert "leaves 1 tenants out of its discovery cap" in alert["annotations"]["description"]
+
+
 def substitute(expr: str) -> str:
     """A dashboard query as Grafana sends it with every variable at All."""
     for name, value in {"$__rate_interval": "5s", "$__interval": "1s", "$__range": "1m", "$job": ".+",
