@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -190,6 +191,9 @@ class RedisSource(Source):
         self._tenants: list[str] = []
         self._tenants_at = -1e18
         self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
+        # A timeout cancels the await of a parse, not its thread: the next parse waits for it, so two
+        # never update `_memory` (RQ's Retained counts) at once.
+        self._parsing = threading.Lock()
         db = int(urlsplit(config.url).path.strip("/") or 0)
         self._listeners = {("events", id(layout)): listener for layout in config.queues
                            if (listener := layout.listener(db)) is not None}
@@ -246,6 +250,11 @@ class RedisSource(Source):
         return found
 
     def _parse(self, plans: list[Plan], results: list[Any], now: float, latency: float, tenants: int) -> Reading:
+        with self._parsing:
+            return self._parse_locked(plans, results, now, latency, tenants)
+
+    def _parse_locked(self, plans: list[Plan], results: list[Any], now: float, latency: float,
+                      tenants: int) -> Reading:
         out = Parsed(memory=self._memory)
         pos = 0
         for plan in plans:

@@ -67,3 +67,34 @@ def test_celery_events_state() -> None:
     again = state.freeze(104.5)
     assert (again.workers, again.runtime, again.malformed) == ((), None, 0)  # expired; a new window
     assert state.channels[0] == "/0.celeryev/worker.heartbeat"
+
+
+def test_a_parse_left_running_by_a_timeout_never_overlaps_the_next() -> None:
+    """The scheduler's timeout cancels the await, not the parse thread: the next cycle's parse must wait
+    for it, or both update the same Retained counts (RQ) at once and a counter jumps."""
+    import threading
+
+    from exporter.sources.redis.layouts.base import Plan
+    from tests.support.redis_libs import make_source
+
+    source = make_source("redis://127.0.0.1:1/0", [{"layout": "rq", "queues": ["q"]}])
+    entered, release, second = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(replies: list[Any], now: float, out: Parsed) -> None:
+        entered.set()
+        release.wait(10)
+
+    def fast(replies: list[Any], now: float, out: Parsed) -> None:
+        second.set()
+
+    first = threading.Thread(target=source._parse, args=([Plan([], slow)], [], 0.0, 0.0, 0))
+    first.start()
+    assert entered.wait(10)
+    later = threading.Thread(target=source._parse, args=([Plan([], fast)], [], 0.0, 0.0, 0))
+    later.start()
+    overlapped = second.wait(0.5)
+    release.set()
+    first.join()
+    later.join()
+    assert not overlapped
+    assert second.is_set()  # it ran, after the first
