@@ -221,7 +221,10 @@ class RedisSource(Source):
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
-        if self._listeners and self._listening is None:
+        if self._listeners and (self._listening is None or self._listening.done()):
+            if self._listening is not None and not self._listening.cancelled() and self._listening.exception():
+                # it ended on an error it did not expect: what was heard stays, the listener starts again
+                log.error("event listener ended", exc_info=self._listening.exception(), extra={"source": self.name})
             self._listening = asyncio.create_task(self._listen(), name=f"redis-events-{self.name}")
         for key, listener in self._listeners.items():
             self._memory[key] = listener.freeze(now)
