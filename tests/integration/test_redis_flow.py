@@ -298,6 +298,27 @@ async def test_horizon_processes_throughput_and_runtime(mode: str, redis_client:
     assert got["jobqueue_worker_busy_slots"] == {}
 
 
+async def test_horizon_snapshot_leaves_a_measured_queue_at_zero(mode: str, redis_client: redis.Redis,
+                                                                 prefix: str) -> None:
+    """`horizon:snapshot` reads and DELetes each measured queue's metrics hash (RedisMetricsRepository
+    `baseSnapshotData`) and keeps the queue in `measured_queues`; Horizon then reads its throughput as 0
+    (`throughputFor`: `(int) hget`). The series stays at 0 instead of vanishing every snapshot until the
+    queue's next job, which is exactly when "nothing processed while jobs wait" must be seen."""
+    from tests.support.redis_libs import seed_horizon, seed_laravel
+
+    hp = f"{prefix}horizon:"
+    seed_laravel(redis_client, prefix, "idle", [int(NOW) - 30], delayed=0, reserved=0)
+    seed_horizon(redis_client, hp, [("m", "running", NOW - 1)], [("m:s1", "m", NOW - 2, {"redis:default": 1})],
+                 {"default": 250.0}, [], [])
+    redis_client.sadd(f"{hp}measured_queues", f"{hp}queue:idle")  # measured once; its hash taken by a snapshot
+    queues = [{"layout": "horizon", "prefix": prefix, "horizon_prefix": hp}]
+    reading = await collect(REDIS_URL, queues, mode)
+    assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+    got = flow_of(reading)
+    assert got["jobqueue_jobs_processed"] == {("", "default"): 10, ("", "idle"): 0}
+    assert got["jobqueue_job_runtime_seconds"] == {("", "default"): 0.25}  # no job since: no runtime, not 0
+
+
 # ------------------------------------------------------------------------------------------ Celery
 
 
