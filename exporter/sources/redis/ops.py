@@ -38,9 +38,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
+from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.script import ARITY, LUA, SEP, WRONGTYPE, Op, batches, flatten, sha1
 from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
 
@@ -121,9 +123,11 @@ def pick(item: str, fields: str) -> str | None:
 class OpRunner:
     """Runs op lists against one Redis client; remembers whether scripts work there."""
 
-    def __init__(self, client: Redis, wire: Wire, batch_size: int = 2000, mode: str = "auto") -> None:
+    def __init__(self, client: Redis | RedisCluster, wire: Wire | ClusterWire, batch_size: int = 2000,
+                 mode: str = "auto") -> None:
         self.client = client
         self.wire = wire
+        self.routed = isinstance(wire, ClusterWire)  # a cluster: one command per key, routed by key
         self.batch_size = batch_size
         self.mode = mode  # auto | lua | pipeline
         self._sha: str | None = None
@@ -199,13 +203,14 @@ class OpRunner:
             out.extend(reply)
         return out
 
-    async def _wire(self, commands: list[bytes], count: int | None = None) -> list[Any]:
+    async def _wire(self, commands: list[bytes], count: int | None = None, keys: list[str] | None = None
+                    ) -> list[Any]:
         """Reads are idempotent: after a dropped connection (a Redis restart since the last collection
         leaves a dead socket) try once more on a new one, so recovery costs no failed collection."""
         try:
-            return await self.wire.execute(commands, count)
+            return await self.wire.execute(commands, count, keys)
         except (RedisConnectionError, ConnectionError):
-            return await self.wire.execute(commands, count)
+            return await self.wire.execute(commands, count, keys)
 
     async def _run_pipeline(self, ops: Sequence[Op]) -> list[Any]:
         """Plain commands on the lean connection; a second round trip only for what the first points at
@@ -214,17 +219,24 @@ class OpRunner:
         An EACH op becomes one command per tenant, packed and settled in bulk without per-tenant ops.
         """
         commands: list[bytes] = []
+        routing: list[str] = []
         spans: list[tuple[Op, list[str] | None]] = []
         for op in ops:
             if op[0] == "EACH":
                 keys = [op[2] + t + op[3] for t in op[4].split(SEP)] if op[4] else []
                 inner: Op = (op[1], "", *op[5:])
-                commands.append(_pack_many(inner, keys))
+                if self.routed:
+                    commands.extend(_pack_many(inner, [key]) for key in keys)
+                    routing.extend(keys)
+                else:
+                    commands.append(_pack_many(inner, keys))
                 spans.append((inner, keys))
             else:
                 commands.append(_pack_many(op, [op[1]]))
+                routing.append(op[1])
                 spans.append((op, None))
-        raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans))
+        raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans),
+                               routing if self.routed else None)
         results: list[Any] = [None] * len(ops)
         follow: list[tuple[list[Any], int, Op, list[str]]] = []
         pos = 0
@@ -252,16 +264,20 @@ class OpRunner:
     async def _follow_up(self, follow: list[tuple[list[Any], int, Op, list[str]]]) -> None:
         """Second round trip of the pipeline path."""
         commands: list[bytes] = []
+        keys: list[str] = []
         for _, _, op, items in follow:
             if op[0] == "HEAD":
                 scan = int(op[4])
                 commands.append(pack("LRANGE", op[1], 0, scan - 1) if int(op[2]) == 0 else
                                 pack("LRANGE", op[1], -scan, -1))
+                keys.append(op[1])
             elif op[0] == "HEADHASH":
                 commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
+                keys.extend(op[3] + job_id for job_id in items)
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
-        values = iter(await self._wire(commands))
+                keys.extend(op[2] + member for member in items[::2])
+        values = iter(await self._wire(commands, None, keys if self.routed else None))
         for results, index, op, items in follow:
             if op[0] == "HEAD":
                 window = next(values)

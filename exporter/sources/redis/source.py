@@ -13,12 +13,10 @@ import time
 import zlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -37,10 +35,19 @@ from exporter.sources.base import (
     check_one_secret,
     read_secret,
 )
+from exporter.sources.redis.cluster import ClusterWire
+from exporter.sources.redis.connect import (
+    SentinelConfig,
+    client_options,
+    cluster_client,
+    parse_endpoint,
+    sentinel_target,
+)
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
 from exporter.sources.redis.ops import SEP, OpRunner
 from exporter.sources.redis.wire import Wire
+from exporter.sources.tls import TlsConfig
 
 log = logging.getLogger("jobqueue.redis")
 
@@ -105,6 +112,9 @@ class RedisConfig(SourceConfig):
 
     type: Literal["redis"]
     url: str = "redis://127.0.0.1:6379/0"
+    tls: TlsConfig | None = None  # CA, client certificate, insecure; the url's ssl_* parameters also work
+    cluster: bool = False  # url names any node of a Redis Cluster; reads go to each key's node
+    sentinel: SentinelConfig | None = None  # find the master (or a replica) through these sentinels
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -120,17 +130,20 @@ class RedisConfig(SourceConfig):
     @classmethod
     def _url(cls, value: str) -> str:
         """Checked here so that --check-config, not start-up, finds a URL the source cannot use."""
-        parts = urlsplit(value)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError("url must start with redis:// or rediss:// (unix sockets are not supported)")
-        db = parts.path.strip("/") or "0"
-        if not db.isdigit():
-            raise ValueError(f"the database in the url must be a number, got {db!r}")
+        parse_endpoint(value)
         return value
 
     @model_validator(mode="after")
     def _secrets(self) -> RedisConfig:
         check_one_secret(self, "password")
+        endpoint = parse_endpoint(self.url, self.tls)
+        if self.cluster and self.sentinel is not None:
+            raise ValueError("give cluster: true or sentinel, not both")
+        if self.cluster and endpoint.db:
+            raise ValueError("a Redis Cluster has only database 0: drop the database from the url")
+        if self.cluster and self.scripts != "pipeline":
+            raise ValueError("scripts: pipeline is required with cluster: true (a script cannot read keys "
+                             "of other nodes)")
         templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
         if self.tenants is None and templated:
             raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
@@ -157,21 +170,21 @@ class RedisSource(Source):
         super().__init__(config, context)
         self.config: RedisConfig = config
         self.clock = clock
-        self.client = Redis.from_url(
-            config.url,
-            username=config.username,
-            password=read_secret(config.password, config.password_file),
-            decode_responses=True,
-            socket_connect_timeout=config.timeout,
-            socket_timeout=config.timeout,
-            client_name="jobqueue-exporter",
-            health_check_interval=0,
-            # One immediate reconnect (a pooled connection may predate a server restart); no backoff
-            # and no retry on timeouts, so a dead or hung server fails fast with the right kind.
-            retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
-        )
-        password = read_secret(config.password, config.password_file)
-        self.wire = Wire(config.url, config.username, password, config.timeout)
+        endpoint = parse_endpoint(config.url, config.tls, config.username,
+                                  read_secret(config.password, config.password_file))
+        self.client: Redis | RedisCluster
+        self.wire: Wire | ClusterWire
+        if config.cluster:
+            self.client = cluster_client(endpoint, config.timeout)
+            self.wire = ClusterWire(endpoint, config.timeout)
+        elif config.sentinel is not None:
+            spec = config.sentinel
+            target = sentinel_target(spec.urls, spec.master_name, spec.replica, config.timeout, config.tls)
+            self.client = target.client(config.timeout, endpoint)
+            self.wire = Wire(endpoint, config.timeout, resolve=target.address)
+        else:
+            self.client = Redis(**client_options(config.timeout), **endpoint.redis_py())
+            self.wire = Wire(endpoint, config.timeout)
         self.runner = OpRunner(self.client, self.wire, config.batch_size, config.scripts)
         self._tenants: list[str] = []
         self._tenants_at = -1e18
@@ -247,21 +260,30 @@ class RedisSource(Source):
         return self._tenants
 
     async def _scan(self, spec: ScanTenants) -> list[str]:
+        """SCAN MATCH in pages of `count` (on every primary of a cluster) until `cap` tenants are found."""
         pattern = re.compile(spec.regex)
         tenants: set[str] = set()
-        cursor: Any = 0
-        while True:
-            cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
-            for key in keys:
-                m = pattern.search(key)
-                if m:
-                    tenants.add(m.group("tenant"))
-            if len(tenants) >= spec.cap:
-                log.warning("tenant cap reached", extra={"source": self.name, "cap": spec.cap})
-                return sorted(tenants)[: spec.cap]
-            if int(cursor) == 0:
-                return sorted(tenants)
-            await asyncio.sleep(0)
+        nodes = self.client.get_primaries() if isinstance(self.client, RedisCluster) else [None]
+        for node in nodes:
+            cursor: Any = 0
+            while True:
+                if node is None:
+                    cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
+                else:  # a cluster client answers {node: cursor} for the one node asked
+                    cursors, keys = await self.client.scan(cursor, match=spec.match, count=spec.count,
+                                                           target_nodes=node)  # type: ignore[call-arg]
+                    cursor = next(iter(cursors.values()))
+                for key in keys:
+                    m = pattern.search(key)
+                    if m:
+                        tenants.add(m.group("tenant"))
+                if len(tenants) >= spec.cap:
+                    log.warning("tenant cap reached", extra={"source": self.name, "cap": spec.cap})
+                    return sorted(tenants)[: spec.cap]
+                if int(cursor) == 0:
+                    break
+                await asyncio.sleep(0)
+        return sorted(tenants)
 
     async def close(self) -> None:
         await self.wire.close()
