@@ -302,6 +302,7 @@ class PostgresSource(Source):
         pool = asyncpg.create_pool(
             self.config.dsn,
             password=password,
+            ssl=self.config.tls.context() if self.config.tls is not None else None,  # else the dsn's sslmode
             min_size=1, max_size=self.config.pool_size, max_inactive_connection_lifetime=300.0,
             timeout=self.connect_timeout, statement_cache_size=self.config.statement_cache_size,
             command_timeout=self.statement_timeout, reset=_reset,
