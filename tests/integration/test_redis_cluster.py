@@ -1,0 +1,175 @@
+"""Redis Cluster and Sentinel against real servers: queues spread over the slots of three primaries are
+read with one pipeline per node per round trip; a moved slot (MOVED, ASK) is followed; a sentinel
+says where the master, or a replica, is."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from pydantic import ValidationError
+
+from exporter.sources.redis import jobs
+from exporter.sources.redis.cluster import ClusterWire
+from exporter.sources.redis.source import RedisConfig, RedisSource
+from tests.support.redis_libs import NOW, make_source, samples_of
+from tests.support.redis_topology import LocalCluster, SentinelSetup
+
+TENANTS = [f"t{i:02d}" for i in range(24)]
+QUEUES = [{"layout": "list", "name": "q", "key": "tenant_{tenant}:q", "timestamp_field": "ts"},
+          {"layout": "bullmq", "prefix": "{bull}", "queues": ["mail"]}]  # hash-tagged: one slot
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield local
+    local.stop()
+
+
+def seed(client: redis.RedisCluster) -> dict[str, tuple[int, float | None]]:
+    """Tenant i has i % 3 items in its list, the oldest i+1 seconds old; BullMQ `mail` waits 2 jobs."""
+    expected: dict[str, tuple[int, float | None]] = {}
+    for i, tenant in enumerate(TENANTS):
+        key = f"tenant_{tenant}:q"
+        client.delete(key)
+        for j in range(i % 3):
+            client.rpush(key, json.dumps({"ts": NOW - (i + 1) + j}))
+        expected[tenant] = (i % 3, NOW - (i + 1) if i % 3 else None)
+    for job in ("1", "2"):  # what BullMQ's addJob writes for a waiting job: LPUSH wait id, HSET the job hash
+        client.hset(f"{{bull}}:mail:{job}", mapping={"name": "send", "data": "{}", "timestamp": str(int(NOW * 1000))})
+    client.delete("{bull}:mail:wait")
+    client.lpush("{bull}:mail:wait", "1", "2")
+    return expected
+
+
+def counting(source: RedisSource) -> dict[int, int]:
+    """Pipelines (round trips) per node port: wraps each node connection's execute to count calls."""
+    assert isinstance(source.wire, ClusterWire)
+    calls: dict[int, int] = {}
+    original = source.wire._node
+
+    def node(address: tuple[str, int]) -> Any:
+        wire = original(address)
+        if not getattr(wire, "counted", False):
+            inner = wire.execute
+
+            async def execute(*args: Any, **kwargs: Any) -> list[Any]:
+                calls[wire.port] = calls.get(wire.port, 0) + 1
+                return await inner(*args, **kwargs)
+
+            wire.execute = execute  # type: ignore[method-assign]
+            wire.counted = True  # type: ignore[attr-defined]
+        return wire
+
+    source.wire._node = node  # type: ignore[method-assign]
+    return calls
+
+
+def depths(reading: Any) -> dict[str, tuple[int, float | None]]:
+    return {q.tenant: (q.depth, q.oldest_timestamp) for q in reading.queues if q.queue == "q"}
+
+
+async def test_queues_over_all_slots_one_pipeline_per_node(cluster: LocalCluster) -> None:
+    expected = seed(cluster.client())
+    owners = {cluster.owner(f"tenant_{t}:q").port for t in TENANTS}
+    assert len(owners) == 3  # the keys really are spread over every node
+    source = make_source(cluster.url, QUEUES, "pipeline", cluster=True, tenants={"static": TENANTS})
+    try:
+        calls = counting(source)
+        reading = await source.collect()
+        assert depths(reading) == expected
+        mail = next(q for q in reading.queues if q.queue == "mail")
+        assert (mail.depth, mail.oldest_timestamp) == (2, NOW)
+        first = dict(calls)
+        calls.clear()
+        again = await source.collect()
+        assert depths(again) == expected
+        # the slot map is read once; then every collection is one pipeline per node for the queue reads
+        # plus, for BullMQ's job hashes (HEADHASH follow-up), one more to the node of the {bull} slot
+        bull = cluster.owner("{bull}:mail:wait").port
+        seed_node = cluster.nodes[0].port  # the first collection also read CLUSTER SLOTS there
+        assert first == {p: (2 if p == bull else 1) + (p == seed_node) for p in owners}
+        assert calls == {p: 2 if p == bull else 1 for p in owners}, (first, calls)
+        listed, total = await jobs.list_jobs(source.client, source.config.queues[0], "t05", "q", "waiting", 10, 0)
+        assert total == 2 and len(listed) == 2
+    finally:
+        await source.close()
+
+
+async def test_moved_and_ask_are_followed(cluster: LocalCluster) -> None:
+    expected = seed(cluster.client())
+    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": TENANTS})
+    try:
+        assert depths(await source.collect()) == expected
+        key = "tenant_t04:q"
+        old = cluster.owner(key)
+        target = next(n for n in cluster.nodes if n.port != old.port)
+        cluster.move_slot(key, target, finish=False)  # half-moved: the old node answers ASK
+        assert depths(await source.collect()) == expected
+        for node in cluster.nodes:  # finish: every node now says MOVED for the old owner
+            cluster.conn(node).execute_command("CLUSTER", "SETSLOT", cluster.client().keyslot(key), "NODE",
+                                               cluster.conn(target).execute_command("CLUSTER", "MYID"))
+        assert depths(await source.collect()) == expected
+        assert isinstance(source.wire, ClusterWire) and source.wire.owners is not None
+        assert source.wire.owners[cluster.client().keyslot(key)] == ("127.0.0.1", target.port)
+    finally:
+        await source.close()
+
+
+async def test_tenant_scan_covers_every_node(cluster: LocalCluster) -> None:
+    expected = seed(cluster.client())
+    tenants = {"scan": {"match": "tenant_*:q", "regex": "^tenant_(?P<tenant>[^:]+):q$"}}
+    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants=tenants)
+    try:
+        reading = await source.collect()
+    finally:
+        await source.close()
+    present = {t: v for t, v in expected.items() if v[0]}  # SCAN finds only keys that exist
+    assert depths(reading) == present and samples_of(reading, "jobqueue_tenants") == {(): len(present)}
+
+
+def test_topology_config_errors() -> None:
+    base = {"name": "r", "type": "redis", "queues": QUEUES[:1]}
+    sentinel = {"master_name": "m", "urls": ["redis://127.0.0.1:26379"]}
+    for extra, message in [({"cluster": True, "url": "redis://h:7000/2", "scripts": "pipeline"}, "only database 0"),
+                           ({"cluster": True, "scripts": "auto"}, "scripts: pipeline is required"),
+                           ({"cluster": True, "scripts": "pipeline", "sentinel": sentinel}, "not both"),
+                           ({"sentinel": {"master_name": "m", "urls": []}}, "at least 1"),
+                           ({"sentinel": {"master_name": "m", "urls": ["http://x"]}}, "redis://")]:
+        with pytest.raises(ValidationError, match=message):
+            RedisConfig.model_validate({**base, **extra})
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
+    setup = SentinelSetup(tmp_path).start()
+    yield setup
+    setup.stop()
+
+
+@pytest.mark.parametrize("mode", ["pipeline", "lua"])
+async def test_sentinel_finds_the_master_or_a_replica(sentinel: SentinelSetup, mode: str) -> None:
+    master = redis.Redis(port=sentinel.master.port)
+    master.rpush("s:q", json.dumps({"ts": NOW - 5}), json.dumps({"ts": NOW - 1}))
+    assert master.wait(1, 5000) == 1  # the replica has it too
+    queues = [{"layout": "list", "name": "q", "key": "s:q", "timestamp_field": "ts"}]
+    for replica, port in ((False, sentinel.master.port), (True, sentinel.replica.port)):
+        spec = {"master_name": "jobs", "urls": [sentinel.sentinel.url], "replica": replica}
+        source = make_source("redis://ignored:1/0", queues, mode, sentinel=spec)
+        try:
+            (queue,) = (await source.collect()).queues
+            assert (queue.depth, queue.oldest_timestamp) == (2, NOW - 5)
+            if mode == "pipeline":
+                assert source.wire.port == port  # type: ignore[union-attr]
+            info = await source.client.info("replication")
+            assert info["role"] == ("slave" if replica else "master")
+            listed, total = await jobs.list_jobs(source.client, source.config.queues[0], "", "q", "waiting", 10, 0)
+            assert total == 2
+        finally:
+            await source.close()
+    master.close()

@@ -1,0 +1,151 @@
+"""A real Redis Cluster (three primaries made by `redis-cli --cluster create`) and a real Sentinel
+watching a master with one replica, each on free ports in the test's own directory."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from tests.support.servers import RedisServer, ServerProcess
+
+
+def _until(check: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} after {timeout}s")
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class LocalCluster:
+    """Three cluster-enabled redis-servers joined into one cluster with all 16384 slots covered."""
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        self.nodes: list[RedisServer] = []
+        for i in range(size):
+            d = workdir / f"node{i}"
+            d.mkdir(parents=True, exist_ok=True)
+            self.nodes.append(RedisServer(d, port=_cluster_port(), extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                                    "--cluster-node-timeout", "5000"]))
+
+    def start(self) -> LocalCluster:
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        for node in self.nodes:
+            conn = self.conn(node)
+            _until(lambda c=conn: c.cluster("info")["cluster_state"] == "ok", "cluster not ok")
+            conn.close()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}"
+
+    def conn(self, node: RedisServer) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=node.port, decode_responses=True)
+
+    def client(self) -> redis.RedisCluster:
+        return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port, decode_responses=True)
+
+    def owner(self, key: str) -> RedisServer:
+        """The node that serves `key` now."""
+        slot = self.client().keyslot(key)
+        conn = self.conn(self.nodes[0])
+        for start, end, primary, *_ in conn.execute_command("CLUSTER", "SLOTS"):
+            if int(start) <= slot <= int(end):
+                return next(n for n in self.nodes if n.port == int(primary[1]))
+        raise LookupError(slot)
+
+    def move_slot(self, key: str, target: RedisServer, finish: bool = True) -> None:
+        """Migrate the slot of `key` (and its keys) to `target`, the way redis-cli --cluster reshard does;
+        with `finish=False` the slot stays half-moved, so its old node answers ASK."""
+        source = self.owner(key)
+        slot = self.client().keyslot(key)
+        src, dst = self.conn(source), self.conn(target)
+        src_id, dst_id = src.execute_command("CLUSTER", "MYID"), dst.execute_command("CLUSTER", "MYID")
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        if keys:
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        if finish:
+            for node in self.nodes:
+                self.conn(node).execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class SentinelProcess(ServerProcess):
+    """`redis-server sentinel.conf --sentinel` monitoring one master under `name`."""
+
+    def __init__(self, workdir: Path, master_port: int, name: str = "jobs") -> None:
+        super().__init__(workdir)
+        self.master_port = master_port
+        self.name = name
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "sentinel.conf"
+        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+                        f"sentinel monitor {self.name} 127.0.0.1 {self.master_port} 1\n"
+                        f"sentinel down-after-milliseconds {self.name} 2000\n")
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        return [binary, str(conf), "--sentinel"]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+
+class SentinelSetup:
+    """A master, one replica of it, and a sentinel that knows both."""
+
+    def __init__(self, workdir: Path) -> None:
+        for sub in ("master", "replica", "sentinel"):
+            (workdir / sub).mkdir(parents=True, exist_ok=True)
+        self.master = RedisServer(workdir / "master")
+        self.replica = RedisServer(workdir / "replica", extra=["--replicaof", "127.0.0.1", str(self.master.port)])
+        self.sentinel = SentinelProcess(workdir / "sentinel", self.master.port)
+
+    def start(self) -> SentinelSetup:
+        self.master.start()
+        self.replica.start()
+        replica = redis.Redis(port=self.replica.port, decode_responses=True)
+        _until(lambda: replica.info("replication")["master_link_status"] == "up", "replica not in sync")
+        self.sentinel.start()
+        sentinel = redis.Redis(port=self.sentinel.port, decode_responses=True)
+        _until(lambda: any(int(r["port"]) == self.replica.port and "s_down" not in r["flags"]
+                           for r in sentinel.sentinel_slaves(self.sentinel.name)), "sentinel does not see the replica")
+        return self
+
+    def stop(self) -> None:
+        for server in (self.sentinel, self.replica, self.master):
+            server.stop()
