@@ -169,7 +169,7 @@ async def test_sentinel_finds_the_master_or_a_replica(sentinel: SentinelSetup, m
             info = await source.client.info("replication")
             assert info["role"] == ("slave" if replica else "master")
             listed, total = await jobs.list_jobs(source.client, source.config.queues[0], "", "q", "waiting", 10, 0)
-            assert total == 2
+            assert total == 2 and [job["payload"]["ts"] for job in listed] == [NOW - 5, NOW - 1]
         finally:
             await source.close()
     master.close()

@@ -49,8 +49,9 @@ class LocalCluster:
         for i in range(size):
             d = workdir / f"node{i}"
             d.mkdir(parents=True, exist_ok=True)
-            self.nodes.append(RedisServer(d, port=_cluster_port(), extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                                    "--cluster-node-timeout", "5000"]))
+            options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                       "--cluster-node-timeout", "5000"]
+            self.nodes.append(RedisServer(d, port=_cluster_port(), extra=options))
 
     def start(self) -> LocalCluster:
         for node in self.nodes:
