@@ -235,6 +235,25 @@ def build(preset: AnyPreset) -> PresetQuery:
     return _BUILDERS[preset.preset](preset)  # type: ignore[operator]
 
 
+_TABLES = {  # relations each library preset reads, in its schema (what `doctor` checks SELECT on)
+    "pg-boss": ("job", "queue"), "graphile-worker": ("jobs",), "river": ("river_job", "river_queue"),
+    "oban": ("oban_jobs",), "good_job": ("good_jobs",), "procrastinate": ("procrastinate_jobs", "procrastinate_events"),
+    "solid_queue": ("solid_queue_ready_executions", "solid_queue_scheduled_executions",
+                    "solid_queue_blocked_executions", "solid_queue_claimed_executions", "solid_queue_failed_executions",
+                    "solid_queue_jobs", "solid_queue_pauses"),
+}
+
+
+def reads(preset: AnyPreset) -> tuple[list[str], list[str]]:
+    """(tables, functions) the preset's statement reads, quoted as SQL: the privileges it needs."""
+    if isinstance(preset, GenericPreset):
+        return [quote_ident(preset.table)], []
+    s = quote_ident(preset.schema_)  # type: ignore[union-attr]
+    if isinstance(preset, PgmqPreset):  # metrics_all() runs as the caller: it reads meta and every q_ table
+        return [f"{s}.meta"], [f"{s}.metrics_all()"]
+    return [f'{s}."{t}"' for t in _TABLES[preset.preset]], []
+
+
 def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
     """This replica's share of the tenants (crc32 of the id modulo N), as the Redis source splits them."""
     index, total = shard

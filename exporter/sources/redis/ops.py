@@ -299,6 +299,35 @@ class OpRunner:
             results[index] = [found, bad]
 
 
+def commands_of(op: Op, scripts: bool = False) -> list[tuple[str, ...]]:
+    """The Redis commands (with their key and arguments) that running `op` may send: what an ACL must
+    allow, and what `doctor` asks `ACL DRYRUN` about. With scripts, the script runs the same reads."""
+    name = op[0]
+    if name == "EACH":
+        tenants = op[4].split(SEP) if op[4] else [""]
+        return commands_of((op[1], op[2] + tenants[0] + op[3], *op[5:]), scripts)
+    key = op[1]
+    if name in _COUNTS or name == "GET" or name == "HGETALL" or name == "SMEMBERS":
+        out: list[tuple[str, ...]] = [(name, key)]
+    elif name in ("HGET", "ZCOUNT"):
+        out = [(name, key, *op[2:])]
+    elif name == "HEAD":
+        out = [("LINDEX", key, op[2]), ("LRANGE", key, "0", str(int(op[4]) - 1))]
+    elif name == "HEADHASH":
+        out = [("LRANGE", key, "0", str(int(op[5]) - 1)), ("HGET", op[3] + "1", op[4])]
+    elif name in ("ZFIRST", "ZMEMBERS"):
+        out = [("ZRANGE", key, "0", "0", "WITHSCORES")]
+    elif name == "ZHASHES":
+        out = [("ZREVRANGE", key, "0", "0", "WITHSCORES"), ("HGETALL", op[2] + "1")]
+    elif name == "XFIRST":
+        out = [("XRANGE", key, "-", "+", "COUNT", "1")]
+    elif name == "XGROUPS":
+        out = [("XINFO", "GROUPS", key)] + ([("TYPE", key)] if scripts else [])
+    else:
+        raise ValueError(f"unknown op {name!r}")
+    return out
+
+
 def _normalise(ops: Sequence[Op], results: list[Any]) -> list[Any]:
     """Post-processing shared by both paths: SMEMBERS replies sorted and capped."""
     for i, op in enumerate(ops):
