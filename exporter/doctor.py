@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -150,9 +151,11 @@ async def _redis_commands(source: RedisSource, report: Report) -> list[tuple[str
         ops = layout.discovery(tenant) if layout.discovers else []
         try:
             found = await source.runner.run(ops)
+        except RedisError:  # a discovery read is denied (its command is checked): plan as if it found nothing
+            found = [[] for _ in ops]
+        # a layout that cannot plan without its discovery still has its discovery commands checked
+        with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
             ops = [*ops, *layout.plan(tenant, found, time.time()).ops]
-        except RedisError:
-            pass  # a discovery read is denied: its command is among those checked
         for op in ops:
             commands += commands_of(op, scripts)
     return list(dict.fromkeys(commands))
@@ -374,8 +377,9 @@ async def _nats(source: NatsSource, report: Report) -> None:
 
 
 def _pattern(subject: str) -> str:
+    """`CONSUMER.LIST.JOBS` -> `CONSUMER.LIST.>`: the request for every stream, and nothing that writes."""
     parts = subject.split(".")
-    return ".".join(parts[:2]) + ".>" if len(parts) > 2 else subject
+    return ".".join(parts[:-1]) + ".>" if len(parts) > 2 else subject
 
 
 # ---------------------------------------------------------------------------------------------- running
