@@ -17,7 +17,7 @@ from exporter.sources.redis import jobs
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.source import RedisConfig, RedisSource
 from tests.support.redis_libs import NOW, make_source, samples_of
-from tests.support.redis_topology import LocalCluster, SentinelSetup
+from tests.support.redis_topology import LocalCluster, SentinelSetup, until
 
 TENANTS = [f"t{i:02d}" for i in range(24)]
 QUEUES = [{"layout": "list", "name": "q", "key": "tenant_{tenant}:q", "timestamp_field": "ts"},
@@ -173,3 +173,30 @@ async def test_sentinel_finds_the_master_or_a_replica(sentinel: SentinelSetup, m
         finally:
             await source.close()
     master.close()
+
+
+async def test_sentinel_failover_moves_the_reads_to_the_new_master(sentinel: SentinelSetup) -> None:
+    master = redis.Redis(port=sentinel.master.port)
+    master.rpush("s:q", json.dumps({"ts": NOW - 5}), json.dumps({"ts": NOW - 1}))
+    assert master.wait(1, 5000) == 1
+    queues = [{"layout": "list", "name": "q", "key": "s:q", "timestamp_field": "ts"}]
+    source = make_source("redis://ignored:1/0", queues, "pipeline",
+                         sentinel={"master_name": "jobs", "urls": [sentinel.sentinel.url]})
+    watcher = redis.Redis(port=sentinel.sentinel.port, decode_responses=True)
+    promoted = redis.Redis(port=sentinel.replica.port, decode_responses=True)
+    try:
+        assert [q.depth for q in (await source.collect()).queues] == [2]
+        assert source.wire.port == sentinel.master.port  # type: ignore[union-attr]
+        # a just-started sentinel may not yet rate the replica as promotable (NOGOODSLAVE): ask until it does
+        until(lambda: watcher.execute_command("SENTINEL", "FAILOVER", "jobs"), "sentinel refused the failover")
+        # done when SENTINEL MASTERS (what clients ask) names the new master; GET-MASTER-ADDR-BY-NAME
+        # switches earlier, while the failover still reconfigures the replicas
+        until(lambda: int(watcher.sentinel_master("jobs")["port"]) == sentinel.replica.port
+              and promoted.info("replication")["role"] == "master", "no failover")
+        # the old connection still works (the old master now replicates the new one), yet the reads move
+        assert [q.depth for q in (await source.collect()).queues] == [2]
+        assert source.wire.port == sentinel.replica.port  # type: ignore[union-attr]
+    finally:
+        await source.close()
+        for conn in (master, watcher, promoted):
+            conn.close()

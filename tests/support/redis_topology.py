@@ -15,7 +15,7 @@ import redis
 from tests.support.servers import RedisServer, ServerProcess
 
 
-def _until(check: object, what: str, timeout: float = 30.0) -> None:
+def until(check: object, what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -61,7 +61,7 @@ class LocalCluster:
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
         for node in self.nodes:
             conn = self.conn(node)
-            _until(lambda c=conn: c.cluster("info")["cluster_state"] == "ok", "cluster not ok")
+            until(lambda c=conn: c.cluster("info")["cluster_state"] == "ok", "cluster not ok")
             conn.close()
         return self
 
@@ -140,10 +140,10 @@ class SentinelSetup:
         self.master.start()
         self.replica.start()
         replica = redis.Redis(port=self.replica.port, decode_responses=True)
-        _until(lambda: replica.info("replication")["master_link_status"] == "up", "replica not in sync")
+        until(lambda: replica.info("replication")["master_link_status"] == "up", "replica not in sync")
         self.sentinel.start()
         sentinel = redis.Redis(port=self.sentinel.port, decode_responses=True)
-        _until(lambda: any(int(r["port"]) == self.replica.port and "s_down" not in r["flags"]
+        until(lambda: any(int(r["port"]) == self.replica.port and "s_down" not in r["flags"]
                            for r in sentinel.sentinel_slaves(self.sentinel.name)), "sentinel does not see the replica")
         return self
 

@@ -149,6 +149,14 @@ class SentinelTarget:
         host, port = await self.sentinel.discover_master(self.master_name)
         return str(host), int(port)
 
+    async def still(self, address: tuple[str, int]) -> bool:
+        """Whether `address` is still what the user asked for (after a failover the old master is a
+        replica that keeps answering reads, so a connection to it would never break by itself)."""
+        if self.replica:
+            return address in {(str(h), int(p)) for h, p in await self.sentinel.discover_slaves(self.master_name)}
+        host, port = await self.sentinel.discover_master(self.master_name)
+        return (str(host), int(port)) == address
+
     def client(self, timeout: float, endpoint: Endpoint) -> Redis:
         kwargs = {**client_options(timeout), **endpoint.redis_py()}
         for key in ("host", "port"):

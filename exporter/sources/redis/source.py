@@ -38,6 +38,7 @@ from exporter.sources.base import (
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.connect import (
     SentinelConfig,
+    SentinelTarget,
     client_options,
     cluster_client,
     parse_endpoint,
@@ -170,6 +171,7 @@ class RedisSource(Source):
         super().__init__(config, context)
         self.config: RedisConfig = config
         self.clock = clock
+        self.sentinel: SentinelTarget | None = None
         endpoint = parse_endpoint(config.url, config.tls, config.username,
                                   read_secret(config.password, config.password_file))
         self.client: Redis | RedisCluster
@@ -179,9 +181,9 @@ class RedisSource(Source):
             self.wire = ClusterWire(endpoint, config.timeout)
         elif config.sentinel is not None:
             spec = config.sentinel
-            target = sentinel_target(spec.urls, spec.master_name, spec.replica, config.timeout, config.tls)
-            self.client = target.client(config.timeout, endpoint)
-            self.wire = Wire(endpoint, config.timeout, resolve=target.address)
+            self.sentinel = sentinel_target(spec.urls, spec.master_name, spec.replica, config.timeout, config.tls)
+            self.client = self.sentinel.client(config.timeout, endpoint)
+            self.wire = Wire(endpoint, config.timeout, resolve=self.sentinel.address)
         else:
             self.client = Redis(**client_options(config.timeout), **endpoint.redis_py())
             self.wire = Wire(endpoint, config.timeout)
@@ -202,6 +204,11 @@ class RedisSource(Source):
             raise SourceError(f"redis error: {err}") from err
 
     async def _collect(self) -> Reading:
+        wire = self.wire
+        if self.sentinel is not None and isinstance(wire, Wire) and wire.connected and not await self.sentinel.still(
+                (wire.host, wire.port)):
+            log.info("sentinel moved the server, reconnecting", extra={"source": self.name})
+            await wire.close()  # the next read asks the sentinels where to connect
         started = time.perf_counter()
         await self.client.ping()
         latency = time.perf_counter() - started

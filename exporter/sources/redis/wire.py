@@ -80,6 +80,10 @@ class Wire:
             await self.close()
             raise
 
+    @property
+    def connected(self) -> bool:
+        return self._streams is not None
+
     async def _connect(self) -> None:
         if self.resolve is not None:
             self.host, self.port = await asyncio.wait_for(self.resolve(), self.timeout)
