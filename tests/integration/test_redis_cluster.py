@@ -13,6 +13,9 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from exporter.cli import main
+from exporter.config import parse_config
+from exporter.doctor import diagnose
 from exporter.sources.redis import jobs
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.source import RedisConfig, RedisSource
@@ -200,3 +203,23 @@ async def test_sentinel_failover_moves_the_reads_to_the_new_master(sentinel: Sen
         await source.close()
         for conn in (master, watcher, promoted):
             conn.close()
+
+
+async def test_doctor_on_a_cluster(cluster: LocalCluster) -> None:
+    seed(cluster.client())
+    text = (f"sources:\n  - name: c\n    type: redis\n    url: {cluster.url}\n    cluster: true\n"
+            "    tenants: {static: [t01, t02, t04]}\n    queues:\n"
+            "      - {layout: list, name: q, key: 'tenant_{tenant}:q', timestamp_field: ts}\n")
+    (report,) = await diagnose(parse_config(text, "<test>", {}))
+    assert report.ok, report.findings
+    assert {f.check for f in report.findings} >= {"may run CLUSTER SLOTS", "may run LLEN tenant_t01:q"}
+    assert report.reads["tenants"] == 3 and report.reads["items_waiting"] == 1 + 2 + 1
+
+
+def test_check_config_names_the_topology_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("sources:\n  - name: c\n    type: redis\n    url: redis://h:7000/0\n    cluster: true\n"
+                      "    scripts: lua\n    queues:\n      - {layout: list, name: q, key: q}\n")
+    assert main(["--check-config", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (f"config error: {config}:2: sources[0]: scripts: pipeline is required with "
+                                       "cluster: true (a script cannot read keys of other nodes)\n")
