@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -36,7 +36,7 @@ from exporter.config import ConfigError, ExporterConfig, default_config, load_co
 from exporter.log import setup_logging
 from exporter.model import Reading, Snapshot
 from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import Source, SourceContext, SourceDenied, SourceError, redact_url
+from exporter.sources.base import Source, SourceConfig, SourceContext, SourceDenied, SourceError, redact_url
 from exporter.sources.nats import NatsSource
 from exporter.sources.nats.source import NotFound
 from exporter.sources.postgres import PostgresSource
@@ -181,7 +181,7 @@ async def _redis(source: RedisSource, report: Report) -> None:
         return
     report.add("reachable", True, where)
     try:
-        user: str | None = str(await asker.execute_command("ACL", "WHOAMI"))
+        user: str | None = str(await asker.execute_command("ACL", "WHOAMI"))  # type: ignore[no-untyped-call]
     except ResponseError:
         user = None
     report.add("credentials", True, f"logged in as {user}" if user else "logged in")
@@ -191,7 +191,7 @@ async def _redis(source: RedisSource, report: Report) -> None:
         denied = None
         if dryrun:
             try:
-                answer = await asker.execute_command("ACL", "DRYRUN", user, *command)
+                answer = await asker.execute_command("ACL", "DRYRUN", user, *command)  # type: ignore[no-untyped-call]
                 denied = None if str(answer) == "OK" else str(answer)
             except ResponseError as err:
                 if "NOPERM" not in str(err) and "unknown" not in str(err).lower():
@@ -200,7 +200,7 @@ async def _redis(source: RedisSource, report: Report) -> None:
                     dryrun = False  # may not ask: fall back to sending the reads themselves
         if not dryrun:
             try:
-                await asker.execute_command(*command)
+                await asker.execute_command(*command)  # type: ignore[no-untyped-call]
             except NoPermissionError as err:
                 denied = str(err)
             except ResponseError as err:  # WRONGTYPE, NOSCRIPT...: the command was allowed
@@ -393,7 +393,7 @@ async def diagnose(config: ExporterConfig) -> list[Report]:
     """One report per source, in config order; sources are examined one after another."""
     context = SourceContext(snapshot=Snapshot, shard=parse_shard(config.shard))
     reports = []
-    for cfg in config.sources:
+    for cfg in cast(list[SourceConfig], config.sources):
         report = Report(cfg.name, cfg.type)
         source = SOURCE_TYPES[cfg.type](cfg, context)
         try:

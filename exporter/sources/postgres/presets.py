@@ -248,7 +248,7 @@ def reads(preset: AnyPreset) -> tuple[list[str], list[str]]:
     """(tables, functions) the preset's statement reads, quoted as SQL: the privileges it needs."""
     if isinstance(preset, GenericPreset):
         return [quote_ident(preset.table)], []
-    s = quote_ident(preset.schema_)  # type: ignore[union-attr]
+    s = quote_ident(preset.schema_)
     if isinstance(preset, PgmqPreset):  # metrics_all() runs as the caller: it reads meta and every q_ table
         return [f"{s}.meta"], [f"{s}.metrics_all()"]
     return [f'{s}."{t}"' for t in _TABLES[preset.preset]], []

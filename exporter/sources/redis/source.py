@@ -274,11 +274,12 @@ class RedisSource(Source):
         for node in nodes:
             cursor: Any = 0
             while True:
+                keys: list[Any]
                 if node is None:
                     cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
                 else:  # a cluster client answers {node: cursor} for the one node asked
-                    cursors, keys = await self.client.scan(cursor, match=spec.match, count=spec.count,
-                                                           target_nodes=node)  # type: ignore[call-arg]
+                    reply: Any = await self.client.scan(cursor, match=spec.match, count=spec.count, target_nodes=node)
+                    cursors, keys = reply
                     cursor = next(iter(cursors.values()))
                 for key in keys:
                     m = pattern.search(key)
