@@ -89,10 +89,7 @@ class ClusterWire:
         todo = list(range(len(commands)))
         asking: dict[int, Address] = {}  # command index -> node named by its ASK redirect
         for attempt in range(MAX_REDIRECTS + 1):
-            groups: dict[Address, list[int]] = {}
-            for i in todo:
-                owner = asking.get(i) or self._owner(keys[i])
-                groups.setdefault(owner, []).append(i)
+            groups = self._group(todo, keys, asking)
             addresses = list(groups)
             results = await asyncio.gather(*(self._send(a, [commands[i] for i in groups[a]],
                                                         [i in asking for i in groups[a]]) for a in addresses))
@@ -115,12 +112,22 @@ class ClusterWire:
             todo = redirected
         return replies
 
-    def _owner(self, key: str) -> Address:
-        assert self.owners is not None
-        owner = self.owners[key_slot(key.encode())]
-        if owner is None:
-            raise ConnectionError(f"no cluster node serves the slot of {key!r} (CLUSTER SLOTS has a gap)")
-        return owner
+    def _group(self, todo: list[int], keys: Sequence[str], asking: dict[int, Address]) -> dict[Address, list[int]]:
+        """Command indexes by the node that serves their key (or that an ASK redirect named)."""
+        owners = self.owners
+        assert owners is not None
+        groups: dict[Address, list[int]] = {}
+        for i in todo:
+            owner = asking.get(i) if asking else None
+            if owner is None:
+                owner = owners[key_slot(keys[i].encode())]
+                if owner is None:
+                    raise ConnectionError(f"no cluster node serves the slot of {keys[i]!r} (CLUSTER SLOTS has a gap)")
+            group = groups.get(owner)
+            if group is None:
+                group = groups[owner] = []
+            group.append(i)
+        return groups
 
     async def _send(self, address: Address, commands: list[bytes], asking: list[bool]) -> list[Any]:
         """One pipeline to one node; an ASK redirect is sent after ASKING, whose own reply is dropped."""

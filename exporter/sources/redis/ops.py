@@ -44,7 +44,7 @@ from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.script import ARITY, LUA, SEP, WRONGTYPE, Op, batches, flatten, sha1
-from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
+from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_each, pack_keys
 
 log = logging.getLogger("jobqueue.redis")
 
@@ -226,7 +226,7 @@ class OpRunner:
                 keys = [op[2] + t + op[3] for t in op[4].split(SEP)] if op[4] else []
                 inner: Op = (op[1], "", *op[5:])
                 if self.routed:
-                    commands.extend(_pack_many(inner, [key]) for key in keys)
+                    commands.extend(_pack_each(inner, keys))
                     routing.extend(keys)
                 else:
                     commands.append(_pack_many(inner, keys))
@@ -364,6 +364,16 @@ def _pack_many(op: Op, keys: list[str]) -> bytes:
     if name == "HEAD":
         return pack_keys("LINDEX", keys, op[2])
     return b"".join(_pack_one((name, key, *op[2:])) for key in keys)
+
+
+def _pack_each(op: Op, keys: list[str]) -> list[bytes]:
+    """`_pack_many`, one buffer per key (for a cluster, which routes each key to its node)."""
+    name = op[0]
+    if name in _COUNTS or name == "GET":
+        return pack_each(name, keys)
+    if name == "HEAD":
+        return pack_each("LINDEX", keys, op[2])
+    return [_pack_one((name, key, *op[2:])) for key in keys]
 
 
 def _heads(op: Op, keys: list[str], replies: list[Any], follow: list[tuple[list[Any], int, Op, list[str]]]

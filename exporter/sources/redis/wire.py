@@ -35,11 +35,23 @@ def pack_keys(command: str, keys: Sequence[str], *tail: str) -> bytes:
     """The same command for many keys (LLEN k, LINDEX k 0, ...), as one buffer: the hot loop of a
     large collection. ASCII keys (the usual case) are formatted as text and encoded once, several
     times faster than packing bytes per argument; other keys take the exact byte-length path."""
-    head = f"*{2 + len(tail)}\r\n${len(command)}\r\n{command}\r\n"
-    rest = "".join(f"${len(t.encode())}\r\n{t}\r\n" for t in tail)
+    head, rest = _frame(command, tail)
     if "".join(keys).isascii():
         return "".join([f"{head}${len(key)}\r\n{key}\r\n{rest}" for key in keys]).encode()
     return b"".join(pack(command, key, *tail) for key in keys)
+
+
+def pack_each(command: str, keys: Sequence[str], *tail: str) -> list[bytes]:
+    """`pack_keys`, one buffer per key: a cluster sends each key's command to the key's node."""
+    head, rest = _frame(command, tail)
+    if "".join(keys).isascii():
+        return [f"{head}${len(key)}\r\n{key}\r\n{rest}".encode() for key in keys]
+    return [pack(command, key, *tail) for key in keys]
+
+
+def _frame(command: str, tail: Sequence[str]) -> tuple[str, str]:
+    head = f"*{2 + len(tail)}\r\n${len(command)}\r\n{command}\r\n"
+    return head, "".join(f"${len(t.encode())}\r\n{t}\r\n" for t in tail)
 
 
 def as_exception(reply: ReplyError) -> ResponseError:
