@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -33,12 +33,20 @@ from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
 from exporter.config import ConfigError, ExporterConfig, default_config, load_config, parse_shard
+from exporter.facts import CheckRecord, QueryOutcome, Tenants
 from exporter.log import setup_logging
 from exporter.model import Reading, Snapshot
 from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import Source, SourceConfig, SourceContext, SourceDenied, SourceError, redact_url
+from exporter.sources.base import (
+    NotFound,
+    Source,
+    SourceContext,
+    SourceDenied,
+    SourceError,
+    read_secret,
+    redact_url,
+)
 from exporter.sources.nats import NatsSource
-from exporter.sources.nats.source import NotFound
 from exporter.sources.postgres import PostgresSource
 from exporter.sources.postgres.config import quote_ident
 from exporter.sources.postgres.presets import reads
@@ -100,8 +108,8 @@ async def _collection(source: Source, report: Report) -> Reading | None:
     report.add("collects", True, f"{len(reading.queues)} queues, {len(reading.samples)} other values")
     queues = sorted({q.queue for q in reading.queues})
     tenants = sorted({q.tenant for q in reading.queues if q.tenant})
-    known = reading.details.get("tenants")
-    report.reads = {"tenants": len(known) if isinstance(known, list) else len(tenants), "queues": len(reading.queues),
+    known = reading.fact(Tenants)
+    report.reads = {"tenants": len(known.ids) if known is not None else len(tenants), "queues": len(reading.queues),
                     "queue_names": queues[:50], "items_waiting": sum(q.depth for q in reading.queues),
                     "malformed_items": reading.malformed}
     return reading
@@ -124,7 +132,7 @@ def _asker(source: RedisSource) -> Redis:
     if isinstance(source.client, Redis):
         return source.client
     cfg = source.config
-    endpoint = parse_endpoint(cfg.url, cfg.tls, cfg.username, source.wire.seed.password)  # type: ignore[union-attr]
+    endpoint = parse_endpoint(cfg.url, cfg.tls, cfg.username, read_secret(cfg.password, cfg.password_file))
     return Redis(**client_options(cfg.timeout), **endpoint.redis_py())
 
 
@@ -181,7 +189,7 @@ async def _redis(source: RedisSource, report: Report) -> None:
         return
     report.add("reachable", True, where)
     try:
-        user: str | None = str(await asker.execute_command("ACL", "WHOAMI"))  # type: ignore[no-untyped-call]
+        user: str | None = str(await asker.execute_command("ACL", "WHOAMI"))  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
     except ResponseError:
         user = None
     report.add("credentials", True, f"logged in as {user}" if user else "logged in")
@@ -191,7 +199,7 @@ async def _redis(source: RedisSource, report: Report) -> None:
         denied = None
         if dryrun:
             try:
-                answer = await asker.execute_command("ACL", "DRYRUN", user, *command)  # type: ignore[no-untyped-call]
+                answer = await asker.execute_command("ACL", "DRYRUN", user, *command)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 denied = None if str(answer) == "OK" else str(answer)
             except ResponseError as err:
                 if "NOPERM" not in str(err) and "unknown" not in str(err).lower():
@@ -200,7 +208,7 @@ async def _redis(source: RedisSource, report: Report) -> None:
                     dryrun = False  # may not ask: fall back to sending the reads themselves
         if not dryrun:
             try:
-                await asker.execute_command(*command)  # type: ignore[no-untyped-call]
+                await asker.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             except NoPermissionError as err:
                 denied = str(err)
             except ResponseError as err:  # WRONGTYPE, NOSCRIPT...: the command was allowed
@@ -266,12 +274,12 @@ async def _postgres(source: PostgresSource, report: Report) -> None:
     if reading is None:
         return
     privileges_ok = report.ok  # a missing table or grant already explains its query's failure
-    for name, query in reading.details.get("queries", {}).items():
-        if not query["ok"] and (privileges_ok or name == "tenants"):
-            report.add(f"query {name}", False, query["error"], _statement_fix(user, query["error"]))
-    for name, check in reading.details.get("checks", {}).items():
-        report.add(f"check {name}", check["error"] is None, check["error"] or f"{check['count']} rows",
-                   _statement_fix(user, check["error"] or ""))
+    for query in reading.facts_of(QueryOutcome):
+        if not query.ok and (privileges_ok or query.name == "tenants"):
+            report.add(f"query {query.name}", False, query.error or "", _statement_fix(user, query.error or ""))
+    for check in reading.facts_of(CheckRecord):
+        report.add(f"check {check.name}", check.error is None, check.error or f"{check.count} rows",
+                   _statement_fix(user, check.error or ""))
 
 
 async def _table(conn: asyncpg.Connection, user: str, table: str, report: Report) -> None:
@@ -393,7 +401,7 @@ async def diagnose(config: ExporterConfig) -> list[Report]:
     """One report per source, in config order; sources are examined one after another."""
     context = SourceContext(snapshot=Snapshot, shard=parse_shard(config.shard))
     reports = []
-    for cfg in cast(list[SourceConfig], config.sources):
+    for cfg in config.sources:
         report = Report(cfg.name, cfg.type)
         source = SOURCE_TYPES[cfg.type](cfg, context)
         try:

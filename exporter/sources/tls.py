@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import model_validator
 
 from exporter.sources.base import Model
+
+T = TypeVar("T")
 
 
 class TlsConfig(Model):
@@ -48,7 +51,7 @@ class TlsConfig(Model):
         return ctx
 
 
-def merge(name: str, url_value: object, config_value: object) -> object:
+def merge(name: str, url_value: T | None, config_value: T | None) -> T | None:
     """One TLS setting given in the URL, in the config, or both (then they must agree)."""
     if url_value is not None and config_value is not None and url_value != config_value:
         raise ValueError(f"tls.{name} and the url's parameter for it disagree: give it in one place")

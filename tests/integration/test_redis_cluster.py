@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from exporter.cli import main
 from exporter.config import parse_config
 from exporter.doctor import diagnose
-from exporter.sources.redis import jobs
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.source import RedisConfig, RedisSource
 from tests.support.redis_libs import NOW, make_source, samples_of
@@ -98,8 +97,8 @@ async def test_queues_over_all_slots_one_pipeline_per_node(cluster: LocalCluster
         seed_node = cluster.nodes[0].port  # the first collection also read CLUSTER SLOTS there
         assert first == {p: (2 if p == bull else 1) + (p == seed_node) for p in owners}
         assert calls == {p: 2 if p == bull else 1 for p in owners}, (first, calls)
-        listed, total = await jobs.list_jobs(source.client, source.config.queues[0], "t05", "q", "waiting", 10, 0)
-        assert total == 2 and len(listed) == 2
+        page = await source.list_jobs("q", "waiting", 10, 0, tenant="t05")
+        assert page is not None and page.total == 2 and len(page.jobs) == 2
     finally:
         await source.close()
 
@@ -171,8 +170,9 @@ async def test_sentinel_finds_the_master_or_a_replica(sentinel: SentinelSetup, m
                 assert source.wire.port == port  # type: ignore[union-attr]
             info = await source.client.info("replication")
             assert info["role"] == ("slave" if replica else "master")
-            listed, total = await jobs.list_jobs(source.client, source.config.queues[0], "", "q", "waiting", 10, 0)
-            assert total == 2 and [job["payload"]["ts"] for job in listed] == [NOW - 5, NOW - 1]
+            page = await source.list_jobs("q", "waiting", 10, 0)
+            assert page is not None and page.total == 2
+            assert [job.payload["ts"] for job in page.jobs] == [NOW - 5, NOW - 1]
         finally:
             await source.close()
     master.close()

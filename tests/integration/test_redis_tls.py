@@ -13,7 +13,6 @@ import redis
 from pydantic import ValidationError
 
 from exporter.sources.base import SourceUnreachable
-from exporter.sources.redis import jobs
 from exporter.sources.redis.source import RedisConfig
 from tests.support.redis_libs import NOW, make_source
 from tests.support.servers import TlsRedisServer
@@ -56,9 +55,9 @@ async def _read(url: str, mode: str = "pipeline", **extra: Any) -> tuple[int, fl
     try:
         reading = await source.collect()
         (queue,) = reading.queues
-        listed, total = await jobs.list_jobs(source.client, source.config.queues[0], "", "q", "waiting", 10, 0)
-        assert total == len(listed)
-        return queue.depth, queue.oldest_timestamp, total
+        page = await source.list_jobs("q", "waiting", 10, 0)
+        assert page is not None and page.total == len(page.jobs)
+        return queue.depth, queue.oldest_timestamp, page.total
     finally:
         await source.close()
 

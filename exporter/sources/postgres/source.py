@@ -32,9 +32,11 @@ from typing import Any
 
 import asyncpg
 
+from exporter.facts import PoolUse, QueryOutcome, Tenants
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
+    QueryFailed,
     Source,
     SourceContext,
     SourceDenied,
@@ -66,17 +68,10 @@ LOST: tuple[type[BaseException], ...] = (
     OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
 )
+LOST_OR_TIMEOUT: tuple[type[BaseException], ...] = (*LOST, TimeoutError)
 DENIED: tuple[type[BaseException], ...] = (
     asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError, asyncpg.InsufficientPrivilegeError,
 )
-
-
-class QueryFailed(Exception):
-    """One statement failed on the server; only its query or check is affected."""
-
-    def __init__(self, message: str, duration: float = 0.0) -> None:
-        super().__init__(message)
-        self.duration = duration
 
 
 class PostgresSource(Source):
@@ -129,7 +124,7 @@ class PostgresSource(Source):
         except asyncpg.InvalidCatalogNameError as err:
             await self._forget()
             raise SourceError(f"postgres {safe_dsn(self.config.dsn)}: {err}") from err
-        except (*LOST, TimeoutError) as err:
+        except LOST_OR_TIMEOUT as err:
             await self._forget()
             reason = str(err) or type(err).__name__
             if isinstance(err, TimeoutError):
@@ -173,12 +168,14 @@ class PostgresSource(Source):
         samples: list[Sample] = []
         queries: dict[str, dict[str, Any]] = {}
         queues: list[QueueStats] = []
+        facts: list[object] = []
 
         def record(name: str, outcome: Any) -> bool:
             ok = not isinstance(outcome, BaseException)
             duration = outcome[1] if ok else outcome.duration
             error = None if ok else str(outcome)
             queries[name] = {"ok": ok, "error": error, "duration_seconds": round(duration, 6)}
+            facts.append(QueryOutcome(name, ok, error))
             samples.append(Sample("jobqueue_postgres_query_up", (name,), 1 if ok else 0))
             samples.append(Sample("jobqueue_postgres_query_duration_seconds", (name,), duration))
             self._log_change(f"query {name}", error)
@@ -193,6 +190,7 @@ class PostgresSource(Source):
             self._tenants, self._tenants_at = tenants_out[0], now
         if self.config.tenants_query is not None and self._tenants is not None:
             details["tenants"] = list(self._tenants)
+            facts.append(Tenants(tuple(self._tenants)))
             samples.append(Sample("jobqueue_tenants", (), len(self._tenants)))
         for preset, outcome in zip(self.presets, presets_out, strict=True):
             if record(preset.name, outcome):
@@ -206,6 +204,7 @@ class PostgresSource(Source):
             if result is None:
                 continue
             checks[check.name] = result.details()
+            facts.append(result.record())
             samples.extend(check_samples(result))
         details["checks"] = checks
         if schema_out is not None and record("migrations", schema_out):
@@ -222,11 +221,12 @@ class PostgresSource(Source):
         if conns_out is not None and record("connections", conns_out):
             conns: Connections = conns_out[0]
             details["connections"] = conns.details()
+            facts.append(PoolUse(conns.in_use, conns.max_connections))
             samples += [Sample("jobqueue_postgres_connections", (s,), n) for s, n in conns.by_state]
             samples += [Sample("jobqueue_postgres_max_connections", (), conns.max_connections),
                         Sample("jobqueue_postgres_connections_used_ratio", (), conns.ratio)]
         details["queries"] = queries
-        return Reading(tuple(queues), tuple(samples), latency, 0, details)
+        return Reading(tuple(queues), tuple(samples), latency, 0, details, tuple(facts))
 
     def _log_change(self, what: str, error: str | None) -> None:
         """Log a failing query once when it starts failing (and when its error changes), and its recovery."""
@@ -384,7 +384,7 @@ class PostgresSource(Source):
             pool, self.pool = self.pool, None
             try:
                 await asyncio.wait_for(pool.close(), timeout=2.0)
-            except (TimeoutError, *LOST):
+            except LOST_OR_TIMEOUT:
                 pool.terminate()
 
 

@@ -93,9 +93,9 @@ def parse_endpoint(url: str, tls: TlsConfig | None = None, username: str | None 
 
         base = tls or TlsConfig()
         tls = TlsConfig(
-            ca_file=merge("ca_file", path("ssl_ca_certs"), base.ca_file),  # type: ignore[arg-type]
-            cert_file=merge("cert_file", path("ssl_certfile"), base.cert_file),  # type: ignore[arg-type]
-            key_file=merge("key_file", path("ssl_keyfile"), base.key_file),  # type: ignore[arg-type]
+            ca_file=merge("ca_file", path("ssl_ca_certs"), base.ca_file),
+            cert_file=merge("cert_file", path("ssl_certfile"), base.cert_file),
+            key_file=merge("key_file", path("ssl_keyfile"), base.key_file),
             insecure=bool(merge("insecure", CERT_REQS[reqs.lower()] if reqs else None,
                                 base.insecure if "insecure" in base.model_fields_set else None)),
         )
@@ -173,7 +173,7 @@ def sentinel_target(urls: list[str], master_name: str, replica: bool, timeout: f
     first = points[0]
     sentinel_kwargs = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "username": first.username,
                        "password": first.password, "decode_responses": True, **tls_kwargs(first.tls)}
-    sentinel = Sentinel([(p.host, p.port) for p in points], sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel([(p.host, p.port) for p in points], sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]  # redis-py: untyped
     return SentinelTarget(sentinel,
                           master_name, replica)
 
