@@ -136,12 +136,13 @@ def _asker(source: RedisSource) -> Redis:
     return Redis(**client_options(cfg.timeout), **endpoint.redis_py())
 
 
-async def _redis_commands(source: RedisSource, report: Report) -> list[tuple[str, ...]]:
+async def _redis_commands(source: RedisSource) -> list[tuple[str, ...]]:
     """Every command (with a real key) a collection of this config sends."""
     cfg = source.config
     commands: list[tuple[str, ...]] = [("PING",), ("CLIENT", "SETNAME", "jobqueue-exporter")]
-    if parse_endpoint(cfg.url).db:
-        commands.append(("SELECT", str(parse_endpoint(cfg.url).db)))
+    db = parse_endpoint(cfg.url).db
+    if db:
+        commands.append(("SELECT", str(db)))
     if cfg.cluster:
         commands.append(("CLUSTER", "SLOTS"))
     scripts = cfg.scripts != "pipeline"
@@ -176,25 +177,41 @@ async def _redis(source: RedisSource, report: Report) -> None:
         where = f"master {cfg.sentinel.master_name!r} via sentinels {', '.join(map(redact_url, cfg.sentinel.urls))}"
     asker = _asker(source)
     try:
+        logged_in = await _redis_login(asker, where, report)
+        if logged_in:
+            await _redis_permissions(source, asker, report)
+    finally:
+        if asker is not source.client:
+            await asker.aclose()
+    if logged_in:
+        await _collection(source, report)
+
+
+async def _redis_login(asker: Redis, where: str, report: Report) -> bool:
+    """Reachable, and the credentials accepted? (PING, as the exporter's first command.)"""
+    try:
         await asker.ping()
     except AuthenticationError as err:
         report.add("reachable", True, where)
-        report.add("credentials", False, str(err), _REDIS_LOGIN)
-        return
+        return report.add("credentials", False, str(err), _REDIS_LOGIN)
     except NoPermissionError:
-        pass  # logged in, but PING is not allowed: the permission check below says so
+        pass  # logged in, but PING is not allowed: the permission checks say so
     except (RedisError, OSError) as err:
         text = str(err)
-        report.add("reachable", False, f"{where}: {text}", _REDIS_UNREACHABLE.format(where=where) + _tls_hint(text))
-        return
-    report.add("reachable", True, where)
+        return report.add("reachable", False, f"{where}: {text}",
+                          _REDIS_UNREACHABLE.format(where=where) + _tls_hint(text))
+    return report.add("reachable", True, where)
+
+
+async def _redis_permissions(source: RedisSource, asker: Redis, report: Report) -> None:
+    """ACL DRYRUN of every command with its real key; the reads themselves when the user may not ask."""
     try:
         user: str | None = str(await asker.execute_command("ACL", "WHOAMI"))  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
     except ResponseError:
         user = None
     report.add("credentials", True, f"logged in as {user}" if user else "logged in")
     dryrun = user is not None
-    for command in await _redis_commands(source, report):
+    for command in await _redis_commands(source):
         shown = " ".join(command[:3] if command[0] in ("CLIENT", "XINFO", "CLUSTER") else command[:2])
         denied = None
         if dryrun:
@@ -209,15 +226,10 @@ async def _redis(source: RedisSource, report: Report) -> None:
         if not dryrun:
             try:
                 await asker.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-            except NoPermissionError as err:
-                denied = str(err)
-            except ResponseError as err:  # WRONGTYPE, NOSCRIPT...: the command was allowed
-                denied = str(err) if "NOPERM" in str(err) else None
+            except ResponseError as err:  # NOPERM is the finding; WRONGTYPE, NOSCRIPT...: the command was allowed
+                denied = str(err) if isinstance(err, NoPermissionError) or "NOPERM" in str(err) else None
         report.add(f"may run {shown}", denied is None, denied or "allowed",
-                   _acl_fix(user or cfg.username or "default", command, denied or ""))
-    if asker is not source.client:
-        await asker.aclose()
-    await _collection(source, report)
+                   _acl_fix(user or source.config.username or "default", command, denied or ""))
 
 
 def _acl_fix(user: str, command: tuple[str, ...], denied: str) -> str:
