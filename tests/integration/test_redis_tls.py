@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from exporter.sources.base import SourceUnreachable
 from exporter.sources.redis.source import RedisConfig
 from tests.support.redis_libs import NOW, make_source
+from tests.support.redis_topology import LocalCluster
 from tests.support.servers import TlsRedisServer
 from tests.support.tls import Pki, make_pki
 
@@ -122,3 +123,33 @@ def test_tls_config_errors(pki: Pki) -> None:
             _config(**extra)
     same = _config(url=f"rediss://h/0?ssl_ca_certs={pki.ca}", tls={"ca_file": str(pki.ca)})
     assert same.tls is not None and same.tls.ca_file == pki.ca
+
+
+async def test_cluster_over_tls(tmp_path: Path, pki: Pki) -> None:
+    """Every node TLS-only: the slot map, the per-node pipelines and redis-py's cluster client all verify."""
+    cluster = LocalCluster(tmp_path, tls=pki).start()
+    try:
+        client = cluster.client()
+        tenants = [f"t{i}" for i in range(12)]
+        for i, tenant in enumerate(tenants):
+            client.rpush(f"tls:{tenant}:q", *[json.dumps({"ts": NOW - 60 + j}) for j in range(i % 3 + 1)])
+        assert len({cluster.owner(f"tls:{t}:q").port for t in tenants}) == 3
+        queues = [{"layout": "list", "name": "q", "key": "tls:{tenant}:q", "timestamp_field": "ts"}]
+        source = make_source(cluster.url, queues, "pipeline", cluster=True, tls={"ca_file": str(pki.ca)},
+                             tenants={"static": tenants})
+        try:
+            reading = await source.collect()
+            assert {q.tenant: q.depth for q in reading.queues} == {t: i % 3 + 1 for i, t in enumerate(tenants)}
+            page = await source.list_jobs("q", "waiting", 10, 0, tenant="t2")
+            assert page is not None and page.total == 3
+        finally:
+            await source.close()
+        wrong = make_source(cluster.url, queues, "pipeline", cluster=True, tls={"ca_file": str(pki.other_ca)},
+                            tenants={"static": tenants})
+        try:
+            with pytest.raises(SourceUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+                await wrong.collect()
+        finally:
+            await wrong.close()
+    finally:
+        cluster.stop()

@@ -9,10 +9,12 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
 from tests.support.servers import RedisServer, ServerProcess
+from tests.support.tls import Pki
 
 
 def until(check: object, what: str, timeout: float = 30.0) -> None:
@@ -44,20 +46,30 @@ def _cluster_port() -> int:
 class LocalCluster:
     """Three cluster-enabled redis-servers joined into one cluster with all 16384 slots covered."""
 
-    def __init__(self, workdir: Path, size: int = 3) -> None:
+    def __init__(self, workdir: Path, size: int = 3, tls: Pki | None = None) -> None:
+        """With `tls`, every node speaks TLS only (clients and the cluster bus), with the test CA's certificate."""
         self.nodes: list[RedisServer] = []
+        self.tls = tls
+        self.ssl: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(tls.ca)} if tls else {}
         for i in range(size):
             d = workdir / f"node{i}"
             d.mkdir(parents=True, exist_ok=True)
+            port = _cluster_port()
             options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                        "--cluster-node-timeout", "5000"]
-            self.nodes.append(RedisServer(d, port=_cluster_port(), extra=options))
+            if tls is not None:
+                options += ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes", "--tls-cert-file",
+                            str(tls.server_cert), "--tls-key-file", str(tls.server_key), "--tls-ca-cert-file",
+                            str(tls.ca), "--tls-auth-clients", "no"]
+            self.nodes.append(RedisServer(d, port=port, extra=options))
 
     def start(self) -> LocalCluster:
         for node in self.nodes:
             node.start()
-        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-yes"],
+        cli = [shutil.which("redis-cli") or "/usr/bin/redis-cli"]
+        if self.tls is not None:
+            cli += ["--tls", "--cacert", str(self.tls.ca)]
+        subprocess.run([*cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes), "--cluster-yes"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
         for node in self.nodes:
             conn = self.conn(node)
@@ -67,13 +79,13 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.nodes[0].port}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.nodes[0].port}"
 
     def conn(self, node: RedisServer) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=node.port, decode_responses=True)
+        return redis.Redis(host="127.0.0.1", port=node.port, decode_responses=True, **self.ssl)
 
     def client(self) -> redis.RedisCluster:
-        return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port, decode_responses=True)
+        return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port, decode_responses=True, **self.ssl)
 
     def owner(self, key: str) -> RedisServer:
         """The node that serves `key` now."""

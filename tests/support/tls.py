@@ -59,7 +59,7 @@ def make_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     ca_key, ca = _ca(directory, "ca")
     server_cert, server_key = _signed(directory, "server", "localhost", ca_key, ca,
-                                      "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+                                      "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
     client_cert, client_key = _signed(directory, "client", "jobqueue-exporter", ca_key, ca,
                                       "extendedKeyUsage=clientAuth\n")
     _, other_ca = _ca(directory, "other")

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -193,7 +193,7 @@ class RedisSource(Source):
     async def collect(self) -> Reading:
         try:
             return await self._collect()
-        except (RedisError, OSError) as err:
+        except (RedisError, RedisClusterException, OSError) as err:
             raise failure(err) from err
 
     async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
@@ -203,7 +203,7 @@ class RedisSource(Source):
             return None
         try:
             return await read_page(self.client, layout, tenant, queue, state, limit, offset)
-        except (RedisError, OSError) as err:
+        except (RedisError, RedisClusterException, OSError) as err:
             raise failure(err) from err
 
     async def _collect(self) -> Reading:
@@ -304,7 +304,7 @@ class RedisSource(Source):
         await self.client.aclose()
 
 
-def failure(err: RedisError | OSError) -> SourceError:
+def failure(err: RedisError | RedisClusterException | OSError) -> SourceError:
     """The failure kind of a redis-py or socket error."""
     if isinstance(err, AuthenticationError | NoPermissionError):
         return SourceDenied(f"redis refused the exporter: {err}")
@@ -312,6 +312,8 @@ def failure(err: RedisError | OSError) -> SourceError:
         return SourceTimeout(f"redis did not answer: {err}")
     if isinstance(err, RedisConnectionError | OSError):
         return SourceUnreachable(f"redis unreachable: {err}")
+    if isinstance(err, RedisClusterException) and isinstance(err.__cause__, RedisConnectionError | OSError):
+        return SourceUnreachable(f"redis unreachable: {err}")  # the cluster client found no node it could reach
     return SourceError(f"redis error: {err}")
 
 

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import hiredis
 import pytest
+from redis.exceptions import ConnectionError, RedisClusterException
 
+from exporter.sources.base import SourceError, SourceUnreachable
 from exporter.sources.redis.cluster import SLOTS, _redirect, slot_map
 from exporter.sources.redis.connect import parse_endpoint
 from exporter.sources.redis.ops import commands_of
 from exporter.sources.redis.script import SEP
+from exporter.sources.redis.source import failure
 from exporter.sources.redis.wire import pack, pack_each, pack_keys
 from exporter.sources.tls import TlsConfig
 
@@ -70,3 +73,14 @@ def test_commands_of_ops() -> None:
     assert commands_of(each) == [("ZCOUNT", "t_a:q", "-inf", "10")]
     with pytest.raises(ValueError, match="unknown op"):
         commands_of(("NOPE", "k"))
+
+
+def test_a_cluster_with_no_reachable_node_is_unreachable() -> None:
+    try:
+        try:
+            raise ConnectionError("Error 111 connecting to 10.0.0.1:7000")
+        except ConnectionError as cause:
+            raise RedisClusterException("Redis Cluster cannot be connected.") from cause
+    except RedisClusterException as err:
+        assert isinstance(failure(err), SourceUnreachable)
+    assert type(failure(RedisClusterException("no slots"))) is SourceError
