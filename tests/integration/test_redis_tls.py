@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from exporter.sources.base import SourceUnreachable
 from exporter.sources.redis.source import RedisConfig
 from tests.support.redis_libs import NOW, make_source
-from tests.support.redis_topology import LocalCluster
+from tests.support.redis_topology import LocalCluster, SentinelSetup
 from tests.support.servers import TlsRedisServer
 from tests.support.tls import Pki, make_pki
 
@@ -153,3 +153,18 @@ async def test_cluster_over_tls(tmp_path: Path, pki: Pki) -> None:
             await wrong.close()
     finally:
         cluster.stop()
+
+
+async def test_sentinel_over_tls(tmp_path: Path, pki: Pki) -> None:
+    """Sentinel, master and replica all TLS-only: the sentinels are asked over TLS, the data read over TLS."""
+    setup = SentinelSetup(tmp_path, tls=pki).start()
+    try:
+        master = setup.conn(setup.master)
+        master.rpush("tls:q", json.dumps({"ts": NOW - 30}), json.dumps({"ts": NOW - 10}))
+        assert master.wait(1, 5000) == 1
+        for replica in (False, True):
+            spec = {"master_name": "jobs", "urls": [setup.sentinel.url], "replica": replica}
+            assert await _read("rediss://unused/0", sentinel=spec, tls={"ca_file": str(pki.ca)}) == (2, NOW - 30, 2)
+        master.close()
+    finally:
+        setup.stop()

@@ -117,13 +117,23 @@ class LocalCluster:
             node.stop()
 
 
-class SentinelProcess(ServerProcess):
-    """`redis-server sentinel.conf --sentinel` monitoring one master under `name`."""
+def _tls_options(tls: Pki | None, port: int) -> list[str]:
+    """redis-server options for TLS only on `port`, replication over TLS too."""
+    if tls is None:
+        return []
+    return ["--port", "0", "--tls-port", str(port), "--tls-replication", "yes", "--tls-cert-file",
+            str(tls.server_cert), "--tls-key-file", str(tls.server_key), "--tls-ca-cert-file", str(tls.ca),
+            "--tls-auth-clients", "no"]
 
-    def __init__(self, workdir: Path, master_port: int, name: str = "jobs") -> None:
+
+class SentinelProcess(ServerProcess):
+    """`redis-server sentinel.conf --sentinel` monitoring one master under `name` (over TLS with `tls`)."""
+
+    def __init__(self, workdir: Path, master_port: int, name: str = "jobs", tls: Pki | None = None) -> None:
         super().__init__(workdir)
         self.master_port = master_port
         self.name = name
+        self.tls = tls
 
     def command(self) -> list[str]:
         conf = self.workdir / "sentinel.conf"
@@ -131,30 +141,36 @@ class SentinelProcess(ServerProcess):
                         f"sentinel monitor {self.name} 127.0.0.1 {self.master_port} 1\n"
                         f"sentinel down-after-milliseconds {self.name} 2000\n")
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        return [binary, str(conf), "--sentinel"]
+        return [binary, str(conf), "--sentinel", *_tls_options(self.tls, self.port)]
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}"
 
 
 class SentinelSetup:
-    """A master, one replica of it, and a sentinel that knows both."""
+    """A master, one replica of it, and a sentinel that knows both; with `tls`, all of them TLS-only."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tls: Pki | None = None) -> None:
         for sub in ("master", "replica", "sentinel"):
             (workdir / sub).mkdir(parents=True, exist_ok=True)
+        self.ssl: dict[str, Any] = {"ssl": True, "ssl_ca_certs": str(tls.ca)} if tls else {}
         self.master = RedisServer(workdir / "master")
-        self.replica = RedisServer(workdir / "replica", extra=["--replicaof", "127.0.0.1", str(self.master.port)])
-        self.sentinel = SentinelProcess(workdir / "sentinel", self.master.port)
+        self.master.extra = _tls_options(tls, self.master.port)
+        self.replica = RedisServer(workdir / "replica")
+        self.replica.extra = [*_tls_options(tls, self.replica.port), "--replicaof", "127.0.0.1", str(self.master.port)]
+        self.sentinel = SentinelProcess(workdir / "sentinel", self.master.port, tls=tls)
+
+    def conn(self, server: ServerProcess) -> redis.Redis:
+        return redis.Redis(port=server.port, decode_responses=True, **self.ssl)
 
     def start(self) -> SentinelSetup:
         self.master.start()
         self.replica.start()
-        replica = redis.Redis(port=self.replica.port, decode_responses=True)
+        replica = self.conn(self.replica)
         until(lambda: replica.info("replication")["master_link_status"] == "up", "replica not in sync")
         self.sentinel.start()
-        sentinel = redis.Redis(port=self.sentinel.port, decode_responses=True)
+        sentinel = self.conn(self.sentinel)
         until(lambda: any(int(r["port"]) == self.replica.port and "s_down" not in r["flags"]
                            for r in sentinel.sentinel_slaves(self.sentinel.name)), "sentinel does not see the replica")
         return self
