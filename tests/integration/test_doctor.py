@@ -95,7 +95,8 @@ async def test_redis_user_that_may_not_ask_is_probed_with_the_reads(redis_server
     assert "may run LLEN app:queue:default" not in checks  # the queue names come from the SMEMBERS it may not run
     problems = {c for c, (ok, _, _) in checks.items() if not ok}
     assert problems == {"may run SMEMBERS app:queues", "may run SMEMBERS app:paused", "may run ZCARD app:schedule",
-                        "may run ZCARD app:retry", "may run ZCARD app:dead", "collects"}
+                        "may run ZCARD app:retry", "may run ZCARD app:dead", "may run GET app:stat:processed",
+                        "may run GET app:stat:failed", "may run SMEMBERS app:processes", "collects"}
     conn.close()
 
 

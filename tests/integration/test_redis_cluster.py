@@ -91,12 +91,13 @@ async def test_queues_over_all_slots_one_pipeline_per_node(cluster: LocalCluster
         calls.clear()
         again = await source.collect()
         assert depths(again) == expected
-        # the slot map is read once; then every collection is one pipeline per node for the queue reads
-        # plus, for BullMQ's job hashes (HEADHASH follow-up), one more to the node of the {bull} slot
+        # the slot map is read once; then every collection is one pipeline per node for the queue reads,
+        # one CLIENT LIST per node (BullMQ's live workers, connected to any node), and for BullMQ's job
+        # hashes (HEADHASH follow-up) one more to the node of the {bull} slot
         bull = cluster.owner("{bull}:mail:wait").port
         seed_node = cluster.nodes[0].port  # the first collection also read CLUSTER SLOTS there
-        assert first == {p: (2 if p == bull else 1) + (p == seed_node) for p in owners}
-        assert calls == {p: 2 if p == bull else 1 for p in owners}, (first, calls)
+        assert first == {p: (3 if p == bull else 2) + (p == seed_node) for p in owners}
+        assert calls == {p: 3 if p == bull else 2 for p in owners}, (first, calls)
         page = await source.list_jobs("q", "waiting", 10, 0, tenant="t05")
         assert page is not None and page.total == 2 and len(page.jobs) == 2
     finally:

@@ -76,6 +76,13 @@ class ClusterWire:
         assert self.owners is not None
         return sorted({a for a in self.owners if a is not None})
 
+    async def everywhere(self, command: bytes) -> list[Any]:
+        """A keyless command (CLIENT LIST) on every primary, at the same time: one reply per node."""
+        if self.owners is None:
+            await self.refresh()
+        replies = await asyncio.gather(*(self._node(a).execute([command]) for a in self.primaries()))
+        return [reply[0] for reply in replies]
+
     async def execute(self, commands: Sequence[bytes], count: int | None = None,
                       keys: Sequence[str] | None = None) -> list[Any]:
         """One reply per command; `commands[i]` must be one command on `keys[i]`."""
