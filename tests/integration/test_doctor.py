@@ -218,3 +218,13 @@ def test_render_without_findings_of_a_source() -> None:
     assert render_table(reports).endswith("no problems found\n")
     assert json.loads(render_json(reports)) == {"ok": True, "sources": [
         {"source": "a", "type": "system", "ok": True, "checks": [], "reads": {}}]}
+
+
+async def test_postgres_and_nats_not_there() -> None:
+    pg, nats_port = free_port(), free_port()
+    reports = await run(f"sources:\n  - name: pg\n    type: postgres\n    dsn: postgresql://postgres@127.0.0.1:{pg}/x\n"
+                        f"    timeout: 1s\n  - name: n\n    type: nats\n    url: nats://127.0.0.1:{nats_port}\n"
+                        "    timeout: 1s\n")
+    for report, fix in zip(reports, ("Check that PostgreSQL runs at", "Check that nats-server runs at"), strict=True):
+        assert [(f.check, f.ok) for f in report.findings] == [("reachable", False)]
+        assert report.findings[0].fix.startswith(fix)
