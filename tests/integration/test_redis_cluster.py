@@ -224,3 +224,21 @@ def test_check_config_names_the_topology_problem(tmp_path: Path, capsys: pytest.
     assert main(["--check-config", "--config", str(config)]) == 2
     assert capsys.readouterr().err == (f"config error: {config}:2: sources[0]: scripts: pipeline is required with "
                                        "cluster: true (a script cannot read keys of other nodes)\n")
+
+
+async def test_follow_up_reads_are_routed_too(cluster: LocalCluster) -> None:
+    """A list whose oldest item is not usable needs a second round trip (LRANGE): routed by key as well."""
+    client = cluster.client()
+    tenants = ["f1", "f2", "f3", "f4", "f5", "f6"]
+    for tenant in tenants:
+        key = f"tenant_{tenant}:q"
+        client.delete(key)
+        client.rpush(key, "not json", json.dumps({"ts": NOW - 9}))
+    assert len({cluster.owner(f"tenant_{t}:q").port for t in tenants}) > 1
+    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": tenants})
+    try:
+        reading = await source.collect()
+    finally:
+        await source.close()
+    assert depths(reading) == {t: (2, NOW - 9) for t in tenants}
+    assert reading.malformed == len(tenants)
