@@ -6,8 +6,8 @@ with a fix in plain words. It only reads and asks, as the exporter does:
   redis     `ACL DRYRUN <user> <command> <key> ...` for every command the configured layouts send (the op
             table's `commands_of`); when the user may not run ACL DRYRUN itself, the read command is
             sent as is (on the real key; reads only) and a NOPERM answer is the finding.
-  postgres  `has_schema_privilege`, `has_table_privilege`, `has_function_privilege` on each relation and
-            function the presets and the migrations read; the operator's SQL checks and tenants query
+  postgres  `has_schema_privilege` and `has_table_privilege` on each table and view the presets and
+            the migrations read; the operator's SQL checks and tenants query
             are run once (read-only, as in a collection) and a permission error names the statement.
   nats      one request to each JetStream API subject the source uses (INFO, STREAM.LIST, STREAM.INFO,
             CONSUMER.LIST, STREAM.MSG.GET); the server's "Permissions Violation" says which is denied.
@@ -270,18 +270,11 @@ async def _postgres(source: PostgresSource, report: Report) -> None:
     async with pool.acquire() as conn:
         user = str(await conn.fetchval("SELECT current_user"))
         report.add("credentials", True, f"logged in as {user}")
-        tables: list[str] = []
-        functions: list[str] = []
-        for preset in cfg.queues:
-            t, f = reads(preset)
-            tables += t
-            functions += f
+        tables = [table for preset in cfg.queues for table in reads(preset)]
         if cfg.migrations is not None:
             tables.append(quote_ident(cfg.migrations.table))
         for table in dict.fromkeys(tables):
             await _table(conn, user, table, report)
-        for function in dict.fromkeys(functions):
-            await _function(conn, user, function, report)
     reading = await _collection(source, report)
     if reading is None:
         return
@@ -313,17 +306,6 @@ async def _table(conn: asyncpg.Connection, user: str, table: str, report: Report
     else:
         report.add(f"may read {table}", bool(select), "SELECT granted" if select else "no SELECT privilege",
                    f'GRANT SELECT ON {table} TO "{user}";')
-
-
-async def _function(conn: asyncpg.Connection, user: str, function: str, report: Report) -> None:
-    oid = await conn.fetchval("SELECT to_regprocedure($1)::oid", function)
-    if oid is None:
-        report.add(f"may run {function}", False, "no such function", "The function does not exist: is the "
-                   "extension installed in this database and `schema` right?")
-        return
-    allowed = await conn.fetchval("SELECT has_function_privilege($1::oid, 'EXECUTE')", oid)
-    report.add(f"may run {function}", bool(allowed), "EXECUTE granted" if allowed else "no EXECUTE privilege",
-               f'GRANT EXECUTE ON FUNCTION {function} TO "{user}";')
 
 
 def _statement_fix(user: str, error: str) -> str:

@@ -531,22 +531,21 @@ def build(preset: AnyPreset) -> PresetQuery:
 
 
 _TABLES = {  # relations each library preset reads, in its schema (what `doctor` checks SELECT on)
-    "pg-boss": ("job", "queue"), "graphile-worker": ("jobs",), "river": ("river_job", "river_queue"),
-    "oban": ("oban_jobs",), "good_job": ("good_jobs",), "procrastinate": ("procrastinate_jobs", "procrastinate_events"),
-    "solid_queue": ("solid_queue_ready_executions", "solid_queue_scheduled_executions",
-                    "solid_queue_blocked_executions", "solid_queue_claimed_executions", "solid_queue_failed_executions",
-                    "solid_queue_jobs", "solid_queue_pauses"),
+    "pgmq": ("meta",),  # and each queue's q_<name> table, through query_to_xml (found by the collection)
+    "pg-boss": ("version", "queue", "job"), "graphile-worker": ("jobs",),
+    "river": ("river_migration", "river_job", "river_queue", "river_leader"),
+    "oban": ("oban_jobs", "oban_peers"), "good_job": ("good_jobs", "good_job_processes"),
+    "procrastinate": ("procrastinate_jobs", "procrastinate_events", "procrastinate_workers"),
+    "solid_queue": tuple(f"solid_queue_{t}" for t in SOLID_QUEUE_TABLES),
 }
 
 
-def reads(preset: AnyPreset) -> tuple[list[str], list[str]]:
-    """(tables, functions) the preset's statement reads, quoted as SQL: the privileges it needs."""
+def reads(preset: AnyPreset) -> list[str]:
+    """The tables and views the preset's statements read, quoted as SQL: the privileges it needs."""
     if isinstance(preset, GenericPreset):
-        return [quote_ident(preset.table)], []
+        return [quote_ident(preset.table)]
     s = quote_ident(preset.schema_)
-    if isinstance(preset, PgmqPreset):  # metrics_all() runs as the caller: it reads meta and every q_ table
-        return [f"{s}.meta"], [f"{s}.metrics_all()"]
-    return [f'{s}."{t}"' for t in _TABLES[preset.preset]], []
+    return [f'{s}."{t}"' for t in _TABLES[preset.preset]]
 
 
 def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
