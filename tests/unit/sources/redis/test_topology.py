@@ -69,6 +69,9 @@ def test_commands_of_ops() -> None:
         ("ZREVRANGE", "horizon:masters", "0", "0", "WITHSCORES"), ("HGETALL", "horizon:1")]
     assert commands_of(("XGROUPS", "s")) == [("XINFO", "GROUPS", "s")]
     assert commands_of(("XGROUPS", "s"), scripts=True) == [("XINFO", "GROUPS", "s"), ("TYPE", "s")]
+    assert commands_of(("XUNDELIVERED", "s")) == [("XINFO", "GROUPS", "s"), ("XRANGE", "s", "(0-0", "+", "COUNT", "1")]
+    assert commands_of(("CLIENTNAMES", "")) == [("CLIENT", "LIST")]
+    assert commands_of(("LFIRST", "l", "3")) == [("LRANGE", "l", "0", "2")]
     each = ("EACH", "ZCOUNT", "t_", ":q", SEP.join(["a", "b"]), "-inf", "10")
     assert commands_of(each) == [("ZCOUNT", "t_a:q", "-inf", "10")]
     with pytest.raises(ValueError, match="unknown op"):
