@@ -104,6 +104,39 @@ async def test_every_op_same_on_both_paths(runners: tuple[OpRunner, OpRunner], r
     assert a[25:29] == [["1700000000000", 1], ["1700000000000", 2], ["soon", 0], WRONGTYPE]
 
 
+async def test_head_get_and_hget_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                                    prefix: str) -> None:
+    """HEADGET (saq: ids naming JSON strings) and HEADHGET (dramatiq, Bee-Queue: ids of one hash's fields)."""
+    lua, pipe = runners
+    p = prefix
+    redis_client.rpush(f"{p}ids", "a", "b", "c", "d", "e")
+    # a: no document, b: not JSON, c: no usable field, d: nested field, e: plain field
+    redis_client.set(f"{p}doc:b", "not json")
+    redis_client.set(f"{p}doc:c", json.dumps({"queued": "soon"}))
+    redis_client.set(f"{p}doc:d", json.dumps({"queued": 1700000000123, "o": {"t": 5}}))
+    redis_client.set(f"{p}doc:e", json.dumps({"queued": 1700000000456}))
+    redis_client.hset(f"{p}msgs", mapping={"b": "[1]", "c": json.dumps({"o": {"t": "x"}}),
+                                           "d": json.dumps({"o": {"t": 7}}), "e": json.dumps({"o": {"t": 9}})})
+    redis_client.rpush(f"{p}hashlist", "x")
+    redis_client.hset(f"{p}hashlist2", "f", "v")
+    ops = [
+        ("HEADGET", f"{p}ids", "0", f"{p}doc:", "queued", "10", "num"),
+        ("HEADGET", f"{p}ids", "-1", f"{p}doc:", "queued", "10", "num"),
+        ("HEADGET", f"{p}ids", "0", f"{p}doc:", "o.t", "10", "num"),
+        ("HEADGET", f"{p}ids", "0", f"{p}doc:", "queued", "2", "num"),
+        ("HEADHGET", f"{p}ids", "0", f"{p}msgs", "o.t", "10", "num"),
+        ("HEADHGET", f"{p}ids", "-1", f"{p}msgs", "o.t", "10", "num"),
+        ("HEADHGET", f"{p}ids", "0", f"{p}msgs", "o.t", "10", "any"),
+        ("HEADHGET", f"{p}ids", "0", f"{p}hashlist", "o.t", "10", "num"),  # the hash is a list: no value
+        ("HEADHGET", f"{p}hashlist2", "0", f"{p}msgs", "o.t", "10", "num"),  # the list is a hash
+        ("HEADGET", f"{p}none", "0", f"{p}doc:", "queued", "10", "num"),
+    ]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert a == b
+    assert a == [["1700000000123", 3], ["1700000000456", 0], ["5", 3], [None, 2], ["7", 3], ["9", 0],
+                 ["x", 2], [None, 5], WRONGTYPE, [None, 0]]
+
+
 async def test_only_ops_for_zero_tenants(runners: tuple[OpRunner, OpRunner]) -> None:
     for runner in runners:
         assert await runner.run([("EACH", "LLEN", "x:", ":q", "")]) == [[]]

@@ -16,6 +16,10 @@ Ops and their results:
       date-time; any); `fields` "" takes the raw item; items before it count as malformed
   HEADHASH key index hashprefix field scan kind    -> [value or None, malformed]
       the same, but items are ids and the value is HGET hashprefix..id field (BullMQ, RQ)
+  HEADGET key index keyprefix fields scan kind    -> [value or None, malformed]
+      the same, but the value is a JSON field of the string GET keyprefix..id (saq)
+  HEADHGET key index hash fields scan kind        -> [value or None, malformed]
+      the same, but the value is a JSON field of HGET hash id (dramatiq's `.msgs`, Bee-Queue's `jobs`)
   ZFIRST key                                       -> [member, score] or []
   XFIRST key                                       -> first entry id or None
   XGROUPS key                                      -> XINFO GROUPS reply (list of flat lists) or []
@@ -259,6 +263,10 @@ class OpRunner:
                                 pack("LRANGE", op[1], -scan, -1))
             elif op[0] == "HEADHASH":
                 commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
+            elif op[0] == "HEADGET":
+                commands.extend(pack("GET", op[3] + job_id) for job_id in items)
+            elif op[0] == "HEADHGET":
+                commands.extend(pack("HGET", op[3], job_id) for job_id in items)
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
         values = iter(await self._wire(commands))
@@ -276,6 +284,8 @@ class OpRunner:
                 value = next(values)
                 if found is not None:
                     continue
+                if op[0] != "HEADHASH":  # HEADGET / HEADHGET: a JSON document, not the value itself
+                    value = pick(value, op[4]) if isinstance(value, str) else None
                 if isinstance(value, str) and value and valid(value, op[6]):
                     found = value
                 else:
@@ -308,6 +318,7 @@ def _script_unsupported(err: Exception) -> bool:
     return isinstance(err, NoPermissionError) or "unknown command" in text or "noperm" in text
 
 
+_HEADS = frozenset({"HEADHASH", "HEADGET", "HEADHGET"})  # list items naming where the value is
 _COUNTS = frozenset({"LLEN", "ZCARD", "SCARD", "HLEN", "XLEN", "EXISTS"})
 
 
@@ -369,7 +380,7 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
             follow.append((target, index, op, []))
         return
     target[index] = _finish_plain(op, reply)
-    if name == "HEADHASH":
+    if name in _HEADS:
         follow.append((target, index, op, _ordered(reply, int(op[2]))))
     elif name == "ZHASHES":
         follow.append((target, index, op, reply))
@@ -377,7 +388,7 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
 
 def _pack_one(op: Op) -> bytes:
     name, key = op[0], op[1]
-    if name == "HEADHASH":
+    if name in _HEADS:
         scan = int(op[5])
         return pack("LRANGE", key, 0, scan - 1) if int(op[2]) == 0 else pack("LRANGE", key, -scan, -1)
     if name == "ZFIRST":
@@ -412,7 +423,7 @@ def _finish_plain(op: Op, reply: Any) -> Any:
                 break
             bad += 1
         return [found, bad]
-    if name in ("HEADHASH", "ZHASHES"):
+    if name in _HEADS or name == "ZHASHES":
         return [None, 0]  # resolved by the follow-up pipeline
     if name == "XFIRST":
         return reply[0][0] if reply else None

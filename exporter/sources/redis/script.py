@@ -85,14 +85,18 @@ local function window(key, index, scan)
   for j = #items, 1, -1 do rev[#rev + 1] = items[j] end
   return rev
 end
--- The value of one item: a JSON field ('json'), or a field of the hash the item names ('hash').
+-- The value of one item: a JSON field ('json'), a field of the hash the item names ('hash'), a JSON
+-- field of the string the item names ('get'), or a JSON field of the item's entry in one hash ('hget').
 local function value_of(mode, item, p1, p2, kind)
   local v
   if mode == 'json' then
     v = pick(item, p1)
-  else
+  elseif mode == 'hash' then
     v = call('HGET', p1 .. item, p2)
     if v == WRONG or v == '' then v = nil end
+  else
+    if mode == 'get' then v = call('GET', p1 .. item) else v = call('HGET', p1, item) end
+    if v == WRONG or not v then v = nil else v = pick(v, p2) end
   end
   if v and valid(v, kind) then return v end
   return nil
@@ -128,6 +132,10 @@ local function one(op, key, a)
     return head(key, tonumber(a[1]), tonumber(a[3]), 'json', a[2], nil, a[4])
   elseif op == 'HEADHASH' then
     return head(key, tonumber(a[1]), tonumber(a[4]), 'hash', a[2], a[3], a[5])
+  elseif op == 'HEADGET' then
+    return head(key, tonumber(a[1]), tonumber(a[4]), 'get', a[2], a[3], a[5])
+  elseif op == 'HEADHGET' then
+    return head(key, tonumber(a[1]), tonumber(a[4]), 'hget', a[2], a[3], a[5])
   elseif op == 'ZFIRST' then
     return call('ZRANGE', key, 0, 0, 'WITHSCORES')
   elseif op == 'XFIRST' then
@@ -158,7 +166,8 @@ local function one(op, key, a)
   return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
 end
 local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
-  HEAD = 4, HEADHASH = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0, ZMEMBERS = 1, ZHASHES = 2, SMEMBERS = 1}
+  HEAD = 4, HEADHASH = 5, HEADGET = 5, HEADHGET = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0,
+  ZMEMBERS = 1, ZHASHES = 2, SMEMBERS = 1}
 local out = {}
 local i, n = 1, #ARGV
 while i <= n do
@@ -189,7 +198,8 @@ return out
 
 ARITY = {
     "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
-    "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2, "HGETALL": 2,
+    "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "HEADGET": 7, "HEADHGET": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2,
+    "HGETALL": 2,
     "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
 }
 
