@@ -1,0 +1,75 @@
+"""arq (Python): one sorted set per queue, scored by the time a job may run.
+
+Keys from arq 0.28 (`arq/constants.py`; `ArqRedis.enqueue_job` in `arq/connections.py`;
+`Worker.record_health`, `finish_job` and `finish_failed_job` in `arq/worker.py`):
+
+- `<queue>` (default `arq:queue`): zset of job ids; score = enqueue time in ms, or the deferred run
+  time (`_defer_by`/`_defer_until`, and a retry's new time via ZINCRBY). A job stays in it while it
+  runs and is removed when it finishes (ZREM in `finish_job`/`finish_failed_job`).
+- `arq:job:<id>`: the job, a pickle (or a custom serializer) holding `et`, the enqueue time; never
+  read (the exporter does not unpickle).
+- `arq:in-progress:<id>`, `arq:retry:<id>`, `arq:result:<id>`: one key per job with no index;
+  counting them would need a read per job, so they are not read.
+- `<queue>:health-check`: a string `"<date> j_complete=N j_failed=N j_retried=N j_ongoing=N queued=N"`
+  that a worker rewrites every `health_check_interval` (default 3600 s) with a TTL of that interval
+  plus 1 s: the latest worker's counters since it started, and its liveness.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from exporter.model import QueueStats, Sample
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
+from exporter.sources.redis.script import WRONGTYPE, Op
+
+_HEALTH = re.compile(r"j_complete=(\d+) j_failed=(\d+) j_retried=(\d+) j_ongoing=(\d+)")
+
+
+class ArqLayout(Layout):
+    """arq: ready = score <= now (jobs being run included), deferred = the rest; the health-check key."""
+
+    layout: Literal["arq"]
+    queues: list[str] = ["arq:queue"]  # queue names are whole keys (arq's `default_queue_name`)
+
+    def templates(self) -> Sequence[str]:
+        return self.queues
+
+    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+        queues = [fill_tenant(q, tenant) for q in self.queues]
+        now_ms = str(int(now * 1000))
+        ops: list[Op] = []
+        for key in queues:
+            ops += [("ZCOUNT", key, "-inf", now_ms), ("ZCARD", key), ("ZFIRST", key), ("GET", f"{key}:health-check")]
+
+        def parse(r: list[Any], now: float, out: Parsed) -> None:
+            for i, queue in enumerate(queues):
+                ready, total, first, health = r[4 * i : 4 * i + 4]
+                ready, total = count(ready), count(total)
+                oldest = None
+                if first == WRONGTYPE or ready > total:  # ready > total: a key of another type
+                    out.malformed += 1
+                elif first and ready:  # the lowest score is <= now: the oldest ready job's enqueue time
+                    oldest = float(first[1]) / 1000
+                states = (("queued", ready), ("deferred", total - ready))
+                out.queues.append(QueueStats(queue, ready, tenant, oldest, states))
+                self._health(tenant, queue, health, out)
+
+        return Plan(ops, parse)
+
+    @staticmethod
+    def _health(tenant: str, queue: str, raw: Any, out: Parsed) -> None:
+        """The health-check string: the latest worker's counters; absent (expired) = no live worker."""
+        match = _HEALTH.search(raw) if isinstance(raw, str) and raw != WRONGTYPE else None
+        if raw is not None and match is None:
+            out.malformed += 1
+        complete, failed, _retried, ongoing = (int(g) for g in match.groups()) if match else (0, 0, 0, 0)
+        labels = (tenant, queue)
+        out.samples.append(Sample("jobqueue_workers", (*labels, "busy"), int(bool(match) and ongoing > 0)))
+        out.samples.append(Sample("jobqueue_workers", (*labels, "idle"), int(bool(match) and ongoing == 0)))
+        if match:
+            out.samples.append(Sample("jobqueue_jobs_processed", labels, complete + failed))
+            out.samples.append(Sample("jobqueue_jobs_failed", labels, failed))
+            out.samples.append(Sample("jobqueue_worker_busy_slots", labels, ongoing))

@@ -1,0 +1,225 @@
+"""arq, dramatiq, huey, saq, taskiq, Bee-Queue and classic Bull, written (and run) by the real
+libraries, read by their layouts.
+
+The Python libraries run on a redis-server of the module's own, each in its own database (arq and
+huey keys cannot all be prefixed); Bee-Queue and Bull use the shared Redis under the test's prefix.
+Each scenario's numbers are exact, and where a library counts its own queues the test compares
+with the library's own figures. Every reading is taken on both op paths, which must agree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from tests.support.redis_libs import (
+    by_queue,
+    collect,
+    comparable,
+    samples_of,
+    seed_arq,
+    seed_dramatiq,
+    seed_huey,
+    seed_node,
+    seed_saq,
+    seed_taskiq,
+)
+from tests.support.servers import RedisServer
+
+
+@pytest.fixture(params=["lua", "pipeline"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("libs")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def ms(seconds: float | None) -> int | None:
+    """A time in whole milliseconds, as the libraries store it (seconds * 1e-3 is not always exact)."""
+    return None if seconds is None else round(seconds * 1000)
+
+
+def db(server: RedisServer, n: int) -> str:
+    return server.url.removesuffix("/0") + f"/{n}"
+
+
+async def both(url: str, queues: list[dict[str, Any]], mode: str, now: float) -> Any:
+    """A reading on `mode`, checked equal to one on the other path."""
+    reading = await collect(url, queues, mode, now)
+    other = await collect(url, queues, "pipeline" if mode == "lua" else "lua", now)
+    assert comparable(reading) == comparable(other)
+    return reading
+
+
+@pytest.fixture(scope="module")
+def arq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
+    import asyncio
+
+    url = db(server, 1)
+    view = asyncio.run(seed_arq(url, "arq:queue"))
+    return url, view, time.time()
+
+
+async def test_arq(mode: str, arq_seeded: tuple[str, dict[str, Any], float]) -> None:
+    url, view, now = arq_seeded
+    assert view["counters"] == (1, 1, 1)  # the burst worker: complete, failed, retried
+    reading = await both(url, [{"layout": "arq"}], mode, now)  # default queue: arq:queue
+    q = by_queue(reading)["arq:queue"]
+    # ready: the 2 waiting jobs; deferred: the retried job (+1 h) and the one deferred by 10 min
+    assert (q.depth, dict(q.states)) == (2, {"queued": 2, "deferred": 2})
+    assert ms(q.oldest_timestamp) == view["enqueued_ms"][0]  # the score is the enqueue time (ms)
+    labels = ("", "arq:queue")
+    assert samples_of(reading, "jobqueue_workers") == {(*labels, "busy"): 0, (*labels, "idle"): 1}
+    assert samples_of(reading, "jobqueue_jobs_processed") == {labels: 2}
+    assert samples_of(reading, "jobqueue_jobs_failed") == {labels: 1}
+    assert samples_of(reading, "jobqueue_worker_busy_slots") == {labels: 0}
+    assert reading.malformed == 0
+    # an hour later every job is due; no health-check key on another queue: no worker, no counters
+    later = await both(url, [{"layout": "arq", "queues": ["arq:queue", "other"]}], mode, now + 3700)
+    assert by_queue(later)["arq:queue"].depth == 4
+    assert samples_of(later, "jobqueue_workers")[("", "other", "idle")] == 0
+    assert ("", "other") not in samples_of(later, "jobqueue_jobs_processed")
+
+
+@pytest.fixture(scope="module")
+def dramatiq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
+    url = db(server, 2)
+    return url, seed_dramatiq(url, "dq"), time.time()
+
+
+async def test_dramatiq(mode: str, dramatiq_seeded: tuple[str, dict[str, Any], float]) -> None:
+    url, view, now = dramatiq_seeded
+    reading = await both(url, [{"layout": "dramatiq", "namespace": "dq"}], mode, now)
+    q = by_queue(reading)["default"]
+    assert (q.depth, dict(q.states), q.failed) == (3, {"queued": 3, "unacked": 0, "delayed": 2, "dead": 1}, 1)
+    assert ms(q.oldest_timestamp) == view["oldest_ms"]  # message_timestamp of the first waiting message
+    assert samples_of(reading, "jobqueue_workers") == {("", "", "live"): 1}  # one broker process
+    assert reading.malformed == 0
+    # past dramatiq's heartbeat timeout the process is no longer live
+    later = await both(url, [{"layout": "dramatiq", "namespace": "dq"}], mode, now + 61)
+    assert samples_of(later, "jobqueue_workers") == {("", "", "live"): 0}
+
+
+async def test_dramatiq_unacked_and_foreign_ids(mode: str, server: RedisServer) -> None:
+    """A fetched message stays in `.msgs` until acked; an id with no message is skipped and counted."""
+    url = db(server, 2)
+    conn = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        conn.rpush("fx:q", "gone", "m2")
+        conn.hset("fx:q.msgs", mapping={"m1": '{"message_timestamp": 1699999990000}',
+                                        "m2": '{"message_timestamp": 1699999995000}'})
+        reading = await both(url, [{"layout": "dramatiq", "namespace": "fx", "queues": ["q"]}], mode, 1_700_000_000)
+    finally:
+        conn.delete("fx:q", "fx:q.msgs")
+        conn.close()
+    q = by_queue(reading)["q"]
+    assert (q.depth, dict(q.states)["unacked"], q.oldest_timestamp) == (2, 0, 1_699_999_995.0)
+    assert reading.malformed == 1
+
+
+@pytest.fixture(scope="module")
+def huey_seeded(server: RedisServer) -> tuple[str, dict[str, Any]]:
+    url = db(server, 3)
+    return url, seed_huey(url, "jq-huey")
+
+
+async def test_huey(mode: str, huey_seeded: tuple[str, dict[str, Any]]) -> None:
+    url, counts = huey_seeded
+    reading = await both(url, [{"layout": "huey", "queues": ["jq-huey"]}], mode, time.time())
+    q = by_queue(reading)["jq-huey"]
+    # 6 enqueued, 4 taken; scheduled: the scheduled task and the flaky retry; results: the good task's
+    # value, the failed task's error and the flaky task's error of its first try (store_errors)
+    assert (q.depth, dict(q.states), q.oldest_timestamp) == (2, {"queued": 2, "scheduled": 2, "results": 3}, None)
+    assert counts == {"pending": 2, "scheduled": 2, "results": 3}  # huey's own counts
+    assert reading.malformed == 0
+
+
+@pytest.fixture(scope="module")
+def saq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
+    import asyncio
+
+    url = db(server, 4)
+    return url, asyncio.run(seed_saq(url, "jq")), time.time()
+
+
+async def test_saq(mode: str, saq_seeded: tuple[str, dict[str, Any], float]) -> None:
+    url, view, now = saq_seeded
+    reading = await both(url, [{"layout": "saq", "queues": ["jq", "none"]}], mode, now)
+    q = by_queue(reading)["jq"]
+    assert (q.depth, dict(q.states)) == (2, {"queued": 2, "active": 0, "scheduled": 2})
+    assert dict(q.states) == view["info"]  # saq's own Queue.info()
+    assert ms(q.oldest_timestamp) == view["oldest_ms"]  # `queued` (ms) of the first waiting job
+    assert samples_of(reading, "jobqueue_workers") == {("", "jq", "live"): view["workers"], ("", "none", "live"): 0}
+    assert view["workers"] == 1
+    assert (by_queue(reading)["none"].depth, by_queue(reading)["none"].oldest_timestamp) == (0, None)
+    assert reading.malformed == 0
+
+
+@pytest.fixture(scope="module")
+def taskiq_seeded(server: RedisServer) -> str:
+    import asyncio
+
+    url = db(server, 5)
+    asyncio.run(seed_taskiq(url, "jq-list", "jq-stream"))
+    return url
+
+
+async def test_taskiq_list_and_stream(mode: str, taskiq_seeded: str) -> None:
+    url = taskiq_seeded
+    queues = [{"layout": "taskiq", "queues": ["jq-list"]},
+              {"layout": "taskiq", "broker": "stream", "queues": ["jq-stream", "jq-none"]}]
+    reading = await both(url, queues, mode, time.time())
+    got = by_queue(reading)
+    assert (got["jq-list"].depth, dict(got["jq-list"].states)) == (3, {"queued": 3})
+    # 4 kicked; the group took 2 and acknowledged 1: 2 undelivered, 1 pending (acked entries stay)
+    assert (got["jq-stream"].depth, dict(got["jq-stream"].states)) == (2, {"queued": 2, "pending": 1})
+    assert (got["jq-none"].depth, dict(got["jq-none"].states)) == (0, {"queued": 0, "pending": 0})
+    assert reading.malformed == 0
+
+
+async def test_beequeue(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    bq = prefix.rstrip(":")
+    report = seed_node("beequeue_seed.js", REDIS_URL, bq)
+    reading = await both(REDIS_URL, [{"layout": "beequeue", "prefix": bq, "queues": ["work", "none"]}], mode,
+                         time.time())
+    q = by_queue(reading)["work"]
+    health = report["health"]  # Bee-Queue's own Queue#checkHealth
+    assert (q.depth, dict(q.states), q.failed) == (
+        2, {"active": 0, "succeeded": 1, "failed": 1, "delayed": 2}, 1)
+    assert q.depth == health["waiting"] and dict(q.states) == {k: health[k] for k in dict(q.states)}
+    assert ms(q.oldest_timestamp) == report["timestamps"][0]  # options.timestamp of the oldest waiting
+    assert (by_queue(reading)["none"].depth, by_queue(reading)["none"].oldest_timestamp) == (0, None)
+    assert reading.malformed == 0
+
+
+async def test_bull_classic_read_by_the_bullmq_layout(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    bull = prefix.rstrip(":")
+    report = seed_node("bull_seed.js", REDIS_URL, bull)
+    # classic Bull pauses by RENAMEing `wait` to `paused` and sets both `meta-paused` and `meta.paused`
+    assert redis_client.type(f"{bull}:held:paused") == "list" and redis_client.exists(f"{bull}:held:wait") == 0
+    assert redis_client.hget(f"{bull}:held:meta", "paused") == "1"
+    queues = [{"layout": "bullmq", "prefix": bull, "queues": ["work", "held"]}]
+    reading = await both(REDIS_URL, queues, mode, time.time())
+    work, held = by_queue(reading)["work"], by_queue(reading)["held"]
+    counts = report["queues"]["work"]["counts"]  # Bull's own getJobCounts()
+    assert (work.depth, work.paused, work.failed, ms(work.oldest_timestamp)) == (2, False, 1, report["timestamps"][0])
+    assert dict(work.states) == {"active": 0, "delayed": 2, "prioritized": 0, "waiting-children": 0,
+                                 "completed": 1, "failed": 1}
+    assert {k: counts[k] for k in ("active", "delayed", "completed", "failed")} == {
+        k: v for k, v in dict(work.states).items() if k in counts}
+    assert work.depth == counts["waiting"]
+    assert (held.depth, held.paused, ms(held.oldest_timestamp)) == (2, True, report["heldTimestamps"][0])
+    assert report["queues"]["held"]["counts"]["paused"] == 2 and report["queues"]["held"]["paused"] is True
+    assert reading.malformed == 0

@@ -1,0 +1,49 @@
+// Enqueue and process with the real Bee-Queue (the version pinned in package.json) and print what
+// the library itself counts (Queue#checkHealth), so the Python tests compare the exporter with it.
+//
+// Usage: node beequeue_seed.js <redis-url> <prefix>
+// Queue "work": a job that succeeds, one that fails for good, one that fails once and is retried
+// with a 10-minute backoff (so it waits in `delayed`), and one delayed by 10 minutes; the real
+// worker (Queue#process) runs the first three; then 2 jobs wait. Prints one JSON object.
+'use strict';
+
+const Queue = require('bee-queue');
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function main() {
+  const [url, prefix] = process.argv.slice(2);
+  const settings = { redis: { url }, prefix, isWorker: true, getEvents: false, sendEvents: false, stallInterval: 60000 };
+  const work = new Queue('work', settings);
+  await work.ready();
+  const hour = 600000;
+  await work.createJob({ kind: 'ok' }).save();
+  await work.createJob({ kind: 'fail' }).save();
+  await work.createJob({ kind: 'fail' }).retries(1).backoff('fixed', hour).save();
+  await work.createJob({ kind: 'ok' }).delayUntil(Date.now() + hour).save();
+  let finished = 0;
+  work.on('succeeded', () => { finished += 1; });
+  work.on('failed', () => { finished += 1; });
+  work.on('retrying', () => { finished += 1; });
+  work.process(async (job) => {
+    if (job.data.kind === 'fail') throw new Error('boom');
+    return 42;
+  });
+  for (let i = 0; i < 200 && finished < 3; i += 1) await sleep(25);
+  await work.close();
+
+  const producer = new Queue('work', { ...settings, isWorker: false });
+  await producer.ready();
+  const waiting = [];
+  for (let i = 0; i < 2; i += 1) waiting.push(await producer.createJob({ kind: 'ok', i }).save());
+  const health = await producer.checkHealth();
+  await producer.close();
+  process.stdout.write(JSON.stringify({
+    finished, health, timestamps: waiting.map((job) => job.options.timestamp),
+  }));
+}
+
+main().catch((err) => {
+  process.stderr.write(String(err && err.stack ? err.stack : err));
+  process.exit(1);
+});
