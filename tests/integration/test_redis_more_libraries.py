@@ -163,6 +163,12 @@ async def test_saq(mode: str, saq_seeded: tuple[str, dict[str, Any], float]) -> 
     assert ms(q.oldest_timestamp) == view["oldest_ms"]  # `queued` (ms) of the first waiting job
     assert samples_of(reading, "jobqueue_workers") == {("", "jq", "live"): view["workers"], ("", "none", "live"): 0}
     assert view["workers"] == 1
+    # the worker's own stats: 1 complete, 1 failed (the flaky job was retried, not finished)
+    assert samples_of(reading, "jobqueue_jobs_processed") == {("", "jq"): 2, ("", "none"): 0}
+    assert samples_of(reading, "jobqueue_jobs_failed") == {("", "jq"): 1, ("", "none"): 0}
+    # past the worker info's ttl (60 s) the worker is gone, and its counters with it
+    later = await both(url, [{"layout": "saq", "queues": ["jq"]}], mode, now + 61)
+    assert samples_of(later, "jobqueue_workers") == {("", "jq", "live"): 0}
     assert (by_queue(reading)["none"].depth, by_queue(reading)["none"].oldest_timestamp) == (0, None)
     assert reading.malformed == 0
 

@@ -137,6 +137,26 @@ async def test_head_get_and_hget_same_on_both_paths(runners: tuple[OpRunner, OpR
                  ["x", 2], [None, 5], WRONGTYPE, [None, 0]]
 
 
+async def test_zgets_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                       prefix: str) -> None:
+    """ZGETS: the strings a zset's members name, for members scored `min` or more (saq's worker info)."""
+    lua, pipe = runners
+    p = prefix
+    redis_client.zadd(f"{p}stats", {f"{p}w:old": 10, f"{p}w:a": 100, f"{p}w:gone": 200, f"{p}w:h": 300,
+                                    f"{p}w:b": 400})
+    redis_client.set(f"{p}w:a", '{"n": 1}')
+    redis_client.set(f"{p}w:b", '{"n": 2}')
+    redis_client.hset(f"{p}w:h", "f", "v")
+    redis_client.set(f"{p}str", "x")
+    ops = [("ZGETS", f"{p}stats", "100", "10"), ("ZGETS", f"{p}stats", "100", "2"),
+           ("ZGETS", f"{p}none", "0", "10"), ("ZGETS", f"{p}str", "0", "10")]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert a == b
+    assert a == [[[f"{p}w:a", "100", '{"n": 1}'], [f"{p}w:gone", "200", None], [f"{p}w:h", "300", None],
+                  [f"{p}w:b", "400", '{"n": 2}']],
+                 [[f"{p}w:a", "100", '{"n": 1}'], [f"{p}w:gone", "200", None]], [], WRONGTYPE]
+
+
 async def test_only_ops_for_zero_tenants(runners: tuple[OpRunner, OpRunner]) -> None:
     for runner in runners:
         assert await runner.run([("EACH", "LLEN", "x:", ":q", "")]) == [[]]

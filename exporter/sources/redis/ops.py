@@ -27,6 +27,8 @@ Ops and their results:
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
       for the `cap` members with the highest scores (the freshest heartbeats), highest first
+  ZGETS key min cap                                -> [[member, score, GET member or None], ...]
+      for the first `cap` members scored `min` or more, lowest first (saq's live worker-info keys)
   SMEMBERS key cap                                 -> the first `cap` members of a set, sorted
   EACH op prefix suffix tenants ARGS...             -> [result of `op prefix..t..suffix ARGS` for each t]
       `tenants` is one string of ids joined by \x1f: a per-tenant queue costs no op of its own
@@ -267,6 +269,8 @@ class OpRunner:
                 commands.extend(pack("GET", op[3] + job_id) for job_id in items)
             elif op[0] == "HEADHGET":
                 commands.extend(pack("HGET", op[3], job_id) for job_id in items)
+            elif op[0] == "ZGETS":
+                commands.extend(pack("GET", member) for member in items[::2])
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
         values = iter(await self._wire(commands))
@@ -278,6 +282,10 @@ class OpRunner:
             if op[0] == "ZHASHES":
                 pairs = zip(items[::2], items[1::2], strict=True)
                 results[index] = [[member, score, _flat_hash(next(values))] for member, score in pairs]
+                continue
+            if op[0] == "ZGETS":
+                pairs = zip(items[::2], items[1::2], strict=True)
+                results[index] = [[member, score, _text(next(values))] for member, score in pairs]
                 continue
             found, bad = None, 0
             for _ in items:
@@ -311,6 +319,11 @@ def _flat_hash(reply: Any) -> list[str]:
     if isinstance(reply, dict):
         return [x for kv in reply.items() for x in kv]
     return reply if isinstance(reply, list) else []
+
+
+def _text(reply: Any) -> str | None:
+    """A GET reply as the script returns it: a wrong type (an error here, false in Lua) is None."""
+    return reply if isinstance(reply, str) else None
 
 
 def _script_unsupported(err: Exception) -> bool:
@@ -382,7 +395,7 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
     target[index] = _finish_plain(op, reply)
     if name in _HEADS:
         follow.append((target, index, op, _ordered(reply, int(op[2]))))
-    elif name == "ZHASHES":
+    elif name in ("ZHASHES", "ZGETS"):
         follow.append((target, index, op, reply))
 
 
@@ -397,6 +410,8 @@ def _pack_one(op: Op) -> bytes:
         return pack("ZRANGE", key, 0, int(op[2]) - 1, "WITHSCORES")
     if name == "ZHASHES":
         return pack("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
+    if name == "ZGETS":
+        return pack("ZRANGEBYSCORE", key, op[2], "+inf", "WITHSCORES", "LIMIT", 0, int(op[3]))
     if name == "SMEMBERS":
         return pack("SMEMBERS", key)
     if name == "XFIRST":
@@ -423,7 +438,7 @@ def _finish_plain(op: Op, reply: Any) -> Any:
                 break
             bad += 1
         return [found, bad]
-    if name in _HEADS or name == "ZHASHES":
+    if name in _HEADS or name in ("ZHASHES", "ZGETS"):
         return [None, 0]  # resolved by the follow-up pipeline
     if name == "XFIRST":
         return reply[0][0] if reply else None

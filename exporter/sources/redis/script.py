@@ -160,6 +160,16 @@ local function one(op, key, a)
       rows[#rows + 1] = {r[j], r[j + 1], h}
     end
     return rows
+  elseif op == 'ZGETS' then
+    local r = call('ZRANGEBYSCORE', key, a[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(a[2]))
+    if r == WRONG then return WRONG end
+    local rows = {}
+    for j = 1, #r, 2 do
+      local v = call('GET', r[j])
+      if v == WRONG then v = false end
+      rows[#rows + 1] = {r[j], r[j + 1], v}
+    end
+    return rows
   elseif op == 'SMEMBERS' then
     return call('SMEMBERS', key)  -- sorted and capped in Python, identically for both paths
   end
@@ -167,7 +177,7 @@ local function one(op, key, a)
 end
 local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
   HEAD = 4, HEADHASH = 5, HEADGET = 5, HEADHGET = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0,
-  ZMEMBERS = 1, ZHASHES = 2, SMEMBERS = 1}
+  ZMEMBERS = 1, ZHASHES = 2, ZGETS = 2, SMEMBERS = 1}
 local out = {}
 local i, n = 1, #ARGV
 while i <= n do
@@ -200,7 +210,7 @@ ARITY = {
     "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
     "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "HEADGET": 7, "HEADHGET": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2,
     "HGETALL": 2,
-    "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
+    "ZMEMBERS": 3, "ZHASHES": 4, "ZGETS": 4, "SMEMBERS": 3,
 }
 
 

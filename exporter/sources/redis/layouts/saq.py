@@ -12,7 +12,9 @@ Keys from saq 0.26 (`RedisQueue.__init__`, `namespace`, `job_id`, `_enqueue`, `d
   `queued` is the enqueue time in ms (`utils.now`). Finished jobs stay (status `complete`/`failed`)
   until their `ttl` runs out, with no index of them.
 - `saq:<queue>:stats`: zset of worker-info keys scored by their expiry (ms); `saq:<queue>:worker_info:<id>`
-  holds the worker's JSON `{"stats": {"complete", "failed", "retried", "aborted", "uptime"}, ...}`.
+  holds the worker's JSON `{"stats": {"complete", "failed", "retried", "aborted", "uptime"}, ...}`,
+  its counters since it started, rewritten every 10 s by default. A worker counts as live while its
+  expiry is in the future (saq's own `info()` does the same).
 
 saq keeps no registry of queue names in Redis, so `queues` names them (default `default`).
 """
@@ -20,11 +22,13 @@ saq keeps no registry of queue names in Redis, so `queues` names them (default `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time
-from exporter.sources.redis.script import Op
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time, json_dict, to_int
+from exporter.sources.redis.script import WRONGTYPE, Op
 
 
 class SaqLayout(Layout):
@@ -32,6 +36,7 @@ class SaqLayout(Layout):
 
     layout: Literal["saq"]
     queues: list[str] = ["default"]
+    cap: Annotated[int, Field(ge=1, le=10000)] = 1000  # live workers read per queue
 
     def templates(self) -> Sequence[str]:
         return self.queues
@@ -46,7 +51,7 @@ class SaqLayout(Layout):
                 ("LLEN", f"{base}:queued"),
                 ("HEADGET", f"{base}:queued", "0", "", "queued", str(self.scan), "num"),
                 ("LLEN", f"{base}:active"), ("ZCARD", f"{base}:incomplete"),
-                ("ZCOUNT", f"{base}:stats", now_ms, "+inf"),
+                ("ZGETS", f"{base}:stats", now_ms, str(self.cap)),
             ]
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
@@ -56,6 +61,25 @@ class SaqLayout(Layout):
                 scheduled = max(count(incomplete) - queued - active, 0)
                 states = (("queued", queued), ("active", active), ("scheduled", scheduled))
                 out.queues.append(QueueStats(queue, queued, tenant, head_time(head, "ms", out), states))
-                out.samples.append(Sample("jobqueue_workers", (tenant, queue, "live"), count(workers)))
+                _workers(tenant, queue, workers, out)
 
         return Plan(ops, parse)
+
+
+def _workers(tenant: str, queue: str, reply: Any, out: Parsed) -> None:
+    """Live workers (stats entries not yet expired) and the sum of their counters since they started."""
+    rows = reply if isinstance(reply, list) else []
+    out.malformed += reply == WRONGTYPE
+    live = complete = failed = 0
+    for _key, _expiry, raw in rows:
+        stats = json_dict(raw).get("stats")
+        if not isinstance(stats, dict):  # the key expired between the two reads, or is not saq's
+            out.malformed += raw is not None
+            continue
+        live += 1
+        complete += to_int(stats.get("complete"))
+        failed += to_int(stats.get("failed"))
+    labels = (tenant, queue)
+    out.samples += [Sample("jobqueue_workers", (*labels, "live"), live),
+                    Sample("jobqueue_jobs_processed", labels, complete + failed),
+                    Sample("jobqueue_jobs_failed", labels, failed)]
