@@ -229,3 +229,36 @@ async def test_bull_classic_read_by_the_bullmq_layout(mode: str, redis_client: r
     assert (held.depth, held.paused, ms(held.oldest_timestamp)) == (2, True, report["heldTimestamps"][0])
     assert report["queues"]["held"]["counts"]["paused"] == 2 and report["queues"]["held"]["paused"] is True
     assert reading.malformed == 0
+
+
+async def test_foreign_and_malformed_items_counted_and_skipped(mode: str, server: RedisServer) -> None:
+    """Keys of the wrong type, ids with no job, job documents that are not JSON and a health value
+    that is not arq's: each counted once as malformed, the rest of the queue still read."""
+    url = db(server, 6)
+    conn = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        conn.rpush("aq", "x")  # arq queue that is a list
+        conn.set("ok:health-check", "hello")  # not arq's health string
+        conn.set("huey.redis.hq", "x")  # huey queue that is a string
+        conn.rpush("saq:sq:queued", "saq:job:sq:none", "saq:job:sq:bad", "saq:job:sq:good")
+        conn.set("saq:job:sq:bad", "{not json")
+        conn.set("saq:job:sq:good", '{"queued": 1699999990000}')
+        conn.zadd("saq:sq:stats", {"saq:sq:worker_info:w1": 1_700_000_060_000})
+        conn.set("saq:sq:worker_info:w1", "[]")  # not saq's worker info
+        conn.hset("tl", "f", "v")  # taskiq list broker key that is a hash
+        conn.rpush("ts", "x")  # taskiq stream that is a list
+        conn.lpush("bq:bw:waiting", "3", "2", "1")  # pushed first, oldest: 3 (no job), then 2 (not JSON), 1
+        conn.hset("bq:bw:jobs", mapping={"2": "nope", "1": '{"options": {"timestamp": 1699999980000}}'})
+        queues = [{"layout": "arq", "queues": ["aq", "ok"]}, {"layout": "huey", "queues": ["hq"]},
+                  {"layout": "saq", "queues": ["sq"]}, {"layout": "taskiq", "queues": ["tl"]},
+                  {"layout": "taskiq", "broker": "stream", "queues": ["ts"]},
+                  {"layout": "beequeue", "queues": ["bw"]}]
+        reading = await both(url, queues, mode, 1_700_000_000)
+    finally:
+        conn.flushdb()
+        conn.close()
+    got = {q.queue: (q.depth, ms(q.oldest_timestamp)) for q in reading.queues}
+    assert got == {"aq": (0, None), "ok": (0, None), "hq": (0, None), "sq": (3, 1699999990000), "tl": (0, None),
+                   "ts": (0, None), "bw": (3, 1699999980000)}
+    # arq 2, huey 1, saq 2 items + 1 worker, taskiq 2, Bee-Queue 2
+    assert reading.malformed == 10
