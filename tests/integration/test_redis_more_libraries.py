@@ -78,7 +78,7 @@ async def test_arq(mode: str, arq_seeded: tuple[str, dict[str, Any], float]) -> 
     reading = await both(url, [{"layout": "arq"}], mode, now)  # default queue: arq:queue
     q = by_queue(reading)["arq:queue"]
     # ready: the 2 waiting jobs; deferred: the retried job (+1 h) and the one deferred by 10 min
-    assert (q.depth, dict(q.states)) == (2, {"queued": 2, "deferred": 2})
+    assert (q.depth, dict(q.states)) == (2, {"queued": 2, "in_progress": 0, "deferred": 2})
     assert ms(q.oldest_timestamp) == view["enqueued_ms"][0]  # the score is the enqueue time (ms)
     labels = ("", "arq:queue")
     assert samples_of(reading, "jobqueue_workers") == {(*labels, "busy"): 0, (*labels, "idle"): 1}
@@ -91,6 +91,53 @@ async def test_arq(mode: str, arq_seeded: tuple[str, dict[str, Any], float]) -> 
     assert by_queue(later)["arq:queue"].depth == 4
     assert samples_of(later, "jobqueue_workers")[("", "other", "idle")] == 0
     assert ("", "other") not in samples_of(later, "jobqueue_jobs_processed")
+
+
+async def test_arq_job_in_progress(mode: str, server: RedisServer) -> None:
+    """A job arq's worker is running (its in-progress key set) is not waiting; the next one is."""
+    import asyncio
+
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.jobs import Job, JobStatus
+    from arq.worker import Worker
+
+    from tests.support.redis_libs import arq_block, arq_ok
+
+    url = db(server, 7)
+    settings = RedisSettings.from_dsn(url)
+    pool = await create_pool(settings)
+    gate = asyncio.Event()
+    try:
+        running = await pool.enqueue_job("arq_block")
+        await asyncio.sleep(0.005)  # a later score: arq picks the lowest first
+        waiting = await pool.enqueue_job("arq_ok")
+        assert running is not None and waiting is not None
+        worker = Worker(functions=[arq_block, arq_ok], redis_settings=settings, burst=True, max_burst_jobs=1,
+                        poll_delay=0.01, handle_signals=False, ctx={"gate": gate})
+        task = asyncio.create_task(worker.async_run())
+        for _ in range(500):
+            if await running.status() == JobStatus.in_progress:
+                break
+            await asyncio.sleep(0.01)
+        assert (await running.status(), await waiting.status()) == (JobStatus.in_progress, JobStatus.queued)
+        info = await Job(waiting.job_id, pool).info()
+        assert info is not None
+        reading = await both(url, [{"layout": "arq"}], mode, time.time())
+        gate.set()
+        await task
+        await worker.pool.aclose()
+    finally:
+        gate.set()
+        await pool.flushdb()
+        await pool.aclose()
+    q = by_queue(reading)["arq:queue"]
+    assert (q.depth, dict(q.states)) == (1, {"queued": 1, "in_progress": 1, "deferred": 0})
+    assert ms(q.oldest_timestamp) == round(info.enqueue_time.timestamp() * 1000)  # the waiting job, not the running
+    labels = ("", "arq:queue")
+    # the health check written while the job ran: one ongoing job
+    assert samples_of(reading, "jobqueue_workers") == {(*labels, "busy"): 1, (*labels, "idle"): 0}
+    assert samples_of(reading, "jobqueue_worker_busy_slots") == {labels: 1}
 
 
 @pytest.fixture(scope="module")

@@ -157,6 +157,24 @@ async def test_zgets_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redi
                  [[f"{p}w:a", "100", '{"n": 1}'], [f"{p}w:gone", "200", None]], [], WRONGTYPE]
 
 
+async def test_zexists_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                         prefix: str) -> None:
+    """ZEXISTS: how many of a zset's first members (by score, up to `max`) have a key of their own, and
+    the score of the first that has none."""
+    lua, pipe = runners
+    p = prefix
+    redis_client.zadd(f"{p}q", {"a": 1, "b": 2, "c": 3, "d": 4, "e": 50})
+    for member in ("a", "c", "e"):
+        redis_client.set(f"{p}ip:{member}", "1")
+    redis_client.set(f"{p}str", "x")
+    ops = [("ZEXISTS", f"{p}q", "10", f"{p}ip:", "100"), ("ZEXISTS", f"{p}q", "100", f"{p}ip:", "100"),
+           ("ZEXISTS", f"{p}q", "10", f"{p}ip:", "2"), ("ZEXISTS", f"{p}q", "0", f"{p}ip:", "100"),
+           ("ZEXISTS", f"{p}none", "10", f"{p}ip:", "100"), ("ZEXISTS", f"{p}str", "10", f"{p}ip:", "100")]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert a == b
+    assert a == [[2, "2"], [3, "2"], [1, "2"], [0, None], [0, None], WRONGTYPE]
+
+
 async def test_only_ops_for_zero_tenants(runners: tuple[OpRunner, OpRunner]) -> None:
     for runner in runners:
         assert await runner.run([("EACH", "LLEN", "x:", ":q", "")]) == [[]]

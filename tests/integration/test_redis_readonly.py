@@ -167,8 +167,8 @@ sources:
     # HELLO: redis-py's protocol negotiation; AUTH: the lean pipeline connection's login. Neither touches data.
     assert set(ran) - {"hello", "auth"} == {
         "client|setname", "ping", "eval_ro", "evalsha_ro", "scan", "type", "smembers", "llen", "lindex", "lrange",
-        "get", "hget", "hgetall", "hlen", "scard", "zcard", "zcount", "zrange", "zrangebyscore", "zrevrange", "xlen",
-        "xrange", "xinfo|groups"}
+        "exists", "get", "hget", "hgetall", "hlen", "scard", "zcard", "zcount", "zrange", "zrangebyscore", "zrevrange",
+        "xlen", "xrange", "xinfo|groups"}
     denied = [e for e in admin.execute_command("ACL", "LOG") if b"eval_ro" not in _entry(e).get(b"object", b"")]
     assert denied == []  # the only thing ever refused is EVAL_RO for the user without scripts
     assert dump(admin) == before

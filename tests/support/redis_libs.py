@@ -277,6 +277,11 @@ async def arq_retry(ctx: dict[str, Any]) -> None:
     raise Retry(defer=3600)
 
 
+async def arq_block(ctx: dict[str, Any]) -> None:
+    """Runs until the test opens `ctx["gate"]`: a job in progress."""
+    await ctx["gate"].wait()
+
+
 async def seed_arq(url: str, queue: str) -> dict[str, Any]:
     """With arq's own client and worker: a job that succeeds, one that fails, one retried an hour
     later, one deferred by 10 minutes; the burst worker runs the first three and writes its

@@ -29,6 +29,9 @@ Ops and their results:
       for the `cap` members with the highest scores (the freshest heartbeats), highest first
   ZGETS key min cap                                -> [[member, score, GET member or None], ...]
       for the first `cap` members scored `min` or more, lowest first (saq's live worker-info keys)
+  ZEXISTS key max keyprefix cap                    -> [count, score or None]
+      of the first `cap` members scored `max` or less: how many have a key keyprefix..member, and
+      the score of the first that has none (arq: jobs in progress, and the oldest waiting job)
   SMEMBERS key cap                                 -> the first `cap` members of a set, sorted
   EACH op prefix suffix tenants ARGS...             -> [result of `op prefix..t..suffix ARGS` for each t]
       `tenants` is one string of ids joined by \x1f: a per-tenant queue costs no op of its own
@@ -271,6 +274,8 @@ class OpRunner:
                 commands.extend(pack("HGET", op[3], job_id) for job_id in items)
             elif op[0] == "ZGETS":
                 commands.extend(pack("GET", member) for member in items[::2])
+            elif op[0] == "ZEXISTS":
+                commands.extend(pack("EXISTS", op[3] + member) for member in items[::2])
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
         values = iter(await self._wire(commands))
@@ -282,6 +287,11 @@ class OpRunner:
             if op[0] == "ZHASHES":
                 pairs = zip(items[::2], items[1::2], strict=True)
                 results[index] = [[member, score, _flat_hash(next(values))] for member, score in pairs]
+                continue
+            if op[0] == "ZEXISTS":
+                flags = [next(values) for _ in items[::2]]
+                waiting = [score for score, flag in zip(items[1::2], flags, strict=True) if not flag]
+                results[index] = [sum(flags), waiting[0] if waiting else None]
                 continue
             if op[0] == "ZGETS":
                 pairs = zip(items[::2], items[1::2], strict=True)
@@ -395,7 +405,7 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
     target[index] = _finish_plain(op, reply)
     if name in _HEADS:
         follow.append((target, index, op, _ordered(reply, int(op[2]))))
-    elif name in ("ZHASHES", "ZGETS"):
+    elif name in ("ZHASHES", "ZGETS", "ZEXISTS"):
         follow.append((target, index, op, reply))
 
 
@@ -412,6 +422,8 @@ def _pack_one(op: Op) -> bytes:
         return pack("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
     if name == "ZGETS":
         return pack("ZRANGEBYSCORE", key, op[2], "+inf", "WITHSCORES", "LIMIT", 0, int(op[3]))
+    if name == "ZEXISTS":
+        return pack("ZRANGEBYSCORE", key, "-inf", op[2], "WITHSCORES", "LIMIT", 0, int(op[4]))
     if name == "SMEMBERS":
         return pack("SMEMBERS", key)
     if name == "XFIRST":
@@ -438,7 +450,7 @@ def _finish_plain(op: Op, reply: Any) -> Any:
                 break
             bad += 1
         return [found, bad]
-    if name in _HEADS or name in ("ZHASHES", "ZGETS"):
+    if name in _HEADS or name in ("ZHASHES", "ZGETS", "ZEXISTS"):
         return [None, 0]  # resolved by the follow-up pipeline
     if name == "XFIRST":
         return reply[0][0] if reply else None

@@ -160,6 +160,14 @@ local function one(op, key, a)
       rows[#rows + 1] = {r[j], r[j + 1], h}
     end
     return rows
+  elseif op == 'ZEXISTS' then
+    local r = call('ZRANGEBYSCORE', key, '-inf', a[1], 'WITHSCORES', 'LIMIT', 0, tonumber(a[3]))
+    if r == WRONG then return WRONG end
+    local n, first = 0, false
+    for j = 1, #r, 2 do
+      if call('EXISTS', a[2] .. r[j]) == 1 then n = n + 1 elseif not first then first = r[j + 1] end
+    end
+    return {n, first}
   elseif op == 'ZGETS' then
     local r = call('ZRANGEBYSCORE', key, a[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(a[2]))
     if r == WRONG then return WRONG end
@@ -177,7 +185,7 @@ local function one(op, key, a)
 end
 local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
   HEAD = 4, HEADHASH = 5, HEADGET = 5, HEADHGET = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0,
-  ZMEMBERS = 1, ZHASHES = 2, ZGETS = 2, SMEMBERS = 1}
+  ZMEMBERS = 1, ZHASHES = 2, ZGETS = 2, ZEXISTS = 3, SMEMBERS = 1}
 local out = {}
 local i, n = 1, #ARGV
 while i <= n do
@@ -210,7 +218,7 @@ ARITY = {
     "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
     "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "HEADGET": 7, "HEADHGET": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2,
     "HGETALL": 2,
-    "ZMEMBERS": 3, "ZHASHES": 4, "ZGETS": 4, "SMEMBERS": 3,
+    "ZMEMBERS": 3, "ZHASHES": 4, "ZGETS": 4, "ZEXISTS": 5, "SMEMBERS": 3,
 }
 
 

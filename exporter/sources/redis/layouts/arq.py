@@ -8,8 +8,10 @@ Keys from arq 0.28 (`arq/constants.py`; `ArqRedis.enqueue_job` in `arq/connectio
   runs and is removed when it finishes (ZREM in `finish_job`/`finish_failed_job`).
 - `arq:job:<id>`: the job, a pickle (or a custom serializer) holding `et`, the enqueue time; never
   read (the exporter does not unpickle).
-- `arq:in-progress:<id>`, `arq:retry:<id>`, `arq:result:<id>`: one key per job with no index;
-  counting them would need a read per job, so they are not read.
+- `arq:in-progress:<id>`: set by `Worker.start_jobs` while a job runs (`Job.status` calls such a job
+  `in_progress`); read with EXISTS for the oldest `cap` ready ids, in one batched op, which also
+  gives the oldest ready id that is not running.
+- `arq:retry:<id>`, `arq:result:<id>`: one key per job with no index, so they are not read.
 - `<queue>:health-check`: a string `"<date> j_complete=N j_failed=N j_retried=N j_ongoing=N queued=N"`
   that a worker rewrites every `health_check_interval` (default 3600 s) with a TTL of that interval
   plus 1 s: the latest worker's counters since it started, and its liveness.
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
@@ -29,10 +33,11 @@ _HEALTH = re.compile(r"j_complete=(\d+) j_failed=(\d+) j_retried=(\d+) j_ongoing
 
 
 class ArqLayout(Layout):
-    """arq: ready = score <= now (jobs being run included), deferred = the rest; the health-check key."""
+    """arq as its `Job.status` sees it: in progress (in-progress key), queued (score <= now) or deferred."""
 
     layout: Literal["arq"]
     queues: list[str] = ["arq:queue"]  # queue names are whole keys (arq's `default_queue_name`)
+    cap: Annotated[int, Field(ge=1, le=100000)] = 1000  # oldest ready ids checked for an in-progress key
 
     def templates(self) -> Sequence[str]:
         return self.queues
@@ -42,19 +47,21 @@ class ArqLayout(Layout):
         now_ms = str(int(now * 1000))
         ops: list[Op] = []
         for key in queues:
-            ops += [("ZCOUNT", key, "-inf", now_ms), ("ZCARD", key), ("ZFIRST", key), ("GET", f"{key}:health-check")]
+            ops += [("ZCOUNT", key, "-inf", now_ms), ("ZCARD", key),
+                    ("ZEXISTS", key, now_ms, "arq:in-progress:", str(self.cap)), ("GET", f"{key}:health-check")]
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             for i, queue in enumerate(queues):
-                ready, total, first, health = r[4 * i : 4 * i + 4]
+                ready, total, seen, health = r[4 * i : 4 * i + 4]
                 ready, total = count(ready), count(total)
-                oldest = None
-                if first == WRONGTYPE or ready > total:  # ready > total: a key of another type
+                running, oldest = 0, None
+                if seen == WRONGTYPE:  # a key of another type
                     out.malformed += 1
-                elif first and ready:  # the lowest score is <= now: the oldest ready job's enqueue time
-                    oldest = float(first[1]) / 1000
-                states = (("queued", ready), ("deferred", total - ready))
-                out.queues.append(QueueStats(queue, ready, tenant, oldest, states))
+                else:  # the lowest score of a ready job not running: its enqueue time (ms)
+                    running = int(seen[0])
+                    oldest = None if seen[1] is None else float(seen[1]) / 1000
+                states = (("queued", ready - running), ("in_progress", running), ("deferred", total - ready))
+                out.queues.append(QueueStats(queue, ready - running, tenant, oldest, states))
                 self._health(tenant, queue, health, out)
 
         return Plan(ops, parse)
