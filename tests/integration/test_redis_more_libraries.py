@@ -238,6 +238,13 @@ async def test_taskiq_list_and_stream(mode: str, taskiq_seeded: str) -> None:
     assert (got["jq-list"].depth, dict(got["jq-list"].states)) == (3, {"queued": 3})
     # 4 kicked; the group took 2 and acknowledged 1: 2 undelivered, 1 pending (acked entries stay)
     assert (got["jq-stream"].depth, dict(got["jq-stream"].states)) == (2, {"queued": 2, "pending": 1})
+    conn = redis.Redis.from_url(url, decode_responses=True)
+    entries = [entry_id for entry_id, _ in conn.xrange("jq-stream")]
+    conn.close()
+    assert len(entries) == 4  # acknowledged entries stay in the stream
+    # the oldest waiting task: the third entry, the first the group has not been delivered
+    assert ms(got["jq-stream"].oldest_timestamp) == int(entries[2].split("-")[0])
+    assert got["jq-list"].oldest_timestamp is None and got["jq-none"].oldest_timestamp is None
     assert (got["jq-none"].depth, dict(got["jq-none"].states)) == (0, {"queued": 0, "pending": 0})
     assert reading.malformed == 0
 

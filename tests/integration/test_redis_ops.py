@@ -175,6 +175,24 @@ async def test_zexists_same_on_both_paths(runners: tuple[OpRunner, OpRunner], re
     assert a == [[2, "2"], [3, "2"], [1, "2"], [0, None], [0, None], WRONGTYPE]
 
 
+async def test_xnext_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                       prefix: str) -> None:
+    """XNEXT: the first entry a consumer group has not been delivered (taskiq's oldest waiting task)."""
+    lua, pipe = runners
+    p = prefix
+    for i in range(1, 5):
+        redis_client.xadd(f"{p}s", {"data": "x"}, id=f"{i}000-0")
+    redis_client.xgroup_create(f"{p}s", "g", id="0")
+    redis_client.xgroup_create(f"{p}s", "done", id="$")
+    redis_client.xreadgroup("g", "c", {f"{p}s": ">"}, count=2)
+    redis_client.set(f"{p}str", "x")
+    ops = [("XNEXT", f"{p}s", "g"), ("XNEXT", f"{p}s", "done"), ("XNEXT", f"{p}s", "nogroup"),
+           ("XNEXT", f"{p}none", "g"), ("XNEXT", f"{p}str", "g")]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert a == b
+    assert a == ["3000-0", None, "1000-0", None, WRONGTYPE]
+
+
 async def test_only_ops_for_zero_tenants(runners: tuple[OpRunner, OpRunner]) -> None:
     for runner in runners:
         assert await runner.run([("EACH", "LLEN", "x:", ":q", "")]) == [[]]

@@ -23,6 +23,8 @@ Ops and their results:
   ZFIRST key                                       -> [member, score] or []
   XFIRST key                                       -> first entry id or None
   XGROUPS key                                      -> XINFO GROUPS reply (list of flat lists) or []
+  XNEXT key group                                  -> id of the first entry the group has not been
+      delivered (after its last-delivered-id; the first entry when there is no such group) or None
   HGETALL key                                      -> flat [field, value, ...]
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
@@ -272,6 +274,8 @@ class OpRunner:
                 commands.extend(pack("GET", op[3] + job_id) for job_id in items)
             elif op[0] == "HEADHGET":
                 commands.extend(pack("HGET", op[3], job_id) for job_id in items)
+            elif op[0] == "XNEXT":
+                commands.append(pack("XRANGE", op[1], items[0], "+", "COUNT", 1))
             elif op[0] == "ZGETS":
                 commands.extend(pack("GET", member) for member in items[::2])
             elif op[0] == "ZEXISTS":
@@ -287,6 +291,10 @@ class OpRunner:
             if op[0] == "ZHASHES":
                 pairs = zip(items[::2], items[1::2], strict=True)
                 results[index] = [[member, score, _flat_hash(next(values))] for member, score in pairs]
+                continue
+            if op[0] == "XNEXT":
+                entries = next(values)
+                results[index] = entries[0][0] if entries else None
                 continue
             if op[0] == "ZEXISTS":
                 flags = [next(values) for _ in items[::2]]
@@ -329,6 +337,15 @@ def _flat_hash(reply: Any) -> list[str]:
     if isinstance(reply, dict):
         return [x for kv in reply.items() for x in kv]
     return reply if isinstance(reply, list) else []
+
+
+def _after(groups: Any, group: str) -> str:
+    """The XRANGE start of the entries `group` has not been delivered: after its last-delivered-id."""
+    for raw in groups or ():
+        info = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=False))
+        if info.get("name") == group:
+            return "(" + str(info.get("last-delivered-id"))
+    return "-"
 
 
 def _text(reply: Any) -> str | None:
@@ -390,6 +407,8 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
         text = str(reply)
         if name == "XGROUPS" and "no such key" in text:
             target[index] = []
+        elif name == "XNEXT" and "no such key" in text:
+            target[index] = None
         elif "WRONGTYPE" in text:
             target[index] = WRONGTYPE
         else:
@@ -407,6 +426,8 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
         follow.append((target, index, op, _ordered(reply, int(op[2]))))
     elif name in ("ZHASHES", "ZGETS", "ZEXISTS"):
         follow.append((target, index, op, reply))
+    elif name == "XNEXT":
+        follow.append((target, index, op, [_after(reply, op[2])]))
 
 
 def _pack_one(op: Op) -> bytes:
@@ -428,7 +449,7 @@ def _pack_one(op: Op) -> bytes:
         return pack("SMEMBERS", key)
     if name == "XFIRST":
         return pack("XRANGE", key, "-", "+", "COUNT", 1)
-    if name == "XGROUPS":
+    if name in ("XGROUPS", "XNEXT"):
         return pack("XINFO", "GROUPS", key)
     if name not in ARITY:
         raise ValueError(f"unknown op {name!r}")
@@ -450,7 +471,7 @@ def _finish_plain(op: Op, reply: Any) -> Any:
                 break
             bad += 1
         return [found, bad]
-    if name in _HEADS or name in ("ZHASHES", "ZGETS", "ZEXISTS"):
+    if name in _HEADS or name in ("ZHASHES", "ZGETS", "ZEXISTS", "XNEXT"):
         return [None, 0]  # resolved by the follow-up pipeline
     if name == "XFIRST":
         return reply[0][0] if reply else None

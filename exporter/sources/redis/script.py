@@ -146,6 +146,20 @@ local function one(op, key, a)
     local t = redis.call('TYPE', key)['ok']
     if t == 'stream' then return call('XINFO', 'GROUPS', key) elseif t == 'none' then return {} end
     return WRONG
+  elseif op == 'XNEXT' then
+    local t = redis.call('TYPE', key)['ok']
+    if t == 'none' then return false elseif t ~= 'stream' then return WRONG end
+    local start = '-'
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local name, last
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then last = g[j + 1] end
+      end
+      if name == a[1] then start = '(' .. last end
+    end
+    local r = redis.call('XRANGE', key, start, '+', 'COUNT', 1)
+    if #r == 0 then return false end
+    return r[1][1]
   elseif op == 'HGETALL' then
     return call('HGETALL', key)
   elseif op == 'ZMEMBERS' then
@@ -184,7 +198,7 @@ local function one(op, key, a)
   return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
 end
 local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
-  HEAD = 4, HEADHASH = 5, HEADGET = 5, HEADHGET = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0,
+  HEAD = 4, HEADHASH = 5, HEADGET = 5, HEADHGET = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, XNEXT = 1, HGETALL = 0,
   ZMEMBERS = 1, ZHASHES = 2, ZGETS = 2, ZEXISTS = 3, SMEMBERS = 1}
 local out = {}
 local i, n = 1, #ARGV
@@ -217,8 +231,7 @@ return out
 ARITY = {
     "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
     "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "HEADGET": 7, "HEADHGET": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2,
-    "HGETALL": 2,
-    "ZMEMBERS": 3, "ZHASHES": 4, "ZGETS": 4, "ZEXISTS": 5, "SMEMBERS": 3,
+    "XNEXT": 3, "HGETALL": 2, "ZMEMBERS": 3, "ZHASHES": 4, "ZGETS": 4, "ZEXISTS": 5, "SMEMBERS": 3,
 }
 
 

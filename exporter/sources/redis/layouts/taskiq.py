@@ -11,7 +11,9 @@ Keys from taskiq-redis 1.2 (`ListQueueBroker.kick`/`listen`, `RedisStreamBroker.
 - `PubSubBroker` stores nothing; results (`RedisAsyncResultBackend`) are one key per task id with
   no index, so neither is read.
 
-A taskiq message (`TaskiqMessage` in `taskiq/message.py`) carries no enqueue time.
+A taskiq message (`TaskiqMessage` in `taskiq/message.py`) carries no enqueue time; a stream entry's id
+(XADD's `*`) is its enqueue time in ms, so streams have an oldest age: the first entry after the
+group's last-delivered-id.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ class TaskiqLayout(Layout):
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]
         stream = self.broker == "stream"
-        ops: list[Op] = [op for q in queues for op in ((("XLEN", q), ("XGROUPS", q)) if stream else (("LLEN", q),))]
+        group = self.consumer_group
+        ops: list[Op] = [op for q in queues
+                         for op in ((("XLEN", q), ("XGROUPS", q), ("XNEXT", q, group)) if stream else (("LLEN", q),))]
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             for i, queue in enumerate(queues):
@@ -47,15 +51,18 @@ class TaskiqLayout(Layout):
                     out.malformed += r[i] == WRONGTYPE
                     out.queues.append(QueueStats(queue, depth, tenant, None, (("queued", depth),)))
                     continue
-                length, groups = r[2 * i : 2 * i + 2]
+                length, groups, first = r[3 * i : 3 * i + 3]
                 if length == WRONGTYPE or groups == WRONGTYPE:
                     out.malformed += 1
-                    groups = []
+                    groups, first = [], None
                 info = next((g for g in map(_flat, groups) if g.get("name") == self.consumer_group), None)
                 # no group yet (no worker started): every entry waits; lag NULL (Redis cannot tell): 0
                 waiting = count(length) if info is None else int(info.get("lag") or 0)
                 pending = 0 if info is None else int(info.get("pending") or 0)
-                out.queues.append(QueueStats(queue, waiting, tenant, None, (("queued", waiting), ("pending", pending))))
+                # the oldest task not yet delivered: its entry id is the XADD time (ms)
+                oldest = int(str(first).split("-", 1)[0]) / 1000 if first and waiting else None
+                states = (("queued", waiting), ("pending", pending))
+                out.queues.append(QueueStats(queue, waiting, tenant, oldest, states))
 
         return Plan(ops, parse)
 
