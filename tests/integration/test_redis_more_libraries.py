@@ -55,10 +55,10 @@ def db(server: RedisServer, n: int) -> str:
     return server.url.removesuffix("/0") + f"/{n}"
 
 
-async def both(url: str, queues: list[dict[str, Any]], mode: str, now: float) -> Any:
+async def both(url: str, queues: list[dict[str, Any]], mode: str, now: float, **extra: Any) -> Any:
     """A reading on `mode`, checked equal to one on the other path."""
-    reading = await collect(url, queues, mode, now)
-    other = await collect(url, queues, "pipeline" if mode == "lua" else "lua", now)
+    reading = await collect(url, queues, mode, now, **extra)
+    other = await collect(url, queues, "pipeline" if mode == "lua" else "lua", now, **extra)
     assert comparable(reading) == comparable(other)
     return reading
 
@@ -316,3 +316,21 @@ async def test_foreign_and_malformed_items_counted_and_skipped(mode: str, server
                    "ts": (0, None), "bw": (3, 1699999980000)}
     # arq 2, huey 1, saq 2 items + 1 worker, taskiq 2, Bee-Queue 2
     assert reading.malformed == 10
+
+
+async def test_new_layouts_per_tenant(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    """`{tenant}` in a prefix, namespace or queue name reads one queue per tenant in the same batch."""
+    for tenant, n in (("a", 2), ("b", 1)):
+        for i in range(n):
+            redis_client.lpush(f"{prefix}{tenant}:bq:mail:waiting", str(i))
+            redis_client.rpush(f"{prefix}{tenant}:dq:default", f"m{i}")
+        redis_client.zadd(f"{prefix}{tenant}:arq", {f"j{i}": 1_699_999_000_000 + i for i in range(n)})
+    queues = [{"layout": "beequeue", "prefix": f"{prefix}{{tenant}}:bq", "queues": ["mail"]},
+              {"layout": "dramatiq", "namespace": f"{prefix}{{tenant}}:dq"},
+              {"layout": "arq", "queues": [f"{prefix}{{tenant}}:arq"]}]
+    reading = await both(REDIS_URL, queues, mode, 1_700_000_000, tenants={"static": ["a", "b"]})
+    got = sorted((q.tenant, q.queue.removeprefix(prefix), q.depth) for q in reading.queues)
+    assert got == [("a", "a:arq", 2), ("a", "default", 2), ("a", "mail", 2),
+                   ("b", "b:arq", 1), ("b", "default", 1), ("b", "mail", 1)]
+    # ids with no job behind them: each oldest read skips them and counts them (Bee-Queue 3, dramatiq 3)
+    assert reading.malformed == 6

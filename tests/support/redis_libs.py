@@ -304,8 +304,8 @@ async def seed_arq(url: str, queue: str) -> dict[str, Any]:
     await worker.record_health()
     waiting = [await pool.enqueue_job("arq_ok", i) for i in range(2)]
     infos = [await Job(j.job_id, pool, _queue_name=queue).info() for j in waiting if j is not None]
-    await worker.pool.close(close_connection_pool=True)
-    await pool.close(close_connection_pool=True)
+    await worker.pool.aclose()
+    await pool.aclose()
     return {"enqueued_ms": [round(i.enqueue_time.timestamp() * 1000) for i in infos if i is not None],
             "counters": (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried)}
 
