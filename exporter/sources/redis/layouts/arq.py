@@ -60,8 +60,9 @@ class ArqLayout(Layout):
                 else:  # the lowest score of a ready job not running: its enqueue time (ms)
                     running = int(seen[0])
                     oldest = None if seen[1] is None else float(seen[1]) / 1000
-                states = (("queued", ready - running), ("in_progress", running), ("deferred", total - ready))
-                out.queues.append(QueueStats(queue, ready - running, tenant, oldest, states))
+                queued = max(ready - running, 0)  # pipelined reads are not one snapshot: never below 0
+                states = (("queued", queued), ("in_progress", running), ("deferred", max(total - ready, 0)))
+                out.queues.append(QueueStats(queue, queued, tenant, oldest, states))
                 self._health(tenant, queue, health, out)
 
         return Plan(ops, parse)
