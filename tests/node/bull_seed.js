@@ -22,14 +22,13 @@ async function main() {
   await work.add({ kind: 'fail' });
   await work.add({ kind: 'fail' }, { attempts: 2, backoff: { type: 'fixed', delay: later } });
   await work.add({ kind: 'ok' }, { delay: later });
-  let finished = 0;
-  work.on('completed', () => { finished += 1; });
-  work.on('failed', () => { finished += 1; });
   work.process(async (job) => {
     if (job.data.kind === 'fail') throw new Error('boom');
     return 42;
   });
-  for (let i = 0; i < 200 && finished < 3; i += 1) await sleep(25);
+  // done when the worker has run the three: one completed, one failed, the retry back in `delayed`
+  const done = (c) => c.completed === 1 && c.failed === 1 && c.delayed === 2 && c.waiting === 0 && c.active === 0;
+  for (let i = 0; i < 400 && !done(await work.getJobCounts()); i += 1) await sleep(25);
   await work.close();
 
   const producer = new Queue('work', url, opts);
@@ -37,7 +36,7 @@ async function main() {
   for (let i = 0; i < 2; i += 1) waiting.push(await producer.add({ kind: 'ok', i }));
   for (let i = 0; i < 2; i += 1) await held.add({ n: i });
   await held.pause();
-  const out = { finished, queues: {} };
+  const out = { queues: {} };
   for (const queue of [producer, held]) {
     out.queues[queue.name] = {
       counts: await queue.getJobCounts(), paused: await queue.isPaused(),
