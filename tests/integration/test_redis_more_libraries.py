@@ -193,6 +193,29 @@ async def test_huey(mode: str, huey_seeded: tuple[str, dict[str, Any]]) -> None:
     assert reading.malformed == 0
 
 
+async def test_huey_priority_storage(mode: str, server: RedisServer) -> None:
+    """PriorityRedisHuey keeps its queue as a zset under the same key: the depth is its ZCARD."""
+    from huey import PriorityRedisHuey
+
+    url = db(server, 8)
+    huey = PriorityRedisHuey("jq.prio", url=url)
+
+    @huey.task()
+    def job(n: int) -> int:
+        return n
+
+    for priority in (None, 5, 9):
+        huey.enqueue(job.s(priority or 0, priority=priority))
+    try:
+        assert huey.pending_count() == 3
+        reading = await both(url, [{"layout": "huey", "queues": ["jq.prio"]}], mode, time.time())
+    finally:
+        huey.storage.conn.flushdb()
+        huey.storage.conn.close()
+    q = by_queue(reading)["jq.prio"]  # the `queue` label is the configured name; keys use "jqprio"
+    assert (q.depth, dict(q.states), reading.malformed) == (3, {"queued": 3, "scheduled": 0, "results": 0}, 0)
+
+
 @pytest.fixture(scope="module")
 def saq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
     import asyncio
