@@ -150,8 +150,9 @@ async def test_dramatiq(mode: str, dramatiq_seeded: tuple[str, dict[str, Any], f
     url, view, now = dramatiq_seeded
     reading = await both(url, [{"layout": "dramatiq", "namespace": "dq"}], mode, now)
     q = by_queue(reading)["default"]
-    assert (q.depth, dict(q.states), q.failed) == (3, {"queued": 3, "unacked": 0, "delayed": 2, "dead": 1}, 1)
-    assert ms(q.oldest_timestamp) == view["oldest_ms"]  # message_timestamp of the first waiting message
+    assert view["taken"] == view["first"]  # the consumer holds the first message, unacknowledged
+    assert (q.depth, dict(q.states), q.failed) == (2, {"queued": 2, "unacked": 1, "delayed": 2, "dead": 1}, 1)
+    assert ms(q.oldest_timestamp) == view["oldest_ms"]  # message_timestamp of the oldest message still waiting
     assert samples_of(reading, "jobqueue_workers") == {("", "", "live"): 1}  # one broker process
     assert reading.malformed == 0
     # past dramatiq's heartbeat timeout the process is no longer live
@@ -228,7 +229,8 @@ async def test_saq(mode: str, saq_seeded: tuple[str, dict[str, Any], float]) -> 
     url, view, now = saq_seeded
     reading = await both(url, [{"layout": "saq", "queues": ["jq", "none"]}], mode, now)
     q = by_queue(reading)["jq"]
-    assert (q.depth, dict(q.states)) == (2, {"queued": 2, "active": 0, "scheduled": 2})
+    assert view["taken"] == view["first"]
+    assert (q.depth, dict(q.states)) == (2, {"queued": 2, "active": 1, "scheduled": 2})
     assert dict(q.states) == view["info"]  # saq's own Queue.info()
     assert ms(q.oldest_timestamp) == view["oldest_ms"]  # `queued` (ms) of the first waiting job
     assert samples_of(reading, "jobqueue_workers") == {("", "jq", "live"): view["workers"], ("", "none", "live"): 0}
@@ -280,9 +282,10 @@ async def test_beequeue(mode: str, redis_client: redis.Redis, prefix: str) -> No
     q = by_queue(reading)["work"]
     health = report["health"]  # Bee-Queue's own Queue#checkHealth
     assert (q.depth, dict(q.states), q.failed) == (
-        2, {"active": 0, "succeeded": 1, "failed": 1, "delayed": 2}, 1)
+        2, {"active": 1, "succeeded": 1, "failed": 1, "delayed": 2}, 1)
     assert q.depth == health["waiting"] and dict(q.states) == {k: health[k] for k in dict(q.states)}
-    assert ms(q.oldest_timestamp) == report["timestamps"][0]  # options.timestamp of the oldest waiting
+    # options.timestamp of the oldest job still waiting (the first one is active)
+    assert ms(q.oldest_timestamp) == report["timestamps"][1]
     assert (by_queue(reading)["none"].depth, by_queue(reading)["none"].oldest_timestamp) == (0, None)
     assert reading.malformed == 0
 
@@ -297,8 +300,9 @@ async def test_bull_classic_read_by_the_bullmq_layout(mode: str, redis_client: r
     reading = await both(REDIS_URL, queues, mode, time.time())
     work, held = by_queue(reading)["work"], by_queue(reading)["held"]
     counts = report["queues"]["work"]["counts"]  # Bull's own getJobCounts()
-    assert (work.depth, work.paused, work.failed, ms(work.oldest_timestamp)) == (2, False, 1, report["timestamps"][0])
-    assert dict(work.states) == {"active": 0, "delayed": 2, "prioritized": 0, "waiting-children": 0,
+    # the first of the 3 jobs added last is active: the oldest waiting is the second
+    assert (work.depth, work.paused, work.failed, ms(work.oldest_timestamp)) == (2, False, 1, report["timestamps"][1])
+    assert dict(work.states) == {"active": 1, "delayed": 2, "prioritized": 0, "waiting-children": 0,
                                  "completed": 1, "failed": 1}
     assert {k: counts[k] for k in ("active", "delayed", "completed", "failed")} == {
         k: v for k, v in dict(work.states).items() if k in counts}

@@ -4,7 +4,8 @@
 // Usage: node beequeue_seed.js <redis-url> <prefix>
 // Queue "work": a job that succeeds, one that fails for good, one that fails once and is retried
 // with a 10-minute backoff (so it waits in `delayed`), and one delayed by 10 minutes; the real
-// worker (Queue#process) runs the first three; then 2 jobs wait. Prints one JSON object.
+// worker (Queue#process) runs the first three; then 3 jobs are added and another worker takes the
+// oldest and is still running it when the process exits (it stays `active`). Prints one JSON object.
 'use strict';
 
 const Queue = require('bee-queue');
@@ -33,10 +34,14 @@ async function main() {
   const producer = new Queue('work', { ...settings, isWorker: false });
   await producer.ready();
   const waiting = [];
-  for (let i = 0; i < 2; i += 1) waiting.push(await producer.createJob({ kind: 'ok', i }).save());
+  for (let i = 0; i < 3; i += 1) waiting.push(await producer.createJob({ kind: 'ok', i }).save());
+  // a worker that takes the oldest job and is still running it when the process ends
+  const holder = new Queue('work', settings);
+  holder.process(() => new Promise(() => {}));
+  for (let i = 0; i < 400 && (await producer.checkHealth()).active !== 1; i += 1) await sleep(25);
   const health = await producer.checkHealth();
-  await producer.close();
-  process.stdout.write(JSON.stringify({ health, timestamps: waiting.map((job) => job.options.timestamp) }));
+  process.stdout.write(JSON.stringify({ health, timestamps: waiting.map((job) => job.options.timestamp) }),
+    () => process.exit(0));
 }
 
 main().catch((err) => {

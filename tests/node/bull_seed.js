@@ -4,7 +4,8 @@
 // Usage: node bull_seed.js <redis-url> <prefix>
 // Queue "work": a job that succeeds, one that fails for good, one that fails once and is retried
 // with a 10-minute backoff (so it waits in `delayed`), and one delayed by 10 minutes; the real
-// worker (Queue#process) runs the first three; then 2 jobs wait. Queue "held": 2 jobs, then paused
+// worker (Queue#process) runs the first three; then 3 jobs are added and another worker takes the
+// oldest and is still running it when the process exits (it stays `active`). Queue "held": 2 jobs, then paused
 // (Bull RENAMEs `wait` to `paused` and sets `meta-paused` and `meta.paused`). Prints one JSON object.
 'use strict';
 
@@ -33,7 +34,11 @@ async function main() {
 
   const producer = new Queue('work', url, opts);
   const waiting = [];
-  for (let i = 0; i < 2; i += 1) waiting.push(await producer.add({ kind: 'ok', i }));
+  for (let i = 0; i < 3; i += 1) waiting.push(await producer.add({ kind: 'ok', i }));
+  // a worker that takes the oldest job and is still running it when the process ends
+  const holder = new Queue('work', url, opts);
+  holder.process(() => new Promise(() => {}));
+  for (let i = 0; i < 400 && (await producer.getJobCounts()).active !== 1; i += 1) await sleep(25);
   for (let i = 0; i < 2; i += 1) await held.add({ n: i });
   await held.pause();
   const out = { queues: {} };
@@ -44,9 +49,8 @@ async function main() {
   }
   out.timestamps = waiting.map((job) => job.timestamp);
   out.heldTimestamps = (await held.getWaiting()).map((job) => job.timestamp);
-  await producer.close();
   await held.close();
-  process.stdout.write(JSON.stringify(out));
+  process.stdout.write(JSON.stringify(out), () => process.exit(0));
 }
 
 main().catch((err) => {

@@ -316,7 +316,8 @@ async def seed_arq(url: str, queue: str) -> dict[str, Any]:
 def seed_dramatiq(url: str, namespace: str) -> dict[str, Any]:
     """With dramatiq's RedisBroker and its real Worker: one message that succeeds, one that fails for
     good (dead-lettered), one that fails and is retried 10 minutes later (in the delay queue), and
-    one sent with a 10-minute delay; then, with the worker stopped, 3 messages wait."""
+    one sent with a 10-minute delay; then, with the worker stopped, 3 messages are sent and a consumer
+    fetches the first without acknowledging it (a worker mid-message)."""
     import time
 
     import dramatiq
@@ -352,8 +353,13 @@ def seed_dramatiq(url: str, namespace: str) -> dict[str, Any]:
         time.sleep(0.05)
     worker.stop()
     waiting = [ok.send(i) for i in range(3)]
+    consumer = broker.consume("default", prefetch=1, timeout=100)
+    taken = None
+    while taken is None and time.monotonic() < deadline + 30:  # a worker's fetch, never acknowledged
+        taken = next(consumer)
     broker.close()
-    return {"oldest_ms": waiting[0].message_timestamp}
+    return {"oldest_ms": waiting[1].message_timestamp, "taken": taken.message_id if taken else None,
+            "first": waiting[0].message_id}
 
 
 # -------------------------------------------------------------------------------------------- huey
@@ -406,7 +412,8 @@ async def saq_fail(ctx: dict[str, Any]) -> None:
 async def seed_saq(url: str, name: str) -> dict[str, Any]:
     """With saq's Queue and Worker: a job that succeeds, one that fails for good, one that fails and
     is retried 10 minutes later, one scheduled in 10 minutes; the worker runs the first three and
-    writes its worker info; then 2 jobs wait. Returns saq's own `info()` and the waiting jobs."""
+    writes its worker info; then 3 jobs are enqueued and the first is dequeued (active). Returns saq's
+    own `info()` and the waiting jobs."""
     import time
 
     from saq import Queue, Worker
@@ -420,11 +427,13 @@ async def seed_saq(url: str, name: str) -> dict[str, Any]:
     for _ in range(3):
         await worker.process()
     await worker.worker_info(ttl=60)
-    waiting = [await queue.enqueue("saq_ok", n=i) for i in range(2)]
+    waiting = [await queue.enqueue("saq_ok", n=i) for i in range(3)]
+    taken = await queue.dequeue()  # what a worker does first: the job moves to `active`
     info = await queue.info()
     await queue.disconnect()
+    assert waiting[0] and waiting[1] and taken
     return {"info": {k: info[k] for k in ("queued", "active", "scheduled")}, "workers": len(info["workers"]),
-            "oldest_ms": waiting[0].queued if waiting[0] else None}
+            "oldest_ms": waiting[1].queued, "taken": taken.key, "first": waiting[0].key}
 
 
 # ------------------------------------------------------------------------------------------ taskiq
