@@ -11,22 +11,24 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from exporter.health.config import AuthConfig, ShimsConfig, SystemConfig
+from exporter.health.config import AuthConfig, SystemConfig
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import Model, SourceConfig
+from exporter.web.shims import ShimsConfig
 
 DEFAULT_PORT = 9312  # the list marks it UNALLOCATED (kept from Sphinx); every other 91xx-99xx is held
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-SourceUnion = Annotated[
-    Union[tuple(t.config_model for t in SOURCE_TYPES.values())],  # type: ignore[valid-type]  # noqa: UP007
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:  # the checker sees what every member shares; pydantic validates the table's union
+    SourceUnion = SourceConfig
+else:
+    SourceUnion = Annotated[Union[tuple(t.config_model for t in SOURCE_TYPES.values())],  # noqa: UP007
+                            Field(discriminator="type")]
 
 
 class ExporterConfig(Model):
@@ -35,7 +37,7 @@ class ExporterConfig(Model):
     listen: str = f"0.0.0.0:{DEFAULT_PORT}"
     shard: str = "0/1"
     revision: str = "unknown"
-    sources: list[SourceUnion] = Field(min_length=1)  # type: ignore[valid-type]
+    sources: list[SourceUnion] = Field(min_length=1)
     systems: list[SystemConfig] = []
     shims: ShimsConfig = ShimsConfig()
     auth: AuthConfig = AuthConfig()
@@ -238,9 +240,11 @@ def _child(node: yaml.Node | None, step: Any) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if key.value == str(step):
-                return value
+                child: yaml.Node = value
+                return child
     if isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-        return node.value[step]
+        item: yaml.Node = node.value[step]
+        return item
     return None
 
 

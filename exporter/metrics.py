@@ -315,7 +315,8 @@ class Exposition:
             if own is not None:
                 chunks.append(own)
         if fmt == OPENMETRICS:
-            chunks.append(generate_latest_om(_PROCESS).removesuffix(b"# EOF\n"))
+            own_om: bytes = generate_latest_om(_PROCESS)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
+            chunks.append(own_om.removesuffix(b"# EOF\n"))
             chunks.append(b"# EOF\n")
         else:
             chunks.append(generate_latest(_PROCESS))

@@ -7,17 +7,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from exporter.config import ExporterConfig
 from exporter.health.evaluation import attach as attach_health
 from exporter.scheduler import Scheduler
 from exporter.web import core, openapi
-from exporter.web.auth import AUTHENTICATOR, Authenticator, RateLimiter, authenticate
+from exporter.web.auth import AUTHENTICATOR, Authenticator, authenticate
 from exporter.web.errors import json_errors
-from exporter.web.keys import CONFIG, SCHEDULER, STARTED_AT
-from exporter.web.shims import HEALTH, ops, platform, service, status, tenant
+from exporter.web.keys import CONFIG, SCHEDULER, STARTED_AT, AppConfig
+from exporter.web.shims import SHIMS
+from exporter.web.shims.base import HEALTH
 
 
-def build_app(config: ExporterConfig, scheduler: Scheduler, run_scheduler: bool = True) -> web.Application:
+def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = True) -> web.Application:
     """The application serving /metrics, /, /healthz, /readyz (and the shims, when configured)."""
     app = web.Application(middlewares=[json_errors, authenticate])
     app[CONFIG] = config
@@ -25,11 +25,11 @@ def build_app(config: ExporterConfig, scheduler: Scheduler, run_scheduler: bool 
     app[STARTED_AT] = time.time()
     app[HEALTH] = attach_health(scheduler, config.systems)
     app[AUTHENTICATOR] = Authenticator(config.auth.tokens)
-    rate = config.shims.platform.rate_limit if config.shims.platform else None
-    app[platform.LIMITER] = RateLimiter(rate.requests, rate.per) if rate else RateLimiter(60, 60.0)
     app.router.add_routes(core.routes)
     app.router.add_routes(openapi.routes)
-    for shim in (tenant, status, service, platform, ops):  # always mounted; a disabled shim answers 404
+    for shim in SHIMS:  # always mounted; a disabled shim answers 404
+        if shim.setup is not None:
+            shim.setup(app, config.shims.get(shim.key))
         app.router.add_routes(shim.routes)
     if run_scheduler:
         app.cleanup_ctx.append(_run_scheduler)

@@ -19,13 +19,14 @@ from exporter.metrics import (
     render_source,
 )
 from exporter.model import QueueStats, Reading, Sample, SourceStatus
+from tests.support import builders
 
 NOW = 1_800_000_000.0
 
 
 def status(up: bool = True, name: str = "r") -> SourceStatus:
-    return SourceStatus(name, "redis", up, NOW, 0.25, NOW - (0 if up else 60), None if up else "boom",
-                        None if up else "unreachable", 3)
+    return builders.status(name, up, NOW, duration=0.25, last_success=NOW - (0 if up else 60),
+                           error=None if up else "boom", collections=3)
 
 
 READING = Reading(

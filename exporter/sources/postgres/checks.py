@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter.facts import CheckRecord
 from exporter.model import Sample
 from exporter.sources.postgres.config import Check, Migrations
 
@@ -39,8 +40,13 @@ class CheckResult:
     def ok(self) -> bool:
         return self.error is None
 
+    def record(self) -> CheckRecord:
+        """The typed fact the health rules and the consistency shim read."""
+        severity = self.severity if self.severity in ("warn", "info", "error", "critical") else None
+        return CheckRecord(self.name, severity, self.count, self.rows, self.error)
+
     def details(self) -> dict[str, Any]:
-        """The record the health layer and the consistency shim read (`details.checks.<name>`)."""
+        """The tree operator `Ref` paths reach into (`details.checks.<name>.rows.0.total`)."""
         return {"check": self.name, "severity": self.severity, "count": self.count, "rows": list(self.rows),
                 "error": self.error, "observed_at": self.observed_at}
 

@@ -67,7 +67,7 @@ class Preset(Model):
 
     @property
     def query_name(self) -> str:
-        return self.name or self.preset  # type: ignore[attr-defined]
+        return self.name or self.preset  # type: ignore[attr-defined]  # every subclass has its literal `preset`
 
 
 class GenericPreset(Preset):

@@ -12,7 +12,7 @@ Table and column names are quoted identifiers from the config; status values tra
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,7 +224,7 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
                        timeout=p.timeout)
 
 
-_BUILDERS = {
+_BUILDERS: dict[str, Callable[[Any], PresetQuery]] = {
     "generic": generic, "pgmq": pgmq, "pg-boss": pg_boss, "graphile-worker": graphile_worker, "river": river,
     "oban": oban, "good_job": good_job, "procrastinate": procrastinate, "solid_queue": solid_queue,
 }
@@ -232,7 +232,7 @@ _BUILDERS = {
 
 def build(preset: AnyPreset) -> PresetQuery:
     """The statement of a configured preset."""
-    return _BUILDERS[preset.preset](preset)  # type: ignore[operator]
+    return _BUILDERS[preset.preset](preset)
 
 
 def in_shard(tenant: str, shard: tuple[int, int]) -> bool:

@@ -32,9 +32,11 @@ from typing import Any
 
 import asyncpg
 
+from exporter.facts import PoolUse, Tenants
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
+    QueryFailed,
     Source,
     SourceContext,
     SourceDenied,
@@ -66,17 +68,10 @@ LOST: tuple[type[BaseException], ...] = (
     OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
 )
+LOST_OR_TIMEOUT: tuple[type[BaseException], ...] = (*LOST, TimeoutError)
 DENIED: tuple[type[BaseException], ...] = (
     asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError, asyncpg.InsufficientPrivilegeError,
 )
-
-
-class QueryFailed(Exception):
-    """One statement failed on the server; only its query or check is affected."""
-
-    def __init__(self, message: str, duration: float = 0.0) -> None:
-        super().__init__(message)
-        self.duration = duration
 
 
 class PostgresSource(Source):
@@ -129,7 +124,7 @@ class PostgresSource(Source):
         except asyncpg.InvalidCatalogNameError as err:
             await self._forget()
             raise SourceError(f"postgres {safe_dsn(self.config.dsn)}: {err}") from err
-        except (*LOST, TimeoutError) as err:
+        except LOST_OR_TIMEOUT as err:
             await self._forget()
             reason = str(err) or type(err).__name__
             if isinstance(err, TimeoutError):
@@ -184,6 +179,7 @@ class PostgresSource(Source):
             self._log_change(f"query {name}", error)
             return ok
 
+        facts: list[object] = []
         details: dict[str, Any] = {
             "postgres": {"dsn": safe_dsn(self.config.dsn), "server_version": version,
                          "latency_ms": round(latency * 1000, 3)},
@@ -193,6 +189,7 @@ class PostgresSource(Source):
             self._tenants, self._tenants_at = tenants_out[0], now
         if self.config.tenants_query is not None and self._tenants is not None:
             details["tenants"] = list(self._tenants)
+            facts.append(Tenants(tuple(self._tenants)))
             samples.append(Sample("jobqueue_tenants", (), len(self._tenants)))
         for preset, outcome in zip(self.presets, presets_out, strict=True):
             if record(preset.name, outcome):
@@ -206,6 +203,7 @@ class PostgresSource(Source):
             if result is None:
                 continue
             checks[check.name] = result.details()
+            facts.append(result.record())
             samples.extend(check_samples(result))
         details["checks"] = checks
         if schema_out is not None and record("migrations", schema_out):
@@ -222,11 +220,12 @@ class PostgresSource(Source):
         if conns_out is not None and record("connections", conns_out):
             conns: Connections = conns_out[0]
             details["connections"] = conns.details()
+            facts.append(PoolUse(conns.in_use, conns.max_connections))
             samples += [Sample("jobqueue_postgres_connections", (s,), n) for s, n in conns.by_state]
             samples += [Sample("jobqueue_postgres_max_connections", (), conns.max_connections),
                         Sample("jobqueue_postgres_connections_used_ratio", (), conns.ratio)]
         details["queries"] = queries
-        return Reading(tuple(queues), tuple(samples), latency, 0, details)
+        return Reading(tuple(queues), tuple(samples), latency, 0, details, tuple(facts))
 
     def _log_change(self, what: str, error: str | None) -> None:
         """Log a failing query once when it starts failing (and when its error changes), and its recovery."""
@@ -383,7 +382,7 @@ class PostgresSource(Source):
             pool, self.pool = self.pool, None
             try:
                 await asyncio.wait_for(pool.close(), timeout=2.0)
-            except (TimeoutError, *LOST):
+            except LOST_OR_TIMEOUT:
                 pool.terminate()
 
 

@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -23,7 +24,8 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from exporter.model import Reading, Sample
+from exporter.facts import Tenants as TenantIds
+from exporter.model import JobPage, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
     Model,
@@ -33,22 +35,19 @@ from exporter.sources.base import (
     SourceContext,
     SourceDenied,
     SourceError,
+    SourceTimeout,
     SourceUnreachable,
     check_one_secret,
     read_secret,
 )
+from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
-from exporter.sources.redis.ops import SEP, OpRunner
+from exporter.sources.redis.ops import OpRunner
+from exporter.sources.redis.script import SEP
 from exporter.sources.redis.wire import Wire
 
 log = logging.getLogger("jobqueue.redis")
-
-
-class SourceTimeout(SourceError):
-    """Redis accepted the connection but did not answer in time (a hung or overloaded server)."""
-
-    kind = "timeout"
 
 
 def _regex(value: str | None) -> str | None:
@@ -179,14 +178,18 @@ class RedisSource(Source):
     async def collect(self) -> Reading:
         try:
             return await self._collect()
-        except (AuthenticationError, NoPermissionError) as err:
-            raise SourceDenied(f"redis refused the exporter: {err}") from err
-        except RedisTimeoutError as err:
-            raise SourceTimeout(f"redis did not answer: {err}") from err
-        except (RedisConnectionError, OSError) as err:
-            raise SourceUnreachable(f"redis unreachable: {err}") from err
-        except RedisError as err:
-            raise SourceError(f"redis error: {err}") from err
+        except (RedisError, OSError) as err:
+            raise failure(err) from err
+
+    async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
+        """The first layout that reads `queue` and can list jobs answers; the others are not asked."""
+        layout = next((q for q in self.config.queues if q.serves(queue) and q.lists_jobs), None)
+        if layout is None:
+            return None
+        try:
+            return await read_page(self.client, layout, tenant, queue, state, limit, offset)
+        except (RedisError, OSError) as err:
+            raise failure(err) from err
 
     async def _collect(self) -> Reading:
         started = time.perf_counter()
@@ -201,11 +204,12 @@ class RedisSource(Source):
         # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
         return await asyncio.to_thread(self._parse, plans, results, now, latency, len(tenants))
 
-    async def _discover(self, groups: list[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
+    async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
         """One op run for every layout's discovery reads; layouts without any cost nothing."""
         ops_per = [[layout.discovery(t) for t in ids] if layout.discovers else [] for layout, ids in groups]
         flat = await self.runner.run([op for per in ops_per for ops in per for op in ops])
-        found, pos = [], 0
+        found: list[list[list[Any]]] = []
+        pos = 0
         for (_, ids), per in zip(groups, ops_per, strict=True):
             if not per:
                 found.append([[]] * len(ids))
@@ -227,7 +231,8 @@ class RedisSource(Source):
         if self.config.tenants is not None:
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
             out.details["tenants"] = list(self._tenants)
-        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details)
+            out.facts.append(TenantIds(tuple(self._tenants)))
+        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details, tuple(out.facts))
 
     async def _current_tenants(self) -> list[str]:
         spec = self.config.tenants
@@ -237,11 +242,12 @@ class RedisSource(Source):
             found = spec.static
         elif spec.source is not None:
             reading = self.context.snapshot().reading(spec.source)
-            found = list(reading.details.get("tenants", [])) if reading else self._tenants
+            known = reading.fact(TenantIds) if reading else None
+            found = self._tenants if reading is None else list(known.ids) if known else []
         elif time.monotonic() - self._tenants_at < spec.refresh:
             return self._tenants
         else:
-            found = await self._scan(spec.scan)  # type: ignore[arg-type]
+            found = await self._scan(spec.scan) if spec.scan is not None else []  # one of the three is set
             self._tenants_at = time.monotonic()
         self._tenants = filter_tenants(found, spec, self.context.shard)
         return self._tenants
@@ -253,7 +259,7 @@ class RedisSource(Source):
         while True:
             cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
             for key in keys:
-                m = pattern.search(key)
+                m = pattern.search(key if isinstance(key, str) else key.decode())
                 if m:
                     tenants.add(m.group("tenant"))
             if len(tenants) >= spec.cap:
@@ -266,6 +272,17 @@ class RedisSource(Source):
     async def close(self) -> None:
         await self.wire.close()
         await self.client.aclose()
+
+
+def failure(err: RedisError | OSError) -> SourceError:
+    """The failure kind of a redis-py or socket error."""
+    if isinstance(err, AuthenticationError | NoPermissionError):
+        return SourceDenied(f"redis refused the exporter: {err}")
+    if isinstance(err, RedisTimeoutError):
+        return SourceTimeout(f"redis did not answer: {err}")
+    if isinstance(err, RedisConnectionError | OSError):
+        return SourceUnreachable(f"redis unreachable: {err}")
+    return SourceError(f"redis error: {err}")
 
 
 def filter_tenants(tenants: list[str], spec: Tenants, shard: tuple[int, int] = (0, 1)) -> list[str]:

@@ -10,45 +10,21 @@ follow `shared/reference/redis-queues.md`.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats, Sample
+from exporter.model import Job, QueueStats, Sample
 from exporter.sources.base import Model
 from exporter.sources.redis.script import WRONGTYPE, Op
-
-Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
-SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+from exporter.values import Unit, as_int, as_time, stored_time
 
 
 def kind(unit: Unit) -> str:
     """What a stored timestamp of `unit` must look like for the ops to accept it (see ops.valid)."""
     return "iso" if unit == "iso" else "num"
-
-
-def to_seconds(raw: str | None, unit: Unit) -> float | None:
-    """An enqueue time in Unix seconds; ValueError when the stored value is not a time."""
-    if raw is None:
-        return None
-    if unit == "iso":
-        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        if stamp.tzinfo is None:  # RQ and most libraries write UTC; never the exporter's local zone
-            stamp = stamp.replace(tzinfo=UTC)
-        return stamp.timestamp()
-    value = float(raw)
-    if not math.isfinite(value):
-        raise ValueError(f"not a finite time: {raw!r}")
-    if unit == "auto":  # Sidekiq: float seconds before 8.0, integer milliseconds since
-        for limit, scale in ((1e17, 1e-9), (1e14, 1e-6), (1e11, 1e-3)):
-            if value > limit:
-                return value * scale
-        return value
-    return value * SCALE[unit]
 
 
 @dataclass
@@ -59,6 +35,7 @@ class Parsed:
     samples: list[Sample] = field(default_factory=list)
     malformed: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    facts: list[object] = field(default_factory=list)
 
 
 @dataclass
@@ -82,7 +59,7 @@ def head_time(reply: Any, unit: Unit, out: Parsed) -> float | None:
     raw, bad = reply
     out.malformed += int(bad)
     try:
-        return to_seconds(raw, unit)
+        return stored_time(raw, unit)
     except (ValueError, TypeError, OverflowError):
         out.malformed += 1
         return None
@@ -97,8 +74,54 @@ def fill_tenant(template: str, tenant: str) -> str:
     return template.replace("{tenant}", tenant)
 
 
+@dataclass(frozen=True)
+class JobRange:
+    """Where the jobs of one state of one queue live (the job listing): a list or sorted set, its order,
+    and, when items are ids of job hashes, the hash prefix and the text fields to read from each."""
+
+    kind: Literal["list", "zset"]
+    key: str
+    oldest_first: bool = True  # list: oldest at the head; zset: lowest score first
+    hash_prefix: str | None = None
+    fields: tuple[str, ...] = ()
+
+
+def decoded(raw: Any) -> Any:
+    """A JSON text decoded, or the text itself when it is not JSON."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def job_of(job_id: Any, queue: str, status: str, payload: Any, message: Any, trace: Any, attempts: Any,
+           created: Any, updated: Any) -> Job:
+    """A `Job` from the values a library stores; times and counts are read leniently (unknown = None)."""
+    stack = "\n".join(map(str, trace)) if isinstance(trace, list) else (str(trace) if trace else None)
+    created_at, updated_at = as_time(created), as_time(updated)
+    return Job(None if job_id is None else str(job_id), queue, status, payload,
+               str(message).splitlines()[0] if message else None, stack if message else None, as_int(attempts),
+               created_at, updated_at if updated_at is not None else created_at)
+
+
+def payload_job(item: str, queue: str, status: str) -> Job:
+    """A job stored whole as a JSON item (Laravel, Sidekiq, Celery, plain lists); unknown fields are None."""
+    body = decoded(item)
+    body = body if isinstance(body, dict) else {"raw": item}
+    headers = body.get("headers")
+    job_id = body.get("id") or body.get("uuid") or body.get("jid") or (
+        headers.get("id") if isinstance(headers, dict) else None)
+    return job_of(job_id, queue, status, body.get("data", body.get("args", body)), body.get("error_message"),
+                  body.get("error_backtrace"), body.get("attempts", body.get("retry_count")),
+                  body.get("createdAt") or body.get("pushedAt") or body.get("created_at") or body.get("enqueued_at")
+                  or body.get("timestamp"), body.get("failed_at") or body.get("enqueued_at"))
+
+
 class Layout(Model):
-    """Base of every layout config."""
+    """Base of every layout config. A library's module overrides what it knows: `plan` (and `discovery`)
+    for the collection, `job_range` and `job` for the job listing (by default: not supported)."""
 
     scan: Annotated[int, Field(ge=1, le=100)] = 10
 
@@ -124,6 +147,27 @@ class Layout(Model):
     def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
         """Plans for every tenant; layouts with a flat per-tenant key override it with EACH ops."""
         return [self.plan(t, f, now) for t, f in zip(tenants, found, strict=True)]
+
+    def serves(self, queue: str) -> bool:
+        """Whether this layout reads a queue of that name (`queues: null` means discovered: any name)."""
+        name: str | None = getattr(self, "name", None)
+        if name is not None:
+            return name == queue
+        queues: list[str] | None = getattr(self, "queues", None)
+        return queues is None or queue in queues
+
+    @property
+    def lists_jobs(self) -> bool:
+        """Whether the layout supports the job listing at all."""
+        return type(self).job_range is not Layout.job_range
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """Where jobs of `status` live, or None when the library keeps no such set per queue."""
+        return None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """One listed job from its range item (and its hash fields, for layouts with job hashes)."""
+        return payload_job(item, queue, status)
 
 
 def hashes(reply: Any) -> list[dict[str, Any]]:

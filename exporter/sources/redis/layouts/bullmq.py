@@ -5,10 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    count,
+    decoded,
+    fill_tenant,
+    head_time,
+    job_of,
+)
 from exporter.sources.redis.script import Op
 
+_JOB_FIELDS = ("data", "timestamp", "attemptsMade", "failedReason", "stacktrace", "processedOn", "finishedOn")
 _BULL_STATES = ("active", "delayed", "prioritized", "waiting-children", "completed", "failed")
 
 
@@ -24,6 +35,19 @@ class BullMQLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return (self.prefix,)
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """Ids in `wait`/`active` (newest pushed at the head) and the `failed`/`completed` sets; the job
+        itself is the hash `<prefix>:<queue>:<id>`."""
+        base = f"{fill_tenant(self.prefix, tenant)}:{queue}"
+        kind: Literal["list", "zset"] = "list" if status in ("waiting", "active") else "zset"
+        key = {"waiting": "wait", "active": "active", "failed": "failed", "completed": "completed"}.get(status)
+        return JobRange(kind, f"{base}:{key}", False, f"{base}:", _JOB_FIELDS) if key else None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        get = fields.get
+        return job_of(item, queue, status, decoded(get("data")), get("failedReason"), decoded(get("stacktrace")),
+                      get("attemptsMade"), get("timestamp"), get("finishedOn") or get("processedOn"))
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         ops: list[Op] = []

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import field_validator
 
 from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
+from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, count, fill_tenant
 from exporter.sources.redis.script import Op
 
 
@@ -31,6 +31,10 @@ class CeleryLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return (self.global_keyprefix,)
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        key = f"{fill_tenant(self.global_keyprefix, tenant)}{queue}"
+        return JobRange("list", key, False) if status == "waiting" else None
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         p = fill_tenant(self.global_keyprefix, tenant)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from exporter.facts import HorizonQueue, HorizonState
 from exporter.model import Sample
 from exporter.sources.redis.layouts.base import Parsed, Plan, count, fill_tenant, hashes, json_dict, to_float, to_int
 from exporter.sources.redis.layouts.laravel import LaravelLayout
@@ -20,8 +21,8 @@ class HorizonLayout(LaravelLayout):
     With no `queues`, the queues are those the live supervisors serve on `connection`.
     """
 
-    layout: Literal["horizon"]  # type: ignore[assignment]
-    queues: list[str] | None = None  # type: ignore[assignment]
+    layout: Literal["horizon"]  # type: ignore[assignment]  # narrows the Laravel tag: its own config kind
+    queues: list[str] | None = None  # type: ignore[assignment]  # None: discovered from Horizon's own keys
     timestamp_field: str = "pushedAt|createdAt"
     horizon_prefix: str = "laravel_horizon:"
     connection: str = "redis"
@@ -82,6 +83,8 @@ class HorizonLayout(LaravelLayout):
                 out.samples.append(Sample("jobqueue_horizon_masters", (tenant, status), n))
             out.samples.append(Sample("jobqueue_library_jobs", (tenant, "failed_recent"), recent_failed))
             out.samples.append(Sample("jobqueue_library_jobs", (tenant, "failed"), total_failed))
+            out.facts.append(HorizonState(tenant, {q: HorizonQueue(int(w["pending"]), w["wait_seconds"])
+                                                   for q, w in waits.items()}, recent_failed))
             out.details.setdefault("horizon", {})[tenant] = {
                 "queues": waits,
                 "failed_jobs": recent_failed,

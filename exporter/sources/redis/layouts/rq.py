@@ -7,10 +7,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time, members
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    count,
+    fill_tenant,
+    head_time,
+    job_of,
+    members,
+)
 from exporter.sources.redis.script import Op
 
+_JOB_FIELDS = ("description", "created_at", "enqueued_at", "started_at", "ended_at", "exc_info", "retries")
 _RQ_REGISTRIES = (("started", "wip"), ("failed", "failed"), ("finished", "finished"),
                   ("scheduled", "scheduled"), ("deferred", "deferred"), ("canceled", "canceled"),
                   ("ready", "ready"))
@@ -29,6 +40,22 @@ class RQLayout(Layout):
 
     def discovery(self, tenant: str) -> list[Op]:
         return [("SMEMBERS", f"{fill_tenant(self.prefix, tenant)}queues", str(self.cap))]
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """The queue list and the started/failed/finished registries; jobs are `<prefix>job:<id>` hashes
+        (text fields only: `data` is a pickle)."""
+        p = fill_tenant(self.prefix, tenant)
+        where = {"waiting": ("list", f"queue:{queue}", True), "active": ("zset", f"wip:{queue}", True),
+                 "failed": ("zset", f"failed:{queue}", False), "completed": ("zset", f"finished:{queue}", False)}
+        if status not in where:
+            return None
+        kind, key, oldest_first = where[status]
+        return JobRange("list" if kind == "list" else "zset", p + key, oldest_first, f"{p}job:", _JOB_FIELDS)
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        get = fields.get
+        return job_of(item, queue, status, get("description"), get("exc_info"), None, get("retries"),
+                      get("created_at") or get("enqueued_at"), get("ended_at") or get("started_at"))
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         p = fill_tenant(self.prefix, tenant)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time, members
+from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, count, fill_tenant, head_time, members
 from exporter.sources.redis.script import Op
 
 
@@ -26,6 +26,10 @@ class SidekiqLayout(Layout):
     def discovery(self, tenant: str) -> list[Op]:
         p = fill_tenant(self.prefix, tenant)
         return [("SMEMBERS", f"{p}queues", str(self.cap)), ("SMEMBERS", f"{p}paused", str(self.cap))]
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        key = f"{fill_tenant(self.prefix, tenant)}queue:{queue}"
+        return JobRange("list", key, False) if status == "waiting" else None
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         p = fill_tenant(self.prefix, tenant)
