@@ -81,8 +81,9 @@ FLOW_METRICS: tuple[MetricDef, ...] = (
               "count; queue is empty where the library counts only globally.", QUEUE_LABELS, type="counter"),
     MetricDef("jobqueue_jobs_failed", "Jobs that failed, from the library's own count; queue is empty where the "
               "library counts only globally.", QUEUE_LABELS, type="counter"),
-    MetricDef("jobqueue_workers", "Live workers by state (busy, idle, paused); a worker whose heartbeat is older "
-              "than the library's own expiry is not live. A worker serving several queues counts under each.",
+    MetricDef("jobqueue_workers", "Live workers by state (busy, idle, paused; unknown where the library shows only "
+              "that a worker is there); a worker whose heartbeat is older than the library's own expiry is not "
+              "live. A worker serving several queues counts under each.",
               (*QUEUE_LABELS, "state")),
     MetricDef("jobqueue_worker_capacity", "Job slots (threads, concurrency) the live workers offer, where the "
               "library records it.", QUEUE_LABELS),

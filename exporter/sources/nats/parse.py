@@ -81,6 +81,8 @@ class ConsumerRecord:
     redelivered: int
     waiting: int
     last_active: float | None
+    delivered: int = 0  # delivered.consumer_seq: deliveries so far, redeliveries included
+    acked: int = 0  # ack_floor.consumer_seq: deliveries up to which every one is acknowledged
 
 
 def parse_consumer(info: Mapping[str, Any]) -> ConsumerRecord:
@@ -96,6 +98,8 @@ def parse_consumer(info: Mapping[str, Any]) -> ConsumerRecord:
         redelivered=int(info.get("num_redelivered", 0)),
         waiting=int(info.get("num_waiting", 0)),
         last_active=parse_ts(delivered.get("last_active")),
+        delivered=int(delivered.get("consumer_seq", 0)),
+        acked=int((info.get("ack_floor") or {}).get("consumer_seq", 0)),
     )
 
 

@@ -87,6 +87,10 @@ class NatsSource(BaseSource):
                   ("stream", "consumer")),
         MetricDef("jobqueue_nats_consumer_redelivered", "Messages redelivered and not yet acknowledged.",
                   ("stream", "consumer")),
+        MetricDef("jobqueue_nats_consumer_delivered", "Deliveries to the consumer so far, redeliveries included "
+                  "(the consumer's delivered sequence).", ("stream", "consumer"), type="counter"),
+        MetricDef("jobqueue_nats_consumer_acked", "Deliveries up to the consumer's ack floor: every one of them "
+                  "is acknowledged (the ack floor's consumer sequence).", ("stream", "consumer"), type="counter"),
         MetricDef("jobqueue_nats_consumer_waiting", "Pull requests waiting on the consumer.", ("stream", "consumer")),
         MetricDef("jobqueue_nats_kv_keys", "Live keys in the KV bucket (deleted and purged keys excluded).",
                   ("bucket",)),
@@ -351,7 +355,16 @@ class NatsSource(BaseSource):
             samples += [Sample("jobqueue_nats_consumer_pending", labels, c.pending),
                         Sample("jobqueue_nats_consumer_ack_pending", labels, c.ack_pending),
                         Sample("jobqueue_nats_consumer_redelivered", labels, c.redelivered),
-                        Sample("jobqueue_nats_consumer_waiting", labels, c.waiting)]
+                        Sample("jobqueue_nats_consumer_waiting", labels, c.waiting),
+                        Sample("jobqueue_nats_consumer_delivered", labels, c.delivered),
+                        Sample("jobqueue_nats_consumer_acked", labels, c.acked)]
+        # jobqueue_jobs_processed per stream: the consumers' ack floors added up (deliveries below the
+        # floor are acknowledged or were superseded by a redelivery); on a stream that several consumers
+        # each read in full, every consumer's work counts. NATS keeps no count of failures.
+        processed: dict[str, int] = {}
+        for c in consumers:
+            processed[c.stream] = processed.get(c.stream, 0) + c.acked
+        samples += [Sample("jobqueue_jobs_processed", ("", stream), n) for stream, n in processed.items()]
         for b, keys in zip(kv, kv_keys, strict=True):
             if keys is not None:
                 samples.append(Sample("jobqueue_nats_kv_keys", (b.name[3:],), keys))

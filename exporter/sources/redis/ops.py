@@ -37,6 +37,9 @@ Ops and their results:
   SMEMBERS key cap                                 -> the first `cap` members of a set, sorted
   EACH op prefix suffix tenants ARGS...             -> [result of `op prefix..t..suffix ARGS` for each t]
       `tenants` is one string of ids joined by \x1f: a per-tenant queue costs no op of its own
+  CLIENTNAMES ""                                   -> sorted names of the connected clients (CLIENT LIST),
+      or None where the ACL refuses `client|list` or the server has no CLIENT LIST; Redis refuses
+      CLIENT inside scripts, so both paths send it as one plain command, once per run
 A key of the wrong type yields WRONGTYPE instead of failing the batch.
 """
 
@@ -143,6 +146,10 @@ class OpRunner:
         """One result per op, in order (an EACH op's result is the list of its per-tenant results)."""
         if not ops:
             return []
+        if any(op[0] == "CLIENTNAMES" for op in ops):
+            names = await self._client_names()
+            rest = iter(await self.run([op for op in ops if op[0] != "CLIENTNAMES"]))
+            return [names if op[0] == "CLIENTNAMES" else next(rest) for op in ops]
         if self.used == "lua":
             try:
                 return _normalise(ops, await self._expand(ops, self._run_lua))
@@ -152,6 +159,18 @@ class OpRunner:
                 log.warning("read-only scripts unavailable, using pipelines", extra={"error": str(err)})
                 self.used = "pipeline"
         return _normalise(ops, await self._run_pipeline(ops))
+
+    async def _client_names(self) -> list[str] | None:
+        """Names of the connected clients, the way BullMQ's getWorkers reads them (queue-getters.ts
+        `parseClientList`: the `name=` field of each CLIENT LIST line; Redis allows no spaces in names)."""
+        reply = (await self._wire([pack("CLIENT", "LIST")]))[0]
+        if isinstance(reply, ReplyError):
+            text = str(reply)
+            if text.startswith("NOPERM") or "unknown" in text.lower():
+                return None  # ACL without client|list (documented), or a server without CLIENT LIST
+            raise as_exception(reply)
+        return sorted(field[5:] for line in reply.splitlines() for field in line.split(" ")
+                      if field.startswith("name=") and len(field) > 5)
 
     async def _expand(self, ops: Sequence[Op],
                       execute: Callable[[Sequence[Op]], Awaitable[list[Any]]]) -> list[Any]:

@@ -50,6 +50,8 @@ OPS: dict[str, OpSpec] = {
     "ZGETS": OpSpec(2),
     "ZEXISTS": OpSpec(3),
 }
+# CLIENTNAMES (CLIENT LIST) is not an op of the script: Redis refuses CLIENT inside scripts, so
+# ops.OpRunner.run sends it as one plain command on either path.
 ARITY = {name: spec.arity + 2 for name, spec in OPS.items()}  # fields of an op tuple: name, key, arguments
 
 

@@ -7,6 +7,7 @@ layouts' discovery reads, one op run for every queue of every tenant. Nothing is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -40,9 +41,10 @@ from exporter.sources.base import (
     check_one_secret,
     read_secret,
 )
+from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, merge_flow
 from exporter.sources.redis.ops import OpRunner
 from exporter.sources.redis.script import SEP
 from exporter.sources.redis.wire import Wire
@@ -133,6 +135,14 @@ class RedisConfig(SourceConfig):
         templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
         if self.tenants is None and templated:
             raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
+        heard: dict[str, int] = {}
+        for i, layout in enumerate(self.queues):
+            listener = layout.listener(0)
+            if listener is not None:
+                if listener.prefix in heard:  # the same workers would count twice
+                    raise ValueError(f"queues[{i}] listens to the Celery events that queues[{heard[listener.prefix]}] "
+                                     "already hears; list all their queues in one layout")
+                heard[listener.prefix] = i
         return self
 
 
@@ -148,6 +158,11 @@ class RedisSource(Source):
                   "cannot tell).", ("tenant", "queue", "group")),
         MetricDef("jobqueue_library_jobs", "Jobs the queue library keeps outside any one queue (Sidekiq retry, "
                   "dead, scheduled; Horizon failed; Celery unacked), by state.", ("tenant", "state")),
+        MetricDef("jobqueue_celery_tasks", "Celery tasks finished since the exporter started listening, by task "
+                  "name (beyond `task_cap` names: other) and outcome, from the workers' events.",
+                  ("tenant", "task", "outcome"), type="counter"),
+        MetricDef("jobqueue_celery_task_runtime_seconds", "Runtime of the Celery tasks that succeeded, summed, by "
+                  "task name, from the workers' events.", ("tenant", "task"), type="counter"),
         MetricDef("jobqueue_horizon_masters", "Live Horizon masters by status.", ("tenant", "status")),
         MetricDef("jobqueue_tenants", "Tenants the source currently reads."),
     )
@@ -174,6 +189,11 @@ class RedisSource(Source):
         self.runner = OpRunner(self.client, self.wire, config.batch_size, config.scripts)
         self._tenants: list[str] = []
         self._tenants_at = -1e18
+        self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
+        db = int(urlsplit(config.url).path.strip("/") or 0)
+        self._listeners = {("events", id(layout)): listener for layout in config.queues
+                           if (listener := layout.listener(db)) is not None}
+        self._listening: asyncio.Task[None] | None = None
 
     async def collect(self) -> Reading:
         try:
@@ -197,6 +217,10 @@ class RedisSource(Source):
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
+        if self._listeners and self._listening is None:
+            self._listening = asyncio.create_task(self._listen(), name=f"redis-events-{self.name}")
+        for key, listener in self._listeners.items():
+            self._memory[key] = listener.freeze(now)
         groups = [(layout, tenants if layout.per_tenant else [""]) for layout in self.config.queues]
         found = await self._discover(groups)
         plans = [plan for (layout, ids), f in zip(groups, found, strict=True) for plan in layout.plan_all(ids, f, now)]
@@ -222,7 +246,7 @@ class RedisSource(Source):
         return found
 
     def _parse(self, plans: list[Plan], results: list[Any], now: float, latency: float, tenants: int) -> Reading:
-        out = Parsed()
+        out = Parsed(memory=self._memory)
         pos = 0
         for plan in plans:
             n = len(plan.ops)
@@ -232,7 +256,8 @@ class RedisSource(Source):
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
             out.details["tenants"] = list(self._tenants)
             out.facts.append(TenantIds(tuple(self._tenants)))
-        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details, tuple(out.facts))
+        return Reading(tuple(out.queues), tuple(merge_flow(out.samples)), latency, out.malformed, out.details,
+                       tuple(out.facts))
 
     async def _current_tenants(self) -> list[str]:
         spec = self.config.tenants
@@ -269,7 +294,42 @@ class RedisSource(Source):
                 return sorted(tenants)
             await asyncio.sleep(0)
 
+    async def _listen(self) -> None:
+        """The layouts' listeners (Celery events) on one SUBSCRIBE connection, for the source's life.
+
+        SUBSCRIBE is all it sends (the read-only ACL needs +subscribe and the topic in &channels); a
+        lost connection is retried every second, and what was published meanwhile is missed.
+        """
+        by_channel: dict[str, list[CeleryEvents]] = {}
+        for listener in self._listeners.values():
+            for channel in listener.channels:
+                by_channel.setdefault(channel, []).append(listener)
+        lost = False
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*by_channel)
+                lost = False
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        for listener in by_channel.get(message["channel"], ()):
+                            listener.handle(message["data"], self.clock())
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as err:
+                if not lost:  # once per outage, not once a second
+                    log.warning("event listener lost its connection", extra={"source": self.name, "error": str(err)})
+                lost = True
+                await asyncio.sleep(1.0)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
     async def close(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
         await self.wire.close()
         await self.client.aclose()
 

@@ -10,6 +10,7 @@ follow `shared/reference/redis-queues.md`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from exporter.model import Job, QueueStats, Sample
 from exporter.sources.base import Model
+from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.script import WRONGTYPE, Op
 from exporter.values import Unit, as_int, as_time, stored_time
 
@@ -36,6 +38,9 @@ class Parsed:
     malformed: int = 0
     details: dict[str, Any] = field(default_factory=dict)
     facts: list[object] = field(default_factory=list)
+    # What a layout keeps from one collection to the next (per-worker counts that must stay
+    # monotonic, see Retained); owned by the source, so it lives as long as the source does.
+    memory: dict[Any, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,6 +146,10 @@ class Layout(Model):
     def discovery(self, tenant: str) -> list[Op]:
         return []
 
+    def listener(self, db: int) -> CeleryEvents | None:
+        """A background listener the source runs for this layout (Celery events); most have none."""
+        return None
+
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         raise NotImplementedError
 
@@ -205,3 +214,134 @@ def to_float(raw: Any) -> float:
         return float(raw) if raw not in (None, WRONGTYPE) else 0.0
     except ValueError:
         return 0.0
+
+
+def flat_dict(reply: Any) -> dict[str, str]:
+    """An HGETALL reply (flat list, or a dict from redis-py) as a dict; empty for a missing key."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    if not isinstance(reply, list):
+        return {}
+    return {str(k): str(v) for k, v in zip(reply[::2], reply[1::2], strict=False)}
+
+
+# --------------------------------------------------------------------------------- flow and workers
+# Every layout that reports flow or workers goes through these helpers, so every library emits the
+# same series the same way (FLOW_METRICS in exporter/metrics.py).
+
+WORKER_STATES = ("busy", "idle", "paused")
+
+
+def flow(out: Parsed, tenant: str, queue: str, processed: float | None, failed: float | None = None) -> None:
+    """jobqueue_jobs_processed_total / _failed_total from counts the library keeps; None = not kept."""
+    if processed is not None:
+        out.samples.append(Sample("jobqueue_jobs_processed", (tenant, queue), processed))
+    if failed is not None:
+        out.samples.append(Sample("jobqueue_jobs_failed", (tenant, queue), failed))
+
+
+def stored_count(raw: Any, out: Parsed) -> int | None:
+    """A count the library stores as a string (GET stat:processed, HGET ... count): None when absent;
+    a value that is not a number (or a key of the wrong type) is counted as malformed and skipped."""
+    if raw is None:
+        return None
+    value = as_int(raw) if raw != WRONGTYPE else None
+    if value is None:
+        out.malformed += 1
+    return value
+
+
+def runtime(out: Parsed, tenant: str, queue: str, seconds: float | None) -> None:
+    """jobqueue_job_runtime_seconds: the average runtime as the library keeps it."""
+    if seconds is not None and math.isfinite(seconds):
+        out.samples.append(Sample("jobqueue_job_runtime_seconds", (tenant, queue), seconds))
+
+
+@dataclass
+class Workers:
+    """Live workers of one tenant, tallied per queue and state, with capacity and busy slots.
+
+    A worker serving several queues counts under each; one that names no queue counts under "".
+    `states` are the states the library can tell apart: (busy, idle, paused) for most; a library
+    that only shows that a worker is connected (BullMQ's CLIENT LIST) reports `unknown`.
+    A paused worker offers no capacity (it takes no new job): layouts add it with capacity 0.
+    """
+
+    tenant: str
+    states: tuple[str, ...] = WORKER_STATES
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    capacity: dict[str, float] = field(default_factory=dict)
+    busy: dict[str, float] = field(default_factory=dict)
+
+    def add(self, queues: Sequence[str], state: str, capacity: float | None = None,
+            busy: float | None = None, n: int = 1) -> None:
+        for queue in dict.fromkeys(queues or [""]):
+            per = self.counts.setdefault(queue, {})
+            per[state] = per.get(state, 0) + n
+            if capacity is not None:
+                self.capacity[queue] = self.capacity.get(queue, 0) + capacity
+            if busy is not None:
+                self.busy[queue] = self.busy.get(queue, 0) + busy
+
+    def emit(self, out: Parsed, queues: Sequence[str] = (), capacity: bool = True, busy: bool = True) -> None:
+        """Every state of every queue (`queues`: those known to exist, so "no live worker" is a 0, not
+        a missing series); capacity and busy slots only where the library records them."""
+        for queue in dict.fromkeys([*queues, *self.counts]):
+            per = self.counts.get(queue, {})
+            for state in dict.fromkeys([*self.states, *per]):
+                out.samples.append(Sample("jobqueue_workers", (self.tenant, queue, state), per.get(state, 0)))
+            if capacity:
+                out.samples.append(Sample("jobqueue_worker_capacity", (self.tenant, queue),
+                                          self.capacity.get(queue, 0)))
+            if busy:
+                out.samples.append(Sample("jobqueue_worker_busy_slots", (self.tenant, queue),
+                                          self.busy.get(queue, 0)))
+
+
+_ADDITIVE = frozenset({"jobqueue_jobs_processed", "jobqueue_jobs_failed", "jobqueue_workers",
+                       "jobqueue_worker_capacity", "jobqueue_worker_busy_slots"})
+
+
+def merge_flow(samples: list[Sample]) -> list[Sample]:
+    """One series per label set: where several libraries share a Redis (Sidekiq and RQ both count
+    under queue ""; Horizon and Sidekiq both serve a "default"), their counts and workers add up;
+    of two runtimes for one queue the first is kept. Other samples pass through untouched."""
+    merged: dict[tuple[str, tuple[str, ...]], int] = {}
+    out: list[Sample] = []
+    for sample in samples:
+        if sample.metric not in _ADDITIVE and sample.metric != "jobqueue_job_runtime_seconds":
+            out.append(sample)
+            continue
+        key = (sample.metric, sample.labels)
+        at = merged.get(key)
+        if at is None:
+            merged[key] = len(out)
+            out.append(sample)
+        elif sample.metric in _ADDITIVE:
+            out[at] = sample._replace(value=out[at].value + sample.value)
+    return out
+
+
+@dataclass
+class Retained:
+    """Counts a library keeps per worker, summed so that they never go down when a worker goes away.
+
+    RQ keeps successful/failed counts in the worker's own hash, which expires with the worker. The
+    sum over live workers would drop each time one exits; instead the last counts seen of a worker
+    that is gone (or that restarted: a count went down) move into `gone`, and the total is
+    gone + live. It is a counter that starts with the exporter (a restart is a counter reset, which
+    rate() handles); jobs a worker finished after the last collection before it vanished are missed.
+    """
+
+    seen: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    gone: tuple[float, ...] = ()
+
+    def total(self, live: dict[str, tuple[float, ...]], width: int) -> tuple[float, ...]:
+        gone = list(self.gone or (0.0,) * width)
+        for name, last in self.seen.items():
+            now = live.get(name)
+            if now is None or any(n < v for n, v in zip(now, last, strict=True)):
+                gone = [g + v for g, v in zip(gone, last, strict=True)]
+        self.seen = dict(live)
+        self.gone = tuple(gone)
+        return tuple(g + sum(v[i] for v in live.values()) for i, g in enumerate(gone))
