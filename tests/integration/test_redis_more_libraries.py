@@ -21,6 +21,7 @@ from tests.support.redis_libs import (
     by_queue,
     collect,
     comparable,
+    make_source,
     samples_of,
     seed_arq,
     seed_dramatiq,
@@ -81,7 +82,8 @@ async def test_arq(mode: str, arq_seeded: tuple[str, dict[str, Any], float]) -> 
     assert (q.depth, dict(q.states)) == (2, {"queued": 2, "in_progress": 0, "deferred": 2})
     assert ms(q.oldest_timestamp) == view["enqueued_ms"][0]  # the score is the enqueue time (ms)
     labels = ("", "arq:queue")
-    assert samples_of(reading, "jobqueue_workers") == {(*labels, "busy"): 0, (*labels, "idle"): 1}
+    assert samples_of(reading, "jobqueue_workers") == {(*labels, "busy"): 0, (*labels, "idle"): 1,
+                                                       (*labels, "paused"): 0}
     assert samples_of(reading, "jobqueue_jobs_processed") == {labels: 2}
     assert samples_of(reading, "jobqueue_jobs_failed") == {labels: 1}
     assert samples_of(reading, "jobqueue_worker_busy_slots") == {labels: 0}
@@ -136,7 +138,8 @@ async def test_arq_job_in_progress(mode: str, server: RedisServer) -> None:
     assert ms(q.oldest_timestamp) == round(info.enqueue_time.timestamp() * 1000)  # the waiting job, not the running
     labels = ("", "arq:queue")
     # the health check written while the job ran: one ongoing job
-    assert samples_of(reading, "jobqueue_workers") == {(*labels, "busy"): 1, (*labels, "idle"): 0}
+    assert samples_of(reading, "jobqueue_workers") == {(*labels, "busy"): 1, (*labels, "idle"): 0,
+                                                       (*labels, "paused"): 0}
     assert samples_of(reading, "jobqueue_worker_busy_slots") == {labels: 1}
 
 
@@ -153,11 +156,11 @@ async def test_dramatiq(mode: str, dramatiq_seeded: tuple[str, dict[str, Any], f
     assert view["taken"] == view["first"]  # the consumer holds the first message, unacknowledged
     assert (q.depth, dict(q.states), q.failed) == (2, {"queued": 2, "unacked": 1, "delayed": 2, "dead": 1}, 1)
     assert ms(q.oldest_timestamp) == view["oldest_ms"]  # message_timestamp of the oldest message still waiting
-    assert samples_of(reading, "jobqueue_workers") == {("", "", "live"): 1}  # one broker process
+    assert samples_of(reading, "jobqueue_workers") == {("", "", "unknown"): 1}  # one broker process
     assert reading.malformed == 0
     # past dramatiq's heartbeat timeout the process is no longer live
     later = await both(url, [{"layout": "dramatiq", "namespace": "dq"}], mode, now + 61)
-    assert samples_of(later, "jobqueue_workers") == {("", "", "live"): 0}
+    assert samples_of(later, "jobqueue_workers") == {("", "", "unknown"): 0}
 
 
 async def test_dramatiq_unacked_and_foreign_ids(mode: str, server: RedisServer) -> None:
@@ -233,14 +236,24 @@ async def test_saq(mode: str, saq_seeded: tuple[str, dict[str, Any], float]) -> 
     assert (q.depth, dict(q.states)) == (2, {"queued": 2, "active": 1, "scheduled": 2})
     assert dict(q.states) == view["info"]  # saq's own Queue.info()
     assert ms(q.oldest_timestamp) == view["oldest_ms"]  # `queued` (ms) of the first waiting job
-    assert samples_of(reading, "jobqueue_workers") == {("", "jq", "live"): view["workers"], ("", "none", "live"): 0}
+    assert samples_of(reading, "jobqueue_workers") == {("", "jq", "unknown"): view["workers"],
+                                                       ("", "none", "unknown"): 0}
     assert view["workers"] == 1
     # the worker's own stats: 1 complete, 1 failed (the flaky job was retried, not finished)
     assert samples_of(reading, "jobqueue_jobs_processed") == {("", "jq"): 2, ("", "none"): 0}
     assert samples_of(reading, "jobqueue_jobs_failed") == {("", "jq"): 1, ("", "none"): 0}
-    # past the worker info's ttl (60 s) the worker is gone, and its counters with it
-    later = await both(url, [{"layout": "saq", "queues": ["jq"]}], mode, now + 61)
-    assert samples_of(later, "jobqueue_workers") == {("", "jq", "live"): 0}
+    # past the worker info's ttl (60 s) the worker is gone; the source keeps the counts it saw of it
+    source = make_source(url, [{"layout": "saq", "queues": ["jq"]}], mode, now)
+    try:
+        first = await source.collect()
+        source.clock = lambda: now + 61
+        later = await source.collect()
+    finally:
+        await source.close()
+    assert samples_of(later, "jobqueue_workers") == {("", "jq", "unknown"): 0}
+    for seen in (first, later):
+        assert samples_of(seen, "jobqueue_jobs_processed") == {("", "jq"): 2}
+        assert samples_of(seen, "jobqueue_jobs_failed") == {("", "jq"): 1}
     assert (by_queue(reading)["none"].depth, by_queue(reading)["none"].oldest_timestamp) == (0, None)
     assert reading.malformed == 0
 

@@ -25,8 +25,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
+from exporter.model import QueueStats
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant, flow
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 _HEALTH = re.compile(r"j_complete=(\d+) j_failed=(\d+) j_retried=(\d+) j_ongoing=(\d+)")
@@ -74,10 +74,8 @@ class ArqLayout(Layout):
         if raw is not None and match is None:
             out.malformed += 1
         complete, failed, _retried, ongoing = (int(g) for g in match.groups()) if match else (0, 0, 0, 0)
-        labels = (tenant, queue)
-        out.samples.append(Sample("jobqueue_workers", (*labels, "busy"), int(bool(match) and ongoing > 0)))
-        out.samples.append(Sample("jobqueue_workers", (*labels, "idle"), int(bool(match) and ongoing == 0)))
-        if match:
-            out.samples.append(Sample("jobqueue_jobs_processed", labels, complete + failed))
-            out.samples.append(Sample("jobqueue_jobs_failed", labels, failed))
-            out.samples.append(Sample("jobqueue_worker_busy_slots", labels, ongoing))
+        tally = Workers(tenant)
+        if match:  # one worker: the latest writer of the key (arq keeps no list of workers)
+            tally.add([queue], "busy" if ongoing else "idle", busy=ongoing)
+            flow(out, tenant, queue, complete + failed, failed)
+        tally.emit(out, [queue], capacity=False)

@@ -23,8 +23,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time
+from exporter.model import QueueStats
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant, head_time
 from exporter.sources.redis.script import Op
 
 
@@ -52,7 +52,10 @@ class DramatiqLayout(Layout):
             ]
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
-            out.samples.append(Sample("jobqueue_workers", (tenant, "", "live"), count(r[0])))
+            # broker processes, per process and not per queue, busy or not unknown: state `unknown`, queue ""
+            tally = Workers(tenant, states=("unknown",))
+            tally.add([""], "unknown", n=count(r[0]))
+            tally.emit(out, [""], capacity=False, busy=False)
             for i, queue in enumerate(self.queues):
                 depth, head, held, delayed, dead = r[1 + 5 * i : 6 + 5 * i]
                 depth = count(depth)

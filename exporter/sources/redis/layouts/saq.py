@@ -26,8 +26,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time, json_dict, to_int
+from exporter.model import QueueStats
+from exporter.sources.redis.layouts.base import (
+    Layout,
+    Parsed,
+    Plan,
+    Retained,
+    Workers,
+    count,
+    fill_tenant,
+    flow,
+    head_time,
+    json_dict,
+    to_int,
+)
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 
@@ -67,19 +79,19 @@ class SaqLayout(Layout):
 
 
 def _workers(tenant: str, queue: str, reply: Any, out: Parsed) -> None:
-    """Live workers (stats entries not yet expired) and the sum of their counters since they started."""
+    """Live workers (stats entries not yet expired) and their counters, kept monotonic: saq counts per
+    worker, in a key that expires with it, so the counts of a worker that is gone are retained."""
     rows = reply if isinstance(reply, list) else []
     out.malformed += reply == WRONGTYPE
-    live = complete = failed = 0
-    for _key, _expiry, raw in rows:
+    tally = Workers(tenant, states=("unknown",))  # saq's worker info does not say busy or idle
+    counts: dict[str, tuple[float, ...]] = {}
+    for key, _expiry, raw in rows:
         stats = json_dict(raw).get("stats")
         if not isinstance(stats, dict):  # the key expired between the two reads, or is not saq's
             out.malformed += raw is not None
             continue
-        live += 1
-        complete += to_int(stats.get("complete"))
-        failed += to_int(stats.get("failed"))
-    labels = (tenant, queue)
-    out.samples += [Sample("jobqueue_workers", (*labels, "live"), live),
-                    Sample("jobqueue_jobs_processed", labels, complete + failed),
-                    Sample("jobqueue_jobs_failed", labels, failed)]
+        tally.add([queue], "unknown")
+        counts[str(key)] = (to_int(stats.get("complete")), to_int(stats.get("failed")))
+    complete, failed = out.memory.setdefault(("saq", tenant, queue), Retained()).total(counts, 2)
+    flow(out, tenant, queue, complete + failed, failed)
+    tally.emit(out, [queue], capacity=False, busy=False)
