@@ -19,6 +19,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter import __version__
 from exporter.model import Reading, SourceStatus
+from exporter.pools import RENDER
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import MetricDef
 
@@ -44,11 +45,11 @@ CORE_METRICS: tuple[MetricDef, ...] = (
         QUEUE_LABELS,
     ),
     MetricDef("jobqueue_jobs", "Items of the queue per state, as the backend keeps them.", (*QUEUE_LABELS, "state")),
-    MetricDef("jobqueue_failed_jobs", "Recently failed jobs, as the backend counts them.", ("queue",)),
+    MetricDef("jobqueue_failed_jobs", "Recently failed jobs, as the backend counts them.", QUEUE_LABELS),
     MetricDef(
         "jobqueue_wait_seconds",
         "Estimated wait before a new job starts: ready jobs x average runtime / processes (Horizon).",
-        ("queue",),
+        QUEUE_LABELS,
     ),
     MetricDef("jobqueue_queue_paused", "1 if the queue is paused, 0 if it is running.", QUEUE_LABELS),
     MetricDef(
@@ -65,6 +66,11 @@ CORE_METRICS: tuple[MetricDef, ...] = (
     MetricDef(
         "jobqueue_malformed_items",
         "Queue items the last collection could not parse and skipped.",
+    ),
+    MetricDef(
+        "jobqueue_series_collisions",
+        "Series the last collection produced more than once (two layouts or presets claiming one queue); "
+        "each is emitted once, the first kept. Non-zero: give each app's layouts their own `tenant`.",
     ),
     MetricDef(
         "jobqueue_collect_errors",
@@ -136,7 +142,12 @@ def number(value: float) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
-        return str(value)
+        if abs(value) < 2**53:
+            return str(value)
+        try:  # a 309-digit counter read from a backend is written as a float, as Prometheus will read it
+            value = float(value)
+        except OverflowError:
+            return "+Inf" if value > 0 else "-Inf"
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -187,6 +198,7 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
         out.add("jobqueue_source_latency_seconds", src, reading.latency)
     if reading.queues or reading.malformed:
         out.add("jobqueue_malformed_items", src, reading.malformed)
+        out.add("jobqueue_series_collisions", src, len(reading.collisions))
     _render_queues(out, src, status.observed_at, reading)
     for sample in reading.samples:
         metric = _SOURCE_METRICS.get(sample.metric)
@@ -200,9 +212,7 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
 
 def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) -> None:
     """The shared queue metrics; the hot loop of a large source, so it formats lines directly."""
-    depth, ages, stamps, jobs, paused = [], [], [], [], []
-    failed: dict[str, int] = {}
-    waits: dict[str, float] = {}
+    depth, ages, stamps, jobs, paused, failed, waits = [], [], [], [], [], [], []
     for q in reading.queues:
         qname = escape(q.queue)
         tenant = q.tenant
@@ -221,19 +231,16 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
         if q.paused is not None:
             paused.append(f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n")
         if q.failed is not None:
-            failed[qname] = failed.get(qname, 0) + q.failed
+            failed.append(f"jobqueue_failed_jobs{labels}}} {q.failed}\n")
         if q.wait_seconds is not None:
-            waits[qname] = max(waits.get(qname, 0.0), q.wait_seconds)
+            waits.append(f"jobqueue_wait_seconds{labels}}} {number(q.wait_seconds)}\n")
     lines = out.by_metric
     for name, chunk in (("jobqueue_depth", depth), ("jobqueue_oldest_age_seconds", ages),
                         ("jobqueue_oldest_timestamp_seconds", stamps), ("jobqueue_jobs", jobs),
-                        ("jobqueue_queue_paused", paused)):
+                        ("jobqueue_queue_paused", paused), ("jobqueue_failed_jobs", failed),
+                        ("jobqueue_wait_seconds", waits)):
         if chunk:
             lines.setdefault(name, []).extend(chunk)
-    for qname, count in failed.items():
-        out.add("jobqueue_failed_jobs", f'{src},queue="{qname}"', count)
-    for qname, wait in waits.items():
-        out.add("jobqueue_wait_seconds", f'{src},queue="{qname}"', wait)
 
 
 def _header(metric: MetricDef, fmt: str) -> bytes:
@@ -285,7 +292,8 @@ class Exposition:
         if key in self._cache:
             return self._cache[key]
         if key not in self._pending:
-            future = asyncio.ensure_future(asyncio.to_thread(self.body, fmt, gzipped))
+            # RENDER, not the loop's default pool: name lookups queue there, and a scrape must not wait on them
+            future = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(RENDER, self.body, fmt, gzipped))
             future.add_done_callback(lambda f: self._forget_failed(key, f))
             self._pending[key] = future
         return await asyncio.shield(self._pending[key])
@@ -334,6 +342,23 @@ def build_exposition(
         for name, body in fragment.items():
             parts.setdefault(name, []).append(body)
     return Exposition(parts=parts, revision=revision, shard=shard, extra_lines=extra_lines or {})
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when the client accepts gzip with q > 0 (`gzip;q=0` refuses it; `*` accepts it unless refused)."""
+    found: dict[str, float] = {}
+    for part in (accept_encoding or "").split(","):
+        coding, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.replace(" ", "").startswith("q="):
+                try:
+                    q = float(param.split("=", 1)[1])
+                except ValueError:
+                    q = 0.0
+        found[coding.lower()] = q
+    q = found.get("gzip", found.get("x-gzip", found.get("*", 0.0)))
+    return q > 0
 
 
 def choose_format(accept: str | None) -> str:

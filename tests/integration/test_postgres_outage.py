@@ -98,7 +98,7 @@ async def test_down_at_start_then_started(cluster: PgCluster, make_scheduler: Ca
     await scheduler.collect_once()
     values = samples(scheduler)
     assert (values[UP], values[DEPTH], values[CHECK], values[UNREACHABLE]) == (1, 2, 3, 1)
-    assert values['jobqueue_failed_jobs{source="pg",queue="default"}'] == 1
+    assert values['jobqueue_failed_jobs{source="pg",tenant="",queue="default"}'] == 1
     assert values['jobqueue_oldest_timestamp_seconds{source="pg",tenant="",queue="default"}'] == 1767225600
 
 
@@ -223,6 +223,25 @@ async def test_hung_server_is_unreachable_then_recovers(cluster: PgCluster,
     await scheduler.collect_once()
     back = samples(scheduler)
     assert (back[UP], back[DEPTH], back[CHECK]) == (1, 2, 3)
+
+
+async def test_hung_server_with_default_connect_timeout_is_unreachable_as_documented(
+        cluster: PgCluster, make_scheduler: Callable[[str], Scheduler]) -> None:
+    """docs/sources/postgres.md: hung -> kind `unreachable`; the default connect_timeout (0.8 x timeout) ends
+    the wait inside the source's timeout, so the scheduler's `timeout` does not pre-empt it."""
+    text = config(cluster, "30s", "0.5s").replace("    connect_timeout: 0.2s\n", "")
+    scheduler = make_scheduler(text)
+    await scheduler.collect_once()
+    assert samples(scheduler)[UP] == 1
+    signal_cluster(cluster, signal.SIGSTOP)
+    try:
+        await scheduler.collect_once()
+        hung = samples(scheduler)
+    finally:
+        signal_cluster(cluster, signal.SIGCONT)
+    assert (hung[UP], hung[UNREACHABLE]) == (0, 1)
+    assert scheduler.snapshot.sources["pg"].status.error == (
+        f"postgres {cluster.dsn()} unreachable: no answer within 0.4s (connect_timeout)")
 
 
 async def test_collection_cut_by_source_timeout_then_recovers(cluster: PgCluster,

@@ -7,12 +7,12 @@ readiness, label formatting, name filters) is unit-tested on literal inputs with
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from exporter import untrusted
 from exporter.values import as_time, dig, iso_time
 
 JOB_STATES = ("unprocessed", "processing", "completed", "failed", "dlq")
@@ -141,8 +141,8 @@ def parse_kv_message(bucket: str, message: Mapping[str, Any]) -> KvEntry:
 def decode_json(value: bytes) -> Mapping[str, Any] | None:
     """A KV value as a JSON object, or None when it is not one."""
     try:
-        doc = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+        doc = untrusted.loads(value)
+    except ValueError:  # includes too large, too deep, not UTF-8: one malformed entry, not a failed source
         return None
     return doc if isinstance(doc, Mapping) else None
 
@@ -221,6 +221,7 @@ class Agent:
     status: str
     last_heartbeat: float | None
     ready: bool
+    stale: bool = False
 
 
 def parse_agent(entry: KvEntry, hostname_field: str | None, labels_field: str | None,
@@ -239,10 +240,11 @@ def parse_agent(entry: KvEntry, hostname_field: str | None, labels_field: str | 
     else:
         status = "" if raw_status is None else str(raw_status)
         ready = status_field is None or status in set(ready_values)
-    if stale_after is not None and (heartbeat is None or now - heartbeat > stale_after):
-        ready = False
+    stale = stale_after is not None and (heartbeat is None or now - heartbeat > stale_after)
+    if stale:  # silent past stale_after: whatever it last wrote, it is not Ready now
+        ready, status = False, "NotReady"
     return Agent(entry.key, str(host) if host is not None else entry.key,
-                 format_labels(dig(doc, labels_field)), status, heartbeat, ready)
+                 format_labels(dig(doc, labels_field)), status, heartbeat, ready, stale)
 
 
 def advisory_target(subject: str) -> tuple[str, str] | None:

@@ -130,7 +130,9 @@ class PostgresSource(Source):
         self.pool: asyncpg.Pool | None = None
         self.presets: list[PresetQuery] = [build(p) for p in config.queues]
         self.statement_timeout = config.statement_timeout or config.timeout
-        self.connect_timeout = config.connect_timeout or config.timeout
+        # inside the source's timeout, so a server that hangs at connect or ping reads `unreachable` (as
+        # documented) rather than the scheduler's `timeout`, which is kept for a collection that runs long
+        self.connect_timeout = config.connect_timeout or config.timeout * 0.8
         self._checks: dict[str, CheckResult] = {}  # last run of each check, re-exported until due again
         self._schema: tuple[float, SchemaResult] | None = None
         self._tenants: list[str] | None = None
@@ -397,18 +399,25 @@ class PostgresSource(Source):
     async def _ping(self, pool: asyncpg.Pool) -> tuple[float, str]:
         """`SELECT 1`; a connection dropped since the last cycle (server restart) is replaced once."""
         for attempt in (1, 2):
+            conn = await pool.acquire(timeout=self.connect_timeout)
             try:
-                async with pool.acquire(timeout=self.connect_timeout) as conn:
-                    started = time.perf_counter()
-                    await conn.fetchval("SELECT 1", timeout=self.connect_timeout)
-                    latency = time.perf_counter() - started
-                    version = ".".join(str(v) for v in conn.get_server_version()[:2])
-                    return latency, version
+                started = time.perf_counter()
+                await conn.fetchval("SELECT 1", timeout=self.connect_timeout)
+                latency = time.perf_counter() - started
+                version = ".".join(str(v) for v in conn.get_server_version()[:2])
+            except TimeoutError:
+                # not released: a release waits for the hung server to take asyncpg's cancel request, which
+                # would turn `unreachable` into the scheduler's `timeout`; collect() terminates the pool
+                raise
             except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError,
                     ConnectionResetError):
+                await pool.release(conn)
                 if attempt == 2:
                     raise
                 await pool.expire_connections()
+                continue
+            await pool.release(conn)
+            return latency, version
         raise AssertionError("unreachable")
 
     async def _query(self, sql: str, args: Sequence[Any], limit: float | None, columns: bool = False

@@ -12,7 +12,8 @@ Ops and their results:
   ZCOUNT key min max                               -> int
   HEAD key index fields scan kind                  -> [value or None, malformed]
       the first of up to `scan` items from `index` (0 = head, -1 = tail) whose JSON has one of the
-      `|`-separated dotted `fields` with a value of `kind` (num: a decimal number; iso: an ISO 8601
+      `|`-separated dotted `fields` with a value of `kind` (num: a decimal number; ts:<unit>:<latest>:
+      a number that is a plausible time in its unit, from 2000 up to `latest`; iso: an ISO 8601
       date-time; any); `fields` "" takes the raw item; items before it count as malformed
   HEADHASH key index hashprefix field scan kind    -> [value or None, malformed]
       the same, but items are ids and the value is HGET hashprefix..id field (BullMQ, RQ)
@@ -25,7 +26,11 @@ Ops and their results:
   XGROUPS key                                      -> XINFO GROUPS reply (list of flat lists) or []
   XNEXT key group                                  -> id of the first entry the group has not been
       delivered (after its last-delivered-id; the first entry when there is no such group) or None
+  XUNDELIVERED key                                 -> [XINFO GROUPS reply, id of the oldest entry not yet
+      delivered to some group or None]: the entry after the earliest last-delivered id of the groups
+      whose lag is not 0 (see undelivered_from)
   HGETALL key                                      -> flat [field, value, ...]
+  LFIRST key n                                     -> the first `n` items of a list
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
       for the `cap` members with the highest scores (the freshest heartbeats), highest first
@@ -45,7 +50,6 @@ A key of the wrong type yields WRONGTYPE instead of failing the batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -55,6 +59,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
+from exporter import untrusted
 from exporter.sources.redis.script import LUA, OPS, SEP, WRONGTYPE, Op, batches, command, flatten, sha1
 from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
 from exporter.values import dig
@@ -70,10 +75,60 @@ _ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
 _FAST: dict[str, tuple[re.Pattern[str], str] | None] = {}
 
 
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def group_info(group: Any) -> dict[str, Any]:
+    """One XINFO GROUPS row (a flat list, or a dict from RESP3) as a dict."""
+    return group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
+
+
+def undelivered_from(groups: Any) -> str | None:
+    """The Python twin of the Lua `undelivered_from`: the earliest last-delivered id over the groups
+    whose lag is not 0 (unknown counts as not 0); the entry after it is the oldest undelivered one."""
+    found: str | None = None
+    for group in groups:
+        info = group_info(group)
+        last, lag = info.get("last-delivered-id"), info.get("lag")
+        if last is not None and lag != 0 and (found is None or _stream_id(str(last)) < _stream_id(found)):
+            found = str(last)
+    return found
+
+
+EPOCH_2000 = 946684800.0
+_DIV = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+_SPANS: dict[str, tuple[float | None, float]] = {}
+
+
+def plausible(value: str, kind: str) -> bool:
+    """The Python twin of the Lua `plausible`: kind `ts:<unit>:<latest>`, a number that read in its unit
+    (auto: by magnitude) is a time from 2000-01-01 up to `latest`."""
+    if _NUMBER.fullmatch(value) is None:
+        return False
+    span = _SPANS.get(kind)
+    if span is None:
+        if len(_SPANS) > 1000:  # `latest` moves every collection: keep the memo small
+            _SPANS.clear()
+        _, unit, latest = kind.split(":", 2)
+        span = _SPANS[kind] = (_DIV.get(unit), float(latest))
+    x, div = float(value), span[0]
+    if div is not None:
+        x = x / div
+    elif x > 1e11:
+        x = x / (1e9 if x > 1e17 else 1e6 if x > 1e14 else 1e3)
+    return EPOCH_2000 <= x <= span[1]
+
+
 def valid(value: str, kind: str) -> bool:
-    """The Python twin of the Lua `valid`: is `value` a usable timestamp of `kind` (num, iso, any)?"""
+    """The Python twin of the Lua `valid`: is `value` a usable timestamp of `kind` (num, ts:..., iso, any)?"""
     if kind == "num":
         return _NUMBER.fullmatch(value) is not None
+    if kind.startswith("ts:"):
+        return plausible(value, kind)
     if kind == "iso":
         return _ISO.match(value) is not None
     return True
@@ -114,8 +169,8 @@ def pick(item: str, fields: str) -> str | None:
     quick = _fast(item, fields)
     if quick is not None:
         return quick
-    try:
-        doc = json.loads(item)
+    try:  # the bounds of Redis' cjson (decode_max_depth 1000, no size cap) so both paths agree
+        doc = untrusted.loads(item, max_bytes=len(item), max_depth=1000, finite=False)
     except (ValueError, TypeError):
         return None
     if not isinstance(doc, dict):
@@ -300,6 +355,8 @@ class OpRunner:
                 commands.extend(pack("GET", member) for member in items[::2])
             elif op[0] == "ZEXISTS":
                 commands.extend(pack("EXISTS", op[3] + member) for member in items[::2])
+            elif op[0] == "XUNDELIVERED":
+                commands.append(pack("XRANGE", op[1], "(" + items[0], "+", "COUNT", 1))
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
         values = iter(await self._wire(commands))
@@ -307,6 +364,10 @@ class OpRunner:
             if op[0] == "HEAD":
                 window = next(values)
                 results[index] = WRONGTYPE if isinstance(window, ReplyError) else _finish_plain(op, window)
+                continue
+            if op[0] == "XUNDELIVERED":
+                entries = next(values)
+                results[index][1] = entries[0][0] if isinstance(entries, list) and entries else None
                 continue
             if op[0] == "ZHASHES":
                 pairs = zip(items[::2], items[1::2], strict=True)
@@ -429,6 +490,8 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
             target[index] = []
         elif name == "XNEXT" and "no such key" in text:
             target[index] = None
+        elif name == "XUNDELIVERED" and "no such key" in text:
+            target[index] = [[], None]
         elif "WRONGTYPE" in text:
             target[index] = WRONGTYPE
         else:
@@ -440,6 +503,12 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
             target[index] = [value, 0]
         else:
             follow.append((target, index, op, []))
+        return
+    if name == "XUNDELIVERED":
+        start = undelivered_from(reply)
+        target[index] = [reply, None]
+        if start is not None:
+            follow.append((target, index, op, [start]))
         return
     target[index] = _finish_plain(op, reply)
     if name in _HEADS:
@@ -468,7 +537,7 @@ def _pack_one(op: Op) -> bytes:
         return pack("ZRANGEBYSCORE", key, "-inf", op[2], "WITHSCORES", "LIMIT", 0, int(op[4]))
     if name == "XFIRST":
         return pack("XRANGE", key, "-", "+", "COUNT", 1)
-    if name in ("XGROUPS", "XNEXT"):
+    if name in ("XGROUPS", "XNEXT", "XUNDELIVERED"):
         return pack("XINFO", "GROUPS", key)
     raise ValueError(f"op {name!r} has no command")
 
