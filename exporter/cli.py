@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: --listen: {err}", file=sys.stderr)
         return 2
     filename = args.config or "<embedded default>"
-    problems = preflight(config, args.listen, bind=args.check_config)
+    problems, warnings = preflight(config, args.listen, bind=args.check_config)
+    for line in ConfigError(filename, warnings).lines():
+        print(f"config warning: {line}", file=sys.stderr)
     if problems:
         for line in ConfigError(filename, problems).lines():
             print(f"config error: {line}", file=sys.stderr)

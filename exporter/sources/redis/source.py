@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -215,6 +216,9 @@ class RedisSource(Source):
         self._holders: dict[tuple[str, str], int] = {}
         self._scanned_at = -1e18
         self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
+        # A timeout cancels the await of a parse, not its thread: the next parse waits for it, so two
+        # never update `_memory` (RQ's Retained counts) or the inventory at once.
+        self._parsing = threading.Lock()
         db = int(urlsplit(config.url).path.strip("/") or 0)
         self._listeners = {("events", id(layout)): listener for layout in config.queues
                            if (listener := layout.listener(db)) is not None}
@@ -245,7 +249,10 @@ class RedisSource(Source):
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
-        if self._listeners and self._listening is None:
+        if self._listeners and (self._listening is None or self._listening.done()):
+            if self._listening is not None and not self._listening.cancelled() and self._listening.exception():
+                # it ended on an error it did not expect: what was heard stays, the listener starts again
+                log.error("event listener ended", exc_info=self._listening.exception(), extra={"source": self.name})
             self._listening = asyncio.create_task(self._listen(), name=f"redis-events-{self.name}")
         for key, listener in self._listeners.items():
             self._memory[key] = listener.freeze(now)
@@ -291,6 +298,11 @@ class RedisSource(Source):
 
     def _parse(self, plans: list[Plan], owners: list[tuple[int, str | None]], results: list[Any], now: float,
                latency: float, tenants: int) -> Reading:
+        with self._parsing:
+            return self._parse_locked(plans, owners, results, now, latency, tenants)
+
+    def _parse_locked(self, plans: list[Plan], owners: list[tuple[int, str | None]], results: list[Any],
+                      now: float, latency: float, tenants: int) -> Reading:
         out = Parsed(memory=self._memory)
         pos = 0
         holders: dict[tuple[str, str], int] = {}
