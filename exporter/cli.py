@@ -64,6 +64,11 @@ def build_scheduler(config: ExporterConfig) -> Scheduler:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:  # a subcommand of its own: exporter/doctor.py
+        from exporter.doctor import main as doctor
+
+        return doctor(argv[1:])
     args = parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:

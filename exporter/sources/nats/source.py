@@ -167,7 +167,9 @@ class NatsSource(BaseSource):
             connect_timeout=min(cfg.connect_timeout, cfg.timeout),  # type: ignore[arg-type]  # as above: a float works
             error_cb=quiet, user=cfg.user,
             password=read_secret(cfg.password, cfg.password_file), token=read_secret(cfg.token, cfg.token_file),
-            user_credentials=cfg.creds_file,
+            user_credentials=str(cfg.creds_file) if cfg.creds_file else None,
+            nkeys_seed=str(cfg.nkeys_seed_file) if cfg.nkeys_seed_file else None,
+            tls=cfg.tls.context() if cfg.tls is not None else None,
         )
         try:
             await connect

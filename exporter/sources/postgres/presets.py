@@ -530,6 +530,24 @@ def build(preset: AnyPreset) -> PresetQuery:
     return _BUILDERS[preset.preset](preset)
 
 
+_TABLES = {  # relations each library preset reads, in its schema (what `doctor` checks SELECT on)
+    "pgmq": ("meta",),  # and each queue's q_<name> table, through query_to_xml (found by the collection)
+    "pg-boss": ("version", "queue", "job"), "graphile-worker": ("jobs",),
+    "river": ("river_migration", "river_job", "river_queue", "river_leader"),
+    "oban": ("oban_jobs", "oban_peers"), "good_job": ("good_jobs", "good_job_processes"),
+    "procrastinate": ("procrastinate_jobs", "procrastinate_events", "procrastinate_workers"),
+    "solid_queue": tuple(f"solid_queue_{t}" for t in SOLID_QUEUE_TABLES),
+}
+
+
+def reads(preset: AnyPreset) -> list[str]:
+    """The tables and views the preset's statements read, quoted as SQL: the privileges it needs."""
+    if isinstance(preset, GenericPreset):
+        return [quote_ident(preset.table)]
+    s = quote_ident(preset.schema_)
+    return [f'{s}."{t}"' for t in _TABLES[preset.preset]]
+
+
 def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
     """This replica's share of the tenants (crc32 of the id modulo N), as the Redis source splits them."""
     index, total = shard

@@ -39,7 +39,7 @@ from typing import Any
 
 import asyncpg
 
-from exporter.facts import PoolUse, Tenants
+from exporter.facts import PoolUse, QueryOutcome, Tenants
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
@@ -193,18 +193,19 @@ class PostgresSource(Source):
         samples: list[Sample] = []
         queries: dict[str, dict[str, Any]] = {}
         queues: list[QueueStats] = []
+        facts: list[object] = []
 
         def record(name: str, outcome: Any) -> bool:
             ok = not isinstance(outcome, BaseException)
             duration = outcome[1] if ok else outcome.duration
             error = None if ok else str(outcome)
             queries[name] = {"ok": ok, "error": error, "duration_seconds": round(duration, 6)}
+            facts.append(QueryOutcome(name, ok, error))
             samples.append(Sample("jobqueue_postgres_query_up", (name,), 1 if ok else 0))
             samples.append(Sample("jobqueue_postgres_query_duration_seconds", (name,), duration))
             self._log_change(f"query {name}", error)
             return ok
 
-        facts: list[object] = []
         details: dict[str, Any] = {
             "postgres": {"dsn": safe_dsn(self.config.dsn), "server_version": version,
                          "latency_ms": round(latency * 1000, 3)},
@@ -379,6 +380,7 @@ class PostgresSource(Source):
         pool = asyncpg.create_pool(
             self.config.dsn,
             password=password,
+            ssl=self.config.tls.context() if self.config.tls is not None else None,  # else the dsn's sslmode
             min_size=1, max_size=self.config.pool_size, max_inactive_connection_lifetime=300.0,
             timeout=self.connect_timeout, statement_cache_size=self.config.statement_cache_size,
             command_timeout=self.statement_timeout, reset=_reset,

@@ -56,12 +56,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from exporter import untrusted
+from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.script import LUA, OPS, SEP, WRONGTYPE, Op, batches, command, flatten, sha1
-from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
+from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_each, pack_keys
 from exporter.values import dig
 
 log = logging.getLogger("jobqueue.redis")
@@ -189,9 +191,11 @@ def pick(item: str, fields: str) -> str | None:
 class OpRunner:
     """Runs op lists against one Redis client; remembers whether scripts work there."""
 
-    def __init__(self, client: Redis, wire: Wire, batch_size: int = 2000, mode: str = "auto") -> None:
+    def __init__(self, client: Redis | RedisCluster, wire: Wire | ClusterWire, batch_size: int = 2000,
+                 mode: str = "auto") -> None:
         self.client = client
         self.wire = wire
+        self.routed = isinstance(wire, ClusterWire)  # a cluster: one command per key, routed by key
         self.batch_size = batch_size
         self.mode = mode  # auto | lua | pipeline
         self._sha: str | None = None
@@ -218,13 +222,18 @@ class OpRunner:
     async def _client_names(self) -> list[str] | None:
         """Names of the connected clients, the way BullMQ's getWorkers reads them (queue-getters.ts
         `parseClientList`: the `name=` field of each CLIENT LIST line; Redis allows no spaces in names)."""
-        reply = (await self._wire([pack("CLIENT", "LIST")]))[0]
-        if isinstance(reply, ReplyError):
-            text = str(reply)
-            if text.startswith("NOPERM") or "unknown" in text.lower():
-                return None  # ACL without client|list (documented), or a server without CLIENT LIST
-            raise as_exception(reply)
-        return sorted(field[5:] for line in reply.splitlines() for field in line.split(" ")
+        command = pack("CLIENT", "LIST")
+        if isinstance(self.wire, ClusterWire):  # a cluster: the clients of every primary
+            replies = await self.wire.everywhere(command)
+        else:
+            replies = await self._wire([command])
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                text = str(reply)
+                if text.startswith("NOPERM") or "unknown" in text.lower():
+                    return None  # ACL without client|list (documented), or a server without CLIENT LIST
+                raise as_exception(reply)
+        return sorted(field[5:] for reply in replies for line in reply.splitlines() for field in line.split(" ")
                       if field.startswith("name=") and len(field) > 5)
 
     async def _expand(self, ops: Sequence[Op],
@@ -265,8 +274,7 @@ class OpRunner:
         chunks = list(batches(ops, self.batch_size))
         if self._sha is None:
             # EVAL_RO caches the script server-side without SCRIPT LOAD, which a read-only ACL may deny.
-            first = await self.client.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-                "EVAL_RO", LUA, 0, *flatten(chunks[0]))
+            first = await self.client.execute_command("EVAL_RO", LUA, 0, *flatten(chunks[0]))
             self._sha = sha1(LUA)
             rest = await self._evalsha(chunks[1:]) if len(chunks) > 1 else []
             return [*first, *rest]
@@ -277,6 +285,7 @@ class OpRunner:
             return await self._run_lua(ops)
 
     async def _evalsha(self, batches: Sequence[Sequence[Op]]) -> list[Any]:
+        assert self._sha is not None
         pipe = self.client.pipeline(transaction=False)
         for batch in batches:
             pipe.execute_command("EVALSHA_RO", self._sha, 0, *flatten(batch))
@@ -285,13 +294,14 @@ class OpRunner:
             out.extend(reply)
         return out
 
-    async def _wire(self, commands: list[bytes], count: int | None = None) -> list[Any]:
+    async def _wire(self, commands: list[bytes], count: int | None = None, keys: list[str] | None = None
+                    ) -> list[Any]:
         """Reads are idempotent: after a dropped connection (a Redis restart since the last collection
         leaves a dead socket) try once more on a new one, so recovery costs no failed collection."""
         try:
-            return await self.wire.execute(commands, count)
+            return await self.wire.execute(commands, count, keys)
         except (RedisConnectionError, ConnectionError):
-            return await self.wire.execute(commands, count)
+            return await self.wire.execute(commands, count, keys)
 
     async def _run_pipeline(self, ops: Sequence[Op]) -> list[Any]:
         """Plain commands on the lean connection; a second round trip only for what the first points at
@@ -300,17 +310,24 @@ class OpRunner:
         An EACH op becomes one command per tenant, packed and settled in bulk without per-tenant ops.
         """
         commands: list[bytes] = []
+        routing: list[str] = []
         spans: list[tuple[Op, list[str] | None]] = []
         for op in ops:
             if op[0] == "EACH":
                 keys = [op[2] + t + op[3] for t in op[4].split(SEP)] if op[4] else []
                 inner: Op = (op[1], "", *op[5:])
-                commands.append(_pack_many(inner, keys))
+                if self.routed:
+                    commands.extend(_pack_each(inner, keys))
+                    routing.extend(keys)
+                else:
+                    commands.append(_pack_many(inner, keys))
                 spans.append((inner, keys))
             else:
                 commands.append(_pack_many(op, [op[1]]))
+                routing.append(op[1])
                 spans.append((op, None))
-        raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans))
+        raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans),
+                               routing if self.routed else None)
         results: list[Any] = [None] * len(ops)
         follow: list[tuple[list[Any], int, Op, list[str]]] = []
         pos = 0
@@ -338,28 +355,38 @@ class OpRunner:
     async def _follow_up(self, follow: list[tuple[list[Any], int, Op, list[str]]]) -> None:
         """Second round trip of the pipeline path."""
         commands: list[bytes] = []
+        keys: list[str] = []
         for _, _, op, items in follow:
             if op[0] == "HEAD":
                 scan = int(op[4])
                 commands.append(pack("LRANGE", op[1], 0, scan - 1) if int(op[2]) == 0 else
                                 pack("LRANGE", op[1], -scan, -1))
+                keys.append(op[1])
             elif op[0] == "HEADHASH":
                 commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
+                keys.extend(op[3] + job_id for job_id in items)
             elif op[0] == "HEADGET":
                 commands.extend(pack("GET", op[3] + job_id) for job_id in items)
+                keys.extend(op[3] + job_id for job_id in items)
             elif op[0] == "HEADHGET":
                 commands.extend(pack("HGET", op[3], job_id) for job_id in items)
+                keys.extend(op[3] for _ in items)
             elif op[0] == "XNEXT":
                 commands.append(pack("XRANGE", op[1], items[0], "+", "COUNT", 1))
+                keys.append(op[1])
             elif op[0] == "ZGETS":
                 commands.extend(pack("GET", member) for member in items[::2])
+                keys.extend(items[::2])
             elif op[0] == "ZEXISTS":
                 commands.extend(pack("EXISTS", op[3] + member) for member in items[::2])
+                keys.extend(op[3] + member for member in items[::2])
             elif op[0] == "XUNDELIVERED":
                 commands.append(pack("XRANGE", op[1], "(" + items[0], "+", "COUNT", 1))
+                keys.append(op[1])
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
-        values = iter(await self._wire(commands))
+                keys.extend(op[2] + member for member in items[::2])
+        values = iter(await self._wire(commands, None, keys if self.routed else None))
         for results, index, op, items in follow:
             if op[0] == "HEAD":
                 window = next(values)
@@ -398,6 +425,47 @@ class OpRunner:
                 else:
                     bad += 1
             results[index] = [found, bad]
+
+
+def commands_of(op: Op, scripts: bool = False) -> list[tuple[str, ...]]:
+    """The Redis commands (with their key and arguments) that running `op` may send: what an ACL must
+    allow, and what `doctor` asks `ACL DRYRUN` about. With scripts, the script runs the same reads."""
+    name = op[0]
+    if name == "EACH":
+        tenants = op[4].split(SEP) if op[4] else [""]
+        return commands_of((op[1], op[2] + tenants[0] + op[3], *op[5:]), scripts)
+    if name == "CLIENTNAMES":
+        return [("CLIENT", "LIST")]
+    spec = OPS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown op {name!r}")
+    key = op[1]
+    if spec.command:  # a plain op: its one command, from the op table
+        return [tuple(command(spec, key, op[2:]))]
+    if name == "HEAD":
+        return [("LINDEX", key, op[2]), ("LRANGE", key, "0", str(int(op[4]) - 1))]
+    if name == "HEADHASH":
+        return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("HGET", op[3] + "1", op[4])]
+    if name == "HEADGET":
+        return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("GET", op[3] + "1")]
+    if name == "HEADHGET":
+        return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("HGET", op[3], "1")]
+    if name == "ZHASHES":
+        return [("ZREVRANGE", key, "0", "0", "WITHSCORES"), ("HGETALL", op[2] + "1")]
+    if name == "ZGETS":
+        return [("ZRANGEBYSCORE", key, op[2], "+inf", "WITHSCORES", "LIMIT", "0", op[3]), ("GET", key + ":1")]
+    if name == "ZEXISTS":
+        return [("ZRANGEBYSCORE", key, "-inf", op[2], "WITHSCORES", "LIMIT", "0", op[4]), ("EXISTS", op[3] + "1")]
+    if name == "XFIRST":
+        return [("XRANGE", key, "-", "+", "COUNT", "1")]
+    groups = [("XINFO", "GROUPS", key), *([("TYPE", key)] if scripts else [])]
+    if name == "XGROUPS":
+        return groups
+    if name == "XUNDELIVERED":
+        return [*groups, ("XRANGE", key, "(0-0", "+", "COUNT", "1")]
+    if name == "XNEXT":
+        return [*groups, ("XRANGE", key, "(0-0", "+", "COUNT", "1")]
+    raise ValueError(f"op {name!r}: commands_of does not know what it sends")
 
 
 def _normalise(ops: Sequence[Op], results: list[Any]) -> list[Any]:
@@ -451,6 +519,16 @@ def _pack_many(op: Op, keys: list[str]) -> bytes:
     if name == "HEAD":
         return pack_keys("LINDEX", keys, op[2])
     return b"".join(_pack_one((name, key, *op[2:])) for key in keys)
+
+
+def _pack_each(op: Op, keys: list[str]) -> list[bytes]:
+    """`_pack_many`, one buffer per key (for a cluster, which routes each key to its node)."""
+    name = op[0]
+    if name in _COUNTS or name == "GET":
+        return pack_each(name, keys)
+    if name == "HEAD":
+        return pack_each("LINDEX", keys, op[2])
+    return [_pack_one((name, key, *op[2:])) for key in keys]
 
 
 def _heads(op: Op, keys: list[str], replies: list[Any], follow: list[tuple[list[Any], int, Op, list[str]]]
