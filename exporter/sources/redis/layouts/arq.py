@@ -14,7 +14,8 @@ Keys from arq 0.28 (`arq/constants.py`; `ArqRedis.enqueue_job` in `arq/connectio
 - `arq:retry:<id>`, `arq:result:<id>`: one key per job with no index, so they are not read.
 - `<queue>:health-check`: a string `"<date> j_complete=N j_failed=N j_retried=N j_ongoing=N queued=N"`
   that a worker rewrites every `health_check_interval` (default 3600 s) with a TTL of that interval
-  plus 1 s: the latest worker's counters since it started, and its liveness.
+  plus 1 s: the latest worker's counters since it started, and its liveness. Only the liveness and
+  `j_ongoing` are used: the counters are one worker's, not the queue's (see `_health`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant, flow
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 _HEALTH = re.compile(r"j_complete=(\d+) j_failed=(\d+) j_retried=(\d+) j_ongoing=(\d+)")
@@ -73,9 +74,11 @@ class ArqLayout(Layout):
         match = _HEALTH.search(raw) if isinstance(raw, str) and raw != WRONGTYPE else None
         if raw is not None and match is None:
             out.malformed += 1
-        complete, failed, _retried, ongoing = (int(g) for g in match.groups()) if match else (0, 0, 0, 0)
+        ongoing = int(match.group(4)) if match else 0
         tally = Workers(tenant)
         if match:  # one worker: the latest writer of the key (arq keeps no list of workers)
             tally.add([queue], "busy" if ongoing else "idle", busy=ongoing)
-            flow(out, tenant, queue, complete + failed, failed)
+        # j_complete/j_failed are NOT exported as jobqueue_jobs_*_total: they are the counts of whichever
+        # worker wrote the key last, so with two workers they jump between two series of numbers and
+        # Prometheus would read every step down as a reset (a false rate). arq keeps no queue total.
         tally.emit(out, [queue], capacity=False)
