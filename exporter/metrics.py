@@ -18,7 +18,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_om
 
 from exporter import __version__
-from exporter.model import Reading, SourceStatus
+from exporter.model import QueueStats, Reading, SourceStatus
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import MetricDef
 
@@ -198,38 +198,66 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
     return out.encoded()
 
 
+# Per source: the queues of the last render and their lines, so an unchanged queue costs one identity
+# check (sources reuse the record of a queue that did not change) and only its age is formatted anew.
+# Replaced at each render, so it holds exactly the source's current queues.
+_Entry = tuple[str, str, str, str, str, str]  # age prefix, depth, timestamp, fixed age, paused, jobs
+_MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry]]] = {}
+
+
+def _queue_lines(src: str, q: QueueStats) -> _Entry:
+    """The lines of a queue that depend on its record alone ("" where a queue has no such line), and
+    the prefix of its age line; an empty queue's age is 0, a non-empty one without a stored time has
+    none (unknown, so absent)."""
+    tenant = q.tenant
+    labels = f'{{{src},tenant="{escape(tenant) if tenant else ""}",queue="{escape(q.queue)}"'
+    ts = q.oldest_timestamp
+    return (
+        f"jobqueue_oldest_age_seconds{labels}}} ",
+        f"jobqueue_depth{labels}}} {q.depth}\n",
+        "" if ts is None else f"jobqueue_oldest_timestamp_seconds{labels}}} {ts:.3f}\n",
+        f"jobqueue_oldest_age_seconds{labels}}} 0\n" if ts is None and q.depth == 0 else "",
+        "" if q.paused is None else f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n",
+        "".join(f'jobqueue_jobs{labels},state="{state}"}} {count}\n' for state, count in q.states),
+    )
+
+
 def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) -> None:
-    """The shared queue metrics; the hot loop of a large source, so it formats lines directly."""
-    depth, ages, stamps, jobs, paused = [], [], [], [], []
+    """The shared queue metrics: the hot loop of a large source, written as comprehensions over the
+    queues (lists may hold "" for a queue without that line; joining skips them)."""
+    queues = reading.queues
+    last, last_entries = _MEMO.get(src, ((), []))
+    if len(last) == len(queues):
+        entries: list[_Entry | None] = [e if p is q else None
+                                        for p, q, e in zip(last, queues, last_entries, strict=True)]
+    else:
+        entries = [None] * len(queues)
+    if None in entries:
+        by_key = {(p.tenant, p.queue): (p, e) for p, e in zip(last, last_entries, strict=True)}
+        for i, q in enumerate(queues):
+            if entries[i] is None:
+                p, e = by_key.get((q.tenant, q.queue), (None, None))
+                entries[i] = e if e is not None and p == q else _queue_lines(src, q)
+    done: list[_Entry] = entries  # type: ignore[assignment]  # every None was filled above
+    _MEMO[src] = (queues, done)
+    ages = [e[3] if (ts := q.oldest_timestamp) is None
+            else f"{e[0]}{age if (age := observed_at - ts) > 0 else 0.0:.3f}\n"
+            for q, e in zip(queues, done, strict=True)]
+    lines_by = out.by_metric
+    for name, chunk in (("jobqueue_depth", [e[1] for e in done]), ("jobqueue_oldest_age_seconds", ages),
+                        ("jobqueue_oldest_timestamp_seconds", [e[2] for e in done]),
+                        ("jobqueue_jobs", [e[5] for e in done]), ("jobqueue_queue_paused", [e[4] for e in done])):
+        if any(chunk):
+            lines_by.setdefault(name, []).extend(chunk)
     failed: dict[str, int] = {}
     waits: dict[str, float] = {}
-    for q in reading.queues:
-        qname = escape(q.queue)
-        tenant = q.tenant
-        labels = f'{{{src},tenant="{escape(tenant) if tenant else ""}",queue="{qname}"'
-        n = q.depth
-        depth.append(f"jobqueue_depth{labels}}} {n}\n")
-        ts = q.oldest_timestamp
-        if ts is not None:
-            age = observed_at - ts
-            ages.append(f"jobqueue_oldest_age_seconds{labels}}} {age if age > 0 else 0.0:.3f}\n")
-            stamps.append(f"jobqueue_oldest_timestamp_seconds{labels}}} {ts:.3f}\n")
-        elif n == 0:  # empty: age 0; non-empty without a stored time: unknown, so absent
-            ages.append(f"jobqueue_oldest_age_seconds{labels}}} 0\n")
-        for state, count in q.states:
-            jobs.append(f'jobqueue_jobs{labels},state="{state}"}} {count}\n')
-        if q.paused is not None:
-            paused.append(f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n")
+    for q in queues:
         if q.failed is not None:
+            qname = escape(q.queue)
             failed[qname] = failed.get(qname, 0) + q.failed
         if q.wait_seconds is not None:
+            qname = escape(q.queue)
             waits[qname] = max(waits.get(qname, 0.0), q.wait_seconds)
-    lines = out.by_metric
-    for name, chunk in (("jobqueue_depth", depth), ("jobqueue_oldest_age_seconds", ages),
-                        ("jobqueue_oldest_timestamp_seconds", stamps), ("jobqueue_jobs", jobs),
-                        ("jobqueue_queue_paused", paused)):
-        if chunk:
-            lines.setdefault(name, []).extend(chunk)
     for qname, count in failed.items():
         out.add("jobqueue_failed_jobs", f'{src},queue="{qname}"', count)
     for qname, wait in waits.items():

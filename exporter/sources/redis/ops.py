@@ -130,6 +130,11 @@ class OpRunner:
         self.mode = mode  # auto | lua | pipeline
         self._sha: str | None = None
         self.used = "pipeline" if mode == "pipeline" else "lua"
+        # Between collections (tenants and queues rarely change): the packed commands of each EACH op,
+        # and each HEAD op's replies with what they resolved to, so an unchanged head item is not
+        # parsed again. Rebuilt every run from the ops of that run, so it never outgrows them.
+        self._packed: dict[Op, tuple[list[str], bytes]] = {}
+        self._heads: dict[Op, tuple[list[Any], list[Any]]] = {}
 
     async def run(self, ops: Sequence[Op]) -> list[Any]:
         """One result per op, in order (an EACH op's result is the list of its per-tenant results)."""
@@ -235,12 +240,18 @@ class OpRunner:
         """
         commands: list[bytes] = []
         spans: list[tuple[Op, list[str] | None]] = []
+        packed, self._packed = self._packed, {}
+        heads, self._heads = self._heads, {}
         for op in ops:
             if op[0] == "EACH":
-                keys = [op[2] + t + op[3] for t in op[4].split(SEP)] if op[4] else []
                 inner: Op = (op[1], "", *op[5:])
-                commands.append(_pack_many(inner, keys))
-                spans.append((inner, keys))
+                known = packed.get(op)
+                if known is None:
+                    keys = [op[2] + t + op[3] for t in op[4].split(SEP)] if op[4] else []
+                    known = (keys, _pack_many(inner, keys))
+                self._packed[op] = known
+                commands.append(known[1])
+                spans.append((inner, known[0]))
             else:
                 commands.append(_pack_many(op, [op[1]]))
                 spans.append((op, None))
@@ -248,7 +259,7 @@ class OpRunner:
         results: list[Any] = [None] * len(ops)
         follow: list[tuple[list[Any], int, Op, list[str]]] = []
         pos = 0
-        for index, (op, span_keys) in enumerate(spans):
+        for index, ((op, span_keys), whole) in enumerate(zip(spans, ops, strict=True)):
             if span_keys is None:
                 _settle(op, raw[pos], follow, results, index)
                 pos += 1
@@ -259,7 +270,10 @@ class OpRunner:
                 results[index] = replies  # the common case: every key of the right type
                 continue
             if op[0] == "HEAD":
-                results[index] = _heads(op, span_keys, replies, follow)
+                last = heads.get(whole)
+                rows = _heads(op, span_keys, replies, follow, last)
+                self._heads[whole] = (replies, list(rows))  # before the follow-up fills its rows
+                results[index] = rows
                 continue
             rows: list[Any] = [None] * len(span_keys)
             for i, (key, reply) in enumerate(zip(span_keys, replies, strict=True)):
@@ -341,18 +355,29 @@ def _pack_many(op: Op, keys: list[str]) -> bytes:
     return b"".join(_pack_one((name, key, *op[2:])) for key in keys)
 
 
-def _heads(op: Op, keys: list[str], replies: list[Any], follow: list[tuple[list[Any], int, Op, list[str]]]
-           ) -> list[Any]:
-    """_settle for an EACH of HEAD, with the JSON shortcut inlined: this loop runs once per tenant."""
+def _heads(op: Op, keys: list[str], replies: list[Any], follow: list[tuple[list[Any], int, Op, list[str]]],
+           last: tuple[list[Any], list[Any]] | None = None) -> list[Any]:
+    """_settle for an EACH of HEAD, with the JSON shortcut inlined: this loop runs once per tenant.
+
+    `last` is the previous run's (replies, rows) of the same op: a head item whose text is the same
+    as then resolves to the same row without being parsed again (queues are usually idle or slow).
+    Rows that needed the second round trip are never reused: the items behind the head may differ.
+    """
     fields, kind = op[3], op[5]
     pick("{}", fields)  # compiles the shortcut for `fields`, if it has one
     entry = _FAST.get(fields)
     number = _NUMBER.fullmatch if kind == "num" else None
     rows: list[Any] = [None] * len(keys)
+    before, resolved = last if last is not None and len(last[0]) == len(replies) else ((), ())
     for i, reply in enumerate(replies):
         if reply is None:
             rows[i] = [None, 0]
             continue
+        if before and type(reply) is str and reply == before[i]:
+            row = resolved[i]
+            if row is not None:
+                rows[i] = row
+                continue
         value = None
         if entry is not None and type(reply) is str and reply[:1] == "{" and reply.find("{", 1) < 0:
             at = reply.find(entry[1])

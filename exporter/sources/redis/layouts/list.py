@@ -50,11 +50,26 @@ class ListLayout(Layout):
                         kind(self.timestamp_unit)))
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
-            name, unit, append = self.name, self.timestamp_unit, out.queues.append
+            name, unit = self.name, self.timestamp_unit
             scale = SCALE.get(unit)
+            depths = r[0]
             heads = r[1] if self.timestamp_field else [None] * len(tenants)
+            # Last collection's records by position: a queue whose depth is the same and whose head
+            # row is the very object the op runner reused (same head item) keeps its record, which
+            # the renderer then recognises by identity.
+            last = out.memory.get(("list", id(self)))
+            if last is None or last[0] != tenants:
+                last = (tenants, (), (), ())
+            _, last_depths, last_heads, last_stats = last
             new = tuple.__new__  # QueueStats' own __new__ is Python code; this loop runs once per tenant
-            for tenant, depth, head in zip(tenants, r[0], heads, strict=True):
+            stats: list[QueueStats] = []
+            clean: list[Any] = []  # the head rows that counted nothing malformed: only those may be reused
+            keep, note = stats.append, clean.append
+            for i, (tenant, depth, head) in enumerate(zip(tenants, depths, heads, strict=True)):
+                if last_stats and head is not None and head is last_heads[i] and depth == last_depths[i]:
+                    keep(last_stats[i])
+                    note(head)
+                    continue
                 oldest = None
                 if head is not None:
                     if scale is not None and type(head) is list and head[1] == 0 and head[0] is not None:
@@ -62,10 +77,17 @@ class ListLayout(Layout):
                         oldest = float(head[0]) * scale
                         if not math.isfinite(oldest):
                             oldest = head_time(head, unit, out)
+                            head = None
                     else:
+                        malformed = out.malformed
                         oldest = head_time(head, unit, out)
-                depth = depth if type(depth) is int else count(depth)
-                append(new(QueueStats, (name, depth, tenant, oldest, *AFTER_OLDEST)))
+                        if out.malformed != malformed:
+                            head = None
+                keep(new(QueueStats, (name, depth if type(depth) is int else count(depth), tenant, oldest,
+                                      *AFTER_OLDEST)))
+                note(head)
+            out.memory[("list", id(self))] = (tenants, depths, clean, stats)
+            out.queues.extend(stats)
 
         return [Plan(ops, parse)]
 
