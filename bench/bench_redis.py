@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -86,6 +87,8 @@ async def measure_cycles(url: str, rounds: int, scripts: str) -> dict[str, float
     config = parse_config(config_text(url, scripts=scripts), "<bench>", {})
     admin = redis.Redis.from_url(url)
     source = RedisSource(config.sources[0], SourceContext(snapshot=lambda: Snapshot()))  # type: ignore[arg-type]
+    gc.collect()
+    gc.freeze()  # as the daemon does once it is set up (exporter/cli.py)
     started = time.perf_counter()
     await source.collect()  # first cycle also SCANs the tenants
     first = time.perf_counter() - started

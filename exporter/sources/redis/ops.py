@@ -37,8 +37,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, overload
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -120,6 +120,30 @@ def pick(item: str, fields: str) -> str | None:
     return None
 
 
+class Keys(Sequence[str]):
+    """The keys of an EACH op (prefix + tenant + suffix), made when asked: the packed commands
+    already hold them, and only a reply that needs a second look asks for its key."""
+
+    def __init__(self, prefix: str, tenants: list[str], suffix: str) -> None:
+        self.prefix, self.tenants, self.suffix = prefix, tenants, suffix
+
+    def __len__(self) -> int:
+        return len(self.tenants)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self.prefix + t + self.suffix for t in self.tenants[index]]
+        return self.prefix + self.tenants[index] + self.suffix
+
+    def __iter__(self) -> Iterator[str]:
+        prefix, suffix = self.prefix, self.suffix
+        return (prefix + t + suffix for t in self.tenants)
+
+
 class OpRunner:
     """Runs op lists against one Redis client; remembers whether scripts work there."""
 
@@ -133,7 +157,7 @@ class OpRunner:
         # Between collections (tenants and queues rarely change): the packed commands of each EACH op,
         # and each HEAD op's replies with what they resolved to, so an unchanged head item is not
         # parsed again. Rebuilt every run from the ops of that run, so it never outgrows them.
-        self._packed: dict[Op, tuple[list[str], bytes]] = {}
+        self._packed: dict[Op, tuple[Keys, bytes]] = {}
         self._heads: dict[Op, tuple[list[Any], list[Any]]] = {}
 
     async def run(self, ops: Sequence[Op]) -> list[Any]:
@@ -239,16 +263,20 @@ class OpRunner:
         An EACH op becomes one command per tenant, packed and settled in bulk without per-tenant ops.
         """
         commands: list[bytes] = []
-        spans: list[tuple[Op, list[str] | None]] = []
+        spans: list[tuple[Op, Sequence[str] | None]] = []
         packed, self._packed = self._packed, {}
         heads, self._heads = self._heads, {}
+        split: dict[str, list[str]] = {}  # the EACH ops of one layout share their tenant ids
         for op in ops:
             if op[0] == "EACH":
                 inner: Op = (op[1], "", *op[5:])
                 known = packed.get(op)
                 if known is None:
-                    keys = [op[2] + t + op[3] for t in op[4].split(SEP)] if op[4] else []
-                    known = (keys, _pack_many(inner, keys))
+                    ids = split.get(op[4])
+                    if ids is None:
+                        ids = split[op[4]] = op[4].split(SEP) if op[4] else []
+                    keys = Keys(op[2], ids, op[3])
+                    known = (keys, _pack_many(inner, list(keys)))
                 self._packed[op] = known
                 commands.append(known[1])
                 spans.append((inner, known[0]))
@@ -271,9 +299,9 @@ class OpRunner:
                 continue
             if op[0] == "HEAD":
                 last = heads.get(whole)
-                rows = _heads(op, span_keys, replies, follow, last)
-                self._heads[whole] = (replies, list(rows))  # before the follow-up fills its rows
-                results[index] = rows
+                found = _heads(op, span_keys, replies, follow, last)
+                self._heads[whole] = (replies, list(found))  # before the follow-up fills its rows
+                results[index] = found
                 continue
             rows: list[Any] = [None] * len(span_keys)
             for i, (key, reply) in enumerate(zip(span_keys, replies, strict=True)):
@@ -355,7 +383,7 @@ def _pack_many(op: Op, keys: list[str]) -> bytes:
     return b"".join(_pack_one((name, key, *op[2:])) for key in keys)
 
 
-def _heads(op: Op, keys: list[str], replies: list[Any], follow: list[tuple[list[Any], int, Op, list[str]]],
+def _heads(op: Op, keys: Sequence[str], replies: list[Any], follow: list[tuple[list[Any], int, Op, list[str]]],
            last: tuple[list[Any], list[Any]] | None = None) -> list[Any]:
     """_settle for an EACH of HEAD, with the JSON shortcut inlined: this loop runs once per tenant.
 
