@@ -55,8 +55,9 @@ def as_number(value: Any) -> float | None:
 
 
 def as_int(value: Any) -> int | None:
+    """A whole number within float precision (|n| < 2**53); 1e308 is no count, not a 309-digit one."""
     number = as_number(value)
-    return int(number) if number is not None else None
+    return int(number) if number is not None and abs(number) < 2**53 else None
 
 
 def as_bool(value: Any) -> bool | None:

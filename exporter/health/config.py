@@ -187,7 +187,7 @@ class TokenConfig(Model):
         elif self.token_file is not None:
             secret = self.token_file.read_text().strip()
         else:
-            secret = (environ if environ is not None else dict(os.environ)).get(self.token_env or "", "")
+            secret = (environ if environ is not None else dict(os.environ)).get(self.token_env or "", "").strip()
         return hashlib.sha256(secret.encode()).digest() if secret else None
 
 

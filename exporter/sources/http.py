@@ -16,7 +16,6 @@ TLS certificates are verified unless `tls_verify: false`; `ca_file` adds a priva
 
 from __future__ import annotations
 
-import json
 import ssl
 import time
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field, SecretStr, model_validator
 
+from exporter import untrusted
 from exporter.facts import ProbeResult
 from exporter.model import Reading, Sample
 from exporter.sources.base import (
@@ -80,8 +80,8 @@ def judge(status: int, body: bytes | None, config: HttpConfig) -> tuple[bool, st
     if spec is None:
         return True, None, None
     try:
-        doc = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
+        doc = untrusted.loads(body or b"", max_bytes=config.max_body_bytes)
+    except ValueError:
         return False, "body is not JSON", None
     value = dig(doc, spec.field)
     if not any(_same(expected, value) for expected in spec.values):

@@ -12,14 +12,17 @@ from exporter.scheduler import Scheduler
 from exporter.web import core, openapi
 from exporter.web.auth import AUTHENTICATOR, Authenticator, authenticate
 from exporter.web.errors import json_errors
-from exporter.web.keys import CONFIG, SCHEDULER, STARTED_AT, AppConfig
+from exporter.web.keys import CONFIG, LIMITS, SCHEDULER, STARTED_AT, AppConfig
+from exporter.web.limits import Limits, shed
 from exporter.web.shims import SHIMS
 from exporter.web.shims.base import HEALTH
 
 
 def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = True) -> web.Application:
     """The application serving /metrics, /, /healthz, /readyz (and the shims, when configured)."""
-    app = web.Application(middlewares=[json_errors, authenticate])
+    limits = Limits()
+    app = web.Application(middlewares=[shed(limits), json_errors, authenticate])
+    app[LIMITS] = limits
     app[CONFIG] = config
     app[SCHEDULER] = scheduler
     app[STARTED_AT] = time.time()
@@ -38,6 +41,6 @@ def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = Tru
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler = app[SCHEDULER]
-    scheduler.start()
+    scheduler.start(threaded=True)  # collection on a loop of its own: busy HTTP never times a source out
     yield
     await scheduler.stop()

@@ -14,6 +14,7 @@ from aiohttp import web
 from exporter.health.config import AuthConfig, ShimsBase, SystemConfig
 from exporter.scheduler import Scheduler
 from exporter.sources.base import SourceConfig
+from exporter.web.limits import Limits
 
 
 class AppConfig(Protocol):
@@ -39,3 +40,4 @@ class AppConfig(Protocol):
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 CONFIG = web.AppKey("config", AppConfig)
 STARTED_AT = web.AppKey("started_at", float)
+LIMITS = web.AppKey("limits", Limits)

@@ -7,12 +7,12 @@ readiness, label formatting, name filters) is unit-tested on literal inputs with
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from exporter import untrusted
 from exporter.values import as_time, dig, iso_time
 
 JOB_STATES = ("unprocessed", "processing", "completed", "failed", "dlq")
@@ -141,8 +141,8 @@ def parse_kv_message(bucket: str, message: Mapping[str, Any]) -> KvEntry:
 def decode_json(value: bytes) -> Mapping[str, Any] | None:
     """A KV value as a JSON object, or None when it is not one."""
     try:
-        doc = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+        doc = untrusted.loads(value)
+    except ValueError:  # includes too large, too deep, not UTF-8: one malformed entry, not a failed source
         return None
     return doc if isinstance(doc, Mapping) else None
 

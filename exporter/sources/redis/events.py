@@ -15,10 +15,11 @@ the counters start at 0 with the exporter, which Prometheus reads as a counter r
 from __future__ import annotations
 
 import base64
-import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+from exporter import untrusted
 
 # The events the listener needs; worker-online/offline make a worker live or gone at once.
 ROUTING_KEYS = ("worker.heartbeat", "worker.online", "worker.offline", "task.received", "task.succeeded",
@@ -66,11 +67,11 @@ class CeleryEvents:
         """One PUBLISHed kombu message: a JSON envelope whose `body` is the event (or a list of events),
         base64-encoded when `properties.body_encoding` says so (kombu's Redis channel default)."""
         try:
-            envelope = json.loads(data)
+            envelope = untrusted.loads(data, finite=False)  # a PUBLISH anyone may send: bounded
             body = envelope["body"]
             if (envelope.get("properties") or {}).get("body_encoding") == "base64":
                 body = base64.b64decode(body)
-            events = json.loads(body)
+            events = untrusted.loads(body, finite=False)
         except (ValueError, TypeError, KeyError, AttributeError):
             self.malformed += 1
             return

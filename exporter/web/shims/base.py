@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from exporter import untrusted
 from exporter.health.config import Shim
 from exporter.health.evaluation import HealthMonitor, SystemHealth
 from exporter.model import Snapshot
@@ -67,7 +68,7 @@ def view(request: web.Request, shim: Shim) -> View:
 
 def respond(reply: Reply, headers: dict[str, str] | None = None) -> web.Response:
     status, body = reply
-    return web.json_response(body, status=status, headers=headers)
+    return web.json_response(body, status=status, headers=headers, dumps=untrusted.dumps)  # NaN -> null
 
 
 def system_sources(v: View, system: str) -> list[str]:

@@ -244,7 +244,8 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
     if any(r["name"] == name for r in queue_rows(v)):
         try:
             async with asyncio.timeout(shim.jobs_timeout):
-                page = await _list_jobs(request.app[SCHEDULER].sources, v, name, status, limit, offset)
+                page = await request.app[SCHEDULER].call(  # on the loop where the sources' connections live
+                    _list_jobs(request.app[SCHEDULER].sources, v, name, status, limit, offset))
         except (TimeoutError, SourceError) as err:  # a dead or slow backend: 503, never a crash
             log.warning("job listing failed", extra={"queue": name, "error": type(err).__name__})
             return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"))

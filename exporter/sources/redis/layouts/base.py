@@ -9,7 +9,6 @@ follow `shared/reference/redis-queues.md`.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from exporter import untrusted
 from exporter.model import Job, QueueStats, Sample
 from exporter.sources.base import Model
 from exporter.sources.redis.events import CeleryEvents
@@ -91,14 +91,23 @@ class JobRange:
     fields: tuple[str, ...] = ()
 
 
+MAX_RAW = 64 * 1024  # characters of an item that is not (bounded) JSON, shown as its payload
+
+
 def decoded(raw: Any) -> Any:
-    """A JSON text decoded, or the text itself when it is not JSON."""
+    """A JSON text decoded, or the text itself (cut at MAX_RAW) when it is not bounded JSON.
+
+    NaN is read as the libraries write it; the answer's encoder turns it into null."""
     if not isinstance(raw, str):
         return raw
     try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
+        return untrusted.loads(raw, finite=False)
+    except ValueError:  # not JSON, too deep or too large: (bounded) text, never a 500
+        return bounded(raw)
+
+
+def bounded(raw: str) -> str:
+    return raw if len(raw) <= MAX_RAW else raw[:MAX_RAW] + "…"
 
 
 def job_of(job_id: Any, queue: str, status: str, payload: Any, message: Any, trace: Any, attempts: Any,
@@ -114,7 +123,7 @@ def job_of(job_id: Any, queue: str, status: str, payload: Any, message: Any, tra
 def payload_job(item: str, queue: str, status: str) -> Job:
     """A job stored whole as a JSON item (Laravel, Sidekiq, Celery, plain lists); unknown fields are None."""
     body = decoded(item)
-    body = body if isinstance(body, dict) else {"raw": item}
+    body = body if isinstance(body, dict) else {"raw": bounded(item)}
     headers = body.get("headers")
     job_id = body.get("id") or body.get("uuid") or body.get("jid") or (
         headers.get("id") if isinstance(headers, dict) else None)
@@ -196,7 +205,7 @@ def members(reply: Any) -> list[str]:
 
 def json_dict(raw: Any) -> dict[str, Any]:
     try:
-        value = json.loads(raw) if isinstance(raw, str) else {}
+        value = untrusted.loads(raw) if isinstance(raw, str) else {}
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
