@@ -171,7 +171,9 @@ class _Lines:
         self.by_metric.setdefault(metric, []).append(f"{sample}{{{labels}}} {number(value)}\n")
 
     def encoded(self) -> dict[str, bytes]:
-        return {name: "".join(lines).encode() for name, lines in self.by_metric.items()}
+        """The bytes per metric; each metric's text is let go as soon as it is encoded, so a large
+        source never holds all its text and all its bytes at once."""
+        return {name: "".join(self.by_metric.pop(name)).encode() for name in list(self.by_metric)}
 
 
 def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping[str, int],
@@ -207,20 +209,20 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
 # Per source: the queues of the last render and their lines, so an unchanged queue costs one identity
 # check (sources reuse the record of a queue that did not change) and only its age is formatted anew.
 # Replaced at each render, so it holds exactly the source's current queues.
-_Entry = tuple[str, str, str, str, str]  # labels, timestamp line, fixed age line, paused line, jobs lines
+_Entry = tuple[str, str, str, str, str]  # labels, timestamp value, fixed age line, paused line, jobs lines
 _MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry]]] = {}
 
 
 def _queue_lines(src: str, q: QueueStats) -> _Entry:
-    """A queue's labels (`{...} `) and the lines that depend on its record alone ("" where it has no
-    such line): its timestamp (the costly float to format), the age 0 of an empty queue (a non-empty
+    """A queue's labels (`{...} `), its timestamp as text (a float is costly to format), and the lines
+    that depend on its record alone ("" where it has no such line): the age 0 of an empty queue (a non-empty
     one without a stored time has no age: unknown, so absent), paused, and its jobs per state."""
     tenant = q.tenant
     labels = f'{{{src},tenant="{escape(tenant) if tenant else ""}",queue="{escape(q.queue)}"'
     ts = q.oldest_timestamp
     return (
         f"{labels}}} ",
-        "" if ts is None else f"jobqueue_oldest_timestamp_seconds{labels}}} {ts:.3f}\n",
+        "" if ts is None else f"{ts:.3f}\n",
         f"jobqueue_oldest_age_seconds{labels}}} 0\n" if ts is None and q.depth == 0 else "",
         "" if q.paused is None else f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n",
         "".join(f'jobqueue_jobs{labels},state="{state}"}} {count}\n' for state, count in q.states),
@@ -233,16 +235,22 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
     queues = reading.queues
     last, last_entries = _MEMO.get(src, ((), []))
     if len(last) == len(queues):
-        entries: list[_Entry | None] = [e if p is q else None
+        entries: list[_Entry | None] = [e if p is q or p == q else None
                                         for p, q, e in zip(last, queues, last_entries, strict=True)]
     else:
         entries = [None] * len(queues)
-    if None in entries:
-        by_key = {(p.tenant, p.queue): (p, e) for p, e in zip(last, last_entries, strict=True)}
+    if None in entries:  # a changed queue gets new lines; where tenants came or went, find by labels
+        by_key: dict[tuple[str, str], tuple[QueueStats, _Entry]] | None = None
         for i, q in enumerate(queues):
-            if entries[i] is None:
-                p, e = by_key.get((q.tenant, q.queue), (None, None))
-                entries[i] = e if e is not None and p == q else _queue_lines(src, q)
+            if entries[i] is not None:
+                continue
+            if len(last) == len(queues) and last[i].tenant == q.tenant and last[i].queue == q.queue:
+                entries[i] = _queue_lines(src, q)
+                continue
+            if by_key is None:
+                by_key = {(p.tenant, p.queue): (p, e) for p, e in zip(last, last_entries, strict=True)}
+            p, e = by_key.get((q.tenant, q.queue), (None, None))
+            entries[i] = e if e is not None and p == q else _queue_lines(src, q)
     done: list[_Entry] = entries  # type: ignore[assignment]  # every None was filled above
     _MEMO[src] = (queues, done)
     # One metric at a time, each joined at once: 20k lines of one metric are alive together, never
@@ -254,7 +262,8 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
             e[2] if (ts := q.oldest_timestamp) is None
             else f"jobqueue_oldest_age_seconds{e[0]}{age if (age := observed_at - ts) > 0 else 0.0:.3f}\n"
             for q, e in pairs]),
-        "jobqueue_oldest_timestamp_seconds": lambda: "".join([e[1] for e in done]),
+        "jobqueue_oldest_timestamp_seconds": lambda: "".join([
+            f"jobqueue_oldest_timestamp_seconds{e[0]}{e[1]}" for e in done if e[1]]),
         "jobqueue_jobs": lambda: "".join([e[4] for e in done]),
         "jobqueue_queue_paused": lambda: "".join([e[3] for e in done]),
     }
