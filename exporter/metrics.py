@@ -255,13 +255,12 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
     _MEMO[src] = (queues, done)
     # One metric at a time, each joined at once: 20k lines of one metric are alive together, never
     # the lines of all of them (the peak memory of a large source).
-    pairs = list(zip(queues, done, strict=True))
     texts: dict[str, Callable[[], str]] = {
-        "jobqueue_depth": lambda: "".join([f"jobqueue_depth{e[0]}{q.depth}\n" for q, e in pairs]),
+        "jobqueue_depth": lambda: "".join([f"jobqueue_depth{e[0]}{q.depth}\n" for q, e in zip(queues, done, strict=True)]),
         "jobqueue_oldest_age_seconds": lambda: "".join([
             e[2] if (ts := q.oldest_timestamp) is None
             else f"jobqueue_oldest_age_seconds{e[0]}{age if (age := observed_at - ts) > 0 else 0.0:.3f}\n"
-            for q, e in pairs]),
+            for q, e in zip(queues, done, strict=True)]),
         "jobqueue_oldest_timestamp_seconds": lambda: "".join([
             f"jobqueue_oldest_timestamp_seconds{e[0]}{e[1]}" for e in done if e[1]]),
         "jobqueue_jobs": lambda: "".join([e[4] for e in done]),
