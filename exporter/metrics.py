@@ -206,32 +206,34 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
     return out.encoded()
 
 
-# Per source: the queues of the last render and their lines, so an unchanged queue costs one identity
-# check (sources reuse the record of a queue that did not change) and only its age is formatted anew.
-# Replaced at each render, so it holds exactly the source's current queues.
-_Entry = tuple[str, str, str, str, str]  # labels, timestamp value, fixed age line, paused line, jobs lines
+# Per source: the queues of the last render and what their lines are made of, so an unchanged queue
+# costs one identity check (sources reuse the record of a queue that did not change) and only its age
+# is formatted anew. Replaced at each render, so it holds exactly the source's current queues.
+_Extra = tuple[str, str, str]  # fixed age line, paused line, jobs lines ("" where none)
+_NO_EXTRA: _Extra = ("", "", "")
+_Entry = tuple[str, str, _Extra]  # labels, timestamp value, the rest
 _MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry]]] = {}
 
 
 def _queue_lines(src: str, q: QueueStats) -> _Entry:
     """A queue's labels (`{...} `), its timestamp as text (a float is costly to format), and the lines
-    that depend on its record alone ("" where it has no such line): the age 0 of an empty queue (a non-empty
-    one without a stored time has no age: unknown, so absent), paused, and its jobs per state."""
+    that depend on its record alone ("" where it has no such line): the age 0 of an empty queue (a
+    non-empty one without a stored time has no age: unknown, so absent), paused, and its jobs per state."""
     tenant = q.tenant
     labels = f'{{{src},tenant="{escape(tenant) if tenant else ""}",queue="{escape(q.queue)}"'
     ts = q.oldest_timestamp
-    return (
-        f"{labels}}} ",
-        "" if ts is None else f"{ts:.3f}\n",
+    extra = (
         f"jobqueue_oldest_age_seconds{labels}}} 0\n" if ts is None and q.depth == 0 else "",
         "" if q.paused is None else f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n",
         "".join(f'jobqueue_jobs{labels},state="{state}"}} {count}\n' for state, count in q.states),
     )
+    return f"{labels}}} ", "" if ts is None else f"{ts:.3f}\n", _NO_EXTRA if extra == _NO_EXTRA else extra
 
 
 def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) -> None:
     """The shared queue metrics: the hot loop of a large source, written as comprehensions over the
-    queues (lists may hold "" for a queue without that line; joining skips them)."""
+    queues, one metric at a time and each joined at once (the lines of one metric are alive together,
+    never those of all: the peak memory of a large source)."""
     queues = reading.queues
     last, last_entries = _MEMO.get(src, ((), []))
     if len(last) == len(queues):
@@ -253,18 +255,18 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
             entries[i] = e if e is not None and p == q else _queue_lines(src, q)
     done: list[_Entry] = entries  # type: ignore[assignment]  # every None was filled above
     _MEMO[src] = (queues, done)
-    # One metric at a time, each joined at once: 20k lines of one metric are alive together, never
-    # the lines of all of them (the peak memory of a large source).
+    plain = all(e[2] is _NO_EXTRA for e in done)
     texts: dict[str, Callable[[], str]] = {
-        "jobqueue_depth": lambda: "".join([f"jobqueue_depth{e[0]}{q.depth}\n" for q, e in zip(queues, done, strict=True)]),
+        "jobqueue_depth": lambda: "".join([f"jobqueue_depth{e[0]}{q.depth}\n"
+                                           for q, e in zip(queues, done, strict=True)]),
         "jobqueue_oldest_age_seconds": lambda: "".join([
-            e[2] if (ts := q.oldest_timestamp) is None
+            e[2][0] if (ts := q.oldest_timestamp) is None
             else f"jobqueue_oldest_age_seconds{e[0]}{age if (age := observed_at - ts) > 0 else 0.0:.3f}\n"
             for q, e in zip(queues, done, strict=True)]),
         "jobqueue_oldest_timestamp_seconds": lambda: "".join([
             f"jobqueue_oldest_timestamp_seconds{e[0]}{e[1]}" for e in done if e[1]]),
-        "jobqueue_jobs": lambda: "".join([e[4] for e in done]),
-        "jobqueue_queue_paused": lambda: "".join([e[3] for e in done]),
+        "jobqueue_jobs": lambda: "" if plain else "".join([e[2][2] for e in done]),
+        "jobqueue_queue_paused": lambda: "" if plain else "".join([e[2][1] for e in done]),
     }
     for name, text in texts.items():
         body = text()
