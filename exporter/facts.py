@@ -125,6 +125,7 @@ class AgentInfo:
     status: str
     last_heartbeat: float | None
     ready: bool
+    stale: bool = False  # silent past the registry's stale_after: NotReady whatever it last wrote
 
 
 @dataclass(frozen=True, slots=True)

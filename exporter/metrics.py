@@ -45,11 +45,11 @@ CORE_METRICS: tuple[MetricDef, ...] = (
         QUEUE_LABELS,
     ),
     MetricDef("jobqueue_jobs", "Items of the queue per state, as the backend keeps them.", (*QUEUE_LABELS, "state")),
-    MetricDef("jobqueue_failed_jobs", "Recently failed jobs, as the backend counts them.", ("queue",)),
+    MetricDef("jobqueue_failed_jobs", "Recently failed jobs, as the backend counts them.", QUEUE_LABELS),
     MetricDef(
         "jobqueue_wait_seconds",
         "Estimated wait before a new job starts: ready jobs x average runtime / processes (Horizon).",
-        ("queue",),
+        QUEUE_LABELS,
     ),
     MetricDef("jobqueue_queue_paused", "1 if the queue is paused, 0 if it is running.", QUEUE_LABELS),
     MetricDef(
@@ -66,6 +66,11 @@ CORE_METRICS: tuple[MetricDef, ...] = (
     MetricDef(
         "jobqueue_malformed_items",
         "Queue items the last collection could not parse and skipped.",
+    ),
+    MetricDef(
+        "jobqueue_series_collisions",
+        "Series the last collection produced more than once (two layouts or presets claiming one queue); "
+        "each is emitted once, the first kept. Non-zero: give each app's layouts their own `tenant`.",
     ),
     MetricDef(
         "jobqueue_collect_errors",
@@ -195,6 +200,7 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
         out.add("jobqueue_source_latency_seconds", src, reading.latency)
     if reading.queues or reading.malformed:
         out.add("jobqueue_malformed_items", src, reading.malformed)
+        out.add("jobqueue_series_collisions", src, len(reading.collisions))
     _render_queues(out, src, status.observed_at, reading)
     for sample in reading.samples:
         metric = _SOURCE_METRICS.get(sample.metric)
@@ -209,8 +215,8 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
 # Per source: the queues of the last render and what their lines are made of, so an unchanged queue
 # costs one identity check (sources reuse the record of a queue that did not change) and only its age
 # is formatted anew. Replaced at each render, so it holds exactly the source's current queues.
-_Extra = tuple[str, str, str]  # fixed age line, paused line, jobs lines ("" where none)
-_NO_EXTRA: _Extra = ("", "", "")
+_Extra = tuple[str, str, str, str, str]  # fixed age, paused, jobs, failed, wait lines ("" where none)
+_NO_EXTRA: _Extra = ("", "", "", "", "")
 _Entry = tuple[str, str, _Extra]  # labels, timestamp value, the rest
 _MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry]]] = {}
 
@@ -218,7 +224,8 @@ _MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry]]] = {}
 def _queue_lines(src: str, q: QueueStats) -> _Entry:
     """A queue's labels (`{...} `), its timestamp as text (a float is costly to format), and the lines
     that depend on its record alone ("" where it has no such line): the age 0 of an empty queue (a
-    non-empty one without a stored time has no age: unknown, so absent), paused, and its jobs per state."""
+    non-empty one without a stored time has no age: unknown, so absent), paused, its jobs per state,
+    failed jobs and the estimated wait."""
     tenant = q.tenant
     labels = f'{{{src},tenant="{escape(tenant) if tenant else ""}",queue="{escape(q.queue)}"'
     ts = q.oldest_timestamp
@@ -226,6 +233,8 @@ def _queue_lines(src: str, q: QueueStats) -> _Entry:
         f"jobqueue_oldest_age_seconds{labels}}} 0\n" if ts is None and q.depth == 0 else "",
         "" if q.paused is None else f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n",
         "".join(f'jobqueue_jobs{labels},state="{state}"}} {count}\n' for state, count in q.states),
+        "" if q.failed is None else f"jobqueue_failed_jobs{labels}}} {q.failed}\n",
+        "" if q.wait_seconds is None else f"jobqueue_wait_seconds{labels}}} {number(q.wait_seconds)}\n",
     )
     return f"{labels}}} ", "" if ts is None else f"{ts:.3f}\n", _NO_EXTRA if extra == _NO_EXTRA else extra
 
@@ -267,24 +276,13 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
             f"jobqueue_oldest_timestamp_seconds{e[0]}{e[1]}" for e in done if e[1]]),
         "jobqueue_jobs": lambda: "" if plain else "".join([e[2][2] for e in done]),
         "jobqueue_queue_paused": lambda: "" if plain else "".join([e[2][1] for e in done]),
+        "jobqueue_failed_jobs": lambda: "" if plain else "".join([e[2][3] for e in done]),
+        "jobqueue_wait_seconds": lambda: "" if plain else "".join([e[2][4] for e in done]),
     }
     for name, text in texts.items():
         body = text()
         if body:
             out.by_metric.setdefault(name, []).append(body)
-    failed: dict[str, int] = {}
-    waits: dict[str, float] = {}
-    for q in queues:
-        if q.failed is not None:
-            qname = escape(q.queue)
-            failed[qname] = failed.get(qname, 0) + q.failed
-        if q.wait_seconds is not None:
-            qname = escape(q.queue)
-            waits[qname] = max(waits.get(qname, 0.0), q.wait_seconds)
-    for qname, count in failed.items():
-        out.add("jobqueue_failed_jobs", f'{src},queue="{qname}"', count)
-    for qname, wait in waits.items():
-        out.add("jobqueue_wait_seconds", f'{src},queue="{qname}"', wait)
 
 
 def _header(metric: MetricDef, fmt: str) -> bytes:

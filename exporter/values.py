@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
 SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 _MISSING = object()
 # RFC 3339 as Go writes it (NATS, Kubernetes): up to nine fraction digits, which fromisoformat refuses.
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})?$")
@@ -127,7 +128,8 @@ def stored_time(raw: str | None, unit: Unit) -> float | None:
     value = float(raw)
     if not math.isfinite(value):
         raise ValueError(f"not a finite time: {raw!r}")
-    return epoch(value) if unit == "auto" else value * SCALE[unit]
+    # divided, not multiplied by SCALE: the same double the Redis ops compute (`plausible` in script.lua)
+    return epoch(value) if unit == "auto" else value / DIVISOR[unit]
 
 
 def iso(ts: float | None, millis: bool = False) -> str | None:

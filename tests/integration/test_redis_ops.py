@@ -11,7 +11,7 @@ import redis
 
 from exporter.sources.redis.ops import SEP, WRONGTYPE, OpRunner
 from tests.conftest import REDIS_URL
-from tests.support.redis_libs import collect, make_source
+from tests.support.redis_libs import NOW, collect, make_source
 from tests.support.servers import RedisServer
 
 CORPUS = [
@@ -23,10 +23,14 @@ CORPUS = [
     "not json", '{"createdAt": 1700000000, "pushedAt": "1700000001.0000"}', '{"pushedAt": "1700000001.2500"}',
     '{"meta": {"at": 1700000000123}}', '{"meta": {"at": "x"}, "ts": 4}', '{"ts": "  7"}',
 ]
+# Times for the plausibility kinds (with the corpus above): out of range, at the bounds, in each unit.
+TIMES = ['{"ts": 1e300}', '{"ts": "NaN"}', '{"ts": 946684799}', '{"ts": 946684800}', '{"ts": 1700000300}',
+         '{"ts": 1700000301}', '{"ts": 1700000000123456}', '{"ts": 1700000000123456789}', '{"ts": -1700000000}']
 # Not in the corpus: invalid JSON numbers that Redis's cjson accepts and Python's json rejects (12.,
 # 0x10, +5, 012, inf, Infinity): no library writes them; docs/sources/redis.md names the difference.
 FIELDS = ["ts", "createdAt|pushedAt", "pushedAt|createdAt", "meta.at", "meta.at|ts", ""]
-KINDS = ["num", "iso", "any"]
+# ts kinds: plausible times up to 1700000300 (NOW + 300 s), in each unit; the bounds are inclusive
+KINDS = ["num", "iso", "any", *(f"ts:{u}:{1_700_000_300.0!r}" for u in ("s", "ms", "us", "ns", "auto"))]
 
 
 @pytest.fixture
@@ -52,6 +56,11 @@ async def test_head_corpus_same_on_both_paths(runners: tuple[OpRunner, OpRunner]
     redis_client.rpush(f"{prefix}mixed", *CORPUS)
     ops += [("HEAD", f"{prefix}mixed", index, fields, scan, kind)
             for index in ("0", "-1") for fields in FIELDS for kind in KINDS for scan in ("1", "5", "40")]
+    for i, item in enumerate(TIMES):
+        redis_client.rpush(f"{prefix}time:{i}", item)
+        ops += [("HEAD", f"{prefix}time:{i}", "0", "ts", "3", kind) for kind in KINDS]
+    redis_client.rpush(f"{prefix}times", *CORPUS, *TIMES)
+    ops += [("HEAD", f"{prefix}times", index, "ts", "40", kind) for index in ("0", "-1") for kind in KINDS]
     a, b = await lua.run(ops), await pipe.run(ops)
     assert lua.used == "lua" and pipe.used == "pipeline"
     assert a == b
@@ -59,6 +68,15 @@ async def test_head_corpus_same_on_both_paths(runners: tuple[OpRunner, OpRunner]
     assert found[("HEAD", f"{prefix}mixed", "0", "ts", "40", "num")] == ["1700000000", 0]
     assert found[("HEAD", f"{prefix}mixed", "0", "ts", "40", "iso")] == ["2023-11-14T22:13:20Z", 5]
     assert found[("HEAD", f"{prefix}mixed", "-1", "ts", "40", "num")] == ["4", 1]
+    ts = {u: f"ts:{u}:{1_700_000_300.0!r}" for u in ("s", "ms", "us", "ns", "auto")}
+    # from the tail: -1700000000 is never a time; 1700000000123456789 is one in ns (auto), not in us
+    assert found[("HEAD", f"{prefix}times", "-1", "ts", "40", ts["auto"])] == ["1700000000123456789", 1]
+    assert found[("HEAD", f"{prefix}times", "-1", "ts", "40", ts["us"])] == ["1700000000123456", 2]
+    assert found[("HEAD", f"{prefix}times", "-1", "ts", "40", ts["s"])] == ["1700000300", 4]  # 301 is too far
+    assert found[("HEAD", f"{prefix}times", "0", "ts", "40", ts["s"])] == ["1700000000", 0]
+    single = {item: found[("HEAD", f"{prefix}time:{i}", "0", "ts", "3", ts["s"])][0] for i, item in enumerate(TIMES)}
+    assert [item for item, value in single.items() if value is not None] == ['{"ts": 946684800}',
+                                                                          '{"ts": 1700000300}']
 
 
 async def test_every_op_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
@@ -112,10 +130,10 @@ async def test_only_ops_for_zero_tenants(runners: tuple[OpRunner, OpRunner]) -> 
 @pytest.mark.parametrize("mode", ["lua", "pipeline"])
 async def test_database_number_in_url(mode: str, redis_server: RedisServer) -> None:
     admin = redis.Redis.from_url(redis_server.url.removesuffix("/0") + "/3", decode_responses=True)
-    admin.rpush("q", json.dumps({"ts": 7}), json.dumps({"ts": 9}))
+    admin.rpush("q", json.dumps({"ts": NOW - 7}), json.dumps({"ts": NOW - 9}))
     reading = await collect(redis_server.url.removesuffix("/0") + "/3",
                             [{"layout": "list", "name": "q", "key": "q", "timestamp_field": "ts"}], mode)
-    assert [(q.depth, q.oldest_timestamp) for q in reading.queues] == [(2, 7.0)]
+    assert [(q.depth, q.oldest_timestamp) for q in reading.queues] == [(2, NOW - 7)]
     admin.close()
 
 

@@ -159,6 +159,13 @@ def seed_bullmq(url: str, prefix: str, base_ms: int) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
+def complete_bullmq(url: str, prefix: str, jobs: int) -> dict[str, Any]:
+    """Run tests/node/bullmq_complete.js (real BullMQ Workers finishing `jobs` jobs on three queues)."""
+    out = subprocess.run(["node", str(NODE_DIR / "bullmq_complete.js"), url, prefix, str(jobs)],
+                         check=True, capture_output=True, text=True, timeout=60)
+    return json.loads(out.stdout)
+
+
 # ------------------------------------------------------------------------------ Laravel / Horizon
 
 

@@ -371,6 +371,10 @@ class NatsSource(BaseSource):
             samples.append(Sample("jobqueue_nats_kv_bytes", (b.name[3:],), b.bytes))
         for o in objs:
             samples.append(Sample("jobqueue_nats_object_store_bytes", (o.name[4:],), o.bytes))
+        if self.config.dead_letters.mode != "off":
+            # every consumer in scope from the first collection, at 0 until its first advisory: a series
+            # that only appears with the first dead letter hides that batch from increase()
+            dead = {**{(c.stream, c.name): 0 for c in consumers}, **dead}
         dead = {k: n for k, n in sorted(dead.items())
                 if self.config.streams.keep(k[0]) and self.config.consumers.keep(k[1])}
         for (stream, consumer), n in dead.items():

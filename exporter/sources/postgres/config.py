@@ -272,8 +272,27 @@ class PostgresConfig(SourceConfig):
         queries = [q.query_name for q in self.queues]
         if len(queries) != len(set(queries)):
             raise ValueError("two queue presets have the same name: set `name` on one of them")
+        _no_overlap(self.queues)
         for label, value in (("connect_timeout", self.connect_timeout), ("statement_timeout", self.statement_timeout),
                              *((f"checks.{c.name}.timeout", c.timeout) for c in self.checks)):
             if value is not None and value > self.timeout:
                 raise ValueError(f"{label} ({value}s) must not exceed the source timeout ({self.timeout}s)")
         return self
+
+
+def _no_overlap(presets: list[AnyPreset]) -> None:
+    """Refuse two presets that report one (tenant, queue) as far as the config tells (a generic table
+    without a queue column reports its `queue`; every preset reports its `queues`): the series would be
+    emitted twice. Overlaps only known from the data are counted at run time (jobqueue_series_collisions)."""
+    claimed: dict[tuple[bool, str], str] = {}
+    for preset in presets:
+        per_tenant = getattr(preset, "tenant_column", None) is not None
+        names = set(preset.queues)
+        if isinstance(preset, GenericPreset) and preset.queue_column is None:
+            names.add(preset.queue)
+        for queue in sorted(names):
+            first = claimed.setdefault((per_tenant, queue), preset.query_name)
+            if first != preset.query_name:
+                raise ValueError(f"queue presets {first!r} and {preset.query_name!r} both report queue {queue!r}: "
+                                 "give one a `queue` (or `queue_column`) of its own, or read the two apps from "
+                                 "two sources")

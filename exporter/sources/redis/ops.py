@@ -12,14 +12,19 @@ Ops and their results:
   ZCOUNT key min max                               -> int
   HEAD key index fields scan kind                  -> [value or None, malformed]
       the first of up to `scan` items from `index` (0 = head, -1 = tail) whose JSON has one of the
-      `|`-separated dotted `fields` with a value of `kind` (num: a decimal number; iso: an ISO 8601
+      `|`-separated dotted `fields` with a value of `kind` (num: a decimal number; ts:<unit>:<latest>:
+      a number that is a plausible time in its unit, from 2000 up to `latest`; iso: an ISO 8601
       date-time; any); `fields` "" takes the raw item; items before it count as malformed
   HEADHASH key index hashprefix field scan kind    -> [value or None, malformed]
       the same, but items are ids and the value is HGET hashprefix..id field (BullMQ, RQ)
   ZFIRST key                                       -> [member, score] or []
   XFIRST key                                       -> first entry id or None
   XGROUPS key                                      -> XINFO GROUPS reply (list of flat lists) or []
+  XUNDELIVERED key                                 -> [XINFO GROUPS reply, id of the oldest entry not yet
+      delivered to some group or None]: the entry after the earliest last-delivered id of the groups
+      whose lag is not 0 (see undelivered_from)
   HGETALL key                                      -> flat [field, value, ...]
+  LFIRST key n                                     -> the first `n` items of a list
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
       for the `cap` members with the highest scores (the freshest heartbeats), highest first
@@ -59,10 +64,60 @@ _ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
 _FAST: dict[str, tuple[re.Pattern[str], str] | None] = {}
 
 
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def group_info(group: Any) -> dict[str, Any]:
+    """One XINFO GROUPS row (a flat list, or a dict from RESP3) as a dict."""
+    return group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
+
+
+def undelivered_from(groups: Any) -> str | None:
+    """The Python twin of the Lua `undelivered_from`: the earliest last-delivered id over the groups
+    whose lag is not 0 (unknown counts as not 0); the entry after it is the oldest undelivered one."""
+    found: str | None = None
+    for group in groups:
+        info = group_info(group)
+        last, lag = info.get("last-delivered-id"), info.get("lag")
+        if last is not None and lag != 0 and (found is None or _stream_id(str(last)) < _stream_id(found)):
+            found = str(last)
+    return found
+
+
+EPOCH_2000 = 946684800.0
+_DIV = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+_SPANS: dict[str, tuple[float | None, float]] = {}
+
+
+def plausible(value: str, kind: str) -> bool:
+    """The Python twin of the Lua `plausible`: kind `ts:<unit>:<latest>`, a number that read in its unit
+    (auto: by magnitude) is a time from 2000-01-01 up to `latest`."""
+    if _NUMBER.fullmatch(value) is None:
+        return False
+    span = _SPANS.get(kind)
+    if span is None:
+        if len(_SPANS) > 1000:  # `latest` moves every collection: keep the memo small
+            _SPANS.clear()
+        _, unit, latest = kind.split(":", 2)
+        span = _SPANS[kind] = (_DIV.get(unit), float(latest))
+    x, div = float(value), span[0]
+    if div is not None:
+        x = x / div
+    elif x > 1e11:
+        x = x / (1e9 if x > 1e17 else 1e6 if x > 1e14 else 1e3)
+    return EPOCH_2000 <= x <= span[1]
+
+
 def valid(value: str, kind: str) -> bool:
-    """The Python twin of the Lua `valid`: is `value` a usable timestamp of `kind` (num, iso, any)?"""
+    """The Python twin of the Lua `valid`: is `value` a usable timestamp of `kind` (num, ts:..., iso, any)?"""
     if kind == "num":
         return _NUMBER.fullmatch(value) is not None
+    if kind.startswith("ts:"):
+        return plausible(value, kind)
     if kind == "iso":
         return _ISO.match(value) is not None
     return True
@@ -158,7 +213,7 @@ class OpRunner:
         # and each HEAD op's replies with what they resolved to, so an unchanged head item is not
         # parsed again. Rebuilt every run from the ops of that run, so it never outgrows them.
         self._packed: dict[Op, tuple[Keys, bytes]] = {}
-        self._heads: dict[Op, tuple[list[Any], list[Any]]] = {}
+        self._heads: dict[Op, tuple[str, list[Any], list[Any]]] = {}
 
     async def run(self, ops: Sequence[Op]) -> list[Any]:
         """One result per op, in order (an EACH op's result is the list of its per-tenant results)."""
@@ -270,14 +325,15 @@ class OpRunner:
         for op in ops:
             if op[0] == "EACH":
                 inner: Op = (op[1], "", *op[5:])
-                known = packed.get(op)
+                wire_op = op[:6] if op[1] == "HEAD" else op  # LINDEX key index: the rest is read here
+                known = packed.get(wire_op)
                 if known is None:
                     ids = split.get(op[4])
                     if ids is None:
                         ids = split[op[4]] = op[4].split(SEP) if op[4] else []
                     keys = Keys(op[2], ids, op[3])
                     known = (keys, _pack_many(inner, list(keys)))
-                self._packed[op] = known
+                self._packed[wire_op] = known
                 commands.append(known[1])
                 spans.append((inner, known[0]))
             else:
@@ -298,9 +354,13 @@ class OpRunner:
                 results[index] = replies  # the common case: every key of the right type
                 continue
             if op[0] == "HEAD":
-                last = heads.get(whole)
-                found = _heads(op, span_keys, replies, follow, last)
-                self._heads[whole] = (replies, list(found))  # before the follow-up fills its rows
+                # Keyed without the kind, whose `latest` moves with the clock: a time accepted then is
+                # still accepted while `latest` has not gone back (a clock set back re-reads all).
+                kind, same = op[5], whole[:8]
+                last = heads.get(same)
+                fits = last is not None and (last[0] == kind or _later(last[0], kind))
+                found = _heads(op, span_keys, replies, follow, last[1:] if fits and last else None)
+                self._heads[same] = (kind, replies, list(found))  # before the follow-up fills its rows
                 results[index] = found
                 continue
             rows: list[Any] = [None] * len(span_keys)
@@ -321,6 +381,8 @@ class OpRunner:
                                 pack("LRANGE", op[1], -scan, -1))
             elif op[0] == "HEADHASH":
                 commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
+            elif op[0] == "XUNDELIVERED":
+                commands.append(pack("XRANGE", op[1], "(" + items[0], "+", "COUNT", 1))
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
         values = iter(await self._wire(commands))
@@ -328,6 +390,10 @@ class OpRunner:
             if op[0] == "HEAD":
                 window = next(values)
                 results[index] = WRONGTYPE if isinstance(window, ReplyError) else _finish_plain(op, window)
+                continue
+            if op[0] == "XUNDELIVERED":
+                entries = next(values)
+                results[index][1] = entries[0][0] if isinstance(entries, list) and entries else None
                 continue
             if op[0] == "ZHASHES":
                 pairs = zip(items[::2], items[1::2], strict=True)
@@ -371,6 +437,15 @@ def _script_unsupported(err: Exception) -> bool:
 
 
 _COUNTS = frozenset({"LLEN", "ZCARD", "SCARD", "HLEN", "XLEN", "EXISTS"})
+
+
+def _later(before: str, now: str) -> bool:
+    """Whether kind `now` accepts every time kind `before` did: the same unit, `latest` not earlier."""
+    if not (before.startswith("ts:") and now.startswith("ts:")):
+        return False
+    _, unit, latest = before.split(":", 2)
+    _, unit_now, latest_now = now.split(":", 2)
+    return unit == unit_now and float(latest_now) >= float(latest)
 
 
 def _pack_many(op: Op, keys: list[str]) -> bytes:
@@ -429,6 +504,8 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
         text = str(reply)
         if name == "XGROUPS" and "no such key" in text:
             target[index] = []
+        elif name == "XUNDELIVERED" and "no such key" in text:
+            target[index] = [[], None]
         elif "WRONGTYPE" in text:
             target[index] = WRONGTYPE
         else:
@@ -440,6 +517,12 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
             target[index] = [value, 0]
         else:
             follow.append((target, index, op, []))
+        return
+    if name == "XUNDELIVERED":
+        start = undelivered_from(reply)
+        target[index] = [reply, None]
+        if start is not None:
+            follow.append((target, index, op, [start]))
         return
     target[index] = _finish_plain(op, reply)
     if name == "HEADHASH":
@@ -462,7 +545,7 @@ def _pack_one(op: Op) -> bytes:
         return pack("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
     if name == "XFIRST":
         return pack("XRANGE", key, "-", "+", "COUNT", 1)
-    if name == "XGROUPS":
+    if name in ("XGROUPS", "XUNDELIVERED"):
         return pack("XINFO", "GROUPS", key)
     raise ValueError(f"op {name!r} has no command")
 

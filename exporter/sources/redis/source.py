@@ -26,8 +26,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from exporter.facts import Tenants as TenantIds
-from exporter.model import JobPage, Reading, Sample
+from exporter.model import JobPage, QueueStats, Reading, Sample
 from exporter.sources.base import (
+    Duration,
     MetricDef,
     Model,
     Name,
@@ -45,11 +46,14 @@ from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, merge_flow
+from exporter.sources.redis.layouts.horizon import HorizonLayout
+from exporter.sources.redis.layouts.laravel import LaravelLayout
 from exporter.sources.redis.ops import OpRunner
 from exporter.sources.redis.script import SEP
 from exporter.sources.redis.wire import Wire
 
 log = logging.getLogger("jobqueue.redis")
+SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
 
 
 def _regex(value: str | None) -> str | None:
@@ -62,7 +66,11 @@ def _regex(value: str | None) -> str | None:
 
 
 class ScanTenants(Model):
-    """Discover tenants by SCAN MATCH `match`; the tenant id is the regex group `tenant`."""
+    """Discover tenants by SCAN MATCH `match`; the tenant id is the regex group `tenant`.
+
+    The SCAN walks the whole keyspace (in steps of `count`); include/exclude and the shard apply to
+    every id found, and only then does `cap` keep the first ids in sorted order.
+    """
 
     match: str
     regex: str
@@ -115,6 +123,9 @@ class RedisConfig(SourceConfig):
     scripts: Literal["pipeline", "auto", "lua"] = "pipeline"
     batch_size: Annotated[int, Field(ge=10, le=100000)] = 2000
     tenants: Tenants | None = None
+    # How long a known queue or tenant whose keys are gone (drained, or no longer announced by the
+    # library's registry or a live supervisor) keeps reporting depth 0 before its series are dropped.
+    forget_after: Duration = 86400.0
     queues: list[AnyLayout] = Field(min_length=1)
 
     @field_validator("url")
@@ -135,6 +146,10 @@ class RedisConfig(SourceConfig):
         templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
         if self.tenants is None and templated:
             raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
+        for i in templated:
+            if self.queues[i].tenant is not None:
+                raise ValueError(f"queues[{i}] has `tenant` but its keys already take it from {{tenant}}")
+        overlaps(self.queues)
         heard: dict[str, int] = {}
         for i, layout in enumerate(self.queues):
             listener = layout.listener(0)
@@ -164,7 +179,10 @@ class RedisSource(Source):
         MetricDef("jobqueue_celery_task_runtime_seconds", "Runtime of the Celery tasks that succeeded, summed, by "
                   "task name, from the workers' events.", ("tenant", "task"), type="counter"),
         MetricDef("jobqueue_horizon_masters", "Live Horizon masters by status.", ("tenant", "status")),
-        MetricDef("jobqueue_tenants", "Tenants the source currently reads."),
+        MetricDef("jobqueue_tenants", "Tenants the source currently reads (after include/exclude, shard and cap; "
+                  "known tenants stay until gone for `forget_after`)."),
+        MetricDef("jobqueue_tenants_dropped", "Tenants discovery found (after include/exclude and shard) but the "
+                  "`cap` left out: non-zero means some tenants are read by no replica."),
     )
 
     def __init__(self, config: RedisConfig, context: SourceContext, clock: Any = time.time) -> None:
@@ -189,6 +207,13 @@ class RedisSource(Source):
         self.runner = OpRunner(self.client, self.wire, config.batch_size, config.scripts)
         self._tenants: list[str] = []
         self._tenants_at = -1e18
+        self._dropped = 0
+        # tenant -> when discovery last found it; queue inventory: (layout index, tenant) -> queue ->
+        # when it last held anything or was announced. In memory only: a restart starts from discovery.
+        self._tenant_seen: dict[str, float] = {}
+        self.inventory: dict[tuple[int, str], dict[str, float]] = {}
+        self._holders: dict[tuple[str, str], int] = {}
+        self._scanned_at = -1e18
         self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
         db = int(urlsplit(config.url).path.strip("/") or 0)
         self._listeners = {("events", id(layout)): listener for layout in config.queues
@@ -202,8 +227,11 @@ class RedisSource(Source):
             raise failure(err) from err
 
     async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
-        """The first layout that reads `queue` and can list jobs answers; the others are not asked."""
-        layout = next((q for q in self.config.queues if q.serves(queue) and q.lists_jobs), None)
+        """The layout whose series of the queue the last collection kept (the one that really holds it)
+        answers; before that, the first layout that reads `queue` and can list jobs."""
+        held = self.layout_of(tenant, queue)
+        layout = held if held is not None and held.lists_jobs else next(
+            (q for q in self.config.queues if q.serves(queue) and q.lists_jobs), None)
         if layout is None:
             return None
         try:
@@ -221,12 +249,28 @@ class RedisSource(Source):
             self._listening = asyncio.create_task(self._listen(), name=f"redis-events-{self.name}")
         for key, listener in self._listeners.items():
             self._memory[key] = listener.freeze(now)
-        groups = [(layout, tenants if layout.per_tenant else [""]) for layout in self.config.queues]
+        await self._scan_queues(now)
+        groups = [(layout, tenants if layout.per_tenant else [layout.tenant or ""]) for layout in self.config.queues]
+        if len(self.inventory) > len(tenants) * len(groups) + len(groups):  # tenants forgotten or dropped
+            read = {(i, t) for i, (_, ids) in enumerate(groups) for t in ids}
+            self.inventory = {k: v for k, v in self.inventory.items() if k in read}
         found = await self._discover(groups)
-        plans = [plan for (layout, ids), f in zip(groups, found, strict=True) for plan in layout.plan_all(ids, f, now)]
+        plans: list[Plan] = []
+        # per plan: the layout's index, and the inventory entry its records update (registry layouts)
+        owners: list[tuple[int, str | None]] = []
+        for index, ((layout, ids), f) in enumerate(zip(groups, found, strict=True)):
+            if layout.registry:
+                for tenant, replies in zip(ids, f, strict=True):
+                    known = self.inventory.get((index, tenant), {})
+                    plans.append(layout.plan_known(tenant, replies, now, sorted(known)))
+                    owners.append((index, tenant))
+            else:
+                batch = layout.plan_all(ids, f, now)
+                plans.extend(batch)
+                owners.extend([(index, None)] * len(batch))
         results = await self.runner.run([op for plan in plans for op in plan.ops])
         # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
-        return await asyncio.to_thread(self._parse, plans, results, now, latency, len(tenants))
+        return await asyncio.to_thread(self._parse, plans, owners, results, now, latency, len(tenants))
 
     async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
         """One op run for every layout's discovery reads; layouts without any cost nothing."""
@@ -245,39 +289,112 @@ class RedisSource(Source):
             found.append(group)
         return found
 
-    def _parse(self, plans: list[Plan], results: list[Any], now: float, latency: float, tenants: int) -> Reading:
+    def _parse(self, plans: list[Plan], owners: list[tuple[int, str | None]], results: list[Any], now: float,
+               latency: float, tenants: int) -> Reading:
         out = Parsed(memory=self._memory)
         pos = 0
-        for plan in plans:
+        holders: dict[tuple[str, str], int] = {}
+        for plan, (index, tenant) in zip(plans, owners, strict=True):
             n = len(plan.ops)
+            first = len(out.queues)
             plan.parse(results[pos : pos + n], now, out)
             pos += n
+            records = out.queues[first:]
+            for q in records:
+                holders.setdefault((q.tenant, q.queue), index)
+            if tenant is not None:
+                self._remember((index, tenant), records, now)
+        self._holders = holders
         if self.config.tenants is not None:
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
+            out.samples.append(Sample("jobqueue_tenants_dropped", (), self._dropped))  # 0 without a cap
             out.details["tenants"] = list(self._tenants)
             out.facts.append(TenantIds(tuple(self._tenants)))
         return Reading(tuple(out.queues), tuple(merge_flow(out.samples)), latency, out.malformed, out.details,
                        tuple(out.facts))
+
+    def layout_of(self, tenant: str, queue: str) -> Layout | None:
+        """The layout whose record of (tenant, queue) the last collection kept: the one that really holds
+        the queue (a registry layout claims every name in the config, not every name in Redis)."""
+        index = self._holders.get((tenant, queue))
+        return None if index is None else self.config.queues[index]
+
+    def _remember(self, owner: tuple[int, str], records: list[QueueStats], now: float) -> None:
+        """Queue inventory of a layout whose queues come from the library's registry (or live
+        supervisors): a queue stays planned while it holds anything or is announced, and for
+        `forget_after` after that, so a drained queue or a dead announcer never hides it."""
+        known = self.inventory.setdefault(owner, {})
+        before = set(known)
+        for q in records:
+            if q.queue not in before or q.depth or q.oldest_timestamp is not None or any(n for _, n in q.states):
+                known[q.queue] = now
+            elif now - known[q.queue] >= self.config.forget_after:
+                del known[q.queue]  # read (and reported) this once more; announced again, it comes back
+        if not known:
+            del self.inventory[owner]
+
+    async def _scan_queues(self, now: float) -> None:
+        """Queues no registry lists (Laravel's lists under a Horizon without live supervisors, BullMQ
+        queues not named in the config) found by a bounded SCAN of their keys, every `tenants.refresh`
+        (60 s without tenants), into the inventory: a backlog is found even after a restart while
+        Horizon is down."""
+        refresh = self.config.tenants.refresh if self.config.tenants is not None else 60.0
+        if time.monotonic() - self._scanned_at < refresh:
+            return
+        self._scanned_at = time.monotonic()
+        for index, layout in enumerate(self.config.queues):
+            match = layout.scan_match() if layout.registry else None
+            if match is None:
+                continue
+            known = self.inventory.setdefault((index, layout.tenant or ""), {})
+            cursor: Any = 0
+            found = 0
+            while True:
+                cursor, keys = await self.client.scan(cursor, match=match, count=1000)
+                for key in keys:
+                    queue = layout.scanned_queue(key if isinstance(key, str) else key.decode())
+                    if queue is not None and (queue in known or found < SCAN_CAP):
+                        found += queue not in known
+                        known[queue] = now
+                if int(cursor) == 0:
+                    break
+                await asyncio.sleep(0)
 
     async def _current_tenants(self) -> list[str]:
         spec = self.config.tenants
         if spec is None:
             return []
         if spec.static is not None:
-            found = spec.static
-        elif spec.source is not None:
-            reading = self.context.snapshot().reading(spec.source)
-            known = reading.fact(TenantIds) if reading else None
-            found = self._tenants if reading is None else list(known.ids) if known else []
-        elif time.monotonic() - self._tenants_at < spec.refresh:
+            self._tenants = filter_tenants(spec.static, spec, self.context.shard)
             return self._tenants
-        else:
-            found = await self._scan(spec.scan) if spec.scan is not None else []  # one of the three is set
+        if spec.source is not None:
+            reading = self.context.snapshot().reading(spec.source)
+            if reading is not None:
+                known = reading.fact(TenantIds)
+                self._known(list(known.ids) if known else [], spec)
+        elif time.monotonic() - self._tenants_at >= spec.refresh:
+            self._known(await self._scan(spec.scan) if spec.scan is not None else [], spec)  # one of three is set
             self._tenants_at = time.monotonic()
-        self._tenants = filter_tenants(found, spec, self.context.shard)
         return self._tenants
 
+    def _known(self, found: list[str], spec: Tenants) -> None:
+        """Found tenants plus those found within `forget_after` (a drained tenant's keys are gone, but
+        the tenant is not), filtered and sharded, then capped to the first ids in sorted order."""
+        now = self.clock()
+        for tenant in found:
+            self._tenant_seen[tenant] = now
+        for tenant, seen in list(self._tenant_seen.items()):
+            if now - seen >= self.config.forget_after:
+                del self._tenant_seen[tenant]
+        kept = sorted(filter_tenants(list(self._tenant_seen), spec, self.context.shard))
+        cap = spec.scan.cap if spec.scan is not None else len(kept)
+        self._dropped = max(0, len(kept) - cap)
+        if self._dropped:
+            log.warning("tenant cap reached", extra={"source": self.name, "cap": cap, "dropped": self._dropped})
+        self._tenants = kept[:cap]
+
     async def _scan(self, spec: ScanTenants) -> list[str]:
+        """Every tenant id whose keys match; the cap applies after filtering (see `_known`)."""
         pattern = re.compile(spec.regex)
         tenants: set[str] = set()
         cursor: Any = 0
@@ -287,9 +404,6 @@ class RedisSource(Source):
                 m = pattern.search(key if isinstance(key, str) else key.decode())
                 if m:
                     tenants.add(m.group("tenant"))
-            if len(tenants) >= spec.cap:
-                log.warning("tenant cap reached", extra={"source": self.name, "cap": spec.cap})
-                return sorted(tenants)[: spec.cap]
             if int(cursor) == 0:
                 return sorted(tenants)
             await asyncio.sleep(0)
@@ -332,6 +446,35 @@ class RedisSource(Source):
                 await self._listening
         await self.wire.close()
         await self.client.aclose()
+
+
+def overlaps(layouts: Sequence[Layout]) -> None:
+    """Refuse a config in which two layouts report the same (tenant, queue): the series would be emitted
+    twice (invalid OpenMetrics, doubled sums). Horizon reads Laravel's lists itself, so a Laravel layout
+    on a Horizon layout's prefix is an overlap whatever the queues."""
+    def scope(layout: Layout) -> str:
+        return "{tenant}" if layout.per_tenant else (layout.tenant or "")
+
+    def name(i: int) -> str:
+        return f"queues[{i}] ({getattr(layouts[i], 'layout', type(layouts[i]).__name__)})"  # every layout has it
+
+    claimed: dict[tuple[str, str], int] = {}
+    for i, layout in enumerate(layouts):
+        if isinstance(layout, LaravelLayout) and not isinstance(layout, HorizonLayout):
+            for j, other in enumerate(layouts):
+                if isinstance(other, HorizonLayout) and other.prefix == layout.prefix and scope(other) == scope(layout):
+                    raise ValueError(
+                        f"{name(i)} and {name(j)} both read the Laravel lists under prefix {layout.prefix!r}: "
+                        "Horizon reads them itself, drop the laravel layout (list its queues in the horizon "
+                        "layout's `queues` to read them without live supervisors)")
+        for queue in layout.static_queues():
+            first = claimed.setdefault((scope(layout), queue), i)
+            if first != i:
+                where = scope(layout) or '""'
+                raise ValueError(
+                    f"{name(first)} and {name(i)} both report queue {queue!r} (tenant {where}): give one of "
+                    "them its own `tenant` label or a different queue name (docs/sources/redis.md, "
+                    "Two apps in one Redis)")
 
 
 def failure(err: RedisError | OSError) -> SourceError:

@@ -259,3 +259,21 @@ def test_read_connections() -> None:
     assert (conns.in_use, conns.max_connections, conns.ratio) == (10, 100, 0.1)
     assert conns.details() == {"in_use": 10, "max": 100, "usage_percent": 10.0,
                                "by_state": {"active": 3, "idle": 5, "unknown": 2}}
+
+
+def test_two_presets_reporting_one_queue_are_refused() -> None:
+    """Two job tables of two apps, each without a queue column: both would report queue `default`."""
+    head = "sources:\n  - name: pg\n    type: postgres\n    dsn: postgresql://postgres@127.0.0.1:5432/test\n"
+    two = ("    queues:\n      - {preset: generic, table: shop_jobs, waiting: [new]}\n"
+           "      - {preset: generic, name: billing, table: billing_jobs, waiting: [new]}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(head + two, "c.yaml", {})
+    assert err.value.lines() == [
+        "c.yaml:2: sources[0]: queue presets 'generic' and 'billing' both report queue 'default': give one a "
+        "`queue` (or `queue_column`) of its own, or read the two apps from two sources"]
+    apart = two.replace("table: billing_jobs,", "table: billing_jobs, queue: billing,")
+    assert len(parse_config(head + apart, "c.yaml", {}).sources[0].queues) == 2  # type: ignore[union-attr]
+    listed = ("    queues:\n      - {preset: generic, table: a, waiting: [new], queue_column: q, queues: [mail]}\n"
+              "      - {preset: pg-boss, queues: [mail]}\n")
+    with pytest.raises(ConfigError, match="'generic' and 'pg-boss' both report queue 'mail'"):
+        parse_config(head + listed, "c.yaml", {})

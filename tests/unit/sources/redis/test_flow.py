@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from exporter.model import Sample
+from exporter.model import QueueStats, Reading, Sample, unique_series
 from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.layouts.base import Parsed, Retained, Workers, merge_flow
 
@@ -40,6 +40,23 @@ def test_merge_flow_adds_up_libraries_sharing_a_label_set() -> None:
     assert merge_flow(samples) == [Sample("jobqueue_jobs_processed", ("", ""), 7),
                                    Sample("jobqueue_depth", ("", "q"), 1),
                                    Sample("jobqueue_job_runtime_seconds", ("", ""), 1.0)]
+
+
+def test_a_named_queue_of_two_layouts_is_a_collision_not_a_sum() -> None:
+    """Two apps' `default` under one tenant: depth and workers both come from the first layout, the
+    rest counted as collisions, so a backlog beside another app's live workers still shows no worker."""
+    first = [Sample("jobqueue_workers", ("", "default", "idle"), 0),
+             Sample("jobqueue_jobs_processed", ("", "default"), 5)]
+    second = [Sample("jobqueue_workers", ("", "default", "idle"), 3),
+              Sample("jobqueue_jobs_processed", ("", "default"), 7)]
+    merged = merge_flow([*first, *second])
+    assert merged == [*first, *second]  # passed on untouched
+    reading = unique_series(Reading((QueueStats("default", 9, ""), QueueStats("default", 0, "")), tuple(merged),
+                                    0.0))
+    assert [q.depth for q in reading.queues] == [9]
+    assert list(reading.samples) == first
+    assert reading.collisions == (("jobqueue_depth", "", "default"), ("jobqueue_workers", "", "default", "idle"),
+                                  ("jobqueue_jobs_processed", "", "default"))
 
 
 def message(*events: dict[str, Any], multi: bool = False) -> str:
