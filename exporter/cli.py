@@ -118,11 +118,11 @@ def steady_heap() -> None:
     glibc raises its mmap threshold to the size of each large block freed, so after the first cycle
     the multi-megabyte buffers of every cycle (joined lines, the exposition and its gzip) come from
     the heap, which fragments and never shrinks: 10-15 MB of RSS at 10k tenants. A fixed threshold
-    keeps every block above 64 KiB in its own mapping, returned to the system when freed.
+    keeps every block above 16 KiB in its own mapping, returned to the system when freed.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD (malloc.h)
+        libc.mallopt(-3, 16 * 1024)  # M_MMAP_THRESHOLD (malloc.h)
     except (OSError, AttributeError):
         return
 

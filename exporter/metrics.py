@@ -168,6 +168,7 @@ class _Lines:
 
     def __init__(self) -> None:
         self.by_metric: dict[str, list[str]] = {}
+        self.ready: dict[str, bytes] = {}  # whole blocks already encoded (the queue metrics)
 
     def add(self, metric: str, labels: str, value: float) -> None:
         self.by_metric.setdefault(metric, []).append(f"{metric}{{{labels}}} {number(value)}\n")
@@ -178,7 +179,11 @@ class _Lines:
     def encoded(self) -> dict[str, bytes]:
         """The bytes per metric; each metric's text is let go as soon as it is encoded, so a large
         source never holds all its text and all its bytes at once."""
-        return {name: "".join(self.by_metric.pop(name)).encode() for name in list(self.by_metric)}
+        out = dict(self.ready)
+        for name in list(self.by_metric):
+            text = "".join(self.by_metric.pop(name)).encode()
+            out[name] = out[name] + text if name in out else text
+        return out
 
 
 def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping[str, int],
@@ -219,6 +224,7 @@ _Extra = tuple[str, str, str, str, str]  # fixed age, paused, jobs, failed, wait
 _NO_EXTRA: _Extra = ("", "", "", "", "")
 _Entry = tuple[str, str, _Extra]  # labels, timestamp value, the rest
 _MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry]]] = {}
+_BLOCKS: dict[str, dict[str, bytes]] = {}  # per source: the encoded blocks of the last render
 
 
 def _queue_lines(src: str, q: QueueStats) -> _Entry:
@@ -250,6 +256,10 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
                                         for p, q, e in zip(last, queues, last_entries, strict=True)]
     else:
         entries = [None] * len(queues)
+    # Every queue as last time: every block but the ages is the same text, so the same bytes.
+    blocks = _BLOCKS.pop(src, {})  # taken out: a render that fails half-way leaves none behind
+    if not last or None in entries:
+        blocks = {}
     if None in entries:  # a changed queue gets new lines; where tenants came or went, find by labels
         by_key: dict[tuple[str, str], tuple[QueueStats, _Entry]] | None = None
         for i, q in enumerate(queues):
@@ -279,10 +289,15 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
         "jobqueue_failed_jobs": lambda: "" if plain else "".join([e[2][3] for e in done]),
         "jobqueue_wait_seconds": lambda: "" if plain else "".join([e[2][4] for e in done]),
     }
+    kept: dict[str, bytes] = {}
     for name, text in texts.items():
-        body = text()
+        known = blocks.get(name)
+        body = known if known is not None else text().encode()
+        if name != "jobqueue_oldest_age_seconds":
+            kept[name] = body
         if body:
-            out.by_metric.setdefault(name, []).append(body)
+            out.ready[name] = body
+    _BLOCKS[src] = kept
 
 
 def _header(metric: MetricDef, fmt: str) -> bytes:
