@@ -90,17 +90,17 @@ def iso_time(text: str) -> float | None:
     libraries write, never the exporter's local zone); Go's zero time means no time."""
     text = text.strip()
     match = _RFC3339.match(text)
-    if match:
-        base, frac, zone = match.groups()
-        if base.startswith("0001-01-01"):
-            return None
-        stamp = datetime.fromisoformat(base + ("+00:00" if zone in (None, "Z") else zone))
-        return stamp.timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
-    try:
+    try:  # the pattern's shape does not make a date: February 30th or a +25:00 offset is no time
+        if match:
+            base, frac, zone = match.groups()
+            if base.startswith("0001-01-01"):
+                return None
+            stamp = datetime.fromisoformat(base + ("+00:00" if zone in (None, "Z") else zone))
+            return stamp.timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
         stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):
         return None
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
 
 
 def as_time(value: Any) -> float | None:

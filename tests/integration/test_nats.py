@@ -387,3 +387,30 @@ async def test_missing_capture_stream_fails_the_source_clearly(jsc: Js) -> None:
     status = scheduler.snapshot.sources["nats"].status
     assert (status.up, status.error_kind) == (False, "not_found")
     assert jsc.name("NODLQ") in (status.error or "")
+
+
+async def test_processed_does_not_go_back_when_a_consumer_is_deleted(jsc: Js) -> None:
+    """The stream's processed counter is the consumers' ack floors added up: a deleted consumer's floor
+    stays in it, or the counter would drop and Prometheus would read the drop as a reset (every job
+    the other consumers ever acknowledged counted again by increase())."""
+    jobs = await jsc.stream("GONE", messages=6)
+    for durable, acks in (("a", 3), ("b", 2)):
+        await jsc.js.add_consumer(jobs, ConsumerConfig(durable_name=durable, ack_wait=30))
+        sub = await jsc.js.pull_subscribe(f"{jobs}.>", durable=durable, stream=jobs)
+        for msg in (await sub.fetch(acks, timeout=5))[:acks]:
+            await msg.ack_sync()
+        await sub.unsubscribe()
+    key = f'jobqueue_jobs_processed_total{{source="nats",tenant="",queue="{jobs}"}}'
+    scheduler = scheduler_for(jsc)
+    try:
+        values, _ = await collect(scheduler)
+        assert values[key] == 5
+        await jsc.js.delete_consumer(jobs, "a")
+        values, _ = await collect(scheduler)
+        assert values[key] == 5  # a's 3 kept, b's 2 live
+        assert f'jobqueue_nats_consumer_acked_total{{source="nats",stream="{jobs}",consumer="a"}}' not in values
+        await jsc.js.delete_consumer(jobs, "b")  # no consumer left: the stream still counts what was done
+        values, _ = await collect(scheduler)
+        assert values[key] == 5
+    finally:
+        await scheduler.stop()

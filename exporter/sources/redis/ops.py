@@ -45,12 +45,14 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, overload
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from exporter import untrusted
+from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.script import LUA, OPS, SEP, WRONGTYPE, Op, batches, command, flatten, sha1
-from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
+from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_each, pack_keys
 from exporter.values import dig
 
 log = logging.getLogger("jobqueue.redis")
@@ -202,9 +204,11 @@ class Keys(Sequence[str]):
 class OpRunner:
     """Runs op lists against one Redis client; remembers whether scripts work there."""
 
-    def __init__(self, client: Redis, wire: Wire, batch_size: int = 2000, mode: str = "auto") -> None:
+    def __init__(self, client: Redis | RedisCluster, wire: Wire | ClusterWire, batch_size: int = 2000,
+                 mode: str = "auto") -> None:
         self.client = client
         self.wire = wire
+        self.routed = isinstance(wire, ClusterWire)  # a cluster: one command per key, routed by key
         self.batch_size = batch_size
         self.mode = mode  # auto | lua | pipeline
         self._sha: str | None = None
@@ -236,13 +240,18 @@ class OpRunner:
     async def _client_names(self) -> list[str] | None:
         """Names of the connected clients, the way BullMQ's getWorkers reads them (queue-getters.ts
         `parseClientList`: the `name=` field of each CLIENT LIST line; Redis allows no spaces in names)."""
-        reply = (await self._wire([pack("CLIENT", "LIST")]))[0]
-        if isinstance(reply, ReplyError):
-            text = str(reply)
-            if text.startswith("NOPERM") or "unknown" in text.lower():
-                return None  # ACL without client|list (documented), or a server without CLIENT LIST
-            raise as_exception(reply)
-        return sorted(field[5:] for line in reply.splitlines() for field in line.split(" ")
+        command = pack("CLIENT", "LIST")
+        if isinstance(self.wire, ClusterWire):  # a cluster: the clients of every primary
+            replies = await self.wire.everywhere(command)
+        else:
+            replies = await self._wire([command])
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                text = str(reply)
+                if text.startswith("NOPERM") or "unknown" in text.lower():
+                    return None  # ACL without client|list (documented), or a server without CLIENT LIST
+                raise as_exception(reply)
+        return sorted(field[5:] for reply in replies for line in reply.splitlines() for field in line.split(" ")
                       if field.startswith("name=") and len(field) > 5)
 
     async def _expand(self, ops: Sequence[Op],
@@ -283,8 +292,7 @@ class OpRunner:
         chunks = list(batches(ops, self.batch_size))
         if self._sha is None:
             # EVAL_RO caches the script server-side without SCRIPT LOAD, which a read-only ACL may deny.
-            first = await self.client.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-                "EVAL_RO", LUA, 0, *flatten(chunks[0]))
+            first = await self.client.execute_command("EVAL_RO", LUA, 0, *flatten(chunks[0]))
             self._sha = sha1(LUA)
             rest = await self._evalsha(chunks[1:]) if len(chunks) > 1 else []
             return [*first, *rest]
@@ -295,6 +303,7 @@ class OpRunner:
             return await self._run_lua(ops)
 
     async def _evalsha(self, batches: Sequence[Sequence[Op]]) -> list[Any]:
+        assert self._sha is not None
         pipe = self.client.pipeline(transaction=False)
         for batch in batches:
             pipe.execute_command("EVALSHA_RO", self._sha, 0, *flatten(batch))
@@ -303,13 +312,14 @@ class OpRunner:
             out.extend(reply)
         return out
 
-    async def _wire(self, commands: list[bytes], count: int | None = None) -> list[Any]:
+    async def _wire(self, commands: list[bytes], count: int | None = None, keys: list[str] | None = None
+                    ) -> list[Any]:
         """Reads are idempotent: after a dropped connection (a Redis restart since the last collection
         leaves a dead socket) try once more on a new one, so recovery costs no failed collection."""
         try:
-            return await self.wire.execute(commands, count)
+            return await self.wire.execute(commands, count, keys)
         except (RedisConnectionError, ConnectionError):
-            return await self.wire.execute(commands, count)
+            return await self.wire.execute(commands, count, keys)
 
     async def _run_pipeline(self, ops: Sequence[Op]) -> list[Any]:
         """Plain commands on the lean connection; a second round trip only for what the first points at
@@ -318,6 +328,7 @@ class OpRunner:
         An EACH op becomes one command per tenant, packed and settled in bulk without per-tenant ops.
         """
         commands: list[bytes] = []
+        routing: list[str] = []
         spans: list[tuple[Op, Sequence[str] | None]] = []
         packed, self._packed = self._packed, {}
         heads, self._heads = self._heads, {}
@@ -325,21 +336,29 @@ class OpRunner:
         for op in ops:
             if op[0] == "EACH":
                 inner: Op = (op[1], "", *op[5:])
+                if self.routed:  # a cluster routes each key to its node: one buffer per key
+                    keys = [op[2] + t + op[3] for t in op[4].split(SEP)] if op[4] else []
+                    commands.extend(_pack_each(inner, keys))
+                    routing.extend(keys)
+                    spans.append((inner, keys))
+                    continue
                 wire_op = op[:6] if op[1] == "HEAD" else op  # LINDEX key index: the rest is read here
                 known = packed.get(wire_op)
                 if known is None:
                     ids = split.get(op[4])
                     if ids is None:
                         ids = split[op[4]] = op[4].split(SEP) if op[4] else []
-                    keys = Keys(op[2], ids, op[3])
-                    known = (keys, _pack_many(inner, list(keys)))
+                    cached = Keys(op[2], ids, op[3])
+                    known = (cached, _pack_many(inner, list(cached)))
                 self._packed[wire_op] = known
                 commands.append(known[1])
                 spans.append((inner, known[0]))
             else:
                 commands.append(_pack_many(op, [op[1]]))
+                routing.append(op[1])
                 spans.append((op, None))
-        raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans))
+        raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans),
+                               routing if self.routed else None)
         results: list[Any] = [None] * len(ops)
         follow: list[tuple[list[Any], int, Op, list[str]]] = []
         pos = 0
@@ -374,18 +393,23 @@ class OpRunner:
     async def _follow_up(self, follow: list[tuple[list[Any], int, Op, list[str]]]) -> None:
         """Second round trip of the pipeline path."""
         commands: list[bytes] = []
+        keys: list[str] = []
         for _, _, op, items in follow:
             if op[0] == "HEAD":
                 scan = int(op[4])
                 commands.append(pack("LRANGE", op[1], 0, scan - 1) if int(op[2]) == 0 else
                                 pack("LRANGE", op[1], -scan, -1))
+                keys.append(op[1])
             elif op[0] == "HEADHASH":
                 commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
+                keys.extend(op[3] + job_id for job_id in items)
             elif op[0] == "XUNDELIVERED":
                 commands.append(pack("XRANGE", op[1], "(" + items[0], "+", "COUNT", 1))
+                keys.append(op[1])
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
-        values = iter(await self._wire(commands))
+                keys.extend(op[2] + member for member in items[::2])
+        values = iter(await self._wire(commands, None, keys if self.routed else None))
         for results, index, op, items in follow:
             if op[0] == "HEAD":
                 window = next(values)
@@ -409,6 +433,37 @@ class OpRunner:
                 else:
                     bad += 1
             results[index] = [found, bad]
+
+
+def commands_of(op: Op, scripts: bool = False) -> list[tuple[str, ...]]:
+    """The Redis commands (with their key and arguments) that running `op` may send: what an ACL must
+    allow, and what `doctor` asks `ACL DRYRUN` about. With scripts, the script runs the same reads."""
+    name = op[0]
+    if name == "EACH":
+        tenants = op[4].split(SEP) if op[4] else [""]
+        return commands_of((op[1], op[2] + tenants[0] + op[3], *op[5:]), scripts)
+    if name == "CLIENTNAMES":
+        return [("CLIENT", "LIST")]
+    spec = OPS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown op {name!r}")
+    key = op[1]
+    if spec.command:  # a plain op: its one command, from the op table
+        return [tuple(command(spec, key, op[2:]))]
+    if name == "HEAD":
+        return [("LINDEX", key, op[2]), ("LRANGE", key, "0", str(int(op[4]) - 1))]
+    if name == "HEADHASH":
+        return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("HGET", op[3] + "1", op[4])]
+    if name == "ZHASHES":
+        return [("ZREVRANGE", key, "0", "0", "WITHSCORES"), ("HGETALL", op[2] + "1")]
+    if name == "XFIRST":
+        return [("XRANGE", key, "-", "+", "COUNT", "1")]
+    groups = [("XINFO", "GROUPS", key), *([("TYPE", key)] if scripts else [])]
+    if name == "XGROUPS":
+        return groups
+    if name == "XUNDELIVERED":
+        return [*groups, ("XRANGE", key, "(0-0", "+", "COUNT", "1")]
+    raise ValueError(f"op {name!r}: commands_of does not know what it sends")
 
 
 def _normalise(ops: Sequence[Op], results: list[Any]) -> list[Any]:
@@ -456,6 +511,16 @@ def _pack_many(op: Op, keys: list[str]) -> bytes:
     if name == "HEAD":
         return pack_keys("LINDEX", keys, op[2])
     return b"".join(_pack_one((name, key, *op[2:])) for key in keys)
+
+
+def _pack_each(op: Op, keys: list[str]) -> list[bytes]:
+    """`_pack_many`, one buffer per key (for a cluster, which routes each key to its node)."""
+    name = op[0]
+    if name in _COUNTS or name == "GET":
+        return pack_each(name, keys)
+    if name == "HEAD":
+        return pack_each("LINDEX", keys, op[2])
+    return [_pack_one((name, key, *op[2:])) for key in keys]
 
 
 def _heads(op: Op, keys: Sequence[str], replies: list[Any], follow: list[tuple[list[Any], int, Op, list[str]]],

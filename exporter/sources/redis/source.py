@@ -10,18 +10,17 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -42,6 +41,15 @@ from exporter.sources.base import (
     check_one_secret,
     read_secret,
 )
+from exporter.sources.redis.cluster import ClusterWire
+from exporter.sources.redis.connect import (
+    SentinelConfig,
+    SentinelTarget,
+    client_options,
+    cluster_client,
+    parse_endpoint,
+    sentinel_target,
+)
 from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
@@ -51,6 +59,7 @@ from exporter.sources.redis.layouts.laravel import LaravelLayout
 from exporter.sources.redis.ops import OpRunner
 from exporter.sources.redis.script import SEP
 from exporter.sources.redis.wire import Wire
+from exporter.sources.tls import TlsConfig
 
 log = logging.getLogger("jobqueue.redis")
 SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
@@ -114,6 +123,9 @@ class RedisConfig(SourceConfig):
 
     type: Literal["redis"]
     url: str = "redis://127.0.0.1:6379/0"
+    tls: TlsConfig | None = None  # CA, client certificate, insecure; the url's ssl_* parameters also work
+    cluster: bool = False  # url names any node of a Redis Cluster; reads go to each key's node
+    sentinel: SentinelConfig | None = None  # find the master (or a replica) through these sentinels
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -132,17 +144,20 @@ class RedisConfig(SourceConfig):
     @classmethod
     def _url(cls, value: str) -> str:
         """Checked here so that --check-config, not start-up, finds a URL the source cannot use."""
-        parts = urlsplit(value)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError("url must start with redis:// or rediss:// (unix sockets are not supported)")
-        db = parts.path.strip("/") or "0"
-        if not db.isdigit():
-            raise ValueError(f"the database in the url must be a number, got {db!r}")
+        parse_endpoint(value)
         return value
 
     @model_validator(mode="after")
     def _secrets(self) -> RedisConfig:
         check_one_secret(self, "password")
+        endpoint = parse_endpoint(self.url, self.tls)
+        if self.cluster and self.sentinel is not None:
+            raise ValueError("give cluster: true or sentinel, not both")
+        if self.cluster and endpoint.db:
+            raise ValueError("a Redis Cluster has only database 0: drop the database from the url")
+        if self.cluster and self.scripts != "pipeline":
+            raise ValueError("scripts: pipeline is required with cluster: true (a script cannot read keys "
+                             "of other nodes)")
         templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
         if self.tenants is None and templated:
             raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
@@ -189,21 +204,22 @@ class RedisSource(Source):
         super().__init__(config, context)
         self.config: RedisConfig = config
         self.clock = clock
-        self.client = Redis.from_url(
-            config.url,
-            username=config.username,
-            password=read_secret(config.password, config.password_file),
-            decode_responses=True,
-            socket_connect_timeout=config.timeout,
-            socket_timeout=config.timeout,
-            client_name="jobqueue-exporter",
-            health_check_interval=0,
-            # One immediate reconnect (a pooled connection may predate a server restart); no backoff
-            # and no retry on timeouts, so a dead or hung server fails fast with the right kind.
-            retry=Retry(NoBackoff(), 1, (RedisConnectionError,)),
-        )
-        password = read_secret(config.password, config.password_file)
-        self.wire = Wire(config.url, config.username, password, config.timeout)
+        self.sentinel: SentinelTarget | None = None
+        endpoint = parse_endpoint(config.url, config.tls, config.username,
+                                  read_secret(config.password, config.password_file))
+        self.client: Redis | RedisCluster
+        self.wire: Wire | ClusterWire
+        if config.cluster:
+            self.client = cluster_client(endpoint, config.timeout)
+            self.wire = ClusterWire(endpoint, config.timeout)
+        elif config.sentinel is not None:
+            spec = config.sentinel
+            self.sentinel = sentinel_target(spec.urls, spec.master_name, spec.replica, config.timeout, config.tls)
+            self.client = self.sentinel.client(config.timeout, endpoint)
+            self.wire = Wire(endpoint, config.timeout, resolve=self.sentinel.address)
+        else:
+            self.client = Redis(**client_options(config.timeout), **endpoint.redis_py())
+            self.wire = Wire(endpoint, config.timeout)
         self.runner = OpRunner(self.client, self.wire, config.batch_size, config.scripts)
         self._tenants: list[str] = []
         self._tenants_at = -1e18
@@ -218,7 +234,10 @@ class RedisSource(Source):
         self._holders: dict[tuple[str, str], int] | None = None
         self._scanned_at = -1e18
         self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
-        db = int(urlsplit(config.url).path.strip("/") or 0)
+        # A timeout cancels the await of a parse, not its thread: the next parse waits for it, so two
+        # never update `_memory` (RQ's Retained counts) or the inventory at once.
+        self._parsing = threading.Lock()
+        db = endpoint.db
         self._listeners = {("events", id(layout)): listener for layout in config.queues
                            if (listener := layout.listener(db)) is not None}
         self._listening: asyncio.Task[None] | None = None
@@ -226,7 +245,7 @@ class RedisSource(Source):
     async def collect(self) -> Reading:
         try:
             return await self._collect()
-        except (RedisError, OSError) as err:
+        except (RedisError, RedisClusterException, OSError) as err:
             raise failure(err) from err
 
     async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
@@ -239,16 +258,24 @@ class RedisSource(Source):
             return None
         try:
             return await read_page(self.client, layout, tenant, queue, state, limit, offset)
-        except (RedisError, OSError) as err:
+        except (RedisError, RedisClusterException, OSError) as err:
             raise failure(err) from err
 
     async def _collect(self) -> Reading:
+        wire = self.wire
+        if self.sentinel is not None and isinstance(wire, Wire) and wire.connected and not await self.sentinel.still(
+                (wire.host, wire.port)):
+            log.info("sentinel moved the server, reconnecting", extra={"source": self.name})
+            await wire.close()  # the next read asks the sentinels where to connect
         started = time.perf_counter()
         await self.client.ping()
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
-        if self._listeners and self._listening is None:
+        if self._listeners and (self._listening is None or self._listening.done()):
+            if self._listening is not None and not self._listening.cancelled() and self._listening.exception():
+                # it ended on an error it did not expect: what was heard stays, the listener starts again
+                log.error("event listener ended", exc_info=self._listening.exception(), extra={"source": self.name})
             self._listening = asyncio.create_task(self._listen(), name=f"redis-events-{self.name}")
         for key, listener in self._listeners.items():
             self._memory[key] = listener.freeze(now)
@@ -294,6 +321,11 @@ class RedisSource(Source):
 
     def _parse(self, plans: list[Plan], owners: list[tuple[int, str | None]], results: list[Any], now: float,
                latency: float, tenants: int) -> Reading:
+        with self._parsing:
+            return self._parse_locked(plans, owners, results, now, latency, tenants)
+
+    def _parse_locked(self, plans: list[Plan], owners: list[tuple[int, str | None]], results: list[Any],
+                      now: float, latency: float, tenants: int) -> Reading:
         out = Parsed(memory=self._memory)
         pos = 0
         spans: list[tuple[int, int, int]] = []
@@ -403,19 +435,29 @@ class RedisSource(Source):
         self._tenants = kept[:cap]
 
     async def _scan(self, spec: ScanTenants) -> list[str]:
-        """Every tenant id whose keys match; the cap applies after filtering (see `_known`)."""
+        """Every tenant id whose keys match, on every primary of a cluster; the cap applies after filtering
+        (see `_known`)."""
         pattern = re.compile(spec.regex)
         tenants: set[str] = set()
-        cursor: Any = 0
-        while True:
-            cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
-            for key in keys:
-                m = pattern.search(key if isinstance(key, str) else key.decode())
-                if m:
-                    tenants.add(m.group("tenant"))
-            if int(cursor) == 0:
-                return sorted(tenants)
-            await asyncio.sleep(0)
+        nodes = self.client.get_primaries() if isinstance(self.client, RedisCluster) else [None]
+        for node in nodes:
+            cursor: Any = 0
+            while True:
+                keys: list[Any]
+                if node is None:
+                    cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
+                else:  # a cluster client answers {node: cursor} for the one node asked
+                    reply: Any = await self.client.scan(cursor, match=spec.match, count=spec.count, target_nodes=node)
+                    cursors, keys = reply
+                    cursor = next(iter(cursors.values()))
+                for key in keys:
+                    m = pattern.search(key if isinstance(key, str) else key.decode())
+                    if m:
+                        tenants.add(m.group("tenant"))
+                if int(cursor) == 0:
+                    break
+                await asyncio.sleep(0)
+        return sorted(tenants)
 
     async def _listen(self) -> None:
         """The layouts' listeners (Celery events) on one SUBSCRIBE connection, for the source's life.
@@ -486,7 +528,7 @@ def overlaps(layouts: Sequence[Layout]) -> None:
                     "Two apps in one Redis)")
 
 
-def failure(err: RedisError | OSError) -> SourceError:
+def failure(err: RedisError | RedisClusterException | OSError) -> SourceError:
     """The failure kind of a redis-py or socket error."""
     if isinstance(err, AuthenticationError | NoPermissionError):
         return SourceDenied(f"redis refused the exporter: {err}")
@@ -494,6 +536,8 @@ def failure(err: RedisError | OSError) -> SourceError:
         return SourceTimeout(f"redis did not answer: {err}")
     if isinstance(err, RedisConnectionError | OSError):
         return SourceUnreachable(f"redis unreachable: {err}")
+    if isinstance(err, RedisClusterException) and isinstance(err.__cause__, RedisConnectionError | OSError):
+        return SourceUnreachable(f"redis unreachable: {err}")  # the cluster client found no node it could reach
     return SourceError(f"redis error: {err}")
 
 

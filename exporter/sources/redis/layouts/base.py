@@ -19,6 +19,7 @@ from pydantic import Field
 from exporter import untrusted
 from exporter.model import Job, QueueStats, Sample
 from exporter.sources.base import Duration, Model
+from exporter.sources.base import Retained as Retained  # lives in sources/base.py (NATS uses it too)
 from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.script import WRONGTYPE, Op
 from exporter.values import DIVISOR, Unit, as_int, as_time, stored_time
@@ -385,28 +386,3 @@ def merge_flow(samples: list[Sample]) -> list[Sample]:
         elif sample.metric in _ADDITIVE:
             out[at] = sample._replace(value=out[at].value + sample.value)
     return out
-
-
-@dataclass
-class Retained:
-    """Counts a library keeps per worker, summed so that they never go down when a worker goes away.
-
-    RQ keeps successful/failed counts in the worker's own hash, which expires with the worker. The
-    sum over live workers would drop each time one exits; instead the last counts seen of a worker
-    that is gone (or that restarted: a count went down) move into `gone`, and the total is
-    gone + live. It is a counter that starts with the exporter (a restart is a counter reset, which
-    rate() handles); jobs a worker finished after the last collection before it vanished are missed.
-    """
-
-    seen: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    gone: tuple[float, ...] = ()
-
-    def total(self, live: dict[str, tuple[float, ...]], width: int) -> tuple[float, ...]:
-        gone = list(self.gone or (0.0,) * width)
-        for name, last in self.seen.items():
-            now = live.get(name)
-            if now is None or any(n < v for n, v in zip(now, last, strict=True)):
-                gone = [g + v for g, v in zip(gone, last, strict=True)]
-        self.seen = dict(live)
-        self.gone = tuple(gone)
-        return tuple(g + sum(v[i] for v in live.values()) for i, g in enumerate(gone))

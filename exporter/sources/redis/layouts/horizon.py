@@ -126,11 +126,14 @@ class HorizonLayout(LaravelLayout):
                 # LuaScripts::updateMetrics: HINCRBY-like `throughput` + running-average `runtime` (ms)
                 # per job that did not fail (Listeners/UpdateJobMetrics returns early on failed jobs);
                 # `horizon:snapshot` reads and DELetes the hash (RedisMetricsRepository
-                # `baseSnapshotData`), so the counter resets to 0 at each snapshot
-                done = stored_count(part[width + 1], out)
+                # `baseSnapshotData`), so the counter resets to 0 at each snapshot; the queue stays in
+                # measured_queues and Horizon reads its throughput as 0 (`throughputFor`), as here
+                raw = part[width + 1]
+                done = 0 if raw is None and queue in measured else stored_count(raw, out)
                 if done is not None:
                     flow(out, tenant, queue, done)
-                    runtime(out, tenant, queue, to_float(part[width]) / 1000)
+                    if part[width] is not None:  # no job since the snapshot: no runtime, not a runtime of 0
+                        runtime(out, tenant, queue, to_float(part[width]) / 1000)
             workers.emit(out, queues, busy=False)
             alive = [m for m in masters if m["score"] >= now - 14]
             for status in ("running", "paused"):

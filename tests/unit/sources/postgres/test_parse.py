@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,12 @@ def test_fold_flow_workers_schedulers_and_window() -> None:
             ("", "", "_scheduler", 1, None, 0)]
     queues = fold_rows(q, rows)
     assert queues == [QueueStats("a", 2, "", 5.0, (("ready", 2),)), QueueStats("b", 0, "", None, (("ready", 0),))]
+    # a 600 s window is not the last hour: no completed_last_hour; with 3600 s it is the `completed` count, and
+    # the queue seen only by the window (b) is still one queue
+    hour = fold_rows(replace(q, window=3600.0), rows)
+    assert [(s.queue, s.completed_last_hour) for s in hour] == [("a", 3), ("b", 0)]
+    blind = fold_rows(replace(q, window=3600.0, outcomes=("failed", "cancelled")), rows)  # Oban: no completions
+    assert [(s.queue, s.completed_last_hour) for s in blind] == [("a", None), ("b", None)]
     flow = fold_flow(q, rows, queues)
     assert (flow.workers, flow.scheduler) == ({"busy": 2, "idle": 0}, 1)
     assert flow.finished == [
