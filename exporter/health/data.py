@@ -50,7 +50,11 @@ class QueueIndex:
         return self._index.get((tenant, queue))
 
 
-_ACTIVE = frozenset(("active", "reserved", "processing", "wip", "started"))
+# States in which a job is being worked on, as each library names it: Redis libraries (active, reserved,
+# wip, started), generic tables (processing), River and good_job (running), Oban (executing), Solid Queue
+# (claimed), procrastinate (doing), graphile-worker (locked), pgmq (invisible: read, not yet deleted).
+_ACTIVE = frozenset(("active", "reserved", "processing", "wip", "started", "running", "executing", "claimed",
+                     "doing", "locked", "invisible"))
 _DONE = frozenset(("completed", "finished"))
 
 

@@ -122,6 +122,95 @@ async def test_every_op_same_on_both_paths(runners: tuple[OpRunner, OpRunner], r
     assert a[25:29] == [["1700000000000", 1], ["1700000000000", 2], ["soon", 0], WRONGTYPE]
 
 
+async def test_head_get_and_hget_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                                    prefix: str) -> None:
+    """HEADGET (saq: ids naming JSON strings) and HEADHGET (dramatiq, Bee-Queue: ids of one hash's fields)."""
+    lua, pipe = runners
+    p = prefix
+    redis_client.rpush(f"{p}ids", "a", "b", "c", "d", "e")
+    # a: no document, b: not JSON, c: no usable field, d: nested field, e: plain field
+    redis_client.set(f"{p}doc:b", "not json")
+    redis_client.set(f"{p}doc:c", json.dumps({"queued": "soon"}))
+    redis_client.set(f"{p}doc:d", json.dumps({"queued": 1700000000123, "o": {"t": 5}}))
+    redis_client.set(f"{p}doc:e", json.dumps({"queued": 1700000000456}))
+    redis_client.hset(f"{p}msgs", mapping={"b": "[1]", "c": json.dumps({"o": {"t": "x"}}),
+                                           "d": json.dumps({"o": {"t": 7}}), "e": json.dumps({"o": {"t": 9}})})
+    redis_client.rpush(f"{p}hashlist", "x")
+    redis_client.hset(f"{p}hashlist2", "f", "v")
+    ops = [
+        ("HEADGET", f"{p}ids", "0", f"{p}doc:", "queued", "10", "num"),
+        ("HEADGET", f"{p}ids", "-1", f"{p}doc:", "queued", "10", "num"),
+        ("HEADGET", f"{p}ids", "0", f"{p}doc:", "o.t", "10", "num"),
+        ("HEADGET", f"{p}ids", "0", f"{p}doc:", "queued", "2", "num"),
+        ("HEADHGET", f"{p}ids", "0", f"{p}msgs", "o.t", "10", "num"),
+        ("HEADHGET", f"{p}ids", "-1", f"{p}msgs", "o.t", "10", "num"),
+        ("HEADHGET", f"{p}ids", "0", f"{p}msgs", "o.t", "10", "any"),
+        ("HEADHGET", f"{p}ids", "0", f"{p}hashlist", "o.t", "10", "num"),  # the hash is a list: no value
+        ("HEADHGET", f"{p}hashlist2", "0", f"{p}msgs", "o.t", "10", "num"),  # the list is a hash
+        ("HEADGET", f"{p}none", "0", f"{p}doc:", "queued", "10", "num"),
+    ]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert a == b
+    assert a == [["1700000000123", 3], ["1700000000456", 0], ["5", 3], [None, 2], ["7", 3], ["9", 0],
+                 ["x", 2], [None, 5], WRONGTYPE, [None, 0]]
+
+
+async def test_zgets_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                       prefix: str) -> None:
+    """ZGETS: the strings a zset's members name, for members scored `min` or more (saq's worker info)."""
+    lua, pipe = runners
+    p = prefix
+    redis_client.zadd(f"{p}stats", {f"{p}w:old": 10, f"{p}w:a": 100, f"{p}w:gone": 200, f"{p}w:h": 300,
+                                    f"{p}w:b": 400})
+    redis_client.set(f"{p}w:a", '{"n": 1}')
+    redis_client.set(f"{p}w:b", '{"n": 2}')
+    redis_client.hset(f"{p}w:h", "f", "v")
+    redis_client.set(f"{p}str", "x")
+    ops = [("ZGETS", f"{p}stats", "100", "10"), ("ZGETS", f"{p}stats", "100", "2"),
+           ("ZGETS", f"{p}none", "0", "10"), ("ZGETS", f"{p}str", "0", "10")]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert a == b
+    assert a == [[[f"{p}w:a", "100", '{"n": 1}'], [f"{p}w:gone", "200", None], [f"{p}w:h", "300", None],
+                  [f"{p}w:b", "400", '{"n": 2}']],
+                 [[f"{p}w:a", "100", '{"n": 1}'], [f"{p}w:gone", "200", None]], [], WRONGTYPE]
+
+
+async def test_zexists_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                         prefix: str) -> None:
+    """ZEXISTS: how many of a zset's first members (by score, up to `max`) have a key of their own, and
+    the score of the first that has none."""
+    lua, pipe = runners
+    p = prefix
+    redis_client.zadd(f"{p}q", {"a": 1, "b": 2, "c": 3, "d": 4, "e": 50})
+    for member in ("a", "c", "e"):
+        redis_client.set(f"{p}ip:{member}", "1")
+    redis_client.set(f"{p}str", "x")
+    ops = [("ZEXISTS", f"{p}q", "10", f"{p}ip:", "100"), ("ZEXISTS", f"{p}q", "100", f"{p}ip:", "100"),
+           ("ZEXISTS", f"{p}q", "10", f"{p}ip:", "2"), ("ZEXISTS", f"{p}q", "0", f"{p}ip:", "100"),
+           ("ZEXISTS", f"{p}none", "10", f"{p}ip:", "100"), ("ZEXISTS", f"{p}str", "10", f"{p}ip:", "100")]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert a == b
+    assert a == [[2, "2"], [3, "2"], [1, "2"], [0, None], [0, None], WRONGTYPE]
+
+
+async def test_xnext_same_on_both_paths(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                       prefix: str) -> None:
+    """XNEXT: the first entry a consumer group has not been delivered (taskiq's oldest waiting task)."""
+    lua, pipe = runners
+    p = prefix
+    for i in range(1, 5):
+        redis_client.xadd(f"{p}s", {"data": "x"}, id=f"{i}000-0")
+    redis_client.xgroup_create(f"{p}s", "g", id="0")
+    redis_client.xgroup_create(f"{p}s", "done", id="$")
+    redis_client.xreadgroup("g", "c", {f"{p}s": ">"}, count=2)
+    redis_client.set(f"{p}str", "x")
+    ops = [("XNEXT", f"{p}s", "g"), ("XNEXT", f"{p}s", "done"), ("XNEXT", f"{p}s", "nogroup"),
+           ("XNEXT", f"{p}none", "g"), ("XNEXT", f"{p}str", "g")]
+    a, b = await lua.run(ops), await pipe.run(ops)
+    assert a == b
+    assert a == ["3000-0", None, "1000-0", None, WRONGTYPE]
+
+
 async def test_only_ops_for_zero_tenants(runners: tuple[OpRunner, OpRunner]) -> None:
     for runner in runners:
         assert await runner.run([("EACH", "LLEN", "x:", ":q", "")]) == [[]]

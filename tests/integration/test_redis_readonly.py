@@ -44,6 +44,13 @@ QUEUES = """
       - {layout: rq}
       - {layout: celery, queues: [celery], events: true}
       - {layout: bullmq, queues: [work]}
+      - {layout: arq}
+      - {layout: dramatiq, queues: [jobs]}
+      - {layout: huey}
+      - {layout: saq, queues: [sq]}
+      - {layout: taskiq}
+      - {layout: taskiq, broker: stream, queues: [tq]}
+      - {layout: beequeue, queues: [bw]}
     tenants:
       scan: {match: "tenant_*:events", regex: "^tenant_(?P<tenant>[^:]+):"}
 """
@@ -75,6 +82,20 @@ def seed(conn: redis.Redis) -> None:
     conn.lpush("celery", "{}")
     conn.hset("bull:work:1", "timestamp", str(int(NOW * 1000) - 3000))
     conn.lpush("bull:work:wait", "1")
+    ms = int(NOW * 1000)
+    conn.zadd("arq:queue", {"j1": ms - 4000})
+    conn.set("arq:queue:health-check", "Nov-14 22:13:16 j_complete=1 j_failed=0 j_retried=0 j_ongoing=0 queued=1")
+    conn.rpush("dramatiq:jobs", "m1")
+    conn.hset("dramatiq:jobs.msgs", "m1", json.dumps({"message_timestamp": ms - 5000}))
+    conn.lpush("huey.redis.huey", b"\x80\x04pickle")
+    conn.rpush("saq:sq:queued", "saq:job:sq:k")
+    conn.set("saq:job:sq:k", json.dumps({"queued": ms - 6000}))
+    conn.zadd("saq:sq:stats", {"saq:sq:worker_info:w": 4e12})
+    conn.set("saq:sq:worker_info:w", json.dumps({"stats": {"complete": 1, "failed": 0}}))
+    conn.lpush("taskiq", "{}")
+    conn.xadd("tq", {"data": "{}"})
+    conn.lpush("bq:bw:waiting", "1")
+    conn.hset("bq:bw:jobs", "1", json.dumps({"options": {"timestamp": ms - 7000}}))
 
 
 def celery_event(event: dict[str, Any]) -> str:
@@ -183,9 +204,11 @@ sources:
     # in layout order, each series once: Horizon reads Laravel's `default`; Sidekiq's is its own app's
     # (tenant "sk"); the stream's one entry is delivered to its group, so nothing waits there
     depths = [(q.queue, q.depth) for q in a.queues if q.tenant == ""]
-    assert depths == [("sched", 1), ("stream", 0), ("default", 1), ("mail", 1), ("celery", 1), ("work", 1)]
+    assert depths == [("sched", 1), ("stream", 0), ("default", 1), ("mail", 1), ("celery", 1), ("work", 1),
+                      ("arq:queue", 1), ("jobs", 1), ("huey", 1), ("sq", 1), ("taskiq", 1), ("tq", 1), ("bw", 1)]
     assert [(q.queue, q.depth) for q in a.queues if q.tenant == "sk"] == [("default", 1)]
     assert a.collisions == ()
+    assert a.malformed == 0
 
     ran = commands_run(admin)
     assert ran["eval_ro"]["calls"] >= 1 and ran["evalsha_ro"]["calls"] >= 1
@@ -195,8 +218,8 @@ sources:
     # HELLO: redis-py's protocol negotiation; AUTH: the lean pipeline connection's login. Neither touches data.
     assert set(ran) - {"hello", "auth"} == {
         "client|setname", "ping", "eval_ro", "evalsha_ro", "scan", "type", "smembers", "llen", "lindex", "lrange",
-        "hget", "hgetall", "hlen", "zcard", "zcount", "zrange", "zrevrange", "xlen", "xrange", "xinfo|groups",
-        "get", "client|list", "subscribe"}
+        "exists", "get", "hget", "hgetall", "hlen", "scard", "zcard", "zcount", "zrange", "zrangebyscore", "zrevrange",
+        "xlen", "xrange", "xinfo|groups", "client|list", "subscribe"}
     denied = [e for e in admin.execute_command("ACL", "LOG") if b"eval_ro" not in _entry(e).get(b"object", b"")]
     assert denied == []  # the only thing ever refused is EVAL_RO for the user without scripts
     assert dump(admin) == before

@@ -72,13 +72,14 @@ INSERT INTO gj.good_jobs (queue_name, scheduled_at, performed_at, finished_at, e
     async with serve(config(dsn), ENV) as (client, _):
         # mail: 2 of 4 completions within the hour (discarded and cancelled are not completions);
         # archive is seen only by the finished window (no live job, no river_queue row): one row, 2;
-        # reports: good_job keeps finished_at, but this preset reads no window: unknown, null, never 0
+        # reports: good_job keeps finished_at, but this preset reads no window: unknown, null, never 0;
+        # active_jobs counts each library's own running state (River 'running': mail's one running job)
         assert await get(client, "/api/v1/platform/system/queues", **OPS) == (200, {"success": True, "data": {
             "queues": [
-                {"name": "mail", "priority": "normal", "active_jobs": None, "waiting_jobs": 1,
+                {"name": "mail", "priority": "normal", "active_jobs": 1, "waiting_jobs": 1,
                  "completed_last_hour": 2, "failed_jobs": None, "status": "healthy"},
-                {"name": "archive", "priority": "low", "active_jobs": None, "waiting_jobs": 0,
+                {"name": "archive", "priority": "low", "active_jobs": 0, "waiting_jobs": 0,
                  "completed_last_hour": 2, "failed_jobs": None, "status": "healthy"},
-                {"name": "reports", "priority": "normal", "active_jobs": None, "waiting_jobs": 1,
+                {"name": "reports", "priority": "normal", "active_jobs": 0, "waiting_jobs": 1,
                  "completed_last_hour": None, "failed_jobs": None, "status": "healthy"},
             ]}})

@@ -17,9 +17,15 @@ Ops and their results:
       date-time; any); `fields` "" takes the raw item; items before it count as malformed
   HEADHASH key index hashprefix field scan kind    -> [value or None, malformed]
       the same, but items are ids and the value is HGET hashprefix..id field (BullMQ, RQ)
+  HEADGET key index keyprefix fields scan kind    -> [value or None, malformed]
+      the same, but the value is a JSON field of the string GET keyprefix..id (saq)
+  HEADHGET key index hash fields scan kind        -> [value or None, malformed]
+      the same, but the value is a JSON field of HGET hash id (dramatiq's `.msgs`, Bee-Queue's `jobs`)
   ZFIRST key                                       -> [member, score] or []
   XFIRST key                                       -> first entry id or None
   XGROUPS key                                      -> XINFO GROUPS reply (list of flat lists) or []
+  XNEXT key group                                  -> id of the first entry the group has not been
+      delivered (after its last-delivered-id; the first entry when there is no such group) or None
   XUNDELIVERED key                                 -> [XINFO GROUPS reply, id of the oldest entry not yet
       delivered to some group or None]: the entry after the earliest last-delivered id of the groups
       whose lag is not 0 (see undelivered_from)
@@ -28,6 +34,11 @@ Ops and their results:
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
       for the `cap` members with the highest scores (the freshest heartbeats), highest first
+  ZGETS key min cap                                -> [[member, score, GET member or None], ...]
+      for the first `cap` members scored `min` or more, lowest first (saq's live worker-info keys)
+  ZEXISTS key max keyprefix cap                    -> [count, score or None]
+      of the first `cap` members scored `max` or less: how many have a key keyprefix..member, and
+      the score of the first that has none (arq: jobs in progress, and the oldest waiting job)
   SMEMBERS key cap                                 -> the first `cap` members of a set, sorted
   EACH op prefix suffix tenants ARGS...             -> [result of `op prefix..t..suffix ARGS` for each t]
       `tenants` is one string of ids joined by \x1f: a per-tenant queue costs no op of its own
@@ -403,6 +414,21 @@ class OpRunner:
             elif op[0] == "HEADHASH":
                 commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
                 keys.extend(op[3] + job_id for job_id in items)
+            elif op[0] == "HEADGET":
+                commands.extend(pack("GET", op[3] + job_id) for job_id in items)
+                keys.extend(op[3] + job_id for job_id in items)
+            elif op[0] == "HEADHGET":
+                commands.extend(pack("HGET", op[3], job_id) for job_id in items)
+                keys.extend(op[3] for _ in items)
+            elif op[0] == "XNEXT":
+                commands.append(pack("XRANGE", op[1], items[0], "+", "COUNT", 1))
+                keys.append(op[1])
+            elif op[0] == "ZGETS":
+                commands.extend(pack("GET", member) for member in items[::2])
+                keys.extend(items[::2])
+            elif op[0] == "ZEXISTS":
+                commands.extend(pack("EXISTS", op[3] + member) for member in items[::2])
+                keys.extend(op[3] + member for member in items[::2])
             elif op[0] == "XUNDELIVERED":
                 commands.append(pack("XRANGE", op[1], "(" + items[0], "+", "COUNT", 1))
                 keys.append(op[1])
@@ -423,11 +449,26 @@ class OpRunner:
                 pairs = zip(items[::2], items[1::2], strict=True)
                 results[index] = [[member, score, _flat_hash(next(values))] for member, score in pairs]
                 continue
+            if op[0] == "XNEXT":
+                entries = next(values)
+                results[index] = entries[0][0] if entries else None
+                continue
+            if op[0] == "ZEXISTS":
+                flags = [next(values) for _ in items[::2]]
+                waiting = [score for score, flag in zip(items[1::2], flags, strict=True) if not flag]
+                results[index] = [sum(flags), waiting[0] if waiting else None]
+                continue
+            if op[0] == "ZGETS":
+                pairs = zip(items[::2], items[1::2], strict=True)
+                results[index] = [[member, score, _text(next(values))] for member, score in pairs]
+                continue
             found, bad = None, 0
             for _ in items:
                 value = next(values)
                 if found is not None:
                     continue
+                if op[0] != "HEADHASH":  # HEADGET / HEADHGET: a JSON document, not the value itself
+                    value = pick(value, op[4]) if isinstance(value, str) else None
                 if isinstance(value, str) and value and valid(value, op[6]):
                     found = value
                 else:
@@ -454,14 +495,24 @@ def commands_of(op: Op, scripts: bool = False) -> list[tuple[str, ...]]:
         return [("LINDEX", key, op[2]), ("LRANGE", key, "0", str(int(op[4]) - 1))]
     if name == "HEADHASH":
         return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("HGET", op[3] + "1", op[4])]
+    if name == "HEADGET":
+        return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("GET", op[3] + "1")]
+    if name == "HEADHGET":
+        return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("HGET", op[3], "1")]
     if name == "ZHASHES":
         return [("ZREVRANGE", key, "0", "0", "WITHSCORES"), ("HGETALL", op[2] + "1")]
+    if name == "ZGETS":
+        return [("ZRANGEBYSCORE", key, op[2], "+inf", "WITHSCORES", "LIMIT", "0", op[3]), ("GET", key + ":1")]
+    if name == "ZEXISTS":
+        return [("ZRANGEBYSCORE", key, "-inf", op[2], "WITHSCORES", "LIMIT", "0", op[4]), ("EXISTS", op[3] + "1")]
     if name == "XFIRST":
         return [("XRANGE", key, "-", "+", "COUNT", "1")]
     groups = [("XINFO", "GROUPS", key), *([("TYPE", key)] if scripts else [])]
     if name == "XGROUPS":
         return groups
     if name == "XUNDELIVERED":
+        return [*groups, ("XRANGE", key, "(0-0", "+", "COUNT", "1")]
+    if name == "XNEXT":
         return [*groups, ("XRANGE", key, "(0-0", "+", "COUNT", "1")]
     raise ValueError(f"op {name!r}: commands_of does not know what it sends")
 
@@ -486,11 +537,26 @@ def _flat_hash(reply: Any) -> list[str]:
     return reply if isinstance(reply, list) else []
 
 
+def _after(groups: Any, group: str) -> str:
+    """The XRANGE start of the entries `group` has not been delivered: after its last-delivered-id."""
+    for raw in groups or ():
+        info = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=False))
+        if info.get("name") == group:
+            return "(" + str(info.get("last-delivered-id"))
+    return "-"
+
+
+def _text(reply: Any) -> str | None:
+    """A GET reply as the script returns it: a wrong type (an error here, false in Lua) is None."""
+    return reply if isinstance(reply, str) else None
+
+
 def _script_unsupported(err: Exception) -> bool:
     text = str(err).lower()
     return isinstance(err, NoPermissionError) or "unknown command" in text or "noperm" in text
 
 
+_HEADS = frozenset({"HEADHASH", "HEADGET", "HEADHGET"})  # list items naming where the value is
 _COUNTS = frozenset({"LLEN", "ZCARD", "SCARD", "HLEN", "XLEN", "EXISTS"})
 
 
@@ -569,6 +635,8 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
         text = str(reply)
         if name == "XGROUPS" and "no such key" in text:
             target[index] = []
+        elif name == "XNEXT" and "no such key" in text:
+            target[index] = None
         elif name == "XUNDELIVERED" and "no such key" in text:
             target[index] = [[], None]
         elif "WRONGTYPE" in text:
@@ -590,10 +658,12 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
             follow.append((target, index, op, [start]))
         return
     target[index] = _finish_plain(op, reply)
-    if name == "HEADHASH":
+    if name in _HEADS:
         follow.append((target, index, op, _ordered(reply, int(op[2]))))
-    elif name == "ZHASHES":
+    elif name in ("ZHASHES", "ZGETS", "ZEXISTS"):
         follow.append((target, index, op, reply))
+    elif name == "XNEXT":
+        follow.append((target, index, op, [_after(reply, op[2])]))
 
 
 def _pack_one(op: Op) -> bytes:
@@ -603,14 +673,18 @@ def _pack_one(op: Op) -> bytes:
         raise ValueError(f"unknown op {name!r}")
     if spec.command:
         return pack(*command(spec, key, op[2:]))
-    if name == "HEADHASH":
+    if name in _HEADS:
         scan = int(op[5])
         return pack("LRANGE", key, 0, scan - 1) if int(op[2]) == 0 else pack("LRANGE", key, -scan, -1)
     if name == "ZHASHES":
         return pack("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
+    if name == "ZGETS":
+        return pack("ZRANGEBYSCORE", key, op[2], "+inf", "WITHSCORES", "LIMIT", 0, int(op[3]))
+    if name == "ZEXISTS":
+        return pack("ZRANGEBYSCORE", key, "-inf", op[2], "WITHSCORES", "LIMIT", 0, int(op[4]))
     if name == "XFIRST":
         return pack("XRANGE", key, "-", "+", "COUNT", 1)
-    if name in ("XGROUPS", "XUNDELIVERED"):
+    if name in ("XGROUPS", "XNEXT", "XUNDELIVERED"):
         return pack("XINFO", "GROUPS", key)
     raise ValueError(f"op {name!r} has no command")
 
@@ -630,7 +704,7 @@ def _finish_plain(op: Op, reply: Any) -> Any:
                 break
             bad += 1
         return [found, bad]
-    if name in ("HEADHASH", "ZHASHES"):
+    if name in _HEADS or name in ("ZHASHES", "ZGETS", "ZEXISTS", "XNEXT"):
         return [None, 0]  # resolved by the follow-up pipeline
     if name == "XFIRST":
         return reply[0][0] if reply else None

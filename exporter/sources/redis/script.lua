@@ -94,14 +94,18 @@ local function window(key, index, scan)
   for j = #items, 1, -1 do rev[#rev + 1] = items[j] end
   return rev
 end
--- The value of one item: a JSON field ('json'), or a field of the hash the item names ('hash').
+-- The value of one item: a JSON field ('json'), a field of the hash the item names ('hash'), a JSON
+-- field of the string the item names ('get'), or a JSON field of the item's entry in one hash ('hget').
 local function value_of(mode, item, p1, p2, kind)
   local v
   if mode == 'json' then
     v = pick(item, p1)
-  else
+  elseif mode == 'hash' then
     v = call('HGET', p1 .. item, p2)
     if v == WRONG or v == '' then v = nil end
+  else
+    if mode == 'get' then v = call('GET', p1 .. item) else v = call('HGET', p1, item) end
+    if v == WRONG or not v then v = nil else v = pick(v, p2) end
   end
   if v and valid(v, kind) then return v end
   return nil
@@ -171,6 +175,10 @@ local function one(op, key, a)
     return head(key, tonumber(a[1]), tonumber(a[3]), 'json', a[2], nil, a[4])
   elseif op == 'HEADHASH' then
     return head(key, tonumber(a[1]), tonumber(a[4]), 'hash', a[2], a[3], a[5])
+  elseif op == 'HEADGET' then
+    return head(key, tonumber(a[1]), tonumber(a[4]), 'get', a[2], a[3], a[5])
+  elseif op == 'HEADHGET' then
+    return head(key, tonumber(a[1]), tonumber(a[4]), 'hget', a[2], a[3], a[5])
   elseif op == 'XFIRST' then
     local r = call('XRANGE', key, '-', '+', 'COUNT', 1)
     if r == WRONG then return WRONG elseif #r == 0 then return false end
@@ -179,6 +187,38 @@ local function one(op, key, a)
     local t = redis.call('TYPE', key)['ok']
     if t == 'stream' then return call('XINFO', 'GROUPS', key) elseif t == 'none' then return {} end
     return WRONG
+  elseif op == 'XNEXT' then
+    local t = redis.call('TYPE', key)['ok']
+    if t == 'none' then return false elseif t ~= 'stream' then return WRONG end
+    local start = '-'
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local name, last
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then last = g[j + 1] end
+      end
+      if name == a[1] then start = '(' .. last end
+    end
+    local r = redis.call('XRANGE', key, start, '+', 'COUNT', 1)
+    if #r == 0 then return false end
+    return r[1][1]
+  elseif op == 'ZEXISTS' then
+    local r = call('ZRANGEBYSCORE', key, '-inf', a[1], 'WITHSCORES', 'LIMIT', 0, tonumber(a[3]))
+    if r == WRONG then return WRONG end
+    local n, first = 0, false
+    for j = 1, #r, 2 do
+      if call('EXISTS', a[2] .. r[j]) == 1 then n = n + 1 elseif not first then first = r[j + 1] end
+    end
+    return {n, first}
+  elseif op == 'ZGETS' then
+    local r = call('ZRANGEBYSCORE', key, a[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(a[2]))
+    if r == WRONG then return WRONG end
+    local rows = {}
+    for j = 1, #r, 2 do
+      local v = call('GET', r[j])
+      if v == WRONG then v = false end
+      rows[#rows + 1] = {r[j], r[j + 1], v}
+    end
+    return rows
   elseif op == 'XUNDELIVERED' then
     local t = redis.call('TYPE', key)['ok']
     if t == 'none' then return {{}, false} elseif t ~= 'stream' then return WRONG end

@@ -18,7 +18,8 @@ def errors(body: str, env: dict[str, str] | None = None) -> list[str]:
 def test_bad_layout_name() -> None:
     assert errors("    queues:\n      - {layout: kafka, name: q, key: q}\n") == [
         "c.yaml:5: sources[0].queues[0]: Input tag 'kafka' found using 'layout' does not match any of the expected "
-        "tags: 'list', 'zset', 'stream', 'laravel', 'horizon', 'sidekiq', 'bullmq', 'rq', 'celery'"]
+        "tags: 'list', 'zset', 'stream', 'laravel', 'horizon', 'sidekiq', 'bullmq', 'rq', 'celery', 'arq', 'dramatiq', "
+        "'huey', 'saq', 'taskiq', 'beequeue'"]
 
 
 def test_misspelled_keys() -> None:
