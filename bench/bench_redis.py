@@ -1,6 +1,9 @@
 """Redis benchmark: collection cycle, /metrics latency and RSS at 1k and 10k tenants, beside redis_exporter.
 
-Run: `python3 bench/bench_redis.py` (add `--tenants 1000` to run one size). It starts its own
+Run: `python3 bench/bench_redis.py` (add `--tenants 1000` to run one size). `--curve` measures the
+cost curve instead: 1k, 10k, 30k and 100k tenants on the default path, plus 100k tenants read by one
+replica of four (`shard: 0/4`), without the peer and the Lua path; it writes
+bench/results/redis_curve.json. It starts its own
 redis-server on a free port, seeds N tenants x 2 list queues (3 JSON items each) plus Laravel
 queues, then measures:
   * the median collection cycle (PING + two batched op runs + parsing + rendering), in process, on
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -32,7 +36,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exporter.config import parse_config  # noqa: E402
+from exporter.config import parse_config, parse_shard  # noqa: E402
 from exporter.metrics import render_source  # noqa: E402
 from exporter.model import Snapshot, SourceStatus  # noqa: E402
 from exporter.sources.base import SourceContext  # noqa: E402
@@ -62,8 +66,9 @@ def seed(client: redis.Redis, tenants: int) -> int:
     return client.dbsize()
 
 
-def config_text(url: str, interval: str = "5s", scripts: str = "pipeline") -> str:
+def config_text(url: str, interval: str = "5s", scripts: str = "pipeline", shard: str = "0/1") -> str:
     return f"""
+shard: "{shard}"
 sources:
   - name: bench
     type: redis
@@ -80,12 +85,15 @@ sources:
 """
 
 
-async def measure_cycles(url: str, rounds: int, scripts: str) -> dict[str, float]:
+async def measure_cycles(url: str, rounds: int, scripts: str, shard: str = "0/1") -> dict[str, float]:
     """Median collect, render and total over `rounds` cycles, tenants cached as in steady state,
     and the Redis CPU time one collection costs (from INFO commandstats)."""
-    config = parse_config(config_text(url, scripts=scripts), "<bench>", {})
+    config = parse_config(config_text(url, scripts=scripts, shard=shard), "<bench>", {})
     admin = redis.Redis.from_url(url)
-    source = RedisSource(config.sources[0], SourceContext(snapshot=lambda: Snapshot()))  # type: ignore[arg-type]
+    context = SourceContext(snapshot=lambda: Snapshot(), shard=parse_shard(shard))
+    source = RedisSource(config.sources[0], context)  # type: ignore[arg-type]
+    gc.collect()
+    gc.freeze()  # as the daemon does once it is set up (exporter/cli.py)
     started = time.perf_counter()
     await source.collect()  # first cycle also SCANs the tenants
     first = time.perf_counter() - started
@@ -143,10 +151,10 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure_daemon(url: str, workdir: Path) -> dict[str, float]:
+def measure_daemon(url: str, workdir: Path, shard: str = "0/1") -> dict[str, float]:
     port = free_port()
     cfg = workdir / "bench.yaml"
-    cfg.write_text(config_text(url))
+    cfg.write_text(config_text(url, shard=shard))
     proc = subprocess.Popen([sys.executable, "-m", "exporter", "--config", str(cfg), "--listen", f"127.0.0.1:{port}",
                              "--log-level", "warning"], cwd=ROOT)
     try:
@@ -195,35 +203,51 @@ def measure_redis_exporter(url: str, rounds: int = 5) -> dict[str, float] | None
         proc.wait(10)
 
 
+def measure(tenants: int, rounds: int, paths: tuple[str, ...], peer: bool, shard: str = "0/1") -> dict[str, object]:
+    """One row: a fresh redis-server seeded with `tenants` tenants, measured in process and as a daemon."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp)).start()
+        try:
+            keys = seed(redis.Redis.from_url(server.url), tenants)
+            row: dict[str, object] = {"keys": keys, "shard": shard}
+            for scripts in paths:
+                row.update(asyncio.run(measure_cycles(server.url, rounds, scripts, shard)))
+            row.update(measure_daemon(server.url, Path(tmp), shard))
+            found = measure_redis_exporter(server.url) if peer else None
+            if found:
+                row["redis_exporter_scrape_ms"] = found["scrape_ms"]
+                row["redis_exporter_key_series"] = found["key_series"]
+                row["speedup_vs_redis_exporter"] = found["scrape_ms"] / row["pipeline_cycle_ms"]  # type: ignore[operator]
+            return row
+        finally:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, action="append", help="tenant counts (default 1000 and 10000)")
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--curve", action="store_true", help="the cost curve: 1k-100k tenants, default path only")
     args = parser.parse_args()
-    results = {}
-    for tenants in args.tenants or [1000, 10000]:
-        with tempfile.TemporaryDirectory() as tmp:
-            server = RedisServer(Path(tmp)).start()
-            try:
-                keys = seed(redis.Redis.from_url(server.url), tenants)
-                row: dict[str, object] = {"keys": keys}
-                for scripts in ("pipeline", "lua"):
-                    row.update(asyncio.run(measure_cycles(server.url, args.rounds, scripts)))
-                row.update(measure_daemon(server.url, Path(tmp)))
-                peer = measure_redis_exporter(server.url)
-                if peer:
-                    row["redis_exporter_scrape_ms"] = peer["scrape_ms"]
-                    row["redis_exporter_key_series"] = peer["key_series"]
-                    row["speedup_vs_redis_exporter"] = peer["scrape_ms"] / row["pipeline_cycle_ms"]  # type: ignore[operator]
-                results[tenants] = row
-            finally:
-                server.stop()
-        print(f"\n== {tenants} tenants", file=sys.stderr)
+    results: dict[str, dict[str, object]] = {}
+    if args.curve:
+        runs = [(n, "0/1") for n in args.tenants or [1000, 10000, 30000, 100000]]
+        runs.append((runs[-1][0], "0/4"))
+    else:
+        runs = [(n, "0/1") for n in args.tenants or [1000, 10000]]
+    for tenants, shard in runs:
+        if args.curve:
+            row = measure(tenants, args.rounds, ("pipeline",), peer=False, shard=shard)
+        else:
+            row = measure(tenants, args.rounds, ("pipeline", "lua"), peer=True)
+        name = str(tenants) if shard == "0/1" else f"{tenants} shard {shard}"
+        results[name] = row
+        print(f"\n== {name} tenants", file=sys.stderr)
         for key, value in row.items():
             print(f"  {key:28} {value:.2f}" if isinstance(value, float) else f"  {key:28} {value}", file=sys.stderr)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "redis.json").write_text(json.dumps(results, indent=2))
+    (out / ("redis_curve.json" if args.curve else "redis.json")).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import logging
 import os
@@ -107,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 async def _once(config: ExporterConfig) -> int:
     scheduler = build_scheduler(config)
     try:
@@ -119,7 +119,23 @@ async def _once(config: ExporterConfig) -> int:
     return 0 if all(s.status.up for s in scheduler.snapshot.sources.values()) else 1
 
 
+def steady_heap() -> None:
+    """Keep large buffers out of the heap (glibc only; elsewhere nothing to do).
+
+    glibc raises its mmap threshold to the size of each large block freed, so after the first cycle
+    the multi-megabyte buffers of every cycle (joined lines, the exposition and its gzip) come from
+    the heap, which fragments and never shrinks: 10-15 MB of RSS at 10k tenants. A fixed threshold
+    keeps every block above 16 KiB in its own mapping, returned to the system when freed.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 16 * 1024)  # M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):
+        return
+
+
 async def _serve(config: ExporterConfig, host: str, port: int) -> None:
+    steady_heap()
     scheduler = build_scheduler(config)
     app = build_app(config, scheduler)
     runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False)

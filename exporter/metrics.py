@@ -8,9 +8,9 @@ for gauges and counters; only the family headers and the closing `# EOF` differ.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import math
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -18,7 +18,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_om
 
 from exporter import __version__
-from exporter.model import Reading, SourceStatus
+from exporter.model import QueueStats, Reading, SourceStatus
 from exporter.pools import RENDER
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import MetricDef
@@ -168,6 +168,7 @@ class _Lines:
 
     def __init__(self) -> None:
         self.by_metric: dict[str, list[str]] = {}
+        self.ready: dict[str, bytes] = {}  # whole blocks already encoded (the queue metrics)
 
     def add(self, metric: str, labels: str, value: float) -> None:
         self.by_metric.setdefault(metric, []).append(f"{metric}{{{labels}}} {number(value)}\n")
@@ -176,7 +177,13 @@ class _Lines:
         self.by_metric.setdefault(metric, []).append(f"{sample}{{{labels}}} {number(value)}\n")
 
     def encoded(self) -> dict[str, bytes]:
-        return {name: "".join(lines).encode() for name, lines in self.by_metric.items()}
+        """The bytes per metric; each metric's text is let go as soon as it is encoded, so a large
+        source never holds all its text and all its bytes at once."""
+        out = dict(self.ready)
+        for name in list(self.by_metric):
+            text = "".join(self.by_metric.pop(name)).encode()
+            out[name] = out[name] + text if name in out else text
+        return out
 
 
 def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping[str, int],
@@ -210,37 +217,87 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
     return out.encoded()
 
 
+# Per source: the queues of the last render and what their lines are made of, so an unchanged queue
+# costs one identity check (sources reuse the record of a queue that did not change) and only its age
+# is formatted anew. Replaced at each render, so it holds exactly the source's current queues.
+_Extra = tuple[str, str, str, str, str]  # fixed age, paused, jobs, failed, wait lines ("" where none)
+_NO_EXTRA: _Extra = ("", "", "", "", "")
+_Entry = tuple[str, str, _Extra]  # labels, timestamp value, the rest
+_MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry]]] = {}
+_BLOCKS: dict[str, dict[str, bytes]] = {}  # per source: the encoded blocks of the last render
+
+
+def _queue_lines(src: str, q: QueueStats) -> _Entry:
+    """A queue's labels (`{...} `), its timestamp as text (a float is costly to format), and the lines
+    that depend on its record alone ("" where it has no such line): the age 0 of an empty queue (a
+    non-empty one without a stored time has no age: unknown, so absent), paused, its jobs per state,
+    failed jobs and the estimated wait."""
+    tenant = q.tenant
+    labels = f'{{{src},tenant="{escape(tenant) if tenant else ""}",queue="{escape(q.queue)}"'
+    ts = q.oldest_timestamp
+    extra = (
+        f"jobqueue_oldest_age_seconds{labels}}} 0\n" if ts is None and q.depth == 0 else "",
+        "" if q.paused is None else f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n",
+        "".join(f'jobqueue_jobs{labels},state="{state}"}} {count}\n' for state, count in q.states),
+        "" if q.failed is None else f"jobqueue_failed_jobs{labels}}} {q.failed}\n",
+        "" if q.wait_seconds is None else f"jobqueue_wait_seconds{labels}}} {number(q.wait_seconds)}\n",
+    )
+    return f"{labels}}} ", "" if ts is None else f"{ts:.3f}\n", _NO_EXTRA if extra == _NO_EXTRA else extra
+
+
 def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) -> None:
-    """The shared queue metrics; the hot loop of a large source, so it formats lines directly."""
-    depth, ages, stamps, jobs, paused, failed, waits = [], [], [], [], [], [], []
-    for q in reading.queues:
-        qname = escape(q.queue)
-        tenant = q.tenant
-        labels = f'{{{src},tenant="{escape(tenant) if tenant else ""}",queue="{qname}"'
-        n = q.depth
-        depth.append(f"jobqueue_depth{labels}}} {n}\n")
-        ts = q.oldest_timestamp
-        if ts is not None:
-            age = observed_at - ts
-            ages.append(f"jobqueue_oldest_age_seconds{labels}}} {age if age > 0 else 0.0:.3f}\n")
-            stamps.append(f"jobqueue_oldest_timestamp_seconds{labels}}} {ts:.3f}\n")
-        elif n == 0:  # empty: age 0; non-empty without a stored time: unknown, so absent
-            ages.append(f"jobqueue_oldest_age_seconds{labels}}} 0\n")
-        for state, count in q.states:
-            jobs.append(f'jobqueue_jobs{labels},state="{state}"}} {count}\n')
-        if q.paused is not None:
-            paused.append(f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n")
-        if q.failed is not None:
-            failed.append(f"jobqueue_failed_jobs{labels}}} {q.failed}\n")
-        if q.wait_seconds is not None:
-            waits.append(f"jobqueue_wait_seconds{labels}}} {number(q.wait_seconds)}\n")
-    lines = out.by_metric
-    for name, chunk in (("jobqueue_depth", depth), ("jobqueue_oldest_age_seconds", ages),
-                        ("jobqueue_oldest_timestamp_seconds", stamps), ("jobqueue_jobs", jobs),
-                        ("jobqueue_queue_paused", paused), ("jobqueue_failed_jobs", failed),
-                        ("jobqueue_wait_seconds", waits)):
-        if chunk:
-            lines.setdefault(name, []).extend(chunk)
+    """The shared queue metrics: the hot loop of a large source, written as comprehensions over the
+    queues, one metric at a time and each joined at once (the lines of one metric are alive together,
+    never those of all: the peak memory of a large source)."""
+    queues = reading.queues
+    last, last_entries = _MEMO.get(src, ((), []))
+    if len(last) == len(queues):
+        entries: list[_Entry | None] = [e if p is q or p == q else None
+                                        for p, q, e in zip(last, queues, last_entries, strict=True)]
+    else:
+        entries = [None] * len(queues)
+    # Every queue as last time: every block but the ages is the same text, so the same bytes.
+    blocks = _BLOCKS.pop(src, {})  # taken out: a render that fails half-way leaves none behind
+    if not last or None in entries:
+        blocks = {}
+    if None in entries:  # a changed queue gets new lines; where tenants came or went, find by labels
+        by_key: dict[tuple[str, str], tuple[QueueStats, _Entry]] | None = None
+        for i, q in enumerate(queues):
+            if entries[i] is not None:
+                continue
+            if len(last) == len(queues) and last[i].tenant == q.tenant and last[i].queue == q.queue:
+                entries[i] = _queue_lines(src, q)
+                continue
+            if by_key is None:
+                by_key = {(p.tenant, p.queue): (p, e) for p, e in zip(last, last_entries, strict=True)}
+            p, e = by_key.get((q.tenant, q.queue), (None, None))
+            entries[i] = e if e is not None and p == q else _queue_lines(src, q)
+    done: list[_Entry] = entries  # type: ignore[assignment]  # every None was filled above
+    _MEMO[src] = (queues, done)
+    plain = all(e[2] is _NO_EXTRA for e in done)
+    texts: dict[str, Callable[[], str]] = {
+        "jobqueue_depth": lambda: "".join([f"jobqueue_depth{e[0]}{q.depth}\n"
+                                           for q, e in zip(queues, done, strict=True)]),
+        "jobqueue_oldest_age_seconds": lambda: "".join([
+            e[2][0] if (ts := q.oldest_timestamp) is None
+            else f"jobqueue_oldest_age_seconds{e[0]}{age if (age := observed_at - ts) > 0 else 0.0:.3f}\n"
+            for q, e in zip(queues, done, strict=True)]),
+        "jobqueue_oldest_timestamp_seconds": lambda: "".join([
+            f"jobqueue_oldest_timestamp_seconds{e[0]}{e[1]}" for e in done if e[1]]),
+        "jobqueue_jobs": lambda: "" if plain else "".join([e[2][2] for e in done]),
+        "jobqueue_queue_paused": lambda: "" if plain else "".join([e[2][1] for e in done]),
+        "jobqueue_failed_jobs": lambda: "" if plain else "".join([e[2][3] for e in done]),
+        "jobqueue_wait_seconds": lambda: "" if plain else "".join([e[2][4] for e in done]),
+    }
+    kept: dict[str, bytes] = {}
+    for name, text in texts.items():
+        known = blocks.get(name)
+        body = known if known is not None else text().encode()
+        if name != "jobqueue_oldest_age_seconds":
+            kept[name] = body
+        if body:
+            out.ready[name] = body
+    _BLOCKS[src] = kept
 
 
 def _header(metric: MetricDef, fmt: str) -> bytes:
@@ -275,15 +332,21 @@ class Exposition:
     extra_lines: Mapping[str, bytes] = field(default_factory=dict)
     _cache: dict[tuple[str, bool], bytes] = field(default_factory=dict)
     _pending: dict[tuple[str, bool], asyncio.Future[bytes]] = field(default_factory=dict)
+    _pieces: dict[str, list[bytes]] = field(default_factory=dict)
 
     def body(self, fmt: str, gzipped: bool = False) -> bytes:
         """The exposition in `fmt` (TEXT or OPENMETRICS), optionally gzip-compressed."""
         key = (fmt, gzipped)
         if key not in self._cache:
-            if gzipped:  # level 1: a third of the CPU of the default for a few percent more bytes
-                self._cache[key] = gzip.compress(self.body(fmt), compresslevel=1, mtime=0)
+            if gzipped:
+                # Compressed from the chunks, never from an assembled copy: Prometheus asks for gzip,
+                # and the uncompressed body of a large source would be one more copy of every line.
+                # Level 1: a third of the CPU of the default for a few percent more bytes.
+                packer = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: gzip framing, mtime 0
+                parts = [packer.compress(chunk) for chunk in self._chunks(fmt)]
+                self._cache[key] = b"".join([*parts, packer.flush()])
             else:
-                self._cache[key] = self._assemble(fmt)
+                self._cache[key] = b"".join(self._chunks(fmt))
         return self._cache[key]
 
     async def body_async(self, fmt: str, gzipped: bool = False) -> bytes:
@@ -303,7 +366,14 @@ class Exposition:
         if future.cancelled() or future.exception() is not None:
             self._pending.pop(key, None)
 
-    def _assemble(self, fmt: str) -> bytes:
+    def _chunks(self, fmt: str) -> list[bytes]:
+        """The pieces of the body, kept (they are the fragments' own bytes) so that the plain and the
+        gzipped body of one snapshot carry the same process metrics."""
+        if fmt not in self._pieces:
+            self._pieces[fmt] = self._build(fmt)
+        return self._pieces[fmt]
+
+    def _build(self, fmt: str) -> list[bytes]:
         chunks: list[bytes] = []
         build = (
             f'jobqueue_exporter_build_info{{version="{__version__}",revision="{escape(self.revision)}"}} 1\n'
@@ -329,7 +399,7 @@ class Exposition:
             chunks.append(b"# EOF\n")
         else:
             chunks.append(generate_latest(_PROCESS))
-        return b"".join(chunks)
+        return chunks
 
 
 def build_exposition(

@@ -224,3 +224,34 @@ async def test_database_number_in_url(mode: str, redis_server: RedisServer) -> N
                             [{"layout": "list", "name": "q", "key": "q", "timestamp_field": "ts"}], mode)
     assert [(q.depth, q.oldest_timestamp) for q in reading.queues] == [(2, NOW - 7)]
     admin.close()
+
+
+async def test_repeated_runs_follow_every_change(runners: tuple[OpRunner, OpRunner], redis_client: redis.Redis,
+                                                  prefix: str) -> None:
+    """The pipeline path reuses packed commands and unchanged head items between runs: each run still
+    answers what Redis holds then, the same as the Lua path, unusable heads included every time."""
+    lua, pipe = runners
+    p = prefix
+    tenants = [f"t{i}" for i in range(12)]
+    for i, t in enumerate(tenants):
+        redis_client.rpush(f"{p}{t}:q", json.dumps({"ts": 100 + i}), json.dumps({"ts": 900}))
+    redis_client.rpush(f"{p}t3:q", "x")  # tail only: the head stays usable
+    redis_client.delete(f"{p}t5:q")
+    redis_client.rpush(f"{p}t5:q", "broken", json.dumps({"ts": 7}))  # needs the window every time
+    ops = [("EACH", "LLEN", p, ":q", SEP.join(tenants)),
+           ("EACH", "HEAD", p, ":q", SEP.join(tenants), "0", "ts", "3", "num")]
+    first = await pipe.run(ops)
+    assert first == await lua.run(ops)
+    assert first[1][5] == ["7", 1] and first[1][0] == ["100", 0]
+    again = await pipe.run(ops)
+    assert again == first and again[1][5] == ["7", 1]  # the malformed head counts again
+    redis_client.lpop(f"{p}t0:q")  # the head changes: 900 now
+    redis_client.lpush(f"{p}t1:q", "junk")  # an unusable head in front of a reused one
+    redis_client.lset(f"{p}t5:q", 1, json.dumps({"ts": 8}))  # behind the same unusable head
+    redis_client.delete(f"{p}t2:q")
+    changed = await pipe.run(ops)
+    assert changed == await lua.run(ops)
+    assert changed[0][:3] == [1, 3, 0]
+    assert changed[1][:3] == [["900", 0], ["101", 1], [None, 0]] and changed[1][5] == ["8", 1]
+    fewer = [("EACH", "HEAD", p, ":q", SEP.join(tenants[1:]), "0", "ts", "3", "num")]
+    assert await pipe.run(fewer) == await lua.run(fewer) == [changed[1][1:]]

@@ -7,10 +7,14 @@ commands the exporter sent: SCAN, never KEYS.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import redis
 
+from exporter import metrics
+from exporter.metrics import render_source
+from exporter.model import Reading, SourceStatus
 from tests.conftest import REDIS_URL
 from tests.support.redis_libs import NOW, collect, comparable, make_source, samples_of, seed_laravel
 from tests.support.servers import RedisServer
@@ -102,3 +106,52 @@ async def test_scan_is_cached_for_refresh_seconds(redis_server: RedisServer) -> 
         admin.close()
     assert [q.tenant for q in first.queues] == [q.tenant for q in second.queues] == ["a"]
     assert "scan" not in stats
+
+
+async def test_repeated_collections_follow_every_change(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    """Records and exposition lines of unchanged queues are reused between collections; every change
+    (head, depth, a bad timestamp, tenants coming and going) shows in the next reading and rendering,
+    which equal those of a fresh source and renderer."""
+
+    key = f"{prefix}tenant_{{tenant}}:queues:events"
+    queues = [{"layout": "list", "name": "events", "key": key, "timestamp_field": "ts"}]
+    for tenant, age in {"a": 30, "b": 20, "c": 10}.items():
+        redis_client.rpush(key.format(tenant=tenant), json.dumps({"ts": NOW - age}), json.dumps({"ts": NOW}))
+    redis_client.rpush(key.format(tenant="d"), json.dumps({"ts": 1e999}))  # not a time: malformed each time
+    source = make_source(REDIS_URL, queues, mode, tenants={"static": ["a", "b", "c", "d"]})
+
+    def rendered(reading: Reading, fresh: bool) -> dict[str, bytes]:
+        """The reading rendered with the memo of the previous renderings, or with none at all."""
+        kept = dict(metrics._MEMO), dict(metrics._BLOCKS)
+        if fresh:
+            metrics._MEMO.clear()
+            metrics._BLOCKS.clear()
+        status = SourceStatus("r", "redis", True, NOW, 0.1, NOW)
+        try:
+            return render_source(status, replace(reading, latency=None), {})
+        finally:
+            if fresh:
+                for memo, was in zip((metrics._MEMO, metrics._BLOCKS), kept, strict=True):
+                    memo.clear()
+                    memo.update(was)  # type: ignore[attr-defined]
+
+    try:
+        steps = [
+            lambda: None,
+            lambda: None,
+            lambda: redis_client.lpop(key.format(tenant="a")),
+            lambda: redis_client.rpush(key.format(tenant="b"), "{}"),
+            lambda: source.config.tenants.static.remove("c"),  # type: ignore[union-attr]
+            lambda: source.config.tenants.static.insert(0, "e"),  # type: ignore[union-attr]
+        ]
+        for step in steps:
+            step()
+            reading = await source.collect()
+            expected = await collect(REDIS_URL, queues, mode, tenants={"static": list(source.config.tenants.static)})  # type: ignore[union-attr]
+            assert comparable(reading) == comparable(expected)
+            assert reading.malformed == 1
+            assert rendered(reading, fresh=False) == rendered(expected, fresh=True)
+        got = {q.tenant: (q.depth, q.oldest_timestamp) for q in reading.queues}
+        assert got == {"e": (0, None), "a": (1, NOW), "b": (3, NOW - 20), "d": (1, None)}
+    finally:
+        await source.close()

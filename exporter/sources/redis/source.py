@@ -228,7 +228,10 @@ class RedisSource(Source):
         # when it last held anything or was announced. In memory only: a restart starts from discovery.
         self._tenant_seen: dict[str, float] = {}
         self.inventory: dict[tuple[int, str], dict[str, float]] = {}
-        self._holders: dict[tuple[str, str], int] = {}
+        # Which layout holds each (tenant, queue) of the last collection: the layout index of each span
+        # of its records, made into a lookup only when the job listing asks (not once per collection).
+        self._spans: tuple[tuple[QueueStats, ...], list[tuple[int, int, int]]] = ((), [])
+        self._holders: dict[tuple[str, str], int] | None = None
         self._scanned_at = -1e18
         self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
         # A timeout cancels the await of a parse, not its thread: the next parse waits for it, so two
@@ -325,29 +328,35 @@ class RedisSource(Source):
                       now: float, latency: float, tenants: int) -> Reading:
         out = Parsed(memory=self._memory)
         pos = 0
-        holders: dict[tuple[str, str], int] = {}
+        spans: list[tuple[int, int, int]] = []
         for plan, (index, tenant) in zip(plans, owners, strict=True):
             n = len(plan.ops)
             first = len(out.queues)
             plan.parse(results[pos : pos + n], now, out)
             pos += n
-            records = out.queues[first:]
-            for q in records:
-                holders.setdefault((q.tenant, q.queue), index)
+            spans.append((index, first, len(out.queues)))
             if tenant is not None:
-                self._remember((index, tenant), records, now)
-        self._holders = holders
+                self._remember((index, tenant), out.queues[first:], now)
         if self.config.tenants is not None:
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
             out.samples.append(Sample("jobqueue_tenants_dropped", (), self._dropped))  # 0 without a cap
             out.details["tenants"] = list(self._tenants)
             out.facts.append(TenantIds(tuple(self._tenants)))
-        return Reading(tuple(out.queues), tuple(merge_flow(out.samples)), latency, out.malformed, out.details,
+        queues = tuple(out.queues)
+        self._spans, self._holders = (queues, spans), None
+        return Reading(queues, tuple(merge_flow(out.samples)), latency, out.malformed, out.details,
                        tuple(out.facts))
 
     def layout_of(self, tenant: str, queue: str) -> Layout | None:
         """The layout whose record of (tenant, queue) the last collection kept: the one that really holds
         the queue (a registry layout claims every name in the config, not every name in Redis)."""
+        if self._holders is None:
+            queues, spans = self._spans
+            holders: dict[tuple[str, str], int] = {}
+            for holder, first, end in spans:
+                for q in queues[first:end]:
+                    holders.setdefault((q.tenant, q.queue), holder)
+            self._holders = holders
         index = self._holders.get((tenant, queue))
         return None if index is None else self.config.queues[index]
 

@@ -53,12 +53,27 @@ class ListLayout(Layout):
                         self.stamp_kind(self.timestamp_unit, now)))
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
-            name, unit, append = self.name, self.timestamp_unit, out.queues.append
+            name, unit = self.name, self.timestamp_unit
             div, numeric = DIV.get(unit), unit != "iso"
             latest = self.latest(now)
+            depths = r[0]
             heads = r[1] if self.timestamp_field else [None] * len(tenants)
+            # Last collection's records by position: a queue whose depth is the same and whose head
+            # row is the very object the op runner reused (same head item) keeps its record, which
+            # the renderer then recognises by identity.
+            last = out.memory.get(("list", id(self)))
+            if last is None or last[0] != tenants:
+                last = (tenants, (), (), ())
+            _, last_depths, last_heads, last_stats = last
             new = tuple.__new__  # QueueStats' own __new__ is Python code; this loop runs once per tenant
-            for tenant, depth, head in zip(tenants, r[0], heads, strict=True):
+            stats: list[QueueStats] = []
+            clean: list[Any] = []  # the head rows that counted nothing malformed: only those may be reused
+            keep, note = stats.append, clean.append
+            for i, (tenant, depth, head) in enumerate(zip(tenants, depths, heads, strict=True)):
+                if last_stats and head is not None and head is last_heads[i] and depth == last_depths[i]:
+                    keep(last_stats[i])
+                    note(head)
+                    continue
                 oldest = None
                 if head is not None:
                     if numeric and type(head) is list and head[1] == 0 and head[0] is not None:
@@ -70,10 +85,17 @@ class ListLayout(Layout):
                             oldest /= 1e9 if oldest > 1e17 else 1e6 if oldest > 1e14 else 1e3
                         if not EPOCH_2000 <= oldest <= latest:
                             oldest = head_time(head, unit, out, latest)
+                            head = None  # counted malformed: never reused, so it is counted each time
                     else:
+                        malformed = out.malformed
                         oldest = head_time(head, unit, out, latest)
-                depth = depth if type(depth) is int else count(depth)
-                append(new(QueueStats, (name, depth, tenant, oldest, *AFTER_OLDEST)))
+                        if out.malformed != malformed:
+                            head = None
+                keep(new(QueueStats, (name, depth if type(depth) is int else count(depth), tenant, oldest,
+                                      *AFTER_OLDEST)))
+                note(head)
+            out.memory[("list", id(self))] = (tenants, depths, clean, stats)
+            out.queues.extend(stats)
 
         return [Plan(ops, parse)]
 
