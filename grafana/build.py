@@ -6,19 +6,38 @@ and linted by tests/unit/test_dashboards.py with the grafana/dashboard-linter ru
 
 Every query selects `job=~"$job", instance=~"$instance"`; every rate uses `$__rate_interval`;
 every panel has a description and a unit; uids are stable.
+
+The knobs users adapt (the job selector of the `job` variable, the thresholds drawn on the backlog
+and utilisation panels, the SLO windows the budget panels read) come from alerts/config.yml, the
+one place the rules read them from too (alerts/build.py `load`):
+
+    python3 grafana/build.py [--config my.yml] [--out DIR]
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "dashboards"
+ALERTS_BUILD = Path(__file__).resolve().parent.parent / "alerts" / "build.py"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39
 TAGS = ["jobqueue", "jobqueue-exporter"]
+
+
+def alerts_build() -> ModuleType:
+    """alerts/build.py, which owns the config file and its defaults."""
+    spec = importlib.util.spec_from_file_location("jobqueue_alerts_build", ALERTS_BUILD)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def sel(metric: str, *matchers: str) -> str:
@@ -28,6 +47,8 @@ def sel(metric: str, *matchers: str) -> str:
 
 SRC = 'source=~"$source"'
 QUEUE = 'queue=~"$queue"'
+# Flow and workers: also the counts a library keeps for no queue in particular (queue="").
+QUEUE_OR_GLOBAL = 'queue=~"$queue|"'
 DEGRADED = 'status="degraded"'
 UNHEALTHY = 'status="unhealthy"'
 
@@ -35,7 +56,9 @@ UNHEALTHY = 'status="unhealthy"'
 class Board:
     """One dashboard: panels laid out left to right, top to bottom, on Grafana's 24-column grid."""
 
-    def __init__(self, uid: str, title: str, description: str, extra_vars: list[dict[str, Any]]) -> None:
+    def __init__(self, knobs: dict[str, Any], uid: str, title: str, description: str,
+                 extra_vars: list[dict[str, Any]]) -> None:
+        self.knobs = knobs
         self.uid, self.title, self.description = uid, title, description
         self.extra_vars = extra_vars
         self.panels: list[dict[str, Any]] = []
@@ -53,7 +76,9 @@ class Board:
 
     def add(self, kind: str, title: str, description: str, unit: str, targets: list[tuple[str, str]],
             w: int = 12, h: int = 8, instant: bool = False, mappings: list[dict[str, Any]] | None = None,
-            options: dict[str, Any] | None = None) -> None:
+            options: dict[str, Any] | None = None, thresholds: tuple[float, ...] = (),
+            colors: tuple[str, ...] = ("green", "orange", "red")) -> None:
+        """A panel; `thresholds` are drawn as lines, `colors` from below the first to above the last."""
         if self.x + w > 24:
             self._newline()
         panel: dict[str, Any] = {
@@ -63,7 +88,8 @@ class Board:
             "description": description,
             "datasource": DATASOURCE,
             "gridPos": {"x": self.x, "y": self.y, "w": w, "h": h},
-            "fieldConfig": {"defaults": {"unit": unit, "mappings": mappings or []}, "overrides": []},
+            "fieldConfig": {"defaults": {"unit": unit, "mappings": mappings or [],
+                                         **threshold_steps(thresholds, colors)}, "overrides": []},
             "options": options or {},
             "targets": [
                 {"refId": chr(ord("A") + i), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
@@ -96,7 +122,7 @@ class Board:
             "links": [{"type": "dashboards", "tags": ["jobqueue"], "asDropdown": True, "title": "Job queues",
                        "includeVars": True, "keepTime": True}],
             "annotations": {"list": []},
-            "templating": {"list": [*common_vars(), *self.extra_vars]},
+            "templating": {"list": [*common_vars(self.knobs), *self.extra_vars]},
             "panels": self.panels,
         }
 
@@ -118,11 +144,22 @@ def query_var(name: str, label: str, query: str, all_value: str | None = ".+") -
     return var
 
 
-def common_vars() -> list[dict[str, Any]]:
+def threshold_steps(values: tuple[float, ...], colors: tuple[str, ...]) -> dict[str, Any]:
+    """Grafana thresholds: colors[0] below the first value, colors[i] from the i-th value on."""
+    if not values:
+        return {}
+    steps = [{"color": colors[0], "value": None},
+             *({"color": c, "value": v} for c, v in zip(colors[1:], values, strict=False))]
+    return {"thresholds": {"mode": "absolute", "steps": steps},
+            "custom": {"thresholdsStyle": {"mode": "line+area"}}}
+
+
+def common_vars(knobs: dict[str, Any]) -> list[dict[str, Any]]:
+    job = knobs["job_selector"]
     return [
         {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
          "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": []},
-        query_var("job", "job", "label_values(jobqueue_exporter_build_info, job)"),
+        query_var("job", "job", f"label_values(jobqueue_exporter_build_info{{{job}}}, job)"),
         query_var("instance", "instance", 'label_values(jobqueue_exporter_build_info{job=~"$job"}, instance)'),
     ]
 
@@ -172,12 +209,17 @@ def queue_panels(board: Board, with_queue_var: bool = True) -> None:
     q = [SRC, QUEUE] if with_queue_var else [SRC]
     by = "source, tenant, queue"
     board.row("Queues")
-    board.add("timeseries", "Waiting items", "Items waiting (ready) per queue (jobqueue_depth).", "short",
-              [(f"max by ({by}) ({sel('jobqueue_depth', *q)})", "{{source}} {{tenant}} {{queue}}")])
+    t = board.knobs["thresholds"]
+    board.add("timeseries", "Waiting items", "Items waiting (ready) per queue (jobqueue_depth); the lines are the "
+              "warning and critical thresholds of the alerts.", "short",
+              [(f"max by ({by}) ({sel('jobqueue_depth', *q)})", "{{source}} {{tenant}} {{queue}}")],
+              thresholds=(t["queue_depth_warning"], t["queue_depth_critical"]))
     board.add("timeseries", "Oldest waiting item age", "Age of the oldest waiting item per queue, from its "
-              "enqueue time (time() - jobqueue_oldest_timestamp_seconds); absent when the queue is empty.", "s",
+              "enqueue time (time() - jobqueue_oldest_timestamp_seconds); absent when the queue is empty. The lines "
+              "are the warning and critical thresholds of the alerts.", "s",
               [(f"max by ({by}) (time() - {sel('jobqueue_oldest_timestamp_seconds', *q)})",
-                "{{source}} {{tenant}} {{queue}}")])
+                "{{source}} {{tenant}} {{queue}}")],
+              thresholds=(t["oldest_age_warning_seconds"], t["oldest_age_critical_seconds"]))
     board.add("timeseries", "Jobs by state", "Items of each queue per state as the backend keeps them: delayed, "
               "reserved, active, failed, ... (jobqueue_jobs).", "short",
               [(f"sum by (source, queue, state) ({sel('jobqueue_jobs', *q)})", "{{source}} {{queue}} {{state}}")])
@@ -187,8 +229,67 @@ def queue_panels(board: Board, with_queue_var: bool = True) -> None:
                 "{{source}} {{tenant}} {{queue}}")])
 
 
-def overview() -> Board:
-    b = Board("jobqueue-overview", "Job queues / Overview",
+def flow_panels(board: Board, q: list[str]) -> None:
+    """Throughput, failure ratio, workers, utilisation and runtime from what the libraries keep
+    (FLOW_METRICS), for the series `q` selects; queue="" is a count the library keeps globally."""
+    by, legend = "source, tenant, queue", "{{source}} {{tenant}} {{queue}}"
+    board.row("Flow and workers")
+
+    def rate(metric: str) -> str:
+        return f"sum by ({by}) (rate({sel(metric, *q)}[$__rate_interval]))"
+
+    board.add("timeseries", "Throughput", "Jobs finished per second (success or failure), from the library's own "
+              "count (rate of jobqueue_jobs_processed_total); queue \"\" where it counts globally.", "ops",
+              [(rate("jobqueue_jobs_processed_total"), legend)], w=8)
+    board.add("timeseries", "Failure ratio", "Share of the finished jobs that failed (rate of "
+              "jobqueue_jobs_failed_total / rate of jobqueue_jobs_processed_total).", "percentunit",
+              [(f"{rate('jobqueue_jobs_failed_total')} / {rate('jobqueue_jobs_processed_total')}", legend)],
+              w=8, thresholds=(board.knobs["thresholds"]["failure_ratio_warning"],))
+    board.add("timeseries", "Job runtime", "Average job runtime as the library keeps it "
+              "(jobqueue_job_runtime_seconds).", "s",
+              [(f"max by ({by}) ({sel('jobqueue_job_runtime_seconds', *q)})", legend)], w=8)
+    board.add("timeseries", "Workers", "Live workers by state: busy, idle, paused, or unknown where the library "
+              "shows only that a worker is there (jobqueue_workers). 0 for a queue: nothing takes its jobs.",
+              "short", [(f"sum by ({by}, state) ({sel('jobqueue_workers', *q)})", f"{legend} {{{{state}}}}")], w=8)
+    board.add("timeseries", "Worker utilisation", "Busy job slots / slots the live workers offer "
+              "(jobqueue_worker_busy_slots / jobqueue_worker_capacity); the line is the saturation threshold.",
+              "percentunit",
+              [(f"sum by ({by}) ({sel('jobqueue_worker_busy_slots', *q)})"
+                f" / sum by ({by}) ({sel('jobqueue_worker_capacity', *q)} > 0)", legend)],
+              w=8, thresholds=(board.knobs["thresholds"]["worker_saturation_ratio"],))
+    board.add("timeseries", "Job slots", "Job slots (threads, concurrency) the live workers offer, and those "
+              "running a job now (jobqueue_worker_capacity, jobqueue_worker_busy_slots).", "short",
+              [(f"sum by ({by}) ({sel('jobqueue_worker_capacity', *q)})", f"{legend} capacity"),
+               (f"sum by ({by}) ({sel('jobqueue_worker_busy_slots', *q)})", f"{legend} busy")], w=8)
+
+
+def slo_panels(board: Board) -> None:
+    """The queue-latency SLO from the recording rules of alerts/jobqueue.rules.yml (jobqueue.slo)."""
+    slo = board.knobs["slo"]
+    fast, budget = slo["page_fast"]["long"], slo["budget_window"]
+    legend = "{{source}} {{tenant}} {{queue}}"
+    board.row("Queue-latency SLO")
+    board.add("timeseries", f"Collections within objective ({fast})", "Share of the collections of the last "
+              f"{fast} in which the queue's oldest waiting item was within its objective (1 - "
+              f"jobqueue:slo_latency:error_ratio{fast}); the line is the SLO target.", "percentunit",
+              [(f"1 - max by (source, tenant, queue) ({sel(f'jobqueue:slo_latency:error_ratio{fast}')})", legend)],
+              w=8, thresholds=(slo["target"],), colors=("red", "green"))
+    board.add("timeseries", f"Burn rate ({fast})", "How fast each queue spends its latency error budget: the "
+              f"bad share of the last {fast} / (1 - target). 1 spends it exactly over the SLO window; the lines "
+              "are the paging burn rates.", "short",
+              [(f"max by (source, tenant, queue) ({sel(f'jobqueue:slo_latency:error_ratio{fast}')})"
+                " / scalar(1 - jobqueue:threshold:slo_latency_target)", legend)],
+              w=8, thresholds=(slo["page_slow"]["burn_rate"], slo["page_fast"]["burn_rate"]))
+    board.add("bargauge", f"Error budget remaining ({budget})", "The ten queues with the least latency error "
+              f"budget left over the last {budget} (jobqueue:slo_latency:budget_remaining_ratio; below 0: "
+              "overspent).", "percentunit",
+              [(f"bottomk(10, max by (source, tenant, queue) "
+                f"({sel('jobqueue:slo_latency:budget_remaining_ratio')}))", legend)],
+              w=8, instant=True, options=BARS)
+
+
+def overview(k: dict[str, Any]) -> Board:
+    b = Board(k, "jobqueue-overview", "Job queues / Overview",
               "Systems' health, sources, the deepest and oldest queues, and failures across every source.", [])
     b.row("Health")
     b.add("stat", "System status", "Health of each monitored system as the exporter's health endpoints report "
@@ -229,11 +330,13 @@ def overview() -> Board:
     b.add("timeseries", "Since last successful collection", "Seconds since each source last collected "
           "successfully (time() - jobqueue_last_success_timestamp_seconds).", "s",
           [(f"max by (source) (time() - {sel('jobqueue_last_success_timestamp_seconds')})", "{{source}}")])
+    flow_panels(b, [])
+    slo_panels(b)
     return b
 
 
-def redis() -> Board:
-    b = Board("jobqueue-redis", "Job queues / Redis", "Redis queues of every supported library: depth, age, "
+def redis(k: dict[str, Any]) -> Board:
+    b = Board(k, "jobqueue-redis", "Job queues / Redis", "Redis queues of every supported library: depth, age, "
               "states, failures, stream consumer groups, Horizon and the Redis sources themselves.",
               [source_var("redis"), queue_var()])
     source_health(b, 'backend="redis"')
@@ -245,6 +348,18 @@ def redis() -> Board:
     b.add("timeseries", "Paused queues", "1 while the queue is paused (jobqueue_queue_paused).", "short",
           [(f"max by (source, tenant, queue) ({sel('jobqueue_queue_paused', SRC, QUEUE)})",
             "{{source}} {{tenant}} {{queue}}")])
+    flow_panels(b, [SRC, QUEUE_OR_GLOBAL])
+    tasks = "sum by (source, tenant, task{}) (rate({}[$__rate_interval]))"
+    b.add("timeseries", "Celery tasks", "Celery tasks finished per second by task name and outcome, heard from "
+          "the workers' events (rate of jobqueue_celery_tasks_total; layout `celery` with `events: true`).", "ops",
+          [(tasks.format(", outcome", sel("jobqueue_celery_tasks_total", SRC)),
+            "{{source}} {{tenant}} {{task}} {{outcome}}")])
+    b.add("timeseries", "Celery task runtime", "Mean runtime of the Celery tasks that succeeded, by task name "
+          "(rate of jobqueue_celery_task_runtime_seconds_total / rate of succeeded "
+          "jobqueue_celery_tasks_total).", "s",
+          [(tasks.format("", sel("jobqueue_celery_task_runtime_seconds_total", SRC)) + " / "
+            + tasks.format("", sel("jobqueue_celery_tasks_total", SRC, 'outcome="succeeded"')),
+            "{{source}} {{tenant}} {{task}}")])
     b.row("Streams and libraries")
     b.add("timeseries", "Stream groups: pending", "Entries delivered to each consumer group but not acknowledged "
           "(jobqueue_stream_group_pending).", "short",
@@ -275,8 +390,8 @@ def redis() -> Board:
     return b
 
 
-def host() -> Board:
-    b = Board("jobqueue-host", "Job queues / Host", "The host the exporter runs on, the components' processes, "
+def host(k: dict[str, Any]) -> Board:
+    b = Board(k, "jobqueue-host", "Job queues / Host", "The host the exporter runs on, the components' processes, "
               "file checks, HTTP probes and the exporter process.", [source_var("system|files|http")])
     source_health(b, 'backend=~"system|files|http"')
     b.row("Host")
@@ -333,12 +448,33 @@ def host() -> Board:
     return b
 
 
-def postgres() -> Board:
-    b = Board("jobqueue-postgres", "Job queues / PostgreSQL", "Job tables, pgmq and job libraries on PostgreSQL, "
+def postgres(k: dict[str, Any]) -> Board:
+    b = Board(k, "jobqueue-postgres", "Job queues / PostgreSQL", "Job tables, pgmq and job libraries on PostgreSQL, "
               "operator SQL checks, migrations, connections, and the PostgreSQL sources themselves.",
               [source_var("postgres"), queue_var()])
     source_health(b, 'backend="postgres"')
     queue_panels(b)
+    b.row("Flow, workers and schedulers")
+    b.add("timeseries", "Finished in the window", "Jobs of each library preset that finished within its window "
+          "(1 hour by default), by outcome, through the library's own finished-at index "
+          "(jobqueue_jobs_finished_window); divided by the window it is the mean throughput.", "short",
+          [(f"max by (source, tenant, queue, outcome, window) ({sel('jobqueue_jobs_finished_window', SRC, QUEUE)})",
+            "{{source}} {{tenant}} {{queue}} {{outcome}} ({{window}})")], w=8)
+    b.add("timeseries", "Workers", "Live workers of the job libraries by state, by each library's own expiry "
+          "(jobqueue_workers; PostgreSQL libraries do not say which queue a worker serves).", "short",
+          [(f"sum by (source, tenant, state) ({sel('jobqueue_workers', SRC)})", "{{source}} {{tenant}} {{state}}")],
+          w=8)
+    b.add("timeseries", "Job slots", "Job slots the live workers offer and those running a job now, where the "
+          "library records them (Solid Queue: thread_pool_size and claimed executions) "
+          "(jobqueue_worker_capacity, jobqueue_worker_busy_slots).", "short",
+          [(f"sum by (source, tenant) ({sel('jobqueue_worker_capacity', SRC)})", "{{source}} {{tenant}} capacity"),
+           (f"sum by (source, tenant) ({sel('jobqueue_worker_busy_slots', SRC)})", "{{source}} {{tenant}} busy")],
+          w=8)
+    b.add("stat", "Schedulers", "Live processes that move due scheduled jobs to ready: River's and Oban's leader, "
+          "Solid Queue's dispatchers (jobqueue_postgres_schedulers). 0 while jobs are overdue: a stalled scheduler "
+          "(JobQueueSchedulerStalled pages).", "short",
+          [(f"max by (source, query) ({sel('jobqueue_postgres_schedulers', SRC)})", "{{source}} {{query}}")],
+          w=8, instant=True, options=STAT, thresholds=(1,), colors=("red", "green"))
     b.row("Server")
     b.add("timeseries", "Connections by state", "Client connections of the server by state (pg_stat_activity), "
           "and max_connections (jobqueue_postgres_connections, jobqueue_postgres_max_connections).", "short",
@@ -382,8 +518,8 @@ def postgres() -> Board:
     return b
 
 
-def nats() -> Board:
-    b = Board("jobqueue-nats", "Job queues / NATS", "NATS JetStream account, streams, consumers, KV buckets, "
+def nats(k: dict[str, Any]) -> Board:
+    b = Board(k, "jobqueue-nats", "Job queues / NATS", "NATS JetStream account, streams, consumers, KV buckets, "
               "object stores and agents, and the NATS sources themselves.", [source_var("nats")])
     source_health(b, 'backend="nats"')
     b.row("Server and account")
@@ -423,6 +559,17 @@ def nats() -> Board:
           "(jobqueue_nats_dead_letters).", "short",
           [(f"max by (source, stream, consumer) ({sel('jobqueue_nats_dead_letters', SRC)})",
             "{{stream}}/{{consumer}}")])
+    b.row("Flow")
+    b.add("timeseries", "Processed (ack floors)", "Messages of each stream processed per second: the consumers' "
+          "ack floors added up (rate of jobqueue_jobs_processed_total; NATS keeps no count of failures).", "ops",
+          [(f"sum by (source, queue) (rate({sel('jobqueue_jobs_processed_total', SRC)}[$__rate_interval]))",
+            "{{source}} {{queue}}")])
+    b.add("timeseries", "Consumer deliveries", "Deliveries per second to each consumer, redeliveries included, and "
+          "deliveries acknowledged (rate of jobqueue_nats_consumer_delivered_total, _acked_total).", "ops",
+          [(f"sum by (source, stream, consumer) (rate({sel('jobqueue_nats_consumer_delivered_total', SRC)}"
+            "[$__rate_interval]))", "{{stream}}/{{consumer}} delivered"),
+           (f"sum by (source, stream, consumer) (rate({sel('jobqueue_nats_consumer_acked_total', SRC)}"
+            "[$__rate_interval]))", "{{stream}}/{{consumer}} acked")])
     b.row("KV, object stores and agents")
     b.add("timeseries", "KV keys", "Live keys in each KV bucket (jobqueue_nats_kv_keys).", "short",
           [(f"max by (source, bucket) ({sel('jobqueue_nats_kv_keys', SRC)})", "{{source}} {{bucket}}")], w=8)
@@ -443,16 +590,21 @@ def nats() -> Board:
 BOARDS = {"overview": overview, "redis": redis, "postgres": postgres, "nats": nats, "host": host}
 
 
-def render() -> dict[str, str]:
-    """File name -> JSON text of every dashboard."""
-    return {f"{name}.json": json.dumps(make().json(), indent=2) + "\n" for name, make in BOARDS.items()}
+def render(config: Path | None = None) -> dict[str, str]:
+    """File name -> JSON text of every dashboard, with the knobs of `config` (default alerts/config.yml)."""
+    knobs = alerts_build().load(config)
+    return {f"{name}.json": json.dumps(make(knobs).json(), indent=2) + "\n" for name, make in BOARDS.items()}
 
 
-def main() -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
-    for name, text in render().items():
-        (OUT / name).write_text(text)
-    print(f"wrote {len(BOARDS)} dashboards to {OUT}", file=sys.stderr)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generate the Grafana dashboards.")
+    parser.add_argument("--config", type=Path, default=None, help="knobs (default: alerts/config.yml)")
+    parser.add_argument("--out", type=Path, default=OUT, help="directory for the dashboards' JSON")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in render(args.config).items():
+        (args.out / name).write_text(text)
+    print(f"wrote {len(BOARDS)} dashboards to {args.out}", file=sys.stderr)
     return 0
 
 

@@ -60,10 +60,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             exporter_port = free_port()
             config = tmp / "exporter.yaml"
             config.write_text(seed.exporter_config(tmp, server.url, broker.url, dsn, exporter_port))
-            with process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
-                         env={"PYTHONPATH": str(ROOT)}), monitoring(tmp, exporter_port) as (prometheus, webhook):
+            with seed.heartbeats(server.url), seed.celery_worker(server.url, tmp), \
+                    process(exporter_args(config, exporter_port), tmp, "exporter", exporter_port,
+                            env={"PYTHONPATH": str(ROOT)}), monitoring(tmp, exporter_port) as (prometheus, webhook):
                 wait_until("every source up in Prometheus",
                            lambda: len(prometheus.query("jobqueue_source_up == 1")) == 6, timeout=30)
+                # the exporter hears Celery's events only once it listens: send the tasks after the
+                # worker's heartbeat reached it
+                wait_until("the Celery worker live in Prometheus",
+                           lambda: prometheus.query('jobqueue_workers{source="cache",queue="",state="idle"} == 1'),
+                           timeout=60)
+                seed.celery_tasks(server.url)
+                wait_until("the Celery tasks counted in Prometheus",
+                           lambda: prometheus.query('jobqueue_celery_tasks_total{outcome="failed"} == 1')
+                           and prometheus.query('jobqueue_celery_tasks_total{outcome="succeeded"} == 3'),
+                           timeout=60)
                 yield Stack(server, prometheus, webhook, started)
     finally:
         broker.stop()
@@ -113,6 +124,43 @@ def test_source_down_pages_through_alertmanager_and_resolves(stack: Stack) -> No
     assert "source_down" in system["annotations"]["description"] or \
         "backend_unreachable" in system["annotations"]["description"]
     assert stack.webhook.alerts("/pager", "JobQueueSystemUnhealthy", "resolved")
+
+
+def test_a_backlog_without_a_live_worker_pages_and_served_queues_do_not(stack: Stack) -> None:
+    """The RQ queue holds a job and no RQ worker runs: JobQueueNoWorkers pages for it. Sidekiq's and
+    Horizon's queues have live workers (their heartbeats), Celery's workers name no queue: quiet."""
+    def no_workers() -> list[dict[str, Any]]:
+        return stack.webhook.alerts("/pager", "JobQueueNoWorkers", "firing")
+
+    (alert,) = wait_until("JobQueueNoWorkers for the RQ queue at the pager", no_workers, timeout=40)[:1]
+    assert (alert["labels"]["source"], alert["labels"]["queue"]) == ("cache", "emails")
+    assert alert["annotations"]["runbook_url"] == "docs/runbook.md#jobqueuenoworkers"
+    assert {a["labels"]["queue"] for a in no_workers()} == {"emails"}
+
+
+def test_overdue_jobs_with_no_live_scheduler_page(stack: Stack) -> None:
+    """Solid Queue's `billing` holds a job past due and its dispatcher is silent: the stalled-scheduler
+    page reaches the pager; `reports`, with nothing overdue, does not."""
+    def stalled() -> list[dict[str, Any]]:
+        return stack.webhook.alerts("/pager", "JobQueueSchedulerStalled", "firing")
+
+    (alert,) = wait_until("JobQueueSchedulerStalled at the pager", stalled, timeout=40)[:1]
+    assert (alert["labels"]["source"], alert["labels"]["queue"], alert["labels"]["severity"]) == \
+        ("db", "billing", "critical")
+    assert "no live scheduler" in alert["annotations"]["description"]
+    assert {a["labels"]["queue"] for a in stalled()} == {"billing"}
+
+
+def test_tenants_dropped_by_the_discovery_cap_raise_a_ticket(stack: Stack) -> None:
+    """Tenant discovery finds acme and zeta under a cap of 1: zeta is read by nobody and the ticket
+    fires in Prometheus (tickets are muted in quiet hours, so Prometheus is asked, not the receiver)."""
+    def dropped() -> list[dict[str, Any]]:
+        return [a for a in stack.prometheus.alerts() if a["labels"]["alertname"] == "JobQueueTenantsDropped"
+                and a["state"] == "firing"]
+
+    (alert,) = wait_until("JobQueueTenantsDropped firing", dropped, timeout=40)
+    assert (alert["labels"]["source"], alert["labels"]["severity"]) == ("cache", "warning")
+    assert "leaves 1 tenants out of its discovery cap" in alert["annotations"]["description"]
 
 
 def substitute(expr: str) -> str:

@@ -63,6 +63,12 @@ def states(base: str) -> dict[tuple[str, str, str], str]:
     return out
 
 
+def alerts(base: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=10) as resp:
+        result: list[dict[str, Any]] = json.load(resp)
+    return result
+
+
 def delivered(webhook: Webhook, path: str) -> set[tuple[str, str, str]]:
     out = set()
     for p, body in list(webhook.received):
@@ -87,13 +93,20 @@ def test_inhibitions(tmp_path: Path) -> None:
             {"alertname": "JobQueueCollectionStale", "severity": "critical", "source": "db"},
             {"alertname": "JobQueueExporterDown", "severity": "critical", "job": "jq", "instance": "r1:9839"},
             {"alertname": "JobQueueShardsMismatch", "severity": "critical", "job": "jq", "instance": ""},
+            {"alertname": "JobQueueNoWorkers", "severity": "critical", "source": "cache", "tenant": "t1",
+             "queue": "q3"},
+            {"alertname": "JobQueueStuck", "severity": "critical", "source": "cache", "tenant": "t1", "queue": "q3"},
+            {"alertname": "JobQueueThroughputStalled", "severity": "critical", "source": "cache", "tenant": "t1",
+             "queue": "q3"},
+            {"alertname": "JobQueueStuck", "severity": "critical", "source": "cache", "tenant": "t2", "queue": "q3"},
         ])
-        wait_until("pages and tickets delivered", lambda: len(delivered(webhook, "/pager")) >= 4
+        wait_until("pages and tickets delivered", lambda: len(delivered(webhook, "/pager")) >= 6
                    and len(delivered(webhook, "/ticket")) >= 2, timeout=20)
         time.sleep(2)  # a few group intervals: anything not inhibited has been delivered by now
         assert delivered(webhook, "/pager") == {
             ("JobQueueDepthHigh", "critical", "q1"), ("JobQueueSystemUnhealthy", "critical", "s1"),
-            ("JobQueueSourceDown", "critical", "db"), ("JobQueueExporterDown", "critical", "")}
+            ("JobQueueSourceDown", "critical", "db"), ("JobQueueExporterDown", "critical", ""),
+            ("JobQueueNoWorkers", "critical", "q3"), ("JobQueueStuck", "critical", "q3")}
         assert delivered(webhook, "/ticket") == {
             ("JobQueueDepthHigh", "warning", "q2"), ("JobQueueSystemDegraded", "warning", "s2")}
         seen = states(base)
@@ -102,6 +115,9 @@ def test_inhibitions(tmp_path: Path) -> None:
         assert seen[("JobQueueCollectionStale", "critical", "db")] == "suppressed"
         assert seen[("JobQueueShardsMismatch", "critical", "")] == "suppressed"
         assert seen[("JobQueueDepthHigh", "warning", "q2")] == "active"
+        assert seen[("JobQueueThroughputStalled", "critical", "q3")] == "suppressed"
+        stuck = [a["status"]["state"] for a in alerts(base) if a["labels"]["alertname"] == "JobQueueStuck"]
+        assert sorted(stuck) == ["active", "suppressed"]  # tenant t1's stuck waits, tenant t2's pages
 
 
 @pytest.mark.parametrize(("quiet", "ticketed"), [(ALWAYS, False), (NEVER, True)], ids=["in-quiet-hours", "outside"])

@@ -30,6 +30,9 @@ class Queue:
     head_moves: bool = True
     failed: int | None = None
     reserved: int = 0
+    # Live workers the library reports for the queue (jobqueue_workers, summed over busy, idle and
+    # unknown); None: the library reports none (the series is absent).
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,14 @@ SCENARIOS: tuple[Scenario, ...] = (
                                              Queue("heartbeats", depth=0, tenant="acme"))),
     Scenario("warning and critical at once", "unhealthy", ("queue_depth_warning", "worker_stale"),
              queues=(Queue(depth=500, oldest_age=60),), workers=(Worker("backfill", 600, 3600),)),
+    # Flow and workers: a backlog under the thresholds with live workers that take it is quiet.
+    Scenario("a backlog with live workers", "ok", queues=(Queue(depth=50, oldest_age=20, workers=2),)),
+    # Horizon down: its supervisors stopped heartbeating, so it reports no live process for `high`
+    # (workers 0), but the queue stays known and its 100 jobs keep reporting (the inventory); the
+    # system watches Horizon's master heartbeat as a worker, which goes stale. Pages both ways.
+    Scenario("Horizon down with a backlog", "unhealthy", ("queue_depth_warning", "worker_stale"),
+             queues=(Queue("high", depth=100, oldest_age=600, head_moves=False, workers=0),),
+             workers=(Worker("horizon", 30, 600),)),
 )
 
 
@@ -132,6 +143,9 @@ def series(s: Scenario, status: str | None, issues: tuple[str, ...]) -> list[dic
                     _moving(-q.oldest_age) if q.head_moves else _constant(-q.oldest_age))
             if q.failed is not None:
                 add("jobqueue_failed_jobs", ql, _constant(q.failed))
+            if q.workers is not None:  # Horizon's shape: processes as `unknown`, a paused supervisor's as `paused`
+                add("jobqueue_workers", f'{ql},state="unknown"', _constant(q.workers))
+                add("jobqueue_workers", f'{ql},state="paused"', _constant(0))
     for w in s.workers:
         wl = f'system="{SYSTEM}",worker="{w.name}"'
         add("jobqueue_worker_last_run_timestamp_seconds", wl, _moving(-w.since))

@@ -157,3 +157,14 @@ def test_health_evaluation_agrees(scenario: Scenario, tmp_path: Path) -> None:
         symptoms = [a for a in firing_alerts(series(scenario, None, issues), tmp_path)
                     if a["alertname"] not in STATUS_ALERTS]
         assert verdict(symptoms) == status, describe(symptoms)
+
+
+def test_horizon_down_pages_on_its_symptoms(tmp_path: Path) -> None:
+    """Horizon dead, 100 jobs on `high`: the backlog still reports (the inventory), and the rules page on
+    what the metrics show by themselves: no live worker for the queue, nothing taken, Horizon stale."""
+    (scenario,) = [s for s in SCENARIOS if s.name == "Horizon down with a backlog"]
+    alerts = firing_alerts(series(scenario, None, scenario.issues), tmp_path)
+    assert {"JobQueueNoWorkers/critical", "JobQueueStuck/critical", "JobQueueWorkerStale/critical",
+            "JobQueueDepthHigh/warning"} <= set(describe(alerts))
+    (quiet,) = [s for s in SCENARIOS if s.name == "a backlog with live workers"]
+    assert firing_alerts(series(quiet, None, ()), tmp_path) == []

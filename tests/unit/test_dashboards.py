@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.metrics import FLOW_METRICS, catalogue
+from exporter.metrics import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
@@ -235,15 +235,6 @@ NOT_SHOWN = {
     "jobqueue_source_interval_seconds": "configuration that the staleness alert reads, not a series to watch",
     "jobqueue_oldest_age_seconds": "the dashboards show time() - jobqueue_oldest_timestamp_seconds, which keeps "
                                    "counting between collections",
-    # Declared for the flow and workers issue (#11); the dashboards gain their panels with it.
-    **{m.name: "flow and workers panels land with issue 11" for m in FLOW_METRICS},
-    "jobqueue_jobs_finished_window": "PostgreSQL libraries' throughput over a window: a panel lands with issue 11",
-    "jobqueue_postgres_schedulers": "read by the stalled-scheduler alert with jobqueue_jobs{state=\"overdue\"}; "
-                                    "the alert lands with issue 10",
-    "jobqueue_nats_consumer_delivered": "flow of a NATS consumer; its panels land with the flow panels of issue 11",
-    "jobqueue_nats_consumer_acked": "flow of a NATS consumer; its panels land with the flow panels of issue 11",
-    "jobqueue_celery_tasks": "Celery task outcomes by name; panels land with the flow panels of issue 11",
-    "jobqueue_celery_task_runtime_seconds": "Celery runtime by task; panels land with the flow panels of issue 11",
 }
 
 
@@ -253,3 +244,46 @@ def test_every_metric_of_the_catalogue_is_on_a_dashboard() -> None:
     missing = [m.name for m in catalogue()
                if re.search(rf"\b{m.name}{'_total' if m.type == 'counter' else ''}\b", text) is None]
     assert sorted(missing) == sorted(NOT_SHOWN)
+
+
+def build_module() -> Any:
+    spec = importlib.util.spec_from_file_location("grafana_build", GRAFANA / "build.py")
+    assert spec and spec.loader
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    return build
+
+
+def test_every_recording_rule_a_dashboard_reads_is_in_the_bundled_rules() -> None:
+    rules = yaml.safe_load((ROOT / "alerts" / "jobqueue.rules.yml").read_text())
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    read = {name for p in DASHBOARDS for _, t in targets(load(p)) for name in re.findall(r"jobqueue:[\w:]+", t["expr"])}
+    assert {"jobqueue:slo_latency:budget_remaining_ratio", "jobqueue:threshold:slo_latency_target"} <= read
+    assert read <= recorded, read - recorded
+
+
+def test_the_knobs_of_the_alerts_config_reach_the_dashboards(tmp_path: Path) -> None:
+    """One config file adapts rules and dashboards alike: the job selector, thresholds, SLO windows."""
+    config = tmp_path / "my.yml"
+    config.write_text(yaml.safe_dump({
+        "job_selector": 'job="queues-prod"',
+        "thresholds": {"queue_depth_warning": 40, "worker_saturation_ratio": 0.8},
+        "slo": {"target": 0.995, "page_fast": {"burn_rate": 10, "long": "2h", "short": "10m"}},
+    }))
+    assert build_module().main(["--config", str(config), "--out", str(tmp_path / "out")]) == 0
+    boards = {p.name: json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")}
+    assert sorted(boards) == sorted(UIDS)
+    for board in boards.values():
+        (job,) = [v for v in board["templating"]["list"] if v["name"] == "job"]
+        assert job["definition"] == 'label_values(jobqueue_exporter_build_info{job="queues-prod"}, job)'
+    panels_ = {p["title"]: p for p in panels(boards["redis.json"])}
+    steps = panels_["Waiting items"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 40, 1000]
+    steps = panels_["Worker utilisation"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 0.8]
+    overview = {p["title"]: p for p in panels(boards["overview.json"])}
+    burn = overview["Burn rate (2h)"]
+    assert "jobqueue:slo_latency:error_ratio2h" in burn["targets"][0]["expr"]
+    assert [s["value"] for s in burn["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 6, 10]
+    target = overview["Collections within objective (2h)"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in target] == [None, 0.995]
