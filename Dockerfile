@@ -16,6 +16,9 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --requirement /wheels/requirements.txt \
  && rm -rf /wheels
 COPY config.example.yaml /etc/jobqueue-exporter/config.yaml
+# the example's PostgreSQL source checks these migration files (seed 002's `schema` block)
+COPY scripts/demo/migrations /etc/jobqueue-exporter/migrations
+ENV JQ_MIGRATIONS_DIR=/etc/jobqueue-exporter/migrations
 USER 10001
 EXPOSE 9312
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
