@@ -17,22 +17,38 @@ from exporter.config import ConfigError, ExporterConfig, default_config, load_co
 from exporter.health.evaluation import attach as attach_health
 from exporter.log import setup_logging
 from exporter.metrics import TEXT
+from exporter.reload import Reloader, make_sources
 from exporter.scheduler import Scheduler
-from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import SourceContext
 from exporter.web.app import build_app
+from exporter.web.webconfig import LiveWebConfig, WebConfigError
 
 log = logging.getLogger("jobqueue.main")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+ENV = "JOBQUEUE_EXPORTER_"
+
+
+def parse_args(argv: list[str] | None, environ: dict[str, str] | None = None) -> argparse.Namespace:
+    """Flags; every option that takes a value also reads JOBQUEUE_EXPORTER_<NAME> (the flag wins)."""
+    env = os.environ if environ is None else environ
+
+    def default(name: str, fallback: str | None = None) -> str | None:
+        return env.get(ENV + name) or fallback
+
     parser = argparse.ArgumentParser(prog="jobqueue-exporter", description=__doc__)
-    parser.add_argument("--config", help="YAML config file (default: embedded host + local Redis)")
-    parser.add_argument("--listen", help="HOST:PORT to serve on (overrides the config's `listen`)")
+    parser.add_argument("--config", default=default("CONFIG"),
+                        help="YAML config file (env JOBQUEUE_EXPORTER_CONFIG; default: embedded host + local Redis)")
+    parser.add_argument("--listen", default=default("LISTEN"),
+                        help="HOST:PORT to serve on, over the config's `listen` (env JOBQUEUE_EXPORTER_LISTEN)")
+    parser.add_argument("--web.config.file", dest="web_config_file", default=default("WEB_CONFIG_FILE"),
+                        help="TLS, basic auth and headers in the Prometheus exporter-toolkit format "
+                             "(env JOBQUEUE_EXPORTER_WEB_CONFIG_FILE)")
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
     parser.add_argument("--once", action="store_true", help="collect every source once, print /metrics, exit")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument("--log-level", default=default("LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"], help="env JOBQUEUE_EXPORTER_LOG_LEVEL")
+    parser.add_argument("--log-format", default=default("LOG_FORMAT", "text"), choices=["text", "json"],
+                        help="env JOBQUEUE_EXPORTER_LOG_FORMAT")
     parser.add_argument("--version", action="version", version=f"jobqueue-exporter {__version__}")
     return parser.parse_args(argv)
 
@@ -40,10 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def build_scheduler(config: ExporterConfig) -> Scheduler:
     """Instantiate every configured source behind one scheduler."""
     holder: list[Scheduler] = []
-    context = SourceContext(snapshot=lambda: holder[0].snapshot, shard=parse_shard(config.shard))
-    sources = [SOURCE_TYPES[c.type](c, context) for c in config.sources]
+    sources = make_sources(config, lambda: holder[0])
     revision = os.environ.get("JOBQUEUE_EXPORTER_REVISION", config.revision)
-    scheduler = Scheduler(sources, revision=revision, shard=context.shard)
+    scheduler = Scheduler(sources, revision=revision, shard=parse_shard(config.shard))
     holder.append(scheduler)
     attach_health(scheduler, config.systems)
     return scheduler
@@ -63,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"config error: --listen: {err}", file=sys.stderr)
         return 2
+    try:
+        web_config = LiveWebConfig(args.web_config_file) if args.web_config_file else None
+    except WebConfigError as err:
+        print(f"web config error: {err}", file=sys.stderr)
+        return 2 if args.check_config else 1
     if args.check_config:
         print(f"{args.config or '<embedded default>'}: ok ({len(config.sources)} sources)")
         return 0
@@ -72,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     # Parsing and rendering run in worker threads; a short GIL switch interval hands the event loop
     # back within a millisecond, so scrapes and JSON answers are not held up by a large collection.
     sys.setswitchinterval(0.001)
-    asyncio.run(_serve(config, host, port))
+    try:
+        asyncio.run(_serve(config, host, port, args.config, web_config))
+    except OSError as err:  # the port is taken or not ours to bind: one line, no traceback
+        print(f"error: cannot listen on {host}:{port}: {err.strerror or err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -87,21 +111,38 @@ async def _once(config: ExporterConfig) -> int:
     return 0 if all(s.status.up for s in scheduler.snapshot.sources.values()) else 1
 
 
-async def _serve(config: ExporterConfig, host: str, port: int) -> None:
+async def _serve(config: ExporterConfig, host: str, port: int, config_path: str | None = None,
+                 web_config: LiveWebConfig | None = None) -> None:
     scheduler = build_scheduler(config)
-    runner = web.AppRunner(build_app(config, scheduler), access_log=None, handle_signals=False)
+    app = build_app(config, scheduler, web_config=web_config)
+    reloader = Reloader(app, scheduler, config_path, scheduler.clock)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
     gc.collect()
     gc.freeze()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources)})
+    site = web.TCPSite(runner, host, port, reuse_address=True,
+                       ssl_context=web_config.context if web_config else None)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources),
+                                 "tls": bool(web_config and web_config.context)})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[str | None]] = set()
+
+    def hangup() -> None:
+        task = loop.create_task(reloader.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     await stop.wait()
     log.info("stopping")
     await runner.cleanup()

@@ -49,7 +49,8 @@ class ExporterConfig(Model):
     @field_validator("shard")
     @classmethod
     def _shard(cls, value: str) -> str:
-        parse_shard(value)
+        if value != "auto":  # resolved from the environment by parse_config
+            parse_shard(value)
         return value
 
     @model_validator(mode="after")
@@ -116,6 +117,24 @@ def parse_shard(value: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+SHARDS_ENV = "JOBQUEUE_EXPORTER_SHARDS"
+
+
+def resolve_shard(env: Mapping[str, str]) -> str:
+    """`shard: auto` -> `i/N`: i is the ordinal at the end of the pod name (HOSTNAME, as a StatefulSet
+    names its pods `name-0`, `name-1`, ...), N comes from JOBQUEUE_EXPORTER_SHARDS (the replicas)."""
+    host = env.get("HOSTNAME", "")
+    match = re.search(r"-(\d+)$", host)
+    if not match:
+        raise ValueError(f"shard auto needs HOSTNAME ending in -<ordinal> (a StatefulSet pod), got {host!r}")
+    total = env.get(SHARDS_ENV, "")
+    if not total.isdigit() or int(total) < 1:
+        raise ValueError(f"shard auto needs {SHARDS_ENV} set to the number of replicas, got {total!r}")
+    value = f"{int(match.group(1))}/{int(total)}"
+    parse_shard(value)
+    return value
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with the config, located by key path and, when known, line."""
@@ -176,6 +195,11 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
     broken = cross_references(config)
     if broken:
         raise ConfigError(filename, [Problem(_dotted(p), m, _line(root, p)) for p, m in broken])
+    if config.shard == "auto":
+        try:
+            config = config.model_copy(update={"shard": resolve_shard(env)})
+        except ValueError as err:
+            raise ConfigError(filename, [Problem("shard", str(err), _line(root, ("shard",)))]) from err
     return config
 
 

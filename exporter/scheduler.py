@@ -41,7 +41,7 @@ class Scheduler:
         }
         self.snapshot = Snapshot(initial, clock())
         self.exposition: Exposition = build_exposition([], revision, shard=shard)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def collect_once(self) -> Snapshot:
         """Collect every source once, concurrently; used by `--once` and by tests."""
@@ -50,15 +50,51 @@ class Scheduler:
 
     def start(self) -> None:
         """Start one task per source."""
-        self._tasks = [asyncio.create_task(self._loop(s), name=f"source:{s.name}") for s in self.sources]
+        self._tasks = {s.name: self._start(s) for s in self.sources}
+
+    def _start(self, source: Source) -> asyncio.Task[None]:
+        return asyncio.create_task(self._loop(source), name=f"source:{source.name}")
 
     async def stop(self) -> None:
         """Cancel the loops and close every source's connections."""
-        for task in self._tasks:
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks = {}
         await asyncio.gather(*(s.close() for s in self.sources), return_exceptions=True)
+
+    async def replace_sources(self, sources: Iterable[Source]) -> None:
+        """Reload: sources passed in that already run keep running untouched (no gap in their series);
+        the others are stopped and closed, the new ones started. A source replaced under the same name
+        keeps its counters and last state until its first new collection swaps in."""
+        new = list(sources)
+        kept = {id(s) for s in new}
+        running = bool(self._tasks)
+        gone = [s for s in self.sources if id(s) not in kept]
+        tasks = [self._tasks.pop(s.name) for s in gone if s.name in self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in gone), return_exceptions=True)
+        names = {s.name for s in new}
+        states = {n: st for n, st in self.snapshot.sources.items() if n in names}
+        for source in new:
+            self._errors.setdefault(source.name, {})
+            self._last_success.setdefault(source.name, None)
+            self._count.setdefault(source.name, 0)
+            states.setdefault(source.name, SourceState(
+                SourceStatus(source.name, source.backend, False, 0.0, 0.0, None), None))
+        for table in (self._errors, self._last_success, self._count):
+            for name in [n for n in table if n not in names]:
+                del table[name]
+        self.sources = new
+        self.snapshot = replace(self.snapshot, sources={s.name: states[s.name] for s in new},
+                                created_at=self.clock())
+        self.refresh()
+        if running:
+            for source in new:
+                if source.name not in self._tasks:
+                    self._tasks[source.name] = self._start(source)
 
     async def _loop(self, source: Source) -> None:
         interval = source.config.interval
@@ -110,6 +146,11 @@ class Scheduler:
         sources[name] = state
         snapshot = replace(self.snapshot, sources=sources, created_at=self.clock())
         self.snapshot = snapshot
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Tell the listeners of the current snapshot and render the exposition again."""
+        snapshot = self.snapshot
         for listener in self.listeners:  # e.g. health history, before metrics derive from it
             try:
                 listener(snapshot)
@@ -121,5 +162,5 @@ class Scheduler:
                 extra.update(derive(snapshot))
             except Exception:  # the source series still go out; the derived ones are missing, not stale
                 log.exception("derived metrics crashed", extra={"derive": getattr(derive, "__name__", "?")})
-        self.exposition = build_exposition((s.fragments for s in sources.values()), self.revision, extra,
-                                           self.shard)
+        self.exposition = build_exposition((s.fragments for s in snapshot.sources.values()), self.revision,
+                                           extra, self.shard)

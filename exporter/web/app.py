@@ -10,16 +10,21 @@ from aiohttp import web
 from exporter.config import ExporterConfig
 from exporter.health.evaluation import attach as attach_health
 from exporter.scheduler import Scheduler
-from exporter.web import core, openapi
+from exporter.web import core, landing, lifecycle, openapi
 from exporter.web.auth import AUTHENTICATOR, Authenticator, RateLimiter, authenticate
 from exporter.web.errors import json_errors
 from exporter.web.keys import CONFIG, SCHEDULER, STARTED_AT
 from exporter.web.shims import HEALTH, ops, platform, service, status, tenant
+from exporter.web.webconfig import WEB_CONFIG, LiveWebConfig, web_auth
 
 
-def build_app(config: ExporterConfig, scheduler: Scheduler, run_scheduler: bool = True) -> web.Application:
-    """The application serving /metrics, /, /healthz, /readyz (and the shims, when configured)."""
-    app = web.Application(middlewares=[json_errors, authenticate])
+def build_app(config: ExporterConfig, scheduler: Scheduler, run_scheduler: bool = True,
+              web_config: LiveWebConfig | None = None) -> web.Application:
+    """The application serving /metrics, /, /healthz, /readyz (and the shims, when configured);
+    `web_config` (from --web.config.file) adds basic auth and response headers."""
+    app = web.Application(middlewares=[web_auth, json_errors, authenticate])
+    if web_config is not None:
+        app[WEB_CONFIG] = web_config
     app[CONFIG] = config
     app[SCHEDULER] = scheduler
     app[STARTED_AT] = time.time()
@@ -28,6 +33,8 @@ def build_app(config: ExporterConfig, scheduler: Scheduler, run_scheduler: bool 
     rate = config.shims.platform.rate_limit if config.shims.platform else None
     app[platform.LIMITER] = RateLimiter(rate.requests, rate.per) if rate else RateLimiter(60, 60.0)
     app.router.add_routes(core.routes)
+    app.router.add_routes(landing.routes)
+    app.router.add_routes(lifecycle.routes)
     app.router.add_routes(openapi.routes)
     for shim in (tenant, status, service, platform, ops):  # always mounted; a disabled shim answers 404
         app.router.add_routes(shim.routes)

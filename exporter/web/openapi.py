@@ -186,6 +186,15 @@ PATHS: dict[str, Any] = {
         "503": answer("Starting.", obj({"status": {"const": "starting"}, "waiting_for": {
             "type": "array", "items": STR}}))}, "exporter"),
     "/openapi.json": _get("This document.", {"200": answer("OpenAPI 3.1.", {"type": "object"})}, "exporter"),
+    "/-/reload": {"post": {
+        "summary": "Reload the config file (like SIGHUP); a bad new config keeps the running one.",
+        "tags": ["exporter"], "security": [],
+        "responses": {
+            "200": answer("Reloaded.", obj({"status": {"const": "reloaded"}})),
+            "401": {"description": "Basic auth required (when the web config sets users)."},
+            "500": answer("The new config is invalid; the running one stays.", obj({
+                "status": {"const": "error"}, "error": STR})),
+            "503": answer("This process cannot reload.", obj({"status": {"const": "error"}, "error": STR}))}}},
     "/api/v1/health": _get("Seed 000: a tenant's event and heartbeat queues.", _laravel(
         "TenantHealth", "Redis unreachable: degraded, every queue value null.", [{}]), "000 tenant", BEARER,
         [query("tenant", STR, "Tenant id; defaults to the token's only tenant.")]),
@@ -240,7 +249,7 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "jobqueue-exporter", "version": __version__,
-                 "description": "Prometheus exporter endpoints and the JSON health shims of shared/seeds/."},
+                 "description": "Prometheus exporter endpoints and the JSON health APIs it can serve."},
         "paths": PATHS,
         "components": {"schemas": SCHEMAS, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
