@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(_serve(config, host, port, args.config, web_config))
     except OSError as err:  # the port is taken or not ours to bind: one line, no traceback
-        print(f"error: cannot listen on {host}:{port}: {err.strerror or err}", file=sys.stderr)
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        print(f"error: cannot listen on {host}:{port}: {reason}", file=sys.stderr)
         return 1
     return 0
 
