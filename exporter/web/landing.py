@@ -58,7 +58,7 @@ h1{font-size:1.6rem;margin:.2rem 0}h2{font-size:1.15rem;margin:1.8rem 0 .6rem}
 p.lead{color:#57606a;margin:.2rem 0 1rem}
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #d0d7de;border-radius:6px}
 th,td{text-align:left;padding:.45rem .7rem;border-bottom:1px solid #eaeef2;vertical-align:top}
-th{background:#f6f8fa;font-weight:600}
+th{background:#f6f8fa;font-weight:600;white-space:nowrap}
 .state{display:inline-block;padding:0 .5rem;border-radius:1rem;font-weight:600;font-size:.85rem}
 .up,.ok{background:#dafbe1;color:#116329}.down,.unhealthy{background:#ffebe9;color:#a40e26}
 .waiting,.degraded{background:#fff8c5;color:#7d4e00}
