@@ -50,7 +50,10 @@ HEADERS: dict[str, tuple[str, ...]] = {
 }
 TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version",
             "prefer_server_cipher_suites"}
-UNSUPPORTED = {"cert", "key", "client_ca", "cipher_suites", "curve_preferences", "client_allowed_sans"}
+# Toolkit keys this exporter does not implement: refused by name rather than silently ignored.
+UNSUPPORTED = {"cert": "use cert_file", "key": "use key_file", "client_ca": "use client_ca_file",
+               "cipher_suites": "OpenSSL's defaults apply", "curve_preferences": "OpenSSL's defaults apply",
+               "client_allowed_sans": "use a dedicated client CA", "rate_limit": "limit at the proxy or network"}
 # bcrypt of a random password: unknown users cost the same time as known ones (no user enumeration).
 _DUMMY_HASH = b"$2b$10$KQLJsRzSuRCRUxvtfsQRBuK6N7LAsgs9jRzwvuQXVt4xlpJCE7Dia"
 
@@ -91,6 +94,7 @@ def parse_web_config(text: str, path: Path) -> WebConfig:
     if not isinstance(data, dict):
         raise WebConfigError(f"{where}: the file must be a mapping of keys")
     _known(data, {"tls_server_config", "http_server_config", "basic_auth_users"}, where, "")
+    # http2 and prefer_server_cipher_suites are accepted and have no effect: aiohttp serves HTTP/1.1
     users: dict[str, bytes] = {}
     for user, hashed in (data.get("basic_auth_users") or {}).items():
         if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
@@ -117,7 +121,7 @@ def _known(data: Any, keys: set[str], where: str, prefix: str) -> None:
         raise WebConfigError(f"{where}: {prefix.rstrip('.') or '(top level)'}: must be a mapping")
     for key in data:
         if key in UNSUPPORTED:
-            raise WebConfigError(f"{where}: {prefix}{key}: not supported by jobqueue-exporter (use the *_file keys)")
+            raise WebConfigError(f"{where}: {prefix}{key}: not supported by jobqueue-exporter ({UNSUPPORTED[key]})")
         if key not in keys:
             raise WebConfigError(f"{where}: {prefix}{key}: unknown key (misspelled?)")
 

@@ -123,7 +123,7 @@ def test_servicemonitor_scrapes_the_service_port(rendered: tuple[str, list[dict[
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"] and "metrics" in ports
     # the job label the operator gives is the Service name, which the rules' selector matches
     assert "jobqueue" in service["metadata"]["name"]
-    pods = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")][0]["spec"]["template"]["metadata"]
+    pods = next(d for d in docs if d["kind"] in ("Deployment", "StatefulSet"))["spec"]["template"]["metadata"]
     assert all(pods["labels"].get(k) == v for k, v in service["spec"]["selector"].items())
 
 
