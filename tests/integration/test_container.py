@@ -71,7 +71,8 @@ def test_healthcheck_reads_listen_from_the_config_file_and_speaks_tls(tmp_path: 
     ca.issue("server")
     web = tmp_path / "web.yml"
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
-    web.write_text(f"tls_server_config: {{cert_file: server.crt, key_file: server.key}}\nbasic_auth_users: {{p: {hashed}}}\n")
+    web.write_text("tls_server_config: {cert_file: server.crt, key_file: server.key}\n"
+                   f"basic_auth_users: {{p: {hashed}}}\n")
     port = free_port()
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config["listen"] = f"127.0.0.1:{port}"
