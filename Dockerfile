@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Base image pinned by digest (python:3.11-slim-bookworm, linux/amd64 + arm64 index). To move to a
 # newer patch release: `docker buildx imagetools inspect python:3.11-slim-bookworm`, then replace
-# the digest in both FROM lines.
+# the digest in both build stages.
 
 # Build stage: wheels for the project and every dependency (all of them ship manylinux wheels, so no
 # compiler is needed), plus a requirements file naming each wheel exactly.
