@@ -94,11 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.setswitchinterval(0.001)
     try:
         asyncio.run(_serve(config, host, port, args.config, web_config))
-    except OSError as err:  # the port is taken or not ours to bind: one line, no traceback
-        reason = os.strerror(err.errno) if err.errno else str(err)
-        print(f"error: cannot listen on {host}:{port}: {reason}", file=sys.stderr)
+    except ListenError as err:  # the port is taken or not ours to bind: one line, no traceback
+        print(f"error: cannot listen on {host}:{port}: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+class ListenError(Exception):
+    """The server socket could not be opened (port in use, address not ours, no permission)."""
 
 
 async def _once(config: ExporterConfig) -> int:
@@ -127,9 +130,9 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
                        ssl_context=web_config.context if web_config else None)
     try:
         await site.start()
-    except OSError:
+    except OSError as err:
         await runner.cleanup()
-        raise
+        raise ListenError(os.strerror(err.errno) if err.errno else str(err)) from err
     log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources),
                                  "tls": bool(web_config and web_config.context)})
     stop = asyncio.Event()
