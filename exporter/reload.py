@@ -10,11 +10,16 @@ removed ones stop. Systems, shims and tokens switch at once; `listen` needs a re
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from exporter.config import ConfigError, ExporterConfig, default_config, load_config, parse_shard
 from exporter.health.evaluation import attach as attach_health
@@ -30,9 +35,14 @@ from exporter.web.webconfig import WEB_CONFIG
 log = logging.getLogger("jobqueue.reload")
 
 
+# What each source's `*_file` keys held when it was built: a rotated secret or certificate behind an
+# unchanged path is a changed source.
+_FILES: weakref.WeakKeyDictionary[Source, dict[str, str | None]] = weakref.WeakKeyDictionary()
+
+
 def make_sources(config: ExporterConfig, scheduler: Callable[[], Scheduler],
                  running: Iterable[Source] = ()) -> list[Source]:
-    """The sources of `config`: a running source with the very same config (and shard) is reused."""
+    """The sources of `config`: a running source with the very same config, shard and files is reused."""
     shard = parse_shard(config.shard)
     reuse = {s.name: s for s in running if s.context.shard == shard}
     context = SourceContext(snapshot=lambda: scheduler().snapshot, shard=shard)
@@ -40,10 +50,39 @@ def make_sources(config: ExporterConfig, scheduler: Callable[[], Scheduler],
     source_config: SourceConfig
     for source_config in config.sources:
         old = reuse.get(source_config.name)
-        if old is not None and old.config == source_config:
+        files = files_of(source_config)
+        if old is not None and old.config == source_config and _FILES.get(old) == files:
             out.append(old)
         else:
-            out.append(SOURCE_TYPES[source_config.type](source_config, context))
+            source = SOURCE_TYPES[source_config.type](source_config, context)
+            _FILES[source] = files
+            out.append(source)
+    return out
+
+
+def files_of(config: BaseModel) -> dict[str, str | None]:
+    """SHA-256 of every file the config names under a `*_file` key, at any depth (None: unreadable)."""
+    out: dict[str, str | None] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                item = getattr(value, name)
+                if name.endswith("_file") and isinstance(item, str | Path):
+                    try:
+                        out[path + name] = hashlib.sha256(Path(item).read_bytes()).hexdigest()
+                    except OSError:
+                        out[path + name] = None
+                else:
+                    walk(item, f"{path}{name}.")
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                walk(item, f"{path}{i}.")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}{key}.")
+
+    walk(config, "")
     return out
 
 
