@@ -169,7 +169,7 @@ tls_server_config:
         def refused() -> bool:
             try:
                 get(port, "/healthz", tls)
-            except (ssl.SSLError, ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+            except (OSError, http.client.HTTPException):  # TLS alert, reset or close, by TLS version
                 return True
             return False
 
