@@ -209,6 +209,7 @@ class LiveWebConfig:
             self.context.current = build_ssl_context(self.config.tls)
             self.context.before_handshake = self.maybe_reload
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
+        self._bcrypt = asyncio.Semaphore(1)
 
     def _read(self) -> WebConfig:
         try:
@@ -271,8 +272,10 @@ class LiveWebConfig:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        # bcrypt costs tens of milliseconds on purpose: off the event loop, and cached per credential
-        ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _DUMMY_HASH)
+        # bcrypt costs tens of milliseconds on purpose: off the event loop, one at a time (as the
+        # toolkit does, so a flood of bad passwords takes one core at most), cached per credential
+        async with self._bcrypt:
+            ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _DUMMY_HASH)
         ok = ok and hashed is not None
         self._cache[key] = ok
         if len(self._cache) > 256:
