@@ -44,7 +44,7 @@ SHIMS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "platform": (
         ("/api/v1/platform/system/queues", "Background job queues with their counts (token)."),
-        ("/api/v1/platform/system/queues/{queue}/jobs", "The jobs of one queue, page by page (token)."),
+        ("/api/v1/platform/system/queues/{queue_name}/jobs", "The jobs of one queue, page by page (token)."),
         ("/api/v1/platform/system/infrastructure/health", "Health of the infrastructure services (token)."),
         ("/api/v1/platform/system/infrastructure/alerts", "Recent infrastructure alerts (token)."),
     ),
