@@ -7,9 +7,10 @@ are re-read when they change (checked at most once a second, on a request or a T
 rotated certificate or a new user applies to the next connection without a restart. A broken new
 version is logged and the last good one stays in force. Turning TLS on or off needs a restart.
 
-`/healthz` and `/readyz` stay open: they are the container's and the kubelet's probes, which carry
-no credentials, and say nothing but "alive" and "collected once". The JSON shims keep the
-authentication their documented APIs define (`auth:` tokens, sent as `Authorization: Bearer`).
+Basic auth guards every path but these: `/healthz` and `/readyz` stay open (they are the
+container's and the kubelet's probes, which carry no credentials, and say nothing but "alive" and
+"collected once"), and the JSON shims keep the authentication their documented APIs define
+(`auth:` tokens, sent as `Authorization: Bearer`, which basic auth would take the place of).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Any
 import bcrypt
 import yaml
 from aiohttp import web
+
+from exporter.web.endpoints import SHIM_PATHS
 
 log = logging.getLogger("jobqueue.web.webconfig")
 
@@ -300,10 +303,9 @@ WEB_CONFIG = web.AppKey("web_config", LiveWebConfig)
 
 
 def protected(path: str) -> bool:
-    """The exporter's own endpoints need the web auth; probes are open, shims use their own auth."""
-    if path in OPEN_PATHS:
-        return False
-    return path in ("/", "/metrics", "/openapi.json") or path.startswith("/-/")
+    """Everything needs the web auth (unknown paths too) but the probes and the health APIs, which
+    keep the authentication their documents define. `path` is the route's pattern when one matched."""
+    return path not in OPEN_PATHS and path not in SHIM_PATHS
 
 
 @web.middleware
@@ -315,7 +317,9 @@ async def web_auth(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     live.maybe_reload()
     headers = live.config.headers
-    if live.config.users and protected(request.path) and not await live.allowed(
+    route = request.match_info.route.resource
+    path = route.canonical if route is not None else request.path
+    if live.config.users and protected(path) and not await live.allowed(
             request.headers.get("Authorization")):
         return web.Response(status=401, text="Unauthorized\n",
                             headers={**headers, "WWW-Authenticate": 'Basic realm="jobqueue-exporter"'})

@@ -119,6 +119,9 @@ basic_auth_users:
         assert headers["X-Frame-Options"] == "deny"
         assert get(port, "/", tls)[0] == 401
         assert get(port, "/-/reload", tls, method="POST")[0] == 401
+        assert get(port, "/no-such-page", tls)[0] == 401  # unknown paths are not revealed either
+        # the health APIs keep their own documented auth (here: not configured, so 404 for everyone)
+        assert get(port, "/health", tls)[0] == 404
         # the probes stay open: the kubelet and Docker's HEALTHCHECK carry no credentials
         status, headers, body, _ = get(port, "/healthz", tls)
         assert (status, body, headers["X-Content-Type-Options"]) == (200, b'{"status": "ok"}', "nosniff")

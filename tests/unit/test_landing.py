@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporter.web import landing
+from exporter.web import endpoints as landing
 from exporter.web.openapi import PATHS
 
 

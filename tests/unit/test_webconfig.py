@@ -64,8 +64,9 @@ def test_errors_name_the_file_and_key(text: str, message: str) -> None:
 
 
 def test_which_paths_need_the_web_auth() -> None:
-    assert [protected(p) for p in ("/", "/metrics", "/openapi.json", "/-/reload")] == [True] * 4
-    assert [protected(p) for p in ("/healthz", "/readyz", "/health", "/api/v1/health")] == [False] * 4
+    assert [protected(p) for p in ("/", "/metrics", "/openapi.json", "/-/reload", "/nope")] == [True] * 5
+    assert [protected(p) for p in ("/healthz", "/readyz", "/health", "/api/v1/health",
+                                   "/api/v1/platform/system/queues/{queue_name}/jobs")] == [False] * 5
 
 
 async def test_basic_auth_check_and_cache(tmp_path: Path) -> None:
