@@ -36,8 +36,8 @@ sources:
   - {{name: host, type: system, interval: 1s, timeout: 900ms}}
   - name: cache
     type: redis
-    interval: 1s
-    timeout: 900ms
+    interval: 2s
+    timeout: 2s  # generous: the shared machine may be loaded by other test runs
     queues: [{{layout: laravel, prefix: "{prefix}", queues: {queues}}}]
 {extra}"""
 
@@ -50,7 +50,7 @@ def value(body: str, series: str) -> float:
 
 async def until(probe: Callable[[], bool]) -> None:
     """Wait for the scheduler's own tasks to get somewhere (bounded)."""
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(90):
         while not probe():  # noqa: ASYNC110 - polling state that other tasks change
             await asyncio.sleep(0.1)
 
@@ -142,14 +142,14 @@ def test_sighup_reloads_a_running_daemon_configured_from_the_environment(
             wait_for_port(port, timeout=20)
             path.write_text(config(prefix, "[default, mail]"))
             proc.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while 'queue="mail"' not in scrape(port):
                 assert time.monotonic() < deadline, "the reloaded queue never appeared"
                 time.sleep(0.2)
             path.write_text("sources: []\n")
             proc.send_signal(signal.SIGHUP)
             while "jobqueue_exporter_config_last_reload_successful 0" not in scrape(port):
-                assert time.monotonic() < deadline + 20, "the refused reload never showed"
+                assert time.monotonic() < deadline + 60, "the refused reload never showed"
                 time.sleep(0.2)
             assert 'queue="mail"' in scrape(port) and proc.poll() is None
         finally:
