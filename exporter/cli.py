@@ -17,9 +17,12 @@ from exporter.config import ConfigError, ExporterConfig, default_config, load_co
 from exporter.health.evaluation import attach as attach_health
 from exporter.log import setup_logging
 from exporter.metrics import TEXT
-from exporter.reload import Reloader, make_sources
+from exporter.preflight import preflight
+from exporter.reload import Reloader, SourceBuildError, make_sources
 from exporter.scheduler import Scheduler
 from exporter.web.app import build_app
+from exporter.web.keys import LIMITS
+from exporter.web.limits import GuardedAppRunner
 from exporter.web.webconfig import LiveWebConfig, WebConfigError
 
 log = logging.getLogger("jobqueue.main")
@@ -53,10 +56,17 @@ def parse_args(argv: list[str] | None, environ: dict[str, str] | None = None) ->
     return parser.parse_args(argv)
 
 
+class StartupError(Exception):
+    """Start-up cannot go on; the message names the key and says why, in one line."""
+
+
 def build_scheduler(config: ExporterConfig) -> Scheduler:
     """Instantiate every configured source behind one scheduler."""
     holder: list[Scheduler] = []
-    sources = make_sources(config, lambda: holder[0])
+    try:
+        sources = make_sources(config, lambda: holder[0])
+    except SourceBuildError as err:  # a secret or certificate file that will not load
+        raise StartupError(str(err)) from None
     revision = os.environ.get("JOBQUEUE_EXPORTER_REVISION", config.revision)
     scheduler = Scheduler(sources, revision=revision, shard=parse_shard(config.shard))
     holder.append(scheduler)
@@ -78,30 +88,33 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"config error: --listen: {err}", file=sys.stderr)
         return 2
+    filename = args.config or "<embedded default>"
+    problems = preflight(config, args.listen, bind=args.check_config)
+    if problems:
+        for line in ConfigError(filename, problems).lines():
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
     try:
         web_config = LiveWebConfig(args.web_config_file) if args.web_config_file else None
     except WebConfigError as err:
         print(f"web config error: {err}", file=sys.stderr)
         return 2 if args.check_config else 1
     if args.check_config:
-        print(f"{args.config or '<embedded default>'}: ok ({len(config.sources)} sources)")
+        print(f"{filename}: ok ({len(config.sources)} sources)")
         return 0
-    if args.once:
-        return asyncio.run(_once(config))
-    host, port = parse_listen(args.listen or config.listen)
-    # Parsing and rendering run in worker threads; a short GIL switch interval hands the event loop
-    # back within a millisecond, so scrapes and JSON answers are not held up by a large collection.
-    sys.setswitchinterval(0.001)
     try:
+        if args.once:
+            return asyncio.run(_once(config))
+        host, port = parse_listen(args.listen or config.listen)
+        # Parsing and rendering run in worker threads; a short GIL switch interval hands the event loop
+        # back within a millisecond, so scrapes and JSON answers are not held up by a large collection.
+        sys.setswitchinterval(0.001)
         asyncio.run(_serve(config, host, port, args.config, web_config))
-    except ListenError as err:  # the port is taken or not ours to bind: one line, no traceback
-        print(f"error: cannot listen on {host}:{port}: {err}", file=sys.stderr)
+    except StartupError as err:  # a valid config that cannot start here (port in use, a file that won't load)
+        print(f"start-up failed: {filename}: {err}", file=sys.stderr)
         return 1
     return 0
 
-
-class ListenError(Exception):
-    """The server socket could not be opened (port in use, address not ours, no permission)."""
 
 
 async def _once(config: ExporterConfig) -> int:
@@ -120,7 +133,7 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     scheduler = build_scheduler(config)
     app = build_app(config, scheduler, web_config=web_config)
     reloader = Reloader(app, scheduler, config_path, scheduler.clock)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False)
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
@@ -132,7 +145,8 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
         await site.start()
     except OSError as err:
         await runner.cleanup()
-        raise ListenError(os.strerror(err.errno) if err.errno else str(err)) from err
+        reason = os.strerror(err.errno) if err.errno else str(err)  # asyncio's message repeats the address
+        raise StartupError(f"listen: cannot listen on {host}:{port}: {reason}") from None
     log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources),
                                  "tls": bool(web_config and web_config.context)})
     stop = asyncio.Event()

@@ -11,22 +11,28 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from exporter.health.config import AuthConfig, ShimsConfig, SystemConfig
+from exporter.health.config import AuthConfig, SystemConfig
 from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import Model, SourceConfig
+from exporter.sources.base import MIN_INTERVAL, Model, SourceConfig
+from exporter.web.shims import ShimsConfig
 
 DEFAULT_PORT = 9312  # the list marks it UNALLOCATED (kept from Sphinx); every other 91xx-99xx is held
+MAX_FILE_BYTES = 1 << 20  # a config is a few KB; a megabyte is generous and bounds everything below
+MAX_STRING = 64 * 1024  # characters of one value, after interpolation
+MAX_DEPTH = 32  # levels of nesting; the schema itself goes about eight deep
+MAX_VALUES = 100_000  # values after alias expansion: a YAML alias bomb is refused, not expanded
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-SourceUnion = Annotated[
-    Union[tuple(t.config_model for t in SOURCE_TYPES.values())],  # type: ignore[valid-type]  # noqa: UP007
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:  # the checker sees what every member shares; pydantic validates the table's union
+    SourceUnion = SourceConfig
+else:
+    SourceUnion = Annotated[Union[tuple(t.config_model for t in SOURCE_TYPES.values())],  # noqa: UP007
+                            Field(discriminator="type")]
 
 
 class ExporterConfig(Model):
@@ -35,7 +41,7 @@ class ExporterConfig(Model):
     listen: str = f"0.0.0.0:{DEFAULT_PORT}"
     shard: str = "0/1"
     revision: str = "unknown"
-    sources: list[SourceUnion] = Field(min_length=1)  # type: ignore[valid-type]
+    sources: list[SourceUnion] = Field(min_length=1)
     systems: list[SystemConfig] = []
     shims: ShimsConfig = ShimsConfig()
     auth: AuthConfig = AuthConfig()
@@ -152,11 +158,14 @@ class ConfigError(Exception):
         self.problems = problems
         super().__init__("\n".join(self.lines()))
 
-    def lines(self) -> list[str]:
+    def lines(self, limit: int = 50) -> list[str]:
+        """One line per problem, the first `limit` of them (40,000 misspelled keys are not 40,000 lines)."""
         out = []
-        for p in self.problems:
+        for p in self.problems[:limit]:
             where = f"{self.filename}:{p.line}" if p.line else self.filename
             out.append(f"{where}: {p.location or '(top level)'}: {p.message}")
+        if len(self.problems) > limit:
+            out.append(f"{self.filename}: ... and {len(self.problems) - limit} more problems")
         return out
 
 
@@ -164,35 +173,53 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Expor
     """Read, interpolate and validate a config file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise ConfigError(str(path), [Problem("", f"cannot read the file: {err.strerror}")]) from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(str(path), [Problem("", f"not UTF-8 text (byte 0x{raw[err.start]:02x})", line)]) from None
     return parse_config(text, str(path), env)
 
 
 def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] | None = None) -> ExporterConfig:
     """Validate config text; raises ConfigError naming file, key path and reason."""
     env = os.environ if env is None else env
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(filename, [Problem("", f"the file is over {MAX_FILE_BYTES // 1024} KiB: not a config")])
+    loader = yaml.SafeLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        bounded(root, filename)  # before constructing: an alias bomb or a 10 MB string stops here
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark else None
-        raise ConfigError(filename, [Problem("", f"not valid YAML: {getattr(err, 'problem', err)}", line)]) from err
+        raise ConfigError(filename, [Problem("", f"not valid YAML: {getattr(err, 'problem', err)}", line)]) from None
+    except RecursionError:
+        raise ConfigError(filename, [Problem("", f"nested deeper than {MAX_DEPTH} levels")]) from None
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(filename, [Problem("", "the file must be a mapping of keys")])
     problems: list[Problem] = []
-    data = _interpolate(data, env, (), problems, root)
+    data = _interpolate(data, env, (), problems, root, {})
     if problems:
         raise ConfigError(filename, problems)
     try:
         config = ExporterConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(filename, [_problem(e, root) for e in err.errors()]) from err
-    broken = cross_references(config)
+        index = _Index()
+        raise ConfigError(filename, [_problem(e, root, index) for e in err.errors()]) from None
+    sources: list[SourceConfig] = list(config.sources)
+    broken = cross_references(config) + [
+        (("sources", i, "interval"), f"{s.interval}s is under the minimum interval of {MIN_INTERVAL}s")
+        for i, s in enumerate(sources) if s.interval < MIN_INTERVAL]
     if broken:
         raise ConfigError(filename, [Problem(_dotted(p), m, _line(root, p)) for p, m in broken])
     if config.shard == "auto":
@@ -203,12 +230,51 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
     return config
 
 
+def bounded(root: yaml.Node | None, filename: str) -> None:
+    """Refuse a node graph that is too deep, expands (through aliases) to too many values, or holds an
+    over-long string. Linear in the graph: an aliased node is measured once, however often it is used."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being measured: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)] if root is not None else []
+    while stack:
+        node, level, done = stack.pop()
+        if id(node) in size and not done:
+            continue
+        if id(node) in open_ and not done:
+            raise ConfigError(filename, [Problem("", "an alias refers to the value that contains it",
+                                                 node.start_mark.line + 1)])
+        if level > MAX_DEPTH:
+            raise ConfigError(filename, [Problem("", f"nested deeper than {MAX_DEPTH} levels",
+                                                 node.start_mark.line + 1)])
+        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else [])
+        if isinstance(node, yaml.ScalarNode) and len(node.value) > MAX_STRING:
+            raise ConfigError(filename, [Problem("", f"a value of {len(node.value)} characters (the limit is "
+                                                 f"{MAX_STRING})", node.start_mark.line + 1)])
+        if not done:
+            open_.add(id(node))
+            stack.append((node, level, True))
+            stack.extend((c, level + 1, False) for c in children if id(c) not in size)
+            continue
+        open_.discard(id(node))
+        size[id(node)] = 1 + sum(size.get(id(c), 0) for c in children)
+        if size[id(node)] > MAX_VALUES:
+            raise ConfigError(filename, [Problem("", f"aliases expand to more than {MAX_VALUES} values",
+                                                 node.start_mark.line + 1)])
+
+
 def _interpolate(value: Any, env: Mapping[str, str], path: tuple[Any, ...], problems: list[Problem],
-                 root: yaml.Node | None) -> Any:
-    if isinstance(value, dict):
-        return {k: _interpolate(v, env, (*path, k), problems, root) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, env, (*path, i), problems, root) for i, v in enumerate(value)]
+                 root: yaml.Node | None, seen: dict[int, Any]) -> Any:
+    """`${VAR}` in every string; a container shared through a YAML alias is interpolated once."""
+    if isinstance(value, dict | list):
+        if id(value) in seen:
+            return seen[id(value)]
+        if isinstance(value, dict):
+            out: Any = {k: _interpolate(v, env, (*path, k), problems, root, seen) for k, v in value.items()}
+        else:
+            out = [_interpolate(v, env, (*path, i), problems, root, seen) for i, v in enumerate(value)]
+        seen[id(value)] = out
+        return out
     if not isinstance(value, str) or "$" not in value:
         return value
 
@@ -223,29 +289,57 @@ def _interpolate(value: Any, env: Mapping[str, str], path: tuple[Any, ...], prob
         problems.append(Problem(_dotted(path), f"environment variable {name} is not set", _line(root, path)))
         return ""
 
-    return _VAR.sub(replace, value)
+    text = _VAR.sub(replace, value)
+    if len(text) > MAX_STRING:
+        problems.append(Problem(_dotted(path), f"{len(text)} characters after interpolation (the limit is "
+                                f"{MAX_STRING})", _line(root, path)))
+    return text
 
 
-def _problem(error: Any, root: yaml.Node | None) -> Problem:
+class _Index:
+    """Children of mapping nodes by key, built once per node, so locating N errors is linear in N."""
+
+    def __init__(self) -> None:
+        self._keys: dict[int, dict[str, tuple[yaml.Node, yaml.Node]]] = {}
+        self._scalars: dict[int, set[str]] = {}
+
+    def entry(self, node: yaml.MappingNode, step: Any) -> tuple[yaml.Node, yaml.Node] | None:
+        keys = self._keys.get(id(node))
+        if keys is None:
+            keys = {}
+            for key, value in node.value:
+                keys.setdefault(str(key.value), (key, value))
+            self._keys[id(node)] = keys
+        return keys.get(str(step))
+
+    def scalars(self, node: yaml.Node | None) -> set[str]:
+        """The scalar values of a mapping (where a discriminator's tag lives), computed once per node."""
+        if id(node) not in self._scalars:
+            self._scalars[id(node)] = _scalar_values(node)
+        return self._scalars[id(node)]
+
+
+def _problem(error: Any, root: yaml.Node | None, index: _Index | None = None) -> Problem:
+    index = index or _Index()
     loc = tuple(error["loc"])
-    path = _real_path(loc, root)
+    path = _real_path(loc, root, index)
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key (misspelled?)"
     elif error["type"] == "missing":
         message = "required key is missing"
     message = message.removeprefix("Value error, ")
-    return Problem(_dotted(path), message, _line(root, path))
+    return Problem(_dotted(path), message, _line(root, path, index))
 
 
-def _real_path(loc: tuple[Any, ...], root: yaml.Node | None) -> tuple[Any, ...]:
+def _real_path(loc: tuple[Any, ...], root: yaml.Node | None, index: _Index) -> tuple[Any, ...]:
     """Drop pydantic's union tags from a location: a tag is the value of the mapping's discriminator
     (`type: redis`, `layout: list`, `preset: generic`), so a step that is not a key of the mapping but
     one of its scalar values is skipped."""
     node, kept = root, []
     for step in loc:
-        child = _child(node, step)
-        if child is None and isinstance(step, str) and step in _scalar_values(node):
+        child = _child(node, step, index)
+        if child is None and isinstance(step, str) and step in index.scalars(node):
             continue
         kept.append(step)
         node = child
@@ -258,26 +352,26 @@ def _scalar_values(node: yaml.Node | None) -> set[str]:
     return {value.value for _, value in node.value if isinstance(value, yaml.ScalarNode)}
 
 
-def _child(node: yaml.Node | None, step: Any) -> yaml.Node | None:
+def _child(node: yaml.Node | None, step: Any, index: _Index) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if key.value == str(step):
-                return value
+        entry = index.entry(node, step)
+        child: yaml.Node | None = entry[1] if entry else None
+        return child
     if isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-        return node.value[step]
+        item: yaml.Node = node.value[step]
+        return item
     return None
 
 
-def _line(root: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
+def _line(root: yaml.Node | None, path: tuple[Any, ...], index: _Index | None = None) -> int | None:
     node, line = root, None
+    index = index or _Index()
     for step in path:
         if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == str(step):
-                    line, node = key.start_mark.line + 1, value
-                    break
-            else:
+            entry = index.entry(node, step)
+            if entry is None:
                 return line or (node.start_mark.line + 1)
+            line, node = entry[0].start_mark.line + 1, entry[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
             node = node.value[step]
             line = node.start_mark.line + 1

@@ -44,9 +44,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+class OneLineLibraries(logging.Filter):
+    """A library's log record keeps its message and gains `error=Type: message`, but loses its traceback:
+    an outage must read as one line, not as asyncpg's 40-line retry traceback every second."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not record.name.startswith("jobqueue"):
+            exc = record.exc_info[1]
+            if exc is not None:
+                record.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     """Configure the root logger once, to stderr."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(OneLineLibraries())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -19,6 +19,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter import __version__
 from exporter.model import Reading, SourceStatus
+from exporter.pools import RENDER
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import MetricDef
 
@@ -81,8 +82,9 @@ FLOW_METRICS: tuple[MetricDef, ...] = (
               "count; queue is empty where the library counts only globally.", QUEUE_LABELS, type="counter"),
     MetricDef("jobqueue_jobs_failed", "Jobs that failed, from the library's own count; queue is empty where the "
               "library counts only globally.", QUEUE_LABELS, type="counter"),
-    MetricDef("jobqueue_workers", "Live workers by state (busy, idle, paused); a worker whose heartbeat is older "
-              "than the library's own expiry is not live. A worker serving several queues counts under each.",
+    MetricDef("jobqueue_workers", "Live workers by state (busy, idle, paused; unknown where the library shows only "
+              "that a worker is there); a worker whose heartbeat is older than the library's own expiry is not "
+              "live. A worker serving several queues counts under each.",
               (*QUEUE_LABELS, "state")),
     MetricDef("jobqueue_worker_capacity", "Job slots (threads, concurrency) the live workers offer, where the "
               "library records it.", QUEUE_LABELS),
@@ -139,7 +141,12 @@ def number(value: float) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
-        return str(value)
+        if abs(value) < 2**53:
+            return str(value)
+        try:  # a 309-digit counter read from a backend is written as a float, as Prometheus will read it
+            value = float(value)
+        except OverflowError:
+            return "+Inf" if value > 0 else "-Inf"
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
@@ -288,7 +295,8 @@ class Exposition:
         if key in self._cache:
             return self._cache[key]
         if key not in self._pending:
-            future = asyncio.ensure_future(asyncio.to_thread(self.body, fmt, gzipped))
+            # RENDER, not the loop's default pool: name lookups queue there, and a scrape must not wait on them
+            future = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(RENDER, self.body, fmt, gzipped))
             future.add_done_callback(lambda f: self._forget_failed(key, f))
             self._pending[key] = future
         return await asyncio.shield(self._pending[key])
@@ -319,7 +327,8 @@ class Exposition:
             if own is not None:
                 chunks.append(own)
         if fmt == OPENMETRICS:
-            chunks.append(generate_latest_om(_PROCESS).removesuffix(b"# EOF\n"))
+            own_om: bytes = generate_latest_om(_PROCESS)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
+            chunks.append(own_om.removesuffix(b"# EOF\n"))
             chunks.append(b"# EOF\n")
         else:
             chunks.append(generate_latest(_PROCESS))
@@ -336,6 +345,23 @@ def build_exposition(
         for name, body in fragment.items():
             parts.setdefault(name, []).append(body)
     return Exposition(parts=parts, revision=revision, shard=shard, extra_lines=extra_lines or {})
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """True when the client accepts gzip with q > 0 (`gzip;q=0` refuses it; `*` accepts it unless refused)."""
+    found: dict[str, float] = {}
+    for part in (accept_encoding or "").split(","):
+        coding, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            if param.replace(" ", "").startswith("q="):
+                try:
+                    q = float(param.split("=", 1)[1])
+                except ValueError:
+                    q = 0.0
+        found[coding.lower()] = q
+    q = found.get("gzip", found.get("x-gzip", found.get("*", 0.0)))
+    return q > 0
 
 
 def choose_format(accept: str | None) -> str:

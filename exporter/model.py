@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 
 class QueueStats(NamedTuple):
@@ -45,8 +47,9 @@ class Sample(NamedTuple):
 class Reading:
     """What one successful `collect()` returns.
 
-    `details` carries structured facts that health rules and the JSON shims read (for example
-    Horizon supervisors or NATS streams); it is never exported as metrics directly.
+    `facts` are the typed records health rules and the JSON shims read (`exporter/facts.py`);
+    `details` is the free-form tree that operator-written `Ref` paths of the config reach into.
+    Neither is exported as metrics directly.
     """
 
     queues: tuple[QueueStats, ...] = ()
@@ -54,6 +57,38 @@ class Reading:
     latency: float | None = None
     malformed: int = 0
     details: Mapping[str, Any] = field(default_factory=dict)
+    facts: tuple[object, ...] = ()
+
+    def fact(self, kind: type[T]) -> T | None:
+        """The source's one fact of that type (`exporter/facts.py`), or None."""
+        return next((f for f in self.facts if isinstance(f, kind)), None)
+
+    def facts_of(self, kind: type[T]) -> list[T]:
+        """Every fact of that type, in the order the source gave them."""
+        return [f for f in self.facts if isinstance(f, kind)]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job of a queue as the job listing shows it; times in Unix seconds, None when unknown."""
+
+    id: str | None
+    queue: str
+    status: str
+    payload: Any = None
+    error: str | None = None  # the first line of the failure message
+    stack_trace: str | None = None
+    attempts: int | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a queue's jobs, read live, and the number of jobs of that state in all."""
+
+    jobs: tuple[Job, ...]
+    total: int
 
 
 @dataclass(frozen=True, slots=True)

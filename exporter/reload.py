@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import ssl
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 from exporter.config import ConfigError, ExporterConfig, default_config, load_config, parse_shard
 from exporter.health.evaluation import attach as attach_health
 from exporter.model import Snapshot
+from exporter.preflight import preflight
 from exporter.scheduler import Scheduler
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import Source, SourceConfig, SourceContext
@@ -33,6 +35,10 @@ from exporter.web.lifecycle import RELOAD
 from exporter.web.webconfig import WEB_CONFIG
 
 log = logging.getLogger("jobqueue.reload")
+
+
+class SourceBuildError(Exception):
+    """A source cannot be built: a secret or certificate file it names will not load."""
 
 
 # What each source's `*_file` keys held when it was built: a rotated secret or certificate behind an
@@ -48,15 +54,19 @@ def make_sources(config: ExporterConfig, scheduler: Callable[[], Scheduler],
     context = SourceContext(snapshot=lambda: scheduler().snapshot, shard=shard)
     out: list[Source] = []
     source_config: SourceConfig
-    for source_config in config.sources:
+    for i, source_config in enumerate(config.sources):
         old = reuse.get(source_config.name)
         files = files_of(source_config)
         if old is not None and old.config == source_config and _FILES.get(old) == files:
             out.append(old)
-        else:
+            continue
+        try:
             source = SOURCE_TYPES[source_config.type](source_config, context)
-            _FILES[source] = files
-            out.append(source)
+        except (OSError, ValueError, ssl.SSLError) as err:
+            raise SourceBuildError(f"sources[{i}] ({source_config.name}): "
+                                   f"{getattr(err, 'strerror', None) or err}") from None
+        _FILES[source] = files
+        out.append(source)
     return out
 
 
@@ -128,16 +138,22 @@ class Reloader:
             config = await asyncio.to_thread(load_config, self.config_path) if self.config_path else default_config()
         except ConfigError as err:
             return "; ".join(err.lines())
+        scheduler = self.scheduler
+        problems = await asyncio.to_thread(preflight, config, None, False)  # certificates load, as at start
+        if problems:
+            return "; ".join(ConfigError(self.config_path or "<embedded default>", problems).lines())
+        try:
+            sources = make_sources(config, lambda: scheduler, scheduler.sources)
+        except SourceBuildError as err:
+            return str(err)
         live = self.app.get(WEB_CONFIG)
         if live is not None:
             error = live.reload()
             if error:
                 return error
         old = self.app[CONFIG]
-        if config.listen != old.listen:
+        if isinstance(old, ExporterConfig) and config.listen != old.listen:
             log.warning("listen changed; it applies at the next restart", extra={"listen": config.listen})
-        scheduler = self.scheduler
-        sources = make_sources(config, lambda: scheduler, scheduler.sources)
         scheduler.shard = parse_shard(config.shard)
         scheduler.revision = os.environ.get("JOBQUEUE_EXPORTER_REVISION", config.revision)
         attach_health(scheduler, config.systems).systems = list(config.systems)

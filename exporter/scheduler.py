@@ -2,21 +2,42 @@
 
 Failure is handled here, once: a source raises, the scheduler records `up 0` with the kind of
 failure, drops the source's queue series and carries on. A slow source delays nobody else.
+
+The daemon collects on an event loop and thread of its own (`start(threaded=True)`): 2,000 busy HTTP
+connections cannot hold a collection back, so a source's timeout measures its backend, not the queue
+in front of the web server's loop. Each finished collection is handed to the web loop, where the new
+snapshot, the health verdicts and the exposition are built, so readers never race a writer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from exporter.metrics import Exposition, build_exposition, render_source
 from exporter.model import Reading, Snapshot, SourceState, SourceStatus
+from exporter.pools import LOOKUP_TIMEOUT, RENDER, CollectorLoop, Resolver
 from exporter.sources.base import Source, SourceError
 
 log = logging.getLogger("jobqueue.scheduler")
+T = TypeVar("T")
+REMIND_AFTER = 300.0  # seconds between "still failing" lines of a source that stays down
+
+
+@dataclass(slots=True)
+class _Down:
+    """A source that is failing: since when (monotonic), for which kind, when it was last logged."""
+
+    since: float
+    kind: str
+    logged: float
+    failures: int = 1
 
 Listener = Callable[[Snapshot], None]
 
@@ -25,8 +46,10 @@ class Scheduler:
     """Owns the sources, the current snapshot and its exposition."""
 
     def __init__(self, sources: Iterable[Source], revision: str = "unknown",
-                 clock: Callable[[], float] = time.time, shard: tuple[int, int] = (0, 1)) -> None:
+                 clock: Callable[[], float] = time.time, shard: tuple[int, int] = (0, 1),
+                 resolver: Resolver | None = None) -> None:
         self.sources = list(sources)
+        self.resolver = resolver
         self.revision = revision
         self.shard = shard
         self.clock = clock
@@ -35,6 +58,7 @@ class Scheduler:
         self._errors: dict[str, dict[str, int]] = {s.name: {} for s in self.sources}
         self._last_success: dict[str, float | None] = {s.name: None for s in self.sources}
         self._count: dict[str, int] = {s.name: 0 for s in self.sources}
+        self._down: dict[str, _Down] = {}
         initial = {
             s.name: SourceState(SourceStatus(s.name, s.backend, False, 0.0, 0.0, None), None)
             for s in self.sources
@@ -42,40 +66,82 @@ class Scheduler:
         self.snapshot = Snapshot(initial, clock())
         self.exposition: Exposition = build_exposition([], revision, shard=shard)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._home: asyncio.AbstractEventLoop | None = None  # the web loop, when collecting in a thread
+        self._collector: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     async def collect_once(self) -> Snapshot:
         """Collect every source once, concurrently; used by `--once` and by tests."""
         await asyncio.gather(*(self._run_one(s) for s in self.sources))
         return self.snapshot
 
-    def start(self) -> None:
-        """Start one task per source."""
-        self._tasks = {s.name: self._start(s) for s in self.sources}
+    def start(self, threaded: bool = False) -> None:
+        """Start one task per source: on this loop, or (`threaded`) on a collector loop and thread of its own."""
+        if not threaded:
+            self._tasks = {s.name: self._start(s) for s in self.sources}
+            return
+        self._home = asyncio.get_running_loop()
+        self.resolver = self.resolver or Resolver()
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run_collector, args=(ready,), name="jobqueue-collector",
+                                        daemon=True)
+        self._thread.start()
+        ready.wait()
 
-    def _start(self, source: Source) -> asyncio.Task[None]:
-        return asyncio.create_task(self._loop(source), name=f"source:{source.name}")
+    def _run_collector(self, ready: threading.Event) -> None:
+        assert self.resolver is not None
+        loop = CollectorLoop(self.resolver)
+        asyncio.set_event_loop(loop)
+        self._collector = loop
+        self._tasks = {s.name: self._start(s) for s in self.sources}
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    async def call(self, work: Awaitable[T]) -> T:
+        """Await `work` where the sources' connections live: the collector loop when threaded, else here."""
+        if self._collector is None:
+            return await work
+        future = asyncio.run_coroutine_threadsafe(_await(work), self._collector)
+        return await asyncio.wrap_future(future)  # cancelling this cancels the work on the collector loop
 
     async def stop(self) -> None:
         """Cancel the loops and close every source's connections."""
+        collector, thread = self._collector, self._thread
+        if collector is not None and thread is not None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop_here(), collector))
+            collector.call_soon_threadsafe(collector.stop)
+            await asyncio.to_thread(thread.join)
+            self._collector = self._thread = self._home = None
+            if self.resolver is not None:
+                self.resolver.close()
+            return
+        await self._stop_here()
+
+    async def _stop_here(self) -> None:
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks = {}
         await asyncio.gather(*(s.close() for s in self.sources), return_exceptions=True)
 
+    def _start(self, source: Source) -> asyncio.Task[None]:
+        """The source's loop as a task of the running loop (the collector loop when threaded)."""
+        return asyncio.get_running_loop().create_task(self._loop(source), name=f"source:{source.name}")
+
     async def replace_sources(self, sources: Iterable[Source]) -> None:
         """Reload: sources passed in that already run keep running untouched (no gap in their series);
-        the others are stopped and closed, the new ones started. A source replaced under the same name
-        keeps its counters and last state until its first new collection swaps in."""
+        the others are stopped and closed, the new ones started, each on the loop that collects. A
+        source replaced under the same name keeps its counters and last state until its first new
+        collection swaps in. Runs on the web loop, where snapshots are built."""
         new = list(sources)
         kept = {id(s) for s in new}
         running = bool(self._tasks)
-        gone = [s for s in self.sources if id(s) not in kept]
-        tasks = [self._tasks.pop(s.name) for s in gone if s.name in self._tasks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(s.close() for s in gone), return_exceptions=True)
+        await self.call(self._stop_sources([s for s in self.sources if id(s) not in kept]))
         names = {s.name for s in new}
         states = {n: st for n, st in self.snapshot.sources.items() if n in names}
         for source in new:
@@ -84,7 +150,7 @@ class Scheduler:
             self._count.setdefault(source.name, 0)
             states.setdefault(source.name, SourceState(
                 SourceStatus(source.name, source.backend, False, 0.0, 0.0, None), None))
-        for table in (self._errors, self._last_success, self._count):
+        for table in (self._errors, self._last_success, self._count, self._down):
             for name in [n for n in table if n not in names]:
                 del table[name]
         self.sources = new
@@ -92,9 +158,19 @@ class Scheduler:
                                 created_at=self.clock())
         self.refresh()
         if running:
-            for source in new:
-                if source.name not in self._tasks:
-                    self._tasks[source.name] = self._start(source)
+            await self.call(self._start_missing())
+
+    async def _stop_sources(self, gone: list[Source]) -> None:
+        tasks = [self._tasks.pop(s.name) for s in gone if s.name in self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in gone), return_exceptions=True)
+
+    async def _start_missing(self) -> None:
+        for source in self.sources:
+            if source.name not in self._tasks:
+                self._tasks[source.name] = self._start(source)
 
     async def _loop(self, source: Source) -> None:
         interval = source.config.interval
@@ -116,6 +192,7 @@ class Scheduler:
         reading: Reading | None = None
         error: str | None = None
         kind: str | None = None
+        LOOKUP_TIMEOUT.set(source.config.timeout * 0.8)  # a hung name lookup ends inside the source's timeout
         try:
             async with asyncio.timeout(source.config.timeout):
                 reading = await source.collect()
@@ -134,18 +211,46 @@ class Scheduler:
         else:
             errors = self._errors[name]
             errors[kind or "error"] = errors.get(kind or "error", 0) + 1
-            log.warning("collect failed", extra={"source": name, "kind": kind, "error": error})
+        self._log_state(name, (kind or "error") if reading is None else None, error)
         status = SourceStatus(name, source.backend, reading is not None, now, duration,
                               self._last_success[name], error, kind, self._count[name])
-        fragments = await asyncio.to_thread(render_source, status, reading, dict(self._errors[name]),
-                                            source.config.interval)
-        self._swap(name, SourceState(status, reading, fragments))
+        fragments = await asyncio.get_running_loop().run_in_executor(
+            RENDER, render_source, status, reading, dict(self._errors[name]), source.config.interval)
+        state = SourceState(status, reading, fragments)
+        if self._home is not None and self._collector is not None:  # threaded: the web loop builds what it reads
+            with contextlib.suppress(RuntimeError):  # the web loop has closed: the daemon is stopping
+                self._home.call_soon_threadsafe(self._swap, name, state)
+        else:
+            self._swap(name, state)
+
+    def _log_state(self, name: str, kind: str | None, error: str | None) -> None:
+        """One line per change of state: down (or down for another reason), still down every
+        REMIND_AFTER seconds, back up. Not one line per failed cycle."""
+        now = time.monotonic()
+        down = self._down.get(name)
+        if kind is None:
+            if down is not None:
+                log.info("collect recovered", extra={"source": name, "down_seconds": round(now - down.since, 1),
+                                                     "failures": down.failures})
+                del self._down[name]
+            return
+        if down is None or down.kind != kind:
+            log.warning("collect failed", extra={"source": name, "kind": kind, "error": error})
+            self._down[name] = _Down(now if down is None else down.since, kind, now)
+            return
+        down.failures += 1
+        if now - down.logged >= REMIND_AFTER:
+            log.warning("collect still failing", extra={"source": name, "kind": kind, "error": error,
+                                                        "down_seconds": round(now - down.since, 1),
+                                                        "failures": down.failures})
+            down.logged = now
 
     def _swap(self, name: str, state: SourceState) -> None:
+        if name not in self.snapshot.sources:  # a late hand-over from a source a reload removed
+            return
         sources = dict(self.snapshot.sources)
         sources[name] = state
-        snapshot = replace(self.snapshot, sources=sources, created_at=self.clock())
-        self.snapshot = snapshot
+        self.snapshot = replace(self.snapshot, sources=sources, created_at=self.clock())
         self.refresh()
 
     def refresh(self) -> None:
@@ -164,3 +269,7 @@ class Scheduler:
                 log.exception("derived metrics crashed", extra={"derive": getattr(derive, "__name__", "?")})
         self.exposition = build_exposition((s.fragments for s in snapshot.sources.values()), self.revision,
                                            extra, self.shard)
+
+
+async def _await(work: Awaitable[T]) -> T:
+    return await work

@@ -187,7 +187,7 @@ class TokenConfig(Model):
         elif self.token_file is not None:
             secret = self.token_file.read_text().strip()
         else:
-            secret = (environ if environ is not None else dict(os.environ)).get(self.token_env or "", "")
+            secret = (environ if environ is not None else dict(os.environ)).get(self.token_env or "", "").strip()
         return hashlib.sha256(secret.encode()).digest() if secret else None
 
 
@@ -218,74 +218,18 @@ class Shim(Model):
     system: Name
 
 
-class TenantShim(Shim):
-    """Seed 000: tenant health, landlord (Horizon) health and the tenant list."""
-
-    source: Name
-    queues: dict[str, str] = {"events": "events", "heartbeats": "heartbeats"}
-    horizon_tenant: str = ""
-
-
-class StatusShim(Shim):
-    """Seed 001: /api/health/status of the NATS job platform."""
-
-    permission: str = "health:read"
-    nats: Name | None = None
-    registry: list[Ref] = []  # lists of {type, hostname, status, conditions, age, cpu_percent, mem_bytes}
-    version: str | None = None
-
-
-class ServiceShim(Shim):
-    """Seed 002: /health, /health/detailed and /health/consistency of the media service."""
-
-    version: str | None = None
-    build_git_hash: str | None = None
-    build_timestamp: str | None = None
-    services: dict[str, Name] = {}  # name in the body -> source
-    resources: Name | None = None  # a `system` source
-    pipeline: Ref | None = None
-    schema_: Ref | None = Field(None, alias="schema")
-    identities: Ref | None = None
-    identities_db_count: Ref | None = None  # e.g. a PostgreSQL check's count: adds db_count and synced
-    integrations: dict[str, Ref] = {}
-    config: dict[str, bool] = {}
-    consistency: Name | None = None  # the source whose `details.checks` are the consistency checks
-
-
-class PlatformShim(Shim):
-    """Seed 003: queues, one queue's jobs (live read), infrastructure health and alerts."""
-
-    role: Role = "ops"
-    rate_limit: RateLimit = RateLimit()
-    jobs_timeout: Duration = 2.0
-    alertmanager_url: str | None = None
-    service_names: dict[Name, str] = {}  # source -> display name ("OLTP Database")
-
-
-class OpsShim(Shim):
-    """Seed 004: /api/ops/plannings of the planning-refresh system."""
-
-    production: bool = True
-    queue: Ref | None = None  # {depth, ready, locked}
-    backups: Ref | None = None  # {total, covered, disabled}
-    last_backup_write: Ref | None = None
-    failed_hosts: Ref | None = None  # list of {host, count, lastFailure}
-    recent_failures: Ref | None = None  # list of {planningFullId, failureKind, failures, disabledUntil}
-
-
-class ShimsConfig(Model):
-    """The seed endpoints; an absent or disabled shim's paths answer 404."""
-
-    tenant: TenantShim | None = None
-    status: StatusShim | None = None
-    service: ServiceShim | None = None
-    platform: PlatformShim | None = None
-    ops: OpsShim | None = None
+class ShimsBase(Model):
+    """The `shims:` section: one optional field per shim, made from the shim table of `exporter/web/shims/`
+    (`ShimsConfig` there); an absent or disabled shim's paths answer 404."""
 
     def bound(self) -> list[tuple[str, Shim]]:
-        """(key, shim) of every configured shim."""
-        names = ("tenant", "status", "service", "platform", "ops")
-        return [(n, s) for n in names if (s := getattr(self, n)) is not None]
+        """(key, shim) of every configured shim, in table order."""
+        return [(key, s) for key in type(self).model_fields if isinstance(s := getattr(self, key), Shim)]
+
+    def get(self, key: str) -> Shim | None:
+        """The config of the shim `key`, or None when it is not configured."""
+        value = getattr(self, key, None)
+        return value if isinstance(value, Shim) else None
 
     def sources_of(self, shim: Shim) -> list[tuple[str, str]]:
         """(key path suffix, source) of every source a shim names directly."""

@@ -1,140 +1,23 @@
-"""Defensive readers of `Reading.details`: rules and shims read other sources' facts through these.
+"""What rules and shims derive from readings: operator `Ref` paths read from a snapshot (`read`), and
+queue records matched, indexed and summarised by name and tenant (once per reading, cached).
 
-Details are JSON-like values written by sources that evolve independently, so every reader here
-accepts a missing key, a wrong type or a null and answers None (or an empty value) instead of
-raising: an absent fact is reported as null, never as a crash or a made-up zero.
+`read` answers None for a missing source, key or step, never raises: an absent fact is reported as
+null, never as a crash or a made-up zero.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from exporter.model import QueueStats, Reading, Snapshot
-
-_MISSING = object()
-
-
-def dig(value: Any, path: str | None) -> Any:
-    """The value at a dotted path (`checks.backups.rows.0.total`), or None when any step is missing."""
-    if path is None:
-        return None
-    for step in path.split("."):
-        if isinstance(value, Mapping):
-            value = value.get(step, _MISSING)
-        elif isinstance(value, list | tuple) and step.lstrip("-").isdigit() and -len(value) <= int(step) < len(value):
-            value = value[int(step)]
-        else:
-            return None
-        if value is _MISSING:
-            return None
-    return value
+from exporter.values import dig
 
 
 def read(snapshot: Snapshot, source: str, path: str | None) -> Any:
     """`dig` into the current reading of a source; None while it is down."""
     reading = snapshot.reading(source)
     return dig(reading.details, path) if reading is not None else None
-
-
-def as_number(value: Any) -> float | None:
-    """A finite number from an int, float or numeric string; None otherwise (bools are not numbers)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if number == number and abs(number) != float("inf") else None
-
-
-def as_int(value: Any) -> int | None:
-    number = as_number(value)
-    return int(number) if number is not None else None
-
-
-def as_bool(value: Any) -> bool | None:
-    """True/False from a bool, 0/1 or the usual words; None when it says neither."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("1", "true", "yes", "on", "working", "running", "enabled", "started"):
-            return True
-        if word in ("0", "false", "no", "off", "idle", "stopped", "disabled", "paused"):
-            return False
-    return None
-
-
-def as_time(value: Any) -> float | None:
-    """Unix seconds from a number (seconds, or milliseconds when huge) or an ISO 8601 string."""
-    number = as_number(value)
-    if number is not None:
-        return number / 1000.0 if number > 1e11 else number
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
-    if isinstance(value, datetime):
-        return value.timestamp() if value.tzinfo else value.replace(tzinfo=UTC).timestamp()
-    return None
-
-
-def iso(ts: float | None, millis: bool = False) -> str | None:
-    """Unix seconds as `2026-03-02T10:30:00Z` (or with `.000` milliseconds), None stays None."""
-    if ts is None:
-        return None
-    try:
-        moment = datetime.fromtimestamp(ts, UTC)
-    except (ValueError, OverflowError, OSError):  # a stored time far outside the calendar: not a time
-        return None
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if millis:
-        text += f".{moment.microsecond // 1000:03d}"
-    return text + "Z"
-
-
-def checks_of(details: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """A source's checks as [{check, severity, count, files, error}], from a mapping or a list of records.
-
-    `severity` is None for data checks (rows other rules read); only warn/info/error/critical checks
-    are consistency checks.
-    """
-    raw = dig(details, "checks") if details is not None else None
-    items: Iterable[tuple[str | None, Any]]
-    if isinstance(raw, Mapping):
-        items = raw.items()
-    elif isinstance(raw, list):
-        items = ((None, r) for r in raw)
-    else:
-        return []
-    out = []
-    for key, record in items:
-        if not isinstance(record, Mapping):
-            continue
-        name = record.get("check") or record.get("name") or key
-        if not isinstance(name, str):
-            continue
-        files = record.get("files", record.get("rows"))
-        files = [dict(f) for f in files if isinstance(f, Mapping)] if isinstance(files, list) else []
-        count = as_int(record.get("count"))
-        severity = record.get("severity")
-        out.append({
-            "check": name,
-            "severity": severity if severity in ("warn", "info", "error", "critical") else None,
-            "count": count if count is not None else len(files),
-            "files": files,
-            "error": record.get("error") if isinstance(record.get("error"), str) else None,
-        })
-    return out
 
 
 def matching_queues(reading: Reading | None, queue: str, tenant: str) -> list[QueueStats]:

@@ -11,23 +11,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from exporter.facts import CheckRecord
 from exporter.health.config import QueueRule, SystemConfig
-from exporter.health.data import (
-    as_bool,
-    as_int,
-    as_number,
-    as_time,
-    checks_of,
-    dig,
-    read,
-)
+from exporter.health.data import read
+from exporter.health.history import History
 from exporter.model import Snapshot
-
-if TYPE_CHECKING:
-    from exporter.health.evaluation import History
+from exporter.values import as_bool, as_int, as_number, as_time, dig
 
 OK, DEGRADED, UNHEALTHY, INFO = "ok", "degraded", "unhealthy", "info"
 
@@ -157,12 +149,12 @@ def worker_issues(system: SystemConfig, snapshot: Snapshot, workers: dict[str, W
             label = rule.name[:1].upper() + rule.name[1:]
             yield Issue(f"worker_stale:{rule.name}", f"{label} stale ({ago(now - worker.last_run)} ago)", UNHEALTHY,
                         rule.source)
-    for rule in system.stuck:
-        ready = as_int(read(snapshot, rule.source, rule.ready))
-        worker = workers.get(rule.worker)
-        if ready is not None and ready >= rule.min_ready and worker is not None and worker.state == "idle":
-            yield Issue(f"queue_stuck:{rule.worker}", f"Queue stuck: {ready} ready but worker idle", UNHEALTHY,
-                        rule.source)
+    for stuck in system.stuck:
+        ready = as_int(read(snapshot, stuck.source, stuck.ready))
+        idle = workers.get(stuck.worker)
+        if ready is not None and ready >= stuck.min_ready and idle is not None and idle.state == "idle":
+            yield Issue(f"queue_stuck:{stuck.worker}", f"Queue stuck: {ready} ready but worker idle", UNHEALTHY,
+                        stuck.source)
 
 
 def component_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
@@ -218,14 +210,14 @@ def check_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
         reading = snapshot.reading(rule.source)
         if reading is None:
             continue
-        for check in checks_of(reading.details):
-            if check["severity"] is None or (rule.checks is not None and check["check"] not in rule.checks):
+        for check in reading.facts_of(CheckRecord):
+            if check.severity is None or (rule.checks is not None and check.name not in rule.checks):
                 continue
-            name = check["check"]
-            if check["error"]:
-                yield Issue(f"check_failed:{name}", f"check {name} failed: {check['error']}", DEGRADED, rule.source)
-            elif check["count"] > 0:
-                severity = {"warn": DEGRADED, "info": INFO}.get(check["severity"], UNHEALTHY)
-                yield Issue(f"check:{name}", f"{name}: {check['count']} found ({check['severity']})", severity,
+            name = check.name
+            if check.error:
+                yield Issue(f"check_failed:{name}", f"check {name} failed: {check.error}", DEGRADED, rule.source)
+            elif check.count > 0:
+                severity = {"warn": DEGRADED, "info": INFO}.get(check.severity, UNHEALTHY)
+                yield Issue(f"check:{name}", f"{name}: {check.count} found ({check.severity})", severity,
                             rule.source)
 

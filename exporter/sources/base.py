@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -12,14 +13,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from exporter.model import Reading, Snapshot
+from exporter.model import JobPage, Reading, Snapshot
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def parse_duration(value: Any) -> Any:
-    """Accept `15`, `15s`, `500ms`, `2m`, `1h`; numbers are seconds."""
+    """Accept `15`, `15s`, `500ms`, `2m`, `1h`; numbers are seconds, and finite (`.inf` never comes round)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"a duration must be a finite number of seconds, got {value}")
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
@@ -28,7 +31,10 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+MAX_DURATION = 366 * 86400.0  # a year: `.inf` or 1e300 seconds never comes round, so it is an error
+MIN_INTERVAL = 0.25  # seconds between collections; `1ms` burned 57 % of a core for nothing
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=MAX_DURATION, allow_inf_nan=False)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 
 
@@ -119,6 +125,37 @@ class SourceDenied(SourceError):
     kind = "denied"
 
 
+class SourceTimeout(SourceError):
+    """The backend accepted the connection but did not answer in time (a hung or overloaded server)."""
+
+    kind = "timeout"
+
+
+class NotFound(SourceError):
+    """The backend has no such object (a stream, consumer, bucket or message deleted since it was listed)."""
+
+    kind = "not_found"
+
+
+class QueryFailed(SourceError):
+    """One statement or read failed on the server; only its query or check is affected, not the collection."""
+
+    kind = "query_failed"
+
+    def __init__(self, message: str, duration: float = 0.0) -> None:
+        super().__init__(message)
+        self.duration = duration
+
+
+# The closed set of failure kinds: `SourceStatus.error_kind` is always one of these.
+FAILURE_KINDS = frozenset(k.kind for k in (SourceError, SourceUnreachable, SourceDenied, SourceTimeout, NotFound,
+                                           QueryFailed))
+
+
+JOB_STATES = ("active", "waiting", "failed", "completed")
+MAX_JOB_PAGE = 100
+
+
 @dataclass(frozen=True, slots=True)
 class SourceContext:
     """What a source may know of the rest of the daemon: the current snapshot, read-only."""
@@ -149,6 +186,12 @@ class Source(ABC):
     @abstractmethod
     async def collect(self) -> Reading:
         """Read the backend once and return what was seen."""
+
+    async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
+        """One page of a queue's jobs in `state` (one of JOB_STATES), read live and read-only; None when
+        this source does not hold the queue or cannot list its jobs. Failures raise SourceError kinds;
+        the caller bounds the read with its own timeout."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - most sources hold nothing to release
         """Release connections; called once at shutdown."""

@@ -16,7 +16,6 @@ TLS certificates are verified unless `tls_verify: false`; `ca_file` adds a priva
 
 from __future__ import annotations
 
-import json
 import ssl
 import time
 from typing import Any, Literal
@@ -24,6 +23,8 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field, SecretStr, model_validator
 
+from exporter import untrusted
+from exporter.facts import ProbeResult
 from exporter.model import Reading, Sample
 from exporter.sources.base import (
     MetricDef,
@@ -36,7 +37,7 @@ from exporter.sources.base import (
     read_secret,
     redact_url,
 )
-from exporter.sources.nats.parse import dotted
+from exporter.values import dig
 
 
 class JsonExpectation(Model):
@@ -79,10 +80,10 @@ def judge(status: int, body: bytes | None, config: HttpConfig) -> tuple[bool, st
     if spec is None:
         return True, None, None
     try:
-        doc = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
+        doc = untrusted.loads(body or b"", max_bytes=config.max_body_bytes)
+    except ValueError:
         return False, "body is not JSON", None
-    value = dotted(doc, spec.field)
+    value = dig(doc, spec.field)
     if not any(_same(expected, value) for expected in spec.values):
         return False, f"json field {spec.field} is {value!r}", value
     return True, None, value
@@ -151,7 +152,8 @@ class HttpSource(Source):
         if cfg.expect_json is not None:
             details["json_value"] = value
         samples = (Sample("jobqueue_http_probe_success", (), ok), Sample("jobqueue_http_status_code", (), status))
-        return Reading(samples=samples, latency=latency, details=details)
+        probe = ProbeResult(ok, status, round(latency * 1000), reason)
+        return Reading(samples=samples, latency=latency, details=details, facts=(probe,))
 
     async def close(self) -> None:
         if self.session is not None:

@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple
 import psutil
 from pydantic import Field, model_validator
 
+from exporter.facts import HostResources
 from exporter.model import Reading, Sample
 from exporter.sources.base import Duration, MetricDef, Model, Name, Source, SourceConfig, SourceContext, SourceError
 
@@ -171,10 +172,10 @@ class SystemSource(Source):
             time.sleep(self.config.cpu_window)
             now, host, cpu = time.monotonic(), host_cpu_times(psutil.cpu_times()), self._cpu_of(found)
             if not stale:
-                before_host = self._host  # type: ignore[assignment]
+                before_host = self._host  # type: ignore[assignment]  # not stale: set by the last collection
             before_cpu = {**before_cpu, **{k: v for k, v in self._procs.items() if k in cpu}}
         else:
-            before_host, before_cpu = self._host, self._procs  # type: ignore[assignment]
+            before_host, before_cpu = self._host, self._procs  # type: ignore[assignment]  # as above: set
         ratio = busy_ratio(before_host[1], host)
         cores = {k: max(0.0, (v - before_cpu[k][1]) / (now - before_cpu[k][0]))
                  for k, v in cpu.items() if k in before_cpu and now > before_cpu[k][0]}
@@ -190,7 +191,8 @@ class SystemSource(Source):
                      "memory_available_mb": mem.available // (1024 * 1024), "memory_available_bytes": mem.available}
         details = {"hostname": self.hostname, "resources": resources, "cpu_percent": ratio * 100,
                    "memory_percent": mem.percent, "memory_available_bytes": mem.available, "registry": registry}
-        return Reading(samples=tuple(samples), details=details)
+        fact = HostResources(self.hostname, ratio * 100, mem.percent, mem.available)
+        return Reading(samples=tuple(samples), details=details, facts=(fact,))
 
     def _component(self, spec: ProcessSpec, procs: list[tuple[Key, psutil.Process]], cores: dict[Key, float],
                    samples: list[Sample]) -> dict[str, Any]:

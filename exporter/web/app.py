@@ -7,36 +7,40 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from exporter.config import ExporterConfig
 from exporter.health.evaluation import attach as attach_health
 from exporter.scheduler import Scheduler
 from exporter.web import core, landing, lifecycle, openapi
-from exporter.web.auth import AUTHENTICATOR, Authenticator, RateLimiter, authenticate
+from exporter.web.auth import AUTHENTICATOR, Authenticator, authenticate
 from exporter.web.errors import json_errors
-from exporter.web.keys import CONFIG, SCHEDULER, STARTED_AT
-from exporter.web.shims import HEALTH, ops, platform, service, status, tenant
+from exporter.web.keys import CONFIG, LIMITS, SCHEDULER, STARTED_AT, AppConfig
+from exporter.web.limits import Limits, shed
+from exporter.web.shims import SHIMS
+from exporter.web.shims.base import HEALTH
 from exporter.web.webconfig import WEB_CONFIG, LiveWebConfig, web_auth
 
 
-def build_app(config: ExporterConfig, scheduler: Scheduler, run_scheduler: bool = True,
+def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = True,
               web_config: LiveWebConfig | None = None) -> web.Application:
     """The application serving /metrics, /, /healthz, /readyz (and the shims, when configured);
     `web_config` (from --web.config.file) adds basic auth and response headers."""
-    app = web.Application(middlewares=[web_auth, json_errors, authenticate])
+    limits = Limits()
+    # shedding first: an overloaded server refuses before it spends a bcrypt check on the request
+    app = web.Application(middlewares=[shed(limits), web_auth, json_errors, authenticate])
     if web_config is not None:
         app[WEB_CONFIG] = web_config
+    app[LIMITS] = limits
     app[CONFIG] = config
     app[SCHEDULER] = scheduler
     app[STARTED_AT] = time.time()
     app[HEALTH] = attach_health(scheduler, config.systems)
     app[AUTHENTICATOR] = Authenticator(config.auth.tokens)
-    rate = config.shims.platform.rate_limit if config.shims.platform else None
-    app[platform.LIMITER] = RateLimiter(rate.requests, rate.per) if rate else RateLimiter(60, 60.0)
     app.router.add_routes(core.routes)
     app.router.add_routes(landing.routes)
     app.router.add_routes(lifecycle.routes)
     app.router.add_routes(openapi.routes)
-    for shim in (tenant, status, service, platform, ops):  # always mounted; a disabled shim answers 404
+    for shim in SHIMS:  # always mounted; a disabled shim answers 404
+        if shim.setup is not None:
+            shim.setup(app, config.shims.get(shim.key))
         app.router.add_routes(shim.routes)
     if run_scheduler:
         app.cleanup_ctx.append(_run_scheduler)
@@ -45,6 +49,6 @@ def build_app(config: ExporterConfig, scheduler: Scheduler, run_scheduler: bool 
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler = app[SCHEDULER]
-    scheduler.start()
+    scheduler.start(threaded=True)  # collection on a loop of its own: busy HTTP never times a source out
     yield
     await scheduler.stop()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from exporter.health.config import TokenConfig
 
@@ -112,7 +113,7 @@ def presented(request: web.Request, headers: tuple[str, ...] = API_HEADERS) -> P
 
 
 @web.middleware
-async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Resolve the caller once, before any shim; answers of shims are never cached by proxies."""
     presented(request, API_HEADERS)
     response = await handler(request)

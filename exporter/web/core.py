@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from exporter.metrics import CONTENT_TYPES, choose_format
+from exporter.metrics import CONTENT_TYPES, accepts_gzip, choose_format
 from exporter.web.keys import SCHEDULER
 
 routes = web.RouteTableDef()
@@ -15,7 +15,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Serve the exposition rendered for the current snapshot; never touches a backend."""
     exposition = request.app[SCHEDULER].exposition
     fmt = choose_format(request.headers.get("Accept"))
-    gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+    gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
     body = await exposition.body_async(fmt, gzipped)
     headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
     if gzipped:

@@ -35,4 +35,3 @@ SHIMS: dict[str, tuple[tuple[str, str], ...]] = {
     "ops": (("/api/ops/plannings", "Health of the planning refresh jobs (ops token)."),),
 }
 
-SHIM_PATHS = frozenset(path for paths in SHIMS.values() for path, _ in paths)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -13,7 +14,7 @@ def json_error(status: int, message: str, **extra: Any) -> web.Response:
 
 
 @web.middleware
-async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn aiohttp's plain-text HTTP errors (404, 405, ...) into JSON."""
     try:
         return await handler(request)

@@ -16,7 +16,7 @@ from exporter import __version__
 from exporter.model import SourceState
 from exporter.web.endpoints import OWN, SHIMS
 from exporter.web.keys import CONFIG, SCHEDULER
-from exporter.web.shims import HEALTH
+from exporter.web.shims.base import HEALTH
 
 routes = web.RouteTableDef()
 

@@ -33,7 +33,7 @@ import bcrypt
 import yaml
 from aiohttp import web
 
-from exporter.web.endpoints import SHIM_PATHS
+from exporter.web.shims import SHIMS
 
 log = logging.getLogger("jobqueue.web.webconfig")
 
@@ -306,6 +306,9 @@ def protected(path: str) -> bool:
     """Everything needs the web auth (unknown paths too) but the probes and the health APIs, which
     keep the authentication their documents define. `path` is the route's pattern when one matched."""
     return path not in OPEN_PATHS and path not in SHIM_PATHS
+
+
+SHIM_PATHS = frozenset(path for shim in SHIMS for path in shim.paths)
 
 
 @web.middleware

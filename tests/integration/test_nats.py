@@ -123,6 +123,33 @@ async def test_streams_consumers_and_oldest_message(jsc: Js) -> None:
         {"stream": jobs, "name": "workers", "pending": 3, "ack_pending": 2, "redelivered": 0, "waiting": 0}]}
 
 
+async def test_consumer_delivered_and_ack_floor_as_processed_counters(jsc: Js) -> None:
+    jobs = await jsc.stream("FLOW", messages=6)
+    await jsc.js.add_consumer(jobs, ConsumerConfig(durable_name="a", ack_wait=30))
+    await jsc.js.add_consumer(jobs, ConsumerConfig(durable_name="b", ack_wait=30))
+    sub_a = await jsc.js.pull_subscribe(f"{jobs}.>", durable="a", stream=jobs)
+    sub_b = await jsc.js.pull_subscribe(f"{jobs}.>", durable="b", stream=jobs)
+    got_a = await sub_a.fetch(4, timeout=5)
+    for msg in got_a[:3]:  # 1..3 acked, 4 delivered and pending: ack floor 3
+        await msg.ack_sync()
+    got_b = await sub_b.fetch(2, timeout=5)
+    await got_b[1].ack_sync()  # 2 acked but 1 is not: the floor stays at 0
+    info = await jsc.js.consumer_info(jobs, "a")
+    assert (info.delivered.consumer_seq, info.ack_floor.consumer_seq) == (4, 3)  # NATS's own view
+    scheduler = scheduler_for(jsc)
+    try:
+        values, _ = await collect(scheduler)
+    finally:
+        await scheduler.stop()
+    src = 'source="nats"'
+    for consumer, delivered, acked in (("a", 4, 3), ("b", 2, 0)):
+        labels = f'{src},stream="{jobs}",consumer="{consumer}"'
+        assert values[f"jobqueue_nats_consumer_delivered_total{{{labels}}}"] == delivered
+        assert values[f"jobqueue_nats_consumer_acked_total{{{labels}}}"] == acked
+    assert values[f'jobqueue_jobs_processed_total{{{src},tenant="",queue="{jobs}"}}'] == 3
+    assert not [k for k in values if k.startswith("jobqueue_jobs_failed_total{")]
+
+
 async def test_every_listing_is_paged_to_the_end(jsc: Js) -> None:
     names = [await jsc.stream(f"S{i:03d}") for i in range(270)]
     wide = names[0]

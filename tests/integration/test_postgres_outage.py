@@ -225,6 +225,25 @@ async def test_hung_server_is_unreachable_then_recovers(cluster: PgCluster,
     assert (back[UP], back[DEPTH], back[CHECK]) == (1, 2, 3)
 
 
+async def test_hung_server_with_default_connect_timeout_is_unreachable_as_documented(
+        cluster: PgCluster, make_scheduler: Callable[[str], Scheduler]) -> None:
+    """docs/sources/postgres.md: hung -> kind `unreachable`; the default connect_timeout (0.8 x timeout) ends
+    the wait inside the source's timeout, so the scheduler's `timeout` does not pre-empt it."""
+    text = config(cluster, "30s", "0.5s").replace("    connect_timeout: 0.2s\n", "")
+    scheduler = make_scheduler(text)
+    await scheduler.collect_once()
+    assert samples(scheduler)[UP] == 1
+    signal_cluster(cluster, signal.SIGSTOP)
+    try:
+        await scheduler.collect_once()
+        hung = samples(scheduler)
+    finally:
+        signal_cluster(cluster, signal.SIGCONT)
+    assert (hung[UP], hung[UNREACHABLE]) == (0, 1)
+    assert scheduler.snapshot.sources["pg"].status.error == (
+        f"postgres {cluster.dsn()} unreachable: no answer within 0.4s (connect_timeout)")
+
+
 async def test_collection_cut_by_source_timeout_then_recovers(cluster: PgCluster,
                                                               make_scheduler: Callable[[str], Scheduler]) -> None:
     """The scheduler cancels a collection mid-statement; the next one must not trip over that connection."""

@@ -1,12 +1,14 @@
 """Every queue preset against the real PostgreSQL, in a database this module creates and drops.
 
-pg-boss and graphile-worker enqueue through the real Node libraries (tests/node/pg_*.js),
-Procrastinate through the real Python library; pgmq, River, Oban, good_job and Solid Queue get
-their schemas as the libraries' migrations define them (tests/support/postgres.py).
+pg-boss (9, 10 and 12) and graphile-worker enqueue through the real Node libraries
+(tests/node/pg_*), Procrastinate through the real Python library and its real worker; pgmq, River,
+Oban, good_job and Solid Queue get their schemas as the libraries' migrations define them
+(tests/support/postgres.py). Each library lives in a schema of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import Iterator
@@ -15,15 +17,17 @@ from pathlib import Path
 import procrastinate
 import pytest
 
-from exporter.model import QueueStats
+from exporter.model import QueueStats, Reading
 from tests.support.postgres import (
     GOOD_JOB,
     OBAN,
     PGMQ,
     RIVER,
+    RIVER_003,
     SOLID_QUEUE,
     admin,
     collect,
+    make_source,
     pgmq_queue,
     scratch_database,
 )
@@ -49,15 +53,32 @@ def value(dsn: str, sql: str) -> object:
         return row[0]
 
 
-def node(script: str, dsn: str) -> dict[str, object]:
+def node(script: str, dsn: str, *args: str) -> dict[str, object]:
     if not (NODE / "node_modules").is_dir():
         subprocess.run(["npm", "ci", "--prefix", str(NODE), "--silent", "--no-audit", "--no-fund"], check=True)
-    done = subprocess.run(["node", str(NODE / script), dsn], check=True, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(["node", str(NODE / script), dsn, *args], check=True, capture_output=True, text=True,
+                          timeout=120)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def by_queue(queues: tuple[QueueStats, ...]) -> dict[str, QueueStats]:
     return {q.queue: q for q in queues}
+
+
+def series(reading: Reading, metric: str) -> dict[tuple[str, ...], float]:
+    """The samples of one metric of a reading, by label values."""
+    return {s.labels: s.value for s in reading.samples if s.metric == metric}
+
+
+def finished(reading: Reading) -> dict[str, dict[str, object]]:
+    """`details.finished` by queue, without the query and tenant (one library per test)."""
+    return {f["queue"]: {k: v for k, v in f.items() if k not in ("queue", "query", "tenant")}
+            for f in reading.details.get("finished", [])}
+
+
+def query_error(reading: Reading, name: str) -> str | None:
+    assert reading.details["queries"][name]["ok"] is (reading.details["queries"][name]["error"] is None)
+    return reading.details["queries"][name]["error"]  # type: ignore[no-any-return]
 
 
 async def test_generic_per_tenant_with_stale_processing(dsn: str) -> None:
@@ -119,39 +140,93 @@ INSERT INTO gen.tasks (state, enqueued_ms) VALUES ('new', 1767225600500), ('new'
     )
 
 
-async def test_pgmq_metrics_all(dsn: str) -> None:
-    run_sql(dsn, PGMQ + pgmq_queue("orders") + pgmq_queue("empty") + """
+async def test_pgmq_counts_visible_and_ages_only_visible_messages(dsn: str) -> None:
+    """A message being worked on (vt in the future) is neither depth nor the oldest age, whatever its age."""
+    run_sql(dsn, PGMQ + pgmq_queue("orders") + pgmq_queue("empty") + pgmq_queue("Billing") + """
+INSERT INTO pgmq.q_billing (vt, message) VALUES (now(), '{}');
 INSERT INTO pgmq.q_orders (enqueued_at, vt, message) VALUES
+  (now() - interval '300 seconds', now() + interval '30 seconds', '{}'),
   (now() - interval '100 seconds', now() - interval '100 seconds', '{}'),
   (now() - interval '50 seconds', now() - interval '50 seconds', '{}'),
   (now() - interval '10 seconds', now() + interval '30 seconds', '{}');
 """)
     reading = await collect(dsn, "    queues:\n      - preset: pgmq\n")
-    queues = by_queue(reading.queues)
-    assert queues["empty"] == QueueStats("empty", 0, "", None, (("visible", 0), ("invisible", 0)))
-    orders = queues["orders"]
-    assert (orders.depth, orders.states) == (2, (("visible", 2), ("invisible", 1)))
-    enqueued = value(dsn, "SELECT extract(epoch FROM min(enqueued_at))::float8 FROM pgmq.q_orders")
-    assert orders.oldest_timestamp is not None and abs(orders.oldest_timestamp - enqueued) <= 0.5  # pgmq: whole s
+    visible = value(dsn, "SELECT extract(epoch FROM min(enqueued_at))::float8 FROM pgmq.q_orders WHERE vt <= now()")
+    billing = value(dsn, "SELECT extract(epoch FROM enqueued_at)::float8 FROM pgmq.q_billing")
+    assert by_queue(reading.queues) == {
+        "Billing": QueueStats("Billing", 1, "", billing, (("visible", 1), ("invisible", 0))),  # type: ignore[arg-type]
+        "empty": QueueStats("empty", 0, "", None, (("visible", 0), ("invisible", 0))),
+        "orders": QueueStats("orders", 2, "", visible, (("visible", 2), ("invisible", 2))),  # type: ignore[arg-type]
+    }
 
 
-async def test_pg_boss_real_library(dsn: str) -> None:
+async def test_pgmq_missing_schema_names_what_it_needs() -> None:
+    with scratch_database() as empty:
+        reading = await collect(empty, "    queues:\n      - preset: pgmq\n")
+    assert reading.queues == ()
+    assert query_error(reading, "pgmq") == "pgmq: the preset needs pgmq 1.0 or later (table pgmq.meta); found ok=False"
+
+
+async def test_pg_boss_10_real_library(dsn: str) -> None:
+    """pg-boss 10 (no flows, no `blocked` column): live states only; finished jobs over the window."""
     node("pg_boss.js", dsn)
     reading = await collect(dsn, "    queues:\n      - preset: pg-boss\n")
     oldest = value(dsn, "SELECT extract(epoch FROM min(created_on))::float8 FROM pgboss.job "
                         "WHERE name = 'emails' AND state = 'created' AND start_after <= now()")
-    states = ("created", "retry", "deferred", "active", "completed", "cancelled", "failed")
+    states = ("created", "retry", "deferred", "active")
 
     def jobs(*counts: int) -> tuple[tuple[str, int], ...]:
         return tuple(zip(states, counts, strict=True))
 
+    reports = value(dsn, "SELECT extract(epoch FROM min(created_on))::float8 FROM pgboss.job "
+                         "WHERE name = 'reports' AND state = 'created'")
     assert by_queue(reading.queues) == {
-        "emails": QueueStats("emails", 2, "", oldest, jobs(2, 0, 1, 1, 0, 0, 0), 0),  # type: ignore[arg-type]
-        "idle": QueueStats("idle", 0, "", None, jobs(0, 0, 0, 0, 0, 0, 0), 0),
-        "reports": QueueStats("reports", 1, "", value(dsn, "SELECT extract(epoch FROM min(created_on))::float8 "
-                              "FROM pgboss.job WHERE name = 'reports' AND state = 'created'"),  # type: ignore[arg-type]
-                              jobs(1, 0, 0, 0, 1, 0, 1), 1),
+        "emails": QueueStats("emails", 2, "", oldest, jobs(2, 0, 1, 1), None),  # type: ignore[arg-type]
+        "idle": QueueStats("idle", 0, "", None, jobs(0, 0, 0, 0), None),
+        "reports": QueueStats("reports", 1, "", reports, jobs(1, 0, 0, 0), None),  # type: ignore[arg-type]
     }
+    window = {"window_seconds": 3600.0, "completed": 0, "failed": 0, "cancelled": 0}
+    assert finished(reading) == {"emails": window, "idle": window, "reports": {**window, "completed": 1, "failed": 1}}
+    assert series(reading, "jobqueue_jobs_finished_window")[("", "reports", "completed", "3600s")] == 1
+    history = await collect(dsn, "    queues:\n      - preset: pg-boss\n        count_finished: true\n"
+                                 "        finished_window: null\n")
+    assert by_queue(history.queues)["reports"] == QueueStats("reports", 1, "", reports, (  # type: ignore[arg-type]
+        ("created", 1), ("retry", 0), ("deferred", 0), ("active", 0), ("completed", 1), ("cancelled", 0),
+        ("failed", 1)), 1)
+    assert "finished" not in history.details and not series(history, "jobqueue_jobs_finished_window")
+
+
+async def test_pg_boss_12_flows_and_start_after(dsn: str) -> None:
+    """pg-boss 12: a job blocked by its flow parent is `blocked`, not waiting; a job delayed by startAfter
+    is ready from its start_after on (pg-boss's readyOldestSeconds: GREATEST(created_on, start_after))."""
+    ids = node("pg_boss12.mjs", dsn, "pgboss12")
+    reading = await collect(dsn, "    queues:\n      - preset: pg-boss\n        schema: pgboss12\n")
+    ready = value(dsn, f"SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job WHERE id = '{ids['ready']}'")
+    delayed = value(dsn, "SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job "
+                         f"WHERE id = '{ids['due']}'")
+    assert delayed < ready  # type: ignore[operator]
+    states = ("created", "retry", "blocked", "deferred", "active")
+
+    def jobs(*counts: int) -> tuple[tuple[str, int], ...]:
+        return tuple(zip(states, counts, strict=True))
+
+    parent = value(dsn, "SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job "
+                        f"WHERE id = '{ids['refs']['parent']}'")  # type: ignore[index]
+    assert by_queue(reading.queues) == {
+        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 0, 0), None),
+        "emails": QueueStats("emails", 2, "", ready, jobs(2, 0, 0, 1, 0), None),  # type: ignore[arg-type]
+        "flows": QueueStats("flows", 1, "", parent, jobs(1, 0, 1, 0, 0), None),  # type: ignore[arg-type]
+    }
+    assert finished(reading)["done"] == {"window_seconds": 3600.0, "completed": 1, "failed": 0, "cancelled": 0}
+
+
+async def test_pg_boss_9_is_refused_with_the_version_it_needs(dsn: str) -> None:
+    node("pg_boss9.js", dsn, "pgboss9")
+    reading = await collect(dsn, "    queues:\n      - preset: pg-boss\n        schema: pgboss9\n")
+    assert reading.queues == ()
+    assert query_error(reading, "pg-boss") == ("pg-boss schema version 20 (pg-boss 9 or older): the preset needs "
+                                               "pg-boss 10 or later (schema version >= 21)")
+    assert series(reading, "jobqueue_postgres_query_up")[("pg-boss",)] == 0
 
 
 async def test_graphile_worker_real_library(dsn: str) -> None:
@@ -165,6 +240,7 @@ async def test_graphile_worker_real_library(dsn: str) -> None:
         "send_email": QueueStats("send_email", 2, "", oldest, (("ready", 2), ("scheduled", 1),  # type: ignore[arg-type]
                                                                 ("retry", 0), ("locked", 0), ("failed", 0)), 0),
     }
+    assert series(reading, "jobqueue_workers") == {("", "", "busy"): 0}
     # A worker that crashed holding a job leaves it locked: it is neither ready nor failed.
     run_sql(dsn, "UPDATE graphile_worker._private_jobs SET locked_at = now(), locked_by = 'crashed' "
                  "WHERE id = (SELECT min(id) FROM graphile_worker.jobs WHERE task_identifier = 'send_email')")
@@ -173,10 +249,13 @@ async def test_graphile_worker_real_library(dsn: str) -> None:
         "": (0, (("ready", 0), ("scheduled", 1), ("retry", 1), ("locked", 0), ("failed", 1))),
         "mail": (1, (("ready", 1), ("scheduled", 0), ("retry", 0), ("locked", 1), ("failed", 0))),
     }
+    assert series(by_name, "jobqueue_workers") == {("", "", "busy"): 1}
+    assert "finished" not in by_name.details  # graphile-worker deletes completed jobs
 
 
-async def test_procrastinate_real_library(dsn: str) -> None:
+async def test_procrastinate_real_library_and_worker(dsn: str) -> None:
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
+    started, release = asyncio.Event(), asyncio.Event()
 
     @app.task(queue="emails", name="send")
     async def send(n: int) -> None: ...
@@ -188,6 +267,12 @@ async def test_procrastinate_real_library(dsn: str) -> None:
     @app.task(queue="done", name="done")
     async def done(n: int) -> None: ...
 
+    @app.task(queue="slow", name="slow")
+    async def slow() -> None:
+        started.set()
+        await release.wait()
+
+    body = "    queues:\n      - preset: procrastinate\n"
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
         await flaky.defer_async(n=1)
@@ -196,103 +281,253 @@ async def test_procrastinate_real_library(dsn: str) -> None:
         await send.defer_async(n=1)
         await send.defer_async(n=2)
         await send.configure(schedule_in={"hours": 1}).defer_async(n=3)
-    reading = await collect(dsn, "    queues:\n      - preset: procrastinate\n")
+        await slow.defer_async()
+        worker = asyncio.create_task(app.run_worker_async(queues=["slow"], wait=False, concurrency=2))
+        await asyncio.wait_for(started.wait(), 30)
+        busy = await collect(dsn, body)
+        release.set()
+        await asyncio.wait_for(worker, 30)
+    reading = await collect(dsn, body)
     first = value(dsn, "SELECT extract(epoch FROM min(e.at))::float8 FROM procrastinate_events e "
                        "JOIN procrastinate_jobs j ON j.id = e.job_id WHERE j.queue_name = 'emails' "
                        "AND e.type = 'deferred' AND j.scheduled_at IS NULL")
-    states = ("todo", "scheduled", "doing", "succeeded", "failed", "cancelled", "aborted")
+    live = ("todo", "scheduled", "doing")
+    assert by_queue(busy.queues)["slow"] == QueueStats("slow", 0, "", None, (("todo", 0), ("scheduled", 0),
+                                                                             ("doing", 1)), None)
+    assert series(busy, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 0}
+    assert series(reading, "jobqueue_workers") == {("", "", "busy"): 0, ("", "", "idle"): 0}  # unregistered
+    assert by_queue(reading.queues) == {  # finished jobs are not read by default: no queue `done` or `flaky`
+        "emails": QueueStats("emails", 2, "", first, tuple(zip(live, (2, 1, 0), strict=True)), None),  # type: ignore[arg-type]
+    }
+    history = await collect(dsn, body + "        count_finished: true\n")
+    states = (*live, "succeeded", "failed", "cancelled", "aborted")
 
     def jobs(*counts: int) -> tuple[tuple[str, int], ...]:
         return tuple(zip(states, counts, strict=True))
 
-    assert by_queue(reading.queues) == {
+    assert by_queue(history.queues) == {
         "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 1, 0, 0, 0), 0),
         "emails": QueueStats("emails", 2, "", first, jobs(2, 1, 0, 0, 0, 0, 0), 0),  # type: ignore[arg-type]
         "flaky": QueueStats("flaky", 0, "", None, jobs(0, 0, 0, 0, 1, 0, 0), 1),
+        "slow": QueueStats("slow", 0, "", None, jobs(0, 0, 0, 1, 0, 0, 0), 0),
     }
+
+
+RIVER_STATES = ("available", "pending", "scheduled", "overdue", "running", "retryable")
 
 
 async def test_river(dsn: str) -> None:
     run_sql(dsn, "CREATE SCHEMA river;" + RIVER.format(s="river") + """
-INSERT INTO river.river_job (kind, queue, state, scheduled_at) VALUES
-  ('email', 'default', 'available', '2026-01-01 00:00:00+00'),
-  ('email', 'default', 'available', '2026-01-02 00:00:00+00'),
-  ('email', 'default', 'running', '2025-01-01 00:00:00+00'),
-  ('email', 'default', 'discarded', '2025-01-01 00:00:00+00'),
-  ('email', 'default', 'retryable', now() + interval '1 minute'),
-  ('pdf', 'bulk', 'scheduled', now() + interval '1 day'),
-  ('pdf', 'bulk', 'completed', '2025-01-01 00:00:00+00');
+INSERT INTO river.river_job (kind, queue, state, scheduled_at, finalized_at) VALUES
+  ('email', 'default', 'available', '2026-01-01 00:00:00+00', NULL),
+  ('email', 'default', 'available', '2026-01-02 00:00:00+00', NULL),
+  ('email', 'default', 'running', '2025-01-01 00:00:00+00', NULL),
+  ('email', 'default', 'discarded', '2025-01-01 00:00:00+00', now() - interval '10 minutes'),
+  ('email', 'default', 'discarded', '2025-01-01 00:00:00+00', now() - interval '2 hours'),
+  ('email', 'default', 'retryable', now() + interval '1 minute', NULL),
+  ('email', 'default', 'retryable', now() - interval '5 minutes', NULL),
+  ('pdf', 'bulk', 'scheduled', now() + interval '1 day', NULL),
+  ('pdf', 'bulk', 'scheduled', now() - interval '30 seconds', NULL),
+  ('pdf', 'bulk', 'scheduled', now() - interval '10 minutes', NULL),
+  ('pdf', 'bulk', 'completed', '2025-01-01 00:00:00+00', now() - interval '1 minute'),
+  ('pdf', 'bulk', 'cancelled', '2025-01-01 00:00:00+00', now() - interval '1 minute');
 INSERT INTO river.river_queue (name, paused_at) VALUES ('default', NULL), ('bulk', now()), ('idle', NULL);
 """)
     reading = await collect(dsn, "    queues:\n      - preset: river\n        schema: river\n")
-    names = ("available", "pending", "scheduled", "running", "retryable", "completed", "cancelled", "discarded")
 
     def jobs(*counts: int) -> tuple[tuple[str, int], ...]:
-        return tuple(zip(names, counts, strict=True))
+        return tuple(zip(RIVER_STATES, counts, strict=True))
 
     assert by_queue(reading.queues) == {
-        "bulk": QueueStats("bulk", 0, "", None, jobs(0, 0, 1, 0, 0, 1, 0, 0), 0, None, True),
-        "default": QueueStats("default", 2, "", 1767225600.0, jobs(2, 0, 0, 1, 1, 0, 0, 1), 1, None, False),
-        "idle": QueueStats("idle", 0, "", None, jobs(0, 0, 0, 0, 0, 0, 0, 0), 0, None, False),
+        "bulk": QueueStats("bulk", 0, "", None, jobs(0, 0, 2, 1, 0, 0), None, None, True),
+        "default": QueueStats("default", 2, "", 1767225600.0, jobs(2, 0, 0, 1, 1, 1), None, None, False),
+        "idle": QueueStats("idle", 0, "", None, jobs(0, 0, 0, 0, 0, 0), None, None, False),
     }
+    window = {"window_seconds": 3600.0, "completed": 0, "failed": 0, "cancelled": 0}
+    assert finished(reading) == {"bulk": {**window, "completed": 1, "cancelled": 1}, "default": {**window, "failed": 1},
+                                 "idle": window}
+    assert series(reading, "jobqueue_postgres_schedulers") == {("river",): 0}  # no leader: overdue jobs pile up
+    run_sql(dsn, "INSERT INTO river.river_leader (elected_at, expires_at, leader_id) "
+                 "VALUES (now(), now() + interval '15 seconds', 'client-1')")
+    history = await collect(dsn, "    queues:\n      - preset: river\n        schema: river\n"
+                                 "        count_finished: true\n        overdue_after: 1s\n")
+    assert series(history, "jobqueue_postgres_schedulers") == {("river",): 1}
+    assert by_queue(history.queues)["bulk"].states == (*jobs(0, 0, 1, 2, 0, 0), ("completed", 1), ("cancelled", 1),
+                                                       ("discarded", 0))
+    assert by_queue(history.queues)["default"].failed == 2
+
+
+async def test_river_before_migration_004_is_refused(dsn: str) -> None:
+    run_sql(dsn, "CREATE SCHEMA river_old;" + RIVER_003.format(s="river_old"))
+    reading = await collect(dsn, "    queues:\n      - preset: river\n        schema: river_old\n")
+    assert query_error(reading, "river") == ("River migration 3: the preset needs River migration 004 or later "
+                                             "(`river migrate-up`)")
+
+
+async def test_river_migrated_while_running_is_probed_again(dsn: str) -> None:
+    """A refused schema is probed again at the next collection: migrating fixes the preset without a restart."""
+    run_sql(dsn, "CREATE SCHEMA river_up;" + RIVER_003.format(s="river_up"))
+    source = make_source(dsn, "    queues:\n      - preset: river\n        schema: river_up\n")
+    try:
+        before = await source.collect()
+        run_sql(dsn, "DROP SCHEMA river_up CASCADE; CREATE SCHEMA river_up;" + RIVER.format(s="river_up")
+                + "INSERT INTO river_up.river_job (kind, queue) VALUES ('k', 'default');")
+        after = await source.collect()
+    finally:
+        await source.close()
+    assert query_error(before, "river") is not None and query_error(after, "river") is None
+    assert [(q.queue, q.depth) for q in after.queues] == [("default", 1)]
+
+
+async def test_oban_13_without_the_suspended_state(dsn: str) -> None:
+    """Oban migration 13 has no `suspended` enum value (v14 adds it): the statement names only the states there."""
+    run_sql(dsn, "CREATE SCHEMA oban13;" + OBAN.format(s="oban13", version=13).replace(", 'suspended'", "")
+            + "INSERT INTO oban13.oban_jobs (worker, queue) VALUES ('W', 'default');")
+    reading = await collect(dsn, "    queues:\n      - preset: oban\n        schema: oban13\n")
+    assert query_error(reading, "oban") is None
+    assert [(q.queue, q.depth, q.states[-1]) for q in reading.queues] == [("default", 1, ("suspended", 0))]
+
+
+OBAN_STATES = ("available", "scheduled", "overdue", "executing", "retryable", "suspended")
 
 
 async def test_oban_utc_timestamps(dsn: str) -> None:
-    run_sql(dsn, "CREATE SCHEMA oban;" + OBAN.format(s="oban") + """
-INSERT INTO oban.oban_jobs (worker, queue, state, scheduled_at) VALUES
-  ('Mailer', 'mailers', 'available', '2026-01-01 00:00:00'), ('Mailer', 'mailers', 'available', '2026-03-01 00:00:00'),
-  ('Mailer', 'mailers', 'executing', '2025-01-01 00:00:00'), ('Mailer', 'mailers', 'discarded', '2025-01-01 00:00:00'),
-  ('Mailer', 'mailers', 'discarded', '2025-01-01 00:00:00'), ('Report', 'reports', 'scheduled', '2030-01-01 00:00:00');
+    run_sql(dsn, "CREATE SCHEMA oban;" + OBAN.format(s="oban", version=14) + """
+INSERT INTO oban.oban_jobs (worker, queue, state, scheduled_at, discarded_at) VALUES
+  ('Mailer', 'mailers', 'available', '2026-01-01 00:00:00', NULL),
+  ('Mailer', 'mailers', 'available', '2026-03-01 00:00:00', NULL),
+  ('Mailer', 'mailers', 'executing', '2025-01-01 00:00:00', NULL),
+  ('Mailer', 'mailers', 'discarded', '2025-01-01 00:00:00', timezone('UTC', now()) - interval '5 minutes'),
+  ('Mailer', 'mailers', 'discarded', '2025-01-01 00:00:00', '2025-01-01 00:00:00'),
+  ('Mailer', 'mailers', 'completed', '2025-01-01 00:00:00', NULL),
+  ('Report', 'reports', 'scheduled', '2030-01-01 00:00:00', NULL),
+  ('Report', 'reports', 'scheduled', timezone('UTC', now()) - interval '10 minutes', NULL);
 """)
     reading = await collect(dsn, "    queues:\n      - preset: oban\n        schema: oban\n")
-    names = ("available", "scheduled", "executing", "retryable", "completed", "discarded", "cancelled", "suspended")
 
     def jobs(*counts: int) -> tuple[tuple[str, int], ...]:
-        return tuple(zip(names, counts, strict=True))
+        return tuple(zip(OBAN_STATES, counts, strict=True))
 
     assert by_queue(reading.queues) == {
-        "mailers": QueueStats("mailers", 2, "", 1767225600.0, jobs(2, 0, 1, 0, 0, 2, 0, 0), 2),
-        "reports": QueueStats("reports", 0, "", None, jobs(0, 1, 0, 0, 0, 0, 0, 0), 0),
+        "mailers": QueueStats("mailers", 2, "", 1767225600.0, jobs(2, 0, 0, 1, 0, 0), None),
+        "reports": QueueStats("reports", 0, "", None, jobs(0, 1, 1, 0, 0, 0), None),
     }
+    assert finished(reading) == {"mailers": {"window_seconds": 3600.0, "failed": 1, "cancelled": 0},
+                                 "reports": {"window_seconds": 3600.0, "failed": 0, "cancelled": 0}}
+    assert series(reading, "jobqueue_postgres_schedulers") == {("oban",): 0}
+    run_sql(dsn, "INSERT INTO oban.oban_peers VALUES ('Oban', 'web-1', timezone('UTC', now()), "
+                 "timezone('UTC', now()) + interval '30 seconds')")
+    history = await collect(dsn, "    queues:\n      - preset: oban\n        schema: oban\n"
+                                 "        count_finished: true\n")
+    assert series(history, "jobqueue_postgres_schedulers") == {("oban",): 1}
+    assert by_queue(history.queues)["mailers"] == QueueStats("mailers", 2, "", 1767225600.0, (
+        ("available", 2), ("scheduled", 0), ("overdue", 0), ("executing", 1), ("retryable", 0), ("completed", 1),
+        ("discarded", 2), ("cancelled", 0), ("suspended", 0)), 2)
 
 
-async def test_good_job_scopes(dsn: str) -> None:
+async def test_oban_before_migration_13_is_refused(dsn: str) -> None:
+    run_sql(dsn, "CREATE SCHEMA oban_old;" + OBAN.format(s="oban_old", version=12))
+    reading = await collect(dsn, "    queues:\n      - preset: oban\n        schema: oban_old\n")
+    assert query_error(reading, "oban") == ("Oban migration 12: the preset needs Oban migration 13 or later "
+                                            "(`Oban.Migration.up(version: 13)`)")
+
+
+async def test_good_job_scopes_workers_and_window(dsn: str) -> None:
     run_sql(dsn, "CREATE SCHEMA gj;" + GOOD_JOB.format(s="gj") + """
-INSERT INTO gj.good_jobs (queue_name, scheduled_at, created_at, performed_at, finished_at, error, executions_count)
-VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NULL, 0),
-       ('default', NULL, '2026-01-01 00:00:30', NULL, NULL, NULL, 0),
-       ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, NULL, 0),
-       ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, 'Timeout', 1),
-       ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', NULL, NULL, 1),
-       ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', '2026-01-01 00:02:00', NULL, 1),
-       ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', '2026-01-01 00:02:00', 'x', 3);
+INSERT INTO gj.good_job_processes (id, updated_at) VALUES
+  ('00000000-0000-0000-0000-000000000001', timezone('UTC', now())),
+  ('00000000-0000-0000-0000-000000000002', timezone('UTC', now()) - interval '1 minute'),
+  ('00000000-0000-0000-0000-000000000003', timezone('UTC', now()) - interval '10 minutes');
+INSERT INTO gj.good_jobs (queue_name, scheduled_at, created_at, performed_at, finished_at, error, executions_count,
+                          locked_by_id)
+VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NULL, 0, NULL),
+       ('default', NULL, '2026-01-01 00:00:30', NULL, NULL, NULL, 0, NULL),
+       ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, NULL, 0, NULL),
+       ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, 'Timeout', 1, NULL),
+       ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', NULL, NULL, 1,
+        '00000000-0000-0000-0000-000000000001'),
+       ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', '2026-01-01 00:02:00', NULL, 1,
+        NULL),
+       ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', '2026-01-01 00:02:00', 'x', 3,
+        NULL),
+       ('mail', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00',
+        timezone('UTC', now()) - interval '3 minutes', NULL, 1, NULL),
+       ('mail', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00',
+        timezone('UTC', now()) - interval '4 minutes', 'boom', 1, NULL);
 """)
     reading = await collect(dsn, "    queues:\n      - preset: good_job\n        schema: gj\n")
-    assert reading.queues == (QueueStats("default", 2, "", 1767225600.0, (
-        ("queued", 2), ("scheduled", 1), ("retried", 1), ("running", 1), ("succeeded", 1), ("discarded", 1)), 1),)
+    live = (("queued", 2), ("scheduled", 1), ("retried", 1), ("running", 1))
+    assert by_queue(reading.queues) == {
+        "default": QueueStats("default", 2, "", 1767225600.0, live, None),
+        "mail": QueueStats("mail", 0, "", None, (("queued", 0), ("scheduled", 0), ("retried", 0), ("running", 0)),
+                           None),
+    }
+    assert finished(reading) == {"default": {"window_seconds": 3600.0, "completed": 0, "failed": 0},
+                                 "mail": {"window_seconds": 3600.0, "completed": 1, "failed": 1}}
+    assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 1}  # the third expired
+    history = await collect(dsn, "    queues:\n      - preset: good_job\n        schema: gj\n"
+                                 "        count_finished: true\n")
+    assert by_queue(history.queues)["default"] == QueueStats("default", 2, "", 1767225600.0, (
+        *live, ("succeeded", 1), ("discarded", 1)), 1)
 
 
-async def test_solid_queue_executions_and_pauses(dsn: str) -> None:
+async def test_good_job_without_executions_count_is_refused(dsn: str) -> None:
+    run_sql(dsn, "CREATE SCHEMA gj_old;" + GOOD_JOB.format(s="gj_old")
+            + "ALTER TABLE gj_old.good_jobs DROP COLUMN executions_count;")
+    reading = await collect(dsn, "    queues:\n      - preset: good_job\n        schema: gj_old\n")
+    assert query_error(reading, "good_job") == ("good_job: good_jobs lacks executions_count: the preset needs "
+                                                "good_job 4.0 or later (`rails g good_job:update` and migrate)")
+
+
+async def test_solid_queue_executions_pauses_processes(dsn: str) -> None:
     run_sql(dsn, "CREATE SCHEMA sq;" + SOLID_QUEUE.format(s="sq") + """
-INSERT INTO sq.solid_queue_jobs (id, queue_name, class_name) VALUES
-  (1, 'default', 'A'), (2, 'default', 'A'), (3, 'default', 'A'), (4, 'mail', 'B'), (5, 'mail', 'B'), (6, 'mail', 'B');
+INSERT INTO sq.solid_queue_jobs (id, queue_name, class_name, finished_at) VALUES
+  (1, 'default', 'A', NULL), (2, 'default', 'A', NULL), (3, 'default', 'A', NULL), (4, 'mail', 'B', NULL),
+  (5, 'mail', 'B', NULL), (6, 'mail', 'B', NULL), (7, 'mail', 'B', NULL),
+  (8, 'default', 'A', timezone('UTC', now()) - interval '2 minutes'), (9, 'default', 'A', '2026-01-01'),
+  (10, 'default', 'A', NULL);
+INSERT INTO sq.solid_queue_processes (id, kind, last_heartbeat_at, pid, created_at, name, metadata) VALUES
+  (1, 'Worker', timezone('UTC', now()), 10, now(), 'worker-1', '{"queues":"*","thread_pool_size":3}'),
+  (2, 'Worker', timezone('UTC', now()) - interval '1 minute', 11, now(), 'worker-2',
+   '{"queues":"mail","thread_pool_size":5}'),
+  (3, 'Worker', timezone('UTC', now()) - interval '6 minutes', 12, now(), 'worker-3', '{"thread_pool_size":7}'),
+  (4, 'Dispatcher', timezone('UTC', now()) - interval '10 minutes', 13, now(), 'dispatcher-1', NULL);
+-- a claim of the expired worker-3: still claimed (until Solid Queue prunes the process), not a busy slot
+INSERT INTO sq.solid_queue_claimed_executions (job_id, process_id, created_at) VALUES (10, 3, now());
 INSERT INTO sq.solid_queue_ready_executions (job_id, queue_name, created_at) VALUES
   (1, 'default', '2026-01-01 00:00:00'), (2, 'default', '2026-01-01 00:00:09');
 INSERT INTO sq.solid_queue_claimed_executions (job_id, process_id, created_at) VALUES (3, 1, now());
 INSERT INTO sq.solid_queue_scheduled_executions (job_id, queue_name, scheduled_at, created_at)
-  VALUES (4, 'mail', '2099-01-01', now());
+  VALUES (4, 'mail', '2099-01-01', now()), (7, 'mail', timezone('UTC', now()) - interval '5 minutes', now());
 INSERT INTO sq.solid_queue_blocked_executions (job_id, queue_name, concurrency_key, expires_at, created_at)
   VALUES (5, 'mail', 'k', now(), now());
-INSERT INTO sq.solid_queue_failed_executions (job_id, error, created_at) VALUES (6, 'boom', now());
+INSERT INTO sq.solid_queue_failed_executions (job_id, error, created_at) VALUES (6, 'boom', timezone('UTC', now()));
 INSERT INTO sq.solid_queue_pauses (queue_name, created_at) VALUES ('mail', now());
 """)
     reading = await collect(dsn, "    queues:\n      - preset: solid_queue\n        schema: sq\n")
     assert by_queue(reading.queues) == {
-        "default": QueueStats("default", 2, "", 1767225600.0, (("ready", 2), ("scheduled", 0), ("claimed", 1),
-                                                                 ("blocked", 0), ("failed", 0)), 0, None, False),
-        "mail": QueueStats("mail", 0, "", None, (("ready", 0), ("scheduled", 1), ("claimed", 0), ("blocked", 1),
-                                                   ("failed", 1)), 1, None, True),
+        "default": QueueStats("default", 2, "", 1767225600.0, (("ready", 2), ("scheduled", 0), ("overdue", 0),
+                                                                 ("claimed", 2), ("blocked", 0), ("failed", 0)), 0,
+                              None, False),
+        "mail": QueueStats("mail", 0, "", None, (("ready", 0), ("scheduled", 1), ("overdue", 1), ("claimed", 0),
+                                                   ("blocked", 1), ("failed", 1)), 1, None, True),
     }
+    assert finished(reading) == {"default": {"window_seconds": 3600.0, "completed": 1, "failed": 0},
+                                 "mail": {"window_seconds": 3600.0, "completed": 0, "failed": 1}}
+    assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 1}  # worker-3 expired
+    assert series(reading, "jobqueue_worker_capacity") == {("", ""): 8}
+    assert series(reading, "jobqueue_worker_busy_slots") == {("", ""): 1}
+    assert series(reading, "jobqueue_postgres_schedulers") == {("solid_queue",): 0}  # the dispatcher is silent
+    assert series(reading, "jobqueue_jobs_finished_window") == {
+        ("", "default", "completed", "3600s"): 1, ("", "default", "failed", "3600s"): 0,
+        ("", "mail", "completed", "3600s"): 0, ("", "mail", "failed", "3600s"): 1}
+
+
+async def test_solid_queue_without_its_tables_is_refused(dsn: str) -> None:
+    run_sql(dsn, "CREATE SCHEMA sq_old;" + SOLID_QUEUE.format(s="sq_old") + "DROP TABLE sq_old.solid_queue_processes;")
+    reading = await collect(dsn, "    queues:\n      - preset: solid_queue\n        schema: sq_old\n")
+    error = query_error(reading, "solid_queue")
+    assert error is not None and error.startswith("Solid Queue: the preset needs Solid Queue 1.0 or later (tables ")
 
 
 async def test_all_presets_in_one_collection(dsn: str) -> None:
@@ -306,4 +541,5 @@ async def test_all_presets_in_one_collection(dsn: str) -> None:
     queries = reading.details["queries"]
     assert (queries["river"]["ok"], queries["oban"]["ok"], queries["oban_missing"]["ok"]) == (True, True, False)
     assert queries["oban_missing"]["error"] == (
-        'UndefinedTableError: relation "nowhere.oban_jobs" does not exist')
+        "oban_missing: the library's tables are not there (InvalidSchemaNameError: schema \"nowhere\" does not "
+        "exist); is it installed and migrated in this schema?")

@@ -8,6 +8,8 @@ KEYS must not appear, and the data set must be byte-for-byte what it was.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import time
 from collections.abc import Callable
@@ -23,11 +25,14 @@ from tests.support.servers import RedisServer
 
 # The minimal ACL documented in docs/sources/redis.md: read-only key access (%R~*), read commands,
 # PING, CLIENT SETNAME (sent on connect; redis-py ignores a refused CLIENT SETINFO, which Redis 7.0
-# does not have), the read-only script commands; never KEYS.
-READER = "on >{pw} resetkeys %R~* resetchannels -@all +@read -keys +ping +client|setname " \
-         "+eval_ro +evalsha_ro"
-NO_SCRIPTS = "on >{pw} resetkeys %R~* resetchannels -@all +@read -keys +ping +client|setname"
-ADMIN_COMMANDS = {"info", "config|resetstat", "acl|log"}
+# does not have), CLIENT LIST (BullMQ/Bull workers, optional), the read-only script commands; never KEYS.
+# The Celery event listener adds SUBSCRIBE on kombu's event topics only (&/0.celeryev/*).
+READER = "on >{pw} resetkeys %R~* resetchannels &/0.celeryev/* -@all +@read -keys +ping +client|setname " \
+         "+client|list +subscribe +eval_ro +evalsha_ro"
+NO_SCRIPTS = "on >{pw} resetkeys %R~* resetchannels &/0.celeryev/* -@all +@read -keys +ping +client|setname " \
+             "+client|list +subscribe"
+NO_CLIENT_LIST = "on >{pw} resetkeys %R~* resetchannels -@all +@read -keys +ping +client|setname"
+ADMIN_COMMANDS = {"info", "config|resetstat", "acl|log", "publish"}
 
 QUEUES = """
     queues:
@@ -38,7 +43,7 @@ QUEUES = """
       - {layout: horizon, prefix: "app_database_", horizon_prefix: "app_horizon:"}
       - {layout: sidekiq, prefix: "sk:"}
       - {layout: rq}
-      - {layout: celery, queues: [celery]}
+      - {layout: celery, queues: [celery], events: true}
       - {layout: bullmq, queues: [work]}
     tenants:
       scan: {match: "tenant_*:events", regex: "^tenant_(?P<tenant>[^:]+):"}
@@ -59,12 +64,24 @@ def seed(conn: redis.Redis) -> None:
     seed_horizon(conn, "app_horizon:", [("m", "running", beat)], [("m:s", "m", beat, {"redis:default": 2})],
                  {"default": 1000}, [beat - 1], [beat - 1])
     seed_sidekiq(conn, "sk:", "default", [NOW - 5.5])
+    conn.set("sk:stat:processed", 3)
     conn.sadd("rq:queues", "rq:queue:mail")
     conn.rpush("rq:queue:mail", "j1")
     conn.hset("rq:job:j1", "enqueued_at", "2023-11-14T22:13:10.000000Z")
     conn.lpush("celery", "{}")
     conn.hset("bull:work:1", "timestamp", str(int(NOW * 1000) - 3000))
     conn.lpush("bull:work:wait", "1")
+
+
+def celery_event(event: dict[str, Any]) -> str:
+    """A Celery event as kombu's Redis channel PUBLISHes it (`_put_fanout`: the message JSON, body base64)."""
+    body = base64.b64encode(json.dumps({**event, "timestamp": time.time(), "utcoffset": 0, "pid": 1,
+                                        "clock": 1}).encode()).decode()
+    return json.dumps({"body": body, "content-encoding": "utf-8", "content-type": "application/json",
+                       "headers": {}, "properties": {"delivery_mode": 1, "body_encoding": "base64",
+                                                     "delivery_info": {"exchange": "celeryev",
+                                                                       "routing_key": "worker.heartbeat"},
+                                                     "priority": 0, "delivery_tag": "t"}})
 
 
 def dump(conn: redis.Redis) -> dict[bytes, bytes]:
@@ -120,6 +137,16 @@ sources:
 """, {"NOSCRIPTS_PASSWORD": "s3cret-pipe"})
     await scheduler.collect_once()
     await scheduler.collect_once()  # the second run reuses the cached script (EVALSHA_RO) / the fallback
+    # each source's Celery listener hears a worker heartbeat (published by the test, as kombu does)
+    deadline = time.monotonic() + 60
+    while not all(f'jobqueue_workers{{source="{s}",tenant="",queue="",state="idle"}}' in samples(scheduler)
+                  and samples(scheduler)[f'jobqueue_workers{{source="{s}",tenant="",queue="",state="idle"}}'] == 1
+                  for s in ("lua", "fallback", "default")):
+        assert time.monotonic() < deadline, samples(scheduler)
+        admin.publish("/0.celeryev/worker.heartbeat", celery_event({"type": "worker-heartbeat", "freq": 60.0,
+                                                                     "active": 0, "hostname": "w1@h"}))
+        await asyncio.sleep(0.1)
+        await scheduler.collect_once()
     assert [s.runner.used for s in scheduler.sources] == ["lua", "pipeline", "pipeline"]
     states = scheduler.snapshot.sources
     assert [states[n].status.up for n in ("lua", "fallback", "default")] == [True, True, True]
@@ -131,6 +158,9 @@ sources:
         assert got[f'jobqueue_depth{{source="{src}",tenant="a",queue="events"}}'] == 2
         assert got[f'jobqueue_oldest_age_seconds{{source="{src}",tenant="",queue="default"}}'] > 0
         assert got[f'jobqueue_source_up{{source="{src}",backend="redis"}}'] == 1
+        # flow and workers: Sidekiq's counters, RQ's, BullMQ's connected workers (none here)
+        assert got[f'jobqueue_jobs_processed_total{{source="{src}",tenant="",queue=""}}'] == 3
+        assert got[f'jobqueue_workers{{source="{src}",tenant="",queue="work",state="unknown"}}'] == 0
     # in layout order; `default` three times: Laravel, Horizon (same list) and Sidekiq's queue:default
     depths = [(q.queue, q.depth) for q in a.queues if q.tenant == ""]
     assert depths == [("sched", 1), ("stream", 1), ("default", 1), ("default", 1), ("default", 1), ("mail", 1),
@@ -144,7 +174,8 @@ sources:
     # HELLO: redis-py's protocol negotiation; AUTH: the lean pipeline connection's login. Neither touches data.
     assert set(ran) - {"hello", "auth"} == {
         "client|setname", "ping", "eval_ro", "evalsha_ro", "scan", "type", "smembers", "llen", "lindex", "lrange",
-        "hget", "hgetall", "hlen", "zcard", "zcount", "zrange", "zrevrange", "xlen", "xrange", "xinfo|groups"}
+        "hget", "hgetall", "hlen", "zcard", "zcount", "zrange", "zrevrange", "xlen", "xrange", "xinfo|groups",
+        "get", "client|list", "subscribe"}
     denied = [e for e in admin.execute_command("ACL", "LOG") if b"eval_ro" not in _entry(e).get(b"object", b"")]
     assert denied == []  # the only thing ever refused is EVAL_RO for the user without scripts
     assert dump(admin) == before
@@ -174,4 +205,28 @@ sources:
     status = scheduler.snapshot.sources["blind"].status
     assert (status.up, status.error_kind) == (False, "denied")
     assert samples(scheduler)['jobqueue_collect_errors_total{source="blind",kind="denied"}'] == 1
+    admin.close()
+
+
+async def test_without_client_list_the_bullmq_workers_are_absent_and_the_source_up(
+        redis_server: RedisServer, make_scheduler: Callable[..., Scheduler]) -> None:
+    admin = redis.Redis.from_url(redis_server.url)
+    seed(admin)
+    admin.execute_command("ACL", "SETUSER", "nolist", *NO_CLIENT_LIST.format(pw="pw").split())
+    scheduler = make_scheduler(f"""
+sources:
+  - name: nolist
+    type: redis
+    url: {redis_server.url}
+    username: nolist
+    password: pw
+    queues: [{{layout: bullmq, queues: [work]}}]
+""")
+    await scheduler.collect_once()
+    assert scheduler.snapshot.sources["nolist"].status.up
+    got = samples(scheduler)
+    assert got['jobqueue_depth{source="nolist",tenant="",queue="work"}'] == 1
+    assert not [k for k in got if k.startswith("jobqueue_workers{")]
+    refused = {_entry(e).get(b"object") for e in admin.execute_command("ACL", "LOG")}
+    assert refused == {b"client|list"}
     admin.close()

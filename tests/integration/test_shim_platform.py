@@ -239,3 +239,29 @@ async def test_undecodable_credentials_are_a_401_not_a_500(redis_client: redis.R
         assert answer.startswith(b"HTTP/1.1 401 ")
         assert answer.endswith(b'{"success": false, "error": {"code": "UNAUTHORIZED", '
                                b'"message": "Missing or invalid token"}}')
+
+
+async def test_active_jobs_from_the_workers_where_the_library_keeps_them(redis_client: redis.Redis,
+                                                                         prefix: str) -> None:
+    """Sidekiq has no active list: active_jobs counts the jobs its live processes run (`:work` hashes);
+    Celery without events keeps nothing of what runs, so active_jobs is null."""
+    from tests.support.redis_libs import seed_sidekiq, sidekiq_process
+
+    now = time.time()
+    seed_sidekiq(redis_client, f"{prefix}sk:", "mail", [now - 5])
+    sidekiq_process(redis_client, f"{prefix}sk:", "h:1:a", now - 1, 3, False, 5, ["mail"])
+    sidekiq_process(redis_client, f"{prefix}sk:", "h:2:b", now - 90, 2, False, 5, ["mail"])  # dead: beat too old
+    redis_client.lpush(f"{prefix}celery", "{}")
+    text = config("redis://127.0.0.1:6379/0", prefix).replace(
+        f'- {{layout: bullmq, queues: [email-high, email, bulk], prefix: "{prefix}bull"}}',
+        f'- {{layout: sidekiq, prefix: "{prefix}sk:"}}\n      - {{layout: celery, global_keyprefix: "{prefix}"}}'
+    ).replace("""      - {source: redis, queue: email-high, priority: high}
+      - {source: redis, queue: email}
+      - {source: redis, queue: bulk, priority: low}""", """      - {source: redis, queue: mail}
+      - {source: redis, queue: celery}""")
+    async with serve(text, ENV) as (client, scheduler):
+        await scheduler.collect_once()
+        status, body = await get(client, "/api/v1/platform/system/queues", **OPS)
+    assert status == 200
+    rows = {q["name"]: (q["active_jobs"], q["waiting_jobs"]) for q in body["data"]["queues"]}
+    assert rows == {"mail": (3, 1), "celery": (None, 1)}

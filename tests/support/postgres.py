@@ -131,7 +131,9 @@ def make_source(dsn: str, body: str, env: dict[str, str] | None = None, name: st
 
 
 # Schemas as the libraries' own migrations define them (libraries not installable here), reduced
-# to the columns and types the presets read plus the NOT NULL columns an insert needs.
+# to the columns and types the presets read plus the NOT NULL columns an insert needs, with the
+# libraries' own indexes over those columns (the presets' plans depend on them) and the tables the
+# presets' version probes read.
 PGMQ = """
 CREATE SCHEMA pgmq;
 CREATE TABLE pgmq.meta (queue_name varchar UNIQUE NOT NULL, is_partitioned boolean NOT NULL,
@@ -177,7 +179,8 @@ $$ LANGUAGE plpgsql;
 
 
 def pgmq_queue(name: str) -> str:
-    """What `pgmq.create(name)` creates: the q_ table (identity msg_id) and its meta row."""
+    """What `pgmq.create(name)` creates: the q_ table (identity msg_id; the unquoted name folds to lower
+    case, as pgmq.format_table_name lowers it) and its meta row."""
     return f"""
 CREATE TABLE pgmq.q_{name} (msg_id bigint PRIMARY KEY GENERATED ALWAYS AS IDENTITY, read_ct int DEFAULT 0 NOT NULL,
     enqueued_at timestamptz DEFAULT now() NOT NULL, vt timestamptz NOT NULL, message jsonb, headers jsonb);
@@ -197,6 +200,25 @@ CREATE TABLE {s}.river_job (id bigserial PRIMARY KEY, args jsonb NOT NULL DEFAUL
     tags varchar(255)[] NOT NULL DEFAULT '{{}}', unique_key bytea, unique_states bit(8));
 CREATE TABLE {s}.river_queue (name text PRIMARY KEY NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
     metadata jsonb NOT NULL DEFAULT '{{}}', paused_at timestamptz, updated_at timestamptz NOT NULL DEFAULT now());
+-- riverpgxv5/migration/main/002_initial_schema.up.sql: the indexes; 005: river_migration by line
+CREATE INDEX river_job_state_and_finalized_at_index ON {s}.river_job USING btree(state, finalized_at)
+    WHERE finalized_at IS NOT NULL;
+CREATE INDEX river_job_prioritized_fetching_index ON {s}.river_job
+    USING btree(state, queue, priority, scheduled_at, id);
+CREATE UNLOGGED TABLE {s}.river_leader (elected_at timestamptz NOT NULL, expires_at timestamptz NOT NULL,
+    leader_id text NOT NULL, name text PRIMARY KEY DEFAULT 'default');
+CREATE TABLE {s}.river_migration (line text NOT NULL, version bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (line, version));
+INSERT INTO {s}.river_migration (line, version) SELECT 'main', v FROM generate_series(1, 6) v;
+"""
+
+# River before migration 005: river_migration(id, created_at, version), versions 1..3 (no river_queue,
+# no `pending` state): riverpgxv5/migration/main/001_create_river_migration.up.sql.
+RIVER_003 = """
+CREATE TABLE {s}.river_migration (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(),
+    version bigint NOT NULL);
+INSERT INTO {s}.river_migration (version) VALUES (1), (2), (3);
+CREATE TABLE {s}.river_job (id bigserial PRIMARY KEY, queue text NOT NULL, state text NOT NULL);
 """
 
 OBAN = """
@@ -212,6 +234,14 @@ CREATE TABLE {s}.oban_jobs (id bigserial PRIMARY KEY, state {s}.oban_job_state N
     attempted_by text[], discarded_at timestamp without time zone, priority integer NOT NULL DEFAULT 0,
     tags varchar(255)[] DEFAULT ARRAY[]::varchar[], meta jsonb DEFAULT '{{}}',
     cancelled_at timestamp without time zone);
+-- lib/oban/migrations/postgres/v09.ex, v11.ex (oban_peers), v13.ex; the version is the table comment
+CREATE INDEX oban_jobs_state_queue_priority_scheduled_at_id_index ON {s}.oban_jobs
+    (state, queue, priority, scheduled_at, id);
+CREATE INDEX oban_jobs_state_cancelled_at_index ON {s}.oban_jobs (state, cancelled_at);
+CREATE INDEX oban_jobs_state_discarded_at_index ON {s}.oban_jobs (state, discarded_at);
+CREATE UNLOGGED TABLE {s}.oban_peers (name text PRIMARY KEY, node text NOT NULL,
+    started_at timestamp without time zone NOT NULL, expires_at timestamp without time zone NOT NULL);
+COMMENT ON TABLE {s}.oban_jobs IS '{version}';
 """
 
 GOOD_JOB = """
@@ -222,6 +252,14 @@ CREATE TABLE {s}.good_jobs (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), queue
     cron_key text, retried_good_job_id uuid, cron_at timestamp(6), batch_id uuid, batch_callback_id uuid,
     is_discrete boolean, executions_count integer, job_class text, error_event smallint, labels text[],
     locked_by_id uuid, locked_at timestamp(6));
+CREATE TABLE {s}.good_job_processes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    created_at timestamp(6) NOT NULL DEFAULT timezone('UTC', now()),
+    updated_at timestamp(6) NOT NULL DEFAULT timezone('UTC', now()), state jsonb, lock_type smallint);
+-- templates/install/migrations/create_good_jobs.rb.erb: the indexes over what the preset reads
+CREATE INDEX index_good_jobs_on_queue_name_priority_scheduled_at_unfinished ON {s}.good_jobs
+    (queue_name, scheduled_at, id) WHERE finished_at IS NULL;
+CREATE INDEX index_good_jobs_jobs_on_finished_at_only ON {s}.good_jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX index_good_jobs_on_locked_by_id ON {s}.good_jobs (locked_by_id) WHERE locked_by_id IS NOT NULL;
 """
 
 SOLID_QUEUE = """
@@ -243,4 +281,15 @@ CREATE TABLE {s}.solid_queue_failed_executions (id bigserial PRIMARY KEY, job_id
     created_at timestamp(6) NOT NULL);
 CREATE TABLE {s}.solid_queue_pauses (id bigserial PRIMARY KEY, queue_name varchar NOT NULL,
     created_at timestamp(6) NOT NULL);
+CREATE TABLE {s}.solid_queue_processes (id bigserial PRIMARY KEY, kind varchar NOT NULL,
+    last_heartbeat_at timestamp(6) NOT NULL, supervisor_id bigint, pid integer NOT NULL, hostname varchar,
+    metadata text, created_at timestamp(6) NOT NULL, name varchar NOT NULL);
+-- lib/generators/solid_queue/install/templates/db/queue_schema.rb: the indexes
+CREATE INDEX index_solid_queue_jobs_on_finished_at ON {s}.solid_queue_jobs (finished_at);
+CREATE INDEX index_solid_queue_poll_by_queue ON {s}.solid_queue_ready_executions (queue_name, priority, job_id);
+CREATE INDEX index_solid_queue_dispatch_all ON {s}.solid_queue_scheduled_executions (scheduled_at, priority, job_id);
+CREATE INDEX index_solid_queue_claimed_executions_on_process_id_and_job_id ON {s}.solid_queue_claimed_executions
+    (process_id, job_id);
+CREATE UNIQUE INDEX index_solid_queue_failed_executions_on_job_id ON {s}.solid_queue_failed_executions (job_id);
+CREATE INDEX index_solid_queue_processes_on_last_heartbeat_at ON {s}.solid_queue_processes (last_heartbeat_at);
 """

@@ -247,3 +247,23 @@ def seed_sidekiq(conn: redis.Redis, prefix: str, queue: str, enqueued: list[floa
     conn.sadd(f"{prefix}queues", queue)
     for i, at in enumerate(enqueued):
         conn.lpush(f"{prefix}queue:{queue}", sidekiq_payload(f"{queue}-{i}", queue, at))
+
+
+def sidekiq_process(conn: redis.Redis, prefix: str, identity: str, beat: float, busy: int, quiet: bool,
+                    concurrency: int, queues: list[str], running: list[str] | None = None,
+                    v8: bool = False) -> None:
+    """SADD processes + HSET <identity> as launcher.rb `❤` does (info = `to_data` JSON), and the
+    `<identity>:work` hash: thread id -> JSON {queue, payload, run_at} per running job."""
+    info = {"hostname": "h", "started_at": beat - 100, "pid": 1, "tag": "app", "concurrency": concurrency,
+            "queues": queues, "weights": [{q: 0 for q in queues}], "labels": [], "identity": identity,
+            "version": "7.3.0", "embedded": False}
+    conn.sadd(f"{prefix}processes", identity)
+    if v8:  # Sidekiq 8: `concurrency` in the hash itself
+        del info["concurrency"]
+        info["version"] = "8.1.7"
+    conn.hset(f"{prefix}{identity}", mapping={"info": json.dumps(info), "busy": busy, "beat": beat,
+                                              "rtt_us": 100, "quiet": str(quiet).lower(), "rss": 1000,
+                                              **({"concurrency": concurrency} if v8 else {})})
+    for i, queue in enumerate(running if running is not None else queues[:1] * busy):
+        conn.hset(f"{prefix}{identity}:work", f"tid{i}", json.dumps(
+            {"queue": queue, "payload": json.dumps({"class": "HardWorker", "queue": queue}), "run_at": int(beat)}))

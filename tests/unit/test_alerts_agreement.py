@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.facts import CheckRecord
+from tests.support import builders
 from tests.unit.agreement_scenarios import EVAL_TIME, SCENARIOS, Scenario, series
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +106,7 @@ def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...], int]:
         SystemConfig,
         WorkerRule,
     )
-    from exporter.model import QueueStats, Reading, Snapshot, SourceState, SourceStatus
+    from exporter.model import QueueStats
     from tests.unit.agreement_scenarios import SOURCE, SYSTEM
 
     now = 1_800_000_000.0
@@ -115,8 +117,7 @@ def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...], int]:
     if s.disabled:
         details["backups"] = {"disabled": s.disabled[0], "total": s.disabled[1]}
     details["components"] = {"vector": {"status": "down" if s.component_down else "ok"}}
-    if s.check_warn:
-        details["checks"] = {"orphans": {"severity": "warn", "count": 3}}
+    facts = (CheckRecord("orphans", "warn", 3),) if s.check_warn else ()
     system = SystemConfig(
         name=SYSTEM, sources=[SOURCE], queues=[QueueRule(source=SOURCE)],
         workers=[WorkerRule(name=w.name, source=SOURCE, last_run=f"workers.{w.name}.last_run", interval=w.interval,
@@ -128,24 +129,18 @@ def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...], int]:
     )
     queues = tuple(QueueStats(q.queue, q.depth, "", None if q.oldest_age is None else now - q.oldest_age,
                               (("reserved", q.reserved),), failed=q.failed) for q in s.queues)
-    reading = Reading(queues=queues, details=details) if s.up else None
-    status = SourceStatus(SOURCE, "redis", s.up, now, 0.01, now if s.up else now - 60,
-                          None if s.up else "refused", None if s.up else "unreachable", 5)
-    snapshot = Snapshot({SOURCE: SourceState(status, reading)}, now)
+    read = builders.reading(queues, details=details, facts=facts) if s.up else None
+    snapshot = builders.snapshot(builders.state(SOURCE, read, at=now, last_success=now if s.up else now - 60,
+                                                error=None if s.up else "refused", collections=5), at=now)
     result = health.evaluate(system, snapshot, health.History(), now)
     return result.status, tuple(i.id for i in result.issues), status_shim_code(system, snapshot, result, now)
 
 
 def status_shim_code(system: Any, snapshot: Any, result: Any, now: float) -> int:
     """What seed 001's /api/health/status (the shim that follows the system's verdict) answers."""
-    from exporter.config import ExporterConfig
-    from exporter.health.config import StatusShim
-    from exporter.health.evaluation import HealthMonitor
-    from exporter.web.shims import View
-    from exporter.web.shims.status import platform_status
+    from exporter.web.shims.status import StatusShim, platform_status
 
-    config = ExporterConfig.model_construct(sources=[], systems=[system])
-    view = View(snapshot, result, HealthMonitor([system]), config, now - 60, now)
+    view = builders.view(snapshot, result, systems=[system], started_at=now - 60, now=now)
     code, _ = platform_status(view, StatusShim(system=system.name))
     return code
 

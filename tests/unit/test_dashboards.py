@@ -239,6 +239,13 @@ NOT_SHOWN = {
                                    "counting between collections",
     # Declared for the flow and workers issue (#11); the dashboards gain their panels with it.
     **{m.name: "flow and workers panels land with issue 11" for m in FLOW_METRICS},
+    "jobqueue_jobs_finished_window": "PostgreSQL libraries' throughput over a window: a panel lands with issue 11",
+    "jobqueue_postgres_schedulers": "read by the stalled-scheduler alert with jobqueue_jobs{state=\"overdue\"}; "
+                                    "the alert lands with issue 10",
+    "jobqueue_nats_consumer_delivered": "flow of a NATS consumer; its panels land with the flow panels of issue 11",
+    "jobqueue_nats_consumer_acked": "flow of a NATS consumer; its panels land with the flow panels of issue 11",
+    "jobqueue_celery_tasks": "Celery task outcomes by name; panels land with the flow panels of issue 11",
+    "jobqueue_celery_task_runtime_seconds": "Celery runtime by task; panels land with the flow panels of issue 11",
 }
 
 

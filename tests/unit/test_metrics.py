@@ -19,13 +19,14 @@ from exporter.metrics import (
     render_source,
 )
 from exporter.model import QueueStats, Reading, Sample, SourceStatus
+from tests.support import builders
 
 NOW = 1_800_000_000.0
 
 
 def status(up: bool = True, name: str = "r") -> SourceStatus:
-    return SourceStatus(name, "redis", up, NOW, 0.25, NOW - (0 if up else 60), None if up else "boom",
-                        None if up else "unreachable", 3)
+    return builders.status(name, up, NOW, duration=0.25, last_success=NOW - (0 if up else 60),
+                           error=None if up else "boom", collections=3)
 
 
 READING = Reading(
@@ -201,3 +202,18 @@ def test_shard_of_the_config_is_exported() -> None:
     text = build_scheduler(config).exposition.body(TEXT).decode()
     assert "\njobqueue_exporter_shard_ordinal 1\n" in text
     assert "\njobqueue_exporter_total_shards 3\n" in text
+
+
+def test_gzip_only_when_accepted_with_a_positive_q() -> None:
+    from exporter.metrics import accepts_gzip
+
+    assert [accepts_gzip(h) for h in ("gzip", "deflate, gzip;q=1.0", "*", "gzip;q=0.5", "x-gzip")] == [True] * 5
+    assert [accepts_gzip(h) for h in (None, "", "gzip;q=0", "gzip; q=0.0", "identity", "*, gzip;q=0",
+                                      "gzip;q=x", "deflate")] == [False] * 8
+
+
+def test_huge_numbers_are_written_as_floats_not_309_digits() -> None:
+    from exporter.metrics import number
+
+    assert [number(v) for v in (10**308, -(10**20), 10**400, 1e308, 2**53 - 1)] == [
+        "1e+308", "-1e+20", "+Inf", "1e+308", "9007199254740991"]

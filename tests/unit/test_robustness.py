@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from exporter.health.data import as_number, iso
 from exporter.metrics import TEXT
 from exporter.model import QueueStats, Reading, Snapshot
 from exporter.scheduler import Scheduler
 from exporter.sources.base import Source, SourceConfig, SourceContext
+from exporter.values import as_number, iso
 from exporter.web.shims.platform import alertmanager_alerts
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from exporter.sources.base import Duration, Model, SourceConfig, check_one_secret
+from exporter.sources.base import Duration, Model, SourceConfig, check_one_secret, redact_url
 from exporter.sources.nats.parse import JOB_STATES, matches
 
 DEFAULT_JOB_STATUSES: dict[str, list[str]] = {
@@ -121,6 +121,16 @@ class NatsConfig(SourceConfig):
     jobs: JobsRegistry | None = None
     agents: AgentRegistry | None = None
     connect_timeout: Duration = 2.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        """nats-py takes a comma-separated server list; `http://` is the monitoring port, not a server."""
+        for server in value.split(","):
+            scheme = server.strip().partition("://")[0].lower() if "://" in server else ""
+            if scheme not in ("", "nats", "tls", "ws", "wss"):  # nats-py reads a bare host:port as nats://
+                raise ValueError(f"url must start with nats://, tls://, ws:// or wss://, got {redact_url(server)!r}")
+        return value
 
     @model_validator(mode="after")
     def _secrets(self) -> NatsConfig:

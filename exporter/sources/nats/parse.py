@@ -7,55 +7,22 @@ readiness, label formatting, name filters) is unit-tested on literal inputs with
 from __future__ import annotations
 
 import base64
-import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
+
+from exporter import untrusted
+from exporter.values import as_time, dig, iso_time
 
 JOB_STATES = ("unprocessed", "processing", "completed", "failed", "dlq")
 KV_DELETE_OPS = frozenset({"DEL", "PURGE"})
 ADVISORY_MAX_DELIVERIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
-_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
-
 
 def parse_ts(value: Any) -> float | None:
-    """RFC 3339 with nanoseconds (Go's format) -> Unix seconds; None for absent or Go's zero time."""
-    if not isinstance(value, str):
-        return None
-    match = _TS.match(value)
-    if not match:
-        return None
-    base, frac, zone = match.groups()
-    if base.startswith("0001-01-01"):
-        return None
-    zone = "+00:00" if zone == "Z" else zone
-    seconds = datetime.fromisoformat(base + zone).timestamp()
-    return seconds + (int(frac) / 10 ** len(frac) if frac else 0.0)
-
-
-def to_unix(value: Any) -> float | None:
-    """A time field of an application's JSON: Unix seconds or milliseconds, or an RFC 3339 string."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) / 1000.0 if value > 1e11 else float(value)
-    if isinstance(value, str):
-        try:
-            return to_unix(float(value))
-        except ValueError:
-            pass
-        parsed = parse_ts(value)
-        if parsed is not None:
-            return parsed
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            return None
-    return None
+    """A JetStream API time (RFC 3339 with nanoseconds, Go's format) -> Unix seconds; None when absent."""
+    return iso_time(value) if isinstance(value, str) else None
 
 
 def matches(name: str, include: Iterable[str], exclude: Iterable[str]) -> bool:
@@ -114,6 +81,8 @@ class ConsumerRecord:
     redelivered: int
     waiting: int
     last_active: float | None
+    delivered: int = 0  # delivered.consumer_seq: deliveries so far, redeliveries included
+    acked: int = 0  # ack_floor.consumer_seq: deliveries up to which every one is acknowledged
 
 
 def parse_consumer(info: Mapping[str, Any]) -> ConsumerRecord:
@@ -129,6 +98,8 @@ def parse_consumer(info: Mapping[str, Any]) -> ConsumerRecord:
         redelivered=int(info.get("num_redelivered", 0)),
         waiting=int(info.get("num_waiting", 0)),
         last_active=parse_ts(delivered.get("last_active")),
+        delivered=int(delivered.get("consumer_seq", 0)),
+        acked=int((info.get("ack_floor") or {}).get("consumer_seq", 0)),
     )
 
 
@@ -167,23 +138,11 @@ def parse_kv_message(bucket: str, message: Mapping[str, Any]) -> KvEntry:
     return KvEntry(subject.removeprefix(prefix), int(message.get("seq", 0)), parse_ts(message.get("time")), op, data)
 
 
-def dotted(document: Any, path: str | None) -> Any:
-    """`a.b.c` lookup in nested dicts; None when any step is missing."""
-    if path is None:
-        return None
-    value = document
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def decode_json(value: bytes) -> Mapping[str, Any] | None:
     """A KV value as a JSON object, or None when it is not one."""
     try:
-        doc = json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+        doc = untrusted.loads(value)
+    except ValueError:  # includes too large, too deep, not UTF-8: one malformed entry, not a failed source
         return None
     return doc if isinstance(doc, Mapping) else None
 
@@ -213,7 +172,7 @@ def job_status(entry: KvEntry, status_field: str | None, status_token: int | Non
     doc = decode_json(entry.value)
     if doc is None:
         return None
-    value = dotted(doc, status_field)
+    value = dig(doc, status_field)
     return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
 
 
@@ -237,7 +196,7 @@ def count_jobs(entries: Iterable[KvEntry], status_field: str | None, status_toke
             created = entry.time
             if created_field is not None:
                 doc = decode_json(entry.value)
-                created = to_unix(dotted(doc, created_field)) if doc is not None else None
+                created = as_time(dig(doc, created_field)) if doc is not None else None
             if created is not None and (counts.oldest_unprocessed is None or created < counts.oldest_unprocessed):
                 counts.oldest_unprocessed = created
     return counts
@@ -271,9 +230,9 @@ def parse_agent(entry: KvEntry, hostname_field: str | None, labels_field: str | 
     doc = decode_json(entry.value)
     if doc is None:
         return None
-    host = dotted(doc, hostname_field)
-    heartbeat = to_unix(dotted(doc, heartbeat_field)) if heartbeat_field else entry.time
-    raw_status = dotted(doc, status_field) if status_field else None
+    host = dig(doc, hostname_field)
+    heartbeat = as_time(dig(doc, heartbeat_field)) if heartbeat_field else entry.time
+    raw_status = dig(doc, status_field) if status_field else None
     if isinstance(raw_status, bool):
         ready = raw_status
         status = "Ready" if raw_status else "NotReady"
@@ -283,7 +242,7 @@ def parse_agent(entry: KvEntry, hostname_field: str | None, labels_field: str | 
     if stale_after is not None and (heartbeat is None or now - heartbeat > stale_after):
         ready = False
     return Agent(entry.key, str(host) if host is not None else entry.key,
-                 format_labels(dotted(doc, labels_field)), status, heartbeat, ready)
+                 format_labels(dig(doc, labels_field)), status, heartbeat, ready)
 
 
 def advisory_target(subject: str) -> tuple[str, str] | None:

@@ -9,8 +9,9 @@ the time the key was last written (each heartbeat rewrites it).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from exporter.facts import AgentInfo, RegistryAgents
 from exporter.model import QueueStats, Sample
 from exporter.sources.base import SourceError
 from exporter.sources.nats.config import AgentRegistry, JobsRegistry
@@ -23,13 +24,19 @@ from exporter.sources.nats.parse import (
     subject_matches,
 )
 
-if TYPE_CHECKING:
-    from exporter.sources.nats import NatsSource
+
+class KvSource(Protocol):
+    """What the registry readers need of the NATS source (a protocol, so registry and source import one way)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def kv_entries(self, bucket: str) -> list[KvEntry] | None: ...
 
 log = logging.getLogger("jobqueue.nats")
 
 
-async def _entries(source: NatsSource, bucket: str, keys: str,
+async def _entries(source: KvSource, bucket: str, keys: str,
                    streams: dict[str, StreamRecord]) -> list[KvEntry] | None:
     if f"KV_{bucket}" not in streams:
         log.warning("registry bucket missing", extra={"source": source.name, "bucket": bucket})
@@ -43,7 +50,7 @@ async def _entries(source: NatsSource, bucket: str, keys: str,
     return [e for e in entries if keys == ">" or subject_matches(e.key, keys)]
 
 
-async def read_jobs(source: NatsSource, spec: JobsRegistry,
+async def read_jobs(source: KvSource, spec: JobsRegistry,
                     streams: dict[str, StreamRecord]) -> tuple[QueueStats, JobCounts, dict[str, Any]]:
     """Jobs by state -> one QueueStats (depth = unprocessed) and the seed's `jobs` object."""
     entries = await _entries(source, spec.bucket, spec.keys, streams)
@@ -60,8 +67,8 @@ async def read_jobs(source: NatsSource, spec: JobsRegistry,
     return queue, counts, info
 
 
-async def read_agents(source: NatsSource, spec: AgentRegistry, streams: dict[str, StreamRecord],
-                      now: float) -> tuple[list[Sample], dict[str, Any], int]:
+async def read_agents(source: KvSource, spec: AgentRegistry, streams: dict[str, StreamRecord],
+                      now: float) -> tuple[list[Sample], dict[str, Any], int, RegistryAgents]:
     """Registered agents -> samples, the seed's `agents` object and the count of unreadable entries."""
     entries = await _entries(source, spec.bucket, spec.keys, streams)
     agents, bad = [], 0
@@ -86,4 +93,6 @@ async def read_agents(source: NatsSource, spec: AgentRegistry, streams: dict[str
     info = {"bucket": spec.bucket, "exists": entries is not None, "total": len(agents), "ready": ready,
             "agents": [{"hostname": a.hostname, "labels": a.labels, "status": a.status,
                         "last_heartbeat": a.last_heartbeat, "ready": a.ready} for a in agents]}
-    return samples, info, bad
+    fact = RegistryAgents(len(agents), ready, tuple(AgentInfo(a.hostname, a.labels, a.status, a.last_heartbeat, a.ready)
+                                                   for a in agents))
+    return samples, info, bad, fact

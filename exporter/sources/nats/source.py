@@ -34,9 +34,11 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from exporter.facts import ConsumerInfo, NatsState, RegistryJobs, StreamInfo
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
+    NotFound,
     SourceContext,
     SourceDenied,
     SourceError,
@@ -62,10 +64,6 @@ from exporter.sources.nats.registry import read_agents, read_jobs
 log = logging.getLogger("jobqueue.nats")
 
 
-class NotFound(SourceError):
-    """The JetStream API answered 404: a stream, consumer or message that does not (or no longer) exist."""
-
-    kind = "not_found"
 T = TypeVar("T")
 
 
@@ -89,6 +87,10 @@ class NatsSource(BaseSource):
                   ("stream", "consumer")),
         MetricDef("jobqueue_nats_consumer_redelivered", "Messages redelivered and not yet acknowledged.",
                   ("stream", "consumer")),
+        MetricDef("jobqueue_nats_consumer_delivered", "Deliveries to the consumer so far, redeliveries included "
+                  "(the consumer's delivered sequence).", ("stream", "consumer"), type="counter"),
+        MetricDef("jobqueue_nats_consumer_acked", "Deliveries up to the consumer's ack floor: every one of them "
+                  "is acknowledged (the ack floor's consumer sequence).", ("stream", "consumer"), type="counter"),
         MetricDef("jobqueue_nats_consumer_waiting", "Pull requests waiting on the consumer.", ("stream", "consumer")),
         MetricDef("jobqueue_nats_kv_keys", "Live keys in the KV bucket (deleted and purged keys excluded).",
                   ("bucket",)),
@@ -159,8 +161,9 @@ class NatsSource(BaseSource):
             # no reconnect loop of nats-py's own: a lost connection is replaced by the next collection;
             # max_reconnect_attempts=1 bounds the initial attempts to two per server, 50 ms apart
             servers=[u.strip() for u in cfg.url.split(",")], name="jobqueue-exporter", allow_reconnect=False,
-            max_reconnect_attempts=1, reconnect_time_wait=0.05,  # type: ignore[arg-type]
-            connect_timeout=min(cfg.connect_timeout, cfg.timeout), error_cb=quiet, user=cfg.user,
+            max_reconnect_attempts=1, reconnect_time_wait=0.05,  # type: ignore[arg-type]  # nats-py types it int, sleeps a float
+            connect_timeout=min(cfg.connect_timeout, cfg.timeout),  # type: ignore[arg-type]  # as above: a float works
+            error_cb=quiet, user=cfg.user,
             password=read_secret(cfg.password, cfg.password_file), token=read_secret(cfg.token, cfg.token_file),
             user_credentials=cfg.creds_file,
         )
@@ -202,15 +205,15 @@ class NatsSource(BaseSource):
                 if self._denied:
                     raise SourceDenied(f"nats refused a read: {self._denied}") from err
                 raise
-        resp = json.loads(msg.data)
-        err = resp.get("error")
-        if err:
-            code = err.get("code")
+        resp: dict[str, Any] = json.loads(msg.data)
+        error = resp.get("error")
+        if error:
+            code = error.get("code")
             if code == 404:
-                raise NotFound(f"{subject}: {err.get('description', 'not found')}")
+                raise NotFound(f"{subject}: {error.get('description', 'not found')}")
             if code in (401, 403):
-                raise SourceDenied(f"{subject}: {err.get('description')}")
-            raise SourceError(f"{subject}: {err.get('description')} (code {code})")
+                raise SourceDenied(f"{subject}: {error.get('description')}")
+            raise SourceError(f"{subject}: {error.get('description')} (code {code})")
         return resp
 
     async def _paged(self, subject: str, key: str, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -223,10 +226,10 @@ class NatsSource(BaseSource):
         for page in pages:
             items.extend(page.get(key) or [])
         while len(items) < total:  # the listing grew or the server used a smaller page: keep going
-            page = (await self._api(subject, {"offset": len(items), **(extra or {})})).get(key) or []
-            if not page:
+            more = (await self._api(subject, {"offset": len(items), **(extra or {})})).get(key) or []
+            if not more:
                 break
-            items.extend(page)
+            items.extend(more)
         return items
 
     async def subjects(self, stream: str, subject_filter: str) -> dict[str, int]:
@@ -251,7 +254,8 @@ class NatsSource(BaseSource):
             return None
         if f"entries:{bucket}" not in self._memo:
             self._memo[f"entries:{bucket}"] = asyncio.ensure_future(self._read_keys(bucket, subjects))
-        return await self._memo[f"entries:{bucket}"]
+        entries: list[KvEntry] = await self._memo[f"entries:{bucket}"]
+        return entries
 
     async def _read_keys(self, bucket: str, subjects: dict[str, int]) -> list[KvEntry]:
         stream = f"KV_{bucket}"
@@ -271,7 +275,7 @@ class NatsSource(BaseSource):
         nc = await self._connection()
         self._memo = {}
         started = time.perf_counter()
-        await nc.flush(timeout=cfg.timeout)  # type: ignore[arg-type]
+        await nc.flush(timeout=cfg.timeout)  # type: ignore[arg-type]  # nats-py types it int; a float works
         latency = time.perf_counter() - started
         account = await self._api("INFO")
         by_name = {s.name: s for s in map(parse_stream, await self._paged("STREAM.LIST", "streams"))}
@@ -351,7 +355,16 @@ class NatsSource(BaseSource):
             samples += [Sample("jobqueue_nats_consumer_pending", labels, c.pending),
                         Sample("jobqueue_nats_consumer_ack_pending", labels, c.ack_pending),
                         Sample("jobqueue_nats_consumer_redelivered", labels, c.redelivered),
-                        Sample("jobqueue_nats_consumer_waiting", labels, c.waiting)]
+                        Sample("jobqueue_nats_consumer_waiting", labels, c.waiting),
+                        Sample("jobqueue_nats_consumer_delivered", labels, c.delivered),
+                        Sample("jobqueue_nats_consumer_acked", labels, c.acked)]
+        # jobqueue_jobs_processed per stream: the consumers' ack floors added up (deliveries below the
+        # floor are acknowledged or were superseded by a redelivery); on a stream that several consumers
+        # each read in full, every consumer's work counts. NATS keeps no count of failures.
+        processed: dict[str, int] = {}
+        for c in consumers:
+            processed[c.stream] = processed.get(c.stream, 0) + c.acked
+        samples += [Sample("jobqueue_jobs_processed", ("", stream), n) for stream, n in processed.items()]
         for b, keys in zip(kv, kv_keys, strict=True):
             if keys is not None:
                 samples.append(Sample("jobqueue_nats_kv_keys", (b.name[3:],), keys))
@@ -376,18 +389,25 @@ class NatsSource(BaseSource):
             "dead_letters": {"mode": self.config.dead_letters.mode, "total": sum(dead.values()), "consumers": [
                 {"stream": s, "consumer": c, "count": n} for (s, c), n in dead.items()]},
         }
+        facts: list[object] = [NatsState(
+            url, version, tuple(StreamInfo(s.name, s.messages, s.bytes, s.consumers) for s in streams),
+            tuple(ConsumerInfo(c.stream, c.name, c.pending, c.ack_pending, c.redelivered) for c in consumers),
+            tuple((b.name[3:], k, b.bytes) for b, k in zip(kv, kv_keys, strict=True)),
+            tuple((o.name[4:], o.bytes) for o in objs))]
         malformed = 0
         if jobs is not None:
             queue, counts, info = jobs
             queues.append(queue)
             details["jobs"] = info
+            facts.append(RegistryJobs(counts.total, dict(counts.states)))
             malformed += counts.malformed
         if agents is not None:
-            agent_samples, info, bad = agents
+            agent_samples, info, bad, registry = agents
             samples += agent_samples
             details["agents"] = info
+            facts.append(registry)
             malformed += bad
-        return Reading(tuple(queues), tuple(samples), latency, malformed, details)
+        return Reading(tuple(queues), tuple(samples), latency, malformed, details, tuple(facts))
 
     async def close(self) -> None:
         await self._drop()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter.facts import CheckRecord
 from exporter.model import Sample
 from exporter.sources.postgres.config import Check, Migrations
 
@@ -39,20 +40,33 @@ class CheckResult:
     def ok(self) -> bool:
         return self.error is None
 
+    def record(self) -> CheckRecord:
+        """The typed fact the health rules and the consistency shim read."""
+        severity = self.severity if self.severity in ("warn", "info", "error", "critical") else None
+        return CheckRecord(self.name, severity, self.count, self.rows, self.error)
+
     def details(self) -> dict[str, Any]:
-        """The record the health layer and the consistency shim read (`details.checks.<name>`)."""
+        """The tree operator `Ref` paths reach into (`details.checks.<name>.rows.0.total`)."""
         return {"check": self.name, "severity": self.severity, "count": self.count, "rows": list(self.rows),
                 "error": self.error, "observed_at": self.observed_at}
 
 
+MAX_CELL = 4096  # characters of one text cell kept in a check's detail rows
+
+
 def jsonable(value: Any) -> Any:
     """A database value as JSON: numbers stay numbers, times become ISO 8601, the rest text."""
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool | int):
         return value
+    if isinstance(value, str):  # a cell is untrusted: a 10 MB text column must not become a 10 MB answer
+        return value if len(value) <= MAX_CELL else value[:MAX_CELL] + "…"
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if not value.is_finite():  # numeric 'NaN' / 'Infinity': int() would raise, JSON has no such number
+            return None
+        exact = value == value.to_integral_value() and abs(value) < 1 << 63
+        return int(value) if exact else float(value)
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):

@@ -67,7 +67,7 @@ class Preset(Model):
 
     @property
     def query_name(self) -> str:
-        return self.name or self.preset  # type: ignore[attr-defined]
+        return self.name or self.preset  # type: ignore[attr-defined]  # every subclass has its literal `preset`
 
 
 class GenericPreset(Preset):
@@ -104,14 +104,32 @@ class GenericPreset(Preset):
 
 
 class PgmqPreset(Preset):
-    """pgmq: `pgmq.metrics_all()` (one call, every queue of `pgmq.meta`)."""
+    """pgmq: every queue of `pgmq.meta`, its `q_<queue>` table read in one statement (visible = `vt <= now()`)."""
 
     preset: Literal["pgmq"]
     schema_: Ident = Field("pgmq", alias="schema")
 
 
-class PgBossPreset(Preset):
-    """pg-boss v10+: live counts of `pgboss.job` grouped by name and state."""
+class Finished(Preset):
+    """Finished jobs: counted over a recent window through the library's finished-at index, never the history.
+
+    `finished_window` (default 1h; null turns it off) counts jobs finished within it by outcome;
+    `count_finished` also counts every retained finished job per state (a scan of the history:
+    off by default, for small tables only).
+    """
+
+    finished_window: Duration | None = 3600.0
+    count_finished: bool = False
+
+
+class Overdue(Preset):
+    """Scheduled jobs that a leader/stager/dispatcher process moves to ready: `overdue` past this grace."""
+
+    overdue_after: Duration = 60.0
+
+
+class PgBossPreset(Finished):
+    """pg-boss 10+ (schema version >= 21): live jobs of `pgboss.job` grouped by name and state."""
 
     preset: Literal["pg-boss"]
     schema_: Ident = Field("pgboss", alias="schema")
@@ -131,19 +149,19 @@ class InSchema(Preset):
     schema_: Ident = Field("public", alias="schema")
 
 
-class RiverPreset(InSchema):
+class RiverPreset(InSchema, Finished, Overdue):
     """River: `river_job` grouped by queue and state; pauses from `river_queue`."""
 
     preset: Literal["river"]
 
 
-class ObanPreset(InSchema):
+class ObanPreset(InSchema, Finished, Overdue):
     """Oban: `oban_jobs` grouped by queue and state (schema = the Oban prefix)."""
 
     preset: Literal["oban"]
 
 
-class GoodJobPreset(InSchema):
+class GoodJobPreset(InSchema, Finished):
     """good_job: `good_jobs` with the states of its scopes (queued, running, scheduled, ...)."""
 
     preset: Literal["good_job"]
@@ -153,12 +171,14 @@ class ProcrastinatePreset(InSchema):
     """Procrastinate: `procrastinate_jobs` by queue and status, enqueue time from its events."""
 
     preset: Literal["procrastinate"]
+    count_finished: bool = False  # procrastinate indexes no finish time: no window, only this full count
 
 
-class SolidQueuePreset(InSchema):
+class SolidQueuePreset(InSchema, Overdue):
     """Solid Queue: ready/scheduled/claimed/blocked/failed executions; pauses."""
 
     preset: Literal["solid_queue"]
+    finished_window: Duration | None = 3600.0  # finished jobs by `solid_queue_jobs.finished_at` (its own index)
 
 
 AnyPreset = Annotated[
@@ -223,7 +243,7 @@ class PostgresConfig(SourceConfig):
     password: SecretStr | None = None
     password_file: Path | None = None
     pool_size: Annotated[int, Field(ge=1, le=10)] = 2
-    connect_timeout: Duration | None = None  # default: the source timeout
+    connect_timeout: Duration | None = None  # default: 0.8 x the source timeout (a hung server: unreachable)
     statement_timeout: Duration | None = None  # default: the source timeout
     statement_cache_size: Annotated[int, Field(ge=0)] = 100  # 0 behind PgBouncer (transaction pooling)
     connections: bool = True  # connection use: pg_stat_activity against max_connections

@@ -1,18 +1,26 @@
-"""The SQL of each Postgres queue preset and the pure function that folds its rows into QueueStats.
+"""The SQL of each Postgres queue preset and the pure functions that fold its rows.
 
-Every preset is ONE grouped statement per cycle returning rows of
+Every preset is ONE statement per cycle returning rows of
 `(tenant text, queue text, state text, n bigint, oldest float8, stale bigint)`: `oldest` is the
 earliest enqueue (or ready) time of the group in Unix seconds, `stale` counts rows of a processing
-state not updated within `stale_after`. Two pseudo-states carry queue facts: `_queue` registers a
-queue that has no job (depth 0), `_paused` says whether a queue is paused (`n` 1 or 0). pgmq is the
-exception: `pgmq.metrics_all()` already aggregates, and `fold_pgmq` reads its own columns.
-Table and column names are quoted identifiers from the config; status values travel as parameters.
+state not updated within `stale_after`. Pseudo-states carry the other facts: `_queue` registers a
+queue that has no job (depth 0), `_paused` says whether a queue is paused (`n` 1 or 0),
+`_done_<outcome>` counts jobs finished within the preset's window, `_workers_<state>` counts live
+workers (queue ""), `_scheduler` counts live leader/dispatcher processes.
+
+A library preset reads only what is proportional to the backlog, through the library's own
+indexes: the unfinished states, and finished jobs over a recent window by an indexed finished-at
+column; counting the history (`count_finished`) is opt-in. Where the statement depends on the
+library's schema version, a probe runs once before the first collection and the statement is
+built from its facts; an older schema fails the preset with `UnsupportedVersion`, naming the
+version needed. Table and column names are quoted identifiers from the config; status values
+travel as parameters or literals of the library's own state names.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +54,30 @@ class PresetQuery:
     queues: tuple[str, ...] = ()  # always reported
     pausable: bool = False  # the backend records pauses: `paused` is False unless a `_paused` row says so
     stale: bool = False
-    kind: str = "rows"  # "rows" or "pgmq"
+    kind: str = "rows"  # "rows" or "pivot" (the generic preset)
     timeout: float | None = None
+    window: float | None = None  # `_done_<outcome>` rows count jobs finished within this many seconds
+    outcomes: tuple[str, ...] = ()  # the outcomes the window reports (0 when a queue had none)
+    workers: tuple[str, ...] = ()  # `_workers_<state>` rows: live workers (queue "") by state
+    scheduler: bool = False  # a `_scheduler` row: live leader/dispatcher processes
+    probe: str | None = None  # run once before the first collection (one row of facts about the schema)
+    requires: Callable[[Mapping[str, Any]], None] | None = None  # raises UnsupportedVersion on the facts
+    resolve: Callable[[Mapping[str, Any]], PresetQuery] | None = None  # the statement built from the facts
+
+
+class UnsupportedVersion(Exception):
+    """The library's schema is older than the preset supports; the message names the version it needs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """What a preset read besides its queues: live workers, schedulers, jobs finished in the window."""
+
+    workers: dict[str, int]  # state -> live workers (queue "")
+    scheduler: int | None  # live leader/dispatcher processes, None when the library has none
+    finished: list[dict[str, Any]]  # [{tenant, queue, window_seconds, <outcome>: n}] per queue
+    capacity: int | None = None  # job slots of the live workers, where the library records them
+    busy_slots: int | None = None  # of those, slots running a job now
 
 
 def _epoch(aggregate: str, unit: str = "timestamp") -> str:
@@ -105,29 +135,128 @@ def generic(p: GenericPreset) -> PresetQuery:
                        kind="pivot", timeout=p.timeout)
 
 
+def _literal(text: str) -> str:
+    """A string as an SQL literal (for `to_regclass('schema.table')`)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _secs(seconds: float) -> str:
+    """A config duration as an SQL interval literal (a float from the config, never request data)."""
+    return f"interval '{float(seconds)!r} seconds'"
+
+
+def _version(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
 def pgmq(p: PgmqPreset) -> PresetQuery:
-    """`pgmq.metrics_all()`: queue_length, queue_visible_length (1.5+), oldest_msg_age_sec, scrape_time."""
-    return PresetQuery(p.query_name, f"SELECT * FROM {quote_ident(p.schema_)}.metrics_all()", (),
-                       ("visible", "invisible"), frozenset({"visible"}), None, queues=tuple(p.queues),
-                       kind="pgmq", timeout=p.timeout)
+    """pgmq: per queue of `pgmq.meta`, all / visible (`vt <= now()`) messages and the oldest visible one.
+
+    `pgmq.metrics_all()` is not used: its oldest age includes invisible (in-flight) messages, and
+    before pgmq 1.5 it has no visible count. The queue tables are named only in `pgmq.meta`, so one
+    statement reaches each through `query_to_xml` (read-only dynamic SQL). A queue table holds only
+    live messages (pgmq moves archived ones to `a_<queue>`): the cost follows the backlog. The
+    table is `lower('q_' || queue_name)`, as pgmq's own format_table_name (pgmq-extension/sql/pgmq.sql).
+    """
+    s = quote_ident(p.schema_)
+    inner = ("format('SELECT count(*) AS n, count(*) FILTER (WHERE vt <= now()) AS v, extract(epoch FROM "
+             f"min(enqueued_at) FILTER (WHERE vt <= now()))::float8 AS o FROM {s.replace(chr(39), chr(39) * 2)}.%I', "
+             "lower('q_' || m.queue_name))")
+    sql = (
+        "SELECT '' AS tenant, m.queue_name::text AS queue, s.state, "
+        "CASE s.state WHEN 'visible' THEN v ELSE n - v END AS n, CASE s.state WHEN 'visible' THEN o END AS oldest, "
+        "0::bigint AS stale FROM (SELECT queue_name, "
+        "(xpath('/row/n/text()', x))[1]::text::bigint AS n, (xpath('/row/v/text()', x))[1]::text::bigint AS v, "
+        "(xpath('/row/o/text()', x))[1]::text::float8 AS o "
+        f"FROM {s}.meta m, LATERAL query_to_xml({inner}, false, true, '') AS x) m "
+        "CROSS JOIN (VALUES ('visible'), ('invisible')) AS s(state)"
+    )
+    return PresetQuery(p.query_name, sql, (), ("visible", "invisible"), frozenset({"visible"}), None,
+                       queues=tuple(p.queues), timeout=p.timeout,
+                       probe=f"SELECT to_regclass({_literal(s + '.meta')}) IS NOT NULL AS ok",
+                       requires=_requires("pgmq", "pgmq 1.0 or later (table pgmq.meta)", lambda f: bool(f["ok"])))
+
+
+def _requires(library: str, needs: str, ok: Callable[[Mapping[str, Any]], bool]) -> Callable[[Mapping[str, Any]], None]:
+    def check(facts: Mapping[str, Any]) -> None:
+        if not ok(facts):
+            raise UnsupportedVersion(f"{library}: the preset needs {needs}; found {_describe(facts)}")
+    return check
+
+
+def _describe(facts: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in facts.items() if k != "columns") or "nothing"
+
+
+PG_BOSS_FAST = 46  # pg-boss 12.38.0: job_i14 (live states) and job_i16 (name, completed_on)
 
 
 def pg_boss(p: PgBossPreset) -> PresetQuery:
-    """pg-boss v10+: `created`/`retry` jobs whose start_after has passed are ready; later ones deferred."""
+    """pg-boss 10+ as its own getQueueStats() (src/plans.ts) splits the queued jobs.
+
+    A queued job (state < 'active') is exactly one of blocked (a flow parent has not finished,
+    pg-boss 12.19+), deferred (start_after ahead) or ready; ready keeps its state (created, retry)
+    and its age is pg-boss's `readyOldestSeconds`: GREATEST(created_on, start_after). Only the
+    unfinished states are read (created, retry, active: within pg-boss's job_i14 index). `failed`
+    is a retained finished state like `completed` (kept until deletion): failed, completed and
+    cancelled jobs are counted over `finished_window` per queue through job_i16 (name,
+    completed_on), and in total only with `count_finished`.
+    """
     s = quote_ident(p.schema_)
-    sql = (
-        "SELECT '' AS tenant, name AS queue, CASE WHEN state < 'active' AND start_after > now() THEN 'deferred' "
-        "ELSE state::text END AS state, count(*) AS n, extract(epoch FROM min(created_on))::float8 AS oldest, "
-        f"0::bigint AS stale FROM {s}.job GROUP BY 1, 2, 3 "
-        f"UNION ALL SELECT '', name, '_queue', 0, NULL, 0 FROM {s}.queue"
-    )
-    return PresetQuery(p.query_name, sql, (), ("created", "retry", "deferred", "active", "completed", "cancelled",
-                                                "failed"), frozenset({"created", "retry"}), frozenset({"failed"}),
-                       queues=tuple(p.queues), timeout=p.timeout)
+    probe = (f"SELECT (SELECT max(version::text::int) FROM {s}.version) AS version, "
+             f"EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass({_literal(s + '.job')}) "
+             "AND attname = 'blocked' AND NOT attisdropped) AS blocked")
+
+    def resolve(facts: Mapping[str, Any]) -> PresetQuery:
+        version = _version(facts.get("version"))
+        if version is None or version < 21:
+            raise UnsupportedVersion(f"pg-boss schema version {facts.get('version')} (pg-boss 9 or older): the preset "
+                                     "needs pg-boss 10 or later (schema version >= 21)")
+        blocked = "WHEN blocked THEN 'blocked' " if facts.get("blocked") else ""
+        parts = [  # per queue, so that the index range is (name, state), not every failed job's entry
+            "SELECT '' AS tenant, q.name AS queue, l.state, l.n, l.oldest, 0::bigint AS stale "
+            f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT CASE WHEN state < 'active' THEN CASE "
+            f"{blocked}WHEN start_after > now() THEN 'deferred' ELSE state::text END ELSE state::text END AS state, "
+            "count(*) AS n, extract(epoch FROM min(GREATEST(created_on, start_after)))::float8 AS oldest "
+            f"FROM {s}.job j WHERE j.name = q.name AND j.state IN ('created', 'retry', 'active') GROUP BY 1) l",
+            f"SELECT '', name, '_queue', 0, NULL, 0 FROM {s}.queue",
+        ]
+        if p.finished_window:
+            parts.append(
+                "SELECT '', q.name, '_done_' || d.state, d.n, NULL, 0 "
+                f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT state::text AS state, count(*) AS n FROM {s}.job j "
+                f"WHERE j.name = q.name AND j.completed_on > now() - {_secs(p.finished_window)} "
+                "AND j.state IN ('completed', 'failed', 'cancelled') GROUP BY 1) d")
+        if p.count_finished:
+            parts.append(f"SELECT '', name, state::text, count(*), NULL, 0 FROM {s}.job "
+                         "WHERE state IN ('completed', 'cancelled', 'failed') GROUP BY 2, 3")
+        states = ("created", "retry", *(("blocked",) if facts.get("blocked") else ()), "deferred", "active",
+                  *(("completed", "cancelled", "failed") if p.count_finished else ()))
+        return PresetQuery(p.query_name, " UNION ALL ".join(parts), (), states, frozenset({"created", "retry"}),
+                           frozenset({"failed"}) if p.count_finished else None, queues=tuple(p.queues),
+                           timeout=p.timeout,
+                           window=p.finished_window, outcomes=("completed", "failed", "cancelled"))
+
+    return _pending(p, probe, resolve)
+
+
+def _pending(p: Any, probe: str, resolve: Callable[[Mapping[str, Any]], PresetQuery]) -> PresetQuery:
+    """A preset whose statement depends on the library's schema: probed once before its first run."""
+    return PresetQuery(p.query_name, "", (), (), frozenset(), None, queues=tuple(p.queues), timeout=p.timeout,
+                       probe=probe, resolve=resolve)
 
 
 def graphile_worker(p: GraphileWorkerPreset) -> PresetQuery:
-    """graphile-worker: locked first (a running last attempt is not failed), then failed, future, ready."""
+    """graphile-worker: locked first (a running last attempt is not failed), then failed, future, ready.
+
+    Completed jobs are deleted, so the view holds only the backlog and permanently failed jobs.
+    Busy workers are the distinct `locked_by` of jobs locked within the last 4 hours (graphile's
+    own lock expiry); the library keeps no registry of idle workers.
+    """
+    s = quote_ident(p.schema_)
     queue = "task_identifier" if p.queue_by == "task" else "coalesce(queue_name, '')"
     sql = (
         f"SELECT '' AS tenant, {queue} AS queue, CASE "
@@ -135,96 +264,262 @@ def graphile_worker(p: GraphileWorkerPreset) -> PresetQuery:
         "WHEN attempts >= max_attempts THEN 'failed' "
         "WHEN run_at > now() THEN CASE WHEN attempts > 0 THEN 'retry' ELSE 'scheduled' END "
         "ELSE 'ready' END AS state, count(*) AS n, extract(epoch FROM min(run_at))::float8 AS oldest, "
-        f"0::bigint AS stale FROM {quote_ident(p.schema_)}.jobs GROUP BY 1, 2, 3"
+        f"0::bigint AS stale FROM {s}.jobs GROUP BY 1, 2, 3 "
+        "UNION ALL SELECT '', '', '_workers_busy', count(DISTINCT locked_by), NULL, 0 "
+        f"FROM {s}.jobs WHERE locked_at > now() - interval '4 hours'"
     )
     return PresetQuery(p.query_name, sql, (), ("ready", "scheduled", "retry", "locked", "failed"),
-                       frozenset({"ready"}), frozenset({"failed"}), queues=tuple(p.queues), timeout=p.timeout)
+                       frozenset({"ready"}), frozenset({"failed"}), queues=tuple(p.queues), timeout=p.timeout,
+                       workers=("busy",),
+                       probe=f"SELECT to_regclass({_literal(s + '.jobs')}) IS NOT NULL AS ok",
+                       requires=_requires("graphile-worker", "graphile-worker 0.16 or later (view "
+                                          f"{p.schema_}.jobs)", lambda f: bool(f["ok"])))
 
 
 def river(p: RiverPreset) -> PresetQuery:
-    """River: `available` is ready (oldest by scheduled_at); `discarded` exhausted its attempts."""
+    """River (migration 004+): the unfinished states through river_job_prioritized_fetching_index
+    (state, queue, ...); `scheduled`/`retryable` jobs past due by `overdue_after` are `overdue` (River's
+    leader stages them: they pile up when it dies); finished jobs over the window through
+    river_job_state_and_finalized_at_index; the leader from `river_leader`.
+    """
     s = quote_ident(p.schema_)
-    sql = (
-        "SELECT '' AS tenant, queue, state::text AS state, count(*) AS n, "
-        "extract(epoch FROM min(scheduled_at))::float8 AS oldest, 0::bigint AS stale "
-        f"FROM {s}.river_job GROUP BY 1, 2, 3 "
-        f"UNION ALL SELECT '', name, '_paused', (paused_at IS NOT NULL)::int, NULL, 0 FROM {s}.river_queue"
-    )
-    return PresetQuery(p.query_name, sql, (), ("available", "pending", "scheduled", "running", "retryable",
-                                                "completed", "cancelled", "discarded"),
-                       frozenset({"available"}), frozenset({"discarded"}), queues=tuple(p.queues), pausable=True,
-                       timeout=p.timeout)
+    probe = (f"SELECT (SELECT max(version) FROM {s}.river_migration m "
+             "WHERE coalesce(to_jsonb(m)->>'line', 'main') = 'main') AS version")
+
+    def resolve(facts: Mapping[str, Any]) -> PresetQuery:
+        version = _version(facts.get("version"))
+        if version is None or version < 4:
+            raise UnsupportedVersion(f"River migration {facts.get('version')}: the preset needs River migration "
+                                     "004 or later (`river migrate-up`)")
+        live = "('available', 'pending', 'scheduled', 'running', 'retryable')"
+        parts = [
+            "SELECT '' AS tenant, queue, CASE WHEN state IN ('scheduled', 'retryable') AND scheduled_at < now() - "
+            f"{_secs(p.overdue_after)} THEN 'overdue' ELSE state::text END AS state, count(*) AS n, "
+            "extract(epoch FROM min(scheduled_at))::float8 AS oldest, 0::bigint AS stale "
+            f"FROM {s}.river_job WHERE state IN {live} GROUP BY 2, 3",
+            f"SELECT '', name, '_paused', (paused_at IS NOT NULL)::int, NULL, 0 FROM {s}.river_queue",
+            f"SELECT '', '', '_scheduler', count(*), NULL, 0 FROM {s}.river_leader WHERE expires_at > now()",
+        ]
+        if p.finished_window:
+            parts.append(
+                "SELECT '', queue, '_done_' || CASE state WHEN 'completed' THEN 'completed' WHEN 'discarded' THEN "
+                f"'failed' ELSE 'cancelled' END, count(*), NULL, 0 FROM {s}.river_job WHERE state IN "
+                "('completed', 'discarded', 'cancelled') AND finalized_at > now() - "
+                f"{_secs(p.finished_window)} GROUP BY 2, 3")
+        if p.count_finished:
+            parts.append(f"SELECT '', queue, state::text, count(*), NULL, 0 FROM {s}.river_job "
+                         "WHERE state IN ('completed', 'cancelled', 'discarded') GROUP BY 2, 3")
+        finished = ("completed", "cancelled", "discarded") if p.count_finished else ()
+        return PresetQuery(p.query_name, " UNION ALL ".join(parts), (),
+                           ("available", "pending", "scheduled", "overdue", "running", "retryable", *finished),
+                           frozenset({"available"}), frozenset({"discarded"}) if p.count_finished else None,
+                           queues=tuple(p.queues), pausable=True, timeout=p.timeout, window=p.finished_window,
+                           outcomes=("completed", "failed", "cancelled"), scheduler=True)
+
+    return _pending(p, probe, resolve)
 
 
 def oban(p: ObanPreset) -> PresetQuery:
-    """Oban: `available` is ready (oldest by scheduled_at, UTC); `discarded` exhausted its attempts."""
-    sql = (
-        "SELECT '' AS tenant, queue, state::text AS state, count(*) AS n, "
-        "extract(epoch FROM min(scheduled_at))::float8 AS oldest, 0::bigint AS stale "
-        f"FROM {quote_ident(p.schema_)}.oban_jobs GROUP BY 1, 2, 3"
-    )
-    return PresetQuery(p.query_name, sql, (), ("available", "scheduled", "executing", "retryable", "completed",
-                                                "discarded", "cancelled", "suspended"),
-                       frozenset({"available"}), frozenset({"discarded"}), queues=tuple(p.queues), timeout=p.timeout)
+    """Oban (migration 13+): the unfinished states through oban_jobs (state, queue, priority,
+    scheduled_at, id); `scheduled`/`retryable` past due by `overdue_after` are `overdue` (the leader's
+    Stager moves them); discarded and cancelled over the window through the (state, discarded_at) and
+    (state, cancelled_at) indexes of migration 13. Oban indexes no completion time, so completed
+    jobs are counted only with `count_finished`. Timestamps are UTC without a zone (the session is UTC).
+    """
+    s = quote_ident(p.schema_)
+    probe = (f"SELECT obj_description({_literal(s + '.oban_jobs')}::regclass, 'pg_class') AS version, "
+             f"enum_range(NULL::{s}.oban_job_state)::text[] AS states")
+
+    def resolve(facts: Mapping[str, Any]) -> PresetQuery:
+        version = _version(facts.get("version"))
+        if version is None or version < 13:
+            raise UnsupportedVersion(f"Oban migration {facts.get('version')}: the preset needs Oban migration 13 "
+                                     "or later (`Oban.Migration.up(version: 13)`)")
+        known = [x for x in ("available", "scheduled", "executing", "retryable", "suspended")
+                 if x in (facts.get("states") or ())]
+        live = "(" + ", ".join(f"'{x}'" for x in known) + ")"
+        parts = [
+            "SELECT '' AS tenant, queue, CASE WHEN state IN ('scheduled', 'retryable') AND scheduled_at < "
+            f"timezone('UTC', now()) - {_secs(p.overdue_after)} THEN 'overdue' ELSE state::text END AS state, "
+            "count(*) AS n, extract(epoch FROM min(scheduled_at))::float8 AS oldest, 0::bigint AS stale "
+            f"FROM {s}.oban_jobs WHERE state IN {live} GROUP BY 2, 3",
+            f"SELECT '', '', '_scheduler', count(*), NULL, 0 FROM {s}.oban_peers "
+            "WHERE expires_at > timezone('UTC', now())",
+        ]
+        if p.finished_window:
+            since = f"timezone('UTC', now()) - {_secs(p.finished_window)}"
+            parts.append(f"SELECT '', queue, '_done_failed', count(*), NULL, 0 FROM {s}.oban_jobs "
+                         f"WHERE state = 'discarded' AND discarded_at > {since} GROUP BY 2")
+            parts.append(f"SELECT '', queue, '_done_cancelled', count(*), NULL, 0 FROM {s}.oban_jobs "
+                         f"WHERE state = 'cancelled' AND cancelled_at > {since} GROUP BY 2")
+        if p.count_finished:
+            parts.append(f"SELECT '', queue, state::text, count(*), NULL, 0 FROM {s}.oban_jobs "
+                         "WHERE state IN ('completed', 'discarded', 'cancelled') GROUP BY 2, 3")
+        states = ("available", "scheduled", "overdue", "executing", "retryable",
+                  *(("completed", "discarded", "cancelled") if p.count_finished else ()), "suspended")
+        return PresetQuery(p.query_name, " UNION ALL ".join(parts), (), states, frozenset({"available"}),
+                           frozenset({"discarded"}) if p.count_finished else None, queues=tuple(p.queues),
+                           timeout=p.timeout, window=p.finished_window, outcomes=("failed", "cancelled"),
+                           scheduler=True)
+
+    return _pending(p, probe, resolve)
+
+
+GOOD_JOB_COLUMNS = ("queue_name", "scheduled_at", "performed_at", "finished_at", "error", "created_at",
+                    "executions_count", "locked_by_id")
 
 
 def good_job(p: GoodJobPreset) -> PresetQuery:
-    """good_job: the states of its scopes; oldest queued by scheduled_at, else created_at."""
-    sql = (
-        "SELECT '' AS tenant, coalesce(queue_name, 'default') AS queue, CASE "
-        "WHEN finished_at IS NOT NULL THEN CASE WHEN error IS NULL THEN 'succeeded' ELSE 'discarded' END "
-        "WHEN performed_at IS NOT NULL THEN 'running' "
-        "WHEN scheduled_at > now() THEN CASE WHEN coalesce(executions_count, 0) > 0 THEN 'retried' "
-        "ELSE 'scheduled' END ELSE 'queued' END AS state, count(*) AS n, "
-        "extract(epoch FROM min(coalesce(scheduled_at, created_at)))::float8 AS oldest, 0::bigint AS stale "
-        f"FROM {quote_ident(p.schema_)}.good_jobs GROUP BY 1, 2, 3"
-    )
-    return PresetQuery(p.query_name, sql, (), ("queued", "scheduled", "retried", "running", "succeeded", "discarded"),
-                       frozenset({"queued"}), frozenset({"discarded"}), queues=tuple(p.queues), timeout=p.timeout)
+    """good_job (4.0+): its scopes over the unfinished jobs only (index ..._unfinished on
+    (queue_name, scheduled_at, id) WHERE finished_at IS NULL); finished over the window through
+    index_good_jobs_jobs_on_finished_at_only; processes whose heartbeat (updated_at) is within
+    good_job's EXPIRED_INTERVAL (5 min), busy when they lock an unfinished job.
+
+    No `overdue`: good_job has no stager, a job is queued as soon as its scheduled_at passes.
+    """
+    s = quote_ident(p.schema_)
+    probe = (f"SELECT to_regclass({_literal(s + '.good_job_processes')}) IS NOT NULL AS processes, "
+             "(SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = "
+             f"to_regclass({_literal(s + '.good_jobs')}) AND attnum > 0 AND NOT attisdropped) AS columns")
+
+    def resolve(facts: Mapping[str, Any]) -> PresetQuery:
+        missing = [c for c in GOOD_JOB_COLUMNS if c not in (facts.get("columns") or ())]
+        if missing or not facts.get("processes"):
+            what = ("good_jobs lacks " + ", ".join(missing)) if missing else "no good_job_processes table"
+            raise UnsupportedVersion(f"good_job: {what}: the preset needs good_job 4.0 or later "
+                                     "(`rails g good_job:update` and migrate)")
+        queue = "coalesce(queue_name, 'default')"
+        parts = [
+            f"SELECT '' AS tenant, {queue} AS queue, CASE WHEN performed_at IS NOT NULL THEN 'running' "
+            "WHEN scheduled_at > timezone('UTC', now()) THEN CASE WHEN coalesce(executions_count, 0) > 0 "
+            "THEN 'retried' ELSE 'scheduled' END ELSE 'queued' END AS state, count(*) AS n, "
+            "extract(epoch FROM min(coalesce(scheduled_at, created_at)))::float8 AS oldest, 0::bigint AS stale "
+            f"FROM {s}.good_jobs WHERE finished_at IS NULL GROUP BY 2, 3",
+            "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
+            f"{s}.good_jobs j WHERE j.locked_by_id = p.id AND j.finished_at IS NULL) THEN 'busy' ELSE 'idle' END, "
+            f"count(*), NULL, 0 FROM {s}.good_job_processes p "
+            "WHERE p.updated_at > timezone('UTC', now()) - interval '5 minutes' GROUP BY 3",
+        ]
+        if p.finished_window:
+            parts.append(f"SELECT '', {queue}, CASE WHEN error IS NULL THEN '_done_completed' ELSE '_done_failed' "
+                         f"END, count(*), NULL, 0 FROM {s}.good_jobs WHERE finished_at IS NOT NULL AND finished_at > "
+                         f"timezone('UTC', now()) - {_secs(p.finished_window)} GROUP BY 2, 3")
+        if p.count_finished:
+            parts.append(f"SELECT '', {queue}, CASE WHEN error IS NULL THEN 'succeeded' ELSE 'discarded' END, "
+                         f"count(*), NULL, 0 FROM {s}.good_jobs WHERE finished_at IS NOT NULL GROUP BY 2, 3")
+        states = ("queued", "scheduled", "retried", "running",
+                  *(("succeeded", "discarded") if p.count_finished else ()))
+        return PresetQuery(p.query_name, " UNION ALL ".join(parts), (), states, frozenset({"queued"}),
+                           frozenset({"discarded"}) if p.count_finished else None, queues=tuple(p.queues),
+                           timeout=p.timeout, window=p.finished_window, outcomes=("completed", "failed"),
+                           workers=("busy", "idle"))
+
+    return _pending(p, probe, resolve)
 
 
 def procrastinate(p: ProcrastinatePreset) -> PresetQuery:
-    """Procrastinate: `todo` due now is ready; its enqueue time is the `deferred` event (or scheduled_at)."""
+    """Procrastinate 3+: `todo` and `doing` jobs through its partial index procrastinate_jobs_id_lock_idx_v1
+    (status IN todo, doing). The oldest ready job is the lowest id of a queue's due `todo` jobs (ids
+    follow defer order); its enqueue time is its `deferred` event (or its scheduled_at when that
+    is earlier). Workers: `procrastinate_workers` whose heartbeat is within the worker's default
+    stalled_worker_timeout (30 s), busy when a `doing` job names them. Procrastinate indexes no
+    finish time: finished states are counted only with `count_finished` (a scan of the history).
+
+    No `overdue`: a scheduled job is fetched by any worker once its time passes (no stager).
+    """
     s = quote_ident(p.schema_)
-    sql = (
-        "WITH counts AS (SELECT queue_name, CASE WHEN status = 'todo' AND scheduled_at > now() THEN 'scheduled' "
-        f"ELSE status::text END AS state, count(*) AS n FROM {s}.procrastinate_jobs GROUP BY 1, 2), "
-        "oldest AS (SELECT j.queue_name, min(coalesce(j.scheduled_at, e.at)) AS at "
-        f"FROM {s}.procrastinate_jobs j LEFT JOIN {s}.procrastinate_events e "
-        "ON e.job_id = j.id AND e.type = 'deferred' "
-        "WHERE j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now()) GROUP BY 1) "
-        "SELECT '' AS tenant, c.queue_name AS queue, c.state, c.n, "
-        "CASE WHEN c.state = 'todo' THEN extract(epoch FROM o.at)::float8 END AS oldest, 0::bigint AS stale "
-        "FROM counts c LEFT JOIN oldest o USING (queue_name)"
-    )
-    return PresetQuery(p.query_name, sql, (), ("todo", "scheduled", "doing", "succeeded", "failed", "cancelled",
-                                                "aborted"),
-                       frozenset({"todo"}), frozenset({"failed"}), queues=tuple(p.queues), timeout=p.timeout)
+    live = f"{s}.procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
+    due = "j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())"
+    parts = [
+        "SELECT '' AS tenant, j.queue_name AS queue, CASE WHEN j.status = 'todo' AND j.scheduled_at > now() "
+        f"THEN 'scheduled' ELSE j.status::text END AS state, count(*) AS n, NULL::float8 AS oldest, "
+        f"0::bigint AS stale FROM {live} GROUP BY 2, 3",
+        "SELECT '', f.queue_name, 'todo', 0, extract(epoch FROM least(f.scheduled, (SELECT min(e.at) FROM "
+        f"{s}.procrastinate_events e WHERE e.job_id = f.first AND e.type = 'deferred')))::float8, 0 FROM ("
+        "SELECT j.queue_name, min(j.id) FILTER (WHERE j.scheduled_at IS NULL) AS first, min(j.scheduled_at) AS "
+        f"scheduled FROM {live} AND {due} GROUP BY 1) f",
+        "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
+        f"{s}.procrastinate_jobs j WHERE j.worker_id = w.id AND j.status = 'doing') THEN 'busy' ELSE 'idle' END, "
+        f"count(*), NULL, 0 FROM {s}.procrastinate_workers w "
+        "WHERE w.last_heartbeat > now() - interval '30 seconds' GROUP BY 3",
+    ]
+    if p.count_finished:
+        parts.append(f"SELECT '', queue_name, status::text, count(*), NULL, 0 FROM {s}.procrastinate_jobs "
+                     "WHERE status NOT IN ('todo', 'doing') GROUP BY 2, 3")
+    finished = ("succeeded", "failed", "cancelled", "aborted") if p.count_finished else ()
+    return PresetQuery(p.query_name, " UNION ALL ".join(parts), (), ("todo", "scheduled", "doing", *finished),
+                       frozenset({"todo"}), frozenset({"failed"}) if p.count_finished else None,
+                       queues=tuple(p.queues), timeout=p.timeout, workers=("busy", "idle"),
+                       probe=f"SELECT to_regclass({_literal(s + '.procrastinate_workers')}) IS NOT NULL AS ok",
+                       requires=_requires("procrastinate", "procrastinate 3.0 or later (table "
+                                          "procrastinate_workers)", lambda f: bool(f["ok"])))
+
+
+SOLID_QUEUE_TABLES = ("jobs", "ready_executions", "scheduled_executions", "claimed_executions", "blocked_executions",
+                      "failed_executions", "pauses", "processes")
 
 
 def solid_queue(p: SolidQueuePreset) -> PresetQuery:
-    """Solid Queue: one count per execution table (claimed and failed joined to their jobs' queue)."""
+    """Solid Queue 1.0+: one count per execution table (all backlog: finished jobs leave them);
+    scheduled executions past due by `overdue_after` are `overdue` (a dispatcher moves them; the
+    scheduled_at index index_solid_queue_dispatch_all finds them); workers from
+    `solid_queue_processes` (kind Worker) whose heartbeat is within the default
+    process_alive_threshold (5 min), busy when they hold a claimed execution, their capacity (the
+    `thread_pool_size` of their metadata) and busy slots (their claimed executions); live dispatchers;
+    finished jobs over the window through index_solid_queue_jobs_on_finished_at, failed ones by
+    their failed execution's created_at. Executions find their job's queue by primary key.
+    """
     s = quote_ident(p.schema_)
-    sql = (
+
+    def job_queue(alias: str) -> str:
+        """The queue of an execution's job: one primary-key lookup per execution (a join would let the
+        planner hash the whole jobs table, finished history included)."""
+        return f"(SELECT j.queue_name FROM {s}.solid_queue_jobs j WHERE j.id = {alias}.job_id)"
+
+    alive = "last_heartbeat_at > timezone('UTC', now()) - interval '5 minutes'"
+    overdue = f"scheduled_at < timezone('UTC', now()) - {_secs(p.overdue_after)}"
+    parts = [
         "SELECT '' AS tenant, queue_name AS queue, 'ready' AS state, count(*) AS n, "
-        f"extract(epoch FROM min(created_at))::float8 AS oldest, 0::bigint AS stale "
-        f"FROM {s}.solid_queue_ready_executions GROUP BY 2 "
-        f"UNION ALL SELECT '', queue_name, 'scheduled', count(*), NULL, 0 FROM {s}.solid_queue_scheduled_executions "
-        "GROUP BY 2 "
-        f"UNION ALL SELECT '', queue_name, 'blocked', count(*), NULL, 0 FROM {s}.solid_queue_blocked_executions "
-        "GROUP BY 2 "
-        f"UNION ALL SELECT '', j.queue_name, 'claimed', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
-        f"JOIN {s}.solid_queue_jobs j ON j.id = c.job_id GROUP BY 2 "
-        f"UNION ALL SELECT '', j.queue_name, 'failed', count(*), NULL, 0 FROM {s}.solid_queue_failed_executions f "
-        f"JOIN {s}.solid_queue_jobs j ON j.id = f.job_id GROUP BY 2 "
-        f"UNION ALL SELECT '', queue_name, '_paused', 1, NULL, 0 FROM {s}.solid_queue_pauses"
-    )
-    return PresetQuery(p.query_name, sql, (), ("ready", "scheduled", "claimed", "blocked", "failed"),
+        "extract(epoch FROM min(created_at))::float8 AS oldest, 0::bigint AS stale "
+        f"FROM {s}.solid_queue_ready_executions GROUP BY 2",
+        f"SELECT '', queue_name, CASE WHEN {overdue} THEN 'overdue' ELSE 'scheduled' END, count(*), NULL, 0 "
+        f"FROM {s}.solid_queue_scheduled_executions GROUP BY 2, 3",
+        f"SELECT '', queue_name, 'blocked', count(*), NULL, 0 FROM {s}.solid_queue_blocked_executions GROUP BY 2",
+        f"SELECT '', {job_queue('c')}, 'claimed', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
+        "GROUP BY 2",
+        f"SELECT '', {job_queue('f')}, 'failed', count(*), NULL, 0 FROM {s}.solid_queue_failed_executions f "
+        "GROUP BY 2",
+        f"SELECT '', queue_name, '_paused', 1, NULL, 0 FROM {s}.solid_queue_pauses",
+        "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
+        f"{s}.solid_queue_claimed_executions c WHERE c.process_id = p.id) THEN 'busy' ELSE 'idle' END, count(*), "
+        f"NULL, 0 FROM {s}.solid_queue_processes p WHERE kind = 'Worker' AND {alive} GROUP BY 3",
+        f"SELECT '', '', '_scheduler', count(*), NULL, 0 FROM {s}.solid_queue_processes "
+        f"WHERE kind = 'Dispatcher' AND {alive}",
+        # SolidQueue::Worker#metadata: {"queues": ..., "thread_pool_size": n} (lib/solid_queue/worker.rb)
+        "SELECT '', '', '_capacity', sum(CASE WHEN metadata ~ '^\\s*\\{' THEN (metadata::jsonb->>'thread_pool_size')"
+        f"::int END), NULL, 0 FROM {s}.solid_queue_processes WHERE kind = 'Worker' AND {alive}",
+        f"SELECT '', '', '_busy_slots', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
+        f"JOIN {s}.solid_queue_processes p ON p.id = c.process_id WHERE p.kind = 'Worker' AND p.{alive}",
+    ]
+    if p.finished_window:
+        since = f"timezone('UTC', now()) - {_secs(p.finished_window)}"
+        parts.append(f"SELECT '', queue_name, '_done_completed', count(*), NULL, 0 FROM {s}.solid_queue_jobs "
+                     f"WHERE finished_at > {since} GROUP BY 2")
+        parts.append(f"SELECT '', {job_queue('f')}, '_done_failed', count(*), NULL, 0 FROM "
+                     f"{s}.solid_queue_failed_executions f WHERE f.created_at > {since} GROUP BY 2")
+    tables = ", ".join(f"to_regclass({_literal(f'{s}.solid_queue_{t}')}) IS NOT NULL" for t in SOLID_QUEUE_TABLES)
+    return PresetQuery(p.query_name, " UNION ALL ".join(parts), (),
+                       ("ready", "scheduled", "overdue", "claimed", "blocked", "failed"),
                        frozenset({"ready"}), frozenset({"failed"}), queues=tuple(p.queues), pausable=True,
-                       timeout=p.timeout)
+                       timeout=p.timeout, window=p.finished_window, outcomes=("completed", "failed"),
+                       workers=("busy", "idle"), scheduler=True,
+                       probe=f"SELECT ARRAY[{tables}] AS tables",
+                       requires=_requires("Solid Queue", "Solid Queue 1.0 or later (tables solid_queue_"
+                                          + ", solid_queue_".join(SOLID_QUEUE_TABLES) + ")",
+                                          lambda f: all(f["tables"])))
 
 
-_BUILDERS = {
+_BUILDERS: dict[str, Callable[[Any], PresetQuery]] = {
     "generic": generic, "pgmq": pgmq, "pg-boss": pg_boss, "graphile-worker": graphile_worker, "river": river,
     "oban": oban, "good_job": good_job, "procrastinate": procrastinate, "solid_queue": solid_queue,
 }
@@ -232,7 +527,7 @@ _BUILDERS = {
 
 def build(preset: AnyPreset) -> PresetQuery:
     """The statement of a configured preset."""
-    return _BUILDERS[preset.preset](preset)  # type: ignore[operator]
+    return _BUILDERS[preset.preset](preset)
 
 
 def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
@@ -242,7 +537,10 @@ def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
 
 
 def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:
-    """Rows `(tenant, queue, state, n, oldest, stale)` -> one QueueStats per (tenant, queue)."""
+    """Rows `(tenant, queue, state, n, oldest, stale)` -> one QueueStats per (tenant, queue).
+
+    A queue seen only in the finished window still gets its series (depth 0): it exists.
+    """
     groups: dict[tuple[str, str], dict[str, Any]] = {}
 
     def group(tenant: str, queue: str) -> dict[str, Any]:
@@ -255,16 +553,15 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
         group("", queue)
     for tenant, queue, state, n, oldest, stale in rows:
         tenant, queue = tenant or "", queue or ""
-        if not in_shard(tenant, shard):
+        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots")) or not in_shard(tenant, shard):
             continue
         g = group(tenant, queue)
-        if state == "_queue":
-            continue
         if state == "_paused":
             g["paused"] = bool(n)
+        if state.startswith("_"):
             continue
         g["states"][state] = g["states"].get(state, 0) + int(n)
-        if state in q.waiting and n and oldest is not None:
+        if state in q.waiting and oldest is not None:
             g["oldest"] = oldest if g["oldest"] is None else min(g["oldest"], oldest)
         if state in q.processing and stale:
             g["stale"] += int(stale)
@@ -282,6 +579,32 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
                               else None, tuple(states), failed, None, paused))
     out.sort(key=lambda s: (s.tenant, s.queue))
     return out
+
+
+def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[QueueStats]) -> Flow:
+    """The pseudo rows of a preset: live workers by state, live schedulers, and the finished window
+    of every queue of `queues` (0 for an outcome a queue had none of)."""
+    workers = dict.fromkeys(q.workers, 0)
+    scheduler = 0 if q.scheduler else None
+    slots: dict[str, int] = {}
+    done: dict[tuple[str, str], dict[str, int]] = {}
+    for tenant, queue, state, n, _oldest, _stale in rows:
+        if state.startswith("_workers_"):
+            workers[state[9:]] = workers.get(state[9:], 0) + int(n)
+        elif state == "_scheduler" and scheduler is not None:
+            scheduler += int(n)
+        elif state in ("_capacity", "_busy_slots"):
+            slots[state] = slots.get(state, 0) + int(n or 0)
+        elif state.startswith("_done_"):
+            counts = done.setdefault((tenant or "", queue or ""), {})
+            counts[state[6:]] = counts.get(state[6:], 0) + int(n)
+    finished = []
+    if q.window:
+        for s in queues:
+            counts = done.get((s.tenant, s.queue), {})
+            finished.append({"query": q.name, "tenant": s.tenant, "queue": s.queue, "window_seconds": q.window,
+                             **{o: counts.get(o, 0) for o in q.outcomes}})
+    return Flow(workers, scheduler, finished, slots.get("_capacity"), slots.get("_busy_slots"))
 
 
 def fold_pivot(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:
@@ -310,21 +633,3 @@ def fold_pivot(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, 
     failed_zero = 0 if q.failed is not None else None
     extra = [QueueStats(name, 0, "", None, zero, failed_zero) for name in q.queues if name not in seen]
     return sorted(out + extra, key=lambda s: (s.tenant, s.queue)) if extra else out
-
-
-def fold_pgmq(q: PresetQuery, rows: Iterable[Mapping[str, Any]]) -> list[QueueStats]:
-    """`pgmq.metrics_all()` rows -> QueueStats; depth is the visible count (all messages before 1.5)."""
-    out: dict[str, QueueStats] = {name: QueueStats(name, 0, states=(("visible", 0), ("invisible", 0)))
-                                  for name in q.queues}
-    for row in rows:
-        name = row["queue_name"]
-        length = int(row["queue_length"] or 0)
-        visible = row.get("queue_visible_length")
-        visible = length if visible is None else int(visible)
-        age = row.get("oldest_msg_age_sec")
-        scraped = row.get("scrape_time")
-        oldest = None
-        if visible and age is not None and scraped is not None:
-            oldest = scraped.timestamp() - float(age)
-        out[name] = QueueStats(name, visible, "", oldest, (("visible", visible), ("invisible", length - visible)))
-    return sorted(out.values(), key=lambda s: s.queue)

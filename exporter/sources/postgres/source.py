@@ -19,7 +19,13 @@ exports `up 0` and no values while the rest is exported as usual.
                (when `migrations` is configured)
   tenants      [tenant id as text]  (when `tenants_query` is configured; the last good list)
   queries      {name: {ok, error, duration_seconds}}: every built-in query (presets, migrations,
-               connections, tenants)
+               connections, tenants); a library older than its preset supports fails that preset
+               with an error naming the version it needs
+  finished     [{query, tenant, queue, window_seconds, completed?, failed?, cancelled?}]: jobs each
+               library preset saw finish within its `finished_window`, per queue (0 included); the
+               outcomes a library can tell (Oban: failed, cancelled; good_job, Solid Queue:
+               completed, failed). Seed 003's completed_last_hour = sum of `completed` where
+               window_seconds == 3600. Absent without such a preset.
 """
 
 from __future__ import annotations
@@ -28,13 +34,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 
+from exporter.facts import PoolUse, Tenants
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
+    QueryFailed,
     Source,
     SourceContext,
     SourceDenied,
@@ -53,7 +62,15 @@ from exporter.sources.postgres.checks import (
     required_migrations,
 )
 from exporter.sources.postgres.config import Check, PostgresConfig, quote_ident, safe_dsn
-from exporter.sources.postgres.presets import PresetQuery, build, fold_pgmq, fold_pivot, fold_rows
+from exporter.sources.postgres.presets import (
+    Flow,
+    PresetQuery,
+    UnsupportedVersion,
+    build,
+    fold_flow,
+    fold_pivot,
+    fold_rows,
+)
 
 log = logging.getLogger("jobqueue.postgres")
 
@@ -66,17 +83,10 @@ LOST: tuple[type[BaseException], ...] = (
     OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
 )
+LOST_OR_TIMEOUT: tuple[type[BaseException], ...] = (*LOST, TimeoutError)
 DENIED: tuple[type[BaseException], ...] = (
     asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError, asyncpg.InsufficientPrivilegeError,
 )
-
-
-class QueryFailed(Exception):
-    """One statement failed on the server; only its query or check is affected."""
-
-    def __init__(self, message: str, duration: float = 0.0) -> None:
-        super().__init__(message)
-        self.duration = duration
 
 
 class PostgresSource(Source):
@@ -104,6 +114,13 @@ class PostgresSource(Source):
                   "(required but not applied).", ("state",)),
         MetricDef("jobqueue_schema_ok", "1 when every required migration is applied, else 0."),
         MetricDef("jobqueue_tenants", "Tenants the source currently reads."),
+        MetricDef("jobqueue_jobs_finished_window", "Jobs of a library preset that finished within the last `window` "
+                  "seconds, by outcome (completed, failed, cancelled), read through the library's own finished-at "
+                  "index; absent where the library indexes no finish time.",
+                  ("tenant", "queue", "outcome", "window")),
+        MetricDef("jobqueue_postgres_schedulers", "Live processes that move due scheduled jobs to ready: River and "
+                  "Oban an unexpired leader (0 or 1), Solid Queue dispatchers with a fresh heartbeat. 0 while "
+                  "jobqueue_jobs{state=\"overdue\"} grows is a stalled scheduler.", ("query",)),
     )
 
     def __init__(self, config: PostgresConfig, context: SourceContext, clock: Any = time.time) -> None:
@@ -113,12 +130,15 @@ class PostgresSource(Source):
         self.pool: asyncpg.Pool | None = None
         self.presets: list[PresetQuery] = [build(p) for p in config.queues]
         self.statement_timeout = config.statement_timeout or config.timeout
-        self.connect_timeout = config.connect_timeout or config.timeout
+        # inside the source's timeout, so a server that hangs at connect or ping reads `unreachable` (as
+        # documented) rather than the scheduler's `timeout`, which is kept for a collection that runs long
+        self.connect_timeout = config.connect_timeout or config.timeout * 0.8
         self._checks: dict[str, CheckResult] = {}  # last run of each check, re-exported until due again
         self._schema: tuple[float, SchemaResult] | None = None
         self._tenants: list[str] | None = None
         self._tenants_at = -1e18
         self._failing: dict[str, str] = {}  # query or check -> error last logged
+        self._resolved: dict[int, PresetQuery] = {}  # preset index -> statement built from its schema probe
 
     async def collect(self) -> Reading:
         try:
@@ -129,7 +149,7 @@ class PostgresSource(Source):
         except asyncpg.InvalidCatalogNameError as err:
             await self._forget()
             raise SourceError(f"postgres {safe_dsn(self.config.dsn)}: {err}") from err
-        except (*LOST, TimeoutError) as err:
+        except LOST_OR_TIMEOUT as err:
             await self._forget()
             reason = str(err) or type(err).__name__
             if isinstance(err, TimeoutError):
@@ -153,7 +173,7 @@ class PostgresSource(Source):
             self._schema is None or now - self._schema[0] >= (self.config.migrations.interval or 0) - 0.001)
         results = await asyncio.gather(
             self._read_tenants() if tenants else _none(),
-            asyncio.gather(*(self._preset(p) for p in self.presets), return_exceptions=True),
+            asyncio.gather(*(self._preset(i, p) for i, p in enumerate(self.presets)), return_exceptions=True),
             asyncio.gather(*(self._check(c, now) for c in checks), return_exceptions=True),
             self._migrations() if schema_due else _none(),
             self._connections() if self.config.connections else _none(),
@@ -184,6 +204,7 @@ class PostgresSource(Source):
             self._log_change(f"query {name}", error)
             return ok
 
+        facts: list[object] = []
         details: dict[str, Any] = {
             "postgres": {"dsn": safe_dsn(self.config.dsn), "server_version": version,
                          "latency_ms": round(latency * 1000, 3)},
@@ -193,10 +214,32 @@ class PostgresSource(Source):
             self._tenants, self._tenants_at = tenants_out[0], now
         if self.config.tenants_query is not None and self._tenants is not None:
             details["tenants"] = list(self._tenants)
+            facts.append(Tenants(tuple(self._tenants)))
             samples.append(Sample("jobqueue_tenants", (), len(self._tenants)))
+        workers: dict[str, int] = {}
+        slots: dict[str, int] = {}
+        finished: list[dict[str, Any]] = []
         for preset, outcome in zip(self.presets, presets_out, strict=True):
             if record(preset.name, outcome):
                 queues.extend(outcome[0])
+                flow: Flow = outcome[2]
+                for state, n in flow.workers.items():  # several presets of one database: summed, one series
+                    workers[state] = workers.get(state, 0) + n
+                for metric, count in (("jobqueue_worker_capacity", flow.capacity),
+                                      ("jobqueue_worker_busy_slots", flow.busy_slots)):
+                    if count is not None:
+                        slots[metric] = slots.get(metric, 0) + count
+                if flow.scheduler is not None:
+                    samples.append(Sample("jobqueue_postgres_schedulers", (preset.name,), flow.scheduler))
+                for f in flow.finished:
+                    window = f"{f['window_seconds']:g}s"
+                    samples += [Sample("jobqueue_jobs_finished_window", (f["tenant"], f["queue"], o, window), n)
+                                for o, n in f.items() if o not in ("query", "tenant", "queue", "window_seconds")]
+                finished += flow.finished
+        samples += [Sample("jobqueue_workers", ("", "", state), n) for state, n in sorted(workers.items())]
+        samples += [Sample(metric, ("", ""), n) for metric, n in sorted(slots.items())]
+        if finished:
+            details["finished"] = finished
         for result in checks_out:
             if isinstance(result, CheckResult):
                 self._checks[result.name] = result
@@ -206,6 +249,7 @@ class PostgresSource(Source):
             if result is None:
                 continue
             checks[check.name] = result.details()
+            facts.append(result.record())
             samples.extend(check_samples(result))
         details["checks"] = checks
         if schema_out is not None and record("migrations", schema_out):
@@ -222,11 +266,12 @@ class PostgresSource(Source):
         if conns_out is not None and record("connections", conns_out):
             conns: Connections = conns_out[0]
             details["connections"] = conns.details()
+            facts.append(PoolUse(conns.in_use, conns.max_connections))
             samples += [Sample("jobqueue_postgres_connections", (s,), n) for s, n in conns.by_state]
             samples += [Sample("jobqueue_postgres_max_connections", (), conns.max_connections),
                         Sample("jobqueue_postgres_connections_used_ratio", (), conns.ratio)]
         details["queries"] = queries
-        return Reading(tuple(queues), tuple(samples), latency, 0, details)
+        return Reading(tuple(queues), tuple(samples), latency, 0, details, tuple(facts))
 
     def _log_change(self, what: str, error: str | None) -> None:
         """Log a failing query once when it starts failing (and when its error changes), and its recovery."""
@@ -240,13 +285,45 @@ class PostgresSource(Source):
 
     # --- the parts of a collection --------------------------------------------------------------
 
-    async def _preset(self, preset: PresetQuery) -> tuple[list[QueueStats], float]:
-        _, rows, duration = await self._query(preset.sql, preset.args, preset.timeout)
-        if preset.kind == "pgmq":
-            return fold_pgmq(preset, [dict(r.items()) for r in rows]), duration
+    async def _preset(self, index: int, preset: PresetQuery) -> tuple[list[QueueStats], float, Flow]:
+        probe_time = 0.0
+        if preset.probe is not None:
+            resolved = self._resolved.get(index)
+            if resolved is None:
+                resolved, probe_time = await self._probe(preset)
+                self._resolved[index] = resolved
+            preset = resolved
+        try:
+            _, rows, duration = await self._query(preset.sql, preset.args, preset.timeout)
+        except QueryFailed:
+            self._resolved.pop(index, None)  # a migration may have changed the schema: probe again
+            raise
+        duration += probe_time
         if preset.kind == "pivot":  # 10k tenants: fold off the event loop
-            return await asyncio.to_thread(fold_pivot, preset, rows, self.context.shard), duration
-        return fold_rows(preset, rows, self.context.shard), duration
+            return await asyncio.to_thread(fold_pivot, preset, rows, self.context.shard), duration, Flow({}, None, [])
+        queues = fold_rows(preset, rows, self.context.shard)
+        return queues, duration, fold_flow(preset, rows, queues)
+
+    async def _probe(self, preset: PresetQuery) -> tuple[PresetQuery, float]:
+        """Once per preset (again after a failure): the library's schema facts, checked against the
+        minimum version, and the statement built for that schema."""
+        assert preset.probe is not None
+        try:
+            _, rows, duration = await self._query(preset.probe, (), preset.timeout)
+        except QueryFailed as err:
+            if isinstance(err.__cause__, asyncpg.UndefinedTableError | asyncpg.UndefinedObjectError
+                          | asyncpg.InvalidSchemaNameError):
+                raise QueryFailed(f"{preset.name}: the library's tables are not there ({err}); is it installed "
+                                  "and migrated in this schema?", err.duration) from err
+            raise
+        facts = dict(rows[0].items()) if rows else {}
+        try:
+            if preset.requires is not None:
+                preset.requires(facts)
+            resolved = preset.resolve(facts) if preset.resolve is not None else preset
+        except UnsupportedVersion as err:
+            raise QueryFailed(str(err), duration) from err
+        return replace(resolved, probe=None, requires=None, resolve=None), duration
 
     async def _check(self, check: Check, now: float) -> CheckResult:
         try:
@@ -322,18 +399,25 @@ class PostgresSource(Source):
     async def _ping(self, pool: asyncpg.Pool) -> tuple[float, str]:
         """`SELECT 1`; a connection dropped since the last cycle (server restart) is replaced once."""
         for attempt in (1, 2):
+            conn = await pool.acquire(timeout=self.connect_timeout)
             try:
-                async with pool.acquire(timeout=self.connect_timeout) as conn:
-                    started = time.perf_counter()
-                    await conn.fetchval("SELECT 1", timeout=self.connect_timeout)
-                    latency = time.perf_counter() - started
-                    version = ".".join(str(v) for v in conn.get_server_version()[:2])
-                    return latency, version
+                started = time.perf_counter()
+                await conn.fetchval("SELECT 1", timeout=self.connect_timeout)
+                latency = time.perf_counter() - started
+                version = ".".join(str(v) for v in conn.get_server_version()[:2])
+            except TimeoutError:
+                # not released: a release waits for the hung server to take asyncpg's cancel request, which
+                # would turn `unreachable` into the scheduler's `timeout`; collect() terminates the pool
+                raise
             except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError,
                     ConnectionResetError):
+                await pool.release(conn)
                 if attempt == 2:
                     raise
                 await pool.expire_connections()
+                continue
+            await pool.release(conn)
+            return latency, version
         raise AssertionError("unreachable")
 
     async def _query(self, sql: str, args: Sequence[Any], limit: float | None, columns: bool = False
@@ -374,6 +458,7 @@ class PostgresSource(Source):
         """After a failed collection: drop connections and cached results, so nothing stale survives."""
         self._checks.clear()
         self._schema = None
+        self._resolved.clear()
         if self.pool is not None:
             pool, self.pool = self.pool, None
             pool.terminate()
@@ -383,7 +468,7 @@ class PostgresSource(Source):
             pool, self.pool = self.pool, None
             try:
                 await asyncio.wait_for(pool.close(), timeout=2.0)
-            except (TimeoutError, *LOST):
+            except LOST_OR_TIMEOUT:
                 pool.terminate()
 
 

@@ -26,23 +26,27 @@ Ops and their results:
   SMEMBERS key cap                                 -> the first `cap` members of a set, sorted
   EACH op prefix suffix tenants ARGS...             -> [result of `op prefix..t..suffix ARGS` for each t]
       `tenants` is one string of ids joined by \x1f: a per-tenant queue costs no op of its own
+  CLIENTNAMES ""                                   -> sorted names of the connected clients (CLIENT LIST),
+      or None where the ACL refuses `client|list` or the server has no CLIENT LIST; Redis refuses
+      CLIENT inside scripts, so both paths send it as one plain command, once per run
 A key of the wrong type yields WRONGTYPE instead of failing the batch.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
-from exporter.sources.redis.script import ARITY, LUA, SEP, WRONGTYPE, Op, batches, flatten, sha1
+from exporter import untrusted
+from exporter.sources.redis.script import LUA, OPS, SEP, WRONGTYPE, Op, batches, command, flatten, sha1
 from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
+from exporter.values import dig
 
 log = logging.getLogger("jobqueue.redis")
 
@@ -99,16 +103,14 @@ def pick(item: str, fields: str) -> str | None:
     quick = _fast(item, fields)
     if quick is not None:
         return quick
-    try:
-        doc = json.loads(item)
+    try:  # the bounds of Redis' cjson (decode_max_depth 1000, no size cap) so both paths agree
+        doc = untrusted.loads(item, max_bytes=len(item), max_depth=1000, finite=False)
     except (ValueError, TypeError):
         return None
     if not isinstance(doc, dict):
         return None
     for alt in fields.split("|"):
-        value: Any = doc
-        for part in alt.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        value = dig(doc, alt, lists=False)  # cjson tables: a step into an array finds nothing
         if isinstance(value, bool):
             continue
         if isinstance(value, int | float):  # cjson decodes every number to a double, printed with %.17g
@@ -133,6 +135,10 @@ class OpRunner:
         """One result per op, in order (an EACH op's result is the list of its per-tenant results)."""
         if not ops:
             return []
+        if any(op[0] == "CLIENTNAMES" for op in ops):
+            names = await self._client_names()
+            rest = iter(await self.run([op for op in ops if op[0] != "CLIENTNAMES"]))
+            return [names if op[0] == "CLIENTNAMES" else next(rest) for op in ops]
         if self.used == "lua":
             try:
                 return _normalise(ops, await self._expand(ops, self._run_lua))
@@ -143,7 +149,20 @@ class OpRunner:
                 self.used = "pipeline"
         return _normalise(ops, await self._run_pipeline(ops))
 
-    async def _expand(self, ops: Sequence[Op], execute: Any) -> list[Any]:
+    async def _client_names(self) -> list[str] | None:
+        """Names of the connected clients, the way BullMQ's getWorkers reads them (queue-getters.ts
+        `parseClientList`: the `name=` field of each CLIENT LIST line; Redis allows no spaces in names)."""
+        reply = (await self._wire([pack("CLIENT", "LIST")]))[0]
+        if isinstance(reply, ReplyError):
+            text = str(reply)
+            if text.startswith("NOPERM") or "unknown" in text.lower():
+                return None  # ACL without client|list (documented), or a server without CLIENT LIST
+            raise as_exception(reply)
+        return sorted(field[5:] for line in reply.splitlines() for field in line.split(" ")
+                      if field.startswith("name=") and len(field) > 5)
+
+    async def _expand(self, ops: Sequence[Op],
+                      execute: Callable[[Sequence[Op]], Awaitable[list[Any]]]) -> list[Any]:
         """Split EACH ops into chunks of `batch_size` tenants, so no script blocks Redis for long,
         execute, and put the results back together."""
         if not any(op[0] == "EACH" for op in ops):
@@ -180,7 +199,8 @@ class OpRunner:
         chunks = list(batches(ops, self.batch_size))
         if self._sha is None:
             # EVAL_RO caches the script server-side without SCRIPT LOAD, which a read-only ACL may deny.
-            first = await self.client.execute_command("EVAL_RO", LUA, 0, *flatten(chunks[0]))
+            first = await self.client.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                "EVAL_RO", LUA, 0, *flatten(chunks[0]))
             self._sha = sha1(LUA)
             rest = await self._evalsha(chunks[1:]) if len(chunks) > 1 else []
             return [*first, *rest]
@@ -190,7 +210,7 @@ class OpRunner:
             self._sha = None
             return await self._run_lua(ops)
 
-    async def _evalsha(self, batches: list[Sequence[Op]]) -> list[Any]:
+    async def _evalsha(self, batches: Sequence[Sequence[Op]]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for batch in batches:
             pipe.execute_command("EVALSHA_RO", self._sha, 0, *flatten(batch))
@@ -228,21 +248,21 @@ class OpRunner:
         results: list[Any] = [None] * len(ops)
         follow: list[tuple[list[Any], int, Op, list[str]]] = []
         pos = 0
-        for index, (op, keys) in enumerate(spans):
-            if keys is None:
+        for index, (op, span_keys) in enumerate(spans):
+            if span_keys is None:
                 _settle(op, raw[pos], follow, results, index)
                 pos += 1
                 continue
-            replies = raw[pos : pos + len(keys)]
-            pos += len(keys)
+            replies = raw[pos : pos + len(span_keys)]
+            pos += len(span_keys)
             if op[0] in _COUNTS and all(type(r) is int for r in replies):
                 results[index] = replies  # the common case: every key of the right type
                 continue
             if op[0] == "HEAD":
-                results[index] = _heads(op, keys, replies, follow)
+                results[index] = _heads(op, span_keys, replies, follow)
                 continue
-            rows: list[Any] = [None] * len(keys)
-            for i, (key, reply) in enumerate(zip(keys, replies, strict=True)):
+            rows: list[Any] = [None] * len(span_keys)
+            for i, (key, reply) in enumerate(zip(span_keys, replies, strict=True)):
                 _settle((op[0], key, *op[2:]), reply, follow, rows, i)
             results[index] = rows
         if follow:
@@ -377,24 +397,21 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
 
 def _pack_one(op: Op) -> bytes:
     name, key = op[0], op[1]
+    spec = OPS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown op {name!r}")
+    if spec.command:
+        return pack(*command(spec, key, op[2:]))
     if name == "HEADHASH":
         scan = int(op[5])
         return pack("LRANGE", key, 0, scan - 1) if int(op[2]) == 0 else pack("LRANGE", key, -scan, -1)
-    if name == "ZFIRST":
-        return pack("ZRANGE", key, 0, 0, "WITHSCORES")
-    if name == "ZMEMBERS":
-        return pack("ZRANGE", key, 0, int(op[2]) - 1, "WITHSCORES")
     if name == "ZHASHES":
         return pack("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
-    if name == "SMEMBERS":
-        return pack("SMEMBERS", key)
     if name == "XFIRST":
         return pack("XRANGE", key, "-", "+", "COUNT", 1)
     if name == "XGROUPS":
         return pack("XINFO", "GROUPS", key)
-    if name not in ARITY:
-        raise ValueError(f"unknown op {name!r}")
-    return pack(name, key, *op[2:])
+    raise ValueError(f"op {name!r} has no command")
 
 
 def _ordered(items: list[str], index: int) -> list[str]:

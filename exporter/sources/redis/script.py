@@ -1,4 +1,5 @@
-"""The read-only Lua script of the Redis source and how op lists are batched into its arguments.
+"""The op table of the Redis source, its read-only Lua script (script.lua, shipped as package data) and
+how op lists are batched into the script's arguments.
 
 It runs the ops of `ops.py` inside Redis through `EVAL_RO`/`EVALSHA_RO` when `scripts: auto|lua`;
 the JSON shortcut and validity checks here have Python twins in `ops.py`, and tests hold the two
@@ -9,189 +10,68 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
 
 WRONGTYPE = "!WRONGTYPE"
 SEP = "\x1f"  # joins tenant ids inside one EACH op
 Op = tuple[str, ...]
 
-LUA = r"""
-local WRONG = '!WRONGTYPE'
-local function call(...)
-  local r = redis.pcall(...)
-  if type(r) == 'table' and r.err then
-    if string.find(r.err, 'WRONGTYPE', 1, true) then return WRONG end
-    return redis.error_reply(r.err)
-  end
-  return r
-end
-local paths = {}
-local function compile(fields)
-  local alts = {}
-  for alt in string.gmatch(fields, '[^|]+') do
-    local parts = {}
-    for part in string.gmatch(alt, '[^.]+') do parts[#parts + 1] = part end
-    alts[#alts + 1] = parts
-  end
-  paths[fields] = alts
-  return alts
-end
--- Flat JSON (no nested object) with a plain top-level key: a C-speed match finds the value exactly;
--- anything else is decoded with cjson.
-local simple = {}
-local function fast(item, fields)
-  local pat = simple[fields]
-  if pat == nil then
-    pat = false
-    if not string.find(fields, '[|.]') then
-      local key = '"' .. string.gsub(fields, '%p', '%%%0') .. '"%s*:%s*'
-      pat = {key .. '"([^"\\]+)"', key .. '(-?%d[%d.eE+-]*)%s*[,}]'}
-    end
-    simple[fields] = pat
-  end
-  if not pat or string.find(item, '{', 2, true) or string.sub(item, 1, 1) ~= '{' then return nil end
-  return string.match(item, pat[1]) or string.match(item, pat[2])
-end
--- A usable timestamp: the same strict checks as `valid` in Python, so both paths skip the same items.
-local function valid(v, kind)
-  if kind == 'num' then
-    return string.find(v, '^%-?%d+%.?%d*$') ~= nil or string.find(v, '^%-?%d+%.?%d*[eE][%+%-]?%d+$') ~= nil
-  elseif kind == 'iso' then
-    return string.find(v, '^%d%d%d%d%-%d%d%-%d%d[T ]%d%d:%d%d') ~= nil
-  end
-  return true
-end
-local function pick(item, fields)
-  if fields == '' then return item end
-  local quick = fast(item, fields)
-  if quick then return quick end
-  local ok, doc = pcall(cjson.decode, item)
-  if not ok or type(doc) ~= 'table' then return nil end
-  for _, parts in ipairs(paths[fields] or compile(fields)) do
-    local v = doc
-    for _, part in ipairs(parts) do
-      if type(v) ~= 'table' then v = nil break end
-      v = v[part]
-    end
-    if type(v) == 'number' then return string.format('%.17g', v) end
-    if type(v) == 'string' and v ~= '' then return v end
-  end
-  return nil
-end
-local function window(key, index, scan)
-  if index == 0 then return call('LRANGE', key, 0, scan - 1) end
-  local items = call('LRANGE', key, -scan, -1)
-  if items == WRONG then return items end
-  local rev = {}
-  for j = #items, 1, -1 do rev[#rev + 1] = items[j] end
-  return rev
-end
--- The value of one item: a JSON field ('json'), or a field of the hash the item names ('hash').
-local function value_of(mode, item, p1, p2, kind)
-  local v
-  if mode == 'json' then
-    v = pick(item, p1)
-  else
-    v = call('HGET', p1 .. item, p2)
-    if v == WRONG or v == '' then v = nil end
-  end
-  if v and valid(v, kind) then return v end
-  return nil
-end
--- The oldest item with a usable value: LINDEX first (the common case), a short scan only if it is bad.
--- No closures: this runs once per queue of every tenant.
-local function head(key, index, scan, mode, p1, p2, kind)
-  local first = call('LINDEX', key, index)
-  if first == WRONG then return WRONG end
-  if not first then return {false, 0} end
-  local v = value_of(mode, first, p1, p2, kind)
-  if v then return {v, 0} end
-  local items = window(key, index, scan)
-  if items == WRONG then return WRONG end
-  local bad = 0
-  for _, item in ipairs(items) do
-    v = value_of(mode, item, p1, p2, kind)
-    if v then return {v, bad} end
-    bad = bad + 1
-  end
-  return {false, bad}
-end
-local SEP = string.char(31)
-local function one(op, key, a)
-  if op == 'LLEN' or op == 'ZCARD' or op == 'SCARD' or op == 'HLEN' or op == 'XLEN' or op == 'EXISTS'
-     or op == 'GET' then
-    return call(op, key)
-  elseif op == 'HGET' then
-    return call('HGET', key, a[1])
-  elseif op == 'ZCOUNT' then
-    return call('ZCOUNT', key, a[1], a[2])
-  elseif op == 'HEAD' then
-    return head(key, tonumber(a[1]), tonumber(a[3]), 'json', a[2], nil, a[4])
-  elseif op == 'HEADHASH' then
-    return head(key, tonumber(a[1]), tonumber(a[4]), 'hash', a[2], a[3], a[5])
-  elseif op == 'ZFIRST' then
-    return call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  elseif op == 'XFIRST' then
-    local r = call('XRANGE', key, '-', '+', 'COUNT', 1)
-    if r == WRONG then return WRONG elseif #r == 0 then return false end
-    return r[1][1]
-  elseif op == 'XGROUPS' then
-    local t = redis.call('TYPE', key)['ok']
-    if t == 'stream' then return call('XINFO', 'GROUPS', key) elseif t == 'none' then return {} end
-    return WRONG
-  elseif op == 'HGETALL' then
-    return call('HGETALL', key)
-  elseif op == 'ZMEMBERS' then
-    return call('ZRANGE', key, 0, tonumber(a[1]) - 1, 'WITHSCORES')
-  elseif op == 'ZHASHES' then
-    local r = call('ZREVRANGE', key, 0, tonumber(a[2]) - 1, 'WITHSCORES')
-    if r == WRONG then return WRONG end
-    local rows = {}
-    for j = 1, #r, 2 do
-      local h = call('HGETALL', a[1] .. r[j])
-      if h == WRONG then h = {} end
-      rows[#rows + 1] = {r[j], r[j + 1], h}
-    end
-    return rows
-  elseif op == 'SMEMBERS' then
-    return call('SMEMBERS', key)  -- sorted and capped in Python, identically for both paths
-  end
-  return redis.error_reply('jobqueue: unknown op ' .. tostring(op))
-end
-local ARITY = {LLEN = 0, ZCARD = 0, SCARD = 0, HLEN = 0, XLEN = 0, EXISTS = 0, GET = 0, HGET = 1, ZCOUNT = 2,
-  HEAD = 4, HEADHASH = 5, ZFIRST = 0, XFIRST = 0, XGROUPS = 0, HGETALL = 0, ZMEMBERS = 1, ZHASHES = 2, SMEMBERS = 1}
-local out = {}
-local i, n = 1, #ARGV
-while i <= n do
-  local op = ARGV[i]
-  if op == 'EACH' then
-    local inner, prefix, suffix, tenants = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-    local k = ARITY[inner]
-    local a = {}
-    for j = 1, k do a[j] = ARGV[i + 4 + j] end
-    local rows, m = {}, 0
-    for t in string.gmatch(tenants, '[^' .. SEP .. ']+') do
-      m = m + 1
-      rows[m] = one(inner, prefix .. t .. suffix, a)
-    end
-    out[#out + 1] = rows
-    i = i + 5 + k
-  else
-    local k = ARITY[op]
-    if k == nil then return redis.error_reply('jobqueue: unknown op ' .. tostring(op)) end
-    local a = {}
-    for j = 1, k do a[j] = ARGV[i + 1 + j] end
-    out[#out + 1] = one(op, ARGV[i + 1], a)
-    i = i + 2 + k
-  end
-end
-return out
-"""
 
-ARITY = {
-    "LLEN": 2, "ZCARD": 2, "SCARD": 2, "HLEN": 2, "XLEN": 2, "EXISTS": 2, "GET": 2, "HGET": 3,
-    "ZCOUNT": 4, "HEAD": 6, "HEADHASH": 7, "ZFIRST": 2, "XFIRST": 2, "XGROUPS": 2, "HGETALL": 2,
-    "ZMEMBERS": 3, "ZHASHES": 4, "SMEMBERS": 3,
+@dataclass(frozen=True)
+class OpSpec:
+    """One op: how many arguments follow its key and, for a plain op, the one Redis command it runs
+    (`$k` the key, `$1`.. the op's arguments, `$1-1` one less), whose reply is the op's result.
+
+    A plain op is this one line: the Lua script and the pipeline path both run it from here. An op
+    without a command is special: coded in script.lua (`one`) and in ops.py (`_pack_one`, `_settle`).
+    """
+
+    arity: int
+    command: tuple[str, ...] = ()
+
+
+OPS: dict[str, OpSpec] = {
+    **{name: OpSpec(0, (name, "$k")) for name in ("LLEN", "ZCARD", "SCARD", "HLEN", "XLEN", "EXISTS", "GET",
+                                                  "HGETALL")},
+    "HGET": OpSpec(1, ("HGET", "$k", "$1")),
+    "ZCOUNT": OpSpec(2, ("ZCOUNT", "$k", "$1", "$2")),
+    "ZFIRST": OpSpec(0, ("ZRANGE", "$k", "0", "0", "WITHSCORES")),
+    "ZMEMBERS": OpSpec(1, ("ZRANGE", "$k", "0", "$1-1", "WITHSCORES")),
+    "SMEMBERS": OpSpec(1, ("SMEMBERS", "$k")),  # sorted and capped in Python (ops._normalise), the same for both paths
+    "HEAD": OpSpec(4),
+    "HEADHASH": OpSpec(5),
+    "XFIRST": OpSpec(0),
+    "XGROUPS": OpSpec(0),
+    "ZHASHES": OpSpec(2),
 }
+# CLIENTNAMES (CLIENT LIST) is not an op of the script: Redis refuses CLIENT inside scripts, so
+# ops.OpRunner.run sends it as one plain command on either path.
+ARITY = {name: spec.arity + 2 for name, spec in OPS.items()}  # fields of an op tuple: name, key, arguments
+
+
+def command(spec: OpSpec, key: str, args: Sequence[str]) -> list[str]:
+    """The Redis command of a plain op (the Python twin of the script's `plain`)."""
+    out = []
+    for part in spec.command:
+        if part == "$k":
+            part = key
+        elif part.startswith("$"):
+            value = args[int(part[1]) - 1]
+            part = str(int(value) - 1) if part.endswith("-1") else value
+        out.append(part)
+    return out
+
+
+def _lua_table() -> str:
+    def quote(text: str) -> str:
+        return "'" + text + "'"
+
+    return ", ".join(f"{name} = {{{', '.join([str(spec.arity), *map(quote, spec.command)])}}}"
+                     for name, spec in OPS.items())
+
+
+LUA = (files(__package__) / "script.lua").read_text().replace("--@OPS@--", _lua_table())
 
 
 def batches(ops: Sequence[Op], size: int) -> Iterator[list[Op]]:

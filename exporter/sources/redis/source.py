@@ -7,10 +7,12 @@ layouts' discovery reads, one op run for every queue of every tenant. Nothing is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -23,7 +25,8 @@ from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from exporter.model import Reading, Sample
+from exporter.facts import Tenants as TenantIds
+from exporter.model import JobPage, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
     Model,
@@ -33,22 +36,20 @@ from exporter.sources.base import (
     SourceContext,
     SourceDenied,
     SourceError,
+    SourceTimeout,
     SourceUnreachable,
     check_one_secret,
     read_secret,
 )
+from exporter.sources.redis.events import CeleryEvents
+from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan
-from exporter.sources.redis.ops import SEP, OpRunner
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, merge_flow
+from exporter.sources.redis.ops import OpRunner
+from exporter.sources.redis.script import SEP
 from exporter.sources.redis.wire import Wire
 
 log = logging.getLogger("jobqueue.redis")
-
-
-class SourceTimeout(SourceError):
-    """Redis accepted the connection but did not answer in time (a hung or overloaded server)."""
-
-    kind = "timeout"
 
 
 def _regex(value: str | None) -> str | None:
@@ -134,6 +135,14 @@ class RedisConfig(SourceConfig):
         templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
         if self.tenants is None and templated:
             raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
+        heard: dict[str, int] = {}
+        for i, layout in enumerate(self.queues):
+            listener = layout.listener(0)
+            if listener is not None:
+                if listener.prefix in heard:  # the same workers would count twice
+                    raise ValueError(f"queues[{i}] listens to the Celery events that queues[{heard[listener.prefix]}] "
+                                     "already hears; list all their queues in one layout")
+                heard[listener.prefix] = i
         return self
 
 
@@ -149,6 +158,11 @@ class RedisSource(Source):
                   "cannot tell).", ("tenant", "queue", "group")),
         MetricDef("jobqueue_library_jobs", "Jobs the queue library keeps outside any one queue (Sidekiq retry, "
                   "dead, scheduled; Horizon failed; Celery unacked), by state.", ("tenant", "state")),
+        MetricDef("jobqueue_celery_tasks", "Celery tasks finished since the exporter started listening, by task "
+                  "name (beyond `task_cap` names: other) and outcome, from the workers' events.",
+                  ("tenant", "task", "outcome"), type="counter"),
+        MetricDef("jobqueue_celery_task_runtime_seconds", "Runtime of the Celery tasks that succeeded, summed, by "
+                  "task name, from the workers' events.", ("tenant", "task"), type="counter"),
         MetricDef("jobqueue_horizon_masters", "Live Horizon masters by status.", ("tenant", "status")),
         MetricDef("jobqueue_tenants", "Tenants the source currently reads."),
     )
@@ -175,18 +189,27 @@ class RedisSource(Source):
         self.runner = OpRunner(self.client, self.wire, config.batch_size, config.scripts)
         self._tenants: list[str] = []
         self._tenants_at = -1e18
+        self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
+        db = int(urlsplit(config.url).path.strip("/") or 0)
+        self._listeners = {("events", id(layout)): listener for layout in config.queues
+                           if (listener := layout.listener(db)) is not None}
+        self._listening: asyncio.Task[None] | None = None
 
     async def collect(self) -> Reading:
         try:
             return await self._collect()
-        except (AuthenticationError, NoPermissionError) as err:
-            raise SourceDenied(f"redis refused the exporter: {err}") from err
-        except RedisTimeoutError as err:
-            raise SourceTimeout(f"redis did not answer: {err}") from err
-        except (RedisConnectionError, OSError) as err:
-            raise SourceUnreachable(f"redis unreachable: {err}") from err
-        except RedisError as err:
-            raise SourceError(f"redis error: {err}") from err
+        except (RedisError, OSError) as err:
+            raise failure(err) from err
+
+    async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
+        """The first layout that reads `queue` and can list jobs answers; the others are not asked."""
+        layout = next((q for q in self.config.queues if q.serves(queue) and q.lists_jobs), None)
+        if layout is None:
+            return None
+        try:
+            return await read_page(self.client, layout, tenant, queue, state, limit, offset)
+        except (RedisError, OSError) as err:
+            raise failure(err) from err
 
     async def _collect(self) -> Reading:
         started = time.perf_counter()
@@ -194,6 +217,10 @@ class RedisSource(Source):
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
+        if self._listeners and self._listening is None:
+            self._listening = asyncio.create_task(self._listen(), name=f"redis-events-{self.name}")
+        for key, listener in self._listeners.items():
+            self._memory[key] = listener.freeze(now)
         groups = [(layout, tenants if layout.per_tenant else [""]) for layout in self.config.queues]
         found = await self._discover(groups)
         plans = [plan for (layout, ids), f in zip(groups, found, strict=True) for plan in layout.plan_all(ids, f, now)]
@@ -201,11 +228,12 @@ class RedisSource(Source):
         # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
         return await asyncio.to_thread(self._parse, plans, results, now, latency, len(tenants))
 
-    async def _discover(self, groups: list[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
+    async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
         """One op run for every layout's discovery reads; layouts without any cost nothing."""
         ops_per = [[layout.discovery(t) for t in ids] if layout.discovers else [] for layout, ids in groups]
         flat = await self.runner.run([op for per in ops_per for ops in per for op in ops])
-        found, pos = [], 0
+        found: list[list[list[Any]]] = []
+        pos = 0
         for (_, ids), per in zip(groups, ops_per, strict=True):
             if not per:
                 found.append([[]] * len(ids))
@@ -218,7 +246,7 @@ class RedisSource(Source):
         return found
 
     def _parse(self, plans: list[Plan], results: list[Any], now: float, latency: float, tenants: int) -> Reading:
-        out = Parsed()
+        out = Parsed(memory=self._memory)
         pos = 0
         for plan in plans:
             n = len(plan.ops)
@@ -227,7 +255,9 @@ class RedisSource(Source):
         if self.config.tenants is not None:
             out.samples.append(Sample("jobqueue_tenants", (), tenants))
             out.details["tenants"] = list(self._tenants)
-        return Reading(tuple(out.queues), tuple(out.samples), latency, out.malformed, out.details)
+            out.facts.append(TenantIds(tuple(self._tenants)))
+        return Reading(tuple(out.queues), tuple(merge_flow(out.samples)), latency, out.malformed, out.details,
+                       tuple(out.facts))
 
     async def _current_tenants(self) -> list[str]:
         spec = self.config.tenants
@@ -237,11 +267,12 @@ class RedisSource(Source):
             found = spec.static
         elif spec.source is not None:
             reading = self.context.snapshot().reading(spec.source)
-            found = list(reading.details.get("tenants", [])) if reading else self._tenants
+            known = reading.fact(TenantIds) if reading else None
+            found = self._tenants if reading is None else list(known.ids) if known else []
         elif time.monotonic() - self._tenants_at < spec.refresh:
             return self._tenants
         else:
-            found = await self._scan(spec.scan)  # type: ignore[arg-type]
+            found = await self._scan(spec.scan) if spec.scan is not None else []  # one of the three is set
             self._tenants_at = time.monotonic()
         self._tenants = filter_tenants(found, spec, self.context.shard)
         return self._tenants
@@ -253,7 +284,7 @@ class RedisSource(Source):
         while True:
             cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
             for key in keys:
-                m = pattern.search(key)
+                m = pattern.search(key if isinstance(key, str) else key.decode())
                 if m:
                     tenants.add(m.group("tenant"))
             if len(tenants) >= spec.cap:
@@ -263,9 +294,55 @@ class RedisSource(Source):
                 return sorted(tenants)
             await asyncio.sleep(0)
 
+    async def _listen(self) -> None:
+        """The layouts' listeners (Celery events) on one SUBSCRIBE connection, for the source's life.
+
+        SUBSCRIBE is all it sends (the read-only ACL needs +subscribe and the topic in &channels); a
+        lost connection is retried every second, and what was published meanwhile is missed.
+        """
+        by_channel: dict[str, list[CeleryEvents]] = {}
+        for listener in self._listeners.values():
+            for channel in listener.channels:
+                by_channel.setdefault(channel, []).append(listener)
+        lost = False
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*by_channel)
+                lost = False
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        for listener in by_channel.get(message["channel"], ()):
+                            listener.handle(message["data"], self.clock())
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as err:
+                if not lost:  # once per outage, not once a second
+                    log.warning("event listener lost its connection", extra={"source": self.name, "error": str(err)})
+                lost = True
+                await asyncio.sleep(1.0)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
     async def close(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
         await self.wire.close()
         await self.client.aclose()
+
+
+def failure(err: RedisError | OSError) -> SourceError:
+    """The failure kind of a redis-py or socket error."""
+    if isinstance(err, AuthenticationError | NoPermissionError):
+        return SourceDenied(f"redis refused the exporter: {err}")
+    if isinstance(err, RedisTimeoutError):
+        return SourceTimeout(f"redis did not answer: {err}")
+    if isinstance(err, RedisConnectionError | OSError):
+        return SourceUnreachable(f"redis unreachable: {err}")
+    return SourceError(f"redis error: {err}")
 
 
 def filter_tenants(tenants: list[str], spec: Tenants, shard: tuple[int, int] = (0, 1)) -> list[str]:

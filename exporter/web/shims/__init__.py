@@ -1,64 +1,27 @@
-"""The JSON shims of `shared/seeds/`: one module per seed, each a pure function from a `View`
-(snapshot, the bound system's health, config, clock) and request parameters to (status, body),
-plus thin aiohttp handlers that check the shim is enabled and authenticate the caller.
+"""The JSON shims of `shared/seeds/`, in one table like `SOURCE_TYPES`.
+
+Each module is one seed: pure functions from a `View` (snapshot, the bound system's health, config,
+clock) and request parameters to (status, body), thin aiohttp handlers, and a `SHIM` declaring its key,
+config model, routes, OpenAPI fragment and auth. This table drives the `shims:` config section
+(`ShimsConfig`), the app's routes and /openapi.json: a new shim is one module plus one line here.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from pydantic import create_model
 
-from exporter.config import ExporterConfig
-from exporter.health.config import Shim
-from exporter.health.evaluation import HealthMonitor, SystemHealth
-from exporter.model import Snapshot
-from exporter.web.keys import CONFIG, SCHEDULER, STARTED_AT
+from exporter.health.config import ShimsBase
+from exporter.web.shims import ops, platform, service, status, tenant
+from exporter.web.shims.base import ShimDef
 
-HEALTH = web.AppKey("health", HealthMonitor)
-S = TypeVar("S", bound=Shim)
-Reply = tuple[int, Any]
+SHIMS: tuple[ShimDef, ...] = (tenant.SHIM, status.SHIM, service.SHIM, platform.SHIM, ops.SHIM)
 
+if TYPE_CHECKING:
+    ShimsConfig = ShimsBase  # the checker sees the typed accessors (`bound`, `get`); the fields are the table's
+else:
+    _FIELDS: dict[str, Any] = {shim.key: (shim.config | None, None) for shim in SHIMS}
+    ShimsConfig = create_model("ShimsConfig", __base__=ShimsBase, __doc__=ShimsBase.__doc__, **_FIELDS)
 
-@dataclass(frozen=True)
-class View:
-    """Everything a shim may read: one snapshot, its system's verdict, the config and the time."""
-
-    snapshot: Snapshot
-    health: SystemHealth | None
-    monitor: HealthMonitor
-    config: ExporterConfig
-    started_at: float
-    now: float
-
-
-def enabled(request: web.Request, key: str, kind: type[S]) -> S:
-    """The shim's config, or 404 when it is absent or disabled (its paths then do not exist)."""
-    shim = getattr(request.app[CONFIG].shims, key)
-    if not isinstance(shim, kind) or not shim.enabled:
-        raise web.HTTPNotFound()
-    return shim
-
-
-def view(request: web.Request, shim: Shim) -> View:
-    """The current snapshot and verdict; reading them is all a request does."""
-    monitor = request.app[HEALTH]
-    return View(request.app[SCHEDULER].snapshot, monitor.get(shim.system), monitor, request.app[CONFIG],
-                request.app[STARTED_AT], time.time())
-
-
-def respond(reply: Reply, headers: dict[str, str] | None = None) -> web.Response:
-    status, body = reply
-    return web.json_response(body, status=status, headers=headers)
-
-
-def system_sources(v: View, system: str) -> list[str]:
-    """The sources a system names, each once, in config order."""
-    config = v.config.system(system)
-    out: list[str] = []
-    for _, name in config.referenced_sources() if config else []:
-        if name not in out:
-            out.append(name)
-    return out
+__all__ = ["SHIMS", "ShimDef", "ShimsConfig"]

@@ -11,11 +11,34 @@ from typing import Any
 
 from aiohttp import web
 
-from exporter.health.config import OpsShim, Ref
-from exporter.health.data import as_bool, as_int, as_time, iso, read
+from exporter.health.config import Ref, Shim
+from exporter.health.data import read
 from exporter.health.rules import INFO, OK
+from exporter.values import as_bool, as_int, as_time, iso
 from exporter.web.auth import AUTHENTICATOR, OPS_HEADERS, presented
-from exporter.web.shims import Reply, View, enabled, respond, view
+from exporter.web.schema import (
+    ANY,
+    BOOL,
+    STR,
+    answer,
+    get_op,
+    nullable,
+    obj,
+    ref,
+)
+from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, view
+
+
+class OpsShim(Shim):
+    """Seed 004: /api/ops/plannings of the planning-refresh system."""
+
+    production: bool = True
+    queue: Ref | None = None  # {depth, ready, locked}
+    backups: Ref | None = None  # {total, covered, disabled}
+    last_backup_write: Ref | None = None
+    failed_hosts: Ref | None = None  # list of {host, count, lastFailure}
+    recent_failures: Ref | None = None  # list of {planningFullId, failureKind, failures, disabledUntil}
+
 
 routes = web.RouteTableDef()
 NOT_FOUND: Reply = (404, {"error": "NOT_FOUND"})
@@ -80,3 +103,29 @@ async def get_plannings(request: web.Request) -> web.Response:
     if not allowed(request, shim):
         return respond(NOT_FOUND)
     return respond(plannings(view(request, shim), shim))
+
+
+# --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
+
+SCHEMAS: dict[str, Any] = {
+    "Plannings": obj({
+        "status": {"enum": ["healthy", "degraded", "unhealthy"]}, "issues": {"type": "array", "items": STR},
+        "workers": {"type": "object", "additionalProperties": nullable("string")}, "inQuietHours": BOOL,
+        "queue": obj({k: nullable("integer") for k in ("depth", "ready", "locked")}),
+        "backups": obj({k: nullable("integer") for k in ("total", "covered", "disabled")}),
+        "lastBackupWrite": nullable(obj({"planningFullId": ANY, "changed": nullable("boolean"),
+                                         "nbEvents": nullable("integer"), "at": nullable("string")})),
+        "failedHosts": nullable({"type": "array", "maxItems": 5, "items": obj({
+            "host": ANY, "count": nullable("integer"), "lastFailure": ANY})}),
+        "recentFailures": nullable({"type": "array", "maxItems": 5, "items": obj({
+            "planningFullId": ANY, "failureKind": ANY, "failures": nullable("integer"),
+            "disabledUntil": nullable("string")})}),
+    }),
+}
+PATHS: dict[str, Any] = {
+    "/api/ops/plannings": get_op("Seed 004: planning refresh health.", {
+        "200": answer("Health.", ref("Plannings")),
+        "404": answer("Missing or wrong x-ops-token (or the shim is disabled).", ref("Error"))}, "004 ops",
+        [{"opsToken": []}]),
+}
+SHIM = ShimDef("ops", OpsShim, routes, PATHS, SCHEMAS, ("opsToken",))

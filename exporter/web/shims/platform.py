@@ -3,7 +3,7 @@ health and alerts, in the {"success": true, "data": ...} envelope.
 
 Errors use {"success": false, "error": {"code", "message"}}: 400 invalid parameters, 401 missing
 or invalid token, 403 without the ops role, 404 unknown queue, 429 past the configured rate. The
-jobs listing is the one live backend read (`exporter/sources/redis/jobs.py`), under its own timeout;
+jobs listing is the one live backend read (`Source.list_jobs`), under its own timeout;
 when the backend does not answer in time it is a 503 (documented in the OpenAPI document).
 """
 
@@ -12,23 +12,56 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
+from collections.abc import Iterable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from exporter.health.config import PlatformShim
-from exporter.health.data import as_number, as_time, iso, matching_queues
+from exporter.facts import PoolUse
+from exporter.health.alertmanager import AlertsUnavailable, read_alerts
+from exporter.health.config import RateLimit, Role, Shim
+from exporter.health.data import matching_queues
 from exporter.health.rules import INFO, UNHEALTHY, queue_level
-from exporter.sources.redis import jobs as redis_jobs
+from exporter.model import Job, JobPage
+from exporter.sources.base import JOB_STATES, MAX_JOB_PAGE, Duration, Name, Source, SourceError
+from exporter.values import as_time, iso
 from exporter.web.auth import RateLimiter, presented
 from exporter.web.keys import SCHEDULER
-from exporter.web.shims import Reply, View, enabled, respond, system_sources, view
+from exporter.web.schema import (
+    ANY,
+    BEARER,
+    BOOL,
+    INT,
+    NUM,
+    STR,
+    answer,
+    get_op,
+    nullable,
+    obj,
+    query,
+    ref,
+)
+from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, system_sources, view
 
 log = logging.getLogger("jobqueue.web.platform")
+class PlatformShim(Shim):
+    """Seed 003: queues, one queue's jobs (live read), infrastructure health and alerts."""
+
+    role: Role = "ops"
+    rate_limit: RateLimit = RateLimit()
+    jobs_timeout: Duration = 2.0
+    alertmanager_url: str | None = None
+    service_names: dict[Name, str] = {}  # source -> display name ("OLTP Database")
+
+
 routes = web.RouteTableDef()
 LIMITER = web.AppKey("platform_limiter", RateLimiter)
+
+
+def setup(app: web.Application, shim: PlatformShim | None) -> None:
+    """The per-client rate limiter of the seed's 429 (60 a minute unless configured)."""
+    rate = shim.rate_limit if shim is not None else RateLimit()
+    app[LIMITER] = RateLimiter(rate.requests, rate.per)
 SEVERITIES = ("error", "warning", "info")
 _SEVERITY = {UNHEALTHY: "error", "degraded": "warning", INFO: "info"}
 
@@ -91,9 +124,9 @@ def infrastructure(v: View, shim: PlatformShim) -> Reply:
         if reading is not None:
             if reading.queues:
                 entry["queue_backlog"] = sum(q.depth for q in reading.queues)
-            pool = _pool_percent(reading.details.get("connections") or reading.details.get("pool"))
-            if pool is not None:
-                entry["connection_pool_usage_percent"] = pool
+            pool = reading.fact(PoolUse)
+            if pool is not None and pool.percent is not None:
+                entry["connection_pool_usage_percent"] = pool.percent
             if reading.latency is not None:
                 entry["query_latency_ms"] = round(reading.latency * 1000)
         if status == "down":
@@ -102,16 +135,6 @@ def infrastructure(v: View, shim: PlatformShim) -> Reply:
             entry["reason"] = "; ".join(i.text for i in issues)
         out.append(entry)
     return ok({"services": out})
-
-
-def _pool_percent(pool: Any) -> float | None:
-    if not isinstance(pool, dict):
-        return None
-    for key in ("usage_percent", "used_percent"):
-        if (value := as_number(pool.get(key))) is not None:
-            return round(value, 1)
-    used, size = as_number(pool.get("used") or pool.get("in_use")), as_number(pool.get("size") or pool.get("max"))
-    return round(100.0 * used / size, 1) if used is not None and size else None
 
 
 def own_alerts(v: View, hours: int, severity: str | None) -> list[dict[str, Any]]:
@@ -135,7 +158,7 @@ def _iso(ts: float) -> str:
 
 def alertmanager_alerts(raw: Any, hours: int, severity: str | None, now: float) -> list[dict[str, Any]]:
     """Alertmanager API v2 alerts in the seed's shape: critical -> error; silenced or inhibited = acknowledged."""
-    out = []
+    out: list[dict[str, Any]] = []
     for alert in raw if isinstance(raw, list) else []:
         if not isinstance(alert, dict):  # another system's answer: take what has the documented shape
             continue
@@ -207,9 +230,9 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
     if denied:
         return _reply(denied, request)
     status = request.query.get("status", "waiting")
-    if status not in redis_jobs.STATUSES:
+    if status not in JOB_STATES:
         return respond(fail(400, "INVALID_PARAMETER", "status must be one of active, waiting, failed, completed"))
-    limit = _int_param(request, "limit", 50, 1, redis_jobs.MAX_LIMIT)
+    limit = _int_param(request, "limit", 50, 1, MAX_JOB_PAGE)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     for value in (limit, offset):
         if isinstance(value, tuple):
@@ -217,34 +240,42 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
     assert isinstance(limit, int) and isinstance(offset, int)
     name = request.match_info["queue_name"]
     v = view(request, shim)
-    row = next((r for r in queue_rows(v) if r["name"] == name), None)
-    target = _locate(request, v, name) if row is not None else None
-    if target is None:
+    page: JobPage | None = None
+    if any(r["name"] == name for r in queue_rows(v)):
+        try:
+            async with asyncio.timeout(shim.jobs_timeout):
+                page = await request.app[SCHEDULER].call(  # on the loop where the sources' connections live
+                    _list_jobs(request.app[SCHEDULER].sources, v, name, status, limit, offset))
+        except (TimeoutError, SourceError) as err:  # a dead or slow backend: 503, never a crash
+            log.warning("job listing failed", extra={"queue": name, "error": type(err).__name__})
+            return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"))
+    if page is None:
         return respond(fail(404, "NOT_FOUND", f"Queue {name!r} not found"))
-    source, layout, tenant = target
-    try:
-        async with asyncio.timeout(shim.jobs_timeout):
-            jobs, total = await redis_jobs.list_jobs(source.client, layout, tenant, name, status, limit, offset)
-    except (TimeoutError, OSError, RedisError) as err:  # a dead or slow backend: 503, never a crash
-        log.warning("job listing failed", extra={"queue": name, "error": type(err).__name__})
-        return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"))
-    return respond(ok({"jobs": jobs, "pagination": {"total": total, "limit": limit, "offset": offset}}))
+    jobs = [job_body(job) for job in page.jobs]
+    return respond(ok({"jobs": jobs, "pagination": {"total": page.total, "limit": limit, "offset": offset}}))
 
 
-def _locate(request: web.Request, v: View, name: str) -> tuple[Any, Any, str] | None:
-    """The Redis source, layout and tenant that hold queue `name` in this system."""
-    from exporter.sources.redis import RedisSource
+def job_body(job: Job) -> dict[str, Any]:
+    """The seed's job shape."""
+    error = {"message": job.error, "stack_trace": job.stack_trace} if job.error is not None else None
+    return {"id": job.id, "queue": job.queue, "status": job.status, "payload": job.payload, "error": error,
+            "attempts": job.attempts, "created_at": iso(job.created_at), "updated_at": iso(job.updated_at)}
 
+
+async def _list_jobs(sources: Iterable[Source], v: View, name: str, status: str, limit: int,
+                     offset: int) -> JobPage | None:
+    """The page from the first source of the system's queue rules that holds queue `name`."""
     config = v.config.system(v.health.name if v.health else "")
+    by_name = {s.name: s for s in sources}
     for rule in config.queues if config else []:
-        source = next((s for s in request.app[SCHEDULER].sources if s.name == rule.source), None)
-        if not isinstance(source, RedisSource):
+        source = by_name.get(rule.source)
+        if source is None:
             continue
         records = matching_queues(v.snapshot.reading(rule.source), name, rule.tenant)
         tenant = records[0].tenant if records else ("" if rule.tenant in ("", "*") else rule.tenant)
-        for layout in source.config.queues:
-            if redis_jobs.serves(layout, name) and redis_jobs.supported(layout):
-                return source, layout, tenant
+        page = await source.list_jobs(name, status, limit, offset, tenant)
+        if page is not None:
+            return page
     return None
 
 
@@ -272,13 +303,66 @@ async def get_alerts(request: web.Request) -> web.Response:
     v = view(request, shim)
     if shim.alertmanager_url is None:
         return respond(ok({"alerts": own_alerts(v, hours, severity)}))
-    url = shim.alertmanager_url.rstrip("/") + "/api/v2/alerts"
     try:
-        timeout = aiohttp.ClientTimeout(total=shim.jobs_timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as answer:
-            answer.raise_for_status()
-            raw = await answer.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-        log.warning("alertmanager unreachable", extra={"error": type(err).__name__})
+        raw = await read_alerts(shim.alertmanager_url, shim.jobs_timeout)
+    except AlertsUnavailable as err:
+        log.warning("alertmanager unreachable", extra={"error": str(err)})
         return respond(fail(503, "ALERTMANAGER_UNAVAILABLE", "Alertmanager did not answer"))
     return respond(ok({"alerts": alertmanager_alerts(raw, hours, severity, v.now)}))
+
+
+# --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
+
+def _envelope(ok: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    err = ref("EnvelopeError")
+    out = {"200": answer("OK.", ref(ok)), "400": answer("Invalid parameters.", err),
+           "401": answer("Missing or invalid token.", err), "403": answer("No ops role.", err),
+           "404": answer("Unknown queue, or the shim is disabled.", {"anyOf": [err, ref("Error")]}),
+           "429": answer("Rate limit exceeded.", err)}
+    out.update(extra or {})
+    return out
+
+
+SCHEMAS: dict[str, Any] = {
+    "EnvelopeError": obj({"success": {"const": False}, "error": obj({"code": STR, "message": STR})}),
+    "Queues": obj({"success": {"const": True}, "data": obj({"queues": {"type": "array", "items": obj({
+        "name": STR, "priority": STR, "active_jobs": nullable("integer"), "waiting_jobs": nullable("integer"),
+        "completed_last_hour": nullable("integer"), "failed_jobs": nullable("integer"),
+        "status": {"enum": ["healthy", "warning", "critical"]}})}})}),
+    "Jobs": obj({"success": {"const": True}, "data": obj({
+        "jobs": {"type": "array", "items": obj({
+            "id": nullable("string"), "queue": STR, "status": {"enum": ["active", "waiting", "failed", "completed"]},
+            "payload": ANY, "error": nullable(obj({"message": nullable("string"), "stack_trace": nullable("string")})),
+            "attempts": nullable("integer"), "created_at": nullable("string"), "updated_at": nullable("string")})},
+        "pagination": obj({"total": INT, "limit": INT, "offset": INT})})}),
+    "Infrastructure": obj({"success": {"const": True}, "data": obj({"services": {"type": "array", "items": obj({
+        "name": STR, "status": {"enum": ["healthy", "degraded", "down"]},
+        "response_time_ms": obj({"avg": nullable("integer"), "p95": nullable("integer"), "p99": nullable("integer")}),
+        "error_rate_percent": nullable("number"), "queue_backlog": INT, "connection_pool_usage_percent": NUM,
+        "query_latency_ms": INT, "reason": STR}, ["name", "status", "response_time_ms", "error_rate_percent"])}})}),
+    "Alerts": obj({"success": {"const": True}, "data": obj({"alerts": {"type": "array", "items": obj({
+        "id": STR, "timestamp": STR, "severity": {"enum": ["error", "warning", "info"]}, "service": nullable("string"),
+        "message": nullable("string"), "acknowledged": BOOL})}})}),
+}
+PATHS: dict[str, Any] = {
+    "/api/v1/platform/system/queues": get_op("Seed 003: background job queues.", _envelope("Queues"),
+                                           "003 platform", BEARER),
+    "/api/v1/platform/system/queues/{queue_name}/jobs": get_op(
+        "Seed 003: jobs of one queue (live, read-only).",
+        _envelope("Jobs", {"503": answer("The queue backend did not answer in time.", ref("EnvelopeError"))}),
+        "003 platform", BEARER, [
+            {"name": "queue_name", "in": "path", "required": True, "schema": STR},
+            query("status", {"enum": ["active", "waiting", "failed", "completed"]}, "Default waiting."),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Default 50, max 100."),
+            query("offset", {"type": "integer", "minimum": 0}, "Pagination offset.")]),
+    "/api/v1/platform/system/infrastructure/health": get_op("Seed 003: service health.", _envelope("Infrastructure"),
+                                                          "003 platform", BEARER),
+    "/api/v1/platform/system/infrastructure/alerts": get_op(
+        "Seed 003: recent infrastructure alerts.",
+        _envelope("Alerts", {"503": answer("The configured Alertmanager did not answer.", ref("EnvelopeError"))}),
+        "003 platform", BEARER, [
+            query("hours", {"type": "integer", "minimum": 1, "maximum": 168}, "Default 24, max 168."),
+            query("severity", {"enum": ["error", "warning", "info"]}, "Only this severity.")]),
+}
+SHIM = ShimDef("platform", PlatformShim, routes, PATHS, SCHEMAS, ("bearer",),
+               setup=setup)

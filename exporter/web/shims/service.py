@@ -12,13 +12,47 @@ import os
 from typing import Any
 
 from aiohttp import web
+from pydantic import Field
 
 from exporter import __version__
-from exporter.health.config import ServiceShim
-from exporter.health.data import as_int, as_number, checks_of, iso, read
+from exporter.facts import CheckRecord, HostResources, ProbeResult
+from exporter.health.config import Ref, Shim
+from exporter.health.data import read
 from exporter.health.rules import OK
+from exporter.sources.base import Name
+from exporter.values import as_int, iso
 from exporter.web.auth import presented
-from exporter.web.shims import Reply, View, enabled, respond, view
+from exporter.web.schema import (
+    ANY,
+    BOOL,
+    INT,
+    NOT_FOUND,
+    STR,
+    answer,
+    get_op,
+    nullable,
+    obj,
+    ref,
+)
+from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, view
+
+
+class ServiceShim(Shim):
+    """Seed 002: /health, /health/detailed and /health/consistency of the media service."""
+
+    version: str | None = None
+    build_git_hash: str | None = None
+    build_timestamp: str | None = None
+    services: dict[str, Name] = {}  # name in the body -> source
+    resources: Name | None = None  # a `system` source
+    pipeline: Ref | None = None
+    schema_: Ref | None = Field(None, alias="schema")
+    identities: Ref | None = None
+    identities_db_count: Ref | None = None  # e.g. a PostgreSQL check's count: adds db_count and synced
+    integrations: dict[str, Ref] = {}
+    config: dict[str, bool] = {}
+    consistency: Name | None = None  # the source whose check facts (CheckRecord) are the consistency checks
+
 
 routes = web.RouteTableDef()
 UNAUTHORIZED: Reply = (401, {"error": "unauthorized"})
@@ -26,7 +60,7 @@ UNAUTHORIZED: Reply = (401, {"error": "unauthorized"})
 
 def services(v: View, shim: ServiceShim) -> dict[str, dict[str, Any]]:
     """ok / error (unreachable) / degraded (reachable, with issues), and the ping in milliseconds."""
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, source in shim.services.items():
         state = v.snapshot.sources.get(source)
         if state is None or state.reading is None:
@@ -36,8 +70,8 @@ def services(v: View, shim: ServiceShim) -> dict[str, dict[str, Any]]:
         issues = v.health.issues_of(source) if v.health is not None else []
         # consistency findings are /health/consistency's business, not the service's
         degraded = any(not i.id.startswith(("check:", "check_failed:")) and i.severity != "info" for i in issues)
-        probe = state.reading.details.get("status")  # an HTTP probe that answered, but wrongly
-        status = "error" if probe == "error" else "degraded" if degraded else "ok"
+        probe = state.reading.fact(ProbeResult)  # an HTTP probe that answered, but wrongly
+        status = "error" if probe is not None and not probe.ok else "degraded" if degraded else "ok"
         out[name] = {"status": status, "latency_ms": round(latency * 1000) if latency is not None else None}
     return out
 
@@ -64,12 +98,12 @@ def _resources(v: View, shim: ServiceShim) -> dict[str, Any] | None:
     reading = v.snapshot.reading(shim.resources) if shim.resources else None
     if reading is None:
         return None
-    d = reading.details
-    available = as_number(d.get("memory_available_bytes"))
-    cpu, mem = as_number(d.get("cpu_percent")), as_number(d.get("memory_percent"))
-    return {"cpu_used_percent": round(cpu, 1) if cpu is not None else None,
-            "memory_available_mb": int(available // 1048576) if available is not None else None,
-            "memory_used_percent": round(mem, 1) if mem is not None else None}
+    host = reading.fact(HostResources)
+    if host is None:  # not a `system` source: the seed's nulls
+        return {"cpu_used_percent": None, "memory_available_mb": None, "memory_used_percent": None}
+    return {"cpu_used_percent": round(host.cpu_percent, 1),
+            "memory_available_mb": int(host.memory_available_bytes // 1048576),
+            "memory_used_percent": round(host.memory_percent, 1)}
 
 
 def _schema(value: Any) -> dict[str, Any] | None:
@@ -85,11 +119,11 @@ def _schema(value: Any) -> dict[str, Any] | None:
             "ok": ok if isinstance(ok, bool) else not missing}
 
 
-def _block(v: View, ref: Any) -> Any:
+def _block(v: View, ref: Ref | None) -> dict[str, Any] | None:
     if ref is None:
         return None
     value = read(v.snapshot, ref.source, ref.path)
-    return value if isinstance(value, dict) else None
+    return dict(value) if isinstance(value, dict) else None
 
 
 def _identities(v: View, shim: ServiceShim) -> dict[str, Any] | None:
@@ -123,10 +157,10 @@ def consistency(v: View, shim: ServiceShim) -> Reply:
     state = v.snapshot.sources.get(shim.consistency) if shim.consistency else None
     if state is None or state.reading is None:
         return 200, {"status": "degraded", "checked_at": None, "checks": []}
-    checks = [{"check": c["check"], "severity": c["severity"], "count": c["count"], "files": [
+    checks: list[dict[str, Any]] = [{"check": c.name, "severity": c.severity, "count": c.count, "files": [
         {"file_name": f.get("file_name"), "file_uuid": f.get("file_uuid"), "status": f.get("status"),
-         "detail": f.get("detail")} for f in c["files"]]} for c in checks_of(state.reading.details)
-        if c["severity"] is not None]
+         "detail": f.get("detail")} for f in c.rows]} for c in state.reading.facts_of(CheckRecord)
+        if c.severity is not None]
     bad = any(c["count"] > 0 and c["severity"] != "info" for c in checks)
     return 200, {"status": "degraded" if bad else "ok", "checked_at": iso(state.status.observed_at), "checks": checks}
 
@@ -156,4 +190,41 @@ async def get_consistency(request: web.Request) -> web.Response:
     return respond(consistency(view(request, shim), shim))
 
 
+# --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
 
+SCHEMAS: dict[str, Any] = {
+    "ServiceHealth": obj({"status": {"enum": ["ok", "degraded"]}, "version": STR, "build_git_hash": STR,
+                          "build_timestamp": STR, "uptime_ms": INT}),
+    "ServiceDetailed": obj({
+        "status": {"enum": ["ok", "degraded"]}, "version": STR,
+        "services": {"type": "object", "additionalProperties": obj({
+            "status": {"enum": ["ok", "error", "degraded"]}, "latency_ms": nullable("integer")})},
+        "resources": nullable(obj({"cpu_used_percent": nullable("number"), "memory_available_mb": nullable("integer"),
+                                   "memory_used_percent": nullable("number")})),
+        "pipeline": nullable({"type": "object"}),
+        "schema": nullable(obj({"table_exists": BOOL, "applied": {"type": "array", "items": {"type": "object"}},
+                                "required": {"type": "array"}, "ok": BOOL})),
+        "identities": nullable({"type": "object"}),
+        "integrations": {"type": "object", "additionalProperties": nullable({"type": "object"})},
+        "config": {"type": "object", "additionalProperties": BOOL},
+    }),
+    "Consistency": obj({
+        "status": {"enum": ["ok", "degraded"]}, "checked_at": nullable("string"),
+        "checks": {"type": "array", "items": obj({
+            "check": STR, "severity": {"enum": ["warn", "info", "error", "critical"]}, "count": INT,
+            "files": {"type": "array", "items": obj({"file_name": ANY, "file_uuid": ANY, "status": ANY,
+                                                     "detail": ANY})}})}}),
+}
+PATHS: dict[str, Any] = {
+    "/health": get_op("Seed 002: basic health for load balancers (public).", {
+        "200": answer("ok or degraded.", ref("ServiceHealth")), "404": NOT_FOUND}, "002 service"),
+    "/health/detailed": get_op("Seed 002: full system health.", {
+        "200": answer("ok or degraded.", ref("ServiceDetailed")),
+        "401": answer("Authentication required.", ref("Error")), "404": NOT_FOUND}, "002 service",
+        [{"apiKey": []}, {"bearer": []}]),
+    "/health/consistency": get_op("Seed 002: data consistency checks.", {
+        "200": answer("Checks.", ref("Consistency")),
+        "401": answer("Authentication required.", ref("Error")), "404": NOT_FOUND}, "002 service",
+        [{"apiKey": []}, {"bearer": []}]),
+}
+SHIM = ShimDef("service", ServiceShim, routes, PATHS, SCHEMAS, ("apiKey", "bearer"))

@@ -1,6 +1,6 @@
 """Seed 001 (NATS JetStream job platform): GET /api/health/status with every documented block.
 
-Blocks come from the NATS source's details (`exporter/sources/nats.py` documents them); a block
+Blocks come from the NATS source's typed facts (`NatsState`, `RegistryJobs`, `RegistryAgents`); a block
 whose source is down is null (lists are empty), never yesterday's numbers. 503 when the bound
 system is unhealthy, which any unreachable or unhealthy component makes it.
 """
@@ -12,11 +12,35 @@ from typing import Any
 from aiohttp import web
 
 from exporter import __version__
-from exporter.health.config import StatusShim
-from exporter.health.data import as_int, as_number, as_time, dig, read
+from exporter.facts import NatsState, RegistryAgents, RegistryJobs
+from exporter.health.config import Ref, Shim
+from exporter.health.data import read
 from exporter.health.rules import UNHEALTHY, ago
+from exporter.sources.base import Name
+from exporter.values import as_int, as_number
 from exporter.web.auth import presented
-from exporter.web.shims import Reply, View, enabled, respond, system_sources, view
+from exporter.web.schema import (
+    INT,
+    NOT_FOUND,
+    STATE3,
+    STR,
+    answer,
+    get_op,
+    nullable,
+    obj,
+    ref,
+)
+from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, system_sources, view
+
+
+class StatusShim(Shim):
+    """Seed 001: /api/health/status of the NATS job platform."""
+
+    permission: str = "health:read"
+    nats: Name | None = None
+    registry: list[Ref] = []  # lists of {type, hostname, status, conditions, age, cpu_percent, mem_bytes}
+    version: str | None = None
+
 
 routes = web.RouteTableDef()
 
@@ -33,14 +57,6 @@ def go_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes}m"
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
-def _labels(value: Any) -> str:
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return "" if value is None else str(value)
 
 
 def _nats_source(v: View, shim: StatusShim) -> str | None:
@@ -61,9 +77,9 @@ def components(v: View, shim: StatusShim) -> dict[str, dict[str, Any]]:
         if not state.status.up:
             entry["error"] = state.status.error or ("not collected yet" if state.status.collections == 0
                                                     else state.status.error_kind or "error")
-        address = read(v.snapshot, name, "nats.url")
-        if isinstance(address, str):
-            entry["address"] = address
+        nats = state.reading.fact(NatsState) if state.reading is not None else None
+        if nats is not None:
+            entry["address"] = nats.url
         out[name] = entry
     for issue in v.health.issues if v.health else ():
         if issue.id.startswith("component_unhealthy:"):
@@ -77,7 +93,7 @@ def platform_status(v: View, shim: StatusShim) -> Reply:
     status = health.status if health else UNHEALTHY
     nats = _nats_source(v, shim)
     reading = v.snapshot.reading(nats) if nats else None
-    d = reading.details if reading is not None else None
+    server = reading.fact(NatsState) if reading is not None else None
     body: dict[str, Any] = {
         "status": status,
         "components": components(v, shim),
@@ -86,43 +102,38 @@ def platform_status(v: View, shim: StatusShim) -> Reply:
         "nats": None, "streams": [], "kv_buckets": [], "object_stores": [],
         "jobs": None, "agents": None, "consumers": None, "registry": [],
     }
-    if d is not None:
-        body["nats"] = {"url": dig(d, "nats.url"), "version": dig(d, "nats.version")}
-        body["streams"] = [{"name": s.get("name"), "messages": as_int(s.get("messages")),
-                            "bytes": as_int(s.get("bytes")), "consumers": as_int(s.get("consumers"))}
-                           for s in _dicts(dig(d, "streams"))]
-        body["kv_buckets"] = [{"name": b.get("name"), "keys": as_int(b.get("keys")), "bytes": as_int(b.get("bytes"))}
-                              for b in _dicts(dig(d, "kv_buckets"))]
-        body["object_stores"] = [{"name": o.get("name"), "size": as_int(o.get("size"))}
-                                 for o in _dicts(dig(d, "object_stores"))]
-        jobs = dig(d, "jobs")
-        if isinstance(jobs, dict):
-            body["jobs"] = {k: as_int(jobs.get(k)) for k in ("total", "unprocessed", "processing", "completed",
-                                                             "failed", "dlq")}
-        body["agents"], agents_registry = _agents(dig(d, "agents"), v.now)
+    if reading is not None and server is not None:
+        body["nats"] = {"url": server.url, "version": server.version}
+        body["streams"] = [{"name": s.name, "messages": s.messages, "bytes": s.bytes, "consumers": s.consumers}
+                           for s in server.streams]
+        body["kv_buckets"] = [{"name": name, "keys": keys, "bytes": size} for name, keys, size in server.kv_buckets]
+        body["object_stores"] = [{"name": name, "size": size} for name, size in server.object_stores]
+        jobs = reading.fact(RegistryJobs)
+        if jobs is not None:
+            body["jobs"] = {"total": jobs.total, **{k: jobs.states.get(k) for k in ("unprocessed", "processing",
+                                                                                    "completed", "failed", "dlq")}}
+        body["agents"], agents_registry = _agents(reading.fact(RegistryAgents), v.now)
         body["registry"].extend(agents_registry)
-        consumers = dig(d, "consumers")
-        if isinstance(consumers, dict):
-            body["consumers"] = {"total": as_int(consumers.get("total")), "consumers": [
-                {"name": c.get("name"), "pending": as_int(c.get("pending")),
-                 "ack_pending": as_int(c.get("ack_pending")), "redelivered": as_int(c.get("redelivered"))}
-                for c in _dicts(consumers.get("consumers"))]}
-    for ref in shim.registry:
-        body["registry"].extend(_registry_entry(r) for r in _dicts(read(v.snapshot, ref.source, ref.path)))
+        body["consumers"] = {"total": len(server.consumers), "consumers": [
+            {"name": c.name, "pending": c.pending, "ack_pending": c.ack_pending, "redelivered": c.redelivered}
+            for c in server.consumers]}
+    for where in shim.registry:
+        body["registry"].extend(_registry_entry(r) for r in _dicts(read(v.snapshot, where.source, where.path)))
     return (503 if status == UNHEALTHY else 200), body
 
 
-def _agents(agents: Any, now: float) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    if not isinstance(agents, dict):
+def _agents(agents: RegistryAgents | None, now: float) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    if agents is None:
         return None, []
-    listed, registry = [], []
-    for a in _dicts(agents.get("agents")):
-        beat = as_time(a.get("last_heartbeat"))
-        listed.append({"hostname": a.get("hostname"), "labels": _labels(a.get("labels")),
+    listed: list[dict[str, Any]] = []
+    registry: list[dict[str, Any]] = []
+    for a in agents.agents:
+        beat = a.last_heartbeat
+        listed.append({"hostname": a.hostname, "labels": a.labels,
                        "registered": f"{ago(now - beat)} ago" if beat is not None else None})
-        registry.append({"type": "agent", "hostname": a.get("hostname"), "status": a.get("status"),
+        registry.append({"type": "agent", "hostname": a.hostname, "status": a.status,
                          "conditions": [], "age": None, "cpu_percent": None, "mem_bytes": None})
-    return {"total": as_int(agents.get("total")), "ready": as_int(agents.get("ready")), "agents": listed}, registry
+    return {"total": agents.total, "ready": agents.ready, "agents": listed}, registry
 
 
 def _registry_entry(r: dict[str, Any]) -> dict[str, Any]:
@@ -153,3 +164,44 @@ async def get_status(request: web.Request) -> web.Response:
     if shim.permission not in caller.credential.permissions and "*" not in caller.credential.permissions:
         return respond(_error(403, "Forbidden", "Insufficient permissions."))
     return respond(platform_status(view(request, shim), shim))
+
+
+# --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
+
+SCHEMAS: dict[str, Any] = {
+    "StatusError": obj({"error": STR, "details": STR, "code": INT}),
+    "PlatformStatus": obj({
+        "status": STATE3,
+        "components": {"type": "object", "additionalProperties": obj(
+            {"status": {"enum": ["ok", "unhealthy"]}, "error": STR, "address": STR}, ["status"])},
+        "version": STR, "uptime": STR,
+        "nats": nullable(obj({"url": nullable("string"), "version": nullable("string")})),
+        "streams": {"type": "array", "items": obj({"name": nullable("string"), "messages": nullable("integer"),
+                                                   "bytes": nullable("integer"), "consumers": nullable("integer")})},
+        "kv_buckets": {"type": "array", "items": obj({"name": nullable("string"), "keys": nullable("integer"),
+                                                      "bytes": nullable("integer")})},
+        "object_stores": {"type": "array", "items": obj({"name": nullable("string"), "size": nullable("integer")})},
+        "jobs": nullable(obj({k: nullable("integer") for k in ("total", "unprocessed", "processing", "completed",
+                                                                "failed", "dlq")})),
+        "agents": nullable(obj({"total": nullable("integer"), "ready": nullable("integer"), "agents": {
+            "type": "array", "items": obj({"hostname": nullable("string"), "labels": STR,
+                                           "registered": nullable("string")})}})),
+        "consumers": nullable(obj({"total": nullable("integer"), "consumers": {"type": "array", "items": obj({
+            "name": nullable("string"), "pending": nullable("integer"), "ack_pending": nullable("integer"),
+            "redelivered": nullable("integer")})}})),
+        "registry": {"type": "array", "items": obj({
+            "type": nullable("string"), "hostname": nullable("string"), "status": nullable("string"),
+            "conditions": {"type": "array", "items": STR}, "age": nullable("string"),
+            "cpu_percent": nullable("number"), "mem_bytes": nullable("integer")})},
+    }),
+}
+PATHS: dict[str, Any] = {
+    "/api/health/status": get_op("Seed 001: per-component health with system metrics.", {
+        "200": answer("All components healthy.", ref("PlatformStatus")),
+        "401": answer("Unauthorized - API key required.", ref("StatusError")),
+        "403": answer("Forbidden - Insufficient permissions.", ref("StatusError")),
+        "404": NOT_FOUND,
+        "503": answer("One or more components unhealthy.", ref("PlatformStatus"))}, "001 status",
+        [{"apiKey": []}, {"bearer": []}]),
+}
+SHIM = ShimDef("status", StatusShim, routes, PATHS, SCHEMAS, ("apiKey", "bearer"))

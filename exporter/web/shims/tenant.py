@@ -7,12 +7,36 @@ unauthorized."}. Redis unreachable -> `degraded`, nulls and 503, exactly as the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from exporter.health.config import TenantShim
-from exporter.health.data import QueueIndex, dig
+from exporter.facts import HorizonState, Tenants
+from exporter.health.config import Shim
+from exporter.health.data import QueueIndex
+from exporter.sources.base import Name
 from exporter.web.auth import Credential, presented
-from exporter.web.shims import Reply, View, enabled, respond, view
+from exporter.web.schema import (
+    BEARER,
+    BOOL,
+    STR,
+    answer,
+    get_op,
+    nullable,
+    obj,
+    query,
+    ref,
+)
+from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, view
+
+
+class TenantShim(Shim):
+    """Seed 000: tenant health, landlord (Horizon) health and the tenant list."""
+
+    source: Name
+    queues: dict[str, str] = {"events": "events", "heartbeats": "heartbeats"}
+    horizon_tenant: str = ""
+
 
 routes = web.RouteTableDef()
 _INDEX = QueueIndex()
@@ -44,14 +68,13 @@ def landlord_health(v: View, shim: TenantShim) -> Reply:
     reading = v.snapshot.reading(shim.source)
     if reading is None:
         return 503, {"status": "degraded", "redis": {"reachable": False}, "queues": {}, "failed_jobs": None}
-    horizon = dig(reading.details, "horizon")
-    entry = horizon.get(shim.horizon_tenant) if isinstance(horizon, dict) else None
+    entry = next((h for h in reading.facts_of(HorizonState) if h.tenant == shim.horizon_tenant), None)
     queues: dict[str, dict[str, int | float | None]] = {}
     failed = None
-    if isinstance(entry, dict):
-        for name, q in sorted((entry.get("queues") or {}).items()):
-            queues[name] = {"pending": q.get("pending"), "wait_seconds": q.get("wait_seconds")}
-        failed = entry.get("failed_jobs")
+    if entry is not None:
+        for name, q in sorted(entry.queues.items()):
+            queues[name] = {"pending": q.pending, "wait_seconds": q.wait_seconds}
+        failed = entry.failed_jobs
     return 200, {"status": "ok", "redis": {"reachable": True}, "queues": queues, "failed_jobs": failed}
 
 
@@ -60,10 +83,9 @@ def tenant_list(v: View, shim: TenantShim) -> Reply:
     reading = v.snapshot.reading(shim.source)
     if reading is None:
         return 503, {"tenants": None}
-    tenants = reading.details.get("tenants")
-    if not isinstance(tenants, list):
-        tenants = sorted({q.tenant for q in reading.queues if q.tenant})
-    return 200, {"tenants": sorted(str(t) for t in tenants)}
+    known = reading.fact(Tenants)
+    tenants = known.ids if known is not None else {q.tenant for q in reading.queues if q.tenant}
+    return 200, {"tenants": sorted(tenants)}
 
 
 def _caller(request: web.Request) -> Credential | None:
@@ -87,8 +109,8 @@ async def get_tenant_health(request: web.Request) -> web.Response:
         return respond(FORBIDDEN)
     v = view(request, shim)
     reading = v.snapshot.reading(shim.source)
-    known = reading.details.get("tenants") if reading is not None else None
-    if isinstance(known, list) and tenant not in known:
+    known = reading.fact(Tenants) if reading is not None else None
+    if known is not None and tenant not in known.ids:
         return respond((404, {"message": "Not Found."}))
     return respond(tenant_health(v, shim, tenant))
 
@@ -114,3 +136,41 @@ async def get_landlord_tenants(request: web.Request) -> web.Response:
     shim = enabled(request, "tenant", TenantShim)
     denied = _super_admin(request)
     return respond(denied or tenant_list(view(request, shim), shim))
+
+
+# --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
+
+def _laravel(ok: str, unreachable: str, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    out = {"200": answer("Redis reachable.", ref(ok)),
+           "401": answer("No or unknown bearer token.", ref("LaravelMessage")),
+           "403": answer("The token may not view this.", ref("LaravelMessage")),
+           "404": answer("Unknown tenant, or the shim is disabled.", {"anyOf": [ref("LaravelMessage"), ref("Error")]}),
+           "503": answer(unreachable, ref(ok))}
+    if params:
+        out["400"] = answer("No tenant given and the token has not exactly one.", ref("LaravelMessage"))
+    return out
+
+
+SCHEMAS: dict[str, Any] = {
+    "LaravelMessage": obj({"message": STR}),
+    "TenantHealth": obj({
+        "status": {"enum": ["ok", "degraded"]}, "tenant": STR, "redis": obj({"reachable": BOOL}),
+        "queues": {"type": "object", "additionalProperties": obj({"depth": nullable("integer"),
+                                                                  "oldest_age_seconds": nullable("integer")})}}),
+    "LandlordHealth": obj({
+        "status": {"enum": ["ok", "degraded"]}, "redis": obj({"reachable": BOOL}),
+        "queues": {"type": "object", "additionalProperties": obj({"pending": nullable("integer"),
+                                                                  "wait_seconds": nullable("number")})},
+        "failed_jobs": nullable("integer")}),
+    "TenantList": obj({"tenants": nullable({"type": "array", "items": STR})}),
+}
+PATHS: dict[str, Any] = {
+    "/api/v1/health": get_op("Seed 000: a tenant's event and heartbeat queues.", _laravel(
+        "TenantHealth", "Redis unreachable: degraded, every queue value null.", [{}]), "000 tenant", BEARER,
+        [query("tenant", STR, "Tenant id; defaults to the token's only tenant.")]),
+    "/api/v1/landlord/health": get_op("Seed 000: every Horizon queue (super admin).", _laravel(
+        "LandlordHealth", "Backend unreachable: degraded, queues empty, failed_jobs null."), "000 tenant", BEARER),
+    "/api/v1/landlord/tenants": get_op("Seed 000: tenants to poll (super admin).", _laravel(
+        "TenantList", "Redis unreachable: tenants null."), "000 tenant", BEARER),
+}
+SHIM = ShimDef("tenant", TenantShim, routes, PATHS, SCHEMAS, ("bearer",))

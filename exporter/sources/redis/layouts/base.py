@@ -9,46 +9,24 @@ follow `shared/reference/redis-queues.md`.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats, Sample
+from exporter import untrusted
+from exporter.model import Job, QueueStats, Sample
 from exporter.sources.base import Model
+from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.script import WRONGTYPE, Op
-
-Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
-SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+from exporter.values import Unit, as_int, as_time, stored_time
 
 
 def kind(unit: Unit) -> str:
     """What a stored timestamp of `unit` must look like for the ops to accept it (see ops.valid)."""
     return "iso" if unit == "iso" else "num"
-
-
-def to_seconds(raw: str | None, unit: Unit) -> float | None:
-    """An enqueue time in Unix seconds; ValueError when the stored value is not a time."""
-    if raw is None:
-        return None
-    if unit == "iso":
-        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        if stamp.tzinfo is None:  # RQ and most libraries write UTC; never the exporter's local zone
-            stamp = stamp.replace(tzinfo=UTC)
-        return stamp.timestamp()
-    value = float(raw)
-    if not math.isfinite(value):
-        raise ValueError(f"not a finite time: {raw!r}")
-    if unit == "auto":  # Sidekiq: float seconds before 8.0, integer milliseconds since
-        for limit, scale in ((1e17, 1e-9), (1e14, 1e-6), (1e11, 1e-3)):
-            if value > limit:
-                return value * scale
-        return value
-    return value * SCALE[unit]
 
 
 @dataclass
@@ -59,6 +37,10 @@ class Parsed:
     samples: list[Sample] = field(default_factory=list)
     malformed: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    facts: list[object] = field(default_factory=list)
+    # What a layout keeps from one collection to the next (per-worker counts that must stay
+    # monotonic, see Retained); owned by the source, so it lives as long as the source does.
+    memory: dict[Any, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,7 +64,7 @@ def head_time(reply: Any, unit: Unit, out: Parsed) -> float | None:
     raw, bad = reply
     out.malformed += int(bad)
     try:
-        return to_seconds(raw, unit)
+        return stored_time(raw, unit)
     except (ValueError, TypeError, OverflowError):
         out.malformed += 1
         return None
@@ -97,8 +79,63 @@ def fill_tenant(template: str, tenant: str) -> str:
     return template.replace("{tenant}", tenant)
 
 
+@dataclass(frozen=True)
+class JobRange:
+    """Where the jobs of one state of one queue live (the job listing): a list or sorted set, its order,
+    and, when items are ids of job hashes, the hash prefix and the text fields to read from each."""
+
+    kind: Literal["list", "zset"]
+    key: str
+    oldest_first: bool = True  # list: oldest at the head; zset: lowest score first
+    hash_prefix: str | None = None
+    fields: tuple[str, ...] = ()
+
+
+MAX_RAW = 64 * 1024  # characters of an item that is not (bounded) JSON, shown as its payload
+
+
+def decoded(raw: Any) -> Any:
+    """A JSON text decoded, or the text itself (cut at MAX_RAW) when it is not bounded JSON.
+
+    NaN is read as the libraries write it; the answer's encoder turns it into null."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return untrusted.loads(raw, finite=False)
+    except ValueError:  # not JSON, too deep or too large: (bounded) text, never a 500
+        return bounded(raw)
+
+
+def bounded(raw: str) -> str:
+    return raw if len(raw) <= MAX_RAW else raw[:MAX_RAW] + "…"
+
+
+def job_of(job_id: Any, queue: str, status: str, payload: Any, message: Any, trace: Any, attempts: Any,
+           created: Any, updated: Any) -> Job:
+    """A `Job` from the values a library stores; times and counts are read leniently (unknown = None)."""
+    stack = "\n".join(map(str, trace)) if isinstance(trace, list) else (str(trace) if trace else None)
+    created_at, updated_at = as_time(created), as_time(updated)
+    return Job(None if job_id is None else str(job_id), queue, status, payload,
+               str(message).splitlines()[0] if message else None, stack if message else None, as_int(attempts),
+               created_at, updated_at if updated_at is not None else created_at)
+
+
+def payload_job(item: str, queue: str, status: str) -> Job:
+    """A job stored whole as a JSON item (Laravel, Sidekiq, Celery, plain lists); unknown fields are None."""
+    body = decoded(item)
+    body = body if isinstance(body, dict) else {"raw": bounded(item)}
+    headers = body.get("headers")
+    job_id = body.get("id") or body.get("uuid") or body.get("jid") or (
+        headers.get("id") if isinstance(headers, dict) else None)
+    return job_of(job_id, queue, status, body.get("data", body.get("args", body)), body.get("error_message"),
+                  body.get("error_backtrace"), body.get("attempts", body.get("retry_count")),
+                  body.get("createdAt") or body.get("pushedAt") or body.get("created_at") or body.get("enqueued_at")
+                  or body.get("timestamp"), body.get("failed_at") or body.get("enqueued_at"))
+
+
 class Layout(Model):
-    """Base of every layout config."""
+    """Base of every layout config. A library's module overrides what it knows: `plan` (and `discovery`)
+    for the collection, `job_range` and `job` for the job listing (by default: not supported)."""
 
     scan: Annotated[int, Field(ge=1, le=100)] = 10
 
@@ -118,12 +155,37 @@ class Layout(Model):
     def discovery(self, tenant: str) -> list[Op]:
         return []
 
+    def listener(self, db: int) -> CeleryEvents | None:
+        """A background listener the source runs for this layout (Celery events); most have none."""
+        return None
+
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         raise NotImplementedError
 
     def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
         """Plans for every tenant; layouts with a flat per-tenant key override it with EACH ops."""
         return [self.plan(t, f, now) for t, f in zip(tenants, found, strict=True)]
+
+    def serves(self, queue: str) -> bool:
+        """Whether this layout reads a queue of that name (`queues: null` means discovered: any name)."""
+        name: str | None = getattr(self, "name", None)
+        if name is not None:
+            return name == queue
+        queues: list[str] | None = getattr(self, "queues", None)
+        return queues is None or queue in queues
+
+    @property
+    def lists_jobs(self) -> bool:
+        """Whether the layout supports the job listing at all."""
+        return type(self).job_range is not Layout.job_range
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """Where jobs of `status` live, or None when the library keeps no such set per queue."""
+        return None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """One listed job from its range item (and its hash fields, for layouts with job hashes)."""
+        return payload_job(item, queue, status)
 
 
 def hashes(reply: Any) -> list[dict[str, Any]]:
@@ -143,7 +205,7 @@ def members(reply: Any) -> list[str]:
 
 def json_dict(raw: Any) -> dict[str, Any]:
     try:
-        value = json.loads(raw) if isinstance(raw, str) else {}
+        value = untrusted.loads(raw) if isinstance(raw, str) else {}
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
@@ -161,3 +223,134 @@ def to_float(raw: Any) -> float:
         return float(raw) if raw not in (None, WRONGTYPE) else 0.0
     except ValueError:
         return 0.0
+
+
+def flat_dict(reply: Any) -> dict[str, str]:
+    """An HGETALL reply (flat list, or a dict from redis-py) as a dict; empty for a missing key."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    if not isinstance(reply, list):
+        return {}
+    return {str(k): str(v) for k, v in zip(reply[::2], reply[1::2], strict=False)}
+
+
+# --------------------------------------------------------------------------------- flow and workers
+# Every layout that reports flow or workers goes through these helpers, so every library emits the
+# same series the same way (FLOW_METRICS in exporter/metrics.py).
+
+WORKER_STATES = ("busy", "idle", "paused")
+
+
+def flow(out: Parsed, tenant: str, queue: str, processed: float | None, failed: float | None = None) -> None:
+    """jobqueue_jobs_processed_total / _failed_total from counts the library keeps; None = not kept."""
+    if processed is not None:
+        out.samples.append(Sample("jobqueue_jobs_processed", (tenant, queue), processed))
+    if failed is not None:
+        out.samples.append(Sample("jobqueue_jobs_failed", (tenant, queue), failed))
+
+
+def stored_count(raw: Any, out: Parsed) -> int | None:
+    """A count the library stores as a string (GET stat:processed, HGET ... count): None when absent;
+    a value that is not a number (or a key of the wrong type) is counted as malformed and skipped."""
+    if raw is None:
+        return None
+    value = as_int(raw) if raw != WRONGTYPE else None
+    if value is None:
+        out.malformed += 1
+    return value
+
+
+def runtime(out: Parsed, tenant: str, queue: str, seconds: float | None) -> None:
+    """jobqueue_job_runtime_seconds: the average runtime as the library keeps it."""
+    if seconds is not None and math.isfinite(seconds):
+        out.samples.append(Sample("jobqueue_job_runtime_seconds", (tenant, queue), seconds))
+
+
+@dataclass
+class Workers:
+    """Live workers of one tenant, tallied per queue and state, with capacity and busy slots.
+
+    A worker serving several queues counts under each; one that names no queue counts under "".
+    `states` are the states the library can tell apart: (busy, idle, paused) for most; a library
+    that only shows that a worker is connected (BullMQ's CLIENT LIST) reports `unknown`.
+    A paused worker offers no capacity (it takes no new job): layouts add it with capacity 0.
+    """
+
+    tenant: str
+    states: tuple[str, ...] = WORKER_STATES
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    capacity: dict[str, float] = field(default_factory=dict)
+    busy: dict[str, float] = field(default_factory=dict)
+
+    def add(self, queues: Sequence[str], state: str, capacity: float | None = None,
+            busy: float | None = None, n: int = 1) -> None:
+        for queue in dict.fromkeys(queues or [""]):
+            per = self.counts.setdefault(queue, {})
+            per[state] = per.get(state, 0) + n
+            if capacity is not None:
+                self.capacity[queue] = self.capacity.get(queue, 0) + capacity
+            if busy is not None:
+                self.busy[queue] = self.busy.get(queue, 0) + busy
+
+    def emit(self, out: Parsed, queues: Sequence[str] = (), capacity: bool = True, busy: bool = True) -> None:
+        """Every state of every queue (`queues`: those known to exist, so "no live worker" is a 0, not
+        a missing series); capacity and busy slots only where the library records them."""
+        for queue in dict.fromkeys([*queues, *self.counts]):
+            per = self.counts.get(queue, {})
+            for state in dict.fromkeys([*self.states, *per]):
+                out.samples.append(Sample("jobqueue_workers", (self.tenant, queue, state), per.get(state, 0)))
+            if capacity:
+                out.samples.append(Sample("jobqueue_worker_capacity", (self.tenant, queue),
+                                          self.capacity.get(queue, 0)))
+            if busy:
+                out.samples.append(Sample("jobqueue_worker_busy_slots", (self.tenant, queue),
+                                          self.busy.get(queue, 0)))
+
+
+_ADDITIVE = frozenset({"jobqueue_jobs_processed", "jobqueue_jobs_failed", "jobqueue_workers",
+                       "jobqueue_worker_capacity", "jobqueue_worker_busy_slots"})
+
+
+def merge_flow(samples: list[Sample]) -> list[Sample]:
+    """One series per label set: where several libraries share a Redis (Sidekiq and RQ both count
+    under queue ""; Horizon and Sidekiq both serve a "default"), their counts and workers add up;
+    of two runtimes for one queue the first is kept. Other samples pass through untouched."""
+    merged: dict[tuple[str, tuple[str, ...]], int] = {}
+    out: list[Sample] = []
+    for sample in samples:
+        if sample.metric not in _ADDITIVE and sample.metric != "jobqueue_job_runtime_seconds":
+            out.append(sample)
+            continue
+        key = (sample.metric, sample.labels)
+        at = merged.get(key)
+        if at is None:
+            merged[key] = len(out)
+            out.append(sample)
+        elif sample.metric in _ADDITIVE:
+            out[at] = sample._replace(value=out[at].value + sample.value)
+    return out
+
+
+@dataclass
+class Retained:
+    """Counts a library keeps per worker, summed so that they never go down when a worker goes away.
+
+    RQ keeps successful/failed counts in the worker's own hash, which expires with the worker. The
+    sum over live workers would drop each time one exits; instead the last counts seen of a worker
+    that is gone (or that restarted: a count went down) move into `gone`, and the total is
+    gone + live. It is a counter that starts with the exporter (a restart is a counter reset, which
+    rate() handles); jobs a worker finished after the last collection before it vanished are missed.
+    """
+
+    seen: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    gone: tuple[float, ...] = ()
+
+    def total(self, live: dict[str, tuple[float, ...]], width: int) -> tuple[float, ...]:
+        gone = list(self.gone or (0.0,) * width)
+        for name, last in self.seen.items():
+            now = live.get(name)
+            if now is None or any(n < v for n, v in zip(now, last, strict=True)):
+                gone = [g + v for g, v in zip(gone, last, strict=True)]
+        self.seen = dict(live)
+        self.gone = tuple(gone)
+        return tuple(g + sum(v[i] for v in live.values()) for i, g in enumerate(gone))

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 
 from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
+from exporter.sources.redis.events import CeleryEvents, Heard
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Workers,
+    count,
+    fill_tenant,
+    flow,
+    runtime,
+)
 from exporter.sources.redis.script import Op
 
 
@@ -23,6 +34,17 @@ class CeleryLayout(Layout):
     global_keyprefix: str = ""
     priority_steps: list[int] = [0, 3, 6, 9]
     separator: str = "\x06\x16"
+    # Opt-in: hear the workers' events (SUBSCRIBE only) for workers, task outcomes and runtime.
+    events: bool = False
+    events_exchange: str = "celeryev"  # Celery's event_exchange setting
+    fanout_prefix: str = "/{db}."  # kombu's fanout_prefix transport option (True = "/{db}.")
+    task_cap: Annotated[int, Field(ge=1, le=10000)] = 100
+
+    @model_validator(mode="after")
+    def _events_need_one_prefix(self) -> CeleryLayout:
+        if self.events and "{tenant}" in self.global_keyprefix:
+            raise ValueError("events: true needs a global_keyprefix without {tenant} (one topic to subscribe)")
+        return self
 
     @field_validator("separator")
     @classmethod
@@ -31,6 +53,17 @@ class CeleryLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return (self.global_keyprefix,)
+
+    def listener(self, db: int) -> CeleryEvents | None:
+        """The background listener of this layout, if it hears events (the source runs it and puts
+        its frozen state in Parsed.memory under ("events", id(layout)) before each parse)."""
+        if not self.events:
+            return None
+        prefix = f"{self.global_keyprefix}{self.fanout_prefix.replace('{db}', str(db))}{self.events_exchange}/"
+        return CeleryEvents(prefix, self.task_cap)
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        key = f"{fill_tenant(self.global_keyprefix, tenant)}{queue}"
+        return JobRange("list", key, False) if status == "waiting" else None
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         p = fill_tenant(self.global_keyprefix, tenant)
@@ -45,5 +78,26 @@ class CeleryLayout(Layout):
             for i, queue in enumerate(self.queues):
                 depth = sum(count(v) for v in r[1 + i * width : 1 + (i + 1) * width])
                 out.queues.append(QueueStats(queue, depth, tenant))
+            heard = out.memory.get(("events", id(self))) if self.events else None
+            if isinstance(heard, Heard):
+                emit_events(heard, tenant, now, out)
 
         return Plan(ops, parse)
+
+
+def emit_events(heard: Heard, tenant: str, now: float, out: Parsed) -> None:
+    """What the events said: totals (queue "": events do not name the queue), per task outcomes under
+    the cap, the mean runtime since the last collection, and the live workers (queue "": a
+    heartbeat does not list the worker's queues; busy slots = its `active` tasks; no concurrency)."""
+    out.malformed += heard.malformed
+    flow(out, tenant, "", heard.succeeded + heard.failed, heard.failed)
+    for name, ok, failed, seconds in heard.tasks:
+        out.samples.append(Sample("jobqueue_celery_tasks", (tenant, name, "succeeded"), ok))
+        out.samples.append(Sample("jobqueue_celery_tasks", (tenant, name, "failed"), failed))
+        out.samples.append(Sample("jobqueue_celery_task_runtime_seconds", (tenant, name), seconds))
+    runtime(out, tenant, "", heard.runtime)
+    workers = Workers(tenant, states=("busy", "idle"))
+    for _, expires, active in heard.workers:
+        if expires >= now:
+            workers.add([""], "busy" if active else "idle", busy=active)
+    workers.emit(out, [""], capacity=False)

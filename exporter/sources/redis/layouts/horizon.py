@@ -8,8 +8,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from exporter.facts import HorizonQueue, HorizonState
 from exporter.model import Sample
-from exporter.sources.redis.layouts.base import Parsed, Plan, count, fill_tenant, hashes, json_dict, to_float, to_int
+from exporter.sources.redis.layouts.base import (
+    Parsed,
+    Plan,
+    Workers,
+    count,
+    fill_tenant,
+    flow,
+    hashes,
+    json_dict,
+    members,
+    runtime,
+    stored_count,
+    to_float,
+    to_int,
+)
 from exporter.sources.redis.layouts.laravel import LaravelLayout
 from exporter.sources.redis.script import Op
 
@@ -20,8 +35,8 @@ class HorizonLayout(LaravelLayout):
     With no `queues`, the queues are those the live supervisors serve on `connection`.
     """
 
-    layout: Literal["horizon"]  # type: ignore[assignment]
-    queues: list[str] | None = None  # type: ignore[assignment]
+    layout: Literal["horizon"]  # type: ignore[assignment]  # narrows the Laravel tag: its own config kind
+    queues: list[str] | None = None  # type: ignore[assignment]  # None: discovered from Horizon's own keys
     timestamp_field: str = "pushedAt|createdAt"
     horizon_prefix: str = "laravel_horizon:"
     connection: str = "redis"
@@ -36,6 +51,7 @@ class HorizonLayout(LaravelLayout):
         return [
             ("ZHASHES", f"{hp}masters", f"{hp}master:", str(self.cap)),
             ("ZHASHES", f"{hp}supervisors", f"{hp}supervisor:", str(self.cap)),
+            ("SMEMBERS", f"{hp}measured_queues", str(self.cap)),
         ]
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
@@ -45,12 +61,20 @@ class HorizonLayout(LaravelLayout):
         # processes per served queue group ("default" or, with balance off, "default,emails")
         prefix = f"{self.connection}:"
         groups: dict[str, int] = {}
+        workers = Workers(tenant, states=("unknown", "paused"))
         for sup in supervisors:
             if sup["score"] >= now - 29:  # Horizon's own liveness window for supervisors
                 for name, n in json_dict(sup.get("processes")).items():
                     if name.startswith(prefix):
                         groups[name[len(prefix):]] = groups.get(name[len(prefix):], 0) + to_int(n)
-        queues = self.queues or sorted({q for g in groups for q in g.split(",") if q})
+                        # a worker process runs one job at a time; Horizon records no busy/idle per
+                        # process, only the supervisor's status (SupervisorRepository `update`)
+                        paused = sup.get("status") == "paused"
+                        workers.add([q for q in name[len(prefix):].split(",") if q], "paused" if paused else "unknown",
+                                    0 if paused else to_int(n), n=to_int(n))
+        # RedisMetricsRepository `measuredQueues`: full key names, the queue after "queue:"
+        measured = [m.split("queue:", 1)[1] for m in members(found[2]) if "queue:" in m]
+        queues = self.queues or sorted({q for g in groups for q in g.split(",") if q} | set(measured))
         # a queue's wait needs every queue of the groups it is served in
         read = list(dict.fromkeys([*queues, *(q for g in groups for q in g.split(",")
                                               if q and set(g.split(",")) & set(queues))]))
@@ -62,13 +86,16 @@ class HorizonLayout(LaravelLayout):
         for queue in read:
             ops.extend(self.queue_ops(tenant, queue))
             ops.append(("HGET", f"{hp}queue:{queue}", "runtime"))
+        for queue in queues:
+            ops.append(("HGET", f"{hp}queue:{queue}", "throughput"))
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             recent_failed, total_failed = count(r[0]), count(r[1])
             parts = {q: r[2 + i * (width + 1) : 2 + (i + 1) * (width + 1)] for i, q in enumerate(read)}
             ms = {q: count(part[0]) * to_float(part[width]) for q, part in parts.items()}
             waits: dict[str, dict[str, int | float]] = {}
-            for queue in queues:
+            throughput = r[2 + len(read) * (width + 1):]
+            for index, queue in enumerate(queues):
                 part = parts[queue]
                 served = [g for g in groups if queue in g.split(",")]
                 # Horizon's time to clear of each group that serves the queue; the longest counts
@@ -76,12 +103,23 @@ class HorizonLayout(LaravelLayout):
                            default=horizon_wait(1, ms[queue], 0))
                 out.queues.append(self.queue_stats(tenant, queue, part[:width], out, wait_seconds=wait))
                 waits[queue] = {"pending": count(part[0]), "wait_seconds": wait}
+                # LuaScripts::updateMetrics: HINCRBY-like `throughput` + running-average `runtime` (ms)
+                # per job that did not fail (Listeners/UpdateJobMetrics returns early on failed jobs);
+                # `horizon:snapshot` reads and DELetes the hash (RedisMetricsRepository
+                # `baseSnapshotData`), so the counter resets to 0 at each snapshot
+                done = stored_count(throughput[index], out)
+                if done is not None:
+                    flow(out, tenant, queue, done)
+                    runtime(out, tenant, queue, to_float(part[width]) / 1000)
+            workers.emit(out, queues, busy=False)
             alive = [m for m in masters if m["score"] >= now - 14]
             for status in ("running", "paused"):
                 n = sum(1 for m in alive if m.get("status") == status)
                 out.samples.append(Sample("jobqueue_horizon_masters", (tenant, status), n))
             out.samples.append(Sample("jobqueue_library_jobs", (tenant, "failed_recent"), recent_failed))
             out.samples.append(Sample("jobqueue_library_jobs", (tenant, "failed"), total_failed))
+            out.facts.append(HorizonState(tenant, {q: HorizonQueue(int(w["pending"]), w["wait_seconds"])
+                                                   for q, w in waits.items()}, recent_failed))
             out.details.setdefault("horizon", {})[tenant] = {
                 "queues": waits,
                 "failed_jobs": recent_failed,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time
+from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, count, fill_tenant, head_time
 from exporter.sources.redis.script import Op
 
 
@@ -26,6 +26,11 @@ class LaravelLayout(Layout):
     def queue_key(self, tenant: str, queue: str) -> str:
         name = f"{{{queue}}}" if self.cluster else queue
         return f"{fill_tenant(self.prefix, tenant)}queues:{name}"
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """Horizon too: its failed and completed sets mix every queue, so only waiting and active."""
+        key = self.queue_key(tenant, queue)
+        return {"waiting": JobRange("list", key), "active": JobRange("zset", f"{key}:reserved")}.get(status)
 
     def queue_ops(self, tenant: str, queue: str) -> list[Op]:
         key = self.queue_key(tenant, queue)

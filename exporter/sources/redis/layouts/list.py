@@ -9,17 +9,17 @@ from typing import Any, Literal
 from exporter.model import QueueStats
 from exporter.sources.redis.layouts.base import (
     AFTER_OLDEST,
-    SCALE,
+    JobRange,
     Layout,
     Parsed,
     Plan,
-    Unit,
     count,
     fill_tenant,
     head_time,
     kind,
 )
 from exporter.sources.redis.script import SEP, Op
+from exporter.values import SCALE, Unit
 
 
 class ListLayout(Layout):
@@ -34,6 +34,9 @@ class ListLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return (self.key,)
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        return JobRange("list", fill_tenant(self.key, tenant), self.oldest == "head") if status == "waiting" else None
 
     def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
         if not self.per_tenant:

@@ -8,12 +8,35 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time, members
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Workers,
+    count,
+    fill_tenant,
+    flat_dict,
+    flow,
+    head_time,
+    json_dict,
+    members,
+    stored_count,
+    to_float,
+    to_int,
+)
 from exporter.sources.redis.script import Op
+
+# sidekiq/sidekiq lib/sidekiq/launcher.rb `❤`: the process hash expires 60 s after its last beat, and
+# Sidekiq::ProcessSet (api.rb `cleanup`, `each`) drops a process whose hash is gone. A hash still
+# present with an older `beat` (no TTL, clock skew) is dead by the same 60 s rule.
+PROCESS_EXPIRY = 60.0
 
 
 class SidekiqLayout(Layout):
-    """Sidekiq: `queue:NAME` lists (oldest at the tail), `schedule`, `retry` and `dead` sets."""
+    """Sidekiq: `queue:NAME` lists (oldest at the tail), `schedule`, `retry` and `dead` sets, the
+    all-time `stat:processed` / `stat:failed` counters and the `processes` set of heartbeating
+    process hashes."""
 
     layout: Literal["sidekiq"]
     queues: list[str] | None = None  # None: the members of the `queues` set
@@ -25,13 +48,23 @@ class SidekiqLayout(Layout):
 
     def discovery(self, tenant: str) -> list[Op]:
         p = fill_tenant(self.prefix, tenant)
-        return [("SMEMBERS", f"{p}queues", str(self.cap)), ("SMEMBERS", f"{p}paused", str(self.cap))]
+        return [("SMEMBERS", f"{p}queues", str(self.cap)), ("SMEMBERS", f"{p}paused", str(self.cap)),
+                ("SMEMBERS", f"{p}processes", str(self.cap))]
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        key = f"{fill_tenant(self.prefix, tenant)}queue:{queue}"
+        return JobRange("list", key, False) if status == "waiting" else None
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         p = fill_tenant(self.prefix, tenant)
         queues = self.queues or sorted(members(found[0]))
         paused = set(members(found[1]))
-        ops: list[Op] = [("ZCARD", f"{p}schedule"), ("ZCARD", f"{p}retry"), ("ZCARD", f"{p}dead")]
+        processes = members(found[2])
+        ops: list[Op] = [("ZCARD", f"{p}schedule"), ("ZCARD", f"{p}retry"), ("ZCARD", f"{p}dead"),
+                         ("GET", f"{p}stat:processed"), ("GET", f"{p}stat:failed")]
+        for identity in processes:
+            ops += [("HGETALL", f"{p}{identity}"), ("HGETALL", f"{p}{identity}:work")]
+        head = len(ops)
         for queue in queues:
             key = f"{p}queue:{queue}"
             ops += [("LLEN", key), ("HEAD", key, "-1", "enqueued_at|created_at", str(self.scan), "num")]
@@ -39,9 +72,46 @@ class SidekiqLayout(Layout):
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             for state, value in zip(("scheduled", "retry", "dead"), r[:3], strict=True):
                 out.samples.append(Sample("jobqueue_library_jobs", (tenant, state), count(value)))
+            # Processor flushes PROCESSED/FAILURE into these with INCRBY (launcher.rb `flush_stats`)
+            # (absent: nothing processed yet, Stats#processed reads it as 0; not a number: malformed, skipped)
+            processed, failed = (0 if v is None else stored_count(v, out) for v in r[3:5])
+            if processed is not None and failed is not None:
+                flow(out, tenant, "", processed, failed)
+            workers = Workers(tenant)
+            for i in range(5, head, 2):
+                try:
+                    count_process(workers, flat_dict(r[i]), flat_dict(r[i + 1]), now)
+                except ValueError:
+                    out.malformed += 1  # a live process whose `info` is not JSON: skipped
             for i, queue in enumerate(queues):
-                depth, head = r[3 + 2 * i], r[4 + 2 * i]
-                oldest = head_time(head, "auto", out)
-                out.queues.append(QueueStats(queue, count(depth), tenant, oldest, paused=queue in paused))
+                depth, head_ = r[head + 2 * i], r[head + 1 + 2 * i]
+                oldest = head_time(head_, "auto", out)
+                active = (("active", int(workers.busy.get(queue, 0))),)
+                out.queues.append(QueueStats(queue, count(depth), tenant, oldest, active, paused=queue in paused))
+            workers.emit(out, queues)
 
         return Plan(ops, parse)
+
+
+def count_process(workers: Workers, fields: dict[str, str], work: dict[str, str], now: float) -> None:
+    """One process hash as launcher.rb writes it: `info` JSON (to_data: concurrency, queues), `busy`
+    (jobs in flight), `beat` (Float seconds), `quiet` ("true" once TSTP'd: it takes no new jobs);
+    and its `<identity>:work` hash, thread id -> JSON {queue, payload, run_at} of each job running
+    (launcher.rb `❤`, api.rb WorkSet): the busy slots of each queue, exactly."""
+    info = json_dict(fields.get("info"))
+    if not fields or to_float(fields.get("beat")) < now - PROCESS_EXPIRY:
+        return  # expired (ProcessSet drops it) or dead by the 60 s rule
+    if not info:
+        raise ValueError("process hash without a readable info")
+    busy = to_int(fields.get("busy"))
+    state = "paused" if fields.get("quiet") == "true" else "busy" if busy > 0 else "idle"
+    queues = [q for q in info.get("queues") or [] if isinstance(q, str)]  # repeats (weights) count once
+    # a quiet process takes no new jobs: it offers no capacity (its running jobs still count as busy)
+    # Sidekiq 8 heartbeats `concurrency` into the hash itself (shared/reference/redis-queues.md 4.5);
+    # earlier versions only have it in `info` (to_data)
+    concurrency = to_float(fields.get("concurrency")) or to_float(info.get("concurrency"))
+    workers.add(queues, state, 0 if state == "paused" else concurrency, 0)
+    for job in work.values():
+        queue = json_dict(job).get("queue")
+        if isinstance(queue, str):
+            workers.busy[queue] = workers.busy.get(queue, 0) + 1

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Unit, count, fill_tenant, head_time
+from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, count, fill_tenant, head_time
 from exporter.sources.redis.ops import pick
 from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.values import Unit
 
 
 class SortedSetLayout(Layout):
@@ -23,6 +24,9 @@ class SortedSetLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return (self.key,)
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        return JobRange("zset", fill_tenant(self.key, tenant)) if status == "waiting" else None
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         key = fill_tenant(self.key, tenant)

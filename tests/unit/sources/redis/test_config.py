@@ -69,3 +69,16 @@ def test_valid_config_with_env_password() -> None:
                           {"REDIS_PW": "hunter2"})
     assert config.sources[0].password.get_secret_value() == "hunter2"
     assert "hunter2" not in repr(config)
+
+
+def test_celery_events_heard_once() -> None:
+    twice = "    queues:\n      - {layout: celery, queues: [a], events: true}\n" \
+            "      - {layout: celery, queues: [b], events: true}\n"
+    assert errors(twice) == [
+        "c.yaml:2: sources[0]: queues[1] listens to the Celery events that queues[0] already hears; "
+        "list all their queues in one layout"]
+    templated = "    tenants: {static: [a]}\n    queues:\n" \
+                "      - {layout: celery, global_keyprefix: 't{tenant}:', events: true}\n"
+    assert errors(templated) == [
+        "c.yaml:6: sources[0].queues[0]: events: true needs a global_keyprefix without {tenant} "
+        "(one topic to subscribe)"]

@@ -18,8 +18,8 @@ from exporter.sources.postgres.checks import (
     read_connections,
     required_migrations,
 )
-from exporter.sources.postgres.config import Check, GenericPreset, Migrations, PgmqPreset, quote_ident, safe_dsn
-from exporter.sources.postgres.presets import PresetQuery, build, fold_pgmq, fold_pivot, fold_rows, in_shard
+from exporter.sources.postgres.config import Check, GenericPreset, Migrations, quote_ident, safe_dsn
+from exporter.sources.postgres.presets import PresetQuery, build, fold_flow, fold_pivot, fold_rows, in_shard
 
 
 def source(extra: str) -> str:
@@ -171,21 +171,29 @@ def test_folds_keep_this_replicas_tenants() -> None:
     assert {s.tenant for s in fold_rows(lib, [(t, "q", "new", 1, 1.0, 0) for t, *_ in rows], (1, 3))} == mine
 
 
-def test_fold_pgmq_visible_is_depth() -> None:
-    q = build(PgmqPreset.model_validate({"preset": "pgmq", "queues": ["empty"]}))
-    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    rows = [
-        {"queue_name": "a", "queue_length": 5, "queue_visible_length": 3, "oldest_msg_age_sec": 60, "scrape_time": at},
-        {"queue_name": "old", "queue_length": 2, "oldest_msg_age_sec": 10, "scrape_time": at},  # pgmq < 1.5
-        {"queue_name": "busy", "queue_length": 1, "queue_visible_length": 0, "oldest_msg_age_sec": 9,
-         "scrape_time": at},
-    ]
-    assert fold_pgmq(q, rows) == [
-        QueueStats("a", 3, "", at.timestamp() - 60, (("visible", 3), ("invisible", 2))),
-        QueueStats("busy", 0, "", None, (("visible", 0), ("invisible", 1))),
-        QueueStats("empty", 0, "", None, (("visible", 0), ("invisible", 0))),
-        QueueStats("old", 2, "", at.timestamp() - 10, (("visible", 2), ("invisible", 0))),
-    ]
+def test_fold_flow_workers_schedulers_and_window() -> None:
+    q = PresetQuery("lib", "", (), ("ready",), frozenset({"ready"}), None, window=600.0,
+                    outcomes=("completed", "failed"), workers=("busy", "idle"), scheduler=True)
+    rows = [("", "a", "ready", 2, 5.0, 0), ("", "a", "_done_completed", 3, None, 0),
+            ("", "b", "_done_failed", 1, None, 0), ("", "", "_workers_busy", 2, None, 0),
+            ("", "", "_scheduler", 1, None, 0)]
+    queues = fold_rows(q, rows)
+    assert queues == [QueueStats("a", 2, "", 5.0, (("ready", 2),)), QueueStats("b", 0, "", None, (("ready", 0),))]
+    flow = fold_flow(q, rows, queues)
+    assert (flow.workers, flow.scheduler) == ({"busy": 2, "idle": 0}, 1)
+    assert flow.finished == [
+        {"query": "lib", "tenant": "", "queue": "a", "window_seconds": 600.0, "completed": 3, "failed": 0},
+        {"query": "lib", "tenant": "", "queue": "b", "window_seconds": 600.0, "completed": 0, "failed": 1}]
+    none = fold_flow(PresetQuery("x", "", (), (), frozenset(), None), rows, queues)
+    assert (none.workers, none.scheduler, none.finished) == ({"busy": 2}, None, [])
+
+
+def test_finished_window_and_grace_config() -> None:
+    river = parse_config(source("    queues:\n      - {preset: river, finished_window: null, overdue_after: 5m}"),
+                         env={}).sources[0].queues[0]
+    assert (river.finished_window, river.count_finished, river.overdue_after) == (None, False, 300.0)
+    with pytest.raises(ConfigError, match="finished_window: unknown key"):
+        parse_config(source("    queues:\n      - {preset: pgmq, finished_window: 1h}"), env={})
 
 
 def check(**kw: object) -> Check:

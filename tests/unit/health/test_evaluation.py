@@ -8,24 +8,25 @@ from typing import Any
 import pytest
 
 from exporter.config import parse_config
+from exporter.facts import CheckRecord
 from exporter.health.config import QueueRule, SystemConfig
-from exporter.health.data import as_time, checks_of, dig, iso
-from exporter.health.evaluation import HealthMonitor, History, evaluate
+from exporter.health.evaluation import HealthMonitor, evaluate
+from exporter.health.history import History
 from exporter.health.rules import ago, in_quiet_hours, queue_level
 from exporter.model import QueueStats, Reading, Snapshot, SourceState, SourceStatus
+from exporter.sources.postgres.checks import CheckResult
+from exporter.values import as_time, dig, iso
+from tests.support import builders
 
 NOW = datetime(2026, 3, 2, 10, 30, tzinfo=UTC).timestamp()
 
 
-def state(name: str, reading: Reading | None, up: bool | None = None, collections: int = 1) -> SourceState:
-    ok = reading is not None if up is None else up
-    status = SourceStatus(name, "redis", ok, NOW, 0.01, NOW if ok else None,
-                          None if ok else "connection refused", None if ok else "unreachable", collections)
-    return SourceState(status, reading if ok else None)
+def state(name: str, read: Reading | None, up: bool | None = None, collections: int = 1) -> SourceState:
+    return builders.state(name, read, up, at=NOW, collections=collections)
 
 
 def snap(**sources: SourceState) -> Snapshot:
-    return Snapshot(dict(sources), NOW)
+    return builders.snapshot(*sources.values(), at=NOW)
 
 
 def system(**fields: Any) -> SystemConfig:
@@ -72,16 +73,11 @@ class TestSmallFunctions:
         assert as_time(NOW * 1000) == NOW
         assert iso(NOW, millis=True) == "2026-03-02T10:30:00.000Z"
 
-    def test_checks_of_reads_postgres_records_and_skips_data_checks(self) -> None:
-        details = {"checks": {
-            "stale_processing": {"check": "stale_processing", "severity": "warn", "count": 1,
-                                 "rows": [{"file_name": "v.mp4"}], "error": None},
-            "queue": {"check": "queue", "severity": None, "count": 1, "rows": [{"depth": 3}], "error": None},
-        }}
-        found = checks_of(details)
-        assert found[0] == {"check": "stale_processing", "severity": "warn", "count": 1,
-                            "files": [{"file_name": "v.mp4"}], "error": None}
-        assert found[1]["severity"] is None
+    def test_check_records_keep_consistency_severities_and_mark_data_checks(self) -> None:
+        warn = CheckResult("stale_processing", "warn", rows=({"file_name": "v.mp4"},), count=1)
+        data = CheckResult("queue", None, rows=({"depth": 3},), count=1)
+        assert warn.record() == CheckRecord("stale_processing", "warn", 1, ({"file_name": "v.mp4"},), None)
+        assert data.record().severity is None
 
 
 class TestRules:
@@ -174,12 +170,11 @@ class TestRules:
 
     def test_components_and_consistency_checks(self) -> None:
         details = {"agents": {"agents": [{"hostname": "web-01", "status": "Ready"},
-                                         {"hostname": "web-02", "status": "NotReady"}]},
-                   "checks": {"stale": {"severity": "warn", "count": 3, "rows": []},
-                              "residue": {"severity": "info", "count": 2, "rows": []}}}
+                                         {"hostname": "web-02", "status": "NotReady"}]}}
+        checks = (CheckRecord("stale", "warn", 3), CheckRecord("residue", "info", 2))
         conf = system(components=[{"name": "agents", "source": "n", "path": "agents.agents"}],
                       checks=[{"source": "n"}])
-        health = run(conf, snap(n=state("n", Reading(details=details))))
+        health = run(conf, snap(n=state("n", Reading(details=details, facts=checks))))
         assert [(i.id, i.severity) for i in health.issues] == [
             ("component_unhealthy:agents:web-02", "unhealthy"), ("check:stale", "degraded"), ("check:residue", "info")]
         assert health.status == "unhealthy"

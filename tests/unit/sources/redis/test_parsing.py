@@ -6,33 +6,11 @@ import json
 
 import pytest
 
-from exporter.sources.redis.layouts.base import Parsed, head_time, to_seconds
+from exporter.sources.redis.layouts.base import Parsed, head_time
 from exporter.sources.redis.layouts.horizon import horizon_wait
 from exporter.sources.redis.ops import SEP, _normalise, pick, valid
 from exporter.sources.redis.script import batches, flatten
 from exporter.sources.redis.source import Tenants, filter_tenants
-
-
-@pytest.mark.parametrize(("raw", "unit", "expected"), [
-    ("1700000000", "s", 1_700_000_000.0),
-    ("1700000000.25", "s", 1_700_000_000.25),
-    ("1700000000123", "ms", 1_700_000_000.123),
-    ("1700000000123456", "us", 1_700_000_000.123456),
-    ("1700000000123456789", "ns", 1_700_000_000.123456789),
-    ("1700000000.5", "auto", 1_700_000_000.5),           # Sidekiq 7: float seconds
-    ("1700000000500", "auto", 1_700_000_000.5),          # Sidekiq 8: integer milliseconds
-    ("2023-11-14T22:13:20.000000Z", "iso", 1_700_000_000.0),  # RQ's utcformat
-    ("2023-11-14T22:13:20", "iso", 1_700_000_000.0),     # naive: UTC, whatever the host's zone
-    ("2023-11-14T23:13:20+01:00", "iso", 1_700_000_000.0),
-])
-def test_to_seconds(raw: str, unit: str, expected: float) -> None:
-    assert to_seconds(raw, unit) == pytest.approx(expected, abs=1e-6)
-
-
-@pytest.mark.parametrize(("raw", "unit"), [("inf", "s"), ("nan", "ms"), ("1e999", "s"), ("x", "s"), ("2023-13", "iso")])
-def test_to_seconds_rejects(raw: str, unit: str) -> None:
-    with pytest.raises(ValueError):
-        to_seconds(raw, unit)
 
 
 def test_head_time_counts_malformed() -> None:

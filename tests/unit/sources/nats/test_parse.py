@@ -23,7 +23,6 @@ from exporter.sources.nats.parse import (
     parse_ts,
     plain_url,
     subject_matches,
-    to_unix,
 )
 
 
@@ -34,16 +33,6 @@ def test_parse_ts_keeps_nanoseconds_and_drops_zero_time() -> None:
     assert parse_ts("0001-01-01T00:00:00Z") is None
     assert parse_ts(None) is None
     assert parse_ts("yesterday") is None
-
-
-def test_to_unix_accepts_seconds_milliseconds_and_strings() -> None:
-    assert to_unix(1700000000) == 1700000000.0
-    assert to_unix(1700000000123) == 1700000000.123
-    assert to_unix("1700000000") == 1700000000.0
-    assert to_unix("1970-01-01T00:01:00Z") == 60.0
-    assert to_unix("2026-01-01T00:00:00+00:00") == 1767225600.0
-    assert to_unix(True) is None
-    assert to_unix("soon") is None
 
 
 def test_glob_and_subject_filters() -> None:

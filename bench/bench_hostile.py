@@ -1,0 +1,170 @@
+"""Hostile-conditions benchmark (issue 15): /metrics p99 and a healthy source's collection interval,
+idle, with three sources hung in DNS, and under 2,000 concurrent connections.
+
+Run (as root, for the DNS fault): `python3 bench/bench_hostile.py` (`--seconds 20 --tree /work/main`
+to measure another checkout). Each scenario starts the exporter as a subprocess on a free port with
+one healthy Redis source (`redis://localhost:6379`, interval 2s, timeout 1s) and:
+
+- idle: nothing else;
+- dns: three more Redis sources whose host names go to a DNS server that never answers: the
+  exporter runs under `unshare -m` with a bind-mounted resolv.conf naming a UDP sink on
+  127.0.0.2:53 (reads and drops every query), exactly as the fault was found;
+- load: bench/loadgen.py holds 2,000 keep-alive connections sending GET /metrics back to back.
+
+Figures: /metrics p50/p99 from a separate sequential client (one GET every 50 ms); the healthy
+source's collection interval from the changes of its `jobqueue_last_success_timestamp_seconds`;
+and its `jobqueue_collect_errors_total` (any non-zero value is an `up 0`). It prints one table.
+It is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+HEALTHY = """
+  - {name: healthy, type: redis, url: "redis://localhost:6379/0", interval: 2s, timeout: 1s,
+     queues: [{layout: laravel, prefix: "jqbench:hostile:", queues: [default]}]}"""
+HUNG = "".join(f"""
+  - {{name: hung{i}, type: redis, url: "redis://hung-{i}.example.com:6379/0", interval: 2s, timeout: 1s,
+     queues: [{{layout: laravel, queues: [default]}}]}}""" for i in range(3))
+LAST = re.compile(rb'jobqueue_last_success_timestamp_seconds\{source="healthy"\} (\S+)')
+ERRORS = re.compile(rb'jobqueue_collect_errors_total\{source="healthy",kind="[^"]+"\} (\S+)')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def udp_sink(stop: threading.Event) -> None:
+    """A DNS server that reads every query and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.2", 53))
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                sock.recvfrom(4096)
+
+
+def start(tree: Path, config: str, port: int, workdir: Path, dns_fault: bool) -> subprocess.Popen[bytes]:
+    path = workdir / "config.yaml"
+    path.write_text(f"listen: 127.0.0.1:{port}\nsources:{config}\n")
+    cmd = [sys.executable, "-m", "exporter", "--config", str(path), "--log-level", "error"]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    if dns_fault:
+        resolv = workdir / "resolv.conf"
+        resolv.write_text("nameserver 127.0.0.2\noptions timeout:5 attempts:2\n")
+        inner = f"mount --bind {resolv} /etc/resolv.conf && exec {' '.join(cmd)}"
+        cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", inner]
+    return subprocess.Popen(cmd, cwd=tree, env=env, stderr=subprocess.DEVNULL)
+
+
+async def get(port: int, path: str = "/metrics") -> tuple[float, bytes]:
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    body = await reader.read()
+    writer.close()
+    return time.monotonic() - started, body
+
+
+async def observe(port: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    stamps: list[float] = []
+    errors = 0.0
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        try:
+            async with asyncio.timeout(30):
+                took, body = await get(port)
+        except (OSError, TimeoutError):
+            continue
+        latencies.append(took)
+        match = LAST.search(body)
+        if match and (not stamps or float(match.group(1)) != stamps[-1]):
+            stamps.append(float(match.group(1)))
+        errors = sum(float(m) for m in ERRORS.findall(body))
+        await asyncio.sleep(0.05)
+    latencies.sort()
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return {
+        "scrapes": len(latencies),
+        "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else float("nan"),
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan"),
+        "interval_mean_s": statistics.mean(gaps) if gaps else float("nan"),
+        "interval_max_s": max(gaps) if gaps else float("nan"),
+        "collect_errors": errors,
+    }
+
+
+async def scenario(tree: Path, name: str, seconds: float) -> dict[str, float]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start(tree, HEALTHY + (HUNG if name == "dns" else ""), port, Path(tmp), name == "dns")
+        try:
+            for _ in range(100):
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(3)  # first collections
+            if name == "load":  # the load from a process of its own, so it does not slow the observer
+                gen = await asyncio.create_subprocess_exec(
+                    sys.executable, str(ROOT / "bench" / "loadgen.py"), str(port), "--connections", "2000",
+                    "--seconds", str(seconds), stdout=subprocess.PIPE)
+                observed, (out, _) = await asyncio.gather(observe(port, seconds), gen.communicate())
+                loaded = json.loads(out)
+                observed["load_requests"] = float(loaded["requests"])
+                observed["load_p99_ms"] = float(loaded["p99_ms"])
+                return observed
+            return await observe(port, seconds)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--tree", type=Path, default=ROOT, help="checkout whose exporter to run")
+    parser.add_argument("--only", nargs="*", default=["idle", "dns", "load"])
+    args = parser.parse_args()
+    stop = threading.Event()
+    sink = threading.Thread(target=udp_sink, args=(stop,), daemon=True)
+    sink.start()
+    rows = {}
+    try:
+        for name in args.only:
+            rows[name] = await scenario(args.tree, name, args.seconds)
+    finally:
+        stop.set()
+    print(f"tree: {args.tree}")
+    keys = sorted({k for r in rows.values() for k in r}, key=lambda k: list(next(iter(rows.values()))).index(k)
+                  if k in next(iter(rows.values())) else 99)
+    print(f"{'':18}" + "".join(f"{n:>12}" for n in rows))
+    for key in keys:
+        print(f"{key:18}" + "".join(f"{rows[n].get(key, float('nan')):>12.1f}" for n in rows))
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

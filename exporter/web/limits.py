@@ -1,0 +1,196 @@
+"""The web server's own limits: connections, header and idle timeouts, and what a malformed request gets.
+
+aiohttp answers a request its parser rejects with a text/plain 400 that quotes the offending bytes, and
+logs an 8 KB traceback with them at ERROR. A token sent with a stray CR or NUL went to the log and back
+to the client that way. Here such a request gets `{"error": "bad_request"}` and nothing of it is echoed
+or logged; the rejections are counted and logged as one line at most once a minute.
+
+Serving order: `/metrics` and the probes are never shed; when more than `max_inflight` other requests
+are in progress, the rest get a JSON 503 at once instead of queueing in front of the next scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
+
+log = logging.getLogger("jobqueue.web")
+
+PRIORITY = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+@dataclass
+class Limits:
+    """Knobs and counters shared by every connection of one server."""
+
+    max_connections: int = 4096  # and never more than the open-file limit leaves room for
+    header_timeout: float = 10.0  # first byte of a request head to its end (slowloris)
+    idle_timeout: float = 30.0  # keep-alive connection with no request
+    max_inflight: int = 64  # concurrent requests other than PRIORITY paths
+    log_every: float = 60.0
+    open: int = 0
+    inflight: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    _logged_at: float = 0.0
+    _unlogged: int = 0
+
+    def reject(self, reason: str) -> None:
+        """Count one refused request or connection; log a summary line at most every `log_every` s."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._logged_at >= self.log_every:
+            log.warning("requests refused", extra={"since_last": self._unlogged, **self.rejected})
+            self._logged_at, self._unlogged = now, 0
+
+
+def _json_body(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    return json.dumps({"error": phrase.lower().replace(" ", "_").replace("-", "_")}).encode()
+
+
+class GuardedHandler(RequestHandler):
+    """aiohttp's connection handler with a connection cap, a header timeout and quiet, JSON errors."""
+
+    def __init__(self, manager: Server, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self.limits = limits
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        limits = self.limits
+        if limits.open >= limits.max_connections:
+            limits.reject("connections")
+            body = _json_body(503)
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            transport.close()
+            return
+        limits.open += 1
+        self._counted = True
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._counted:
+            self.limits.open -= 1
+            self._counted = False
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and not self._request_in_progress:
+            self._arm()
+        before = self._request_count
+        super().data_received(data)
+        if self._request_count != before:  # a whole request head arrived
+            self._disarm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self._loop.call_later(self.limits.header_timeout, self._head_expired)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if not self._request_in_progress:
+            self.limits.reject("header_timeout")
+            self.force_close()
+            if self.transport is not None:
+                self.transport.close()
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """A JSON answer that echoes nothing; the request's bytes never reach the log."""
+        if status == 500 and exc is not None and not isinstance(exc, HttpProcessingError):
+            log.error("request crashed", exc_info=exc, extra={"path": request.rel_url.path})
+        else:
+            self.limits.reject(f"status_{status}")
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        response = web.Response(status=status, body=_json_body(status), content_type="application/json")
+        response.force_close()
+        return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp's own error log: parser errors only counted, anything else without request bytes."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            self.limits.reject("bad_request")
+            return
+        log.error("http server error", exc_info=exc if isinstance(exc, BaseException) else None)
+
+
+class GuardedServer(Server):
+    """aiohttp's Server, making GuardedHandlers."""
+
+    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+
+    def __call__(self) -> RequestHandler:
+        return GuardedHandler(self, self.limits, loop=self._loop, **self._kwargs)
+
+
+class GuardedAppRunner(web.AppRunner):
+    """AppRunner whose server applies `limits`; idle keep-alive connections close after `idle_timeout`."""
+
+    def __init__(self, app: web.Application, limits: Limits | None = None, **kwargs: Any) -> None:
+        self.limits = limits or Limits()
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY:  # past the fd limit accept() fails and asyncio stops accepting for 1 s
+            self.limits.max_connections = max(1, min(self.limits.max_connections, soft - 128))
+        kwargs.setdefault("keepalive_timeout", self.limits.idle_timeout)
+        super().__init__(app, **kwargs)
+
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()  # runs the app's start-up, then builds aiohttp's Server
+        return GuardedServer(server.request_handler, request_factory=server.request_factory,
+                             handler_cancellation=server.handler_cancellation, loop=server._loop,
+                             limits=self.limits, **server._kwargs)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def shed(limits: Limits) -> Middleware:
+    """Middleware: PRIORITY paths always go through; others past `max_inflight` get a JSON 503 at once."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PRIORITY:
+            return await handler(request)
+        if limits.inflight >= limits.max_inflight:
+            limits.reject("shed")
+            return web.Response(status=503, body=_json_body(503), content_type="application/json",
+                                headers={"Retry-After": "1"})
+        limits.inflight += 1
+        try:
+            return await handler(request)
+        finally:
+            limits.inflight -= 1
+
+    return middleware

@@ -1,0 +1,69 @@
+"""The shared flow helpers of the Redis layouts and the Celery event state, on exact inputs."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from exporter.model import Sample
+from exporter.sources.redis.events import CeleryEvents
+from exporter.sources.redis.layouts.base import Parsed, Retained, Workers, merge_flow
+
+
+def test_retained_counts_never_go_down_when_workers_leave_or_restart() -> None:
+    kept = Retained()
+    assert kept.total({"a": (5, 1), "b": (2, 0)}, 2) == (7, 1)
+    assert kept.total({"a": (6, 1)}, 2) == (8, 1)  # b exited: its last counts stay
+    assert kept.total({"a": (1, 0)}, 2) == (9, 1)  # a restarted under its name: from 0 again
+    assert kept.total({}, 2) == (9, 1)
+
+
+def test_workers_count_under_every_queue_and_emit_zeros_for_known_queues() -> None:
+    out = Parsed()
+    workers = Workers("t")
+    workers.add(["a", "b", "a"], "busy", capacity=4, busy=2)
+    workers.add([], "idle", capacity=1, busy=0)
+    workers.emit(out, ["c"])
+    got = {(s.metric, s.labels): s.value for s in out.samples}
+    assert got[("jobqueue_workers", ("t", "a", "busy"))] == 1  # a repeated queue counts once
+    assert got[("jobqueue_workers", ("t", "c", "idle"))] == 0
+    assert got[("jobqueue_workers", ("t", "", "idle"))] == 1
+    assert got[("jobqueue_worker_capacity", ("t", "b"))] == 4
+    assert got[("jobqueue_worker_busy_slots", ("t", "c"))] == 0
+
+
+def test_merge_flow_adds_up_libraries_sharing_a_label_set() -> None:
+    samples = [Sample("jobqueue_jobs_processed", ("", ""), 3), Sample("jobqueue_depth", ("", "q"), 1),
+               Sample("jobqueue_jobs_processed", ("", ""), 4), Sample("jobqueue_job_runtime_seconds", ("", ""), 1.0),
+               Sample("jobqueue_job_runtime_seconds", ("", ""), 9.0)]
+    assert merge_flow(samples) == [Sample("jobqueue_jobs_processed", ("", ""), 7),
+                                   Sample("jobqueue_depth", ("", "q"), 1),
+                                   Sample("jobqueue_job_runtime_seconds", ("", ""), 1.0)]
+
+
+def message(*events: dict[str, Any], multi: bool = False) -> str:
+    body = json.dumps(list(events) if multi else events[0]).encode()
+    return json.dumps({"body": base64.b64encode(body).decode(), "properties": {"body_encoding": "base64"}})
+
+
+def test_celery_events_state() -> None:
+    state = CeleryEvents("/0.celeryev/", task_cap=1)
+    state.handle(message({"type": "worker-heartbeat", "hostname": "w1", "freq": 2.0, "active": 3}), 100.0)
+    state.handle(message({"type": "worker-heartbeat", "hostname": "w2", "freq": 2.0, "active": 0}), 100.0)
+    state.handle(message({"type": "task-received", "uuid": "u1", "name": "a"},
+                         {"type": "task-received", "uuid": "u2", "name": "b"},
+                         {"type": "task-succeeded", "uuid": "u1", "runtime": 0.5},
+                         {"type": "task-failed", "uuid": "u2"},
+                         {"type": "task-succeeded", "uuid": "never-received", "runtime": 1.5}, multi=True), 101.0)
+    state.handle("not json", 101.0)
+    state.handle(message({"no": "type"}), 101.0)
+    state.handle(message({"type": "worker-offline", "hostname": "w2"}), 102.0)
+    heard = state.freeze(103.0)
+    assert heard.workers == (("w1", 104.0, 3),)  # alive until 100 + 2 x 2 (celery heartbeat_expires)
+    # the cap of one name: b and the unnamed task go under "other"
+    assert heard.tasks == (("a", 1, 0, 0.5), ("other", 1, 1, 1.5))
+    assert (heard.succeeded, heard.failed, heard.runtime, heard.malformed) == (2, 1, 1.0, 2)
+    again = state.freeze(104.5)
+    assert (again.workers, again.runtime, again.malformed) == ((), None, 0)  # expired; a new window
+    assert state.channels[0] == "/0.celeryev/worker.heartbeat"
