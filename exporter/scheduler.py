@@ -93,7 +93,7 @@ class Scheduler:
         loop = CollectorLoop(self.resolver)
         asyncio.set_event_loop(loop)
         self._collector = loop
-        self._tasks = {s.name: self._start(s) for s in self.sources}
+        self._tasks = {s.name: self._start(s, loop) for s in self.sources}  # before run_forever: no running loop
         ready.set()
         try:
             loop.run_forever()
@@ -129,9 +129,10 @@ class Scheduler:
         self._tasks = {}
         await asyncio.gather(*(s.close() for s in self.sources), return_exceptions=True)
 
-    def _start(self, source: Source) -> asyncio.Task[None]:
-        """The source's loop as a task of the running loop (the collector loop when threaded)."""
-        return asyncio.get_running_loop().create_task(self._loop(source), name=f"source:{source.name}")
+    def _start(self, source: Source, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task[None]:
+        """The source's loop as a task of `loop`, by default the running one (the collector loop when threaded)."""
+        loop = loop or asyncio.get_running_loop()
+        return loop.create_task(self._loop(source), name=f"source:{source.name}")
 
     async def replace_sources(self, sources: Iterable[Source]) -> None:
         """Reload: sources passed in that already run keep running untouched (no gap in their series);
