@@ -75,6 +75,11 @@ def build_scheduler(config: ExporterConfig) -> Scheduler:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:  # a subcommand of its own: exporter/doctor.py
+        from exporter.doctor import main as doctor
+
+        return doctor(argv[1:])
     args = parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
@@ -89,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: --listen: {err}", file=sys.stderr)
         return 2
     filename = args.config or "<embedded default>"
-    problems = preflight(config, args.listen, bind=args.check_config)
+    problems, warnings = preflight(config, args.listen, bind=args.check_config)
+    for line in ConfigError(filename, warnings).lines():
+        print(f"config warning: {line}", file=sys.stderr)
     if problems:
         for line in ConfigError(filename, problems).lines():
             print(f"config error: {line}", file=sys.stderr)

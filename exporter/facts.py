@@ -70,6 +70,15 @@ class Tenants:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryOutcome:
+    """One built-in query of a source (a PostgreSQL preset, migrations, connections, tenants) this cycle."""
+
+    name: str
+    ok: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PoolUse:
     """Connections in use against the most the server allows."""
 
@@ -125,6 +134,7 @@ class AgentInfo:
     status: str
     last_heartbeat: float | None
     ready: bool
+    stale: bool = False  # silent past the registry's stale_after: NotReady whatever it last wrote
 
 
 @dataclass(frozen=True, slots=True)

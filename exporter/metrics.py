@@ -45,11 +45,11 @@ CORE_METRICS: tuple[MetricDef, ...] = (
         QUEUE_LABELS,
     ),
     MetricDef("jobqueue_jobs", "Items of the queue per state, as the backend keeps them.", (*QUEUE_LABELS, "state")),
-    MetricDef("jobqueue_failed_jobs", "Recently failed jobs, as the backend counts them.", ("queue",)),
+    MetricDef("jobqueue_failed_jobs", "Recently failed jobs, as the backend counts them.", QUEUE_LABELS),
     MetricDef(
         "jobqueue_wait_seconds",
         "Estimated wait before a new job starts: ready jobs x average runtime / processes (Horizon).",
-        ("queue",),
+        QUEUE_LABELS,
     ),
     MetricDef("jobqueue_queue_paused", "1 if the queue is paused, 0 if it is running.", QUEUE_LABELS),
     MetricDef(
@@ -66,6 +66,11 @@ CORE_METRICS: tuple[MetricDef, ...] = (
     MetricDef(
         "jobqueue_malformed_items",
         "Queue items the last collection could not parse and skipped.",
+    ),
+    MetricDef(
+        "jobqueue_series_collisions",
+        "Series the last collection produced more than once (two layouts or presets claiming one queue); "
+        "each is emitted once, the first kept. Non-zero: give each app's layouts their own `tenant`.",
     ),
     MetricDef(
         "jobqueue_collect_errors",
@@ -197,6 +202,7 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
         out.add("jobqueue_source_latency_seconds", src, reading.latency)
     if reading.queues or reading.malformed:
         out.add("jobqueue_malformed_items", src, reading.malformed)
+        out.add("jobqueue_series_collisions", src, len(reading.collisions))
     _render_queues(out, src, status.observed_at, reading)
     for sample in reading.samples:
         metric = _SOURCE_METRICS.get(sample.metric)
@@ -210,9 +216,7 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
 
 def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) -> None:
     """The shared queue metrics; the hot loop of a large source, so it formats lines directly."""
-    depth, ages, stamps, jobs, paused = [], [], [], [], []
-    failed: dict[str, int] = {}
-    waits: dict[str, float] = {}
+    depth, ages, stamps, jobs, paused, failed, waits = [], [], [], [], [], [], []
     for q in reading.queues:
         qname = escape(q.queue)
         tenant = q.tenant
@@ -231,19 +235,16 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
         if q.paused is not None:
             paused.append(f"jobqueue_queue_paused{labels}}} {1 if q.paused else 0}\n")
         if q.failed is not None:
-            failed[qname] = failed.get(qname, 0) + q.failed
+            failed.append(f"jobqueue_failed_jobs{labels}}} {q.failed}\n")
         if q.wait_seconds is not None:
-            waits[qname] = max(waits.get(qname, 0.0), q.wait_seconds)
+            waits.append(f"jobqueue_wait_seconds{labels}}} {number(q.wait_seconds)}\n")
     lines = out.by_metric
     for name, chunk in (("jobqueue_depth", depth), ("jobqueue_oldest_age_seconds", ages),
                         ("jobqueue_oldest_timestamp_seconds", stamps), ("jobqueue_jobs", jobs),
-                        ("jobqueue_queue_paused", paused)):
+                        ("jobqueue_queue_paused", paused), ("jobqueue_failed_jobs", failed),
+                        ("jobqueue_wait_seconds", waits)):
         if chunk:
             lines.setdefault(name, []).extend(chunk)
-    for qname, count in failed.items():
-        out.add("jobqueue_failed_jobs", f'{src},queue="{qname}"', count)
-    for qname, wait in waits.items():
-        out.add("jobqueue_wait_seconds", f'{src},queue="{qname}"', wait)
 
 
 def _header(metric: MetricDef, fmt: str) -> bytes:

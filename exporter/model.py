@@ -7,7 +7,7 @@ stamps them into a `Snapshot`, and every reader works from that one frozen value
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -29,6 +29,9 @@ class QueueStats(NamedTuple):
     failed: int | None = None
     wait_seconds: float | None = None
     paused: bool | None = None
+    # jobs the library recorded as finished in the last 3600 s, from its own finish times; None where
+    # the backend keeps none (a count since the exporter started would be made up)
+    completed_last_hour: int | None = None
 
 
 class Sample(NamedTuple):
@@ -58,6 +61,9 @@ class Reading:
     malformed: int = 0
     details: Mapping[str, Any] = field(default_factory=dict)
     facts: tuple[object, ...] = ()
+    # series the source produced more than once (two layouts or presets claiming one queue), dropped
+    # by `unique_series`; counted so that the collision shows instead of a doubled or flapping value
+    collisions: tuple[tuple[str, ...], ...] = ()
 
     def fact(self, kind: type[T]) -> T | None:
         """The source's one fact of that type (`exporter/facts.py`), or None."""
@@ -66,6 +72,33 @@ class Reading:
     def facts_of(self, kind: type[T]) -> list[T]:
         """Every fact of that type, in the order the source gave them."""
         return [f for f in self.facts if isinstance(f, kind)]
+
+
+def unique_series(reading: Reading) -> Reading:
+    """The reading with every series once: the first queue record of a (tenant, queue) and the first
+    sample of a (metric, labels) win, the others are listed in `collisions`."""
+    seen: set[tuple[str, str]] = set()
+    queues: list[QueueStats] = []
+    dup: list[tuple[str, ...]] = []
+    for q in reading.queues:
+        key = (q.tenant, q.queue)
+        if key in seen:
+            dup.append(("jobqueue_depth", *key))
+        else:
+            seen.add(key)
+            queues.append(q)
+    taken: set[tuple[str, tuple[str, ...]]] = set()
+    samples: list[Sample] = []
+    for sample in reading.samples:
+        skey = (sample.metric, sample.labels)
+        if skey in taken:
+            dup.append((sample.metric, *sample.labels))
+        else:
+            taken.add(skey)
+            samples.append(sample)
+    if not dup:
+        return reading
+    return replace(reading, queues=tuple(queues), samples=tuple(samples), collisions=tuple(dict.fromkeys(dup)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,10 @@
 """What start-up needs beyond a valid schema, checked before it is needed: the listen address binds and
 every certificate and key file loads. `--check-config` runs all of it; start-up runs the certificates
 and reports a failed bind the same way, so every start-up failure is one line naming file and key.
+
+A port already in use is only a warning for `--check-config`: a config is validated beside the
+running exporter before a reload, and that exporter holds the port. An address that can never bind
+(no such interface, `256.1.1.1`) is an error.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from exporter.config import ExporterConfig, Problem, _dotted, parse_listen
 
 
 def check_listen(listen: str) -> Problem | None:
-    """The address must bind now, as it will at start-up (a port in use fails here, not at start)."""
+    """The address must bind now, as it will at start-up; a port in use comes back as `InUse`."""
     try:
         host, port = parse_listen(listen)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -29,9 +33,13 @@ def check_listen(listen: str) -> Problem | None:
     except (OSError, UnicodeError, ValueError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         if getattr(err, "errno", None) == errno.EADDRINUSE:
-            reason += " (is an exporter already running there?)"
+            return InUse("listen", f"cannot listen on {listen}: {reason} (is an exporter already running there?)")
         return Problem("listen", f"cannot listen on {listen}: {reason}")
     return None
+
+
+class InUse(Problem):
+    """The listen port is taken now: likely the running exporter whose next config is being checked."""
 
 
 def check_certificates(config: BaseModel) -> list[Problem]:
@@ -67,8 +75,10 @@ def _models(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...]
             yield from _models(item, (*path, key))
 
 
-def preflight(config: ExporterConfig, listen: str | None, bind: bool = True) -> list[Problem]:
-    """What start-up needs, as problems; `bind` tries the listen address too."""
+def preflight(config: ExporterConfig, listen: str | None, bind: bool = True) -> tuple[list[Problem], list[Problem]]:
+    """What start-up needs, as (problems, warnings); `bind` tries the listen address too."""
     problems = check_certificates(config)
     problem = check_listen(listen or config.listen) if bind else None
-    return problems + ([problem] if problem else [])
+    if isinstance(problem, InUse):
+        return problems, [problem]
+    return problems + ([problem] if problem else []), []

@@ -139,7 +139,7 @@ class Reloader:
         except ConfigError as err:
             return "; ".join(err.lines())
         scheduler = self.scheduler
-        problems = await asyncio.to_thread(preflight, config, None, False)  # certificates load, as at start
+        problems, _ = await asyncio.to_thread(preflight, config, None, False)  # certificates load, as at start
         if problems:
             return "; ".join(ConfigError(self.config_path or "<embedded default>", problems).lines())
         try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from exporter.metrics import Exposition, build_exposition, render_source
-from exporter.model import Reading, Snapshot, SourceState, SourceStatus
+from exporter.model import Reading, Snapshot, SourceState, SourceStatus, unique_series
 from exporter.pools import LOOKUP_TIMEOUT, RENDER, CollectorLoop, Resolver
 from exporter.sources.base import Source, SourceError
 
@@ -58,6 +58,7 @@ class Scheduler:
         self._errors: dict[str, dict[str, int]] = {s.name: {} for s in self.sources}
         self._last_success: dict[str, float | None] = {s.name: None for s in self.sources}
         self._count: dict[str, int] = {s.name: 0 for s in self.sources}
+        self._collisions: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._down: dict[str, _Down] = {}
         initial = {
             s.name: SourceState(SourceStatus(s.name, s.backend, False, 0.0, 0.0, None), None)
@@ -215,8 +216,9 @@ class Scheduler:
         self._log_state(name, (kind or "error") if reading is None else None, error)
         status = SourceStatus(name, source.backend, reading is not None, now, duration,
                               self._last_success[name], error, kind, self._count[name])
-        fragments = await asyncio.get_running_loop().run_in_executor(
-            RENDER, render_source, status, reading, dict(self._errors[name]), source.config.interval)
+        # on the render pool: at 10k tenants the dedup and the rendering walk tens of thousands of records
+        reading, fragments = await asyncio.get_running_loop().run_in_executor(
+            RENDER, self._render, status, reading, dict(self._errors[name]), source.config.interval)
         state = SourceState(status, reading, fragments)
         if self._home is not None and self._collector is not None:  # threaded: the web loop builds what it reads
             with contextlib.suppress(RuntimeError):  # the web loop has closed: the daemon is stopping
@@ -245,6 +247,23 @@ class Scheduler:
                                                         "down_seconds": round(now - down.since, 1),
                                                         "failures": down.failures})
             down.logged = now
+
+    def _render(self, status: SourceStatus, reading: Reading | None, errors: dict[str, int], interval: float
+                ) -> tuple[Reading | None, dict[str, bytes]]:
+        if reading is not None:
+            reading = self._once(status.name, reading)
+        return reading, render_source(status, reading, errors, interval)
+
+    def _once(self, name: str, reading: Reading) -> Reading:
+        """Every series once (a doubled series is invalid OpenMetrics); collisions logged when they change."""
+        reading = unique_series(reading)
+        if reading.collisions != self._collisions.get(name, ()):
+            self._collisions[name] = reading.collisions
+            if reading.collisions:
+                log.warning("series produced twice, first kept", extra={
+                    "source": name, "count": len(reading.collisions),
+                    "series": [list(c) for c in reading.collisions[:10]]})
+        return reading
 
     def _swap(self, name: str, state: SourceState) -> None:
         if name not in self.snapshot.sources:  # a late hand-over from a source a reload removed

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 Unit = Literal["s", "ms", "us", "ns", "iso", "auto"]
 SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 _MISSING = object()
 # RFC 3339 as Go writes it (NATS, Kubernetes): up to nine fraction digits, which fromisoformat refuses.
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})?$")
@@ -89,17 +90,17 @@ def iso_time(text: str) -> float | None:
     libraries write, never the exporter's local zone); Go's zero time means no time."""
     text = text.strip()
     match = _RFC3339.match(text)
-    if match:
-        base, frac, zone = match.groups()
-        if base.startswith("0001-01-01"):
-            return None
-        stamp = datetime.fromisoformat(base + ("+00:00" if zone in (None, "Z") else zone))
-        return stamp.timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
-    try:
+    try:  # the pattern's shape does not make a date: February 30th or a +25:00 offset is no time
+        if match:
+            base, frac, zone = match.groups()
+            if base.startswith("0001-01-01"):
+                return None
+            stamp = datetime.fromisoformat(base + ("+00:00" if zone in (None, "Z") else zone))
+            return stamp.timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
         stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):
         return None
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
 
 
 def as_time(value: Any) -> float | None:
@@ -127,7 +128,8 @@ def stored_time(raw: str | None, unit: Unit) -> float | None:
     value = float(raw)
     if not math.isfinite(value):
         raise ValueError(f"not a finite time: {raw!r}")
-    return epoch(value) if unit == "auto" else value * SCALE[unit]
+    # divided, not multiplied by SCALE: the same double the Redis ops compute (`plausible` in script.lua)
+    return epoch(value) if unit == "auto" else value / DIVISOR[unit]
 
 
 def iso(ts: float | None, millis: bool = False) -> str | None:

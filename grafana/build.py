@@ -183,7 +183,8 @@ def queue_panels(board: Board, with_queue_var: bool = True) -> None:
               [(f"sum by (source, queue, state) ({sel('jobqueue_jobs', *q)})", "{{source}} {{queue}} {{state}}")])
     board.add("timeseries", "Failed jobs", "Recently failed jobs per queue, as the backend counts them "
               "(jobqueue_failed_jobs).", "short",
-              [(f"max by (source, queue) ({sel('jobqueue_failed_jobs', *q)})", "{{source}} {{queue}}")])
+              [(f"max by (source, tenant, queue) ({sel('jobqueue_failed_jobs', *q)})",
+                "{{source}} {{tenant}} {{queue}}")])
 
 
 def overview() -> Board:
@@ -211,7 +212,8 @@ def overview() -> Board:
             "{{source}} {{tenant}} {{queue}}")], w=8, instant=True, options=BARS)
     b.add("bargauge", "Most failed jobs", "The ten queues with the most recently failed jobs "
           "(jobqueue_failed_jobs).", "short",
-          [(f"topk(10, max by (source, queue) ({sel('jobqueue_failed_jobs')}))", "{{source}} {{queue}}")],
+          [(f"topk(10, max by (source, tenant, queue) ({sel('jobqueue_failed_jobs')}))",
+            "{{source}} {{tenant}} {{queue}}")],
           w=8, instant=True, options=BARS)
     b.add("timeseries", "Waiting items per source", "All waiting items of each source (sum of jobqueue_depth).",
           "short", [(f"sum by (source) ({sel('jobqueue_depth')})", "{{source}}")])
@@ -238,7 +240,8 @@ def redis() -> Board:
     queue_panels(b)
     b.add("timeseries", "Estimated wait (Horizon)", "Estimated wait before a new job starts: ready jobs x average "
           "runtime / processes, Horizon's definition (jobqueue_wait_seconds).", "s",
-          [(f"max by (source, queue) ({sel('jobqueue_wait_seconds', SRC, QUEUE)})", "{{source}} {{queue}}")])
+          [(f"max by (source, tenant, queue) ({sel('jobqueue_wait_seconds', SRC, QUEUE)})",
+            "{{source}} {{tenant}} {{queue}}")])
     b.add("timeseries", "Paused queues", "1 while the queue is paused (jobqueue_queue_paused).", "short",
           [(f"max by (source, tenant, queue) ({sel('jobqueue_queue_paused', SRC, QUEUE)})",
             "{{source}} {{tenant}} {{queue}}")])
@@ -262,6 +265,13 @@ def redis() -> Board:
     b.add("timeseries", "Malformed items", "Queue items the last collection could not parse and skipped "
           "(jobqueue_malformed_items).", "short",
           [(f"max by (source) ({sel('jobqueue_malformed_items', SRC)})", "{{source}}")], w=8)
+    b.add("stat", "Tenants dropped by the cap", "Tenants discovery found but the scan `cap` left out: read by no "
+          "replica (jobqueue_tenants_dropped).", "short",
+          [(f"max by (source) ({sel('jobqueue_tenants_dropped', SRC)})", "{{source}}")], w=8, instant=True,
+          options=STAT)
+    b.add("timeseries", "Series produced twice", "Series two layouts claimed in the last collection, emitted once "
+          "(jobqueue_series_collisions): give the layouts their own `tenant`.", "short",
+          [(f"max by (source) ({sel('jobqueue_series_collisions', SRC)})", "{{source}}")], w=8)
     return b
 
 

@@ -50,7 +50,11 @@ class QueueIndex:
         return self._index.get((tenant, queue))
 
 
-_ACTIVE = frozenset(("active", "reserved", "processing", "wip", "started"))
+# States in which a job is being worked on, as each library names it: Redis libraries (active, reserved,
+# wip, started), generic tables (processing), River and good_job (running), Oban (executing), Solid Queue
+# (claimed), procrastinate (doing), graphile-worker (locked), pgmq (invisible: read, not yet deleted).
+_ACTIVE = frozenset(("active", "reserved", "processing", "wip", "started", "running", "executing", "claimed",
+                     "doing", "locked", "invisible"))
 _DONE = frozenset(("completed", "finished"))
 
 
@@ -67,6 +71,7 @@ class QueueSummary:
     failed_worst: int | None = None
     active: int | None = None
     completed: int | None = None
+    completed_last_hour: int | None = None  # summed over tenants; None when no tenant's backend knows
 
 
 def summarize(reading: Reading, queue: str, tenant: str) -> dict[str, QueueSummary]:
@@ -83,6 +88,8 @@ def summarize(reading: Reading, queue: str, tenant: str) -> dict[str, QueueSumma
         if q.depth > s.worst:
             s.worst, s.worst_tenant = q.depth, q.tenant
         failed = q.failed
+        if q.completed_last_hour is not None:
+            s.completed_last_hour = (s.completed_last_hour or 0) + q.completed_last_hour
         for state, n in q.states:
             if state in _ACTIVE:
                 s.active = (s.active or 0) + n

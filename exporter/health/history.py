@@ -71,14 +71,6 @@ class History:
         """Total depth of a queue at each recorded collection, oldest first."""
         return [d for _, d, _ in self._queues.get((source, tenant, queue), ())]
 
-    def completed_since(self, source: str, tenant: str, queue: str, seconds: float, now: float) -> int | None:
-        """Growth of the completed count over the last `seconds`; None without two observations."""
-        counts = [p[2] for p in self._queues.get((source, tenant, queue), ())
-                  if p[2] is not None and p[0] >= now - seconds]
-        if len(counts) < 2:
-            return None
-        return max(0, counts[-1] - counts[0])
-
     def latencies(self, source: str) -> list[float]:
         return [p.latency for p in self._sources.get(source, ()) if p.latency is not None]
 

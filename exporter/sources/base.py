@@ -6,7 +6,7 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -154,6 +154,32 @@ FAILURE_KINDS = frozenset(k.kind for k in (SourceError, SourceUnreachable, Sourc
 
 JOB_STATES = ("active", "waiting", "failed", "completed")
 MAX_JOB_PAGE = 100
+
+
+@dataclass
+class Retained:
+    """Counts a backend keeps per worker (or consumer), summed so that they never go down when one goes away.
+
+    RQ keeps successful/failed counts in the worker's own hash, which expires with the worker; a NATS
+    consumer's ack floor goes with the consumer. The sum over the live ones would drop each time one
+    exits (and Prometheus would read the drop as a reset, counting the rest again); instead the last
+    counts seen of one that is gone (or that restarted: a count went down) move into `gone`, and the
+    total is gone + live. It is a counter that starts with the exporter (a restart is a counter reset, which
+    rate() handles); jobs a worker finished after the last collection before it vanished are missed.
+    """
+
+    seen: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    gone: tuple[float, ...] = ()
+
+    def total(self, live: dict[str, tuple[float, ...]], width: int) -> tuple[float, ...]:
+        gone = list(self.gone or (0.0,) * width)
+        for name, last in self.seen.items():
+            now = live.get(name)
+            if now is None or any(n < v for n, v in zip(now, last, strict=True)):
+                gone = [g + v for g, v in zip(gone, last, strict=True)]
+        self.seen = dict(live)
+        self.gone = tuple(gone)
+        return tuple(g + sum(v[i] for v in live.values()) for i, g in enumerate(gone))
 
 
 @dataclass(frozen=True, slots=True)

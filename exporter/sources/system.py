@@ -37,28 +37,37 @@ MIN_WINDOW = 0.1  # psutil's advice: CPU samples closer than this are noise
 
 
 class ProcessSpec(Model):
-    """One component: the processes found by exact name, command-line regex, pid file, or the exporter."""
+    """One component: specific processes, found by pid file, by the exporter's own pid, or by the
+    conditions given among `process` (exact name), `cmdline` (regex) and `port` (listens on this TCP
+    port), all of which must hold. `process` alone matches every process of that name on the host:
+    add `port` or `cmdline` to name the instance that serves the system."""
 
     name: Name
     type: str = "process"
     process: str | None = None
     cmdline: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
     pid_file: str | None = None
     own: bool = False
     min_count: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _one_matcher(self) -> ProcessSpec:
-        given = [k for k in ("process", "cmdline", "pid_file") if getattr(self, k) is not None]
-        given += ["own"] if self.own else []
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of process, cmdline, pid_file, own (got {given or 'none'})")
+        scan = [k for k in ("process", "cmdline", "port") if getattr(self, k) is not None]
+        given = [k for k in ("pid_file",) if getattr(self, k) is not None] + (["own"] if self.own else [])
+        if len(given) + bool(scan) != 1:
+            raise ValueError("give pid_file, own, or any of process, cmdline, port "
+                             f"(got {given + scan or 'none'})")
         if self.cmdline is not None:
             try:
                 re.compile(self.cmdline)
             except re.error as err:
                 raise ValueError(f"cmdline regex does not compile: {err}") from err
         return self
+
+    @property
+    def scans(self) -> bool:
+        return self.process is not None or self.cmdline is not None or self.port is not None
 
 
 class SystemConfig(SourceConfig):
@@ -243,15 +252,17 @@ class SystemSource(Source):
         if not specs:
             return []
         result: dict[str, list[tuple[Key, psutil.Process]]] = {s.name: [] for s in specs}
-        scan = [s for s in specs if s.process is not None or s.cmdline is not None]
+        scan = [s for s in specs if s.scans]
         patterns = {s.name: re.compile(s.cmdline) for s in scan if s.cmdline is not None}
+        listeners = _listeners({s.port for s in scan if s.port is not None})
         if scan:
             for proc in psutil.process_iter(["name", "cmdline", "create_time"]):
                 info = proc.info
                 line = " ".join(info.get("cmdline") or [])
                 for spec in scan:
-                    hit = (info.get("name") == spec.process if spec.process is not None
-                           else patterns[spec.name].search(line) is not None)
+                    hit = ((spec.process is None or info.get("name") == spec.process)
+                           and (spec.cmdline is None or patterns[spec.name].search(line) is not None)
+                           and (spec.port is None or proc.pid in listeners.get(spec.port, ())))
                     if hit:
                         result[spec.name].append(self._keyed(spec.name, proc, info.get("create_time")))
         for spec in specs:
@@ -274,6 +285,17 @@ class SystemSource(Source):
     def _keyed(self, name: str, proc: psutil.Process, created: float | None) -> tuple[Key, psutil.Process]:
         key = (proc.pid, created or 0.0)
         return key, self._cache.setdefault(key, (name, proc))[1]
+
+
+def _listeners(ports: set[int]) -> dict[int, set[int]]:
+    """Pids listening on each of `ports` (TCP, any address), from one read of the socket table."""
+    if not ports:
+        return {}
+    out: dict[int, set[int]] = {p: set() for p in ports}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in out and conn.pid is not None:
+            out[conn.laddr.port].add(conn.pid)
+    return out
 
 
 def _read_pid(path: str | None) -> int | None:

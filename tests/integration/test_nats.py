@@ -239,9 +239,12 @@ async def exceed_max_deliveries(jsc: Js, stream: str, consumer: str, messages: i
 
 async def test_dead_letters_counted_from_live_advisories(jsc: Js) -> None:
     stream = await jsc.stream("WORK")
+    await jsc.js.add_consumer(stream, ConsumerConfig(durable_name="calm", max_deliver=5))
     scheduler = scheduler_for(jsc)
     try:
-        await collect(scheduler)  # connects and subscribes
+        first, _ = await collect(scheduler)  # connects and subscribes
+        # every consumer in scope has its series from the first collection, so increase() sees batch one
+        assert first[f'jobqueue_nats_dead_letters{{source="nats",stream="{stream}",consumer="calm"}}'] == 0
         await exceed_max_deliveries(jsc, stream, "flaky", 3)
         labels = f'source="nats",stream="{stream}",consumer="flaky"'
         deadline = time.monotonic() + 10
@@ -253,7 +256,7 @@ async def test_dead_letters_counted_from_live_advisories(jsc: Js) -> None:
             await asyncio.sleep(0.1)
         assert values[f"jobqueue_nats_dead_letters{{{labels}}}"] == 3
         assert details["dead_letters"] == {"mode": "subscribe", "total": 3, "consumers": [
-            {"stream": stream, "consumer": "flaky", "count": 3}]}
+            {"stream": stream, "consumer": "calm", "count": 0}, {"stream": stream, "consumer": "flaky", "count": 3}]}
     finally:
         await scheduler.stop()
 
@@ -309,7 +312,7 @@ async def test_job_and_agent_registries(jsc: Js) -> None:
     q = 'source="nats",tenant="",queue="jobs"'
     assert values[f"jobqueue_depth{{{q}}}"] == 1
     assert values[f'jobqueue_jobs{{{q},state="completed"}}'] == 4
-    assert values['jobqueue_failed_jobs{source="nats",queue="jobs"}'] == 1
+    assert values['jobqueue_failed_jobs{source="nats",tenant="",queue="jobs"}'] == 1
     assert values['jobqueue_malformed_items{source="nats"}'] == 1
     assert details["agents"]["total"] == 3 and details["agents"]["ready"] == 1
     by_host = {a["hostname"]: a for a in details["agents"]["agents"]}
@@ -384,3 +387,30 @@ async def test_missing_capture_stream_fails_the_source_clearly(jsc: Js) -> None:
     status = scheduler.snapshot.sources["nats"].status
     assert (status.up, status.error_kind) == (False, "not_found")
     assert jsc.name("NODLQ") in (status.error or "")
+
+
+async def test_processed_does_not_go_back_when_a_consumer_is_deleted(jsc: Js) -> None:
+    """The stream's processed counter is the consumers' ack floors added up: a deleted consumer's floor
+    stays in it, or the counter would drop and Prometheus would read the drop as a reset (every job
+    the other consumers ever acknowledged counted again by increase())."""
+    jobs = await jsc.stream("GONE", messages=6)
+    for durable, acks in (("a", 3), ("b", 2)):
+        await jsc.js.add_consumer(jobs, ConsumerConfig(durable_name=durable, ack_wait=30))
+        sub = await jsc.js.pull_subscribe(f"{jobs}.>", durable=durable, stream=jobs)
+        for msg in (await sub.fetch(acks, timeout=5))[:acks]:
+            await msg.ack_sync()
+        await sub.unsubscribe()
+    key = f'jobqueue_jobs_processed_total{{source="nats",tenant="",queue="{jobs}"}}'
+    scheduler = scheduler_for(jsc)
+    try:
+        values, _ = await collect(scheduler)
+        assert values[key] == 5
+        await jsc.js.delete_consumer(jobs, "a")
+        values, _ = await collect(scheduler)
+        assert values[key] == 5  # a's 3 kept, b's 2 live
+        assert f'jobqueue_nats_consumer_acked_total{{source="nats",stream="{jobs}",consumer="a"}}' not in values
+        await jsc.js.delete_consumer(jobs, "b")  # no consumer left: the stream still counts what was done
+        values, _ = await collect(scheduler)
+        assert values[key] == 5
+    finally:
+        await scheduler.stop()

@@ -261,8 +261,8 @@ async def test_failing_presets_leave_the_rest_exported(dsn: str, make_scheduler:
     body = """    queues:
       - {preset: generic, name: media, table: media, waiting: [processing], other: [done], enqueued_column: id,
          enqueued_unit: s}
-      - {preset: generic, name: denied, table: jobs, waiting: [new]}
-      - {preset: generic, name: slow, table: slow_jobs, waiting: [processing], timeout: 200ms}
+      - {preset: generic, name: denied, table: jobs, waiting: [new], queue: denied}
+      - {preset: generic, name: slow, table: slow_jobs, waiting: [processing], timeout: 200ms, queue: slow}
 """
     try:
         scheduler = make_scheduler(pg(dsn.replace("postgres@", f"{role}@"), body))

@@ -98,7 +98,7 @@ async def test_down_at_start_then_started(cluster: PgCluster, make_scheduler: Ca
     await scheduler.collect_once()
     values = samples(scheduler)
     assert (values[UP], values[DEPTH], values[CHECK], values[UNREACHABLE]) == (1, 2, 3, 1)
-    assert values['jobqueue_failed_jobs{source="pg",queue="default"}'] == 1
+    assert values['jobqueue_failed_jobs{source="pg",tenant="",queue="default"}'] == 1
     assert values['jobqueue_oldest_timestamp_seconds{source="pg",tenant="",queue="default"}'] == 1767225600
 
 

@@ -71,9 +71,13 @@ def series(reading: Reading, metric: str) -> dict[tuple[str, ...], float]:
 
 
 def finished(reading: Reading) -> dict[str, dict[str, object]]:
-    """`details.finished` by queue, without the query and tenant (one library per test)."""
-    return {f["queue"]: {k: v for k, v in f.items() if k not in ("queue", "query", "tenant")}
-            for f in reading.details.get("finished", [])}
+    """The `jobqueue_jobs_finished_window` series by queue as {window_seconds, outcome: n} (one library
+    per test, no tenant)."""
+    out: dict[str, dict[str, object]] = {}
+    for (tenant, queue, outcome, window), n in series(reading, "jobqueue_jobs_finished_window").items():
+        assert tenant == ""
+        out.setdefault(queue, {"window_seconds": float(window.removesuffix("s"))})[outcome] = n
+    return out
 
 
 def query_error(reading: Reading, name: str) -> str | None:
@@ -181,9 +185,11 @@ async def test_pg_boss_10_real_library(dsn: str) -> None:
     reports = value(dsn, "SELECT extract(epoch FROM min(created_on))::float8 FROM pgboss.job "
                          "WHERE name = 'reports' AND state = 'created'")
     assert by_queue(reading.queues) == {
-        "emails": QueueStats("emails", 2, "", oldest, jobs(2, 0, 1, 1), None),  # type: ignore[arg-type]
-        "idle": QueueStats("idle", 0, "", None, jobs(0, 0, 0, 0), None),
-        "reports": QueueStats("reports", 1, "", reports, jobs(1, 0, 0, 0), None),  # type: ignore[arg-type]
+        "emails": QueueStats("emails", 2, "", oldest, jobs(2, 0, 1, 1), None,  # type: ignore[arg-type]
+                             completed_last_hour=0),
+        "idle": QueueStats("idle", 0, "", None, jobs(0, 0, 0, 0), None, completed_last_hour=0),
+        "reports": QueueStats("reports", 1, "", reports, jobs(1, 0, 0, 0), None,  # type: ignore[arg-type]
+                              completed_last_hour=1),
     }
     window = {"window_seconds": 3600.0, "completed": 0, "failed": 0, "cancelled": 0}
     assert finished(reading) == {"emails": window, "idle": window, "reports": {**window, "completed": 1, "failed": 1}}
@@ -193,7 +199,7 @@ async def test_pg_boss_10_real_library(dsn: str) -> None:
     assert by_queue(history.queues)["reports"] == QueueStats("reports", 1, "", reports, (  # type: ignore[arg-type]
         ("created", 1), ("retry", 0), ("deferred", 0), ("active", 0), ("completed", 1), ("cancelled", 0),
         ("failed", 1)), 1)
-    assert "finished" not in history.details and not series(history, "jobqueue_jobs_finished_window")
+    assert "finished" not in history.details and not finished(history)
 
 
 async def test_pg_boss_12_flows_and_start_after(dsn: str) -> None:
@@ -213,9 +219,11 @@ async def test_pg_boss_12_flows_and_start_after(dsn: str) -> None:
     parent = value(dsn, "SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job "
                         f"WHERE id = '{ids['refs']['parent']}'")  # type: ignore[index]
     assert by_queue(reading.queues) == {
-        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 0, 0), None),
-        "emails": QueueStats("emails", 2, "", ready, jobs(2, 0, 0, 1, 0), None),  # type: ignore[arg-type]
-        "flows": QueueStats("flows", 1, "", parent, jobs(1, 0, 1, 0, 0), None),  # type: ignore[arg-type]
+        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 0, 0), None, completed_last_hour=1),
+        "emails": QueueStats("emails", 2, "", ready, jobs(2, 0, 0, 1, 0), None,  # type: ignore[arg-type]
+                             completed_last_hour=0),
+        "flows": QueueStats("flows", 1, "", parent, jobs(1, 0, 1, 0, 0), None,  # type: ignore[arg-type]
+                            completed_last_hour=0),
     }
     assert finished(reading)["done"] == {"window_seconds": 3600.0, "completed": 1, "failed": 0, "cancelled": 0}
 
@@ -250,7 +258,7 @@ async def test_graphile_worker_real_library(dsn: str) -> None:
         "mail": (1, (("ready", 1), ("scheduled", 0), ("retry", 0), ("locked", 1), ("failed", 0))),
     }
     assert series(by_name, "jobqueue_workers") == {("", "", "busy"): 1}
-    assert "finished" not in by_name.details  # graphile-worker deletes completed jobs
+    assert "finished" not in by_name.details and not finished(by_name)  # graphile-worker deletes completed jobs
 
 
 async def test_procrastinate_real_library_and_worker(dsn: str) -> None:
@@ -339,9 +347,9 @@ INSERT INTO river.river_queue (name, paused_at) VALUES ('default', NULL), ('bulk
         return tuple(zip(RIVER_STATES, counts, strict=True))
 
     assert by_queue(reading.queues) == {
-        "bulk": QueueStats("bulk", 0, "", None, jobs(0, 0, 2, 1, 0, 0), None, None, True),
-        "default": QueueStats("default", 2, "", 1767225600.0, jobs(2, 0, 0, 1, 1, 1), None, None, False),
-        "idle": QueueStats("idle", 0, "", None, jobs(0, 0, 0, 0, 0, 0), None, None, False),
+        "bulk": QueueStats("bulk", 0, "", None, jobs(0, 0, 2, 1, 0, 0), None, None, True, 1),
+        "default": QueueStats("default", 2, "", 1767225600.0, jobs(2, 0, 0, 1, 1, 1), None, None, False, 0),
+        "idle": QueueStats("idle", 0, "", None, jobs(0, 0, 0, 0, 0, 0), None, None, False, 0),
     }
     window = {"window_seconds": 3600.0, "completed": 0, "failed": 0, "cancelled": 0}
     assert finished(reading) == {"bulk": {**window, "completed": 1, "cancelled": 1}, "default": {**window, "failed": 1},
@@ -355,6 +363,11 @@ INSERT INTO river.river_queue (name, paused_at) VALUES ('default', NULL), ('bulk
     assert by_queue(history.queues)["bulk"].states == (*jobs(0, 0, 1, 2, 0, 0), ("completed", 1), ("cancelled", 1),
                                                        ("discarded", 0))
     assert by_queue(history.queues)["default"].failed == 2
+    # a window other than 3600 s is not "the last hour": its counts are series, completed_last_hour stays null
+    wide = await collect(dsn, "    queues:\n      - preset: river\n        schema: river\n"
+                              "        finished_window: 3h\n")
+    assert {q.queue: q.completed_last_hour for q in wide.queues} == {"bulk": None, "default": None, "idle": None}
+    assert finished(wide)["default"] == {"window_seconds": 10800.0, "completed": 0, "failed": 2, "cancelled": 0}
 
 
 async def test_river_before_migration_004_is_refused(dsn: str) -> None:
@@ -408,7 +421,7 @@ INSERT INTO oban.oban_jobs (worker, queue, state, scheduled_at, discarded_at) VA
     def jobs(*counts: int) -> tuple[tuple[str, int], ...]:
         return tuple(zip(OBAN_STATES, counts, strict=True))
 
-    assert by_queue(reading.queues) == {
+    assert by_queue(reading.queues) == {  # completed_last_hour None: Oban indexes no completion time
         "mailers": QueueStats("mailers", 2, "", 1767225600.0, jobs(2, 0, 0, 1, 0, 0), None),
         "reports": QueueStats("reports", 0, "", None, jobs(0, 1, 1, 0, 0, 0), None),
     }
@@ -458,9 +471,10 @@ VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NUL
     reading = await collect(dsn, "    queues:\n      - preset: good_job\n        schema: gj\n")
     live = (("queued", 2), ("scheduled", 1), ("retried", 1), ("running", 1))
     assert by_queue(reading.queues) == {
-        "default": QueueStats("default", 2, "", 1767225600.0, live, None),
+        "default": QueueStats("default", 2, "", 1767225600.0, live, None, completed_last_hour=0),
+        # seen only by the finished window (no live job): one series, with its completions of the hour
         "mail": QueueStats("mail", 0, "", None, (("queued", 0), ("scheduled", 0), ("retried", 0), ("running", 0)),
-                           None),
+                           None, completed_last_hour=1),
     }
     assert finished(reading) == {"default": {"window_seconds": 3600.0, "completed": 0, "failed": 0},
                                  "mail": {"window_seconds": 3600.0, "completed": 1, "failed": 1}}
@@ -468,7 +482,7 @@ VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NUL
     history = await collect(dsn, "    queues:\n      - preset: good_job\n        schema: gj\n"
                                  "        count_finished: true\n")
     assert by_queue(history.queues)["default"] == QueueStats("default", 2, "", 1767225600.0, (
-        *live, ("succeeded", 1), ("discarded", 1)), 1)
+        *live, ("succeeded", 1), ("discarded", 1)), 1, completed_last_hour=0)
 
 
 async def test_good_job_without_executions_count_is_refused(dsn: str) -> None:
@@ -508,9 +522,9 @@ INSERT INTO sq.solid_queue_pauses (queue_name, created_at) VALUES ('mail', now()
     assert by_queue(reading.queues) == {
         "default": QueueStats("default", 2, "", 1767225600.0, (("ready", 2), ("scheduled", 0), ("overdue", 0),
                                                                  ("claimed", 2), ("blocked", 0), ("failed", 0)), 0,
-                              None, False),
+                              None, False, 1),
         "mail": QueueStats("mail", 0, "", None, (("ready", 0), ("scheduled", 1), ("overdue", 1), ("claimed", 0),
-                                                   ("blocked", 1), ("failed", 1)), 1, None, True),
+                                                   ("blocked", 1), ("failed", 1)), 1, None, True, 0),
     }
     assert finished(reading) == {"default": {"window_seconds": 3600.0, "completed": 1, "failed": 0},
                                  "mail": {"window_seconds": 3600.0, "completed": 0, "failed": 1}}

@@ -298,6 +298,27 @@ async def test_horizon_processes_throughput_and_runtime(mode: str, redis_client:
     assert got["jobqueue_worker_busy_slots"] == {}
 
 
+async def test_horizon_snapshot_leaves_a_measured_queue_at_zero(mode: str, redis_client: redis.Redis,
+                                                                 prefix: str) -> None:
+    """`horizon:snapshot` reads and DELetes each measured queue's metrics hash (RedisMetricsRepository
+    `baseSnapshotData`) and keeps the queue in `measured_queues`; Horizon then reads its throughput as 0
+    (`throughputFor`: `(int) hget`). The series stays at 0 instead of vanishing every snapshot until the
+    queue's next job, which is exactly when "nothing processed while jobs wait" must be seen."""
+    from tests.support.redis_libs import seed_horizon, seed_laravel
+
+    hp = f"{prefix}horizon:"
+    seed_laravel(redis_client, prefix, "idle", [int(NOW) - 30], delayed=0, reserved=0)
+    seed_horizon(redis_client, hp, [("m", "running", NOW - 1)], [("m:s1", "m", NOW - 2, {"redis:default": 1})],
+                 {"default": 250.0}, [], [])
+    redis_client.sadd(f"{hp}measured_queues", f"{hp}queue:idle")  # measured once; its hash taken by a snapshot
+    queues = [{"layout": "horizon", "prefix": prefix, "horizon_prefix": hp}]
+    reading = await collect(REDIS_URL, queues, mode)
+    assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+    got = flow_of(reading)
+    assert got["jobqueue_jobs_processed"] == {("", "default"): 10, ("", "idle"): 0}
+    assert got["jobqueue_job_runtime_seconds"] == {("", "default"): 0.25}  # no job since: no runtime, not 0
+
+
 # ------------------------------------------------------------------------------------------ Celery
 
 
@@ -403,3 +424,48 @@ async def test_counts_that_are_not_numbers_are_malformed_and_skipped(mode: str, 
     assert (got["jobqueue_jobs_processed"], got["jobqueue_jobs_failed"]) == ({}, {})
     assert got["jobqueue_workers"][("", "default", "idle")] == 1  # the readable process still counts
     assert reading.malformed == 3
+
+
+async def test_celery_listener_that_ended_is_started_again(redis_client: redis.Redis, prefix: str) -> None:
+    """A listener task that ended on an error it did not expect is started again by the next collection:
+    otherwise the counters freeze at their last value (a stale number that looks fresh) and every
+    worker expires, for the life of the process."""
+    import asyncio
+    import base64
+
+    queues = [{"layout": "celery", "queues": ["flow"], "global_keyprefix": prefix, "events": True}]
+    source = make_source(REDIS_URL, queues, "pipeline", now=None)
+    listener = next(iter(source._listeners.values()))
+    channel = listener.channels[0]  # worker.heartbeat
+
+    def beat(host: str) -> None:
+        body = json.dumps({"type": "worker-heartbeat", "hostname": host, "freq": 60, "active": 0}).encode()
+        redis_client.publish(channel, json.dumps({"body": base64.b64encode(body).decode(),
+                                                  "properties": {"body_encoding": "base64"}}))
+
+    async def live_after(host: str) -> dict[str, dict[tuple[str, ...], float]]:
+        for _ in range(100):  # bounded: the listener subscribes on its own time
+            beat(host)
+            got = flow_of(await source.collect())
+            if got["jobqueue_workers"].get(("", "", "idle")) == (1 if host == "w1" else 2):
+                return got
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{host} never heard")
+
+    def broken(data: Any, received: float) -> None:
+        raise RuntimeError("a bug in handling one message")
+
+    try:
+        await live_after("w1")
+        listener.handle = broken  # type: ignore[method-assign]  # the next message ends the task
+        beat("w1")
+        for _ in range(100):
+            if source._listening is not None and source._listening.done():
+                break
+            await asyncio.sleep(0.05)
+        assert source._listening is not None and source._listening.done()
+        del listener.handle
+        got = await live_after("w2")
+        assert got["jobqueue_workers"] == {("", "", "busy"): 0, ("", "", "idle"): 2}
+    finally:
+        await source.close()

@@ -106,6 +106,38 @@ async def test_missing_key_is_depth_zero_and_wrong_type_is_not_fatal(
     assert r.malformed == 1  # the string where a list should be
 
 
+async def test_implausible_timestamps_counted_and_skipped(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    """Before 2000, past the allowed skew, 1e300, NaN: counted as malformed and skipped in the op (Lua and
+    pipeline alike), so the next usable item gives the age."""
+    bad = [{"ts": NOW + 3600}, {"ts": 1e300}, {"ts": 12}, {"ts": "NaN"}, {"ts": (NOW - 100) * 1000}]
+    key = f"{prefix}q"
+    redis_client.rpush(key, *(json.dumps(b) for b in bad), json.dumps({"ts": NOW - 20}))
+    q = {"layout": "list", "name": "q", "key": key, "timestamp_field": "ts"}
+    r = await read(mode, [{**q, "timestamp_unit": "s"}])
+    # under `s` the millisecond item is a time in the year 55000: skipped too
+    assert ([(x.depth, x.oldest_timestamp) for x in r.queues], r.malformed) == ([(6, NOW - 20)], 5)
+    r = await read(mode, [q])  # default `auto`: the millisecond item is read by its magnitude
+    assert ([(x.depth, x.oldest_timestamp) for x in r.queues], r.malformed) == ([(6, NOW - 100)], 4)
+    r = await read(mode, [{**q, "future_skew": "2h"}])  # a wider skew accepts the item an hour ahead
+    assert ([x.oldest_timestamp for x in r.queues], r.malformed) == ([NOW + 3600], 0)
+    # a sorted set's first member (no scan): an implausible score is counted, no age
+    redis_client.zadd(f"{prefix}z", {"a": 5, "b": NOW - 3})
+    r = await read(mode, [{"layout": "zset", "name": "z", "key": f"{prefix}z"}])
+    assert ([(x.depth, x.oldest_timestamp) for x in r.queues], r.malformed) == ([(2, None)], 1)
+
+
+async def test_auto_unit_tells_seconds_from_milli_micro_and_nanoseconds(mode: str, redis_client: redis.Redis,
+                                                                        prefix: str) -> None:
+    scale = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
+    queues = []
+    for unit, factor in scale.items():
+        redis_client.rpush(f"{prefix}{unit}", json.dumps({"ts": int((NOW - 30) * factor)}))
+        queues.append({"layout": "list", "name": unit, "key": f"{prefix}{unit}", "timestamp_field": "ts"})
+    r = await read(mode, queues)
+    assert {x.queue: x.oldest_timestamp for x in r.queues} == {u: NOW - 30 for u in scale}
+    assert r.malformed == 0
+
+
 # ------------------------------------------------------------------------------------ sorted set
 
 
@@ -138,13 +170,62 @@ async def test_stream_age_pending_lag_and_null_lag(mode: str, redis_client: redi
     redis_client.xgroup_create(key, "tail", id="$")
     r = await read(mode, [{"layout": "stream", "name": "s", "key": key}])
     q = by_queue(r)["s"]
-    assert (q.depth, q.oldest_timestamp, q.states) == (5, base / 1000, (("pending", 5),))
+    # holey's lag is unknown: XLEN (5) bounds the depth; holey was handed ids 0-1, so the oldest entry
+    # not yet delivered to some group is ids[2] (ids[3] is gone)
+    assert (q.depth, q.oldest_timestamp, q.states) == (5, base / 1000 + 2, (("pending", 5),))
     assert samples_of(r, "jobqueue_stream_group_pending") == {
         ("", "s", "fast"): 3, ("", "s", "holey"): 2, ("", "s", "tail"): 0}
     raw = {g["name"]: g["lag"] for g in redis_client.xinfo_groups(key)}
     assert raw == {"fast": 1, "holey": None, "tail": 0}
     # NULL lag: no series at all, never a made-up 0
     assert samples_of(r, "jobqueue_stream_group_lag") == {("", "s", "fast"): 1, ("", "s", "tail"): 0}
+
+
+async def test_stream_depth_is_the_largest_lag_and_age_the_oldest_undelivered(
+        mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    key = f"{prefix}stream"
+    base = int(NOW * 1000) - 90_000
+    ids = [redis_client.xadd(key, {"n": str(i)}, id=f"{base + i * 1000}-0") for i in range(6)]
+    redis_client.xgroup_create(key, "fast", id="0")
+    redis_client.xgroup_create(key, "slow", id="0")
+    redis_client.xreadgroup("fast", "c1", {key: ">"}, count=5)
+    redis_client.xreadgroup("slow", "c1", {key: ">"}, count=2)  # slow lags by 4: ids[2] waits longest
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": key}])
+    q = by_queue(r)["s"]
+    assert (q.depth, q.oldest_timestamp, q.states) == (4, base / 1000 + 2, (("pending", 7),))
+    assert samples_of(r, "jobqueue_stream_group_lag") == {("", "s", "fast"): 1, ("", "s", "slow"): 4}
+    assert ids
+
+
+async def test_drained_stream_has_depth_zero_and_no_oldest(mode: str, redis_client: redis.Redis, prefix: str
+                                                           ) -> None:
+    """Every entry delivered and acknowledged: nothing waits, whatever XLEN says (JobQueueStuck must
+    not fire on a healthy consumer)."""
+    key = f"{prefix}stream"
+    ids = [redis_client.xadd(key, {"n": str(i)}, id=f"{int(NOW * 1000) - 60_000 + i}-0") for i in range(4)]
+    redis_client.xgroup_create(key, "workers", id="0")
+    redis_client.xreadgroup("workers", "c1", {key: ">"}, count=10)
+    redis_client.xack(key, "workers", *ids)
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": key}])
+    q = by_queue(r)["s"]
+    assert redis_client.xlen(key) == 4
+    assert (q.depth, q.oldest_timestamp, q.states) == (0, None, (("pending", 0),))
+    assert samples_of(r, "jobqueue_stream_group_lag") == {("", "s", "workers"): 0}
+    # delivered but not acknowledged: still not waiting, but pending
+    more = redis_client.xadd(key, {"n": "x"}, id=f"{int(NOW * 1000) - 1000}-0")
+    redis_client.xreadgroup("workers", "c1", {key: ">"}, count=10)
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": key}])
+    assert (by_queue(r)["s"].depth, by_queue(r)["s"].oldest_timestamp) == (0, None)
+    assert samples_of(r, "jobqueue_stream_group_pending") == {("", "s", "workers"): 1} and more
+
+
+async def test_stream_with_no_group_keeps_length_and_first_entry(mode: str, redis_client: redis.Redis,
+                                                                 prefix: str) -> None:
+    redis_client.xadd(f"{prefix}s", {"a": "1"}, id="1699999990000-0")
+    redis_client.xadd(f"{prefix}s", {"a": "2"}, id="1699999995000-0")
+    r = await read(mode, [{"layout": "stream", "name": "s", "key": f"{prefix}s"}])
+    q = by_queue(r)["s"]
+    assert (q.depth, q.oldest_timestamp, q.states, r.samples) == (2, 1_699_999_990.0, (), ())
 
 
 async def test_stream_without_groups(mode: str, redis_client: redis.Redis, prefix: str) -> None:
@@ -223,6 +304,21 @@ async def test_horizon_configured_queue_without_supervisors(mode: str, redis_cli
     r = await read(mode, [{"layout": "horizon", "prefix": app, "horizon_prefix": hp, "queues": ["reports"]}])
     q = by_queue(r)["reports"]
     assert (q.depth, q.oldest_timestamp, q.wait_seconds) == (4, NOW - 8, 10)  # no processes: 4 x 2.5 s
+
+
+async def test_horizon_completed_last_hour_from_its_snapshots(mode: str, redis_client: redis.Redis,
+                                                               prefix: str) -> None:
+    """`horizon:snapshot` (RedisMetricsRepository::snapshot) ZADDs {throughput, runtime, wait, time} per
+    queue and resets the live counter: the hour is the snapshots in it plus the live counter; a queue
+    with no snapshot in the hour has an unknown count (null), never 0."""
+    app, hp = f"{prefix}db-", f"{prefix}hz:"
+    for at, throughput in ((NOW - 4000, 99), (NOW - 1800, 30), (NOW - 300, 10)):
+        member = json.dumps({"throughput": throughput, "runtime": 120.5, "wait": 0, "time": int(at)})
+        redis_client.zadd(f"{hp}snapshot:queue:mail", {member: int(at)})
+    redis_client.hset(f"{hp}queue:mail", mapping={"throughput": "5", "runtime": "120.5"})
+    redis_client.hset(f"{hp}queue:idle", mapping={"throughput": "500", "runtime": "10"})  # never snapshotted
+    r = await read(mode, [{"layout": "horizon", "prefix": app, "horizon_prefix": hp, "queues": ["mail", "idle"]}])
+    assert {q.queue: q.completed_last_hour for q in r.queues} == {"mail": 45, "idle": None}
 
 
 # --------------------------------------------------------------------------------------- Sidekiq

@@ -8,6 +8,7 @@ shared Redis under the test's prefix.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ from tests.support.redis_libs import (
     by_queue,
     collect,
     comparable,
+    complete_bullmq,
     samples_of,
     seed_bullmq,
     seed_celery,
@@ -45,8 +47,10 @@ def rq_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisS
 
 async def test_rq_real_enqueue_and_registries(mode: str, rq_server: tuple[RedisServer, dict]) -> None:
     server, rq_view = rq_server
-    reading = await collect(server.url, [{"layout": "rq"}], mode)  # queues discovered from rq:queues
-    other = await collect(server.url, [{"layout": "rq"}], "pipeline" if mode == "lua" else "lua")
+    # queues discovered from rq:queues; the real clock, since RQ stamped the jobs with it (a time
+    # after the source's clock would be implausible)
+    reading = await collect(server.url, [{"layout": "rq"}], mode, now=None)
+    other = await collect(server.url, [{"layout": "rq"}], "pipeline" if mode == "lua" else "lua", now=None)
     assert comparable(reading) == comparable(other)
     queues = by_queue(reading)
     assert sorted(queues) == ["mail", "mail-parked"]
@@ -106,6 +110,22 @@ async def test_bullmq_v6(mode: str, redis_client: redis.Redis, prefix: str) -> N
     assert report["queues"]["held"]["paused"] is True
     assert (got["none"].depth, got["none"].oldest_timestamp, got["none"].paused) == (0, None, False)
     assert reading.malformed == 0
+
+
+async def test_bullmq_completed_last_hour_with_and_without_remove_on_complete(
+        mode: str, redis_client: redis.Redis, prefix: str) -> None:
+    """Real BullMQ Workers finish 7 jobs per queue: kept in the completed set (scores = finishedOn),
+    removed on completion but counted by BullMQ's worker metrics, removed with no metrics (unknown)."""
+    bull_prefix = prefix.rstrip(":")
+    report = complete_bullmq(REDIS_URL, bull_prefix, 7)
+    assert report == {"kept": {"completed": 7}, "dropped": {"completed": 0, "metrics": 7}, "blind": {"completed": 0}}
+    queues = [{"layout": "bullmq", "prefix": bull_prefix, "queues": ["kept", "dropped", "blind"]}]
+    reading = await collect(REDIS_URL, queues, mode, now=None)  # BullMQ stamped the jobs with the real clock
+    got = {q.queue: q.completed_last_hour for q in reading.queues}
+    assert got == {"kept": 7, "dropped": 7, "blind": None}
+    # an hour later nothing of it is recent: the set's scores and the metrics' minute both say 0
+    later = await collect(REDIS_URL, queues, mode, now=time.time() + 3700)
+    assert {q.queue: q.completed_last_hour for q in later.queues} == {"kept": 0, "dropped": 0, "blind": None}
 
 
 async def test_bullmq_v5_paused_list_still_counts(mode: str, redis_client: redis.Redis, prefix: str) -> None:

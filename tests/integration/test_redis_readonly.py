@@ -39,12 +39,18 @@ QUEUES = """
       - {layout: list, name: events, key: "tenant_{tenant}:events", timestamp_field: ts}
       - {layout: zset, name: sched, key: zq}
       - {layout: stream, name: stream, key: sq}
-      - {layout: laravel, prefix: "app_database_", queues: [default]}
       - {layout: horizon, prefix: "app_database_", horizon_prefix: "app_horizon:"}
-      - {layout: sidekiq, prefix: "sk:"}
+      - {layout: sidekiq, prefix: "sk:", tenant: sk}
       - {layout: rq}
       - {layout: celery, queues: [celery], events: true}
       - {layout: bullmq, queues: [work]}
+      - {layout: arq}
+      - {layout: dramatiq, queues: [jobs]}
+      - {layout: huey}
+      - {layout: saq, queues: [sq]}
+      - {layout: taskiq}
+      - {layout: taskiq, broker: stream, queues: [tq]}
+      - {layout: beequeue, queues: [bw]}
     tenants:
       scan: {match: "tenant_*:events", regex: "^tenant_(?P<tenant>[^:]+):"}
 """
@@ -68,9 +74,28 @@ def seed(conn: redis.Redis) -> None:
     conn.sadd("rq:queues", "rq:queue:mail")
     conn.rpush("rq:queue:mail", "j1")
     conn.hset("rq:job:j1", "enqueued_at", "2023-11-14T22:13:10.000000Z")
+    # a live RQ worker as worker_registration.register and Worker.heartbeat leave it (rq/worker/base.py)
+    conn.sadd("rq:workers", "rq:worker:w1")
+    conn.hset("rq:worker:w1", mapping={"state": "idle", "queues": "mail", "successful_job_count": 1,
+                                       "failed_job_count": 1, "total_working_time": 0.5,
+                                       "last_heartbeat": "2023-11-14T22:13:10.000000Z"})
     conn.lpush("celery", "{}")
     conn.hset("bull:work:1", "timestamp", str(int(NOW * 1000) - 3000))
     conn.lpush("bull:work:wait", "1")
+    ms = int(NOW * 1000)
+    conn.zadd("arq:queue", {"j1": ms - 4000})
+    conn.set("arq:queue:health-check", "Nov-14 22:13:16 j_complete=1 j_failed=0 j_retried=0 j_ongoing=0 queued=1")
+    conn.rpush("dramatiq:jobs", "m1")
+    conn.hset("dramatiq:jobs.msgs", "m1", json.dumps({"message_timestamp": ms - 5000}))
+    conn.lpush("huey.redis.huey", b"\x80\x04pickle")
+    conn.rpush("saq:sq:queued", "saq:job:sq:k")
+    conn.set("saq:job:sq:k", json.dumps({"queued": ms - 6000}))
+    conn.zadd("saq:sq:stats", {"saq:sq:worker_info:w": 4e12})
+    conn.set("saq:sq:worker_info:w", json.dumps({"stats": {"complete": 1, "failed": 0}}))
+    conn.lpush("taskiq", "{}")
+    conn.xadd("tq", {"data": "{}"})
+    conn.lpush("bq:bw:waiting", "1")
+    conn.hset("bq:bw:jobs", "1", json.dumps({"options": {"timestamp": ms - 7000}}))
 
 
 def celery_event(event: dict[str, Any]) -> str:
@@ -147,6 +172,16 @@ sources:
                                                                      "active": 0, "hostname": "w1@h"}))
         await asyncio.sleep(0.1)
         await scheduler.collect_once()
+    # every listener now subscribed: one task that succeeded, as a worker announces it
+    deadline = time.monotonic() + 60
+    for kind, event in (("received", {"name": "tasks.add"}), ("succeeded", {"runtime": 0.5})):
+        admin.publish(f"/0.celeryev/task.{kind}", celery_event({"type": f"task-{kind}", "uuid": "u1",
+                                                                "hostname": "w1@h", **event}))
+    while not all(samples(scheduler).get(f'jobqueue_celery_tasks_total{{source="{s}",tenant="",task="tasks.add",'
+                                         'outcome="succeeded"}') == 1 for s in ("lua", "fallback", "default")):
+        assert time.monotonic() < deadline, samples(scheduler)
+        await asyncio.sleep(0.1)
+        await scheduler.collect_once()
     assert [s.runner.used for s in scheduler.sources] == ["lua", "pipeline", "pipeline"]
     states = scheduler.snapshot.sources
     assert [states[n].status.up for n in ("lua", "fallback", "default")] == [True, True, True]
@@ -158,13 +193,22 @@ sources:
         assert got[f'jobqueue_depth{{source="{src}",tenant="a",queue="events"}}'] == 2
         assert got[f'jobqueue_oldest_age_seconds{{source="{src}",tenant="",queue="default"}}'] > 0
         assert got[f'jobqueue_source_up{{source="{src}",backend="redis"}}'] == 1
-        # flow and workers: Sidekiq's counters, RQ's, BullMQ's connected workers (none here)
+        # flow and workers: Sidekiq's counters (its own app, tenant "sk"); RQ's (2) and Celery's (1)
+        # library-wide counts add up under queue ""; RQ's live worker; BullMQ's connected workers (none)
+        assert got[f'jobqueue_jobs_processed_total{{source="{src}",tenant="sk",queue=""}}'] == 3
         assert got[f'jobqueue_jobs_processed_total{{source="{src}",tenant="",queue=""}}'] == 3
+        assert got[f'jobqueue_jobs_failed_total{{source="{src}",tenant="",queue=""}}'] == 1
+        assert got[f'jobqueue_workers{{source="{src}",tenant="",queue="mail",state="idle"}}'] == 1
         assert got[f'jobqueue_workers{{source="{src}",tenant="",queue="work",state="unknown"}}'] == 0
-    # in layout order; `default` three times: Laravel, Horizon (same list) and Sidekiq's queue:default
+        assert got[f'jobqueue_series_collisions{{source="{src}"}}'] == 0
+    # in layout order, each series once: Horizon reads Laravel's `default`; Sidekiq's is its own app's
+    # (tenant "sk"); the stream's one entry is delivered to its group, so nothing waits there
     depths = [(q.queue, q.depth) for q in a.queues if q.tenant == ""]
-    assert depths == [("sched", 1), ("stream", 1), ("default", 1), ("default", 1), ("default", 1), ("mail", 1),
-                      ("celery", 1), ("work", 1)]
+    assert depths == [("sched", 1), ("stream", 0), ("default", 1), ("mail", 1), ("celery", 1), ("work", 1),
+                      ("arq:queue", 1), ("jobs", 1), ("huey", 1), ("sq", 1), ("taskiq", 1), ("tq", 1), ("bw", 1)]
+    assert [(q.queue, q.depth) for q in a.queues if q.tenant == "sk"] == [("default", 1)]
+    assert a.collisions == ()
+    assert a.malformed == 0
 
     ran = commands_run(admin)
     assert ran["eval_ro"]["calls"] >= 1 and ran["evalsha_ro"]["calls"] >= 1
@@ -174,8 +218,8 @@ sources:
     # HELLO: redis-py's protocol negotiation; AUTH: the lean pipeline connection's login. Neither touches data.
     assert set(ran) - {"hello", "auth"} == {
         "client|setname", "ping", "eval_ro", "evalsha_ro", "scan", "type", "smembers", "llen", "lindex", "lrange",
-        "hget", "hgetall", "hlen", "zcard", "zcount", "zrange", "zrevrange", "xlen", "xrange", "xinfo|groups",
-        "get", "client|list", "subscribe"}
+        "exists", "get", "hget", "hgetall", "hlen", "scard", "zcard", "zcount", "zrange", "zrangebyscore", "zrevrange",
+        "xlen", "xrange", "xinfo|groups", "client|list", "subscribe"}
     denied = [e for e in admin.execute_command("ACL", "LOG") if b"eval_ro" not in _entry(e).get(b"object", b"")]
     assert denied == []  # the only thing ever refused is EVAL_RO for the user without scripts
     assert dump(admin) == before

@@ -65,7 +65,9 @@ def seed(client: redis.Redis, prefix: str, now: float) -> None:
             "timestamp": int((now - 3600) * 1000), "finishedOn": int((now - 100 + i) * 1000), "attemptsMade": 3,
             "failedReason": "SMTP connection timeout",
             "stacktrace": json.dumps(["Error: SMTP connection timeout\n at x"])})
-    pipe.zadd(f"{base}:bulk:completed", {f"c{i}": now - 50 for i in range(5)})
+    # BullMQ scores the completed set with finishedOn in ms: 5 within the hour, 2 from two hours ago
+    pipe.zadd(f"{base}:bulk:completed", {f"c{i}": (now - 50) * 1000 for i in range(5)})
+    pipe.zadd(f"{base}:bulk:completed", {f"old{i}": (now - 7200) * 1000 for i in range(2)})
     pipe.execute()
 
 
@@ -77,16 +79,18 @@ async def test_queues_list_with_thresholds_and_completed_last_hour(redis_client:
     now = time.time()
     seed(redis_client, prefix, now)
     async with serve(config("redis://127.0.0.1:6379/0", prefix), ENV) as (client, scheduler):
-        redis_client.zadd(f"{prefix}bull:bulk:completed", {f"c{i}": now for i in range(5, 8)})
+        redis_client.zadd(f"{prefix}bull:bulk:completed", {f"c{i}": now * 1000 for i in range(5, 8)})
         await scheduler.collect_once()
+        # completions in the last 3600 s from the finish times; null where no completed job is kept
+        # (BullMQ cannot tell none finished from removeOnComplete): never a made-up 0
         assert await get(client, "/api/v1/platform/system/queues", **OPS) == (200, {"success": True, "data": {
             "queues": [
                 {"name": "email-high", "priority": "high", "active_jobs": 12, "waiting_jobs": 45,
-                 "completed_last_hour": 0, "failed_jobs": 2, "status": "healthy"},
+                 "completed_last_hour": None, "failed_jobs": 2, "status": "healthy"},
                 {"name": "email", "priority": "normal", "active_jobs": 0, "waiting_jobs": 150,
-                 "completed_last_hour": 0, "failed_jobs": 0, "status": "warning"},
+                 "completed_last_hour": None, "failed_jobs": 0, "status": "warning"},
                 {"name": "bulk", "priority": "low", "active_jobs": 0, "waiting_jobs": 0,
-                 "completed_last_hour": 3, "failed_jobs": 11, "status": "critical"},
+                 "completed_last_hour": 8, "failed_jobs": 11, "status": "critical"},
             ]}})
 
 

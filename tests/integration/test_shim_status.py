@@ -4,6 +4,7 @@ and the 503 while NATS is stopped, then recovery."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -137,6 +138,32 @@ async def test_an_unhealthy_component_gives_503(nats_server: NatsServer) -> None
     assert (status, body["status"]) == (503, "unhealthy")
     assert body["components"]["agents:web-02"] == {"status": "unhealthy", "error": "web-02 is NotReady"}
     assert body["agents"]["total"] == 2 and body["agents"]["ready"] == 1
+
+
+async def test_an_agent_silent_past_stale_after_is_not_ready(nats_server: NatsServer) -> None:
+    """It last wrote "Ready", but its heartbeat is 2 minutes old with stale_after 60s: NotReady in the body,
+    its component unhealthy, 503 as the seed answers when a component is unhealthy."""
+    await populate(nats_server.url)
+    nc = await nats.connect(nats_server.url)
+    agents = await nc.jetstream().key_value("agents")
+    now = time.time()
+    await agents.put("web-01", json.dumps({"hostname": "web-01", "labels": "group=web", "status": "Ready",
+                                           "beat": now - 5}).encode())
+    await agents.put("web-03", json.dumps({"hostname": "web-03", "labels": "group=web", "status": "Ready",
+                                           "beat": now - 120}).encode())
+    await nc.close()
+    text = config(nats_server.url).replace("agents: {bucket: agents}",
+                                           "agents: {bucket: agents, heartbeat_field: beat, stale_after: 60s}")
+    async with serve(text, ENV) as (client, _):
+        status, body = await get(client, "/api/health/status", X_API_Key="status-key")
+    assert (status, body["status"]) == (503, "unhealthy")
+    assert body["components"]["agents:web-03"] == {"status": "unhealthy", "error": "web-03 is NotReady"}
+    assert "agents:web-01" not in body["components"]
+    assert (body["agents"]["total"], body["agents"]["ready"]) == (2, 1)
+    assert [(r["hostname"], r["status"], r["conditions"]) for r in body["registry"]] == [
+        ("web-01", "Ready", []), ("web-03", "NotReady", ["HeartbeatStale"])]
+    fresh, silent = (a["registered"] for a in body["agents"]["agents"])
+    assert fresh.endswith("s ago") and silent == "2m ago"
 
 
 async def test_registry_of_component_processes(nats_server: NatsServer) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -116,3 +117,45 @@ async def test_lost_and_zombie_processes(spawn: Callable[[str, str], subprocess.
     assert 'jobqueue_process_start_time_seconds{source="host",process="workers"}' not in values
     by_pid = registry(scheduler)["by-pid"]
     assert (by_pid["status"], by_pid["processes"]) == ("NotReady", 0)
+
+
+LISTEN = """import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+open(PORT_FILE, "w").write(str(s.getsockname()[1]))
+time.sleep(300)"""
+
+
+async def test_a_component_named_by_its_listening_port(spawn: Callable[[str, str], subprocess.Popen[bytes]],
+                                                       make_scheduler: Callable[[str], Scheduler],
+                                                       tmp_path: Path) -> None:
+    """Two processes of one name and command line; only the one listening on the port is the component
+    (the nats-server entry must not stay Ready on another nats-server of the host)."""
+    token = f"jqtest-{uuid.uuid4().hex}"
+    port_file = tmp_path / "port"
+    proc = spawn(LISTEN.replace("PORT_FILE", repr(str(port_file))), token)
+    other = spawn(IDLE, token)
+    deadline = time.monotonic() + 10
+    while not port_file.exists() or not port_file.read_text():
+        assert time.monotonic() < deadline, "the listener did not start"
+        await asyncio.sleep(0.05)
+    port = int(port_file.read_text())
+    name = psutil.Process(proc.pid).name()
+    scheduler = make_scheduler(f"""
+sources:
+  - name: host
+    type: system
+    processes:
+      - {{name: by-name, process: "{name}", cmdline: "{token}"}}
+      - {{name: by-port, process: "{name}", cmdline: "{token}", port: {port}}}
+      - {{name: dead-port, process: "{name}", cmdline: "{token}", port: {port + 1 if port < 65535 else port - 1}}}
+""")
+    await scheduler.collect_once()
+    found = registry(scheduler)
+    assert found["by-name"]["pids"] == sorted([proc.pid, other.pid])
+    assert (found["by-port"]["pids"], found["by-port"]["status"]) == ([proc.pid], "Ready")
+    assert (found["dead-port"]["pids"], found["dead-port"]["status"]) == ([], "NotReady")
+    proc.kill()
+    proc.wait()
+    await scheduler.collect_once()
+    assert (registry(scheduler)["by-port"]["status"], registry(scheduler)["by-name"]["pids"]) == (
+        "NotReady", [other.pid])

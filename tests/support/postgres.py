@@ -63,6 +63,7 @@ class PgCluster:
         self.root = Path(tempfile.mkdtemp(prefix="jqpg-"))
         self.data = self.root / "data"
         self.database = "postgres"  # what dsn() connects to by default
+        self.options = ""  # further `-c name=value` server options (e.g. ssl=on)
         self.as_postgres = os.geteuid() == 0
         if self.as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
@@ -93,9 +94,18 @@ class PgCluster:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", *auth, "-E", "UTF8", "--no-sync")
         return self
 
+    def own(self, path: Path) -> Path:
+        """A file the server reads (its key must belong to it and be private): copied into its directory."""
+        target = self.root / path.name
+        shutil.copy(path, target)
+        target.chmod(0o600)
+        if self.as_postgres:
+            shutil.chown(target, "postgres", "postgres")
+        return target
+
     def start(self) -> PgCluster:
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                "-c fsync=off -c max_connections=20")
+                f"-c fsync=off -c max_connections=20 {self.options}")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", opts, "-w", "start")
         wait_for_port(self.port)
         return self

@@ -159,6 +159,13 @@ def seed_bullmq(url: str, prefix: str, base_ms: int) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
+def complete_bullmq(url: str, prefix: str, jobs: int) -> dict[str, Any]:
+    """Run tests/node/bullmq_complete.js (real BullMQ Workers finishing `jobs` jobs on three queues)."""
+    out = subprocess.run(["node", str(NODE_DIR / "bullmq_complete.js"), url, prefix, str(jobs)],
+                         check=True, capture_output=True, text=True, timeout=60)
+    return json.loads(out.stdout)
+
+
 # ------------------------------------------------------------------------------ Laravel / Horizon
 
 
@@ -267,3 +274,227 @@ def sidekiq_process(conn: redis.Redis, prefix: str, identity: str, beat: float, 
     for i, queue in enumerate(running if running is not None else queues[:1] * busy):
         conn.hset(f"{prefix}{identity}:work", f"tid{i}", json.dumps(
             {"queue": queue, "payload": json.dumps({"class": "HardWorker", "queue": queue}), "run_at": int(beat)}))
+
+
+# --------------------------------------------------------------------------------- Bull, Bee-Queue
+
+
+def seed_node(script: str, *args: str) -> dict[str, Any]:
+    """Run a seeding script of tests/node (real Bull / Bee-Queue) and return its JSON report."""
+    out = subprocess.run(["node", str(NODE_DIR / script), *args], check=True, capture_output=True, text=True,
+                         timeout=60)
+    return json.loads(out.stdout)
+
+
+# --------------------------------------------------------------------------------------------- arq
+
+
+async def arq_ok(ctx: dict[str, Any]) -> int:
+    return 42
+
+
+async def arq_fail(ctx: dict[str, Any]) -> None:
+    raise RuntimeError("boom")
+
+
+async def arq_retry(ctx: dict[str, Any]) -> None:
+    """Asks arq to run it again in an hour: the job goes back to the queue, deferred (ZINCRBY)."""
+    from arq.worker import Retry
+
+    raise Retry(defer=3600)
+
+
+async def arq_block(ctx: dict[str, Any]) -> None:
+    """Runs until the test opens `ctx["gate"]`: a job in progress."""
+    await ctx["gate"].wait()
+
+
+async def seed_arq(url: str, queue: str) -> dict[str, Any]:
+    """With arq's own client and worker: a job that succeeds, one that fails, one retried an hour
+    later, one deferred by 10 minutes; the burst worker runs the first three and writes its
+    health-check key; then 2 jobs wait. Returns arq's view: the waiting jobs' enqueue times."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.jobs import Job
+    from arq.worker import Worker
+
+    settings = RedisSettings.from_dsn(url)
+    pool = await create_pool(settings, default_queue_name=queue)
+    await pool.enqueue_job("arq_ok")
+    await pool.enqueue_job("arq_fail")
+    await pool.enqueue_job("arq_retry")
+    await pool.enqueue_job("arq_ok", _defer_by=600)
+    worker = Worker(functions=[arq_ok, arq_fail, arq_retry], redis_settings=settings, queue_name=queue, burst=True,
+                    max_burst_jobs=3, poll_delay=0.01, handle_signals=False, health_check_interval=3600)
+    await worker.async_run()
+    worker._last_health_check = 0  # the write arq does once per health_check_interval, done now
+    await worker.record_health()
+    waiting = [await pool.enqueue_job("arq_ok", i) for i in range(2)]
+    infos = [await Job(j.job_id, pool, _queue_name=queue).info() for j in waiting if j is not None]
+    await worker.pool.aclose()
+    await pool.aclose()
+    return {"enqueued_ms": [round(i.enqueue_time.timestamp() * 1000) for i in infos if i is not None],
+            "counters": (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried)}
+
+
+# ---------------------------------------------------------------------------------------- dramatiq
+
+
+def seed_dramatiq(url: str, namespace: str) -> dict[str, Any]:
+    """With dramatiq's RedisBroker and its real Worker: one message that succeeds, one that fails for
+    good (dead-lettered), one that fails and is retried 10 minutes later (in the delay queue), and
+    one sent with a 10-minute delay; then, with the worker stopped, 3 messages are sent and a consumer
+    fetches the first without acknowledging it (a worker mid-message)."""
+    import time
+
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+    from dramatiq.worker import Worker
+
+    broker = RedisBroker(url=url, namespace=namespace)
+
+    @dramatiq.actor(broker=broker, max_retries=0, actor_name="ok")
+    def ok(n: int = 0) -> None:
+        """Succeeds."""
+
+    @dramatiq.actor(broker=broker, max_retries=0, actor_name="boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    @dramatiq.actor(broker=broker, max_retries=3, min_backoff=600_000, max_backoff=600_000, actor_name="flaky")
+    def flaky() -> None:
+        raise RuntimeError("again")
+
+    ok.send()
+    boom.send()
+    flaky.send()
+    ok.send_with_options(delay=600_000)
+    worker = Worker(broker, worker_threads=1, worker_timeout=50)
+    worker.start()
+    conn = broker.client
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # done: main queue drained, 1 dead, 2 waiting in the delay queue
+        if (conn.hlen(f"{namespace}:default.msgs"), conn.zcard(f"{namespace}:default.XQ"),
+                conn.hlen(f"{namespace}:default.DQ.msgs")) == (0, 1, 2):
+            break
+        time.sleep(0.05)
+    worker.stop()
+    waiting = [ok.send(i) for i in range(3)]
+    consumer = broker.consume("default", prefetch=1, timeout=100)
+    taken = None
+    while taken is None and time.monotonic() < deadline + 30:  # a worker's fetch, never acknowledged
+        taken = next(consumer)
+    broker.close()
+    return {"oldest_ms": waiting[1].message_timestamp, "taken": taken.message_id if taken else None,
+            "first": waiting[0].message_id}
+
+
+# -------------------------------------------------------------------------------------------- huey
+
+
+def seed_huey(url: str, name: str) -> dict[str, Any]:
+    """With huey's RedisHuey: a task scheduled in 10 minutes and 5 tasks enqueued; Huey.execute (what a
+    consumer runs) takes the first four: the scheduled one goes to the schedule, one good task, one
+    that fails for good and one that fails and is retried 10 minutes later. Returns huey's own counts."""
+    from huey import RedisHuey
+
+    huey = RedisHuey(name, url=url)
+
+    @huey.task()
+    def good(n: int) -> int:
+        return n
+
+    @huey.task()
+    def bad() -> None:
+        raise RuntimeError("boom")
+
+    @huey.task(retries=1, retry_delay=600)
+    def flaky() -> None:
+        raise RuntimeError("again")
+
+    good.schedule(args=(4,), delay=600)  # enqueued; a consumer that reads it early moves it to the schedule
+    good(1)
+    bad()
+    flaky()
+    good(2)
+    good(3)
+    for _ in range(4):  # oldest first: the scheduled task, then the good, the bad and the flaky one
+        huey.execute(huey.dequeue())
+    counts = {"pending": huey.pending_count(), "scheduled": huey.scheduled_count(), "results": huey.result_count()}
+    huey.storage.conn.close()
+    return counts
+
+
+# --------------------------------------------------------------------------------------------- saq
+
+
+async def saq_ok(ctx: dict[str, Any], n: int = 0) -> int:
+    return n
+
+
+async def saq_fail(ctx: dict[str, Any]) -> None:
+    raise RuntimeError("boom")
+
+
+async def seed_saq(url: str, name: str) -> dict[str, Any]:
+    """With saq's Queue and Worker: a job that succeeds, one that fails for good, one that fails and
+    is retried 10 minutes later, one scheduled in 10 minutes; the worker runs the first three and
+    writes its worker info; then 3 jobs are enqueued and the first is dequeued (active). Returns saq's
+    own `info()` and the waiting jobs."""
+    import time
+
+    from saq import Queue, Worker
+
+    queue = Queue.from_url(url, name=name)
+    await queue.enqueue("saq_ok")
+    await queue.enqueue("saq_fail", retries=1)
+    await queue.enqueue("saq_fail", key="flaky", retries=3, retry_delay=600.0)
+    await queue.enqueue("saq_ok", scheduled=int(time.time()) + 600)
+    worker = Worker(queue, functions=[saq_ok, saq_fail], dequeue_timeout=1)
+    for _ in range(3):
+        await worker.process()
+    await worker.worker_info(ttl=60)
+    waiting = [await queue.enqueue("saq_ok", n=i) for i in range(3)]
+    taken = await queue.dequeue()  # what a worker does first: the job moves to `active`
+    info = await queue.info()
+    await queue.disconnect()
+    assert waiting[0] and waiting[1] and taken
+    return {"info": {k: info[k] for k in ("queued", "active", "scheduled")}, "workers": len(info["workers"]),
+            "oldest_ms": waiting[1].queued, "taken": taken.key, "first": waiting[0].key}
+
+
+# ------------------------------------------------------------------------------------------ taskiq
+
+
+async def seed_taskiq(url: str, list_queue: str, stream_queue: str) -> None:
+    """With taskiq-redis: 3 tasks kicked onto a ListQueueBroker; 4 onto a RedisStreamBroker whose
+    consumer group then takes 2 (through the broker's own `listen`) and acknowledges one."""
+    from taskiq_redis import ListQueueBroker, RedisStreamBroker
+
+    listed = ListQueueBroker(url, queue_name=list_queue)
+
+    @listed.task(task_name="jq.add")
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    await listed.startup()
+    for i in range(3):
+        await add.kiq(i, 1)
+    await listed.shutdown()
+
+    streamed = RedisStreamBroker(url, queue_name=stream_queue, xread_block=100, xread_count=1)
+
+    @streamed.task(task_name="jq.mul")
+    async def mul(a: int, b: int) -> int:
+        return a * b
+
+    await streamed.startup()
+    for i in range(4):
+        await mul.kiq(i, 2)
+    taken = []
+    async for message in streamed.listen():
+        taken.append(message)
+        if len(taken) == 2:
+            break
+    await taken[0].ack()  # type: ignore[union-attr]
+    await streamed.shutdown()

@@ -69,7 +69,11 @@ class ServerProcess:
 
 
 class RedisServer(ServerProcess):
-    """A redis-server of our own, keeping nothing on disk."""
+    """A redis-server of our own, keeping nothing on disk; `extra` adds command-line options."""
+
+    def __init__(self, workdir: Path, port: int | None = None, extra: list[str] | None = None) -> None:
+        super().__init__(workdir, port)
+        self.extra = extra or []
 
     @property
     def url(self) -> str:
@@ -78,7 +82,25 @@ class RedisServer(ServerProcess):
     def command(self) -> list[str]:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         return [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.workdir)]
+                "--dir", str(self.workdir), *self.extra]
+
+
+class TlsRedisServer(RedisServer):
+    """TLS only (`--port 0`): `client_auth` asks clients for a certificate signed by the CA."""
+
+    def __init__(self, workdir: Path, cert: Path, key: Path, ca: Path, client_auth: bool = False) -> None:
+        super().__init__(workdir)
+        self.extra = ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+                      "--tls-auth-clients", "yes" if client_auth else "no"]
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        cmd[cmd.index("--port") + 1] = "0"
+        return [*cmd, "--tls-port", str(self.port)]
 
     def start(self) -> RedisServer:
         super().start()

@@ -25,6 +25,7 @@ class Queue:
 
     queue: str = "default"
     depth: int = 0
+    tenant: str = ""
     oldest_age: float | None = None
     head_moves: bool = True
     failed: int | None = None
@@ -83,6 +84,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("disabled share over 10%", "degraded", ("disabled_share",), disabled=(15, 127)),
     Scenario("a component unhealthy", "unhealthy", ("component_unhealthy",), component_down=True, symptom=False),
     Scenario("a consistency check warns", "degraded", ("check_warn",), check_warn=True, symptom=False),
+    # What the exporter reports for a stream whose every entry was delivered and acknowledged (depth =
+    # group lag 0, no oldest timestamp, whatever XLEN says), beside an idle consumer: quiet.
+    Scenario("a drained stream beside an idle consumer", "ok", queues=(Queue("audit", depth=0),),
+             workers=(Worker("refresh", 30, 10, idle=True),)),
+    # A tenant whose lists drained (Redis deleted the keys): still known, depth 0, no age: quiet, not absent.
+    Scenario("an idle tenant", "ok", queues=(Queue("events", depth=0, tenant="acme"),
+                                             Queue("heartbeats", depth=0, tenant="acme"))),
     Scenario("warning and critical at once", "unhealthy", ("queue_depth_warning", "worker_stale"),
              queues=(Queue(depth=500, oldest_age=60),), workers=(Worker("backfill", 600, 3600),)),
 )
@@ -114,7 +122,7 @@ def series(s: Scenario, status: str | None, issues: tuple[str, ...]) -> list[dic
     add("jobqueue_last_success_timestamp_seconds", src, _moving(0) if s.up else _constant(-60))
     if s.up:
         for q in s.queues:
-            ql = f'{src},queue="{q.queue}"'
+            ql = f'{src},tenant="{q.tenant}",queue="{q.queue}"'
             add("jobqueue_depth", ql, _constant(q.depth))
             add("jobqueue_jobs", f'{ql},state="reserved"', _constant(q.reserved))
             if q.oldest_age is not None:

@@ -127,7 +127,7 @@ def evaluate_with_exporter(s: Scenario) -> tuple[str, tuple[str, ...], int]:
         components=[ComponentRule(name="vector", source=SOURCE, path="components.vector")],
         checks=[CheckRule(source=SOURCE)],
     )
-    queues = tuple(QueueStats(q.queue, q.depth, "", None if q.oldest_age is None else now - q.oldest_age,
+    queues = tuple(QueueStats(q.queue, q.depth, q.tenant, None if q.oldest_age is None else now - q.oldest_age,
                               (("reserved", q.reserved),), failed=q.failed) for q in s.queues)
     read = builders.reading(queues, details=details, facts=facts) if s.up else None
     snapshot = builders.snapshot(builders.state(SOURCE, read, at=now, last_success=now if s.up else now - 60,

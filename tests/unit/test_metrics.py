@@ -61,8 +61,8 @@ class TestRenderSource:
             'jobqueue_jobs{source="r",tenant="",queue="default",state="delayed"} 2\n'
             'jobqueue_jobs{source="r",tenant="",queue="default",state="reserved"} 1\n'
         )
-        assert out["jobqueue_failed_jobs"] == 'jobqueue_failed_jobs{source="r",queue="default"} 4\n'
-        assert out["jobqueue_wait_seconds"] == 'jobqueue_wait_seconds{source="r",queue="default"} 7\n'
+        assert out["jobqueue_failed_jobs"] == 'jobqueue_failed_jobs{source="r",tenant="",queue="default"} 4\n'
+        assert out["jobqueue_wait_seconds"] == 'jobqueue_wait_seconds{source="r",tenant="",queue="default"} 7\n'
         assert out["jobqueue_queue_paused"] == 'jobqueue_queue_paused{source="r",tenant="",queue="default"} 0\n'
         assert out["jobqueue_source_up"] == 'jobqueue_source_up{source="r",backend="redis"} 1\n'
         assert out["jobqueue_malformed_items"] == 'jobqueue_malformed_items{source="r"} 2\n'
@@ -85,10 +85,18 @@ class TestRenderSource:
         with pytest.raises(KeyError, match="jobqueue_nope"):
             render_source(status(), Reading(samples=(Sample("jobqueue_nope", (), 1),)), {})
 
-    def test_failed_jobs_sum_over_tenants(self) -> None:
-        reading = Reading(queues=(QueueStats("q", 0, "a", failed=2), QueueStats("q", 0, "b", failed=3)))
-        assert render_source(status(), reading, {})["jobqueue_failed_jobs"] == (
-            b'jobqueue_failed_jobs{source="r",queue="q"} 5\n'
+    def test_failed_jobs_and_wait_per_tenant(self) -> None:
+        """Tenants never merge: each keeps its own failed count and wait estimate."""
+        reading = Reading(queues=(QueueStats("q", 0, "a", failed=2, wait_seconds=1.5),
+                                  QueueStats("q", 0, "b", failed=3, wait_seconds=4)))
+        out = render_source(status(), reading, {})
+        assert out["jobqueue_failed_jobs"] == (
+            b'jobqueue_failed_jobs{source="r",tenant="a",queue="q"} 2\n'
+            b'jobqueue_failed_jobs{source="r",tenant="b",queue="q"} 3\n'
+        )
+        assert out["jobqueue_wait_seconds"] == (
+            b'jobqueue_wait_seconds{source="r",tenant="a",queue="q"} 1.5\n'
+            b'jobqueue_wait_seconds{source="r",tenant="b",queue="q"} 4\n'
         )
 
 
@@ -176,7 +184,8 @@ def test_metric_names_are_pinned() -> None:
         "jobqueue_depth", "jobqueue_oldest_age_seconds", "jobqueue_oldest_timestamp_seconds", "jobqueue_jobs",
         "jobqueue_failed_jobs", "jobqueue_wait_seconds", "jobqueue_queue_paused", "jobqueue_source_up",
         "jobqueue_source_latency_seconds", "jobqueue_source_interval_seconds", "jobqueue_collect_duration_seconds",
-        "jobqueue_last_success_timestamp_seconds", "jobqueue_malformed_items", "jobqueue_collect_errors",
+        "jobqueue_last_success_timestamp_seconds", "jobqueue_malformed_items", "jobqueue_series_collisions",
+        "jobqueue_collect_errors",
     ]
     names = [m.name for m in catalogue()]
     assert len(names) == len(set(names))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.values import as_bool, as_int, as_number, as_time, dig, iso, stored_time
+from exporter.values import as_bool, as_int, as_number, as_time, dig, iso, iso_time, stored_time
 
 
 @pytest.mark.parametrize(("raw", "unit", "expected"), [
@@ -65,3 +65,15 @@ def test_as_time_reads_every_unit_and_zone() -> None:
     assert as_time("2026-11-23T11:09:07.967599552Z") == pytest.approx(1795432147.967599552, abs=1e-6)
     assert as_time("0001-01-01T00:00:00Z") is None  # Go's zero time
     assert iso(as_time("2023-11-14T22:13:20Z")) == "2023-11-14T22:13:20Z"
+
+
+def test_a_well_shaped_but_impossible_time_is_no_time() -> None:
+    """February 30th, month 99, year 0 or an offset of 25 hours match the RFC 3339 pattern but are no
+    time: None, as every reader answers for what is not a time, never a ValueError that takes down the
+    caller (a NATS registry's collection, a job listing, a health rule)."""
+    for text in ("2026-02-30T10:00:00Z", "2026-99-01T00:00:00Z", "0000-01-01T00:00:00Z",
+                 "2026-01-01T10:00:00+25:00", "2026-02-30 10:00:00"):
+        assert iso_time(text) is None, text
+        assert as_time(text) is None, text
+    with pytest.raises(ValueError):
+        stored_time("2026-02-30T10:00:00Z", "iso")  # a layout counts it as malformed

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from exporter.sources.base import Duration, Model, SourceConfig, check_one_secret, redact_url
 from exporter.sources.nats.parse import JOB_STATES, matches
+from exporter.sources.tls import TlsConfig
 
 DEFAULT_JOB_STATUSES: dict[str, list[str]] = {
     "unprocessed": ["unprocessed", "pending", "queued", "new"],
@@ -110,7 +111,9 @@ class NatsConfig(SourceConfig):
     password_file: Path | None = None
     token: SecretStr | None = None
     token_file: Path | None = None
-    creds_file: str | None = None
+    creds_file: Path | None = None  # a .creds file (user JWT + nkey seed), as `nsc` writes it
+    nkeys_seed_file: Path | None = None  # a user nkey seed (SU...), for servers that list `nkey` users
+    tls: TlsConfig | None = None  # CA, client certificate, insecure (tls:// urls use the system CAs without it)
     api_prefix: str = "$JS.API"
     concurrency: int = Field(64, ge=1, le=1024)
     streams: StreamPatterns = StreamPatterns()
@@ -136,6 +139,14 @@ class NatsConfig(SourceConfig):
     def _secrets(self) -> NatsConfig:
         check_one_secret(self, "password")
         check_one_secret(self, "token")
+        for key in ("creds_file", "nkeys_seed_file"):
+            path = getattr(self, key)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{key} {str(path)!r} is not a readable file")
+        ways = [k for k in ("user", "token", "creds_file", "nkeys_seed_file") if getattr(self, k) is not None
+                or (k == "token" and self.token_file is not None)]
+        if len(ways) > 1:
+            raise ValueError(f"give one way to log in, not {' and '.join(ways)}")
         return self
 
 

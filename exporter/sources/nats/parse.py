@@ -221,6 +221,7 @@ class Agent:
     status: str
     last_heartbeat: float | None
     ready: bool
+    stale: bool = False
 
 
 def parse_agent(entry: KvEntry, hostname_field: str | None, labels_field: str | None,
@@ -239,10 +240,11 @@ def parse_agent(entry: KvEntry, hostname_field: str | None, labels_field: str | 
     else:
         status = "" if raw_status is None else str(raw_status)
         ready = status_field is None or status in set(ready_values)
-    if stale_after is not None and (heartbeat is None or now - heartbeat > stale_after):
-        ready = False
+    stale = stale_after is not None and (heartbeat is None or now - heartbeat > stale_after)
+    if stale:  # silent past stale_after: whatever it last wrote, it is not Ready now
+        ready, status = False, "NotReady"
     return Agent(entry.key, str(host) if host is not None else entry.key,
-                 format_labels(dig(doc, labels_field)), status, heartbeat, ready)
+                 format_labels(dig(doc, labels_field)), status, heartbeat, ready, stale)
 
 
 def advisory_target(subject: str) -> tuple[str, str] | None:

@@ -92,7 +92,7 @@ async def read_agents(source: KvSource, spec: AgentRegistry, streams: dict[str, 
             samples.append(Sample("jobqueue_nats_agent_heartbeat_timestamp_seconds", (a.hostname,), a.last_heartbeat))
     info = {"bucket": spec.bucket, "exists": entries is not None, "total": len(agents), "ready": ready,
             "agents": [{"hostname": a.hostname, "labels": a.labels, "status": a.status,
-                        "last_heartbeat": a.last_heartbeat, "ready": a.ready} for a in agents]}
-    fact = RegistryAgents(len(agents), ready, tuple(AgentInfo(a.hostname, a.labels, a.status, a.last_heartbeat, a.ready)
-                                                   for a in agents))
+                        "last_heartbeat": a.last_heartbeat, "ready": a.ready, "stale": a.stale} for a in agents]}
+    fact = RegistryAgents(len(agents), ready, tuple(AgentInfo(a.hostname, a.labels, a.status, a.last_heartbeat, a.ready,
+                                                              a.stale) for a in agents))
     return samples, info, bad, fact

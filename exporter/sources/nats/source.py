@@ -39,6 +39,7 @@ from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
     NotFound,
+    Retained,
     SourceContext,
     SourceDenied,
     SourceError,
@@ -113,6 +114,7 @@ class NatsSource(BaseSource):
         self._clean = True
         self._denied: str | None = None
         self._memo: dict[str, asyncio.Future[Any]] = {}  # bucket reads shared within one collection
+        self._processed: dict[str, Retained] = {}  # per stream: its consumers' ack floors, kept past deletion
 
     async def collect(self) -> Reading:
         clean, self._clean = self._clean, False
@@ -165,7 +167,9 @@ class NatsSource(BaseSource):
             connect_timeout=min(cfg.connect_timeout, cfg.timeout),  # type: ignore[arg-type]  # as above: a float works
             error_cb=quiet, user=cfg.user,
             password=read_secret(cfg.password, cfg.password_file), token=read_secret(cfg.token, cfg.token_file),
-            user_credentials=cfg.creds_file,
+            user_credentials=str(cfg.creds_file) if cfg.creds_file else None,
+            nkeys_seed=str(cfg.nkeys_seed_file) if cfg.nkeys_seed_file else None,
+            tls=cfg.tls.context() if cfg.tls is not None else None,
         )
         try:
             await connect
@@ -360,17 +364,26 @@ class NatsSource(BaseSource):
                         Sample("jobqueue_nats_consumer_acked", labels, c.acked)]
         # jobqueue_jobs_processed per stream: the consumers' ack floors added up (deliveries below the
         # floor are acknowledged or were superseded by a redelivery); on a stream that several consumers
-        # each read in full, every consumer's work counts. NATS keeps no count of failures.
-        processed: dict[str, int] = {}
+        # each read in full, every consumer's work counts. A deleted consumer's last floor stays in the
+        # sum (Retained), so the counter never drops. NATS keeps no count of failures.
+        floors: dict[str, dict[str, tuple[float, ...]]] = {}
         for c in consumers:
-            processed[c.stream] = processed.get(c.stream, 0) + c.acked
-        samples += [Sample("jobqueue_jobs_processed", ("", stream), n) for stream, n in processed.items()]
+            floors.setdefault(c.stream, {})[c.name] = (float(c.acked),)
+        self._processed = {s.name: self._processed.get(s.name, Retained()) for s in streams
+                           if s.name in floors or s.name in self._processed}  # a deleted stream starts anew
+        for stream, retained in self._processed.items():
+            (n,) = retained.total(floors.get(stream, {}), 1)
+            samples.append(Sample("jobqueue_jobs_processed", ("", stream), n))
         for b, keys in zip(kv, kv_keys, strict=True):
             if keys is not None:
                 samples.append(Sample("jobqueue_nats_kv_keys", (b.name[3:],), keys))
             samples.append(Sample("jobqueue_nats_kv_bytes", (b.name[3:],), b.bytes))
         for o in objs:
             samples.append(Sample("jobqueue_nats_object_store_bytes", (o.name[4:],), o.bytes))
+        if self.config.dead_letters.mode != "off":
+            # every consumer in scope from the first collection, at 0 until its first advisory: a series
+            # that only appears with the first dead letter hides that batch from increase()
+            dead = {**{(c.stream, c.name): 0 for c in consumers}, **dead}
         dead = {k: n for k, n in sorted(dead.items())
                 if self.config.streams.keep(k[0]) and self.config.consumers.keep(k[1])}
         for (stream, consumer), n in dead.items():

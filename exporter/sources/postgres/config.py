@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from exporter.sources.base import Duration, Model, Name, SourceConfig, check_one_secret, redact_url
+from exporter.sources.tls import TlsConfig
 
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _IDENT_PART = re.compile(r'^(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")$')
 Ident = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -239,7 +241,8 @@ class PostgresConfig(SourceConfig):
     """One PostgreSQL database: queue presets, SQL checks, migrations, connection use."""
 
     type: Literal["postgres"]
-    dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"  # libpq's sslmode/sslrootcert/sslcert/sslkey work
+    tls: TlsConfig | None = None  # the same as a `tls:` block (verify-full; insecure: encrypt only)
     password: SecretStr | None = None
     password_file: Path | None = None
     pool_size: Annotated[int, Field(ge=1, le=10)] = 2
@@ -261,19 +264,48 @@ class PostgresConfig(SourceConfig):
             raise ValueError("dsn must start with postgresql://")
         if parts.password is not None or "password=" in parts.query.lower():
             raise ValueError("dsn must not hold the password: use password (${PGPASSWORD}) or password_file")
+        params = dict(parse_qsl(parts.query))
+        mode = params.get("sslmode")
+        if mode is not None and mode not in SSLMODES:
+            raise ValueError(f"sslmode must be one of {', '.join(SSLMODES)}, got {mode!r}")
+        for key in ("sslrootcert", "sslcert", "sslkey"):
+            if key in params and not Path(params[key]).is_file():
+                raise ValueError(f"{key} {params[key]!r} is not a readable file")
         return value
 
     @model_validator(mode="after")
     def _checks(self) -> PostgresConfig:
         check_one_secret(self, "password")
+        given = sorted(k for k in dict(parse_qsl(urlsplit(self.dsn).query)) if k.startswith("ssl"))
+        if self.tls is not None and given:
+            raise ValueError(f"give TLS settings either in the dsn ({', '.join(given)}) or under tls, not both")
         names = [c.name for c in self.checks]
         if len(names) != len(set(names)):
             raise ValueError("two checks have the same name")
         queries = [q.query_name for q in self.queues]
         if len(queries) != len(set(queries)):
             raise ValueError("two queue presets have the same name: set `name` on one of them")
+        _no_overlap(self.queues)
         for label, value in (("connect_timeout", self.connect_timeout), ("statement_timeout", self.statement_timeout),
                              *((f"checks.{c.name}.timeout", c.timeout) for c in self.checks)):
             if value is not None and value > self.timeout:
                 raise ValueError(f"{label} ({value}s) must not exceed the source timeout ({self.timeout}s)")
         return self
+
+
+def _no_overlap(presets: list[AnyPreset]) -> None:
+    """Refuse two presets that report one (tenant, queue) as far as the config tells (a generic table
+    without a queue column reports its `queue`; every preset reports its `queues`): the series would be
+    emitted twice. Overlaps only known from the data are counted at run time (jobqueue_series_collisions)."""
+    claimed: dict[tuple[bool, str], str] = {}
+    for preset in presets:
+        per_tenant = getattr(preset, "tenant_column", None) is not None
+        names = set(preset.queues)
+        if isinstance(preset, GenericPreset) and preset.queue_column is None:
+            names.add(preset.queue)
+        for queue in sorted(names):
+            first = claimed.setdefault((per_tenant, queue), preset.query_name)
+            if first != preset.query_name:
+                raise ValueError(f"queue presets {first!r} and {preset.query_name!r} both report queue {queue!r}: "
+                                 "give one a `queue` (or `queue_column`) of its own, or read the two apps from "
+                                 "two sources")

@@ -39,6 +39,8 @@ from exporter.sources.postgres.config import (
     quote_ident,
 )
 
+HOUR = 3600.0  # the only finished window that is seed 003's `completed_last_hour`
+
 
 @dataclass(frozen=True, slots=True)
 class PresetQuery:
@@ -530,6 +532,24 @@ def build(preset: AnyPreset) -> PresetQuery:
     return _BUILDERS[preset.preset](preset)
 
 
+_TABLES = {  # relations each library preset reads, in its schema (what `doctor` checks SELECT on)
+    "pgmq": ("meta",),  # and each queue's q_<name> table, through query_to_xml (found by the collection)
+    "pg-boss": ("version", "queue", "job"), "graphile-worker": ("jobs",),
+    "river": ("river_migration", "river_job", "river_queue", "river_leader"),
+    "oban": ("oban_jobs", "oban_peers"), "good_job": ("good_jobs", "good_job_processes"),
+    "procrastinate": ("procrastinate_jobs", "procrastinate_events", "procrastinate_workers"),
+    "solid_queue": tuple(f"solid_queue_{t}" for t in SOLID_QUEUE_TABLES),
+}
+
+
+def reads(preset: AnyPreset) -> list[str]:
+    """The tables and views the preset's statements read, quoted as SQL: the privileges it needs."""
+    if isinstance(preset, GenericPreset):
+        return [quote_ident(preset.table)]
+    s = quote_ident(preset.schema_)
+    return [f'{s}."{t}"' for t in _TABLES[preset.preset]]
+
+
 def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
     """This replica's share of the tenants (crc32 of the id modulo N), as the Redis source splits them."""
     index, total = shard
@@ -539,14 +559,19 @@ def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
 def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:
     """Rows `(tenant, queue, state, n, oldest, stale)` -> one QueueStats per (tenant, queue).
 
-    A queue seen only in the finished window still gets its series (depth 0): it exists.
+    A queue seen only in the finished window still gets its series (depth 0): it exists, and it is
+    the same one QueueStats as the queue's backlog rows. `completed_last_hour` (seed 003) is the
+    window's `_done_completed` when the window is exactly 3600 s and the library tells completions
+    apart; otherwise None: another window is not "the last hour", and a library without a
+    finished-at index (Oban, procrastinate, graphile-worker) does not know.
     """
+    hour = q.window == HOUR and "completed" in q.outcomes
     groups: dict[tuple[str, str], dict[str, Any]] = {}
 
     def group(tenant: str, queue: str) -> dict[str, Any]:
         g = groups.get((tenant, queue))
         if g is None:
-            g = groups[(tenant, queue)] = {"states": {}, "oldest": None, "stale": 0, "paused": None}
+            g = groups[(tenant, queue)] = {"states": {}, "oldest": None, "stale": 0, "paused": None, "completed": 0}
         return g
 
     for queue in q.queues:
@@ -558,6 +583,8 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
         g = group(tenant, queue)
         if state == "_paused":
             g["paused"] = bool(n)
+        elif state == "_done_completed":
+            g["completed"] += int(n)
         if state.startswith("_"):
             continue
         g["states"][state] = g["states"].get(state, 0) + int(n)
@@ -576,7 +603,7 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
         failed = sum(counts.get(s, 0) for s in q.failed) if q.failed is not None else None
         paused = g["paused"] if g["paused"] is not None else (False if q.pausable else None)
         out.append(QueueStats(queue, depth, tenant, float(g["oldest"]) if depth and g["oldest"] is not None
-                              else None, tuple(states), failed, None, paused))
+                              else None, tuple(states), failed, None, paused, g["completed"] if hour else None))
     out.sort(key=lambda s: (s.tenant, s.queue))
     return out
 

@@ -21,11 +21,10 @@ exports `up 0` and no values while the rest is exported as usual.
   queries      {name: {ok, error, duration_seconds}}: every built-in query (presets, migrations,
                connections, tenants); a library older than its preset supports fails that preset
                with an error naming the version it needs
-  finished     [{query, tenant, queue, window_seconds, completed?, failed?, cancelled?}]: jobs each
-               library preset saw finish within its `finished_window`, per queue (0 included); the
-               outcomes a library can tell (Oban: failed, cancelled; good_job, Solid Queue:
-               completed, failed). Seed 003's completed_last_hour = sum of `completed` where
-               window_seconds == 3600. Absent without such a preset.
+
+Jobs finished within a preset's `finished_window` are the `jobqueue_jobs_finished_window` series;
+with the default 3600 s window the `completed` count is also `QueueStats.completed_last_hour`
+(seed 003), set in `fold_rows`.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from typing import Any
 
 import asyncpg
 
-from exporter.facts import PoolUse, Tenants
+from exporter.facts import PoolUse, QueryOutcome, Tenants
 from exporter.model import QueueStats, Reading, Sample
 from exporter.sources.base import (
     MetricDef,
@@ -193,18 +192,19 @@ class PostgresSource(Source):
         samples: list[Sample] = []
         queries: dict[str, dict[str, Any]] = {}
         queues: list[QueueStats] = []
+        facts: list[object] = []
 
         def record(name: str, outcome: Any) -> bool:
             ok = not isinstance(outcome, BaseException)
             duration = outcome[1] if ok else outcome.duration
             error = None if ok else str(outcome)
             queries[name] = {"ok": ok, "error": error, "duration_seconds": round(duration, 6)}
+            facts.append(QueryOutcome(name, ok, error))
             samples.append(Sample("jobqueue_postgres_query_up", (name,), 1 if ok else 0))
             samples.append(Sample("jobqueue_postgres_query_duration_seconds", (name,), duration))
             self._log_change(f"query {name}", error)
             return ok
 
-        facts: list[object] = []
         details: dict[str, Any] = {
             "postgres": {"dsn": safe_dsn(self.config.dsn), "server_version": version,
                          "latency_ms": round(latency * 1000, 3)},
@@ -218,7 +218,6 @@ class PostgresSource(Source):
             samples.append(Sample("jobqueue_tenants", (), len(self._tenants)))
         workers: dict[str, int] = {}
         slots: dict[str, int] = {}
-        finished: list[dict[str, Any]] = []
         for preset, outcome in zip(self.presets, presets_out, strict=True):
             if record(preset.name, outcome):
                 queues.extend(outcome[0])
@@ -235,11 +234,8 @@ class PostgresSource(Source):
                     window = f"{f['window_seconds']:g}s"
                     samples += [Sample("jobqueue_jobs_finished_window", (f["tenant"], f["queue"], o, window), n)
                                 for o, n in f.items() if o not in ("query", "tenant", "queue", "window_seconds")]
-                finished += flow.finished
         samples += [Sample("jobqueue_workers", ("", "", state), n) for state, n in sorted(workers.items())]
         samples += [Sample(metric, ("", ""), n) for metric, n in sorted(slots.items())]
-        if finished:
-            details["finished"] = finished
         for result in checks_out:
             if isinstance(result, CheckResult):
                 self._checks[result.name] = result
@@ -379,6 +375,7 @@ class PostgresSource(Source):
         pool = asyncpg.create_pool(
             self.config.dsn,
             password=password,
+            ssl=self.config.tls.context() if self.config.tls is not None else None,  # else the dsn's sslmode
             min_size=1, max_size=self.config.pool_size, max_inactive_connection_lifetime=300.0,
             timeout=self.connect_timeout, statement_cache_size=self.config.statement_cache_size,
             command_timeout=self.statement_timeout, reset=_reset,

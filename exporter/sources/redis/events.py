@@ -15,6 +15,7 @@ the counters start at 0 with the exporter, which Prometheus reads as a counter r
 from __future__ import annotations
 
 import base64
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,9 +77,12 @@ class CeleryEvents:
             self.malformed += 1
             return
         for event in events if isinstance(events, list) else [events]:
-            if isinstance(event, dict) and isinstance(event.get("type"), str):
+            if not (isinstance(event, dict) and isinstance(event.get("type"), str)):
+                self.malformed += 1
+                continue
+            try:
                 self.event(event, received)
-            else:
+            except (ValueError, TypeError, OverflowError):  # one bad event, never the end of the listener
                 self.malformed += 1
 
     def event(self, e: dict[str, Any], received: float) -> None:
@@ -124,4 +128,9 @@ class CeleryEvents:
 
 
 def _number(value: Any, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    """A count, interval or runtime of an event: anyone may PUBLISH one, and NaN, infinities and
+    negatives would end the listener (`int(nan)`), keep a worker live forever or poison a summed
+    counter; they read as the default, as an absent field does."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return default

@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from exporter.model import JobPage
 from exporter.sources.base import MAX_JOB_PAGE
 from exporter.sources.redis.layouts.base import Layout
 
 
-async def read_page(client: Redis, layout: Layout, tenant: str, queue: str, status: str, limit: int,
+async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, queue: str, status: str, limit: int,
                     offset: int) -> JobPage:
     """One page, oldest first for waiting/active and newest first for failed/completed."""
     limit = max(1, min(limit, MAX_JOB_PAGE))

@@ -12,17 +12,33 @@ Ops and their results:
   ZCOUNT key min max                               -> int
   HEAD key index fields scan kind                  -> [value or None, malformed]
       the first of up to `scan` items from `index` (0 = head, -1 = tail) whose JSON has one of the
-      `|`-separated dotted `fields` with a value of `kind` (num: a decimal number; iso: an ISO 8601
+      `|`-separated dotted `fields` with a value of `kind` (num: a decimal number; ts:<unit>:<latest>:
+      a number that is a plausible time in its unit, from 2000 up to `latest`; iso: an ISO 8601
       date-time; any); `fields` "" takes the raw item; items before it count as malformed
   HEADHASH key index hashprefix field scan kind    -> [value or None, malformed]
       the same, but items are ids and the value is HGET hashprefix..id field (BullMQ, RQ)
+  HEADGET key index keyprefix fields scan kind    -> [value or None, malformed]
+      the same, but the value is a JSON field of the string GET keyprefix..id (saq)
+  HEADHGET key index hash fields scan kind        -> [value or None, malformed]
+      the same, but the value is a JSON field of HGET hash id (dramatiq's `.msgs`, Bee-Queue's `jobs`)
   ZFIRST key                                       -> [member, score] or []
   XFIRST key                                       -> first entry id or None
   XGROUPS key                                      -> XINFO GROUPS reply (list of flat lists) or []
+  XNEXT key group                                  -> id of the first entry the group has not been
+      delivered (after its last-delivered-id; the first entry when there is no such group) or None
+  XUNDELIVERED key                                 -> [XINFO GROUPS reply, id of the oldest entry not yet
+      delivered to some group or None]: the entry after the earliest last-delivered id of the groups
+      whose lag is not 0 (see undelivered_from)
   HGETALL key                                      -> flat [field, value, ...]
+  LFIRST key n                                     -> the first `n` items of a list
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
       for the `cap` members with the highest scores (the freshest heartbeats), highest first
+  ZGETS key min cap                                -> [[member, score, GET member or None], ...]
+      for the first `cap` members scored `min` or more, lowest first (saq's live worker-info keys)
+  ZEXISTS key max keyprefix cap                    -> [count, score or None]
+      of the first `cap` members scored `max` or less: how many have a key keyprefix..member, and
+      the score of the first that has none (arq: jobs in progress, and the oldest waiting job)
   SMEMBERS key cap                                 -> the first `cap` members of a set, sorted
   EACH op prefix suffix tenants ARGS...             -> [result of `op prefix..t..suffix ARGS` for each t]
       `tenants` is one string of ids joined by \x1f: a per-tenant queue costs no op of its own
@@ -40,12 +56,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from exporter import untrusted
+from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.script import LUA, OPS, SEP, WRONGTYPE, Op, batches, command, flatten, sha1
-from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_keys
+from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack, pack_each, pack_keys
 from exporter.values import dig
 
 log = logging.getLogger("jobqueue.redis")
@@ -59,10 +77,60 @@ _ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}")
 _FAST: dict[str, tuple[re.Pattern[str], str] | None] = {}
 
 
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def group_info(group: Any) -> dict[str, Any]:
+    """One XINFO GROUPS row (a flat list, or a dict from RESP3) as a dict."""
+    return group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
+
+
+def undelivered_from(groups: Any) -> str | None:
+    """The Python twin of the Lua `undelivered_from`: the earliest last-delivered id over the groups
+    whose lag is not 0 (unknown counts as not 0); the entry after it is the oldest undelivered one."""
+    found: str | None = None
+    for group in groups:
+        info = group_info(group)
+        last, lag = info.get("last-delivered-id"), info.get("lag")
+        if last is not None and lag != 0 and (found is None or _stream_id(str(last)) < _stream_id(found)):
+            found = str(last)
+    return found
+
+
+EPOCH_2000 = 946684800.0
+_DIV = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+_SPANS: dict[str, tuple[float | None, float]] = {}
+
+
+def plausible(value: str, kind: str) -> bool:
+    """The Python twin of the Lua `plausible`: kind `ts:<unit>:<latest>`, a number that read in its unit
+    (auto: by magnitude) is a time from 2000-01-01 up to `latest`."""
+    if _NUMBER.fullmatch(value) is None:
+        return False
+    span = _SPANS.get(kind)
+    if span is None:
+        if len(_SPANS) > 1000:  # `latest` moves every collection: keep the memo small
+            _SPANS.clear()
+        _, unit, latest = kind.split(":", 2)
+        span = _SPANS[kind] = (_DIV.get(unit), float(latest))
+    x, div = float(value), span[0]
+    if div is not None:
+        x = x / div
+    elif x > 1e11:
+        x = x / (1e9 if x > 1e17 else 1e6 if x > 1e14 else 1e3)
+    return EPOCH_2000 <= x <= span[1]
+
+
 def valid(value: str, kind: str) -> bool:
-    """The Python twin of the Lua `valid`: is `value` a usable timestamp of `kind` (num, iso, any)?"""
+    """The Python twin of the Lua `valid`: is `value` a usable timestamp of `kind` (num, ts:..., iso, any)?"""
     if kind == "num":
         return _NUMBER.fullmatch(value) is not None
+    if kind.startswith("ts:"):
+        return plausible(value, kind)
     if kind == "iso":
         return _ISO.match(value) is not None
     return True
@@ -123,9 +191,11 @@ def pick(item: str, fields: str) -> str | None:
 class OpRunner:
     """Runs op lists against one Redis client; remembers whether scripts work there."""
 
-    def __init__(self, client: Redis, wire: Wire, batch_size: int = 2000, mode: str = "auto") -> None:
+    def __init__(self, client: Redis | RedisCluster, wire: Wire | ClusterWire, batch_size: int = 2000,
+                 mode: str = "auto") -> None:
         self.client = client
         self.wire = wire
+        self.routed = isinstance(wire, ClusterWire)  # a cluster: one command per key, routed by key
         self.batch_size = batch_size
         self.mode = mode  # auto | lua | pipeline
         self._sha: str | None = None
@@ -152,13 +222,18 @@ class OpRunner:
     async def _client_names(self) -> list[str] | None:
         """Names of the connected clients, the way BullMQ's getWorkers reads them (queue-getters.ts
         `parseClientList`: the `name=` field of each CLIENT LIST line; Redis allows no spaces in names)."""
-        reply = (await self._wire([pack("CLIENT", "LIST")]))[0]
-        if isinstance(reply, ReplyError):
-            text = str(reply)
-            if text.startswith("NOPERM") or "unknown" in text.lower():
-                return None  # ACL without client|list (documented), or a server without CLIENT LIST
-            raise as_exception(reply)
-        return sorted(field[5:] for line in reply.splitlines() for field in line.split(" ")
+        command = pack("CLIENT", "LIST")
+        if isinstance(self.wire, ClusterWire):  # a cluster: the clients of every primary
+            replies = await self.wire.everywhere(command)
+        else:
+            replies = await self._wire([command])
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                text = str(reply)
+                if text.startswith("NOPERM") or "unknown" in text.lower():
+                    return None  # ACL without client|list (documented), or a server without CLIENT LIST
+                raise as_exception(reply)
+        return sorted(field[5:] for reply in replies for line in reply.splitlines() for field in line.split(" ")
                       if field.startswith("name=") and len(field) > 5)
 
     async def _expand(self, ops: Sequence[Op],
@@ -199,8 +274,7 @@ class OpRunner:
         chunks = list(batches(ops, self.batch_size))
         if self._sha is None:
             # EVAL_RO caches the script server-side without SCRIPT LOAD, which a read-only ACL may deny.
-            first = await self.client.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-                "EVAL_RO", LUA, 0, *flatten(chunks[0]))
+            first = await self.client.execute_command("EVAL_RO", LUA, 0, *flatten(chunks[0]))
             self._sha = sha1(LUA)
             rest = await self._evalsha(chunks[1:]) if len(chunks) > 1 else []
             return [*first, *rest]
@@ -211,6 +285,7 @@ class OpRunner:
             return await self._run_lua(ops)
 
     async def _evalsha(self, batches: Sequence[Sequence[Op]]) -> list[Any]:
+        assert self._sha is not None
         pipe = self.client.pipeline(transaction=False)
         for batch in batches:
             pipe.execute_command("EVALSHA_RO", self._sha, 0, *flatten(batch))
@@ -219,13 +294,14 @@ class OpRunner:
             out.extend(reply)
         return out
 
-    async def _wire(self, commands: list[bytes], count: int | None = None) -> list[Any]:
+    async def _wire(self, commands: list[bytes], count: int | None = None, keys: list[str] | None = None
+                    ) -> list[Any]:
         """Reads are idempotent: after a dropped connection (a Redis restart since the last collection
         leaves a dead socket) try once more on a new one, so recovery costs no failed collection."""
         try:
-            return await self.wire.execute(commands, count)
+            return await self.wire.execute(commands, count, keys)
         except (RedisConnectionError, ConnectionError):
-            return await self.wire.execute(commands, count)
+            return await self.wire.execute(commands, count, keys)
 
     async def _run_pipeline(self, ops: Sequence[Op]) -> list[Any]:
         """Plain commands on the lean connection; a second round trip only for what the first points at
@@ -234,17 +310,24 @@ class OpRunner:
         An EACH op becomes one command per tenant, packed and settled in bulk without per-tenant ops.
         """
         commands: list[bytes] = []
+        routing: list[str] = []
         spans: list[tuple[Op, list[str] | None]] = []
         for op in ops:
             if op[0] == "EACH":
                 keys = [op[2] + t + op[3] for t in op[4].split(SEP)] if op[4] else []
                 inner: Op = (op[1], "", *op[5:])
-                commands.append(_pack_many(inner, keys))
+                if self.routed:
+                    commands.extend(_pack_each(inner, keys))
+                    routing.extend(keys)
+                else:
+                    commands.append(_pack_many(inner, keys))
                 spans.append((inner, keys))
             else:
                 commands.append(_pack_many(op, [op[1]]))
+                routing.append(op[1])
                 spans.append((op, None))
-        raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans))
+        raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans),
+                               routing if self.routed else None)
         results: list[Any] = [None] * len(ops)
         follow: list[tuple[list[Any], int, Op, list[str]]] = []
         pos = 0
@@ -272,35 +355,117 @@ class OpRunner:
     async def _follow_up(self, follow: list[tuple[list[Any], int, Op, list[str]]]) -> None:
         """Second round trip of the pipeline path."""
         commands: list[bytes] = []
+        keys: list[str] = []
         for _, _, op, items in follow:
             if op[0] == "HEAD":
                 scan = int(op[4])
                 commands.append(pack("LRANGE", op[1], 0, scan - 1) if int(op[2]) == 0 else
                                 pack("LRANGE", op[1], -scan, -1))
+                keys.append(op[1])
             elif op[0] == "HEADHASH":
                 commands.extend(pack("HGET", op[3] + job_id, op[4]) for job_id in items)
+                keys.extend(op[3] + job_id for job_id in items)
+            elif op[0] == "HEADGET":
+                commands.extend(pack("GET", op[3] + job_id) for job_id in items)
+                keys.extend(op[3] + job_id for job_id in items)
+            elif op[0] == "HEADHGET":
+                commands.extend(pack("HGET", op[3], job_id) for job_id in items)
+                keys.extend(op[3] for _ in items)
+            elif op[0] == "XNEXT":
+                commands.append(pack("XRANGE", op[1], items[0], "+", "COUNT", 1))
+                keys.append(op[1])
+            elif op[0] == "ZGETS":
+                commands.extend(pack("GET", member) for member in items[::2])
+                keys.extend(items[::2])
+            elif op[0] == "ZEXISTS":
+                commands.extend(pack("EXISTS", op[3] + member) for member in items[::2])
+                keys.extend(op[3] + member for member in items[::2])
+            elif op[0] == "XUNDELIVERED":
+                commands.append(pack("XRANGE", op[1], "(" + items[0], "+", "COUNT", 1))
+                keys.append(op[1])
             else:
                 commands.extend(pack("HGETALL", op[2] + member) for member in items[::2])
-        values = iter(await self._wire(commands))
+                keys.extend(op[2] + member for member in items[::2])
+        values = iter(await self._wire(commands, None, keys if self.routed else None))
         for results, index, op, items in follow:
             if op[0] == "HEAD":
                 window = next(values)
                 results[index] = WRONGTYPE if isinstance(window, ReplyError) else _finish_plain(op, window)
                 continue
+            if op[0] == "XUNDELIVERED":
+                entries = next(values)
+                results[index][1] = entries[0][0] if isinstance(entries, list) and entries else None
+                continue
             if op[0] == "ZHASHES":
                 pairs = zip(items[::2], items[1::2], strict=True)
                 results[index] = [[member, score, _flat_hash(next(values))] for member, score in pairs]
+                continue
+            if op[0] == "XNEXT":
+                entries = next(values)
+                results[index] = entries[0][0] if entries else None
+                continue
+            if op[0] == "ZEXISTS":
+                flags = [next(values) for _ in items[::2]]
+                waiting = [score for score, flag in zip(items[1::2], flags, strict=True) if not flag]
+                results[index] = [sum(flags), waiting[0] if waiting else None]
+                continue
+            if op[0] == "ZGETS":
+                pairs = zip(items[::2], items[1::2], strict=True)
+                results[index] = [[member, score, _text(next(values))] for member, score in pairs]
                 continue
             found, bad = None, 0
             for _ in items:
                 value = next(values)
                 if found is not None:
                     continue
+                if op[0] != "HEADHASH":  # HEADGET / HEADHGET: a JSON document, not the value itself
+                    value = pick(value, op[4]) if isinstance(value, str) else None
                 if isinstance(value, str) and value and valid(value, op[6]):
                     found = value
                 else:
                     bad += 1
             results[index] = [found, bad]
+
+
+def commands_of(op: Op, scripts: bool = False) -> list[tuple[str, ...]]:
+    """The Redis commands (with their key and arguments) that running `op` may send: what an ACL must
+    allow, and what `doctor` asks `ACL DRYRUN` about. With scripts, the script runs the same reads."""
+    name = op[0]
+    if name == "EACH":
+        tenants = op[4].split(SEP) if op[4] else [""]
+        return commands_of((op[1], op[2] + tenants[0] + op[3], *op[5:]), scripts)
+    if name == "CLIENTNAMES":
+        return [("CLIENT", "LIST")]
+    spec = OPS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown op {name!r}")
+    key = op[1]
+    if spec.command:  # a plain op: its one command, from the op table
+        return [tuple(command(spec, key, op[2:]))]
+    if name == "HEAD":
+        return [("LINDEX", key, op[2]), ("LRANGE", key, "0", str(int(op[4]) - 1))]
+    if name == "HEADHASH":
+        return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("HGET", op[3] + "1", op[4])]
+    if name == "HEADGET":
+        return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("GET", op[3] + "1")]
+    if name == "HEADHGET":
+        return [("LRANGE", key, "0", str(int(op[5]) - 1)), ("HGET", op[3], "1")]
+    if name == "ZHASHES":
+        return [("ZREVRANGE", key, "0", "0", "WITHSCORES"), ("HGETALL", op[2] + "1")]
+    if name == "ZGETS":
+        return [("ZRANGEBYSCORE", key, op[2], "+inf", "WITHSCORES", "LIMIT", "0", op[3]), ("GET", key + ":1")]
+    if name == "ZEXISTS":
+        return [("ZRANGEBYSCORE", key, "-inf", op[2], "WITHSCORES", "LIMIT", "0", op[4]), ("EXISTS", op[3] + "1")]
+    if name == "XFIRST":
+        return [("XRANGE", key, "-", "+", "COUNT", "1")]
+    groups = [("XINFO", "GROUPS", key), *([("TYPE", key)] if scripts else [])]
+    if name == "XGROUPS":
+        return groups
+    if name == "XUNDELIVERED":
+        return [*groups, ("XRANGE", key, "(0-0", "+", "COUNT", "1")]
+    if name == "XNEXT":
+        return [*groups, ("XRANGE", key, "(0-0", "+", "COUNT", "1")]
+    raise ValueError(f"op {name!r}: commands_of does not know what it sends")
 
 
 def _normalise(ops: Sequence[Op], results: list[Any]) -> list[Any]:
@@ -323,11 +488,26 @@ def _flat_hash(reply: Any) -> list[str]:
     return reply if isinstance(reply, list) else []
 
 
+def _after(groups: Any, group: str) -> str:
+    """The XRANGE start of the entries `group` has not been delivered: after its last-delivered-id."""
+    for raw in groups or ():
+        info = raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2], strict=False))
+        if info.get("name") == group:
+            return "(" + str(info.get("last-delivered-id"))
+    return "-"
+
+
+def _text(reply: Any) -> str | None:
+    """A GET reply as the script returns it: a wrong type (an error here, false in Lua) is None."""
+    return reply if isinstance(reply, str) else None
+
+
 def _script_unsupported(err: Exception) -> bool:
     text = str(err).lower()
     return isinstance(err, NoPermissionError) or "unknown command" in text or "noperm" in text
 
 
+_HEADS = frozenset({"HEADHASH", "HEADGET", "HEADHGET"})  # list items naming where the value is
 _COUNTS = frozenset({"LLEN", "ZCARD", "SCARD", "HLEN", "XLEN", "EXISTS"})
 
 
@@ -339,6 +519,16 @@ def _pack_many(op: Op, keys: list[str]) -> bytes:
     if name == "HEAD":
         return pack_keys("LINDEX", keys, op[2])
     return b"".join(_pack_one((name, key, *op[2:])) for key in keys)
+
+
+def _pack_each(op: Op, keys: list[str]) -> list[bytes]:
+    """`_pack_many`, one buffer per key (for a cluster, which routes each key to its node)."""
+    name = op[0]
+    if name in _COUNTS or name == "GET":
+        return pack_each(name, keys)
+    if name == "HEAD":
+        return pack_each("LINDEX", keys, op[2])
+    return [_pack_one((name, key, *op[2:])) for key in keys]
 
 
 def _heads(op: Op, keys: list[str], replies: list[Any], follow: list[tuple[list[Any], int, Op, list[str]]]
@@ -376,6 +566,10 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
         text = str(reply)
         if name == "XGROUPS" and "no such key" in text:
             target[index] = []
+        elif name == "XNEXT" and "no such key" in text:
+            target[index] = None
+        elif name == "XUNDELIVERED" and "no such key" in text:
+            target[index] = [[], None]
         elif "WRONGTYPE" in text:
             target[index] = WRONGTYPE
         else:
@@ -388,11 +582,19 @@ def _settle(op: Op, reply: Any, follow: list[tuple[list[Any], int, Op, list[str]
         else:
             follow.append((target, index, op, []))
         return
+    if name == "XUNDELIVERED":
+        start = undelivered_from(reply)
+        target[index] = [reply, None]
+        if start is not None:
+            follow.append((target, index, op, [start]))
+        return
     target[index] = _finish_plain(op, reply)
-    if name == "HEADHASH":
+    if name in _HEADS:
         follow.append((target, index, op, _ordered(reply, int(op[2]))))
-    elif name == "ZHASHES":
+    elif name in ("ZHASHES", "ZGETS", "ZEXISTS"):
         follow.append((target, index, op, reply))
+    elif name == "XNEXT":
+        follow.append((target, index, op, [_after(reply, op[2])]))
 
 
 def _pack_one(op: Op) -> bytes:
@@ -402,14 +604,18 @@ def _pack_one(op: Op) -> bytes:
         raise ValueError(f"unknown op {name!r}")
     if spec.command:
         return pack(*command(spec, key, op[2:]))
-    if name == "HEADHASH":
+    if name in _HEADS:
         scan = int(op[5])
         return pack("LRANGE", key, 0, scan - 1) if int(op[2]) == 0 else pack("LRANGE", key, -scan, -1)
     if name == "ZHASHES":
         return pack("ZREVRANGE", key, 0, int(op[3]) - 1, "WITHSCORES")
+    if name == "ZGETS":
+        return pack("ZRANGEBYSCORE", key, op[2], "+inf", "WITHSCORES", "LIMIT", 0, int(op[3]))
+    if name == "ZEXISTS":
+        return pack("ZRANGEBYSCORE", key, "-inf", op[2], "WITHSCORES", "LIMIT", 0, int(op[4]))
     if name == "XFIRST":
         return pack("XRANGE", key, "-", "+", "COUNT", 1)
-    if name == "XGROUPS":
+    if name in ("XGROUPS", "XNEXT", "XUNDELIVERED"):
         return pack("XINFO", "GROUPS", key)
     raise ValueError(f"op {name!r} has no command")
 
@@ -429,7 +635,7 @@ def _finish_plain(op: Op, reply: Any) -> Any:
                 break
             bad += 1
         return [found, bad]
-    if name in ("HEADHASH", "ZHASHES"):
+    if name in _HEADS or name in ("ZHASHES", "ZGETS", "ZEXISTS", "XNEXT"):
         return [None, 0]  # resolved by the follow-up pipeline
     if name == "XFIRST":
         return reply[0][0] if reply else None

@@ -36,9 +36,34 @@ local function fast(item, fields)
   return string.match(item, pat[1]) or string.match(item, pat[2])
 end
 -- A usable timestamp: the same strict checks as `valid` in Python, so both paths skip the same items.
+-- 'ts:<unit>:<latest>': a number that, read in its unit (auto: by magnitude), is a time from 2000-01-01
+-- up to `latest` (now plus the allowed skew); NaN, inf, 1e300 and milliseconds read as seconds fail.
+local function numeric(v)
+  return string.find(v, '^%-?%d+%.?%d*$') ~= nil or string.find(v, '^%-?%d+%.?%d*[eE][%+%-]?%d+$') ~= nil
+end
+local DIV = {s = 1, ms = 1e3, us = 1e6, ns = 1e9, auto = false}
+local spans = {}  -- kind -> {divisor or false for auto, latest}: parsed once per script call
+local function plausible(v, kind)
+  if not numeric(v) then return false end
+  local span = spans[kind]
+  if not span then
+    local unit, latest = string.match(kind, '^ts:(%a+):(.+)$')
+    span = {DIV[unit], tonumber(latest)}
+    spans[kind] = span
+  end
+  local x, div = tonumber(v), span[1]
+  if div then
+    x = x / div
+  elseif x > 1e11 then
+    if x > 1e17 then x = x / 1e9 elseif x > 1e14 then x = x / 1e6 else x = x / 1e3 end
+  end
+  return x >= 946684800 and x <= span[2]
+end
 local function valid(v, kind)
   if kind == 'num' then
-    return string.find(v, '^%-?%d+%.?%d*$') ~= nil or string.find(v, '^%-?%d+%.?%d*[eE][%+%-]?%d+$') ~= nil
+    return numeric(v)
+  elseif string.sub(kind, 1, 3) == 'ts:' then
+    return plausible(v, kind)
   elseif kind == 'iso' then
     return string.find(v, '^%d%d%d%d%-%d%d%-%d%d[T ]%d%d:%d%d') ~= nil
   end
@@ -69,14 +94,18 @@ local function window(key, index, scan)
   for j = #items, 1, -1 do rev[#rev + 1] = items[j] end
   return rev
 end
--- The value of one item: a JSON field ('json'), or a field of the hash the item names ('hash').
+-- The value of one item: a JSON field ('json'), a field of the hash the item names ('hash'), a JSON
+-- field of the string the item names ('get'), or a JSON field of the item's entry in one hash ('hget').
 local function value_of(mode, item, p1, p2, kind)
   local v
   if mode == 'json' then
     v = pick(item, p1)
-  else
+  elseif mode == 'hash' then
     v = call('HGET', p1 .. item, p2)
     if v == WRONG or v == '' then v = nil end
+  else
+    if mode == 'get' then v = call('GET', p1 .. item) else v = call('HGET', p1, item) end
+    if v == WRONG or not v then v = nil else v = pick(v, p2) end
   end
   if v and valid(v, kind) then return v end
   return nil
@@ -98,6 +127,25 @@ local function head(key, index, scan, mode, p1, p2, kind)
     bad = bad + 1
   end
   return {false, bad}
+end
+-- The earliest last-delivered id over the groups that still have entries to deliver (lag not 0,
+-- or unknown): the entry after it is the oldest one not yet delivered. Twin: ops.undelivered_from.
+local function id_less(a, b)
+  local am, as = string.match(a, '^(%d+)%-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)%-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local function undelivered_from(groups)
+  local from = nil
+  for _, g in ipairs(groups) do
+    local lag, last = false, nil
+    for j = 1, #g, 2 do
+      if g[j] == 'lag' then lag = g[j + 1] elseif g[j] == 'last-delivered-id' then last = g[j + 1] end
+    end
+    if last and lag ~= 0 and (from == nil or id_less(last, from)) then from = last end
+  end
+  return from
 end
 local SEP = string.char(31)
 -- Plain ops (one command, reply as is) come from the op table of script.py: {arity, command...}
@@ -127,6 +175,10 @@ local function one(op, key, a)
     return head(key, tonumber(a[1]), tonumber(a[3]), 'json', a[2], nil, a[4])
   elseif op == 'HEADHASH' then
     return head(key, tonumber(a[1]), tonumber(a[4]), 'hash', a[2], a[3], a[5])
+  elseif op == 'HEADGET' then
+    return head(key, tonumber(a[1]), tonumber(a[4]), 'get', a[2], a[3], a[5])
+  elseif op == 'HEADHGET' then
+    return head(key, tonumber(a[1]), tonumber(a[4]), 'hget', a[2], a[3], a[5])
   elseif op == 'XFIRST' then
     local r = call('XRANGE', key, '-', '+', 'COUNT', 1)
     if r == WRONG then return WRONG elseif #r == 0 then return false end
@@ -135,6 +187,47 @@ local function one(op, key, a)
     local t = redis.call('TYPE', key)['ok']
     if t == 'stream' then return call('XINFO', 'GROUPS', key) elseif t == 'none' then return {} end
     return WRONG
+  elseif op == 'XNEXT' then
+    local t = redis.call('TYPE', key)['ok']
+    if t == 'none' then return false elseif t ~= 'stream' then return WRONG end
+    local start = '-'
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local name, last
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then last = g[j + 1] end
+      end
+      if name == a[1] then start = '(' .. last end
+    end
+    local r = redis.call('XRANGE', key, start, '+', 'COUNT', 1)
+    if #r == 0 then return false end
+    return r[1][1]
+  elseif op == 'ZEXISTS' then
+    local r = call('ZRANGEBYSCORE', key, '-inf', a[1], 'WITHSCORES', 'LIMIT', 0, tonumber(a[3]))
+    if r == WRONG then return WRONG end
+    local n, first = 0, false
+    for j = 1, #r, 2 do
+      if call('EXISTS', a[2] .. r[j]) == 1 then n = n + 1 elseif not first then first = r[j + 1] end
+    end
+    return {n, first}
+  elseif op == 'ZGETS' then
+    local r = call('ZRANGEBYSCORE', key, a[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(a[2]))
+    if r == WRONG then return WRONG end
+    local rows = {}
+    for j = 1, #r, 2 do
+      local v = call('GET', r[j])
+      if v == WRONG then v = false end
+      rows[#rows + 1] = {r[j], r[j + 1], v}
+    end
+    return rows
+  elseif op == 'XUNDELIVERED' then
+    local t = redis.call('TYPE', key)['ok']
+    if t == 'none' then return {{}, false} elseif t ~= 'stream' then return WRONG end
+    local groups = redis.call('XINFO', 'GROUPS', key)
+    local from = undelivered_from(groups)
+    if not from then return {groups, false} end
+    local r = redis.call('XRANGE', key, '(' .. from, '+', 'COUNT', 1)
+    if #r == 0 then return {groups, false} end
+    return {groups, r[1][1]}
   elseif op == 'ZHASHES' then
     local r = call('ZREVRANGE', key, 0, tonumber(a[2]) - 1, 'WITHSCORES')
     if r == WRONG then return WRONG end

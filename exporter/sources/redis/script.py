@@ -38,12 +38,19 @@ OPS: dict[str, OpSpec] = {
     "ZCOUNT": OpSpec(2, ("ZCOUNT", "$k", "$1", "$2")),
     "ZFIRST": OpSpec(0, ("ZRANGE", "$k", "0", "0", "WITHSCORES")),
     "ZMEMBERS": OpSpec(1, ("ZRANGE", "$k", "0", "$1-1", "WITHSCORES")),
+    "LFIRST": OpSpec(1, ("LRANGE", "$k", "0", "$1-1")),
     "SMEMBERS": OpSpec(1, ("SMEMBERS", "$k")),  # sorted and capped in Python (ops._normalise), the same for both paths
     "HEAD": OpSpec(4),
     "HEADHASH": OpSpec(5),
+    "HEADGET": OpSpec(5),
+    "HEADHGET": OpSpec(5),
     "XFIRST": OpSpec(0),
     "XGROUPS": OpSpec(0),
+    "XNEXT": OpSpec(1),
+    "XUNDELIVERED": OpSpec(0),
     "ZHASHES": OpSpec(2),
+    "ZGETS": OpSpec(2),
+    "ZEXISTS": OpSpec(3),
 }
 # CLIENTNAMES (CLIENT LIST) is not an op of the script: Redis refuses CLIENT inside scripts, so
 # ops.OpRunner.run sends it as one plain command on either path.

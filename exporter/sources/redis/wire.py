@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import hiredis
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError
+
+from exporter.sources.redis.connect import Endpoint, Resolve
 
 ReplyError = hiredis.ReplyError
 
@@ -35,11 +35,23 @@ def pack_keys(command: str, keys: Sequence[str], *tail: str) -> bytes:
     """The same command for many keys (LLEN k, LINDEX k 0, ...), as one buffer: the hot loop of a
     large collection. ASCII keys (the usual case) are formatted as text and encoded once, several
     times faster than packing bytes per argument; other keys take the exact byte-length path."""
-    head = f"*{2 + len(tail)}\r\n${len(command)}\r\n{command}\r\n"
-    rest = "".join(f"${len(t.encode())}\r\n{t}\r\n" for t in tail)
+    head, rest = _frame(command, tail)
     if "".join(keys).isascii():
         return "".join([f"{head}${len(key)}\r\n{key}\r\n{rest}" for key in keys]).encode()
     return b"".join(pack(command, key, *tail) for key in keys)
+
+
+def pack_each(command: str, keys: Sequence[str], *tail: str) -> list[bytes]:
+    """`pack_keys`, one buffer per key: a cluster sends each key's command to the key's node."""
+    head, rest = _frame(command, tail)
+    if "".join(keys).isascii():
+        return [f"{head}${len(key)}\r\n{key}\r\n{rest}".encode() for key in keys]
+    return [pack(command, key, *tail) for key in keys]
+
+
+def _frame(command: str, tail: Sequence[str]) -> tuple[str, str]:
+    head = f"*{2 + len(tail)}\r\n${len(command)}\r\n{command}\r\n"
+    return head, "".join(f"${len(t.encode())}\r\n{t}\r\n" for t in tail)
 
 
 def as_exception(reply: ReplyError) -> ResponseError:
@@ -51,25 +63,24 @@ def as_exception(reply: ReplyError) -> ResponseError:
 class Wire:
     """One connection, opened lazily and dropped on any error so the next collection starts clean."""
 
-    def __init__(self, url: str, username: str | None, password: str | None, timeout: float,
-                 client_name: str = "jobqueue-exporter") -> None:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("redis", "rediss"):
-            raise ValueError(f"unsupported Redis URL scheme {parsed.scheme!r}")
-        self.host = parsed.hostname or "127.0.0.1"
-        self.port = parsed.port or 6379
-        self.tls = parsed.scheme == "rediss"
-        self.username = username or (unquote(parsed.username) if parsed.username else None)
-        self.password = password or (unquote(parsed.password) if parsed.password else None)
-        self.db = int((parsed.path or "/0").strip("/") or 0)
+    def __init__(self, endpoint: Endpoint, timeout: float, client_name: str = "jobqueue-exporter",
+                 resolve: Resolve | None = None) -> None:
+        self.endpoint = endpoint
+        self.host, self.port = endpoint.host, endpoint.port
+        self.username, self.password, self.db = endpoint.username, endpoint.password, endpoint.db
+        # built once: the same CA, client certificate and checks as redis-py's connections
+        self.ssl = endpoint.tls.context() if endpoint.tls is not None else None
         self.timeout = timeout
         self.client_name = client_name
+        self.resolve = resolve  # Sentinel: asked where the server is at every (re)connect
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def execute(self, commands: Sequence[bytes], count: int | None = None) -> list[Any]:
+    async def execute(self, commands: Sequence[bytes], count: int | None = None,
+                      keys: Sequence[str] | None = None) -> list[Any]:
         """Send the packed commands in one write; one reply per command (errors as ReplyError values).
 
-        `count` is the number of commands when an element of `commands` packs several."""
+        `count` is the number of commands when an element of `commands` packs several; `keys` (one
+        per command) matters only to a cluster, where it routes each command to its node."""
         count = len(commands) if count is None else count
         if not count:
             return []
@@ -81,11 +92,16 @@ class Wire:
             await self.close()
             raise
 
+    @property
+    def connected(self) -> bool:
+        return self._streams is not None
+
     async def _connect(self) -> None:
-        context = ssl.create_default_context() if self.tls else None
+        if self.resolve is not None:
+            self.host, self.port = await asyncio.wait_for(self.resolve(), self.timeout)
         try:
             self._streams = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=context), self.timeout
+                asyncio.open_connection(self.host, self.port, ssl=self.ssl), self.timeout
             )
         except (TimeoutError, OSError) as err:
             raise ConnectionError(f"cannot connect to {self.host}:{self.port}: {err}") from err

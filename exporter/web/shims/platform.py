@@ -90,7 +90,7 @@ def queue_rows(v: View) -> list[dict[str, Any]]:
         for name, s in history.summary(rule.source, reading, rule.queue, rule.tenant).items():
             rows.append({
                 "name": name, "priority": rule.priority, "active_jobs": s.active, "waiting_jobs": s.total,
-                "completed_last_hour": history.completed_since(rule.source, rule.tenant, name, 3600, v.now),
+                "completed_last_hour": s.completed_last_hour,
                 "failed_jobs": s.failed_total, "status": queue_level(s.worst, s.failed_worst, rule),
             })
     return rows

@@ -132,7 +132,8 @@ def _agents(agents: RegistryAgents | None, now: float) -> tuple[dict[str, Any] |
         listed.append({"hostname": a.hostname, "labels": a.labels,
                        "registered": f"{ago(now - beat)} ago" if beat is not None else None})
         registry.append({"type": "agent", "hostname": a.hostname, "status": a.status,
-                         "conditions": [], "age": None, "cpu_percent": None, "mem_bytes": None})
+                         "conditions": ["HeartbeatStale"] if a.stale else [], "age": None,
+                         "cpu_percent": None, "mem_bytes": None})
     return {"total": agents.total, "ready": agents.ready, "agents": listed}, registry
 
 

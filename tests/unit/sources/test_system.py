@@ -41,11 +41,17 @@ def test_config() -> None:
     config = SystemConfig.model_validate({"name": "host", "type": "system", "processes": [
         {"name": "nats", "type": "nats", "process": "nats-server"}, {"name": "me", "own": True}]})
     assert [p.name for p in config.processes] == ["nats", "me"]
-    with pytest.raises(ValidationError, match="exactly one of process"):
+    with pytest.raises(ValidationError, match="give pid_file, own, or any of process, cmdline, port"):
         SystemConfig.model_validate({"name": "h", "type": "system", "processes": [{"name": "x"}]})
-    with pytest.raises(ValidationError, match="exactly one of process"):
+    with pytest.raises(ValidationError, match="give pid_file, own, or any of process, cmdline, port"):
         SystemConfig.model_validate({"name": "h", "type": "system",
                                      "processes": [{"name": "x", "process": "a", "own": True}]})
+    narrowed = SystemConfig.model_validate({"name": "h", "type": "system", "processes": [
+        {"name": "nats", "process": "nats-server", "port": 4222, "cmdline": "-c /etc/nats/a.conf"}]})
+    assert narrowed.processes[0].port == 4222
+    with pytest.raises(ValidationError, match="give pid_file, own, or any of process, cmdline, port"):
+        SystemConfig.model_validate({"name": "h", "type": "system",
+                                     "processes": [{"name": "x", "port": 80, "pid_file": "/run/x.pid"}]})
     with pytest.raises(ValidationError, match="does not compile"):
         SystemConfig.model_validate({"name": "h", "type": "system", "processes": [{"name": "x", "cmdline": "("}]})
     with pytest.raises(ValidationError, match="cpu_window"):

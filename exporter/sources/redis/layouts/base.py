@@ -18,15 +18,20 @@ from pydantic import Field
 
 from exporter import untrusted
 from exporter.model import Job, QueueStats, Sample
-from exporter.sources.base import Model
+from exporter.sources.base import Duration, Model
+from exporter.sources.base import Retained as Retained  # lives in sources/base.py (NATS uses it too)
 from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.script import WRONGTYPE, Op
-from exporter.values import Unit, as_int, as_time, stored_time
+from exporter.values import DIVISOR, Unit, as_int, as_time, stored_time
+
+EPOCH_2000 = 946684800.0  # a stored enqueue time before this is not one (a wrong unit, a zero, a counter)
+DIV = DIVISOR
 
 
-def kind(unit: Unit) -> str:
-    """What a stored timestamp of `unit` must look like for the ops to accept it (see ops.valid)."""
-    return "iso" if unit == "iso" else "num"
+def kind(unit: Unit, latest: float) -> str:
+    """What a stored timestamp of `unit` must look like for the ops to accept it (see ops.valid): a
+    number that is a time from 2000 up to `latest` in its unit, or an ISO date-time."""
+    return "iso" if unit == "iso" else f"ts:{unit}:{latest!r}"
 
 
 @dataclass
@@ -56,18 +61,24 @@ def count(value: Any) -> int:
     return 0 if value == WRONGTYPE or value is None else int(value)
 
 
-def head_time(reply: Any, unit: Unit, out: Parsed) -> float | None:
-    """The timestamp of a HEAD/HEADHASH reply; unparseable values count as malformed."""
+def head_time(reply: Any, unit: Unit, out: Parsed, latest: float | None = None) -> float | None:
+    """The timestamp of a HEAD/HEADHASH reply; unparseable values count as malformed, and so do times
+    before 2000 or after `latest` (now plus the allowed skew) where the op could not skip them (ISO, a
+    sorted set's first member)."""
     if reply == WRONGTYPE:
         out.malformed += 1
         return None
     raw, bad = reply
     out.malformed += int(bad)
     try:
-        return stored_time(raw, unit)
+        stamp = stored_time(raw, unit)
     except (ValueError, TypeError, OverflowError):
         out.malformed += 1
         return None
+    if stamp is not None and latest is not None and not EPOCH_2000 <= stamp <= latest:
+        out.malformed += 1
+        return None
+    return stamp
 
 
 # QueueStats' defaults after `oldest_timestamp`, for building records without its Python __new__.
@@ -138,6 +149,19 @@ class Layout(Model):
     for the collection, `job_range` and `job` for the job listing (by default: not supported)."""
 
     scan: Annotated[int, Field(ge=1, le=100)] = 10
+    # How far in the future a stored enqueue time may lie (clock skew between app hosts and the
+    # exporter) before it counts as malformed and the next item gives the age.
+    future_skew: Duration = 300.0
+    # For a layout without `{tenant}` in its keys: the tenant label of its series. Two apps in one
+    # Redis (two Laravel prefixes, two Sidekiq namespaces) each get their own, so no series is doubled.
+    tenant: str | None = None
+
+    def latest(self, now: float) -> float:
+        """The latest plausible enqueue time at `now`."""
+        return now + self.future_skew
+
+    def stamp_kind(self, unit: Unit, now: float) -> str:
+        return kind(unit, self.latest(now))
 
     def templates(self) -> Sequence[str]:
         """Every key template of the layout; `{tenant}` in any of them makes it per-tenant."""
@@ -147,6 +171,13 @@ class Layout(Model):
     def per_tenant(self) -> bool:
         return any("{tenant}" in t for t in self.templates())
 
+    def static_queues(self) -> list[str]:
+        """The queue names the config alone says the layout reports (not those its registry announces)."""
+        name = getattr(self, "name", None)
+        if isinstance(name, str):
+            return [name]
+        return list(getattr(self, "queues", None) or [])
+
     @property
     def discovers(self) -> bool:
         """Whether the layout reads anything before planning (spares the others a pass per tenant)."""
@@ -154,6 +185,25 @@ class Layout(Model):
 
     def discovery(self, tenant: str) -> list[Op]:
         return []
+
+    @property
+    def registry(self) -> bool:
+        """Whether the queues come from the library's own registry (no `queues` configured): then the
+        source keeps an inventory of them and passes the known ones to `plan_known`."""
+        return False
+
+    def scan_match(self) -> str | None:
+        """A SCAN MATCH pattern whose keys name the layout's queues where no registry lists them all
+        (Laravel's `queues:*` lists for Horizon, BullMQ's `meta` hashes); None: nothing to scan."""
+        return None
+
+    def scanned_queue(self, key: str) -> str | None:
+        """The queue a key found by `scan_match` belongs to, or None for keys of no queue."""
+        return None
+
+    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+        """`plan`, also reading the queues of the inventory that discovery no longer announces."""
+        return self.plan(tenant, found, now)
 
     def listener(self, db: int) -> CeleryEvents | None:
         """A background listener the source runs for this layout (Celery events); most have none."""
@@ -312,13 +362,20 @@ _ADDITIVE = frozenset({"jobqueue_jobs_processed", "jobqueue_jobs_failed", "jobqu
 
 
 def merge_flow(samples: list[Sample]) -> list[Sample]:
-    """One series per label set: where several libraries share a Redis (Sidekiq and RQ both count
-    under queue ""; Horizon and Sidekiq both serve a "default"), their counts and workers add up;
-    of two runtimes for one queue the first is kept. Other samples pass through untouched."""
+    """One series per label set for the library-wide counts (queue ""): where several libraries share
+    a Redis and tenant (Sidekiq, RQ and Celery events all count only globally), their counts and
+    workers add up; of two runtimes the first is kept.
+
+    A named queue is not merged: two layouts reporting one (tenant, queue) is the collision the
+    scheduler counts (jobqueue_series_collisions) and emits once, first kept, the same as that
+    queue's depth, so depth and workers of a queue always come from the same layout (a sum of two
+    apps' workers beside one app's backlog would hide a queue with no live worker). Other samples
+    pass through untouched."""
     merged: dict[tuple[str, tuple[str, ...]], int] = {}
     out: list[Sample] = []
     for sample in samples:
-        if sample.metric not in _ADDITIVE and sample.metric != "jobqueue_job_runtime_seconds":
+        if (sample.metric not in _ADDITIVE and sample.metric != "jobqueue_job_runtime_seconds") or \
+                sample.labels[1:2] != ("",):
             out.append(sample)
             continue
         key = (sample.metric, sample.labels)
@@ -329,28 +386,3 @@ def merge_flow(samples: list[Sample]) -> list[Sample]:
         elif sample.metric in _ADDITIVE:
             out[at] = sample._replace(value=out[at].value + sample.value)
     return out
-
-
-@dataclass
-class Retained:
-    """Counts a library keeps per worker, summed so that they never go down when a worker goes away.
-
-    RQ keeps successful/failed counts in the worker's own hash, which expires with the worker. The
-    sum over live workers would drop each time one exits; instead the last counts seen of a worker
-    that is gone (or that restarted: a count went down) move into `gone`, and the total is
-    gone + live. It is a counter that starts with the exporter (a restart is a counter reset, which
-    rate() handles); jobs a worker finished after the last collection before it vanished are missed.
-    """
-
-    seen: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    gone: tuple[float, ...] = ()
-
-    def total(self, live: dict[str, tuple[float, ...]], width: int) -> tuple[float, ...]:
-        gone = list(self.gone or (0.0,) * width)
-        for name, last in self.seen.items():
-            now = live.get(name)
-            if now is None or any(n < v for n, v in zip(now, last, strict=True)):
-                gone = [g + v for g, v in zip(gone, last, strict=True)]
-        self.seen = dict(live)
-        self.gone = tuple(gone)
-        return tuple(g + sum(v[i] for v in live.values()) for i, g in enumerate(gone))

@@ -54,7 +54,25 @@ class HorizonLayout(LaravelLayout):
             ("SMEMBERS", f"{hp}measured_queues", str(self.cap)),
         ]
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    @property
+    def registry(self) -> bool:
+        return self.queues is None
+
+    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+        return self.plan(tenant, found, now, known)
+
+    def scan_match(self) -> str | None:
+        return None if self.per_tenant else f"{self.prefix}queues:*"
+
+    def scanned_queue(self, key: str) -> str | None:
+        """`PREFIX queues:NAME` (Laravel's list) -> NAME; its `:delayed`, `:reserved` and `:notify`
+        companions name no queue of their own."""
+        name = key.removeprefix(f"{self.prefix}queues:")
+        if name == key or name.endswith((":delayed", ":reserved", ":notify")):
+            return None
+        return name[1:-1] if self.cluster and name.startswith("{") and name.endswith("}") else name
+
+    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         hp = fill_tenant(self.horizon_prefix, tenant)
         masters = hashes(found[0])
         supervisors = hashes(found[1])
@@ -74,7 +92,9 @@ class HorizonLayout(LaravelLayout):
                                     0 if paused else to_int(n), n=to_int(n))
         # RedisMetricsRepository `measuredQueues`: full key names, the queue after "queue:"
         measured = [m.split("queue:", 1)[1] for m in members(found[2]) if "queue:" in m]
-        queues = self.queues or sorted({q for g in groups for q in g.split(",") if q} | set(measured))
+        # Without `queues`, the live supervisors (and Horizon's measured queues) announce the queues;
+        # the inventory keeps them read when Horizon is down, which is when their backlog matters most.
+        queues = self.queues or sorted({*(q for g in groups for q in g.split(",") if q), *measured, *known})
         # a queue's wait needs every queue of the groups it is served in
         read = list(dict.fromkeys([*queues, *(q for g in groups for q in g.split(",")
                                               if q and set(g.split(",")) & set(queues))]))
@@ -84,33 +104,36 @@ class HorizonLayout(LaravelLayout):
             ("ZCARD", f"{hp}failed_jobs"),
         ]
         for queue in read:
-            ops.extend(self.queue_ops(tenant, queue))
-            ops.append(("HGET", f"{hp}queue:{queue}", "runtime"))
-        for queue in queues:
-            ops.append(("HGET", f"{hp}queue:{queue}", "throughput"))
+            ops.extend(self.queue_ops(tenant, queue, now))
+            ops += [("HGET", f"{hp}queue:{queue}", "runtime"), ("HGET", f"{hp}queue:{queue}", "throughput"),
+                    ("ZMEMBERS", f"{hp}snapshot:queue:{queue}", "24")]
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             recent_failed, total_failed = count(r[0]), count(r[1])
-            parts = {q: r[2 + i * (width + 1) : 2 + (i + 1) * (width + 1)] for i, q in enumerate(read)}
+            parts = {q: r[2 + i * (width + 3) : 2 + (i + 1) * (width + 3)] for i, q in enumerate(read)}
             ms = {q: count(part[0]) * to_float(part[width]) for q, part in parts.items()}
             waits: dict[str, dict[str, int | float]] = {}
-            throughput = r[2 + len(read) * (width + 1):]
-            for index, queue in enumerate(queues):
+            for queue in queues:
                 part = parts[queue]
                 served = [g for g in groups if queue in g.split(",")]
                 # Horizon's time to clear of each group that serves the queue; the longest counts
                 wait = max((horizon_wait(1, sum(ms[q] for q in g.split(",") if q), groups[g]) for g in served),
                            default=horizon_wait(1, ms[queue], 0))
-                out.queues.append(self.queue_stats(tenant, queue, part[:width], out, wait_seconds=wait))
+                out.queues.append(self.queue_stats(
+                    tenant, queue, part[:width], now, out, wait_seconds=wait,
+                    completed_last_hour=horizon_completed(now, part[width + 1], part[width + 2])))
                 waits[queue] = {"pending": count(part[0]), "wait_seconds": wait}
                 # LuaScripts::updateMetrics: HINCRBY-like `throughput` + running-average `runtime` (ms)
                 # per job that did not fail (Listeners/UpdateJobMetrics returns early on failed jobs);
                 # `horizon:snapshot` reads and DELetes the hash (RedisMetricsRepository
-                # `baseSnapshotData`), so the counter resets to 0 at each snapshot
-                done = stored_count(throughput[index], out)
+                # `baseSnapshotData`), so the counter resets to 0 at each snapshot; the queue stays in
+                # measured_queues and Horizon reads its throughput as 0 (`throughputFor`), as here
+                raw = part[width + 1]
+                done = 0 if raw is None and queue in measured else stored_count(raw, out)
                 if done is not None:
                     flow(out, tenant, queue, done)
-                    runtime(out, tenant, queue, to_float(part[width]) / 1000)
+                    if part[width] is not None:  # no job since the snapshot: no runtime, not a runtime of 0
+                        runtime(out, tenant, queue, to_float(part[width]) / 1000)
             workers.emit(out, queues, busy=False)
             alive = [m for m in masters if m["score"] >= now - 14]
             for status in ("running", "paused"):
@@ -140,3 +163,17 @@ def horizon_wait(ready: int, runtime_ms: float, processes: int) -> int:
     if processes > 0:
         total_ms /= processes
     return math.floor(total_ms / 1000 + 0.5)  # PHP round(): half away from zero
+
+
+def horizon_completed(now: float, throughput: Any, snapshots: Any) -> int | None:
+    """Jobs Horizon processed on the queue in the last 3600 s, from its metrics: the `throughput` of the
+    `snapshot:queue:NAME` entries taken in the hour plus the live counter since the last snapshot
+    (`horizon:snapshot` resets it). Without a snapshot in the hour the live counter's window is unknown
+    (None). A snapshot covers the interval before it, so the first in the hour may reach a few minutes
+    further back (by one snapshot interval at most).
+    """
+    flat = snapshots if isinstance(snapshots, list) else []
+    recent = [json_dict(m) for m, score in zip(flat[::2], flat[1::2], strict=False) if to_float(score) >= now - 3600]
+    if not recent:
+        return None
+    return to_int(throughput) + sum(to_int(s.get("throughput")) for s in recent)

@@ -32,11 +32,11 @@ class LaravelLayout(Layout):
         key = self.queue_key(tenant, queue)
         return {"waiting": JobRange("list", key), "active": JobRange("zset", f"{key}:reserved")}.get(status)
 
-    def queue_ops(self, tenant: str, queue: str) -> list[Op]:
+    def queue_ops(self, tenant: str, queue: str, now: float) -> list[Op]:
         key = self.queue_key(tenant, queue)
         ops: list[Op] = [
             ("LLEN", key),
-            ("HEAD", key, "0", self.timestamp_field, str(self.scan), "num"),
+            ("HEAD", key, "0", self.timestamp_field, str(self.scan), self.stamp_kind("s", now)),
             ("ZCARD", f"{key}:delayed"),
             ("ZCARD", f"{key}:reserved"),
         ]
@@ -44,8 +44,8 @@ class LaravelLayout(Layout):
             ops.append(("EXISTS", fill_tenant(self.pause_key, tenant).replace("{queue}", queue)))
         return ops
 
-    def queue_stats(self, tenant: str, queue: str, r: list[Any], out: Parsed, **extra: Any) -> QueueStats:
-        oldest = head_time(r[1], "s", out)
+    def queue_stats(self, tenant: str, queue: str, r: list[Any], now: float, out: Parsed, **extra: Any) -> QueueStats:
+        oldest = head_time(r[1], "s", out, self.latest(now))
         states = (("delayed", count(r[2])), ("reserved", count(r[3])))
         paused = bool(count(r[4])) if self.pause_key else None
         return QueueStats(queue, count(r[0]), tenant, oldest, states, paused=paused, **extra)
@@ -54,10 +54,10 @@ class LaravelLayout(Layout):
         ops: list[Op] = []
         width = 5 if self.pause_key else 4
         for queue in self.queues:
-            ops.extend(self.queue_ops(tenant, queue))
+            ops.extend(self.queue_ops(tenant, queue, now))
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             for i, queue in enumerate(self.queues):
-                out.queues.append(self.queue_stats(tenant, queue, r[i * width : (i + 1) * width], out))
+                out.queues.append(self.queue_stats(tenant, queue, r[i * width : (i + 1) * width], now, out))
 
         return Plan(ops, parse)

@@ -68,9 +68,16 @@ class RQLayout(Layout):
         return job_of(item, queue, status, get("description"), get("exc_info"), None, get("retries"),
                       get("created_at") or get("enqueued_at"), get("ended_at") or get("started_at"))
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    @property
+    def registry(self) -> bool:
+        return self.queues is None
+
+    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+        return self.plan(tenant, found, now, known)
+
+    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         p = fill_tenant(self.prefix, tenant)
-        queues = self.queues or sorted(m.removeprefix(f"{p}queue:") for m in members(found[0]))
+        queues = self.queues or sorted({*(m.removeprefix(f"{p}queue:") for m in members(found[0])), *known})
         # worker_registration.register: SADD rq:workers <worker key>; the key is rq:worker:<name>
         workers = [m.removeprefix(f"{p}worker:") for m in members(found[1])]
         ops: list[Op] = [("HGETALL", f"{p}worker:{name}") for name in workers]
@@ -85,7 +92,7 @@ class RQLayout(Layout):
             for i, queue in enumerate(queues):
                 part = r[head + i * width : head + (i + 1) * width]
                 states = tuple((state, count(v)) for (state, _), v in zip(_RQ_REGISTRIES, part[2:], strict=True))
-                oldest = head_time(part[1], "iso", out)
+                oldest = head_time(part[1], "iso", out, self.latest(now))
                 out.queues.append(QueueStats(queue, count(part[0]), tenant, oldest, states, failed=states[1][1]))
             tally = Workers(tenant)
             counts: dict[str, tuple[float, ...]] = {}

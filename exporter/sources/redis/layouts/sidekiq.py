@@ -55,9 +55,16 @@ class SidekiqLayout(Layout):
         key = f"{fill_tenant(self.prefix, tenant)}queue:{queue}"
         return JobRange("list", key, False) if status == "waiting" else None
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    @property
+    def registry(self) -> bool:
+        return self.queues is None
+
+    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+        return self.plan(tenant, found, now, known)
+
+    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         p = fill_tenant(self.prefix, tenant)
-        queues = self.queues or sorted(members(found[0]))
+        queues = self.queues or sorted({*members(found[0]), *known})
         paused = set(members(found[1]))
         processes = members(found[2])
         ops: list[Op] = [("ZCARD", f"{p}schedule"), ("ZCARD", f"{p}retry"), ("ZCARD", f"{p}dead"),
@@ -67,7 +74,8 @@ class SidekiqLayout(Layout):
         head = len(ops)
         for queue in queues:
             key = f"{p}queue:{queue}"
-            ops += [("LLEN", key), ("HEAD", key, "-1", "enqueued_at|created_at", str(self.scan), "num")]
+            ops += [("LLEN", key), ("HEAD", key, "-1", "enqueued_at|created_at", str(self.scan),
+                                          self.stamp_kind("auto", now))]
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
             for state, value in zip(("scheduled", "retry", "dead"), r[:3], strict=True):
@@ -85,7 +93,7 @@ class SidekiqLayout(Layout):
                     out.malformed += 1  # a live process whose `info` is not JSON: skipped
             for i, queue in enumerate(queues):
                 depth, head_ = r[head + 2 * i], r[head + 1 + 2 * i]
-                oldest = head_time(head_, "auto", out)
+                oldest = head_time(head_, "auto", out, self.latest(now))
                 active = (("active", int(workers.busy.get(queue, 0))),)
                 out.queues.append(QueueStats(queue, count(depth), tenant, oldest, active, paused=queue in paused))
             workers.emit(out, queues)

@@ -7,11 +7,24 @@ from typing import Any, Literal
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
+from exporter.sources.redis.ops import group_info
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 
+def id_time(entry_id: Any) -> float:
+    """The time in an entry id (`<ms>-<seq>`), in Unix seconds."""
+    return int(str(entry_id).split("-", 1)[0]) / 1000.0
+
+
 class StreamLayout(Layout):
-    """A stream: length, oldest entry from its id, and pending and lag per consumer group."""
+    """A stream used as a queue.
+
+    With consumer groups, what waits is what no group has been handed yet: depth is the largest lag
+    over the groups (XLEN where Redis cannot tell a group's lag) and the age is that of the oldest entry
+    not yet delivered to some group; delivered-but-unacknowledged entries are the `pending` state. A
+    drained stream (every entry delivered) has depth 0 and no oldest timestamp, however long XLEN is.
+    Without a group (or with `groups: false`) the stream is read as a log: XLEN and the first entry.
+    """
 
     layout: Literal["stream"]
     name: str
@@ -25,27 +38,33 @@ class StreamLayout(Layout):
         key = fill_tenant(self.key, tenant)
         ops: list[Op] = [("XLEN", key), ("XFIRST", key)]
         if self.groups:
-            ops.append(("XGROUPS", key))
+            ops.append(("XUNDELIVERED", key))
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
-            first = r[1]
-            oldest = None
+            length, first = count(r[0]), r[1]
             if first == WRONGTYPE:
                 out.malformed += 1
-            elif first:
-                oldest = int(str(first).split("-", 1)[0]) / 1000.0
-            pending_total = 0
-            groups = r[2] if self.groups and r[2] != WRONGTYPE else []
-            for group in groups:
-                info = group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
+                first = None
+            undelivered = r[2] if self.groups and r[2] != WRONGTYPE else [[], None]
+            groups = [group_info(g) for g in undelivered[0]]
+            if not groups:
+                oldest = id_time(first) if first else None
+                out.queues.append(QueueStats(self.name, length, tenant, oldest))
+                return
+            pending_total, depth = 0, 0
+            for info in groups:
                 name = str(info.get("name", ""))
                 pending = int(info.get("pending") or 0)
                 pending_total += pending
                 out.samples.append(Sample("jobqueue_stream_group_pending", (tenant, self.name, name), pending))
                 lag = info.get("lag")
-                if lag is not None:  # NULL when Redis cannot tell (entries deleted): unknown, not 0
+                if lag is None:  # NULL when Redis cannot tell (entries deleted): unknown, not 0
+                    depth = max(depth, length)
+                else:
+                    depth = max(depth, int(lag))
                     out.samples.append(Sample("jobqueue_stream_group_lag", (tenant, self.name, name), int(lag)))
-            states = (("pending", pending_total),) if self.groups else ()
-            out.queues.append(QueueStats(self.name, count(r[0]), tenant, oldest, states))
+            next_id = undelivered[1]
+            oldest = id_time(next_id) if next_id and depth else None
+            out.queues.append(QueueStats(self.name, depth, tenant, oldest, (("pending", pending_total),)))
 
         return Plan(ops, parse)

@@ -20,7 +20,7 @@ class SortedSetLayout(Layout):
     key: str
     timestamp: Literal["score", "member", "none"] = "score"
     timestamp_field: str = ""
-    timestamp_unit: Unit = "s"
+    timestamp_unit: Unit = "auto"  # see ListLayout
 
     def templates(self) -> Sequence[str]:
         return (self.key,)
@@ -39,7 +39,7 @@ class SortedSetLayout(Layout):
                 out.malformed += 1
             elif first and self.timestamp != "none":
                 raw = first[1] if self.timestamp == "score" else pick(first[0], self.timestamp_field)
-                oldest = head_time([raw, 0 if raw is not None else 1], self.timestamp_unit, out)
+                oldest = head_time([raw, 0 if raw is not None else 1], self.timestamp_unit, out, self.latest(now))
             out.queues.append(QueueStats(self.name, count(r[0]), tenant, oldest))
 
         return Plan(ops, parse)

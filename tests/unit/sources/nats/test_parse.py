@@ -138,3 +138,10 @@ def test_config_validation() -> None:
         NatsConfig.model_validate({"name": "n", "type": "nats", "jobs": {"bucket": "j", "status_token": 1}})
     with pytest.raises(ValidationError, match="Extra inputs"):
         NatsConfig.model_validate({"name": "n", "type": "nats", "stream": {}})
+
+
+def test_an_impossible_created_time_is_one_job_without_an_age() -> None:
+    spec = JobsRegistry(bucket="jobs")
+    entries = [entry("1", {"status": "new", "at": "2026-02-30T10:00:00Z"}), entry("2", {"status": "new", "at": 7})]
+    counts = count_jobs(entries, "status", None, spec.state_of(), "at")
+    assert counts.states["unprocessed"] == 2 and counts.oldest_unprocessed == 7

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,12 @@ def test_fold_flow_workers_schedulers_and_window() -> None:
             ("", "", "_scheduler", 1, None, 0)]
     queues = fold_rows(q, rows)
     assert queues == [QueueStats("a", 2, "", 5.0, (("ready", 2),)), QueueStats("b", 0, "", None, (("ready", 0),))]
+    # a 600 s window is not the last hour: no completed_last_hour; with 3600 s it is the `completed` count, and
+    # the queue seen only by the window (b) is still one queue
+    hour = fold_rows(replace(q, window=3600.0), rows)
+    assert [(s.queue, s.completed_last_hour) for s in hour] == [("a", 3), ("b", 0)]
+    blind = fold_rows(replace(q, window=3600.0, outcomes=("failed", "cancelled")), rows)  # Oban: no completions
+    assert [(s.queue, s.completed_last_hour) for s in blind] == [("a", None), ("b", None)]
     flow = fold_flow(q, rows, queues)
     assert (flow.workers, flow.scheduler) == ({"busy": 2, "idle": 0}, 1)
     assert flow.finished == [
@@ -259,3 +266,21 @@ def test_read_connections() -> None:
     assert (conns.in_use, conns.max_connections, conns.ratio) == (10, 100, 0.1)
     assert conns.details() == {"in_use": 10, "max": 100, "usage_percent": 10.0,
                                "by_state": {"active": 3, "idle": 5, "unknown": 2}}
+
+
+def test_two_presets_reporting_one_queue_are_refused() -> None:
+    """Two job tables of two apps, each without a queue column: both would report queue `default`."""
+    head = "sources:\n  - name: pg\n    type: postgres\n    dsn: postgresql://postgres@127.0.0.1:5432/test\n"
+    two = ("    queues:\n      - {preset: generic, table: shop_jobs, waiting: [new]}\n"
+           "      - {preset: generic, name: billing, table: billing_jobs, waiting: [new]}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(head + two, "c.yaml", {})
+    assert err.value.lines() == [
+        "c.yaml:2: sources[0]: queue presets 'generic' and 'billing' both report queue 'default': give one a "
+        "`queue` (or `queue_column`) of its own, or read the two apps from two sources"]
+    apart = two.replace("table: billing_jobs,", "table: billing_jobs, queue: billing,")
+    assert len(parse_config(head + apart, "c.yaml", {}).sources[0].queues) == 2  # type: ignore[union-attr]
+    listed = ("    queues:\n      - {preset: generic, table: a, waiting: [new], queue_column: q, queues: [mail]}\n"
+              "      - {preset: pg-boss, queues: [mail]}\n")
+    with pytest.raises(ConfigError, match="'generic' and 'pg-boss' both report queue 'mail'"):
+        parse_config(head + listed, "c.yaml", {})

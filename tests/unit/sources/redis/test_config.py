@@ -18,7 +18,8 @@ def errors(body: str, env: dict[str, str] | None = None) -> list[str]:
 def test_bad_layout_name() -> None:
     assert errors("    queues:\n      - {layout: kafka, name: q, key: q}\n") == [
         "c.yaml:5: sources[0].queues[0]: Input tag 'kafka' found using 'layout' does not match any of the expected "
-        "tags: 'list', 'zset', 'stream', 'laravel', 'horizon', 'sidekiq', 'bullmq', 'rq', 'celery'"]
+        "tags: 'list', 'zset', 'stream', 'laravel', 'horizon', 'sidekiq', 'bullmq', 'rq', 'celery', 'arq', 'dramatiq', "
+        "'huey', 'saq', 'taskiq', 'beequeue'"]
 
 
 def test_misspelled_keys() -> None:
@@ -69,6 +70,38 @@ def test_valid_config_with_env_password() -> None:
                           {"REDIS_PW": "hunter2"})
     assert config.sources[0].password.get_secret_value() == "hunter2"
     assert "hunter2" not in repr(config)
+
+
+def test_two_layouts_reporting_one_queue_are_refused() -> None:
+    """A (tenant, queue) known from the config to come from two layouts is a --check-config error."""
+    body = ("    queues:\n      - {layout: laravel, prefix: 'a-database-', queues: [default, mail]}\n"
+            "      - {layout: laravel, prefix: 'b-database-', queues: [mail]}\n")
+    assert errors(body) == [
+        "c.yaml:2: sources[0]: queues[0] (laravel) and queues[1] (laravel) both report queue 'mail' (tenant \"\"): "
+        "give one of them its own `tenant` label or a different queue name (docs/sources/redis.md, Two apps in "
+        "one Redis)"]
+    body = ("    queues:\n      - {layout: bullmq, queues: [emails]}\n"
+            "      - {layout: list, name: emails, key: 'x:emails'}\n")
+    assert "queues[0] (bullmq) and queues[1] (list) both report queue 'emails'" in errors(body)[0]
+    # Laravel and Horizon on one prefix: Horizon reads the lists itself, whatever the queues
+    body = ("    queues:\n      - {layout: laravel, queues: [default]}\n"
+            "      - {layout: horizon}\n")
+    assert errors(body) == [
+        "c.yaml:2: sources[0]: queues[0] (laravel) and queues[1] (horizon) both read the Laravel lists under "
+        "prefix 'laravel-database-': Horizon reads them itself, drop the laravel layout (list its queues in the "
+        "horizon layout's `queues` to read them without live supervisors)"]
+
+
+def test_two_apps_in_one_redis_through_the_tenant_label() -> None:
+    body = ("    queues:\n      - {layout: laravel, prefix: 'a-database-', queues: [mail], tenant: shop}\n"
+            "      - {layout: laravel, prefix: 'b-database-', queues: [mail], tenant: billing}\n"
+            "      - {layout: sidekiq, tenant: shop}\n      - {layout: sidekiq, prefix: 'b:', tenant: billing}\n")
+    config = parse_config(HEAD + body, "c.yaml", {})
+    assert [q.tenant for q in config.sources[0].queues] == ["shop", "billing", "shop", "billing"]  # type: ignore[attr-defined]
+    templated = ("    tenants: {static: [a]}\n    queues:\n"
+                 "      - {layout: list, name: q, key: '{tenant}:q', tenant: shop}\n")
+    assert errors(templated) == [
+        "c.yaml:2: sources[0]: queues[0] has `tenant` but its keys already take it from {tenant}"]
 
 
 def test_celery_events_heard_once() -> None:

@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from exporter.model import Sample
+from exporter.model import QueueStats, Reading, Sample, unique_series
 from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.layouts.base import Parsed, Retained, Workers, merge_flow
 
@@ -42,6 +42,23 @@ def test_merge_flow_adds_up_libraries_sharing_a_label_set() -> None:
                                    Sample("jobqueue_job_runtime_seconds", ("", ""), 1.0)]
 
 
+def test_a_named_queue_of_two_layouts_is_a_collision_not_a_sum() -> None:
+    """Two apps' `default` under one tenant: depth and workers both come from the first layout, the
+    rest counted as collisions, so a backlog beside another app's live workers still shows no worker."""
+    first = [Sample("jobqueue_workers", ("", "default", "idle"), 0),
+             Sample("jobqueue_jobs_processed", ("", "default"), 5)]
+    second = [Sample("jobqueue_workers", ("", "default", "idle"), 3),
+              Sample("jobqueue_jobs_processed", ("", "default"), 7)]
+    merged = merge_flow([*first, *second])
+    assert merged == [*first, *second]  # passed on untouched
+    reading = unique_series(Reading((QueueStats("default", 9, ""), QueueStats("default", 0, "")), tuple(merged),
+                                    0.0))
+    assert [q.depth for q in reading.queues] == [9]
+    assert list(reading.samples) == first
+    assert reading.collisions == (("jobqueue_depth", "", "default"), ("jobqueue_workers", "", "default", "idle"),
+                                  ("jobqueue_jobs_processed", "", "default"))
+
+
 def message(*events: dict[str, Any], multi: bool = False) -> str:
     body = json.dumps(list(events) if multi else events[0]).encode()
     return json.dumps({"body": base64.b64encode(body).decode(), "properties": {"body_encoding": "base64"}})
@@ -67,3 +84,53 @@ def test_celery_events_state() -> None:
     again = state.freeze(104.5)
     assert (again.workers, again.runtime, again.malformed) == ((), None, 0)  # expired; a new window
     assert state.channels[0] == "/0.celeryev/worker.heartbeat"
+
+
+def test_a_parse_left_running_by_a_timeout_never_overlaps_the_next() -> None:
+    """The scheduler's timeout cancels the await, not the parse thread: the next cycle's parse must wait
+    for it, or both update the same Retained counts (RQ) at once and a counter jumps."""
+    import threading
+
+    from exporter.sources.redis.layouts.base import Plan
+    from tests.support.redis_libs import make_source
+
+    source = make_source("redis://127.0.0.1:1/0", [{"layout": "rq", "queues": ["q"]}])
+    entered, release, second = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(replies: list[Any], now: float, out: Parsed) -> None:
+        entered.set()
+        release.wait(10)
+
+    def fast(replies: list[Any], now: float, out: Parsed) -> None:
+        second.set()
+
+    first = threading.Thread(target=source._parse, args=([Plan([], slow)], [(0, None)], [], 0.0, 0.0, 0))
+    first.start()
+    assert entered.wait(10)
+    later = threading.Thread(target=source._parse, args=([Plan([], fast)], [(0, None)], [], 0.0, 0.0, 0))
+    later.start()
+    overlapped = second.wait(0.5)
+    release.set()
+    first.join()
+    later.join()
+    assert not overlapped
+    assert second.is_set()  # it ran, after the first
+
+
+def test_celery_events_with_nan_infinite_or_negative_numbers_never_stop_the_listener() -> None:
+    """Anyone may PUBLISH on the event topic, and kombu's JSON reads NaN and Infinity: `active: NaN` raised
+    out of handle() and ended the listener for good (workers then expire, counters freeze); `freq:
+    Infinity` kept a worker live forever; a NaN or negative runtime poisoned a summed counter."""
+    state = CeleryEvents("/0.celeryev/")
+    state.handle('{"body": "{\\"type\\": \\"worker-heartbeat\\", \\"hostname\\": \\"w1\\", \\"active\\": NaN}"}',
+                 100.0)
+    state.handle('{"body": "{\\"type\\": \\"worker-heartbeat\\", \\"hostname\\": \\"w2\\", \\"freq\\": Infinity}"}',
+                 100.0)
+    state.handle(message({"type": "task-received", "uuid": "u1", "name": "a"},
+                         {"type": "task-succeeded", "uuid": "u1", "runtime": -5.0}, multi=True), 100.0)
+    state.handle('{"body": "{\\"type\\": \\"task-succeeded\\", \\"uuid\\": \\"u2\\", \\"runtime\\": NaN}"}', 100.0)
+    heard = state.freeze(101.0)
+    assert heard.workers == (("w1", 104.0, 0), ("w2", 104.0, 0))  # Celery's defaults: freq 2 s, 0 active
+    assert heard.tasks == (("a", 1, 0, 0.0), ("unknown", 1, 0, 0.0))
+    assert (heard.succeeded, heard.runtime) == (2, 0.0)
+    assert state.freeze(104.5).workers == ()  # w2 expired like any other

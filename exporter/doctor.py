@@ -1,0 +1,459 @@
+"""`jobqueue-exporter doctor`: before deploying, ask every configured backend what the exporter will need.
+
+For each source: is the backend reachable, are the credentials accepted, is every permission the
+source needs present, and what would it read (tenants and queues, with counts)? Every problem comes
+with a fix in plain words. It only reads and asks, as the exporter does:
+  redis     `ACL DRYRUN <user> <command> <key> ...` for every command the configured layouts send (the op
+            table's `commands_of`); when the user may not run ACL DRYRUN itself, the read command is
+            sent as is (on the real key; reads only) and a NOPERM answer is the finding.
+  postgres  `has_schema_privilege` and `has_table_privilege` on each table and view the presets and
+            the migrations read; the operator's SQL checks and tenants query
+            are run once (read-only, as in a collection) and a permission error names the statement.
+  nats      one request to each JetStream API subject the source uses (INFO, STREAM.LIST, STREAM.INFO,
+            CONSUMER.LIST, STREAM.MSG.GET); the server's "Permissions Violation" says which is denied.
+  others    one collection.
+A table on a terminal, JSON with `--format json`; the exit status is 1 when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import asyncpg
+from nats.errors import TimeoutError as NatsTimeoutError
+from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
+
+from exporter.config import ConfigError, ExporterConfig, default_config, load_config, parse_shard
+from exporter.facts import CheckRecord, QueryOutcome, Tenants
+from exporter.log import setup_logging
+from exporter.model import Reading, Snapshot
+from exporter.sources import SOURCE_TYPES
+from exporter.sources.base import (
+    NotFound,
+    Source,
+    SourceContext,
+    SourceDenied,
+    SourceError,
+    read_secret,
+    redact_url,
+)
+from exporter.sources.nats import NatsSource
+from exporter.sources.postgres import PostgresSource
+from exporter.sources.postgres.config import quote_ident
+from exporter.sources.postgres.presets import reads
+from exporter.sources.redis import RedisSource
+from exporter.sources.redis.connect import client_options, parse_endpoint
+from exporter.sources.redis.ops import commands_of
+from exporter.sources.redis.script import LUA, sha1
+
+
+@dataclass
+class Finding:
+    """One thing checked: what, whether it is fine, what was seen, and how to fix it when it is not."""
+
+    check: str
+    ok: bool
+    detail: str = ""
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    """Everything the doctor found for one source."""
+
+    source: str
+    type: str
+    findings: list[Finding] = field(default_factory=list)
+    reads: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+    def add(self, check: str, ok: bool, detail: str = "", fix: str = "") -> bool:
+        self.findings.append(Finding(check, ok, detail, "" if ok else fix))
+        return ok
+
+
+# ---------------------------------------------------------------------------------------------- common
+
+
+def _tls_hint(error: str) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" in error:
+        return (" The server's certificate is not signed by a CA the exporter trusts: point tls.ca_file at the CA "
+                "that signed it (or fix the host name in the url to one the certificate names).")
+    if "certificate" in error.lower():
+        return " The server wants a client certificate: give tls.cert_file and tls.key_file."
+    return ""
+
+
+async def _collection(source: Source, report: Report) -> Reading | None:
+    """One real collection, as the exporter would run it."""
+    try:
+        reading = await asyncio.wait_for(source.collect(), source.config.timeout * 2)
+    except (SourceError, TimeoutError, OSError) as err:
+        text = str(err) or type(err).__name__
+        report.add("collects", False, text, "The collection failed; fix the problems above, then run doctor again."
+                   + _tls_hint(text))
+        return None
+    report.add("collects", True, f"{len(reading.queues)} queues, {len(reading.samples)} other values")
+    queues = sorted({q.queue for q in reading.queues})
+    tenants = sorted({q.tenant for q in reading.queues if q.tenant})
+    known = reading.fact(Tenants)
+    report.reads = {"tenants": len(known.ids) if known is not None else len(tenants), "queues": len(reading.queues),
+                    "queue_names": queues[:50], "items_waiting": sum(q.depth for q in reading.queues),
+                    "malformed_items": reading.malformed}
+    return reading
+
+
+async def _generic(source: Source, report: Report) -> None:
+    await _collection(source, report)
+
+
+# ---------------------------------------------------------------------------------------------- redis
+
+_REDIS_UNREACHABLE = ("Check that Redis runs at {where} and that this host may connect to it (address, port, "
+                      "firewall, `bind`); for TLS the url must start with rediss://.")
+_REDIS_LOGIN = ("Redis refused the login: check username and password (password_file, or the environment variable "
+                "behind password:); the ACL user must exist and be `on`.")
+
+
+def _asker(source: RedisSource) -> Redis:
+    """A plain client for the questions (a cluster client would scatter ACL commands over nodes)."""
+    if isinstance(source.client, Redis):
+        return source.client
+    cfg = source.config
+    endpoint = parse_endpoint(cfg.url, cfg.tls, cfg.username, read_secret(cfg.password, cfg.password_file))
+    return Redis(**client_options(cfg.timeout), **endpoint.redis_py())
+
+
+async def _redis_commands(source: RedisSource) -> list[tuple[str, ...]]:
+    """Every command (with a real key) a collection of this config sends."""
+    cfg = source.config
+    commands: list[tuple[str, ...]] = [("PING",), ("CLIENT", "SETNAME", "jobqueue-exporter")]
+    db = parse_endpoint(cfg.url).db
+    if db:
+        commands.append(("SELECT", str(db)))
+    if cfg.cluster:
+        commands.append(("CLUSTER", "SLOTS"))
+    scripts = cfg.scripts != "pipeline"
+    if scripts:
+        commands += [("EVAL_RO", "return 1", "0"), ("EVALSHA_RO", sha1(LUA), "0")]
+    if cfg.tenants is not None and cfg.tenants.scan is not None:
+        commands.append(("SCAN", "0", "MATCH", cfg.tenants.scan.match, "COUNT", "10"))
+    try:
+        tenants = await source._current_tenants()
+    except RedisError:
+        tenants = []  # the SCAN check below says why
+    sample = tenants[0] if tenants else "example"
+    for layout in cfg.queues:
+        tenant = sample if layout.per_tenant else ""
+        ops = layout.discovery(tenant) if layout.discovers else []
+        try:
+            found = await source.runner.run(ops)
+        except RedisError:  # a discovery read is denied (its command is checked): plan as if it found nothing
+            found = [[] for _ in ops]
+        # a layout that cannot plan without its discovery still has its discovery commands checked
+        with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
+            ops = [*ops, *layout.plan(tenant, found, time.time()).ops]
+        for op in ops:
+            commands += commands_of(op, scripts)
+    return list(dict.fromkeys(commands))
+
+
+async def _redis(source: RedisSource, report: Report) -> None:
+    cfg = source.config
+    where = redact_url(cfg.url) + (" (cluster)" if cfg.cluster else "")
+    if cfg.sentinel is not None:
+        where = f"master {cfg.sentinel.master_name!r} via sentinels {', '.join(map(redact_url, cfg.sentinel.urls))}"
+    asker = _asker(source)
+    try:
+        logged_in = await _redis_login(asker, where, report)
+        if logged_in:
+            await _redis_permissions(source, asker, report)
+    finally:
+        if asker is not source.client:
+            await asker.aclose()
+    if logged_in:
+        await _collection(source, report)
+
+
+async def _redis_login(asker: Redis, where: str, report: Report) -> bool:
+    """Reachable, and the credentials accepted? (PING, as the exporter's first command.)"""
+    try:
+        await asker.ping()
+    except AuthenticationError as err:
+        report.add("reachable", True, where)
+        return report.add("credentials", False, str(err), _REDIS_LOGIN)
+    except NoPermissionError:
+        pass  # logged in, but PING is not allowed: the permission checks say so
+    except (RedisError, OSError) as err:
+        text = str(err)
+        return report.add("reachable", False, f"{where}: {text}",
+                          _REDIS_UNREACHABLE.format(where=where) + _tls_hint(text))
+    return report.add("reachable", True, where)
+
+
+async def _redis_permissions(source: RedisSource, asker: Redis, report: Report) -> None:
+    """ACL DRYRUN of every command with its real key; the reads themselves when the user may not ask."""
+    try:
+        user: str | None = str(await asker.execute_command("ACL", "WHOAMI"))  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    except ResponseError:
+        user = None
+    report.add("credentials", True, f"logged in as {user}" if user else "logged in")
+    dryrun = user is not None
+    for command in await _redis_commands(source):
+        shown = " ".join(command[:3] if command[0] in ("CLIENT", "XINFO", "CLUSTER") else command[:2])
+        denied = None
+        if dryrun:
+            try:
+                answer = await asker.execute_command("ACL", "DRYRUN", user, *command)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                denied = None if str(answer) == "OK" else str(answer)
+            except ResponseError as err:
+                if "NOPERM" not in str(err) and "unknown" not in str(err).lower():
+                    denied = str(err)
+                else:
+                    dryrun = False  # may not ask: fall back to sending the reads themselves
+        if not dryrun:
+            try:
+                await asker.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            except ResponseError as err:  # NOPERM is the finding; WRONGTYPE, NOSCRIPT...: the command was allowed
+                denied = str(err) if isinstance(err, NoPermissionError) or "NOPERM" in str(err) else None
+        report.add(f"may run {shown}", denied is None, denied or "allowed",
+                   _acl_fix(user or source.config.username or "default", command, denied or ""))
+
+
+def _acl_fix(user: str, command: tuple[str, ...], denied: str) -> str:
+    name = command[0].lower()
+    if command[0] in ("CLIENT", "XINFO", "CLUSTER"):
+        name = f"{command[0].lower()}|{command[1].lower()}"
+    if "key" in denied.lower() and len(command) > 1:
+        key = next((c for c in command[1:] if ":" in c or c not in ("GROUPS", "SLOTS", "SETNAME")), command[1])
+        return (f"The ACL user {user!r} may run {command[0]} but not on {key!r}: allow read access to its keys, e.g. "
+                f"`ACL SETUSER {user} %R~{key.split(':')[0]}:*` (keep it read-only: %R, not ~).")
+    return (f"The ACL user {user!r} may not run {command[0]}: `ACL SETUSER {user} +{name}` (see 'Minimal ACL' in "
+            "docs/sources/redis.md for the whole read-only set).")
+
+
+# ---------------------------------------------------------------------------------------------- postgres
+
+
+async def _postgres(source: PostgresSource, report: Report) -> None:
+    cfg = source.config
+    where = redact_url(cfg.dsn)
+    try:
+        pool = await source._pool()
+    except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError) as err:
+        report.add("reachable", True, where)
+        report.add("credentials", False, str(err), "PostgreSQL refused the login: check the user in the dsn and the "
+                   "password (password_file or the environment variable); pg_hba.conf must allow this host and user.")
+        return
+    except asyncpg.InvalidCatalogNameError as err:
+        report.add("reachable", True, where)
+        report.add("database", False, str(err), "The database in the dsn does not exist: fix its name.")
+        return
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, SourceError) as err:
+        text = str(err) or type(err).__name__
+        report.add("reachable", False, f"{where}: {text}", f"Check that PostgreSQL runs at {where} and accepts "
+                   "connections from this host (listen_addresses, pg_hba.conf, firewall)." + _tls_hint(text))
+        return
+    report.add("reachable", True, where)
+    async with pool.acquire() as conn:
+        user = str(await conn.fetchval("SELECT current_user"))
+        report.add("credentials", True, f"logged in as {user}")
+        tables = [table for preset in cfg.queues for table in reads(preset)]
+        if cfg.migrations is not None:
+            tables.append(quote_ident(cfg.migrations.table))
+        for table in dict.fromkeys(tables):
+            await _table(conn, user, table, report)
+    reading = await _collection(source, report)
+    if reading is None:
+        return
+    privileges_ok = report.ok  # a missing table or grant already explains its query's failure
+    for query in reading.facts_of(QueryOutcome):
+        if not query.ok and (privileges_ok or query.name == "tenants"):
+            report.add(f"query {query.name}", False, query.error or "", _statement_fix(user, query.error or ""))
+    for check in reading.facts_of(CheckRecord):
+        report.add(f"check {check.name}", check.error is None, check.error or f"{check.count} rows",
+                   _statement_fix(user, check.error or ""))
+
+
+async def _table(conn: asyncpg.Connection, user: str, table: str, report: Report) -> None:
+    try:
+        oid = await conn.fetchval("SELECT to_regclass($1)::oid", table)
+    except asyncpg.InsufficientPrivilegeError as err:
+        report.add(f"may read {table}", False, str(err), f"GRANT USAGE ON SCHEMA <schema> TO {user};")
+        return
+    if oid is None:
+        report.add(f"may read {table}", False, "no such table or view", "The table does not exist: check `table` / "
+                   "`schema` in the config, or run the library's migrations in this database.")
+        return
+    schema, usage, select = await conn.fetchrow(
+        "SELECT n.nspname, has_schema_privilege(n.oid, 'USAGE'), has_table_privilege($1::oid, 'SELECT') "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid", oid)
+    if not usage:
+        report.add(f"may read {table}", False, f"no USAGE on schema {schema}",
+                   f'GRANT USAGE ON SCHEMA "{schema}" TO "{user}";')
+    else:
+        report.add(f"may read {table}", bool(select), "SELECT granted" if select else "no SELECT privilege",
+                   f'GRANT SELECT ON {table} TO "{user}";')
+
+
+def _statement_fix(user: str, error: str) -> str:
+    if "permission denied" in error:
+        return f"The statement needs a privilege {user!r} lacks: GRANT SELECT on what it reads (see the error)."
+    return "Fix the statement or the objects it reads (see the error)."
+
+
+# ---------------------------------------------------------------------------------------------- nats
+
+
+async def _nats(source: NatsSource, report: Report) -> None:
+    cfg = source.config
+    where = ",".join(redact_url(u) for u in cfg.url.split(","))
+    try:
+        nc = await asyncio.wait_for(source._connection(), cfg.timeout * 2)
+    except (SourceError, OSError, TimeoutError, Exception) as err:  # nats-py raises its own Error subclasses
+        text = str(err) or type(err).__name__
+        if "authoriz" in text.lower() or isinstance(err, SourceDenied):
+            report.add("reachable", True, where)
+            report.add("credentials", False, text, "NATS refused the login: check user/password, token, creds_file "
+                       "or nkeys_seed_file against the server's authorization block or operator setup.")
+        else:
+            report.add("reachable", False, f"{where}: {text}", f"Check that nats-server runs at {where} and that this "
+                       "host may connect; a tls:// url or a server that requires TLS needs tls.ca_file for a "
+                       "private CA." + _tls_hint(text))
+        return
+    v = nc.connected_server_version
+    report.add("reachable", True, f"{where} (nats-server {v.major}.{v.minor}.{v.patch})")
+    report.add("credentials", True, "logged in")
+    await nc.flush()
+    await asyncio.sleep(0.05)  # a refused subscription comes back as an asynchronous error
+    if cfg.dead_letters.mode == "subscribe":
+        denied = source._denied if source._denied and "subscription" in source._denied.lower() else None
+        report.add("may subscribe to max-deliveries advisories", denied is None, denied or "allowed",
+                   "Allow the user to subscribe to $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.> (or set "
+                   "dead_letters.mode: off).")
+
+    async def ask(subject: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """One API request; its finding says whether the user may send it (a 404 proves it may)."""
+        check = f"may request {cfg.api_prefix}.{subject}"
+        source._denied = None
+        try:
+            resp = await source._api(subject, body)
+        except SourceDenied as err:
+            report.add(check, False, str(err), f"Allow the user to publish to {cfg.api_prefix}.{_pattern(subject)} "
+                       "(JetStream API requests; see 'Read-only' in docs/sources/nats.md).")
+            return None
+        except NatsTimeoutError:
+            report.add(check, False, "no answer", "JetStream did not answer: is JetStream enabled for this account, "
+                       "and is api_prefix right?")
+            return None
+        except NotFound:
+            resp = {}
+        except SourceError as err:
+            report.add(check, False, str(err), "See the error.")
+            return None
+        report.add(check, True, "allowed")
+        return resp
+
+    await ask("INFO")
+    listing = await ask("STREAM.LIST", {"offset": 0}) or {}
+    streams = [s["config"]["name"] for s in listing.get("streams") or []]
+    sample = streams[0] if streams else "EXAMPLE"
+    await ask(f"STREAM.INFO.{sample}")
+    await ask(f"CONSUMER.LIST.{sample}", {"offset": 0})
+    kv = next((s for s in streams if s.startswith("KV_")), None)
+    if kv is not None and (cfg.kv.count_keys or cfg.jobs is not None or cfg.agents is not None):
+        await ask(f"STREAM.MSG.GET.{kv}", {"last_by_subj": f"$KV.{kv[3:]}.__jobqueue_doctor__"})
+    await _collection(source, report)
+
+
+def _pattern(subject: str) -> str:
+    """`CONSUMER.LIST.JOBS` -> `CONSUMER.LIST.>`: the request for every stream, and nothing that writes."""
+    parts = subject.split(".")
+    return ".".join(parts[:-1]) + ".>" if len(parts) > 2 else subject
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+DOCTORS: dict[str, Callable[[Any, Report], Awaitable[None]]] = {
+    "redis": _redis, "postgres": _postgres, "nats": _nats,
+}
+
+
+async def diagnose(config: ExporterConfig) -> list[Report]:
+    """One report per source, in config order; sources are examined one after another."""
+    context = SourceContext(snapshot=Snapshot, shard=parse_shard(config.shard))
+    reports = []
+    for cfg in config.sources:
+        report = Report(cfg.name, cfg.type)
+        source = SOURCE_TYPES[cfg.type](cfg, context)
+        try:
+            await asyncio.wait_for(DOCTORS.get(cfg.type, _generic)(source, report), max(30.0, cfg.timeout * 10))
+        except TimeoutError:
+            report.add("finished", False, "the examination did not finish in time", "The backend answers too "
+                       "slowly; check its load and the network.")
+        finally:
+            await source.close()
+        reports.append(report)
+    return reports
+
+
+def render_table(reports: list[Report]) -> str:
+    """Plain text for a terminal: one line per check, a `fix:` line under each problem."""
+    rows = [("SOURCE", "CHECK", "RESULT", "DETAIL")]
+    fixes: dict[int, str] = {}
+    for report in reports:
+        for f in report.findings:
+            rows.append((report.source, f.check, "ok" if f.ok else "PROBLEM", f.detail.replace("\n", " ")[:160]))
+            if f.fix:
+                fixes[len(rows) - 1] = f.fix
+        if report.reads:
+            r = report.reads
+            rows.append((report.source, "would read", "", f"{r['tenants']} tenants, " * bool(r["tenants"])
+                         + f"{r['queues']} queues "
+                         f"({', '.join(r['queue_names'][:8])}{'...' if len(r['queue_names']) > 8 else ''}), "
+                         f"{r['items_waiting']} items waiting"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+        if i in fixes:
+            lines.append(" " * (widths[0] + 2) + "fix: " + fixes[i])
+    problems = sum(not f.ok for r in reports for f in r.findings)
+    lines.append("")
+    lines.append("no problems found" if not problems else f"{problems} problem{'s' * (problems != 1)} found")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(reports: list[Report]) -> str:
+    return json.dumps({"ok": all(r.ok for r in reports), "sources": [
+        {"source": r.source, "type": r.type, "ok": r.ok, "checks": [asdict(f) for f in r.findings], "reads": r.reads}
+        for r in reports]}, indent=2) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="jobqueue-exporter doctor", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="YAML config file (default: the embedded one)")
+    parser.add_argument("--format", choices=["table", "json"], default="table")
+    args = parser.parse_args(argv)
+    setup_logging("error", "text")  # the findings say it all; sources' warnings would repeat them
+    try:
+        config = load_config(args.config) if args.config else default_config()
+    except ConfigError as err:
+        for line in err.lines():
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
+    reports = asyncio.run(diagnose(config))
+    sys.stdout.write(render_json(reports) if args.format == "json" else render_table(reports))
+    return 0 if all(r.ok for r in reports) else 1

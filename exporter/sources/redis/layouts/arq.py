@@ -1,0 +1,84 @@
+"""arq (Python): one sorted set per queue, scored by the time a job may run.
+
+Keys from arq 0.28 (`arq/constants.py`; `ArqRedis.enqueue_job` in `arq/connections.py`;
+`Worker.record_health`, `finish_job` and `finish_failed_job` in `arq/worker.py`):
+
+- `<queue>` (default `arq:queue`): zset of job ids; score = enqueue time in ms, or the deferred run
+  time (`_defer_by`/`_defer_until`, and a retry's new time via ZINCRBY). A job stays in it while it
+  runs and is removed when it finishes (ZREM in `finish_job`/`finish_failed_job`).
+- `arq:job:<id>`: the job, a pickle (or a custom serializer) holding `et`, the enqueue time; never
+  read (the exporter does not unpickle).
+- `arq:in-progress:<id>`: set by `Worker.start_jobs` while a job runs (`Job.status` calls such a job
+  `in_progress`); read with EXISTS for the oldest `cap` ready ids, in one batched op, which also
+  gives the oldest ready id that is not running.
+- `arq:retry:<id>`, `arq:result:<id>`: one key per job with no index, so they are not read.
+- `<queue>:health-check`: a string `"<date> j_complete=N j_failed=N j_retried=N j_ongoing=N queued=N"`
+  that a worker rewrites every `health_check_interval` (default 3600 s) with a TTL of that interval
+  plus 1 s: the latest worker's counters since it started, and its liveness. Only the liveness and
+  `j_ongoing` are used: the counters are one worker's, not the queue's (see `_health`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from exporter.model import QueueStats
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant
+from exporter.sources.redis.script import WRONGTYPE, Op
+
+_HEALTH = re.compile(r"j_complete=(\d+) j_failed=(\d+) j_retried=(\d+) j_ongoing=(\d+)")
+
+
+class ArqLayout(Layout):
+    """arq as its `Job.status` sees it: in progress (in-progress key), queued (score <= now) or deferred."""
+
+    layout: Literal["arq"]
+    queues: list[str] = ["arq:queue"]  # queue names are whole keys (arq's `default_queue_name`)
+    cap: Annotated[int, Field(ge=1, le=100000)] = 1000  # oldest ready ids checked for an in-progress key
+
+    def templates(self) -> Sequence[str]:
+        return self.queues
+
+    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+        queues = [fill_tenant(q, tenant) for q in self.queues]
+        now_ms = str(int(now * 1000))
+        ops: list[Op] = []
+        for key in queues:
+            ops += [("ZCOUNT", key, "-inf", now_ms), ("ZCARD", key),
+                    ("ZEXISTS", key, now_ms, "arq:in-progress:", str(self.cap)), ("GET", f"{key}:health-check")]
+
+        def parse(r: list[Any], now: float, out: Parsed) -> None:
+            for i, queue in enumerate(queues):
+                ready, total, seen, health = r[4 * i : 4 * i + 4]
+                ready, total = count(ready), count(total)
+                running, oldest = 0, None
+                if seen == WRONGTYPE:  # a key of another type
+                    out.malformed += 1
+                else:  # the lowest score of a ready job not running: its enqueue time (ms)
+                    running = int(seen[0])
+                    oldest = None if seen[1] is None else float(seen[1]) / 1000
+                queued = max(ready - running, 0)  # pipelined reads are not one snapshot: never below 0
+                states = (("queued", queued), ("in_progress", running), ("deferred", max(total - ready, 0)))
+                out.queues.append(QueueStats(queue, queued, tenant, oldest, states))
+                self._health(tenant, queue, health, out)
+
+        return Plan(ops, parse)
+
+    @staticmethod
+    def _health(tenant: str, queue: str, raw: Any, out: Parsed) -> None:
+        """The health-check string: the latest worker's counters; absent (expired) = no live worker."""
+        match = _HEALTH.search(raw) if isinstance(raw, str) and raw != WRONGTYPE else None
+        if raw is not None and match is None:
+            out.malformed += 1
+        ongoing = int(match.group(4)) if match else 0
+        tally = Workers(tenant)
+        if match:  # one worker: the latest writer of the key (arq keeps no list of workers)
+            tally.add([queue], "busy" if ongoing else "idle", busy=ongoing)
+        # j_complete/j_failed are NOT exported as jobqueue_jobs_*_total: they are the counts of whichever
+        # worker wrote the key last, so with two workers they jump between two series of numbers and
+        # Prometheus would read every step down as a reset (a false rate). arq keeps no queue total.
+        tally.emit(out, [queue], capacity=False)

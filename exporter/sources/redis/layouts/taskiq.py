@@ -1,0 +1,71 @@
+"""taskiq (Python) with taskiq-redis brokers.
+
+Keys from taskiq-redis 1.2 (`ListQueueBroker.kick`/`listen`, `RedisStreamBroker.kick`,
+`_declare_consumer_group` and `listen` in `taskiq_redis/redis_broker.py`):
+
+- list broker: `<queue_name>` (default `taskiq`) is a list of messages (LPUSH, BRPOP).
+- stream broker: `<queue_name>` is a stream of `{data: message}` entries read by the consumer
+  group `consumer_group_name` (default `taskiq`) with XREADGROUP and acknowledged with XACK; acked
+  entries stay in the stream (trimmed only with `maxlen`), so the waiting jobs are the group's lag
+  and the running ones its pending entries.
+- `PubSubBroker` stores nothing; results (`RedisAsyncResultBackend`) are one key per task id with
+  no index, so neither is read.
+
+A taskiq message (`TaskiqMessage` in `taskiq/message.py`) carries no enqueue time; a stream entry's id
+(XADD's `*`) is its enqueue time in ms, so streams have an oldest age: the first entry after the
+group's last-delivered-id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from exporter.model import QueueStats
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
+from exporter.sources.redis.script import WRONGTYPE, Op
+
+
+class TaskiqLayout(Layout):
+    """taskiq: a list broker's list, or a stream broker's stream read by its consumer group."""
+
+    layout: Literal["taskiq"]
+    queues: list[str] = ["taskiq"]
+    broker: Literal["list", "stream"] = "list"
+    consumer_group: str = "taskiq"
+
+    def templates(self) -> Sequence[str]:
+        return self.queues
+
+    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+        queues = [fill_tenant(q, tenant) for q in self.queues]
+        stream = self.broker == "stream"
+        group = self.consumer_group
+        ops: list[Op] = [op for q in queues
+                         for op in ((("XLEN", q), ("XGROUPS", q), ("XNEXT", q, group)) if stream else (("LLEN", q),))]
+
+        def parse(r: list[Any], now: float, out: Parsed) -> None:
+            for i, queue in enumerate(queues):
+                if not stream:
+                    depth = count(r[i])
+                    out.malformed += r[i] == WRONGTYPE
+                    out.queues.append(QueueStats(queue, depth, tenant, None, (("queued", depth),)))
+                    continue
+                length, groups, first = r[3 * i : 3 * i + 3]
+                if length == WRONGTYPE or groups == WRONGTYPE:
+                    out.malformed += 1
+                    groups, first = [], None
+                info = next((g for g in map(_flat, groups) if g.get("name") == self.consumer_group), None)
+                # no group yet (no worker started): every entry waits; lag NULL (Redis cannot tell): 0
+                waiting = count(length) if info is None else int(info.get("lag") or 0)
+                pending = 0 if info is None else int(info.get("pending") or 0)
+                # the oldest task not yet delivered: its entry id is the XADD time (ms)
+                oldest = int(str(first).split("-", 1)[0]) / 1000 if first and waiting else None
+                states = (("queued", waiting), ("pending", pending))
+                out.queues.append(QueueStats(queue, waiting, tenant, oldest, states))
+
+        return Plan(ops, parse)
+
+
+def _flat(group: Any) -> dict[str, Any]:
+    return group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))

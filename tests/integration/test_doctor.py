@@ -1,0 +1,231 @@
+"""`jobqueue-exporter doctor` against real servers with missing permissions: a Redis ACL user lacking a
+command (asked through ACL DRYRUN, and found by sending the read when the user may not ask), a key
+pattern the user may not read, a PostgreSQL role lacking SELECT, a NATS user lacking a JetStream API
+subject, and a backend that is not there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import redis
+
+from exporter.config import parse_config
+from exporter.doctor import Report, diagnose, render_json, render_table
+from tests.support.nats import NatsServer
+from tests.support.postgres import RIVER, admin, scratch_database
+from tests.support.servers import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_QUEUES = """    queues:
+      - {layout: list, name: events, key: "app:events", timestamp_field: ts}
+      - {layout: sidekiq, prefix: "app:"}
+"""
+
+
+def by_check(report: Report) -> dict[str, tuple[bool, str, str]]:
+    return {f.check: (f.ok, f.detail, f.fix) for f in report.findings}
+
+
+async def run(text: str, env: dict[str, str] | None = None) -> list[Report]:
+    return await diagnose(parse_config(text, "<test>", env or {}))
+
+
+def redis_config(server: RedisServer, user: str | None = None) -> str:
+    login = f"    username: {user}\n    password: ${{PW}}\n" if user else ""
+    return f"sources:\n  - name: r\n    type: redis\n    url: {server.url}\n{login}{REDIS_QUEUES}"
+
+
+def seed_redis(server: RedisServer) -> redis.Redis:
+    conn = redis.Redis.from_url(server.url, decode_responses=True)
+    conn.rpush("app:events", json.dumps({"ts": 1_700_000_000}), json.dumps({"ts": 1_700_000_010}))
+    conn.sadd("app:queues", "default", "mail")  # what Sidekiq's push writes: SADD queues, LPUSH queue:<name>
+    conn.lpush("app:queue:default", json.dumps({"jid": "a", "enqueued_at": 1_700_000_000.0}))
+    return conn
+
+
+async def test_redis_all_permissions_present(redis_server: RedisServer) -> None:
+    seed_redis(redis_server).close()
+    (report,) = await run(redis_config(redis_server))
+    checks = by_check(report)
+    assert report.ok, report.findings
+    assert checks["credentials"] == (True, "logged in as default", "")
+    assert {c for c in checks if c.startswith("may run")} >= {
+        "may run PING", "may run LLEN app:events", "may run LINDEX app:events", "may run SMEMBERS app:queues",
+        "may run LLEN app:queue:default", "may run LLEN app:queue:mail", "may run ZCARD app:retry"}
+    assert report.reads == {"tenants": 0, "queues": 3, "queue_names": ["default", "events", "mail"],
+                            "items_waiting": 3, "malformed_items": 0}
+
+
+async def test_redis_user_lacking_a_command_asked_with_acl_dryrun(redis_server: RedisServer) -> None:
+    conn = seed_redis(redis_server)
+    # may ask ACL DRYRUN/WHOAMI, may read, but not LINDEX
+    conn.execute_command("ACL", "SETUSER", "auditor", "on", ">pw1", "resetkeys", "%R~*", "-@all", "+@read",
+                         "-keys", "-lindex", "+ping", "+client|setname", "+acl|dryrun", "+acl|whoami")
+    (report,) = await run(redis_config(redis_server, "auditor"), {"PW": "pw1"})
+    checks = by_check(report)
+    ok, detail, fix = checks["may run LINDEX app:events"]
+    assert not ok and "lindex" in detail.lower()
+    assert "ACL SETUSER auditor +lindex" in fix
+    assert checks["may run LLEN app:events"] == (True, "allowed", "")
+    assert not checks["collects"][0]  # the real collection fails on the same command
+    conn.close()
+
+
+async def test_redis_user_that_may_not_ask_is_probed_with_the_reads(redis_server: RedisServer) -> None:
+    conn = seed_redis(redis_server)
+    # no ACL commands at all, no SMEMBERS, and no key outside app:events
+    conn.execute_command("ACL", "SETUSER", "reader", "on", ">pw2", "resetkeys", "%R~app:events", "%R~app:queue:*",
+                         "-@all", "+@read", "-keys", "-smembers", "+ping", "+client|setname")
+    (report,) = await run(redis_config(redis_server, "reader"), {"PW": "pw2"})
+    checks = by_check(report)
+    assert checks["credentials"] == (True, "logged in", "")  # ACL WHOAMI was refused
+    assert not checks["may run SMEMBERS app:queues"][0]
+    assert "+smembers" in checks["may run SMEMBERS app:queues"][2]
+    ok, detail, fix = checks["may run ZCARD app:retry"]
+    assert not ok and "key" in detail.lower() and "%R~app:*" in fix
+    assert checks["may run LINDEX app:events"][0] and checks["may run LLEN app:events"][0]
+    assert "may run LLEN app:queue:default" not in checks  # the queue names come from the SMEMBERS it may not run
+    problems = {c for c, (ok, _, _) in checks.items() if not ok}
+    assert problems == {"may run SMEMBERS app:queues", "may run SMEMBERS app:paused", "may run ZCARD app:schedule",
+                        "may run ZCARD app:retry", "may run ZCARD app:dead", "may run GET app:stat:processed",
+                        "may run GET app:stat:failed", "may run SMEMBERS app:processes", "collects"}
+    conn.close()
+
+
+async def test_unreachable_and_wrong_password(redis_server: RedisServer) -> None:
+    port = free_port()
+    (gone,) = await run(f"sources:\n  - name: r\n    type: redis\n    url: redis://127.0.0.1:{port}/0\n"
+                        f"    timeout: 1s\n{REDIS_QUEUES}")
+    assert [(f.check, f.ok) for f in gone.findings] == [("reachable", False)]
+    assert gone.findings[0].fix.startswith(f"Check that Redis runs at redis://127.0.0.1:{port}/0")
+    conn = redis.Redis.from_url(redis_server.url)
+    conn.execute_command("ACL", "SETUSER", "someone", "on", ">right", "+@all", "~*")
+    (refused,) = await run(redis_config(redis_server, "someone"), {"PW": "wrong"})
+    assert [(f.check, f.ok) for f in refused.findings] == [("reachable", True), ("credentials", False)]
+    assert "refused the login" in refused.findings[1].fix
+    conn.close()
+
+
+@pytest.fixture
+def pg_role() -> Iterator[tuple[str, str]]:
+    """A database with River's tables, and a login role that may read all of them but river_queue."""
+    role = f"jqdoc_{uuid.uuid4().hex[:8]}"
+    with scratch_database() as dsn:
+        with admin(dsn) as conn:
+            conn.execute(RIVER.format(s="public"))
+            conn.execute("INSERT INTO river_job (kind, queue) VALUES ('email', 'mail'), ('email', 'mail')")
+            conn.execute(f"CREATE ROLE {role} LOGIN")
+            conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+            conn.execute(f"REVOKE SELECT ON river_queue FROM {role}")
+        try:
+            yield dsn.replace("postgres@", f"{role}@"), role
+        finally:
+            with admin(dsn) as conn:
+                conn.execute(f"DROP OWNED BY {role}")
+            with admin() as conn:
+                conn.execute(f"DROP ROLE {role}")
+
+
+async def test_postgres_role_lacking_select(pg_role: tuple[str, str]) -> None:
+    dsn, role = pg_role
+    text = f"sources:\n  - name: pg\n    type: postgres\n    dsn: {dsn}\n    queues:\n      - {{preset: river}}\n"
+    (report,) = await run(text)
+    checks = by_check(report)
+    assert checks["credentials"] == (True, f"logged in as {role}", "")
+    assert checks['may read "public"."river_job"'] == (True, "SELECT granted", "")
+    assert checks['may read "public"."river_queue"'] == (False, "no SELECT privilege",
+                                                          f'GRANT SELECT ON "public"."river_queue" TO "{role}";')
+    assert not report.ok
+    with admin(dsn.replace(f"{role}@", "postgres@")) as conn:
+        conn.execute(f"GRANT SELECT ON river_queue TO {role}")
+    (fixed,) = await run(text)
+    assert fixed.ok, fixed.findings
+    assert fixed.reads["queue_names"] == ["mail"] and fixed.reads["items_waiting"] == 2
+
+
+async def test_postgres_missing_tables() -> None:
+    with scratch_database() as dsn:
+        text = (f"sources:\n  - name: pg\n    type: postgres\n    dsn: {dsn}\n    queues:\n"
+                "      - {preset: pgmq}\n      - {preset: generic, table: jobs, waiting: [new]}\n")
+        (report,) = await run(text)
+    checks = by_check(report)
+    assert checks['may read "jobs"'][:2] == (False, "no such table or view")
+    assert checks['may read "pgmq"."meta"'][:2] == (False, "no such table or view")
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    allowed = ["$JS.API.INFO", "$JS.API.STREAM.LIST", "$JS.API.STREAM.INFO.>", "$JS.API.STREAM.MSG.GET.>"]
+    reader = {"user": "reader", "password": "pw", "permissions": {
+        "publish": {"allow": allowed}, "subscribe": {"allow": ["_INBOX.>"]}}}
+    users = json.dumps([{"user": "admin", "password": "admin"}, reader])
+    server = NatsServer(tmp_path, extra_config=f"authorization {{ users = {users} }}").start()
+    yield server
+    server.stop()
+
+
+async def test_nats_user_lacking_consumer_list(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url, user="admin", password="admin")
+    await nc.jetstream().add_stream(name="JOBS", subjects=["jobs.>"])
+    await nc.close()
+    text = (f"sources:\n  - name: n\n    type: nats\n    url: {nats_server.url}\n    user: reader\n"
+            "    password: ${PW}\n    timeout: 1s\n")
+    (report,) = await run(text, {"PW": "pw"})
+    checks = by_check(report)
+    assert checks["may request $JS.API.INFO"] == (True, "allowed", "")
+    assert checks["may request $JS.API.STREAM.INFO.JOBS"] == (True, "allowed", "")
+    ok, detail, fix = checks["may request $JS.API.CONSUMER.LIST.JOBS"]
+    assert not ok and "permissions violation" in detail.lower() and "publish to $JS.API.CONSUMER.LIST.> (" in fix
+    ok, detail, fix = checks["may subscribe to max-deliveries advisories"]
+    assert not ok and "MAX_DELIVERIES" in fix
+
+
+def test_cli_json_and_table(redis_server: RedisServer, tmp_path: Path) -> None:
+    seed_redis(redis_server).close()
+    config = tmp_path / "c.yaml"
+    config.write_text(redis_config(redis_server))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "exporter", "doctor", "--config", str(config), *args],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120,
+                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+    done = cli("--format", "json")
+    assert done.returncode == 0, done.stderr
+    body: dict[str, Any] = json.loads(done.stdout)
+    assert body["ok"] is True and body["sources"][0]["reads"]["items_waiting"] == 3
+    table = cli()
+    assert table.returncode == 0 and table.stdout.endswith("no problems found\n")
+    assert "r       would read" in table.stdout
+    conn = redis.Redis.from_url(redis_server.url)
+    conn.execute_command("ACL", "SETUSER", "default", "-zcard")
+    bad = cli("--format", "json")
+    assert bad.returncode == 1 and json.loads(bad.stdout)["ok"] is False
+    assert "fix: The ACL user 'default' may not run ZCARD" in cli().stdout
+    conn.execute_command("ACL", "SETUSER", "default", "+zcard")
+    conn.close()
+
+
+def test_render_without_findings_of_a_source() -> None:
+    reports = [Report("a", "system")]
+    assert render_table(reports).endswith("no problems found\n")
+    assert json.loads(render_json(reports)) == {"ok": True, "sources": [
+        {"source": "a", "type": "system", "ok": True, "checks": [], "reads": {}}]}
+
+
+async def test_postgres_and_nats_not_there() -> None:
+    pg, nats_port = free_port(), free_port()
+    reports = await run(f"sources:\n  - name: pg\n    type: postgres\n    dsn: postgresql://postgres@127.0.0.1:{pg}/x\n"
+                        f"    timeout: 1s\n  - name: n\n    type: nats\n    url: nats://127.0.0.1:{nats_port}\n"
+                        "    timeout: 1s\n")
+    for report, fix in zip(reports, ("Check that PostgreSQL runs at", "Check that nats-server runs at"), strict=True):
+        assert [(f.check, f.ok) for f in report.findings] == [("reachable", False)]
+        assert report.findings[0].fix.startswith(fix)

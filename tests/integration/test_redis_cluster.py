@@ -1,0 +1,244 @@
+"""Redis Cluster and Sentinel against real servers: queues spread over the slots of three primaries are
+read with one pipeline per node per round trip; a moved slot (MOVED, ASK) is followed; a sentinel
+says where the master, or a replica, is."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from pydantic import ValidationError
+
+from exporter.cli import main
+from exporter.config import parse_config
+from exporter.doctor import diagnose
+from exporter.sources.redis.cluster import ClusterWire
+from exporter.sources.redis.source import RedisConfig, RedisSource
+from tests.support.redis_libs import NOW, make_source, samples_of
+from tests.support.redis_topology import LocalCluster, SentinelSetup, until
+
+TENANTS = [f"t{i:02d}" for i in range(24)]
+QUEUES = [{"layout": "list", "name": "q", "key": "tenant_{tenant}:q", "timestamp_field": "ts"},
+          {"layout": "bullmq", "prefix": "{bull}", "queues": ["mail"]}]  # hash-tagged: one slot
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield local
+    local.stop()
+
+
+def seed(client: redis.RedisCluster) -> dict[str, tuple[int, float | None]]:
+    """Tenant i has i % 3 items in its list, the oldest i+1 seconds old; BullMQ `mail` waits 2 jobs."""
+    expected: dict[str, tuple[int, float | None]] = {}
+    for i, tenant in enumerate(TENANTS):
+        key = f"tenant_{tenant}:q"
+        client.delete(key)
+        for j in range(i % 3):
+            client.rpush(key, json.dumps({"ts": NOW - (i + 1) + j}))
+        expected[tenant] = (i % 3, NOW - (i + 1) if i % 3 else None)
+    for job in ("1", "2"):  # what BullMQ's addJob writes for a waiting job: LPUSH wait id, HSET the job hash
+        client.hset(f"{{bull}}:mail:{job}", mapping={"name": "send", "data": "{}", "timestamp": str(int(NOW * 1000))})
+    client.delete("{bull}:mail:wait")
+    client.lpush("{bull}:mail:wait", "1", "2")
+    return expected
+
+
+def counting(source: RedisSource) -> dict[int, int]:
+    """Pipelines (round trips) per node port: wraps each node connection's execute to count calls."""
+    assert isinstance(source.wire, ClusterWire)
+    calls: dict[int, int] = {}
+    original = source.wire._node
+
+    def node(address: tuple[str, int]) -> Any:
+        wire = original(address)
+        if not getattr(wire, "counted", False):
+            inner = wire.execute
+
+            async def execute(*args: Any, **kwargs: Any) -> list[Any]:
+                calls[wire.port] = calls.get(wire.port, 0) + 1
+                return await inner(*args, **kwargs)
+
+            wire.execute = execute  # type: ignore[method-assign]
+            wire.counted = True  # type: ignore[attr-defined]
+        return wire
+
+    source.wire._node = node  # type: ignore[method-assign]
+    return calls
+
+
+def depths(reading: Any) -> dict[str, tuple[int, float | None]]:
+    return {q.tenant: (q.depth, q.oldest_timestamp) for q in reading.queues if q.queue == "q"}
+
+
+async def test_queues_over_all_slots_one_pipeline_per_node(cluster: LocalCluster) -> None:
+    expected = seed(cluster.client())
+    owners = {cluster.owner(f"tenant_{t}:q").port for t in TENANTS}
+    assert len(owners) == 3  # the keys really are spread over every node
+    source = make_source(cluster.url, QUEUES, "pipeline", cluster=True, tenants={"static": TENANTS})
+    try:
+        calls = counting(source)
+        reading = await source.collect()
+        assert depths(reading) == expected
+        mail = next(q for q in reading.queues if q.queue == "mail")
+        assert (mail.depth, mail.oldest_timestamp) == (2, NOW)
+        first = dict(calls)
+        calls.clear()
+        again = await source.collect()
+        assert depths(again) == expected
+        # the slot map is read once; then every collection is one pipeline per node for the queue reads,
+        # one CLIENT LIST per node (BullMQ's live workers, connected to any node), and for BullMQ's job
+        # hashes (HEADHASH follow-up) one more to the node of the {bull} slot
+        bull = cluster.owner("{bull}:mail:wait").port
+        seed_node = cluster.nodes[0].port  # the first collection also read CLUSTER SLOTS there
+        assert first == {p: (3 if p == bull else 2) + (p == seed_node) for p in owners}
+        assert calls == {p: 3 if p == bull else 2 for p in owners}, (first, calls)
+        page = await source.list_jobs("q", "waiting", 10, 0, tenant="t05")
+        assert page is not None and page.total == 2 and len(page.jobs) == 2
+    finally:
+        await source.close()
+
+
+async def test_moved_and_ask_are_followed(cluster: LocalCluster) -> None:
+    expected = seed(cluster.client())
+    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": TENANTS})
+    try:
+        assert depths(await source.collect()) == expected
+        key = "tenant_t04:q"
+        old = cluster.owner(key)
+        target = next(n for n in cluster.nodes if n.port != old.port)
+        cluster.move_slot(key, target, finish=False)  # half-moved: the old node answers ASK
+        assert depths(await source.collect()) == expected
+        for node in cluster.nodes:  # finish: every node now says MOVED for the old owner
+            cluster.conn(node).execute_command("CLUSTER", "SETSLOT", cluster.client().keyslot(key), "NODE",
+                                               cluster.conn(target).execute_command("CLUSTER", "MYID"))
+        assert depths(await source.collect()) == expected
+        assert isinstance(source.wire, ClusterWire) and source.wire.owners is not None
+        assert source.wire.owners[cluster.client().keyslot(key)] == ("127.0.0.1", target.port)
+    finally:
+        await source.close()
+
+
+async def test_tenant_scan_covers_every_node(cluster: LocalCluster) -> None:
+    expected = seed(cluster.client())
+    tenants = {"scan": {"match": "tenant_*:q", "regex": "^tenant_(?P<tenant>[^:]+):q$"}}
+    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants=tenants)
+    try:
+        reading = await source.collect()
+    finally:
+        await source.close()
+    present = {t: v for t, v in expected.items() if v[0]}  # SCAN finds only keys that exist
+    assert depths(reading) == present and samples_of(reading, "jobqueue_tenants") == {(): len(present)}
+
+
+def test_topology_config_errors() -> None:
+    base = {"name": "r", "type": "redis", "queues": QUEUES[:1]}
+    sentinel = {"master_name": "m", "urls": ["redis://127.0.0.1:26379"]}
+    for extra, message in [({"cluster": True, "url": "redis://h:7000/2", "scripts": "pipeline"}, "only database 0"),
+                           ({"cluster": True, "scripts": "auto"}, "scripts: pipeline is required"),
+                           ({"cluster": True, "scripts": "pipeline", "sentinel": sentinel}, "not both"),
+                           ({"sentinel": {"master_name": "m", "urls": []}}, "at least 1"),
+                           ({"sentinel": {"master_name": "m", "urls": ["http://x"]}}, "redis://")]:
+        with pytest.raises(ValidationError, match=message):
+            RedisConfig.model_validate({**base, **extra})
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
+    setup = SentinelSetup(tmp_path).start()
+    yield setup
+    setup.stop()
+
+
+@pytest.mark.parametrize("mode", ["pipeline", "lua"])
+async def test_sentinel_finds_the_master_or_a_replica(sentinel: SentinelSetup, mode: str) -> None:
+    master = redis.Redis(port=sentinel.master.port)
+    master.rpush("s:q", json.dumps({"ts": NOW - 5}), json.dumps({"ts": NOW - 1}))
+    assert master.wait(1, 5000) == 1  # the replica has it too
+    queues = [{"layout": "list", "name": "q", "key": "s:q", "timestamp_field": "ts"}]
+    for replica, port in ((False, sentinel.master.port), (True, sentinel.replica.port)):
+        spec = {"master_name": "jobs", "urls": [sentinel.sentinel.url], "replica": replica}
+        source = make_source("redis://ignored:1/0", queues, mode, sentinel=spec)
+        try:
+            (queue,) = (await source.collect()).queues
+            assert (queue.depth, queue.oldest_timestamp) == (2, NOW - 5)
+            if mode == "pipeline":
+                assert source.wire.port == port  # type: ignore[union-attr]
+            info = await source.client.info("replication")
+            assert info["role"] == ("slave" if replica else "master")
+            page = await source.list_jobs("q", "waiting", 10, 0)
+            assert page is not None and page.total == 2
+            assert [job.payload["ts"] for job in page.jobs] == [NOW - 5, NOW - 1]
+        finally:
+            await source.close()
+    master.close()
+
+
+async def test_sentinel_failover_moves_the_reads_to_the_new_master(sentinel: SentinelSetup) -> None:
+    master = redis.Redis(port=sentinel.master.port)
+    master.rpush("s:q", json.dumps({"ts": NOW - 5}), json.dumps({"ts": NOW - 1}))
+    assert master.wait(1, 5000) == 1
+    queues = [{"layout": "list", "name": "q", "key": "s:q", "timestamp_field": "ts"}]
+    source = make_source("redis://ignored:1/0", queues, "pipeline",
+                         sentinel={"master_name": "jobs", "urls": [sentinel.sentinel.url]})
+    watcher = redis.Redis(port=sentinel.sentinel.port, decode_responses=True)
+    promoted = redis.Redis(port=sentinel.replica.port, decode_responses=True)
+    try:
+        assert [q.depth for q in (await source.collect()).queues] == [2]
+        assert source.wire.port == sentinel.master.port  # type: ignore[union-attr]
+        # a just-started sentinel may not yet rate the replica as promotable (NOGOODSLAVE): ask until it does
+        until(lambda: watcher.execute_command("SENTINEL", "FAILOVER", "jobs"), "sentinel refused the failover")
+        # done when SENTINEL MASTERS (what clients ask) names the new master; GET-MASTER-ADDR-BY-NAME
+        # switches earlier, while the failover still reconfigures the replicas
+        until(lambda: int(watcher.sentinel_master("jobs")["port"]) == sentinel.replica.port
+              and promoted.info("replication")["role"] == "master", "no failover")
+        # the old connection still works (the old master now replicates the new one), yet the reads move
+        assert [q.depth for q in (await source.collect()).queues] == [2]
+        assert source.wire.port == sentinel.replica.port  # type: ignore[union-attr]
+    finally:
+        await source.close()
+        for conn in (master, watcher, promoted):
+            conn.close()
+
+
+async def test_doctor_on_a_cluster(cluster: LocalCluster) -> None:
+    seed(cluster.client())
+    text = (f"sources:\n  - name: c\n    type: redis\n    url: {cluster.url}\n    cluster: true\n"
+            "    tenants: {static: [t01, t02, t04]}\n    queues:\n"
+            "      - {layout: list, name: q, key: 'tenant_{tenant}:q', timestamp_field: ts}\n")
+    (report,) = await diagnose(parse_config(text, "<test>", {}))
+    assert report.ok, report.findings
+    assert {f.check for f in report.findings} >= {"may run CLUSTER SLOTS", "may run LLEN tenant_t01:q"}
+    assert report.reads["tenants"] == 3 and report.reads["items_waiting"] == 1 + 2 + 1
+
+
+def test_check_config_names_the_topology_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("sources:\n  - name: c\n    type: redis\n    url: redis://h:7000/0\n    cluster: true\n"
+                      "    scripts: lua\n    queues:\n      - {layout: list, name: q, key: q}\n")
+    assert main(["--check-config", "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (f"config error: {config}:2: sources[0]: scripts: pipeline is required with "
+                                       "cluster: true (a script cannot read keys of other nodes)\n")
+
+
+async def test_follow_up_reads_are_routed_too(cluster: LocalCluster) -> None:
+    """A list whose oldest item is not usable needs a second round trip (LRANGE): routed by key as well."""
+    client = cluster.client()
+    tenants = ["f1", "f2", "f3", "f4", "f5", "f6"]
+    for tenant in tenants:
+        key = f"tenant_{tenant}:q"
+        client.delete(key)
+        client.rpush(key, "not json", json.dumps({"ts": NOW - 9}))
+    assert len({cluster.owner(f"tenant_{t}:q").port for t in tenants}) > 1
+    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": tenants})
+    try:
+        reading = await source.collect()
+    finally:
+        await source.close()
+    assert depths(reading) == {t: (2, NOW - 9) for t in tenants}
+    assert reading.malformed == len(tenants)

@@ -1,0 +1,89 @@
+"""Pure parts of the Redis connection: URL + `tls` parsing, the cluster slot map and redirects, and the
+commands each op sends (what `doctor` asks ACL DRYRUN about)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hiredis
+import pytest
+from redis.exceptions import ConnectionError, RedisClusterException
+
+from exporter.sources.base import SourceError, SourceUnreachable
+from exporter.sources.redis.cluster import SLOTS, _redirect, slot_map
+from exporter.sources.redis.connect import parse_endpoint
+from exporter.sources.redis.ops import commands_of
+from exporter.sources.redis.script import SEP
+from exporter.sources.redis.source import failure
+from exporter.sources.redis.wire import pack, pack_each, pack_keys
+from exporter.sources.tls import TlsConfig
+
+
+def test_endpoint_from_url_and_tls_block(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("x")
+    plain = parse_endpoint("redis://u%40x:p%3Aw@db.internal:6380/3")
+    assert (plain.host, plain.port, plain.db, plain.username, plain.password, plain.tls) == (
+        "db.internal", 6380, 3, "u@x", "p:w", None)
+    secure = parse_endpoint(f"rediss://h?ssl_ca_certs={ca}&ssl_cert_reqs=required", None, "cfg-user", "cfg-pw")
+    assert (secure.port, secure.db, secure.username, secure.password) == (6379, 0, "cfg-user", "cfg-pw")
+    assert secure.tls == TlsConfig(ca_file=ca, insecure=False)
+    assert secure.redis_py() == {"host": "h", "port": 6379, "username": "cfg-user", "password": "cfg-pw",
+                                 "ssl": True, "ssl_ca_certs": str(ca), "ssl_certfile": None, "ssl_keyfile": None,
+                                 "ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    insecure = parse_endpoint("rediss://h/0", TlsConfig(insecure=True))
+    assert insecure.tls is not None and insecure.tls.insecure
+    assert insecure.redis_py()["ssl_cert_reqs"] == "none" and insecure.redis_py()["ssl_check_hostname"] is False
+    assert parse_endpoint("rediss://h/0").tls == TlsConfig()  # TLS with the system's CAs
+    with pytest.raises(ValueError, match="disagree"):
+        parse_endpoint("rediss://h/0?ssl_cert_reqs=none", TlsConfig(insecure=False))
+
+
+def test_slot_map_and_redirects() -> None:
+    reply = [[0, 5460, ["10.0.0.1", 7000, "id1"], ["10.0.0.4", 7003, "id4"]],
+             [5461, 10922, ["", 7001, "id2"]],
+             [10923, 16383, ["10.0.0.3", 7002, "id3"]]]
+    owners = slot_map(reply, "seed.internal")
+    assert len(owners) == SLOTS
+    assert (owners[0], owners[5460], owners[5461], owners[16383]) == (
+        ("10.0.0.1", 7000), ("10.0.0.1", 7000), ("seed.internal", 7001), ("10.0.0.3", 7002))
+    assert slot_map([[0, 99, ["h", 1, "i"]]], "s")[100] is None  # an uncovered slot
+    assert _redirect(hiredis.ReplyError("MOVED 3999 127.0.0.1:6381")) == ("127.0.0.1", 6381)
+    assert _redirect(hiredis.ReplyError("ASK 3999 10.0.0.2:7001")) == ("10.0.0.2", 7001)
+    assert _redirect(hiredis.ReplyError("WRONGTYPE Operation against a key")) is None
+    assert _redirect("MOVED 1 h:1") is None  # a value, not an error reply
+
+
+def test_pack_each_is_pack_keys_split() -> None:
+    for keys in (["a", "bb:c"], ["é", "x"]):
+        assert b"".join(pack_each("LINDEX", keys, "-1")) == pack_keys("LINDEX", keys, "-1")
+        assert pack_each("LLEN", keys) == [pack("LLEN", k) for k in keys]
+
+
+def test_commands_of_ops() -> None:
+    assert commands_of(("LLEN", "q")) == [("LLEN", "q")]
+    assert commands_of(("HEAD", "q", "-1", "ts", "5", "num")) == [("LINDEX", "q", "-1"), ("LRANGE", "q", "0", "4")]
+    assert commands_of(("HEADHASH", "bull:m:wait", "-1", "bull:m:", "timestamp", "5", "num")) == [
+        ("LRANGE", "bull:m:wait", "0", "4"), ("HGET", "bull:m:1", "timestamp")]
+    assert commands_of(("ZHASHES", "horizon:masters", "horizon:", "50")) == [
+        ("ZREVRANGE", "horizon:masters", "0", "0", "WITHSCORES"), ("HGETALL", "horizon:1")]
+    assert commands_of(("XGROUPS", "s")) == [("XINFO", "GROUPS", "s")]
+    assert commands_of(("XGROUPS", "s"), scripts=True) == [("XINFO", "GROUPS", "s"), ("TYPE", "s")]
+    assert commands_of(("XUNDELIVERED", "s")) == [("XINFO", "GROUPS", "s"), ("XRANGE", "s", "(0-0", "+", "COUNT", "1")]
+    assert commands_of(("CLIENTNAMES", "")) == [("CLIENT", "LIST")]
+    assert commands_of(("LFIRST", "l", "3")) == [("LRANGE", "l", "0", "2")]
+    each = ("EACH", "ZCOUNT", "t_", ":q", SEP.join(["a", "b"]), "-inf", "10")
+    assert commands_of(each) == [("ZCOUNT", "t_a:q", "-inf", "10")]
+    with pytest.raises(ValueError, match="unknown op"):
+        commands_of(("NOPE", "k"))
+
+
+def test_a_cluster_with_no_reachable_node_is_unreachable() -> None:
+    try:
+        try:
+            raise ConnectionError("Error 111 connecting to 10.0.0.1:7000")
+        except ConnectionError as cause:
+            raise RedisClusterException("Redis Cluster cannot be connected.") from cause
+    except RedisClusterException as err:
+        assert isinstance(failure(err), SourceUnreachable)
+    assert type(failure(RedisClusterException("no slots"))) is SourceError
