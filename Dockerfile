@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
+# Base image pinned by digest (python:3.11-slim-bookworm, linux/amd64 + arm64 index). To move to a
+# newer patch release: `docker buildx imagetools inspect python:3.11-slim-bookworm`, then replace
+# the digest in both build stages.
+
 # Build stage: wheels for the project and every dependency (all of them ship manylinux wheels, so no
 # compiler is needed), plus a requirements file naming each wheel exactly.
-FROM python:3.11-slim-bookworm AS build
+FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
@@ -9,19 +13,29 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
  && find /wheels -name '*.whl' -printf '/wheels/%f\n' > /wheels/requirements.txt
 
 # Runtime stage: only the wheels, a non-root user, no compiler.
-FROM python:3.11-slim-bookworm
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="jobqueue-exporter" \
+      org.opencontainers.image.description="Prometheus exporter and health endpoints for job queues on Redis, PostgreSQL and NATS JetStream" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-bookworm" \
+      org.opencontainers.image.base.digest="sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b"
+# The default config reads every address from the environment (REDIS_URL, REDIS_PASSWORD, ...):
+# see deploy/kubernetes/base/config.yaml. Mount your own over it, or point JOBQUEUE_EXPORTER_CONFIG
+# elsewhere. JOBQUEUE_EXPORTER_LISTEN moves the port; the HEALTHCHECK follows it.
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    JOBQUEUE_EXPORTER_CONFIG=/etc/jobqueue-exporter/config.yaml \
+    JOBQUEUE_EXPORTER_LOG_FORMAT=json
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin exporter
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --requirement /wheels/requirements.txt \
  && rm -rf /wheels
-COPY config.example.yaml /etc/jobqueue-exporter/config.yaml
-# the example's PostgreSQL source checks these migration files (seed 002's `schema` block)
-COPY scripts/demo/migrations /etc/jobqueue-exporter/migrations
-ENV JQ_MIGRATIONS_DIR=/etc/jobqueue-exporter/migrations
+COPY deploy/kubernetes/base/config.yaml /etc/jobqueue-exporter/config.yaml
 USER 10001
 EXPOSE 9312
-HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:9312/healthz', timeout=2).status != 200)"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["python", "-m", "exporter.healthcheck"]
 ENTRYPOINT ["jobqueue-exporter"]
-CMD ["--config", "/etc/jobqueue-exporter/config.yaml", "--log-format", "json"]

@@ -9,7 +9,6 @@ import gc
 import logging
 import os
 import signal
-import ssl
 import sys
 
 from aiohttp import web
@@ -20,24 +19,40 @@ from exporter.health.evaluation import attach as attach_health
 from exporter.log import setup_logging
 from exporter.metrics import TEXT
 from exporter.preflight import preflight
+from exporter.reload import Reloader, SourceBuildError, make_sources
 from exporter.scheduler import Scheduler
-from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import SourceConfig, SourceContext
 from exporter.web.app import build_app
 from exporter.web.keys import LIMITS
 from exporter.web.limits import GuardedAppRunner
+from exporter.web.webconfig import LiveWebConfig, WebConfigError
 
 log = logging.getLogger("jobqueue.main")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+ENV = "JOBQUEUE_EXPORTER_"
+
+
+def parse_args(argv: list[str] | None, environ: dict[str, str] | None = None) -> argparse.Namespace:
+    """Flags; every option that takes a value also reads JOBQUEUE_EXPORTER_<NAME> (the flag wins)."""
+    env = os.environ if environ is None else environ
+
+    def default(name: str, fallback: str | None = None) -> str | None:
+        return env.get(ENV + name) or fallback
+
     parser = argparse.ArgumentParser(prog="jobqueue-exporter", description=__doc__)
-    parser.add_argument("--config", help="YAML config file (default: embedded host + local Redis)")
-    parser.add_argument("--listen", help="HOST:PORT to serve on (overrides the config's `listen`)")
+    parser.add_argument("--config", default=default("CONFIG"),
+                        help="YAML config file (env JOBQUEUE_EXPORTER_CONFIG; default: embedded host + local Redis)")
+    parser.add_argument("--listen", default=default("LISTEN"),
+                        help="HOST:PORT to serve on, over the config's `listen` (env JOBQUEUE_EXPORTER_LISTEN)")
+    parser.add_argument("--web.config.file", dest="web_config_file", default=default("WEB_CONFIG_FILE"),
+                        help="TLS, basic auth and headers in the Prometheus exporter-toolkit format "
+                             "(env JOBQUEUE_EXPORTER_WEB_CONFIG_FILE)")
     parser.add_argument("--check-config", action="store_true", help="validate the config and exit")
     parser.add_argument("--once", action="store_true", help="collect every source once, print /metrics, exit")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument("--log-level", default=default("LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"], help="env JOBQUEUE_EXPORTER_LOG_LEVEL")
+    parser.add_argument("--log-format", default=default("LOG_FORMAT", "text"), choices=["text", "json"],
+                        help="env JOBQUEUE_EXPORTER_LOG_FORMAT")
     parser.add_argument("--version", action="version", version=f"jobqueue-exporter {__version__}")
     return parser.parse_args(argv)
 
@@ -49,16 +64,12 @@ class StartupError(Exception):
 def build_scheduler(config: ExporterConfig) -> Scheduler:
     """Instantiate every configured source behind one scheduler."""
     holder: list[Scheduler] = []
-    context = SourceContext(snapshot=lambda: holder[0].snapshot, shard=parse_shard(config.shard))
-    sources = []
-    configs: list[SourceConfig] = list(config.sources)
-    for i, c in enumerate(configs):
-        try:
-            sources.append(SOURCE_TYPES[c.type](c, context))
-        except (OSError, ValueError, ssl.SSLError) as err:  # a secret or certificate file that will not load
-            raise StartupError(f"sources[{i}] ({c.name}): {getattr(err, 'strerror', None) or err}") from None
+    try:
+        sources = make_sources(config, lambda: holder[0])
+    except SourceBuildError as err:  # a secret or certificate file that will not load
+        raise StartupError(str(err)) from None
     revision = os.environ.get("JOBQUEUE_EXPORTER_REVISION", config.revision)
-    scheduler = Scheduler(sources, revision=revision, shard=context.shard)
+    scheduler = Scheduler(sources, revision=revision, shard=parse_shard(config.shard))
     holder.append(scheduler)
     attach_health(scheduler, config.systems)
     return scheduler
@@ -91,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         for line in ConfigError(filename, problems).lines():
             print(f"config error: {line}", file=sys.stderr)
         return 2
+    try:
+        web_config = LiveWebConfig(args.web_config_file) if args.web_config_file else None
+    except WebConfigError as err:
+        print(f"web config error: {err}", file=sys.stderr)
+        return 2 if args.check_config else 1
     if args.check_config:
         print(f"{filename}: ok ({len(config.sources)} sources)")
         return 0
@@ -101,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         # Parsing and rendering run in worker threads; a short GIL switch interval hands the event loop
         # back within a millisecond, so scrapes and JSON answers are not held up by a large collection.
         sys.setswitchinterval(0.001)
-        asyncio.run(_serve(config, host, port))
-    except StartupError as err:
+        asyncio.run(_serve(config, host, port, args.config, web_config))
+    except StartupError as err:  # a valid config that cannot start here (port in use, a file that won't load)
         print(f"start-up failed: {filename}: {err}", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 
@@ -134,28 +150,40 @@ def steady_heap() -> None:
         return
 
 
-async def _serve(config: ExporterConfig, host: str, port: int) -> None:
+async def _serve(config: ExporterConfig, host: str, port: int, config_path: str | None = None,
+                 web_config: LiveWebConfig | None = None) -> None:
     steady_heap()
     scheduler = build_scheduler(config)
-    app = build_app(config, scheduler)
+    app = build_app(config, scheduler, web_config=web_config)
+    reloader = Reloader(app, scheduler, config_path, scheduler.clock)
     runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False)
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
     gc.collect()
     gc.freeze()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True,
+                       ssl_context=web_config.context if web_config else None)
     try:
         await site.start()
     except OSError as err:
         await runner.cleanup()
         reason = os.strerror(err.errno) if err.errno else str(err)  # asyncio's message repeats the address
         raise StartupError(f"listen: cannot listen on {host}:{port}: {reason}") from None
-    log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources)})
+    log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources),
+                                 "tls": bool(web_config and web_config.context)})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[str | None]] = set()
+
+    def hangup() -> None:
+        task = loop.create_task(reloader.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     await stop.wait()
     log.info("stopping")
     await runner.cleanup()

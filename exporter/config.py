@@ -55,7 +55,8 @@ class ExporterConfig(Model):
     @field_validator("shard")
     @classmethod
     def _shard(cls, value: str) -> str:
-        parse_shard(value)
+        if value != "auto":  # resolved from the environment by parse_config
+            parse_shard(value)
         return value
 
     @model_validator(mode="after")
@@ -120,6 +121,24 @@ def parse_shard(value: str) -> tuple[int, int]:
     if not match or not int(match.group(1)) < int(match.group(2)):
         raise ValueError(f"shard must be i/N with 0 <= i < N, got {value!r}")
     return int(match.group(1)), int(match.group(2))
+
+
+SHARDS_ENV = "JOBQUEUE_EXPORTER_SHARDS"
+
+
+def resolve_shard(env: Mapping[str, str]) -> str:
+    """`shard: auto` -> `i/N`: i is the ordinal at the end of the pod name (HOSTNAME, as a StatefulSet
+    names its pods `name-0`, `name-1`, ...), N comes from JOBQUEUE_EXPORTER_SHARDS (the replicas)."""
+    host = env.get("HOSTNAME", "")
+    match = re.search(r"-(\d+)$", host)
+    if not match:
+        raise ValueError(f"shard auto needs HOSTNAME ending in -<ordinal> (a StatefulSet pod), got {host!r}")
+    total = env.get(SHARDS_ENV, "")
+    if not total.isdigit() or int(total) < 1:
+        raise ValueError(f"shard auto needs {SHARDS_ENV} set to the number of replicas, got {total!r}")
+    value = f"{int(match.group(1))}/{int(total)}"
+    parse_shard(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -203,6 +222,11 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
         for i, s in enumerate(sources) if s.interval < MIN_INTERVAL]
     if broken:
         raise ConfigError(filename, [Problem(_dotted(p), m, _line(root, p)) for p, m in broken])
+    if config.shard == "auto":
+        try:
+            config = config.model_copy(update={"shard": resolve_shard(env)})
+        except ValueError as err:
+            raise ConfigError(filename, [Problem("shard", str(err), _line(root, ("shard",)))]) from err
     return config
 
 

@@ -118,6 +118,10 @@ EXPORTER_METRICS: tuple[MetricDef, ...] = (
     MetricDef("jobqueue_exporter_shard_ordinal",
               "Which shard of the tenants this replica reads (config `shard: i/N`)."),
     MetricDef("jobqueue_exporter_total_shards", "How many replicas share the tenants (config `shard: i/N`)."),
+    MetricDef("jobqueue_exporter_config_last_reload_successful",
+              "1 if the last config reload (SIGHUP, POST /-/reload) worked; 0 while a bad new config is refused."),
+    MetricDef("jobqueue_exporter_config_last_reload_success_timestamp_seconds",
+              "When the config was last loaded successfully (start or reload)."),
 )
 
 

@@ -66,7 +66,7 @@ class Scheduler:
         }
         self.snapshot = Snapshot(initial, clock())
         self.exposition: Exposition = build_exposition([], revision, shard=shard)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._home: asyncio.AbstractEventLoop | None = None  # the web loop, when collecting in a thread
         self._newest: Exposition | None = None  # built, maybe not yet served (see _swap)
         self._collector: asyncio.AbstractEventLoop | None = None
@@ -80,7 +80,7 @@ class Scheduler:
     def start(self, threaded: bool = False) -> None:
         """Start one task per source: on this loop, or (`threaded`) on a collector loop and thread of its own."""
         if not threaded:
-            self._tasks = [asyncio.create_task(self._loop(s), name=f"source:{s.name}") for s in self.sources]
+            self._tasks = {s.name: self._start(s) for s in self.sources}
             return
         self._home = asyncio.get_running_loop()
         self.resolver = self.resolver or Resolver()
@@ -95,7 +95,7 @@ class Scheduler:
         loop = CollectorLoop(self.resolver)
         asyncio.set_event_loop(loop)
         self._collector = loop
-        self._tasks = [loop.create_task(self._loop(s), name=f"source:{s.name}") for s in self.sources]
+        self._tasks = {s.name: self._start(s, loop) for s in self.sources}  # before run_forever: no running loop
         ready.set()
         try:
             loop.run_forever()
@@ -125,11 +125,55 @@ class Scheduler:
         await self._stop_here()
 
     async def _stop_here(self) -> None:
-        for task in self._tasks:
+        for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks = {}
         await asyncio.gather(*(s.close() for s in self.sources), return_exceptions=True)
+
+    def _start(self, source: Source, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task[None]:
+        """The source's loop as a task of `loop`, by default the running one (the collector loop when threaded)."""
+        loop = loop or asyncio.get_running_loop()
+        return loop.create_task(self._loop(source), name=f"source:{source.name}")
+
+    async def replace_sources(self, sources: Iterable[Source]) -> None:
+        """Reload: sources passed in that already run keep running untouched (no gap in their series);
+        the others are stopped and closed, the new ones started, each on the loop that collects. A
+        source replaced under the same name keeps its counters and last state until its first new
+        collection swaps in. Runs on the web loop, where snapshots are built."""
+        new = list(sources)
+        kept = {id(s) for s in new}
+        running = bool(self._tasks)
+        await self.call(self._stop_sources([s for s in self.sources if id(s) not in kept]))
+        names = {s.name for s in new}
+        states = {n: st for n, st in self.snapshot.sources.items() if n in names}
+        for source in new:
+            self._errors.setdefault(source.name, {})
+            self._last_success.setdefault(source.name, None)
+            self._count.setdefault(source.name, 0)
+            states.setdefault(source.name, SourceState(
+                SourceStatus(source.name, source.backend, False, 0.0, 0.0, None), None))
+        for table in (self._errors, self._last_success, self._count, self._down):
+            for name in [n for n in table if n not in names]:
+                del table[name]
+        self.sources = new
+        self.snapshot = replace(self.snapshot, sources={s.name: states[s.name] for s in new},
+                                created_at=self.clock())
+        self.refresh()
+        if running:
+            await self.call(self._start_missing())
+
+    async def _stop_sources(self, gone: list[Source]) -> None:
+        tasks = [self._tasks.pop(s.name) for s in gone if s.name in self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in gone), return_exceptions=True)
+
+    async def _start_missing(self) -> None:
+        for source in self.sources:
+            if source.name not in self._tasks:
+                self._tasks[source.name] = self._start(source)
 
     async def _loop(self, source: Source) -> None:
         interval = source.config.interval
@@ -223,10 +267,16 @@ class Scheduler:
         return reading
 
     def _swap(self, name: str, state: SourceState) -> None:
+        if name not in self.snapshot.sources:  # a late hand-over from a source a reload removed
+            return
         sources = dict(self.snapshot.sources)
         sources[name] = state
-        snapshot = replace(self.snapshot, sources=sources, created_at=self.clock())
-        self.snapshot = snapshot
+        self.snapshot = replace(self.snapshot, sources=sources, created_at=self.clock())
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Tell the listeners of the current snapshot and render the exposition again."""
+        snapshot = self.snapshot
         for listener in self.listeners:  # e.g. health history, before metrics derive from it
             try:
                 listener(snapshot)
@@ -238,7 +288,8 @@ class Scheduler:
                 extra.update(derive(snapshot))
             except Exception:  # the source series still go out; the derived ones are missing, not stale
                 log.exception("derived metrics crashed", extra={"derive": getattr(derive, "__name__", "?")})
-        exposition = build_exposition((s.fragments for s in sources.values()), self.revision, extra, self.shard)
+        exposition = build_exposition((s.fragments for s in snapshot.sources.values()), self.revision, extra,
+                                      self.shard)
         self._newest = exposition
         if self._collector is None:
             self.exposition = exposition

@@ -9,19 +9,25 @@ from aiohttp import web
 
 from exporter.health.evaluation import attach as attach_health
 from exporter.scheduler import Scheduler
-from exporter.web import core, openapi
+from exporter.web import core, landing, lifecycle, openapi
 from exporter.web.auth import AUTHENTICATOR, Authenticator, authenticate
 from exporter.web.errors import json_errors
 from exporter.web.keys import CONFIG, LIMITS, SCHEDULER, STARTED_AT, AppConfig
 from exporter.web.limits import Limits, shed
 from exporter.web.shims import SHIMS
 from exporter.web.shims.base import HEALTH
+from exporter.web.webconfig import WEB_CONFIG, LiveWebConfig, web_auth
 
 
-def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = True) -> web.Application:
-    """The application serving /metrics, /, /healthz, /readyz (and the shims, when configured)."""
+def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = True,
+              web_config: LiveWebConfig | None = None) -> web.Application:
+    """The application serving /metrics, /, /healthz, /readyz (and the shims, when configured);
+    `web_config` (from --web.config.file) adds basic auth and response headers."""
     limits = Limits()
-    app = web.Application(middlewares=[shed(limits), json_errors, authenticate])
+    # shedding first: an overloaded server refuses before it spends a bcrypt check on the request
+    app = web.Application(middlewares=[shed(limits), web_auth, json_errors, authenticate])
+    if web_config is not None:
+        app[WEB_CONFIG] = web_config
     app[LIMITS] = limits
     app[CONFIG] = config
     app[SCHEDULER] = scheduler
@@ -29,6 +35,8 @@ def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = Tru
     app[HEALTH] = attach_health(scheduler, config.systems)
     app[AUTHENTICATOR] = Authenticator(config.auth.tokens)
     app.router.add_routes(core.routes)
+    app.router.add_routes(landing.routes)
+    app.router.add_routes(lifecycle.routes)
     app.router.add_routes(openapi.routes)
     for shim in SHIMS:  # always mounted; a disabled shim answers 404
         if shim.setup is not None:

@@ -32,6 +32,15 @@ PATHS: dict[str, Any] = {
         "503": answer("Starting.", obj({"status": {"const": "starting"}, "waiting_for": {
             "type": "array", "items": STR}}))}, "exporter"),
     "/openapi.json": get_op("This document.", {"200": answer("OpenAPI 3.1.", {"type": "object"})}, "exporter"),
+    "/-/reload": {"post": {
+        "summary": "Reload the config file (like SIGHUP); a bad new config keeps the running one.",
+        "tags": ["exporter"], "security": [],
+        "responses": {
+            "200": answer("Reloaded.", obj({"status": {"const": "reloaded"}})),
+            "401": {"description": "Basic auth required (when the web config sets users)."},
+            "500": answer("The new config is invalid; the running one stays.", obj({
+                "status": {"const": "error"}, "error": STR})),
+            "503": answer("This process cannot reload.", obj({"status": {"const": "error"}, "error": STR}))}}},
 }
 SECURITY_SCHEMES: dict[str, Any] = {
     "bearer": {"type": "http", "scheme": "bearer"},
@@ -49,7 +58,7 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "jobqueue-exporter", "version": __version__,
-                 "description": "Prometheus exporter endpoints and the JSON health shims of shared/seeds/."},
+                 "description": "Prometheus exporter endpoints and the JSON health APIs it can serve."},
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
     }

@@ -96,8 +96,12 @@ async def test_landing_page_lists_endpoints_and_sources(client: TestClient) -> N
     assert resp.headers["Content-Type"].startswith("text/html")
     for path in ("/metrics", "/healthz", "/readyz"):
         assert f'<a href="{path}">{path}</a>' in page
-    assert "<td>cache</td><td>redis</td><td>up</td>" in page
-    assert "<td>dead</td><td>redis</td><td>down</td><td>unreachable</td>" in page
+    cache = page.split('<tr data-source="cache">')[1].split("</tr>")[0]
+    assert "<td>Redis</td><td>2 queues</td>" in cache and '<span class="state up">up</span>' in cache
+    dead = page.split('<tr data-source="dead">')[1].split("</tr>")[0]
+    assert '<span class="state down">down</span><div class="error">' in dead and "<td>never</td>" in dead
+    # no shim is configured: none of their paths is offered; no internal words
+    assert "/api/" not in page and "/health/" not in page and "seed" not in page.lower()
 
 
 async def test_unknown_path_and_method_get_json_errors(client: TestClient) -> None:

@@ -232,6 +232,8 @@ NOT_SHOWN = {
     "jobqueue_worker_expected_interval_seconds": "configuration that the WorkerStale alert reads",
     "jobqueue_exporter_shard_ordinal": "deployment facts, for a sharding-mismatch alert, not series to watch",
     "jobqueue_exporter_total_shards": "deployment facts, for a sharding-mismatch alert, not series to watch",
+    "jobqueue_exporter_config_last_reload_successful": "read by the JobQueueConfigReloadFailed alert",
+    "jobqueue_exporter_config_last_reload_success_timestamp_seconds": "lifecycle fact, read next to _successful",
     "jobqueue_source_interval_seconds": "configuration that the staleness alert reads, not a series to watch",
     "jobqueue_oldest_age_seconds": "the dashboards show time() - jobqueue_oldest_timestamp_seconds, which keeps "
                                    "counting between collections",

@@ -1,8 +1,9 @@
 """The layers run one way: model <- sources <- scheduler/metrics <- health <- web, with no import cycle.
 
 Read from the source with `ast` (imports under TYPE_CHECKING count too: a type is a dependency).
-config.py, cli.py, preflight.py (start-up checks), doctor.py (the `doctor` subcommand), __main__.py and
-docs.py are the composition root and may import everything;
+config.py, cli.py, preflight.py (start-up checks), doctor.py (the `doctor` subcommand), reload.py (a running
+daemon's new config), healthcheck.py (the container's probe command), __main__.py and docs.py are the
+composition root and may import everything;
 nothing imports them but the root itself.
 """
 
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
-ROOT = frozenset({"exporter.config", "exporter.cli", "exporter.preflight", "exporter.doctor", "exporter.__main__",
-                  "exporter.docs"})
+ROOT = frozenset({"exporter.config", "exporter.cli", "exporter.preflight", "exporter.doctor", "exporter.reload",
+                  "exporter.healthcheck", "exporter.__main__", "exporter.docs"})
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = (
     ("model", ("exporter", "exporter.model", "exporter.facts", "exporter.values", "exporter.log")),

@@ -1,0 +1,207 @@
+"""`--web.config.file` on a real daemon: TLS with the test's own CA, client certificates, bcrypt basic
+auth with 401 + WWW-Authenticate, open probes, configured headers, and the file, the certificate and
+the users re-read when they change, while a broken new version leaves the old one in force."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import os
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pytest
+
+from tests.support.pki import CA
+from tests.support.servers import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = "sources:\n  - {name: host, type: system, interval: 1s, timeout: 900ms}\n"
+PASSWORD = "s3cret pass"
+
+
+def hashed(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+@contextlib.contextmanager
+def daemon(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[tuple[int, Path]]:
+    """The exporter as a process on a free port; yields (port, log path); always stopped."""
+    (tmp / "config.yaml").write_text(CONFIG)
+    port, log = free_port(), tmp / "exporter.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "exporter", "--config", str(tmp / "config.yaml"),
+                                 "--listen", f"127.0.0.1:{port}", *args], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+        try:
+            wait_for_port(port, timeout=20)
+            yield port, log
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+def get(port: str | int, path: str, context: ssl.SSLContext | None, user: str | None = None,
+        password: str = PASSWORD, method: str = "GET") -> tuple[int, dict[str, str], bytes, Any]:
+    """(status, headers, body, server certificate) of one request."""
+    conn: http.client.HTTPConnection
+    if context is None:
+        conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", int(port), timeout=10, context=context)
+    headers = {}
+    if user is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    try:
+        conn.request(method, path, headers=headers)
+        resp = conn.getresponse()
+        peer = conn.sock.getpeercert() if context is not None else None  # type: ignore[union-attr]
+        return resp.status, dict(resp.getheaders()), resp.read(), peer
+    finally:
+        conn.close()
+
+
+def client_context(ca: CA, cert: Any = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca.path))
+    if cert is not None:
+        context.load_cert_chain(cert.cert, cert.key)
+    return context
+
+
+def eventually(what: str, probe: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def serial(peer: Any) -> int:
+    return int(peer["serialNumber"], 16)
+
+
+def test_tls_basic_auth_headers_and_open_probes(tmp_path: Path) -> None:
+    ca = CA(tmp_path)
+    server = ca.issue("server")
+    web = tmp_path / "web.yml"
+    # relative paths are relative to the web config file, as in the exporter-toolkit
+    web.write_text(f"""
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  min_version: TLS12
+http_server_config:
+  headers:
+    X-Content-Type-Options: nosniff
+    X-Frame-Options: deny
+basic_auth_users:
+  prometheus: {hashed(PASSWORD)}
+""")
+    with daemon(tmp_path, "--web.config.file", str(web)) as (port, _):
+        tls = client_context(ca)
+        status, headers, body, peer = get(port, "/metrics", tls)
+        assert (status, body) == (401, b"Unauthorized\n")
+        assert headers["WWW-Authenticate"] == 'Basic realm="jobqueue-exporter"'
+        assert headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "deny"
+        assert serial(peer) == server.serial
+        assert get(port, "/metrics", tls, "prometheus", "wrong")[0] == 401
+        assert get(port, "/metrics", tls, "nobody")[0] == 401
+        status, headers, body, _ = get(port, "/metrics", tls, "prometheus")
+        assert status == 200 and b"jobqueue_exporter_build_info{" in body
+        assert headers["X-Frame-Options"] == "deny"
+        assert get(port, "/", tls)[0] == 401
+        assert get(port, "/-/reload", tls, method="POST")[0] == 401
+        assert get(port, "/no-such-page", tls)[0] == 401  # unknown paths are not revealed either
+        # the health APIs keep their own documented auth (here: not configured, so 404 for everyone)
+        assert get(port, "/health", tls)[0] == 404
+        # the probes stay open: the kubelet and Docker's HEALTHCHECK carry no credentials
+        status, headers, body, _ = get(port, "/healthz", tls)
+        assert (status, body, headers["X-Content-Type-Options"]) == (200, b'{"status": "ok"}', "nosniff")
+        assert get(port, "/readyz", tls)[0] in (200, 503)
+        # plain HTTP on the TLS port gets no answer of the exporter's
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine)):
+            get(port, "/healthz", None)
+
+
+def test_certificate_users_and_policy_are_re_read_when_they_change(tmp_path: Path) -> None:
+    ca = CA(tmp_path)
+    first = ca.issue("server")
+    client = ca.issue("client", client=True)
+    web = tmp_path / "web.yml"
+    web.write_text(f"""
+tls_server_config: {{cert_file: server.crt, key_file: server.key}}
+basic_auth_users: {{alice: {hashed(PASSWORD)}}}
+""")
+    with daemon(tmp_path, "--web.config.file", str(web)) as (port, log):
+        tls = client_context(ca)
+        assert get(port, "/metrics", tls, "alice")[0] == 200
+        # a rotated certificate (same paths, new files) reaches the next handshake
+        second = ca.issue("server")
+        eventually("the new certificate", lambda: serial(get(port, "/healthz", tls)[3]) == second.serial)
+        # a new user list: bob in, alice out
+        web.write_text(f"""
+tls_server_config: {{cert_file: server.crt, key_file: server.key}}
+basic_auth_users: {{bob: {hashed("other")}}}
+""")
+        eventually("bob accepted", lambda: get(port, "/metrics", tls, "bob", "other")[0] == 200)
+        assert get(port, "/metrics", tls, "alice")[0] == 401
+        # a broken version is refused and logged; bob still gets in
+        web.write_text("basic_auth_users: {carol: not-a-hash}\n"
+                       "tls_server_config: {cert_file: server.crt, key_file: server.key}\n")
+        eventually("the refusal logged",  # a request or handshake is what looks at the file
+                   lambda: get(port, "/healthz", tls)[0] == 200 and b"web config not reloaded" in log.read_bytes())
+        assert b"basic_auth_users.carol: not a bcrypt hash" in log.read_bytes()
+        assert get(port, "/metrics", tls, "bob", "other")[0] == 200
+        # require client certificates signed by the CA: without one the handshake fails
+        web.write_text(f"""
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  client_ca_file: {ca.path.name}
+  client_auth_type: RequireAndVerifyClientCert
+""")
+
+        def refused() -> bool:
+            try:
+                get(port, "/healthz", tls)
+            except (OSError, http.client.HTTPException):  # TLS alert, reset or close, by TLS version
+                return True
+            return False
+
+        eventually("client certificates required", refused)
+        assert get(port, "/metrics", client_context(ca, client))[0] == 200
+    assert first.serial != second.serial
+
+
+def test_web_config_errors_are_one_line_and_exit_non_zero(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    cases = {
+        "tls_server_config: {cert_file: missing.crt, key_file: missing.key}\n":
+            "cannot load cert_file {d}/missing.crt with key_file {d}/missing.key: No such file or directory",
+        "tls_server_config: {cert_file: a, key_file: b, client_auth_type: Sometimes}\n":
+            "{w}: tls_server_config.client_auth_type: 'Sometimes' is not one of",
+        "http_server_config: {headers: {Server: me}}\n":
+            "{w}: http_server_config.headers.Server: this header can not be configured",
+        "tls_server_config: {cert_file: a, key_file: b, cipher_suites: [X]}\n":
+            "{w}: tls_server_config.cipher_suites: not supported by jobqueue-exporter",
+        "basic_auth_user: {}\n": "{w}: basic_auth_user: unknown key (misspelled?)",
+    }
+    web = tmp_path / "web.yml"
+    for text, expected in cases.items():
+        web.write_text(text)
+        for check in ((), ("--check-config",)):
+            result = subprocess.run(
+                [sys.executable, "-m", "exporter", "--config", str(tmp_path / "config.yaml"), "--listen",
+                 f"127.0.0.1:{free_port()}", *check], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT), "JOBQUEUE_EXPORTER_WEB_CONFIG_FILE": str(web)})
+            assert result.returncode == (2 if check else 1), result.stderr
+            assert result.stderr.startswith("web config error: " + expected.format(d=tmp_path, w=web)), result.stderr
+            assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
