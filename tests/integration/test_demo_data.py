@@ -1,9 +1,10 @@
 """scripts/demo-data fills every shim of config.example.yaml: run against servers and a database of the
-test's own (the example reads REDIS_URL, NATS_URL and PG_DSN), then every documented field of every
+test's own (the example reads REDIS_URL, NATS_URL, PG_DSN and JQ_DEMO_DIR), then every documented field of every
 body is non-null, except the few the example cannot know (listed with the reason)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,8 +25,6 @@ TOKENS = {"JQ_TENANT_TOKEN": "tenant-t", "JQ_LANDLORD_TOKEN": "landlord-t", "JQ_
 EXPECTED_NULL = {
     # agents are KV registrations, not processes of this host: no process age, CPU or memory
     "status.registry[agent].age", "status.registry[agent].cpu_percent", "status.registry[agent].mem_bytes",
-    # seed 002 blocks the example binds to no source (a `files` source and an HTTP probe would fill them)
-    "detailed.pipeline", "detailed.schema", "detailed.identities",
     # waiting jobs have not failed
     "jobs.data.jobs[0].error", "jobs.data.jobs[1].error", "jobs.data.jobs[2].error",
 }
@@ -39,7 +38,8 @@ def services(tmp_path: Path) -> Iterator[dict[str, str]]:
     nats_server = NatsServer(tmp_path / "nats").start()
     try:
         with scratch_database(prefix="jqdemo") as dsn:
-            yield {"REDIS_URL": redis_server.url, "NATS_URL": nats_server.url, "PG_DSN": dsn}
+            yield {"REDIS_URL": redis_server.url, "NATS_URL": nats_server.url, "PG_DSN": dsn,
+                   "JQ_DEMO_DIR": str(tmp_path / "demo")}
     finally:
         redis_server.stop()
         nats_server.stop()
@@ -104,4 +104,17 @@ async def test_demo_data_fills_every_shim_of_the_example(services: dict[str, str
     assert bodies["ops"][1]["status"] == "healthy" and bodies["ops"][1]["backups"] == {
         "total": 127, "covered": 125, "disabled": 2}
     assert 'jobqueue_series_collisions{source="redis"} 0' in metrics
+    detailed = bodies["detailed"][1]
+    assert detailed["pipeline"] == {
+        "scripts_ready": True, "scripts_count": 11,
+        "processors": dict.fromkeys(("asr", "yolo", "face", "pose", "ocr", "cut", "scene", "asrx", "visual_chunk"),
+                                    True),
+        "models_ready": True, "models_count": 5, "scripts_integrity": {"matched": 11, "total": 11, "ok": True},
+        "ffmpeg": shutil.which("ffmpeg") is not None}
+    assert detailed["schema"] == {"table_exists": True, "applied": [
+        {"filename": "001_create_media_identities.sql"}, {"filename": "002_add_identities_name_index.sql"}],
+        "required": [], "ok": True}
+    assert detailed["identities"] == {"directory_exists": True, "files_count": 120, "index_ok": True,
+                                      "db_count": 120, "synced": True}
     demo(services, "--clean")
+    assert not (Path(services["JQ_DEMO_DIR"]) / "media").exists()

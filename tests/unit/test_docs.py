@@ -41,5 +41,5 @@ def test_example_config_is_valid_without_any_environment() -> None:
     from exporter.config import load_config
 
     config = load_config(ROOT / "config.example.yaml", env={})
-    assert [s.type for s in config.sources] == ["system", "redis", "nats", "postgres"]
+    assert [s.type for s in config.sources] == ["system", "redis", "nats", "files", "postgres"]
     assert {s.name for s in config.systems} == {"allegro", "jobs", "media", "email", "plannings"}
