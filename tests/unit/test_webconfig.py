@@ -63,6 +63,17 @@ def test_errors_name_the_file_and_key(text: str, message: str) -> None:
     assert str(err.value).startswith(f"{WHERE}: {message}")
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("basic_auth_users: [bob]", "basic_auth_users: must be a mapping"),
+    ("basic_auth_users: bob", "basic_auth_users: must be a mapping"),
+    ("http_server_config: {headers: [X-Frame-Options]}", "http_server_config.headers: must be a mapping"),
+])
+def test_a_list_where_a_mapping_belongs_is_an_error_not_a_traceback(text: str, message: str) -> None:
+    with pytest.raises(WebConfigError) as err:
+        parse_web_config(text, WHERE)
+    assert str(err.value) == f"{WHERE}: {message}"
+
+
 def test_which_paths_need_the_web_auth() -> None:
     assert [protected(p) for p in ("/", "/metrics", "/openapi.json", "/-/reload", "/nope")] == [True] * 5
     assert [protected(p) for p in ("/healthz", "/readyz", "/health", "/api/v1/health",
