@@ -156,6 +156,9 @@ def _tls(data: dict[str, Any], path: Path) -> TLSSettings:
         raise WebConfigError(f"{where}: client_ca_file is set but client_auth_type asks for no client certificate")
     if ca is None and auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
         raise WebConfigError(f"{where}: client_auth_type {auth} needs client_ca_file")
+    if ca is None and auth == "RequireAnyClientCert":  # Python's TLS cannot require a certificate it does not check
+        raise WebConfigError(f"{where}: client_auth_type RequireAnyClientCert needs client_ca_file here (without "
+                             "one, clients that send no certificate would be accepted)")
     versions = []
     for name, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
         value = str(data.get(name) or default)
@@ -182,7 +185,7 @@ def build_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as err:
             raise WebConfigError(f"cannot load client_ca_file {tls.client_ca_file}: "
                                  f"{getattr(err, 'strerror', None) or err}") from err
-    elif context.verify_mode != ssl.CERT_NONE:  # Request/RequireAnyClientCert: any certificate, unverified
+    elif context.verify_mode != ssl.CERT_NONE:  # RequestClientCert: the toolkit asks and checks nothing
         context.verify_mode = ssl.CERT_NONE
         log.warning("client certificates are asked for but not verified (no client_ca_file)")
     return context

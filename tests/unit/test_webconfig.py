@@ -74,6 +74,19 @@ def test_a_list_where_a_mapping_belongs_is_an_error_not_a_traceback(text: str, m
     assert str(err.value) == f"{WHERE}: {message}"
 
 
+def test_require_any_client_cert_without_a_ca_is_refused_not_downgraded_to_no_certificate() -> None:
+    # Python's ssl cannot require a certificate without verifying it: without client_ca_file the
+    # server would accept clients that send none, the opposite of what the setting promises.
+    with pytest.raises(WebConfigError) as err:
+        parse_web_config("tls_server_config: {cert_file: a, key_file: b, client_auth_type: RequireAnyClientCert}",
+                         WHERE)
+    assert str(err.value).startswith(f"{WHERE}: tls_server_config: client_auth_type RequireAnyClientCert needs "
+                                     "client_ca_file")
+    config = parse_web_config("tls_server_config: {cert_file: a, key_file: b, client_ca_file: c, "
+                              "client_auth_type: RequireAnyClientCert}", WHERE)
+    assert config.tls is not None and config.tls.client_auth_type == "RequireAnyClientCert"
+
+
 def test_which_paths_need_the_web_auth() -> None:
     assert [protected(p) for p in ("/", "/metrics", "/openapi.json", "/-/reload", "/nope")] == [True] * 5
     assert [protected(p) for p in ("/healthz", "/readyz", "/health", "/api/v1/health",
