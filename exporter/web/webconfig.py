@@ -231,6 +231,9 @@ class LiveWebConfig:
             text = self.path.read_text()
         except OSError as err:
             raise WebConfigError(f"{self.path}: cannot read the web config file: {err.strerror}") from err
+        except UnicodeDecodeError as err:  # a reload must keep the old config, not raise on every request
+            raise WebConfigError(f"{self.path}: cannot read the web config file: not UTF-8 text "
+                                 f"(byte {err.start})") from err
         return parse_web_config(text, self.path)
 
     def _stat(self) -> tuple[Any, ...]:

@@ -125,3 +125,18 @@ def test_tls_context_follows_the_settings(tmp_path: Path) -> None:
     assert live.context is not None
     current = live.context.current
     assert (current.verify_mode, current.minimum_version) == (ssl.CERT_OPTIONAL, ssl.TLSVersion.TLSv1_3)
+
+
+def test_a_file_that_is_not_text_is_an_error_at_start_and_keeps_the_old_config_on_reload(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_bytes(b"\xff\xfe binary")
+    with pytest.raises(WebConfigError) as err:
+        LiveWebConfig(web)
+    assert str(err.value).startswith(f"{web}: cannot read the web config file: not UTF-8 text")
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    web.write_text(f"basic_auth_users: {{alice: '{hashed}'}}\n")
+    live = LiveWebConfig(web)
+    web.write_bytes(b"\xff\xfe binary")
+    error = live.reload()
+    assert error is not None and error.startswith(f"{web}: cannot read the web config file: not UTF-8 text")
+    assert list(live.config.users) == ["alice"]
