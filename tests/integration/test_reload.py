@@ -47,6 +47,18 @@ def value(body: str, series: str) -> float:
     return float(match.group(1))
 
 
+async def scrape_until(client: TestClient, series: str, expected: float) -> str:
+    """The first /metrics body in which `series` reads `expected` (bounded): the daemon publishes a new
+    exposition once its gzip is built, so a scrape right after a change may still get the previous one."""
+    async with asyncio.timeout(30):
+        while True:
+            body = await (await client.get("/metrics")).text()
+            match = re.search(rf"^{re.escape(series)} (\S+)$", body, re.M)
+            if match and float(match.group(1)) == expected:
+                return body
+            await asyncio.sleep(0.05)
+
+
 async def until(probe: Callable[[], bool]) -> None:
     """Wait for the scheduler's own tasks to get somewhere (bounded)."""
     async with asyncio.timeout(90):
@@ -81,7 +93,7 @@ async def test_reload_keeps_unchanged_sources_and_refuses_a_bad_config(
         assert scheduler.snapshot.sources["host"].status.collections >= before  # counting on, not reset
         await until(lambda: scheduler.snapshot.sources["host2"].status.collections > 0
                     and scheduler.snapshot.sources["cache"].status.up)
-        body = (await (await client.get("/metrics")).text())
+        body = await scrape_until(client, 'jobqueue_source_up{source="host2",backend="system"}', 1)
         assert value(body, 'jobqueue_depth{source="cache",tenant="",queue="mail"}') == 2
         assert value(body, 'jobqueue_source_up{source="host2",backend="system"}') == 1
         assert value(body, "jobqueue_exporter_config_last_reload_successful") == 1
@@ -94,15 +106,15 @@ async def test_reload_keeps_unchanged_sources_and_refuses_a_bad_config(
         assert resp.status == 500 and answer["status"] == "error"
         assert answer["error"].startswith(str(path)) and "two sources are named 'host'" in answer["error"]
         assert [s.name for s in scheduler.sources] == ["host", "cache", "host2"]
-        body = (await (await client.get("/metrics")).text())
+        body = await scrape_until(client, "jobqueue_exporter_config_last_reload_successful", 0)
         assert value(body, "jobqueue_exporter_config_last_reload_successful") == 0
         assert value(body, "jobqueue_exporter_config_last_reload_success_timestamp_seconds") == good_at
         assert 'source="host2"' in body
 
-        # removing a source drops its series at once
+        # removing a source drops its series from the next exposition (the one the reload builds)
         path.write_text(config(prefix))
         assert (await client.post("/-/reload")).status == 200
-        body = (await (await client.get("/metrics")).text())
+        body = await scrape_until(client, "jobqueue_exporter_config_last_reload_successful", 1)
         assert 'source="host2"' not in body and value(body, "jobqueue_exporter_config_last_reload_successful") == 1
         assert (await client.get("/-/reload")).status == 405
     assert reloader.successful
