@@ -99,14 +99,14 @@ def parse_web_config(text: str, path: Path) -> WebConfig:
     _known(data, {"tls_server_config", "http_server_config", "basic_auth_users"}, where, "")
     # http2 and prefer_server_cipher_suites are accepted and have no effect: aiohttp serves HTTP/1.1
     users: dict[str, bytes] = {}
-    for user, hashed in (data.get("basic_auth_users") or {}).items():
+    for user, hashed in _mapping(data.get("basic_auth_users"), where, "basic_auth_users").items():
         if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
             raise WebConfigError(f"{where}: basic_auth_users.{user}: not a bcrypt hash ($2y$..., e.g. "
                                  "from `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)")
         users[str(user)] = hashed.encode()
     http = data.get("http_server_config") or {}
     _known(http, {"headers", "http2"}, where, "http_server_config.")
-    headers = {str(k): str(v) for k, v in (http.get("headers") or {}).items()}
+    headers = {str(k): str(v) for k, v in _mapping(http.get("headers"), where, "http_server_config.headers").items()}
     for name, value in headers.items():
         if name not in HEADERS:
             raise WebConfigError(f"{where}: http_server_config.headers.{name}: this header can not be configured")
@@ -117,6 +117,15 @@ def parse_web_config(text: str, path: Path) -> WebConfig:
     _known(tls_data, TLS_KEYS, where, "tls_server_config.")
     tls = _tls(tls_data, path) if tls_data else None
     return WebConfig(tls, users, headers)
+
+
+def _mapping(value: Any, where: str, key: str) -> dict[Any, Any]:
+    """`value` as a mapping (absent: empty); anything else is an error naming the key, not a traceback."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WebConfigError(f"{where}: {key}: must be a mapping")
+    return value
 
 
 def _known(data: Any, keys: set[str], where: str, prefix: str) -> None:
@@ -147,6 +156,9 @@ def _tls(data: dict[str, Any], path: Path) -> TLSSettings:
         raise WebConfigError(f"{where}: client_ca_file is set but client_auth_type asks for no client certificate")
     if ca is None and auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
         raise WebConfigError(f"{where}: client_auth_type {auth} needs client_ca_file")
+    if ca is None and auth == "RequireAnyClientCert":  # Python's TLS cannot require a certificate it does not check
+        raise WebConfigError(f"{where}: client_auth_type RequireAnyClientCert needs client_ca_file here (without "
+                             "one, clients that send no certificate would be accepted)")
     versions = []
     for name, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
         value = str(data.get(name) or default)
@@ -173,7 +185,7 @@ def build_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as err:
             raise WebConfigError(f"cannot load client_ca_file {tls.client_ca_file}: "
                                  f"{getattr(err, 'strerror', None) or err}") from err
-    elif context.verify_mode != ssl.CERT_NONE:  # Request/RequireAnyClientCert: any certificate, unverified
+    elif context.verify_mode != ssl.CERT_NONE:  # RequestClientCert: the toolkit asks and checks nothing
         context.verify_mode = ssl.CERT_NONE
         log.warning("client certificates are asked for but not verified (no client_ca_file)")
     return context
@@ -219,6 +231,9 @@ class LiveWebConfig:
             text = self.path.read_text()
         except OSError as err:
             raise WebConfigError(f"{self.path}: cannot read the web config file: {err.strerror}") from err
+        except UnicodeDecodeError as err:  # a reload must keep the old config, not raise on every request
+            raise WebConfigError(f"{self.path}: cannot read the web config file: not UTF-8 text "
+                                 f"(byte {err.start})") from err
         return parse_web_config(text, self.path)
 
     def _stat(self) -> tuple[Any, ...]:

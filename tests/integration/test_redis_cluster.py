@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from exporter.cli import main
 from exporter.config import parse_config
 from exporter.doctor import diagnose
+from exporter.sources.base import SourceError
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.source import RedisConfig, RedisSource
 from tests.support.redis_libs import NOW, make_source, samples_of
@@ -122,6 +123,52 @@ async def test_moved_and_ask_are_followed(cluster: LocalCluster) -> None:
         assert source.wire.owners[cluster.client().keyslot(key)] == ("127.0.0.1", target.port)
     finally:
         await source.close()
+
+
+async def test_a_primary_that_stops_answering_sends_the_next_collection_to_a_new_slot_map(
+        tmp_path: Path) -> None:
+    """What a failover looks like to the exporter: the node its slot map names for a slot is gone and
+    another node serves the slot. No MOVED can come from a dead node, so the map must be read again
+    after the connection error, not kept until a restart."""
+    local = LocalCluster(tmp_path).start()
+    try:
+        client = local.client()
+        expected = seed(client)
+        client.close()
+        source = make_source(local.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": TENANTS})
+        try:
+            assert depths(await source.collect()) == expected
+            gone, heir = local.nodes[2], local.nodes[1]
+            ids = {n.port: local.conn(n).execute_command("CLUSTER", "MYID") for n in local.nodes}
+            slots = [slot for start, end, primary, *_ in local.conn(gone).execute_command("CLUSTER", "SLOTS")
+                     if int(primary[1]) == gone.port for slot in range(int(start), int(end) + 1)]
+            dst = local.conn(heir)
+            src = local.conn(gone)
+            for slot in slots:  # what a promoted replica would hold: every key of the node's slots
+                keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+                if keys:
+                    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[gone.port])
+                    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[heir.port])
+                    src.execute_command("MIGRATE", "127.0.0.1", heir.port, "", 0, 5000, "KEYS", *keys)
+            for node in local.nodes:
+                pipe = local.conn(node).pipeline(transaction=False)
+                for slot in slots:
+                    pipe.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[heir.port])
+                pipe.execute()
+            gone.stop()
+            for node in local.nodes[:2]:
+                until(lambda n=node: local.conn(n).cluster("info")["cluster_state"] == "ok", "cluster not ok")
+            outcomes = []
+            for _ in range(2):  # the collection that meets the dead node may fail; the next one must not
+                try:
+                    outcomes.append(depths(await source.collect()))
+                except SourceError as err:
+                    outcomes.append(err.kind)
+            assert outcomes[-1] == expected, outcomes
+        finally:
+            await source.close()
+    finally:
+        local.stop()
 
 
 async def test_tenant_scan_covers_every_node(cluster: LocalCluster) -> None:

@@ -359,6 +359,25 @@ async def test_foreign_and_malformed_items_counted_and_skipped(mode: str, server
     assert reading.malformed == 10
 
 
+async def test_taskiq_stream_whose_lag_redis_cannot_tell_is_not_empty(mode: str, redis_client: redis.Redis,
+                                                                      prefix: str) -> None:
+    """An entry deleted after the group's last-delivered-id (XDEL, or trimming past a slow group) makes
+    XINFO GROUPS report lag NULL: the backlog is unknown, not 0 (as for the `stream` layout: XLEN)."""
+    key = f"{prefix}ts"
+    for n in (1, 2, 3, 4):
+        redis_client.xadd(key, {"data": "m"}, id=f"{1_699_999_990_000 + n}-0")
+    redis_client.xgroup_create(key, "taskiq", id="0")
+    redis_client.xreadgroup("taskiq", "c1", {key: ">"}, count=1)  # 1 delivered, 1 pending
+    redis_client.xdel(key, f"{1_699_999_990_003}-0")  # a hole after last-delivered-id: lag NULL
+    assert redis_client.xinfo_groups(key)[0]["lag"] is None
+    reading = await both(REDIS_URL, [{"layout": "taskiq", "broker": "stream", "queues": [key]}], mode,
+                         1_700_000_000)
+    q = by_queue(reading)[key]
+    # XLEN 3 (the delivered entry stays in the stream): an upper bound, where 0 would hide the backlog
+    assert (q.depth, dict(q.states)) == (3, {"queued": 3, "pending": 1})
+    assert ms(q.oldest_timestamp) == 1_699_999_990_002  # the first entry after last-delivered-id
+
+
 async def test_new_layouts_per_tenant(mode: str, redis_client: redis.Redis, prefix: str) -> None:
     """`{tenant}` in a prefix, namespace or queue name reads one queue per tenant in the same batch."""
     for tenant, n in (("a", 2), ("b", 1)):

@@ -63,6 +63,30 @@ def test_errors_name_the_file_and_key(text: str, message: str) -> None:
     assert str(err.value).startswith(f"{WHERE}: {message}")
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("basic_auth_users: [bob]", "basic_auth_users: must be a mapping"),
+    ("basic_auth_users: bob", "basic_auth_users: must be a mapping"),
+    ("http_server_config: {headers: [X-Frame-Options]}", "http_server_config.headers: must be a mapping"),
+])
+def test_a_list_where_a_mapping_belongs_is_an_error_not_a_traceback(text: str, message: str) -> None:
+    with pytest.raises(WebConfigError) as err:
+        parse_web_config(text, WHERE)
+    assert str(err.value) == f"{WHERE}: {message}"
+
+
+def test_require_any_client_cert_without_a_ca_is_refused_not_downgraded_to_no_certificate() -> None:
+    # Python's ssl cannot require a certificate without verifying it: without client_ca_file the
+    # server would accept clients that send none, the opposite of what the setting promises.
+    with pytest.raises(WebConfigError) as err:
+        parse_web_config("tls_server_config: {cert_file: a, key_file: b, client_auth_type: RequireAnyClientCert}",
+                         WHERE)
+    assert str(err.value).startswith(f"{WHERE}: tls_server_config: client_auth_type RequireAnyClientCert needs "
+                                     "client_ca_file")
+    config = parse_web_config("tls_server_config: {cert_file: a, key_file: b, client_ca_file: c, "
+                              "client_auth_type: RequireAnyClientCert}", WHERE)
+    assert config.tls is not None and config.tls.client_auth_type == "RequireAnyClientCert"
+
+
 def test_which_paths_need_the_web_auth() -> None:
     assert [protected(p) for p in ("/", "/metrics", "/openapi.json", "/-/reload", "/nope")] == [True] * 5
     assert [protected(p) for p in ("/healthz", "/readyz", "/health", "/api/v1/health",
@@ -101,3 +125,18 @@ def test_tls_context_follows_the_settings(tmp_path: Path) -> None:
     assert live.context is not None
     current = live.context.current
     assert (current.verify_mode, current.minimum_version) == (ssl.CERT_OPTIONAL, ssl.TLSVersion.TLSv1_3)
+
+
+def test_a_file_that_is_not_text_is_an_error_at_start_and_keeps_the_old_config_on_reload(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_bytes(b"\xff\xfe binary")
+    with pytest.raises(WebConfigError) as err:
+        LiveWebConfig(web)
+    assert str(err.value).startswith(f"{web}: cannot read the web config file: not UTF-8 text")
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    web.write_text(f"basic_auth_users: {{alice: '{hashed}'}}\n")
+    live = LiveWebConfig(web)
+    web.write_bytes(b"\xff\xfe binary")
+    error = live.reload()
+    assert error is not None and error.startswith(f"{web}: cannot read the web config file: not UTF-8 text")
+    assert list(live.config.users) == ["alice"]

@@ -5,7 +5,8 @@ command once and waits for one round trip: the commands are grouped by the node 
 key's slot (the map comes from CLUSTER SLOTS), each node gets its group as one pipeline on its own
 lean connection, all nodes at the same time, and the replies are put back in the callers' order.
 A MOVED or ASK reply (a slot moved since the map was read) refreshes the map and sends just those
-commands again, at most a few times.
+commands again, at most a few times. A node that does not answer sends no MOVED: the map is read again
+at the next collection, which finds the replica a failover promoted.
 """
 
 from __future__ import annotations
@@ -98,10 +99,20 @@ class ClusterWire:
         for attempt in range(MAX_REDIRECTS + 1):
             groups = self._group(todo, keys, asking)
             addresses = list(groups)
+            # every node's pipeline ends before a failure is raised: none is left reading a connection
+            # the next collection writes to
             results = await asyncio.gather(*(self._send(a, [commands[i] for i in groups[a]],
-                                                        [i in asking for i in groups[a]]) for a in addresses))
+                                                        [i in asking for i in groups[a]]) for a in addresses),
+                                           return_exceptions=True)
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                if isinstance(failed, ConnectionError | OSError):
+                    # a dead node sends no MOVED: after a failover only a new map finds the new primary
+                    self.owners = None
+                raise failed
+            got_all = [r for r in results if not isinstance(r, BaseException)]
             redirected: list[int] = []
-            for address, got in zip(addresses, results, strict=True):
+            for address, got in zip(addresses, got_all, strict=True):
                 for i, reply in zip(groups[address], got, strict=True):
                     target = _redirect(reply)
                     if target is None or attempt == MAX_REDIRECTS:

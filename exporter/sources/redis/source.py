@@ -350,14 +350,17 @@ class RedisSource(Source):
     def layout_of(self, tenant: str, queue: str) -> Layout | None:
         """The layout whose record of (tenant, queue) the last collection kept: the one that really holds
         the queue (a registry layout claims every name in the config, not every name in Redis)."""
-        if self._holders is None:
-            queues, spans = self._spans
-            holders: dict[tuple[str, str], int] = {}
+        holders = self._holders
+        if holders is None:
+            built = self._spans
+            queues, spans = built
+            holders = {}
             for holder, first, end in spans:
                 for q in queues[first:end]:
                     holders.setdefault((q.tenant, q.queue), holder)
-            self._holders = holders
-        index = self._holders.get((tenant, queue))
+            if self._spans is built:  # a parse thread may have handed over a newer map meanwhile
+                self._holders = holders
+        index = holders.get((tenant, queue))
         return None if index is None else self.config.queues[index]
 
     def _remember(self, owner: tuple[int, str], records: list[QueueStats], now: float) -> None:

@@ -56,8 +56,10 @@ class TaskiqLayout(Layout):
                     out.malformed += 1
                     groups, first = [], None
                 info = next((g for g in map(_flat, groups) if g.get("name") == self.consumer_group), None)
-                # no group yet (no worker started): every entry waits; lag NULL (Redis cannot tell): 0
-                waiting = count(length) if info is None else int(info.get("lag") or 0)
+                # no group yet (no worker started): every entry waits; lag NULL (an entry deleted after
+                # last-delivered-id: Redis cannot tell): XLEN, an upper bound, as the stream layout does
+                lag = None if info is None else info.get("lag")
+                waiting = count(length) if lag is None else int(lag)
                 pending = 0 if info is None else int(info.get("pending") or 0)
                 # the oldest task not yet delivered: its entry id is the XADD time (ms)
                 oldest = int(str(first).split("-", 1)[0]) / 1000 if first and waiting else None
