@@ -153,9 +153,11 @@ class Scheduler:
             self._count.setdefault(source.name, 0)
             states.setdefault(source.name, SourceState(
                 SourceStatus(source.name, source.backend, False, 0.0, 0.0, None), None))
+        # the collector thread may add to or drop from these tables meanwhile: copy the keys (one C-level
+        # step under the GIL) and pop, so neither side sees a dict change size under its iteration
         for table in (self._errors, self._last_success, self._count, self._down):
-            for name in [n for n in table if n not in names]:
-                del table[name]
+            for name in [n for n in list(table) if n not in names]:
+                table.pop(name, None)
         self.sources = new
         self.snapshot = replace(self.snapshot, sources={s.name: states[s.name] for s in new},
                                 created_at=self.clock())
