@@ -238,6 +238,24 @@ class Layout(Model):
         return payload_job(item, queue, status)
 
 
+class RegistryLayout(Layout):
+    """A library that lists its own queues (Sidekiq's `queues` set, RQ's `rq:queues`, BullMQ's `meta`
+    hashes): without `queues` in the config they come from that registry, and the source keeps an
+    inventory so that a queue the registry stops announcing still reads 0 until `forget_after`."""
+
+    queues: list[str] | None = None
+
+    @property
+    def registry(self) -> bool:
+        return self.queues is None
+
+    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+        return self.plan(tenant, found, now, known)
+
+    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
+        raise NotImplementedError
+
+
 def hashes(reply: Any) -> list[dict[str, Any]]:
     """ZHASHES reply -> one dict per member: the hash fields plus `member` and `score`."""
     if reply == WRONGTYPE or not reply:

@@ -12,9 +12,9 @@ from pydantic import model_validator
 from exporter.model import Job, QueueStats
 from exporter.sources.redis.layouts.base import (
     JobRange,
-    Layout,
     Parsed,
     Plan,
+    RegistryLayout,
     Workers,
     count,
     decoded,
@@ -31,7 +31,7 @@ _JOB_FIELDS = ("data", "timestamp", "attemptsMade", "failedReason", "stacktrace"
 _BULL_STATES = ("active", "delayed", "prioritized", "waiting-children", "completed", "failed")
 
 
-class BullMQLayout(Layout):
+class BullMQLayout(RegistryLayout):
     """BullMQ: `wait` list of ids (oldest at the tail, time in the job hash), state sets, `meta.paused`.
 
     Covers v5 (pause renames `wait` to `paused`) and v6 (jobs stay in `wait`; only `meta.paused`).
@@ -64,19 +64,12 @@ class BullMQLayout(Layout):
                              "without tenants)")
         return self
 
-    @property
-    def registry(self) -> bool:
-        return self.queues is None
-
     def scan_match(self) -> str | None:
         return None if self.per_tenant else f"{self.prefix}:*:meta"
 
     def scanned_queue(self, key: str) -> str | None:
         name = key.removeprefix(f"{self.prefix}:").removesuffix(":meta")
         return name if name and name != key and ":" not in name else None
-
-    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
-        return self.plan(tenant, found, now, known)
 
     def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         ops: list[Op] = []

@@ -10,9 +10,9 @@ from pydantic import Field
 from exporter.model import Job, QueueStats
 from exporter.sources.redis.layouts.base import (
     JobRange,
-    Layout,
     Parsed,
     Plan,
+    RegistryLayout,
     Retained,
     Workers,
     count,
@@ -36,7 +36,7 @@ _RQ_REGISTRIES = (("started", "wip"), ("failed", "failed"), ("finished", "finish
 _RQ_STATES = {"busy": "busy", "suspended": "paused"}
 
 
-class RQLayout(Layout):
+class RQLayout(RegistryLayout):
     """RQ: `rq:queue:NAME` list of ids (oldest at the head; ISO `enqueued_at` in the job hash),
     registries, and the `rq:workers` set of worker hashes."""
 
@@ -67,13 +67,6 @@ class RQLayout(Layout):
         get = fields.get
         return job_of(item, queue, status, get("description"), get("exc_info"), None, get("retries"),
                       get("created_at") or get("enqueued_at"), get("ended_at") or get("started_at"))
-
-    @property
-    def registry(self) -> bool:
-        return self.queues is None
-
-    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
-        return self.plan(tenant, found, now, known)
 
     def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         p = fill_tenant(self.prefix, tenant)

@@ -10,9 +10,9 @@ from pydantic import Field
 from exporter.model import QueueStats, Sample
 from exporter.sources.redis.layouts.base import (
     JobRange,
-    Layout,
     Parsed,
     Plan,
+    RegistryLayout,
     Workers,
     count,
     fill_tenant,
@@ -33,7 +33,7 @@ from exporter.sources.redis.script import Op
 PROCESS_EXPIRY = 60.0
 
 
-class SidekiqLayout(Layout):
+class SidekiqLayout(RegistryLayout):
     """Sidekiq: `queue:NAME` lists (oldest at the tail), `schedule`, `retry` and `dead` sets, the
     all-time `stat:processed` / `stat:failed` counters and the `processes` set of heartbeating
     process hashes."""
@@ -54,13 +54,6 @@ class SidekiqLayout(Layout):
     def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
         key = f"{fill_tenant(self.prefix, tenant)}queue:{queue}"
         return JobRange("list", key, False) if status == "waiting" else None
-
-    @property
-    def registry(self) -> bool:
-        return self.queues is None
-
-    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
-        return self.plan(tenant, found, now, known)
 
     def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
         p = fill_tenant(self.prefix, tenant)
