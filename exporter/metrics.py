@@ -227,8 +227,11 @@ def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping
 _Extra = tuple[str, str, str, str, str]  # fixed age, paused, jobs, failed, wait lines ("" where none)
 _NO_EXTRA: _Extra = ("", "", "", "", "")
 _Entry = tuple[str, str, _Extra]  # labels, timestamp value, the rest
-_MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry]]] = {}
-_BLOCKS: dict[str, dict[str, bytes]] = {}  # per source: the encoded blocks of the last render
+# per source: the queues, their entries and the encoded blocks (all but ages) of the last render, in ONE
+# entry taken out at the start of a render and put back at its end, so two renders of one source (a
+# reload replacing it while the old render still runs) can never pair one render's queues with
+# another's blocks: the later one just starts without a cache.
+_MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry], dict[str, bytes]]] = {}
 
 
 def _queue_lines(src: str, q: QueueStats) -> _Entry:
@@ -254,14 +257,13 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
     queues, one metric at a time and each joined at once (the lines of one metric are alive together,
     never those of all: the peak memory of a large source)."""
     queues = reading.queues
-    last, last_entries = _MEMO.get(src, ((), []))
+    last, last_entries, blocks = _MEMO.pop(src, ((), [], {}))  # a failed render leaves none behind
     if len(last) == len(queues):
         entries: list[_Entry | None] = [e if p is q or p == q else None
                                         for p, q, e in zip(last, queues, last_entries, strict=True)]
     else:
         entries = [None] * len(queues)
     # Every queue as last time: every block but the ages is the same text, so the same bytes.
-    blocks = _BLOCKS.pop(src, {})  # taken out: a render that fails half-way leaves none behind
     if not last or None in entries:
         blocks = {}
     if None in entries:  # a changed queue gets new lines; where tenants came or went, find by labels
@@ -277,7 +279,6 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
             p, e = by_key.get((q.tenant, q.queue), (None, None))
             entries[i] = e if e is not None and p == q else _queue_lines(src, q)
     done: list[_Entry] = entries  # type: ignore[assignment]  # every None was filled above
-    _MEMO[src] = (queues, done)
     plain = all(e[2] is _NO_EXTRA for e in done)
     texts: dict[str, Callable[[], str]] = {
         "jobqueue_depth": lambda: "".join([f"jobqueue_depth{e[0]}{q.depth}\n"
@@ -301,7 +302,7 @@ def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) 
             kept[name] = body
         if body:
             out.ready[name] = body
-    _BLOCKS[src] = kept
+    _MEMO[src] = (queues, done, kept)
 
 
 def _header(metric: MetricDef, fmt: str) -> bytes:

@@ -122,18 +122,16 @@ async def test_repeated_collections_follow_every_change(mode: str, redis_client:
 
     def rendered(reading: Reading, fresh: bool) -> dict[str, bytes]:
         """The reading rendered with the memo of the previous renderings, or with none at all."""
-        kept = dict(metrics._MEMO), dict(metrics._BLOCKS)
+        kept = dict(metrics._MEMO)
         if fresh:
             metrics._MEMO.clear()
-            metrics._BLOCKS.clear()
         status = SourceStatus("r", "redis", True, NOW, 0.1, NOW)
         try:
             return render_source(status, replace(reading, latency=None), {})
         finally:
             if fresh:
-                for memo, was in zip((metrics._MEMO, metrics._BLOCKS), kept, strict=True):
-                    memo.clear()
-                    memo.update(was)  # type: ignore[attr-defined]
+                metrics._MEMO.clear()
+                metrics._MEMO.update(kept)
 
     try:
         steps = [
