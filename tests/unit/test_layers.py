@@ -20,7 +20,7 @@ ROOT = frozenset({"exporter.config", "exporter.cli", "exporter.preflight", "expo
                   "exporter.healthcheck", "exporter.__main__", "exporter.docs"})
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = (
-    ("model", ("exporter", "exporter.model", "exporter.facts", "exporter.values", "exporter.log")),
+    ("model", ("exporter", "exporter.model", "exporter.facts", "exporter.values", "exporter.log", "exporter.redact")),
     ("sources", ("exporter.sources",)),
     ("collection", ("exporter.scheduler", "exporter.metrics")),
     ("health", ("exporter.health",)),

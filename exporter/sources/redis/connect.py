@@ -30,7 +30,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from exporter.sources.base import Model
+from exporter.sources.base import Model, split_userinfo
 from exporter.sources.tls import TlsConfig, merge
 
 # The URL parameters understood, as redis-py names them (the same URL works with redis-py).
@@ -70,8 +70,11 @@ def tls_kwargs(tls: TlsConfig | None) -> dict[str, Any]:
 
 def parse_endpoint(url: str, tls: TlsConfig | None = None, username: str | None = None,
                    password: str | None = None) -> Endpoint:
-    """A `redis://` or `rediss://` URL plus the config's `tls` block; ValueError names what is wrong."""
-    parts = urlsplit(url)
+    """A `redis://` or `rediss://` URL plus the config's `tls` block; ValueError names what is wrong
+    and never quotes the userinfo (a password with a raw `/` is read whole, up to the last `@`)."""
+    head, userinfo, tail = split_userinfo(url)
+    user, _, secret = (userinfo or "").partition(":")
+    parts = urlsplit(head + tail if userinfo is not None else url)
     if parts.scheme not in ("redis", "rediss"):
         raise ValueError("url must start with redis:// or rediss:// (unix sockets are not supported)")
     db = parts.path.strip("/") or "0"
@@ -100,8 +103,8 @@ def parse_endpoint(url: str, tls: TlsConfig | None = None, username: str | None 
                                 base.insecure if "insecure" in base.model_fields_set else None)),
         )
     return Endpoint(parts.hostname or "127.0.0.1", parts.port or 6379, int(db),
-                    username or (unquote(parts.username) if parts.username else None),
-                    password or (unquote(parts.password) if parts.password else None), tls)
+                    username or (unquote(user) if user else None), password or (unquote(secret) if secret else None),
+                    tls)
 
 
 def client_options(timeout: float) -> dict[str, Any]:
