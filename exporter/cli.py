@@ -23,7 +23,7 @@ from exporter.reload import Reloader, SourceBuildError, make_sources
 from exporter.scheduler import Scheduler
 from exporter.web.app import build_app
 from exporter.web.keys import LIMITS
-from exporter.web.limits import GuardedAppRunner
+from exporter.web.limits import GuardedAppRunner, raise_open_files
 from exporter.web.webconfig import LiveWebConfig, WebConfigError
 
 log = logging.getLogger("jobqueue.main")
@@ -153,10 +153,13 @@ def steady_heap() -> None:
 async def _serve(config: ExporterConfig, host: str, port: int, config_path: str | None = None,
                  web_config: LiveWebConfig | None = None) -> None:
     steady_heap()
+    before, soft, hard = raise_open_files()  # before any socket: sources and the listener share the limit
     scheduler = build_scheduler(config)
     app = build_app(config, scheduler, web_config=web_config)
     reloader = Reloader(app, scheduler, config_path, scheduler.clock)
     runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False)
+    log.info("open files", extra={"soft_limit_at_start": before, "soft_limit": soft, "hard_limit": hard,
+                                  "max_connections": runner.limits.max_connections})
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
