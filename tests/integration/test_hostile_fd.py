@@ -43,9 +43,11 @@ async def test_two_thousand_idle_connections_under_a_soft_limit_of_1024(tmp_path
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, IDLE + 1000), hard))
     port = free_port()
     config = tmp_path / "config.yaml"
-    config.write_text(f"listen: 127.0.0.1:{port}\nsources:\n  - {{name: host, type: system, interval: 1s, timeout: 1s}}\n")
-    daemon = subprocess.Popen([sys.executable, "-m", "exporter", "--config", str(config)], cwd=ROOT,
-                              preexec_fn=soft_1024, stderr=subprocess.PIPE, text=True)
+    config.write_text(f"listen: 127.0.0.1:{port}\nsources:\n  - {{name: host, type: system, interval: 1s, "
+                      "timeout: 1s}}\n")
+    daemon = subprocess.Popen(  # noqa: ASYNC220 - started once; its output is read after the connections close
+        [sys.executable, "-m", "exporter", "--config", str(config)], cwd=ROOT, preexec_fn=soft_1024,
+        stderr=subprocess.PIPE, text=True)
     held: list[asyncio.StreamWriter] = []
     try:
         await asyncio.to_thread(wait_for_port, port, 30.0)
@@ -58,10 +60,10 @@ async def test_two_thousand_idle_connections_under_a_soft_limit_of_1024(tmp_path
             writer.close()
         daemon.send_signal(signal.SIGTERM)
         try:
-            _, log = daemon.communicate(timeout=30)
+            _, log = await asyncio.to_thread(daemon.communicate, timeout=30)
         except subprocess.TimeoutExpired:
             daemon.kill()
-            _, log = daemon.communicate(timeout=10)
+            _, log = await asyncio.to_thread(daemon.communicate, timeout=10)
     assert statuses == [200] * 10
     (line,) = [line for line in log.splitlines() if " open files " in line]
     assert f"soft_limit_at_start=1024 soft_limit={hard} hard_limit={hard} max_connections=" in line

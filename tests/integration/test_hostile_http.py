@@ -153,7 +153,8 @@ async def test_at_the_connection_cap_an_idle_connection_makes_room(served: Serve
     """Issue 20 item 5: idle connections never take /metrics's place; the least recently active goes."""
     held = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(served.limits.max_connections)]
     try:
-        status, _, _ = split(await exchange(served.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        scrape = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        status, _, _ = split(await exchange(served.port, scrape))
         assert status == 200
         assert served.limits.rejected["idle_evicted"] == 1
         async with asyncio.timeout(5):
