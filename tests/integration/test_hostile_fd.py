@@ -44,7 +44,7 @@ async def test_two_thousand_idle_connections_under_a_soft_limit_of_1024(tmp_path
     port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text(f"listen: 127.0.0.1:{port}\nsources:\n  - {{name: host, type: system, interval: 1s, "
-                      "timeout: 1s}}\n")
+                      "timeout: 1s}\n")
     daemon = subprocess.Popen(  # noqa: ASYNC220 - started once; its output is read after the connections close
         [sys.executable, "-m", "exporter", "--config", str(config)], cwd=ROOT, preexec_fn=soft_1024,
         stderr=subprocess.PIPE, text=True)
