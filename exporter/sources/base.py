@@ -103,6 +103,13 @@ class SourceUnreachable(SourceError):
     kind = "unreachable"
 
 
+class SourceNameUnresolved(SourceError):
+    """The backend's host name did not resolve: the DNS server hung or said no (the scheduler tells it
+    from `unreachable` by the lookups that failed during the collection)."""
+
+    kind = "dns"
+
+
 class SourceDenied(SourceError):
     """The backend refused the exporter's credentials or a read it needs."""
 
@@ -132,8 +139,8 @@ class QueryFailed(SourceError):
 
 
 # The closed set of failure kinds: `SourceStatus.error_kind` is always one of these.
-FAILURE_KINDS = frozenset(k.kind for k in (SourceError, SourceUnreachable, SourceDenied, SourceTimeout, NotFound,
-                                           QueryFailed))
+FAILURE_KINDS = frozenset(k.kind for k in (SourceError, SourceUnreachable, SourceNameUnresolved, SourceDenied,
+                                           SourceTimeout, NotFound, QueryFailed))
 
 
 JOB_STATES = ("active", "waiting", "failed", "completed")
