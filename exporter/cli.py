@@ -24,6 +24,7 @@ from exporter.scheduler import Scheduler
 from exporter.web.app import build_app
 from exporter.web.keys import LIMITS
 from exporter.web.limits import GuardedAppRunner, raise_open_files
+from exporter.web.scrape import ScrapeListener
 from exporter.web.webconfig import LiveWebConfig, WebConfigError
 
 log = logging.getLogger("jobqueue.main")
@@ -175,6 +176,17 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
         raise StartupError(f"listen: cannot listen on {host}:{port}: {reason}") from None
     log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources),
                                  "tls": bool(web_config and web_config.context)})
+    scrape: ScrapeListener | None = None
+    if config.scrape_listen is not None:
+        scrape_host, scrape_port = parse_listen(config.scrape_listen)
+        scrape = ScrapeListener(scheduler, scrape_host, scrape_port, web_config)
+        try:
+            scrape.start()
+        except OSError as err:
+            await runner.cleanup()
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise StartupError(f"scrape_listen: cannot listen on {config.scrape_listen}: {reason}") from None
+        log.info("scrape listener", extra={"address": config.scrape_listen, "paths": "/metrics /healthz /readyz"})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -189,4 +201,6 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     loop.add_signal_handler(signal.SIGHUP, hangup)
     await stop.wait()
     log.info("stopping")
+    if scrape is not None:
+        await asyncio.to_thread(scrape.stop)
     await runner.cleanup()

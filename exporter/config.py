@@ -40,6 +40,9 @@ class ExporterConfig(Model):
     """The whole config file."""
 
     listen: str = f"0.0.0.0:{DEFAULT_PORT}"
+    # a second listener for /metrics, /healthz and /readyz only, on a thread of its own: point
+    # Prometheus at it and no flood of connections on `listen` can delay the scrape (web/scrape.py)
+    scrape_listen: str | None = None
     shard: str = "0/1"
     revision: str = "unknown"
     sources: list[SourceUnion] = Field(min_length=1)
@@ -47,10 +50,11 @@ class ExporterConfig(Model):
     shims: ShimsConfig = ShimsConfig()
     auth: AuthConfig = AuthConfig()
 
-    @field_validator("listen")
+    @field_validator("listen", "scrape_listen")
     @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value)
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
         return value
 
     @field_validator("shard")
