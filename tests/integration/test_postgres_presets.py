@@ -204,28 +204,37 @@ async def test_pg_boss_10_real_library(dsn: str) -> None:
 
 async def test_pg_boss_12_flows_and_start_after(dsn: str) -> None:
     """pg-boss 12: a job blocked by its flow parent is `blocked`, not waiting; a job delayed by startAfter
-    is ready from its start_after on (pg-boss's readyOldestSeconds: GREATEST(created_on, start_after))."""
+    is ready from its start_after on (pg-boss's readyOldestSeconds: GREATEST(created_on, start_after)); a
+    job failed for good is live and counted as pg-boss's own getQueueStats().failedCount counts it
+    (node_modules/pg-boss12/dist/plans.js: LIVE_STATES = created, retry, active, failed; index job_i14),
+    without `count_finished`."""
     ids = node("pg_boss12.mjs", dsn, "pgboss12")
     reading = await collect(dsn, "    queues:\n      - preset: pg-boss\n        schema: pgboss12\n")
     ready = value(dsn, f"SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job WHERE id = '{ids['ready']}'")
     delayed = value(dsn, "SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job "
                          f"WHERE id = '{ids['due']}'")
     assert delayed < ready  # type: ignore[operator]
-    states = ("created", "retry", "blocked", "deferred", "active")
+    states = ("created", "retry", "blocked", "deferred", "active", "failed")
 
     def jobs(*counts: int) -> tuple[tuple[str, int], ...]:
         return tuple(zip(states, counts, strict=True))
 
     parent = value(dsn, "SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job "
                         f"WHERE id = '{ids['refs']['parent']}'")  # type: ignore[index]
+    assert ids["failedCount"] == 1  # `failed` below is jobqueue_failed_jobs
     assert by_queue(reading.queues) == {
-        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 0, 0), None, completed_last_hour=1),
-        "emails": QueueStats("emails", 2, "", ready, jobs(2, 0, 0, 1, 0), None,  # type: ignore[arg-type]
+        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 0, 0, 1), ids["failedCount"],  # type: ignore[arg-type]
+                           completed_last_hour=1),
+        "emails": QueueStats("emails", 2, "", ready, jobs(2, 0, 0, 1, 0, 0), 0,  # type: ignore[arg-type]
                              completed_last_hour=0),
-        "flows": QueueStats("flows", 1, "", parent, jobs(1, 0, 1, 0, 0), None,  # type: ignore[arg-type]
+        "flows": QueueStats("flows", 1, "", parent, jobs(1, 0, 1, 0, 0, 0), 0,  # type: ignore[arg-type]
                             completed_last_hour=0),
     }
-    assert finished(reading)["done"] == {"window_seconds": 3600.0, "completed": 1, "failed": 0, "cancelled": 0}
+    assert finished(reading)["done"] == {"window_seconds": 3600.0, "completed": 1, "failed": 1, "cancelled": 0}
+    history = await collect(dsn, "    queues:\n      - preset: pg-boss\n        schema: pgboss12\n"
+                                 "        count_finished: true\n")
+    assert by_queue(history.queues)["done"].states == (*jobs(0, 0, 0, 0, 0, 1), ("completed", 1), ("cancelled", 0))
+    assert by_queue(history.queues)["done"].failed == 1
 
 
 async def test_pg_boss_9_is_refused_with_the_version_it_needs(dsn: str) -> None:

@@ -193,7 +193,7 @@ def _describe(facts: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in facts.items() if k != "columns") or "nothing"
 
 
-PG_BOSS_FAST = 46  # pg-boss 12.38.0: job_i14 (live states) and job_i16 (name, completed_on)
+PG_BOSS_LIVE_FAILED = 46  # schema version 46 (pg-boss 12.38): LIVE_STATES with `failed`, its index job_i14
 
 
 def pg_boss(p: PgBossPreset) -> PresetQuery:
@@ -201,10 +201,12 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
 
     A queued job (state < 'active') is exactly one of blocked (a flow parent has not finished,
     pg-boss 12.19+), deferred (start_after ahead) or ready; ready keeps its state (created, retry)
-    and its age is pg-boss's `readyOldestSeconds`: GREATEST(created_on, start_after). Only the
-    unfinished states are read (created, retry, active: within pg-boss's job_i14 index). `failed`
-    is a retained finished state like `completed` (kept until deletion): failed, completed and
-    cancelled jobs are counted over `finished_window` per queue through job_i16 (name,
+    and its age is pg-boss's `readyOldestSeconds`: GREATEST(created_on, start_after). The live
+    states are read as pg-boss's own `LIVE_STATES` (dist/plans.js: created, retry, active, failed;
+    its index job_i14 holds exactly those): from schema version 46 (pg-boss 12.38) `failed` is live
+    and the failed jobs still retained are `jobqueue_failed_jobs`, as getQueueStats().failedCount;
+    before it failed jobs have no index by queue and are counted only with `count_finished`.
+    Completed and cancelled jobs are counted over `finished_window` per queue through job_i16 (name,
     completed_on), and in total only with `count_finished`.
     """
     s = quote_ident(p.schema_)
@@ -218,12 +220,14 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
             raise UnsupportedVersion(f"pg-boss schema version {facts.get('version')} (pg-boss 9 or older): the preset "
                                      "needs pg-boss 10 or later (schema version >= 21)")
         blocked = "WHEN blocked THEN 'blocked' " if facts.get("blocked") else ""
+        live_failed = version >= PG_BOSS_LIVE_FAILED
+        live = "('created', 'retry', 'active', 'failed')" if live_failed else "('created', 'retry', 'active')"
         parts = [  # per queue, so that the index range is (name, state), not every failed job's entry
             "SELECT '' AS tenant, q.name AS queue, l.state, l.n, l.oldest, 0::bigint AS stale "
             f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT CASE WHEN state < 'active' THEN CASE "
             f"{blocked}WHEN start_after > now() THEN 'deferred' ELSE state::text END ELSE state::text END AS state, "
             "count(*) AS n, extract(epoch FROM min(GREATEST(created_on, start_after)))::float8 AS oldest "
-            f"FROM {s}.job j WHERE j.name = q.name AND j.state IN ('created', 'retry', 'active') GROUP BY 1) l",
+            f"FROM {s}.job j WHERE j.name = q.name AND j.state IN {live} GROUP BY 1) l",
             f"SELECT '', name, '_queue', 0, NULL, 0 FROM {s}.queue",
         ]
         if p.finished_window:
@@ -232,13 +236,14 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
                 f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT state::text AS state, count(*) AS n FROM {s}.job j "
                 f"WHERE j.name = q.name AND j.completed_on > now() - {_secs(p.finished_window)} "
                 "AND j.state IN ('completed', 'failed', 'cancelled') GROUP BY 1) d")
+        finished = ("completed", "cancelled") if live_failed else ("completed", "cancelled", "failed")
         if p.count_finished:
             parts.append(f"SELECT '', name, state::text, count(*), NULL, 0 FROM {s}.job "
-                         "WHERE state IN ('completed', 'cancelled', 'failed') GROUP BY 2, 3")
+                         f"WHERE state IN ({', '.join(repr(x) for x in finished)}) GROUP BY 2, 3")
         states = ("created", "retry", *(("blocked",) if facts.get("blocked") else ()), "deferred", "active",
-                  *(("completed", "cancelled", "failed") if p.count_finished else ()))
+                  *(("failed",) if live_failed else ()), *(finished if p.count_finished else ()))
         return PresetQuery(p.query_name, " UNION ALL ".join(parts), (), states, frozenset({"created", "retry"}),
-                           frozenset({"failed"}) if p.count_finished else None, queues=tuple(p.queues),
+                           frozenset({"failed"}) if live_failed or p.count_finished else None, queues=tuple(p.queues),
                            timeout=p.timeout,
                            window=p.finished_window, outcomes=("completed", "failed", "cancelled"))
 
