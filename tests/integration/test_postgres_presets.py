@@ -465,7 +465,7 @@ INSERT INTO gj.good_jobs (queue_name, scheduled_at, created_at, performed_at, fi
 VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NULL, 0, NULL),
        ('default', NULL, '2026-01-01 00:00:30', NULL, NULL, NULL, 0, NULL),
        ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, NULL, 0, NULL),
-       ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, 'Timeout', 1, NULL),
+       ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, 'Timeout', 2, NULL),
        ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', NULL, NULL, 1,
         '00000000-0000-0000-0000-000000000001'),
        ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', '2026-01-01 00:02:00', NULL, 1,
@@ -476,6 +476,7 @@ VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NUL
         timezone('UTC', now()) - interval '3 minutes', NULL, 1, NULL),
        ('mail', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00',
         timezone('UTC', now()) - interval '4 minutes', 'boom', 1, NULL);
+UPDATE gj.good_jobs SET serialized_params = jsonb_build_object('executions', executions_count);
 """)
     reading = await collect(dsn, "    queues:\n      - preset: good_job\n        schema: gj\n")
     live = (("queued", 2), ("scheduled", 1), ("retried", 1), ("running", 1))
@@ -492,6 +493,26 @@ VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NUL
                                  "        count_finished: true\n")
     assert by_queue(history.queues)["default"] == QueueStats("default", 2, "", 1767225600.0, (
         *live, ("succeeded", 1), ("discarded", 1)), 1, completed_last_hour=0)
+
+
+async def test_good_job_first_retry_is_scheduled_as_good_job_counts_it(dsn: str) -> None:
+    """good_job's own scopes (app/models/good_job/job.rb): `scheduled` is
+    `params_execution_count.lt(2)` and `retried` is `.gt(1)`, on ActiveJob's `executions` in
+    serialized_params, which ActiveJob has already raised for the first run when a retry is enqueued:
+    a job waiting for its first retry (executions 1) is still `scheduled`. A value that is not a
+    number must not fail the statement (it reads as 0)."""
+    run_sql(dsn, "CREATE SCHEMA gj3;" + GOOD_JOB.format(s="gj3") + """
+INSERT INTO gj3.good_jobs (queue_name, scheduled_at, created_at, serialized_params, executions_count)
+SELECT 'q', '2099-01-01 00:00:00', '2026-01-01 00:00:00', jsonb_build_object('executions', e), e
+FROM unnest(ARRAY[0, 1, 1, 2, 3]) e;
+INSERT INTO gj3.good_jobs (queue_name, scheduled_at, created_at, serialized_params, executions_count)
+VALUES ('q', '2099-01-01 00:00:00', '2026-01-01 00:00:00', '{"executions": "x"}', 0),
+       ('q', NULL, '2099-01-01 00:00:00', '{"executions": 0}', 0);
+""")
+    reading = await collect(dsn, "    queues:\n      - preset: good_job\n        schema: gj3\n")
+    assert query_error(reading, "good_job") is None
+    # scheduled: executions 0, 1, 1, "x" and the one whose created_at is ahead (scheduled_at NULL)
+    assert by_queue(reading.queues)["q"].states == (("queued", 0), ("scheduled", 5), ("retried", 2), ("running", 0))
 
 
 async def test_good_job_without_executions_count_is_refused(dsn: str) -> None:

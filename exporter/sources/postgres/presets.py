@@ -373,12 +373,20 @@ def oban(p: ObanPreset) -> PresetQuery:
 
 
 GOOD_JOB_COLUMNS = ("queue_name", "scheduled_at", "performed_at", "finished_at", "error", "created_at",
-                    "executions_count", "locked_by_id")
+                    "executions_count", "locked_by_id", "serialized_params")
+# good_job's params_execution_count (app/models/good_job/job.rb): ActiveJob's own `executions` in the
+# serialized job, which counts the first run before a retry is enqueued; a value that is not a
+# number reads as 0 (good_job's `::integer` cast would fail the whole statement)
+GOOD_JOB_EXECUTIONS = ("(CASE WHEN serialized_params->>'executions' ~ '^[0-9]{1,9}$' "
+                       "THEN (serialized_params->>'executions')::int ELSE 0 END)")
 
 
 def good_job(p: GoodJobPreset) -> PresetQuery:
-    """good_job (4.0+): its scopes over the unfinished jobs only (index ..._unfinished on
-    (queue_name, scheduled_at, id) WHERE finished_at IS NULL); finished over the window through
+    """good_job (4.0+): its scopes (app/models/good_job/job.rb) over the unfinished jobs only: `scheduled`
+    is due in the future with ActiveJob's `executions` < 2, `retried` with > 1 (ActiveJob has counted
+    the first run before a retry is enqueued), `queued` is due, `running` is performed and not
+    finished. Through the index ..._unfinished (queue_name, scheduled_at, id) WHERE finished_at IS
+    NULL; finished over the window through
     index_good_jobs_jobs_on_finished_at_only; processes whose heartbeat (updated_at) is within
     good_job's EXPIRED_INTERVAL (5 min), busy when they lock an unfinished job.
 
@@ -398,7 +406,7 @@ def good_job(p: GoodJobPreset) -> PresetQuery:
         queue = "coalesce(queue_name, 'default')"
         parts = [
             f"SELECT '' AS tenant, {queue} AS queue, CASE WHEN performed_at IS NOT NULL THEN 'running' "
-            "WHEN scheduled_at > timezone('UTC', now()) THEN CASE WHEN coalesce(executions_count, 0) > 0 "
+            f"WHEN coalesce(scheduled_at, created_at) > timezone('UTC', now()) THEN CASE WHEN {GOOD_JOB_EXECUTIONS} > 1 "
             "THEN 'retried' ELSE 'scheduled' END ELSE 'queued' END AS state, count(*) AS n, "
             "extract(epoch FROM min(coalesce(scheduled_at, created_at)))::float8 AS oldest, 0::bigint AS stale "
             f"FROM {s}.good_jobs WHERE finished_at IS NULL GROUP BY 2, 3",
