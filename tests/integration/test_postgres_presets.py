@@ -536,7 +536,7 @@ INSERT INTO sq.solid_queue_processes (id, kind, last_heartbeat_at, pid, created_
    '{"queues":"mail","thread_pool_size":5}'),
   (3, 'Worker', timezone('UTC', now()) - interval '6 minutes', 12, now(), 'worker-3', '{"thread_pool_size":7}'),
   (4, 'Dispatcher', timezone('UTC', now()) - interval '10 minutes', 13, now(), 'dispatcher-1', NULL);
--- a claim of the expired worker-3: still claimed (until Solid Queue prunes the process), not a busy slot
+-- a claim of the expired worker-3 (past process_alive_threshold): `orphaned`, not claimed, not a busy slot
 INSERT INTO sq.solid_queue_claimed_executions (job_id, process_id, created_at) VALUES (10, 3, now());
 INSERT INTO sq.solid_queue_ready_executions (job_id, queue_name, created_at) VALUES
   (1, 'default', '2026-01-01 00:00:00'), (2, 'default', '2026-01-01 00:00:09');
@@ -551,10 +551,10 @@ INSERT INTO sq.solid_queue_pauses (queue_name, created_at) VALUES ('mail', now()
     reading = await collect(dsn, "    queues:\n      - preset: solid_queue\n        schema: sq\n")
     assert by_queue(reading.queues) == {
         "default": QueueStats("default", 2, "", 1767225600.0, (("ready", 2), ("scheduled", 0), ("overdue", 0),
-                                                                 ("claimed", 2), ("blocked", 0), ("failed", 0)), 0,
-                              None, False, 1),
+                                                                 ("claimed", 1), ("orphaned", 1), ("blocked", 0),
+                                                                 ("failed", 0)), 0, None, False, 1),
         "mail": QueueStats("mail", 0, "", None, (("ready", 0), ("scheduled", 1), ("overdue", 1), ("claimed", 0),
-                                                   ("blocked", 1), ("failed", 1)), 1, None, True, 0),
+                                                   ("orphaned", 0), ("blocked", 1), ("failed", 1)), 1, None, True, 0),
     }
     assert finished(reading) == {"default": {"window_seconds": 3600.0, "completed": 1, "failed": 0},
                                  "mail": {"window_seconds": 3600.0, "completed": 0, "failed": 1}}
@@ -565,6 +565,33 @@ INSERT INTO sq.solid_queue_pauses (queue_name, created_at) VALUES ('mail', now()
     assert series(reading, "jobqueue_jobs_finished_window") == {
         ("", "default", "completed", "3600s"): 1, ("", "default", "failed", "3600s"): 0,
         ("", "mail", "completed", "3600s"): 0, ("", "mail", "failed", "3600s"): 1}
+
+
+async def test_solid_queue_claims_of_dead_processes_and_malformed_metadata(dsn: str) -> None:
+    """Solid Queue: a claimed execution whose process is gone (ClaimedExecution.orphaned, app/models/
+    solid_queue/claimed_execution.rb) or past process_alive_threshold (Process.prunable, app/models/
+    solid_queue/process/prunable.rb: the supervisor prunes it) is `orphaned`: no worker runs it now.
+    A live worker whose metadata (SolidQueue::Worker#metadata, JSON text) cannot be read is counted as
+    malformed and never fails the preset."""
+    run_sql(dsn, "CREATE SCHEMA sq6;" + SOLID_QUEUE.format(s="sq6") + """
+INSERT INTO sq6.solid_queue_jobs (id, queue_name, class_name) VALUES (1, 'q', 'A'), (2, 'q', 'A'), (3, 'q', 'A');
+INSERT INTO sq6.solid_queue_processes (id, kind, last_heartbeat_at, pid, created_at, name, metadata) VALUES
+  (1, 'Worker', timezone('UTC', now()), 10, now(), 'alive', '{"queues":"*","thread_pool_size":3}'),
+  (2, 'Worker', timezone('UTC', now()) - interval '5 minutes 1 second', 11, now(), 'dead', '{"thread_pool_size":5}'),
+  (3, 'Worker', timezone('UTC', now()), 12, now(), 'cut', '{"queues":"*","thread_pool_size":'),
+  (4, 'Worker', timezone('UTC', now()), 13, now(), 'text', 'thread_pool_size=4'),
+  (5, 'Worker', timezone('UTC', now()), 14, now(), 'string', '{"thread_pool_size":"many"}');
+-- claimed by the live worker, by the worker past the threshold, by a process already deleted
+INSERT INTO sq6.solid_queue_claimed_executions (job_id, process_id, created_at) VALUES (1, 1, now()), (2, 2, now()),
+  (3, 99, now());
+""")
+    reading = await collect(dsn, "    queues:\n      - preset: solid_queue\n        schema: sq6\n")
+    assert query_error(reading, "solid_queue") is None
+    assert dict(by_queue(reading.queues)["q"].states) == {"ready": 0, "scheduled": 0, "overdue": 0, "claimed": 1,
+                                                          "orphaned": 2, "blocked": 0, "failed": 0}
+    assert series(reading, "jobqueue_worker_capacity") == {("", ""): 3}
+    assert reading.malformed == 3  # cut, text, string
+    assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 3}
 
 
 async def test_solid_queue_without_its_tables_is_refused(dsn: str) -> None:

@@ -80,6 +80,7 @@ class Flow:
     finished: list[dict[str, Any]]  # [{tenant, queue, window_seconds, <outcome>: n}] per queue
     capacity: int | None = None  # job slots of the live workers, where the library records them
     busy_slots: int | None = None  # of those, slots running a job now
+    malformed: int = 0  # rows the library wrote that cannot be read (a worker's metadata that is not JSON)
 
 
 def _epoch(aggregate: str, unit: str = "timestamp") -> str:
@@ -480,7 +481,10 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
     scheduled_at index index_solid_queue_dispatch_all finds them); workers from
     `solid_queue_processes` (kind Worker) whose heartbeat is within the default
     process_alive_threshold (5 min), busy when they hold a claimed execution, their capacity (the
-    `thread_pool_size` of their metadata) and busy slots (their claimed executions); live dispatchers;
+    `thread_pool_size` of their metadata) and busy slots (their claimed executions); a claimed
+    execution whose process is gone or past process_alive_threshold is `orphaned` (Solid Queue's own
+    ClaimedExecution.orphaned scope; the supervisor prunes the process and fails or releases its
+    executions: no worker runs them now); live dispatchers;
     finished jobs over the window through index_solid_queue_jobs_on_finished_at, failed ones by
     their failed execution's created_at. Executions find their job's queue by primary key.
     """
@@ -500,8 +504,9 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
         f"SELECT '', queue_name, CASE WHEN {overdue} THEN 'overdue' ELSE 'scheduled' END, count(*), NULL, 0 "
         f"FROM {s}.solid_queue_scheduled_executions GROUP BY 2, 3",
         f"SELECT '', queue_name, 'blocked', count(*), NULL, 0 FROM {s}.solid_queue_blocked_executions GROUP BY 2",
-        f"SELECT '', {job_queue('c')}, 'claimed', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
-        "GROUP BY 2",
+        f"SELECT '', {job_queue('c')}, CASE WHEN EXISTS (SELECT 1 FROM {s}.solid_queue_processes p "
+        f"WHERE p.id = c.process_id AND p.{alive}) THEN 'claimed' ELSE 'orphaned' END, count(*), NULL, 0 "
+        f"FROM {s}.solid_queue_claimed_executions c GROUP BY 2, 3",
         f"SELECT '', {job_queue('f')}, 'failed', count(*), NULL, 0 FROM {s}.solid_queue_failed_executions f "
         "GROUP BY 2",
         f"SELECT '', queue_name, '_paused', 1, NULL, 0 FROM {s}.solid_queue_pauses",
@@ -510,9 +515,14 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
         f"NULL, 0 FROM {s}.solid_queue_processes p WHERE kind = 'Worker' AND {alive} GROUP BY 3",
         f"SELECT '', '', '_scheduler', count(*), NULL, 0 FROM {s}.solid_queue_processes "
         f"WHERE kind = 'Dispatcher' AND {alive}",
-        # SolidQueue::Worker#metadata: {"queues": ..., "thread_pool_size": n} (lib/solid_queue/worker.rb)
-        "SELECT '', '', '_capacity', sum(CASE WHEN metadata ~ '^\\s*\\{' THEN (metadata::jsonb->>'thread_pool_size')"
-        f"::int END), NULL, 0 FROM {s}.solid_queue_processes WHERE kind = 'Worker' AND {alive}",
+        # SolidQueue::Worker#metadata: {"queues": ..., "thread_pool_size": n} (lib/solid_queue/worker.rb),
+        # read without a cast that one malformed row would fail: a live worker whose metadata names no
+        # thread_pool_size is counted as malformed (jobqueue_malformed_items)
+        "SELECT '', '', x.state, x.n, NULL, 0 FROM (SELECT sum(w.size) AS capacity, count(*) FILTER (WHERE w.size "
+        "IS NULL) AS malformed FROM (SELECT substring(metadata FROM "
+        "'\"thread_pool_size\"\\s*:\\s*([0-9]{1,9})\\s*[,}]')::int AS size "
+        f"FROM {s}.solid_queue_processes WHERE kind = 'Worker' AND {alive}) w) a "
+        "CROSS JOIN LATERAL (VALUES ('_capacity', a.capacity), ('_malformed', a.malformed)) AS x(state, n)",
         f"SELECT '', '', '_busy_slots', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
         f"JOIN {s}.solid_queue_processes p ON p.id = c.process_id WHERE p.kind = 'Worker' AND p.{alive}",
     ]
@@ -524,7 +534,7 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
                      f"{s}.solid_queue_failed_executions f WHERE f.created_at > {since} GROUP BY 2")
     tables = ", ".join(f"to_regclass({_literal(f'{s}.solid_queue_{t}')}) IS NOT NULL" for t in SOLID_QUEUE_TABLES)
     return PresetQuery(p.query_name, " UNION ALL ".join(parts), (),
-                       ("ready", "scheduled", "overdue", "claimed", "blocked", "failed"),
+                       ("ready", "scheduled", "overdue", "claimed", "orphaned", "blocked", "failed"),
                        frozenset({"ready"}), frozenset({"failed"}), queues=tuple(p.queues), pausable=True,
                        timeout=p.timeout, window=p.finished_window, outcomes=("completed", "failed"),
                        workers=("busy", "idle"), scheduler=True,
@@ -591,7 +601,8 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
         group("", queue)
     for tenant, queue, state, n, oldest, stale in rows:
         tenant, queue = tenant or "", queue or ""
-        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots")) or not in_shard(tenant, shard):
+        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots", "_malformed")) \
+                or not in_shard(tenant, shard):
             continue
         g = group(tenant, queue)
         if state == "_paused":
@@ -633,7 +644,7 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
             workers[state[9:]] = workers.get(state[9:], 0) + int(n)
         elif state == "_scheduler" and scheduler is not None:
             scheduler += int(n)
-        elif state in ("_capacity", "_busy_slots"):
+        elif state in ("_capacity", "_busy_slots", "_malformed"):
             slots[state] = slots.get(state, 0) + int(n or 0)
         elif state.startswith("_done_"):
             counts = done.setdefault((tenant or "", queue or ""), {})
@@ -644,7 +655,8 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
             counts = done.get((s.tenant, s.queue), {})
             finished.append({"query": q.name, "tenant": s.tenant, "queue": s.queue, "window_seconds": q.window,
                              **{o: counts.get(o, 0) for o in q.outcomes}})
-    return Flow(workers, scheduler, finished, slots.get("_capacity"), slots.get("_busy_slots"))
+    return Flow(workers, scheduler, finished, slots.get("_capacity"), slots.get("_busy_slots"),
+                slots.get("_malformed", 0))
 
 
 def fold_pivot(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:

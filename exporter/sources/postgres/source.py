@@ -218,10 +218,12 @@ class PostgresSource(Source):
             samples.append(Sample("jobqueue_tenants", (), len(self._tenants)))
         workers: dict[str, int] = {}
         slots: dict[str, int] = {}
+        malformed = 0
         for preset, outcome in zip(self.presets, presets_out, strict=True):
             if record(preset.name, outcome):
                 queues.extend(outcome[0])
                 flow: Flow = outcome[2]
+                malformed += flow.malformed
                 for state, n in flow.workers.items():  # several presets of one database: summed, one series
                     workers[state] = workers.get(state, 0) + n
                 for metric, count in (("jobqueue_worker_capacity", flow.capacity),
@@ -267,7 +269,7 @@ class PostgresSource(Source):
             samples += [Sample("jobqueue_postgres_max_connections", (), conns.max_connections),
                         Sample("jobqueue_postgres_connections_used_ratio", (), conns.ratio)]
         details["queries"] = queries
-        return Reading(tuple(queues), tuple(samples), latency, 0, details, tuple(facts))
+        return Reading(tuple(queues), tuple(samples), latency, malformed, details, tuple(facts))
 
     def _log_change(self, what: str, error: str | None) -> None:
         """Log a failing query once when it starts failing (and when its error changes), and its recovery."""
