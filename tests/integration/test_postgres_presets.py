@@ -246,16 +246,21 @@ async def test_pg_boss_9_is_refused_with_the_version_it_needs(dsn: str) -> None:
     assert series(reading, "jobqueue_postgres_query_up")[("pg-boss",)] == 0
 
 
+GRAPHILE_STATES = ("ready", "scheduled", "retry", "blocked", "locked", "lock_expired", "failed")
+
+
+def graphile(*counts: int) -> tuple[tuple[str, int], ...]:
+    return tuple(zip(GRAPHILE_STATES, counts, strict=True))
+
+
 async def test_graphile_worker_real_library(dsn: str) -> None:
     node("pg_graphile.js", dsn)
     reading = await collect(dsn, "    queues:\n      - preset: graphile-worker\n")
     oldest = value(dsn, "SELECT extract(epoch FROM min(run_at))::float8 FROM graphile_worker.jobs "
                         "WHERE task_identifier = 'send_email' AND run_at <= now()")
     assert by_queue(reading.queues) == {
-        "flaky": QueueStats("flaky", 0, "", None, (("ready", 0), ("scheduled", 0), ("retry", 1), ("locked", 0),
-                                                     ("failed", 1)), 1),
-        "send_email": QueueStats("send_email", 2, "", oldest, (("ready", 2), ("scheduled", 1),  # type: ignore[arg-type]
-                                                                ("retry", 0), ("locked", 0), ("failed", 0)), 0),
+        "flaky": QueueStats("flaky", 0, "", None, graphile(0, 0, 1, 0, 0, 0, 1), 1),
+        "send_email": QueueStats("send_email", 2, "", oldest, graphile(2, 1, 0, 0, 0, 0, 0), 0),  # type: ignore[arg-type]
     }
     assert series(reading, "jobqueue_workers") == {("", "", "busy"): 0}
     # A worker that crashed holding a job leaves it locked: it is neither ready nor failed.
@@ -263,11 +268,49 @@ async def test_graphile_worker_real_library(dsn: str) -> None:
                  "WHERE id = (SELECT min(id) FROM graphile_worker.jobs WHERE task_identifier = 'send_email')")
     by_name = await collect(dsn, "    queues:\n      - preset: graphile-worker\n        queue_by: queue_name\n")
     assert {q.queue: (q.depth, q.states) for q in by_name.queues} == {
-        "": (0, (("ready", 0), ("scheduled", 1), ("retry", 1), ("locked", 0), ("failed", 1))),
-        "mail": (1, (("ready", 1), ("scheduled", 0), ("retry", 0), ("locked", 1), ("failed", 0))),
+        "": (0, graphile(0, 1, 1, 0, 0, 0, 1)),
+        "mail": (1, graphile(1, 0, 0, 0, 1, 0, 0)),
     }
     assert series(by_name, "jobqueue_workers") == {("", "", "busy"): 1}
     assert "finished" not in by_name.details and not finished(by_name)  # graphile-worker deletes completed jobs
+
+
+async def test_graphile_worker_ready_is_what_get_jobs_would_take() -> None:
+    """graphile-worker's getJobs (node_modules/graphile-worker/dist/sql/getJobs.js) takes a job only
+    when `jobs.is_available` (unlocked, attempts left), due, and its named queue's
+    `job_queues.is_available`: a due job behind a queue a running job holds is `blocked`; a lock
+    older than 4 h (dist/sql/resetLockedAt.js frees it) is `lock_expired`; neither is ready."""
+    with scratch_database() as db:  # a graphile_worker schema of its own
+        holder = subprocess.Popen(["node", str(NODE / "pg_graphile_hold.js"), db], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            def held() -> str:  # the runner logs to stdout too
+                for line in holder.stdout:  # type: ignore[union-attr]
+                    if line.startswith("{"):
+                        return line
+                return ""
+
+            assert json.loads(await asyncio.wait_for(asyncio.to_thread(held), 60)) == {"held": True}
+            body = "    queues:\n      - preset: graphile-worker\n        queue_by: queue_name\n"
+            reading = await collect(db, body)
+            assert {q.queue: (q.depth, q.states) for q in reading.queues} == {
+                "": (1, graphile(1, 0, 0, 0, 0, 0, 0)),  # no named queue: the runner (concurrency 1) is busy
+                "serial": (0, graphile(0, 0, 0, 1, 1, 0, 0)),  # the second waits behind the first's queue lock
+            }
+            assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1}
+            # a worker that died 5 hours ago holding the job of no queue
+            run_sql(db, "UPDATE graphile_worker._private_jobs SET locked_at = now() - interval '5 hours', "
+                        "locked_by = 'gone' WHERE job_queue_id IS NULL")
+            stale = await collect(db, body)
+            assert {q.queue: (q.depth, q.states) for q in stale.queues}[""] == (0, graphile(0, 0, 0, 0, 0, 1, 0))
+        finally:
+            holder.stdin.close()  # type: ignore[union-attr]
+            try:
+                holder.wait(timeout=30)
+            finally:
+                if holder.poll() is None:
+                    holder.kill()
+                    holder.wait(timeout=10)
 
 
 async def test_procrastinate_real_library_and_worker(dsn: str) -> None:

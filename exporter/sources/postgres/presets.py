@@ -258,25 +258,35 @@ def _pending(p: Any, probe: str, resolve: Callable[[Mapping[str, Any]], PresetQu
 
 
 def graphile_worker(p: GraphileWorkerPreset) -> PresetQuery:
-    """graphile-worker: locked first (a running last attempt is not failed), then failed, future, ready.
+    """graphile-worker 0.16+: a job is `ready` only when its get-jobs statement (dist/sql/getJobs.js)
+    would take it now: unlocked (`is_available`: locked_at IS NULL and attempts < max_attempts), due,
+    and in no named queue or in one whose lock is free (`_private_job_queues.is_available`).
 
-    Completed jobs are deleted, so the view holds only the backlog and permanently failed jobs.
-    Busy workers are the distinct `locked_by` of jobs locked within the last 4 hours (graphile's
-    own lock expiry); the library keeps no registry of idle workers.
+    Otherwise, in this order: `locked` (a worker took it within the last 4 hours), `lock_expired`
+    (locked longer ago: its worker is gone; a running worker's resetLockedAt, dist/sql/resetLockedAt.js,
+    frees it after 4 h, and until then no worker takes it), `failed` (attempts exhausted), `retry` /
+    `scheduled` (due in the future, after a failed attempt or not), `blocked` (due, behind a named
+    queue that another job holds). Completed jobs are deleted, so the view holds only the backlog and
+    permanently failed jobs. Busy workers are the distinct `locked_by` of jobs locked within the last
+    4 hours; the library keeps no registry of idle workers.
     """
     s = quote_ident(p.schema_)
-    queue = "task_identifier" if p.queue_by == "task" else "coalesce(queue_name, '')"
+    queue = "j.task_identifier" if p.queue_by == "task" else "coalesce(j.queue_name, '')"
     sql = (
         f"SELECT '' AS tenant, {queue} AS queue, CASE "
-        "WHEN locked_at IS NOT NULL AND locked_at > now() - interval '4 hours' THEN 'locked' "
-        "WHEN attempts >= max_attempts THEN 'failed' "
-        "WHEN run_at > now() THEN CASE WHEN attempts > 0 THEN 'retry' ELSE 'scheduled' END "
-        "ELSE 'ready' END AS state, count(*) AS n, extract(epoch FROM min(run_at))::float8 AS oldest, "
-        f"0::bigint AS stale FROM {s}.jobs GROUP BY 1, 2, 3 "
+        "WHEN j.locked_at > now() - interval '4 hours' THEN 'locked' "
+        "WHEN j.locked_at IS NOT NULL THEN 'lock_expired' "
+        "WHEN j.attempts >= j.max_attempts THEN 'failed' "
+        "WHEN j.run_at > now() THEN CASE WHEN j.attempts > 0 THEN 'retry' ELSE 'scheduled' END "
+        "WHEN NOT coalesce(q.is_available, true) THEN 'blocked' "
+        "ELSE 'ready' END AS state, count(*) AS n, extract(epoch FROM min(j.run_at))::float8 AS oldest, "
+        f"0::bigint AS stale FROM {s}.jobs j LEFT JOIN {s}._private_job_queues q ON q.queue_name = j.queue_name "
+        "GROUP BY 1, 2, 3 "
         "UNION ALL SELECT '', '', '_workers_busy', count(DISTINCT locked_by), NULL, 0 "
         f"FROM {s}.jobs WHERE locked_at > now() - interval '4 hours'"
     )
-    return PresetQuery(p.query_name, sql, (), ("ready", "scheduled", "retry", "locked", "failed"),
+    return PresetQuery(p.query_name, sql, (), ("ready", "scheduled", "retry", "blocked", "locked", "lock_expired",
+                                               "failed"),
                        frozenset({"ready"}), frozenset({"failed"}), queues=tuple(p.queues), timeout=p.timeout,
                        workers=("busy",),
                        probe=f"SELECT to_regclass({_literal(s + '.jobs')}) IS NOT NULL AS ok",
@@ -557,7 +567,7 @@ def build(preset: AnyPreset) -> PresetQuery:
 
 _TABLES = {  # relations each library preset reads, in its schema (what `doctor` checks SELECT on)
     "pgmq": ("meta",),  # and each queue's q_<name> table, through query_to_xml (found by the collection)
-    "pg-boss": ("version", "queue", "job"), "graphile-worker": ("jobs",),
+    "pg-boss": ("version", "queue", "job"), "graphile-worker": ("jobs", "_private_job_queues"),
     "river": ("river_migration", "river_job", "river_queue", "river_leader"),
     "oban": ("oban_jobs", "oban_peers"), "good_job": ("good_jobs", "good_job_processes"),
     "procrastinate": ("procrastinate_jobs", "procrastinate_events", "procrastinate_workers"),
