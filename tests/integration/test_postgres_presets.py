@@ -351,13 +351,14 @@ async def test_procrastinate_real_library_and_worker(dsn: str) -> None:
     first = value(dsn, "SELECT extract(epoch FROM min(e.at))::float8 FROM procrastinate_events e "
                        "JOIN procrastinate_jobs j ON j.id = e.job_id WHERE j.queue_name = 'emails' "
                        "AND e.type = 'deferred' AND j.scheduled_at IS NULL")
-    live = ("todo", "scheduled", "doing")
+    live = ("todo", "scheduled", "blocked", "doing", "stalled")
     assert by_queue(busy.queues)["slow"] == QueueStats("slow", 0, "", None, (("todo", 0), ("scheduled", 0),
-                                                                             ("doing", 1)), None)
+                                                                             ("blocked", 0), ("doing", 1),
+                                                                             ("stalled", 0)), None)
     assert series(busy, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 0}
     assert series(reading, "jobqueue_workers") == {("", "", "busy"): 0, ("", "", "idle"): 0}  # unregistered
     assert by_queue(reading.queues) == {  # finished jobs are not read by default: no queue `done` or `flaky`
-        "emails": QueueStats("emails", 2, "", first, tuple(zip(live, (2, 1, 0), strict=True)), None),  # type: ignore[arg-type]
+        "emails": QueueStats("emails", 2, "", first, tuple(zip(live, (2, 1, 0, 0, 0), strict=True)), None),  # type: ignore[arg-type]
     }
     history = await collect(dsn, body + "        count_finished: true\n")
     states = (*live, "succeeded", "failed", "cancelled", "aborted")
@@ -366,11 +367,58 @@ async def test_procrastinate_real_library_and_worker(dsn: str) -> None:
         return tuple(zip(states, counts, strict=True))
 
     assert by_queue(history.queues) == {
-        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 1, 0, 0, 0), 0),
-        "emails": QueueStats("emails", 2, "", first, jobs(2, 1, 0, 0, 0, 0, 0), 0),  # type: ignore[arg-type]
-        "flaky": QueueStats("flaky", 0, "", None, jobs(0, 0, 0, 0, 1, 0, 0), 1),
-        "slow": QueueStats("slow", 0, "", None, jobs(0, 0, 0, 1, 0, 0, 0), 0),
+        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 0, 0, 1, 0, 0, 0), 0),
+        "emails": QueueStats("emails", 2, "", first, jobs(2, 1, 0, 0, 0, 0, 0, 0, 0), 0),  # type: ignore[arg-type]
+        "flaky": QueueStats("flaky", 0, "", None, jobs(0, 0, 0, 0, 0, 0, 1, 0, 0), 1),
+        "slow": QueueStats("slow", 0, "", None, jobs(0, 0, 0, 0, 0, 1, 0, 0, 0), 0),
     }
+
+
+async def test_procrastinate_blocked_by_a_lock_and_stalled_by_heartbeat() -> None:
+    """Procrastinate's own definitions: procrastinate_fetch_job_v2 (procrastinate/sql/schema.sql)
+    rejects a `todo` job whose `lock` a `doing` job holds (a worker with a free slot leaves it), so
+    it is `blocked`, not ready; select_stalled_jobs_by_heartbeat (procrastinate/sql/queries.sql,
+    JobManager.get_stalled_jobs, 30 s by default) calls a `doing` job of a worker without a recent
+    heartbeat stalled, and so does the preset."""
+    with scratch_database() as db:
+        app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=db))
+        started, release = asyncio.Event(), asyncio.Event()
+
+        @app.task(queue="serial", name="hold")
+        async def hold(n: int) -> None:
+            started.set()
+            await release.wait()
+
+        @app.task(queue="lost", name="lost")
+        async def lost() -> None: ...
+
+        body = "    queues:\n      - preset: procrastinate\n"
+        async with app.open_async():
+            await app.schema_manager.apply_schema_async()
+            await hold.configure(lock="L").defer_async(n=1)
+            await hold.configure(lock="L").defer_async(n=2)
+            # a job fetched by a worker that then stopped sending heartbeats (library functions)
+            await lost.defer_async()
+            with admin(db) as conn:
+                worker = conn.execute("SELECT procrastinate_register_worker_v1()").fetchone()[0]  # type: ignore[index]
+                conn.execute("SELECT procrastinate_fetch_job_v2(ARRAY['lost']::varchar[], %s)", (worker,))
+                conn.execute("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute' "
+                             "WHERE id = %s", (worker,))
+            stalled = [job.id for job in await app.job_manager.get_stalled_jobs()]
+            running = asyncio.create_task(app.run_worker_async(queues=["serial"], wait=False, concurrency=2))
+            try:
+                await asyncio.wait_for(started.wait(), 30)
+                reading = await collect(db, body)
+            finally:
+                release.set()
+                await asyncio.wait_for(running, 30)
+        assert len(stalled) == 1
+        states = ("todo", "scheduled", "blocked", "doing", "stalled")
+        assert {q.queue: (q.depth, q.states) for q in reading.queues} == {
+            "lost": (0, tuple(zip(states, (0, 0, 0, 0, 1), strict=True))),
+            "serial": (0, tuple(zip(states, (0, 0, 1, 1, 0), strict=True))),
+        }
+        assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 0}
 
 
 RIVER_STATES = ("available", "pending", "scheduled", "overdue", "running", "retryable")

@@ -417,8 +417,8 @@ def good_job(p: GoodJobPreset) -> PresetQuery:
         queue = "coalesce(queue_name, 'default')"
         parts = [
             f"SELECT '' AS tenant, {queue} AS queue, CASE WHEN performed_at IS NOT NULL THEN 'running' "
-            f"WHEN coalesce(scheduled_at, created_at) > timezone('UTC', now()) THEN CASE WHEN {GOOD_JOB_EXECUTIONS} > 1 "
-            "THEN 'retried' ELSE 'scheduled' END ELSE 'queued' END AS state, count(*) AS n, "
+            "WHEN coalesce(scheduled_at, created_at) > timezone('UTC', now()) THEN CASE WHEN "
+            f"{GOOD_JOB_EXECUTIONS} > 1 THEN 'retried' ELSE 'scheduled' END ELSE 'queued' END AS state, count(*) AS n, "
             "extract(epoch FROM min(coalesce(scheduled_at, created_at)))::float8 AS oldest, 0::bigint AS stale "
             f"FROM {s}.good_jobs WHERE finished_at IS NULL GROUP BY 2, 3",
             "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
@@ -443,37 +443,54 @@ def good_job(p: GoodJobPreset) -> PresetQuery:
     return _pending(p, probe, resolve)
 
 
+PROCRASTINATE_HEARTBEAT = 30  # s: get_stalled_jobs' seconds_since_heartbeat, the worker's stalled_worker_timeout
+
+
 def procrastinate(p: ProcrastinatePreset) -> PresetQuery:
     """Procrastinate 3+: `todo` and `doing` jobs through its partial index procrastinate_jobs_id_lock_idx_v1
-    (status IN todo, doing). The oldest ready job is the lowest id of a queue's due `todo` jobs (ids
-    follow defer order); its enqueue time is its `deferred` event (or its scheduled_at when that
-    is earlier). Workers: `procrastinate_workers` whose heartbeat is within the worker's default
-    stalled_worker_timeout (30 s), busy when a `doing` job names them. Procrastinate indexes no
-    finish time: finished states are counted only with `count_finished` (a scan of the history).
+    (status IN todo, doing), split as the library itself decides:
+
+    - `blocked`: a due `todo` job whose `lock` a `doing` job holds: procrastinate_fetch_job_v2
+      (sql/schema.sql) rejects it until that job ends (found through procrastinate_jobs_lock_idx_v1);
+    - `stalled`: a `doing` job of no worker or of a worker whose heartbeat is older than 30 s, as
+      select_stalled_jobs_by_heartbeat (sql/queries.sql) and get_stalled_jobs' default define it;
+    - `scheduled`: a `todo` job due in the future; `todo` and `doing` the rest.
+
+    Depth is `todo`; the oldest ready job is the lowest id of a queue's due, unblocked `todo` jobs
+    (ids follow defer order), its enqueue time its `deferred` event (or its scheduled_at when that is
+    earlier). Workers: `procrastinate_workers` whose heartbeat is within 30 s, busy when a `doing`
+    job names them. Procrastinate indexes no finish time: finished states are counted only with
+    `count_finished` (a scan of the history).
 
     No `overdue`: a scheduled job is fetched by any worker once its time passes (no stager).
     """
     s = quote_ident(p.schema_)
+    heartbeat = f"now() - interval '{PROCRASTINATE_HEARTBEAT} seconds'"
     live = f"{s}.procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
     due = "j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())"
+    held = (f"j.lock IS NOT NULL AND EXISTS (SELECT 1 FROM {s}.procrastinate_jobs d WHERE d.lock = j.lock "
+            "AND d.status = 'doing')")
+    stalled = (f"j.worker_id IS NULL OR EXISTS (SELECT 1 FROM {s}.procrastinate_workers w WHERE w.id = j.worker_id "
+               f"AND w.last_heartbeat < {heartbeat})")
     parts = [
         "SELECT '' AS tenant, j.queue_name AS queue, CASE WHEN j.status = 'todo' AND j.scheduled_at > now() "
-        f"THEN 'scheduled' ELSE j.status::text END AS state, count(*) AS n, NULL::float8 AS oldest, "
-        f"0::bigint AS stale FROM {live} GROUP BY 2, 3",
+        f"THEN 'scheduled' WHEN j.status = 'todo' AND ({held}) THEN 'blocked' "
+        f"WHEN j.status = 'doing' AND ({stalled}) THEN 'stalled' ELSE j.status::text END AS state, count(*) AS n, "
+        f"NULL::float8 AS oldest, 0::bigint AS stale FROM {live} GROUP BY 2, 3",
         "SELECT '', f.queue_name, 'todo', 0, extract(epoch FROM least(f.scheduled, (SELECT min(e.at) FROM "
         f"{s}.procrastinate_events e WHERE e.job_id = f.first AND e.type = 'deferred')))::float8, 0 FROM ("
         "SELECT j.queue_name, min(j.id) FILTER (WHERE j.scheduled_at IS NULL) AS first, min(j.scheduled_at) AS "
-        f"scheduled FROM {live} AND {due} GROUP BY 1) f",
+        f"scheduled FROM {live} AND {due} AND NOT ({held}) GROUP BY 1) f",
         "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
         f"{s}.procrastinate_jobs j WHERE j.worker_id = w.id AND j.status = 'doing') THEN 'busy' ELSE 'idle' END, "
-        f"count(*), NULL, 0 FROM {s}.procrastinate_workers w "
-        "WHERE w.last_heartbeat > now() - interval '30 seconds' GROUP BY 3",
+        f"count(*), NULL, 0 FROM {s}.procrastinate_workers w WHERE w.last_heartbeat >= {heartbeat} GROUP BY 3",
     ]
     if p.count_finished:
         parts.append(f"SELECT '', queue_name, status::text, count(*), NULL, 0 FROM {s}.procrastinate_jobs "
                      "WHERE status NOT IN ('todo', 'doing') GROUP BY 2, 3")
     finished = ("succeeded", "failed", "cancelled", "aborted") if p.count_finished else ()
-    return PresetQuery(p.query_name, " UNION ALL ".join(parts), (), ("todo", "scheduled", "doing", *finished),
+    return PresetQuery(p.query_name, " UNION ALL ".join(parts), (),
+                       ("todo", "scheduled", "blocked", "doing", "stalled", *finished),
                        frozenset({"todo"}), frozenset({"failed"}) if p.count_finished else None,
                        queues=tuple(p.queues), timeout=p.timeout, workers=("busy", "idle"),
                        probe=f"SELECT to_regclass({_literal(s + '.procrastinate_workers')}) IS NOT NULL AS ok",
