@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from exporter.model import QueueStats
@@ -65,6 +65,7 @@ class PresetQuery:
     probe: str | None = None  # run once before the first collection (one row of facts about the schema)
     requires: Callable[[Mapping[str, Any]], None] | None = None  # raises UnsupportedVersion on the facts
     resolve: Callable[[Mapping[str, Any]], PresetQuery] | None = None  # the statement built from the facts
+    statistics: bool = False  # an `_unanalyzed` row: tables of the preset never analyzed
 
 
 class UnsupportedVersion(Exception):
@@ -81,6 +82,7 @@ class Flow:
     capacity: int | None = None  # job slots of the live workers, where the library records them
     busy_slots: int | None = None  # of those, slots running a job now
     malformed: int = 0  # rows the library wrote that cannot be read (a worker's metadata that is not JSON)
+    unanalyzed: int | None = None  # tables the preset reads that have never been analyzed
 
 
 def _epoch(aggregate: str, unit: str = "timestamp") -> str:
@@ -578,8 +580,20 @@ _BUILDERS: dict[str, Callable[[Any], PresetQuery]] = {
 
 
 def build(preset: AnyPreset) -> PresetQuery:
-    """The statement of a configured preset."""
-    return _BUILDERS[preset.preset](preset)
+    """The statement of a configured preset; a library preset's also counts its never-analyzed tables."""
+    query = _BUILDERS[preset.preset](preset)
+    if isinstance(preset, GenericPreset):
+        return query
+    return _with_statistics(query, statistics_tables(preset))
+
+
+def _with_statistics(query: PresetQuery, tables: list[str]) -> PresetQuery:
+    """One `_unanalyzed` row more (jobqueue_postgres_tables_unanalyzed), in the same round trip."""
+    if query.resolve is not None:
+        resolve = query.resolve
+        return replace(query, resolve=lambda facts: _with_statistics(resolve(facts), tables))
+    row = f"SELECT '', '', '_unanalyzed', count(*), NULL, 0 FROM ({unanalyzed(tables)}) u"
+    return replace(query, sql=f"{query.sql} UNION ALL {row}", statistics=True)
 
 
 _TABLES = {  # relations each library preset reads, in its schema (what `doctor` checks SELECT on)
@@ -598,6 +612,29 @@ def reads(preset: AnyPreset) -> list[str]:
         return [quote_ident(preset.table)]
     s = quote_ident(preset.schema_)
     return [f'{s}."{t}"' for t in _TABLES[preset.preset]]
+
+
+STATISTICS_MIN_BYTES = 8 * 1024 * 1024  # below this a plan made without statistics still runs fast
+
+
+def statistics_tables(preset: AnyPreset) -> list[str]:
+    """The tables whose statistics the preset's plans depend on: what it reads, a view's job table too."""
+    tables = reads(preset)
+    if isinstance(preset, GraphileWorkerPreset):
+        tables.append(f"{quote_ident(preset.schema_)}._private_jobs")
+    return tables
+
+
+def unanalyzed(tables: Sequence[str]) -> str:
+    """SQL: the tables (each partition of a partitioned one) of at least 8 MB that have never been
+    analyzed (pg_class.reltuples < 0, PostgreSQL 14+: a fresh restore, autovacuum off). Their plans
+    guess row counts and may scan the whole history; `ANALYZE` is the fix."""
+    regs = ", ".join(f"to_regclass({_literal(t)})" for t in tables)
+    return (f"SELECT c.oid::regclass::text AS relation FROM unnest(ARRAY[{regs}]::regclass[]) AS r(oid) "
+            "LEFT JOIN LATERAL pg_partition_tree(r.oid) AS t ON true "
+            "JOIN pg_class c ON c.oid = coalesce(t.relid, r.oid) "
+            f"WHERE coalesce(t.isleaf, true) AND c.relkind = 'r' AND c.reltuples < 0 "
+            f"AND pg_relation_size(c.oid) >= {STATISTICS_MIN_BYTES}")
 
 
 def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
@@ -628,7 +665,7 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
         group("", queue)
     for tenant, queue, state, n, oldest, stale in rows:
         tenant, queue = tenant or "", queue or ""
-        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots", "_malformed")) \
+        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots", "_malformed", "_unanalyzed")) \
                 or not in_shard(tenant, shard):
             continue
         g = group(tenant, queue)
@@ -671,7 +708,7 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
             workers[state[9:]] = workers.get(state[9:], 0) + int(n)
         elif state == "_scheduler" and scheduler is not None:
             scheduler += int(n)
-        elif state in ("_capacity", "_busy_slots", "_malformed"):
+        elif state in ("_capacity", "_busy_slots", "_malformed", "_unanalyzed"):
             slots[state] = slots.get(state, 0) + int(n or 0)
         elif state.startswith("_done_"):
             counts = done.setdefault((tenant or "", queue or ""), {})
@@ -683,7 +720,7 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
             finished.append({"query": q.name, "tenant": s.tenant, "queue": s.queue, "window_seconds": q.window,
                              **{o: counts.get(o, 0) for o in q.outcomes}})
     return Flow(workers, scheduler, finished, slots.get("_capacity"), slots.get("_busy_slots"),
-                slots.get("_malformed", 0))
+                slots.get("_malformed", 0), slots.get("_unanalyzed", 0) if q.statistics else None)
 
 
 def fold_pivot(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:

@@ -120,6 +120,9 @@ class PostgresSource(Source):
         MetricDef("jobqueue_postgres_schedulers", "Live processes that move due scheduled jobs to ready: River and "
                   "Oban an unexpired leader (0 or 1), Solid Queue dispatchers with a fresh heartbeat. 0 while "
                   "jobqueue_jobs{state=\"overdue\"} grows is a stalled scheduler.", ("query",)),
+        MetricDef("jobqueue_postgres_tables_unanalyzed", "Tables (partitions) of 8 MB or more that a library preset "
+                  "reads and that have never been analyzed (a fresh restore, autovacuum off): their plans guess and "
+                  "may read the whole history. Run ANALYZE on them; `doctor` names them.", ("query",)),
     )
 
     def __init__(self, config: PostgresConfig, context: SourceContext, clock: Any = time.time) -> None:
@@ -232,6 +235,8 @@ class PostgresSource(Source):
                         slots[metric] = slots.get(metric, 0) + count
                 if flow.scheduler is not None:
                     samples.append(Sample("jobqueue_postgres_schedulers", (preset.name,), flow.scheduler))
+                if flow.unanalyzed is not None:
+                    samples.append(Sample("jobqueue_postgres_tables_unanalyzed", (preset.name,), flow.unanalyzed))
                 for f in flow.finished:
                     window = f"{f['window_seconds']:g}s"
                     samples += [Sample("jobqueue_jobs_finished_window", (f["tenant"], f["queue"], o, window), n)
