@@ -82,7 +82,7 @@ def river_backlog(conn: Any, queues: int) -> None:
                ELSE now() + interval '1 hour' END
         FROM generate_series(1, {WAITING + RUNNING + SCHEDULED}) i""")
     conn.execute(f"INSERT INTO lib.river_queue (name) SELECT 'q' || i FROM generate_series(0, {queues - 1}) i")
-    conn.execute("VACUUM ANALYZE lib.river_job, lib.river_queue")
+    conn.execute("VACUUM (ANALYZE, INDEX_CLEANUP OFF) lib.river_job, lib.river_queue")
 
 
 def oban(conn: Any, n: int) -> None:
@@ -101,7 +101,7 @@ def oban_backlog(conn: Any, queues: int) -> None:
                CASE WHEN i <= {WAITING + RUNNING} THEN timezone('UTC', now()) - make_interval(secs => i % 600)
                ELSE timezone('UTC', now()) + interval '1 hour' END
         FROM generate_series(1, {WAITING + RUNNING + SCHEDULED}) i""")
-    conn.execute("VACUUM ANALYZE lib.oban_jobs")
+    conn.execute("VACUUM (ANALYZE, INDEX_CLEANUP OFF) lib.oban_jobs")
 
 
 def good_job(conn: Any, n: int) -> None:
@@ -119,7 +119,7 @@ def good_job_backlog(conn: Any, queues: int) -> None:
                ELSE timezone('UTC', now()) + interval '1 hour' END, timezone('UTC', now()) - interval '10 minutes',
                CASE WHEN i > {WAITING} AND i <= {WAITING + RUNNING} THEN timezone('UTC', now()) END, 0
         FROM generate_series(1, {WAITING + RUNNING + SCHEDULED}) i""")
-    conn.execute("VACUUM ANALYZE lib.good_jobs")
+    conn.execute("VACUUM (ANALYZE, INDEX_CLEANUP OFF) lib.good_jobs")
 
 
 def solid_queue(conn: Any, n: int) -> None:
@@ -151,7 +151,7 @@ def solid_queue_backlog(conn: Any, queues: int) -> None:
     conn.execute(f"""INSERT INTO lib.solid_queue_failed_executions (job_id, error, created_at)
         SELECT id, 'boom', timezone('UTC', now()) FROM lib.solid_queue_jobs
         WHERE id > {first} + {WAITING + RUNNING + SCHEDULED}""")
-    conn.execute("VACUUM ANALYZE lib.solid_queue_jobs, lib.solid_queue_ready_executions, "
+    conn.execute("VACUUM (ANALYZE, INDEX_CLEANUP OFF) lib.solid_queue_jobs, lib.solid_queue_ready_executions, "
                  "lib.solid_queue_claimed_executions, lib.solid_queue_scheduled_executions, "
                  "lib.solid_queue_failed_executions, lib.solid_queue_processes")
 
@@ -185,7 +185,7 @@ def procrastinate_backlog(conn: Any, queues: int) -> None:
     conn.execute(f"""INSERT INTO procrastinate_events (job_id, type, at)
         SELECT id, 'deferred', now() - make_interval(secs => id % 600) FROM procrastinate_jobs WHERE id > {first}""")
     conn.execute("ALTER TABLE procrastinate_jobs ENABLE TRIGGER USER")
-    conn.execute("VACUUM ANALYZE procrastinate_jobs, procrastinate_events")
+    conn.execute("VACUUM (ANALYZE, INDEX_CLEANUP OFF) procrastinate_jobs, procrastinate_events")
 
 
 def pg_boss(conn: Any, n: int) -> None:
@@ -212,7 +212,7 @@ def pg_boss_backlog(conn: Any, queues: int) -> None:
                ELSE now() - make_interval(secs => i % 600) END,
                CASE WHEN i > {WAITING} AND i <= {WAITING + RUNNING} THEN now() END
         FROM generate_series(1, {WAITING + RUNNING + SCHEDULED}) i""")
-    conn.execute("VACUUM ANALYZE lib.job, lib.queue")
+    conn.execute("VACUUM (ANALYZE, INDEX_CLEANUP OFF) lib.job, lib.queue")
 
 
 def graphile(conn: Any, n: int) -> None:
@@ -224,7 +224,7 @@ def graphile_backlog(conn: Any, queues: int) -> None:
     conn.execute("DELETE FROM graphile_worker._private_job_queues")
     conn.execute(f"SELECT graphile_worker.add_job('task_' || (i % {queues}), '{{}}'::json) "
                  f"FROM generate_series(1, {WAITING}) i")
-    conn.execute("VACUUM ANALYZE graphile_worker._private_jobs, graphile_worker._private_tasks")
+    conn.execute("VACUUM (ANALYZE, INDEX_CLEANUP OFF) graphile_worker._private_jobs, graphile_worker._private_tasks")
 
 
 def pgmq(conn: Any, n: int) -> None:
@@ -411,6 +411,10 @@ def main() -> None:
     with admin() as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
     load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    out = Path(args.out)
+    if out.exists():  # a run of some presets replaces their rows and keeps the others'
+        results = {**json.loads(out.read_text()).get("details", {}), **results}
+    libraries = [library for library in LIBRARIES if library in results]
     rows = [[library, *(f"{results[library][str(n)]['collect_ms']} ms" for n in counts)] for library in libraries]
     document = {
         "bench": "bench_postgres_presets",
@@ -424,8 +428,8 @@ def main() -> None:
         "target_ms": 50,
         "details": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(document, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
     print(json.dumps(document["tables"], indent=2))
 
 
