@@ -213,6 +213,9 @@ def pg_boss_backlog(conn: Any, queues: int) -> None:
                CASE WHEN i > {WAITING} AND i <= {WAITING + RUNNING} THEN now() END
         FROM generate_series(1, {WAITING + RUNNING + SCHEDULED}) i""")
     conn.execute("VACUUM (ANALYZE, INDEX_CLEANUP OFF) lib.job, lib.queue")
+    # pg-boss's supervisor keeps each queue's counts cached (queue.failed_count, monitor_on); the real
+    # library fills the cache here as it would, and the preset reads it as getQueueStats() does
+    _node("pg-boss12-stats", f"{SHARED}/{conn.info.dbname}", "lib", *(f"q{i}" for i in range(queues)))
 
 
 def graphile(conn: Any, n: int) -> None:

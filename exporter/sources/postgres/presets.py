@@ -197,6 +197,7 @@ def _describe(facts: Mapping[str, Any]) -> str:
 
 
 PG_BOSS_LIVE_FAILED = 46  # schema version 46 (pg-boss 12.38): LIVE_STATES with `failed`, its index job_i14
+PG_BOSS_STATS_TTL = 3600.0  # dist/manager.js QUEUE_STATS_CACHE_TTL_SECONDS: getQueueStats() serves the cache
 
 
 def pg_boss(p: PgBossPreset) -> PresetQuery:
@@ -207,8 +208,11 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
     and its age is pg-boss's `readyOldestSeconds`: GREATEST(created_on, start_after). The live
     states are read as pg-boss's own `LIVE_STATES` (dist/plans.js: created, retry, active, failed;
     its index job_i14 holds exactly those): from schema version 46 (pg-boss 12.38) `failed` is live
-    and the failed jobs still retained are `jobqueue_failed_jobs`, as getQueueStats().failedCount;
-    before it failed jobs have no index by queue and are counted only with `count_finished`.
+    and the failed jobs still retained are `jobqueue_failed_jobs`, as getQueueStats().failedCount
+    (dist/manager.js) answers: the count pg-boss's monitor cached in `queue.failed_count` while it is
+    under an hour old (`monitor_on`), else counted through job_i14 (a queue retaining 500k failed
+    jobs costs about a second: pg-boss's own monitor pays it too). Before 12.38 failed jobs have no
+    index by queue and are counted only with `count_finished`.
     Completed and cancelled jobs are counted over `finished_window` per queue through job_i16 (name,
     completed_on), and in total only with `count_finished`.
     """
@@ -224,15 +228,18 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
                                      "needs pg-boss 10 or later (schema version >= 21)")
         blocked = "WHEN blocked THEN 'blocked' " if facts.get("blocked") else ""
         live_failed = version >= PG_BOSS_LIVE_FAILED
-        live = "('created', 'retry', 'active', 'failed')" if live_failed else "('created', 'retry', 'active')"
         parts = [  # per queue, so that the index range is (name, state), not every failed job's entry
             "SELECT '' AS tenant, q.name AS queue, l.state, l.n, l.oldest, 0::bigint AS stale "
             f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT CASE WHEN state < 'active' THEN CASE "
             f"{blocked}WHEN start_after > now() THEN 'deferred' ELSE state::text END ELSE state::text END AS state, "
             "count(*) AS n, extract(epoch FROM min(GREATEST(created_on, start_after)))::float8 AS oldest "
-            f"FROM {s}.job j WHERE j.name = q.name AND j.state IN {live} GROUP BY 1) l",
+            f"FROM {s}.job j WHERE j.name = q.name AND j.state IN ('created', 'retry', 'active') GROUP BY 1) l",
             f"SELECT '', name, '_queue', 0, NULL, 0 FROM {s}.queue",
         ]
+        if live_failed:  # getQueueStats(): the monitor's cached count while under an hour old, else counted
+            parts.append(f"SELECT '', q.name, 'failed', CASE WHEN q.monitor_on > now() - {_secs(PG_BOSS_STATS_TTL)} "
+                         f"THEN q.failed_count ELSE (SELECT count(*) FROM {s}.job j WHERE j.name = q.name "
+                         f"AND j.state = 'failed') END, NULL, 0 FROM {s}.queue q")
         if p.finished_window:
             parts.append(
                 "SELECT '', q.name, '_done_' || d.state, d.n, NULL, 0 "
