@@ -281,16 +281,17 @@ async def test_graphile_worker_ready_is_what_get_jobs_would_take() -> None:
     `job_queues.is_available`: a due job behind a queue a running job holds is `blocked`; a lock
     older than 4 h (dist/sql/resetLockedAt.js frees it) is `lock_expired`; neither is ready."""
     with scratch_database() as db:  # a graphile_worker schema of its own
-        holder = subprocess.Popen(["node", str(NODE / "pg_graphile_hold.js"), db], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+        holder = await asyncio.create_subprocess_exec("node", str(NODE / "pg_graphile_hold.js"), db,
+                                                      stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert holder.stdin is not None and holder.stdout is not None
         try:
-            def held() -> str:  # the runner logs to stdout too
-                for line in holder.stdout:  # type: ignore[union-attr]
-                    if line.startswith("{"):
+            async def held() -> bytes:  # the runner logs to stdout too
+                async for line in holder.stdout:  # type: ignore[union-attr]
+                    if line.startswith(b"{"):
                         return line
-                return ""
+                return b""
 
-            assert json.loads(await asyncio.wait_for(asyncio.to_thread(held), 60)) == {"held": True}
+            assert json.loads(await asyncio.wait_for(held(), 60)) == {"held": True}
             body = "    queues:\n      - preset: graphile-worker\n        queue_by: queue_name\n"
             reading = await collect(db, body)
             assert {q.queue: (q.depth, q.states) for q in reading.queues} == {
@@ -304,13 +305,12 @@ async def test_graphile_worker_ready_is_what_get_jobs_would_take() -> None:
             stale = await collect(db, body)
             assert {q.queue: (q.depth, q.states) for q in stale.queues}[""] == (0, graphile(0, 0, 0, 0, 0, 1, 0))
         finally:
-            holder.stdin.close()  # type: ignore[union-attr]
+            holder.stdin.close()
             try:
-                holder.wait(timeout=30)
-            finally:
-                if holder.poll() is None:
-                    holder.kill()
-                    holder.wait(timeout=10)
+                await asyncio.wait_for(holder.wait(), 30)
+            except TimeoutError:
+                holder.kill()
+                await asyncio.wait_for(holder.wait(), 10)
 
 
 async def test_procrastinate_real_library_and_worker(dsn: str) -> None:
