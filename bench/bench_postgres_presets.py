@@ -393,6 +393,25 @@ def run(history: int, libraries: list[str], counts: list[int], rounds: int, keep
     return results
 
 
+PLANS = Path(__file__).resolve().parent.parent / "docs" / "sources" / "postgres-plans.md"
+
+
+def plans_markdown(document: dict[str, Any]) -> str:
+    """docs/sources/postgres-plans.md: each preset's plan at its largest queue count, from the results."""
+    out = ["# PostgreSQL presets: query plans at 10M history rows", "",
+           "`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of each library preset's statement (with `jit = off`, as the",
+           f"exporter's sessions), as `{document['command']}` recorded them in",
+           "[bench/results/bench_postgres_presets.json](../../bench/results/bench_postgres_presets.json)",
+           f"({document['measured']}; {document['conditions']}). How the data is built:",
+           "[bench/bench_postgres_presets.py](../../bench/bench_postgres_presets.py); the figures:",
+           "[postgres.md, Performance](postgres.md#performance). The times inside a plan include EXPLAIN's own",
+           "timing overhead and, on this shared machine, waiting for a CPU.", ""]
+    for library, runs in document["details"].items():
+        queues = max(runs, key=int)
+        out += [f"### `{library}`, {queues} queues", "", "```", runs[queues]["plan"], "```", ""]
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=int, default=10_000_000)
@@ -402,6 +421,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases for the next run")
     parser.add_argument("--build-only", action="store_true", help="build (and keep) the databases, measure nothing")
     parser.add_argument("--out", default=str(RESULTS), help="the results JSON (bench/results/ shape)")
+    parser.add_argument("--plans", default=str(PLANS), help="the plans page written from the results")
     args = parser.parse_args()
     libraries = [name for name in args.presets.split(",") if name]
     unknown = sorted(set(libraries) - set(LIBRARIES))
@@ -433,6 +453,7 @@ def main() -> None:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=2) + "\n")
+    Path(args.plans).write_text(plans_markdown(document))
     print(json.dumps(document["tables"], indent=2))
 
 
