@@ -437,7 +437,8 @@ def main() -> None:
     out = Path(args.out)
     if out.exists():  # a run of some presets replaces their rows and keeps the others'
         results = {**json.loads(out.read_text()).get("details", {}), **results}
-    libraries = [library for library in LIBRARIES if library in results]
+    results = {library: results[library] for library in LIBRARIES if library in results}
+    libraries = list(results)
     rows = [[library, *(f"{results[library][str(n)]['collect_ms']} ms" for n in counts)] for library in libraries]
     document = {
         "bench": "bench_postgres_presets",
