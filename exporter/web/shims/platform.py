@@ -220,7 +220,7 @@ async def get_queues(request: web.Request) -> web.Response:
     shim, denied = _guard(request)
     if denied:
         return _reply(denied, request)
-    return respond(ok({"queues": queue_rows(view(request, shim))}))
+    return respond(ok({"queues": queue_rows(await view(request, shim))}))
 
 
 @routes.get("/api/v1/platform/system/queues/{queue_name}/jobs")
@@ -239,7 +239,7 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
             return respond(value)
     assert isinstance(limit, int) and isinstance(offset, int)
     name = request.match_info["queue_name"]
-    v = view(request, shim)
+    v = await view(request, shim)
     page: JobPage | None = None
     if any(r["name"] == name for r in queue_rows(v)):
         try:
@@ -285,7 +285,7 @@ async def get_infrastructure(request: web.Request) -> web.Response:
     shim, denied = _guard(request)
     if denied:
         return _reply(denied, request)
-    return respond(infrastructure(view(request, shim), shim))
+    return respond(infrastructure(await view(request, shim), shim))
 
 
 @routes.get("/api/v1/platform/system/infrastructure/alerts")
@@ -300,7 +300,7 @@ async def get_alerts(request: web.Request) -> web.Response:
     severity = request.query.get("severity")
     if severity is not None and severity not in SEVERITIES:
         return respond(fail(400, "INVALID_PARAMETER", "severity must be one of error, warning, info"))
-    v = view(request, shim)
+    v = await view(request, shim)
     if shim.alertmanager_url is None:
         return respond(ok({"alerts": own_alerts(v, hours, severity)}))
     try:

@@ -169,7 +169,7 @@ def consistency(v: View, shim: ServiceShim) -> Reply:
 async def get_health(request: web.Request) -> web.Response:
     """Seed 002: public basic health (status, version, build, uptime) for load balancers."""
     shim = enabled(request, "service", ServiceShim)
-    return respond(basic(view(request, shim), shim))
+    return respond(basic(await view(request, shim), shim))
 
 
 @routes.get("/health/detailed")
@@ -178,7 +178,7 @@ async def get_detailed(request: web.Request) -> web.Response:
     shim = enabled(request, "service", ServiceShim)
     if presented(request).credential is None:
         return respond(UNAUTHORIZED)
-    return respond(detailed(view(request, shim), shim))
+    return respond(detailed(await view(request, shim), shim))
 
 
 @routes.get("/health/consistency")
@@ -187,7 +187,7 @@ async def get_consistency(request: web.Request) -> web.Response:
     shim = enabled(request, "service", ServiceShim)
     if presented(request).credential is None:
         return respond(UNAUTHORIZED)
-    return respond(consistency(view(request, shim), shim))
+    return respond(consistency(await view(request, shim), shim))
 
 
 # --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
