@@ -286,6 +286,15 @@ def alerts(r: Rules) -> None:
       "source or health metric from it is fresh.",
       "Down, or gone: no target of the job at all (a removed target or a broken service discovery).\n"
       "The job selector is alerts/config.yml job_selector.")
+    a(rules, "JobQueueWatchdog", "none", "vector(1)", "0m",
+      "Always firing, so that a dead man's switch notices when alerts stop arriving.",
+      "This alert fires always{{ with $externalLabels.cluster }} (cluster {{ . }}){{ end }}, as long as "
+      "Prometheus evaluates the jobqueue rules and Alertmanager "
+      "delivers them. Route it to a dead man's switch (alerts/alertmanager.example.yml `heartbeat`) that pages "
+      "when it stops: an Alertmanager that cannot be reached cannot page about itself.",
+      "Issue 21 item 8: an unreachable Alertmanager must page. The exporter's own Alertmanager reads\n"
+      "(the platform shim's ALERTMANAGER_UNAVAILABLE) page through an http source probing it (JobQueueSourceDown,\n"
+      "docs/shims.md); an Alertmanager that is down delivers nothing, so this heartbeat pages from outside.")
     a(rules, "JobQueueShardsMismatch", "critical", """
         (
           sum by (job) (2 ^ jobqueue_exporter_shard_ordinal)
