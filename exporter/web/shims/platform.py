@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import statistics
 from collections.abc import Iterable
 from typing import Any
@@ -247,8 +248,11 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
                 page = await request.app[SCHEDULER].call(  # on the loop where the sources' connections live
                     _list_jobs(request.app[SCHEDULER].sources, v, name, status, limit, offset))
         except (TimeoutError, SourceError) as err:  # a dead or slow backend: 503, never a crash
+            # No page for this one answer (a stall of a few seconds is no outage); the next collection
+            # decides: when it fails too, the system reads unhealthy and JobQueueSourceDown pages.
             log.warning("job listing failed", extra={"queue": name, "error": type(err).__name__})
-            return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"))
+            return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"),
+                           {"Retry-After": str(math.ceil(shim.jobs_timeout))})
     if page is None:
         return respond(fail(404, "NOT_FOUND", f"Queue {name!r} not found"))
     jobs = [job_body(job) for job in page.jobs]
