@@ -72,8 +72,9 @@ def services(v: View, shim: ServiceShim) -> dict[str, dict[str, Any]]:
             continue
         latency = state.reading.latency
         issues = v.health.issues_of(source) if v.health is not None else []
-        # consistency findings are /health/consistency's business, not the service's
-        degraded = any(not i.id.startswith(("check:", "check_failed:")) and i.severity != "info" for i in issues)
+        # consistency findings are /health/consistency's business, not the service's; a check that cannot
+        # run against it is the service's (what it feeds is unknown, never "ok")
+        degraded = any(not i.id.startswith("check:") and i.severity != "info" for i in issues)
         probe = state.reading.fact(ProbeResult)  # an HTTP probe that answered, but wrongly
         status = "error" if probe is not None and not probe.ok else "degraded" if degraded else "ok"
         out[name] = {"status": status, "latency_ms": round(latency * 1000) if latency is not None else None}
@@ -193,7 +194,8 @@ def consistency(v: View, shim: ServiceShim) -> Reply:
         {"file_name": f.get("file_name"), "file_uuid": f.get("file_uuid"), "status": f.get("status"),
          "detail": f.get("detail")} for f in c.rows]} for c in state.reading.facts_of(CheckRecord)
         if c.severity is not None]
-    bad = any(c["count"] > 0 and c["severity"] != "info" for c in checks)
+    failed = any(c.error for c in state.reading.facts_of(CheckRecord) if c.severity is not None)
+    bad = failed or any(c["count"] > 0 and c["severity"] != "info" for c in checks)  # one that cannot run: unknown
     return 200, {"status": "degraded" if bad else "ok", "checked_at": iso(state.status.observed_at), "checks": checks}
 
 

@@ -63,3 +63,23 @@ def test_build_facts_come_from_the_build_never_from_the_clock() -> None:
                        ServiceShim(system="media"))
     assert code == 200 and body["uptime_ms"] == 3000
     assert body["build_timestamp"] != "2027-01-15T07:59:57Z"  # never the start time
+
+
+def test_a_check_that_cannot_run_never_reads_ok() -> None:
+    """Issue 22 item 7 in seed 002's words: a consistency check that cannot run makes /health/consistency
+    `degraded` (its count of 0 means nothing), and a check the system reads that cannot run makes its
+    service `degraded` (it used to read `ok`, and so did /health)."""
+    from exporter.health.config import CheckRule
+
+    system = SystemConfig(name="media", sources=["db"],
+                          checks=[CheckRule(source="db"), CheckRule(source="db", checks=["identities_count"])])
+    missing = 'relation "media_identities" does not exist'
+    for fact, consistency_status in ((CheckRecord("orphans", "warn", 0, error=missing), "degraded"),
+                                     (CheckRecord("identities_count", None, 0, error=missing), "ok")):
+        db = builders.reading(latency=0.002, facts=[fact])
+        snap = builders.snapshot(builders.state("db", db, backend="postgres"))
+        view = builders.view(snap, evaluate(system, snap, History(), NOW), systems=[system])
+        shim = ServiceShim.model_validate({"system": "media", "services": {"postgres": "db"}, "consistency": "db"})
+        assert services(view, shim) == {"postgres": {"status": "degraded", "latency_ms": 2}}
+        assert basic(view, shim)[1]["status"] == "degraded"
+        assert consistency(view, shim)[1]["status"] == consistency_status
