@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.config import parse_config, parse_shard  # noqa: E402
-from exporter.metrics import render_source  # noqa: E402
+from exporter.metrics import Renderer  # noqa: E402
 from exporter.model import Snapshot, SourceStatus  # noqa: E402
 from exporter.sources.base import SourceContext  # noqa: E402
 from exporter.sources.redis import RedisSource  # noqa: E402
@@ -98,6 +98,7 @@ async def measure_cycles(url: str, rounds: int, scripts: str, shard: str = "0/1"
     await source.collect()  # first cycle also SCANs the tenants
     first = time.perf_counter() - started
     collect, render, server, series = [], [], [], 0
+    renderer = Renderer([source])  # the daemon's: kept across collections
     for _ in range(rounds):
         admin.config_resetstat()
         t0 = time.perf_counter()
@@ -105,7 +106,7 @@ async def measure_cycles(url: str, rounds: int, scripts: str, shard: str = "0/1"
         t1 = time.perf_counter()
         server.append(sum(v["usec"] for v in admin.info("commandstats").values()) / 1e6)
         status = SourceStatus("bench", "redis", True, time.time(), t1 - t0, time.time())
-        fragments = render_source(status, reading, {})
+        fragments = renderer.source(status, reading, {})
         t2 = time.perf_counter()
         collect.append(t1 - t0)
         render.append(t2 - t1)
