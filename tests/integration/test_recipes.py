@@ -151,7 +151,8 @@ def test_a_throwaway_shim_and_source_type_touch_exactly_the_named_places(tmp_pat
     (repo / "docs/sources/dummy.md").write_text("# `dummy` sources\n\nA fixed answer: `jobqueue_dummy_answer`.\n")
     assert run(repo, "-m", "exporter.docs", "README.md").returncode == 0
     build = repo / "grafana/build.py"
-    build.write_text(build.read_text().replace('    b.row("Exporter process")\n', PANEL + '    b.row("Exporter process")\n', 1))
+    row = '    b.row("Exporter process")\n'
+    build.write_text(build.read_text().replace(row, PANEL + row, 1))
     assert run(repo, "grafana/build.py").returncode == 0
     # the shim: its module, one table line, the regenerated OpenAPI document
     (repo / "exporter/web/shims/dummy.py").write_text(SHIM_MODULE)
@@ -185,5 +186,5 @@ def test_a_throwaway_shim_and_source_type_touch_exactly_the_named_places(tmp_pat
     config.write_text(config.read_text().replace("backend: answer", "backend: nosuch"))
     refused = run(repo, "-m", "exporter", "--config", str(config), "--check-config")
     assert refused.returncode == 2
-    assert re.search(r"config error: .*config.yaml:6: shims\.dummy\.backend: unknown source 'nosuch'", refused.stderr), \
-        refused.stderr
+    reason = r"config error: .*config.yaml:6: shims\.dummy\.backend: unknown source 'nosuch'"
+    assert re.search(reason, refused.stderr), refused.stderr

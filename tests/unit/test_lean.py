@@ -27,7 +27,8 @@ def test_a_redis_only_daemon_never_imports_asyncpg_or_nats() -> None:
     found = imported_after(
         "import exporter.cli\n"
         "from exporter.config import parse_config\n"
-        "config = parse_config('sources: [{name: r, type: redis, queues: [{layout: list, name: q, key: q}]}]', 'c', {})\n"
+        "config = parse_config('sources: [{name: r, type: redis, queues: [{layout: list, name: q, key: q}]}]',\n"
+        "                      'c', {})\n"
         "scheduler = exporter.cli.build_scheduler(config)\n"
         "scheduler.exposition.body('text')\n")
     assert "redis" in found and "exporter" in found
@@ -43,7 +44,8 @@ def test_a_source_type_is_imported_when_a_source_of_it_is_built() -> None:
     found = imported_after(
         "import exporter.cli\n"
         "from exporter.config import parse_config\n"
-        "config = parse_config('sources: [{name: p, type: postgres, dsn: \"postgresql://u@127.0.0.1/test\"}]', 'c', {})\n"
+        "config = parse_config('sources: [{name: p, type: postgres, dsn: \"postgresql://u@127.0.0.1/test\"}]',\n"
+        "                      'c', {})\n"
         "exporter.cli.build_scheduler(config)\n")
     assert "asyncpg" in found and "nats" not in found
 
