@@ -57,8 +57,8 @@ def _refs(value: object, annotation: object, path: str) -> list[tuple[str, str]]
 
 def _names_a_source(annotation: object) -> bool:
     if get_origin(annotation) is Annotated:
-        return any(isinstance(m, SourceRef) for m in annotation.__metadata__) or _names_a_source(  # type: ignore[attr-defined]
-            get_args(annotation)[0])
+        base, *marks = get_args(annotation)
+        return any(isinstance(m, SourceRef) for m in marks) or _names_a_source(base)
     return any(_names_a_source(arg) for arg in get_args(annotation)) if get_origin(annotation) in _UNIONS else False
 
 
