@@ -194,6 +194,16 @@ async def main() -> None:
     print(f"{'':18}" + "".join(f"{n:>12}" for n in rows))
     for key in keys:
         print(f"{key:18}" + "".join(f"{rows[n].get(key, float('nan')):>12.1f}" for n in rows))
+    labels = {"idle": "idle", "dns": "3 sources hung in DNS",
+              "load": "2,000 busy connections, scrape on `listen`",
+              "load-scrape": "same flood, scrape on `scrape_listen`",
+              "idle1024": "2,000 idle connections, soft fd limit 1,024"}
+    figures = [("scrapes", f"scrapes in {args.seconds:g} s (sequential client)", "{:,.0f}"),
+               ("not_200", "scrapes not answered 200", "{:,.0f}"),
+               ("p50_ms", "`/metrics` p50 ms", "{:,.1f}"), ("p99_ms", "`/metrics` p99 ms", "{:,.1f}"),
+               ("interval_mean_s", "healthy source's interval, mean s (configured 2 s)", "{:.1f}"),
+               ("interval_max_s", "healthy source's interval, max s", "{:.1f}"),
+               ("collect_errors", "healthy source's failed collections", "{:,.0f}")]
     result = {
         "bench": "bench_hostile",
         "command": f"python3 bench/bench_hostile.py --seconds {args.seconds:g}",
@@ -201,9 +211,11 @@ async def main() -> None:
         "conditions": (f"{os.cpu_count()} cores shared with other work (load average "
                        f"{os.getloadavg()[0]:.1f} at the end); exporter, load generator and observer on one host"),
         "tables": {"scenarios": {
-            "columns": ["figure", *rows],
-            "rows": [[key, *(f"{rows[n][key]:.1f}" if key in rows[n] else "" for n in rows)] for key in keys],
+            "columns": ["figure", *(labels[n] for n in rows)],
+            "rows": [[label, *(fmt.format(rows[n][key]) if key in rows[n] else "" for n in rows)]
+                     for key, label, fmt in figures],
         }},
+        "raw": rows,
     }
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
