@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
-from exporter.sources.redis.ops import group_info
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.items import WRONGTYPE
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Reads, Results, count, fill_tenant
+from exporter.sources.redis.ops import XFirst, Xlen, XUndelivered, group_info
 
 
 def id_time(entry_id: Any) -> float:
@@ -34,18 +34,18 @@ class StreamLayout(Layout):
     def templates(self) -> Sequence[str]:
         return (self.key,)
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         key = fill_tenant(self.key, tenant)
-        ops: list[Op] = [("XLEN", key), ("XFIRST", key)]
+        reads: Reads = {"length": Xlen(key), "first": XFirst(key)}
         if self.groups:
-            ops.append(("XUNDELIVERED", key))
+            reads["undelivered"] = XUndelivered(key)
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            length, first = count(r[0]), r[1]
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            length, first = count(r["length"]), r["first"]
             if first == WRONGTYPE:
                 out.malformed += 1
                 first = None
-            undelivered = r[2] if self.groups and r[2] != WRONGTYPE else [[], None]
+            undelivered = r["undelivered"] if self.groups and r["undelivered"] != WRONGTYPE else [[], None]
             groups = [group_info(g) for g in undelivered[0]]
             if not groups:
                 oldest = id_time(first) if first else None
@@ -67,4 +67,4 @@ class StreamLayout(Layout):
             oldest = id_time(next_id) if next_id and depth else None
             out.queues.append(QueueStats(self.name, depth, tenant, oldest, (("pending", pending_total),)))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)

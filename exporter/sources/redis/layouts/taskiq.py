@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.items import WRONGTYPE
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Reads, Results, count, fill_tenant
+from exporter.sources.redis.ops import Llen, XGroups, Xlen, XNext
 
 
 class TaskiqLayout(Layout):
@@ -37,21 +38,26 @@ class TaskiqLayout(Layout):
     def templates(self) -> Sequence[str]:
         return self.queues
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]
         stream = self.broker == "stream"
-        group = self.consumer_group
-        ops: list[Op] = [op for q in queues
-                         for op in ((("XLEN", q), ("XGROUPS", q), ("XNEXT", q, group)) if stream else (("LLEN", q),))]
+        reads: Reads = {}
+        for q in queues:
+            if stream:
+                reads[q, "length"] = Xlen(q)
+                reads[q, "groups"] = XGroups(q)
+                reads[q, "next"] = XNext(q, group=self.consumer_group)
+            else:
+                reads[q, "length"] = Llen(q)
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, queue in enumerate(queues):
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for queue in queues:
                 if not stream:
-                    depth = count(r[i])
-                    out.malformed += r[i] == WRONGTYPE
+                    depth = count(r[queue, "length"])
+                    out.malformed += r[queue, "length"] == WRONGTYPE
                     out.queues.append(QueueStats(queue, depth, tenant, None, (("queued", depth),)))
                     continue
-                length, groups, first = r[3 * i : 3 * i + 3]
+                length, groups, first = r[queue, "length"], r[queue, "groups"], r[queue, "next"]
                 if length == WRONGTYPE or groups == WRONGTYPE:
                     out.malformed += 1
                     groups, first = [], None
@@ -66,7 +72,7 @@ class TaskiqLayout(Layout):
                 states = (("queued", waiting), ("pending", pending))
                 out.queues.append(QueueStats(queue, waiting, tenant, oldest, states))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
 
 def _flat(group: Any) -> dict[str, Any]:

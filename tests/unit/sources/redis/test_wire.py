@@ -18,7 +18,8 @@ def test_pack_counts_bytes_not_characters() -> None:
 
 
 def test_pack_keys_equals_one_pack_per_key() -> None:
-    assert pack_keys("LLEN", ["a", "bb"]) == b"*2\r\n$4\r\nLLEN\r\n$1\r\na\r\n*2\r\n$4\r\nLLEN\r\n$2\r\nbb\r\n"
-    assert pack_keys("LINDEX", ["q1", "q2"], "-1") == pack("LINDEX", "q1", "-1") + pack("LINDEX", "q2", "-1")
-    assert pack_keys("LLEN", ["ü", "x"]) == pack("LLEN", "ü") + pack("LLEN", "x")  # the non-ASCII path
-    assert pack_keys("LLEN", []) == b""
+    assert pack_keys(("LLEN",), ["a", "bb"]) == b"*2\r\n$4\r\nLLEN\r\n$1\r\na\r\n*2\r\n$4\r\nLLEN\r\n$2\r\nbb\r\n"
+    assert pack_keys(("LINDEX",), ["q1", "q2"], ("-1",)) == pack("LINDEX", "q1", "-1") + pack("LINDEX", "q2", "-1")
+    assert pack_keys(("LLEN",), ["ü", "x"]) == pack("LLEN", "ü") + pack("LLEN", "x")  # the non-ASCII path
+    assert pack_keys(("XINFO", "GROUPS"), ["s"]) == pack("XINFO", "GROUPS", "s")
+    assert pack_keys(("LLEN",), []) == b""
