@@ -4,7 +4,7 @@ For each source: is the backend reachable, are the credentials accepted, is ever
 source needs present, and what would it read (tenants and queues, with counts)? Every problem comes
 with a fix in plain words. It only reads and asks, as the exporter does:
   redis     `ACL DRYRUN <user> <command> <key> ...` for every command the configured layouts send (the op
-            table's `commands_of`); when the user may not run ACL DRYRUN itself, the read command is
+            ops' `acl()`); when the user may not run ACL DRYRUN itself, the read command is
             sent as is (on the real key; reads only) and a NOPERM answer is the finding.
   postgres  `has_schema_privilege` and `has_table_privilege` on each table and view the presets and
             the migrations read; the operator's SQL checks and tenants query

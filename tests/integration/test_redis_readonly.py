@@ -1,7 +1,8 @@
 """The exporter never writes: it runs as a Redis ACL user that cannot write, and a test proves it.
 
-On a redis-server of the test's own: an admin seeds every layout, two ACL users are created (one
-with EVAL_RO/EVALSHA_RO, one without), and a scheduler built from YAML collects with each. Then
+On a redis-server of the test's own: an admin seeds every layout, two ACL users are created with
+the documented minimal ACL, and a scheduler built from YAML collects with three sources (two still
+saying the removed `scripts:`, which changes nothing). Then
 `INFO commandstats` lists every command the server ran meanwhile; none may carry the `write` flag,
 KEYS must not appear, and the data set must be byte-for-byte what it was.
 """
@@ -25,10 +26,10 @@ from tests.support.servers import RedisServer
 
 # The minimal ACL documented in docs/sources/redis.md: read-only key access (%R~*), read commands,
 # PING, CLIENT SETNAME (sent on connect; redis-py ignores a refused CLIENT SETINFO, which Redis 7.0
-# does not have), CLIENT LIST (BullMQ/Bull workers, optional), the read-only script commands; never KEYS.
+# does not have), CLIENT LIST (BullMQ/Bull workers, optional); never KEYS.
 # The Celery event listener adds SUBSCRIBE on kombu's event topics only (&/0.celeryev/*).
 READER = "on >{pw} resetkeys %R~* resetchannels &/0.celeryev/* -@all +@read -keys +ping +client|setname " \
-         "+client|list +subscribe +eval_ro +evalsha_ro"
+         "+client|list +subscribe"
 NO_SCRIPTS = "on >{pw} resetkeys %R~* resetchannels &/0.celeryev/* -@all +@read -keys +ping +client|setname " \
              "+client|list +subscribe"
 NO_CLIENT_LIST = "on >{pw} resetkeys %R~* resetchannels -@all +@read -keys +ping +client|setname"
