@@ -78,6 +78,20 @@ def head_time(reply: Any, unit: Unit, out: Parsed, latest: float | None = None) 
     return stamp
 
 
+def entry_time(entry_id: Any, out: Parsed, latest: float) -> float | None:
+    """The time in a stream entry id (`<ms>-<seq>`, XADD's clock), in Unix seconds; an id that is not
+    a plausible time (before 2000, after `latest`: `99999999999999-0` is an explicit id, not a clock)
+    counts as malformed and gives no age, like a list's or a sorted set's stamp."""
+    try:
+        stamp = int(str(entry_id).split("-", 1)[0]) / 1000.0
+    except ValueError:
+        stamp = -1.0
+    if not EPOCH_2000 <= stamp <= latest:
+        out.malformed += 1
+        return None
+    return stamp
+
+
 # QueueStats' defaults after `oldest_timestamp`, for building records without its Python __new__.
 AFTER_OLDEST = tuple(QueueStats._field_defaults[f] for f in QueueStats._fields[4:])
 assert QueueStats._fields[:4] == ("queue", "depth", "tenant", "oldest_timestamp")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from exporter.model import QueueStats, Sample
 from exporter.sources.redis.items import WRONGTYPE
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Reads, Results, count, fill_tenant
+from exporter.sources.redis.layouts.base import (
+    Layout,
+    Parsed,
+    Plan,
+    Reads,
+    Results,
+    count,
+    entry_time,
+    fill_tenant,
+)
 from exporter.sources.redis.ops import XFirst, Xlen, XUndelivered, group_info
-
-
-def id_time(entry_id: Any) -> float:
-    """The time in an entry id (`<ms>-<seq>`), in Unix seconds."""
-    return int(str(entry_id).split("-", 1)[0]) / 1000.0
 
 
 class StreamLayout(Layout):
@@ -48,7 +52,7 @@ class StreamLayout(Layout):
             undelivered = r["undelivered"] if self.groups and r["undelivered"] != WRONGTYPE else [[], None]
             groups = [group_info(g) for g in undelivered[0]]
             if not groups:
-                oldest = id_time(first) if first else None
+                oldest = entry_time(first, out, self.latest(now)) if first else None
                 out.queues.append(QueueStats(self.name, length, tenant, oldest))
                 return
             pending_total, depth = 0, 0
@@ -64,7 +68,7 @@ class StreamLayout(Layout):
                     depth = max(depth, int(lag))
                     out.samples.append(Sample("jobqueue_stream_group_lag", (tenant, self.name, name), int(lag)))
             next_id = undelivered[1]
-            oldest = id_time(next_id) if next_id and depth else None
+            oldest = entry_time(next_id, out, self.latest(now)) if next_id and depth else None
             out.queues.append(QueueStats(self.name, depth, tenant, oldest, (("pending", pending_total),)))
 
         return Plan(reads, parse)

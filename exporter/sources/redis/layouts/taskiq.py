@@ -23,7 +23,16 @@ from typing import Any, Literal
 
 from exporter.model import QueueStats
 from exporter.sources.redis.items import WRONGTYPE
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Reads, Results, count, fill_tenant
+from exporter.sources.redis.layouts.base import (
+    Layout,
+    Parsed,
+    Plan,
+    Reads,
+    Results,
+    count,
+    entry_time,
+    fill_tenant,
+)
 from exporter.sources.redis.ops import Llen, XGroups, Xlen, XNext
 
 
@@ -68,7 +77,7 @@ class TaskiqLayout(Layout):
                 waiting = count(length) if lag is None else int(lag)
                 pending = 0 if info is None else int(info.get("pending") or 0)
                 # the oldest task not yet delivered: its entry id is the XADD time (ms)
-                oldest = int(str(first).split("-", 1)[0]) / 1000 if first and waiting else None
+                oldest = entry_time(first, out, self.latest(now)) if first and waiting else None
                 states = (("queued", waiting), ("pending", pending))
                 out.queues.append(QueueStats(queue, waiting, tenant, oldest, states))
 
