@@ -264,8 +264,12 @@ class Layout(Model):
         return payload_job(item, queue, status)
 
     def job_acl(self, tenant: str) -> list[tuple[str, ...]]:
-        """What the job listing may send for this layout (on its first queue): what an ACL must allow."""
-        queue = (self.static_queues() or ["default"])[0]
+        """What the job listing may send for this layout (on its first configured queue; none for queues
+        only the library's registry names): what an ACL must allow."""
+        queues = self.static_queues()
+        if not queues:
+            return []
+        queue = queues[0]
         return [command for state in JOB_STATES if (where := self.job_range(tenant, queue, state)) is not None
                 for command in where.acl()]
 
