@@ -19,8 +19,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.items import TOO_BIG
-from exporter.sources.redis.ops import AnyOp, ClientNames, Each, Head, Op, Then, settle
+from exporter.sources.redis.ops import AnyOp, ClientNames, Each, Head, Then, settle
 from exporter.sources.redis.wire import Wire, pack
+
+Span = tuple[AnyOp, Sequence[str] | None]  # an op and the keys of its replies in the first round trip
 
 
 class OpRunner:
@@ -39,62 +41,15 @@ class OpRunner:
             return []
         asked = [i for i, op in enumerate(ops) if isinstance(op, ClientNames)]
         names = await self._client_names() if asked else None
-        commands: list[bytes] = []
-        routing: list[str] = []
-        spans: list[tuple[AnyOp, Sequence[str] | None]] = []
-        heavy: list[tuple[int, Op]] = []
-        packed, self._packed = self._packed, {}
-        for index, op in enumerate(ops):
-            if isinstance(op, Head) and op.key in self._heavy:
-                heavy.append((index, op))
-                spans.append((op, ()))
-            elif isinstance(op, ClientNames):
-                spans.append((op, ()))
-            elif isinstance(op, Each):
-                if self.routed:  # a cluster routes each key to its node: one buffer per key
-                    keys: Sequence[str] = list(op.keys())
-                    commands.extend(op.op.pack_each(keys))
-                    routing.extend(keys)
-                    spans.append((op, keys))
-                    continue
-                identity = op.identity()
-                known = packed.get(identity)
-                if known is None:
-                    keys = op.keys()
-                    known = (keys, op.op.pack_many(list(keys)))
-                self._packed[identity] = known
-                commands.append(known[1])
-                spans.append((op, known[0]))
-            else:
-                commands.append(pack(*op.command()))
-                routing.append(op.key)
-                spans.append((op, None))
+        commands, routing, spans = self._pack(ops)
+        heavy = [(i, op) for i, (op, span) in enumerate(spans) if span == () and isinstance(op, Head)]
         try:
             raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans),
                                    routing if self.routed else None)
         finally:  # also when cut short by the timeout: the next run reads those heads alone
             self._heavy = {op.key for _, op in heavy} | self._big_heads(spans)
-        memo, self._memo = self._memo, {}
         results: list[Any] = [None] * len(ops)
-        follow: list[tuple[list[Any], int, Then]] = []
-        pos = 0
-        for index, (op, span) in enumerate(spans):
-            if span == ():
-                continue  # CLIENT LIST and heavy heads: read on their own
-            if isinstance(op, Each):
-                assert span is not None
-                identity = op.identity()
-                rows, then, self._memo[identity] = op.op.results(span, raw[pos : pos + len(span)], memo.get(identity))
-                pos += len(span)
-                results[index] = rows
-                follow.extend((rows, i, t) for i, t in then)
-            else:
-                result = settle(op, raw[pos])
-                pos += 1
-                if isinstance(result, Then):
-                    follow.append((results, index, result))
-                else:
-                    results[index] = result
+        follow = self._settle(spans, raw, results)
         for index in asked:
             results[index] = names
         for index, op in heavy:
@@ -111,7 +66,61 @@ class OpRunner:
             await self._follow_up(follow)
         return results
 
-    def _big_heads(self, spans: list[tuple[AnyOp, Sequence[str] | None]]) -> set[str]:
+    def _pack(self, ops: Sequence[AnyOp]) -> tuple[list[bytes], list[str], list[Span]]:
+        """The first round trip: each op's command (an Each's, packed once and kept between runs), the
+        routing keys (a cluster), and per op the keys of its replies (None: one reply; (): none here,
+        CLIENT LIST and heavy heads are read on their own)."""
+        commands: list[bytes] = []
+        routing: list[str] = []
+        spans: list[Span] = []
+        packed, self._packed = self._packed, {}
+        for op in ops:
+            if isinstance(op, ClientNames) or (isinstance(op, Head) and op.key in self._heavy):
+                spans.append((op, ()))
+            elif isinstance(op, Each) and self.routed:  # a cluster routes each key to its node
+                keys = list(op.keys())
+                commands.extend(op.op.pack_each(keys))
+                routing.extend(keys)
+                spans.append((op, keys))
+            elif isinstance(op, Each):
+                identity = op.identity()
+                known = packed.get(identity)
+                if known is None:
+                    known = (op.keys(), op.op.pack_many(list(op.keys())))
+                self._packed[identity] = known
+                commands.append(known[1])
+                spans.append((op, known[0]))
+            else:
+                commands.append(pack(*op.command()))
+                routing.append(op.key)
+                spans.append((op, None))
+        return commands, routing, spans
+
+    def _settle(self, spans: list[Span], raw: list[Any], results: list[Any]) -> list[tuple[list[Any], int, Then]]:
+        """Fill `results` from the first round trip's replies; returns the follow-ups they ask for."""
+        memo, self._memo = self._memo, {}
+        follow: list[tuple[list[Any], int, Then]] = []
+        pos = 0
+        for index, (op, span) in enumerate(spans):
+            if span == ():
+                continue
+            if isinstance(op, Each):
+                assert span is not None
+                identity = op.identity()
+                rows, then, self._memo[identity] = op.op.results(span, raw[pos : pos + len(span)], memo.get(identity))
+                pos += len(span)
+                results[index] = rows
+                follow.extend((rows, i, t) for i, t in then)
+                continue
+            result = settle(op, raw[pos])
+            pos += 1
+            if isinstance(result, Then):
+                follow.append((results, index, result))
+            else:
+                results[index] = result
+        return follow
+
+    def _big_heads(self, spans: list[Span]) -> set[str]:
         """The Head ops whose first reply in the last round trip held a value over the size bound."""
         big = set(getattr(self.wire, "big", ()))  # a cluster's wire does not tell: its heads are not cut
         found: set[str] = set()
