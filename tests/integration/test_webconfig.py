@@ -8,6 +8,7 @@ import base64
 import contextlib
 import http.client
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -205,3 +206,66 @@ def test_web_config_errors_are_one_line_and_exit_non_zero(tmp_path: Path) -> Non
             assert result.returncode == (2 if check else 1), result.stderr
             assert result.stderr.startswith("web config error: " + expected.format(d=tmp_path, w=web)), result.stderr
             assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The container's HEALTHCHECK command, with only the environment (it cannot see the daemon's flags)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JOBQUEUE_EXPORTER_")}
+    return subprocess.run([sys.executable, "-m", "exporter.healthcheck"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**clean, "PYTHONPATH": str(ROOT), **env})
+
+
+@pytest.mark.parametrize("mode", ["tls-from-env", "tls-from-flag", "mtls-from-flag", "mtls-from-env"])
+def test_probes_answer_in_every_web_config_mode(tmp_path: Path, mode: str) -> None:
+    """The kubelet (plain httpGet, no certificate) and the HEALTHCHECK reach /healthz and /readyz on the
+    probe listener whether the main port wants TLS or a verified client certificate, and whether the
+    web config came as a flag (which the HEALTHCHECK cannot see) or from the environment."""
+    ca = CA(tmp_path)
+    ca.issue("server")
+    client = ca.issue("client", client=True)
+    web = tmp_path / "web.yml"
+    mtls = f"  client_ca_file: {ca.path.name}\n  client_auth_type: RequireAndVerifyClientCert\n"
+    web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                   + (mtls if mode.startswith("mtls") else "")
+                   + f"basic_auth_users: {{prometheus: {hashed(PASSWORD)}}}\n")
+    probes = free_port()
+    from_env = mode.endswith("env")
+    env = {"JOBQUEUE_EXPORTER_HEALTH_LISTEN": f"0.0.0.0:{probes}",
+           **({"JOBQUEUE_EXPORTER_WEB_CONFIG_FILE": str(web)} if from_env else {})}
+    flags = () if from_env else ("--web.config.file", str(web))
+    with daemon(tmp_path, *flags, env=env) as (port, _):
+        wait_for_port(probes, timeout=20)
+        result = healthcheck(env)
+        assert (result.returncode, result.stderr) == (0, "")
+        # what the kubelet's httpGet does: plain HTTP to the pod's probe port, no credentials
+        status, _, body, _ = get(probes, "/healthz", None)
+        assert (status, body) == (200, b'{"status": "ok"}')
+        eventually("ready", lambda: get(probes, "/readyz", None)[0] == 200)
+        # the probe port serves nothing else: no metric or health API bypasses TLS, certificates or auth
+        assert get(probes, "/metrics", None)[0] == 404
+        assert get(probes, "/", None)[0] == 404
+        # the main port still demands what the web config says
+        cert = client if mode.startswith("mtls") else None
+        assert get(port, "/metrics", client_context(ca, cert))[0] == 401
+        assert get(port, "/metrics", client_context(ca, cert), "prometheus")[0] == 200
+        if mode.startswith("mtls"):
+            with pytest.raises((OSError, http.client.HTTPException)):
+                get(port, "/healthz", client_context(ca))
+        # without the probe listener the HEALTHCHECK cannot pass these modes: say so rather than pretend
+        without = healthcheck({**env, "JOBQUEUE_EXPORTER_HEALTH_LISTEN": "",
+                               "JOBQUEUE_EXPORTER_LISTEN": f"127.0.0.1:{port}"})
+        assert without.returncode == (0 if mode == "tls-from-env" else 1)
+
+
+def test_a_probe_port_in_use_stops_start_up(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "--config", str(tmp_path / "config.yaml"), "--listen",
+             f"127.0.0.1:{free_port()}", "--health-listen", f"127.0.0.1:{busy}"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1
+    assert f"--health-listen: cannot listen on 127.0.0.1:{busy}: Address already in use" in result.stderr
