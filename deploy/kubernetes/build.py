@@ -1,7 +1,7 @@
 """Generates the derived Kubernetes manifests (run: python3 deploy/kubernetes/build.py).
 
-- components/prometheusrule/prometheusrule.yaml: the PrometheusRule holding exactly the groups of alerts/jobqueue.rules.yml,
-  so the Prometheus Operator loads the same rules that promtool tests;
+- components/prometheusrule/prometheusrule.yaml: the PrometheusRule holding exactly the groups of
+  alerts/jobqueue.rules.yml, so the Prometheus Operator loads the same rules that promtool tests;
 - components/sharded/statefulset.yaml: the pod of base/deployment.yaml as a StatefulSet of SHARDS replicas, each
   reading `shard: auto` (its ordinal from the pod name, N from JOBQUEUE_EXPORTER_SHARDS).
 
@@ -72,10 +72,11 @@ def statefulset() -> dict[str, Any]:
 
 
 def rendered() -> dict[Path, str]:
+    components = HERE / "components"
     return {
-        HERE / "components" / "prometheusrule" / "prometheusrule.yaml": HEADER.format(source="alerts/jobqueue.rules.yml")
+        components / "prometheusrule" / "prometheusrule.yaml": HEADER.format(source="alerts/jobqueue.rules.yml")
         + dump(prometheus_rule()),
-        HERE / "components" / "sharded" / "statefulset.yaml": HEADER.format(source="deploy/kubernetes/base/deployment.yaml")
+        components / "sharded" / "statefulset.yaml": HEADER.format(source="deploy/kubernetes/base/deployment.yaml")
         + dump(statefulset()),
     }
 

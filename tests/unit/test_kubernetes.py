@@ -1,8 +1,9 @@
 """deploy/kubernetes: the base with every combination of the components renders with the real
 `kubectl kustomize`; every built-in object validates (kubernetes-validate, strict) and every
-ServiceMonitor and PrometheusRule against the prometheus-operator CRD schemas (tests/unit/crds/: example/prometheus-operator-crd/ of
-prometheus-operator v0.93.0, commit 6adcebc5076c); each pod is scraped exactly once; the probes reach their plain-HTTP port; the
-PrometheusRule holds exactly the bundled rules; each shard of the StatefulSet derives `shard: i/N`."""
+ServiceMonitor and PrometheusRule against the prometheus-operator CRD schemas (tests/unit/crds/:
+example/prometheus-operator-crd/ of prometheus-operator v0.93.0, commit 6adcebc5076c); each pod is
+scraped exactly once; the probes reach their plain-HTTP port; the PrometheusRule holds exactly the
+bundled rules; each shard of the StatefulSet derives `shard: i/N`."""
 
 from __future__ import annotations
 
@@ -230,7 +231,8 @@ def test_volumes_name_what_the_render_or_the_user_provides(
         tls = parse_web_config(text, web_file).tls
         assert tls is not None
         assert volumes["web-tls"]["secret"] == {"secretName": "jobqueue-exporter-web-tls"}
-        assert {tls.cert_file, tls.key_file} == {Path(mounts["web-tls"]) / "tls.crt", Path(mounts["web-tls"]) / "tls.key"}
+        secret = Path(mounts["web-tls"])
+        assert {tls.cert_file, tls.key_file} == {secret / "tls.crt", secret / "tls.key"}
         for monitor in by_kind(docs, "ServiceMonitor"):
             (endpoint,) = monitor["spec"]["endpoints"]
             assert endpoint["scheme"] == "https"
