@@ -134,8 +134,8 @@ def _peer() -> str:
     """The peer of the connection being handshaken. asyncio gives the SSL object no link to its
     connection; its caller, SSLProtocol._do_handshake (asyncio/sslproto.py), holds the transport."""
     try:
-        protocol = sys._getframe(2).f_locals.get("self")
-        address = protocol._transport.get_extra_info("peername")  # type: ignore[union-attr]
+        protocol: Any = sys._getframe(2).f_locals.get("self")
+        address = protocol._transport.get_extra_info("peername")
         return f"[{address[0]}]:{address[1]}" if ":" in address[0] else f"{address[0]}:{address[1]}"
     except (AttributeError, TypeError, IndexError, ValueError):
         return "unknown"
