@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,6 +135,26 @@ class SourceUnreachable(SourceError):
     kind = "unreachable"
 
 
+class SourceTLSFailed(SourceUnreachable):
+    """The backend's certificate failed verification (unknown CA, wrong name, expired): a certificate
+    or CA to fix, not a network to wait for, so it is a kind of its own."""
+
+    kind = "tls"
+
+
+def unreachable(message: str, err: BaseException) -> SourceUnreachable:
+    """SourceUnreachable for `err`, or SourceTLSFailed when a certificate check failed anywhere in its
+    chain (client libraries wrap ssl's error in their own connection errors)."""
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return SourceTLSFailed(f"{message} (certificate verification failed: {cause.verify_message})")
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return SourceUnreachable(message)
+
+
 class SourceDenied(SourceError):
     """The backend refused the exporter's credentials or a read it needs."""
 
@@ -163,8 +184,8 @@ class QueryFailed(SourceError):
 
 
 # The closed set of failure kinds: `SourceStatus.error_kind` is always one of these.
-FAILURE_KINDS = frozenset(k.kind for k in (SourceError, SourceUnreachable, SourceDenied, SourceTimeout, NotFound,
-                                           QueryFailed))
+FAILURE_KINDS = frozenset(k.kind for k in (SourceError, SourceUnreachable, SourceTLSFailed, SourceDenied,
+                                           SourceTimeout, NotFound, QueryFailed))
 
 
 JOB_STATES = ("active", "waiting", "failed", "completed")
