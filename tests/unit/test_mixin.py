@@ -83,3 +83,19 @@ def test_jsonnet_bundler_can_install_it() -> None:
     # everything mixin.libsonnet imports lives in mixin/, the directory jb vendors
     for name in ("mixin.libsonnet", "config.libsonnet", "generated.libsonnet"):
         assert (MIXIN / name).is_file()
+
+
+def test_the_readme_example_renders() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```jsonnet\n(.*?)```", readme, re.S)
+    assert example is not None
+    snippet = example.group(1).replace("jobqueue-exporter-mixin/mixin.libsonnet", "mixin.libsonnet")
+    out = json.loads(_jsonnet.evaluate_snippet("readme.jsonnet", snippet, jpathdir=[str(MIXIN)]))
+    groups = yaml.safe_load(out["jobqueue-rules.yaml"])["groups"]
+    assert [g["name"] for g in groups] == ["jobqueue.thresholds", "jobqueue.rules", "jobqueue.alerts", "jobqueue.flow",
+                                           "jobqueue.slo"]
+    assert {"record": "jobqueue:threshold:queue_depth_warning", "expr": "vector(50)"} in groups[0]["rules"]
+    assert sorted(out) == ["dashboards/host.json", "dashboards/nats.json", "dashboards/overview.json",
+                           "dashboards/postgres.json", "dashboards/redis.json", "jobqueue-rules.yaml"]
