@@ -107,12 +107,6 @@ class Refusals:
 REFUSALS = Refusals()
 
 
-class ServerContext(ssl.SSLContext):
-    """A server context that knows its allowed client SANs; its connections check them."""
-
-    allowed_sans: frozenset[str] = frozenset()
-
-
 class CheckedSSLObject(ssl.SSLObject):
     """The SSL object of one connection: logs a refused handshake and enforces client_allowed_sans."""
 
@@ -128,6 +122,13 @@ class CheckedSSLObject(ssl.SSLObject):
         if allowed and not sans(self.getpeercert()) & allowed:
             REFUSALS.refused(_peer(), "the client certificate carries none of client_allowed_sans")
             raise ssl.SSLError("the client certificate carries none of client_allowed_sans")
+
+
+class ServerContext(ssl.SSLContext):
+    """A server context that knows its allowed client SANs; each of its connections checks them."""
+
+    sslobject_class = CheckedSSLObject
+    allowed_sans: frozenset[str] = frozenset()
 
 
 def _peer() -> str:
@@ -157,7 +158,6 @@ def sans(cert: Any) -> frozenset[str]:
 def build_ssl_context(tls: TLSSettings) -> ServerContext:
     """A server context from the settings; a file or setting OpenSSL refuses is a TLSConfigError."""
     context = ServerContext(ssl.PROTOCOL_TLS_SERVER)
-    context.sslobject_class = CheckedSSLObject
     context.minimum_version = VERSIONS[tls.min_version]
     context.maximum_version = VERSIONS[tls.max_version]
     try:
@@ -172,9 +172,9 @@ def build_ssl_context(tls: TLSSettings) -> ServerContext:
         except (OSError, ssl.SSLError) as err:
             raise TLSConfigError(f"cannot load client_ca_file {tls.client_ca_file}: "
                                  f"{getattr(err, 'strerror', None) or err}") from err
-    suites = [CIPHER_SUITES[s] for s in tls.cipher_suites if CIPHER_SUITES[s]]
-    if suites:
-        context.set_ciphers(":".join(s for s in suites if s))
+    suites = [name for suite in tls.cipher_suites if (name := CIPHER_SUITES[suite])]
+    if suites:  # TLS 1.0-1.2 only, as in Go; TLS 1.3 keeps OpenSSL's suites
+        context.set_ciphers(":".join(suites))
     if tls.curve_preferences:
         set_groups(context, [CURVES[c] for c in tls.curve_preferences])
     context.allowed_sans = frozenset(tls.client_allowed_sans)
