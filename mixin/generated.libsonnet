@@ -84,6 +84,26 @@ function(c)
             "record": "jobqueue:source_stale_after_seconds",
             "expr": "clamp_min(3 * jobqueue_source_interval_seconds, scalar(jobqueue:threshold:collection_stale_seconds))\nor\n(jobqueue_last_success_timestamp_seconds * 0 + scalar(jobqueue:threshold:collection_stale_seconds))\n",
           },
+          {
+            "record": "jobqueue:queue_threshold:queue_depth_warning",
+            "expr": "jobqueue_depth * 0 + scalar(jobqueue:threshold:queue_depth_warning)",
+          },
+          {
+            "record": "jobqueue:queue_threshold:queue_depth_critical",
+            "expr": "jobqueue_depth * 0 + scalar(jobqueue:threshold:queue_depth_critical)",
+          },
+          {
+            "record": "jobqueue:queue_threshold:failed_jobs_critical",
+            "expr": "jobqueue_failed_jobs * 0 + scalar(jobqueue:threshold:failed_jobs_critical)",
+          },
+          {
+            "record": "jobqueue:queue_threshold:oldest_age_warning_seconds",
+            "expr": "jobqueue_oldest_timestamp_seconds * 0 + scalar(jobqueue:threshold:oldest_age_warning_seconds)",
+          },
+          {
+            "record": "jobqueue:queue_threshold:oldest_age_critical_seconds",
+            "expr": "jobqueue_oldest_timestamp_seconds * 0 + scalar(jobqueue:threshold:oldest_age_critical_seconds)",
+          },
         ],
       },
       {
@@ -100,6 +120,19 @@ function(c)
               "summary": "The jobqueue exporter cannot be scraped.",
               "description": "{{ if $labels.instance }}Prometheus has failed to scrape {{ $labels.instance }} (job {{ $labels.job }}) for 2 minutes{{ else }}Prometheus has had no jobqueue exporter target for 2 minutes{{ end }}; no queue, source or health metric from it is fresh.",
               "runbook_url": (runbookPrefix + "docs/runbook.md#jobqueueexporterdown"),
+            },
+          },
+          {
+            "alert": "JobQueueWatchdog",
+            "expr": "vector(1)",
+            "for": "0m",
+            "labels": {
+              "severity": "none",
+            },
+            "annotations": {
+              "summary": "Always firing, so that a dead man's switch notices when alerts stop arriving.",
+              "description": "This alert fires always{{ with $externalLabels.cluster }} (cluster {{ . }}){{ end }}, as long as Prometheus evaluates the jobqueue rules and Alertmanager delivers them. Route it to a dead man's switch (alerts/alertmanager.example.yml `heartbeat`) that pages when it stops: an Alertmanager that cannot be reached cannot page about itself.",
+              "runbook_url": (runbookPrefix + "docs/runbook.md#jobqueuewatchdog"),
             },
           },
           {
@@ -155,6 +188,19 @@ function(c)
             },
           },
           {
+            "alert": "JobQueueCheckFailing",
+            "expr": "jobqueue_check_up == 0",
+            "for": "5m",
+            "labels": {
+              "severity": "warning",
+            },
+            "annotations": {
+              "summary": "An operator SQL check cannot run.",
+              "description": "Check {{ $labels.check }} of source {{ $labels.source }} on {{ $labels.instance }} has not run for 5 minutes (missing table, SQL error, or a result that does not fit); every rule and JSON field that reads it is blind.",
+              "runbook_url": (runbookPrefix + "docs/runbook.md#jobqueuecheckfailing"),
+            },
+          },
+          {
             "alert": "JobQueueSystemUnhealthy",
             "expr": "jobqueue_health_status{status=\"unhealthy\"} == 1",
             "for": "1m",
@@ -163,7 +209,7 @@ function(c)
             },
             "annotations": {
               "summary": "A monitored system is unhealthy.",
-              "description": "System {{ $labels.system }} on {{ $labels.instance }} is unhealthy; its health endpoints answer 503. Active issues: {{ range printf \"jobqueue_health_issue{system=%q,instance=%q} == 1\" $labels.system $labels.instance | query }}{{ .Labels.issue }} {{ end }}",
+              "description": "System {{ $labels.system }} on {{ $labels.instance }} is unhealthy: a critical issue the JSON health endpoints bound to it report in their own words (503 from /api/health/status, `unhealthy` from /api/ops/plannings, `critical` queues, `down` services). Active issues: {{ range printf \"jobqueue_health_issue{system=%q,instance=%q} == 1\" $labels.system $labels.instance | query }}{{ .Labels.issue }} {{ end }}",
               "runbook_url": (runbookPrefix + "docs/runbook.md#jobqueuesystemunhealthy"),
             },
           },
@@ -182,7 +228,7 @@ function(c)
           },
           {
             "alert": "JobQueueDepthHigh",
-            "expr": "jobqueue_depth >= scalar(jobqueue:threshold:queue_depth_warning)",
+            "expr": "jobqueue_depth >= on (job, instance, source, tenant, queue) jobqueue:queue_threshold:queue_depth_warning",
             "for": "5m",
             "labels": {
               "severity": "warning",
@@ -195,7 +241,7 @@ function(c)
           },
           {
             "alert": "JobQueueDepthHigh",
-            "expr": "jobqueue_depth > scalar(jobqueue:threshold:queue_depth_critical)",
+            "expr": "jobqueue_depth > on (job, instance, source, tenant, queue) jobqueue:queue_threshold:queue_depth_critical",
             "for": "5m",
             "labels": {
               "severity": "critical",
@@ -208,7 +254,7 @@ function(c)
           },
           {
             "alert": "JobQueueOldestItemTooOld",
-            "expr": "time() - jobqueue_oldest_timestamp_seconds > scalar(jobqueue:threshold:oldest_age_warning_seconds)",
+            "expr": "time() - jobqueue_oldest_timestamp_seconds > on (job, instance, source, tenant, queue) jobqueue:queue_threshold:oldest_age_warning_seconds",
             "for": "5m",
             "labels": {
               "severity": "warning",
@@ -221,7 +267,7 @@ function(c)
           },
           {
             "alert": "JobQueueOldestItemTooOld",
-            "expr": "time() - jobqueue_oldest_timestamp_seconds > scalar(jobqueue:threshold:oldest_age_critical_seconds)",
+            "expr": "time() - jobqueue_oldest_timestamp_seconds > on (job, instance, source, tenant, queue) jobqueue:queue_threshold:oldest_age_critical_seconds",
             "for": "5m",
             "labels": {
               "severity": "critical",
@@ -273,7 +319,7 @@ function(c)
           },
           {
             "alert": "JobQueueJobsFailing",
-            "expr": "jobqueue_failed_jobs > scalar(jobqueue:threshold:failed_jobs_critical)",
+            "expr": "jobqueue_failed_jobs > on (job, instance, source, tenant, queue) jobqueue:queue_threshold:failed_jobs_critical",
             "for": "5m",
             "labels": {
               "severity": "critical",
@@ -286,7 +332,7 @@ function(c)
           },
           {
             "alert": "JobQueueWorkerStale",
-            "expr": "(\n  (time() - jobqueue_worker_last_run_timestamp_seconds)\n  > scalar(jobqueue:threshold:worker_stale_factor) * jobqueue:worker_expected_interval_seconds\n)\nunless on (system, job, instance) (jobqueue_health_quiet_hours == 1)\n",
+            "expr": "(time() - jobqueue_worker_last_run_timestamp_seconds)\n> scalar(jobqueue:threshold:worker_stale_factor) * jobqueue:worker_expected_interval_seconds\n",
             "for": "1m",
             "labels": {
               "severity": "critical",
@@ -2005,7 +2051,7 @@ function(c)
             "id": 7,
             "type": "timeseries",
             "title": "Waiting items",
-            "description": "Items waiting (ready) per queue (jobqueue_depth); the lines are the warning and critical thresholds of the alerts.",
+            "description": "Items waiting (ready) per queue (jobqueue_depth); the lines are the default warning and critical thresholds of the alerts (a queue given its own in alerts/config.yml `queues` is judged by jobqueue:queue_threshold:*).",
             "datasource": {
               "type": "prometheus",
               "uid": "${datasource}",
@@ -3341,7 +3387,7 @@ function(c)
             "id": 7,
             "type": "timeseries",
             "title": "Waiting items",
-            "description": "Items waiting (ready) per queue (jobqueue_depth); the lines are the warning and critical thresholds of the alerts.",
+            "description": "Items waiting (ready) per queue (jobqueue_depth); the lines are the default warning and critical thresholds of the alerts (a queue given its own in alerts/config.yml `queues` is judged by jobqueue:queue_threshold:*).",
             "datasource": {
               "type": "prometheus",
               "uid": "${datasource}",
@@ -4770,7 +4816,7 @@ function(c)
             "id": 11,
             "type": "timeseries",
             "title": "Waiting items",
-            "description": "Items waiting (ready) per queue (jobqueue_depth); the lines are the warning and critical thresholds of the alerts.",
+            "description": "Items waiting (ready) per queue (jobqueue_depth); the lines are the default warning and critical thresholds of the alerts (a queue given its own in alerts/config.yml `queues` is judged by jobqueue:queue_threshold:*).",
             "datasource": {
               "type": "prometheus",
               "uid": "${datasource}",
