@@ -3978,6 +3978,72 @@ function(c)
           {
             "id": 21,
             "type": "stat",
+            "title": "Tables never analyzed",
+            "description": "Job tables of 8 MB or more that PostgreSQL has no statistics for (jobqueue_postgres_tables_unanalyzed): their plans are guesses until ANALYZE runs (`jobqueue-exporter doctor` names the tables).",
+            "datasource": {
+              "type": "prometheus",
+              "uid": "${datasource}",
+            },
+            "gridPos": {
+              "x": 8,
+              "y": 52,
+              "w": 8,
+              "h": 8,
+            },
+            "fieldConfig": {
+              "defaults": {
+                "unit": "short",
+                "mappings": [],
+                "thresholds": {
+                  "mode": "absolute",
+                  "steps": [
+                    {
+                      "color": "green",
+                      "value": null,
+                    },
+                    {
+                      "color": "orange",
+                      "value": 1,
+                    },
+                  ],
+                },
+                "custom": {
+                  "thresholdsStyle": {
+                    "mode": "line+area",
+                  },
+                },
+              },
+              "overrides": [],
+            },
+            "options": {
+              "colorMode": "background",
+              "graphMode": "none",
+              "textMode": "value_and_name",
+              "reduceOptions": {
+                "calcs": [
+                  "lastNotNull",
+                ],
+                "fields": "",
+                "values": false,
+              },
+            },
+            "targets": [
+              {
+                "refId": "A",
+                "datasource": {
+                  "type": "prometheus",
+                  "uid": "${datasource}",
+                },
+                "expr": "max by (source, query) (jobqueue_postgres_tables_unanalyzed{job=~\"$job\",instance=~\"$instance\",source=~\"$source\"})",
+                "legendFormat": "{{source}} {{query}}",
+                "range": false,
+                "instant": true,
+              },
+            ],
+          },
+          {
+            "id": 22,
+            "type": "stat",
             "title": "Schema up to date",
             "description": "1 when every required migration is applied (jobqueue_schema_ok).",
             "datasource": {
@@ -3985,7 +4051,7 @@ function(c)
               "uid": "${datasource}",
             },
             "gridPos": {
-              "x": 8,
+              "x": 16,
               "y": 52,
               "w": 8,
               "h": 8,
@@ -4040,7 +4106,7 @@ function(c)
             ],
           },
           {
-            "id": 22,
+            "id": 23,
             "type": "timeseries",
             "title": "Migrations",
             "description": "Schema migrations applied, required (files) and missing (jobqueue_schema_migrations).",
@@ -4049,8 +4115,8 @@ function(c)
               "uid": "${datasource}",
             },
             "gridPos": {
-              "x": 16,
-              "y": 52,
+              "x": 0,
+              "y": 60,
               "w": 8,
               "h": 8,
             },
@@ -4081,16 +4147,16 @@ function(c)
             "title": "SQL checks",
             "collapsed": false,
             "panels": [],
-            "id": 23,
+            "id": 24,
             "gridPos": {
               "x": 0,
-              "y": 60,
+              "y": 68,
               "w": 24,
               "h": 1,
             },
           },
           {
-            "id": 24,
+            "id": 25,
             "type": "stat",
             "title": "Checks up",
             "description": "1 when the operator SQL check ran and its result fit (jobqueue_check_up).",
@@ -4100,7 +4166,7 @@ function(c)
             },
             "gridPos": {
               "x": 0,
-              "y": 61,
+              "y": 69,
               "w": 8,
               "h": 8,
             },
@@ -4154,7 +4220,7 @@ function(c)
             ],
           },
           {
-            "id": 25,
+            "id": 26,
             "type": "timeseries",
             "title": "Check findings",
             "description": "Rows each SQL check returned, by severity: the findings of a consistency check (jobqueue_check_rows).",
@@ -4164,7 +4230,7 @@ function(c)
             },
             "gridPos": {
               "x": 8,
-              "y": 61,
+              "y": 69,
               "w": 8,
               "h": 8,
             },
@@ -4191,7 +4257,7 @@ function(c)
             ],
           },
           {
-            "id": 26,
+            "id": 27,
             "type": "timeseries",
             "title": "Check values",
             "description": "The value column of each SQL check per row (jobqueue_check_value).",
@@ -4201,7 +4267,7 @@ function(c)
             },
             "gridPos": {
               "x": 16,
-              "y": 61,
+              "y": 69,
               "w": 8,
               "h": 8,
             },
@@ -4228,7 +4294,7 @@ function(c)
             ],
           },
           {
-            "id": 27,
+            "id": 28,
             "type": "timeseries",
             "title": "Check duration",
             "description": "How long the last run of each SQL check took (jobqueue_check_duration_seconds).",
@@ -4238,7 +4304,7 @@ function(c)
             },
             "gridPos": {
               "x": 0,
-              "y": 69,
+              "y": 77,
               "w": 12,
               "h": 8,
             },
@@ -4265,7 +4331,7 @@ function(c)
             ],
           },
           {
-            "id": 28,
+            "id": 29,
             "type": "timeseries",
             "title": "Since check last ran",
             "description": "Seconds since each SQL check last ran (time() - jobqueue_check_last_run_timestamp_seconds).",
@@ -4275,7 +4341,7 @@ function(c)
             },
             "gridPos": {
               "x": 12,
-              "y": 69,
+              "y": 77,
               "w": 12,
               "h": 8,
             },
