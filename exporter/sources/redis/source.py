@@ -40,6 +40,7 @@ from exporter.sources.base import (
     SourceUnreachable,
     check_one_secret,
     read_secret,
+    unreachable,
 )
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.connect import (
@@ -534,7 +535,7 @@ def failure(err: RedisError | RedisClusterException | OSError) -> SourceError:
     if isinstance(err, RedisTimeoutError):
         return SourceTimeout(f"redis did not answer: {err}")
     if isinstance(err, RedisConnectionError | OSError):
-        return SourceUnreachable(f"redis unreachable: {err}")
+        return unreachable(f"redis unreachable: {err}", err)
     if isinstance(err, RedisClusterException) and isinstance(err.__cause__, RedisConnectionError | OSError):
         return SourceUnreachable(f"redis unreachable: {err}")  # the cluster client found no node it could reach
     return SourceError(f"redis error: {err}")
