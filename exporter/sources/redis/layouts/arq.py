@@ -27,8 +27,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.items import WRONGTYPE
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Reads, Results, Workers, count, fill_tenant
+from exporter.sources.redis.ops import Get, Zcard, ZCount, ZExists
 
 _HEALTH = re.compile(r"j_complete=(\d+) j_failed=(\d+) j_retried=(\d+) j_ongoing=(\d+)")
 
@@ -43,17 +44,19 @@ class ArqLayout(Layout):
     def templates(self) -> Sequence[str]:
         return self.queues
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]
         now_ms = str(int(now * 1000))
-        ops: list[Op] = []
+        reads: Reads = {}
         for key in queues:
-            ops += [("ZCOUNT", key, "-inf", now_ms), ("ZCARD", key),
-                    ("ZEXISTS", key, now_ms, "arq:in-progress:", str(self.cap)), ("GET", f"{key}:health-check")]
+            reads[key, "ready"] = ZCount(key, low="-inf", high=now_ms)
+            reads[key, "total"] = Zcard(key)
+            reads[key, "running"] = ZExists(key, high=now_ms, key_prefix="arq:in-progress:", cap=self.cap)
+            reads[key, "health"] = Get(f"{key}:health-check")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, queue in enumerate(queues):
-                ready, total, seen, health = r[4 * i : 4 * i + 4]
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for queue in queues:
+                ready, total, seen, health = (r[queue, what] for what in ("ready", "total", "running", "health"))
                 ready, total = count(ready), count(total)
                 running, oldest = 0, None
                 if seen == WRONGTYPE:  # a key of another type
@@ -66,7 +69,7 @@ class ArqLayout(Layout):
                 out.queues.append(QueueStats(queue, queued, tenant, oldest, states))
                 self._health(tenant, queue, health, out)
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
     @staticmethod
     def _health(tenant: str, queue: str, raw: Any, out: Parsed) -> None:

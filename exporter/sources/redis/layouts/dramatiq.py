@@ -19,13 +19,23 @@ dramatiq keeps no registry of queue names in Redis, so `queues` names them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant, head_time
-from exporter.sources.redis.script import Op
+from exporter.sources.redis.layouts.base import (
+    Layout,
+    Parsed,
+    Plan,
+    Reads,
+    Results,
+    Workers,
+    count,
+    fill_tenant,
+    head_time,
+)
+from exporter.sources.redis.ops import HeadHGet, Hlen, Llen, Zcard, ZCount
 
 
 class DramatiqLayout(Layout):
@@ -39,29 +49,31 @@ class DramatiqLayout(Layout):
     def templates(self) -> Sequence[str]:
         return (self.namespace,)
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         ns = fill_tenant(self.namespace, tenant)
         live_since = str(int(now * 1000) - self.heartbeat_timeout)
-        ops: list[Op] = [("ZCOUNT", f"{ns}:__heartbeats__", live_since, "+inf")]
+        reads: Reads = {"brokers": ZCount(f"{ns}:__heartbeats__", low=live_since)}
         for queue in self.queues:
             key = f"{ns}:{queue}"
-            ops += [
-                ("LLEN", key),
-                ("HEADHGET", key, "0", f"{key}.msgs", "message_timestamp", str(self.scan), "num"),
-                ("HLEN", f"{key}.msgs"), ("HLEN", f"{key}.DQ.msgs"), ("ZCARD", f"{key}.XQ"),
-            ]
+            reads[queue, "depth"] = Llen(key)
+            reads[queue, "head"] = HeadHGet(key, hash=f"{key}.msgs", fields="message_timestamp", scan=self.scan,
+                                            kind="num")
+            reads[queue, "held"] = Hlen(f"{key}.msgs")
+            reads[queue, "delayed"] = Hlen(f"{key}.DQ.msgs")
+            reads[queue, "dead"] = Zcard(f"{key}.XQ")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
+        def parse(r: Results, now: float, out: Parsed) -> None:
             # broker processes, per process and not per queue, busy or not unknown: state `unknown`, queue ""
             tally = Workers(tenant, states=("unknown",))
-            tally.add([""], "unknown", n=count(r[0]))
+            tally.add([""], "unknown", n=count(r["brokers"]))
             tally.emit(out, [""], capacity=False, busy=False)
-            for i, queue in enumerate(self.queues):
-                depth, head, held, delayed, dead = r[1 + 5 * i : 6 + 5 * i]
+            for queue in self.queues:
+                depth, head, held, delayed, dead = (r[queue, what] for what in ("depth", "head", "held", "delayed",
+                                                                               "dead"))
                 depth = count(depth)
                 states = (("queued", depth), ("unacked", max(count(held) - depth, 0)),
                           ("delayed", count(delayed)), ("dead", count(dead)))
                 oldest = head_time(head, "ms", out)
                 out.queues.append(QueueStats(queue, depth, tenant, oldest, states, failed=count(dead)))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.items import WRONGTYPE
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Reads, Results, count, fill_tenant
+from exporter.sources.redis.ops import Hlen, Llen, Zcard
 
 
 class HueyLayout(Layout):
@@ -35,17 +36,20 @@ class HueyLayout(Layout):
     def templates(self) -> Sequence[str]:
         return self.queues
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         names = [fill_tenant(q, tenant) for q in self.queues]
-        ops: list[Op] = []
+        reads: Reads = {}
         for name in names:
             clean = re.sub("[^A-Za-z0-9_]", "", name)  # RedisStorage.clean_name
-            ops += [("LLEN", f"huey.redis.{clean}"), ("ZCARD", f"huey.redis.{clean}"),
-                    ("ZCARD", f"huey.schedule.{clean}"), ("HLEN", f"huey.results.{clean}")]
+            reads[name, "list"] = Llen(f"huey.redis.{clean}")
+            reads[name, "zset"] = Zcard(f"huey.redis.{clean}")
+            reads[name, "scheduled"] = Zcard(f"huey.schedule.{clean}")
+            reads[name, "results"] = Hlen(f"huey.results.{clean}")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, name in enumerate(names):
-                as_list, as_zset, scheduled, results = r[4 * i : 4 * i + 4]
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for name in names:
+                as_list, as_zset, scheduled, results = (r[name, what] for what in ("list", "zset", "scheduled",
+                                                                                  "results"))
                 if as_list == WRONGTYPE and as_zset == WRONGTYPE:  # neither huey storage: a foreign key
                     out.malformed += 1
                 out.malformed += (scheduled == WRONGTYPE) + (results == WRONGTYPE)
@@ -53,4 +57,4 @@ class HueyLayout(Layout):
                 states = (("queued", depth), ("scheduled", count(scheduled)), ("results", count(results)))
                 out.queues.append(QueueStats(name, depth, tenant, None, states))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
