@@ -38,6 +38,7 @@ from exporter.log import setup_logging
 from exporter.model import Reading, Snapshot
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import (
+    JOB_STATES,
     NotFound,
     Source,
     SourceContext,
@@ -52,6 +53,7 @@ from exporter.sources.postgres.config import quote_ident
 from exporter.sources.postgres.presets import reads
 from exporter.sources.redis import RedisSource
 from exporter.sources.redis.connect import client_options, parse_endpoint
+from exporter.sources.redis.layouts.base import fill_tenant
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Finding:
     ok: bool
     detail: str = ""
     fix: str = ""
+    apply: str = ""  # the fix as one command for the backend's own client (redis-cli, psql), if it is one
 
 
 @dataclass
@@ -77,8 +80,8 @@ class Report:
     def ok(self) -> bool:
         return all(f.ok for f in self.findings)
 
-    def add(self, check: str, ok: bool, detail: str = "", fix: str = "") -> bool:
-        self.findings.append(Finding(check, ok, detail, "" if ok else fix))
+    def add(self, check: str, ok: bool, detail: str = "", fix: str = "", apply: str = "") -> bool:
+        self.findings.append(Finding(check, ok, detail, "" if ok else fix, "" if ok else apply))
         return ok
 
 
@@ -134,37 +137,100 @@ def _asker(source: RedisSource) -> Redis:
     return Redis(**client_options(cfg.timeout), **endpoint.redis_py())
 
 
-async def _redis_commands(source: RedisSource) -> list[tuple[str, ...]]:
-    """Every command (with a real key) a collection of this config sends."""
+# What doctor puts where the backend has not told it a name yet (a tenant, a queue, a worker): the
+# commands behind each are checked too, and the key patterns of the fixes cover it with `*`.
+STAND_IN = "jobqueue-doctor-example"
+Need = tuple[tuple[str, ...], str | None]  # a command with its key, and the ACL key pattern that covers it
+
+
+async def _redis_commands(source: RedisSource) -> list[Need]:
+    """Every command (with a real key) a collection and the job listing of this config send, each with
+    the read-only key pattern an ACL needs for it (None: the command reads no key)."""
     cfg = source.config
-    commands: list[tuple[str, ...]] = [("PING",), ("CLIENT", "SETNAME", "jobqueue-exporter")]
+    needs: list[Need] = [(("PING",), None), (("CLIENT", "SETNAME", "jobqueue-exporter"), None)]
     db = parse_endpoint(cfg.url).db
     if db:
-        commands.append(("SELECT", str(db)))
+        needs.append((("SELECT", str(db)), None))
     if cfg.cluster:
-        commands.append(("CLUSTER", "SLOTS"))
+        needs.append((("CLUSTER", "SLOTS"), None))
     if cfg.tenants is not None and cfg.tenants.scan is not None:
-        commands.append(("SCAN", "0", "MATCH", cfg.tenants.scan.match, "COUNT", "10"))
+        needs.append((("SCAN", "0", "MATCH", cfg.tenants.scan.match, "COUNT", "10"), None))
     try:
         tenants = await source._current_tenants()
     except RedisError:
         tenants = []  # the SCAN check below says why
-    sample = tenants[0] if tenants else "example"
+    sample = tenants[0] if tenants else STAND_IN
     for layout in cfg.queues:
         tenant = sample if layout.per_tenant else ""
         reads = layout.discovery(tenant)
         try:
-            found = dict(zip(reads, await source.runner.run(list(reads.values())), strict=True))
+            found: dict[Any, Any] = dict(zip(reads, await source.runner.run(list(reads.values())), strict=True))
         except RedisError:  # a discovery read is denied (its command is checked): plan as if it found nothing
             found = {name: [] for name in reads}
         ops = list(reads.values())
-        # a layout that cannot plan without its discovery still has its discovery commands checked
-        with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
-            ops += layout.plan(tenant, found, time.time()).reads.values()
-        for op in ops:
-            commands += op.acl()
-        commands += layout.job_acl(tenant)  # the job listing (platform shim), read live
-    return list(dict.fromkeys(commands))
+        # What the discovery found, and a stand-in it may find later (a queue, a worker process): the
+        # commands behind each are checked now, so that the fixes, once applied, leave nothing to find.
+        for results in (found, {name: [STAND_IN] for name in reads}):
+            with contextlib.suppress(ValueError, TypeError, IndexError, KeyError, AttributeError):
+                ops += layout.plan_known(tenant, results, time.time(), [STAND_IN]).reads.values()
+        commands = [c for op in ops for c in op.acl()]
+        for queue in layout.static_queues() or [STAND_IN]:  # the job listing (Source.list_jobs), read live
+            commands += [c for state in JOB_STATES if (where := layout.job_range(tenant, queue, state)) is not None
+                         for c in where.acl()]
+        templates = [t for t in layout.templates() if t]
+        match = layout.scan_match() if layout.registry else None
+        if match is not None:  # the queues a registry does not list all (RedisSource._scan_queues)
+            commands.append(("SCAN", "0", "MATCH", match, "COUNT", "1000"))
+        needs += [(c, None if (key := _key_of(c)) is None else key_pattern(key, templates, tenant)) for c in commands]
+    return list(dict.fromkeys(needs))
+
+
+def _key_of(command: tuple[str, ...]) -> str | None:
+    """The key a read command names (XINFO GROUPS: after the subcommand), or None for keyless ones."""
+    if command[0] in ("PING", "CLIENT", "CLUSTER", "SELECT", "SCAN"):
+        return None
+    return command[2] if command[0] == "XINFO" else command[1]
+
+
+def glob_escape(text: str) -> str:
+    """A literal for a Redis glob pattern (util.c `stringmatchlen`: `\\` escapes the next character)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def key_pattern(key: str, templates: list[str], tenant: str) -> str:
+    """The narrowest pattern that still covers every key of its kind: the layout's own prefix (a
+    template's text with `{tenant}` as `*`) followed by `*`, the exact key when it is a template (a
+    list's key, a queue name), else its first `:`-segment (`arq:*`) or, without `:`, the key itself."""
+
+    def literal(text: str) -> str:
+        pieces = [glob_escape(p) for p in text.split("{tenant}")]
+        return "*".join(pieces)
+
+    for template in sorted(templates, key=len, reverse=True):
+        filled = fill_tenant(template, tenant)
+        if key == filled:
+            return literal(template)
+        if key.startswith(filled) and not filled[-1].isalnum():
+            return literal(template) + "*"
+        if key.startswith(filled + ":"):
+            return literal(template + ":") + "*"
+    head, colon, _ = key.partition(":")
+    pattern = glob_escape(head + colon) + "*" if colon else glob_escape(key)
+    for name in (tenant, STAND_IN):
+        pattern = pattern.replace(glob_escape(name), "*") if name else pattern
+    return pattern
+
+
+def cli_quote(arg: str) -> str:
+    """An argument as redis-cli reads it (sds.c `sdssplitargs`): bare when plain printable ASCII, else
+    in double quotes with `\\xHH` for every byte that is not, so a fix never prints a raw control byte."""
+    if arg and all(33 <= ord(c) < 127 and c not in "\"'\\" for c in arg):
+        return arg
+    out = []
+    for byte in arg.encode():
+        c = chr(byte)
+        out.append("\\" + c if c in "\"\\" else c if 32 <= byte < 127 else f"\\x{byte:02x}")
+    return '"' + "".join(out) + '"'
 
 
 async def _redis(source: RedisSource, report: Report) -> None:
@@ -208,8 +274,9 @@ async def _redis_permissions(source: RedisSource, asker: Redis, report: Report) 
         user = None
     report.add("credentials", True, f"logged in as {user}" if user else "logged in")
     dryrun = user is not None
-    for command in await _redis_commands(source):
-        shown = " ".join(command[:3] if command[0] in ("CLIENT", "XINFO", "CLUSTER") else command[:2])
+    for command, pattern in await _redis_commands(source):
+        shown = " ".join(cli_quote(c) for c in (command[:3] if command[0] in ("CLIENT", "XINFO", "CLUSTER")
+                                               else command[:2]))
         denied = None
         if dryrun:
             try:
@@ -225,20 +292,22 @@ async def _redis_permissions(source: RedisSource, asker: Redis, report: Report) 
                 await asker.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             except ResponseError as err:  # NOPERM is the finding; WRONGTYPE, NOSCRIPT...: the command was allowed
                 denied = str(err) if isinstance(err, NoPermissionError) or "NOPERM" in str(err) else None
-        report.add(f"may run {shown}", denied is None, denied or "allowed",
-                   _acl_fix(user or source.config.username or "default", command, denied or ""))
+        name = user or source.config.username or "default"
+        report.add(f"may run {shown}", denied is None, denied or "allowed", *_acl_fix(name, command, pattern))
 
 
-def _acl_fix(user: str, command: tuple[str, ...], denied: str) -> str:
+def _acl_fix(user: str, command: tuple[str, ...], pattern: str | None) -> tuple[str, str]:
+    """Words and the redis-cli line that allow this command on every key of its kind, read-only:
+    the command and the key pattern together, whichever of the two Redis named, so that applying
+    the fixes leaves nothing behind."""
     name = command[0].lower()
     if command[0] in ("CLIENT", "XINFO", "CLUSTER"):
         name = f"{command[0].lower()}|{command[1].lower()}"
-    if "key" in denied.lower() and len(command) > 1:
-        key = next((c for c in command[1:] if ":" in c or c not in ("GROUPS", "SLOTS", "SETNAME")), command[1])
-        return (f"The ACL user {user!r} may run {command[0]} but not on {key!r}: allow read access to its keys, e.g. "
-                f"`ACL SETUSER {user} %R~{key.split(':')[0]}:*` (keep it read-only: %R, not ~).")
-    return (f"The ACL user {user!r} may not run {command[0]}: `ACL SETUSER {user} +{name}` (see 'Minimal ACL' in "
-            "docs/sources/redis.md for the whole read-only set).")
+    rules = [f"+{name}"] + ([f"%R~{pattern}"] if pattern is not None else [])
+    line = " ".join(cli_quote(w) for w in ("ACL", "SETUSER", user, *rules))
+    reads = f" to read {cli_quote(pattern)} (read-only: %R, never ~)" if pattern is not None else ""
+    return (f"Allow the ACL user {cli_quote(user)} {command[0]}{reads}: `{line}` (see 'Minimal ACL' in "
+            "docs/sources/redis.md for the whole read-only set)."), line
 
 
 # ---------------------------------------------------------------------------------------------- postgres

@@ -229,3 +229,107 @@ async def test_postgres_and_nats_not_there() -> None:
     for report, fix in zip(reports, ("Check that PostgreSQL runs at", "Check that nats-server runs at"), strict=True):
         assert [(f.check, f.ok) for f in report.findings] == [("reachable", False)]
         assert report.findings[0].fix.startswith(fix)
+
+
+# ------------------------------------------------------------------------ fixes applied as a user would
+# Each layout of the read-only test's data set (plus keys without `:`, Sidekiq and Celery without a
+# prefix, Celery's priority lists `<queue>\x06\x16<n>` from kombu's own send), read by an ACL user
+# that starts with nothing granted: doctor's printed fixes, applied with redis-cli as the admin, must
+# leave a clean report, a collection that is up with the queue, a job listing that reads, and an
+# empty ACL LOG (no command refused on the way).
+LAYOUTS = [
+    ('{layout: list, name: q1, key: q1, timestamp_field: ts}', "q1"),
+    ('{layout: list, name: events, key: "tenant_{tenant}:events", timestamp_field: ts}', "events"),
+    ("{layout: zset, name: sched, key: zq}", "sched"),
+    ("{layout: stream, name: stream, key: sq, groups: true}", "stream"),
+    ('{layout: laravel, prefix: "app_database_"}', "default"),
+    ('{layout: horizon, prefix: "app_database_", horizon_prefix: "app_horizon:"}', "default"),
+    ('{layout: sidekiq, prefix: "sk:"}', "default"),
+    ("{layout: sidekiq}", "plain"),
+    ("{layout: rq}", "mail"),
+    ("{layout: celery}", "celery"),
+    ("{layout: celery, queues: [prio]}", "prio"),
+    ("{layout: bullmq, queues: [work]}", "work"),
+    ("{layout: arq}", "arq:queue"),
+    ("{layout: dramatiq, queues: [jobs]}", "jobs"),
+    ("{layout: huey}", "huey"),
+    ("{layout: saq, queues: [sq]}", "sq"),
+    ("{layout: taskiq}", "taskiq"),
+    ("{layout: taskiq, broker: stream, queues: [tq]}", "tq"),
+    ("{layout: beequeue, queues: [bw]}", "bw"),
+]
+TENANTS = '    tenants:\n      scan: {match: "tenant_*:events", regex: "^tenant_(?P<tenant>[^:]+):"}\n'
+
+
+def applied_fixes(server: RedisServer, body: dict[str, Any]) -> list[str]:
+    """Every `apply` line of doctor's JSON, run by the admin through redis-cli as a user would paste them."""
+    lines = [c["apply"] for s in body["sources"] for c in s["checks"] if not c["ok"] and c["apply"]]
+    done = subprocess.run(["redis-cli", "-p", str(server.port)], input="\n".join(lines) + "\n",
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "ERR" not in done.stdout, (lines, done.stdout, done.stderr)
+    assert done.stdout.split() == ["OK"] * len(lines)
+    return lines
+
+
+@pytest.mark.parametrize(("queues", "queue"), LAYOUTS, ids=[q for _, q in LAYOUTS])
+async def test_redis_fixes_applied_leave_a_clean_report(redis_server: RedisServer, tmp_path: Path, queues: str,
+                                                        queue: str) -> None:
+    from tests.integration.test_redis_readonly import seed
+    from tests.support.redis_libs import NOW, seed_celery, seed_sidekiq, sidekiq_process
+
+    admin = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    seed(admin)
+    admin.rpush("q1", json.dumps({"ts": NOW - 3}))
+    seed_sidekiq(admin, "", "plain", [NOW - 5])
+    sidekiq_process(admin, "", "host:1:abc", NOW, 1, False, 5, ["plain"])
+    seed_celery(redis_server.url, "", "prio", [None, 3, 9])  # kombu's own priority lists
+    admin.execute_command("ACL", "SETUSER", "probe", "on", ">pw")  # nothing granted
+    text = (f"sources:\n  - name: r\n    type: redis\n    url: {redis_server.url}\n    username: probe\n"
+            f"    password: ${{PW}}\n    queues:\n      - {queues}\n" + (TENANTS * ("{tenant}" in queues)))
+    (first,) = await run(text, {"PW": "pw"})
+    body = json.loads(render_json([first]))
+    assert not first.ok
+    problems = [c for c in body["sources"][0]["checks"] if not c["ok"]]
+    assert all(c["apply"].startswith("ACL SETUSER probe ") for c in problems if c["check"] != "collects")
+    for shown in (render_json([first]), render_table([first])):  # printable: no raw control characters
+        assert all(ch == "\n" or 32 <= ord(ch) < 127 for ch in shown), shown
+    lines = applied_fixes(redis_server, body)
+    assert all(" ~" not in line and "+@" not in line for line in lines)  # read-only: %R~ and named commands
+    (second,) = await run(text, {"PW": "pw"})
+    assert second.ok, [f for f in second.findings if not f.ok]
+    assert queue in second.reads["queue_names"]
+    admin.execute_command("ACL", "LOG", "RESET")
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    once = collect_once(config, {"PW": "pw"})
+    assert once.returncode == 0, once.stderr
+    assert 'jobqueue_source_up{source="r",backend="redis"} 1' in once.stdout
+    assert f'queue="{queue}"' in once.stdout
+    await list_every_state(text, queue)
+    assert admin.execute_command("ACL", "LOG") == []  # nothing was refused to the exporter
+    admin.close()
+
+
+def collect_once(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`jobqueue-exporter --once`: one collection, the exposition on stdout, exit 0 when every source is up."""
+    return subprocess.run([sys.executable, "-m", "exporter", "--config", str(config), "--once"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **env})
+
+
+async def list_every_state(text: str, queue: str) -> None:
+    """The job listing's reads (Source.list_jobs, what the shim serves) under the fixed ACL."""
+    from exporter.config import parse_config as parse
+    from exporter.model import Snapshot
+    from exporter.sources.base import JOB_STATES, SourceContext
+    from exporter.sources.redis import RedisSource
+
+    cfg = parse(text, "<test>", {"PW": "pw"}).sources[0]
+    source = RedisSource(cfg, SourceContext(snapshot=Snapshot, shard=(0, 1)))
+    try:
+        reading = await source.collect()
+        tenant = next((q.tenant for q in reading.queues if q.queue == queue), "")
+        for state in JOB_STATES:
+            await source.list_jobs(queue, state, 10, 0, tenant)
+    finally:
+        await source.close()
