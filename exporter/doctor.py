@@ -305,8 +305,8 @@ def _acl_fix(user: str, command: tuple[str, ...], pattern: str | None) -> tuple[
         name = f"{command[0].lower()}|{command[1].lower()}"
     rules = [f"+{name}"] + ([f"%R~{pattern}"] if pattern is not None else [])
     line = " ".join(cli_quote(w) for w in ("ACL", "SETUSER", user, *rules))
-    reads = f" to read {cli_quote(pattern)} (read-only: %R, never ~)" if pattern is not None else ""
-    return (f"Allow the ACL user {cli_quote(user)} {command[0]}{reads}: `{line}` (see 'Minimal ACL' in "
+    reads = f" on {cli_quote(pattern)} (read-only: %R, never ~)" if pattern is not None else ""
+    return (f"Allow the ACL user {cli_quote(user)} to run {command[0]}{reads}: `{line}` (see 'Minimal ACL' in "
             "docs/sources/redis.md for the whole read-only set)."), line
 
 
