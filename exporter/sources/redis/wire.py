@@ -188,7 +188,9 @@ class Wire:
         writer.write(data)
         await writer.drain()
         replies = Replies(limit)
-        while len(replies.replies) < count:
+        # a skipped bulk reads as a reply before its bytes are all in: read them too, or the next round
+        # trip on this connection would start inside it
+        while len(replies.replies) < count or replies.skip:
             chunk = await reader.read(1 << 20)
             if not chunk:
                 raise ConnectionError("Redis closed the connection")
