@@ -336,7 +336,7 @@ async def _postgres(source: PostgresSource, report: Report) -> None:
     async with pool.acquire() as conn:
         user = str(await conn.fetchval("SELECT current_user"))
         report.add("credentials", True, f"logged in as {user}")
-        tables = [table for preset in cfg.queues for table in reads(preset)]
+        tables = [table for preset in cfg.queues for table in reads(preset) + await _queue_tables(conn, preset)]
         if cfg.migrations is not None:
             tables.append(quote_ident(cfg.migrations.table))
         for table in dict.fromkeys(tables):
@@ -355,24 +355,36 @@ async def _postgres(source: PostgresSource, report: Report) -> None:
 
 
 async def _table(conn: asyncpg.Connection, user: str, table: str, report: Report) -> None:
-    try:
-        oid = await conn.fetchval("SELECT to_regclass($1)::oid", table)
-    except asyncpg.InsufficientPrivilegeError as err:
-        report.add(f"may read {table}", False, str(err), f"GRANT USAGE ON SCHEMA <schema> TO {user};")
-        return
-    if oid is None:
+    """SELECT on the table and USAGE on its schema, from the catalogue (which every role may read, so
+    a schema the role may not use is still found and named); the fix is the GRANTs that are missing."""
+    parts = list(await conn.fetchval("SELECT parse_ident($1)", table))
+    where = "n.nspname = $1 AND c.relname = $2" if len(parts) == 2 else (
+        "c.relname = $1 AND n.nspname = ANY(current_schemas(true))")
+    row = await conn.fetchrow(
+        "SELECT n.nspname, has_schema_privilege(n.oid, 'USAGE'), has_table_privilege(c.oid, 'SELECT') "
+        f"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {where} "
+        "ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1", *parts)
+    if row is None:
         report.add(f"may read {table}", False, "no such table or view", "The table does not exist: check `table` / "
                    "`schema` in the config, or run the library's migrations in this database.")
         return
-    schema, usage, select = await conn.fetchrow(
-        "SELECT n.nspname, has_schema_privilege(n.oid, 'USAGE'), has_table_privilege($1::oid, 'SELECT') "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid", oid)
-    if not usage:
-        report.add(f"may read {table}", False, f"no USAGE on schema {schema}",
-                   f'GRANT USAGE ON SCHEMA "{schema}" TO "{user}";')
-    else:
-        report.add(f"may read {table}", bool(select), "SELECT granted" if select else "no SELECT privilege",
-                   f'GRANT SELECT ON {table} TO "{user}";')
+    schema, usage, select = row
+    grants = [f"GRANT USAGE ON SCHEMA {quote_ident(schema)} TO {quote_ident(user)};"] * (not usage) + [
+        f"GRANT SELECT ON {table} TO {quote_ident(user)};"] * (not select)
+    missing = " and ".join([f"no USAGE on schema {schema}"] * (not usage) + ["no SELECT privilege"] * (not select))
+    report.add(f"may read {table}", not grants, missing or "SELECT granted",
+               f"Run as the owner or a superuser (read-only grants): {' '.join(grants)}", " ".join(grants))
+
+
+async def _queue_tables(conn: asyncpg.Connection, preset: Any) -> list[str]:
+    """pgmq's per-queue tables (`q_<name>`, read through query_to_xml), from the catalogue: the role
+    may not be allowed to read `meta` yet."""
+    if getattr(preset, "preset", None) != "pgmq":
+        return []
+    rows = await conn.fetch("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = (parse_ident($1))[1] AND c.relkind IN ('r', 'p') "
+                            "AND c.relname LIKE 'q\\_%' ORDER BY c.relname", quote_ident(preset.schema_))
+    return [f"{quote_ident(preset.schema_)}.{quote_ident(r[0])}" for r in rows]
 
 
 async def _statistics(conn: asyncpg.Connection, tables: list[str], report: Report) -> None:

@@ -5,11 +5,12 @@ subject, and a backend that is not there."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import redis
 from exporter.config import parse_config
 from exporter.doctor import Report, diagnose, render_json, render_table
 from tests.support.nats import NatsServer
-from tests.support.postgres import RIVER, admin, scratch_database
+from tests.support.postgres import GOOD_JOB, OBAN, PGMQ, RIVER, SOLID_QUEUE, admin, pgmq_queue, scratch_database
 from tests.support.servers import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,8 +145,10 @@ async def test_postgres_role_lacking_select(pg_role: tuple[str, str]) -> None:
     checks = by_check(report)
     assert checks["credentials"] == (True, f"logged in as {role}", "")
     assert checks['may read "public"."river_job"'] == (True, "SELECT granted", "")
-    assert checks['may read "public"."river_queue"'] == (False, "no SELECT privilege",
-                                                          f'GRANT SELECT ON "public"."river_queue" TO "{role}";')
+    grant = f'GRANT SELECT ON "public"."river_queue" TO "{role}";'
+    assert checks['may read "public"."river_queue"'] == (
+        False, "no SELECT privilege", f"Run as the owner or a superuser (read-only grants): {grant}")
+    assert [f.apply for f in report.findings if not f.ok] == [grant]
     assert not report.ok
     with admin(dsn.replace(f"{role}@", "postgres@")) as conn:
         conn.execute(f"GRANT SELECT ON river_queue TO {role}")
@@ -343,3 +346,107 @@ async def list_every_state(text: str, queue: str) -> None:
             await source.list_jobs(queue, state, 10, 0, tenant)
     finally:
         await source.close()
+
+
+# Every PostgreSQL preset, its tables made as the library (or its migrations) makes them, read by a
+# login role with nothing granted: doctor's GRANTs, run by the admin as printed, leave a clean report
+# and a collection that is up with the queue.
+def install_generic(dsn: str) -> None:
+    with admin(dsn) as conn:
+        conn.execute("CREATE SCHEMA gen; CREATE TABLE gen.jobs (id bigserial PRIMARY KEY, queue text NOT NULL, "
+                     "status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now()); "
+                     "INSERT INTO gen.jobs (queue, status) VALUES ('gq', 'pending')")
+
+
+def install_sql(sql: str, seed: str) -> Callable[[str], None]:
+    def install(dsn: str) -> None:
+        with admin(dsn) as conn:
+            conn.execute(sql)
+            conn.execute(seed)
+    return install
+
+
+def install_node(script: str) -> Callable[[str], None]:
+    def install(dsn: str) -> None:
+        subprocess.run(["node", str(ROOT / "tests" / "node" / script), dsn], check=True, capture_output=True,
+                       timeout=120)
+    return install
+
+
+def install_procrastinate(dsn: str) -> None:
+    import procrastinate
+
+    async def defer() -> None:
+        app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
+
+        @app.task(queue="pq", name="send")
+        async def send() -> None: ...
+
+        async with app.open_async():
+            await app.schema_manager.apply_schema_async()
+            await send.defer_async()
+
+    asyncio.run(defer())
+
+
+PRESETS: list[tuple[str, Callable[[str], None], str]] = [
+    ("{preset: generic, table: gen.jobs, waiting: [pending], queue_column: queue}", install_generic, "gq"),
+    ("{preset: pgmq}", install_sql(PGMQ, pgmq_queue("mq")), "mq"),
+    ("{preset: river, schema: rv}", install_sql("CREATE SCHEMA rv;" + RIVER.format(s="rv"),
+                                                "INSERT INTO rv.river_job (kind, queue) VALUES ('email', 'rq')"), "rq"),
+    ("{preset: oban, schema: ob}", install_sql("CREATE SCHEMA ob;" + OBAN.format(s="ob", version=14),
+                                               "INSERT INTO ob.oban_jobs (queue, worker) VALUES ('oq', 'W')"), "oq"),
+    ("{preset: good_job}", install_sql(GOOD_JOB.format(s="public"), "INSERT INTO good_jobs (queue_name, "
+                                       "executions_count) VALUES ('gj', 0)"), "gj"),
+    ("{preset: solid_queue, schema: sq}", install_sql(
+        "CREATE SCHEMA sq;" + SOLID_QUEUE.format(s="sq"),
+        "INSERT INTO sq.solid_queue_jobs (id, queue_name, class_name) VALUES (1, 'sqq', 'A'); INSERT INTO "
+        "sq.solid_queue_ready_executions (job_id, queue_name, created_at) VALUES (1, 'sqq', now())"), "sqq"),
+    ("{preset: pg-boss}", install_node("pg_boss.js"), "emails"),
+    ("{preset: graphile-worker}", install_node("pg_graphile.js"), "send_email"),
+    ("{preset: procrastinate}", install_procrastinate, "pq"),
+]
+
+
+@pytest.mark.parametrize(("preset", "install", "queue"), PRESETS,
+                         ids=[p.split(",")[0][9:].strip("}") for p, _, _ in PRESETS])
+def test_postgres_fixes_applied_leave_a_clean_report(tmp_path: Path, preset: str, install: Callable[[str], None],
+                                                     queue: str) -> None:
+    role = f"jqdoc_{uuid.uuid4().hex[:8]}"
+    with scratch_database() as dsn:
+        install(dsn)
+        with admin() as conn:
+            conn.execute(f"CREATE ROLE {role} LOGIN")  # nothing granted
+        try:
+            text = (f"sources:\n  - name: pg\n    type: postgres\n    dsn: {dsn.replace('postgres@', f'{role}@')}\n"
+                    f"    queues:\n      - {preset}\n")
+            config = tmp_path / "c.yaml"
+            config.write_text(text)
+            first = doctor_json(config)
+            assert first["ok"] is False
+            grants = [c["apply"] for s in first["sources"] for c in s["checks"] if not c["ok"] and c["apply"]]
+            assert grants and all(g.startswith("GRANT ") for g in grants)
+            assert all(" SELECT ON " in g or " USAGE ON SCHEMA " in g for g in grants)  # read-only
+            with admin(dsn) as conn:
+                for grant in grants:
+                    conn.execute(grant)
+            second = doctor_json(config)
+            assert second["ok"] is True, second
+            once = collect_once(config, {})
+            assert once.returncode == 0, once.stderr
+            assert 'jobqueue_source_up{source="pg",backend="postgres"} 1' in once.stdout
+            assert f'queue="{queue}"' in once.stdout
+        finally:
+            with admin(dsn) as conn:
+                conn.execute(f"DROP OWNED BY {role}")
+            with admin() as conn:
+                conn.execute(f"DROP ROLE {role}")
+
+
+def doctor_json(config: Path) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "exporter", "doctor", "--config", str(config), "--format", "json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode in (0, 1), done.stderr
+    body: dict[str, Any] = json.loads(done.stdout)
+    return body
