@@ -450,3 +450,44 @@ def doctor_json(config: Path) -> dict[str, Any]:
     assert done.returncode in (0, 1), done.stderr
     body: dict[str, Any] = json.loads(done.stdout)
     return body
+
+
+def test_sentinel_acl_fixes(tmp_path: Path) -> None:
+    """The sentinels' own ACL: a sentinel user with nothing granted is told `+sentinel|masters` (and
+    `+sentinel|slaves` for `replica: true`), applied on the sentinel; then the replica's own fixes;
+    then a clean report and a collection through the sentinel."""
+    from tests.support.redis_topology import SentinelSetup
+
+    setup = SentinelSetup(tmp_path).start()
+    try:
+        sentinel, master, replica = (setup.conn(s) for s in (setup.sentinel, setup.master, setup.replica))
+        master.rpush("q1", "x")
+        for conn in (sentinel, master, replica):  # ACLs are per server: a replica does not copy them
+            conn.execute_command("ACL", "SETUSER", "probe", "on", ">pw")  # nothing granted
+        text = (f"sources:\n  - name: r\n    type: redis\n    url: redis://127.0.0.1:{setup.master.port}\n"
+                f"    username: probe\n    password: pw\n    sentinel:\n      master_name: {setup.sentinel.name}\n"
+                f"      urls: [\"redis://probe:pw@127.0.0.1:{setup.sentinel.port}\"]\n      replica: true\n"
+                "    queues:\n      - {layout: list, name: q1, key: q1}\n")
+        config = tmp_path / "c.yaml"
+        config.write_text(text)
+        first = doctor_json(config)
+        problems = {c["check"]: c["apply"] for c in first["sources"][0]["checks"] if not c["ok"]}
+        where = f"sentinel redis://probe@127.0.0.1:{setup.sentinel.port}"  # the password is never shown
+        assert problems == {f"{where} may run SENTINEL MASTERS": "ACL SETUSER probe +sentinel|masters",
+                            f"{where} may run SENTINEL SLAVES": "ACL SETUSER probe +sentinel|slaves",
+                            "master": ""}
+        for line in problems.values():
+            if line:
+                sentinel.execute_command(*line.split())
+        second = doctor_json(config)  # the sentinel answers now: the data server's own fixes
+        lines = [c["apply"] for c in second["sources"][0]["checks"] if not c["ok"] and c["apply"]]
+        assert lines and all(line.startswith("ACL SETUSER probe ") for line in lines)
+        for conn in (master, replica):
+            for line in lines:
+                conn.execute_command(*line.split())
+        third = doctor_json(config)
+        assert third["ok"] is True, [c for c in third["sources"][0]["checks"] if not c["ok"]]
+        once = collect_once(config, {})
+        assert once.returncode == 0 and 'queue="q1"' in once.stdout, once.stdout + once.stderr
+    finally:
+        setup.stop()
