@@ -85,7 +85,7 @@ sources:
 """
 
 
-async def measure_cycles(url: str, rounds: int, shard: str = "0/1", scripts: str = "pipeline") -> dict[str, float]:
+async def measure_cycles(url: str, rounds: int, shard: str = "0/1") -> dict[str, float]:
     """Median collect, render and total over `rounds` cycles, tenants cached as in steady state,
     and the Redis CPU time one collection costs (from INFO commandstats)."""
     config = parse_config(config_text(url, shard=shard), "<bench>", {})
@@ -113,11 +113,11 @@ async def measure_cycles(url: str, rounds: int, shard: str = "0/1", scripts: str
     await source.close()
     admin.close()
     return {
-        f"{scripts}_first_cycle_with_scan_ms": first * 1000,
-        f"{scripts}_collect_ms": statistics.median(collect) * 1000,
-        f"{scripts}_redis_cpu_ms": statistics.median(server) * 1000,
-        f"{scripts}_render_ms": statistics.median(render) * 1000,
-        f"{scripts}_cycle_ms": statistics.median(c + r for c, r in zip(collect, render, strict=True)) * 1000,
+        "pipeline_first_cycle_with_scan_ms": first * 1000,
+        "pipeline_collect_ms": statistics.median(collect) * 1000,
+        "pipeline_redis_cpu_ms": statistics.median(server) * 1000,
+        "pipeline_render_ms": statistics.median(render) * 1000,
+        "pipeline_cycle_ms": statistics.median(c + r for c, r in zip(collect, render, strict=True)) * 1000,
         "series": series,
     }
 

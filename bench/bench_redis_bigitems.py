@@ -65,6 +65,10 @@ def metric(body: str, name: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def _cell(value: float | None) -> str:
+    return "absent (source down)" if value is None else f"{value:g}"
+
+
 def run_daemon(code: Path, url: str, workdir: Path, seconds: float = 20.0) -> dict[str, str]:
     """The daemon of `code` on the seeded server: what /metrics says every second, and its peak RSS."""
     cfg = workdir / f"big-{code.name}.yaml"
@@ -95,7 +99,7 @@ def run_daemon(code: Path, url: str, workdir: Path, seconds: float = 20.0) -> di
         proc.terminate()
         proc.wait(15)
     return {"up": f"{up}/{scrapes}", "healthy": f"{healthy_seen}/{scrapes}", "big depth": f"{big_seen}/{scrapes}",
-            "malformed_total": str(metric(body, 'jobqueue_malformed_items{source="r"}')),
+            "malformed_total": _cell(metric(body, 'jobqueue_malformed_items{source="r"}')),
             "peak_rss_mb": f"{rss:.0f}"}
 
 

@@ -34,12 +34,12 @@ source = make_source(sys.argv[1], json.loads(sys.argv[2]), timeout="1s")
 async def main():
     await source.client.ping()
     before = hwm()
-    readings = [await source.collect() for _ in range(3)]  # one connection: each starts where the last ended
+    readings = [await source.collect() for _ in range(3)]  # each starts where the last ended
     await source.close()
     assert all(r.queues == readings[0].queues for r in readings)
     return before, readings[-1]
 before, reading = asyncio.run(main())
-print(json.dumps({"grew_mb": hwm() - before, "malformed": reading.malformed,
+print(json.dumps({"grew_mb": hwm() - before, "malformed": reading.malformed, "heavy": sorted(source.runner._heavy),
                   "queues": {q.queue: [q.depth, q.oldest_timestamp] for q in reading.queues}}))
 '''
 
@@ -48,7 +48,9 @@ def test_big_head_items_are_malformed_and_never_held(redis_client: redis.Redis, 
     """Two 50 MB items (no usable time) at the head, then a good one; a healthy queue beside it. The
     source stays up within a 1 s timeout, reads both depths, counts the head item as malformed (the
     items behind it are not scanned: they would cross the network whole as well), and its memory does
-    not grow with the items (before: it read each whole, ~100 MB each with its text copy)."""
+    not grow with the items (before: it read each whole, ~100 MB each with its text copy). From the
+    second collection on, that head is read alone and the connection dropped once it is known to be too
+    big, and the collections keep giving the same answer."""
     pad = b"x" * ITEM
     for _ in range(2):
         redis_client.rpush(f"{prefix}big", b'{"id": 1, "pad": "' + pad + b'"}')
@@ -64,6 +66,7 @@ def test_big_head_items_are_malformed_and_never_held(redis_client: redis.Redis, 
     got = json.loads(run.stdout)
     assert got["queues"] == {"big": [3, None], "ok": [1, NOW - 5]}
     assert got["malformed"] == 1
+    assert got["heavy"] == [f"{prefix}big"]  # after the first, its head is read alone and cut short
     assert got["grew_mb"] < 20, got  # 1 MiB per value at most, and the big ones not at all
 
 

@@ -4,6 +4,10 @@ one for the follow-up reads the first replies point at.
 Between collections (tenants and queues rarely change) it keeps the packed commands of each Each op
 and what each Each op remembered of its replies (an unchanged head item is not parsed again); both
 are rebuilt every run from the ops of that run, so they never outgrow them.
+
+A list whose head item was over the size bound (items.MAX_ITEM) is "heavy": from the next run on its
+head is read alone after the others, and the connection is dropped as soon as the reply is known to
+be too big, so a 50 MB item crosses the network once, not every collection.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from exporter.sources.redis.cluster import ClusterWire
-from exporter.sources.redis.ops import AnyOp, ClientNames, Each, Then, settle
+from exporter.sources.redis.items import TOO_BIG
+from exporter.sources.redis.ops import AnyOp, ClientNames, Each, Head, Op, Then, settle
 from exporter.sources.redis.wire import Wire, pack
 
 
@@ -26,18 +31,24 @@ class OpRunner:
         self.routed = isinstance(wire, ClusterWire)
         self._packed: dict[tuple[Any, ...], tuple[Sequence[str], bytes]] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}
+        self._heavy: set[str] = set()
 
     async def run(self, ops: Sequence[AnyOp]) -> list[Any]:
         """One result per op, in order (an Each's result is the list of its per-tenant results)."""
         if not ops:
             return []
-        names = await self._client_names() if any(isinstance(op, ClientNames) for op in ops) else None
+        asked = [i for i, op in enumerate(ops) if isinstance(op, ClientNames)]
+        names = await self._client_names() if asked else None
         commands: list[bytes] = []
         routing: list[str] = []
         spans: list[tuple[AnyOp, Sequence[str] | None]] = []
+        heavy: list[tuple[int, Op]] = []
         packed, self._packed = self._packed, {}
-        for op in ops:
-            if isinstance(op, ClientNames):
+        for index, op in enumerate(ops):
+            if isinstance(op, Head) and op.key in self._heavy:
+                heavy.append((index, op))
+                spans.append((op, ()))
+            elif isinstance(op, ClientNames):
                 spans.append((op, ()))
             elif isinstance(op, Each):
                 if self.routed:  # a cluster routes each key to its node: one buffer per key
@@ -58,16 +69,19 @@ class OpRunner:
                 commands.append(pack(*op.command()))
                 routing.append(op.key)
                 spans.append((op, None))
-        raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans),
-                               routing if self.routed else None)
+        try:
+            raw = await self._wire(commands, sum(1 if keys is None else len(keys) for _, keys in spans),
+                                   routing if self.routed else None)
+        finally:  # also when cut short by the timeout: the next run reads those heads alone
+            self._heavy = {op.key for _, op in heavy} | self._big_heads(spans)
         memo, self._memo = self._memo, {}
         results: list[Any] = [None] * len(ops)
         follow: list[tuple[list[Any], int, Then]] = []
         pos = 0
         for index, (op, span) in enumerate(spans):
-            if isinstance(op, ClientNames):
-                results[index] = names
-            elif isinstance(op, Each):
+            if span == ():
+                continue  # CLIENT LIST and heavy heads: read on their own
+            if isinstance(op, Each):
                 assert span is not None
                 identity = op.identity()
                 rows, then, self._memo[identity] = op.op.results(span, raw[pos : pos + len(span)], memo.get(identity))
@@ -81,9 +95,35 @@ class OpRunner:
                     follow.append((results, index, result))
                 else:
                     results[index] = result
+        for index in asked:
+            results[index] = names
+        for index, op in heavy:
+            assert isinstance(self.wire, Wire)  # only the single connection tells which replies were big
+            (reply,) = await self.wire.execute([pack(*op.command())], cut=True)
+            if reply != TOO_BIG:
+                self._heavy.discard(op.key)
+            result = settle(op, reply)
+            if isinstance(result, Then):
+                follow.append((results, index, result))
+            else:
+                results[index] = result
         if follow:
             await self._follow_up(follow)
         return results
+
+    def _big_heads(self, spans: list[tuple[AnyOp, Sequence[str] | None]]) -> set[str]:
+        """The Head ops whose first reply in the last round trip held a value over the size bound."""
+        big = set(getattr(self.wire, "big", ()))  # a cluster's wire does not tell: its heads are not cut
+        found: set[str] = set()
+        pos = 0
+        for op, span in spans:
+            if span is None:
+                if pos in big and isinstance(op, Head):
+                    found.add(op.key)
+                pos += 1
+            else:
+                pos += len(span)
+        return found
 
     async def _follow_up(self, follow: list[tuple[list[Any], int, Then]]) -> None:
         """The second round trip: every op's follow-up commands at once."""

@@ -70,15 +70,18 @@ class Replies:
 
     A candidate header is only one where hiredis has no unfinished data (`has_data()` false): then the
     next byte starts a reply or an array element, so `$<n>\\r\\n` there is a bulk header, not bytes
-    inside another value.
+    inside another value. With `cut`, reading stops at the first such reply (the caller drops the
+    connection, so Redis stops sending it).
     """
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, cut: bool = False) -> None:
         self.parser = hiredis.Reader(encoding="utf-8", errors="replace")
         self.limit = limit
         self.replies: list[Any] = []
         self.skip = 0  # bytes of a too-big bulk (and its CRLF) still to discard
         self.held = b""
+        self.cut = cut
+        self.big: list[int] = []  # the replies (by index) that held a value over the limit
 
     def feed(self, chunk: bytes) -> None:
         if self.skip:
@@ -99,7 +102,10 @@ class Replies:
             start = match.start()
             if self.parser.has_data():  # inside another value: not a header
                 continue
+            self.big.append(len(self.replies))
             self._give(_MARKER)
+            if self.cut:
+                return
             end = match.end() + size + 2
             if end > len(data):
                 self.skip = end - len(data)
@@ -136,22 +142,29 @@ class Wire:
         self.timeout = timeout
         self.client_name = client_name
         self.resolve = resolve  # Sentinel: asked where the server is at every (re)connect
+        self.big: list[int] = []  # replies of the last round trip that held a value over the limit
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def execute(self, commands: Sequence[bytes], count: int | None = None,
-                      keys: Sequence[str] | None = None, limit: int | None = MAX_ITEM) -> list[Any]:
+                      keys: Sequence[str] | None = None, limit: int | None = MAX_ITEM, cut: bool = False
+                      ) -> list[Any]:
         """Send the packed commands in one write; one reply per command (errors as ReplyError values).
 
         `count` is the number of commands when an element of `commands` packs several; `keys` (one
         per command) matters only to a cluster, where it routes each command to its node. A bulk
-        reply over `limit` bytes reads as TOO_BIG (see Replies)."""
+        reply over `limit` bytes reads as TOO_BIG (see Replies); with `cut` (one command whose reply
+        may be huge) the connection is dropped there instead of reading the rest."""
         count = len(commands) if count is None else count
+        self.big = []
         if not count:
             return []
         try:
             if self._streams is None:
                 await self._connect()
-            return await self._roundtrip(b"".join(commands), count, limit)
+            replies = await self._roundtrip(b"".join(commands), count, limit, cut)
+            if cut and self.big:
+                await self.close()
+            return replies
         except BaseException:
             await self.close()
             raise
@@ -182,15 +195,17 @@ class Wire:
                     raise AuthenticationError("the Redis server refused the exporter's credentials")
                 raise as_exception(reply)
 
-    async def _roundtrip(self, data: bytes, count: int, limit: int | None = MAX_ITEM) -> list[Any]:
+    async def _roundtrip(self, data: bytes, count: int, limit: int | None = MAX_ITEM, cut: bool = False
+                         ) -> list[Any]:
         assert self._streams is not None
         reader, writer = self._streams
         writer.write(data)
         await writer.drain()
-        replies = Replies(limit)
+        replies = Replies(limit, cut)
+        self.big = replies.big  # seen as they come: a round trip cut short by a timeout still tells
         # a skipped bulk reads as a reply before its bytes are all in: read them too, or the next round
         # trip on this connection would start inside it
-        while len(replies.replies) < count or replies.skip:
+        while (len(replies.replies) < count or replies.skip) and not (cut and replies.big):
             chunk = await reader.read(1 << 20)
             if not chunk:
                 raise ConnectionError("Redis closed the connection")

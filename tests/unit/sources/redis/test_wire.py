@@ -54,3 +54,11 @@ def test_replies_over_the_bound_are_skipped_not_held() -> None:
     whole = Replies(None)
     whole.feed(data)
     assert whole.replies[1:3] == ["$5000000\r\nnot a header", "y" * 1_100_000]
+
+
+def test_a_cut_read_stops_at_the_first_big_reply() -> None:
+    """For a head read alone: reading stops at the big reply (the caller drops the connection)."""
+    replies = Replies(MAX_ITEM, cut=True)
+    data = _stream()
+    replies.feed(data[:100])
+    assert replies.replies == [] and replies.big == [0] and replies.skip == 0
