@@ -400,6 +400,10 @@ class HeadGet(HeadOfIds):
     def lookup(self, job_id: str) -> tuple[str, ...]:
         return ("GET", self.key_prefix + job_id)
 
+    def acl(self) -> list[tuple[str, ...]]:
+        # without a prefix the ids are whole keys (saq's `saq:job:<queue>:<key>`), in the list's namespace
+        return [self.command(), self.lookup("1" if self.key_prefix else f"{self.key}:1")]
+
 
 @dataclass(frozen=True, slots=True)
 class HeadHGet(HeadOfIds):

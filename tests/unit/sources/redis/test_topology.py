@@ -88,7 +88,9 @@ def test_acl_of_ops() -> None:
     assert Head("q", scan=5).acl() == [("LINDEX", "q", "0"), ("LRANGE", "q", "0", "4")]
     assert HeadHash("bull:m:wait", from_tail=True, hash_prefix="bull:m:", fields="timestamp", scan=5).acl() == [
         ("LRANGE", "bull:m:wait", "-5", "-1"), ("HGET", "bull:m:1", "timestamp")]
-    assert HeadGet("saq:q:queued", key_prefix="", fields="queued").acl()[1] == ("GET", "1")
+    # ids that are whole keys (saq:job:<queue>:<key>): checked in the list's namespace, not as key "1"
+    assert HeadGet("saq:q:queued", key_prefix="", fields="queued").acl()[1] == ("GET", "saq:q:queued:1")
+    assert HeadGet("q", key_prefix="job:", fields="t").acl()[1] == ("GET", "job:1")
     assert HeadHGet("dq:q", hash="dq:q.msgs").acl()[1] == ("HGET", "dq:q.msgs", "1")
     assert ZHashes("horizon:masters", hash_prefix="horizon:", cap=50).acl() == [
         ("ZREVRANGE", "horizon:masters", "0", "49", "WITHSCORES"), ("HGETALL", "horizon:1")]
