@@ -3,7 +3,8 @@
 The one place a request touches a backend. Where a library keeps its jobs is the layout's knowledge
 (`Layout.job_range`, `Layout.job`); this module only reads the range: one bounded LRANGE or ZRANGE
 (at most MAX_JOB_PAGE items) plus the count (LLEN or ZCARD), and for libraries that keep jobs in
-hashes (BullMQ, RQ) their text fields (HMGET) in one pipeline. Nothing is ever written; the caller
+hashes their text fields (HMGET; BullMQ, RQ), or where the item is an id of a job stored elsewhere its
+body (HGET in one hash: dramatiq, Bee-Queue; GET: saq), in one pipeline. Nothing is ever written; the caller
 bounds the whole read with its own timeout.
 """
 
@@ -16,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from exporter.model import JobPage
 from exporter.sources.base import MAX_JOB_PAGE
-from exporter.sources.redis.layouts.base import Layout
+from exporter.sources.redis.layouts.base import JobRange, Layout
 
 
 async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, queue: str, status: str, limit: int,
@@ -27,6 +28,7 @@ async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, q
     if where is None:
         return JobPage((), 0)
     raw: list[Any]
+    scores: list[Any] = []
     if where.kind == "list":
         total = int(await client.llen(where.key))
         if where.oldest_first:
@@ -35,13 +37,36 @@ async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, q
             raw = list(reversed(await client.lrange(where.key, -(offset + limit), -(offset + 1))))
     else:
         total = int(await client.zcard(where.key))
-        raw = await client.zrange(where.key, offset, offset + limit - 1, desc=not where.oldest_first)
+        raw = await client.zrange(where.key, offset, offset + limit - 1, desc=not where.oldest_first,
+                                  withscores=where.scores)
+        if where.scores:
+            raw, scores = [m for m, _ in raw], [s for _, s in raw]
     items = [str(i) for i in raw]  # the client decodes replies (decode_responses=True)
-    hashes: list[dict[str, str]] = [{}] * len(items)
-    if where.hash_prefix is not None and items:
-        async with client.pipeline(transaction=False) as pipe:
-            for item in items:
+    found: list[dict[str, str]] = [{} for _ in items]
+    if items and (where.hash_prefix is not None or where.body_hash is not None or where.body_prefix is not None):
+        found = await _lookups(client, where, items)
+    for fields, score in zip(found, scores, strict=False):
+        fields["score"] = repr(float(score))
+    return JobPage(tuple(layout.job(item, h, queue, status) for item, h in zip(items, found, strict=True)), total)
+
+
+async def _lookups(client: Redis | RedisCluster, where: JobRange, items: list[str]) -> list[dict[str, str]]:
+    """Each item's job, in one pipeline: the hash's text fields, or its body (HGET in one hash, or GET)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for item in items:
+            if where.hash_prefix is not None:
                 pipe.hmget(f"{where.hash_prefix}{item}", list(where.fields))
-            replies: list[Any] = await pipe.execute()
-        hashes = [{k: v for k, v in zip(where.fields, r, strict=True) if v is not None} for r in replies]
-    return JobPage(tuple(layout.job(item, h, queue, status) for item, h in zip(items, hashes, strict=True)), total)
+            elif where.body_hash is not None:
+                pipe.hget(where.body_hash, item)
+            else:
+                pipe.get(f"{where.body_prefix}{item}")
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    out: list[dict[str, str]] = []
+    for reply in replies:
+        if isinstance(reply, Exception):  # a key of another type: that job shows without its body
+            out.append({})
+        elif where.hash_prefix is not None:
+            out.append({k: v for k, v in zip(where.fields, reply, strict=True) if v is not None})
+        else:
+            out.append({} if reply is None else {"body": str(reply)})
+    return out

@@ -26,8 +26,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, Workers, count, fill_tenant, job_of
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 _HEALTH = re.compile(r"j_complete=(\d+) j_failed=(\d+) j_retried=(\d+) j_ongoing=(\d+)")
@@ -42,6 +42,15 @@ class ArqLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return self.queues
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """The queue's zset, lowest score first: every job not finished (waiting, deferred and running:
+        arq keeps them in one set). The job itself is a pickle, never read: a job shows its id and score."""
+        return JobRange("zset", fill_tenant(queue, tenant), True, scores=True) if status == "waiting" else None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """`updated_at` is the score: the enqueue time, or the time a deferred or retried job may run."""
+        return job_of(item, queue, status, None, None, None, None, None, fields.get("score"))
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]

@@ -93,13 +93,19 @@ def fill_tenant(template: str, tenant: str) -> str:
 @dataclass(frozen=True)
 class JobRange:
     """Where the jobs of one state of one queue live (the job listing): a list or sorted set, its order,
-    and, when items are ids of job hashes, the hash prefix and the text fields to read from each."""
+    and, when items are ids, where each job is: the text `fields` of a hash `hash_prefix`..id (BullMQ,
+    RQ), a field id of one hash `body_hash` (dramatiq's `.msgs`, Bee-Queue's `jobs`) or a string key
+    `body_prefix`..id (saq); that body reaches `Layout.job` as the field `body`, and with `scores` a
+    sorted set's score as the field `score` (arq: the enqueue or run time)."""
 
     kind: Literal["list", "zset"]
     key: str
     oldest_first: bool = True  # list: oldest at the head; zset: lowest score first
     hash_prefix: str | None = None
     fields: tuple[str, ...] = ()
+    body_hash: str | None = None
+    body_prefix: str | None = None
+    scores: bool = False
 
 
 MAX_RAW = 64 * 1024  # characters of an item that is not (bounded) JSON, shown as its payload

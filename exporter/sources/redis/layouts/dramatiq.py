@@ -23,8 +23,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant, head_time
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Workers,
+    count,
+    decoded,
+    fill_tenant,
+    head_time,
+    job_of,
+)
 from exporter.sources.redis.script import Op
 
 
@@ -38,6 +49,30 @@ class DramatiqLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return (self.namespace,)
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """Waiting: the queue's id list (oldest at the head); failed: the dead-letter zset `.XQ`, newest
+        first. Each message is the field id of the `.msgs` hash beside its key. Fetched messages sit in
+        per-worker ack sets with no order, so `active` is not listed."""
+        key = f"{fill_tenant(self.namespace, tenant)}:{queue}"
+        if status == "waiting":
+            return JobRange("list", key, True, body_hash=f"{key}.msgs")
+        if status == "failed":
+            return JobRange("zset", f"{key}.XQ", False, body_hash=f"{key}.XQ.msgs", scores=True)
+        return None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """A dramatiq `Message` (JSON): the Retries middleware keeps the attempts and the last traceback
+        in `options`; a dead letter's score is when it was dead-lettered (ms)."""
+        body = decoded(fields.get("body"))
+        body = body if isinstance(body, dict) else {}
+        options = body.get("options") if isinstance(body.get("options"), dict) else {}
+        trace = options.get("traceback")
+        last = str(trace).strip().splitlines()[-1] if trace and str(trace).strip() else None
+        payload = {k: body[k] for k in ("actor_name", "args", "kwargs") if k in body} or None
+        return job_of(body.get("message_id", item), queue, status, payload, last, trace if last else None,
+                      options.get("retries"), body.get("message_timestamp"),
+                      fields.get("score") or options.get("requeue_timestamp"))
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         ns = fill_tenant(self.namespace, tenant)

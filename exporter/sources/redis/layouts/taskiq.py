@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, count, decoded, fill_tenant, job_of
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 
@@ -36,6 +36,20 @@ class TaskiqLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return self.queues
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """The list broker's list (LPUSH, BRPOP: the oldest at the tail) holds the messages themselves.
+        A stream is not listed: XRANGE cannot skip to an offset without reading every entry before it."""
+        if self.broker != "list" or status != "waiting":
+            return None
+        return JobRange("list", fill_tenant(queue, tenant), False)
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """A `TaskiqMessage` (JSON): task id, name, labels, args and kwargs; it holds no time."""
+        body = decoded(item)
+        body = body if isinstance(body, dict) else {"raw": item}
+        payload = {k: body[k] for k in ("task_name", "args", "kwargs", "labels") if k in body} or body
+        return job_of(body.get("task_id"), queue, status, payload, None, None, None, None, None)
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]
