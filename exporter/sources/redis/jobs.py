@@ -39,8 +39,9 @@ async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, q
         total = int(await client.zcard(where.key))
         raw = await client.zrange(where.key, offset, offset + limit - 1, desc=not where.oldest_first,
                                   withscores=where.scores)
-        if where.scores:
-            raw, scores = [m for m, _ in raw], [s for _, s in raw]
+        if where.scores:  # (member, score) pairs
+            scores = [pair[1] for pair in raw]
+            raw = [pair[0] for pair in raw]
     items = [str(i) for i in raw]  # the client decodes replies (decode_responses=True)
     found: list[dict[str, str]] = [{} for _ in items]
     if items and (where.hash_prefix is not None or where.body_hash is not None or where.body_prefix is not None):

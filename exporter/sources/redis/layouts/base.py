@@ -285,6 +285,10 @@ def json_dict(raw: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def to_int(raw: Any) -> int:
     try:
         return int(raw)

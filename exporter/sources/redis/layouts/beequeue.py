@@ -26,11 +26,12 @@ from exporter.sources.redis.layouts.base import (
     Layout,
     Parsed,
     Plan,
+    as_dict,
     count,
-    decoded,
     fill_tenant,
     head_time,
     job_of,
+    json_dict,
 )
 from exporter.sources.redis.script import Op
 
@@ -57,9 +58,8 @@ class BeeQueueLayout(Layout):
     def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
         """A Bee-Queue job (`Job#toData`): `data`, `options` (`timestamp` ms, `retries` left,
         `stacktraces` of failed attempts, newest first) and `status`."""
-        body = decoded(fields.get("body"))
-        body = body if isinstance(body, dict) else {}
-        options = body.get("options") if isinstance(body.get("options"), dict) else {}
+        body = json_dict(fields.get("body"))
+        options = as_dict(body.get("options"))
         traces = options.get("stacktraces")
         trace = traces[0] if isinstance(traces, list) and traces else None
         return job_of(item, queue, status, body.get("data"), trace, trace, None, options.get("timestamp"), None)

@@ -30,11 +30,12 @@ from exporter.sources.redis.layouts.base import (
     Parsed,
     Plan,
     Workers,
+    as_dict,
     count,
-    decoded,
     fill_tenant,
     head_time,
     job_of,
+    json_dict,
 )
 from exporter.sources.redis.script import Op
 
@@ -64,9 +65,8 @@ class DramatiqLayout(Layout):
     def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
         """A dramatiq `Message` (JSON): the Retries middleware keeps the attempts and the last traceback
         in `options`; a dead letter's score is when it was dead-lettered (ms)."""
-        body = decoded(fields.get("body"))
-        body = body if isinstance(body, dict) else {}
-        options = body.get("options") if isinstance(body.get("options"), dict) else {}
+        body = json_dict(fields.get("body"))
+        options = as_dict(body.get("options"))
         trace = options.get("traceback")
         last = str(trace).strip().splitlines()[-1] if trace and str(trace).strip() else None
         payload = {k: body[k] for k in ("actor_name", "args", "kwargs") if k in body} or None

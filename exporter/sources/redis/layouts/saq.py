@@ -35,7 +35,6 @@ from exporter.sources.redis.layouts.base import (
     Retained,
     Workers,
     count,
-    decoded,
     fill_tenant,
     flow,
     head_time,
@@ -65,8 +64,7 @@ class SaqLayout(Layout):
 
     def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
         """A saq `Job.to_dict` (JSON): times in ms; `error` is the formatted traceback of the last failure."""
-        body = decoded(fields.get("body"))
-        body = body if isinstance(body, dict) else {}
+        body = json_dict(fields.get("body"))
         error = body.get("error")
         last = str(error).strip().splitlines()[-1] if error and str(error).strip() else None
         payload = {k: body[k] for k in ("function", "kwargs") if k in body} or None
