@@ -2,8 +2,8 @@
 
 - `worker`: dramatiq's own `Worker` (1 thread) consuming QUEUE...; each message's actor `hold` sleeps
   for its argument (seconds), so the worker keeps the messages it fetched; runs until terminated.
-- `send`: a process that only enqueues (`hold.send(30)` once on each QUEUE), stays alive with its broker
-  open and never consumes: dramatiq's `dispatch.lua` still writes its broker id into `__heartbeats__`.
+- `send`: a process that only enqueues (`hold.send(30)` three times on each QUEUE), stays alive with its
+  broker open and never consumes: dramatiq's `dispatch.lua` still writes its broker id into `__heartbeats__`.
 
 Each prints `ready <broker_id>` once it has done its first dispatch.
 """
@@ -21,7 +21,7 @@ def main(role: str, url: str, namespace: str, queues: list[str]) -> None:
 
     broker = RedisBroker(url=url, namespace=namespace)
     actors = []
-    for queue in queues:
+    for queue in dict.fromkeys(queues):
         def hold(seconds: float = 30.0) -> None:
             """Runs for `seconds`: a message this worker holds (fetched, not acknowledged)."""
             time.sleep(seconds)
@@ -30,7 +30,8 @@ def main(role: str, url: str, namespace: str, queues: list[str]) -> None:
                                      max_retries=0))
     if role == "send":
         for actor in actors:
-            actor.send(30.0)
+            for _ in range(3):
+                actor.send(30.0)
         print("ready", broker.broker_id, flush=True)
         time.sleep(120)  # a live producer (terminated by the test)
         return

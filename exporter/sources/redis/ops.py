@@ -32,6 +32,8 @@ Ops and their results:
   HGETALL key                                      -> flat [field, value, ...]
   LFIRST key n                                     -> the first `n` items of a list
   ZMEMBERS key cap                                 -> flat [member, score, ...] of the first `cap`
+  ZRECENT key cap                                  -> flat [member, score, ...] of the `cap` highest scores,
+      highest first (dramatiq's freshest heartbeats)
   ZHASHES key hashprefix cap                       -> [[member, score, HGETALL hashprefix..member], ...]
       for the `cap` members with the highest scores (the freshest heartbeats), highest first
   ZGETS key min cap                                -> [[member, score, GET member or None], ...]

@@ -38,6 +38,7 @@ OPS: dict[str, OpSpec] = {
     "ZCOUNT": OpSpec(2, ("ZCOUNT", "$k", "$1", "$2")),
     "ZFIRST": OpSpec(0, ("ZRANGE", "$k", "0", "0", "WITHSCORES")),
     "ZMEMBERS": OpSpec(1, ("ZRANGE", "$k", "0", "$1-1", "WITHSCORES")),
+    "ZRECENT": OpSpec(1, ("ZREVRANGE", "$k", "0", "$1-1", "WITHSCORES")),
     "LFIRST": OpSpec(1, ("LRANGE", "$k", "0", "$1-1")),
     "SMEMBERS": OpSpec(1, ("SMEMBERS", "$k")),  # sorted and capped in Python (ops._normalise), the same for both paths
     "HEAD": OpSpec(4),

@@ -47,6 +47,7 @@ class DramatiqLayout(Layout):
     queues: list[str] = ["default"]
     namespace: str = "dramatiq"
     heartbeat_timeout: Annotated[int, Field(ge=1)] = 60000  # ms, as RedisBroker(heartbeat_timeout=...)
+    cap: Annotated[int, Field(ge=1, le=10000)] = 1000  # broker ids read from `__heartbeats__`, freshest first
 
     def templates(self) -> Sequence[str]:
         return (self.namespace,)
@@ -74,10 +75,14 @@ class DramatiqLayout(Layout):
                       options.get("retries"), body.get("message_timestamp"),
                       fields.get("score") or options.get("requeue_timestamp"))
 
+    def discovery(self, tenant: str) -> list[Op]:
+        """The freshest `cap` broker ids of `__heartbeats__` with their last dispatch (ms)."""
+        return [("ZRECENT", f"{fill_tenant(self.namespace, tenant)}:__heartbeats__", str(self.cap))]
+
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         ns = fill_tenant(self.namespace, tenant)
-        live_since = str(int(now * 1000) - self.heartbeat_timeout)
-        ops: list[Op] = [("ZCOUNT", f"{ns}:__heartbeats__", live_since, "+inf")]
+        live = live_ids(found[0], now * 1000 - self.heartbeat_timeout)
+        ops: list[Op] = []
         for queue in self.queues:
             key = f"{ns}:{queue}"
             ops += [
@@ -85,18 +90,33 @@ class DramatiqLayout(Layout):
                 ("HEADHGET", key, "0", f"{key}.msgs", "message_timestamp", str(self.scan), "num"),
                 ("HLEN", f"{key}.msgs"), ("HLEN", f"{key}.DQ.msgs"), ("ZCARD", f"{key}.XQ"),
             ]
+            # what a consumer holds: `fetch` SADDs each message it takes to its ack set of the queue
+            # (and of its delay queue `.DQ`); a producer's dispatch never does
+            ops += [op for broker in live for op in (("EXISTS", f"{ns}:__acks__.{broker}.{queue}"),
+                                                      ("EXISTS", f"{ns}:__acks__.{broker}.{queue}.DQ"))]
+        width = 5 + 2 * len(live)
 
         def parse(r: list[Any], now: float, out: Parsed) -> None:
-            # broker processes, per process and not per queue, busy or not unknown: state `unknown`, queue ""
-            tally = Workers(tenant, states=("unknown",))
-            tally.add([""], "unknown", n=count(r[0]))
-            tally.emit(out, [""], capacity=False, busy=False)
+            tally = Workers(tenant, states=("busy", "idle"))
             for i, queue in enumerate(self.queues):
-                depth, head, held, delayed, dead = r[1 + 5 * i : 6 + 5 * i]
+                depth, head, held, delayed, dead, *acks = r[width * i : width * (i + 1)]
                 depth = count(depth)
                 states = (("queued", depth), ("unacked", max(count(held) - depth, 0)),
                           ("delayed", count(delayed)), ("dead", count(dead)))
                 oldest = head_time(head, "ms", out)
                 out.queues.append(QueueStats(queue, depth, tenant, oldest, states, failed=count(dead)))
+                for ready, later in zip(acks[::2], acks[1::2], strict=True):
+                    if count(ready):  # holds messages of the queue: running them or next to
+                        tally.add([queue], "busy")
+                    elif count(later):  # holds only delayed messages of it: a consumer, nothing to run
+                        tally.add([queue], "idle")
+            tally.emit(out, self.queues, capacity=False, busy=False)
 
         return Plan(ops, parse)
+
+
+def live_ids(reply: Any, since_ms: float) -> list[str]:
+    """The broker ids of a ZRECENT reply (flat id, score, ...) whose last dispatch is `since_ms` or later."""
+    if not isinstance(reply, list):
+        return []
+    return [str(broker) for broker, score in zip(reply[::2], reply[1::2], strict=False) if float(score) >= since_ms]

@@ -1,0 +1,92 @@
+"""Workers per queue, from real worker processes of the libraries, so that `JobQueueNoWorkers`
+(alerts/jobqueue.rules.yml: `jobqueue_depth > 0` and no live worker under that queue) can fire:
+
+- dramatiq: consumers only (a process that only sends is not one), per queue, from the ack sets that
+  `fetch` writes (dramatiq/brokers/redis/dispatch.lua);
+- Celery: the config names the queues of a worker pool by hostname (a worker's events do not say);
+- arq: a worker whose every `max_jobs` slot is busy writes no health key (arq/worker.py
+  `_poll_iteration` waits on `self.sem` before `heart_beat`), but its jobs' in-progress keys say it runs;
+- huey's RedisExpireHuey keeps results as keys of their own (`huey.r.<name>.<id>`), not the hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from tests.support.redis_libs import by_queue, collect, make_source, samples_of
+from tests.support.servers import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts; killed (their whole group) afterwards."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def dramatiq_process(started: list[subprocess.Popen[str]], role: str, namespace: str, *queues: str) -> str:
+    """A real dramatiq worker or sender process (tests/support/dramatiq_procs.py); its broker id."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.dramatiq_procs", role, REDIS_URL, namespace,
+                             *queues], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    started.append(proc)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # bounded: the process prints it within seconds or dies (EOF)
+    assert line.startswith("ready "), line
+    return line.split()[1]
+
+
+async def test_dramatiq_counts_consumers_not_senders(redis_client: redis.Redis, prefix: str,
+                                                     processes: list[subprocess.Popen[str]]) -> None:
+    """Two worker processes and one process that only sends: dramatiq's dispatch.lua ZADDs every
+    broker id to `__heartbeats__` on every command (`redis.call("zadd", heartbeats, timestamp,
+    worker_id)` before the command runs), so all three are there; only `fetch` SADDs to
+    `__acks__.<broker id>.<queue>`. The workers consume `work`; the sender also sends to `orphan`,
+    which no worker consumes: 0 workers there with 3 waiting is the page JobQueueNoWorkers exists for."""
+    ns = f"{prefix}dq"
+    workers = [dramatiq_process(processes, "worker", ns, "work") for _ in range(2)]
+    sender = dramatiq_process(processes, "send", ns, "work", "orphan")
+    # 3 messages on `work`, each worker prefetches 2 (worker_threads * 2): both hold some
+    wait_for(lambda: all(redis_client.exists(f"{ns}:__acks__.{w}.work") for w in workers)
+             and redis_client.llen(f"{ns}:work") == 0)
+    beats = dict(redis_client.zrange(f"{ns}:__heartbeats__", 0, -1, withscores=True))
+    assert set(beats) == {*workers, sender}  # the sender is in the heartbeats like a worker
+    assert not redis_client.keys(f"{ns}:__acks__.{sender}*")
+    queues = [{"layout": "dramatiq", "namespace": ns, "queues": ["work", "orphan"]}]
+    reading = await collect(REDIS_URL, queues, now=time.time())
+    assert samples_of(reading, "jobqueue_workers") == {
+        ("", "work", "busy"): 2, ("", "work", "idle"): 0, ("", "orphan", "busy"): 0, ("", "orphan", "idle"): 0}
+    got = by_queue(reading)
+    assert (got["work"].depth, dict(got["work"].states)["unacked"], got["orphan"].depth) == (0, 3, 3)
+    # past dramatiq's heartbeat_timeout (60 s) no broker id is live, ack sets or not
+    later = await collect(REDIS_URL, queues, now=time.time() + 61)
+    assert samples_of(later, "jobqueue_workers")[("", "work", "busy")] == 0
