@@ -90,3 +90,55 @@ async def test_dramatiq_counts_consumers_not_senders(redis_client: redis.Redis, 
     # past dramatiq's heartbeat_timeout (60 s) no broker id is live, ack sets or not
     later = await collect(REDIS_URL, queues, now=time.time() + 61)
     assert samples_of(later, "jobqueue_workers")[("", "work", "busy")] == 0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the module's own: arq and huey keys cannot be prefixed."""
+    server = RedisServer(tmp_path_factory.mktemp("workers")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def db(server: RedisServer, n: int) -> str:
+    return server.url.removesuffix("/0") + f"/{n}"
+
+
+async def test_arq_worker_with_every_slot_busy_is_live(server: RedisServer) -> None:
+    """A real arq Worker with max_jobs=1 running a job: it wrote its health key (1 s interval, so a TTL
+    of 2 s) once, then waits on its semaphore and writes no more; the key expires while it works."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+    from arq.worker import Worker
+
+    from tests.support.redis_libs import arq_block
+
+    url = db(server, 1)
+    settings = RedisSettings.from_dsn(url)
+    pool = await create_pool(settings)
+    gate = asyncio.Event()
+    worker = Worker(functions=[arq_block], redis_settings=settings, max_jobs=1, poll_delay=0.05,
+                    health_check_interval=1, handle_signals=False, ctx={"gate": gate})
+    task = asyncio.create_task(worker.async_run())
+    try:
+        job = await pool.enqueue_job("arq_block")
+        assert job is not None
+        deadline = time.monotonic() + 30
+        while not (await pool.exists(f"arq:in-progress:{job.job_id}") and not await pool.exists(
+                "arq:queue:health-check")):
+            assert time.monotonic() < deadline, "the health key never expired under the busy worker"
+            await asyncio.sleep(0.05)
+        reading = await collect(url, [{"layout": "arq"}], now=time.time())
+    finally:
+        gate.set()
+        await asyncio.wait_for(worker.close(), 30)
+        task.cancel()
+        await pool.flushdb()
+        await pool.aclose()
+    labels = ("", "arq:queue")
+    assert samples_of(reading, "jobqueue_workers") == {(*labels, "busy"): 1, (*labels, "idle"): 0,
+                                                       (*labels, "paused"): 0}
+    assert samples_of(reading, "jobqueue_worker_busy_slots") == {labels: 1}
+    assert dict(by_queue(reading)["arq:queue"].states)["in_progress"] == 1

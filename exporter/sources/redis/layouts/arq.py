@@ -14,8 +14,9 @@ Keys from arq 0.28 (`arq/constants.py`; `ArqRedis.enqueue_job` in `arq/connectio
 - `arq:retry:<id>`, `arq:result:<id>`: one key per job with no index, so they are not read.
 - `<queue>:health-check`: a string `"<date> j_complete=N j_failed=N j_retried=N j_ongoing=N queued=N"`
   that a worker rewrites every `health_check_interval` (default 3600 s) with a TTL of that interval
-  plus 1 s: the latest worker's counters since it started, and its liveness. Only the liveness and
-  `j_ongoing` are used: the counters are one worker's, not the queue's (see `_health`).
+  plus 1 s: the latest worker's counters since it started, and its liveness. Only the liveness is
+  used: the counters are one worker's, not the queue's; a worker with every `max_jobs` slot busy
+  writes none, and its jobs' in-progress keys count it instead (see `_health`).
 """
 
 from __future__ import annotations
@@ -73,20 +74,24 @@ class ArqLayout(Layout):
                 queued = max(ready - running, 0)  # pipelined reads are not one snapshot: never below 0
                 states = (("queued", queued), ("in_progress", running), ("deferred", max(total - ready, 0)))
                 out.queues.append(QueueStats(queue, queued, tenant, oldest, states))
-                self._health(tenant, queue, health, out)
+                self._health(tenant, queue, health, running, out)
 
         return Plan(ops, parse)
 
     @staticmethod
-    def _health(tenant: str, queue: str, raw: Any, out: Parsed) -> None:
-        """The health-check string: the latest worker's counters; absent (expired) = no live worker."""
+    def _health(tenant: str, queue: str, raw: Any, running: int, out: Parsed) -> None:
+        """A live worker: the latest writer of the health-check string, or, while it is absent, one that
+        runs jobs. arq writes the key only between polls, and a worker whose every `max_jobs` slot is
+        busy does not poll (`_poll_iteration` waits on `self.sem` before `heart_beat`), so the key
+        expires under a busy worker; the in-progress keys its jobs hold (`start_jobs`, kept until
+        `finish_job`, or `in_progress_timeout_s` = job timeout + 10 s after a crash) say it runs.
+        Busy slots are those in-progress jobs, read now (`j_ongoing` is as old as the key)."""
         match = _HEALTH.search(raw) if isinstance(raw, str) and raw != WRONGTYPE else None
         if raw is not None and match is None:
             out.malformed += 1
-        ongoing = int(match.group(4)) if match else 0
         tally = Workers(tenant)
-        if match:  # one worker: the latest writer of the key (arq keeps no list of workers)
-            tally.add([queue], "busy" if ongoing else "idle", busy=ongoing)
+        if match or running:  # one worker: arq keeps no list of workers
+            tally.add([queue], "busy" if running else "idle", busy=running)
         # j_complete/j_failed are NOT exported as jobqueue_jobs_*_total: they are the counts of whichever
         # worker wrote the key last, so with two workers they jump between two series of numbers and
         # Prometheus would read every step down as a reset (a false rate). arq keeps no queue total.
