@@ -142,3 +142,32 @@ async def test_arq_worker_with_every_slot_busy_is_live(server: RedisServer) -> N
                                                        (*labels, "paused"): 0}
     assert samples_of(reading, "jobqueue_worker_busy_slots") == {labels: 1}
     assert dict(by_queue(reading)["arq:queue"].states)["in_progress"] == 1
+
+
+async def test_huey_expire_storage_results_are_not_a_false_zero(server: RedisServer) -> None:
+    """RedisExpireHuey (huey/storage.py RedisExpireStorage.put_data: `SET huey.r.<name>.<key> ... EX`)
+    leaves the result hash empty: with `results: keys` no `results` state reads 0 beside them."""
+    from huey import RedisExpireHuey
+
+    url = db(server, 2)
+    huey = RedisExpireHuey("jq-exp", url=url, expire_time=600)
+
+    @huey.task()
+    def good(n: int) -> int:
+        return n
+
+    try:
+        for i in range(3):
+            good(i)
+        for _ in range(2):
+            huey.execute(huey.dequeue())
+        assert (huey.pending_count(), huey.result_count()) == (1, 2)  # huey's own counts (a SCAN)
+        assert huey.storage.conn.exists("huey.results.jqexp") == 0
+        hashed = await collect(url, [{"layout": "huey", "queues": ["jq-exp"]}], now=time.time())
+        keys = await collect(url, [{"layout": "huey", "queues": ["jq-exp"], "results": "keys"}], now=time.time())
+    finally:
+        huey.storage.conn.flushdb()
+        huey.storage.conn.close()
+    assert dict(by_queue(hashed)["jq-exp"].states)["results"] == 0  # the hash storage's reading: wrong here
+    q = by_queue(keys)["jq-exp"]
+    assert (q.depth, dict(q.states), keys.malformed) == (1, {"queued": 1, "scheduled": 0}, 0)
