@@ -171,3 +171,54 @@ async def test_huey_expire_storage_results_are_not_a_false_zero(server: RedisSer
     assert dict(by_queue(hashed)["jq-exp"].states)["results"] == 0  # the hash storage's reading: wrong here
     q = by_queue(keys)["jq-exp"]
     assert (q.depth, dict(q.states), keys.malformed) == (1, {"queued": 1, "scheduled": 0}, 0)
+
+
+def start_celery_worker(prefix: str, name: str, queue: str) -> subprocess.Popen[str]:
+    """A real `celery worker -E` (events on, 1 s heartbeat) named `name` consuming `queue`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JQ_CELERY_URL": REDIS_URL, "JQ_CELERY_PREFIX": prefix}
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.support.celery_tasks", "worker", "-E",
+                             "-Q", queue, "-c", "1", "--pool", "solo", "--heartbeat-interval", "1",
+                             "--without-mingle", "--without-gossip", "-n", name],
+                            cwd=ROOT, env=env, start_new_session=True, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def poll_workers(source: Any, check: Callable[[dict[tuple[str, ...], float]], bool],
+                       seconds: float = 120) -> dict[tuple[str, ...], float]:
+    """Collect until `check` holds on jobqueue_workers (bounded): the listener hears events on its own time."""
+    deadline = time.monotonic() + seconds
+    got: dict[tuple[str, ...], float] = {}
+    while time.monotonic() < deadline:
+        got = samples_of(await source.collect(), "jobqueue_workers")
+        if check(got):
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"condition not reached: {got}")
+
+
+async def test_celery_worker_pools_named_by_hostname(redis_client: redis.Redis, prefix: str,
+                                                     processes: list[subprocess.Popen[str]]) -> None:
+    """A real Celery worker `mail@<host>` consuming `mail`. Its heartbeats (celery/worker/heartbeat.py
+    `_send`: hostname, freq, active, processed, loadavg, sw_*) never name its queues, so the config
+    says which queues the `mail@*` pool serves; `bulk`, which no live worker serves, reads 0."""
+    host = prefix.strip(":").replace(":", "-")
+    queues = [{"layout": "celery", "queues": ["mail", "bulk"], "global_keyprefix": prefix, "events": True,
+               "worker_queues": {"mail@*": ["mail"], "bulk@*": ["bulk"]}}]
+    source = make_source(REDIS_URL, queues, now=None)
+    try:
+        processes.append(start_celery_worker(prefix, f"mail@{host}", "mail"))
+        live = await poll_workers(source, lambda g: g.get(("", "mail", "idle")) == 1)
+        assert live == {("", "mail", "busy"): 0, ("", "mail", "idle"): 1,
+                        ("", "bulk", "busy"): 0, ("", "bulk", "idle"): 0}
+        # without worker_queues the same worker is live under queue "" only (as before)
+        plain = make_source(REDIS_URL, [{**queues[0], "worker_queues": {}}], now=None)
+        try:
+            assert await poll_workers(plain, lambda g: g.get(("", "", "idle")) == 1) == {
+                ("", "", "busy"): 0, ("", "", "idle"): 1}
+        finally:
+            await plain.close()
+        os.killpg(processes[0].pid, signal.SIGKILL)  # no worker-offline: gone once its heartbeat expires
+        dead = await poll_workers(source, lambda g: g.get(("", "mail", "idle")) == 0)
+        assert dead[("", "mail", "busy")] == 0
+    finally:
+        await source.close()
