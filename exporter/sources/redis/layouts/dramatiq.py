@@ -11,7 +11,10 @@ Keys from dramatiq 2.2 (`dramatiq/brokers/redis/dispatch.lua`, `RedisBroker.enqu
   `.DQ.msgs` until their `eta`, fetched or not, so HLEN `.DQ.msgs` counts them.
 - `ns:<queue>.XQ` / `.XQ.msgs`: the dead-letter zset (scored by when) and its messages.
 - `ns:__heartbeats__`: zset of broker ids scored by the last dispatch (ms); dramatiq treats an id
-  as dead after `heartbeat_timeout` (60 000 ms by default). Ids are per process, not per queue.
+  as dead after `heartbeat_timeout` (60 000 ms by default). Ids are per process, not per queue, and
+  every command ZADDs its caller, `enqueue` included: a process that only sends is there too.
+- `ns:__acks__.<broker id>.<queue>` (and `.<queue>.DQ`): set of the messages a consumer fetched and
+  has not acked yet; only `fetch` adds to it. A live id holding one is a consumer of that queue.
 
 dramatiq keeps no registry of queue names in Redis, so `queues` names them.
 """
