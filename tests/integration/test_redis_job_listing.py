@@ -226,3 +226,46 @@ async def test_beequeue_waiting_and_active(redis_client: redis.Redis, prefix: st
         (j["id"], j["data"], iso(j["timestamp"])) for j in reversed(own["waiting"])]
     assert [j["id"] for j in active["jobs"]] == [j["id"] for j in own["active"]]
     assert (waiting["pagination"]["total"], active["pagination"]["total"]) == (2, 1)
+
+
+async def test_huey_pickles_read_without_unpickling(server: RedisServer) -> None:
+    """huey's own `pending()` (which unpickles) against the listing, which reads each message's id and
+    task name from its opcodes only; the priority storage's zset in huey's dequeue order, with the
+    enqueue time each member starts with (huey/storage.py RedisPriorityQueue.enqueue)."""
+    from huey import PriorityRedisHuey, RedisHuey
+
+    url = db(server, 3)
+    plain = RedisHuey("jq-plain", url=url)
+    prio = PriorityRedisHuey("jq.prio", url=url)
+
+    @plain.task()
+    def mail(n: int) -> int:
+        return n
+
+    @prio.task()
+    def urgent(n: int) -> int:
+        return n
+
+    try:
+        for i in range(3):
+            mail(i)
+        before = time.time()
+        for priority in (1, 9, 5):
+            prio.enqueue(urgent.s(priority, priority=priority))
+        after = time.time()
+        own_plain, own_prio = plain.pending(), prio.pending()
+        layouts = "{layout: huey, queues: [jq-plain, jq.prio]}"
+        async with serve(config(url, layouts, ["jq-plain", "jq.prio"]), ENV) as (client, _):
+            listed = await page(client, "jq-plain", "limit=2&offset=1")
+            prioritized = await page(client, "jq.prio")
+    finally:
+        plain.storage.conn.flushdb()
+        plain.storage.conn.close()
+        prio.storage.conn.close()
+    assert listed["pagination"] == {"total": 3, "limit": 2, "offset": 1}
+    assert [(j["id"], j["payload"]) for j in listed["jobs"]] == [
+        (m.id, {"task": plain._registry.task_to_string(type(m))}) for m in own_plain[1:3]]  # its registry key
+    assert [m.args for m in own_prio] == [(9,), (5,), (1,)]  # huey's order: highest priority first
+    assert [j["id"] for j in prioritized["jobs"]] == [m.id for m in own_prio]
+    stamps = [j["created_at"] for j in prioritized["jobs"]]
+    assert all(iso(before * 1000 - 1000) <= s <= iso(after * 1000 + 1000) for s in stamps)

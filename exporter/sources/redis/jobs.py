@@ -27,28 +27,41 @@ async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, q
     where = layout.job_range(tenant, queue, status)
     if where is None:
         return JobPage((), 0)
+    if where.other is not None and await client.type(where.key) == where.other.kind:
+        where = where.other
     raw: list[Any]
     scores: list[Any] = []
     if where.kind == "list":
         total = int(await client.llen(where.key))
         if where.oldest_first:
-            raw = await client.lrange(where.key, offset, offset + limit - 1)
+            raw = await _lrange(client, where, offset, offset + limit - 1)
         else:
-            raw = list(reversed(await client.lrange(where.key, -(offset + limit), -(offset + 1))))
+            raw = list(reversed(await _lrange(client, where, -(offset + limit), -(offset + 1))))
     else:
         total = int(await client.zcard(where.key))
-        raw = await client.zrange(where.key, offset, offset + limit - 1, desc=not where.oldest_first,
-                                  withscores=where.scores)
+        if where.binary:
+            raw = await client.execute_command("ZRANGE", where.key, offset, offset + limit - 1,
+                                               *(() if where.oldest_first else ("REV",)), NEVER_DECODE=True)
+        else:
+            raw = await client.zrange(where.key, offset, offset + limit - 1, desc=not where.oldest_first,
+                                      withscores=where.scores)
         if where.scores:  # (member, score) pairs
             scores = [pair[1] for pair in raw]
             raw = [pair[0] for pair in raw]
-    items = [str(i) for i in raw]  # the client decodes replies (decode_responses=True)
+    # the client decodes replies (decode_responses=True); binary items are read undecoded
+    items = [i.decode("latin-1") if isinstance(i, bytes) else str(i) for i in raw]
     found: list[dict[str, str]] = [{} for _ in items]
     if items and (where.hash_prefix is not None or where.body_hash is not None or where.body_prefix is not None):
         found = await _lookups(client, where, items)
     for fields, score in zip(found, scores, strict=False):
         fields["score"] = repr(float(score))
     return JobPage(tuple(layout.job(item, h, queue, status) for item, h in zip(items, found, strict=True)), total)
+
+
+async def _lrange(client: Redis | RedisCluster, where: JobRange, start: int, stop: int) -> list[Any]:
+    if where.binary:
+        return list(await client.execute_command("LRANGE", where.key, start, stop, NEVER_DECODE=True))
+    return list(await client.lrange(where.key, start, stop))
 
 
 async def _lookups(client: Redis | RedisCluster, where: JobRange, items: list[str]) -> list[dict[str, str]]:

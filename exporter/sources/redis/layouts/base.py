@@ -106,6 +106,10 @@ class JobRange:
     body_hash: str | None = None
     body_prefix: str | None = None
     scores: bool = False
+    # Items that are binary (huey's pickles) reach `Layout.job` undecoded, as latin-1 text (byte for byte).
+    binary: bool = False
+    # Where the key is of this range's kind instead (huey's priority storage: a zset under the same key).
+    other: JobRange | None = None
 
 
 MAX_RAW = 64 * 1024  # characters of an item that is not (bounded) JSON, shown as its payload

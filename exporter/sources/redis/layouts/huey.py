@@ -21,12 +21,14 @@ a huey queue has no oldest age; nor does huey keep failures, counters of work do
 
 from __future__ import annotations
 
+import pickletools
 import re
 from collections.abc import Sequence
+from itertools import islice
 from typing import Any, Literal
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, count, fill_tenant, job_of
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 
@@ -41,6 +43,24 @@ class HueyLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return self.queues
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """The queue, in the order huey dequeues it: a list (LPUSH, BRPOP: the oldest at the tail) or,
+        with the priority storage, a zset (BZPOPMIN: the lowest score, the highest priority, first)."""
+        if status != "waiting":
+            return None
+        key = f"huey.redis.{re.sub('[^A-Za-z0-9_]', '', fill_tenant(queue, tenant))}"
+        return JobRange("list", key, False, binary=True, other=JobRange("zset", key, True, binary=True))
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """The id and task name of a pickled huey `Message`, read without unpickling; a priority storage
+        member starts with its enqueue time (8 bytes, microseconds, `RedisPriorityQueue.enqueue`)."""
+        data = item.encode("latin-1")
+        created = None
+        if not data.startswith(b"\x80") and len(data) > 8:  # not a pickle: the priority storage's prefix
+            created, data = int.from_bytes(data[:8], "big") / 1e6, data[8:]
+        task_id, name = peek_message(data)
+        return job_of(task_id, queue, status, {"task": name} if name else None, None, None, None, created, None)
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         names = [fill_tenant(q, tenant) for q in self.queues]
@@ -65,3 +85,25 @@ class HueyLayout(Layout):
                 out.queues.append(QueueStats(name, depth, tenant, None, states))
 
         return Plan(ops, parse)
+
+
+def peek_message(data: bytes) -> tuple[str | None, str | None]:
+    """The first two fields of a pickled `huey.registry.Message` (its id and task name), or Nones.
+
+    `pickletools.genops` only decodes opcodes: it never imports a class or calls anything, as
+    unpickling would, and it stops at the first few opcodes, so a large or hostile item costs little.
+    """
+    texts: list[str] = []
+    try:
+        for opcode, arg, _ in islice(pickletools.genops(data), 16):
+            if opcode.name == "GLOBAL" and isinstance(arg, str):  # protocols 0-3: "module name"
+                texts += arg.split(" ", 1)
+            elif isinstance(arg, str) and "UNICODE" in opcode.name:
+                texts.append(arg)
+            if len(texts) >= 4:
+                break
+    except (ValueError, EOFError, UnicodeDecodeError):  # not a pickle, or cut short
+        return None, None
+    if texts[:2] != ["huey.registry", "Message"] or len(texts) < 4:
+        return None, None
+    return texts[2], texts[3]

@@ -1,0 +1,34 @@
+"""Job listing parsers of the newer layouts, on literal inputs (the integration tests run the real libraries)."""
+
+from __future__ import annotations
+
+import pickle
+
+from exporter.sources.redis.layouts.dramatiq import live_ids
+from exporter.sources.redis.layouts.huey import peek_message
+
+
+class Evil:
+    """Unpickling this would run `os.system`; reading its opcodes must not."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, ("touch /tmp/jq-never",))
+
+
+def test_huey_message_is_peeked_never_unpickled() -> None:
+    from huey.registry import Message
+
+    message = Message("id-1", "app.tasks.mail", None, 0, 0, None, (1,), {}, None, None, None, None)
+    for protocol in (2, 4, 5):  # GLOBAL (protocols 2-3), STACK_GLOBAL (4+); huey/serializer.py: HIGHEST_PROTOCOL
+        assert peek_message(pickle.dumps(message, protocol)) == ("id-1", "app.tasks.mail")
+    assert peek_message(pickle.dumps(Evil())) == (None, None)  # not a huey Message: nothing read, nothing run
+    assert peek_message(b"not a pickle") == (None, None)
+    assert peek_message(pickle.dumps(message)[:30]) == (None, None)  # cut short
+
+
+def test_dramatiq_live_broker_ids() -> None:
+    reply = ["new", "1700000000000", "old", "1699999930000"]
+    assert live_ids(reply, 1_699_999_940_000) == ["new"]
+    assert live_ids("!WRONGTYPE", 0) == []
