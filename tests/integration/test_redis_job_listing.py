@@ -95,7 +95,9 @@ async def test_arq_jobs_with_their_scores(server: RedisServer) -> None:
     assert [(j["id"], j["updated_at"]) for j in data["jobs"]] == [
         (job_id, iso(j.score)) for job_id, j in zip(ids[1:3], own[1:3], strict=True)]
     assert [j.args for j in own[1:3]] == [(1,), (2,)]
-    assert {(j["status"], j["payload"], j["created_at"]) for j in data["jobs"]} == {("waiting", None, None)}
+    # the pickled job's function, tries and `et`, read from its opcodes (arq's own JobDef unpickles it)
+    assert [(j["status"], j["payload"], j["attempts"], j["created_at"]) for j in data["jobs"]] == [
+        ("waiting", {"function": j.function}, j.job_try, iso(j.enqueue_time.timestamp() * 1000)) for j in own[1:3]]
 
 
 def seed_dramatiq_listing(url: str, namespace: str) -> list[Any]:

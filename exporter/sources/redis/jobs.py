@@ -40,8 +40,10 @@ async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, q
     else:
         total = int(await client.zcard(where.key))
         if where.binary:
-            raw = await client.execute_command("ZRANGE", where.key, offset, offset + limit - 1,
-                                               *(() if where.oldest_first else ("REV",)), NEVER_DECODE=True)
+            flat = await client.execute_command("ZRANGE", where.key, offset, offset + limit - 1,
+                                                *(() if where.oldest_first else ("REV",)),
+                                                *(("WITHSCORES",) if where.scores else ()), NEVER_DECODE=True)
+            raw = _score_pairs(flat) if where.scores else flat
         else:
             raw = await client.zrange(where.key, offset, offset + limit - 1, desc=not where.oldest_first,
                                       withscores=where.scores)
@@ -58,6 +60,13 @@ async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, q
     return JobPage(tuple(layout.job(item, h, queue, status) for item, h in zip(items, found, strict=True)), total)
 
 
+def _score_pairs(reply: list[Any]) -> list[tuple[Any, float]]:
+    """(member, score) from a raw ZRANGE WITHSCORES: pairs under RESP3, a flat list under RESP2."""
+    if reply and isinstance(reply[0], list):
+        return [(m, float(s)) for m, s in reply]
+    return [(m, float(s)) for m, s in zip(reply[::2], reply[1::2], strict=True)]
+
+
 async def _lrange(client: Redis | RedisCluster, where: JobRange, start: int, stop: int) -> list[Any]:
     if where.binary:
         return list(await client.execute_command("LRANGE", where.key, start, stop, NEVER_DECODE=True))
@@ -72,6 +81,8 @@ async def _lookups(client: Redis | RedisCluster, where: JobRange, items: list[st
                 pipe.hmget(f"{where.hash_prefix}{item}", list(where.fields))
             elif where.body_hash is not None:
                 pipe.hget(where.body_hash, item)
+            elif where.binary:
+                pipe.execute_command("GET", f"{where.body_prefix}{item}", NEVER_DECODE=True)
             else:
                 pipe.get(f"{where.body_prefix}{item}")
         replies: list[Any] = await pipe.execute(raise_on_error=False)
@@ -82,5 +93,6 @@ async def _lookups(client: Redis | RedisCluster, where: JobRange, items: list[st
         elif where.hash_prefix is not None:
             out.append({k: v for k, v in zip(where.fields, reply, strict=True) if v is not None})
         else:
-            out.append({} if reply is None else {"body": str(reply)})
+            text = reply.decode("latin-1") if isinstance(reply, bytes) else reply  # binary: byte for byte
+            out.append({} if text is None else {"body": str(text)})
     return out

@@ -6,8 +6,9 @@ Keys from arq 0.28 (`arq/constants.py`; `ArqRedis.enqueue_job` in `arq/connectio
 - `<queue>` (default `arq:queue`): zset of job ids; score = enqueue time in ms, or the deferred run
   time (`_defer_by`/`_defer_until`, and a retry's new time via ZINCRBY). A job stays in it while it
   runs and is removed when it finishes (ZREM in `finish_job`/`finish_failed_job`).
-- `arq:job:<id>`: the job, a pickle (or a custom serializer) holding `et`, the enqueue time; never
-  read (the exporter does not unpickle).
+- `arq:job:<id>`: the job, a pickle (or a custom serializer) holding `et`, the enqueue time; not
+  read by a collection; the job listing reads its function name, tries and `et` from the pickle's
+  opcodes, without unpickling it.
 - `arq:in-progress:<id>`: set by `Worker.start_jobs` while a job runs (`Job.status` calls such a job
   `in_progress`); read with EXISTS for the oldest `cap` ready ids, in one batched op, which also
   gives the oldest ready id that is not running.
@@ -23,12 +24,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from exporter.model import Job, QueueStats
-from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, Workers, count, fill_tenant, job_of
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Workers,
+    count,
+    fill_tenant,
+    job_of,
+    pickled_values,
+)
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 _HEALTH = re.compile(r"j_complete=(\d+) j_failed=(\d+) j_retried=(\d+) j_ongoing=(\d+)")
@@ -46,12 +58,23 @@ class ArqLayout(Layout):
 
     def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
         """The queue's zset, lowest score first: every job not finished (waiting, deferred and running:
-        arq keeps them in one set). The job itself is a pickle, never read: a job shows its id and score."""
-        return JobRange("zset", fill_tenant(queue, tenant), True, scores=True) if status == "waiting" else None
+        arq keeps them in one set); each job's pickle `arq:job:<id>` is read undecoded for its fields."""
+        if status != "waiting":
+            return None
+        return JobRange("zset", fill_tenant(queue, tenant), True, body_prefix="arq:job:", scores=True, binary=True)
 
     def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
-        """`updated_at` is the score: the enqueue time, or the time a deferred or retried job may run."""
-        return job_of(item, queue, status, None, None, None, None, None, fields.get("score"))
+        """arq's job (`serialize_job` in arq/jobs.py: a pickled dict `t` tries, `f` function, `a`, `k`,
+        `et` enqueue time in ms), read from its opcodes, never unpickled: the function name, the tries
+        so far and the enqueue time; `updated_at` is the score (the enqueue time, or the time a deferred
+        or retried job may run)."""
+        pairs = list(pairwise(pickled_values(fields.get("body", "").encode("latin-1"))))
+        # `t` and `f` are the dict's first keys, `et` its last: the args and kwargs between them may hold any
+        tries = next((v for k, v in pairs if k == "t" and isinstance(v, int)), None)
+        function = next((v for k, v in pairs if k == "f" and isinstance(v, str)), None)
+        enqueued = next((v for k, v in reversed(pairs) if k == "et" and isinstance(v, int)), None)
+        return job_of(item, queue, status, {"function": function} if function else None, None, None, tries,
+                      enqueued, fields.get("score"))
 
     def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]

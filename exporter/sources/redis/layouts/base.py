@@ -10,8 +10,10 @@ follow `shared/reference/redis-queues.md`.
 from __future__ import annotations
 
 import math
+import pickletools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -125,6 +127,36 @@ def decoded(raw: Any) -> Any:
         return untrusted.loads(raw, finite=False)
     except ValueError:  # not JSON, too deep or too large: (bounded) text, never a 500
         return bounded(raw)
+
+
+_MEMO_PUT = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_MEMO_GET = frozenset({"GET", "BINGET", "LONG_BINGET"})
+
+
+def pickled_values(data: bytes, limit: int = 4096) -> list[Any]:
+    """The texts and numbers a pickle pushes, in order (memo references resolved), None for anything
+    else; [] when it is not a pickle. `pickletools.genops` only decodes opcodes: unlike unpickling, it
+    never imports a class or calls anything, so a hostile item is text like any other."""
+    values: list[Any] = []
+    memo: dict[int, Any] = {}
+    try:
+        for opcode, arg, _ in islice(pickletools.genops(data), limit):
+            name = opcode.name
+            if name == "MEMOIZE":
+                memo[len(memo)] = values[-1] if values else None
+            elif name in _MEMO_PUT and isinstance(arg, int):
+                memo[arg] = values[-1] if values else None
+            elif name in _MEMO_GET and isinstance(arg, int):
+                values.append(memo.get(arg))
+            elif name == "GLOBAL" and isinstance(arg, str):  # protocols 0-3: "module name"
+                values += arg.split(" ", 1)
+            elif isinstance(arg, str | int | float) and not isinstance(arg, bool) and opcode.stack_after:
+                values.append(arg)
+            elif opcode.stack_after and name not in ("MARK", "PROTO", "FRAME"):
+                values.append(None)
+    except (ValueError, EOFError, UnicodeDecodeError):  # not a pickle, or cut short
+        return []
+    return values
 
 
 def bounded(raw: str) -> str:

@@ -21,14 +21,21 @@ a huey queue has no oldest age; nor does huey keep failures, counters of work do
 
 from __future__ import annotations
 
-import pickletools
 import re
 from collections.abc import Sequence
-from itertools import islice
 from typing import Any, Literal
 
 from exporter.model import Job, QueueStats
-from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, count, fill_tenant, job_of
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    count,
+    fill_tenant,
+    job_of,
+    pickled_values,
+)
 from exporter.sources.redis.script import WRONGTYPE, Op
 
 
@@ -88,22 +95,9 @@ class HueyLayout(Layout):
 
 
 def peek_message(data: bytes) -> tuple[str | None, str | None]:
-    """The first two fields of a pickled `huey.registry.Message` (its id and task name), or Nones.
-
-    `pickletools.genops` only decodes opcodes: it never imports a class or calls anything, as
-    unpickling would, and it stops at the first few opcodes, so a large or hostile item costs little.
-    """
-    texts: list[str] = []
-    try:
-        for opcode, arg, _ in islice(pickletools.genops(data), 16):
-            if opcode.name == "GLOBAL" and isinstance(arg, str):  # protocols 0-3: "module name"
-                texts += arg.split(" ", 1)
-            elif isinstance(arg, str) and "UNICODE" in opcode.name:
-                texts.append(arg)
-            if len(texts) >= 4:
-                break
-    except (ValueError, EOFError, UnicodeDecodeError):  # not a pickle, or cut short
-        return None, None
+    """The first two fields of a pickled `huey.registry.Message` (its id and task name), or Nones;
+    read from the pickle's opcodes, never unpickled (see `pickled_values`)."""
+    texts = [v for v in pickled_values(data, 64) if isinstance(v, str)]
     if texts[:2] != ["huey.registry", "Message"] or len(texts) < 4:
         return None, None
     return texts[2], texts[3]
