@@ -32,3 +32,19 @@ def test_dramatiq_live_broker_ids() -> None:
     reply = ["new", "1700000000000", "old", "1699999930000"]
     assert live_ids(reply, 1_699_999_940_000) == ["new"]
     assert live_ids("!WRONGTYPE", 0) == []
+
+
+def test_arq_job_fields_from_the_pickle_not_its_arguments() -> None:
+    """arq/jobs.py serialize_job: {t, f, a, k, et}; keys named alike inside args/kwargs (memoized by
+    the pickler, so read back through BINGET) never shadow the job's own."""
+    from arq.jobs import serialize_job
+
+    from exporter.sources.redis.layouts.arq import ArqLayout
+
+    body = serialize_job("send", ({"et": 5, "t": 9, "f": "x"},), {"et": 7}, 2, 1_700_000_000_123)
+    layout = ArqLayout(layout="arq")
+    job = layout.job("j1", {"body": body.decode("latin-1"), "score": "1700000600000.0"}, "arq:queue", "waiting")
+    assert (job.id, job.payload, job.attempts, job.created_at, job.updated_at) == (
+        "j1", {"function": "send"}, 2, 1_700_000_000.123, 1_700_000_600.0)
+    evil = layout.job("j2", {"body": pickle.dumps(Evil()).decode("latin-1")}, "arq:queue", "waiting")
+    assert (evil.payload, evil.attempts, evil.created_at) == (None, None, None)  # nothing run, nothing read
