@@ -29,6 +29,38 @@ from tests.support.redis_libs import by_queue, collect, make_source, samples_of
 from tests.support.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "alerts" / "jobqueue.rules.yml"
+
+
+def no_workers_fires_for(reading: Any, tmp: Path, queues: list[str]) -> None:
+    """promtool holds that the bundled JobQueueNoWorkers expression (read from alerts/jobqueue.rules.yml,
+    its recording rules loaded) selects exactly `queues` of this reading, whose depths and workers are
+    the input series, held for 10 minutes."""
+    import shutil
+
+    import yaml
+
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    [expr] = [r["expr"] for g in groups for r in g["rules"] if r.get("alert") == "JobQueueNoWorkers"]
+
+    def series(metric: str, labels: dict[str, str], value: float) -> dict[str, str]:
+        body = ",".join(f'{k}="{v}"' for k, v in {"job": "jq", "instance": "x", "source": "r", **labels}.items())
+        return {"series": f"{metric}{{{body}}}", "values": f"{value:g}x10"}
+
+    inputs = [series("jobqueue_depth", {"tenant": q.tenant, "queue": q.queue}, q.depth) for q in reading.queues]
+    inputs += [series("jobqueue_workers", {"tenant": s.labels[0], "queue": s.labels[1], "state": s.labels[2]},
+                      s.value) for s in reading.samples if s.metric == "jobqueue_workers"]
+    expected = [{"labels": f'jobqueue_depth{{job="jq",instance="x",source="r",queue="{q.queue}"}}', "value": q.depth}
+                for q in reading.queues if q.queue in queues and q.tenant == ""]
+    test = {"rule_files": [str(RULES)], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": inputs,
+                       "promql_expr_test": [{"eval_time": "6m", "expr": expr, "exp_samples": expected}]}]}
+    path = tmp / "no_workers.test.yml"
+    path.write_text(yaml.safe_dump(test))
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found"
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def wait_for(check: Callable[[], bool], seconds: float = 30) -> None:
@@ -65,7 +97,7 @@ def dramatiq_process(started: list[subprocess.Popen[str]], role: str, namespace:
     return line.split()[1]
 
 
-async def test_dramatiq_counts_consumers_not_senders(redis_client: redis.Redis, prefix: str,
+async def test_dramatiq_counts_consumers_not_senders(redis_client: redis.Redis, prefix: str, tmp_path: Path,
                                                      processes: list[subprocess.Popen[str]]) -> None:
     """Two worker processes and one process that only sends: dramatiq's dispatch.lua ZADDs every
     broker id to `__heartbeats__` on every command (`redis.call("zadd", heartbeats, timestamp,
@@ -87,6 +119,7 @@ async def test_dramatiq_counts_consumers_not_senders(redis_client: redis.Redis, 
         ("", "work", "busy"): 2, ("", "work", "idle"): 0, ("", "orphan", "busy"): 0, ("", "orphan", "idle"): 0}
     got = by_queue(reading)
     assert (got["work"].depth, dict(got["work"].states)["unacked"], got["orphan"].depth) == (0, 3, 3)
+    no_workers_fires_for(reading, tmp_path, ["orphan"])  # the bundled rule pages for it, and only it
     # past dramatiq's heartbeat_timeout (60 s) no broker id is live, ack sets or not
     later = await collect(REDIS_URL, queues, now=time.time() + 61)
     assert samples_of(later, "jobqueue_workers")[("", "work", "busy")] == 0
@@ -196,11 +229,14 @@ async def poll_workers(source: Any, check: Callable[[dict[tuple[str, ...], float
     raise AssertionError(f"condition not reached: {got}")
 
 
-async def test_celery_worker_pools_named_by_hostname(redis_client: redis.Redis, prefix: str,
+async def test_celery_worker_pools_named_by_hostname(redis_client: redis.Redis, prefix: str, tmp_path: Path,
                                                      processes: list[subprocess.Popen[str]]) -> None:
     """A real Celery worker `mail@<host>` consuming `mail`. Its heartbeats (celery/worker/heartbeat.py
     `_send`: hostname, freq, active, processed, loadavg, sw_*) never name its queues, so the config
-    says which queues the `mail@*` pool serves; `bulk`, which no live worker serves, reads 0."""
+    says which queues the `mail@*` pool serves; `bulk`, which no live worker serves, reads 0, and with
+    a task waiting there the bundled JobQueueNoWorkers pages for it."""
+    from tests.support.redis_libs import seed_celery
+
     host = prefix.strip(":").replace(":", "-")
     queues = [{"layout": "celery", "queues": ["mail", "bulk"], "global_keyprefix": prefix, "events": True,
                "worker_queues": {"mail@*": ["mail"], "bulk@*": ["bulk"]}}]
@@ -210,6 +246,10 @@ async def test_celery_worker_pools_named_by_hostname(redis_client: redis.Redis, 
         live = await poll_workers(source, lambda g: g.get(("", "mail", "idle")) == 1)
         assert live == {("", "mail", "busy"): 0, ("", "mail", "idle"): 1,
                         ("", "bulk", "busy"): 0, ("", "bulk", "idle"): 0}
+        seed_celery(REDIS_URL, prefix, "bulk", [None])  # Celery's own send_task: one task waits on `bulk`
+        reading = await source.collect()
+        assert (by_queue(reading)["bulk"].depth, by_queue(reading)["mail"].depth) == (1, 0)
+        no_workers_fires_for(reading, tmp_path, ["bulk"])
         # without worker_queues the same worker is live under queue "" only (as before)
         plain = make_source(REDIS_URL, [{**queues[0], "worker_queues": {}}], now=None)
         try:
