@@ -4,7 +4,7 @@ For each source: is the backend reachable, are the credentials accepted, is ever
 source needs present, and what would it read (tenants and queues, with counts)? Every problem comes
 with a fix in plain words. It only reads and asks, as the exporter does:
   redis     `ACL DRYRUN <user> <command> <key> ...` for every command the configured layouts send (the op
-            table's `commands_of`); when the user may not run ACL DRYRUN itself, the read command is
+            ops' `acl()`); when the user may not run ACL DRYRUN itself, the read command is
             sent as is (on the real key; reads only) and a NOPERM answer is the finding.
   postgres  `has_schema_privilege` and `has_table_privilege` on each table and view the presets and
             the migrations read; the operator's SQL checks and tenants query
@@ -52,8 +52,6 @@ from exporter.sources.postgres.config import quote_ident
 from exporter.sources.postgres.presets import reads
 from exporter.sources.redis import RedisSource
 from exporter.sources.redis.connect import client_options, parse_endpoint
-from exporter.sources.redis.ops import commands_of
-from exporter.sources.redis.script import LUA, sha1
 
 
 @dataclass
@@ -145,9 +143,6 @@ async def _redis_commands(source: RedisSource) -> list[tuple[str, ...]]:
         commands.append(("SELECT", str(db)))
     if cfg.cluster:
         commands.append(("CLUSTER", "SLOTS"))
-    scripts = cfg.scripts != "pipeline"
-    if scripts:
-        commands += [("EVAL_RO", "return 1", "0"), ("EVALSHA_RO", sha1(LUA), "0")]
     if cfg.tenants is not None and cfg.tenants.scan is not None:
         commands.append(("SCAN", "0", "MATCH", cfg.tenants.scan.match, "COUNT", "10"))
     try:
@@ -157,16 +152,17 @@ async def _redis_commands(source: RedisSource) -> list[tuple[str, ...]]:
     sample = tenants[0] if tenants else "example"
     for layout in cfg.queues:
         tenant = sample if layout.per_tenant else ""
-        ops = layout.discovery(tenant) if layout.discovers else []
+        reads = layout.discovery(tenant)
         try:
-            found = await source.runner.run(ops)
+            found = dict(zip(reads, await source.runner.run(list(reads.values())), strict=True))
         except RedisError:  # a discovery read is denied (its command is checked): plan as if it found nothing
-            found = [[] for _ in ops]
+            found = {name: [] for name in reads}
+        ops = list(reads.values())
         # a layout that cannot plan without its discovery still has its discovery commands checked
         with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
-            ops = [*ops, *layout.plan(tenant, found, time.time()).ops]
+            ops += layout.plan(tenant, found, time.time()).reads.values()
         for op in ops:
-            commands += commands_of(op, scripts)
+            commands += op.acl()
     return list(dict.fromkeys(commands))
 
 

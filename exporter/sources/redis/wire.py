@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ import hiredis
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError
 
 from exporter.sources.redis.connect import Endpoint, Resolve
+from exporter.sources.redis.items import MAX_ITEM, TOO_BIG
 
 ReplyError = hiredis.ReplyError
 
@@ -31,27 +33,88 @@ def pack(*args: str | bytes | int) -> bytes:
     return b"".join(out)
 
 
-def pack_keys(command: str, keys: Sequence[str], *tail: str) -> bytes:
+def pack_keys(verb: Sequence[str], keys: Sequence[str], tail: Sequence[str] = ()) -> bytes:
     """The same command for many keys (LLEN k, LINDEX k 0, ...), as one buffer: the hot loop of a
     large collection. ASCII keys (the usual case) are formatted as text and encoded once, several
     times faster than packing bytes per argument; other keys take the exact byte-length path."""
-    head, rest = _frame(command, tail)
+    head, rest = _frame(verb, tail)
     if "".join(keys).isascii():
         return "".join([f"{head}${len(key)}\r\n{key}\r\n{rest}" for key in keys]).encode()
-    return b"".join(pack(command, key, *tail) for key in keys)
+    return b"".join(pack(*verb, key, *tail) for key in keys)
 
 
-def pack_each(command: str, keys: Sequence[str], *tail: str) -> list[bytes]:
+def pack_each(verb: Sequence[str], keys: Sequence[str], tail: Sequence[str] = ()) -> list[bytes]:
     """`pack_keys`, one buffer per key: a cluster sends each key's command to the key's node."""
-    head, rest = _frame(command, tail)
+    head, rest = _frame(verb, tail)
     if "".join(keys).isascii():
         return [f"{head}${len(key)}\r\n{key}\r\n{rest}".encode() for key in keys]
-    return [pack(command, key, *tail) for key in keys]
+    return [pack(*verb, key, *tail) for key in keys]
 
 
-def _frame(command: str, tail: Sequence[str]) -> tuple[str, str]:
-    head = f"*{2 + len(tail)}\r\n${len(command)}\r\n{command}\r\n"
+def _frame(verb: Sequence[str], tail: Sequence[str]) -> tuple[str, str]:
+    head = f"*{len(verb) + 1 + len(tail)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in verb)
     return head, "".join(f"${len(t.encode())}\r\n{t}\r\n" for t in tail)
+
+
+# A bulk reply of 1,000,000 bytes or more (perhaps over MAX_ITEM), and a buffer that ends inside what
+# may be such a header (held back until the rest arrives).
+_BIG = re.compile(rb"\$([0-9]{7,})\r\n")
+_OPEN = re.compile(rb"\$[0-9]*\r?\Z")
+_MARKER = b"+" + TOO_BIG.encode() + b"\r\n"
+
+
+class Replies:
+    """Reads a stream of replies into hiredis, except that a bulk string over `limit` bytes is never
+    held: it is skipped as it streams by and read as TOO_BIG, so memory stays bounded whatever an item
+    holds (the bytes still cross the network).
+
+    A candidate header is only one where hiredis has no unfinished data (`has_data()` false): then the
+    next byte starts a reply or an array element, so `$<n>\\r\\n` there is a bulk header, not bytes
+    inside another value.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.parser = hiredis.Reader(encoding="utf-8", errors="replace")
+        self.limit = limit
+        self.replies: list[Any] = []
+        self.skip = 0  # bytes of a too-big bulk (and its CRLF) still to discard
+        self.held = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if self.skip:
+            if len(chunk) <= self.skip:
+                self.skip -= len(chunk)
+                return
+            chunk, self.skip = chunk[self.skip :], 0
+        data, self.held = self.held + chunk if self.held else chunk, b""
+        if self.limit is None:
+            self._give(data)
+            return
+        start = 0
+        for match in _BIG.finditer(data):
+            size = int(match.group(1))
+            if match.start() < start or size <= self.limit:
+                continue
+            self._give(data[start : match.start()])
+            start = match.start()
+            if self.parser.has_data():  # inside another value: not a header
+                continue
+            self._give(_MARKER)
+            end = match.end() + size + 2
+            if end > len(data):
+                self.skip = end - len(data)
+                return
+            start = end
+        tail = _OPEN.search(data, max(start, len(data) - 24))
+        cut = tail.start() if tail is not None else len(data)
+        self._give(data[start:cut] if start or cut < len(data) else data)
+        self.held = data[cut:]
+
+    def _give(self, data: bytes) -> None:
+        if data:
+            self.parser.feed(data)
+        while (reply := self.parser.gets()) is not False:
+            self.replies.append(reply)
 
 
 def as_exception(reply: ReplyError) -> ResponseError:
@@ -76,18 +139,19 @@ class Wire:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def execute(self, commands: Sequence[bytes], count: int | None = None,
-                      keys: Sequence[str] | None = None) -> list[Any]:
+                      keys: Sequence[str] | None = None, limit: int | None = MAX_ITEM) -> list[Any]:
         """Send the packed commands in one write; one reply per command (errors as ReplyError values).
 
         `count` is the number of commands when an element of `commands` packs several; `keys` (one
-        per command) matters only to a cluster, where it routes each command to its node."""
+        per command) matters only to a cluster, where it routes each command to its node. A bulk
+        reply over `limit` bytes reads as TOO_BIG (see Replies)."""
         count = len(commands) if count is None else count
         if not count:
             return []
         try:
             if self._streams is None:
                 await self._connect()
-            return await self._roundtrip(b"".join(commands), count)
+            return await self._roundtrip(b"".join(commands), count, limit)
         except BaseException:
             await self.close()
             raise
@@ -118,21 +182,18 @@ class Wire:
                     raise AuthenticationError("the Redis server refused the exporter's credentials")
                 raise as_exception(reply)
 
-    async def _roundtrip(self, data: bytes, count: int) -> list[Any]:
+    async def _roundtrip(self, data: bytes, count: int, limit: int | None = MAX_ITEM) -> list[Any]:
         assert self._streams is not None
         reader, writer = self._streams
         writer.write(data)
         await writer.drain()
-        parser = hiredis.Reader(encoding="utf-8", errors="replace")
-        replies: list[Any] = []
-        while len(replies) < count:
+        replies = Replies(limit)
+        while len(replies.replies) < count:
             chunk = await reader.read(1 << 20)
             if not chunk:
                 raise ConnectionError("Redis closed the connection")
-            parser.feed(chunk)
-            while (reply := parser.gets()) is not False:
-                replies.append(reply)
-        return replies
+            replies.feed(chunk)
+        return replies.replies
 
     async def close(self) -> None:
         if self._streams is not None:

@@ -30,18 +30,21 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from exporter.model import Job, QueueStats
+from exporter.sources.redis.items import WRONGTYPE
 from exporter.sources.redis.layouts.base import (
     JobRange,
     Layout,
     Parsed,
     Plan,
+    Reads,
+    Results,
     Workers,
     count,
     fill_tenant,
     job_of,
     pickled_values,
 )
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.ops import Get, Zcard, ZCount, ZExists
 
 _HEALTH = re.compile(r"j_complete=(\d+) j_failed=(\d+) j_retried=(\d+) j_ongoing=(\d+)")
 
@@ -76,17 +79,19 @@ class ArqLayout(Layout):
         return job_of(item, queue, status, {"function": function} if function else None, None, None, tries,
                       enqueued, fields.get("score"))
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]
         now_ms = str(int(now * 1000))
-        ops: list[Op] = []
+        reads: Reads = {}
         for key in queues:
-            ops += [("ZCOUNT", key, "-inf", now_ms), ("ZCARD", key),
-                    ("ZEXISTS", key, now_ms, "arq:in-progress:", str(self.cap)), ("GET", f"{key}:health-check")]
+            reads[key, "ready"] = ZCount(key, low="-inf", high=now_ms)
+            reads[key, "total"] = Zcard(key)
+            reads[key, "running"] = ZExists(key, high=now_ms, key_prefix="arq:in-progress:", cap=self.cap)
+            reads[key, "health"] = Get(f"{key}:health-check")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, queue in enumerate(queues):
-                ready, total, seen, health = r[4 * i : 4 * i + 4]
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for queue in queues:
+                ready, total, seen, health = (r[queue, what] for what in ("ready", "total", "running", "health"))
                 ready, total = count(ready), count(total)
                 running, oldest = 0, None
                 if seen == WRONGTYPE:  # a key of another type
@@ -99,7 +104,7 @@ class ArqLayout(Layout):
                 out.queues.append(QueueStats(queue, queued, tenant, oldest, states))
                 self._health(tenant, queue, health, running, out)
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
     @staticmethod
     def _health(tenant: str, queue: str, raw: Any, running: int, out: Parsed) -> None:

@@ -2,16 +2,17 @@
 shares. Each queue library (and each generic shape) has its own module beside this one.
 
 Every layout answers two questions per
-tenant: which ops to run first to discover what exists (`discovery`), and, given those replies, which
-ops read the queues and how to turn the replies into records (`plan`). Keys and timestamp units
-follow `shared/reference/redis-queues.md`.
+tenant: which ops to run first to discover what exists (`discovery`), and, given their results, which
+ops read the queues and how to turn the results into records (`plan`). Both name each op they read
+(`reads["depth"]`, `reads[queue, "head"]`) and find its result under that name. Keys and timestamp
+units follow `shared/reference/redis-queues.md`.
 """
 
 from __future__ import annotations
 
 import math
 import pickletools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Annotated, Any, Literal
@@ -23,17 +24,13 @@ from exporter.model import Job, QueueStats, Sample
 from exporter.sources.base import Duration, Model
 from exporter.sources.base import Retained as Retained  # lives in sources/base.py (NATS uses it too)
 from exporter.sources.redis.events import CeleryEvents
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.items import EPOCH_2000, WRONGTYPE, kind_of
+from exporter.sources.redis.ops import AnyOp
 from exporter.values import DIVISOR, Unit, as_int, as_time, stored_time
 
-EPOCH_2000 = 946684800.0  # a stored enqueue time before this is not one (a wrong unit, a zero, a counter)
 DIV = DIVISOR
-
-
-def kind(unit: Unit, latest: float) -> str:
-    """What a stored timestamp of `unit` must look like for the ops to accept it (see ops.valid): a
-    number that is a time from 2000 up to `latest` in its unit, or an ISO date-time."""
-    return "iso" if unit == "iso" else f"ts:{unit}:{latest!r}"
+Reads = dict[Hashable, AnyOp]  # ops by the name the parser reads their results under
+Results = Mapping[Hashable, Any]
 
 
 @dataclass
@@ -52,10 +49,10 @@ class Parsed:
 
 @dataclass
 class Plan:
-    """Ops for one tenant of one layout and the function that reads their replies."""
+    """The ops of one tenant of one layout, by name, and the function that reads their results by name."""
 
-    ops: list[Op]
-    parse: Callable[[list[Any], float, Parsed], None]
+    reads: Reads
+    parse: Callable[[Results, float, Parsed], None]
 
 
 def count(value: Any) -> int:
@@ -78,6 +75,20 @@ def head_time(reply: Any, unit: Unit, out: Parsed, latest: float | None = None) 
         out.malformed += 1
         return None
     if stamp is not None and latest is not None and not EPOCH_2000 <= stamp <= latest:
+        out.malformed += 1
+        return None
+    return stamp
+
+
+def entry_time(entry_id: Any, out: Parsed, latest: float) -> float | None:
+    """The time in a stream entry id (`<ms>-<seq>`, XADD's clock), in Unix seconds; an id that is not
+    a plausible time (before 2000, after `latest`: `99999999999999-0` is an explicit id, not a clock)
+    counts as malformed and gives no age, like a list's or a sorted set's stamp."""
+    try:
+        stamp = int(str(entry_id).split("-", 1)[0]) / 1000.0
+    except ValueError:
+        stamp = -1.0
+    if not EPOCH_2000 <= stamp <= latest:
         out.malformed += 1
         return None
     return stamp
@@ -203,7 +214,7 @@ class Layout(Model):
         return now + self.future_skew
 
     def stamp_kind(self, unit: Unit, now: float) -> str:
-        return kind(unit, self.latest(now))
+        return kind_of(unit, self.latest(now))
 
     def templates(self) -> Sequence[str]:
         """Every key template of the layout; `{tenant}` in any of them makes it per-tenant."""
@@ -225,8 +236,9 @@ class Layout(Model):
         """Whether the layout reads anything before planning (spares the others a pass per tenant)."""
         return type(self).discovery is not Layout.discovery
 
-    def discovery(self, tenant: str) -> list[Op]:
-        return []
+    def discovery(self, tenant: str) -> Reads:
+        """What to read before planning, by name; `plan` gets the results under the same names."""
+        return {}
 
     @property
     def registry(self) -> bool:
@@ -243,7 +255,7 @@ class Layout(Model):
         """The queue a key found by `scan_match` belongs to, or None for keys of no queue."""
         return None
 
-    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+    def plan_known(self, tenant: str, found: Results, now: float, known: Sequence[str]) -> Plan:
         """`plan`, also reading the queues of the inventory that discovery no longer announces."""
         return self.plan(tenant, found, now)
 
@@ -251,10 +263,10 @@ class Layout(Model):
         """A background listener the source runs for this layout (Celery events); most have none."""
         return None
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         raise NotImplementedError
 
-    def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
+    def plan_all(self, tenants: list[str], found: list[Results], now: float) -> list[Plan]:
         """Plans for every tenant; layouts with a flat per-tenant key override it with EACH ops."""
         return [self.plan(t, f, now) for t, f in zip(tenants, found, strict=True)]
 
@@ -291,10 +303,10 @@ class RegistryLayout(Layout):
     def registry(self) -> bool:
         return self.queues is None
 
-    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+    def plan_known(self, tenant: str, found: Results, now: float, known: Sequence[str]) -> Plan:
         return self.plan(tenant, found, now, known)
 
-    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float, known: Sequence[str] = ()) -> Plan:
         raise NotImplementedError
 
 

@@ -18,7 +18,7 @@ queue names, no counters and no worker list.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from exporter.model import Job, QueueStats
 from exporter.sources.redis.layouts.base import (
@@ -26,6 +26,8 @@ from exporter.sources.redis.layouts.base import (
     Layout,
     Parsed,
     Plan,
+    Reads,
+    Results,
     as_dict,
     count,
     fill_tenant,
@@ -33,7 +35,7 @@ from exporter.sources.redis.layouts.base import (
     job_of,
     json_dict,
 )
-from exporter.sources.redis.script import Op
+from exporter.sources.redis.ops import HeadHGet, Llen, Scard, Zcard
 
 _STATES = ("active", "succeeded", "failed", "delayed")
 
@@ -64,21 +66,23 @@ class BeeQueueLayout(Layout):
         trace = traces[0] if isinstance(traces, list) and traces else None
         return job_of(item, queue, status, body.get("data"), trace, trace, None, options.get("timestamp"), None)
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
-        ops: list[Op] = []
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
+        reads: Reads = {}
         for queue in self.queues:
             p = f"{fill_tenant(self.prefix, tenant)}:{queue}:"
-            ops += [
-                ("LLEN", f"{p}waiting"),
-                ("HEADHGET", f"{p}waiting", "-1", f"{p}jobs", "options.timestamp", str(self.scan), "num"),
-                ("LLEN", f"{p}active"), ("SCARD", f"{p}succeeded"), ("SCARD", f"{p}failed"), ("ZCARD", f"{p}delayed"),
-            ]
+            reads[queue, "waiting"] = Llen(f"{p}waiting")
+            reads[queue, "head"] = HeadHGet(f"{p}waiting", from_tail=True, hash=f"{p}jobs", fields="options.timestamp",
+                                            scan=self.scan, kind="num")
+            reads[queue, "active"] = Llen(f"{p}active")
+            reads[queue, "succeeded"] = Scard(f"{p}succeeded")
+            reads[queue, "failed"] = Scard(f"{p}failed")
+            reads[queue, "delayed"] = Zcard(f"{p}delayed")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, queue in enumerate(self.queues):
-                part = r[6 * i : 6 * i + 6]
-                states = tuple(zip(_STATES, map(count, part[2:]), strict=True))
-                out.queues.append(QueueStats(queue, count(part[0]), tenant, head_time(part[1], "ms", out), states,
-                                             failed=states[2][1]))
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for queue in self.queues:
+                states = tuple((state, count(r[queue, state])) for state in _STATES)
+                out.queues.append(QueueStats(queue, count(r[queue, "waiting"]), tenant,
+                                             head_time(r[queue, "head"], "ms", out), states,
+                                             failed=count(r[queue, "failed"])))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)

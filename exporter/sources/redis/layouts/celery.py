@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,13 +15,15 @@ from exporter.sources.redis.layouts.base import (
     Layout,
     Parsed,
     Plan,
+    Reads,
+    Results,
     Workers,
     count,
     fill_tenant,
     flow,
     runtime,
 )
-from exporter.sources.redis.script import Op
+from exporter.sources.redis.ops import Hlen, Llen
 
 
 class CeleryLayout(Layout):
@@ -72,24 +74,23 @@ class CeleryLayout(Layout):
         key = f"{fill_tenant(self.global_keyprefix, tenant)}{queue}"
         return JobRange("list", key, False) if status == "waiting" else None
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         p = fill_tenant(self.global_keyprefix, tenant)
-        ops: list[Op] = [("HLEN", f"{p}unacked")]
+        reads: Reads = {"unacked": Hlen(f"{p}unacked")}
         for queue in self.queues:
             for step in self.priority_steps:
-                ops.append(("LLEN", f"{p}{queue}" if step == 0 else f"{p}{queue}{self.separator}{step}"))
-        width = len(self.priority_steps)
+                reads[queue, step] = Llen(f"{p}{queue}" if step == 0 else f"{p}{queue}{self.separator}{step}")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            out.samples.append(Sample("jobqueue_library_jobs", (tenant, "unacked"), count(r[0])))
-            for i, queue in enumerate(self.queues):
-                depth = sum(count(v) for v in r[1 + i * width : 1 + (i + 1) * width])
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            out.samples.append(Sample("jobqueue_library_jobs", (tenant, "unacked"), count(r["unacked"])))
+            for queue in self.queues:
+                depth = sum(count(r[queue, step]) for step in self.priority_steps)
                 out.queues.append(QueueStats(queue, depth, tenant))
             heard = out.memory.get(("events", id(self))) if self.events else None
             if isinstance(heard, Heard):
                 emit_events(heard, tenant, now, out, self.worker_queues, self.queues)
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
 
 def emit_events(heard: Heard, tenant: str, now: float, out: Parsed, pools: dict[str, list[str]],

@@ -32,6 +32,8 @@ from exporter.sources.redis.layouts.base import (
     Layout,
     Parsed,
     Plan,
+    Reads,
+    Results,
     Workers,
     as_dict,
     count,
@@ -40,7 +42,7 @@ from exporter.sources.redis.layouts.base import (
     job_of,
     json_dict,
 )
-from exporter.sources.redis.script import Op
+from exporter.sources.redis.ops import Exists, HeadHGet, Hlen, Llen, Zcard, ZRecent
 
 
 class DramatiqLayout(Layout):
@@ -78,48 +80,50 @@ class DramatiqLayout(Layout):
                       options.get("retries"), body.get("message_timestamp"),
                       fields.get("score") or options.get("requeue_timestamp"))
 
-    def discovery(self, tenant: str) -> list[Op]:
+    def discovery(self, tenant: str) -> Reads:
         """The freshest `cap` broker ids of `__heartbeats__` with their last dispatch (ms)."""
-        return [("ZRECENT", f"{fill_tenant(self.namespace, tenant)}:__heartbeats__", str(self.cap))]
+        return {"brokers": ZRecent(f"{fill_tenant(self.namespace, tenant)}:__heartbeats__", cap=self.cap)}
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         ns = fill_tenant(self.namespace, tenant)
-        live = live_ids(found[0], now * 1000 - self.heartbeat_timeout)
-        ops: list[Op] = []
+        live = live_ids(found.get("brokers"), now * 1000 - self.heartbeat_timeout)
+        reads: Reads = {}
         for queue in self.queues:
             key = f"{ns}:{queue}"
-            ops += [
-                ("LLEN", key),
-                ("HEADHGET", key, "0", f"{key}.msgs", "message_timestamp", str(self.scan), "num"),
-                ("HLEN", f"{key}.msgs"), ("HLEN", f"{key}.DQ.msgs"), ("ZCARD", f"{key}.XQ"),
-            ]
+            reads[queue, "depth"] = Llen(key)
+            reads[queue, "head"] = HeadHGet(key, hash=f"{key}.msgs", fields="message_timestamp", scan=self.scan,
+                                            kind="num")
+            reads[queue, "held"] = Hlen(f"{key}.msgs")
+            reads[queue, "delayed"] = Hlen(f"{key}.DQ.msgs")
+            reads[queue, "dead"] = Zcard(f"{key}.XQ")
             # what a consumer holds: `fetch` SADDs each message it takes to its ack set of the queue
             # (and of its delay queue `.DQ`); a producer's dispatch never does
-            ops += [op for broker in live for op in (("EXISTS", f"{ns}:__acks__.{broker}.{queue}"),
-                                                      ("EXISTS", f"{ns}:__acks__.{broker}.{queue}.DQ"))]
-        width = 5 + 2 * len(live)
+            for broker in live:
+                reads[queue, broker, "ready"] = Exists(f"{ns}:__acks__.{broker}.{queue}")
+                reads[queue, broker, "later"] = Exists(f"{ns}:__acks__.{broker}.{queue}.DQ")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
+        def parse(r: Results, now: float, out: Parsed) -> None:
             tally = Workers(tenant, states=("busy", "idle"))
-            for i, queue in enumerate(self.queues):
-                depth, head, held, delayed, dead, *acks = r[width * i : width * (i + 1)]
+            for queue in self.queues:
+                depth, head, held, delayed, dead = (r[queue, what] for what in ("depth", "head", "held", "delayed",
+                                                                               "dead"))
                 depth = count(depth)
                 states = (("queued", depth), ("unacked", max(count(held) - depth, 0)),
                           ("delayed", count(delayed)), ("dead", count(dead)))
                 oldest = head_time(head, "ms", out)
                 out.queues.append(QueueStats(queue, depth, tenant, oldest, states, failed=count(dead)))
-                for ready, later in zip(acks[::2], acks[1::2], strict=True):
-                    if count(ready):  # holds messages of the queue: running them or next to
+                for broker in live:
+                    if count(r[queue, broker, "ready"]):  # holds messages of the queue: running them or next to
                         tally.add([queue], "busy")
-                    elif count(later):  # holds only delayed messages of it: a consumer, nothing to run
+                    elif count(r[queue, broker, "later"]):  # only delayed messages of it: a consumer, nothing to run
                         tally.add([queue], "idle")
             tally.emit(out, self.queues, capacity=False, busy=False)
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
 
 def live_ids(reply: Any, since_ms: float) -> list[str]:
-    """The broker ids of a ZRECENT reply (flat id, score, ...) whose last dispatch is `since_ms` or later."""
+    """The broker ids of a ZRecent result (flat id, score, ...) whose last dispatch is `since_ms` or later."""
     if not isinstance(reply, list):
         return []
     return [str(broker) for broker, score in zip(reply[::2], reply[1::2], strict=False) if float(score) >= since_ms]

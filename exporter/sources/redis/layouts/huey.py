@@ -23,20 +23,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from exporter.model import Job, QueueStats
+from exporter.sources.redis.items import WRONGTYPE
 from exporter.sources.redis.layouts.base import (
     JobRange,
     Layout,
     Parsed,
     Plan,
+    Reads,
+    Results,
     count,
     fill_tenant,
     job_of,
     pickled_values,
 )
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.ops import Hlen, Llen, Zcard
 
 
 class HueyLayout(Layout):
@@ -69,29 +72,32 @@ class HueyLayout(Layout):
         task_id, name = peek_message(data)
         return job_of(task_id, queue, status, {"task": name} if name else None, None, None, None, created, None)
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         names = [fill_tenant(q, tenant) for q in self.queues]
-        in_hash = self.results == "hash"
-        width = 4 if in_hash else 3
-        ops: list[Op] = []
+        reads: Reads = {}
         for name in names:
             clean = re.sub("[^A-Za-z0-9_]", "", name)  # RedisStorage.clean_name
-            ops += [("LLEN", f"huey.redis.{clean}"), ("ZCARD", f"huey.redis.{clean}"),
-                    ("ZCARD", f"huey.schedule.{clean}")]
-            ops += [("HLEN", f"huey.results.{clean}")] if in_hash else []
+            reads[name, "list"] = Llen(f"huey.redis.{clean}")
+            reads[name, "zset"] = Zcard(f"huey.redis.{clean}")
+            reads[name, "scheduled"] = Zcard(f"huey.schedule.{clean}")
+            if self.results == "hash":
+                reads[name, "results"] = Hlen(f"huey.results.{clean}")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, name in enumerate(names):
-                as_list, as_zset, scheduled, *results = r[width * i : width * (i + 1)]
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for name in names:
+                as_list, as_zset, scheduled = (r[name, what] for what in ("list", "zset", "scheduled"))
                 if as_list == WRONGTYPE and as_zset == WRONGTYPE:  # neither huey storage: a foreign key
                     out.malformed += 1
-                out.malformed += (scheduled == WRONGTYPE) + sum(v == WRONGTYPE for v in results)
+                out.malformed += scheduled == WRONGTYPE
                 depth = count(as_list) + count(as_zset)
-                states = (("queued", depth), ("scheduled", count(scheduled)),
-                          *(("results", count(v)) for v in results))
+                states: tuple[tuple[str, int], ...] = (("queued", depth), ("scheduled", count(scheduled)))
+                if self.results == "hash":
+                    results = r[name, "results"]
+                    out.malformed += results == WRONGTYPE
+                    states += (("results", count(results)),)
                 out.queues.append(QueueStats(name, depth, tenant, None, states))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
 
 def peek_message(data: bytes) -> tuple[str | None, str | None]:
