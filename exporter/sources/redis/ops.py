@@ -129,6 +129,17 @@ class Exists(Count):
     VERB = ("EXISTS",)
 
 
+@dataclass(frozen=True, slots=True)
+class ExistsCount(Count):
+    """How many of `key` and `more` exist, in one EXISTS (dramatiq: the consumers holding a queue's messages)."""
+
+    VERB = ("EXISTS",)
+    more: tuple[str, ...] = ()
+
+    def tail(self) -> tuple[str, ...]:
+        return self.more
+
+
 class Get(Op):
     """A string, or None."""
 

@@ -14,7 +14,7 @@ Keys from dramatiq 2.2 (`dramatiq/brokers/redis/dispatch.lua`, `RedisBroker.enqu
   as dead after `heartbeat_timeout` (60 000 ms by default). Ids are per process, not per queue, and
   every command ZADDs its caller, `enqueue` included: a process that only sends is there too.
 - `ns:__acks__.<broker id>.<queue>` (and `.<queue>.DQ`): set of the messages a consumer fetched and
-  has not acked yet; only `fetch` adds to it. A live id holding one is a consumer of that queue.
+  has not acked yet; only `fetch` adds to it. A live id holding one of the queue consumes it.
 
 dramatiq keeps no registry of queue names in Redis, so `queues` names them.
 """
@@ -42,7 +42,7 @@ from exporter.sources.redis.layouts.base import (
     job_of,
     json_dict,
 )
-from exporter.sources.redis.ops import Exists, HeadHGet, Hlen, Llen, Zcard, ZRecent
+from exporter.sources.redis.ops import ExistsCount, HeadHGet, Hlen, Llen, Zcard, ZRecent
 
 
 class DramatiqLayout(Layout):
@@ -96,14 +96,14 @@ class DramatiqLayout(Layout):
             reads[queue, "held"] = Hlen(f"{key}.msgs")
             reads[queue, "delayed"] = Hlen(f"{key}.DQ.msgs")
             reads[queue, "dead"] = Zcard(f"{key}.XQ")
-            # what a consumer holds: `fetch` SADDs each message it takes to its ack set of the queue
-            # (and of its delay queue `.DQ`); a producer's dispatch never does
-            for broker in live:
-                reads[queue, broker, "ready"] = Exists(f"{ns}:__acks__.{broker}.{queue}")
-                reads[queue, broker, "later"] = Exists(f"{ns}:__acks__.{broker}.{queue}.DQ")
+            # what a consumer holds: `fetch` SADDs each message it takes to its ack set of the queue; a
+            # producer's dispatch never does. One EXISTS over every live id's ack set counts them.
+            if live:
+                acks = [f"{ns}:__acks__.{broker}.{queue}" for broker in live]
+                reads[queue, "consumers"] = ExistsCount(acks[0], more=tuple(acks[1:]))
 
         def parse(r: Results, now: float, out: Parsed) -> None:
-            tally = Workers(tenant, states=("busy", "idle"))
+            tally = Workers(tenant, states=("busy",))
             for queue in self.queues:
                 depth, head, held, delayed, dead = (r[queue, what] for what in ("depth", "head", "held", "delayed",
                                                                                "dead"))
@@ -112,11 +112,8 @@ class DramatiqLayout(Layout):
                           ("delayed", count(delayed)), ("dead", count(dead)))
                 oldest = head_time(head, "ms", out)
                 out.queues.append(QueueStats(queue, depth, tenant, oldest, states, failed=count(dead)))
-                for broker in live:
-                    if count(r[queue, broker, "ready"]):  # holds messages of the queue: running them or next to
-                        tally.add([queue], "busy")
-                    elif count(r[queue, broker, "later"]):  # only delayed messages of it: a consumer, nothing to run
-                        tally.add([queue], "idle")
+                # consumers holding messages of the queue (running them, or prefetched for their threads)
+                tally.add([queue], "busy", n=count(r[queue, "consumers"]) if live else 0)
             tally.emit(out, self.queues, capacity=False, busy=False)
 
         return Plan(reads, parse)
