@@ -163,6 +163,7 @@ async def _redis_commands(source: RedisSource) -> list[tuple[str, ...]]:
             ops += layout.plan(tenant, found, time.time()).reads.values()
         for op in ops:
             commands += op.acl()
+        commands += layout.job_acl(tenant)  # the job listing (platform shim), read live
     return list(dict.fromkeys(commands))
 
 

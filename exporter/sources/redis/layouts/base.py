@@ -21,7 +21,7 @@ from pydantic import Field
 
 from exporter import untrusted
 from exporter.model import Job, QueueStats, Sample
-from exporter.sources.base import Duration, Model
+from exporter.sources.base import JOB_STATES, MAX_JOB_PAGE, Duration, Model
 from exporter.sources.base import Retained as Retained  # lives in sources/base.py (NATS uses it too)
 from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.items import EPOCH_2000, WRONGTYPE, kind_of
@@ -123,6 +123,20 @@ class JobRange:
     binary: bool = False
     # Where the key is of this range's kind instead (huey's priority storage: a zset under the same key).
     other: JobRange | None = None
+
+    def acl(self) -> list[tuple[str, ...]]:
+        """What the job listing (jobs.read_page) sends for this range, with a full page: what an ACL must
+        allow (redis-py sends ZREVRANGE for a newest-first page of a sorted set)."""
+        page = str(MAX_JOB_PAGE)
+        if self.kind == "list":
+            window = ("0", str(MAX_JOB_PAGE - 1)) if self.oldest_first else ("-" + page, "-1")
+            out = [("LLEN", self.key), ("LRANGE", self.key, *window)]
+        else:
+            verb = "ZRANGE" if self.oldest_first else "ZREVRANGE"
+            out = [("ZCARD", self.key), (verb, self.key, "0", str(MAX_JOB_PAGE - 1))]
+        if self.hash_prefix is not None:
+            out.append(("HMGET", self.hash_prefix + "1", *self.fields))
+        return out
 
 
 MAX_RAW = 64 * 1024  # characters of an item that is not (bounded) JSON, shown as its payload
@@ -290,6 +304,16 @@ class Layout(Model):
     def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
         """One listed job from its range item (and its hash fields, for layouts with job hashes)."""
         return payload_job(item, queue, status)
+
+    def job_acl(self, tenant: str) -> list[tuple[str, ...]]:
+        """What the job listing may send for this layout (on its first configured queue; none for queues
+        only the library's registry names): what an ACL must allow."""
+        queues = self.static_queues()
+        if not queues:
+            return []
+        queue = queues[0]
+        return [command for state in JOB_STATES if (where := self.job_range(tenant, queue, state)) is not None
+                for command in where.acl()]
 
 
 class RegistryLayout(Layout):

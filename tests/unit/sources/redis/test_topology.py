@@ -12,6 +12,10 @@ from redis.exceptions import ConnectionError, RedisClusterException
 from exporter.sources.base import SourceError, SourceUnreachable
 from exporter.sources.redis.cluster import SLOTS, _redirect, slot_map
 from exporter.sources.redis.connect import parse_endpoint
+from exporter.sources.redis.layouts.huey import HueyLayout
+from exporter.sources.redis.layouts.rq import _JOB_FIELDS as RQ_JOB_FIELDS
+from exporter.sources.redis.layouts.rq import RQLayout
+from exporter.sources.redis.layouts.sidekiq import SidekiqLayout
 from exporter.sources.redis.ops import (
     ClientNames,
     Each,
@@ -110,3 +114,16 @@ def test_a_cluster_with_no_reachable_node_is_unreachable() -> None:
     except RedisClusterException as err:
         assert isinstance(failure(err), SourceUnreachable)
     assert type(failure(RedisClusterException("no slots"))) is SourceError
+
+
+def test_job_listing_acl() -> None:
+    """The job listing's reads (jobs.read_page) are listed too, with a full page, for doctor."""
+    rq = RQLayout.model_validate({"layout": "rq", "queues": ["q"]})
+    assert rq.job_acl("") == [
+        ("ZCARD", "rq:wip:q"), ("ZRANGE", "rq:wip:q", "0", "99"), ("HMGET", "rq:job:1", *RQ_JOB_FIELDS),
+        ("LLEN", "rq:queue:q"), ("LRANGE", "rq:queue:q", "0", "99"), ("HMGET", "rq:job:1", *RQ_JOB_FIELDS),
+        ("ZCARD", "rq:failed:q"), ("ZREVRANGE", "rq:failed:q", "0", "99"), ("HMGET", "rq:job:1", *RQ_JOB_FIELDS),
+        ("ZCARD", "rq:finished:q"), ("ZREVRANGE", "rq:finished:q", "0", "99"), ("HMGET", "rq:job:1", *RQ_JOB_FIELDS)]
+    sidekiq = SidekiqLayout.model_validate({"layout": "sidekiq", "queues": ["q"]})
+    assert sidekiq.job_acl("") == [("LLEN", "queue:q"), ("LRANGE", "queue:q", "-100", "-1")]
+    assert HueyLayout.model_validate({"layout": "huey"}).job_acl("") == []
