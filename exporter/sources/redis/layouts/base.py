@@ -136,6 +136,12 @@ class JobRange:
             out = [("ZCARD", self.key), (verb, self.key, "0", str(MAX_JOB_PAGE - 1))]
         if self.hash_prefix is not None:
             out.append(("HMGET", self.hash_prefix + "1", *self.fields))
+        if self.body_hash is not None:
+            out.append(("HGET", self.body_hash, "1"))
+        if self.body_prefix is not None:
+            out.append(("GET", self.body_prefix + "1"))
+        if self.other is not None:  # the key's type decides which range is read
+            out = [("TYPE", self.key), *out, *self.other.acl()]
         return out
 
 

@@ -48,3 +48,21 @@ def test_arq_job_fields_from_the_pickle_not_its_arguments() -> None:
         "j1", {"function": "send"}, 2, 1_700_000_000.123, 1_700_000_600.0)
     evil = layout.job("j2", {"body": pickle.dumps(Evil()).decode("latin-1")}, "arq:queue", "waiting")
     assert (evil.payload, evil.attempts, evil.created_at) == (None, None, None)  # nothing run, nothing read
+
+
+def test_job_listing_acl_names_every_read_of_the_newer_layouts() -> None:
+    """doctor checks these with ACL DRYRUN: each command the listing sends (jobs.read_page) is named."""
+    from pydantic import TypeAdapter
+
+    from exporter.sources.redis.layouts import AnyLayout
+
+    def acl(config: dict[str, object]) -> set[str]:
+        return {command[0] for command in TypeAdapter(AnyLayout).validate_python(config).job_acl("")}
+
+    assert acl({"layout": "dramatiq"}) == {"LLEN", "LRANGE", "HGET", "ZCARD", "ZREVRANGE"}
+    assert acl({"layout": "saq"}) == {"LLEN", "LRANGE", "GET"}
+    assert acl({"layout": "beequeue", "queues": ["q"]}) == {"LLEN", "LRANGE", "HGET"}
+    assert acl({"layout": "arq"}) == {"ZCARD", "ZRANGE", "GET"}
+    assert acl({"layout": "huey"}) == {"TYPE", "LLEN", "LRANGE", "ZCARD", "ZRANGE"}
+    assert acl({"layout": "taskiq"}) == {"LLEN", "LRANGE"}
+    assert acl({"layout": "taskiq", "broker": "stream"}) == set()
