@@ -211,7 +211,8 @@ def queue_panels(board: Board, with_queue_var: bool = True) -> None:
     board.row("Queues")
     t = board.knobs["thresholds"]
     board.add("timeseries", "Waiting items", "Items waiting (ready) per queue (jobqueue_depth); the lines are the "
-              "warning and critical thresholds of the alerts.", "short",
+              "default warning and critical thresholds of the alerts (a queue given its own in alerts/config.yml "
+              "`queues` is judged by jobqueue:queue_threshold:*).", "short",
               [(f"max by ({by}) ({sel('jobqueue_depth', *q)})", "{{source}} {{tenant}} {{queue}}")],
               thresholds=(t["queue_depth_warning"], t["queue_depth_critical"]))
     board.add("timeseries", "Oldest waiting item age", "Age of the oldest waiting item per queue, from its "
