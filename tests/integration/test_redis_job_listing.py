@@ -195,10 +195,12 @@ async def test_saq_queued_and_active(server: RedisServer) -> None:
 
 
 async def test_taskiq_list_broker(server: RedisServer) -> None:
-    """The list broker's messages, oldest first; a stream broker's queue lists nothing."""
+    """The list broker's messages, and the stream broker's entries the consumer group has not been
+    delivered (taskiq_redis RedisStreamBroker: XADD, XREADGROUP), oldest first."""
     url = db(server, 5)
     await seed_taskiq(url, "jq-list", "jq-stream")
     conn = redis.Redis.from_url(url, decode_responses=True)
+    entries = [entry_id for entry_id, _ in conn.xrange("jq-stream")]  # XADD `*`: each id starts with its time (ms)
     try:
         layouts = "{layout: taskiq, queues: [jq-list]}\n      - {layout: taskiq, broker: stream, queues: [jq-stream]}"
         async with serve(config(url, layouts, ["jq-list", "jq-stream"]), ENV) as (client, _):
@@ -212,7 +214,10 @@ async def test_taskiq_list_broker(server: RedisServer) -> None:
     assert [j["payload"]["args"] for j in listed["jobs"]] == [[0, 1], [1, 1]]
     assert {j["payload"]["task_name"] for j in listed["jobs"]} == {"jq.add"}
     assert all(len(j["id"]) == 32 for j in listed["jobs"])  # taskiq's task_id (uuid4 hex)
-    assert streamed["jobs"] == [] and streamed["pagination"]["total"] == 0
+    # 4 kicked mul(i, 2); the group was delivered 2: the waiting entries are the last 2, oldest first
+    assert streamed["pagination"]["total"] == 2
+    assert [j["payload"]["args"] for j in streamed["jobs"]] == [[2, 2], [3, 2]]
+    assert [j["created_at"] for j in streamed["jobs"]] == [iso(int(e.split("-")[0])) for e in entries[2:]]
 
 
 async def test_beequeue_waiting_and_active(redis_client: redis.Redis, prefix: str) -> None:

@@ -17,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from exporter.model import JobPage
 from exporter.sources.base import MAX_JOB_PAGE
-from exporter.sources.redis.layouts.base import JobRange, Layout
+from exporter.sources.redis.layouts.base import MAX_STREAM_SCAN, JobRange, Layout
 
 
 async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, queue: str, status: str, limit: int,
@@ -29,6 +29,8 @@ async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, q
         return JobPage((), 0)
     if where.other is not None and await client.type(where.key) == where.other.kind:
         where = where.other
+    if where.kind == "stream":
+        return await _stream_page(client, layout, where, queue, status, limit, offset)
     raw: list[Any]
     scores: list[Any] = []
     if where.kind == "list":
@@ -58,6 +60,25 @@ async def read_page(client: Redis | RedisCluster, layout: Layout, tenant: str, q
     for fields, score in zip(found, scores, strict=False):
         fields["score"] = repr(float(score))
     return JobPage(tuple(layout.job(item, h, queue, status) for item, h in zip(items, found, strict=True)), total)
+
+
+async def _stream_page(client: Redis | RedisCluster, layout: Layout, where: JobRange, queue: str, status: str,
+                       limit: int, offset: int) -> JobPage:
+    """The entries the group has not been delivered, oldest first (all of them while it does not exist).
+    XRANGE cannot skip to an offset: a page reads at most MAX_STREAM_SCAN entries from the first one, and
+    a page beyond them is empty (the total stays exact)."""
+    if await client.type(where.key) != "stream":
+        return JobPage((), 0)
+    groups = await client.xinfo_groups(where.key)
+    info = next((g for g in groups if str(g.get("name")) == where.group), None)
+    start = "-" if info is None else "(" + str(info["last-delivered-id"])
+    lag = None if info is None else info.get("lag")
+    total = int(lag) if lag is not None else int(await client.xlen(where.key))  # NULL lag: XLEN, an upper bound
+    entries: list[Any] = [] if offset >= MAX_STREAM_SCAN else list(await client.xrange(
+        where.key, start, "+", count=min(offset + limit, MAX_STREAM_SCAN)) or [])
+    page = [(entry_id, values or {}) for entry_id, values in entries[offset : offset + limit]]
+    return JobPage(tuple(layout.job(str(values.get("data", "")), {"id": str(entry_id)}, queue, status)
+                         for entry_id, values in page), total)
 
 
 def _score_pairs(reply: list[Any]) -> list[tuple[Any, float]]:

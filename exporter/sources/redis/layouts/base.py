@@ -111,9 +111,9 @@ class JobRange:
     `body_prefix`..id (saq); that body reaches `Layout.job` as the field `body`, and with `scores` a
     sorted set's score as the field `score` (arq: the enqueue or run time)."""
 
-    kind: Literal["list", "zset"]
+    kind: Literal["list", "zset", "stream"]
     key: str
-    oldest_first: bool = True  # list: oldest at the head; zset: lowest score first
+    oldest_first: bool = True  # list: oldest at the head; zset: lowest score first; stream: always
     hash_prefix: str | None = None
     fields: tuple[str, ...] = ()
     body_hash: str | None = None
@@ -123,11 +123,17 @@ class JobRange:
     binary: bool = False
     # Where the key is of this range's kind instead (huey's priority storage: a zset under the same key).
     other: JobRange | None = None
+    # A stream's entries not yet delivered to this consumer group (all of them while it does not exist);
+    # each entry's `data` field is the item, its id the field `id`.
+    group: str | None = None
 
     def acl(self) -> list[tuple[str, ...]]:
         """What the job listing (jobs.read_page) sends for this range, with a full page: what an ACL must
         allow (redis-py sends ZREVRANGE for a newest-first page of a sorted set)."""
         page = str(MAX_JOB_PAGE)
+        if self.kind == "stream":
+            return [("TYPE", self.key), ("XINFO", "GROUPS", self.key), ("XLEN", self.key),
+                    ("XRANGE", self.key, "-", "+", "COUNT", str(MAX_STREAM_SCAN))]
         if self.kind == "list":
             window = ("0", str(MAX_JOB_PAGE - 1)) if self.oldest_first else ("-" + page, "-1")
             out = [("LLEN", self.key), ("LRANGE", self.key, *window)]
@@ -145,6 +151,7 @@ class JobRange:
         return out
 
 
+MAX_STREAM_SCAN = 1000  # entries a stream page may read from its start: XRANGE cannot skip to an offset
 MAX_RAW = 64 * 1024  # characters of an item that is not (bounded) JSON, shown as its payload
 
 

@@ -65,4 +65,4 @@ def test_job_listing_acl_names_every_read_of_the_newer_layouts() -> None:
     assert acl({"layout": "arq"}) == {"ZCARD", "ZRANGE", "GET"}
     assert acl({"layout": "huey"}) == {"TYPE", "LLEN", "LRANGE", "ZCARD", "ZRANGE"}
     assert acl({"layout": "taskiq"}) == {"LLEN", "LRANGE"}
-    assert acl({"layout": "taskiq", "broker": "stream"}) == set()
+    assert acl({"layout": "taskiq", "broker": "stream"}) == {"TYPE", "XINFO", "XLEN", "XRANGE"}
