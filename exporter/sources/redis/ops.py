@@ -129,6 +129,17 @@ class Exists(Count):
     VERB = ("EXISTS",)
 
 
+@dataclass(frozen=True, slots=True)
+class ExistsCount(Count):
+    """How many of `key` and `more` exist, in one EXISTS (dramatiq: the consumers holding a queue's messages)."""
+
+    VERB = ("EXISTS",)
+    more: tuple[str, ...] = ()
+
+    def tail(self) -> tuple[str, ...]:
+        return self.more
+
+
 class Get(Op):
     """A string, or None."""
 
@@ -178,6 +189,17 @@ class ZMembers(Op):
     """Flat [member, score, ...] of the `cap` lowest scores."""
 
     VERB = ("ZRANGE",)
+    cap: int = 1
+
+    def tail(self) -> tuple[str, ...]:
+        return ("0", str(self.cap - 1), "WITHSCORES")
+
+
+@dataclass(frozen=True, slots=True)
+class ZRecent(Op):
+    """Flat [member, score, ...] of the `cap` highest scores, highest first (dramatiq's freshest heartbeats)."""
+
+    VERB = ("ZREVRANGE",)
     cap: int = 1
 
     def tail(self) -> tuple[str, ...]:

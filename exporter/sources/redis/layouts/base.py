@@ -11,8 +11,10 @@ units follow `shared/reference/redis-queues.md`.
 from __future__ import annotations
 
 import math
+import pickletools
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -104,18 +106,34 @@ def fill_tenant(template: str, tenant: str) -> str:
 @dataclass(frozen=True)
 class JobRange:
     """Where the jobs of one state of one queue live (the job listing): a list or sorted set, its order,
-    and, when items are ids of job hashes, the hash prefix and the text fields to read from each."""
+    and, when items are ids, where each job is: the text `fields` of a hash `hash_prefix`..id (BullMQ,
+    RQ), a field id of one hash `body_hash` (dramatiq's `.msgs`, Bee-Queue's `jobs`) or a string key
+    `body_prefix`..id (saq); that body reaches `Layout.job` as the field `body`, and with `scores` a
+    sorted set's score as the field `score` (arq: the enqueue or run time)."""
 
-    kind: Literal["list", "zset"]
+    kind: Literal["list", "zset", "stream"]
     key: str
-    oldest_first: bool = True  # list: oldest at the head; zset: lowest score first
+    oldest_first: bool = True  # list: oldest at the head; zset: lowest score first; stream: always
     hash_prefix: str | None = None
     fields: tuple[str, ...] = ()
+    body_hash: str | None = None
+    body_prefix: str | None = None
+    scores: bool = False
+    # Items that are binary (huey's pickles) reach `Layout.job` undecoded, as latin-1 text (byte for byte).
+    binary: bool = False
+    # Where the key is of this range's kind instead (huey's priority storage: a zset under the same key).
+    other: JobRange | None = None
+    # A stream's entries not yet delivered to this consumer group (all of them while it does not exist);
+    # each entry's `data` field is the item, its id the field `id`.
+    group: str | None = None
 
     def acl(self) -> list[tuple[str, ...]]:
         """What the job listing (jobs.read_page) sends for this range, with a full page: what an ACL must
         allow (redis-py sends ZREVRANGE for a newest-first page of a sorted set)."""
         page = str(MAX_JOB_PAGE)
+        if self.kind == "stream":
+            return [("TYPE", self.key), ("XINFO", "GROUPS", self.key), ("XLEN", self.key),
+                    ("XRANGE", self.key, "-", "+", "COUNT", str(MAX_STREAM_SCAN))]
         if self.kind == "list":
             window = ("0", str(MAX_JOB_PAGE - 1)) if self.oldest_first else ("-" + page, "-1")
             out = [("LLEN", self.key), ("LRANGE", self.key, *window)]
@@ -124,9 +142,16 @@ class JobRange:
             out = [("ZCARD", self.key), (verb, self.key, "0", str(MAX_JOB_PAGE - 1))]
         if self.hash_prefix is not None:
             out.append(("HMGET", self.hash_prefix + "1", *self.fields))
+        if self.body_hash is not None:
+            out.append(("HGET", self.body_hash, "1"))
+        if self.body_prefix is not None:
+            out.append(("GET", self.body_prefix + "1"))
+        if self.other is not None:  # the key's type decides which range is read
+            out = [("TYPE", self.key), *out, *self.other.acl()]
         return out
 
 
+MAX_STREAM_SCAN = 1000  # entries a stream page may read from its start: XRANGE cannot skip to an offset
 MAX_RAW = 64 * 1024  # characters of an item that is not (bounded) JSON, shown as its payload
 
 
@@ -140,6 +165,36 @@ def decoded(raw: Any) -> Any:
         return untrusted.loads(raw, finite=False)
     except ValueError:  # not JSON, too deep or too large: (bounded) text, never a 500
         return bounded(raw)
+
+
+_MEMO_PUT = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_MEMO_GET = frozenset({"GET", "BINGET", "LONG_BINGET"})
+
+
+def pickled_values(data: bytes, limit: int = 4096) -> list[Any]:
+    """The texts and numbers a pickle pushes, in order (memo references resolved), None for anything
+    else; [] when it is not a pickle. `pickletools.genops` only decodes opcodes: unlike unpickling, it
+    never imports a class or calls anything, so a hostile item is text like any other."""
+    values: list[Any] = []
+    memo: dict[int, Any] = {}
+    try:
+        for opcode, arg, _ in islice(pickletools.genops(data), limit):
+            name = opcode.name
+            if name == "MEMOIZE":
+                memo[len(memo)] = values[-1] if values else None
+            elif name in _MEMO_PUT and isinstance(arg, int):
+                memo[arg] = values[-1] if values else None
+            elif name in _MEMO_GET and isinstance(arg, int):
+                values.append(memo.get(arg))
+            elif name == "GLOBAL" and isinstance(arg, str):  # protocols 0-3: "module name"
+                values += arg.split(" ", 1)
+            elif isinstance(arg, str | int | float) and not isinstance(arg, bool) and opcode.stack_after:
+                values.append(arg)
+            elif opcode.stack_after and name not in ("MARK", "PROTO", "FRAME"):
+                values.append(None)
+    except (ValueError, EOFError, UnicodeDecodeError):  # not a pickle, or cut short
+        return []
+    return values
 
 
 def bounded(raw: str) -> str:
@@ -312,6 +367,10 @@ def json_dict(raw: Any) -> dict[str, Any]:
         value = untrusted.loads(raw) if isinstance(raw, str) else {}
     except ValueError:
         return {}
+    return value if isinstance(value, dict) else {}
+
+
+def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 

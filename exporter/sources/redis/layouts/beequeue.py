@@ -20,8 +20,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Reads, Results, count, fill_tenant, head_time
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Reads,
+    Results,
+    as_dict,
+    count,
+    fill_tenant,
+    head_time,
+    job_of,
+    json_dict,
+)
 from exporter.sources.redis.ops import HeadHGet, Llen, Scard, Zcard
 
 _STATES = ("active", "succeeded", "failed", "delayed")
@@ -36,6 +49,22 @@ class BeeQueueLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return (self.prefix,)
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """`waiting` and `active` are id lists with the oldest at the tail (LPUSH, BRPOPLPUSH); each job is
+        the field id of the `jobs` hash. `succeeded`/`failed` are sets, with no order to page by: not listed."""
+        p = f"{fill_tenant(self.prefix, tenant)}:{queue}:"
+        key = {"waiting": "waiting", "active": "active"}.get(status)
+        return JobRange("list", p + key, False, body_hash=f"{p}jobs") if key else None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """A Bee-Queue job (`Job#toData`): `data`, `options` (`timestamp` ms, `retries` left,
+        `stacktraces` of failed attempts, newest first) and `status`."""
+        body = json_dict(fields.get("body"))
+        options = as_dict(body.get("options"))
+        traces = options.get("stacktraces")
+        trace = traces[0] if isinstance(traces, list) and traces else None
+        return job_of(item, queue, status, body.get("data"), trace, trace, None, options.get("timestamp"), None)
 
     def plan(self, tenant: str, found: Results, now: float) -> Plan:
         reads: Reads = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -41,11 +42,17 @@ class CeleryLayout(Layout):
     events_exchange: str = "celeryev"  # Celery's event_exchange setting
     fanout_prefix: str = "/{db}."  # kombu's fanout_prefix transport option (True = "/{db}.")
     task_cap: Annotated[int, Field(ge=1, le=10000)] = 100
+    # Which queues a worker pool consumes, by worker hostname (a `fnmatch` pattern such as "mail@*",
+    # first match wins): a worker's events never name its queues, and nothing a read-only observer
+    # sees in Redis does (see docs/sources/redis.md). Workers that match no pattern count under "".
+    worker_queues: dict[str, list[str]] = {}
 
     @model_validator(mode="after")
     def _events_need_one_prefix(self) -> CeleryLayout:
         if self.events and "{tenant}" in self.global_keyprefix:
             raise ValueError("events: true needs a global_keyprefix without {tenant} (one topic to subscribe)")
+        if self.worker_queues and not self.events:
+            raise ValueError("worker_queues needs events: true (workers are known from their events only)")
         return self
 
     @field_validator("separator")
@@ -81,15 +88,18 @@ class CeleryLayout(Layout):
                 out.queues.append(QueueStats(queue, depth, tenant))
             heard = out.memory.get(("events", id(self))) if self.events else None
             if isinstance(heard, Heard):
-                emit_events(heard, tenant, now, out)
+                emit_events(heard, tenant, now, out, self.worker_queues, self.queues)
 
         return Plan(reads, parse)
 
 
-def emit_events(heard: Heard, tenant: str, now: float, out: Parsed) -> None:
+def emit_events(heard: Heard, tenant: str, now: float, out: Parsed, pools: dict[str, list[str]],
+                queues: Sequence[str]) -> None:
     """What the events said: totals (queue "": events do not name the queue), per task outcomes under
-    the cap, the mean runtime since the last collection, and the live workers (queue "": a
-    heartbeat does not list the worker's queues; busy slots = its `active` tasks; no concurrency)."""
+    the cap, the mean runtime since the last collection, and the live workers: under the queues
+    `pools` gives their hostname (every configured queue reported, so one no live worker serves reads
+    0), else under "" (a heartbeat does not list the worker's queues); busy slots = its `active`
+    tasks, under each of its queues; no concurrency."""
     out.malformed += heard.malformed
     flow(out, tenant, "", heard.succeeded + heard.failed, heard.failed)
     for name, ok, failed, seconds in heard.tasks:
@@ -98,7 +108,8 @@ def emit_events(heard: Heard, tenant: str, now: float, out: Parsed) -> None:
         out.samples.append(Sample("jobqueue_celery_task_runtime_seconds", (tenant, name), seconds))
     runtime(out, tenant, "", heard.runtime)
     workers = Workers(tenant, states=("busy", "idle"))
-    for _, expires, active in heard.workers:
+    for host, expires, active in heard.workers:
         if expires >= now:
-            workers.add([""], "busy" if active else "idle", busy=active)
-    workers.emit(out, [""], capacity=False)
+            served = next((qs for pattern, qs in pools.items() if fnmatchcase(host, pattern)), [""])
+            workers.add(served, "busy" if active else "idle", busy=active)
+    workers.emit(out, queues if pools else [""], capacity=False)

@@ -26,9 +26,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats
+from exporter.model import Job, QueueStats
 from exporter.sources.redis.items import WRONGTYPE
 from exporter.sources.redis.layouts.base import (
+    JobRange,
     Layout,
     Parsed,
     Plan,
@@ -40,6 +41,7 @@ from exporter.sources.redis.layouts.base import (
     fill_tenant,
     flow,
     head_time,
+    job_of,
     json_dict,
     to_int,
 )
@@ -55,6 +57,22 @@ class SaqLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return self.queues
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """`queued` and `active` lists (oldest at the head) of job ids, each the key of the job's JSON.
+        Finished jobs have no index (each expires with its own `ttl`): not listed."""
+        base = f"saq:{fill_tenant(queue, tenant)}"
+        key = {"waiting": "queued", "active": "active"}.get(status)
+        return JobRange("list", f"{base}:{key}", True, body_prefix="") if key else None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """A saq `Job.to_dict` (JSON): times in ms; `error` is the formatted traceback of the last failure."""
+        body = json_dict(fields.get("body"))
+        error = body.get("error")
+        last = str(error).strip().splitlines()[-1] if error and str(error).strip() else None
+        payload = {k: body[k] for k in ("function", "kwargs") if k in body} or None
+        return job_of(body.get("key", item), queue, status, payload, last, error if last else None,
+                      body.get("attempts"), body.get("queued"), body.get("touched") or body.get("started"))
 
     def plan(self, tenant: str, found: Results, now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]

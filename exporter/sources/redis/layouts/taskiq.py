@@ -21,17 +21,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from exporter.model import QueueStats
+from exporter.model import Job, QueueStats
 from exporter.sources.redis.items import WRONGTYPE
 from exporter.sources.redis.layouts.base import (
+    JobRange,
     Layout,
     Parsed,
     Plan,
     Reads,
     Results,
     count,
+    decoded,
     entry_time,
     fill_tenant,
+    job_of,
 )
 from exporter.sources.redis.ops import Llen, XGroups, Xlen, XNext
 
@@ -46,6 +49,24 @@ class TaskiqLayout(Layout):
 
     def templates(self) -> Sequence[str]:
         return self.queues
+
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """Waiting: the list broker's list (LPUSH, BRPOP: the oldest at the tail), which holds the messages
+        themselves, or the stream's entries the consumer group has not been delivered, oldest first."""
+        if status != "waiting":
+            return None
+        key = fill_tenant(queue, tenant)
+        return JobRange("stream", key, group=self.consumer_group) if self.broker == "stream" else JobRange(
+            "list", key, False)
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """A `TaskiqMessage` (JSON): task id, name, labels, args and kwargs; it holds no time, but a stream
+        entry's id is the time it was added (XADD `*`, ms)."""
+        body = decoded(item)
+        body = body if isinstance(body, dict) else {"raw": item}
+        payload = {k: body[k] for k in ("task_name", "args", "kwargs", "labels") if k in body} or body
+        added = int(fields["id"].split("-", 1)[0]) if fields.get("id", "").split("-", 1)[0].isdigit() else None
+        return job_of(body.get("task_id"), queue, status, payload, None, None, None, added, None)
 
     def plan(self, tenant: str, found: Results, now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]

@@ -120,3 +120,10 @@ def test_celery_events_heard_once() -> None:
     assert errors(templated) == [
         "c.yaml:6: sources[0].queues[0]: events: true needs a global_keyprefix without {tenant} "
         "(one topic to subscribe)"]
+
+
+def test_celery_worker_queues_need_events() -> None:
+    """Worker pools are told apart by the hostname of their events: without events there is nothing to match."""
+    body = "    queues:\n      - {layout: celery, queues: [mail], worker_queues: {'mail@*': [mail]}}\n"
+    assert errors(body) == [
+        "c.yaml:5: sources[0].queues[0]: worker_queues needs events: true (workers are known from their events only)"]

@@ -128,4 +128,6 @@ def test_job_listing_acl() -> None:
         ("ZCARD", "rq:finished:q"), ("ZREVRANGE", "rq:finished:q", "0", "99"), ("HMGET", "rq:job:1", *RQ_JOB_FIELDS)]
     sidekiq = SidekiqLayout.model_validate({"layout": "sidekiq", "queues": ["q"]})
     assert sidekiq.job_acl("") == [("LLEN", "queue:q"), ("LRANGE", "queue:q", "-100", "-1")]
-    assert HueyLayout.model_validate({"layout": "huey"}).job_acl("") == []
+    assert HueyLayout.model_validate({"layout": "huey"}).job_acl("") == [  # the key's type picks list or zset
+        ("TYPE", "huey.redis.huey"), ("LLEN", "huey.redis.huey"), ("LRANGE", "huey.redis.huey", "-100", "-1"),
+        ("ZCARD", "huey.redis.huey"), ("ZRANGE", "huey.redis.huey", "0", "99")]
