@@ -162,8 +162,7 @@ class Scheduler:
             for name in [n for n in list(table) if n not in names]:
                 table.pop(name, None)
         self.sources = new
-        self.renderer.declare(new)
-        self.renderer.forget(names)
+        self.renderer.declare(new)  # and drops what it kept of the sources gone
         self.snapshot = replace(self.snapshot, sources={s.name: states[s.name] for s in new},
                                 created_at=self.clock())
         self.refresh()
