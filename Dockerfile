@@ -15,11 +15,16 @@ RUN pip install --no-cache-dir --require-hashes --no-deps --requirement requirem
 # Runtime stage: only the wheels, a non-root user, no compiler.
 FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 ARG VERSION=0.1.0
+# The build's own facts (seed 002's build_git_hash / build_timestamp, the OCI labels): pass them, e.g.
+#   --build-arg REVISION=$(git rev-parse HEAD) --build-arg BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# Left out, /health reports null for them, never a made-up value.
 ARG REVISION=unknown
+ARG BUILD_DATE=
 LABEL org.opencontainers.image.title="jobqueue-exporter" \
       org.opencontainers.image.description="Prometheus exporter and health endpoints for job queues on Redis, PostgreSQL and NATS JetStream" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${BUILD_DATE}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-bookworm" \
       org.opencontainers.image.base.digest="sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b"
@@ -28,7 +33,9 @@ LABEL org.opencontainers.image.title="jobqueue-exporter" \
 # elsewhere. JOBQUEUE_EXPORTER_LISTEN moves the port; the HEALTHCHECK follows it.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     JOBQUEUE_EXPORTER_CONFIG=/etc/jobqueue-exporter/config.yaml \
-    JOBQUEUE_EXPORTER_LOG_FORMAT=json
+    JOBQUEUE_EXPORTER_LOG_FORMAT=json \
+    JOBQUEUE_EXPORTER_REVISION="${REVISION}" \
+    JOBQUEUE_EXPORTER_BUILD_TIMESTAMP="${BUILD_DATE}"
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin exporter
 # Dependencies exactly as locked (requirements.txt: every package pinned, every file hash-checked;
 # regenerate with scripts/lock), then the project's wheel without dependencies of its own choosing.

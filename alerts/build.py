@@ -44,6 +44,16 @@ DEFAULTS: dict[str, Any] = {
         "page_slow": {"burn_rate": 6, "long": "6h", "short": "30m"},
         "ticket": {"burn_rate": 1, "long": "3d", "short": "6h"},
     },
+    "queues": [],
+}
+
+# Thresholds a queue may override in `queues` (a payments queue and a nightly batch queue do not share
+# a backlog limit); the alerts compare each queue against its own recorded value.
+QUEUE_THRESHOLDS = {  # name -> the queue series it is compared with (and recorded on)
+    "queue_depth_warning": "jobqueue_depth", "queue_depth_critical": "jobqueue_depth",
+    "failed_jobs_critical": "jobqueue_failed_jobs",
+    "oldest_age_warning_seconds": "jobqueue_oldest_timestamp_seconds",
+    "oldest_age_critical_seconds": "jobqueue_oldest_timestamp_seconds",
 }
 
 DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
@@ -84,6 +94,19 @@ def load(path: Path | None = None) -> dict[str, Any]:
     for i, objective in enumerate(config["slo"]["objectives"]):
         if set(objective) != {"selector", "objective_seconds"}:
             raise SystemExit(f"{path}: slo.objectives[{i}] needs exactly selector and objective_seconds")
+    if not isinstance(config["queues"], list):
+        raise SystemExit(f"{path}: queues must be a list of {{selector, <threshold>: <number>, ...}}")
+    for i, override in enumerate(config["queues"]):
+        if not isinstance(override, dict) or not isinstance(override.get("selector"), str):
+            raise SystemExit(f"{path}: queues[{i}] needs a selector (PromQL label matchers, e.g. queue=\"payments\")")
+        unknown = sorted(set(override) - {"selector", *QUEUE_THRESHOLDS})
+        if unknown:
+            raise SystemExit(f"{path}: queues[{i}]: unknown key {unknown[0]!r} (known: selector, "
+                             f"{', '.join(QUEUE_THRESHOLDS)})")
+        for name in QUEUE_THRESHOLDS:
+            value = override.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise SystemExit(f"{path}: queues[{i}].{name} must be a number, not {value!r}")
     return config
 
 
@@ -103,6 +126,11 @@ def number(value: float) -> str:
 
 def threshold(name: str) -> str:
     return f"scalar(jobqueue:threshold:{name})"
+
+
+def queue_threshold(name: str) -> str:
+    """A per-queue threshold, matched on the queue's labels (alerts/config.yml `queues`, else the default)."""
+    return f"on ({QUEUE}) jobqueue:queue_threshold:{name}"
 
 
 class Rules:
@@ -173,6 +201,14 @@ def recordings(r: Rules) -> None:
         or
         (jobqueue_last_success_timestamp_seconds * 0 + scalar(jobqueue:threshold:collection_stale_seconds))
         """, "How old a source's last success may get: three intervals, at least the stale threshold.")
+    for i, (name, series) in enumerate(QUEUE_THRESHOLDS.items()):
+        parts = [f"{series}{{{o['selector']}}} * 0 + {number(o[name])}"
+                 for o in r.config["queues"] if o.get(name) is not None]
+        parts.append(f"{series} * 0 + {threshold(name)}")
+        record(rules, f"jobqueue:queue_threshold:{name}",
+               "\nor\n".join(f"({p})" for p in parts) if len(parts) > 1 else parts[0],
+               "" if i else "Per queue: the first of alerts/config.yml `queues` whose selector matches the queue and\n"
+               "sets the threshold, else the default above (one series per queue, on the queue's labels).")
 
 
 def flow_recordings(r: Rules) -> list[dict[str, Any]]:
@@ -250,6 +286,15 @@ def alerts(r: Rules) -> None:
       "source or health metric from it is fresh.",
       "Down, or gone: no target of the job at all (a removed target or a broken service discovery).\n"
       "The job selector is alerts/config.yml job_selector.")
+    a(rules, "JobQueueWatchdog", "none", "vector(1)", "0m",
+      "Always firing, so that a dead man's switch notices when alerts stop arriving.",
+      "This alert fires always{{ with $externalLabels.cluster }} (cluster {{ . }}){{ end }}, as long as "
+      "Prometheus evaluates the jobqueue rules and Alertmanager "
+      "delivers them. Route it to a dead man's switch (alerts/alertmanager.example.yml `heartbeat`) that pages "
+      "when it stops: an Alertmanager that cannot be reached cannot page about itself.",
+      "Issue 21 item 8: an unreachable Alertmanager must page. The exporter's own Alertmanager reads\n"
+      "(the platform shim's ALERTMANAGER_UNAVAILABLE) page through an http source probing it (JobQueueSourceDown,\n"
+      "docs/shims.md); an Alertmanager that is down delivers nothing, so this heartbeat pages from outside.")
     a(rules, "JobQueueShardsMismatch", "critical", """
         (
           sum by (job) (2 ^ jobqueue_exporter_shard_ordinal)
@@ -282,9 +327,17 @@ def alerts(r: Rules) -> None:
         """, "2m", "A source has not been collected recently although it is not reported down.",
       "Source {{ $labels.source }} on {{ $labels.instance }} last collected successfully "
       "{{ $value | humanizeDuration }} ago; the numbers it serves are frozen.")
+    a(rules, "JobQueueCheckFailing", "warning", "jobqueue_check_up == 0", "5m",
+      "An operator SQL check cannot run.",
+      "Check {{ $labels.check }} of source {{ $labels.source }} on {{ $labels.instance }} has not run for 5 minutes "
+      "(missing table, SQL error, or a result that does not fit); every rule and JSON field that reads it is blind.",
+      "A check that cannot run must not read as healthy: the systems whose rules read it are degraded\n"
+      "(issue check_failed:<check>, JobQueueSystemDegraded); this ticket also covers checks no system reads.")
     a(rules, "JobQueueSystemUnhealthy", "critical", 'jobqueue_health_status{status="unhealthy"} == 1', "1m",
       "A monitored system is unhealthy.",
-      "System {{ $labels.system }} on {{ $labels.instance }} is unhealthy; its health endpoints answer 503. "
+      "System {{ $labels.system }} on {{ $labels.instance }} is unhealthy: a critical issue the JSON health "
+      "endpoints bound to it report in their own words (503 from /api/health/status, `unhealthy` from "
+      "/api/ops/plannings, `critical` queues, `down` services). "
       'Active issues: {{ range printf "jobqueue_health_issue{system=%q,instance=%q} == 1" $labels.system '
       "$labels.instance | query }}{{ .Labels.issue }} {{ end }}")
     a(rules, "JobQueueSystemDegraded", "warning", 'jobqueue_health_status{status="degraded"} == 1', "5m",
@@ -293,13 +346,13 @@ def alerts(r: Rules) -> None:
       'Active issues: {{ range printf "jobqueue_health_issue{system=%q,instance=%q} == 1" $labels.system '
       "$labels.instance | query }}{{ .Labels.issue }} {{ end }}")
     where = WHERE
-    for severity, expr in (("warning", f"jobqueue_depth >= {threshold('queue_depth_warning')}"),
-                           ("critical", f"jobqueue_depth > {threshold('queue_depth_critical')}")):
+    for severity, expr in (("warning", f"jobqueue_depth >= {queue_threshold('queue_depth_warning')}"),
+                           ("critical", f"jobqueue_depth > {queue_threshold('queue_depth_critical')}")):
         a(rules, "JobQueueDepthHigh", severity, expr, "5m", "A queue has a large backlog.",
           f"Queue {{{{ $labels.queue }}}} {where} has {{{{ $value }}}} waiting items.")
     for severity, name in (("warning", "oldest_age_warning_seconds"), ("critical", "oldest_age_critical_seconds")):
         a(rules, "JobQueueOldestItemTooOld", severity,
-          f"time() - jobqueue_oldest_timestamp_seconds > {threshold(name)}", "5m",
+          f"time() - jobqueue_oldest_timestamp_seconds > {queue_threshold(name)}", "5m",
           "The oldest waiting item of a queue is too old.",
           f"The oldest item of queue {{{{ $labels.queue }}}} {where} has waited {{{{ $value | humanizeDuration }}}}.")
     a(rules, "JobQueueDepthGrowing", "warning", """
@@ -320,18 +373,17 @@ def alerts(r: Rules) -> None:
       "1m", "Jobs of a queue are failing.",
       f"Queue {{{{ $labels.queue }}}} {where} counts {{{{ $value }}}} recently failed jobs, more than "
       "15 minutes ago.")
-    a(rules, "JobQueueJobsFailing", "critical", f"jobqueue_failed_jobs > {threshold('failed_jobs_critical')}", "5m",
+    a(rules, "JobQueueJobsFailing", "critical", f"jobqueue_failed_jobs > {queue_threshold('failed_jobs_critical')}",
+      "5m",
       "Jobs of a queue are failing.",
       f"Queue {{{{ $labels.queue }}}} {where} counts {{{{ $value }}}} recently failed jobs.")
     a(rules, "JobQueueWorkerStale", "critical", """
-        (
-          (time() - jobqueue_worker_last_run_timestamp_seconds)
-          > scalar(jobqueue:threshold:worker_stale_factor) * jobqueue:worker_expected_interval_seconds
-        )
-        unless on (system, job, instance) (jobqueue_health_quiet_hours == 1)
+        (time() - jobqueue_worker_last_run_timestamp_seconds)
+        > scalar(jobqueue:threshold:worker_stale_factor) * jobqueue:worker_expected_interval_seconds
         """, "1m", "A background worker has not run for 2.5 times its interval.",
       "Worker {{ $labels.worker }} of system {{ $labels.system }} last ran {{ $value | humanizeDuration }} ago.",
-      "Not during the system's quiet hours (jobqueue_health_quiet_hours == 1), when idle workers are expected.")
+      "At any hour: seed 004 makes no quiet-hours exception (the exporter's health rules neither);\n"
+      "mute night tickets in Alertmanager instead (alerts/alertmanager.example.yml quiet-hours).")
     a(rules, "JobQueueStuck", "critical", """
         (
           (jobqueue_depth > 0)

@@ -1,9 +1,7 @@
 """PostgreSQL benchmarks: the library presets against a large history, and a generic table of 10k tenants.
 
-`python3 bench/bench_postgres.py presets` (the default; `--history 1000000,10000000 --rounds 5
---presets pg-boss,river,...`, `--out results.json`): every library preset at each history size,
-collection time and plan as JSON (bench/bench_postgres_presets.py says how the data is built;
-target: <= 50 ms per preset at 10M history rows).
+`python3 bench/bench_postgres.py presets [options]` runs bench/bench_postgres_presets.py with the
+same options (every library preset at 10M history rows with 1, 80 and 500 queues; target: <= 50 ms).
 
 `python3 bench/bench_postgres.py generic` (`--tenants 10000 --jobs 100 --rounds 15`): one
 collection of a generic job table of 10k tenants x 100 jobs (target <= 200 ms). It creates a
@@ -21,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import statistics
 import sys
@@ -32,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_postgres_presets import LIBRARIES, QUEUES, WAITING, run  # noqa: E402
+from bench import bench_postgres_presets  # noqa: E402
 from exporter.metrics import render_source  # noqa: E402
 from exporter.model import SourceStatus  # noqa: E402
 from exporter.sources.postgres.presets import build  # noqa: E402
@@ -112,19 +109,17 @@ def explain(dsn: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=("presets", "generic"), default="presets")
-    parser.add_argument("--history", default="1000000,10000000", help="presets: history sizes, comma-separated")
-    parser.add_argument("--presets", default=",".join(LIBRARIES), help="presets: which, comma-separated")
-    parser.add_argument("--out", help="presets: also write the JSON here")
+    if sys.argv[1:2] == ["presets"] or len(sys.argv) == 1:
+        sys.argv = [sys.argv[0], *sys.argv[2:]]
+        bench_postgres_presets.main()
+        return
+    parser.add_argument("mode", choices=("generic",))
     parser.add_argument("--tenants", type=int, default=10000)
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=None, help="default: 5 (presets), 15 (generic)")
     parser.add_argument("--index", choices=sorted(INDEXES), default="partial",
                         help="the recommended partial index (default) or a plain status-first one")
     args = parser.parse_args()
-    if args.mode == "presets":
-        presets_main(args)
-        return
     args.rounds = args.rounds or 15
     with scratch_database(prefix="jqbench") as dsn:
         seeded = seed(dsn, args.tenants, args.jobs, INDEXES[args.index])
@@ -149,26 +144,6 @@ def main() -> None:
           f"{r['query'] * 1000:>13.1f} {r['render'] * 1000:>10.1f} {r['queues']:>7} {r['bytes']:>9}")
     print("target: collect median <= 200 ms:", "met" if r["median"] <= 0.2 else "NOT met")
     print("\nEXPLAIN (ANALYZE, BUFFERS) of the grouped statement:\n" + plan)
-
-
-def presets_main(args: argparse.Namespace) -> None:
-    histories = [int(h) for h in args.history.split(",")]
-    libraries = [name for name in args.presets.split(",") if name]
-    unknown = sorted(set(libraries) - set(LIBRARIES))
-    if unknown:
-        raise SystemExit(f"unknown presets {unknown}; choose from {sorted(LIBRARIES)}")
-    started = time.perf_counter()
-    results = run(histories, libraries, args.rounds or 5)
-    with admin() as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-    worst = max(r["collect_ms"] for per in results.values() for r in per.values())
-    document = {"postgres": version, "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
-                "waiting": WAITING, "queues": QUEUES, "target_ms": 50, "worst_collect_ms": worst,
-                "target_met": worst <= 50, "took_s": round(time.perf_counter() - started), "presets": results}
-    text = json.dumps(document, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
 
 
 if __name__ == "__main__":

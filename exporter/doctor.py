@@ -49,7 +49,7 @@ from exporter.sources.base import (
 from exporter.sources.nats import NatsSource
 from exporter.sources.postgres import PostgresSource
 from exporter.sources.postgres.config import quote_ident
-from exporter.sources.postgres.presets import reads
+from exporter.sources.postgres.presets import reads, statistics_tables, unanalyzed
 from exporter.sources.redis import RedisSource
 from exporter.sources.redis.connect import client_options, parse_endpoint
 from exporter.sources.redis.ops import commands_of
@@ -275,6 +275,7 @@ async def _postgres(source: PostgresSource, report: Report) -> None:
             tables.append(quote_ident(cfg.migrations.table))
         for table in dict.fromkeys(tables):
             await _table(conn, user, table, report)
+        await _statistics(conn, [t for preset in cfg.queues for t in statistics_tables(preset)], report)
     reading = await _collection(source, report)
     if reading is None:
         return
@@ -306,6 +307,18 @@ async def _table(conn: asyncpg.Connection, user: str, table: str, report: Report
     else:
         report.add(f"may read {table}", bool(select), "SELECT granted" if select else "no SELECT privilege",
                    f'GRANT SELECT ON {table} TO "{user}";')
+
+
+async def _statistics(conn: asyncpg.Connection, tables: list[str], report: Report) -> None:
+    """Tables the presets read that have never been analyzed: their plans guess row counts and may read
+    the whole history (seconds at 10M rows), so say which and what to run."""
+    try:
+        never = [str(r["relation"]) for r in await conn.fetch(unanalyzed(list(dict.fromkeys(tables))))]
+    except asyncpg.PostgresError:  # a missing grant or table: already a finding above
+        return
+    report.add("table statistics", not never, "never analyzed: " + ", ".join(never) if never else "present",
+               "Run " + " ".join(f"ANALYZE {t};" for t in never) + " as the table owner (autovacuum does it "
+               "later on its own; a fresh restore or autovacuum = off never does).")
 
 
 def _statement_fix(user: str, error: str) -> str:

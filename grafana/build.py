@@ -211,7 +211,8 @@ def queue_panels(board: Board, with_queue_var: bool = True) -> None:
     board.row("Queues")
     t = board.knobs["thresholds"]
     board.add("timeseries", "Waiting items", "Items waiting (ready) per queue (jobqueue_depth); the lines are the "
-              "warning and critical thresholds of the alerts.", "short",
+              "default warning and critical thresholds of the alerts (a queue given its own in alerts/config.yml "
+              "`queues` is judged by jobqueue:queue_threshold:*).", "short",
               [(f"max by ({by}) ({sel('jobqueue_depth', *q)})", "{{source}} {{tenant}} {{queue}}")],
               thresholds=(t["queue_depth_warning"], t["queue_depth_critical"]))
     board.add("timeseries", "Oldest waiting item age", "Age of the oldest waiting item per queue, from its "
@@ -491,6 +492,11 @@ def postgres(k: dict[str, Any]) -> Board:
           "(jobqueue_postgres_query_up).", "none",
           [(f"max by (source, query) ({sel('jobqueue_postgres_query_up', SRC)})", "{{source}} {{query}}")],
           w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
+    b.add("stat", "Tables never analyzed", "Job tables of 8 MB or more that PostgreSQL has no statistics for "
+          "(jobqueue_postgres_tables_unanalyzed): their plans are guesses until ANALYZE runs "
+          "(`jobqueue-exporter doctor` names the tables).", "short",
+          [(f"max by (source, query) ({sel('jobqueue_postgres_tables_unanalyzed', SRC)})", "{{source}} {{query}}")],
+          w=8, instant=True, options=STAT, thresholds=(1,), colors=("green", "orange"))
     b.add("stat", "Schema up to date", "1 when every required migration is applied (jobqueue_schema_ok).", "none",
           [(f"max by (source) ({sel('jobqueue_schema_ok', SRC)})", "{{source}}")],
           w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)

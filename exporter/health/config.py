@@ -66,7 +66,9 @@ class StuckRule(Model):
     source: Name
     ready: DetailsPath
     worker: Name
-    min_ready: Annotated[int, Field(ge=1)] = 1
+    # seed 004's "many ready items": its own example issue is "Queue stuck: 100 ready but worker idle", and
+    # 100 waiting is where seed 003's queues stop being healthy; a handful ready beside an idle poller is normal
+    min_ready: Annotated[int, Field(ge=1)] = 100
 
 
 class ComponentRule(Model):
@@ -121,7 +123,7 @@ class SystemConfig(Model):
     shares: list[ShareRule] = []
     jobs: JobsRule | None = None
     checks: list[CheckRule] = []
-    quiet_hours: str | None = None  # "21:00-06:00"; stale and stuck workers are expected then
+    quiet_hours: str | None = None  # "21:00-06:00": reported (inQuietHours), never silences a stale worker
     timezone: str = "UTC"
 
     @field_validator("quiet_hours")

@@ -141,7 +141,7 @@ def evaluate(system: SystemConfig, snapshot: Snapshot, history: History, now: fl
         *source_issues(system, snapshot),
         *component_issues(system, snapshot),
         *jobs_issues(system, snapshot),
-        *worker_issues(system, snapshot, workers, quiet, now),
+        *worker_issues(system, snapshot, workers, now),
         *queue_issues(system, snapshot, history),
         *share_issues(system, snapshot),
         *check_issues(system, snapshot),

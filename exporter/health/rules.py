@@ -138,11 +138,10 @@ def worker_states(system: SystemConfig, snapshot: Snapshot, now: float) -> dict[
     return out
 
 
-def worker_issues(system: SystemConfig, snapshot: Snapshot, workers: dict[str, WorkerState], quiet: bool,
+def worker_issues(system: SystemConfig, snapshot: Snapshot, workers: dict[str, WorkerState],
                   now: float) -> Iterator[Issue]:
-    """Stale workers and stuck queues (ready items, idle worker); both are expected in quiet hours."""
-    if quiet:
-        return
+    """Stale workers and stuck queues (many ready items, idle worker), quiet hours or not: seed 004 makes
+    no exception for them (`inQuietHours` is reported, not a reason to stay silent)."""
     for rule in system.workers:
         worker = workers[rule.name]
         if worker.stale and worker.last_run is not None:
@@ -204,20 +203,44 @@ def jobs_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
         yield Issue("jobs_paused", "Jobs paused", DEGRADED, rule.source)
 
 
-def check_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
-    """Consistency checks with rows: warn degrades, info is listed only, error/critical is unhealthy."""
+def checks_read(system: SystemConfig) -> dict[str, set[str]]:
+    """Per source, the checks the system depends on: those its rules read (`checks.<name>...` paths)
+    and those a `checks` rule names; a check among them that cannot run leaves the system blind."""
+    paths: list[tuple[str, str | None]] = []
+    for w in system.workers:
+        paths += [(w.source, w.last_run), (w.source, w.state)]
+    paths += [(s.source, s.ready) for s in system.stuck]
+    paths += [(c.source, c.path) for c in system.components]
+    for share in system.shares:
+        paths += [(share.source, share.total), (share.source, share.part)]
+    if system.jobs is not None:
+        paths += [(system.jobs.source, p) for p in (system.jobs.enabled, system.jobs.started, system.jobs.paused)]
+    out: dict[str, set[str]] = {}
+    for source, path in paths:
+        parts = (path or "").split(".")
+        if len(parts) > 1 and parts[0] == "checks":
+            out.setdefault(source, set()).add(parts[1])
     for rule in system.checks:
-        reading = snapshot.reading(rule.source)
-        if reading is None:
-            continue
-        for check in reading.facts_of(CheckRecord):
-            if check.severity is None or (rule.checks is not None and check.name not in rule.checks):
-                continue
-            name = check.name
-            if check.error:
-                yield Issue(f"check_failed:{name}", f"check {name} failed: {check.error}", DEGRADED, rule.source)
-            elif check.count > 0:
-                severity = {"warn": DEGRADED, "info": INFO}.get(check.severity, UNHEALTHY)
-                yield Issue(f"check:{name}", f"{name}: {check.count} found ({check.severity})", severity,
-                            rule.source)
+        out.setdefault(rule.source, set()).update(rule.checks or ())
+    return out
 
+
+def check_issues(system: SystemConfig, snapshot: Snapshot) -> Iterator[Issue]:
+    """Checks the system reads that cannot run degrade it (a blind rule must not read as ok); consistency
+    checks with rows: warn degrades, info is listed only, error/critical is unhealthy."""
+    needed = checks_read(system)
+    consistency = {r.source for r in system.checks if r.checks is None}
+    for source in dict.fromkeys([*needed, *consistency]):
+        reading = snapshot.reading(source)
+        if reading is None:
+            continue  # the source is down: source_issues says so
+        names = needed.get(source, set())
+        for check in reading.facts_of(CheckRecord):
+            name = check.name
+            if name not in names and (check.severity is None or source not in consistency):
+                continue
+            if check.error:
+                yield Issue(f"check_failed:{name}", f"Check {name} cannot run: {check.error}", DEGRADED, source)
+            elif check.count > 0 and check.severity is not None:
+                severity = {"warn": DEGRADED, "info": INFO}.get(check.severity, UNHEALTHY)
+                yield Issue(f"check:{name}", f"{name}: {check.count} found ({check.severity})", severity, source)

@@ -27,11 +27,21 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import psutil
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from exporter.facts import HostResources
 from exporter.model import Reading, Sample
-from exporter.sources.base import Duration, MetricDef, Model, Name, Source, SourceConfig, SourceContext, SourceError
+from exporter.sources.base import (
+    Duration,
+    MetricDef,
+    Model,
+    Name,
+    Source,
+    SourceConfig,
+    SourceContext,
+    SourceError,
+    redact_url,
+)
 
 MIN_WINDOW = 0.1  # psutil's advice: CPU samples closer than this are noise
 
@@ -46,10 +56,15 @@ class ProcessSpec(Model):
     type: str = "process"
     process: str | None = None
     cmdline: str | None = None
-    port: int | None = Field(None, ge=1, le=65535)
+    port: int | None = Field(None, ge=1, le=65535)  # or a URL, whose port it takes (`${NATS_URL}`)
     pid_file: str | None = None
     own: bool = False
     min_count: int = Field(1, ge=1)
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port_of_url(cls, value: Any) -> Any:
+        return port_of_url(value) if isinstance(value, str) and "://" in value else value
 
     @model_validator(mode="after")
     def _one_matcher(self) -> ProcessSpec:
@@ -68,6 +83,25 @@ class ProcessSpec(Model):
     @property
     def scans(self) -> bool:
         return self.process is not None or self.cmdline is not None or self.port is not None
+
+
+DEFAULT_PORTS = {"nats": 4222, "tls": 4222, "redis": 6379, "rediss": 6379, "postgres": 5432, "postgresql": 5432,
+                 "http": 80, "https": 443}
+
+
+def port_of_url(url: str) -> int:
+    """The port a server URL names (the first of a comma list, as NATS_URL may be), else its scheme's
+    default: so a registry entry watches the server the source reads, wherever the URL points."""
+    from urllib.parse import urlsplit
+
+    first = urlsplit(url.split(",")[0].strip())
+    try:
+        port = first.port
+    except ValueError as err:
+        raise ValueError(f"{redact_url(url)}: {err}") from err
+    if port is None and first.scheme not in DEFAULT_PORTS:
+        raise ValueError(f"{redact_url(url)} names no port and {first.scheme!r} has no default one")
+    return port or DEFAULT_PORTS[first.scheme]
 
 
 class SystemConfig(SourceConfig):

@@ -21,6 +21,8 @@ from tests.support.shims import get, serve
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = {"JQ_TENANT_TOKEN": "tenant-t", "JQ_LANDLORD_TOKEN": "landlord-t", "JQ_STATUS_API_KEY": "status-k",
           "JQ_MEDIA_API_KEY": "media-k", "OPS_TOKEN": "ops-t"}
+# The build's facts, as the container passes its build args (null without them: never invented).
+BUILD = {"JOBQUEUE_EXPORTER_REVISION": "3a6c1865", "JOBQUEUE_EXPORTER_BUILD_TIMESTAMP": "2026-05-16T13:38:15Z"}
 # Fields that stay null with the example, and why (anything else null fails the test).
 EXPECTED_NULL = {
     # agents are KV registrations, not processes of this host: no process age, CPU or memory
@@ -69,6 +71,8 @@ async def test_demo_data_fills_every_shim_of_the_example(services: dict[str, str
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in TOKENS.items():  # `token_env` reads the process environment
         monkeypatch.setenv(name, value)
+    for name, value in BUILD.items():  # what the image's build args set (Dockerfile REVISION, BUILD_DATE)
+        monkeypatch.setenv(name, value)
     demo(services)
     demo(services)  # a second run refreshes, never doubles
     text = (ROOT / "config.example.yaml").read_text()
@@ -98,6 +102,8 @@ async def test_demo_data_fills_every_shim_of_the_example(services: dict[str, str
     assert found == EXPECTED_NULL
     assert bodies["idle-tenant"][1]["queues"]["events"] == {"depth": 0, "oldest_age_seconds": None}
     assert bodies["tenants"][1] == {"tenants": ["acme", "globex", "initech"]}
+    public = bodies["public"][1]
+    assert (public["build_git_hash"], public["build_timestamp"]) == ("3a6c1865", "2026-05-16T13:38:15Z")
     queues = {q["name"]: q for q in bodies["queues"][1]["data"]["queues"]}
     assert (queues["emails"]["waiting_jobs"], queues["emails"]["completed_last_hour"]) == (40, 12)
     assert bodies["jobs"][1]["data"]["pagination"]["total"] == 40

@@ -204,28 +204,37 @@ async def test_pg_boss_10_real_library(dsn: str) -> None:
 
 async def test_pg_boss_12_flows_and_start_after(dsn: str) -> None:
     """pg-boss 12: a job blocked by its flow parent is `blocked`, not waiting; a job delayed by startAfter
-    is ready from its start_after on (pg-boss's readyOldestSeconds: GREATEST(created_on, start_after))."""
+    is ready from its start_after on (pg-boss's readyOldestSeconds: GREATEST(created_on, start_after)); a
+    job failed for good is live and counted as pg-boss's own getQueueStats().failedCount counts it
+    (node_modules/pg-boss12/dist/plans.js: LIVE_STATES = created, retry, active, failed; index job_i14),
+    without `count_finished`."""
     ids = node("pg_boss12.mjs", dsn, "pgboss12")
     reading = await collect(dsn, "    queues:\n      - preset: pg-boss\n        schema: pgboss12\n")
     ready = value(dsn, f"SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job WHERE id = '{ids['ready']}'")
     delayed = value(dsn, "SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job "
                          f"WHERE id = '{ids['due']}'")
     assert delayed < ready  # type: ignore[operator]
-    states = ("created", "retry", "blocked", "deferred", "active")
+    states = ("created", "retry", "blocked", "deferred", "active", "failed")
 
     def jobs(*counts: int) -> tuple[tuple[str, int], ...]:
         return tuple(zip(states, counts, strict=True))
 
     parent = value(dsn, "SELECT extract(epoch FROM created_on)::float8 FROM pgboss12.job "
                         f"WHERE id = '{ids['refs']['parent']}'")  # type: ignore[index]
+    assert ids["failedCount"] == 1  # `failed` below is jobqueue_failed_jobs
     assert by_queue(reading.queues) == {
-        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 0, 0), None, completed_last_hour=1),
-        "emails": QueueStats("emails", 2, "", ready, jobs(2, 0, 0, 1, 0), None,  # type: ignore[arg-type]
+        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 0, 0, 1), ids["failedCount"],  # type: ignore[arg-type]
+                           completed_last_hour=1),
+        "emails": QueueStats("emails", 2, "", ready, jobs(2, 0, 0, 1, 0, 0), 0,  # type: ignore[arg-type]
                              completed_last_hour=0),
-        "flows": QueueStats("flows", 1, "", parent, jobs(1, 0, 1, 0, 0), None,  # type: ignore[arg-type]
+        "flows": QueueStats("flows", 1, "", parent, jobs(1, 0, 1, 0, 0, 0), 0,  # type: ignore[arg-type]
                             completed_last_hour=0),
     }
-    assert finished(reading)["done"] == {"window_seconds": 3600.0, "completed": 1, "failed": 0, "cancelled": 0}
+    assert finished(reading)["done"] == {"window_seconds": 3600.0, "completed": 1, "failed": 1, "cancelled": 0}
+    history = await collect(dsn, "    queues:\n      - preset: pg-boss\n        schema: pgboss12\n"
+                                 "        count_finished: true\n")
+    assert by_queue(history.queues)["done"].states == (*jobs(0, 0, 0, 0, 0, 1), ("completed", 1), ("cancelled", 0))
+    assert by_queue(history.queues)["done"].failed == 1
 
 
 async def test_pg_boss_9_is_refused_with_the_version_it_needs(dsn: str) -> None:
@@ -237,16 +246,21 @@ async def test_pg_boss_9_is_refused_with_the_version_it_needs(dsn: str) -> None:
     assert series(reading, "jobqueue_postgres_query_up")[("pg-boss",)] == 0
 
 
+GRAPHILE_STATES = ("ready", "scheduled", "retry", "blocked", "locked", "lock_expired", "failed")
+
+
+def graphile(*counts: int) -> tuple[tuple[str, int], ...]:
+    return tuple(zip(GRAPHILE_STATES, counts, strict=True))
+
+
 async def test_graphile_worker_real_library(dsn: str) -> None:
     node("pg_graphile.js", dsn)
     reading = await collect(dsn, "    queues:\n      - preset: graphile-worker\n")
     oldest = value(dsn, "SELECT extract(epoch FROM min(run_at))::float8 FROM graphile_worker.jobs "
                         "WHERE task_identifier = 'send_email' AND run_at <= now()")
     assert by_queue(reading.queues) == {
-        "flaky": QueueStats("flaky", 0, "", None, (("ready", 0), ("scheduled", 0), ("retry", 1), ("locked", 0),
-                                                     ("failed", 1)), 1),
-        "send_email": QueueStats("send_email", 2, "", oldest, (("ready", 2), ("scheduled", 1),  # type: ignore[arg-type]
-                                                                ("retry", 0), ("locked", 0), ("failed", 0)), 0),
+        "flaky": QueueStats("flaky", 0, "", None, graphile(0, 0, 1, 0, 0, 0, 1), 1),
+        "send_email": QueueStats("send_email", 2, "", oldest, graphile(2, 1, 0, 0, 0, 0, 0), 0),  # type: ignore[arg-type]
     }
     assert series(reading, "jobqueue_workers") == {("", "", "busy"): 0}
     # A worker that crashed holding a job leaves it locked: it is neither ready nor failed.
@@ -254,11 +268,49 @@ async def test_graphile_worker_real_library(dsn: str) -> None:
                  "WHERE id = (SELECT min(id) FROM graphile_worker.jobs WHERE task_identifier = 'send_email')")
     by_name = await collect(dsn, "    queues:\n      - preset: graphile-worker\n        queue_by: queue_name\n")
     assert {q.queue: (q.depth, q.states) for q in by_name.queues} == {
-        "": (0, (("ready", 0), ("scheduled", 1), ("retry", 1), ("locked", 0), ("failed", 1))),
-        "mail": (1, (("ready", 1), ("scheduled", 0), ("retry", 0), ("locked", 1), ("failed", 0))),
+        "": (0, graphile(0, 1, 1, 0, 0, 0, 1)),
+        "mail": (1, graphile(1, 0, 0, 0, 1, 0, 0)),
     }
     assert series(by_name, "jobqueue_workers") == {("", "", "busy"): 1}
     assert "finished" not in by_name.details and not finished(by_name)  # graphile-worker deletes completed jobs
+
+
+async def test_graphile_worker_ready_is_what_get_jobs_would_take() -> None:
+    """graphile-worker's getJobs (node_modules/graphile-worker/dist/sql/getJobs.js) takes a job only
+    when `jobs.is_available` (unlocked, attempts left), due, and its named queue's
+    `job_queues.is_available`: a due job behind a queue a running job holds is `blocked`; a lock
+    older than 4 h (dist/sql/resetLockedAt.js frees it) is `lock_expired`; neither is ready."""
+    with scratch_database() as db:  # a graphile_worker schema of its own
+        holder = await asyncio.create_subprocess_exec("node", str(NODE / "pg_graphile_hold.js"), db,
+                                                      stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert holder.stdin is not None and holder.stdout is not None
+        try:
+            async def held() -> bytes:  # the runner logs to stdout too
+                async for line in holder.stdout:  # type: ignore[union-attr]
+                    if line.startswith(b"{"):
+                        return line
+                return b""
+
+            assert json.loads(await asyncio.wait_for(held(), 60)) == {"held": True}
+            body = "    queues:\n      - preset: graphile-worker\n        queue_by: queue_name\n"
+            reading = await collect(db, body)
+            assert {q.queue: (q.depth, q.states) for q in reading.queues} == {
+                "": (1, graphile(1, 0, 0, 0, 0, 0, 0)),  # no named queue: the runner (concurrency 1) is busy
+                "serial": (0, graphile(0, 0, 0, 1, 1, 0, 0)),  # the second waits behind the first's queue lock
+            }
+            assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1}
+            # a worker that died 5 hours ago holding the job of no queue
+            run_sql(db, "UPDATE graphile_worker._private_jobs SET locked_at = now() - interval '5 hours', "
+                        "locked_by = 'gone' WHERE job_queue_id IS NULL")
+            stale = await collect(db, body)
+            assert {q.queue: (q.depth, q.states) for q in stale.queues}[""] == (0, graphile(0, 0, 0, 0, 0, 1, 0))
+        finally:
+            holder.stdin.close()
+            try:
+                await asyncio.wait_for(holder.wait(), 30)
+            except TimeoutError:
+                holder.kill()
+                await asyncio.wait_for(holder.wait(), 10)
 
 
 async def test_procrastinate_real_library_and_worker(dsn: str) -> None:
@@ -299,13 +351,14 @@ async def test_procrastinate_real_library_and_worker(dsn: str) -> None:
     first = value(dsn, "SELECT extract(epoch FROM min(e.at))::float8 FROM procrastinate_events e "
                        "JOIN procrastinate_jobs j ON j.id = e.job_id WHERE j.queue_name = 'emails' "
                        "AND e.type = 'deferred' AND j.scheduled_at IS NULL")
-    live = ("todo", "scheduled", "doing")
+    live = ("todo", "scheduled", "blocked", "doing", "stalled")
     assert by_queue(busy.queues)["slow"] == QueueStats("slow", 0, "", None, (("todo", 0), ("scheduled", 0),
-                                                                             ("doing", 1)), None)
+                                                                             ("blocked", 0), ("doing", 1),
+                                                                             ("stalled", 0)), None)
     assert series(busy, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 0}
     assert series(reading, "jobqueue_workers") == {("", "", "busy"): 0, ("", "", "idle"): 0}  # unregistered
     assert by_queue(reading.queues) == {  # finished jobs are not read by default: no queue `done` or `flaky`
-        "emails": QueueStats("emails", 2, "", first, tuple(zip(live, (2, 1, 0), strict=True)), None),  # type: ignore[arg-type]
+        "emails": QueueStats("emails", 2, "", first, tuple(zip(live, (2, 1, 0, 0, 0), strict=True)), None),  # type: ignore[arg-type]
     }
     history = await collect(dsn, body + "        count_finished: true\n")
     states = (*live, "succeeded", "failed", "cancelled", "aborted")
@@ -314,11 +367,58 @@ async def test_procrastinate_real_library_and_worker(dsn: str) -> None:
         return tuple(zip(states, counts, strict=True))
 
     assert by_queue(history.queues) == {
-        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 1, 0, 0, 0), 0),
-        "emails": QueueStats("emails", 2, "", first, jobs(2, 1, 0, 0, 0, 0, 0), 0),  # type: ignore[arg-type]
-        "flaky": QueueStats("flaky", 0, "", None, jobs(0, 0, 0, 0, 1, 0, 0), 1),
-        "slow": QueueStats("slow", 0, "", None, jobs(0, 0, 0, 1, 0, 0, 0), 0),
+        "done": QueueStats("done", 0, "", None, jobs(0, 0, 0, 0, 0, 1, 0, 0, 0), 0),
+        "emails": QueueStats("emails", 2, "", first, jobs(2, 1, 0, 0, 0, 0, 0, 0, 0), 0),  # type: ignore[arg-type]
+        "flaky": QueueStats("flaky", 0, "", None, jobs(0, 0, 0, 0, 0, 0, 1, 0, 0), 1),
+        "slow": QueueStats("slow", 0, "", None, jobs(0, 0, 0, 0, 0, 1, 0, 0, 0), 0),
     }
+
+
+async def test_procrastinate_blocked_by_a_lock_and_stalled_by_heartbeat() -> None:
+    """Procrastinate's own definitions: procrastinate_fetch_job_v2 (procrastinate/sql/schema.sql)
+    rejects a `todo` job whose `lock` a `doing` job holds (a worker with a free slot leaves it), so
+    it is `blocked`, not ready; select_stalled_jobs_by_heartbeat (procrastinate/sql/queries.sql,
+    JobManager.get_stalled_jobs, 30 s by default) calls a `doing` job of a worker without a recent
+    heartbeat stalled, and so does the preset."""
+    with scratch_database() as db:
+        app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=db))
+        started, release = asyncio.Event(), asyncio.Event()
+
+        @app.task(queue="serial", name="hold")
+        async def hold(n: int) -> None:
+            started.set()
+            await release.wait()
+
+        @app.task(queue="lost", name="lost")
+        async def lost() -> None: ...
+
+        body = "    queues:\n      - preset: procrastinate\n"
+        async with app.open_async():
+            await app.schema_manager.apply_schema_async()
+            await hold.configure(lock="L").defer_async(n=1)
+            await hold.configure(lock="L").defer_async(n=2)
+            # a job fetched by a worker that then stopped sending heartbeats (library functions)
+            await lost.defer_async()
+            with admin(db) as conn:
+                worker = conn.execute("SELECT procrastinate_register_worker_v1()").fetchone()[0]  # type: ignore[index]
+                conn.execute("SELECT procrastinate_fetch_job_v2(ARRAY['lost']::varchar[], %s)", (worker,))
+                conn.execute("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute' "
+                             "WHERE id = %s", (worker,))
+            stalled = [job.id for job in await app.job_manager.get_stalled_jobs()]
+            running = asyncio.create_task(app.run_worker_async(queues=["serial"], wait=False, concurrency=2))
+            try:
+                await asyncio.wait_for(started.wait(), 30)
+                reading = await collect(db, body)
+            finally:
+                release.set()
+                await asyncio.wait_for(running, 30)
+        assert len(stalled) == 1
+        states = ("todo", "scheduled", "blocked", "doing", "stalled")
+        assert {q.queue: (q.depth, q.states) for q in reading.queues} == {
+            "lost": (0, tuple(zip(states, (0, 0, 0, 0, 1), strict=True))),
+            "serial": (0, tuple(zip(states, (0, 0, 1, 1, 0), strict=True))),
+        }
+        assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 0}
 
 
 RIVER_STATES = ("available", "pending", "scheduled", "overdue", "running", "retryable")
@@ -456,7 +556,7 @@ INSERT INTO gj.good_jobs (queue_name, scheduled_at, created_at, performed_at, fi
 VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NULL, 0, NULL),
        ('default', NULL, '2026-01-01 00:00:30', NULL, NULL, NULL, 0, NULL),
        ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, NULL, 0, NULL),
-       ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, 'Timeout', 1, NULL),
+       ('default', '2099-01-01 00:00:00', '2026-01-01 00:00:00', NULL, NULL, 'Timeout', 2, NULL),
        ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', NULL, NULL, 1,
         '00000000-0000-0000-0000-000000000001'),
        ('default', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00', '2026-01-01 00:02:00', NULL, 1,
@@ -467,6 +567,7 @@ VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NUL
         timezone('UTC', now()) - interval '3 minutes', NULL, 1, NULL),
        ('mail', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:01:00',
         timezone('UTC', now()) - interval '4 minutes', 'boom', 1, NULL);
+UPDATE gj.good_jobs SET serialized_params = jsonb_build_object('executions', executions_count);
 """)
     reading = await collect(dsn, "    queues:\n      - preset: good_job\n        schema: gj\n")
     live = (("queued", 2), ("scheduled", 1), ("retried", 1), ("running", 1))
@@ -483,6 +584,26 @@ VALUES ('default', '2026-01-01 00:00:00', '2025-12-31 00:00:00', NULL, NULL, NUL
                                  "        count_finished: true\n")
     assert by_queue(history.queues)["default"] == QueueStats("default", 2, "", 1767225600.0, (
         *live, ("succeeded", 1), ("discarded", 1)), 1, completed_last_hour=0)
+
+
+async def test_good_job_first_retry_is_scheduled_as_good_job_counts_it(dsn: str) -> None:
+    """good_job's own scopes (app/models/good_job/job.rb): `scheduled` is
+    `params_execution_count.lt(2)` and `retried` is `.gt(1)`, on ActiveJob's `executions` in
+    serialized_params, which ActiveJob has already raised for the first run when a retry is enqueued:
+    a job waiting for its first retry (executions 1) is still `scheduled`. A value that is not a
+    number must not fail the statement (it reads as 0)."""
+    run_sql(dsn, "CREATE SCHEMA gj3;" + GOOD_JOB.format(s="gj3") + """
+INSERT INTO gj3.good_jobs (queue_name, scheduled_at, created_at, serialized_params, executions_count)
+SELECT 'q', '2099-01-01 00:00:00', '2026-01-01 00:00:00', jsonb_build_object('executions', e), e
+FROM unnest(ARRAY[0, 1, 1, 2, 3]) e;
+INSERT INTO gj3.good_jobs (queue_name, scheduled_at, created_at, serialized_params, executions_count)
+VALUES ('q', '2099-01-01 00:00:00', '2026-01-01 00:00:00', '{"executions": "x"}', 0),
+       ('q', NULL, '2099-01-01 00:00:00', '{"executions": 0}', 0);
+""")
+    reading = await collect(dsn, "    queues:\n      - preset: good_job\n        schema: gj3\n")
+    assert query_error(reading, "good_job") is None
+    # scheduled: executions 0, 1, 1, "x" and the one whose created_at is ahead (scheduled_at NULL)
+    assert by_queue(reading.queues)["q"].states == (("queued", 0), ("scheduled", 5), ("retried", 2), ("running", 0))
 
 
 async def test_good_job_without_executions_count_is_refused(dsn: str) -> None:
@@ -506,7 +627,7 @@ INSERT INTO sq.solid_queue_processes (id, kind, last_heartbeat_at, pid, created_
    '{"queues":"mail","thread_pool_size":5}'),
   (3, 'Worker', timezone('UTC', now()) - interval '6 minutes', 12, now(), 'worker-3', '{"thread_pool_size":7}'),
   (4, 'Dispatcher', timezone('UTC', now()) - interval '10 minutes', 13, now(), 'dispatcher-1', NULL);
--- a claim of the expired worker-3: still claimed (until Solid Queue prunes the process), not a busy slot
+-- a claim of the expired worker-3 (past process_alive_threshold): `orphaned`, not claimed, not a busy slot
 INSERT INTO sq.solid_queue_claimed_executions (job_id, process_id, created_at) VALUES (10, 3, now());
 INSERT INTO sq.solid_queue_ready_executions (job_id, queue_name, created_at) VALUES
   (1, 'default', '2026-01-01 00:00:00'), (2, 'default', '2026-01-01 00:00:09');
@@ -521,10 +642,10 @@ INSERT INTO sq.solid_queue_pauses (queue_name, created_at) VALUES ('mail', now()
     reading = await collect(dsn, "    queues:\n      - preset: solid_queue\n        schema: sq\n")
     assert by_queue(reading.queues) == {
         "default": QueueStats("default", 2, "", 1767225600.0, (("ready", 2), ("scheduled", 0), ("overdue", 0),
-                                                                 ("claimed", 2), ("blocked", 0), ("failed", 0)), 0,
-                              None, False, 1),
+                                                                 ("claimed", 1), ("orphaned", 1), ("blocked", 0),
+                                                                 ("failed", 0)), 0, None, False, 1),
         "mail": QueueStats("mail", 0, "", None, (("ready", 0), ("scheduled", 1), ("overdue", 1), ("claimed", 0),
-                                                   ("blocked", 1), ("failed", 1)), 1, None, True, 0),
+                                                   ("orphaned", 0), ("blocked", 1), ("failed", 1)), 1, None, True, 0),
     }
     assert finished(reading) == {"default": {"window_seconds": 3600.0, "completed": 1, "failed": 0},
                                  "mail": {"window_seconds": 3600.0, "completed": 0, "failed": 1}}
@@ -535,6 +656,33 @@ INSERT INTO sq.solid_queue_pauses (queue_name, created_at) VALUES ('mail', now()
     assert series(reading, "jobqueue_jobs_finished_window") == {
         ("", "default", "completed", "3600s"): 1, ("", "default", "failed", "3600s"): 0,
         ("", "mail", "completed", "3600s"): 0, ("", "mail", "failed", "3600s"): 1}
+
+
+async def test_solid_queue_claims_of_dead_processes_and_malformed_metadata(dsn: str) -> None:
+    """Solid Queue: a claimed execution whose process is gone (ClaimedExecution.orphaned, app/models/
+    solid_queue/claimed_execution.rb) or past process_alive_threshold (Process.prunable, app/models/
+    solid_queue/process/prunable.rb: the supervisor prunes it) is `orphaned`: no worker runs it now.
+    A live worker whose metadata (SolidQueue::Worker#metadata, JSON text) cannot be read is counted as
+    malformed and never fails the preset."""
+    run_sql(dsn, "CREATE SCHEMA sq6;" + SOLID_QUEUE.format(s="sq6") + """
+INSERT INTO sq6.solid_queue_jobs (id, queue_name, class_name) VALUES (1, 'q', 'A'), (2, 'q', 'A'), (3, 'q', 'A');
+INSERT INTO sq6.solid_queue_processes (id, kind, last_heartbeat_at, pid, created_at, name, metadata) VALUES
+  (1, 'Worker', timezone('UTC', now()), 10, now(), 'alive', '{"queues":"*","thread_pool_size":3}'),
+  (2, 'Worker', timezone('UTC', now()) - interval '5 minutes 1 second', 11, now(), 'dead', '{"thread_pool_size":5}'),
+  (3, 'Worker', timezone('UTC', now()), 12, now(), 'cut', '{"queues":"*","thread_pool_size":'),
+  (4, 'Worker', timezone('UTC', now()), 13, now(), 'text', 'thread_pool_size=4'),
+  (5, 'Worker', timezone('UTC', now()), 14, now(), 'string', '{"thread_pool_size":"many"}');
+-- claimed by the live worker, by the worker past the threshold, by a process already deleted
+INSERT INTO sq6.solid_queue_claimed_executions (job_id, process_id, created_at) VALUES (1, 1, now()), (2, 2, now()),
+  (3, 99, now());
+""")
+    reading = await collect(dsn, "    queues:\n      - preset: solid_queue\n        schema: sq6\n")
+    assert query_error(reading, "solid_queue") is None
+    assert dict(by_queue(reading.queues)["q"].states) == {"ready": 0, "scheduled": 0, "overdue": 0, "claimed": 1,
+                                                          "orphaned": 2, "blocked": 0, "failed": 0}
+    assert series(reading, "jobqueue_worker_capacity") == {("", ""): 3}
+    assert reading.malformed == 3  # cut, text, string
+    assert series(reading, "jobqueue_workers") == {("", "", "busy"): 1, ("", "", "idle"): 3}
 
 
 async def test_solid_queue_without_its_tables_is_refused(dsn: str) -> None:

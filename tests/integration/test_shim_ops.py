@@ -43,7 +43,7 @@ systems:
       - {{name: backfill, source: planning, last_run: workers.backfill_at, interval: 10m}}
       - {{name: refreshWorker, source: planning, last_run: workers.refresh_at, interval: 30s,
           state: workers.refresh_state}}
-    stuck: [{{source: planning, ready: queue.ready, worker: refreshWorker}}]
+    stuck: [{{source: planning, ready: queue.ready, worker: refreshWorker, min_ready: 1}}]  # the seed's 3 ready
     shares: [{{source: planning, total: backups.total, part: backups.disabled}}]
 {auth}
 shims:
@@ -129,7 +129,7 @@ systems:
          state: checks.workers.rows.0.backfill_state}
       - {name: refreshWorker, source: pg, last_run: checks.workers.rows.0.refresh_at, interval: 30s,
          state: checks.workers.rows.0.refresh_state}
-    stuck: [{source: pg, ready: checks.queue.rows.0.ready, worker: refreshWorker}]
+    stuck: [{source: pg, ready: checks.queue.rows.0.ready, worker: refreshWorker, min_ready: 1}]
     shares: [{source: pg, total: checks.backups.rows.0.total, part: checks.backups.rows.0.disabled}]
 auth: {tokens: [{name: ops, token_env: OPS_TOKEN, roles: [ops]}]}
 shims:
@@ -160,3 +160,57 @@ async def test_document_from_postgresql_checks() -> None:
             "recentFailures": [{"planningFullId": "fac-de-sciences.master.m1info", "failureKind": "http_timeout",
                                 "failures": 3, "disabledUntil": "2026-03-02T11:00:00.000Z"}],
         })
+
+
+# The example's plannings system before its tables exist (issue 22 item 7): the checks its rules and the
+# shim read cannot run (jobqueue_check_up 0), so nothing says the workers are stale, the queue stuck or
+# the share high; the system must read degraded, not healthy. Table names that exist in no database.
+MISSING = '''
+sources:
+  - name: pg
+    type: postgres
+    dsn: postgresql://postgres@127.0.0.1:5432/postgres
+    checks:
+      - {name: workers, sql: "SELECT max(finished_at) AS backfill_at FROM jq_shims_no_such_worker_runs"}
+      - {name: backups, sql: "SELECT count(*) AS total, 0 AS disabled FROM jq_shims_no_such_backups"}
+      - {name: last_backup, sql: "SELECT * FROM jq_shims_no_such_backup_writes"}
+      - {name: idle, sql: "SELECT 1 AS n"}
+systems:
+  - name: plannings
+    sources: [pg]
+    workers: [{name: backfill, source: pg, last_run: checks.workers.rows.0.backfill_at, interval: 10m}]
+    shares: [{source: pg, total: checks.backups.rows.0.total, part: checks.backups.rows.0.disabled}]
+    checks: [{source: pg, checks: [last_backup]}]   # read by the shim, not by a rule
+auth: {tokens: [{name: ops, token_env: OPS_TOKEN, roles: [ops]}]}
+shims:
+  ops:
+    system: plannings
+    backups: {source: pg, path: checks.backups.rows.0}
+    last_backup_write: {source: pg, path: checks.last_backup.rows.0}
+'''
+
+
+async def test_checks_that_cannot_run_read_degraded() -> None:
+    async with serve(MISSING) as (client, _):
+        status, body = await get(client, "/api/ops/plannings", **TOKEN)
+        assert (status, body["status"], body["backups"]) == (200, "degraded",
+                                                              {"total": None, "covered": None, "disabled": None})
+        assert [i.split(":")[0] for i in body["issues"]] == [
+            "Check workers cannot run", "Check backups cannot run", "Check last_backup cannot run"]
+        assert 'relation "jq_shims_no_such_worker_runs" does not exist' in body["issues"][0]
+        metrics = await (await client.get("/metrics")).text()
+        assert 'jobqueue_check_up{source="pg",check="workers"} 0' in metrics
+        assert 'jobqueue_check_up{source="pg",check="idle"} 1' in metrics
+        assert 'jobqueue_health_status{system="plannings",status="degraded"} 1' in metrics
+        assert 'jobqueue_health_issue{system="plannings",issue="check_failed:workers"} 1' in metrics
+
+
+async def test_a_stale_worker_is_stale_in_quiet_hours_too() -> None:
+    """Seed 004 makes no quiet-hours exception: backfill 45 min late reads unhealthy at any hour."""
+    quiet = config(45 * 60 + 10, "working").replace(
+        "    sources: [planning]\n", "    sources: [planning]\n    quiet_hours: '00:00-23:59'\n")
+    async with serve(quiet) as (client, _):
+        status, body = await get(client, "/api/ops/plannings", **TOKEN)
+        assert (status, body["status"], body["inQuietHours"], body["issues"]) == (
+            200, "unhealthy", time.gmtime().tm_hour * 60 + time.gmtime().tm_min < 23 * 60 + 59,
+            ["Backfill stale (45m ago)"])

@@ -269,3 +269,26 @@ async def test_active_jobs_from_the_workers_where_the_library_keeps_them(redis_c
     assert status == 200
     rows = {q["name"]: (q["active_jobs"], q["waiting_jobs"]) for q in body["data"]["queues"]}
     assert rows == {"mail": (3, 1), "celery": (None, 1)}
+
+
+async def test_a_brief_stall_answers_503_to_the_listing_and_pages_nobody(redis_server: RedisServer,
+                                                                          prefix: str) -> None:
+    """Issue 21 item 8: the job listing's BACKEND_UNAVAILABLE while Redis stalls for a moment. Decision:
+    that one answer pages no one (it says when to retry); the collections decide, and while they succeed
+    the system's verdict, jobqueue_source_up and the rules stay as they were. A stall long enough to fail
+    a collection is `backend down` in the agreement table: unhealthy, JobQueueSourceDown pages."""
+    seed(redis.Redis.from_url(redis_server.url, decode_responses=True), prefix, time.time())
+    async with serve(config(redis_server.url, prefix, timeout="500ms"), ENV) as (client, _):
+        redis_server.pause()
+        try:
+            response = await client.get("/api/v1/platform/system/queues/email/jobs", headers=OPS)
+            assert (response.status, response.headers["Retry-After"]) == (503, "1")
+            assert (await response.json())["error"]["code"] == "BACKEND_UNAVAILABLE"
+            metrics = await (await client.get("/metrics")).text()
+        finally:
+            redis_server.resume()
+        assert 'jobqueue_source_up{source="redis",backend="redis"} 1' in metrics
+        assert 'jobqueue_health_issue{system="email",issue="source_down:redis"}' not in metrics
+        status, body = await get(client, "/api/v1/platform/system/queues/email/jobs?limit=1",
+                                 "/api/v1/platform/system/queues/{queue_name}/jobs", **OPS)
+        assert (status, body["data"]["pagination"]["total"]) == (200, 150)

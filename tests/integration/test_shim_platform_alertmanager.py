@@ -76,3 +76,49 @@ async def test_an_unreachable_alertmanager_is_503() -> None:
     async with serve(config(f"http://127.0.0.1:{free_port()}"), ENV) as (client, _):
         assert await get(client, ALERTS, **OPS) == (503, {"success": False, "error": {
             "code": "ALERTMANAGER_UNAVAILABLE", "message": "Alertmanager did not answer"}})
+
+
+def probed(am_url: str) -> str:
+    """The pairing docs/shims.md asks for: the Alertmanager the shim reads is also an `http` source of
+    the shim's system, so that an Alertmanager the exporter cannot read makes the system unhealthy."""
+    return f"""
+sources:
+  - {{name: host, type: system}}
+  - {{name: alertmanager, type: http, url: "{am_url}/-/ready", timeout: 1s}}
+systems: [{{name: email, sources: [host, alertmanager]}}]
+auth: {{tokens: [{{name: ops, token: "${{OPS_TOKEN}}", roles: [ops]}}]}}
+shims: {{platform: {{system: email, alertmanager_url: "{am_url}", jobs_timeout: 1s}}}}
+"""
+
+
+async def test_an_alertmanager_the_exporter_cannot_read_pages(tmp_path: Path) -> None:
+    """Issue 21 item 8: ALERTMANAGER_UNAVAILABLE used to page nobody. With the Alertmanager probed as a
+    source of the system, the 503 comes with source_down (the system is unhealthy: JobQueueSourceDown
+    and JobQueueSystemUnhealthy page, as the agreement table's "backend down" proves for any source)."""
+    import contextlib
+
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        pytest.skip("no alertmanager binary (apt-get install prometheus-alertmanager)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    (tmp_path / "am.yml").write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
+    with contextlib.ExitStack() as running:
+        running.enter_context(process(
+            [binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"],
+            tmp_path, "alertmanager", port))
+        wait_until("alertmanager ready", lambda: urllib.request.urlopen(f"{url}/-/ready", timeout=5).status == 200,
+                   10)
+        async with serve(probed(url), ENV) as (client, scheduler):
+            assert (await get(client, ALERTS, **OPS))[0] == 200
+            metrics = await (await client.get("/metrics")).text()
+            assert 'jobqueue_health_status{system="email",status="ok"} 1' in metrics
+            running.close()  # Alertmanager gone
+            await scheduler.collect_once()
+            assert await get(client, ALERTS, **OPS) == (503, {"success": False, "error": {
+                "code": "ALERTMANAGER_UNAVAILABLE", "message": "Alertmanager did not answer"}})
+            metrics = await (await client.get("/metrics")).text()
+            assert 'jobqueue_source_up{source="alertmanager",backend="http"} 0' in metrics
+            assert 'jobqueue_health_status{system="email",status="unhealthy"} 1' in metrics
+            assert 'jobqueue_health_issue{system="email",issue="source_down:alertmanager"} 1' in metrics

@@ -124,3 +124,49 @@ async def test_redis_stopped_gives_the_503_bodies_and_recovers(redis_server: Red
 async def test_disabled_shim_paths_answer_404(prefix: str, path: str) -> None:
     async with serve(config("redis://127.0.0.1:6379/0", prefix, enabled=False), ENV) as (client, _):
         assert await get(client, path, **ADMIN) == (404, {"error": "not_found"})
+
+
+async def test_items_without_a_readable_time_are_malformed_not_an_empty_queue(redis_client: redis.Redis,
+                                                                                prefix: str) -> None:
+    """Seed 000: `oldest_age_seconds` is "null when the queue is empty". Two items whose time cannot be read
+    (a field that is no time, an item that is not JSON): depth 2, `oldest_age_seconds` null (no age is
+    made up), and both counted in jobqueue_malformed_items, as docs/shims.md tells a client."""
+    redis_client.rpush(f"{prefix}t1:events", json.dumps({"ts": "garbage"}), "not json")
+    async with serve(config("redis://127.0.0.1:6379/0", prefix), ENV) as (client, _):
+        status, body = await get(client, "/api/v1/health", **VIEWER)
+        metrics = await (await client.get("/metrics")).text()
+    assert (status, body["status"], body["queues"]["events"]) == (200, "ok", {"depth": 2, "oldest_age_seconds": None})
+    assert 'jobqueue_malformed_items{source="redis"} 2' in metrics
+    assert 'jobqueue_depth{source="redis",tenant="t1",queue="events"} 2' in metrics
+    assert 'jobqueue_oldest_age_seconds{source="redis",tenant="t1",queue="events"}' not in metrics
+
+
+async def test_a_request_in_the_first_seconds_waits_for_the_first_collection(redis_client: redis.Redis,
+                                                                              prefix: str) -> None:
+    """Issue 21 item 8: right after start nothing has been read, and the tenant endpoint answered 503
+    ("Redis unreachable") although Redis was fine and no alert rule would page (the rules page on a
+    failed collection, never on one not yet made). The request now waits for the first collection
+    (at most the source's timeout and a second) and answers what it found."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from exporter.cli import build_scheduler
+    from exporter.config import parse_config
+    from exporter.web.app import build_app
+
+    seed(redis_client, prefix)
+    conf = parse_config(config("redis://127.0.0.1:6379/0", prefix), "<test>", ENV)
+    scheduler = build_scheduler(conf)
+    app = build_app(conf, scheduler, run_scheduler=False)
+    try:
+        async with TestClient(TestServer(app)) as client:
+            answer = asyncio.ensure_future(get(client, "/api/v1/health", **VIEWER))
+            done, _ = await asyncio.wait({answer}, timeout=1.0)
+            assert not done, f"answered before the first collection: {answer.result()}"
+            await scheduler.collect_once()
+            status, body = await asyncio.wait_for(answer, 10)
+    finally:
+        await scheduler.stop()
+    assert (status, body["status"], body["redis"], body["queues"]["heartbeats"]["depth"]) == (
+        200, "ok", {"reachable": True}, 3)

@@ -54,6 +54,9 @@ class Scenario:
     queues: tuple[Queue, ...] = ()
     workers: tuple[Worker, ...] = ()
     stuck: bool = False  # ready items while the draining worker reports idle (the seeds' stuck rule)
+    ready: int | None = None  # ready items the stuck rule reads; None: the first queue's depth
+    quiet: bool = False  # inside the system's quiet hours
+    check_down: bool = False  # an operator SQL check the system reads cannot run (jobqueue_check_up 0)
     disabled: tuple[int, int] | None = None  # (disabled, total) items
     component_down: bool = False
     check_warn: bool = False
@@ -82,7 +85,15 @@ SCENARIOS: tuple[Scenario, ...] = (
              workers=(Worker("backfill", 600, 1560),)),
     Scenario("queue stuck: ready items, idle worker", "unhealthy", ("queue_stuck",),
              queues=(Queue(depth=100 - 1, oldest_age=900, head_moves=False),),
-             workers=(Worker("refresh", 30, 10, idle=True),), stuck=True),
+             workers=(Worker("refresh", 30, 10, idle=True),), stuck=True, ready=150),
+    # Seed 004's "many ready items": 100 by default; a few a 30 s poller has not reached yet are normal.
+    Scenario("a few ready items beside an idle worker", "ok", queues=(Queue(depth=5, oldest_age=20),),
+             workers=(Worker("refresh", 30, 10, idle=True),), stuck=True, ready=5),
+    # Seed 004 marks a worker stale past 2.5 intervals with no quiet-hours exception, and so do both sides.
+    Scenario("worker stale in quiet hours", "unhealthy", ("worker_stale",),
+             workers=(Worker("backfill", 600, 1560),), quiet=True),
+    # Issue 22 item 7: a check the system reads cannot run; what it feeds is unknown, never "ok".
+    Scenario("a check the system reads cannot run", "degraded", ("check_failed",), check_down=True),
     Scenario("disabled share at 10%", "ok", disabled=(10, 100)),
     Scenario("disabled share over 10%", "degraded", ("disabled_share",), disabled=(15, 127)),
     Scenario("a component unhealthy", "unhealthy", ("component_unhealthy",), component_down=True, symptom=False),
@@ -146,6 +157,10 @@ def series(s: Scenario, status: str | None, issues: tuple[str, ...]) -> list[dic
             if q.workers is not None:  # Horizon's shape: processes as `unknown`, a paused supervisor's as `paused`
                 add("jobqueue_workers", f'{ql},state="unknown"', _constant(q.workers))
                 add("jobqueue_workers", f'{ql},state="paused"', _constant(0))
+    if s.up and s.check_down:
+        add("jobqueue_check_up", f'{src},check="planning"', _constant(0))
+    if s.quiet:
+        add("jobqueue_health_quiet_hours", f'system="{SYSTEM}"', _constant(1))
     for w in s.workers:
         wl = f'system="{SYSTEM}",worker="{w.name}"'
         add("jobqueue_worker_last_run_timestamp_seconds", wl, _moving(-w.since))

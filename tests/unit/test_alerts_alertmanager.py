@@ -38,6 +38,7 @@ ROUTES = [
     ("ticket", {"alertname": "JobQueueDepthHigh", "severity": "warning", "queue": "default"}),
     ("ticket", {"alertname": "JobQueueSystemDegraded", "severity": "warning", "system": "billing"}),
     ("null", {"alertname": "Watchdog", "severity": "info"}),
+    ("heartbeat", {"alertname": "JobQueueWatchdog", "severity": "none"}),
     ("null", {"alertname": "SomethingWithoutSeverity"}),
 ]
 
@@ -57,7 +58,24 @@ def test_every_severity_of_the_rules_has_a_route() -> None:
     severities = {r["labels"]["severity"] for g in yaml.safe_load(RULES.read_text())["groups"]
                   for r in g["rules"] if "alert" in r}
     routed = {m.split("=")[1].strip('"') for r in config()["route"]["routes"] for m in r["matchers"]}
-    assert severities <= routed
+    assert severities - {"none"} <= routed  # severity none: the watchdog, routed by its name
+
+
+def matches(matcher: str, labels: dict[str, str]) -> bool:
+    """One Alertmanager matcher (`name="v"`, `!=`, `=~`, `!~`) against labels; a missing label is ""."""
+    import re
+
+    name, op, value = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', matcher).groups()  # type: ignore[union-attr]
+    have = labels.get(name, "")
+    hit = re.fullmatch(value, have) is not None if "~" in op else have == value
+    return hit if op in ("=", "=~") else not hit
+
+
+def test_the_watchdog_is_never_inhibited() -> None:
+    """A dead man's switch that an inhibition silences would page about a pipeline that works."""
+    watchdog = {"alertname": "JobQueueWatchdog", "severity": "none"}
+    for rule in config()["inhibit_rules"]:
+        assert not all(matches(m, watchdog) for m in rule["target_matchers"]), rule
 
 
 def test_quiet_hours_mute_warnings_but_never_pages() -> None:
@@ -68,8 +86,8 @@ def test_quiet_hours_mute_warnings_but_never_pages() -> None:
     for route in cfg["route"]["routes"]:
         muted = route.get("mute_time_intervals", [])
         assert set(muted) <= names
-        if 'severity="critical"' in route["matchers"]:
-            assert not muted and not route.get("active_time_intervals"), "pages are never muted"
+        if 'severity="critical"' in route["matchers"] or 'alertname="JobQueueWatchdog"' in route["matchers"]:
+            assert not muted and not route.get("active_time_intervals"), "pages (and the heartbeat) are never muted"
         else:
             assert "quiet-hours" in muted
     nights = cfg["time_intervals"][0]["time_intervals"][0]

@@ -109,7 +109,72 @@ def test_per_queue_objectives_first_match_wins(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+PER_QUEUE = {"queues": [
+    {"selector": 'queue="payments"', "queue_depth_warning": 10, "queue_depth_critical": 50,
+     "oldest_age_critical_seconds": 120},
+    {"selector": 'queue=~"pay.*"', "queue_depth_critical": 5},  # never reached for payments: first match wins
+    {"selector": 'queue="nightly-batch"', "queue_depth_warning": 50000, "queue_depth_critical": 200000,
+     "oldest_age_warning_seconds": 21600, "oldest_age_critical_seconds": 43200},
+]}
+
+
+def firing(path: Path, tmp_path: Path, series: dict[str, str], alert: str, expected: list[tuple[str, str]]) -> None:
+    """promtool: at 10m exactly `expected` ((queue, severity) pairs) of `alert` fire."""
+    labels = 'job="jobqueue-exporter",instance="a:9312",source="redis",tenant=""'
+    input_series = [{"series": f'{name}{{{labels},queue="{queue}"}}', "values": values}
+                    for (name, queue), values in ((k.split("/"), v) for k, v in series.items())]
+    alerts = []
+    for queue, severity in expected:
+        alerts.append({"exp_labels": {"severity": severity, "job": "jobqueue-exporter", "instance": "a:9312",
+                                      "source": "redis", "queue": queue}})  # tenant "" is no label
+    test = {"rule_files": [str(path)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": input_series,
+        "alert_rule_test": [{"eval_time": "10m", "alertname": alert, "exp_alerts": alerts}]}]}
+    test_file = tmp_path / f"{alert}.test.yml"
+    test_file.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run([promtool(), "test", "rules", str(test_file)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def strip_annotations(path: Path) -> None:
+    """Keep labels only, so that the cases compare which alerts fire (their texts are tested elsewhere)."""
+    doc = yaml.safe_load(path.read_text())
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_per_queue_thresholds_fire_and_stay_quiet_for_overridden_and_default_queues(tmp_path: Path) -> None:
+    """Issue 21 item 11: payments pages at 60 waiting (its critical is 50), a nightly batch queue holding
+    5,000 stays quiet (its warning is 50,000), and queues without an override keep the defaults (100 /
+    1000): `refunds` with 60 is quiet, `mail` with 5,000 pages. Ages: payments 5 min old pages (120 s), a
+    default queue 5 min old is quiet (15 min), the nightly batch 2 h old is quiet (6 h)."""
+    path = render(tmp_path, PER_QUEUE)
+    strip_annotations(path)
+    depth = {"jobqueue_depth/payments": "60x15", "jobqueue_depth/nightly-batch": "5000x15",
+             "jobqueue_depth/refunds": "60x15", "jobqueue_depth/mail": "5000x15", "jobqueue_depth/paylater": "7x15"}
+    firing(path, tmp_path, depth, "JobQueueDepthHigh", [
+        ("payments", "critical"), ("payments", "warning"), ("mail", "critical"), ("mail", "warning"),
+        ("paylater", "critical")])
+    age = {"jobqueue_oldest_timestamp_seconds/payments": "-300+60x15",
+           "jobqueue_oldest_timestamp_seconds/mail": "-300+60x15",
+           "jobqueue_oldest_timestamp_seconds/nightly-batch": "-7200+60x15",
+           "jobqueue_oldest_timestamp_seconds/refunds": "-1200+60x15"}
+    firing(path, tmp_path, age, "JobQueueOldestItemTooOld", [("payments", "critical"), ("refunds", "warning")])
+    # the committed rules (no override): the same series judged by the defaults only
+    default = tmp_path / "default.rules.yml"
+    default.write_text((ROOT / "alerts" / "jobqueue.rules.yml").read_text())
+    strip_annotations(default)
+    firing(default, tmp_path, depth, "JobQueueDepthHigh", [
+        ("nightly-batch", "critical"), ("nightly-batch", "warning"), ("mail", "critical"), ("mail", "warning")])
+
+
 @pytest.mark.parametrize(("knobs", "message"), [
+    ({"queues": [{"queue": "payments", "queue_depth_warning": 5}]}, "queues[0] needs a selector"),
+    ({"queues": [{"selector": 'queue="a"', "depth_warning": 5}]}, "queues[0]: unknown key 'depth_warning'"),
+    ({"queues": [{"selector": 'queue="a"', "queue_depth_warning": "x"}]}, "queues[0].queue_depth_warning must be a"),
     ({"thresholds": {"queue_depth_warnin": 5}}, "unknown key thresholds.'queue_depth_warnin'"),
     ({"thresholds": {"queue_depth_warning": "many"}}, "thresholds.queue_depth_warning must be a number"),
     ({"windows": {"throughput_stalled": "15 minutes"}}, "windows.throughput_stalled must be a Prometheus duration"),

@@ -228,7 +228,7 @@ def test_provisioning_files() -> None:
 
 # Metrics deliberately on no dashboard, with the reason.
 NOT_SHOWN = {
-    "jobqueue_health_quiet_hours": "read by the WorkerStale alert to stay quiet at night, not a series to watch",
+    "jobqueue_health_quiet_hours": "a config fact (the ops shim's inQuietHours), not a series to watch",
     "jobqueue_worker_expected_interval_seconds": "configuration that the WorkerStale alert reads",
     "jobqueue_exporter_shard_ordinal": "deployment facts, for a sharding-mismatch alert, not series to watch",
     "jobqueue_exporter_total_shards": "deployment facts, for a sharding-mismatch alert, not series to watch",

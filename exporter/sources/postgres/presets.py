@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from exporter.model import QueueStats
@@ -65,6 +65,7 @@ class PresetQuery:
     probe: str | None = None  # run once before the first collection (one row of facts about the schema)
     requires: Callable[[Mapping[str, Any]], None] | None = None  # raises UnsupportedVersion on the facts
     resolve: Callable[[Mapping[str, Any]], PresetQuery] | None = None  # the statement built from the facts
+    statistics: bool = False  # an `_unanalyzed` row: tables of the preset never analyzed
 
 
 class UnsupportedVersion(Exception):
@@ -80,6 +81,8 @@ class Flow:
     finished: list[dict[str, Any]]  # [{tenant, queue, window_seconds, <outcome>: n}] per queue
     capacity: int | None = None  # job slots of the live workers, where the library records them
     busy_slots: int | None = None  # of those, slots running a job now
+    malformed: int = 0  # rows the library wrote that cannot be read (a worker's metadata that is not JSON)
+    unanalyzed: int | None = None  # tables the preset reads that have never been analyzed
 
 
 def _epoch(aggregate: str, unit: str = "timestamp") -> str:
@@ -193,7 +196,8 @@ def _describe(facts: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in facts.items() if k != "columns") or "nothing"
 
 
-PG_BOSS_FAST = 46  # pg-boss 12.38.0: job_i14 (live states) and job_i16 (name, completed_on)
+PG_BOSS_LIVE_FAILED = 46  # schema version 46 (pg-boss 12.38): LIVE_STATES with `failed`, its index job_i14
+PG_BOSS_STATS_TTL = 3600.0  # dist/manager.js QUEUE_STATS_CACHE_TTL_SECONDS: getQueueStats() serves the cache
 
 
 def pg_boss(p: PgBossPreset) -> PresetQuery:
@@ -201,10 +205,15 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
 
     A queued job (state < 'active') is exactly one of blocked (a flow parent has not finished,
     pg-boss 12.19+), deferred (start_after ahead) or ready; ready keeps its state (created, retry)
-    and its age is pg-boss's `readyOldestSeconds`: GREATEST(created_on, start_after). Only the
-    unfinished states are read (created, retry, active: within pg-boss's job_i14 index). `failed`
-    is a retained finished state like `completed` (kept until deletion): failed, completed and
-    cancelled jobs are counted over `finished_window` per queue through job_i16 (name,
+    and its age is pg-boss's `readyOldestSeconds`: GREATEST(created_on, start_after). The live
+    states are read as pg-boss's own `LIVE_STATES` (dist/plans.js: created, retry, active, failed;
+    its index job_i14 holds exactly those): from schema version 46 (pg-boss 12.38) `failed` is live
+    and the failed jobs still retained are `jobqueue_failed_jobs`, as getQueueStats().failedCount
+    (dist/manager.js) answers: the count pg-boss's monitor cached in `queue.failed_count` while it is
+    under an hour old (`monitor_on`), else counted through job_i14 (a queue retaining 500k failed
+    jobs costs about a second: pg-boss's own monitor pays it too). Before 12.38 failed jobs have no
+    index by queue and are counted only with `count_finished`.
+    Completed and cancelled jobs are counted over `finished_window` per queue through job_i16 (name,
     completed_on), and in total only with `count_finished`.
     """
     s = quote_ident(p.schema_)
@@ -218,6 +227,7 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
             raise UnsupportedVersion(f"pg-boss schema version {facts.get('version')} (pg-boss 9 or older): the preset "
                                      "needs pg-boss 10 or later (schema version >= 21)")
         blocked = "WHEN blocked THEN 'blocked' " if facts.get("blocked") else ""
+        live_failed = version >= PG_BOSS_LIVE_FAILED
         parts = [  # per queue, so that the index range is (name, state), not every failed job's entry
             "SELECT '' AS tenant, q.name AS queue, l.state, l.n, l.oldest, 0::bigint AS stale "
             f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT CASE WHEN state < 'active' THEN CASE "
@@ -226,19 +236,24 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
             f"FROM {s}.job j WHERE j.name = q.name AND j.state IN ('created', 'retry', 'active') GROUP BY 1) l",
             f"SELECT '', name, '_queue', 0, NULL, 0 FROM {s}.queue",
         ]
+        if live_failed:  # getQueueStats(): the monitor's cached count while under an hour old, else counted
+            parts.append(f"SELECT '', q.name, 'failed', CASE WHEN q.monitor_on > now() - {_secs(PG_BOSS_STATS_TTL)} "
+                         f"THEN q.failed_count ELSE (SELECT count(*) FROM {s}.job j WHERE j.name = q.name "
+                         f"AND j.state = 'failed') END, NULL, 0 FROM {s}.queue q")
         if p.finished_window:
             parts.append(
                 "SELECT '', q.name, '_done_' || d.state, d.n, NULL, 0 "
                 f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT state::text AS state, count(*) AS n FROM {s}.job j "
                 f"WHERE j.name = q.name AND j.completed_on > now() - {_secs(p.finished_window)} "
                 "AND j.state IN ('completed', 'failed', 'cancelled') GROUP BY 1) d")
+        finished = ("completed", "cancelled") if live_failed else ("completed", "cancelled", "failed")
         if p.count_finished:
             parts.append(f"SELECT '', name, state::text, count(*), NULL, 0 FROM {s}.job "
-                         "WHERE state IN ('completed', 'cancelled', 'failed') GROUP BY 2, 3")
+                         f"WHERE state IN ({', '.join(repr(x) for x in finished)}) GROUP BY 2, 3")
         states = ("created", "retry", *(("blocked",) if facts.get("blocked") else ()), "deferred", "active",
-                  *(("completed", "cancelled", "failed") if p.count_finished else ()))
+                  *(("failed",) if live_failed else ()), *(finished if p.count_finished else ()))
         return PresetQuery(p.query_name, " UNION ALL ".join(parts), (), states, frozenset({"created", "retry"}),
-                           frozenset({"failed"}) if p.count_finished else None, queues=tuple(p.queues),
+                           frozenset({"failed"}) if live_failed or p.count_finished else None, queues=tuple(p.queues),
                            timeout=p.timeout,
                            window=p.finished_window, outcomes=("completed", "failed", "cancelled"))
 
@@ -252,25 +267,35 @@ def _pending(p: Any, probe: str, resolve: Callable[[Mapping[str, Any]], PresetQu
 
 
 def graphile_worker(p: GraphileWorkerPreset) -> PresetQuery:
-    """graphile-worker: locked first (a running last attempt is not failed), then failed, future, ready.
+    """graphile-worker 0.16+: a job is `ready` only when its get-jobs statement (dist/sql/getJobs.js)
+    would take it now: unlocked (`is_available`: locked_at IS NULL and attempts < max_attempts), due,
+    and in no named queue or in one whose lock is free (`_private_job_queues.is_available`).
 
-    Completed jobs are deleted, so the view holds only the backlog and permanently failed jobs.
-    Busy workers are the distinct `locked_by` of jobs locked within the last 4 hours (graphile's
-    own lock expiry); the library keeps no registry of idle workers.
+    Otherwise, in this order: `locked` (a worker took it within the last 4 hours), `lock_expired`
+    (locked longer ago: its worker is gone; a running worker's resetLockedAt, dist/sql/resetLockedAt.js,
+    frees it after 4 h, and until then no worker takes it), `failed` (attempts exhausted), `retry` /
+    `scheduled` (due in the future, after a failed attempt or not), `blocked` (due, behind a named
+    queue that another job holds). Completed jobs are deleted, so the view holds only the backlog and
+    permanently failed jobs. Busy workers are the distinct `locked_by` of jobs locked within the last
+    4 hours; the library keeps no registry of idle workers.
     """
     s = quote_ident(p.schema_)
-    queue = "task_identifier" if p.queue_by == "task" else "coalesce(queue_name, '')"
+    queue = "j.task_identifier" if p.queue_by == "task" else "coalesce(j.queue_name, '')"
     sql = (
         f"SELECT '' AS tenant, {queue} AS queue, CASE "
-        "WHEN locked_at IS NOT NULL AND locked_at > now() - interval '4 hours' THEN 'locked' "
-        "WHEN attempts >= max_attempts THEN 'failed' "
-        "WHEN run_at > now() THEN CASE WHEN attempts > 0 THEN 'retry' ELSE 'scheduled' END "
-        "ELSE 'ready' END AS state, count(*) AS n, extract(epoch FROM min(run_at))::float8 AS oldest, "
-        f"0::bigint AS stale FROM {s}.jobs GROUP BY 1, 2, 3 "
+        "WHEN j.locked_at > now() - interval '4 hours' THEN 'locked' "
+        "WHEN j.locked_at IS NOT NULL THEN 'lock_expired' "
+        "WHEN j.attempts >= j.max_attempts THEN 'failed' "
+        "WHEN j.run_at > now() THEN CASE WHEN j.attempts > 0 THEN 'retry' ELSE 'scheduled' END "
+        "WHEN NOT coalesce(q.is_available, true) THEN 'blocked' "
+        "ELSE 'ready' END AS state, count(*) AS n, extract(epoch FROM min(j.run_at))::float8 AS oldest, "
+        f"0::bigint AS stale FROM {s}.jobs j LEFT JOIN {s}._private_job_queues q ON q.queue_name = j.queue_name "
+        "GROUP BY 1, 2, 3 "
         "UNION ALL SELECT '', '', '_workers_busy', count(DISTINCT locked_by), NULL, 0 "
         f"FROM {s}.jobs WHERE locked_at > now() - interval '4 hours'"
     )
-    return PresetQuery(p.query_name, sql, (), ("ready", "scheduled", "retry", "locked", "failed"),
+    return PresetQuery(p.query_name, sql, (), ("ready", "scheduled", "retry", "blocked", "locked", "lock_expired",
+                                               "failed"),
                        frozenset({"ready"}), frozenset({"failed"}), queues=tuple(p.queues), timeout=p.timeout,
                        workers=("busy",),
                        probe=f"SELECT to_regclass({_literal(s + '.jobs')}) IS NOT NULL AS ok",
@@ -368,12 +393,20 @@ def oban(p: ObanPreset) -> PresetQuery:
 
 
 GOOD_JOB_COLUMNS = ("queue_name", "scheduled_at", "performed_at", "finished_at", "error", "created_at",
-                    "executions_count", "locked_by_id")
+                    "executions_count", "locked_by_id", "serialized_params")
+# good_job's params_execution_count (app/models/good_job/job.rb): ActiveJob's own `executions` in the
+# serialized job, which counts the first run before a retry is enqueued; a value that is not a
+# number reads as 0 (good_job's `::integer` cast would fail the whole statement)
+GOOD_JOB_EXECUTIONS = ("(CASE WHEN serialized_params->>'executions' ~ '^[0-9]{1,9}$' "
+                       "THEN (serialized_params->>'executions')::int ELSE 0 END)")
 
 
 def good_job(p: GoodJobPreset) -> PresetQuery:
-    """good_job (4.0+): its scopes over the unfinished jobs only (index ..._unfinished on
-    (queue_name, scheduled_at, id) WHERE finished_at IS NULL); finished over the window through
+    """good_job (4.0+): its scopes (app/models/good_job/job.rb) over the unfinished jobs only: `scheduled`
+    is due in the future with ActiveJob's `executions` < 2, `retried` with > 1 (ActiveJob has counted
+    the first run before a retry is enqueued), `queued` is due, `running` is performed and not
+    finished. Through the index ..._unfinished (queue_name, scheduled_at, id) WHERE finished_at IS
+    NULL; finished over the window through
     index_good_jobs_jobs_on_finished_at_only; processes whose heartbeat (updated_at) is within
     good_job's EXPIRED_INTERVAL (5 min), busy when they lock an unfinished job.
 
@@ -393,8 +426,8 @@ def good_job(p: GoodJobPreset) -> PresetQuery:
         queue = "coalesce(queue_name, 'default')"
         parts = [
             f"SELECT '' AS tenant, {queue} AS queue, CASE WHEN performed_at IS NOT NULL THEN 'running' "
-            "WHEN scheduled_at > timezone('UTC', now()) THEN CASE WHEN coalesce(executions_count, 0) > 0 "
-            "THEN 'retried' ELSE 'scheduled' END ELSE 'queued' END AS state, count(*) AS n, "
+            "WHEN coalesce(scheduled_at, created_at) > timezone('UTC', now()) THEN CASE WHEN "
+            f"{GOOD_JOB_EXECUTIONS} > 1 THEN 'retried' ELSE 'scheduled' END ELSE 'queued' END AS state, count(*) AS n, "
             "extract(epoch FROM min(coalesce(scheduled_at, created_at)))::float8 AS oldest, 0::bigint AS stale "
             f"FROM {s}.good_jobs WHERE finished_at IS NULL GROUP BY 2, 3",
             "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
@@ -419,37 +452,54 @@ def good_job(p: GoodJobPreset) -> PresetQuery:
     return _pending(p, probe, resolve)
 
 
+PROCRASTINATE_HEARTBEAT = 30  # s: get_stalled_jobs' seconds_since_heartbeat, the worker's stalled_worker_timeout
+
+
 def procrastinate(p: ProcrastinatePreset) -> PresetQuery:
     """Procrastinate 3+: `todo` and `doing` jobs through its partial index procrastinate_jobs_id_lock_idx_v1
-    (status IN todo, doing). The oldest ready job is the lowest id of a queue's due `todo` jobs (ids
-    follow defer order); its enqueue time is its `deferred` event (or its scheduled_at when that
-    is earlier). Workers: `procrastinate_workers` whose heartbeat is within the worker's default
-    stalled_worker_timeout (30 s), busy when a `doing` job names them. Procrastinate indexes no
-    finish time: finished states are counted only with `count_finished` (a scan of the history).
+    (status IN todo, doing), split as the library itself decides:
+
+    - `blocked`: a due `todo` job whose `lock` a `doing` job holds: procrastinate_fetch_job_v2
+      (sql/schema.sql) rejects it until that job ends (found through procrastinate_jobs_lock_idx_v1);
+    - `stalled`: a `doing` job of no worker or of a worker whose heartbeat is older than 30 s, as
+      select_stalled_jobs_by_heartbeat (sql/queries.sql) and get_stalled_jobs' default define it;
+    - `scheduled`: a `todo` job due in the future; `todo` and `doing` the rest.
+
+    Depth is `todo`; the oldest ready job is the lowest id of a queue's due, unblocked `todo` jobs
+    (ids follow defer order), its enqueue time its `deferred` event (or its scheduled_at when that is
+    earlier). Workers: `procrastinate_workers` whose heartbeat is within 30 s, busy when a `doing`
+    job names them. Procrastinate indexes no finish time: finished states are counted only with
+    `count_finished` (a scan of the history).
 
     No `overdue`: a scheduled job is fetched by any worker once its time passes (no stager).
     """
     s = quote_ident(p.schema_)
+    heartbeat = f"now() - interval '{PROCRASTINATE_HEARTBEAT} seconds'"
     live = f"{s}.procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
     due = "j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())"
+    held = (f"j.lock IS NOT NULL AND EXISTS (SELECT 1 FROM {s}.procrastinate_jobs d WHERE d.lock = j.lock "
+            "AND d.status = 'doing')")
+    stalled = (f"j.worker_id IS NULL OR EXISTS (SELECT 1 FROM {s}.procrastinate_workers w WHERE w.id = j.worker_id "
+               f"AND w.last_heartbeat < {heartbeat})")
     parts = [
         "SELECT '' AS tenant, j.queue_name AS queue, CASE WHEN j.status = 'todo' AND j.scheduled_at > now() "
-        f"THEN 'scheduled' ELSE j.status::text END AS state, count(*) AS n, NULL::float8 AS oldest, "
-        f"0::bigint AS stale FROM {live} GROUP BY 2, 3",
+        f"THEN 'scheduled' WHEN j.status = 'todo' AND ({held}) THEN 'blocked' "
+        f"WHEN j.status = 'doing' AND ({stalled}) THEN 'stalled' ELSE j.status::text END AS state, count(*) AS n, "
+        f"NULL::float8 AS oldest, 0::bigint AS stale FROM {live} GROUP BY 2, 3",
         "SELECT '', f.queue_name, 'todo', 0, extract(epoch FROM least(f.scheduled, (SELECT min(e.at) FROM "
         f"{s}.procrastinate_events e WHERE e.job_id = f.first AND e.type = 'deferred')))::float8, 0 FROM ("
         "SELECT j.queue_name, min(j.id) FILTER (WHERE j.scheduled_at IS NULL) AS first, min(j.scheduled_at) AS "
-        f"scheduled FROM {live} AND {due} GROUP BY 1) f",
+        f"scheduled FROM {live} AND {due} AND NOT ({held}) GROUP BY 1) f",
         "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
         f"{s}.procrastinate_jobs j WHERE j.worker_id = w.id AND j.status = 'doing') THEN 'busy' ELSE 'idle' END, "
-        f"count(*), NULL, 0 FROM {s}.procrastinate_workers w "
-        "WHERE w.last_heartbeat > now() - interval '30 seconds' GROUP BY 3",
+        f"count(*), NULL, 0 FROM {s}.procrastinate_workers w WHERE w.last_heartbeat >= {heartbeat} GROUP BY 3",
     ]
     if p.count_finished:
         parts.append(f"SELECT '', queue_name, status::text, count(*), NULL, 0 FROM {s}.procrastinate_jobs "
                      "WHERE status NOT IN ('todo', 'doing') GROUP BY 2, 3")
     finished = ("succeeded", "failed", "cancelled", "aborted") if p.count_finished else ()
-    return PresetQuery(p.query_name, " UNION ALL ".join(parts), (), ("todo", "scheduled", "doing", *finished),
+    return PresetQuery(p.query_name, " UNION ALL ".join(parts), (),
+                       ("todo", "scheduled", "blocked", "doing", "stalled", *finished),
                        frozenset({"todo"}), frozenset({"failed"}) if p.count_finished else None,
                        queues=tuple(p.queues), timeout=p.timeout, workers=("busy", "idle"),
                        probe=f"SELECT to_regclass({_literal(s + '.procrastinate_workers')}) IS NOT NULL AS ok",
@@ -467,7 +517,10 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
     scheduled_at index index_solid_queue_dispatch_all finds them); workers from
     `solid_queue_processes` (kind Worker) whose heartbeat is within the default
     process_alive_threshold (5 min), busy when they hold a claimed execution, their capacity (the
-    `thread_pool_size` of their metadata) and busy slots (their claimed executions); live dispatchers;
+    `thread_pool_size` of their metadata) and busy slots (their claimed executions); a claimed
+    execution whose process is gone or past process_alive_threshold is `orphaned` (Solid Queue's own
+    ClaimedExecution.orphaned scope; the supervisor prunes the process and fails or releases its
+    executions: no worker runs them now); live dispatchers;
     finished jobs over the window through index_solid_queue_jobs_on_finished_at, failed ones by
     their failed execution's created_at. Executions find their job's queue by primary key.
     """
@@ -487,8 +540,9 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
         f"SELECT '', queue_name, CASE WHEN {overdue} THEN 'overdue' ELSE 'scheduled' END, count(*), NULL, 0 "
         f"FROM {s}.solid_queue_scheduled_executions GROUP BY 2, 3",
         f"SELECT '', queue_name, 'blocked', count(*), NULL, 0 FROM {s}.solid_queue_blocked_executions GROUP BY 2",
-        f"SELECT '', {job_queue('c')}, 'claimed', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
-        "GROUP BY 2",
+        f"SELECT '', {job_queue('c')}, CASE WHEN EXISTS (SELECT 1 FROM {s}.solid_queue_processes p "
+        f"WHERE p.id = c.process_id AND p.{alive}) THEN 'claimed' ELSE 'orphaned' END, count(*), NULL, 0 "
+        f"FROM {s}.solid_queue_claimed_executions c GROUP BY 2, 3",
         f"SELECT '', {job_queue('f')}, 'failed', count(*), NULL, 0 FROM {s}.solid_queue_failed_executions f "
         "GROUP BY 2",
         f"SELECT '', queue_name, '_paused', 1, NULL, 0 FROM {s}.solid_queue_pauses",
@@ -497,9 +551,14 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
         f"NULL, 0 FROM {s}.solid_queue_processes p WHERE kind = 'Worker' AND {alive} GROUP BY 3",
         f"SELECT '', '', '_scheduler', count(*), NULL, 0 FROM {s}.solid_queue_processes "
         f"WHERE kind = 'Dispatcher' AND {alive}",
-        # SolidQueue::Worker#metadata: {"queues": ..., "thread_pool_size": n} (lib/solid_queue/worker.rb)
-        "SELECT '', '', '_capacity', sum(CASE WHEN metadata ~ '^\\s*\\{' THEN (metadata::jsonb->>'thread_pool_size')"
-        f"::int END), NULL, 0 FROM {s}.solid_queue_processes WHERE kind = 'Worker' AND {alive}",
+        # SolidQueue::Worker#metadata: {"queues": ..., "thread_pool_size": n} (lib/solid_queue/worker.rb),
+        # read without a cast that one malformed row would fail: a live worker whose metadata names no
+        # thread_pool_size is counted as malformed (jobqueue_malformed_items)
+        "SELECT '', '', x.state, x.n, NULL, 0 FROM (SELECT sum(w.size) AS capacity, count(*) FILTER (WHERE w.size "
+        "IS NULL) AS malformed FROM (SELECT substring(metadata FROM "
+        "'\"thread_pool_size\"\\s*:\\s*([0-9]{1,9})\\s*[,}]')::int AS size "
+        f"FROM {s}.solid_queue_processes WHERE kind = 'Worker' AND {alive}) w) a "
+        "CROSS JOIN LATERAL (VALUES ('_capacity', a.capacity), ('_malformed', a.malformed)) AS x(state, n)",
         f"SELECT '', '', '_busy_slots', count(*), NULL, 0 FROM {s}.solid_queue_claimed_executions c "
         f"JOIN {s}.solid_queue_processes p ON p.id = c.process_id WHERE p.kind = 'Worker' AND p.{alive}",
     ]
@@ -511,7 +570,7 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
                      f"{s}.solid_queue_failed_executions f WHERE f.created_at > {since} GROUP BY 2")
     tables = ", ".join(f"to_regclass({_literal(f'{s}.solid_queue_{t}')}) IS NOT NULL" for t in SOLID_QUEUE_TABLES)
     return PresetQuery(p.query_name, " UNION ALL ".join(parts), (),
-                       ("ready", "scheduled", "overdue", "claimed", "blocked", "failed"),
+                       ("ready", "scheduled", "overdue", "claimed", "orphaned", "blocked", "failed"),
                        frozenset({"ready"}), frozenset({"failed"}), queues=tuple(p.queues), pausable=True,
                        timeout=p.timeout, window=p.finished_window, outcomes=("completed", "failed"),
                        workers=("busy", "idle"), scheduler=True,
@@ -528,13 +587,25 @@ _BUILDERS: dict[str, Callable[[Any], PresetQuery]] = {
 
 
 def build(preset: AnyPreset) -> PresetQuery:
-    """The statement of a configured preset."""
-    return _BUILDERS[preset.preset](preset)
+    """The statement of a configured preset; a library preset's also counts its never-analyzed tables."""
+    query = _BUILDERS[preset.preset](preset)
+    if isinstance(preset, GenericPreset):
+        return query
+    return _with_statistics(query, statistics_tables(preset))
+
+
+def _with_statistics(query: PresetQuery, tables: list[str]) -> PresetQuery:
+    """One `_unanalyzed` row more (jobqueue_postgres_tables_unanalyzed), in the same round trip."""
+    if query.resolve is not None:
+        resolve = query.resolve
+        return replace(query, resolve=lambda facts: _with_statistics(resolve(facts), tables))
+    row = f"SELECT '', '', '_unanalyzed', count(*), NULL, 0 FROM ({unanalyzed(tables)}) u"
+    return replace(query, sql=f"{query.sql} UNION ALL {row}", statistics=True)
 
 
 _TABLES = {  # relations each library preset reads, in its schema (what `doctor` checks SELECT on)
     "pgmq": ("meta",),  # and each queue's q_<name> table, through query_to_xml (found by the collection)
-    "pg-boss": ("version", "queue", "job"), "graphile-worker": ("jobs",),
+    "pg-boss": ("version", "queue", "job"), "graphile-worker": ("jobs", "_private_job_queues"),
     "river": ("river_migration", "river_job", "river_queue", "river_leader"),
     "oban": ("oban_jobs", "oban_peers"), "good_job": ("good_jobs", "good_job_processes"),
     "procrastinate": ("procrastinate_jobs", "procrastinate_events", "procrastinate_workers"),
@@ -548,6 +619,29 @@ def reads(preset: AnyPreset) -> list[str]:
         return [quote_ident(preset.table)]
     s = quote_ident(preset.schema_)
     return [f'{s}."{t}"' for t in _TABLES[preset.preset]]
+
+
+STATISTICS_MIN_BYTES = 8 * 1024 * 1024  # below this a plan made without statistics still runs fast
+
+
+def statistics_tables(preset: AnyPreset) -> list[str]:
+    """The tables whose statistics the preset's plans depend on: what it reads, a view's job table too."""
+    tables = reads(preset)
+    if isinstance(preset, GraphileWorkerPreset):
+        tables.append(f"{quote_ident(preset.schema_)}._private_jobs")
+    return tables
+
+
+def unanalyzed(tables: Sequence[str]) -> str:
+    """SQL: the tables (each partition of a partitioned one) of at least 8 MB that have never been
+    analyzed (pg_class.reltuples < 0, PostgreSQL 14+: a fresh restore, autovacuum off). Their plans
+    guess row counts and may scan the whole history; `ANALYZE` is the fix."""
+    regs = ", ".join(f"to_regclass({_literal(t)})" for t in tables)
+    return (f"SELECT c.oid::regclass::text AS relation FROM unnest(ARRAY[{regs}]::regclass[]) AS r(oid) "
+            "LEFT JOIN LATERAL pg_partition_tree(r.oid) AS t ON true "
+            "JOIN pg_class c ON c.oid = coalesce(t.relid, r.oid) "
+            f"WHERE coalesce(t.isleaf, true) AND c.relkind = 'r' AND c.reltuples < 0 "
+            f"AND pg_relation_size(c.oid) >= {STATISTICS_MIN_BYTES}")
 
 
 def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
@@ -578,7 +672,8 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
         group("", queue)
     for tenant, queue, state, n, oldest, stale in rows:
         tenant, queue = tenant or "", queue or ""
-        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots")) or not in_shard(tenant, shard):
+        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots", "_malformed", "_unanalyzed")) \
+                or not in_shard(tenant, shard):
             continue
         g = group(tenant, queue)
         if state == "_paused":
@@ -620,7 +715,7 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
             workers[state[9:]] = workers.get(state[9:], 0) + int(n)
         elif state == "_scheduler" and scheduler is not None:
             scheduler += int(n)
-        elif state in ("_capacity", "_busy_slots"):
+        elif state in ("_capacity", "_busy_slots", "_malformed", "_unanalyzed"):
             slots[state] = slots.get(state, 0) + int(n or 0)
         elif state.startswith("_done_"):
             counts = done.setdefault((tenant or "", queue or ""), {})
@@ -631,7 +726,8 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
             counts = done.get((s.tenant, s.queue), {})
             finished.append({"query": q.name, "tenant": s.tenant, "queue": s.queue, "window_seconds": q.window,
                              **{o: counts.get(o, 0) for o in q.outcomes}})
-    return Flow(workers, scheduler, finished, slots.get("_capacity"), slots.get("_busy_slots"))
+    return Flow(workers, scheduler, finished, slots.get("_capacity"), slots.get("_busy_slots"),
+                slots.get("_malformed", 0), slots.get("_unanalyzed", 0) if q.statistics else None)
 
 
 def fold_pivot(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:

@@ -120,6 +120,9 @@ class PostgresSource(Source):
         MetricDef("jobqueue_postgres_schedulers", "Live processes that move due scheduled jobs to ready: River and "
                   "Oban an unexpired leader (0 or 1), Solid Queue dispatchers with a fresh heartbeat. 0 while "
                   "jobqueue_jobs{state=\"overdue\"} grows is a stalled scheduler.", ("query",)),
+        MetricDef("jobqueue_postgres_tables_unanalyzed", "Tables (partitions) of 8 MB or more that a library preset "
+                  "reads and that have never been analyzed (a fresh restore, autovacuum off): their plans guess and "
+                  "may read the whole history. Run ANALYZE on them; `doctor` names them.", ("query",)),
     )
 
     def __init__(self, config: PostgresConfig, context: SourceContext, clock: Any = time.time) -> None:
@@ -218,10 +221,12 @@ class PostgresSource(Source):
             samples.append(Sample("jobqueue_tenants", (), len(self._tenants)))
         workers: dict[str, int] = {}
         slots: dict[str, int] = {}
+        malformed = 0
         for preset, outcome in zip(self.presets, presets_out, strict=True):
             if record(preset.name, outcome):
                 queues.extend(outcome[0])
                 flow: Flow = outcome[2]
+                malformed += flow.malformed
                 for state, n in flow.workers.items():  # several presets of one database: summed, one series
                     workers[state] = workers.get(state, 0) + n
                 for metric, count in (("jobqueue_worker_capacity", flow.capacity),
@@ -230,6 +235,8 @@ class PostgresSource(Source):
                         slots[metric] = slots.get(metric, 0) + count
                 if flow.scheduler is not None:
                     samples.append(Sample("jobqueue_postgres_schedulers", (preset.name,), flow.scheduler))
+                if flow.unanalyzed is not None:
+                    samples.append(Sample("jobqueue_postgres_tables_unanalyzed", (preset.name,), flow.unanalyzed))
                 for f in flow.finished:
                     window = f"{f['window_seconds']:g}s"
                     samples += [Sample("jobqueue_jobs_finished_window", (f["tenant"], f["queue"], o, window), n)
@@ -267,7 +274,7 @@ class PostgresSource(Source):
             samples += [Sample("jobqueue_postgres_max_connections", (), conns.max_connections),
                         Sample("jobqueue_postgres_connections_used_ratio", (), conns.ratio)]
         details["queries"] = queries
-        return Reading(tuple(queues), tuple(samples), latency, 0, details, tuple(facts))
+        return Reading(tuple(queues), tuple(samples), latency, malformed, details, tuple(facts))
 
     def _log_change(self, what: str, error: str | None) -> None:
         """Log a failing query once when it starts failing (and when its error changes), and its recovery."""
@@ -382,7 +389,10 @@ class PostgresSource(Source):
             server_settings={"application_name": "jobqueue-exporter", "default_transaction_read_only": "on",
                              "statement_timeout": str(int(self.statement_timeout * 1000)), "TimeZone": "UTC",
                              # plan with the real status values, so a partial index on them is usable
-                             "plan_cache_mode": "force_custom_plan"},
+                             "plan_cache_mode": "force_custom_plan",
+                             # short statements repeated every cycle: compiling them (a plan's estimate
+                             # crosses jit_above_cost with enough queues) costs 10x the statement itself
+                             "jit": "off"},
         )
         try:
             await pool

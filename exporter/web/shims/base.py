@@ -3,6 +3,8 @@ with, and the helpers of its thin aiohttp handlers (is the shim enabled, build t
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,8 +61,39 @@ def enabled(request: web.Request, key: str, kind: type[S]) -> S:
     return shim
 
 
-def view(request: web.Request, shim: Shim) -> View:
-    """The current snapshot and verdict; reading them is all a request does."""
+FIRST_COLLECTION_SLACK = 1.0  # seconds beyond the slowest source's timeout
+_POLL = 0.05
+
+
+async def first_collection(request: web.Request, shim: Shim) -> None:
+    """Wait until every source the shim reads has finished one collection, at most the slowest one's
+    timeout plus a second.
+
+    Why: in the first seconds after start (or a reload adding a source) nothing has been read yet, so an
+    answer would be a 503 ("unreachable") or an `ok` about nothing, which no alert rule would agree with
+    (rules page on a failed collection, never on one not yet made). Waiting briefly answers what the
+    first collection found; past the bound (a dead backend) the request answers what is known."""
+    scheduler, config = request.app[SCHEDULER], request.app[CONFIG]
+    names = {*_sources(config, shim.system), *(name for _, name in config.shims.sources_of(shim))}
+
+    def pending() -> list[str]:
+        sources = scheduler.snapshot.sources
+        return [n for n in names if (state := sources.get(n)) is not None and state.status.collections == 0]
+
+    waiting = pending()
+    if not waiting:
+        return
+    bound = max(((c.timeout or 0.0) if (c := config.source(n)) is not None else 0.0) for n in waiting)
+    for _ in range(math.ceil((bound + FIRST_COLLECTION_SLACK) / _POLL)):  # polled: a swap notifies no one
+        await asyncio.sleep(_POLL)
+        if not pending():
+            return
+
+
+async def view(request: web.Request, shim: Shim) -> View:
+    """The current snapshot and verdict (after the first collection, see above); reading them is all a
+    request does."""
+    await first_collection(request, shim)
     monitor = request.app[HEALTH]
     return View(request.app[SCHEDULER].snapshot, monitor.get(shim.system), monitor, request.app[CONFIG],
                 request.app[STARTED_AT], time.time())
@@ -73,9 +106,9 @@ def respond(reply: Reply, headers: dict[str, str] | None = None) -> web.Response
 
 def system_sources(v: View, system: str) -> list[str]:
     """The sources a system names, each once, in config order."""
-    config = v.config.system(system)
-    out: list[str] = []
-    for _, name in config.referenced_sources() if config else []:
-        if name not in out:
-            out.append(name)
-    return out
+    return _sources(v.config, system)
+
+
+def _sources(config: AppConfig, system: str) -> list[str]:
+    found = config.system(system)
+    return list(dict.fromkeys(name for _, name in (found.referenced_sources() if found else [])))

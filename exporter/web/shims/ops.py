@@ -102,7 +102,7 @@ async def get_plannings(request: web.Request) -> web.Response:
     shim = enabled(request, "ops", OpsShim)
     if not allowed(request, shim):
         return respond(NOT_FOUND)
-    return respond(plannings(view(request, shim), shim))
+    return respond(plannings(await view(request, shim), shim))
 
 
 # --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---

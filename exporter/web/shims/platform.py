@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import statistics
 from collections.abc import Iterable
 from typing import Any
@@ -220,7 +221,7 @@ async def get_queues(request: web.Request) -> web.Response:
     shim, denied = _guard(request)
     if denied:
         return _reply(denied, request)
-    return respond(ok({"queues": queue_rows(view(request, shim))}))
+    return respond(ok({"queues": queue_rows(await view(request, shim))}))
 
 
 @routes.get("/api/v1/platform/system/queues/{queue_name}/jobs")
@@ -239,7 +240,7 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
             return respond(value)
     assert isinstance(limit, int) and isinstance(offset, int)
     name = request.match_info["queue_name"]
-    v = view(request, shim)
+    v = await view(request, shim)
     page: JobPage | None = None
     if any(r["name"] == name for r in queue_rows(v)):
         try:
@@ -247,8 +248,11 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
                 page = await request.app[SCHEDULER].call(  # on the loop where the sources' connections live
                     _list_jobs(request.app[SCHEDULER].sources, v, name, status, limit, offset))
         except (TimeoutError, SourceError) as err:  # a dead or slow backend: 503, never a crash
+            # No page for this one answer (a stall of a few seconds is no outage); the next collection
+            # decides: when it fails too, the system reads unhealthy and JobQueueSourceDown pages.
             log.warning("job listing failed", extra={"queue": name, "error": type(err).__name__})
-            return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"))
+            return respond(fail(503, "BACKEND_UNAVAILABLE", "The queue backend did not answer in time"),
+                           {"Retry-After": str(math.ceil(shim.jobs_timeout))})
     if page is None:
         return respond(fail(404, "NOT_FOUND", f"Queue {name!r} not found"))
     jobs = [job_body(job) for job in page.jobs]
@@ -285,7 +289,7 @@ async def get_infrastructure(request: web.Request) -> web.Response:
     shim, denied = _guard(request)
     if denied:
         return _reply(denied, request)
-    return respond(infrastructure(view(request, shim), shim))
+    return respond(infrastructure(await view(request, shim), shim))
 
 
 @routes.get("/api/v1/platform/system/infrastructure/alerts")
@@ -300,7 +304,7 @@ async def get_alerts(request: web.Request) -> web.Response:
     severity = request.query.get("severity")
     if severity is not None and severity not in SEVERITIES:
         return respond(fail(400, "INVALID_PARAMETER", "severity must be one of error, warning, info"))
-    v = view(request, shim)
+    v = await view(request, shim)
     if shim.alertmanager_url is None:
         return respond(ok({"alerts": own_alerts(v, hours, severity)}))
     try:

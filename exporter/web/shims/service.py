@@ -8,7 +8,11 @@ a valid token or API key (401 {"error": "unauthorized"} otherwise).
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +24,7 @@ from exporter.health.config import Ref, Shim
 from exporter.health.data import read
 from exporter.health.rules import OK
 from exporter.sources.base import Name
-from exporter.values import as_int, iso
+from exporter.values import as_int, as_time, iso
 from exporter.web.auth import presented
 from exporter.web.schema import (
     ANY,
@@ -68,8 +72,9 @@ def services(v: View, shim: ServiceShim) -> dict[str, dict[str, Any]]:
             continue
         latency = state.reading.latency
         issues = v.health.issues_of(source) if v.health is not None else []
-        # consistency findings are /health/consistency's business, not the service's
-        degraded = any(not i.id.startswith(("check:", "check_failed:")) and i.severity != "info" for i in issues)
+        # consistency findings are /health/consistency's business, not the service's; a check that cannot
+        # run against it is the service's (what it feeds is unknown, never "ok")
+        degraded = any(not i.id.startswith("check:") and i.severity != "info" for i in issues)
         probe = state.reading.fact(ProbeResult)  # an HTTP probe that answered, but wrongly
         status = "error" if probe is not None and not probe.ok else "degraded" if degraded else "ok"
         out[name] = {"status": status, "latency_ms": round(latency * 1000) if latency is not None else None}
@@ -83,13 +88,41 @@ def overall(v: View, shim: ServiceShim) -> str:
     return "ok" if v.health is not None and v.health.status == OK else "degraded"
 
 
+REVISION_ENV = "JOBQUEUE_EXPORTER_REVISION"  # the Dockerfile's REVISION build arg (OCI image.revision)
+BUILD_TIMESTAMP_ENV = "JOBQUEUE_EXPORTER_BUILD_TIMESTAMP"  # its BUILD_DATE build arg (OCI image.created)
+
+
+@functools.cache
+def _installed_commit() -> str | None:
+    """The commit pip recorded when it installed the exporter from git (PEP 610 direct_url.json)."""
+    try:
+        text = importlib.metadata.distribution("jobqueue-exporter").read_text("direct_url.json")
+        commit = json.loads(text or "{}").get("vcs_info", {}).get("commit_id")
+    except (importlib.metadata.PackageNotFoundError, ValueError, AttributeError):
+        return None
+    return commit if isinstance(commit, str) and commit else None
+
+
+def build_facts(environ: Mapping[str, str], configured: str, installed: str | None) -> tuple[str | None, str | None]:
+    """(git hash, build time) as the build recorded them, None when it did not: never the start time or
+    a placeholder (seed 002: "Git commit hash", "Binary build time").
+
+    The container passes its build args (`docker build --build-arg REVISION=$(git rev-parse HEAD)
+    --build-arg BUILD_DATE=$(date -u +%FT%TZ)`, also its OCI labels) as environment variables; a pip
+    install from git records the commit; the config's `revision` is the operator's word for it."""
+    commit = next((c for c in (environ.get(REVISION_ENV), installed, configured) if c and c != "unknown"), None)
+    built = iso(as_time(environ.get(BUILD_TIMESTAMP_ENV, "").strip() or None))
+    return commit, built
+
+
 def basic(v: View, shim: ServiceShim) -> Reply:
     """The public /health body: status, version, build and uptime."""
+    commit, built = build_facts(os.environ, v.config.revision, _installed_commit())
     return 200, {
         "status": overall(v, shim),
         "version": shim.version or __version__,
-        "build_git_hash": shim.build_git_hash or os.environ.get("JOBQUEUE_EXPORTER_REVISION") or v.config.revision,
-        "build_timestamp": shim.build_timestamp or iso(v.started_at),
+        "build_git_hash": shim.build_git_hash or commit,
+        "build_timestamp": shim.build_timestamp or built,
         "uptime_ms": max(0, int((v.now - v.started_at) * 1000)),
     }
 
@@ -161,7 +194,8 @@ def consistency(v: View, shim: ServiceShim) -> Reply:
         {"file_name": f.get("file_name"), "file_uuid": f.get("file_uuid"), "status": f.get("status"),
          "detail": f.get("detail")} for f in c.rows]} for c in state.reading.facts_of(CheckRecord)
         if c.severity is not None]
-    bad = any(c["count"] > 0 and c["severity"] != "info" for c in checks)
+    failed = any(c.error for c in state.reading.facts_of(CheckRecord) if c.severity is not None)
+    bad = failed or any(c["count"] > 0 and c["severity"] != "info" for c in checks)  # one that cannot run: unknown
     return 200, {"status": "degraded" if bad else "ok", "checked_at": iso(state.status.observed_at), "checks": checks}
 
 
@@ -169,7 +203,7 @@ def consistency(v: View, shim: ServiceShim) -> Reply:
 async def get_health(request: web.Request) -> web.Response:
     """Seed 002: public basic health (status, version, build, uptime) for load balancers."""
     shim = enabled(request, "service", ServiceShim)
-    return respond(basic(view(request, shim), shim))
+    return respond(basic(await view(request, shim), shim))
 
 
 @routes.get("/health/detailed")
@@ -178,7 +212,7 @@ async def get_detailed(request: web.Request) -> web.Response:
     shim = enabled(request, "service", ServiceShim)
     if presented(request).credential is None:
         return respond(UNAUTHORIZED)
-    return respond(detailed(view(request, shim), shim))
+    return respond(detailed(await view(request, shim), shim))
 
 
 @routes.get("/health/consistency")
@@ -187,14 +221,15 @@ async def get_consistency(request: web.Request) -> web.Response:
     shim = enabled(request, "service", ServiceShim)
     if presented(request).credential is None:
         return respond(UNAUTHORIZED)
-    return respond(consistency(view(request, shim), shim))
+    return respond(consistency(await view(request, shim), shim))
 
 
 # --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---
 
 SCHEMAS: dict[str, Any] = {
-    "ServiceHealth": obj({"status": {"enum": ["ok", "degraded"]}, "version": STR, "build_git_hash": STR,
-                          "build_timestamp": STR, "uptime_ms": INT}),
+    "ServiceHealth": obj({"status": {"enum": ["ok", "degraded"]}, "version": STR,
+                          "build_git_hash": nullable("string"), "build_timestamp": nullable("string"),
+                          "uptime_ms": INT}),
     "ServiceDetailed": obj({
         "status": {"enum": ["ok", "degraded"]}, "version": STR,
         "services": {"type": "object", "additionalProperties": obj({

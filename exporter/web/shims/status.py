@@ -164,7 +164,7 @@ async def get_status(request: web.Request) -> web.Response:
         return respond(_error(401, "Unauthorized", "Invalid API key."))
     if shim.permission not in caller.credential.permissions and "*" not in caller.credential.permissions:
         return respond(_error(403, "Forbidden", "Insufficient permissions."))
-    return respond(platform_status(view(request, shim), shim))
+    return respond(platform_status(await view(request, shim), shim))
 
 
 # --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---

@@ -107,7 +107,7 @@ async def get_tenant_health(request: web.Request) -> web.Response:
         tenant = own[0]
     if not credential.can_view(tenant):
         return respond(FORBIDDEN)
-    v = view(request, shim)
+    v = await view(request, shim)
     reading = v.snapshot.reading(shim.source)
     known = reading.fact(Tenants) if reading is not None else None
     if known is not None and tenant not in known.ids:
@@ -127,7 +127,7 @@ async def get_landlord_health(request: web.Request) -> web.Response:
     """Seed 000: pending and wait of every Horizon queue plus recent failed jobs (super admin)."""
     shim = enabled(request, "tenant", TenantShim)
     denied = _super_admin(request)
-    return respond(denied or landlord_health(view(request, shim), shim))
+    return respond(denied or landlord_health(await view(request, shim), shim))
 
 
 @routes.get("/api/v1/landlord/tenants")
@@ -135,7 +135,7 @@ async def get_landlord_tenants(request: web.Request) -> web.Response:
     """Seed 000: the tenants a monitor should poll (super admin)."""
     shim = enabled(request, "tenant", TenantShim)
     denied = _super_admin(request)
-    return respond(denied or tenant_list(view(request, shim), shim))
+    return respond(denied or tenant_list(await view(request, shim), shim))
 
 
 # --- what the rest of the daemon knows of this shim (exporter/web/shims/__init__.py) ---

@@ -161,12 +161,46 @@ class TestRules:
         health = run(*self._planning(workers={"backfill_at": NOW, "refresh_at": NOW, "refresh_state": "working"}))
         assert (health.status, [i.id for i in health.issues]) == ("degraded", ["high_disabled"])
 
-    def test_quiet_hours_silence_stale_and_stuck(self) -> None:
+    def test_quiet_hours_silence_nothing(self) -> None:
+        """Seed 004: "If either worker hasn't run in 2.5x its expected interval, mark as stale", with no
+        quiet-hours exception (backfill 45 min late, in quiet hours, used to read healthy)."""
         conf, s = self._planning()
         quiet = conf.model_copy(update={"quiet_hours": "10:00-11:00"})
         health = run(quiet, s)
         assert health.in_quiet_hours is True
-        assert [i.id for i in health.issues] == ["high_disabled"]
+        assert [i.id for i in health.issues] == ["worker_stale:backfill", "queue_stuck:refreshWorker",
+                                                 "high_disabled"]
+        assert health.status == "unhealthy"
+
+    @pytest.mark.parametrize("ready,stuck", [(1, False), (99, False), (100, True), (5000, True)])
+    def test_many_ready_items_default_to_100(self, ready: int, stuck: bool) -> None:
+        """Seed 004's "many ready items but worker idle": 100 by default (its own example issue), so a few
+        items a 30 s poller has not reached yet are not a stuck queue."""
+        conf, s = self._planning(queue={"ready": ready})
+        assert ("queue_stuck:refreshWorker" in [i.id for i in run(conf, s).issues]) is stuck
+
+    def test_a_check_the_system_reads_that_cannot_run_degrades_it(self) -> None:
+        """Issue 22 item 7: the example's plannings system read ok while the checks feeding its rules were
+        jobqueue_check_up 0. A check a rule reads (`checks.<name>.…`) or a `checks` rule names, that
+        cannot run, is `check_failed:<name>` (degraded); a failing check nobody reads changes nothing."""
+        missing = 'relation "planning_worker_runs" does not exist'
+        facts = (CheckResult("workers", None, error=missing).record(),
+                 CheckResult("last_backup", None, error="relation missing").record(),
+                 CheckResult("unread", None, error="boom").record(),
+                 CheckResult("backups", None, rows=({"total": 10, "disabled": 0},), count=1).record())
+        details = {"checks": {"workers": {"rows": [], "error": missing},
+                              "backups": {"rows": [{"total": 10, "disabled": 0}]}}}
+        conf = system(
+            workers=[{"name": "backfill", "source": "pg", "last_run": "checks.workers.rows.0.backfill_at",
+                      "interval": "10m"}],
+            shares=[{"source": "pg", "total": "checks.backups.rows.0.total", "part": "checks.backups.rows.0.disabled"}],
+            checks=[{"source": "pg", "checks": ["last_backup"]}])
+        health = run(conf, snap(pg=state("pg", Reading(details=details, facts=facts))))
+        assert health.status == "degraded"
+        assert [(i.id, i.text) for i in health.issues] == [
+            ("check_failed:workers", f"Check workers cannot run: {missing}"),
+            ("check_failed:last_backup", "Check last_backup cannot run: relation missing")]
+        assert run(system(), snap(pg=state("pg", Reading(details=details, facts=facts)))).status == "ok"
 
     def test_components_and_consistency_checks(self) -> None:
         details = {"agents": {"agents": [{"hostname": "web-01", "status": "Ready"},
