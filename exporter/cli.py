@@ -32,7 +32,7 @@ log = logging.getLogger("jobqueue.main")
 
 ENV = "JOBQUEUE_EXPORTER_"
 # Seconds from SIGTERM (or SIGINT) to the end of the process, whatever the sources are stuck in
-# (README, "Stopping"): requests in flight get HTTP_GRACE, the scheduler about 3 * STOP_GRACE + 1;
+# (README, "Command line"): requests in flight get HTTP_GRACE, the scheduler about 3 * STOP_GRACE + 1;
 # what still holds the process then (a thread stuck in a call that cannot be interrupted) is cut
 # short by os._exit. Kubernetes waits 30 s by default before it kills.
 EXIT_BOUND = 15.0
@@ -169,16 +169,7 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
     gc.collect()
     gc.freeze()
-    site = web.TCPSite(runner, host, port, reuse_address=True,
-                       ssl_context=web_config.context if web_config else None)
-    try:
-        await site.start()
-    except OSError as err:
-        await runner.cleanup()
-        reason = os.strerror(err.errno) if err.errno else str(err)  # asyncio's message repeats the address
-        raise StartupError(f"listen: cannot listen on {host}:{port}: {reason}") from None
-    log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources),
-                                 "tls": bool(web_config and web_config.context)})
+    # before the port opens: a SIGTERM as soon as it answers finds the handler, not the default action
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -189,6 +180,16 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, terminate)
+    site = web.TCPSite(runner, host, port, reuse_address=True,
+                       ssl_context=web_config.context if web_config else None)
+    try:
+        await site.start()
+    except OSError as err:
+        await runner.cleanup()
+        reason = os.strerror(err.errno) if err.errno else str(err)  # asyncio's message repeats the address
+        raise StartupError(f"listen: cannot listen on {host}:{port}: {reason}") from None
+    log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources),
+                                 "tls": bool(web_config and web_config.context)})
     reloads: set[asyncio.Task[str | None]] = set()
 
     def hangup() -> None:

@@ -1,9 +1,10 @@
-"""SIGTERM stops the daemon within EXIT_BOUND (README, "Stopping") even while its sources hang: one in a
+"""SIGTERM stops the daemon within EXIT_BOUND (README, "Command line") even while its sources hang: one in a
 name lookup that never returns, three on a TCP peer that accepts and never answers (Redis, PostgreSQL,
 NATS). Issue 18: a shutdown that could wait forever on a source is cut at bounded steps."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -110,3 +111,50 @@ sources:
     text = log.read_text()
     assert returncode == 0, text
     assert "stopping" in text and "exiting now" not in text, text
+
+
+def test_past_the_bound_the_daemon_exits_anyway(tmp_path: Path) -> None:
+    """A read that no cancellation reaches: a files source's manifest is a FIFO whose writer never
+    writes, so the source's reading thread is stuck in read() for good (as on a hung network file
+    system). Python joins that thread at exit, forever; the daemon's last resort ends the process at
+    EXIT_BOUND, with status 1."""
+    port = free_port()
+    fifo = tmp_path / "manifest.sha256"
+    os.mkfifo(fifo)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+listen: "127.0.0.1:{port}"
+sources:
+  - name: stuck_files
+    type: files
+    interval: 60s
+    timeout: 30s
+    checks:
+      pipeline:
+        integrity: {{manifest: "{fifo}"}}
+""")
+    log = tmp_path / "daemon.log"
+    writer = -1
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "exporter", "--config", str(config)], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            wait_for_port(port, timeout=60)
+            deadline = time.monotonic() + 60
+            while writer < 0 and time.monotonic() < deadline:  # until the source opens the FIFO to read
+                try:
+                    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while no reader
+                except OSError:
+                    time.sleep(0.05)
+            assert writer >= 0, log.read_text()
+            proc.send_signal(signal.SIGTERM)
+            returncode = proc.wait(timeout=EXIT_BOUND + 30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            if writer >= 0:
+                os.close(writer)
+    text = log.read_text()
+    assert returncode == 1, text
+    assert "stopping took too long; exiting now" in text, text
