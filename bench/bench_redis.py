@@ -3,7 +3,7 @@
 Run: `python3 bench/bench_redis.py` (add `--tenants 1000` to run one size). `--curve` measures the
 cost curve instead: 1k, 10k, 30k and 100k tenants on the default path, plus 100k tenants read by one
 replica of four (`shard: 0/4`), without the peer and the Lua path; it writes
-bench/results/redis_curve.json. It starts its own
+bench/results/raw/redis_curve.json. It starts its own
 redis-server on a free port, seeds N tenants x 2 list queues (3 JSON items each) plus Laravel
 queues, then measures:
   * the median collection cycle (PING + two batched op runs + parsing + rendering), in process, on
@@ -11,7 +11,7 @@ queues, then measures:
   * /metrics latency p50/p99 with wrk (8 connections, gzip as Prometheus asks) against the real
     daemon while it keeps collecting every 5 s, and the daemon's peak RSS;
   * Debian's prometheus-redis-exporter with -check-keys on the same keys (median scrape time).
-It prints one table and writes bench/results/redis.json. It is a benchmark, not a test.
+It prints one table and writes bench/results/raw/redis.json. It is a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.config import parse_config, parse_shard  # noqa: E402
-from exporter.metrics import render_source  # noqa: E402
+from exporter.metrics import Renderer  # noqa: E402
 from exporter.model import Snapshot, SourceStatus  # noqa: E402
 from exporter.sources.base import SourceContext  # noqa: E402
 from exporter.sources.redis import RedisSource  # noqa: E402
@@ -98,6 +98,7 @@ async def measure_cycles(url: str, rounds: int, scripts: str, shard: str = "0/1"
     await source.collect()  # first cycle also SCANs the tenants
     first = time.perf_counter() - started
     collect, render, server, series = [], [], [], 0
+    renderer = Renderer([source])  # the daemon's: kept across collections
     for _ in range(rounds):
         admin.config_resetstat()
         t0 = time.perf_counter()
@@ -105,7 +106,7 @@ async def measure_cycles(url: str, rounds: int, scripts: str, shard: str = "0/1"
         t1 = time.perf_counter()
         server.append(sum(v["usec"] for v in admin.info("commandstats").values()) / 1e6)
         status = SourceStatus("bench", "redis", True, time.time(), t1 - t0, time.time())
-        fragments = render_source(status, reading, {})
+        fragments = renderer.source(status, reading, {})
         t2 = time.perf_counter()
         collect.append(t1 - t0)
         render.append(t2 - t1)
@@ -245,8 +246,9 @@ def main() -> None:
         print(f"\n== {name} tenants", file=sys.stderr)
         for key, value in row.items():
             print(f"  {key:28} {value:.2f}" if isinstance(value, float) else f"  {key:28} {value}", file=sys.stderr)
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
+    # the raw figures; the README's tables are bench/results/redis*.json, written from these by hand
+    out = ROOT / "bench" / "results" / "raw"
+    out.mkdir(parents=True, exist_ok=True)
     (out / ("redis_curve.json" if args.curve else "redis.json")).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 

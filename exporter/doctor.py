@@ -410,7 +410,7 @@ async def diagnose(config: ExporterConfig) -> list[Report]:
     reports = []
     for cfg in config.sources:
         report = Report(cfg.name, cfg.type)
-        source = SOURCE_TYPES[cfg.type](cfg, context)
+        source = SOURCE_TYPES[cfg.type].load()(cfg, context)
         try:
             await asyncio.wait_for(DOCTORS.get(cfg.type, _generic)(source, report), max(30.0, cfg.timeout * 10))
         except TimeoutError:

@@ -147,11 +147,6 @@ class QueryFailed(SourceError):
         self.duration = duration
 
 
-# The closed set of failure kinds: `SourceStatus.error_kind` is always one of these.
-FAILURE_KINDS = frozenset(k.kind for k in (SourceError, SourceUnreachable, SourceDenied, SourceTimeout, NotFound,
-                                           QueryFailed))
-
-
 JOB_STATES = ("active", "waiting", "failed", "completed")
 MAX_JOB_PAGE = 100
 

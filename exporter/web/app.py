@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from exporter.health.evaluation import attach as attach_health
+from exporter.health.evaluation import monitor_of
 from exporter.scheduler import Scheduler
 from exporter.web import core, landing, lifecycle, openapi
 from exporter.web.auth import AUTHENTICATOR, Authenticator, authenticate
@@ -32,7 +32,7 @@ def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = Tru
     app[CONFIG] = config
     app[SCHEDULER] = scheduler
     app[STARTED_AT] = time.time()
-    app[HEALTH] = attach_health(scheduler, config.systems)
+    app[HEALTH] = monitor_of(scheduler)
     app[AUTHENTICATOR] = Authenticator(config.auth.tokens)
     app.router.add_routes(core.routes)
     app.router.add_routes(landing.routes)
