@@ -52,3 +52,14 @@ async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler.start(threaded=True)  # collection on a loop of its own: busy HTTP never times a source out
     yield
     await scheduler.stop()
+
+
+def build_probe_app(scheduler: Scheduler) -> web.Application:
+    """Only /healthz and /readyz, for `--health-listen`: a plain-HTTP port the kubelet and the
+    container HEALTHCHECK reach whatever the web config demands of the main one (TLS, a client
+    certificate). Nothing else is served there, so no metric or health API bypasses that policy."""
+    app = web.Application()
+    app[SCHEDULER] = scheduler
+    app.router.add_get("/healthz", core.healthz)
+    app.router.add_get("/readyz", core.readyz)
+    return app
