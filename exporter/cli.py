@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from aiohttp import web
 
@@ -31,6 +32,12 @@ log = logging.getLogger("jobqueue.main")
 
 
 ENV = "JOBQUEUE_EXPORTER_"
+# Seconds from SIGTERM (or SIGINT) to the end of the process, whatever the sources are stuck in
+# (README, "Command line"): requests in flight get HTTP_GRACE, the scheduler about 3 * STOP_GRACE + 1;
+# what still holds the process then (a thread stuck in a call that cannot be interrupted) is cut
+# short by os._exit. Kubernetes waits 30 s by default before it kills.
+EXIT_BOUND = 15.0
+HTTP_GRACE = 2.0
 
 
 def parse_args(argv: list[str] | None, environ: dict[str, str] | None = None) -> argparse.Namespace:
@@ -162,7 +169,8 @@ def steady_heap() -> None:
 
 async def _serve_probes(scheduler: Scheduler, address: tuple[str, int]) -> web.AppRunner:
     """The plain-HTTP probe listener of `--health-listen` (/healthz and /readyz only)."""
-    runner = GuardedAppRunner(build_probe_app(scheduler), access_log=None, handle_signals=False)
+    runner = GuardedAppRunner(build_probe_app(scheduler), access_log=None, handle_signals=False,
+                              shutdown_timeout=HTTP_GRACE)
     await runner.setup()
     try:
         await web.TCPSite(runner, *address, reuse_address=True).start()
@@ -181,7 +189,7 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     scheduler = build_scheduler(config)
     app = build_app(config, scheduler, web_config=web_config)
     reloader = Reloader(app, scheduler, config_path, scheduler.clock)
-    runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False)
+    runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False, shutdown_timeout=HTTP_GRACE)
     log.info("open files", extra={"soft_limit_at_start": before, "soft_limit": soft, "hard_limit": hard,
                                   "max_connections": runner.limits.max_connections})
     await runner.setup()
@@ -189,6 +197,17 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
     gc.collect()
     gc.freeze()
+    # before the port opens: a SIGTERM as soon as it answers finds the handler, not the default action
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def terminate() -> None:
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=_exit_after, args=(EXIT_BOUND,), name="jobqueue-exit", daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, terminate)
     site = web.TCPSite(runner, host, port, reuse_address=True,
                        ssl_context=web_config.context if web_config else None)
     try:
@@ -217,10 +236,6 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
             await asyncio.to_thread(scrape.stop)
         await runner.cleanup()
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[str | None]] = set()
 
     def hangup() -> None:
@@ -236,3 +251,12 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     if probes is not None:
         await probes.cleanup()
     await runner.cleanup()
+
+
+def _exit_after(seconds: float) -> None:
+    """The last resort of the stop bound: end the process if the orderly stop has not in `seconds`."""
+    threading.Event().wait(seconds)
+    log.error("stopping took too long; exiting now", extra={"bound_seconds": seconds})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)
