@@ -323,9 +323,9 @@ def _drop_indexes(conn: Any, schema: str) -> list[str]:
 
 @contextmanager
 def bench_database(library: str, history: int, keep: bool) -> Iterator[tuple[str, bool]]:
-    """`jqbench_<library>_<history>` on the shared server: reused when a finished build of it exists
+    """`bench_presets_<library>_<history>` on the shared server: reused when a finished build of it exists
     (`--keep` leaves it for the next run), else built; yields (dsn, built now)."""
-    name = f"jqbench_{library.replace('-', '_')}_{history}"
+    name = f"bench_presets_{library.replace('-', '_')}_{history}"
     dsn = f"{SHARED}/{name}"
     with admin() as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None

@@ -19,6 +19,7 @@ travel as parameters or literals of the library's own state names.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -66,6 +67,8 @@ class PresetQuery:
     requires: Callable[[Mapping[str, Any]], None] | None = None  # raises UnsupportedVersion on the facts
     resolve: Callable[[Mapping[str, Any]], PresetQuery] | None = None  # the statement built from the facts
     statistics: bool = False  # an `_unanalyzed` row: tables of the preset never analyzed
+    listing: str | None = None  # run first every cycle: the rows `expand` builds the statement from
+    expand: Callable[[Sequence[Sequence[Any]]], str] | None = None
 
 
 class UnsupportedVersion(Exception):
@@ -157,32 +160,70 @@ def _version(value: Any) -> int | None:
         return None
 
 
+WINDOW_BUCKETS = 60  # a window is kept as this many buckets per (queue, outcome): 1 min of a 1 h window
+WINDOW_OVERLAP = 2  # buckets re-read every cycle, so a job whose transaction commits late is still counted
+
+
+def _window(window: float, queue: str, outcome: str, at: str, source: Callable[[str], str],
+            utc: bool = False) -> list[str]:
+    """The finished window read incrementally (see FinishedWindow): jobs finished since `$1` (Unix
+    seconds, from the source; never before the window's first whole bucket) by bucket of
+    window/60 s, the jobs of the window's first, partial bucket in one count (re-read every cycle:
+    1/60 of the window), and the database's own `now()` and first whole bucket.
+
+    `at` is the library's finished-at column; `source(condition)` the FROM clause reaching its index
+    with that condition on `at`; `utc`: the column is a UTC timestamp without time zone.
+    """
+    width = window / WINDOW_BUCKETS
+    now = "extract(epoch FROM now())::float8"
+    edge = f"(floor(({now} - {window!r}) / {width!r}) * {width!r} + {width!r})"
+
+    def ts(epoch: str) -> str:
+        return f"timezone('UTC', to_timestamp({epoch}))" if utc else f"to_timestamp({epoch})"
+
+    since = ts(f"greatest($1::float8, {edge})")
+    start = f"timezone('UTC', now()) - {_secs(window)}" if utc else f"now() - {_secs(window)}"
+    bucket = f"floor(extract(epoch FROM {at})::float8 / {width!r}) * {width!r}"
+    return [
+        f"SELECT '', {queue}, '_done_' || {outcome}, count(*), {bucket}, 0 {source(f'{at} >= {since}')} "
+        "GROUP BY 2, 3, 5",
+        f"SELECT '', {queue}, '_first_' || {outcome}, count(*), NULL, 0 "
+        f"{source(f'{at} > {start} AND {at} < {ts(edge)}')} GROUP BY 2, 3",
+        f"SELECT '', '', '_window_now', 0, {now}, 0",
+        f"SELECT '', '', '_window_edge', 0, {edge}, 0",
+    ]
+
+
 def pgmq(p: PgmqPreset) -> PresetQuery:
     """pgmq: per queue of `pgmq.meta`, all / visible (`vt <= now()`) messages and the oldest visible one.
 
     `pgmq.metrics_all()` is not used: its oldest age includes invisible (in-flight) messages, and
-    before pgmq 1.5 it has no visible count. The queue tables are named only in `pgmq.meta`, so one
-    statement reaches each through `query_to_xml` (read-only dynamic SQL). A queue table holds only
-    live messages (pgmq moves archived ones to `a_<queue>`): the cost follows the backlog. The
-    table is `lower('q_' || queue_name)`, as pgmq's own format_table_name (pgmq-extension/sql/pgmq.sql).
+    before pgmq 1.5 it has no visible count. The queue tables are named only in `pgmq.meta`: a first
+    round trip lists them, the second is one UNION ALL over them (`pgmq_statement`), one aggregate
+    per table, planned once per set of queues. A queue table holds only live messages (pgmq moves
+    archived ones to `a_<queue>`): the cost follows the backlog.
     """
     s = quote_ident(p.schema_)
-    inner = ("format('SELECT count(*) AS n, count(*) FILTER (WHERE vt <= now()) AS v, extract(epoch FROM "
-             f"min(enqueued_at) FILTER (WHERE vt <= now()))::float8 AS o FROM {s.replace(chr(39), chr(39) * 2)}.%I', "
-             "lower('q_' || m.queue_name))")
-    sql = (
-        "SELECT '' AS tenant, m.queue_name::text AS queue, s.state, "
-        "CASE s.state WHEN 'visible' THEN v ELSE n - v END AS n, CASE s.state WHEN 'visible' THEN o END AS oldest, "
-        "0::bigint AS stale FROM (SELECT queue_name, "
-        "(xpath('/row/n/text()', x))[1]::text::bigint AS n, (xpath('/row/v/text()', x))[1]::text::bigint AS v, "
-        "(xpath('/row/o/text()', x))[1]::text::float8 AS o "
-        f"FROM {s}.meta m, LATERAL query_to_xml({inner}, false, true, '') AS x) m "
-        "CROSS JOIN (VALUES ('visible'), ('invisible')) AS s(state)"
-    )
-    return PresetQuery(p.query_name, sql, (), ("visible", "invisible"), frozenset({"visible"}), None,
+    return PresetQuery(p.query_name, "", (), ("visible", "invisible"), frozenset({"visible"}), None,
                        queues=tuple(p.queues), timeout=p.timeout,
                        probe=f"SELECT to_regclass({_literal(s + '.meta')}) IS NOT NULL AS ok",
-                       requires=_requires("pgmq", "pgmq 1.0 or later (table pgmq.meta)", lambda f: bool(f["ok"])))
+                       requires=_requires("pgmq", "pgmq 1.0 or later (table pgmq.meta)", lambda f: bool(f["ok"])),
+                       # the table as pgmq's own format_table_name names it: lower(prefix || '_' || queue_name)
+                       # (pgmq-extension/sql/pgmq.sql), lowered by the server, quoted as its format('%I')
+                       listing=f"SELECT queue_name::text, lower('q_' || queue_name) FROM {s}.meta ORDER BY 1",
+                       expand=lambda tables: pgmq_statement(s, tables))
+
+
+def pgmq_statement(schema: str, tables: Sequence[Sequence[Any]]) -> str:
+    """One statement over the queue tables `(queue, table)` listed from pgmq.meta."""
+    counts = " UNION ALL ".join(
+        f"SELECT {_literal(queue)}::text AS queue, count(*) AS n, count(*) FILTER (WHERE vt <= now()) AS v, "
+        f"min(enqueued_at) FILTER (WHERE vt <= now()) AS o FROM {schema}.{quote_ident(table)}"
+        for queue, table in tables) or "SELECT NULL::text, 0::bigint, 0::bigint, NULL::timestamptz WHERE false"
+    return (f"WITH c (queue, n, v, o) AS MATERIALIZED ({counts}) "
+            "SELECT '' AS tenant, c.queue, s.state, CASE s.state WHEN 'visible' THEN c.v ELSE c.n - c.v END AS n, "
+            "CASE s.state WHEN 'visible' THEN extract(epoch FROM c.o)::float8 END AS oldest, 0::bigint AS stale "
+            "FROM c CROSS JOIN (VALUES ('visible'), ('invisible')) AS s(state)")
 
 
 def _requires(library: str, needs: str, ok: Callable[[Mapping[str, Any]], bool]) -> Callable[[Mapping[str, Any]], None]:
@@ -241,11 +282,10 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
                          f"THEN q.failed_count ELSE (SELECT count(*) FROM {s}.job j WHERE j.name = q.name "
                          f"AND j.state = 'failed') END, NULL, 0 FROM {s}.queue q")
         if p.finished_window:
-            parts.append(
-                "SELECT '', q.name, '_done_' || d.state, d.n, NULL, 0 "
-                f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT state::text AS state, count(*) AS n FROM {s}.job j "
-                f"WHERE j.name = q.name AND j.completed_on > now() - {_secs(p.finished_window)} "
-                "AND j.state IN ('completed', 'failed', 'cancelled') GROUP BY 1) d")
+            parts += _window(  # per queue (OFFSET 0 keeps it so): a range of job_i16 (name, completed_on) each
+                p.finished_window, "q.name", "j.state::text", "j.completed_on",
+                lambda cond: f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT j.state, j.completed_on FROM {s}.job j "
+                f"WHERE j.name = q.name AND j.state IN ('completed', 'failed', 'cancelled') AND {cond} OFFSET 0) j")
         finished = ("completed", "cancelled") if live_failed else ("completed", "cancelled", "failed")
         if p.count_finished:
             parts.append(f"SELECT '', name, state::text, count(*), NULL, 0 FROM {s}.job "
@@ -328,11 +368,10 @@ def river(p: RiverPreset) -> PresetQuery:
             f"SELECT '', '', '_scheduler', count(*), NULL, 0 FROM {s}.river_leader WHERE expires_at > now()",
         ]
         if p.finished_window:
-            parts.append(
-                "SELECT '', queue, '_done_' || CASE state WHEN 'completed' THEN 'completed' WHEN 'discarded' THEN "
-                f"'failed' ELSE 'cancelled' END, count(*), NULL, 0 FROM {s}.river_job WHERE state IN "
-                "('completed', 'discarded', 'cancelled') AND finalized_at > now() - "
-                f"{_secs(p.finished_window)} GROUP BY 2, 3")
+            parts += _window(
+                p.finished_window, "queue", "CASE state WHEN 'completed' THEN 'completed' WHEN 'discarded' THEN "
+                "'failed' ELSE 'cancelled' END", "finalized_at",
+                lambda cond: f"FROM {s}.river_job WHERE state IN ('completed', 'discarded', 'cancelled') AND {cond}")
         if p.count_finished:
             parts.append(f"SELECT '', queue, state::text, count(*), NULL, 0 FROM {s}.river_job "
                          "WHERE state IN ('completed', 'cancelled', 'discarded') GROUP BY 2, 3")
@@ -374,11 +413,10 @@ def oban(p: ObanPreset) -> PresetQuery:
             "WHERE expires_at > timezone('UTC', now())",
         ]
         if p.finished_window:
-            since = f"timezone('UTC', now()) - {_secs(p.finished_window)}"
-            parts.append(f"SELECT '', queue, '_done_failed', count(*), NULL, 0 FROM {s}.oban_jobs "
-                         f"WHERE state = 'discarded' AND discarded_at > {since} GROUP BY 2")
-            parts.append(f"SELECT '', queue, '_done_cancelled', count(*), NULL, 0 FROM {s}.oban_jobs "
-                         f"WHERE state = 'cancelled' AND cancelled_at > {since} GROUP BY 2")
+            parts += _window(p.finished_window, "queue", "'failed'", "discarded_at",
+                             lambda cond: f"FROM {s}.oban_jobs WHERE state = 'discarded' AND {cond}", utc=True)
+            parts += _window(p.finished_window, "queue", "'cancelled'", "cancelled_at",
+                             lambda cond: f"FROM {s}.oban_jobs WHERE state = 'cancelled' AND {cond}", utc=True)[:2]
         if p.count_finished:
             parts.append(f"SELECT '', queue, state::text, count(*), NULL, 0 FROM {s}.oban_jobs "
                          "WHERE state IN ('completed', 'discarded', 'cancelled') GROUP BY 2, 3")
@@ -436,9 +474,9 @@ def good_job(p: GoodJobPreset) -> PresetQuery:
             "WHERE p.updated_at > timezone('UTC', now()) - interval '5 minutes' GROUP BY 3",
         ]
         if p.finished_window:
-            parts.append(f"SELECT '', {queue}, CASE WHEN error IS NULL THEN '_done_completed' ELSE '_done_failed' "
-                         f"END, count(*), NULL, 0 FROM {s}.good_jobs WHERE finished_at IS NOT NULL AND finished_at > "
-                         f"timezone('UTC', now()) - {_secs(p.finished_window)} GROUP BY 2, 3")
+            parts += _window(p.finished_window, queue, "CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END",
+                             "finished_at", lambda cond: f"FROM {s}.good_jobs WHERE finished_at IS NOT NULL AND {cond}",
+                             utc=True)
         if p.count_finished:
             parts.append(f"SELECT '', {queue}, CASE WHEN error IS NULL THEN 'succeeded' ELSE 'discarded' END, "
                          f"count(*), NULL, 0 FROM {s}.good_jobs WHERE finished_at IS NOT NULL GROUP BY 2, 3")
@@ -563,11 +601,10 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
         f"JOIN {s}.solid_queue_processes p ON p.id = c.process_id WHERE p.kind = 'Worker' AND p.{alive}",
     ]
     if p.finished_window:
-        since = f"timezone('UTC', now()) - {_secs(p.finished_window)}"
-        parts.append(f"SELECT '', queue_name, '_done_completed', count(*), NULL, 0 FROM {s}.solid_queue_jobs "
-                     f"WHERE finished_at > {since} GROUP BY 2")
-        parts.append(f"SELECT '', {job_queue('f')}, '_done_failed', count(*), NULL, 0 FROM "
-                     f"{s}.solid_queue_failed_executions f WHERE f.created_at > {since} GROUP BY 2")
+        parts += _window(p.finished_window, "queue_name", "'completed'", "finished_at",
+                         lambda cond: f"FROM {s}.solid_queue_jobs WHERE {cond}", utc=True)
+        parts += _window(p.finished_window, job_queue("f"), "'failed'", "f.created_at",
+                         lambda cond: f"FROM {s}.solid_queue_failed_executions f WHERE {cond}", utc=True)[:2]
     tables = ", ".join(f"to_regclass({_literal(f'{s}.solid_queue_{t}')}) IS NOT NULL" for t in SOLID_QUEUE_TABLES)
     return PresetQuery(p.query_name, " UNION ALL ".join(parts), (),
                        ("ready", "scheduled", "overdue", "claimed", "orphaned", "blocked", "failed"),
@@ -600,11 +637,14 @@ def _with_statistics(query: PresetQuery, tables: list[str]) -> PresetQuery:
         resolve = query.resolve
         return replace(query, resolve=lambda facts: _with_statistics(resolve(facts), tables))
     row = f"SELECT '', '', '_unanalyzed', count(*), NULL, 0 FROM ({unanalyzed(tables)}) u"
+    if query.expand is not None:
+        expand = query.expand
+        return replace(query, expand=lambda listed: f"{expand(listed)} UNION ALL {row}", statistics=True)
     return replace(query, sql=f"{query.sql} UNION ALL {row}", statistics=True)
 
 
 _TABLES = {  # relations each library preset reads, in its schema (what `doctor` checks SELECT on)
-    "pgmq": ("meta",),  # and each queue's q_<name> table, through query_to_xml (found by the collection)
+    "pgmq": ("meta",),  # and each queue's q_<name> table (listed from meta by the collection)
     "pg-boss": ("version", "queue", "job"), "graphile-worker": ("jobs", "_private_job_queues"),
     "river": ("river_migration", "river_job", "river_queue", "river_leader"),
     "oban": ("oban_jobs", "oban_peers"), "good_job": ("good_jobs", "good_job_processes"),
@@ -648,6 +688,75 @@ def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
     """This replica's share of the tenants (crc32 of the id modulo N), as the Redis source splits them."""
     index, total = shard
     return total == 1 or not tenant or zlib.crc32(tenant.encode()) % total == index
+
+
+@dataclass(slots=True)
+class FinishedWindow:
+    """One preset's finished window, read incrementally: per (tenant, queue, outcome), counts by bucket
+    of window/60 s (1 min of the default hour) kept between cycles.
+
+    Each cycle reads only jobs finished since the previous read's `now()` less WINDOW_OVERLAP
+    buckets (re-read and replacing those buckets, so a job whose transaction committed after that
+    read, with a finish time inside the overlap, is counted), plus the window's first, partial
+    bucket whole; buckets before it are dropped: at most 60 per (queue, outcome). The first cycle,
+    and the first after a failure (`reset`), reads the whole window. What this cannot see, a full
+    count would: a job committed later than the overlap after its finish time is missed; one
+    deleted or archived after it was read stays counted until its bucket leaves the window.
+    """
+
+    seconds: float
+    buckets: dict[tuple[str, str, str], dict[float, int]]
+    read_at: float | None = None  # the database's now() at the last read, Unix seconds
+
+    def since(self) -> float:
+        """The statement's `$1`: the start of the first bucket to re-read (0: the whole window)."""
+        if self.read_at is None:
+            return 0.0
+        width = self.seconds / WINDOW_BUCKETS
+        return float(math.floor((self.read_at - WINDOW_OVERLAP * width) / width) * width)
+
+    def reset(self) -> None:
+        self.buckets.clear()
+        self.read_at = None
+
+    def fold(self, rows: Iterable[Sequence[Any]], since: float) -> list[tuple[Any, ...]]:
+        """The statement's rows with its bucket rows merged into the kept ones and replaced by one
+        `_done_<outcome>` row per (tenant, queue, outcome): what fold_rows and fold_flow read."""
+        out: list[tuple[Any, ...]] = []
+        fresh: dict[tuple[str, str, str], dict[float, int]] = {}
+        first: dict[tuple[str, str, str], int] = {}
+        now = edge = None
+        for row in rows:
+            tenant, queue, state, n, at = row[0] or "", row[1] or "", row[2], int(row[3] or 0), row[4]
+            if state == "_window_now":
+                now = at
+            elif state == "_window_edge":
+                edge = at
+            elif state.startswith("_done_"):
+                counts = fresh.setdefault((tenant, queue, state), {})
+                counts[at] = counts.get(at, 0) + n
+            elif state.startswith("_first_"):
+                key = (tenant, queue, "_done_" + state[7:])
+                first[key] = first.get(key, 0) + n
+            else:
+                out.append(tuple(row))
+        if now is None or edge is None:  # not a windowed statement: nothing to keep
+            return out
+        start = max(since, edge)
+        for key in list(self.buckets):
+            kept = {at: n for at, n in self.buckets[key].items() if edge <= at < start}
+            if kept:
+                self.buckets[key] = kept
+            else:
+                del self.buckets[key]
+        for key, counts in fresh.items():
+            self.buckets.setdefault(key, {}).update(counts)
+        self.read_at = now
+        totals = dict(first)
+        for key, counts in self.buckets.items():
+            totals[key] = totals.get(key, 0) + sum(counts.values())
+        out += [(tenant, queue, state, n, None, 0) for (tenant, queue, state), n in totals.items()]
+        return out
 
 
 def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:
