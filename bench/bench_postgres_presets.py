@@ -322,9 +322,9 @@ def _drop_indexes(conn: Any, schema: str) -> list[str]:
 
 
 @contextmanager
-def bench_database(library: str, history: int, keep: bool) -> Iterator[tuple[str, bool]]:
+def bench_database(library: str, history: int, keep: bool, reuse: bool = False) -> Iterator[tuple[str, bool]]:
     """`bench_presets_<library>_<history>` on the shared server: reused when a finished build of it exists
-    (`--keep` leaves it for the next run), else built; yields (dsn, built now)."""
+    (`--keep` leaves it for the next run), else built (`--reuse`: never built, an error); yields (dsn, built now)."""
     name = f"bench_presets_{library.replace('-', '_')}_{history}"
     dsn = f"{SHARED}/{name}"
     with admin() as conn:
@@ -333,6 +333,8 @@ def bench_database(library: str, history: int, keep: bool) -> Iterator[tuple[str
     if exists:
         with admin(dsn) as conn:
             built = conn.execute("SELECT to_regclass('public.jqbench_built') IS NOT NULL").fetchone()[0]
+    if not built and reuse:
+        raise SystemExit(f"{name} is not built: run without --reuse (or with --build-only) first")
     if not built:
         with admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -351,7 +353,9 @@ async def measure(dsn: str, library: str, rounds: int) -> dict[str, Any]:
     source = make_source(dsn, body)
     collects, queries = [], []
     try:
-        reading = await source.collect()  # warm: pool, schema probe, plan
+        started = time.perf_counter()
+        reading = await source.collect()  # warm: pool, schema probe, plan, the whole finished window
+        first = time.perf_counter() - started
         error = reading.details["queries"][library]["error"]
         for _ in range(rounds):
             started = time.perf_counter()
@@ -359,23 +363,29 @@ async def measure(dsn: str, library: str, rounds: int) -> dict[str, Any]:
             collects.append(time.perf_counter() - started)
             queries.append(reading.details["queries"][library]["duration_seconds"])
         resolved: PresetQuery = source._resolved.get(0) or source.presets[0]
+        window = getattr(source, "_windows", {}).get(0)  # the steady state: the next incremental read
+        since = window.since() if window is not None else 0.0
     finally:
         await source.close()
     with admin(dsn) as conn:
         conn.execute("SET jit = off")  # as the exporter's sessions
-        plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {resolved.sql}").fetchall())
+        sql = resolved.sql.replace("$1::float8", f"{since!r}::float8")
+        if getattr(resolved, "listing", None):  # pgmq: the statement over the listed queue tables
+            sql = resolved.expand(conn.execute(resolved.listing).fetchall())
+        plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}").fetchall())
     return {"collect_ms": round(statistics.median(collects) * 1000, 1), "query_ms": round(statistics.median(queries)
-            * 1000, 1), "max_collect_ms": round(max(collects) * 1000, 1), "queues": len(reading.queues),
+            * 1000, 1), "max_collect_ms": round(max(collects) * 1000, 1), "first_ms": round(first * 1000, 1),
+            "queues": len(reading.queues),
             "depth": sum(q.depth for q in reading.queues), "error": error, "plan": plan}
 
 
 def run(history: int, libraries: list[str], counts: list[int], rounds: int, keep: bool = False,
-        build_only: bool = False) -> dict[str, Any]:
+        build_only: bool = False, reuse: bool = False) -> dict[str, Any]:
     """Every library at one history size, each in a database of its own built once and reused for
     every queue count (the backlog and the queue registry are replaced between runs)."""
     results: dict[str, Any] = {}
     for library in libraries:
-        with bench_database(library, history, keep or build_only) as (dsn, fresh):
+        with bench_database(library, history, keep or build_only or reuse, reuse) as (dsn, fresh):
             seeded = load(dsn, library, history) if fresh else 0.0
             print(f"{library:>16} {history:>10,} history: " + (f"built in {seeded:.0f} s" if fresh else "reused"),
                   file=sys.stderr, flush=True)
@@ -420,6 +430,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the databases for the next run")
     parser.add_argument("--build-only", action="store_true", help="build (and keep) the databases, measure nothing")
+    parser.add_argument("--reuse", action="store_true", help="measure on the kept databases, never build or drop them")
+    parser.add_argument("--before", help="a results JSON of the same bench on other code (main): its figures "
+                                         "become the table `before`")
     parser.add_argument("--out", default=str(RESULTS), help="the results JSON (bench/results/ shape)")
     parser.add_argument("--plans", default=str(PLANS), help="the plans page written from the results")
     args = parser.parse_args()
@@ -428,7 +441,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown presets {unknown}; choose from {sorted(LIBRARIES)}")
     counts = [int(n) for n in args.queues.split(",")]
-    results = run(args.history, libraries, counts, args.rounds, args.keep, args.build_only)
+    results = run(args.history, libraries, counts, args.rounds, args.keep, args.build_only, args.reuse)
     if args.build_only:
         return
     with admin() as conn:
@@ -440,15 +453,24 @@ def main() -> None:
     results = {library: results[library] for library in LIBRARIES if library in results}
     libraries = list(results)
     rows = [[library, *(f"{results[library][str(n)]['collect_ms']} ms" for n in counts)] for library in libraries]
+    first = [[library, *(f"{results[library][str(n)].get('first_ms', '-')} ms" for n in counts)]
+             for library in libraries]
+    tables = {"collect": {"columns": ["preset", *(f"{n} queue{'s' if n > 1 else ''}" for n in counts)], "rows": rows},
+              "first": {"columns": ["preset", *(f"{n} queue{'s' if n > 1 else ''}" for n in counts)], "rows": first}}
+    if args.before:
+        before = json.loads(Path(args.before).read_text())["details"]
+        tables["before"] = {"columns": tables["collect"]["columns"],
+                            "rows": [[library, *(f"{before[library][str(n)]['collect_ms']} ms" for n in counts)]
+                                     for library in libraries if library in before]}
     document = {
         "bench": "bench_postgres_presets",
-        "command": f"python3 bench/bench_postgres_presets.py --history {args.history} --queues {args.queues}",
+        "command": f"python3 bench/bench_postgres_presets.py --history {args.history} --queues {args.queues}"
+                   + (" --reuse" if args.reuse else ""),
         "measured": time.strftime("%Y-%m-%d", time.gmtime()),
         "conditions": f"PostgreSQL {version}, {os.cpu_count()} vCPUs shared by 8 concurrent test/bench workloads, "
                       f"load average {load_average} at the end; median of {args.rounds} collections; "
                       f"{args.history:,} history rows",
-        "tables": {"collect": {"columns": ["preset", *(f"{n} queue{'s' if n > 1 else ''}" for n in counts)],
-                               "rows": rows}},
+        "tables": tables,
         "target_ms": 50,
         "details": results,
     }
