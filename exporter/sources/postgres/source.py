@@ -414,6 +414,9 @@ class PostgresSource(Source):
             ssl=self.config.tls.context() if self.config.tls is not None else None,  # else the dsn's sslmode
             min_size=1, max_size=self.config.pool_size, max_inactive_connection_lifetime=300.0,
             timeout=self.connect_timeout, statement_cache_size=self.config.statement_cache_size,
+            # pgmq's statement over 500 queue tables is ~75 kB: above asyncpg's 15 kB default it would be
+            # parsed and planned again every cycle (~0.7 s at 500 queues), not once per connection
+            max_cacheable_statement_size=1024 * 1024,
             command_timeout=self.statement_timeout, reset=_reset,
             server_settings={"application_name": "jobqueue-exporter", "default_transaction_read_only": "on",
                              "statement_timeout": str(int(self.statement_timeout * 1000)), "TimeZone": "UTC",
