@@ -514,20 +514,19 @@ def procrastinate(p: ProcrastinatePreset) -> PresetQuery:
     s = quote_ident(p.schema_)
     heartbeat = f"now() - interval '{PROCRASTINATE_HEARTBEAT} seconds'"
     live = f"{s}.procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
-    due = "j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())"
     held = (f"j.lock IS NOT NULL AND EXISTS (SELECT 1 FROM {s}.procrastinate_jobs d WHERE d.lock = j.lock "
             "AND d.status = 'doing')")
     stalled = (f"j.worker_id IS NULL OR EXISTS (SELECT 1 FROM {s}.procrastinate_workers w WHERE w.id = j.worker_id "
                f"AND w.last_heartbeat < {heartbeat})")
-    parts = [
-        "SELECT '' AS tenant, j.queue_name AS queue, CASE WHEN j.status = 'todo' AND j.scheduled_at > now() "
+    parts = [  # one pass over the backlog: the `todo` group is exactly the due, unblocked jobs
+        "SELECT '' AS tenant, g.queue, g.state, g.n, CASE WHEN g.state = 'todo' THEN extract(epoch FROM "
+        f"least(g.scheduled, (SELECT min(e.at) FROM {s}.procrastinate_events e WHERE e.job_id = g.first "
+        "AND e.type = 'deferred')))::float8 END AS oldest, 0::bigint AS stale FROM ("
+        "SELECT j.queue_name AS queue, CASE WHEN j.status = 'todo' AND j.scheduled_at > now() "
         f"THEN 'scheduled' WHEN j.status = 'todo' AND ({held}) THEN 'blocked' "
         f"WHEN j.status = 'doing' AND ({stalled}) THEN 'stalled' ELSE j.status::text END AS state, count(*) AS n, "
-        f"NULL::float8 AS oldest, 0::bigint AS stale FROM {live} GROUP BY 2, 3",
-        "SELECT '', f.queue_name, 'todo', 0, extract(epoch FROM least(f.scheduled, (SELECT min(e.at) FROM "
-        f"{s}.procrastinate_events e WHERE e.job_id = f.first AND e.type = 'deferred')))::float8, 0 FROM ("
-        "SELECT j.queue_name, min(j.id) FILTER (WHERE j.scheduled_at IS NULL) AS first, min(j.scheduled_at) AS "
-        f"scheduled FROM {live} AND {due} AND NOT ({held}) GROUP BY 1) f",
+        "min(j.id) FILTER (WHERE j.scheduled_at IS NULL) AS first, min(j.scheduled_at) AS scheduled "
+        f"FROM {live} GROUP BY 1, 2) g",
         "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
         f"{s}.procrastinate_jobs j WHERE j.worker_id = w.id AND j.status = 'doing') THEN 'busy' ELSE 'idle' END, "
         f"count(*), NULL, 0 FROM {s}.procrastinate_workers w WHERE w.last_heartbeat >= {heartbeat} GROUP BY 3",
