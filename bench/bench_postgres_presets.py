@@ -1,15 +1,21 @@
 """The library presets against a large history: each preset's collection time and plan at 1M and 10M rows.
 
-Run: `python3 bench/bench_postgres.py presets` (options `--history 1000000,10000000 --rounds 5
---presets river,oban,...`; JSON to stdout, `--out FILE` too). For each history size and preset it
-creates a throwaway database on the local server (127.0.0.1:5432, dropped at the end), installs the
+Run: `python3 bench/bench_postgres_presets.py` (options `--history 10000000 --queues 1,80,500 --rounds 5
+--presets river,oban,...`, `--keep`, `--reuse`, `--build-only`, `--before FILE`; results to `--out`).
+For each preset it creates a database `bench_presets_<library>_<history>` on the local server
+(127.0.0.1:5432; dropped at the end unless `--keep`; `--reuse` measures on kept ones), installs the
 library's schema with its own indexes (pg-boss 12.38 and graphile-worker through the real Node
 libraries, Procrastinate through its own schema manager, the others as tests/support/postgres.py
 writes their migrations), loads with generate_series: `history` finished jobs spread evenly over the
 last 7 days (95 % succeeded, 5 % failed) plus 10,000 waiting jobs (and 200 running, 1,000 scheduled
 in the future) over 20 queues, rebuilds the library's indexes after the load (same DDL, faster than
 maintaining them row by row), VACUUM ANALYZE, then times collections of a source holding only that
-preset (defaults: finished window 1 h, no finished totals) and EXPLAIN (ANALYZE, BUFFERS) its statement.
+preset (defaults: finished window 1 h, no finished totals) after a first one (`first_ms`: it reads the
+whole finished window; the next ones read it incrementally) and EXPLAIN (ANALYZE, BUFFERS) its next
+statement.
+
+Drop the databases: `psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname
+LIKE 'bench_presets_%'" | xargs -I{} dropdb -h 127.0.0.1 -U postgres --force {}`.
 
 graphile-worker deletes completed jobs, so it has no history: it runs with the waiting jobs only.
 pgmq's history is its archive table (`a_<queue>`), which the preset never reads.
