@@ -492,6 +492,11 @@ def postgres(k: dict[str, Any]) -> Board:
           "(jobqueue_postgres_query_up).", "none",
           [(f"max by (source, query) ({sel('jobqueue_postgres_query_up', SRC)})", "{{source}} {{query}}")],
           w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
+    b.add("stat", "Tables never analyzed", "Job tables of 8 MB or more that PostgreSQL has no statistics for "
+          "(jobqueue_postgres_tables_unanalyzed): their plans are guesses until ANALYZE runs "
+          "(`jobqueue-exporter doctor` names the tables).", "short",
+          [(f"max by (source, query) ({sel('jobqueue_postgres_tables_unanalyzed', SRC)})", "{{source}} {{query}}")],
+          w=8, instant=True, options=STAT, thresholds=(1,), colors=("green", "orange"))
     b.add("stat", "Schema up to date", "1 when every required migration is applied (jobqueue_schema_ok).", "none",
           [(f"max by (source) ({sel('jobqueue_schema_ok', SRC)})", "{{source}}")],
           w=8, instant=True, mappings=UP_MAPPINGS, options=STAT)
