@@ -34,7 +34,7 @@ def statement(finished: list[float], now: float, since: float) -> list[tuple[obj
 
 
 def test_three_hours_of_cycles_count_the_window_from_at_most_60_buckets() -> None:
-    window = FinishedWindow(WINDOW, {})
+    window = FinishedWindow(WINDOW)
     t0 = 1_800_000_000.0
     finished: list[float] = []
     for cycle in range(3 * 240):  # every 15 s for 3 hours, 7 jobs finishing in each
@@ -45,13 +45,15 @@ def test_three_hours_of_cycles_count_the_window_from_at_most_60_buckets() -> Non
         done = [r for r in rows if r[2] == "_done_completed"]
         assert done == [("", "q", "_done_completed", sum(now - WINDOW < at <= now for at in finished), None, 0)]
         assert ("", "q", "ready", 3, 1.0, 0) in rows  # the other rows pass through
-        assert all(len(b) <= WINDOW_BUCKETS for b in window.buckets.values())
+        assert len(window.buckets) <= WINDOW_BUCKETS
+        assert all(now - WINDOW <= at <= now for at in window.buckets)
+        assert window.totals == {k: sum(b.get(k, 0) for b in window.buckets.values()) for k in window.totals}
         if cycle:
             assert since >= now - 15.0 - 3 * WIDTH  # read only the last minutes, not the hour
 
 
 def test_a_late_commit_inside_the_overlap_is_counted_and_a_reset_reads_the_whole_window() -> None:
-    window = FinishedWindow(WINDOW, {})
+    window = FinishedWindow(WINDOW)
     now = 1_800_000_000.0
     finished = [now - 100.0, now - 3000.0]
     window.fold(statement(finished, now, window.since()), window.since())

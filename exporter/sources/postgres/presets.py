@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporter.model import QueueStats
@@ -691,20 +691,22 @@ def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
 
 @dataclass(slots=True)
 class FinishedWindow:
-    """One preset's finished window, read incrementally: per (tenant, queue, outcome), counts by bucket
-    of window/60 s (1 min of the default hour) kept between cycles.
+    """One preset's finished window, read incrementally: counts by bucket of window/60 s (1 min of the
+    default hour) per (tenant, queue, outcome), kept between cycles with their running totals.
 
     Each cycle reads only jobs finished since the previous read's `now()` less WINDOW_OVERLAP
     buckets (re-read and replacing those buckets, so a job whose transaction committed after that
     read, with a finish time inside the overlap, is counted), plus the window's first, partial
-    bucket whole; buckets before it are dropped: at most 60 per (queue, outcome). The first cycle,
-    and the first after a failure (`reset`), reads the whole window. What this cannot see, a full
-    count would: a job committed later than the overlap after its finish time is missed; one
-    deleted or archived after it was read stays counted until its bucket leaves the window.
+    bucket whole; buckets before it are dropped: at most 60 buckets, each of at most one count per
+    (queue, outcome). The first cycle, and the first after a failure (`reset`), reads the whole
+    window. What this cannot see, a full count would: a job committed later than the overlap after
+    its finish time is missed; one deleted or archived after it was read stays counted until its
+    bucket leaves the window. The work per cycle follows the rows read, not the buckets kept.
     """
 
     seconds: float
-    buckets: dict[tuple[str, str, str], dict[float, int]]
+    buckets: dict[float, dict[tuple[str, str, str], int]] = field(default_factory=dict)  # start -> counts
+    totals: dict[tuple[str, str, str], int] = field(default_factory=dict)  # the sums of `buckets`
     read_at: float | None = None  # the database's now() at the last read, Unix seconds
 
     def since(self) -> float:
@@ -716,44 +718,55 @@ class FinishedWindow:
 
     def reset(self) -> None:
         self.buckets.clear()
+        self.totals.clear()
         self.read_at = None
+
+    def _add(self, at: float, key: tuple[str, str, str], n: int) -> None:
+        counts = self.buckets.setdefault(at, {})
+        counts[key] = counts.get(key, 0) + n
+        self.totals[key] = self.totals.get(key, 0) + n
+
+    def _drop(self, at: float) -> None:
+        for key, n in self.buckets.pop(at).items():
+            left = self.totals[key] - n
+            if left:
+                self.totals[key] = left
+            else:
+                del self.totals[key]
 
     def fold(self, rows: Iterable[Sequence[Any]], since: float) -> list[tuple[Any, ...]]:
         """The statement's rows with its bucket rows merged into the kept ones and replaced by one
         `_done_<outcome>` row per (tenant, queue, outcome): what fold_rows and fold_flow read."""
         out: list[tuple[Any, ...]] = []
-        fresh: dict[tuple[str, str, str], dict[float, int]] = {}
+        fresh: list[tuple[float, tuple[str, str, str], int]] = []
         first: dict[tuple[str, str, str], int] = {}
         now = edge = None
         for row in rows:
-            tenant, queue, state, n, at = row[0] or "", row[1] or "", row[2], int(row[3] or 0), row[4]
-            if state == "_window_now":
-                now = at
-            elif state == "_window_edge":
-                edge = at
+            state = row[2]
+            if not state.startswith("_"):
+                out.append(tuple(row))
             elif state.startswith("_done_"):
-                counts = fresh.setdefault((tenant, queue, state), {})
-                counts[at] = counts.get(at, 0) + n
+                fresh.append((row[4], (row[0] or "", row[1] or "", state), int(row[3])))
             elif state.startswith("_first_"):
-                key = (tenant, queue, "_done_" + state[7:])
-                first[key] = first.get(key, 0) + n
+                key = (row[0] or "", row[1] or "", "_done_" + state[7:])
+                first[key] = first.get(key, 0) + int(row[3])
+            elif state == "_window_now":
+                now = row[4]
+            elif state == "_window_edge":
+                edge = row[4]
             else:
                 out.append(tuple(row))
         if now is None or edge is None:  # not a windowed statement: nothing to keep
             return out
         start = max(since, edge)
-        for key in list(self.buckets):
-            kept = {at: n for at, n in self.buckets[key].items() if edge <= at < start}
-            if kept:
-                self.buckets[key] = kept
-            else:
-                del self.buckets[key]
-        for key, counts in fresh.items():
-            self.buckets.setdefault(key, {}).update(counts)
+        for at in [at for at in self.buckets if at < edge or at >= start]:
+            self._drop(at)
+        for at, key, n in fresh:
+            self._add(at, key, n)
         self.read_at = now
-        totals = dict(first)
-        for key, counts in self.buckets.items():
-            totals[key] = totals.get(key, 0) + sum(counts.values())
+        totals = dict(self.totals)
+        for key, n in first.items():
+            totals[key] = totals.get(key, 0) + n
         out += [(tenant, queue, state, n, None, 0) for (tenant, queue, state), n in totals.items()]
         return out
 

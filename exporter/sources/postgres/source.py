@@ -299,7 +299,7 @@ class PostgresSource(Source):
                 resolved, probe_time = await self._probe(preset)
                 self._resolved[index] = resolved
             preset = resolved
-        window = self._windows.setdefault(index, FinishedWindow(preset.window, {})) if preset.window else None
+        window = self._windows.setdefault(index, FinishedWindow(preset.window)) if preset.window else None
         since = window.since() if window is not None else 0.0
         try:
             rows, duration = await self._statement(preset, (since,) if window is not None else preset.args)
