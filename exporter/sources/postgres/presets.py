@@ -771,6 +771,9 @@ class FinishedWindow:
         return out
 
 
+SOURCE_WIDE = ("_workers_", "_scheduler", "_capacity", "_busy_slots", "_malformed", "_unanalyzed")
+
+
 def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:
     """Rows `(tenant, queue, state, n, oldest, stale)` -> one QueueStats per (tenant, queue).
 
@@ -791,18 +794,20 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
 
     for queue in q.queues:
         group("", queue)
+    split = shard[1] > 1
     for tenant, queue, state, n, oldest, stale in rows:
         tenant, queue = tenant or "", queue or ""
-        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots", "_malformed", "_unanalyzed")) \
-                or not in_shard(tenant, shard):
+        if split and not in_shard(tenant, shard):
+            continue
+        if state[:1] == "_":  # a pseudo-state: of a queue (paused, its window, registered) or of none
+            if not state.startswith(SOURCE_WIDE):
+                g = group(tenant, queue)
+                if state == "_paused":
+                    g["paused"] = bool(n)
+                elif state == "_done_completed":
+                    g["completed"] += int(n)
             continue
         g = group(tenant, queue)
-        if state == "_paused":
-            g["paused"] = bool(n)
-        elif state == "_done_completed":
-            g["completed"] += int(n)
-        if state.startswith("_"):
-            continue
         g["states"][state] = g["states"].get(state, 0) + int(n)
         if state in q.waiting and oldest is not None:
             g["oldest"] = oldest if g["oldest"] is None else min(g["oldest"], oldest)
@@ -832,6 +837,8 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
     slots: dict[str, int] = {}
     done: dict[tuple[str, str], dict[str, int]] = {}
     for tenant, queue, state, n, _oldest, _stale in rows:
+        if state[:1] != "_":
+            continue
         if state.startswith("_workers_"):
             workers[state[9:]] = workers.get(state[9:], 0) + int(n)
         elif state == "_scheduler" and scheduler is not None:
