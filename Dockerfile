@@ -30,9 +30,13 @@ LABEL org.opencontainers.image.title="jobqueue-exporter" \
       org.opencontainers.image.base.digest="sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b"
 # The default config reads every address from the environment (REDIS_URL, REDIS_PASSWORD, ...):
 # see deploy/kubernetes/base/config.yaml. Mount your own over it, or point JOBQUEUE_EXPORTER_CONFIG
-# elsewhere. JOBQUEUE_EXPORTER_LISTEN moves the port; the HEALTHCHECK follows it.
+# elsewhere. JOBQUEUE_EXPORTER_LISTEN moves the port. The probes (this HEALTHCHECK, the kubelet's)
+# ask the plain-HTTP probe listener on 9313, which serves only /healthz and /readyz, so they pass
+# whatever --web.config.file demands of 9312 (TLS, client certificates); set
+# JOBQUEUE_EXPORTER_HEALTH_LISTEN= (empty) to turn it off, and the HEALTHCHECK asks 9312 instead.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     JOBQUEUE_EXPORTER_CONFIG=/etc/jobqueue-exporter/config.yaml \
+    JOBQUEUE_EXPORTER_HEALTH_LISTEN=0.0.0.0:9313 \
     JOBQUEUE_EXPORTER_LOG_FORMAT=json \
     JOBQUEUE_EXPORTER_REVISION="${REVISION}" \
     JOBQUEUE_EXPORTER_BUILD_TIMESTAMP="${BUILD_DATE}"
@@ -43,6 +47,7 @@ RUN pip install --no-cache-dir --no-index --requirement /wheels/requirements.txt
 COPY deploy/kubernetes/base/config.yaml /etc/jobqueue-exporter/config.yaml
 USER 10001
 EXPOSE 9312
+EXPOSE 9313
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["python", "-m", "exporter.healthcheck"]
 ENTRYPOINT ["jobqueue-exporter"]

@@ -1,10 +1,8 @@
 """Generates alerts/jobqueue.rules.yml from alerts/config.yml (run: python3 alerts/build.py).
 
-Why a Python generator and not a jsonnet mixin: the dashboards already come from grafana/build.py,
-the project and its tests are Python, and a jsonnet toolchain (jsonnet, jsonnet-bundler, grafonnet)
-would be a second language for the same few knobs. Users who vendor mixins still get the mixin's
-shape: one config file (job selector, thresholds, windows, SLO objectives, runbook base URL), and
-rendered, committed rules and dashboards that a test keeps in sync with it.
+The Python generator is the one source: grafana/build.py writes the dashboards from the same
+config, and mixin/build.py turns both into the jsonnet mixin (mixin/mixin.libsonnet with a _config
+users override) for teams that vendor mixins; tests keep the rules, dashboards and mixin equal.
 
     python3 alerts/build.py [--config my.yml] [--out DIR]   # DIR/jobqueue.rules.yml
 """

@@ -1,17 +1,18 @@
 """Redis benchmark: collection cycle, /metrics latency and RSS at 1k and 10k tenants, beside redis_exporter.
 
 Run: `python3 bench/bench_redis.py` (add `--tenants 1000` to run one size). `--curve` measures the
-cost curve instead: 1k, 10k, 30k and 100k tenants on the default path, plus 100k tenants read by one
-replica of four (`shard: 0/4`), without the peer and the Lua path; it writes
-bench/results/redis_curve.json. It starts its own
+cost curve instead: 1k, 10k, 30k and 100k tenants, plus 100k tenants read by one
+replica of four (`shard: 0/4`), without the peer; it writes
+bench/results/raw/redis_curve.json. It starts its own
 redis-server on a free port, seeds N tenants x 2 list queues (3 JSON items each) plus Laravel
 queues, then measures:
-  * the median collection cycle (PING + two batched op runs + parsing + rendering), in process, on
-    each read path (plain pipelines, the default; read-only Lua), and the Redis CPU each costs;
+  * the median collection cycle (PING + two batched op runs + parsing + rendering), in process, and
+    the Redis CPU it costs (the read-only Lua path this used to compare is gone: at 10k tenants it
+    cost Redis ~10x the CPU for a slower cycle);
   * /metrics latency p50/p99 with wrk (8 connections, gzip as Prometheus asks) against the real
     daemon while it keeps collecting every 5 s, and the daemon's peak RSS;
   * Debian's prometheus-redis-exporter with -check-keys on the same keys (median scrape time).
-It prints one table and writes bench/results/redis.json. It is a benchmark, not a test.
+It prints one table and writes bench/results/raw/redis.json. It is a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exporter.config import parse_config, parse_shard  # noqa: E402
-from exporter.metrics import render_source  # noqa: E402
+from exporter.metrics import Renderer  # noqa: E402
 from exporter.model import Snapshot, SourceStatus  # noqa: E402
 from exporter.sources.base import SourceContext  # noqa: E402
 from exporter.sources.redis import RedisSource  # noqa: E402
@@ -66,14 +67,13 @@ def seed(client: redis.Redis, tenants: int) -> int:
     return client.dbsize()
 
 
-def config_text(url: str, interval: str = "5s", scripts: str = "pipeline", shard: str = "0/1") -> str:
+def config_text(url: str, interval: str = "5s", shard: str = "0/1") -> str:
     return f"""
 shard: "{shard}"
 sources:
   - name: bench
     type: redis
     url: {url}
-    scripts: {scripts}
     interval: {interval}
     timeout: 2s
     tenants:
@@ -85,10 +85,10 @@ sources:
 """
 
 
-async def measure_cycles(url: str, rounds: int, scripts: str, shard: str = "0/1") -> dict[str, float]:
+async def measure_cycles(url: str, rounds: int, shard: str = "0/1") -> dict[str, float]:
     """Median collect, render and total over `rounds` cycles, tenants cached as in steady state,
     and the Redis CPU time one collection costs (from INFO commandstats)."""
-    config = parse_config(config_text(url, scripts=scripts, shard=shard), "<bench>", {})
+    config = parse_config(config_text(url, shard=shard), "<bench>", {})
     admin = redis.Redis.from_url(url)
     context = SourceContext(snapshot=lambda: Snapshot(), shard=parse_shard(shard))
     source = RedisSource(config.sources[0], context)  # type: ignore[arg-type]
@@ -98,6 +98,7 @@ async def measure_cycles(url: str, rounds: int, scripts: str, shard: str = "0/1"
     await source.collect()  # first cycle also SCANs the tenants
     first = time.perf_counter() - started
     collect, render, server, series = [], [], [], 0
+    renderer = Renderer([source])  # the daemon's: kept across collections
     for _ in range(rounds):
         admin.config_resetstat()
         t0 = time.perf_counter()
@@ -105,7 +106,7 @@ async def measure_cycles(url: str, rounds: int, scripts: str, shard: str = "0/1"
         t1 = time.perf_counter()
         server.append(sum(v["usec"] for v in admin.info("commandstats").values()) / 1e6)
         status = SourceStatus("bench", "redis", True, time.time(), t1 - t0, time.time())
-        fragments = render_source(status, reading, {})
+        fragments = renderer.source(status, reading, {})
         t2 = time.perf_counter()
         collect.append(t1 - t0)
         render.append(t2 - t1)
@@ -113,11 +114,11 @@ async def measure_cycles(url: str, rounds: int, scripts: str, shard: str = "0/1"
     await source.close()
     admin.close()
     return {
-        f"{scripts}_first_cycle_with_scan_ms": first * 1000,
-        f"{scripts}_collect_ms": statistics.median(collect) * 1000,
-        f"{scripts}_redis_cpu_ms": statistics.median(server) * 1000,
-        f"{scripts}_render_ms": statistics.median(render) * 1000,
-        f"{scripts}_cycle_ms": statistics.median(c + r for c, r in zip(collect, render, strict=True)) * 1000,
+        "pipeline_first_cycle_with_scan_ms": first * 1000,
+        "pipeline_collect_ms": statistics.median(collect) * 1000,
+        "pipeline_redis_cpu_ms": statistics.median(server) * 1000,
+        "pipeline_render_ms": statistics.median(render) * 1000,
+        "pipeline_cycle_ms": statistics.median(c + r for c, r in zip(collect, render, strict=True)) * 1000,
         "series": series,
     }
 
@@ -203,15 +204,14 @@ def measure_redis_exporter(url: str, rounds: int = 5) -> dict[str, float] | None
         proc.wait(10)
 
 
-def measure(tenants: int, rounds: int, paths: tuple[str, ...], peer: bool, shard: str = "0/1") -> dict[str, object]:
+def measure(tenants: int, rounds: int, peer: bool, shard: str = "0/1") -> dict[str, object]:
     """One row: a fresh redis-server seeded with `tenants` tenants, measured in process and as a daemon."""
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp)).start()
         try:
             keys = seed(redis.Redis.from_url(server.url), tenants)
             row: dict[str, object] = {"keys": keys, "shard": shard}
-            for scripts in paths:
-                row.update(asyncio.run(measure_cycles(server.url, rounds, scripts, shard)))
+            row.update(asyncio.run(measure_cycles(server.url, rounds, shard)))
             row.update(measure_daemon(server.url, Path(tmp), shard))
             found = measure_redis_exporter(server.url) if peer else None
             if found:
@@ -236,17 +236,15 @@ def main() -> None:
     else:
         runs = [(n, "0/1") for n in args.tenants or [1000, 10000]]
     for tenants, shard in runs:
-        if args.curve:
-            row = measure(tenants, args.rounds, ("pipeline",), peer=False, shard=shard)
-        else:
-            row = measure(tenants, args.rounds, ("pipeline", "lua"), peer=True)
+        row = measure(tenants, args.rounds, peer=not args.curve, shard=shard)
         name = str(tenants) if shard == "0/1" else f"{tenants} shard {shard}"
         results[name] = row
         print(f"\n== {name} tenants", file=sys.stderr)
         for key, value in row.items():
             print(f"  {key:28} {value:.2f}" if isinstance(value, float) else f"  {key:28} {value}", file=sys.stderr)
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
+    # the raw figures; the README's tables are bench/results/redis*.json, written from these by hand
+    out = ROOT / "bench" / "results" / "raw"
+    out.mkdir(parents=True, exist_ok=True)
     (out / ("redis_curve.json" if args.curve else "redis.json")).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 

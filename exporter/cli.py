@@ -21,7 +21,7 @@ from exporter.metrics import TEXT
 from exporter.preflight import preflight
 from exporter.reload import Reloader, SourceBuildError, make_sources
 from exporter.scheduler import Scheduler
-from exporter.web.app import build_app
+from exporter.web.app import build_app, build_probe_app
 from exporter.web.keys import LIMITS
 from exporter.web.limits import GuardedAppRunner
 from exporter.web.webconfig import LiveWebConfig, WebConfigError
@@ -44,6 +44,10 @@ def parse_args(argv: list[str] | None, environ: dict[str, str] | None = None) ->
                         help="YAML config file (env JOBQUEUE_EXPORTER_CONFIG; default: embedded host + local Redis)")
     parser.add_argument("--listen", default=default("LISTEN"),
                         help="HOST:PORT to serve on, over the config's `listen` (env JOBQUEUE_EXPORTER_LISTEN)")
+    parser.add_argument("--health-listen", default=default("HEALTH_LISTEN"),
+                        help="HOST:PORT of a plain-HTTP listener serving only /healthz and /readyz, for probes "
+                             "that cannot speak the web config's TLS or client certificates "
+                             "(env JOBQUEUE_EXPORTER_HEALTH_LISTEN; default: none)")
     parser.add_argument("--web.config.file", dest="web_config_file", default=default("WEB_CONFIG_FILE"),
                         help="TLS, basic auth and headers in the Prometheus exporter-toolkit format "
                              "(env JOBQUEUE_EXPORTER_WEB_CONFIG_FILE)")
@@ -94,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"config error: --listen: {err}", file=sys.stderr)
         return 2
+    try:
+        health = parse_listen(args.health_listen) if args.health_listen else None
+    except ValueError as err:
+        print(f"config error: --health-listen: {err}", file=sys.stderr)
+        return 2
     filename = args.config or "<embedded default>"
     problems, warnings = preflight(config, args.listen, bind=args.check_config)
     for line in ConfigError(filename, warnings).lines():
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         # Parsing and rendering run in worker threads; a short GIL switch interval hands the event loop
         # back within a millisecond, so scrapes and JSON answers are not held up by a large collection.
         sys.setswitchinterval(0.001)
-        asyncio.run(_serve(config, host, port, args.config, web_config))
+        asyncio.run(_serve(config, host, port, args.config, web_config, health))
     except StartupError as err:  # a valid config that cannot start here (port in use, a file that won't load)
         print(f"start-up failed: {filename}: {err}", file=sys.stderr)
         return 1
@@ -150,8 +159,22 @@ def steady_heap() -> None:
         return
 
 
+async def _serve_probes(scheduler: Scheduler, address: tuple[str, int]) -> web.AppRunner:
+    """The plain-HTTP probe listener of `--health-listen` (/healthz and /readyz only)."""
+    runner = GuardedAppRunner(build_probe_app(scheduler), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, *address, reuse_address=True).start()
+    except OSError as err:
+        await runner.cleanup()
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise StartupError(f"--health-listen: cannot listen on {address[0]}:{address[1]}: {reason}") from None
+    log.info("probes listening", extra={"address": f"{address[0]}:{address[1]}"})
+    return runner
+
+
 async def _serve(config: ExporterConfig, host: str, port: int, config_path: str | None = None,
-                 web_config: LiveWebConfig | None = None) -> None:
+                 web_config: LiveWebConfig | None = None, health: tuple[str, int] | None = None) -> None:
     steady_heap()
     scheduler = build_scheduler(config)
     app = build_app(config, scheduler, web_config=web_config)
@@ -172,6 +195,11 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
         raise StartupError(f"listen: cannot listen on {host}:{port}: {reason}") from None
     log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources),
                                  "tls": bool(web_config and web_config.context)})
+    try:
+        probes = await _serve_probes(scheduler, health) if health is not None else None
+    except StartupError:
+        await runner.cleanup()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -186,4 +214,6 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     loop.add_signal_handler(signal.SIGHUP, hangup)
     await stop.wait()
     log.info("stopping")
+    if probes is not None:
+        await probes.cleanup()
     await runner.cleanup()

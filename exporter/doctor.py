@@ -4,7 +4,7 @@ For each source: is the backend reachable, are the credentials accepted, is ever
 source needs present, and what would it read (tenants and queues, with counts)? Every problem comes
 with a fix in plain words. It only reads and asks, as the exporter does:
   redis     `ACL DRYRUN <user> <command> <key> ...` for every command the configured layouts send (the op
-            table's `commands_of`); when the user may not run ACL DRYRUN itself, the read command is
+            ops' `acl()`); when the user may not run ACL DRYRUN itself, the read command is
             sent as is (on the real key; reads only) and a NOPERM answer is the finding.
   postgres  `has_schema_privilege` and `has_table_privilege` on each table and view the presets and
             the migrations read; the operator's SQL checks and tenants query
@@ -38,6 +38,7 @@ from exporter.log import setup_logging
 from exporter.model import Reading, Snapshot
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import (
+    JOB_STATES,
     NotFound,
     Source,
     SourceContext,
@@ -52,8 +53,7 @@ from exporter.sources.postgres.config import quote_ident
 from exporter.sources.postgres.presets import reads, statistics_tables, unanalyzed
 from exporter.sources.redis import RedisSource
 from exporter.sources.redis.connect import client_options, parse_endpoint
-from exporter.sources.redis.ops import commands_of
-from exporter.sources.redis.script import LUA, sha1
+from exporter.sources.redis.layouts.base import fill_tenant
 
 
 @dataclass
@@ -64,6 +64,7 @@ class Finding:
     ok: bool
     detail: str = ""
     fix: str = ""
+    apply: str = ""  # the fix as one command for the backend's own client (redis-cli, psql), if it is one
 
 
 @dataclass
@@ -79,8 +80,8 @@ class Report:
     def ok(self) -> bool:
         return all(f.ok for f in self.findings)
 
-    def add(self, check: str, ok: bool, detail: str = "", fix: str = "") -> bool:
-        self.findings.append(Finding(check, ok, detail, "" if ok else fix))
+    def add(self, check: str, ok: bool, detail: str = "", fix: str = "", apply: str = "") -> bool:
+        self.findings.append(Finding(check, ok, detail, "" if ok else fix, "" if ok else apply))
         return ok
 
 
@@ -136,38 +137,100 @@ def _asker(source: RedisSource) -> Redis:
     return Redis(**client_options(cfg.timeout), **endpoint.redis_py())
 
 
-async def _redis_commands(source: RedisSource) -> list[tuple[str, ...]]:
-    """Every command (with a real key) a collection of this config sends."""
+# What doctor puts where the backend has not told it a name yet (a tenant, a queue, a worker): the
+# commands behind each are checked too, and the key patterns of the fixes cover it with `*`.
+STAND_IN = "jobqueue-doctor-example"
+Need = tuple[tuple[str, ...], str | None]  # a command with its key, and the ACL key pattern that covers it
+
+
+async def _redis_commands(source: RedisSource) -> list[Need]:
+    """Every command (with a real key) a collection and the job listing of this config send, each with
+    the read-only key pattern an ACL needs for it (None: the command reads no key)."""
     cfg = source.config
-    commands: list[tuple[str, ...]] = [("PING",), ("CLIENT", "SETNAME", "jobqueue-exporter")]
+    needs: list[Need] = [(("PING",), None), (("CLIENT", "SETNAME", "jobqueue-exporter"), None)]
     db = parse_endpoint(cfg.url).db
     if db:
-        commands.append(("SELECT", str(db)))
+        needs.append((("SELECT", str(db)), None))
     if cfg.cluster:
-        commands.append(("CLUSTER", "SLOTS"))
-    scripts = cfg.scripts != "pipeline"
-    if scripts:
-        commands += [("EVAL_RO", "return 1", "0"), ("EVALSHA_RO", sha1(LUA), "0")]
+        needs.append((("CLUSTER", "SLOTS"), None))
     if cfg.tenants is not None and cfg.tenants.scan is not None:
-        commands.append(("SCAN", "0", "MATCH", cfg.tenants.scan.match, "COUNT", "10"))
+        needs.append((("SCAN", "0", "MATCH", cfg.tenants.scan.match, "COUNT", "10"), None))
     try:
         tenants = await source._current_tenants()
     except RedisError:
         tenants = []  # the SCAN check below says why
-    sample = tenants[0] if tenants else "example"
+    sample = tenants[0] if tenants else STAND_IN
     for layout in cfg.queues:
         tenant = sample if layout.per_tenant else ""
-        ops = layout.discovery(tenant) if layout.discovers else []
+        reads = layout.discovery(tenant)
         try:
-            found = await source.runner.run(ops)
+            found: dict[Any, Any] = dict(zip(reads, await source.runner.run(list(reads.values())), strict=True))
         except RedisError:  # a discovery read is denied (its command is checked): plan as if it found nothing
-            found = [[] for _ in ops]
-        # a layout that cannot plan without its discovery still has its discovery commands checked
-        with contextlib.suppress(ValueError, TypeError, IndexError, KeyError):
-            ops = [*ops, *layout.plan(tenant, found, time.time()).ops]
-        for op in ops:
-            commands += commands_of(op, scripts)
-    return list(dict.fromkeys(commands))
+            found = {name: [] for name in reads}
+        ops = list(reads.values())
+        # What the discovery found, and a stand-in it may find later (a queue, a worker process): the
+        # commands behind each are checked now, so that the fixes, once applied, leave nothing to find.
+        for results in (found, {name: [STAND_IN] for name in reads}):
+            with contextlib.suppress(ValueError, TypeError, IndexError, KeyError, AttributeError):
+                ops += layout.plan_known(tenant, results, time.time(), [STAND_IN]).reads.values()
+        commands = [c for op in ops for c in op.acl()]
+        for queue in layout.static_queues() or [STAND_IN]:  # the job listing (Source.list_jobs), read live
+            commands += [c for state in JOB_STATES if (where := layout.job_range(tenant, queue, state)) is not None
+                         for c in where.acl()]
+        templates = [t for t in layout.templates() if t]
+        match = layout.scan_match() if layout.registry else None
+        if match is not None:  # the queues a registry does not list all (RedisSource._scan_queues)
+            commands.append(("SCAN", "0", "MATCH", match, "COUNT", "1000"))
+        needs += [(c, None if (key := _key_of(c)) is None else key_pattern(key, templates, tenant)) for c in commands]
+    return list(dict.fromkeys(needs))
+
+
+def _key_of(command: tuple[str, ...]) -> str | None:
+    """The key a read command names (XINFO GROUPS: after the subcommand), or None for keyless ones."""
+    if command[0] in ("PING", "CLIENT", "CLUSTER", "SELECT", "SCAN"):
+        return None
+    return command[2] if command[0] == "XINFO" else command[1]
+
+
+def glob_escape(text: str) -> str:
+    """A literal for a Redis glob pattern (util.c `stringmatchlen`: `\\` escapes the next character)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def key_pattern(key: str, templates: list[str], tenant: str) -> str:
+    """The narrowest pattern that still covers every key of its kind: the layout's own prefix (a
+    template's text with `{tenant}` as `*`) followed by `*`, the exact key when it is a template (a
+    list's key, a queue name), else its first `:`-segment (`arq:*`) or, without `:`, the key itself."""
+
+    def literal(text: str) -> str:
+        pieces = [glob_escape(p) for p in text.split("{tenant}")]
+        return "*".join(pieces)
+
+    for template in sorted(templates, key=len, reverse=True):
+        filled = fill_tenant(template, tenant)
+        if key == filled:
+            return literal(template)
+        if key.startswith(filled) and not filled[-1].isalnum():
+            return literal(template) + "*"
+        if key.startswith(filled + ":"):
+            return literal(template + ":") + "*"
+    head, colon, _ = key.partition(":")
+    pattern = glob_escape(head + colon) + "*" if colon else glob_escape(key)
+    for name in (tenant, STAND_IN):
+        pattern = pattern.replace(glob_escape(name), "*") if name else pattern
+    return pattern
+
+
+def cli_quote(arg: str) -> str:
+    """An argument as redis-cli reads it (sds.c `sdssplitargs`): bare when plain printable ASCII, else
+    in double quotes with `\\xHH` for every byte that is not, so a fix never prints a raw control byte."""
+    if arg and all(33 <= ord(c) < 127 and c not in "\"'\\" for c in arg):
+        return arg
+    out = []
+    for byte in arg.encode():
+        c = chr(byte)
+        out.append("\\" + c if c in "\"\\" else c if 32 <= byte < 127 else f"\\x{byte:02x}")
+    return '"' + "".join(out) + '"'
 
 
 async def _redis(source: RedisSource, report: Report) -> None:
@@ -175,6 +238,10 @@ async def _redis(source: RedisSource, report: Report) -> None:
     where = redact_url(cfg.url) + (" (cluster)" if cfg.cluster else "")
     if cfg.sentinel is not None:
         where = f"master {cfg.sentinel.master_name!r} via sentinels {', '.join(map(redact_url, cfg.sentinel.urls))}"
+    if cfg.sentinel is not None and not await _sentinels(source, report):
+        report.add("master", False, "no sentinel said where the master is", "The master's own checks need a "
+                   "sentinel's answer: apply the sentinel fixes above, then run doctor again.")
+        return
     asker = _asker(source)
     try:
         logged_in = await _redis_login(asker, where, report)
@@ -185,6 +252,42 @@ async def _redis(source: RedisSource, report: Report) -> None:
             await asker.aclose()
     if logged_in:
         await _collection(source, report)
+
+
+async def _sentinels(source: RedisSource, report: Report) -> bool:
+    """Each sentinel, with the credentials of the first url (as redis-py's Sentinel logs in to all):
+    may this user ask it where the master (and, with `replica: true`, the replicas) are? It is asked
+    exactly that, `SENTINEL MASTERS` / `SENTINEL SLAVES <name>`, which only read."""
+    cfg = source.config
+    assert cfg.sentinel is not None
+    first = parse_endpoint(cfg.sentinel.urls[0])
+    asks = [("SENTINEL", "MASTERS")] + [("SENTINEL", "SLAVES", cfg.sentinel.master_name)] * cfg.sentinel.replica
+    answered = False
+    for url in cfg.sentinel.urls:
+        point = parse_endpoint(url, cfg.tls if url.startswith("rediss") else None)
+        ask = Redis(**{**point.redis_py(), "username": first.username, "password": first.password},
+                    socket_connect_timeout=cfg.timeout, socket_timeout=cfg.timeout, decode_responses=True)
+        try:
+            for command in asks:
+                denied = None
+                try:
+                    await ask.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                except NoPermissionError as err:
+                    denied = str(err)
+                name = f"{command[0].lower()}|{command[1].lower()}"
+                line = f"ACL SETUSER {cli_quote(first.username or 'default')} +{name}"
+                answered |= report.add(
+                    f"sentinel {redact_url(url)} may run {' '.join(command[:2])}", denied is None, denied or "allowed",
+                    f"On that sentinel (its own ACL, not the master's): `{line}`", line)
+        except AuthenticationError as err:
+            report.add(f"sentinel {redact_url(url)} credentials", False, str(err), "The sentinel refused the login: "
+                       "the user and password of the first sentinel url must exist on every sentinel.")
+        except (RedisError, OSError) as err:
+            report.add(f"sentinel {redact_url(url)} reachable", False, str(err) or type(err).__name__,
+                       f"Check that a sentinel runs at {redact_url(url)} and that this host may connect to it.")
+        finally:
+            await ask.aclose()
+    return answered
 
 
 async def _redis_login(asker: Redis, where: str, report: Report) -> bool:
@@ -211,8 +314,9 @@ async def _redis_permissions(source: RedisSource, asker: Redis, report: Report) 
         user = None
     report.add("credentials", True, f"logged in as {user}" if user else "logged in")
     dryrun = user is not None
-    for command in await _redis_commands(source):
-        shown = " ".join(command[:3] if command[0] in ("CLIENT", "XINFO", "CLUSTER") else command[:2])
+    for command, pattern in await _redis_commands(source):
+        shown = " ".join(cli_quote(c) for c in (command[:3] if command[0] in ("CLIENT", "XINFO", "CLUSTER")
+                                               else command[:2]))
         denied = None
         if dryrun:
             try:
@@ -228,20 +332,22 @@ async def _redis_permissions(source: RedisSource, asker: Redis, report: Report) 
                 await asker.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             except ResponseError as err:  # NOPERM is the finding; WRONGTYPE, NOSCRIPT...: the command was allowed
                 denied = str(err) if isinstance(err, NoPermissionError) or "NOPERM" in str(err) else None
-        report.add(f"may run {shown}", denied is None, denied or "allowed",
-                   _acl_fix(user or source.config.username or "default", command, denied or ""))
+        name = user or source.config.username or "default"
+        report.add(f"may run {shown}", denied is None, denied or "allowed", *_acl_fix(name, command, pattern))
 
 
-def _acl_fix(user: str, command: tuple[str, ...], denied: str) -> str:
+def _acl_fix(user: str, command: tuple[str, ...], pattern: str | None) -> tuple[str, str]:
+    """Words and the redis-cli line that allow this command on every key of its kind, read-only:
+    the command and the key pattern together, whichever of the two Redis named, so that applying
+    the fixes leaves nothing behind."""
     name = command[0].lower()
     if command[0] in ("CLIENT", "XINFO", "CLUSTER"):
         name = f"{command[0].lower()}|{command[1].lower()}"
-    if "key" in denied.lower() and len(command) > 1:
-        key = next((c for c in command[1:] if ":" in c or c not in ("GROUPS", "SLOTS", "SETNAME")), command[1])
-        return (f"The ACL user {user!r} may run {command[0]} but not on {key!r}: allow read access to its keys, e.g. "
-                f"`ACL SETUSER {user} %R~{key.split(':')[0]}:*` (keep it read-only: %R, not ~).")
-    return (f"The ACL user {user!r} may not run {command[0]}: `ACL SETUSER {user} +{name}` (see 'Minimal ACL' in "
-            "docs/sources/redis.md for the whole read-only set).")
+    rules = [f"+{name}"] + ([f"%R~{pattern}"] if pattern is not None else [])
+    line = " ".join(cli_quote(w) for w in ("ACL", "SETUSER", user, *rules))
+    reads = f" on {cli_quote(pattern)} (read-only: %R, never ~)" if pattern is not None else ""
+    return (f"Allow the ACL user {cli_quote(user)} to run {command[0]}{reads}: `{line}` (see 'Minimal ACL' in "
+            "docs/sources/redis.md for the whole read-only set)."), line
 
 
 # ---------------------------------------------------------------------------------------------- postgres
@@ -270,7 +376,7 @@ async def _postgres(source: PostgresSource, report: Report) -> None:
     async with pool.acquire() as conn:
         user = str(await conn.fetchval("SELECT current_user"))
         report.add("credentials", True, f"logged in as {user}")
-        tables = [table for preset in cfg.queues for table in reads(preset)]
+        tables = [table for preset in cfg.queues for table in reads(preset) + await _queue_tables(conn, preset)]
         if cfg.migrations is not None:
             tables.append(quote_ident(cfg.migrations.table))
         for table in dict.fromkeys(tables):
@@ -289,24 +395,36 @@ async def _postgres(source: PostgresSource, report: Report) -> None:
 
 
 async def _table(conn: asyncpg.Connection, user: str, table: str, report: Report) -> None:
-    try:
-        oid = await conn.fetchval("SELECT to_regclass($1)::oid", table)
-    except asyncpg.InsufficientPrivilegeError as err:
-        report.add(f"may read {table}", False, str(err), f"GRANT USAGE ON SCHEMA <schema> TO {user};")
-        return
-    if oid is None:
+    """SELECT on the table and USAGE on its schema, from the catalogue (which every role may read, so
+    a schema the role may not use is still found and named); the fix is the GRANTs that are missing."""
+    parts = list(await conn.fetchval("SELECT parse_ident($1)", table))
+    where = "n.nspname = $1 AND c.relname = $2" if len(parts) == 2 else (
+        "c.relname = $1 AND n.nspname = ANY(current_schemas(true))")
+    row = await conn.fetchrow(
+        "SELECT n.nspname, has_schema_privilege(n.oid, 'USAGE'), has_table_privilege(c.oid, 'SELECT') "
+        f"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {where} "
+        "ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1", *parts)
+    if row is None:
         report.add(f"may read {table}", False, "no such table or view", "The table does not exist: check `table` / "
                    "`schema` in the config, or run the library's migrations in this database.")
         return
-    schema, usage, select = await conn.fetchrow(
-        "SELECT n.nspname, has_schema_privilege(n.oid, 'USAGE'), has_table_privilege($1::oid, 'SELECT') "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid", oid)
-    if not usage:
-        report.add(f"may read {table}", False, f"no USAGE on schema {schema}",
-                   f'GRANT USAGE ON SCHEMA "{schema}" TO "{user}";')
-    else:
-        report.add(f"may read {table}", bool(select), "SELECT granted" if select else "no SELECT privilege",
-                   f'GRANT SELECT ON {table} TO "{user}";')
+    schema, usage, select = row
+    grants = [f"GRANT USAGE ON SCHEMA {quote_ident(schema)} TO {quote_ident(user)};"] * (not usage) + [
+        f"GRANT SELECT ON {table} TO {quote_ident(user)};"] * (not select)
+    missing = " and ".join([f"no USAGE on schema {schema}"] * (not usage) + ["no SELECT privilege"] * (not select))
+    report.add(f"may read {table}", not grants, missing or "SELECT granted",
+               f"Run as the owner or a superuser (read-only grants): {' '.join(grants)}", " ".join(grants))
+
+
+async def _queue_tables(conn: asyncpg.Connection, preset: Any) -> list[str]:
+    """pgmq's per-queue tables (`q_<name>`, read through query_to_xml), from the catalogue: the role
+    may not be allowed to read `meta` yet."""
+    if getattr(preset, "preset", None) != "pgmq":
+        return []
+    rows = await conn.fetch("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = (parse_ident($1))[1] AND c.relkind IN ('r', 'p') "
+                            "AND c.relname LIKE 'q\\_%' ORDER BY c.relname", quote_ident(preset.schema_))
+    return [f"{quote_ident(preset.schema_)}.{quote_ident(r[0])}" for r in rows]
 
 
 async def _statistics(conn: asyncpg.Connection, tables: list[str], report: Report) -> None:
@@ -410,7 +528,7 @@ async def diagnose(config: ExporterConfig) -> list[Report]:
     reports = []
     for cfg in config.sources:
         report = Report(cfg.name, cfg.type)
-        source = SOURCE_TYPES[cfg.type](cfg, context)
+        source = SOURCE_TYPES[cfg.type].load()(cfg, context)
         try:
             await asyncio.wait_for(DOCTORS.get(cfg.type, _generic)(source, report), max(30.0, cfg.timeout * 10))
         except TimeoutError:

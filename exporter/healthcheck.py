@@ -1,8 +1,12 @@
 """`python -m exporter.healthcheck`: the container's HEALTHCHECK, following the configured address.
 
-It finds the port the way the daemon does (JOBQUEUE_EXPORTER_LISTEN, else the config file's
-`listen`, else the default) and speaks HTTPS when the web config turns TLS on; it asks `/healthz`,
-which is open even when basic auth is on. Exit 0 when the answer is 200, else 1 with one line.
+With a probe listener (JOBQUEUE_EXPORTER_HEALTH_LISTEN, the image's default) it asks that plain-HTTP
+port, which answers whatever the web config demands of the main one: TLS, a client certificate
+(RequireAndVerifyClientCert), or a web config given as `--web.config.file`, which this command
+cannot see. Without one it finds the main port the way the daemon does (JOBQUEUE_EXPORTER_LISTEN,
+else the config file's `listen`, else the default) and speaks HTTPS when
+JOBQUEUE_EXPORTER_WEB_CONFIG_FILE turns TLS on. It asks `/healthz`, which basic auth leaves open.
+Exit 0 when the answer is 200, else 1 with one line.
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ from collections.abc import Mapping
 from exporter.config import DEFAULT_PORT, ConfigError, load_config, parse_listen
 from exporter.web.webconfig import LiveWebConfig, WebConfigError
 
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
 
 def target(environ: Mapping[str, str]) -> tuple[str, ssl.SSLContext | None]:
     """The /healthz URL of the local daemon, and the TLS context to reach it (None: plain HTTP)."""
+    probes = environ.get("JOBQUEUE_EXPORTER_HEALTH_LISTEN")
+    if probes:
+        return _url("http", *parse_listen(probes)), None
     listen = environ.get("JOBQUEUE_EXPORTER_LISTEN")
     config_path = environ.get("JOBQUEUE_EXPORTER_CONFIG")
     if not listen and config_path:
         listen = load_config(config_path).listen
     host, port = parse_listen(listen or f"0.0.0.0:{DEFAULT_PORT}")
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     context = None
     web_config = environ.get("JOBQUEUE_EXPORTER_WEB_CONFIG_FILE")
     if web_config and LiveWebConfig(web_config).context is not None:
@@ -33,9 +41,13 @@ def target(environ: Mapping[str, str]) -> tuple[str, ssl.SSLContext | None]:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    scheme = "https" if context else "http"
+    return _url("https" if context else "http", host, port), context
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    host = LOOPBACK.get(host, host)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"{scheme}://{netloc}/healthz", context
+    return f"{scheme}://{netloc}/healthz"
 
 
 def main() -> int:

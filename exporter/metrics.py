@@ -1,8 +1,11 @@
-"""The metric catalogue and the renderer that turns a snapshot into exposition bytes.
+"""The metric catalogue and the one writer of the exposition, `Renderer`, owned by the daemon.
 
-Rendering happens once per source collection (`render_source`) and once per snapshot
-(`Exposition`): a scrape only copies bytes. The text format and OpenMetrics share sample lines
-for gauges and counters; only the family headers and the closing `# EOF` differ.
+Every producer hands the renderer typed records: a source's `Reading` (queue stats and `Sample`s),
+health's and the reloader's `Sample`s, the scheduler's own. Rendering happens once per source
+collection (`Renderer.source`) and once per snapshot (`Renderer.exposition`): a scrape only copies
+bytes. The text format and OpenMetrics share sample lines for gauges and counters; only the family
+headers and the closing `# EOF` differ. What the renderer reuses between collections lives in the
+renderer, never in the module.
 """
 
 from __future__ import annotations
@@ -12,16 +15,17 @@ import math
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_om
 
 from exporter import __version__
-from exporter.model import QueueStats, Reading, SourceStatus
+from exporter.model import QueueStats, Reading, Sample, SourceStatus
 from exporter.pools import RENDER
 from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import MetricDef
+from exporter.sources.base import MetricDef, Source
 
 TEXT = "text"
 OPENMETRICS = "openmetrics"
@@ -125,10 +129,12 @@ EXPORTER_METRICS: tuple[MetricDef, ...] = (
 )
 
 
-def catalogue() -> tuple[MetricDef, ...]:
-    """Every metric the project defines, core first, then each source type's own, in a fixed order."""
+def catalogue(tables: Iterable[tuple[MetricDef, ...]] | None = None) -> tuple[MetricDef, ...]:
+    """Core metrics first, then the given source types' own tables (default: every type of the type
+    table, in its order), then health and the exporter's own; a name two types share is kept once."""
     seen: dict[str, MetricDef] = {}
-    sources = (m for t in SOURCE_TYPES.values() for m in t.metrics)
+    sources = (m for table in (tables if tables is not None else (t.metrics for t in SOURCE_TYPES.values()))
+               for m in table)
     for metric in (*CORE_METRICS, *FLOW_METRICS, *sources, *HEALTH_METRICS, *EXPORTER_METRICS):
         seen.setdefault(metric.name, metric)
     return tuple(seen.values())
@@ -161,12 +167,6 @@ def number(value: float) -> str:
     return repr(value)
 
 
-def sample_line(metric: str, labels: Mapping[str, str], value: float) -> str:
-    """One exposition line; for metrics derived outside a source (health, workers)."""
-    pairs = ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
-    return f"{metric}{{{pairs}}} {number(value)}\n"
-
-
 class _Lines:
     """Sample lines per metric name, appended in order and joined once."""
 
@@ -178,7 +178,8 @@ class _Lines:
         self.by_metric.setdefault(metric, []).append(f"{metric}{{{labels}}} {number(value)}\n")
 
     def add_named(self, metric: str, sample: str, labels: str, value: float) -> None:
-        self.by_metric.setdefault(metric, []).append(f"{sample}{{{labels}}} {number(value)}\n")
+        series = f"{sample}{{{labels}}}" if labels else sample
+        self.by_metric.setdefault(metric, []).append(f"{series} {number(value)}\n")
 
     def encoded(self) -> dict[str, bytes]:
         """The bytes per metric; each metric's text is let go as soon as it is encoded, so a large
@@ -190,48 +191,157 @@ class _Lines:
         return out
 
 
-def render_source(status: SourceStatus, reading: Reading | None, errors: Mapping[str, int],
-                  interval: float | None = None) -> dict[str, bytes]:
-    """Render every sample of one source: status metrics always, queue series only when up."""
-    out = _Lines()
-    src = f'source="{escape(status.name)}"'
-    out.add("jobqueue_source_up", f'{src},backend="{escape(status.backend)}"', 1 if status.up else 0)
-    if interval is not None:
-        out.add("jobqueue_source_interval_seconds", src, interval)
-    out.add("jobqueue_collect_duration_seconds", src, status.duration)
-    if status.last_success is not None:
-        out.add("jobqueue_last_success_timestamp_seconds", src, status.last_success)
-    for kind, count in sorted(errors.items()):
-        out.add_named("jobqueue_collect_errors", "jobqueue_collect_errors_total", f'{src},kind="{kind}"', count)
-    if reading is None:
-        return out.encoded()
-    if reading.latency is not None:
-        out.add("jobqueue_source_latency_seconds", src, reading.latency)
-    if reading.queues or reading.malformed:
-        out.add("jobqueue_malformed_items", src, reading.malformed)
-        out.add("jobqueue_series_collisions", src, len(reading.collisions))
-    _render_queues(out, src, status.observed_at, reading)
-    for sample in reading.samples:
-        metric = _SOURCE_METRICS.get(sample.metric)
-        if metric is None:
-            raise KeyError(f"sample of undeclared metric {sample.metric!r}")
-        pairs = "".join(f',{k}="{escape(v)}"' for k, v in zip(metric.labels, sample.labels, strict=True))
-        name = f"{sample.metric}_total" if metric.type == "counter" else sample.metric
-        out.add_named(sample.metric, name, src + pairs, sample.value)
-    return out.encoded()
-
-
-# Per source: the queues of the last render and what their lines are made of, so an unchanged queue
-# costs one identity check (sources reuse the record of a queue that did not change) and only its age
-# is formatted anew. Replaced at each render, so it holds exactly the source's current queues.
 _Extra = tuple[str, str, str, str, str]  # fixed age, paused, jobs, failed, wait lines ("" where none)
 _NO_EXTRA: _Extra = ("", "", "", "", "")
 _Entry = tuple[str, str, _Extra]  # labels, timestamp value, the rest
-# per source: the queues, their entries and the encoded blocks (all but ages) of the last render, in ONE
-# entry taken out at the start of a render and put back at its end, so two renders of one source (a
-# reload replacing it while the old render still runs) can never pair one render's queues with
-# another's blocks: the later one just starts without a cache.
-_MEMO: dict[str, tuple[tuple[QueueStats, ...], list[_Entry], dict[str, bytes]]] = {}
+# A source's last render: its queues, their entries and the encoded blocks (all but the ages).
+_Memo: TypeAlias = tuple[tuple[QueueStats, ...], list[_Entry], dict[str, bytes]]
+Fragment: TypeAlias = dict[str, bytes]  # encoded sample lines per metric name, without headers
+
+
+class Renderer:
+    """The daemon's one exposition writer (the scheduler owns it): typed records in, bytes out.
+
+    It keeps, per source, the queues of the last render and what their lines are made of, so an
+    unchanged queue costs one identity check (sources reuse the record of a queue that did not
+    change) and only its age is formatted anew. It declares the metrics of the configured sources'
+    types only, so a daemon imports no source module (and backend client) it does not run.
+    """
+
+    def __init__(self, sources: Iterable[Source] | None = None) -> None:
+        self._memo: dict[str, _Memo] = {}
+        self._process = _process_registry()
+        self.declare(sources)
+
+    def declare(self, sources: Iterable[Source] | None) -> None:
+        """The families this renderer writes: those of the types of `sources` (None: every type), in
+        the type table's order; a type not configured is never imported."""
+        if sources is None:
+            self.catalogue = catalogue()
+        else:
+            rank = {name: i for i, name in enumerate(SOURCE_TYPES)}
+            tables = {s.config.type: type(s).metrics for s in sources}
+            self.catalogue = catalogue(tables[n] for n in sorted(tables, key=lambda n: (rank.get(n, len(rank)), n)))
+        core, derived = {m.name for m in CORE_METRICS}, {m.name for m in (*HEALTH_METRICS, *EXPORTER_METRICS)}
+        self._sourced = {m.name: m for m in self.catalogue if m.name not in core and m.name not in derived}
+        self._derived = {m.name: m for m in self.catalogue if m.name in derived}
+
+    def source(self, status: SourceStatus, reading: Reading | None, errors: Mapping[str, int],
+               interval: float | None = None) -> Fragment:
+        """Every sample of one source: status metrics always, queue series only when up."""
+        out = _Lines()
+        src = f'source="{escape(status.name)}"'
+        out.add("jobqueue_source_up", f'{src},backend="{escape(status.backend)}"', 1 if status.up else 0)
+        if interval is not None:
+            out.add("jobqueue_source_interval_seconds", src, interval)
+        out.add("jobqueue_collect_duration_seconds", src, status.duration)
+        if status.last_success is not None:
+            out.add("jobqueue_last_success_timestamp_seconds", src, status.last_success)
+        for kind, count in sorted(errors.items()):
+            out.add_named("jobqueue_collect_errors", "jobqueue_collect_errors_total", f'{src},kind="{kind}"', count)
+        if reading is None:
+            return out.encoded()
+        if reading.latency is not None:
+            out.add("jobqueue_source_latency_seconds", src, reading.latency)
+        if reading.queues or reading.malformed:
+            out.add("jobqueue_malformed_items", src, reading.malformed)
+            out.add("jobqueue_series_collisions", src, len(reading.collisions))
+        self._queues(out, src, status.observed_at, reading)
+        for sample in reading.samples:
+            metric = _declared(self._sourced, sample.metric)
+            pairs = "".join(f',{k}="{escape(v)}"' for k, v in zip(metric.labels, sample.labels, strict=True))
+            out.add_named(sample.metric, self._sample_name(metric), src + pairs, sample.value)
+        return out.encoded()
+
+    def samples(self, samples: Iterable[Sample]) -> Fragment:
+        """The lines of samples that carry no `source` label (health, reload, the exporter's own), in order."""
+        out = _Lines()
+        for sample in samples:
+            metric = _declared(self._derived, sample.metric)
+            pairs = ",".join(f'{k}="{escape(v)}"' for k, v in zip(metric.labels, sample.labels, strict=True))
+            out.add_named(sample.metric, self._sample_name(metric), pairs, sample.value)
+        return out.encoded()
+
+    def exposition(self, fragments: Iterable[Mapping[str, bytes]]) -> Exposition:
+        """Group the fragments (each source's, then the derived ones) by metric name, in order."""
+        parts: dict[str, list[bytes]] = {}
+        for fragment in fragments:
+            for name, body in fragment.items():
+                parts.setdefault(name, []).append(body)
+        return Exposition(parts, self.catalogue, self._process)
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop what was kept for sources that are gone (a reload removed them)."""
+        kept = {f'source="{escape(n)}"' for n in names}
+        for src in [s for s in list(self._memo) if s not in kept]:
+            self._memo.pop(src, None)
+
+    @staticmethod
+    def _sample_name(metric: MetricDef) -> str:
+        return f"{metric.name}_total" if metric.type == "counter" else metric.name
+
+    def _queues(self, out: _Lines, src: str, observed_at: float, reading: Reading) -> None:
+        """The shared queue metrics: the hot loop of a large source, written as comprehensions over the
+        queues, one metric at a time and each joined at once (the lines of one metric are alive together,
+        never those of all: the peak memory of a large source).
+
+        The memo of a source is ONE entry taken out at the start and put back at the end, so two renders
+        of one source (a reload replacing it while the old render still runs) can never pair one
+        render's queues with another's blocks: the later one just starts without a memo."""
+        queues = reading.queues
+        last, last_entries, blocks = self._memo.pop(src, ((), [], {}))  # a failed render leaves none behind
+        if len(last) == len(queues):
+            entries: list[_Entry | None] = [e if p is q or p == q else None
+                                            for p, q, e in zip(last, queues, last_entries, strict=True)]
+        else:
+            entries = [None] * len(queues)
+        # Every queue as last time: every block but the ages is the same text, so the same bytes.
+        if not last or None in entries:
+            blocks = {}
+        if None in entries:  # a changed queue gets new lines; where tenants came or went, find by labels
+            by_key: dict[tuple[str, str], tuple[QueueStats, _Entry]] | None = None
+            for i, q in enumerate(queues):
+                if entries[i] is not None:
+                    continue
+                if len(last) == len(queues) and last[i].tenant == q.tenant and last[i].queue == q.queue:
+                    entries[i] = _queue_lines(src, q)
+                    continue
+                if by_key is None:
+                    by_key = {(p.tenant, p.queue): (p, e) for p, e in zip(last, last_entries, strict=True)}
+                p, e = by_key.get((q.tenant, q.queue), (None, None))
+                entries[i] = e if e is not None and p == q else _queue_lines(src, q)
+        done: list[_Entry] = entries  # type: ignore[assignment]  # every None was filled above
+        plain = all(e[2] is _NO_EXTRA for e in done)
+        texts: dict[str, Callable[[], str]] = {
+            "jobqueue_depth": lambda: "".join([f"jobqueue_depth{e[0]}{q.depth}\n"
+                                               for q, e in zip(queues, done, strict=True)]),
+            "jobqueue_oldest_age_seconds": lambda: "".join([
+                e[2][0] if (ts := q.oldest_timestamp) is None
+                else f"jobqueue_oldest_age_seconds{e[0]}{age if (age := observed_at - ts) > 0 else 0.0:.3f}\n"
+                for q, e in zip(queues, done, strict=True)]),
+            "jobqueue_oldest_timestamp_seconds": lambda: "".join([
+                f"jobqueue_oldest_timestamp_seconds{e[0]}{e[1]}" for e in done if e[1]]),
+            "jobqueue_jobs": lambda: "" if plain else "".join([e[2][2] for e in done]),
+            "jobqueue_queue_paused": lambda: "" if plain else "".join([e[2][1] for e in done]),
+            "jobqueue_failed_jobs": lambda: "" if plain else "".join([e[2][3] for e in done]),
+            "jobqueue_wait_seconds": lambda: "" if plain else "".join([e[2][4] for e in done]),
+        }
+        kept: dict[str, bytes] = {}
+        for name, text in texts.items():
+            known = blocks.get(name)
+            body = known if known is not None else text().encode()
+            if name != "jobqueue_oldest_age_seconds":
+                kept[name] = body
+            if body:
+                out.ready[name] = body
+        self._memo[src] = (queues, done, kept)
+
+
+def _declared(metrics: Mapping[str, MetricDef], name: str) -> MetricDef:
+    metric = metrics.get(name)
+    if metric is None:
+        raise KeyError(f"sample of undeclared metric {name!r}")
+    return metric
 
 
 def _queue_lines(src: str, q: QueueStats) -> _Entry:
@@ -252,59 +362,6 @@ def _queue_lines(src: str, q: QueueStats) -> _Entry:
     return f"{labels}}} ", "" if ts is None else f"{ts:.3f}\n", _NO_EXTRA if extra == _NO_EXTRA else extra
 
 
-def _render_queues(out: _Lines, src: str, observed_at: float, reading: Reading) -> None:
-    """The shared queue metrics: the hot loop of a large source, written as comprehensions over the
-    queues, one metric at a time and each joined at once (the lines of one metric are alive together,
-    never those of all: the peak memory of a large source)."""
-    queues = reading.queues
-    last, last_entries, blocks = _MEMO.pop(src, ((), [], {}))  # a failed render leaves none behind
-    if len(last) == len(queues):
-        entries: list[_Entry | None] = [e if p is q or p == q else None
-                                        for p, q, e in zip(last, queues, last_entries, strict=True)]
-    else:
-        entries = [None] * len(queues)
-    # Every queue as last time: every block but the ages is the same text, so the same bytes.
-    if not last or None in entries:
-        blocks = {}
-    if None in entries:  # a changed queue gets new lines; where tenants came or went, find by labels
-        by_key: dict[tuple[str, str], tuple[QueueStats, _Entry]] | None = None
-        for i, q in enumerate(queues):
-            if entries[i] is not None:
-                continue
-            if len(last) == len(queues) and last[i].tenant == q.tenant and last[i].queue == q.queue:
-                entries[i] = _queue_lines(src, q)
-                continue
-            if by_key is None:
-                by_key = {(p.tenant, p.queue): (p, e) for p, e in zip(last, last_entries, strict=True)}
-            p, e = by_key.get((q.tenant, q.queue), (None, None))
-            entries[i] = e if e is not None and p == q else _queue_lines(src, q)
-    done: list[_Entry] = entries  # type: ignore[assignment]  # every None was filled above
-    plain = all(e[2] is _NO_EXTRA for e in done)
-    texts: dict[str, Callable[[], str]] = {
-        "jobqueue_depth": lambda: "".join([f"jobqueue_depth{e[0]}{q.depth}\n"
-                                           for q, e in zip(queues, done, strict=True)]),
-        "jobqueue_oldest_age_seconds": lambda: "".join([
-            e[2][0] if (ts := q.oldest_timestamp) is None
-            else f"jobqueue_oldest_age_seconds{e[0]}{age if (age := observed_at - ts) > 0 else 0.0:.3f}\n"
-            for q, e in zip(queues, done, strict=True)]),
-        "jobqueue_oldest_timestamp_seconds": lambda: "".join([
-            f"jobqueue_oldest_timestamp_seconds{e[0]}{e[1]}" for e in done if e[1]]),
-        "jobqueue_jobs": lambda: "" if plain else "".join([e[2][2] for e in done]),
-        "jobqueue_queue_paused": lambda: "" if plain else "".join([e[2][1] for e in done]),
-        "jobqueue_failed_jobs": lambda: "" if plain else "".join([e[2][3] for e in done]),
-        "jobqueue_wait_seconds": lambda: "" if plain else "".join([e[2][4] for e in done]),
-    }
-    kept: dict[str, bytes] = {}
-    for name, text in texts.items():
-        known = blocks.get(name)
-        body = known if known is not None else text().encode()
-        if name != "jobqueue_oldest_age_seconds":
-            kept[name] = body
-        if body:
-            out.ready[name] = body
-    _MEMO[src] = (queues, done, kept)
-
-
 def _header(metric: MetricDef, fmt: str) -> bytes:
     help_text = metric.help.replace("\\", "\\\\").replace("\n", "\\n")
     name = metric.name
@@ -321,20 +378,13 @@ def _process_registry() -> CollectorRegistry:
     return registry
 
 
-_SOURCE_METRICS: dict[str, MetricDef] = {
-    m.name: m for m in (*FLOW_METRICS, *(m for t in SOURCE_TYPES.values() for m in t.metrics))
-}
-_PROCESS = _process_registry()
-
-
 @dataclass
 class Exposition:
     """The bytes of one snapshot in both formats, each built and gzipped at most once."""
 
     parts: Mapping[str, list[bytes]]
-    revision: str = "unknown"
-    shard: tuple[int, int] = (0, 1)
-    extra_lines: Mapping[str, bytes] = field(default_factory=dict)
+    catalogue: tuple[MetricDef, ...]  # the families, in order; those without lines are left out
+    process: CollectorRegistry  # the process's own metrics (prometheus_client's collectors)
     _cache: dict[tuple[str, bool], bytes] = field(default_factory=dict)
     _pending: dict[tuple[str, bool], asyncio.Future[bytes]] = field(default_factory=dict)
     _pieces: dict[str, list[bytes]] = field(default_factory=dict)
@@ -380,43 +430,26 @@ class Exposition:
 
     def _build(self, fmt: str) -> list[bytes]:
         chunks: list[bytes] = []
-        build = (
-            f'jobqueue_exporter_build_info{{version="{__version__}",revision="{escape(self.revision)}"}} 1\n'
-        ).encode()
-        extra = {
-            "jobqueue_exporter_build_info": build,
-            "jobqueue_exporter_shard_ordinal": f"jobqueue_exporter_shard_ordinal {self.shard[0]}\n".encode(),
-            "jobqueue_exporter_total_shards": f"jobqueue_exporter_total_shards {self.shard[1]}\n".encode(),
-            **self.extra_lines,
-        }
-        for metric in catalogue():
-            body = self.parts.get(metric.name, [])
-            own = extra.get(metric.name)
-            if not body and own is None:
+        for metric in self.catalogue:
+            body = self.parts.get(metric.name)
+            if not body:
                 continue
             chunks.append(_header(metric, fmt))
             chunks.extend(body)
-            if own is not None:
-                chunks.append(own)
         if fmt == OPENMETRICS:
-            own_om: bytes = generate_latest_om(_PROCESS)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
+            own_om: bytes = generate_latest_om(self.process)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
             chunks.append(own_om.removesuffix(b"# EOF\n"))
             chunks.append(b"# EOF\n")
         else:
-            chunks.append(generate_latest(_PROCESS))
+            chunks.append(generate_latest(self.process))
         return chunks
 
 
-def build_exposition(
-    fragments: Iterable[Mapping[str, bytes]], revision: str, extra_lines: Mapping[str, bytes] | None = None,
-    shard: tuple[int, int] = (0, 1),
-) -> Exposition:
-    """Group the per-source fragments by metric name, in source order."""
-    parts: dict[str, list[bytes]] = {}
-    for fragment in fragments:
-        for name, body in fragment.items():
-            parts.setdefault(name, []).append(body)
-    return Exposition(parts=parts, revision=revision, shard=shard, extra_lines=extra_lines or {})
+def exporter_samples(revision: str, shard: tuple[int, int]) -> tuple[Sample, ...]:
+    """The exporter's own series: version and revision, and which shard of the tenants it reads."""
+    return (Sample("jobqueue_exporter_build_info", (__version__, revision), 1),
+            Sample("jobqueue_exporter_shard_ordinal", (), shard[0]),
+            Sample("jobqueue_exporter_total_shards", (), shard[1]))
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

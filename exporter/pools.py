@@ -28,35 +28,52 @@ Lookup = Callable[..., list[Any]]
 
 
 class DaemonPool:
-    """A fixed set of daemon threads running submitted calls. A lookup stuck in getaddrinfo cannot be
-    interrupted; ThreadPoolExecutor would join it at interpreter exit, so a hung DNS server would also
-    hang SIGTERM. These threads are abandoned at exit instead."""
+    """Up to `workers` daemon threads running submitted calls, each started when the calls waiting
+    outnumber the idle threads (an idle daemon holds none). A lookup stuck in getaddrinfo cannot be interrupted;
+    ThreadPoolExecutor would join it at interpreter exit, so a hung DNS server would also hang SIGTERM.
+    These threads are abandoned at exit instead."""
 
     def __init__(self, workers: int, name: str) -> None:
         self._queue: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]
                                        | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(workers)]
-        for thread in self._threads:
-            thread.start()
+        self._workers = workers
+        self._name = name
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for a call
+        self._waiting = 0  # calls no thread has taken yet
+        self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._queue.put((future, fn, args))
+        with self._lock:
+            self._waiting += 1
+            if self._waiting > self._idle and len(self._threads) < self._workers:
+                thread = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                self._idle += 1  # idle until it takes its first call
+                thread.start()
         return future
 
     def _work(self) -> None:
         while (job := self._queue.get()) is not None:
+            with self._lock:
+                self._idle -= 1
+                self._waiting -= 1
             future, fn, args = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args))
-            except BaseException as err:  # handed to the waiter, as an executor does
-                future.set_exception(err)
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as err:  # handed to the waiter, as an executor does
+                    future.set_exception(err)
+            with self._lock:
+                self._idle += 1
 
     def shutdown(self) -> None:
         """Idle threads end; a thread stuck in a call ends when the call does (or with the process)."""
-        for _ in self._threads:
+        with self._lock:
+            started = len(self._threads)
+        for _ in range(started):
             self._queue.put(None)
 
 

@@ -23,8 +23,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from exporter.config import ConfigError, ExporterConfig, default_config, load_config, parse_shard
-from exporter.health.evaluation import attach as attach_health
-from exporter.model import Snapshot
+from exporter.model import Sample, Snapshot
 from exporter.preflight import preflight
 from exporter.scheduler import Scheduler
 from exporter.sources import SOURCE_TYPES
@@ -32,6 +31,7 @@ from exporter.sources.base import Source, SourceConfig, SourceContext
 from exporter.web.auth import AUTHENTICATOR, Authenticator
 from exporter.web.keys import CONFIG
 from exporter.web.lifecycle import RELOAD
+from exporter.web.shims.base import HEALTH
 from exporter.web.webconfig import WEB_CONFIG
 
 log = logging.getLogger("jobqueue.reload")
@@ -61,7 +61,7 @@ def make_sources(config: ExporterConfig, scheduler: Callable[[], Scheduler],
             out.append(old)
             continue
         try:
-            source = SOURCE_TYPES[source_config.type](source_config, context)
+            source = SOURCE_TYPES[source_config.type].load()(source_config, context)
         except (OSError, ValueError, ssl.SSLError) as err:
             raise SourceBuildError(f"sources[{i}] ({source_config.name}): "
                                    f"{getattr(err, 'strerror', None) or err}") from None
@@ -108,17 +108,13 @@ class Reloader:
         self.successful = True
         self.last_success = clock()
         self._lock = asyncio.Lock()
-        scheduler.derived.append(self.metrics)
+        scheduler.producers.append(self.samples)
         app[RELOAD] = self.reload
 
-    def metrics(self, snapshot: Snapshot) -> dict[str, bytes]:
+    def samples(self, snapshot: Snapshot) -> tuple[Sample, ...]:
         """Prometheus's own reload gauges, under the exporter's namespace."""
-        return {
-            "jobqueue_exporter_config_last_reload_successful":
-                f"jobqueue_exporter_config_last_reload_successful {int(self.successful)}\n".encode(),
-            "jobqueue_exporter_config_last_reload_success_timestamp_seconds":
-                f"jobqueue_exporter_config_last_reload_success_timestamp_seconds {self.last_success}\n".encode(),
-        }
+        return (Sample("jobqueue_exporter_config_last_reload_successful", (), int(self.successful)),
+                Sample("jobqueue_exporter_config_last_reload_success_timestamp_seconds", (), self.last_success))
 
     async def reload(self) -> str | None:
         """Reload the config (and the web config); None when it worked, else why not."""
@@ -156,7 +152,7 @@ class Reloader:
             log.warning("listen changed; it applies at the next restart", extra={"listen": config.listen})
         scheduler.shard = parse_shard(config.shard)
         scheduler.revision = os.environ.get("JOBQUEUE_EXPORTER_REVISION", config.revision)
-        attach_health(scheduler, config.systems).systems = list(config.systems)
+        self.app[HEALTH].systems = list(config.systems)
         # The app's mapping is frozen once it serves (to catch handlers writing shared state); a
         # reload swaps whole references, atomically between two requests on the event loop.
         self.app._state[CONFIG] = config

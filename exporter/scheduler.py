@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from exporter.metrics import OPENMETRICS, Exposition, build_exposition, render_source
-from exporter.model import Reading, Snapshot, SourceState, SourceStatus, unique_series
+from exporter.metrics import OPENMETRICS, Exposition, Renderer, exporter_samples
+from exporter.model import Reading, Sample, Snapshot, SourceState, SourceStatus, unique_series
 from exporter.pools import LOOKUP_TIMEOUT, RENDER, CollectorLoop, Resolver
 from exporter.sources.base import Source, SourceError
 
@@ -40,10 +40,11 @@ class _Down:
     failures: int = 1
 
 Listener = Callable[[Snapshot], None]
+Producer = Callable[[Snapshot], Iterable[Sample]]  # derived series (health, reload), no `source` label
 
 
 class Scheduler:
-    """Owns the sources, the current snapshot and its exposition."""
+    """Owns the sources, the current snapshot, the renderer and the exposition it wrote."""
 
     def __init__(self, sources: Iterable[Source], revision: str = "unknown",
                  clock: Callable[[], float] = time.time, shard: tuple[int, int] = (0, 1),
@@ -54,7 +55,8 @@ class Scheduler:
         self.shard = shard
         self.clock = clock
         self.listeners: list[Listener] = []
-        self.derived: list[Callable[[Snapshot], dict[str, bytes]]] = []
+        self.producers: list[Producer] = []
+        self.renderer = Renderer(self.sources)
         self._errors: dict[str, dict[str, int]] = {s.name: {} for s in self.sources}
         self._last_success: dict[str, float | None] = {s.name: None for s in self.sources}
         self._count: dict[str, int] = {s.name: 0 for s in self.sources}
@@ -65,7 +67,8 @@ class Scheduler:
             for s in self.sources
         }
         self.snapshot = Snapshot(initial, clock())
-        self.exposition: Exposition = build_exposition([], revision, shard=shard)
+        own = self.renderer.samples(exporter_samples(revision, shard))
+        self.exposition: Exposition = self.renderer.exposition([own])
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._home: asyncio.AbstractEventLoop | None = None  # the web loop, when collecting in a thread
         self._newest: Exposition | None = None  # built, maybe not yet served (see _swap)
@@ -159,6 +162,8 @@ class Scheduler:
             for name in [n for n in list(table) if n not in names]:
                 table.pop(name, None)
         self.sources = new
+        self.renderer.declare(new)
+        self.renderer.forget(names)
         self.snapshot = replace(self.snapshot, sources={s.name: states[s.name] for s in new},
                                 created_at=self.clock())
         self.refresh()
@@ -255,7 +260,7 @@ class Scheduler:
                 ) -> tuple[Reading | None, dict[str, bytes]]:
         if reading is not None:
             reading = self._once(status.name, reading)
-        return reading, render_source(status, reading, errors, interval)
+        return reading, self.renderer.source(status, reading, errors, interval)
 
     def _once(self, name: str, reading: Reading) -> Reading:
         """Every series once (a doubled series is invalid OpenMetrics); collisions logged when they change."""
@@ -284,14 +289,13 @@ class Scheduler:
                 listener(snapshot)
             except Exception:
                 log.exception("snapshot listener crashed", extra={"listener": getattr(listener, "__name__", "?")})
-        extra: dict[str, bytes] = {}
-        for derive in self.derived:
+        derived = [self.renderer.samples(exporter_samples(self.revision, self.shard))]
+        for produce in self.producers:
             try:
-                extra.update(derive(snapshot))
+                derived.append(self.renderer.samples(produce(snapshot)))
             except Exception:  # the source series still go out; the derived ones are missing, not stale
-                log.exception("derived metrics crashed", extra={"derive": getattr(derive, "__name__", "?")})
-        exposition = build_exposition((s.fragments for s in snapshot.sources.values()), self.revision, extra,
-                                      self.shard)
+                log.exception("derived metrics crashed", extra={"producer": getattr(produce, "__name__", "?")})
+        exposition = self.renderer.exposition([*(s.fragments for s in snapshot.sources.values()), *derived])
         self._newest = exposition
         if self._collector is None:
             self.exposition = exposition

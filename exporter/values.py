@@ -128,7 +128,7 @@ def stored_time(raw: str | None, unit: Unit) -> float | None:
     value = float(raw)
     if not math.isfinite(value):
         raise ValueError(f"not a finite time: {raw!r}")
-    # divided, not multiplied by SCALE: the same double the Redis ops compute (`plausible` in script.lua)
+    # divided, not multiplied by SCALE: the same double the Redis ops compute (`plausible` in redis/items.py)
     return epoch(value) if unit == "auto" else value / DIVISOR[unit]
 
 

@@ -1,8 +1,8 @@
 """Generates the derived Kubernetes manifests (run: python3 deploy/kubernetes/build.py).
 
-- prometheusrule.yaml: the PrometheusRule holding exactly the groups of alerts/jobqueue.rules.yml,
-  so the Prometheus Operator loads the same rules that promtool tests;
-- sharded/statefulset.yaml: the pod of deployment.yaml as a StatefulSet of SHARDS replicas, each
+- components/prometheusrule/prometheusrule.yaml: the PrometheusRule holding exactly the groups of
+  alerts/jobqueue.rules.yml, so the Prometheus Operator loads the same rules that promtool tests;
+- components/sharded/statefulset.yaml: the pod of base/deployment.yaml as a StatefulSet of SHARDS replicas, each
   reading `shard: auto` (its ordinal from the pod name, N from JOBQUEUE_EXPORTER_SHARDS).
 
 tests/unit/test_kubernetes.py fails when a committed file differs from what this writes.
@@ -52,7 +52,7 @@ def prometheus_rule() -> dict[str, Any]:
 
 
 def statefulset() -> dict[str, Any]:
-    deployment = yaml.safe_load((HERE / "deployment.yaml").read_text())
+    deployment = yaml.safe_load((HERE / "base" / "deployment.yaml").read_text())
     spec = copy.deepcopy(deployment["spec"])
     spec["replicas"] = SHARDS
     container = spec["template"]["spec"]["containers"][0]
@@ -72,10 +72,11 @@ def statefulset() -> dict[str, Any]:
 
 
 def rendered() -> dict[Path, str]:
+    components = HERE / "components"
     return {
-        HERE / "base" / "prometheusrule.yaml": HEADER.format(source="alerts/jobqueue.rules.yml")
+        components / "prometheusrule" / "prometheusrule.yaml": HEADER.format(source="alerts/jobqueue.rules.yml")
         + dump(prometheus_rule()),
-        HERE / "sharded" / "statefulset.yaml": HEADER.format(source="deploy/kubernetes/deployment.yaml")
+        components / "sharded" / "statefulset.yaml": HEADER.format(source="deploy/kubernetes/base/deployment.yaml")
         + dump(statefulset()),
     }
 

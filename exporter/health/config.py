@@ -12,9 +12,10 @@ import hashlib
 import os
 import re
 from pathlib import Path as FilePath
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from exporter.sources.base import Duration, Model, Name
 
@@ -23,10 +24,60 @@ Severity = Literal["unhealthy", "degraded"]
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
+class SourceRef:
+    """Marks a config value that names a source (`SourceName`): `--check-config` finds every such value,
+    at any depth of a shim's config, by this mark, so no code lists the shims' field names."""
+
+
+SourceName = Annotated[Name, SourceRef()]
+
+
+def source_refs(model: BaseModel, path: str = "") -> list[tuple[str, str]]:
+    """(key path, source) of every `SourceName` value in `model`, its submodels, lists and dict values."""
+    out: list[tuple[str, str]] = []
+    for key, field in type(model).model_fields.items():
+        marked = any(isinstance(m, SourceRef) for m in field.metadata)  # pydantic keeps a field's own marks here
+        where = f"{path}{field.alias or key}"  # the key as written in the YAML (`schema`, not `schema_`)
+        out += _refs(getattr(model, key), SourceName if marked else field.annotation, where)
+    return out
+
+
+def _refs(value: object, annotation: object, path: str) -> list[tuple[str, str]]:
+    if isinstance(value, BaseModel):
+        return source_refs(value, f"{path}.")
+    if isinstance(value, str):
+        return [(path, value)] if _names_a_source(annotation) else []
+    inner = _inner(annotation)
+    if isinstance(value, dict):
+        return [ref for key, item in value.items() for ref in _refs(item, inner, f"{path}.{key}")]
+    if isinstance(value, list | tuple):
+        return [ref for i, item in enumerate(value) for ref in _refs(item, inner, f"{path}[{i}]")]
+    return []
+
+
+def _names_a_source(annotation: object) -> bool:
+    if get_origin(annotation) is Annotated:
+        base, *marks = get_args(annotation)
+        return any(isinstance(m, SourceRef) for m in marks) or _names_a_source(base)
+    return any(_names_a_source(arg) for arg in get_args(annotation)) if get_origin(annotation) in _UNIONS else False
+
+
+def _inner(annotation: object) -> object:
+    """The item type of a list or the value type of a dict annotation (through Optional and Annotated)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated or origin in _UNIONS:
+        found = [_inner(arg) for arg in (args[:1] if origin is Annotated else args)]
+        return next((f for f in found if f is not None), None)
+    return args[-1] if origin in (list, tuple, dict) and args else None
+
+
+_UNIONS = (Union, UnionType)
+
+
 class Ref(Model):
     """A value in a source's details: `source` names the source, `path` the dotted key path."""
 
-    source: Name
+    source: SourceName
     path: DetailsPath
 
 
@@ -234,17 +285,5 @@ class ShimsBase(Model):
         return value if isinstance(value, Shim) else None
 
     def sources_of(self, shim: Shim) -> list[tuple[str, str]]:
-        """(key path suffix, source) of every source a shim names directly."""
-        out: list[tuple[str, str]] = []
-        for key, value in shim:
-            if key in ("source", "nats", "resources", "consistency") and isinstance(value, str):
-                out.append((key, value))
-            elif isinstance(value, Ref):
-                out.append((f"{key}.source", value.source))
-            elif key == "services":
-                out += [(f"services.{k}", v) for k, v in value.items()]
-            elif key in ("integrations",):
-                out += [(f"{key}.{k}.source", v.source) for k, v in value.items()]
-            elif key == "registry":
-                out += [(f"registry[{i}].source", v.source) for i, v in enumerate(value)]
-        return out
+        """(key path, source) of every source a shim names: its fields typed `SourceName`, at any depth."""
+        return source_refs(shim)

@@ -30,12 +30,6 @@ def matching_queues(reading: Reading | None, queue: str, tenant: str) -> list[Qu
     ]
 
 
-def state_count(q: QueueStats, *states: str) -> int | None:
-    """The sum of the named states of a queue record, or None when it keeps none of them."""
-    found = [n for s, n in q.states if s in states]
-    return sum(found) if found else None
-
-
 class QueueIndex:
     """(tenant, queue) -> QueueStats for one reading, built once and reused while it is current."""
 

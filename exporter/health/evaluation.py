@@ -34,8 +34,7 @@ from exporter.health.rules import (
     worker_issues,
     worker_states,
 )
-from exporter.metrics import sample_line
-from exporter.model import Snapshot
+from exporter.model import Sample, Snapshot
 from exporter.scheduler import Scheduler
 
 log = logging.getLogger("jobqueue.health")
@@ -105,32 +104,24 @@ class HealthMonitor:
     def get(self, name: str) -> SystemHealth | None:
         return self.current.get(name)
 
-    def metrics(self, snapshot: Snapshot) -> dict[str, bytes]:
-        """The derived exposition lines: status StateSet, active issues, worker last runs."""
+    def samples(self, snapshot: Snapshot) -> list[Sample]:
+        """The derived series for the renderer: status StateSet, active issues, worker last runs."""
         status, issues, workers, intervals, quiet = [], [], [], [], []
         for name in sorted(self.current):
             health = self.current[name]
-            quiet.append(sample_line("jobqueue_health_quiet_hours", {"system": name}, health.in_quiet_hours))
+            quiet.append(Sample("jobqueue_health_quiet_hours", (name,), health.in_quiet_hours))
             for state in STATES:
-                status.append(sample_line("jobqueue_health_status", {"system": name, "status": state},
-                                          1 if health.status == state else 0))
+                status.append(Sample("jobqueue_health_status", (name, state), 1 if health.status == state else 0))
             for issue_id in sorted({i.id for i in health.issues}):
-                issues.append(sample_line("jobqueue_health_issue", {"system": name, "issue": issue_id}, 1))
+                issues.append(Sample("jobqueue_health_issue", (name, issue_id), 1))
             for worker in sorted(health.workers.values(), key=lambda w: w.name):
                 if worker.interval is not None:
-                    intervals.append(sample_line("jobqueue_worker_expected_interval_seconds",
-                                                 {"system": name, "worker": worker.name}, worker.interval))
+                    intervals.append(Sample("jobqueue_worker_expected_interval_seconds", (name, worker.name),
+                                            worker.interval))
                 if worker.last_run is not None:
-                    workers.append(sample_line("jobqueue_worker_last_run_timestamp_seconds",
-                                               {"system": name, "worker": worker.name}, worker.last_run))
-        out = {}
-        for metric, lines in (("jobqueue_health_status", status), ("jobqueue_health_issue", issues),
-                              ("jobqueue_health_quiet_hours", quiet),
-                              ("jobqueue_worker_last_run_timestamp_seconds", workers),
-                              ("jobqueue_worker_expected_interval_seconds", intervals)):
-            if lines:
-                out[metric] = "".join(lines).encode()
-        return out
+                    workers.append(Sample("jobqueue_worker_last_run_timestamp_seconds", (name, worker.name),
+                                          worker.last_run))
+        return [*status, *issues, *quiet, *workers, *intervals]
 
 
 def evaluate(system: SystemConfig, snapshot: Snapshot, history: History, now: float) -> SystemHealth:
@@ -154,12 +145,18 @@ def evaluate(system: SystemConfig, snapshot: Snapshot, history: History, now: fl
 
 
 def attach(scheduler: Scheduler, systems: Iterable[SystemConfig]) -> HealthMonitor:
-    """The scheduler's monitor, registered on first use: a listener per snapshot, lines for /metrics."""
+    """Wire health to the scheduler, once (the composition root, `exporter.cli.build_scheduler`, does):
+    a listener per snapshot, samples for /metrics. The web and a reload find it with `monitor_of`."""
+    monitor = HealthMonitor(systems, clock=scheduler.clock)
+    scheduler.listeners.append(monitor)
+    scheduler.producers.append(monitor.samples)
+    monitor(scheduler.snapshot)
+    return monitor
+
+
+def monitor_of(scheduler: Scheduler) -> HealthMonitor:
+    """The monitor `attach` wired to the scheduler."""
     for listener in scheduler.listeners:
         if isinstance(listener, HealthMonitor):
             return listener
-    monitor = HealthMonitor(systems, clock=scheduler.clock)
-    scheduler.listeners.append(monitor)
-    scheduler.derived.append(monitor.metrics)
-    monitor(scheduler.snapshot)
-    return monitor
+    raise LookupError("the scheduler has no health monitor: build it with exporter.cli.build_scheduler")

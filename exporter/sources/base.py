@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ def parse_duration(value: Any) -> Any:
 
 
 MAX_DURATION = 366 * 86400.0  # a year: `.inf` or 1e300 seconds never comes round, so it is an error
+DEFAULT_TIMEOUT = 5.0  # seconds; never more than the interval (SourceConfig._default_timeout)
 MIN_INTERVAL = 0.25  # seconds between collections; `1ms` burned 57 % of a core for nothing
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=MAX_DURATION, allow_inf_nan=False)]
@@ -50,7 +52,21 @@ class SourceConfig(Model):
     name: Name
     type: str
     interval: Duration = 15.0
-    timeout: Duration = 5.0
+    timeout: Duration = DEFAULT_TIMEOUT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_timeout(cls, data: Any) -> Any:
+        """No `timeout`: 5 s, or the interval when that is shorter (as Prometheus derives an unset
+        scrape_timeout), so `interval: 1s` alone is valid rather than refused for a timeout never set."""
+        if isinstance(data, dict) and "timeout" not in data and "interval" in data:
+            try:
+                interval = float(parse_duration(data["interval"]))
+            except (TypeError, ValueError):
+                return data  # the interval's own error names it
+            if 0 < interval < DEFAULT_TIMEOUT:
+                return {**data, "timeout": interval}
+        return data
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> SourceConfig:
@@ -119,6 +135,26 @@ class SourceUnreachable(SourceError):
     kind = "unreachable"
 
 
+class SourceTLSFailed(SourceUnreachable):
+    """The backend's certificate failed verification (unknown CA, wrong name, expired): a certificate
+    or CA to fix, not a network to wait for, so it is a kind of its own."""
+
+    kind = "tls"
+
+
+def unreachable(message: str, err: BaseException) -> SourceUnreachable:
+    """SourceUnreachable for `err`, or SourceTLSFailed when a certificate check failed anywhere in its
+    chain (client libraries wrap ssl's error in their own connection errors)."""
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return SourceTLSFailed(f"{message} (certificate verification failed: {cause.verify_message})")
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return SourceUnreachable(message)
+
+
 class SourceDenied(SourceError):
     """The backend refused the exporter's credentials or a read it needs."""
 
@@ -145,11 +181,6 @@ class QueryFailed(SourceError):
     def __init__(self, message: str, duration: float = 0.0) -> None:
         super().__init__(message)
         self.duration = duration
-
-
-# The closed set of failure kinds: `SourceStatus.error_kind` is always one of these.
-FAILURE_KINDS = frozenset(k.kind for k in (SourceError, SourceUnreachable, SourceDenied, SourceTimeout, NotFound,
-                                           QueryFailed))
 
 
 JOB_STATES = ("active", "waiting", "failed", "completed")

@@ -32,6 +32,7 @@ from exporter.sources.base import (
     Source,
     SourceConfig,
     SourceContext,
+    SourceTLSFailed,
     SourceUnreachable,
     check_one_secret,
     read_secret,
@@ -140,7 +141,7 @@ class HttpSource(Source):
                 status = resp.status
         except aiohttp.ClientConnectorCertificateError as err:
             where = redact_url(cfg.url)
-            raise SourceUnreachable(f"TLS verification failed for {where}: {err.certificate_error}") from err
+            raise SourceTLSFailed(f"TLS verification failed for {where}: {err.certificate_error}") from err
         except (aiohttp.ClientError, OSError) as err:
             raise SourceUnreachable(f"{redact_url(cfg.url)}: {type(err).__name__}") from err
         latency = time.perf_counter() - started

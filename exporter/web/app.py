@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from exporter.health.evaluation import attach as attach_health
+from exporter.health.evaluation import monitor_of
 from exporter.scheduler import Scheduler
 from exporter.web import core, landing, lifecycle, openapi
 from exporter.web.auth import AUTHENTICATOR, Authenticator, authenticate
@@ -32,7 +32,7 @@ def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = Tru
     app[CONFIG] = config
     app[SCHEDULER] = scheduler
     app[STARTED_AT] = time.time()
-    app[HEALTH] = attach_health(scheduler, config.systems)
+    app[HEALTH] = monitor_of(scheduler)
     app[AUTHENTICATOR] = Authenticator(config.auth.tokens)
     app.router.add_routes(core.routes)
     app.router.add_routes(landing.routes)
@@ -52,3 +52,14 @@ async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:
     scheduler.start(threaded=True)  # collection on a loop of its own: busy HTTP never times a source out
     yield
     await scheduler.stop()
+
+
+def build_probe_app(scheduler: Scheduler) -> web.Application:
+    """Only /healthz and /readyz, for `--health-listen`: a plain-HTTP port the kubelet and the
+    container HEALTHCHECK reach whatever the web config demands of the main one (TLS, a client
+    certificate). Nothing else is served there, so no metric or health API bypasses that policy."""
+    app = web.Application()
+    app[SCHEDULER] = scheduler
+    app.router.add_get("/healthz", core.healthz)
+    app.router.add_get("/readyz", core.readyz)
+    return app

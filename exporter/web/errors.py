@@ -1,16 +1,9 @@
-"""Every JSON error response is built here, so bad requests always get the same shape."""
+"""aiohttp's own HTTP errors (404, 405, ...) answered as JSON `{"error": reason}` instead of plain text."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from aiohttp.typedefs import Handler
-
-
-def json_error(status: int, message: str, **extra: Any) -> web.Response:
-    """A JSON 4xx/5xx body: {"error": message, ...}."""
-    return web.json_response({"error": message, **extra}, status=status)
 
 
 @web.middleware

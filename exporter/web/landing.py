@@ -14,8 +14,9 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.model import SourceState
-from exporter.web.endpoints import OWN, SHIMS
+from exporter.web.endpoints import OWN
 from exporter.web.keys import CONFIG, SCHEDULER
+from exporter.web.shims import SHIMS
 from exporter.web.shims.base import HEALTH
 
 routes = web.RouteTableDef()
@@ -63,9 +64,10 @@ def ago(when: float | None, now: float) -> str:
 def enabled_endpoints(app: web.Application) -> list[tuple[str, str]]:
     """The exporter's own endpoints, then those of every enabled health API, in config order."""
     out = list(OWN)
+    declared = {shim.key: shim.endpoints for shim in SHIMS}
     for key, shim in app[CONFIG].shims.bound():
-        if getattr(shim, "enabled", True):
-            out.extend(SHIMS.get(key, ()))
+        if shim.enabled:
+            out.extend(declared.get(key, ()))
     return out
 
 

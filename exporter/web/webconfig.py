@@ -34,48 +34,36 @@ import yaml
 from aiohttp import web
 
 from exporter.web.shims import SHIMS
+from exporter.web.tls import (
+    CIPHER_SUITES,
+    CLIENT_AUTH,
+    CURVES,
+    VERIFYING,
+    VERSIONS,
+    TLSConfigError,
+    TLSSettings,
+)
+from exporter.web.tls import build_ssl_context as build_tls_context
 
 log = logging.getLogger("jobqueue.web.webconfig")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-CLIENT_AUTH = {
-    "": ssl.CERT_NONE, "NoClientCert": ssl.CERT_NONE,
-    "RequestClientCert": ssl.CERT_OPTIONAL, "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAnyClientCert": ssl.CERT_REQUIRED, "RequireClientCert": ssl.CERT_REQUIRED,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
-}
-VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
-            "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 # The toolkit's own list (web/handler.go extraHTTPHeaders): only these, some with fixed values.
 HEADERS: dict[str, tuple[str, ...]] = {
     "Strict-Transport-Security": (), "X-Content-Type-Options": ("nosniff",),
     "X-Frame-Options": ("deny", "sameorigin"), "X-XSS-Protection": (), "Content-Security-Policy": (),
 }
 TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version",
-            "prefer_server_cipher_suites"}
+            "prefer_server_cipher_suites", "cipher_suites", "curve_preferences", "client_allowed_sans"}
 # Toolkit keys this exporter does not implement: refused by name rather than silently ignored.
 UNSUPPORTED = {"cert": "use cert_file", "key": "use key_file", "client_ca": "use client_ca_file",
-               "cipher_suites": "OpenSSL's defaults apply", "curve_preferences": "OpenSSL's defaults apply",
-               "client_allowed_sans": "use a dedicated client CA", "rate_limit": "limit at the proxy or network"}
+               "rate_limit": "limit at the proxy or network"}
 # bcrypt of a random password: unknown users cost the same time as known ones (no user enumeration).
 _DUMMY_HASH = b"$2b$10$KQLJsRzSuRCRUxvtfsQRBuK6N7LAsgs9jRzwvuQXVt4xlpJCE7Dia"
 
 
 class WebConfigError(Exception):
     """The web config cannot be used; the message is one line naming the file and the key."""
-
-
-@dataclass(frozen=True)
-class TLSSettings:
-    cert_file: Path
-    key_file: Path
-    client_ca_file: Path | None = None
-    client_auth_type: str = ""
-    min_version: str = "TLS12"
-    max_version: str = "TLS13"
-
-    def files(self) -> tuple[Path, ...]:
-        return tuple(p for p in (self.cert_file, self.key_file, self.client_ca_file) if p is not None)
 
 
 @dataclass(frozen=True)
@@ -97,7 +85,8 @@ def parse_web_config(text: str, path: Path) -> WebConfig:
     if not isinstance(data, dict):
         raise WebConfigError(f"{where}: the file must be a mapping of keys")
     _known(data, {"tls_server_config", "http_server_config", "basic_auth_users"}, where, "")
-    # http2 and prefer_server_cipher_suites are accepted and have no effect: aiohttp serves HTTP/1.1
+    # http2 and prefer_server_cipher_suites are accepted and have no effect: aiohttp serves HTTP/1.1,
+    # and Go ignores the latter since 1.18
     users: dict[str, bytes] = {}
     for user, hashed in _mapping(data.get("basic_auth_users"), where, "basic_auth_users").items():
         if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
@@ -152,7 +141,7 @@ def _tls(data: dict[str, Any], path: Path) -> TLSSettings:
     if auth not in CLIENT_AUTH:
         names = ", ".join(k for k in CLIENT_AUTH if k)
         raise WebConfigError(f"{where}.client_auth_type: {auth!r} is not one of {names}")
-    if ca is not None and CLIENT_AUTH[auth] == ssl.CERT_NONE:
+    if ca is not None and auth in ("", "NoClientCert"):  # Go: "client CA's ... without a Client Auth Policy"
         raise WebConfigError(f"{where}: client_ca_file is set but client_auth_type asks for no client certificate")
     if ca is None and auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
         raise WebConfigError(f"{where}: client_auth_type {auth} needs client_ca_file")
@@ -165,30 +154,38 @@ def _tls(data: dict[str, Any], path: Path) -> TLSSettings:
         if value not in VERSIONS:
             raise WebConfigError(f"{where}.{name}: {value!r} is not one of {', '.join(VERSIONS)}")
         versions.append(value)
-    return TLSSettings(cert, key, ca, auth, versions[0], versions[1])
+    if VERSIONS[versions[0]] > VERSIONS[versions[1]]:
+        raise WebConfigError(f"{where}: min_version {versions[0]} is above max_version {versions[1]}: "
+                             "no connection could be made")
+    suites = _names(data, "cipher_suites", CIPHER_SUITES, where)
+    if suites and not any(CIPHER_SUITES[s] for s in suites) and VERSIONS[versions[0]] < ssl.TLSVersion.TLSv1_3:
+        raise WebConfigError(f"{where}.cipher_suites: only TLS 1.3 suites, which are not configurable (as in Go): "
+                             "name a TLS 1.2 suite or set min_version: TLS13")
+    curves = _names(data, "curve_preferences", CURVES, where)
+    allowed = _names(data, "client_allowed_sans", None, where)
+    if allowed and auth not in VERIFYING:
+        raise WebConfigError(f"{where}: client_allowed_sans needs a client_auth_type that verifies certificates "
+                             f"({', '.join(VERIFYING)}): Python's ssl reads no certificate it has not verified")
+    return TLSSettings(cert, key, ca, auth, versions[0], versions[1], suites, curves, allowed)
+
+
+def _names(data: dict[str, Any], key: str, known: dict[str, Any] | None, where: str) -> tuple[str, ...]:
+    """A list of strings; with `known`, each must be one of its names (Go's, as the toolkit reads them)."""
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WebConfigError(f"{where}.{key}: must be a list of names")
+    for name in value:
+        if known is not None and name not in known:
+            raise WebConfigError(f"{where}.{key}: unknown name {name!r} (Go's names: {', '.join(known)})")
+    return tuple(value)
 
 
 def build_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
     """A server context from the settings; an unreadable file is a WebConfigError naming it."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = VERSIONS[tls.min_version]
-    context.maximum_version = VERSIONS[tls.max_version]
     try:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    except (OSError, ssl.SSLError) as err:
-        raise WebConfigError(f"cannot load cert_file {tls.cert_file} with key_file {tls.key_file}: "
-                             f"{getattr(err, 'strerror', None) or err}") from err
-    context.verify_mode = CLIENT_AUTH[tls.client_auth_type]
-    if tls.client_ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=tls.client_ca_file)
-        except (OSError, ssl.SSLError) as err:
-            raise WebConfigError(f"cannot load client_ca_file {tls.client_ca_file}: "
-                                 f"{getattr(err, 'strerror', None) or err}") from err
-    elif context.verify_mode != ssl.CERT_NONE:  # RequestClientCert: the toolkit asks and checks nothing
-        context.verify_mode = ssl.CERT_NONE
-        log.warning("client certificates are asked for but not verified (no client_ca_file)")
-    return context
+        return build_tls_context(tls)
+    except TLSConfigError as err:
+        raise WebConfigError(str(err)) from err
 
 
 class ReloadingContext(ssl.SSLContext):

@@ -138,7 +138,7 @@ async def test_tls_verified_by_default(cert: tuple[Path, Path], make_scheduler: 
         strict = make_scheduler(config(server.url("/health")))
         await strict.collect_once()
         status = strict.snapshot.sources["api"].status
-        assert (status.up, status.error_kind) == (False, "unreachable")
+        assert (status.up, status.error_kind) == (False, "tls")  # its own kind: a certificate to fix, not a network
         assert "TLS verification failed" in (status.error or "")
 
         private_ca = make_scheduler(config(server.url("/health"), f"    ca_file: {cert[0]}\n"))

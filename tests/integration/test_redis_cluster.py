@@ -187,7 +187,6 @@ def test_topology_config_errors() -> None:
     base = {"name": "r", "type": "redis", "queues": QUEUES[:1]}
     sentinel = {"master_name": "m", "urls": ["redis://127.0.0.1:26379"]}
     for extra, message in [({"cluster": True, "url": "redis://h:7000/2", "scripts": "pipeline"}, "only database 0"),
-                           ({"cluster": True, "scripts": "auto"}, "scripts: pipeline is required"),
                            ({"cluster": True, "scripts": "pipeline", "sentinel": sentinel}, "not both"),
                            ({"sentinel": {"master_name": "m", "urls": []}}, "at least 1"),
                            ({"sentinel": {"master_name": "m", "urls": ["http://x"]}}, "redis://")]:
@@ -266,11 +265,11 @@ async def test_doctor_on_a_cluster(cluster: LocalCluster) -> None:
 
 def test_check_config_names_the_topology_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text("sources:\n  - name: c\n    type: redis\n    url: redis://h:7000/0\n    cluster: true\n"
-                      "    scripts: lua\n    queues:\n      - {layout: list, name: q, key: q}\n")
+    config.write_text("sources:\n  - name: c\n    type: redis\n    url: redis://h:7000/2\n    cluster: true\n"
+                      "    queues:\n      - {layout: list, name: q, key: q}\n")
     assert main(["--check-config", "--config", str(config)]) == 2
-    assert capsys.readouterr().err == (f"config error: {config}:2: sources[0]: scripts: pipeline is required with "
-                                       "cluster: true (a script cannot read keys of other nodes)\n")
+    assert capsys.readouterr().err == (f"config error: {config}:2: sources[0]: a Redis Cluster has only database 0: "
+                                       "drop the database from the url\n")
 
 
 async def test_follow_up_reads_are_routed_too(cluster: LocalCluster) -> None:

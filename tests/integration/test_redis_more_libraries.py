@@ -157,11 +157,13 @@ async def test_dramatiq(mode: str, dramatiq_seeded: tuple[str, dict[str, Any], f
     assert view["taken"] == view["first"]  # the consumer holds the first message, unacknowledged
     assert (q.depth, dict(q.states), q.failed) == (2, {"queued": 2, "unacked": 1, "delayed": 2, "dead": 1}, 1)
     assert ms(q.oldest_timestamp) == view["oldest_ms"]  # message_timestamp of the oldest message still waiting
-    assert samples_of(reading, "jobqueue_workers") == {("", "", "unknown"): 1}  # one broker process
+    # the consumer holds the message it fetched (its `__acks__.<broker id>.default` set): one consumer;
+    # the worker that ran the first messages is stopped and holds nothing
+    assert samples_of(reading, "jobqueue_workers") == {("", "default", "busy"): 1}
     assert reading.malformed == 0
     # past dramatiq's heartbeat timeout the process is no longer live
     later = await both(url, [{"layout": "dramatiq", "namespace": "dq"}], mode, now + 61)
-    assert samples_of(later, "jobqueue_workers") == {("", "", "unknown"): 0}
+    assert samples_of(later, "jobqueue_workers") == {("", "default", "busy"): 0}
 
 
 async def test_dramatiq_unacked_and_foreign_ids(mode: str, server: RedisServer) -> None:

@@ -12,8 +12,7 @@ from dataclasses import replace
 import pytest
 import redis
 
-from exporter import metrics
-from exporter.metrics import render_source
+from exporter.metrics import Renderer
 from exporter.model import Reading, SourceStatus
 from tests.conftest import REDIS_URL
 from tests.support.redis_libs import NOW, collect, comparable, make_source, samples_of, seed_laravel
@@ -120,18 +119,12 @@ async def test_repeated_collections_follow_every_change(mode: str, redis_client:
     redis_client.rpush(key.format(tenant="d"), json.dumps({"ts": 1e999}))  # not a time: malformed each time
     source = make_source(REDIS_URL, queues, mode, tenants={"static": ["a", "b", "c", "d"]})
 
+    renderer = Renderer()  # the daemon's: it keeps what it rendered last time
+
     def rendered(reading: Reading, fresh: bool) -> dict[str, bytes]:
-        """The reading rendered with the memo of the previous renderings, or with none at all."""
-        kept = dict(metrics._MEMO)
-        if fresh:
-            metrics._MEMO.clear()
+        """The reading rendered with the memo of the previous renderings, or by a fresh renderer."""
         status = SourceStatus("r", "redis", True, NOW, 0.1, NOW)
-        try:
-            return render_source(status, replace(reading, latency=None), {})
-        finally:
-            if fresh:
-                metrics._MEMO.clear()
-                metrics._MEMO.update(kept)
+        return (Renderer() if fresh else renderer).source(status, replace(reading, latency=None), {})
 
     try:
         steps = [

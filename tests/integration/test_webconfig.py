@@ -8,6 +8,7 @@ import base64
 import contextlib
 import http.client
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -191,7 +192,9 @@ def test_web_config_errors_are_one_line_and_exit_non_zero(tmp_path: Path) -> Non
         "http_server_config: {headers: {Server: me}}\n":
             "{w}: http_server_config.headers.Server: this header can not be configured",
         "tls_server_config: {cert_file: a, key_file: b, cipher_suites: [X]}\n":
-            "{w}: tls_server_config.cipher_suites: not supported by jobqueue-exporter",
+            "{w}: tls_server_config.cipher_suites: unknown name 'X' (Go's names: TLS_RSA_WITH_AES_128_CBC_SHA,",
+        "tls_server_config: {cert_file: a, key_file: b, min_version: TLS13, max_version: TLS12}\n":
+            "{w}: tls_server_config: min_version TLS13 is above max_version TLS12: no connection could be made",
         "basic_auth_user: {}\n": "{w}: basic_auth_user: unknown key (misspelled?)",
     }
     web = tmp_path / "web.yml"
@@ -205,3 +208,154 @@ def test_web_config_errors_are_one_line_and_exit_non_zero(tmp_path: Path) -> Non
             assert result.returncode == (2 if check else 1), result.stderr
             assert result.stderr.startswith("web config error: " + expected.format(d=tmp_path, w=web)), result.stderr
             assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The container's HEALTHCHECK command, with only the environment (it cannot see the daemon's flags)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JOBQUEUE_EXPORTER_")}
+    return subprocess.run([sys.executable, "-m", "exporter.healthcheck"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**clean, "PYTHONPATH": str(ROOT), **env})
+
+
+@pytest.mark.parametrize("mode", ["tls-from-env", "tls-from-flag", "mtls-from-flag", "mtls-from-env"])
+def test_probes_answer_in_every_web_config_mode(tmp_path: Path, mode: str) -> None:
+    """The kubelet (plain httpGet, no certificate) and the HEALTHCHECK reach /healthz and /readyz on the
+    probe listener whether the main port wants TLS or a verified client certificate, and whether the
+    web config came as a flag (which the HEALTHCHECK cannot see) or from the environment."""
+    ca = CA(tmp_path)
+    ca.issue("server")
+    client = ca.issue("client", client=True)
+    web = tmp_path / "web.yml"
+    mtls = f"  client_ca_file: {ca.path.name}\n  client_auth_type: RequireAndVerifyClientCert\n"
+    web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                   + (mtls if mode.startswith("mtls") else "")
+                   + f"basic_auth_users: {{prometheus: {hashed(PASSWORD)}}}\n")
+    probes = free_port()
+    from_env = mode.endswith("env")
+    env = {"JOBQUEUE_EXPORTER_HEALTH_LISTEN": f"0.0.0.0:{probes}",
+           **({"JOBQUEUE_EXPORTER_WEB_CONFIG_FILE": str(web)} if from_env else {})}
+    flags = () if from_env else ("--web.config.file", str(web))
+    with daemon(tmp_path, *flags, env=env) as (port, _):
+        wait_for_port(probes, timeout=20)
+        result = healthcheck(env)
+        assert (result.returncode, result.stderr) == (0, "")
+        # what the kubelet's httpGet does: plain HTTP to the pod's probe port, no credentials
+        status, _, body, _ = get(probes, "/healthz", None)
+        assert (status, body) == (200, b'{"status": "ok"}')
+        eventually("ready", lambda: get(probes, "/readyz", None)[0] == 200)
+        # the probe port serves nothing else: no metric or health API bypasses TLS, certificates or auth
+        assert get(probes, "/metrics", None)[0] == 404
+        assert get(probes, "/", None)[0] == 404
+        # the main port still demands what the web config says
+        cert = client if mode.startswith("mtls") else None
+        assert get(port, "/metrics", client_context(ca, cert))[0] == 401
+        assert get(port, "/metrics", client_context(ca, cert), "prometheus")[0] == 200
+        if mode.startswith("mtls"):
+            with pytest.raises((OSError, http.client.HTTPException)):
+                get(port, "/healthz", client_context(ca))
+        # without the probe listener the HEALTHCHECK cannot pass these modes: say so rather than pretend
+        without = healthcheck({**env, "JOBQUEUE_EXPORTER_HEALTH_LISTEN": "",
+                               "JOBQUEUE_EXPORTER_LISTEN": f"127.0.0.1:{port}"})
+        assert without.returncode == (0 if mode == "tls-from-env" else 1)
+
+
+def test_a_probe_port_in_use_stops_start_up(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "--config", str(tmp_path / "config.yaml"), "--listen",
+             f"127.0.0.1:{free_port()}", "--health-listen", f"127.0.0.1:{busy}"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1
+    assert f"--health-listen: cannot listen on 127.0.0.1:{busy}: Address already in use" in result.stderr
+
+
+def tls_client(ca: CA, cert: Any = None, ciphers: str | None = None, curve: str | None = None,
+               version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = client_context(ca, cert)
+    if ciphers:
+        context.set_ciphers(ciphers)
+    if curve:
+        context.set_ecdh_curve(curve)
+    if version:
+        context.minimum_version = context.maximum_version = version
+    return context
+
+
+def handshake(port: int, context: ssl.SSLContext) -> tuple[str, str] | None:
+    """(cipher, version) of a completed handshake followed by a request, or None when refused."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if not tls.recv(64).startswith(b"HTTP/1.1 200"):
+                return None
+            cipher = tls.cipher()
+            assert cipher is not None
+            return cipher[0], cipher[1]
+    except (OSError, ssl.SSLError):
+        return None
+
+
+def test_cipher_suites_and_curves_with_go_names_and_refusals_logged(tmp_path: Path) -> None:
+    ca = CA(tmp_path)
+    ca.issue("server")  # an ECDSA P-256 key: the ECDHE_ECDSA suites
+    web = tmp_path / "web.yml"
+    web.write_text("""
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256]
+  curve_preferences: [CurveP384, X25519]
+""")
+    with daemon(tmp_path, "--web.config.file", str(web)) as (port, log):
+        tls12 = ssl.TLSVersion.TLSv1_2
+        assert handshake(port, tls_client(ca, version=tls12)) == ("ECDHE-ECDSA-AES256-GCM-SHA384", "TLSv1.2")
+        # a TLS 1.2 suite not on the list: no shared cipher
+        assert handshake(port, tls_client(ca, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256", version=tls12)) is None
+        # TLS 1.3 suites are not configurable (Go's rule): TLS 1.3 still negotiates its own
+        assert handshake(port, tls_client(ca))[1] == "TLSv1.3"  # type: ignore[index]
+        # the curves are the only key exchange groups, several of them (seen under TLS 1.3, where the
+        # groups are independent of the certificate's curve; under TLS 1.2 a client offering one group
+        # could not accept this P-256 certificate whatever the server allowed)
+        tls13 = ssl.TLSVersion.TLSv1_3
+        assert handshake(port, tls_client(ca, curve="prime256v1", version=tls13)) is None
+        assert handshake(port, tls_client(ca, curve="secp384r1", version=tls13)) is not None
+        assert handshake(port, tls_client(ca, curve="X25519", version=tls13)) is not None
+        eventually("the refusal logged", lambda: b"TLS handshake refused" in log.read_bytes())
+        line = next(x for x in log.read_text().splitlines() if "TLS handshake refused" in x)
+        assert "peer=127.0.0.1:" in line and "NO_SHARED_CIPHER" in line, line
+        # rate-limited: a burst of refusals is one line (the next carries the count since this one)
+        for _ in range(10):
+            assert handshake(port, tls_client(ca, curve="prime256v1")) is None
+        assert log.read_text().count("TLS handshake refused") <= 2
+
+
+def test_client_certificates_request_verify_and_allowed_sans(tmp_path: Path) -> None:
+    ca, other = CA(tmp_path), CA(tmp_path, "other CA")
+    ca.issue("server")
+    client = ca.issue("client", client=True)  # SANs: DNS localhost, IP 127.0.0.1
+    stranger = other.issue("stranger", client=True)
+    web = tmp_path / "web.yml"
+
+    def policy(auth: str, allowed: str = "") -> None:
+        web.write_text(f"tls_server_config: {{cert_file: server.crt, key_file: server.key, "
+                       f"client_ca_file: {ca.path.name}, client_auth_type: {auth}{allowed}}}\n")
+
+    policy("RequestClientCert")
+    with daemon(tmp_path, "--web.config.file", str(web)) as (port, log):
+        # Go accepts any certificate under RequestClientCert, verified or not, and none at all
+        assert handshake(port, tls_client(ca, stranger)) is not None
+        assert handshake(port, tls_client(ca)) is not None
+        policy("RequireAndVerifyClientCert", ", client_allowed_sans: [exporter.example, 10.0.0.1]")
+        eventually("the SAN policy", lambda: handshake(port, tls_client(ca, client)) is None)
+        assert handshake(port, tls_client(ca, stranger)) is None
+        policy("RequireAndVerifyClientCert", ", client_allowed_sans: [exporter.example, 127.0.0.1]")
+        eventually("127.0.0.1 allowed", lambda: handshake(port, tls_client(ca, client)) is not None)
+        assert handshake(port, tls_client(ca)) is None  # no certificate at all
+        text = log.read_text()
+        assert "the client certificate carries none of client_allowed_sans" in text
+        assert "TLS handshake refused" in text and "peer=127.0.0.1:" in text

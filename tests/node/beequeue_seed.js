@@ -40,7 +40,11 @@ async function main() {
   holder.process(() => new Promise(() => {}));
   for (let i = 0; i < 400 && (await producer.checkHealth()).active !== 1; i += 1) await sleep(25);
   const health = await producer.checkHealth();
-  process.stdout.write(JSON.stringify({ health, timestamps: waiting.map((job) => job.options.timestamp) }),
+  // Bee-Queue's own listing (Queue#getJobs), for the job listing test
+  const listed = async (type) => (await producer.getJobs(type, { start: 0, end: 10 })).map((job) => ({
+    id: job.id, data: job.data, timestamp: job.options.timestamp }));
+  const jobs = { waiting: await listed('waiting'), active: await listed('active') };
+  process.stdout.write(JSON.stringify({ health, jobs, timestamps: waiting.map((job) => job.options.timestamp) }),
     () => process.exit(0));
 }
 

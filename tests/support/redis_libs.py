@@ -24,17 +24,19 @@ NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 NOW = 1_700_000_000.0  # the collection time every layout test uses (the source's clock)
 
 
-def make_source(url: str, queues: list[dict[str, Any]], mode: str = "auto", now: float | None = NOW,
+def make_source(url: str, queues: list[dict[str, Any]], mode: str | None = None, now: float | None = NOW,
                 **extra: Any) -> RedisSource:
-    """A RedisSource on `url` reading `queues`; `now` fixes its clock so ages are exact."""
+    """A RedisSource on `url` reading `queues`; `now` fixes its clock so ages are exact. `mode` is the
+    removed `scripts` option (accepted and ignored), for the tests that still pass it."""
+    scripts = {} if mode is None else {"scripts": mode}
     config = RedisConfig.model_validate(
-        {"name": "r", "type": "redis", "url": url, "scripts": mode, "queues": queues, **extra}
+        {"name": "r", "type": "redis", "url": url, **scripts, "queues": queues, **extra}
     )
     clock = (lambda: now) if now is not None else __import__("time").time
     return RedisSource(config, SourceContext(snapshot=lambda: Snapshot()), clock=clock)
 
 
-async def collect(url: str, queues: list[dict[str, Any]], mode: str = "auto", now: float | None = NOW,
+async def collect(url: str, queues: list[dict[str, Any]], mode: str | None = None, now: float | None = NOW,
                   **extra: Any) -> Reading:
     """Collect once with a fresh source and close it."""
     source = make_source(url, queues, mode, now, **extra)
@@ -45,7 +47,7 @@ async def collect(url: str, queues: list[dict[str, Any]], mode: str = "auto", no
 
 
 def comparable(reading: Reading) -> tuple[Any, ...]:
-    """Everything of a reading but the ping latency: what the Lua and pipeline paths must agree on."""
+    """Everything of a reading but the ping latency: what two collections of the same data agree on."""
     return reading.queues, reading.samples, reading.malformed, dict(reading.details)
 
 

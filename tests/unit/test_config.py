@@ -175,3 +175,15 @@ def test_postgres_dsn_with_a_password_query_is_refused() -> None:
 def test_redis_url_problems_are_config_errors(url: str, message: str) -> None:
     text = f"sources:\n  - name: r\n    type: redis\n    url: {url}\n    queues: [{{layout: laravel}}]\n"
     assert errors(text) == [f"cfg.yaml:4: sources[0].url: {message}"]
+
+
+@pytest.mark.parametrize(("interval", "timeout"), [("1s", 1.0), ("500ms", 0.5), ("5s", 5.0), ("1m", 5.0)])
+def test_an_unset_timeout_derives_from_the_interval(interval: str, timeout: float) -> None:
+    # `interval: 1s` alone was refused: "timeout (5.0s) must not exceed interval (1.0s)", for a timeout never set
+    config = parse_config(f"sources:\n  - {{name: h, type: system, interval: {interval}}}\n", "c.yaml", {})
+    assert config.sources[0].timeout == timeout
+
+
+def test_an_explicit_timeout_over_the_interval_is_still_refused() -> None:
+    with pytest.raises(ConfigError, match=r"c.yaml:2: sources\[0\]: timeout \(2.0s\) must not exceed interval"):
+        parse_config("sources:\n  - {name: h, type: system, interval: 1s, timeout: 2s}\n", "c.yaml", {})

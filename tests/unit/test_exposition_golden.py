@@ -16,7 +16,7 @@ import pytest
 from exporter import __version__
 from exporter.health.config import SystemConfig
 from exporter.health.evaluation import HealthMonitor
-from exporter.metrics import OPENMETRICS, TEXT, build_exposition, render_source
+from exporter.metrics import OPENMETRICS, TEXT, Renderer, exporter_samples
 from exporter.model import QueueStats, Sample
 from tests.support import builders
 
@@ -34,15 +34,17 @@ def snapshot_bytes(fmt: str) -> str:
         latency=0.0015, malformed=1)
     up = builders.status("redis", True, NOW, duration=0.02, collections=5)
     down = builders.status("pg", False, NOW, backend="postgres", duration=5.0, last_success=NOW - 300, collections=5)
-    fragments = [render_source(up, redis, {}, interval=15.0),
-                 render_source(down, None, {"unreachable": 3}, interval=30.0)]
+    renderer = Renderer()
+    fragments = [renderer.source(up, redis, {}, interval=15.0),
+                 renderer.source(down, None, {"unreachable": 3}, interval=30.0)]
     system = SystemConfig.model_validate({"name": "shop", "sources": ["redis", "pg"],
                                           "queues": [{"source": "redis", "queue": "default"}]})
     monitor = HealthMonitor([system], clock=lambda: NOW)
     snap = builders.snapshot(builders.state("redis", redis, duration=0.02),
                              builders.state("pg", None, backend="postgres"))
     monitor(snap)
-    text = build_exposition(fragments, "abc123", monitor.metrics(snap), (1, 3)).body(fmt).decode()
+    derived = [renderer.samples(monitor.samples(snap)), renderer.samples(exporter_samples("abc123", (1, 3)))]
+    text = renderer.exposition([*fragments, *derived]).body(fmt).decode()
     return own_series_only(text).replace(f'version="{__version__}"', 'version="VERSION"')
 
 

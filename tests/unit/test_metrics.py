@@ -11,17 +11,30 @@ from exporter.metrics import (
     CORE_METRICS,
     OPENMETRICS,
     TEXT,
-    build_exposition,
+    Exposition,
+    Fragment,
+    Renderer,
     catalogue,
     choose_format,
     escape,
+    exporter_samples,
     number,
-    render_source,
 )
 from exporter.model import QueueStats, Reading, Sample, SourceStatus
 from tests.support import builders
 
 NOW = 1_800_000_000.0
+
+
+def render_source(status: SourceStatus, reading: Reading | None, errors: dict[str, int],
+                  interval: float | None = None) -> Fragment:
+    """One source rendered by a fresh renderer (nothing kept from another test)."""
+    return Renderer().source(status, reading, errors, interval)
+
+
+def build_exposition(fragments: list[Fragment], revision: str) -> Exposition:
+    renderer = Renderer()
+    return renderer.exposition([*fragments, renderer.samples(exporter_samples(revision, (0, 1)))])
 
 
 def status(up: bool = True, name: str = "r") -> SourceStatus:
@@ -193,14 +206,17 @@ def test_metric_names_are_pinned() -> None:
     assert all(m.help.endswith(".") for m in catalogue())
 
 
-def test_source_counters_get_the_total_suffix_in_both_formats(monkeypatch: pytest.MonkeyPatch) -> None:
-    from exporter import metrics
-    from exporter.sources.base import MetricDef
+def test_source_counters_get_the_total_suffix_in_both_formats() -> None:
+    from exporter.sources.base import MetricDef, SourceConfig, SourceContext
+    from tests.unit.test_scheduler import ScriptedSource
 
-    monkeypatch.setitem(metrics._SOURCE_METRICS, "jobqueue_test_events",
-                        MetricDef("jobqueue_test_events", "Events seen.", ("kind",), type="counter"))
-    out = render_source(status(), Reading(samples=(Sample("jobqueue_test_events", ("a",), 3),)), {})
+    class Counting(ScriptedSource):
+        metrics = (MetricDef("jobqueue_test_events", "Events seen.", ("kind",), type="counter"),)
+
+    renderer = Renderer([Counting("r", [1])])
+    out = renderer.source(status(), Reading(samples=(Sample("jobqueue_test_events", ("a",), 3),)), {})
     assert out["jobqueue_test_events"] == b'jobqueue_test_events_total{source="r",kind="a"} 3\n'
+    assert SourceConfig and SourceContext
 
 
 def test_shard_of_the_config_is_exported() -> None:

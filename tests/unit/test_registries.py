@@ -63,7 +63,11 @@ def test_every_layout_is_in_the_layout_table() -> None:
 
 def test_every_source_is_in_the_source_table() -> None:
     for name, kind in SOURCE_TYPES.items():
-        assert issubclass(kind, Source) and kind.config_model.model_fields["type"].annotation == typing.Literal[name]
+        source = kind.load()
+        assert issubclass(source, Source) and source.config_model is kind.config_model
+        assert kind.config_model.model_fields["type"].annotation == typing.Literal[name]
     packages = sorted(p.parent.name for p in (PACKAGE / "sources").glob("*/__init__.py"))
-    found = {c for name in [*packages, *_modules("sources")] for c in _own_classes(f"exporter.sources.{name}", Source)}
-    assert found == set(SOURCE_TYPES.values())
+    found = {c for name in [*packages, *_modules("sources")]
+             for c in _own_classes(f"exporter.sources.{name}", Source)}
+    found |= {c for name in packages for c in _own_classes(f"exporter.sources.{name}.source", Source)}
+    assert found == {kind.load() for kind in SOURCE_TYPES.values()}

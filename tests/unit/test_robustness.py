@@ -6,7 +6,7 @@ import asyncio
 from typing import Literal
 
 from exporter.metrics import TEXT
-from exporter.model import QueueStats, Reading, Snapshot
+from exporter.model import QueueStats, Reading, Sample, Snapshot
 from exporter.scheduler import Scheduler
 from exporter.sources.base import Source, SourceConfig, SourceContext
 from exporter.values import as_number, iso
@@ -38,7 +38,7 @@ async def test_a_crashing_listener_neither_stops_collection_nor_freezes_metrics(
         raise OverflowError("int too large to convert to float")
 
     scheduler.listeners.append(broken)
-    scheduler.derived.append(lambda snapshot: {"jobqueue_health_status": b"boom"} if 1 / 0 else {})
+    scheduler.producers.append(lambda snapshot: [Sample("jobqueue_health_status", ("s", "ok"), 1 / 0)])
     scheduler.start()
     deadline = asyncio.get_running_loop().time() + 10
     while source.calls < 5:

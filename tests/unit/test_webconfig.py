@@ -10,6 +10,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from exporter.web.tls import Refusals, sans
 from exporter.web.webconfig import LiveWebConfig, WebConfigError, parse_web_config, protected
 
 WHERE = Path("/etc/exporter/web.yml")
@@ -140,3 +141,72 @@ def test_a_file_that_is_not_text_is_an_error_at_start_and_keeps_the_old_config_o
     error = live.reload()
     assert error is not None and error.startswith(f"{web}: cannot read the web config file: not UTF-8 text")
     assert list(live.config.users) == ["alice"]
+
+
+def test_go_names_for_suites_curves_and_sans() -> None:
+    config = parse_web_config("""
+tls_server_config:
+  cert_file: a
+  key_file: b
+  client_ca_file: ca.crt
+  client_auth_type: RequireAndVerifyClientCert
+  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384]
+  curve_preferences: [X25519, CurveP256]
+  client_allowed_sans: [prometheus.monitoring.svc, 10.0.0.7]
+  prefer_server_cipher_suites: true
+""", WHERE)
+    assert config.tls is not None
+    assert config.tls.cipher_suites == ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384")
+    assert config.tls.curve_preferences == ("X25519", "CurveP256")
+    assert config.tls.client_allowed_sans == ("prometheus.monitoring.svc", "10.0.0.7")
+
+
+@pytest.mark.parametrize(("tls", "message"), [
+    ("min_version: TLS13, max_version: TLS12",
+     "tls_server_config: min_version TLS13 is above max_version TLS12: no connection could be made"),
+    ("cipher_suites: [ECDHE-RSA-AES128-GCM-SHA256]",
+     "tls_server_config.cipher_suites: unknown name 'ECDHE-RSA-AES128-GCM-SHA256' (Go's names: "),
+    ("cipher_suites: [TLS_AES_128_GCM_SHA256]",
+     "tls_server_config.cipher_suites: only TLS 1.3 suites, which are not configurable (as in Go)"),
+    ("curve_preferences: [P-256]", "tls_server_config.curve_preferences: unknown name 'P-256' (Go's names: "
+     "CurveP256, CurveP384, CurveP521, X25519)"),
+    ("curve_preferences: CurveP256", "tls_server_config.curve_preferences: must be a list of names"),
+    ("client_allowed_sans: [a], client_ca_file: c, client_auth_type: RequestClientCert",
+     "tls_server_config: client_allowed_sans needs a client_auth_type that verifies certificates"),
+])
+def test_tls_setting_errors(tls: str, message: str) -> None:
+    with pytest.raises(WebConfigError) as err:
+        parse_web_config(f"tls_server_config: {{cert_file: a, key_file: b, {tls}}}", WHERE)
+    assert str(err.value).startswith(f"{WHERE}: {message}")
+
+
+def test_request_client_cert_verifies_nothing(tmp_path: Path) -> None:
+    # Go: tls.RequestClientCert accepts any certificate, unverified; with the CA loaded and
+    # CERT_OPTIONAL, OpenSSL refused every certificate the CA had not signed
+    from tests.support.pki import CA
+
+    ca = CA(tmp_path)
+    ca.issue("server")
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config: {{cert_file: server.crt, key_file: server.key, client_ca_file: {ca.path.name},"
+                   " client_auth_type: RequestClientCert}\n")
+    live = LiveWebConfig(web)
+    assert live.context is not None and live.context.current.verify_mode == ssl.CERT_NONE
+
+
+def test_refused_handshakes_are_logged_at_most_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    refusals = Refusals(every=10.0)
+    with caplog.at_level("WARNING", logger="jobqueue.web.tls"):
+        for i in range(50):
+            refusals.refused(f"10.0.0.{i}:443", "PEER_DID_NOT_RETURN_A_CERTIFICATE", now=100.0 + i * 0.1)
+        refusals.refused("10.0.0.99:443", "NO_SHARED_CIPHER", now=111.0)
+    lines = [(r.getMessage(), r.peer, r.reason, r.refused_since_last_line) for r in caplog.records]  # type: ignore[attr-defined]
+    assert lines == [("TLS handshake refused", "10.0.0.0:443", "PEER_DID_NOT_RETURN_A_CERTIFICATE", 1),
+                     ("TLS handshake refused", "10.0.0.99:443", "NO_SHARED_CIPHER", 50)]
+
+
+def test_client_sans_as_go_prints_them() -> None:
+    cert = {"subjectAltName": (("DNS", "prometheus"), ("IP Address", "2001:DB8:0:0:0:0:0:1\n"),
+                               ("IP Address", "10.0.0.7"), ("email", "ops@example.com"), ("URI", "spiffe://x/y"))}
+    assert sans(cert) == {"prometheus", "2001:db8::1", "10.0.0.7", "ops@example.com", "spiffe://x/y"}
+    assert sans({}) == frozenset()

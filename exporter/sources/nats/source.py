@@ -43,9 +43,9 @@ from exporter.sources.base import (
     SourceContext,
     SourceDenied,
     SourceError,
-    SourceUnreachable,
     read_secret,
     redact_url,
+    unreachable,
 )
 from exporter.sources.base import Source as BaseSource
 from exporter.sources.nats.config import NatsConfig
@@ -132,7 +132,7 @@ class NatsSource(BaseSource):
         except (OSError, NatsError) as err:
             if "authorization" in str(err).lower():
                 raise SourceDenied(f"nats refused the exporter: {err}") from err
-            raise SourceUnreachable(f"nats unreachable: {type(err).__name__}: {err}") from err
+            raise unreachable(f"nats unreachable: {type(err).__name__}: {err}", err) from err
         finally:
             self._settle_memo()
 
@@ -174,7 +174,8 @@ class NatsSource(BaseSource):
         try:
             await connect
         except NoServersError as err:
-            raise SourceUnreachable(f"nats unreachable at {self._safe_url()}: {nc.last_error or err}") from err
+            raise unreachable(f"nats unreachable at {self._safe_url()}: {nc.last_error or err}",
+                              nc.last_error or err) from err
         self.nc = nc
         if cfg.dead_letters.mode == "subscribe":
             await nc.subscribe(f"{ADVISORY_MAX_DELIVERIES}.*.*", cb=self._on_advisory)

@@ -47,8 +47,8 @@ from exporter.sources.base import (
     SourceContext,
     SourceDenied,
     SourceError,
-    SourceUnreachable,
     read_secret,
+    unreachable,
 )
 from exporter.sources.postgres.checks import (
     CheckResult,
@@ -158,7 +158,7 @@ class PostgresSource(Source):
             reason = str(err) or type(err).__name__
             if isinstance(err, TimeoutError):
                 reason = f"no answer within {self.connect_timeout:g}s (connect_timeout)"
-            raise SourceUnreachable(f"postgres {safe_dsn(self.config.dsn)} unreachable: {reason}") from err
+            raise unreachable(f"postgres {safe_dsn(self.config.dsn)} unreachable: {reason}", err) from err
         except asyncpg.PostgresError as err:
             await self._forget()
             raise SourceError(f"postgres error: {err}") from err

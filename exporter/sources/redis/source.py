@@ -40,6 +40,7 @@ from exporter.sources.base import (
     SourceUnreachable,
     check_one_secret,
     read_secret,
+    unreachable,
 )
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.connect import (
@@ -53,16 +54,21 @@ from exporter.sources.redis.connect import (
 from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.jobs import read_page
 from exporter.sources.redis.layouts import AnyLayout
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, merge_flow
+from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Results, merge_flow
 from exporter.sources.redis.layouts.horizon import HorizonLayout
 from exporter.sources.redis.layouts.laravel import LaravelLayout
-from exporter.sources.redis.ops import OpRunner
-from exporter.sources.redis.script import SEP
+from exporter.sources.redis.runner import OpRunner
 from exporter.sources.redis.wire import Wire
 from exporter.sources.tls import TlsConfig
 
 log = logging.getLogger("jobqueue.redis")
 SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
+SEP = "\x1f"  # never part of a tenant id (ids are joined by it in logs and older configs' scripts)
+# Options of the removed Lua read path (docs/sources/redis.md, "Removed options"): still accepted, so an
+# old config starts, and the source logs once that they do nothing.
+REMOVED = {"scripts": "reads are always plain pipelined commands (the Lua path cost Redis ~10x the CPU for "
+                      "the same values, and blocked it; bench/bench_redis.py)",
+           "batch_size": "it sized the Lua script calls, which are gone"}
 
 
 def _regex(value: str | None) -> str | None:
@@ -129,11 +135,9 @@ class RedisConfig(SourceConfig):
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
-    # pipeline: plain pipelined reads (at 10k tenants about 10 ms of Redis CPU a collection against
-    # 100-150 ms for a Lua script, and no script blocking other clients); auto: read-only Lua
-    # (EVALSHA_RO), falling back to pipelines where scripts are refused; lua: scripts only.
-    scripts: Literal["pipeline", "auto", "lua"] = "pipeline"
-    batch_size: Annotated[int, Field(ge=10, le=100000)] = 2000
+    # removed (REMOVED): the old values are accepted and ignored, with a warning
+    scripts: Literal["pipeline", "auto", "lua"] | None = None
+    batch_size: Annotated[int, Field(ge=10, le=100000)] | None = None
     tenants: Tenants | None = None
     # How long a known queue or tenant whose keys are gone (drained, or no longer announced by the
     # library's registry or a live supervisor) keeps reporting depth 0 before its series are dropped.
@@ -155,9 +159,6 @@ class RedisConfig(SourceConfig):
             raise ValueError("give cluster: true or sentinel, not both")
         if self.cluster and endpoint.db:
             raise ValueError("a Redis Cluster has only database 0: drop the database from the url")
-        if self.cluster and self.scripts != "pipeline":
-            raise ValueError("scripts: pipeline is required with cluster: true (a script cannot read keys "
-                             "of other nodes)")
         templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
         if self.tenants is None and templated:
             raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
@@ -220,7 +221,11 @@ class RedisSource(Source):
         else:
             self.client = Redis(**client_options(config.timeout), **endpoint.redis_py())
             self.wire = Wire(endpoint, config.timeout)
-        self.runner = OpRunner(self.client, self.wire, config.batch_size, config.scripts)
+        self.runner = OpRunner(self.wire)
+        for key, reason in REMOVED.items():
+            if getattr(config, key) is not None:
+                log.warning("config option removed, ignored", extra={"source": self.name, "key": key,
+                                                                     "reason": f"`{key}` was removed: {reason}"})
         self._tenants: list[str] = []
         self._tenants_at = -1e18
         self._dropped = 0
@@ -298,26 +303,18 @@ class RedisSource(Source):
                 batch = layout.plan_all(ids, f, now)
                 plans.extend(batch)
                 owners.extend([(index, None)] * len(batch))
-        results = await self.runner.run([op for plan in plans for op in plan.ops])
+        results = await self.runner.run([op for plan in plans for op in plan.reads.values()])
         # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
         return await asyncio.to_thread(self._parse, plans, owners, results, now, latency, len(tenants))
 
-    async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[list[Any]]]:
-        """One op run for every layout's discovery reads; layouts without any cost nothing."""
-        ops_per = [[layout.discovery(t) for t in ids] if layout.discovers else [] for layout, ids in groups]
-        flat = await self.runner.run([op for per in ops_per for ops in per for op in ops])
-        found: list[list[list[Any]]] = []
-        pos = 0
-        for (_, ids), per in zip(groups, ops_per, strict=True):
-            if not per:
-                found.append([[]] * len(ids))
-                continue
-            group = []
-            for ops in per:
-                group.append(flat[pos : pos + len(ops)])
-                pos += len(ops)
-            found.append(group)
-        return found
+    async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[Results]]:
+        """One op run for every layout's discovery reads, each tenant's results by name; layouts without
+        any cost nothing."""
+        per_layout = [[layout.discovery(t) for t in ids] if layout.discovers else [] for layout, ids in groups]
+        flat = iter(await self.runner.run([op for per in per_layout for reads in per for op in reads.values()]))
+        nothing: Results = {}
+        return [[{name: next(flat) for name in reads} for reads in per] if per else [nothing] * len(ids)
+                for (_, ids), per in zip(groups, per_layout, strict=True)]
 
     def _parse(self, plans: list[Plan], owners: list[tuple[int, str | None]], results: list[Any], now: float,
                latency: float, tenants: int) -> Reading:
@@ -330,9 +327,9 @@ class RedisSource(Source):
         pos = 0
         spans: list[tuple[int, int, int]] = []
         for plan, (index, tenant) in zip(plans, owners, strict=True):
-            n = len(plan.ops)
+            n = len(plan.reads)
             first = len(out.queues)
-            plan.parse(results[pos : pos + n], now, out)
+            plan.parse(dict(zip(plan.reads, results[pos : pos + n], strict=True)), now, out)
             pos += n
             spans.append((index, first, len(out.queues)))
             if tenant is not None:
@@ -538,7 +535,7 @@ def failure(err: RedisError | RedisClusterException | OSError) -> SourceError:
     if isinstance(err, RedisTimeoutError):
         return SourceTimeout(f"redis did not answer: {err}")
     if isinstance(err, RedisConnectionError | OSError):
-        return SourceUnreachable(f"redis unreachable: {err}")
+        return unreachable(f"redis unreachable: {err}", err)
     if isinstance(err, RedisClusterException) and isinstance(err.__cause__, RedisConnectionError | OSError):
         return SourceUnreachable(f"redis unreachable: {err}")  # the cluster client found no node it could reach
     return SourceError(f"redis error: {err}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ import hiredis
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError
 
 from exporter.sources.redis.connect import Endpoint, Resolve
+from exporter.sources.redis.items import MAX_ITEM, TOO_BIG
 
 ReplyError = hiredis.ReplyError
 
@@ -31,27 +33,94 @@ def pack(*args: str | bytes | int) -> bytes:
     return b"".join(out)
 
 
-def pack_keys(command: str, keys: Sequence[str], *tail: str) -> bytes:
+def pack_keys(verb: Sequence[str], keys: Sequence[str], tail: Sequence[str] = ()) -> bytes:
     """The same command for many keys (LLEN k, LINDEX k 0, ...), as one buffer: the hot loop of a
     large collection. ASCII keys (the usual case) are formatted as text and encoded once, several
     times faster than packing bytes per argument; other keys take the exact byte-length path."""
-    head, rest = _frame(command, tail)
+    head, rest = _frame(verb, tail)
     if "".join(keys).isascii():
         return "".join([f"{head}${len(key)}\r\n{key}\r\n{rest}" for key in keys]).encode()
-    return b"".join(pack(command, key, *tail) for key in keys)
+    return b"".join(pack(*verb, key, *tail) for key in keys)
 
 
-def pack_each(command: str, keys: Sequence[str], *tail: str) -> list[bytes]:
+def pack_each(verb: Sequence[str], keys: Sequence[str], tail: Sequence[str] = ()) -> list[bytes]:
     """`pack_keys`, one buffer per key: a cluster sends each key's command to the key's node."""
-    head, rest = _frame(command, tail)
+    head, rest = _frame(verb, tail)
     if "".join(keys).isascii():
         return [f"{head}${len(key)}\r\n{key}\r\n{rest}".encode() for key in keys]
-    return [pack(command, key, *tail) for key in keys]
+    return [pack(*verb, key, *tail) for key in keys]
 
 
-def _frame(command: str, tail: Sequence[str]) -> tuple[str, str]:
-    head = f"*{2 + len(tail)}\r\n${len(command)}\r\n{command}\r\n"
+def _frame(verb: Sequence[str], tail: Sequence[str]) -> tuple[str, str]:
+    head = f"*{len(verb) + 1 + len(tail)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in verb)
     return head, "".join(f"${len(t.encode())}\r\n{t}\r\n" for t in tail)
+
+
+# A bulk reply of 1,000,000 bytes or more (perhaps over MAX_ITEM), and a buffer that ends inside what
+# may be such a header (held back until the rest arrives).
+_BIG = re.compile(rb"\$([0-9]{7,})\r\n")
+_OPEN = re.compile(rb"\$[0-9]*\r?\Z")
+_MARKER = b"+" + TOO_BIG.encode() + b"\r\n"
+
+
+class Replies:
+    """Reads a stream of replies into hiredis, except that a bulk string over `limit` bytes is never
+    held: it is skipped as it streams by and read as TOO_BIG, so memory stays bounded whatever an item
+    holds (the bytes still cross the network).
+
+    A candidate header is only one where hiredis has no unfinished data (`has_data()` false): then the
+    next byte starts a reply or an array element, so `$<n>\\r\\n` there is a bulk header, not bytes
+    inside another value. With `cut`, reading stops at the first such reply (the caller drops the
+    connection, so Redis stops sending it).
+    """
+
+    def __init__(self, limit: int | None, cut: bool = False) -> None:
+        self.parser = hiredis.Reader(encoding="utf-8", errors="replace")
+        self.limit = limit
+        self.replies: list[Any] = []
+        self.skip = 0  # bytes of a too-big bulk (and its CRLF) still to discard
+        self.held = b""
+        self.cut = cut
+        self.big: list[int] = []  # the replies (by index) that held a value over the limit
+
+    def feed(self, chunk: bytes) -> None:
+        if self.skip:
+            if len(chunk) <= self.skip:
+                self.skip -= len(chunk)
+                return
+            chunk, self.skip = chunk[self.skip :], 0
+        data, self.held = self.held + chunk if self.held else chunk, b""
+        if self.limit is None:
+            self._give(data)
+            return
+        start = 0
+        for match in _BIG.finditer(data):
+            size = int(match.group(1))
+            if match.start() < start or size <= self.limit:
+                continue
+            self._give(data[start : match.start()])
+            start = match.start()
+            if self.parser.has_data():  # inside another value: not a header
+                continue
+            self.big.append(len(self.replies))
+            self._give(_MARKER)
+            if self.cut:
+                return
+            end = match.end() + size + 2
+            if end > len(data):
+                self.skip = end - len(data)
+                return
+            start = end
+        tail = _OPEN.search(data, max(start, len(data) - 24))
+        cut = tail.start() if tail is not None else len(data)
+        self._give(data[start:cut] if start or cut < len(data) else data)
+        self.held = data[cut:]
+
+    def _give(self, data: bytes) -> None:
+        if data:
+            self.parser.feed(data)
+        while (reply := self.parser.gets()) is not False:
+            self.replies.append(reply)
 
 
 def as_exception(reply: ReplyError) -> ResponseError:
@@ -73,21 +142,29 @@ class Wire:
         self.timeout = timeout
         self.client_name = client_name
         self.resolve = resolve  # Sentinel: asked where the server is at every (re)connect
+        self.big: list[int] = []  # replies of the last round trip that held a value over the limit
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def execute(self, commands: Sequence[bytes], count: int | None = None,
-                      keys: Sequence[str] | None = None) -> list[Any]:
+                      keys: Sequence[str] | None = None, limit: int | None = MAX_ITEM, cut: bool = False
+                      ) -> list[Any]:
         """Send the packed commands in one write; one reply per command (errors as ReplyError values).
 
         `count` is the number of commands when an element of `commands` packs several; `keys` (one
-        per command) matters only to a cluster, where it routes each command to its node."""
+        per command) matters only to a cluster, where it routes each command to its node. A bulk
+        reply over `limit` bytes reads as TOO_BIG (see Replies); with `cut` (one command whose reply
+        may be huge) the connection is dropped there instead of reading the rest."""
         count = len(commands) if count is None else count
+        self.big = []
         if not count:
             return []
         try:
             if self._streams is None:
                 await self._connect()
-            return await self._roundtrip(b"".join(commands), count)
+            replies = await self._roundtrip(b"".join(commands), count, limit, cut)
+            if cut and self.big:
+                await self.close()
+            return replies
         except BaseException:
             await self.close()
             raise
@@ -118,21 +195,22 @@ class Wire:
                     raise AuthenticationError("the Redis server refused the exporter's credentials")
                 raise as_exception(reply)
 
-    async def _roundtrip(self, data: bytes, count: int) -> list[Any]:
+    async def _roundtrip(self, data: bytes, count: int, limit: int | None = MAX_ITEM, cut: bool = False
+                         ) -> list[Any]:
         assert self._streams is not None
         reader, writer = self._streams
         writer.write(data)
         await writer.drain()
-        parser = hiredis.Reader(encoding="utf-8", errors="replace")
-        replies: list[Any] = []
-        while len(replies) < count:
+        replies = Replies(limit, cut)
+        self.big = replies.big  # seen as they come: a round trip cut short by a timeout still tells
+        # a skipped bulk reads as a reply before its bytes are all in: read them too, or the next round
+        # trip on this connection would start inside it
+        while (len(replies.replies) < count or replies.skip) and not (cut and replies.big):
             chunk = await reader.read(1 << 20)
             if not chunk:
                 raise ConnectionError("Redis closed the connection")
-            parser.feed(chunk)
-            while (reply := parser.gets()) is not False:
-                replies.append(reply)
-        return replies
+            replies.feed(chunk)
+        return replies.replies
 
     async def close(self) -> None:
         if self._streams is not None:

@@ -29,7 +29,8 @@ class ShimDef:
 
     `config` becomes the optional `shims.<key>` section; `routes` are mounted always (a disabled shim
     answers 404); `paths` and `schemas` are its part of /openapi.json; `auth` names the security schemes
-    its paths accept (declared in `exporter/web/openapi.py`); `setup` prepares per-app state from its config.
+    its paths accept (declared in `exporter/web/openapi.py`); `endpoints` say what each GET path is in
+    user words, for the landing page; `setup` prepares per-app state from its config.
     """
 
     key: str
@@ -38,6 +39,7 @@ class ShimDef:
     paths: Mapping[str, Any]
     schemas: Mapping[str, Any] = field(default_factory=dict)
     auth: tuple[str, ...] = ()
+    endpoints: tuple[tuple[str, str], ...] = ()
     setup: Callable[[web.Application, Any], None] | None = None
 
 

@@ -128,4 +128,6 @@ PATHS: dict[str, Any] = {
         "404": answer("Missing or wrong x-ops-token (or the shim is disabled).", ref("Error"))}, "004 ops",
         [{"opsToken": []}]),
 }
-SHIM = ShimDef("ops", OpsShim, routes, PATHS, SCHEMAS, ("opsToken",))
+ENDPOINTS = (("/api/ops/plannings", "Health of the planning refresh jobs (ops token)."),)
+
+SHIM = ShimDef("ops", OpsShim, routes, PATHS, SCHEMAS, ("opsToken",), endpoints=ENDPOINTS)

@@ -368,5 +368,12 @@ PATHS: dict[str, Any] = {
             query("hours", {"type": "integer", "minimum": 1, "maximum": 168}, "Default 24, max 168."),
             query("severity", {"enum": ["error", "warning", "info"]}, "Only this severity.")]),
 }
+ENDPOINTS = (
+    ("/api/v1/platform/system/queues", "Background job queues with their counts (token)."),
+    ("/api/v1/platform/system/queues/{queue_name}/jobs", "The jobs of one queue, page by page (token)."),
+    ("/api/v1/platform/system/infrastructure/health", "Health of the infrastructure services (token)."),
+    ("/api/v1/platform/system/infrastructure/alerts", "Recent infrastructure alerts (token)."),
+)
+
 SHIM = ShimDef("platform", PlatformShim, routes, PATHS, SCHEMAS, ("bearer",),
-               setup=setup)
+               endpoints=ENDPOINTS, setup=setup)

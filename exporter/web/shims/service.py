@@ -20,10 +20,9 @@ from pydantic import Field
 
 from exporter import __version__
 from exporter.facts import CheckRecord, HostResources, ProbeResult
-from exporter.health.config import Ref, Shim
+from exporter.health.config import Ref, Shim, SourceName
 from exporter.health.data import read
 from exporter.health.rules import OK
-from exporter.sources.base import Name
 from exporter.values import as_int, as_time, iso
 from exporter.web.auth import presented
 from exporter.web.schema import (
@@ -47,15 +46,15 @@ class ServiceShim(Shim):
     version: str | None = None
     build_git_hash: str | None = None
     build_timestamp: str | None = None
-    services: dict[str, Name] = {}  # name in the body -> source
-    resources: Name | None = None  # a `system` source
+    services: dict[str, SourceName] = {}  # name in the body -> source
+    resources: SourceName | None = None  # a `system` source
     pipeline: Ref | None = None
     schema_: Ref | None = Field(None, alias="schema")
     identities: Ref | None = None
     identities_db_count: Ref | None = None  # e.g. a PostgreSQL check's count: adds db_count and synced
     integrations: dict[str, Ref] = {}
     config: dict[str, bool] = {}
-    consistency: Name | None = None  # the source whose check facts (CheckRecord) are the consistency checks
+    consistency: SourceName | None = None  # the source whose check facts (CheckRecord) are the consistency checks
 
 
 routes = web.RouteTableDef()
@@ -262,4 +261,10 @@ PATHS: dict[str, Any] = {
         "401": answer("Authentication required.", ref("Error")), "404": NOT_FOUND}, "002 service",
         [{"apiKey": []}, {"bearer": []}]),
 }
-SHIM = ShimDef("service", ServiceShim, routes, PATHS, SCHEMAS, ("apiKey", "bearer"))
+ENDPOINTS = (
+    ("/health", "Short health answer for load balancers (no credentials needed)."),
+    ("/health/detailed", "Full health of the service and its dependencies (API key or token)."),
+    ("/health/consistency", "Results of the data consistency checks (API key or token)."),
+)
+
+SHIM = ShimDef("service", ServiceShim, routes, PATHS, SCHEMAS, ("apiKey", "bearer"), endpoints=ENDPOINTS)

@@ -13,10 +13,9 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.facts import NatsState, RegistryAgents, RegistryJobs
-from exporter.health.config import Ref, Shim
+from exporter.health.config import Ref, Shim, SourceName
 from exporter.health.data import read
 from exporter.health.rules import UNHEALTHY, ago
-from exporter.sources.base import Name
 from exporter.values import as_int, as_number
 from exporter.web.auth import presented
 from exporter.web.schema import (
@@ -37,7 +36,7 @@ class StatusShim(Shim):
     """Seed 001: /api/health/status of the NATS job platform."""
 
     permission: str = "health:read"
-    nats: Name | None = None
+    nats: SourceName | None = None
     registry: list[Ref] = []  # lists of {type, hostname, status, conditions, age, cpu_percent, mem_bytes}
     version: str | None = None
 
@@ -205,4 +204,6 @@ PATHS: dict[str, Any] = {
         "503": answer("One or more components unhealthy.", ref("PlatformStatus"))}, "001 status",
         [{"apiKey": []}, {"bearer": []}]),
 }
-SHIM = ShimDef("status", StatusShim, routes, PATHS, SCHEMAS, ("apiKey", "bearer"))
+ENDPOINTS = (("/api/health/status", "Health of each component, with host CPU and memory (API key)."),)
+
+SHIM = ShimDef("status", StatusShim, routes, PATHS, SCHEMAS, ("apiKey", "bearer"), endpoints=ENDPOINTS)

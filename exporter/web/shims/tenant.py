@@ -12,9 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from exporter.facts import HorizonState, Tenants
-from exporter.health.config import Shim
+from exporter.health.config import Shim, SourceName
 from exporter.health.data import QueueIndex
-from exporter.sources.base import Name
 from exporter.web.auth import Credential, presented
 from exporter.web.schema import (
     BEARER,
@@ -33,7 +32,7 @@ from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, view
 class TenantShim(Shim):
     """Seed 000: tenant health, landlord (Horizon) health and the tenant list."""
 
-    source: Name
+    source: SourceName
     queues: dict[str, str] = {"events": "events", "heartbeats": "heartbeats"}
     horizon_tenant: str = ""
 
@@ -173,4 +172,10 @@ PATHS: dict[str, Any] = {
     "/api/v1/landlord/tenants": get_op("Seed 000: tenants to poll (super admin).", _laravel(
         "TenantList", "Redis unreachable: tenants null."), "000 tenant", BEARER),
 }
-SHIM = ShimDef("tenant", TenantShim, routes, PATHS, SCHEMAS, ("bearer",))
+ENDPOINTS = (
+    ("/api/v1/health", "Health of one tenant's queues (bearer token)."),
+    ("/api/v1/landlord/health", "Every queue of every tenant, for administrators."),
+    ("/api/v1/landlord/tenants", "The tenants a monitor should poll, for administrators."),
+)
+
+SHIM = ShimDef("tenant", TenantShim, routes, PATHS, SCHEMAS, ("bearer",), endpoints=ENDPOINTS)

@@ -13,6 +13,7 @@ from exporter.health.config import QueueRule, SystemConfig
 from exporter.health.evaluation import HealthMonitor, evaluate
 from exporter.health.history import History
 from exporter.health.rules import ago, in_quiet_hours, queue_level
+from exporter.metrics import Renderer
 from exporter.model import QueueStats, Reading, Snapshot, SourceState, SourceStatus
 from exporter.sources.postgres.checks import CheckResult
 from exporter.values import as_time, dig, iso
@@ -219,7 +220,7 @@ class TestMonitor:
         conf = system(sources=["r"], workers=[{"name": "w", "source": "r", "last_run": "w", "interval": 60}])
         monitor = HealthMonitor([conf], clock=lambda: NOW)
         monitor(snap(r=state("r", None)))
-        assert monitor.metrics(snap()) == {
+        assert Renderer().samples(monitor.samples(snap())) == {
             "jobqueue_health_status": b'jobqueue_health_status{system="sys",status="ok"} 0\n'
                                       b'jobqueue_health_status{system="sys",status="degraded"} 0\n'
                                       b'jobqueue_health_status{system="sys",status="unhealthy"} 1\n',
@@ -229,7 +230,7 @@ class TestMonitor:
                 b'jobqueue_worker_expected_interval_seconds{system="sys",worker="w"} 60\n',
         }
         monitor(snap(r=state("r", Reading(details={"w": NOW - 5}))))
-        lines = monitor.metrics(snap())
+        lines = Renderer().samples(monitor.samples(snap()))
         assert b'status="ok"} 1' in lines["jobqueue_health_status"]
         assert "jobqueue_health_issue" not in lines
         assert lines["jobqueue_worker_last_run_timestamp_seconds"] == (

@@ -2,36 +2,35 @@
 shares. Each queue library (and each generic shape) has its own module beside this one.
 
 Every layout answers two questions per
-tenant: which ops to run first to discover what exists (`discovery`), and, given those replies, which
-ops read the queues and how to turn the replies into records (`plan`). Keys and timestamp units
-follow `shared/reference/redis-queues.md`.
+tenant: which ops to run first to discover what exists (`discovery`), and, given their results, which
+ops read the queues and how to turn the results into records (`plan`). Both name each op they read
+(`reads["depth"]`, `reads[queue, "head"]`) and find its result under that name. Keys and timestamp
+units follow `shared/reference/redis-queues.md`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import pickletools
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from exporter import untrusted
 from exporter.model import Job, QueueStats, Sample
-from exporter.sources.base import Duration, Model
+from exporter.sources.base import JOB_STATES, MAX_JOB_PAGE, Duration, Model
 from exporter.sources.base import Retained as Retained  # lives in sources/base.py (NATS uses it too)
 from exporter.sources.redis.events import CeleryEvents
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.items import EPOCH_2000, WRONGTYPE, kind_of
+from exporter.sources.redis.ops import AnyOp
 from exporter.values import DIVISOR, Unit, as_int, as_time, stored_time
 
-EPOCH_2000 = 946684800.0  # a stored enqueue time before this is not one (a wrong unit, a zero, a counter)
 DIV = DIVISOR
-
-
-def kind(unit: Unit, latest: float) -> str:
-    """What a stored timestamp of `unit` must look like for the ops to accept it (see ops.valid): a
-    number that is a time from 2000 up to `latest` in its unit, or an ISO date-time."""
-    return "iso" if unit == "iso" else f"ts:{unit}:{latest!r}"
+Reads = dict[Hashable, AnyOp]  # ops by the name the parser reads their results under
+Results = Mapping[Hashable, Any]
 
 
 @dataclass
@@ -50,10 +49,10 @@ class Parsed:
 
 @dataclass
 class Plan:
-    """Ops for one tenant of one layout and the function that reads their replies."""
+    """The ops of one tenant of one layout, by name, and the function that reads their results by name."""
 
-    ops: list[Op]
-    parse: Callable[[list[Any], float, Parsed], None]
+    reads: Reads
+    parse: Callable[[Results, float, Parsed], None]
 
 
 def count(value: Any) -> int:
@@ -81,6 +80,20 @@ def head_time(reply: Any, unit: Unit, out: Parsed, latest: float | None = None) 
     return stamp
 
 
+def entry_time(entry_id: Any, out: Parsed, latest: float) -> float | None:
+    """The time in a stream entry id (`<ms>-<seq>`, XADD's clock), in Unix seconds; an id that is not
+    a plausible time (before 2000, after `latest`: `99999999999999-0` is an explicit id, not a clock)
+    counts as malformed and gives no age, like a list's or a sorted set's stamp."""
+    try:
+        stamp = int(str(entry_id).split("-", 1)[0]) / 1000.0
+    except ValueError:
+        stamp = -1.0
+    if not EPOCH_2000 <= stamp <= latest:
+        out.malformed += 1
+        return None
+    return stamp
+
+
 # QueueStats' defaults after `oldest_timestamp`, for building records without its Python __new__.
 AFTER_OLDEST = tuple(QueueStats._field_defaults[f] for f in QueueStats._fields[4:])
 assert QueueStats._fields[:4] == ("queue", "depth", "tenant", "oldest_timestamp")
@@ -93,15 +106,52 @@ def fill_tenant(template: str, tenant: str) -> str:
 @dataclass(frozen=True)
 class JobRange:
     """Where the jobs of one state of one queue live (the job listing): a list or sorted set, its order,
-    and, when items are ids of job hashes, the hash prefix and the text fields to read from each."""
+    and, when items are ids, where each job is: the text `fields` of a hash `hash_prefix`..id (BullMQ,
+    RQ), a field id of one hash `body_hash` (dramatiq's `.msgs`, Bee-Queue's `jobs`) or a string key
+    `body_prefix`..id (saq); that body reaches `Layout.job` as the field `body`, and with `scores` a
+    sorted set's score as the field `score` (arq: the enqueue or run time)."""
 
-    kind: Literal["list", "zset"]
+    kind: Literal["list", "zset", "stream"]
     key: str
-    oldest_first: bool = True  # list: oldest at the head; zset: lowest score first
+    oldest_first: bool = True  # list: oldest at the head; zset: lowest score first; stream: always
     hash_prefix: str | None = None
     fields: tuple[str, ...] = ()
+    body_hash: str | None = None
+    body_prefix: str | None = None
+    scores: bool = False
+    # Items that are binary (huey's pickles) reach `Layout.job` undecoded, as latin-1 text (byte for byte).
+    binary: bool = False
+    # Where the key is of this range's kind instead (huey's priority storage: a zset under the same key).
+    other: JobRange | None = None
+    # A stream's entries not yet delivered to this consumer group (all of them while it does not exist);
+    # each entry's `data` field is the item, its id the field `id`.
+    group: str | None = None
+
+    def acl(self) -> list[tuple[str, ...]]:
+        """What the job listing (jobs.read_page) sends for this range, with a full page: what an ACL must
+        allow (redis-py sends ZREVRANGE for a newest-first page of a sorted set)."""
+        page = str(MAX_JOB_PAGE)
+        if self.kind == "stream":
+            return [("TYPE", self.key), ("XINFO", "GROUPS", self.key), ("XLEN", self.key),
+                    ("XRANGE", self.key, "-", "+", "COUNT", str(MAX_STREAM_SCAN))]
+        if self.kind == "list":
+            window = ("0", str(MAX_JOB_PAGE - 1)) if self.oldest_first else ("-" + page, "-1")
+            out = [("LLEN", self.key), ("LRANGE", self.key, *window)]
+        else:
+            verb = "ZRANGE" if self.oldest_first else "ZREVRANGE"
+            out = [("ZCARD", self.key), (verb, self.key, "0", str(MAX_JOB_PAGE - 1))]
+        if self.hash_prefix is not None:
+            out.append(("HMGET", self.hash_prefix + "1", *self.fields))
+        if self.body_hash is not None:
+            out.append(("HGET", self.body_hash, "1"))
+        if self.body_prefix is not None:
+            out.append(("GET", self.body_prefix + "1"))
+        if self.other is not None:  # the key's type decides which range is read
+            out = [("TYPE", self.key), *out, *self.other.acl()]
+        return out
 
 
+MAX_STREAM_SCAN = 1000  # entries a stream page may read from its start: XRANGE cannot skip to an offset
 MAX_RAW = 64 * 1024  # characters of an item that is not (bounded) JSON, shown as its payload
 
 
@@ -115,6 +165,36 @@ def decoded(raw: Any) -> Any:
         return untrusted.loads(raw, finite=False)
     except ValueError:  # not JSON, too deep or too large: (bounded) text, never a 500
         return bounded(raw)
+
+
+_MEMO_PUT = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_MEMO_GET = frozenset({"GET", "BINGET", "LONG_BINGET"})
+
+
+def pickled_values(data: bytes, limit: int = 4096) -> list[Any]:
+    """The texts and numbers a pickle pushes, in order (memo references resolved), None for anything
+    else; [] when it is not a pickle. `pickletools.genops` only decodes opcodes: unlike unpickling, it
+    never imports a class or calls anything, so a hostile item is text like any other."""
+    values: list[Any] = []
+    memo: dict[int, Any] = {}
+    try:
+        for opcode, arg, _ in islice(pickletools.genops(data), limit):
+            name = opcode.name
+            if name == "MEMOIZE":
+                memo[len(memo)] = values[-1] if values else None
+            elif name in _MEMO_PUT and isinstance(arg, int):
+                memo[arg] = values[-1] if values else None
+            elif name in _MEMO_GET and isinstance(arg, int):
+                values.append(memo.get(arg))
+            elif name == "GLOBAL" and isinstance(arg, str):  # protocols 0-3: "module name"
+                values += arg.split(" ", 1)
+            elif isinstance(arg, str | int | float) and not isinstance(arg, bool) and opcode.stack_after:
+                values.append(arg)
+            elif opcode.stack_after and name not in ("MARK", "PROTO", "FRAME"):
+                values.append(None)
+    except (ValueError, EOFError, UnicodeDecodeError):  # not a pickle, or cut short
+        return []
+    return values
 
 
 def bounded(raw: str) -> str:
@@ -161,7 +241,7 @@ class Layout(Model):
         return now + self.future_skew
 
     def stamp_kind(self, unit: Unit, now: float) -> str:
-        return kind(unit, self.latest(now))
+        return kind_of(unit, self.latest(now))
 
     def templates(self) -> Sequence[str]:
         """Every key template of the layout; `{tenant}` in any of them makes it per-tenant."""
@@ -183,8 +263,9 @@ class Layout(Model):
         """Whether the layout reads anything before planning (spares the others a pass per tenant)."""
         return type(self).discovery is not Layout.discovery
 
-    def discovery(self, tenant: str) -> list[Op]:
-        return []
+    def discovery(self, tenant: str) -> Reads:
+        """What to read before planning, by name; `plan` gets the results under the same names."""
+        return {}
 
     @property
     def registry(self) -> bool:
@@ -201,7 +282,7 @@ class Layout(Model):
         """The queue a key found by `scan_match` belongs to, or None for keys of no queue."""
         return None
 
-    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+    def plan_known(self, tenant: str, found: Results, now: float, known: Sequence[str]) -> Plan:
         """`plan`, also reading the queues of the inventory that discovery no longer announces."""
         return self.plan(tenant, found, now)
 
@@ -209,10 +290,10 @@ class Layout(Model):
         """A background listener the source runs for this layout (Celery events); most have none."""
         return None
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         raise NotImplementedError
 
-    def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
+    def plan_all(self, tenants: list[str], found: list[Results], now: float) -> list[Plan]:
         """Plans for every tenant; layouts with a flat per-tenant key override it with EACH ops."""
         return [self.plan(t, f, now) for t, f in zip(tenants, found, strict=True)]
 
@@ -237,6 +318,16 @@ class Layout(Model):
         """One listed job from its range item (and its hash fields, for layouts with job hashes)."""
         return payload_job(item, queue, status)
 
+    def job_acl(self, tenant: str) -> list[tuple[str, ...]]:
+        """What the job listing may send for this layout (on its first configured queue; none for queues
+        only the library's registry names): what an ACL must allow."""
+        queues = self.static_queues()
+        if not queues:
+            return []
+        queue = queues[0]
+        return [command for state in JOB_STATES if (where := self.job_range(tenant, queue, state)) is not None
+                for command in where.acl()]
+
 
 class RegistryLayout(Layout):
     """A library that lists its own queues (Sidekiq's `queues` set, RQ's `rq:queues`, BullMQ's `meta`
@@ -249,10 +340,10 @@ class RegistryLayout(Layout):
     def registry(self) -> bool:
         return self.queues is None
 
-    def plan_known(self, tenant: str, found: list[Any], now: float, known: Sequence[str]) -> Plan:
+    def plan_known(self, tenant: str, found: Results, now: float, known: Sequence[str]) -> Plan:
         return self.plan(tenant, found, now, known)
 
-    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float, known: Sequence[str] = ()) -> Plan:
         raise NotImplementedError
 
 
@@ -276,6 +367,10 @@ def json_dict(raw: Any) -> dict[str, Any]:
         value = untrusted.loads(raw) if isinstance(raw, str) else {}
     except ValueError:
         return {}
+    return value if isinstance(value, dict) else {}
+
+
+def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 

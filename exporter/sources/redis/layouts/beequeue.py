@@ -18,11 +18,24 @@ queue names, no counters and no worker list.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant, head_time
-from exporter.sources.redis.script import Op
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Reads,
+    Results,
+    as_dict,
+    count,
+    fill_tenant,
+    head_time,
+    job_of,
+    json_dict,
+)
+from exporter.sources.redis.ops import HeadHGet, Llen, Scard, Zcard
 
 _STATES = ("active", "succeeded", "failed", "delayed")
 
@@ -37,21 +50,39 @@ class BeeQueueLayout(Layout):
     def templates(self) -> Sequence[str]:
         return (self.prefix,)
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
-        ops: list[Op] = []
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """`waiting` and `active` are id lists with the oldest at the tail (LPUSH, BRPOPLPUSH); each job is
+        the field id of the `jobs` hash. `succeeded`/`failed` are sets, with no order to page by: not listed."""
+        p = f"{fill_tenant(self.prefix, tenant)}:{queue}:"
+        key = {"waiting": "waiting", "active": "active"}.get(status)
+        return JobRange("list", p + key, False, body_hash=f"{p}jobs") if key else None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """A Bee-Queue job (`Job#toData`): `data`, `options` (`timestamp` ms, `retries` left,
+        `stacktraces` of failed attempts, newest first) and `status`."""
+        body = json_dict(fields.get("body"))
+        options = as_dict(body.get("options"))
+        traces = options.get("stacktraces")
+        trace = traces[0] if isinstance(traces, list) and traces else None
+        return job_of(item, queue, status, body.get("data"), trace, trace, None, options.get("timestamp"), None)
+
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
+        reads: Reads = {}
         for queue in self.queues:
             p = f"{fill_tenant(self.prefix, tenant)}:{queue}:"
-            ops += [
-                ("LLEN", f"{p}waiting"),
-                ("HEADHGET", f"{p}waiting", "-1", f"{p}jobs", "options.timestamp", str(self.scan), "num"),
-                ("LLEN", f"{p}active"), ("SCARD", f"{p}succeeded"), ("SCARD", f"{p}failed"), ("ZCARD", f"{p}delayed"),
-            ]
+            reads[queue, "waiting"] = Llen(f"{p}waiting")
+            reads[queue, "head"] = HeadHGet(f"{p}waiting", from_tail=True, hash=f"{p}jobs", fields="options.timestamp",
+                                            scan=self.scan, kind="num")
+            reads[queue, "active"] = Llen(f"{p}active")
+            reads[queue, "succeeded"] = Scard(f"{p}succeeded")
+            reads[queue, "failed"] = Scard(f"{p}failed")
+            reads[queue, "delayed"] = Zcard(f"{p}delayed")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, queue in enumerate(self.queues):
-                part = r[6 * i : 6 * i + 6]
-                states = tuple(zip(_STATES, map(count, part[2:]), strict=True))
-                out.queues.append(QueueStats(queue, count(part[0]), tenant, head_time(part[1], "ms", out), states,
-                                             failed=states[2][1]))
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for queue in self.queues:
+                states = tuple((state, count(r[queue, state])) for state in _STATES)
+                out.queues.append(QueueStats(queue, count(r[queue, "waiting"]), tenant,
+                                             head_time(r[queue, "head"], "ms", out), states,
+                                             failed=count(r[queue, "failed"])))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)

@@ -10,11 +10,14 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from exporter.model import Job, QueueStats
+from exporter.sources.redis.items import WRONGTYPE
 from exporter.sources.redis.layouts.base import (
     JobRange,
     Parsed,
     Plan,
+    Reads,
     RegistryLayout,
+    Results,
     Workers,
     count,
     decoded,
@@ -25,10 +28,10 @@ from exporter.sources.redis.layouts.base import (
     job_of,
     stored_count,
 )
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.ops import ClientNames, HeadHash, HGet, HGetAll, LFirst, Llen, Zcard, ZCount
 
 _JOB_FIELDS = ("data", "timestamp", "attemptsMade", "failedReason", "stacktrace", "processedOn", "finishedOn")
-_BULL_STATES = ("active", "delayed", "prioritized", "waiting-children", "completed", "failed")
+_BULL_SETS = ("delayed", "prioritized", "waiting-children", "completed", "failed")  # zsets, after `active`
 
 
 class BullMQLayout(RegistryLayout):
@@ -71,53 +74,50 @@ class BullMQLayout(RegistryLayout):
         name = key.removeprefix(f"{self.prefix}:").removesuffix(":meta")
         return name if name and name != key and ":" not in name else None
 
-    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
-        ops: list[Op] = []
+    def plan(self, tenant: str, found: Results, now: float, known: Sequence[str] = ()) -> Plan:
         stamp = self.stamp_kind("ms", now)
         queues = self.queues if self.queues is not None else sorted(known)
+        reads: Reads = {"clients": ClientNames("")}
         for queue in queues:
             base = f"{fill_tenant(self.prefix, tenant)}:{queue}"
-            ops += [
-                ("LLEN", f"{base}:wait"),
-                ("LLEN", f"{base}:paused"),
-                ("HEADHASH", f"{base}:wait", "-1", f"{base}:", "timestamp", str(self.scan), stamp),
-                ("HEADHASH", f"{base}:paused", "-1", f"{base}:", "timestamp", str(self.scan), stamp),
-                ("LLEN", f"{base}:active"),
-                *(("ZCARD", f"{base}:{state}") for state in _BULL_STATES[1:]),
-                ("HGET", f"{base}:meta", "paused"),
-                ("ZCOUNT", f"{base}:completed", repr((now - 3600) * 1000), "+inf"),
-                # collectMetrics.lua (called by moveToFinished when the worker has `metrics` set):
-                # HINCRBY <base>:metrics:completed|failed count 1, once per finished job; the
-                # completed hash also holds prevTS/prevCount for completed_last_hour
-                ("HGETALL", f"{base}:metrics:completed"),
-                ("LFIRST", f"{base}:metrics:completed:data", "60"),
-                ("HGET", f"{base}:metrics:failed", "count"),
-            ]
-        ops.append(("CLIENTNAMES", ""))
-        width = 9 + len(_BULL_STATES)
+            for waiting in ("wait", "paused"):  # v5 paused queues keep their jobs in `paused`
+                reads[queue, waiting] = Llen(f"{base}:{waiting}")
+                reads[queue, waiting, "head"] = HeadHash(f"{base}:{waiting}", from_tail=True, hash_prefix=f"{base}:",
+                                                         fields="timestamp", scan=self.scan, kind=stamp)
+            reads[queue, "active"] = Llen(f"{base}:active")
+            for state in _BULL_SETS:
+                reads[queue, state] = Zcard(f"{base}:{state}")
+            reads[queue, "meta.paused"] = HGet(f"{base}:meta", field="paused")
+            reads[queue, "completed_hour"] = ZCount(f"{base}:completed", low=repr((now - 3600) * 1000))
+            # collectMetrics.lua (called by moveToFinished when the worker has `metrics` set):
+            # HINCRBY <base>:metrics:completed|failed count 1, once per finished job; the
+            # completed hash also holds prevTS/prevCount for completed_last_hour
+            reads[queue, "metrics"] = HGetAll(f"{base}:metrics:completed")
+            reads[queue, "metrics_points"] = LFirst(f"{base}:metrics:completed:data", n=60)
+            reads[queue, "metrics_failed"] = HGet(f"{base}:metrics:failed", field="count")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
+        def parse(r: Results, now: float, out: Parsed) -> None:
             latest = self.latest(now)
-            for i, queue in enumerate(queues):
-                part = r[i * width : (i + 1) * width]
-                heads = (head_time(part[2], "ms", out, latest), head_time(part[3], "ms", out, latest))
+            for queue in queues:
+                heads = (head_time(r[queue, "wait", "head"], "ms", out, latest),
+                         head_time(r[queue, "paused", "head"], "ms", out, latest))
                 times = [t for t in heads if t is not None]
-                counts = dict(zip(_BULL_STATES, map(count, part[4:-5]), strict=True))
-                # v5 paused queues keep their jobs in the `paused` list: still waiting, so in the depth
-                depth = count(part[0]) + count(part[1]) + counts["prioritized"]
-                states = tuple(counts.items())
+                counts = {"active": count(r[queue, "active"]), **{s: count(r[queue, s]) for s in _BULL_SETS}}
+                depth = count(r[queue, "wait"]) + count(r[queue, "paused"]) + counts["prioritized"]
+                meta = r[queue, "metrics"]
                 out.queues.append(QueueStats(
-                    queue, depth, tenant, min(times) if times else None, states,
-                    failed=counts["failed"], paused=part[-5] in ("1", "true"),
-                    completed_last_hour=completed_last_hour(now, counts["completed"], count(part[-4]), part[-3],
-                                                            part[-2]),
+                    queue, depth, tenant, min(times) if times else None, tuple(counts.items()),
+                    failed=counts["failed"], paused=r[queue, "meta.paused"] in ("1", "true"),
+                    completed_last_hour=completed_last_hour(now, counts["completed"], count(r[queue, "completed_hour"]),
+                                                            meta, r[queue, "metrics_points"]),
                 ))
-                done = WRONGTYPE if part[-3] == WRONGTYPE else flat_dict(part[-3]).get("count")
-                if done is not None or part[-1] is not None:  # both absent: the app keeps no metrics
-                    completed, failed = (0 if v is None else stored_count(v, out) for v in (done, part[-1]))
+                done = WRONGTYPE if meta == WRONGTYPE else flat_dict(meta).get("count")
+                failed_raw = r[queue, "metrics_failed"]
+                if done is not None or failed_raw is not None:  # both absent: the app keeps no metrics
+                    completed, failed = (0 if v is None else stored_count(v, out) for v in (done, failed_raw))
                     if completed is not None and failed is not None:
                         flow(out, tenant, queue, completed + failed, failed)
-            names = r[-1]
+            names = r["clients"]
             if names is None:
                 return  # no client|list in the ACL: the workers series are absent (docs/sources/redis.md)
             workers = Workers(tenant, states=("unknown",))
@@ -133,7 +133,7 @@ class BullMQLayout(RegistryLayout):
                     workers.add([queue], "unknown", n=n)
             workers.emit(out, queues, capacity=False, busy=False)
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
 
 def completed_last_hour(now: float, kept: int, in_window: int, meta: Any, points: Any) -> int | None:

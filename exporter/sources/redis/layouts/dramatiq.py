@@ -11,7 +11,10 @@ Keys from dramatiq 2.2 (`dramatiq/brokers/redis/dispatch.lua`, `RedisBroker.enqu
   `.DQ.msgs` until their `eta`, fetched or not, so HLEN `.DQ.msgs` counts them.
 - `ns:<queue>.XQ` / `.XQ.msgs`: the dead-letter zset (scored by when) and its messages.
 - `ns:__heartbeats__`: zset of broker ids scored by the last dispatch (ms); dramatiq treats an id
-  as dead after `heartbeat_timeout` (60 000 ms by default). Ids are per process, not per queue.
+  as dead after `heartbeat_timeout` (60 000 ms by default). Ids are per process, not per queue, and
+  every command ZADDs its caller, `enqueue` included: a process that only sends is there too.
+- `ns:__acks__.<broker id>.<queue>` (and `.<queue>.DQ`): set of the messages a consumer fetched and
+  has not acked yet; only `fetch` adds to it. A live id holding one of the queue consumes it.
 
 dramatiq keeps no registry of queue names in Redis, so `queues` names them.
 """
@@ -23,9 +26,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Workers, count, fill_tenant, head_time
-from exporter.sources.redis.script import Op
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Reads,
+    Results,
+    Workers,
+    as_dict,
+    count,
+    fill_tenant,
+    head_time,
+    job_of,
+    json_dict,
+)
+from exporter.sources.redis.ops import ExistsCount, HeadHGet, Hlen, Llen, Zcard, ZRecent
 
 
 class DramatiqLayout(Layout):
@@ -35,33 +52,75 @@ class DramatiqLayout(Layout):
     queues: list[str] = ["default"]
     namespace: str = "dramatiq"
     heartbeat_timeout: Annotated[int, Field(ge=1)] = 60000  # ms, as RedisBroker(heartbeat_timeout=...)
+    cap: Annotated[int, Field(ge=1, le=10000)] = 1000  # broker ids read from `__heartbeats__`, freshest first
 
     def templates(self) -> Sequence[str]:
         return (self.namespace,)
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """Waiting: the queue's id list (oldest at the head); failed: the dead-letter zset `.XQ`, newest
+        first. Each message is the field id of the `.msgs` hash beside its key. Fetched messages sit in
+        per-worker ack sets with no order, so `active` is not listed."""
+        key = f"{fill_tenant(self.namespace, tenant)}:{queue}"
+        if status == "waiting":
+            return JobRange("list", key, True, body_hash=f"{key}.msgs")
+        if status == "failed":
+            return JobRange("zset", f"{key}.XQ", False, body_hash=f"{key}.XQ.msgs", scores=True)
+        return None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """A dramatiq `Message` (JSON): the Retries middleware keeps the attempts and the last traceback
+        in `options`; a dead letter's score is when it was dead-lettered (ms)."""
+        body = json_dict(fields.get("body"))
+        options = as_dict(body.get("options"))
+        trace = options.get("traceback")
+        last = str(trace).strip().splitlines()[-1] if trace and str(trace).strip() else None
+        payload = {k: body[k] for k in ("actor_name", "args", "kwargs") if k in body} or None
+        return job_of(body.get("message_id", item), queue, status, payload, last, trace if last else None,
+                      options.get("retries"), body.get("message_timestamp"),
+                      fields.get("score") or options.get("requeue_timestamp"))
+
+    def discovery(self, tenant: str) -> Reads:
+        """The freshest `cap` broker ids of `__heartbeats__` with their last dispatch (ms)."""
+        return {"brokers": ZRecent(f"{fill_tenant(self.namespace, tenant)}:__heartbeats__", cap=self.cap)}
+
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         ns = fill_tenant(self.namespace, tenant)
-        live_since = str(int(now * 1000) - self.heartbeat_timeout)
-        ops: list[Op] = [("ZCOUNT", f"{ns}:__heartbeats__", live_since, "+inf")]
+        live = live_ids(found.get("brokers"), now * 1000 - self.heartbeat_timeout)
+        reads: Reads = {}
         for queue in self.queues:
             key = f"{ns}:{queue}"
-            ops += [
-                ("LLEN", key),
-                ("HEADHGET", key, "0", f"{key}.msgs", "message_timestamp", str(self.scan), "num"),
-                ("HLEN", f"{key}.msgs"), ("HLEN", f"{key}.DQ.msgs"), ("ZCARD", f"{key}.XQ"),
-            ]
+            reads[queue, "depth"] = Llen(key)
+            reads[queue, "head"] = HeadHGet(key, hash=f"{key}.msgs", fields="message_timestamp", scan=self.scan,
+                                            kind="num")
+            reads[queue, "held"] = Hlen(f"{key}.msgs")
+            reads[queue, "delayed"] = Hlen(f"{key}.DQ.msgs")
+            reads[queue, "dead"] = Zcard(f"{key}.XQ")
+            # what a consumer holds: `fetch` SADDs each message it takes to its ack set of the queue; a
+            # producer's dispatch never does. One EXISTS over every live id's ack set counts them.
+            if live:
+                acks = [f"{ns}:__acks__.{broker}.{queue}" for broker in live]
+                reads[queue, "consumers"] = ExistsCount(acks[0], more=tuple(acks[1:]))
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            # broker processes, per process and not per queue, busy or not unknown: state `unknown`, queue ""
-            tally = Workers(tenant, states=("unknown",))
-            tally.add([""], "unknown", n=count(r[0]))
-            tally.emit(out, [""], capacity=False, busy=False)
-            for i, queue in enumerate(self.queues):
-                depth, head, held, delayed, dead = r[1 + 5 * i : 6 + 5 * i]
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            tally = Workers(tenant, states=("busy",))
+            for queue in self.queues:
+                depth, head, held, delayed, dead = (r[queue, what] for what in ("depth", "head", "held", "delayed",
+                                                                               "dead"))
                 depth = count(depth)
                 states = (("queued", depth), ("unacked", max(count(held) - depth, 0)),
                           ("delayed", count(delayed)), ("dead", count(dead)))
                 oldest = head_time(head, "ms", out)
                 out.queues.append(QueueStats(queue, depth, tenant, oldest, states, failed=count(dead)))
+                # consumers holding messages of the queue (running them, or prefetched for their threads)
+                tally.add([queue], "busy", n=count(r[queue, "consumers"]) if live else 0)
+            tally.emit(out, self.queues, capacity=False, busy=False)
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
+
+
+def live_ids(reply: Any, since_ms: float) -> list[str]:
+    """The broker ids of a ZRecent result (flat id, score, ...) whose last dispatch is `since_ms` or later."""
+    if not isinstance(reply, list):
+        return []
+    return [str(broker) for broker, score in zip(reply[::2], reply[1::2], strict=False) if float(score) >= since_ms]

@@ -6,8 +6,18 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, count, fill_tenant, head_time
-from exporter.sources.redis.script import Op
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Reads,
+    Results,
+    count,
+    fill_tenant,
+    head_time,
+)
+from exporter.sources.redis.ops import Exists, Head, Llen, Zcard
 
 
 class LaravelLayout(Layout):
@@ -32,32 +42,32 @@ class LaravelLayout(Layout):
         key = self.queue_key(tenant, queue)
         return {"waiting": JobRange("list", key), "active": JobRange("zset", f"{key}:reserved")}.get(status)
 
-    def queue_ops(self, tenant: str, queue: str, now: float) -> list[Op]:
+    def queue_reads(self, tenant: str, queue: str, now: float) -> Reads:
+        """The reads of one queue, named (queue, what)."""
         key = self.queue_key(tenant, queue)
-        ops: list[Op] = [
-            ("LLEN", key),
-            ("HEAD", key, "0", self.timestamp_field, str(self.scan), self.stamp_kind("s", now)),
-            ("ZCARD", f"{key}:delayed"),
-            ("ZCARD", f"{key}:reserved"),
-        ]
+        reads: Reads = {
+            (queue, "depth"): Llen(key),
+            (queue, "head"): Head(key, fields=self.timestamp_field, scan=self.scan, kind=self.stamp_kind("s", now)),
+            (queue, "delayed"): Zcard(f"{key}:delayed"),
+            (queue, "reserved"): Zcard(f"{key}:reserved"),
+        }
         if self.pause_key:
-            ops.append(("EXISTS", fill_tenant(self.pause_key, tenant).replace("{queue}", queue)))
-        return ops
+            reads[queue, "paused"] = Exists(fill_tenant(self.pause_key, tenant).replace("{queue}", queue))
+        return reads
 
-    def queue_stats(self, tenant: str, queue: str, r: list[Any], now: float, out: Parsed, **extra: Any) -> QueueStats:
-        oldest = head_time(r[1], "s", out, self.latest(now))
-        states = (("delayed", count(r[2])), ("reserved", count(r[3])))
-        paused = bool(count(r[4])) if self.pause_key else None
-        return QueueStats(queue, count(r[0]), tenant, oldest, states, paused=paused, **extra)
+    def queue_stats(self, tenant: str, queue: str, r: Results, now: float, out: Parsed, **extra: Any) -> QueueStats:
+        oldest = head_time(r[queue, "head"], "s", out, self.latest(now))
+        states = (("delayed", count(r[queue, "delayed"])), ("reserved", count(r[queue, "reserved"])))
+        paused = bool(count(r[queue, "paused"])) if self.pause_key else None
+        return QueueStats(queue, count(r[queue, "depth"]), tenant, oldest, states, paused=paused, **extra)
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
-        ops: list[Op] = []
-        width = 5 if self.pause_key else 4
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
+        reads: Reads = {}
         for queue in self.queues:
-            ops.extend(self.queue_ops(tenant, queue, now))
+            reads.update(self.queue_reads(tenant, queue, now))
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, queue in enumerate(self.queues):
-                out.queues.append(self.queue_stats(tenant, queue, r[i * width : (i + 1) * width], now, out))
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for queue in self.queues:
+                out.queues.append(self.queue_stats(tenant, queue, r, now, out))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)

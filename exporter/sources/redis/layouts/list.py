@@ -6,19 +6,21 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from exporter.model import QueueStats
+from exporter.sources.redis.items import EPOCH_2000
 from exporter.sources.redis.layouts.base import (
     AFTER_OLDEST,
     DIV,
-    EPOCH_2000,
     JobRange,
     Layout,
     Parsed,
     Plan,
+    Reads,
+    Results,
     count,
     fill_tenant,
     head_time,
 )
-from exporter.sources.redis.script import SEP, Op
+from exporter.sources.redis.ops import Each, Head, Llen
 from exporter.values import Unit
 
 
@@ -41,23 +43,25 @@ class ListLayout(Layout):
     def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
         return JobRange("list", fill_tenant(self.key, tenant), self.oldest == "head") if status == "waiting" else None
 
-    def plan_all(self, tenants: list[str], found: list[list[Any]], now: float) -> list[Plan]:
+    def head(self, key: str, now: float) -> Head:
+        return Head(key, from_tail=self.oldest == "tail", fields=self.timestamp_field or "", scan=self.scan,
+                    kind=self.stamp_kind(self.timestamp_unit, now))
+
+    def plan_all(self, tenants: list[str], found: list[Results], now: float) -> list[Plan]:
         if not self.per_tenant:
             return super().plan_all(tenants, found, now)
         prefix, _, suffix = self.key.partition("{tenant}")
-        ids = SEP.join(tenants)
-        ops: list[Op] = [("EACH", "LLEN", prefix, suffix, ids)]
+        ids = tuple(tenants)
+        reads: Reads = {"depth": Each(Llen(""), prefix, suffix, ids)}
         if self.timestamp_field:
-            index = "0" if self.oldest == "head" else "-1"
-            ops.append(("EACH", "HEAD", prefix, suffix, ids, index, self.timestamp_field, str(self.scan),
-                        self.stamp_kind(self.timestamp_unit, now)))
+            reads["head"] = Each(self.head("", now), prefix, suffix, ids)
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
+        def parse(r: Results, now: float, out: Parsed) -> None:
             name, unit = self.name, self.timestamp_unit
             div, numeric = DIV.get(unit), unit != "iso"
             latest = self.latest(now)
-            depths = r[0]
-            heads = r[1] if self.timestamp_field else [None] * len(tenants)
+            depths = r["depth"]
+            heads = r["head"] if self.timestamp_field else [None] * len(tenants)
             # Last collection's records by position: a queue whose depth is the same and whose head
             # row is the very object the op runner reused (same head item) keeps its record, which
             # the renderer then recognises by identity.
@@ -97,18 +101,16 @@ class ListLayout(Layout):
             out.memory[("list", id(self))] = (tenants, depths, clean, stats)
             out.queues.extend(stats)
 
-        return [Plan(ops, parse)]
+        return [Plan(reads, parse)]
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         key = fill_tenant(self.key, tenant)
-        ops: list[Op] = [("LLEN", key)]
+        reads: Reads = {"depth": Llen(key)}
         if self.timestamp_field:
-            index = "0" if self.oldest == "head" else "-1"
-            ops.append(("HEAD", key, index, self.timestamp_field, str(self.scan),
-                        self.stamp_kind(self.timestamp_unit, now)))
+            reads["head"] = self.head(key, now)
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            oldest = head_time(r[1], self.timestamp_unit, out, self.latest(now)) if self.timestamp_field else None
-            out.queues.append(QueueStats(self.name, count(r[0]), tenant, oldest))
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            oldest = head_time(r["head"], self.timestamp_unit, out, self.latest(now)) if self.timestamp_field else None
+            out.queues.append(QueueStats(self.name, count(r["depth"]), tenant, oldest))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -12,7 +12,9 @@ from exporter.sources.redis.layouts.base import (
     JobRange,
     Parsed,
     Plan,
+    Reads,
     RegistryLayout,
+    Results,
     Retained,
     Workers,
     count,
@@ -26,7 +28,7 @@ from exporter.sources.redis.layouts.base import (
     to_float,
     to_int,
 )
-from exporter.sources.redis.script import Op
+from exporter.sources.redis.ops import HeadHash, HGetAll, Llen, SMembers, Zcard
 
 _JOB_FIELDS = ("description", "created_at", "enqueued_at", "started_at", "ended_at", "exc_info", "retries")
 _RQ_REGISTRIES = (("started", "wip"), ("failed", "failed"), ("finished", "finished"),
@@ -48,9 +50,9 @@ class RQLayout(RegistryLayout):
     def templates(self) -> Sequence[str]:
         return (self.prefix,)
 
-    def discovery(self, tenant: str) -> list[Op]:
+    def discovery(self, tenant: str) -> Reads:
         p = fill_tenant(self.prefix, tenant)
-        return [("SMEMBERS", f"{p}queues", str(self.cap)), ("SMEMBERS", f"{p}workers", str(self.cap))]
+        return {name: SMembers(f"{p}{name}", cap=self.cap) for name in ("queues", "workers")}
 
     def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
         """The queue list and the started/failed/finished registries; jobs are `<prefix>job:<id>` hashes
@@ -68,29 +70,30 @@ class RQLayout(RegistryLayout):
         return job_of(item, queue, status, get("description"), get("exc_info"), None, get("retries"),
                       get("created_at") or get("enqueued_at"), get("ended_at") or get("started_at"))
 
-    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float, known: Sequence[str] = ()) -> Plan:
         p = fill_tenant(self.prefix, tenant)
-        queues = self.queues or sorted({*(m.removeprefix(f"{p}queue:") for m in members(found[0])), *known})
+        queues = self.queues or sorted({*(m.removeprefix(f"{p}queue:") for m in members(found["queues"])), *known})
         # worker_registration.register: SADD rq:workers <worker key>; the key is rq:worker:<name>
-        workers = [m.removeprefix(f"{p}worker:") for m in members(found[1])]
-        ops: list[Op] = [("HGETALL", f"{p}worker:{name}") for name in workers]
-        head = len(ops)
+        workers = [m.removeprefix(f"{p}worker:") for m in members(found["workers"])]
+        reads: Reads = {("worker", name): HGetAll(f"{p}worker:{name}") for name in workers}
         for queue in queues:
             key = f"{p}queue:{queue}"
-            ops += [("LLEN", key), ("HEADHASH", key, "0", f"{p}job:", "enqueued_at", str(self.scan), "iso")]
-            ops += [("ZCARD", f"{p}{suffix}:{queue}") for _, suffix in _RQ_REGISTRIES]
-        width = 2 + len(_RQ_REGISTRIES)
+            reads[queue, "depth"] = Llen(key)
+            reads[queue, "head"] = HeadHash(key, hash_prefix=f"{p}job:", fields="enqueued_at", scan=self.scan,
+                                            kind="iso")
+            for state, suffix in _RQ_REGISTRIES:
+                reads[queue, state] = Zcard(f"{p}{suffix}:{queue}")
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, queue in enumerate(queues):
-                part = r[head + i * width : head + (i + 1) * width]
-                states = tuple((state, count(v)) for (state, _), v in zip(_RQ_REGISTRIES, part[2:], strict=True))
-                oldest = head_time(part[1], "iso", out, self.latest(now))
-                out.queues.append(QueueStats(queue, count(part[0]), tenant, oldest, states, failed=states[1][1]))
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for queue in queues:
+                states = tuple((state, count(r[queue, state])) for state, _ in _RQ_REGISTRIES)
+                oldest = head_time(r[queue, "head"], "iso", out, self.latest(now))
+                out.queues.append(QueueStats(queue, count(r[queue, "depth"]), tenant, oldest, states,
+                                             failed=count(r[queue, "failed"])))
             tally = Workers(tenant)
             counts: dict[str, tuple[float, ...]] = {}
-            for name, reply in zip(workers, r[:head], strict=True):
-                fields = flat_dict(reply)
+            for name in workers:
+                fields = flat_dict(r["worker", name])
                 # Liveness is RQ's own: the hash expires worker_ttl + 60 s after the last heartbeat
                 # (base.py `heartbeat`), and Worker.all() drops members whose key is gone; a worker
                 # that exited cleanly has `death` set (`register_death`).
@@ -111,4 +114,4 @@ class RQLayout(RegistryLayout):
             runtime(out, tenant, "", working / (ok + failed) if ok + failed else None)
             tally.emit(out, queues)
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)

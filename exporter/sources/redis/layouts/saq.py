@@ -26,21 +26,26 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from exporter.model import QueueStats
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.items import WRONGTYPE
 from exporter.sources.redis.layouts.base import (
+    JobRange,
     Layout,
     Parsed,
     Plan,
+    Reads,
+    Results,
     Retained,
     Workers,
     count,
     fill_tenant,
     flow,
     head_time,
+    job_of,
     json_dict,
     to_int,
 )
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.ops import HeadGet, Llen, Zcard, ZGets
 
 
 class SaqLayout(Layout):
@@ -53,29 +58,45 @@ class SaqLayout(Layout):
     def templates(self) -> Sequence[str]:
         return self.queues
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """`queued` and `active` lists (oldest at the head) of job ids, each the key of the job's JSON.
+        Finished jobs have no index (each expires with its own `ttl`): not listed."""
+        base = f"saq:{fill_tenant(queue, tenant)}"
+        key = {"waiting": "queued", "active": "active"}.get(status)
+        return JobRange("list", f"{base}:{key}", True, body_prefix="") if key else None
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """A saq `Job.to_dict` (JSON): times in ms; `error` is the formatted traceback of the last failure."""
+        body = json_dict(fields.get("body"))
+        error = body.get("error")
+        last = str(error).strip().splitlines()[-1] if error and str(error).strip() else None
+        payload = {k: body[k] for k in ("function", "kwargs") if k in body} or None
+        return job_of(body.get("key", item), queue, status, payload, last, error if last else None,
+                      body.get("attempts"), body.get("queued"), body.get("touched") or body.get("started"))
+
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]
         now_ms = str(int(now * 1000))
-        ops: list[Op] = []
+        reads: Reads = {}
         for queue in queues:
             base = f"saq:{queue}"
-            ops += [
-                ("LLEN", f"{base}:queued"),
-                ("HEADGET", f"{base}:queued", "0", "", "queued", str(self.scan), "num"),
-                ("LLEN", f"{base}:active"), ("ZCARD", f"{base}:incomplete"),
-                ("ZGETS", f"{base}:stats", now_ms, str(self.cap)),
-            ]
+            reads[queue, "queued"] = Llen(f"{base}:queued")
+            reads[queue, "head"] = HeadGet(f"{base}:queued", key_prefix="", fields="queued", scan=self.scan, kind="num")
+            reads[queue, "active"] = Llen(f"{base}:active")
+            reads[queue, "incomplete"] = Zcard(f"{base}:incomplete")
+            reads[queue, "workers"] = ZGets(f"{base}:stats", low=now_ms, cap=self.cap)
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, queue in enumerate(queues):
-                queued, head, active, incomplete, workers = r[5 * i : 5 * i + 5]
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for queue in queues:
+                queued, head, active, incomplete, workers = (
+                    r[queue, what] for what in ("queued", "head", "active", "incomplete", "workers"))
                 queued, active = count(queued), count(active)
                 scheduled = max(count(incomplete) - queued - active, 0)
                 states = (("queued", queued), ("active", active), ("scheduled", scheduled))
                 out.queues.append(QueueStats(queue, queued, tenant, head_time(head, "ms", out), states))
                 _workers(tenant, queue, workers, out)
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
 
 def _workers(tenant: str, queue: str, reply: Any, out: Parsed) -> None:

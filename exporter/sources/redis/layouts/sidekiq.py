@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -12,7 +12,9 @@ from exporter.sources.redis.layouts.base import (
     JobRange,
     Parsed,
     Plan,
+    Reads,
     RegistryLayout,
+    Results,
     Workers,
     count,
     fill_tenant,
@@ -25,7 +27,7 @@ from exporter.sources.redis.layouts.base import (
     to_float,
     to_int,
 )
-from exporter.sources.redis.script import Op
+from exporter.sources.redis.ops import Get, Head, HGetAll, Llen, SMembers, Zcard
 
 # sidekiq/sidekiq lib/sidekiq/launcher.rb `❤`: the process hash expires 60 s after its last beat, and
 # Sidekiq::ProcessSet (api.rb `cleanup`, `each`) drops a process whose hash is gone. A hash still
@@ -46,52 +48,52 @@ class SidekiqLayout(RegistryLayout):
     def templates(self) -> Sequence[str]:
         return (self.prefix,)
 
-    def discovery(self, tenant: str) -> list[Op]:
+    def discovery(self, tenant: str) -> Reads:
         p = fill_tenant(self.prefix, tenant)
-        return [("SMEMBERS", f"{p}queues", str(self.cap)), ("SMEMBERS", f"{p}paused", str(self.cap)),
-                ("SMEMBERS", f"{p}processes", str(self.cap))]
+        return {name: SMembers(f"{p}{name}", cap=self.cap) for name in ("queues", "paused", "processes")}
 
     def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
         key = f"{fill_tenant(self.prefix, tenant)}queue:{queue}"
         return JobRange("list", key, False) if status == "waiting" else None
 
-    def plan(self, tenant: str, found: list[Any], now: float, known: Sequence[str] = ()) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float, known: Sequence[str] = ()) -> Plan:
         p = fill_tenant(self.prefix, tenant)
-        queues = self.queues or sorted({*members(found[0]), *known})
-        paused = set(members(found[1]))
-        processes = members(found[2])
-        ops: list[Op] = [("ZCARD", f"{p}schedule"), ("ZCARD", f"{p}retry"), ("ZCARD", f"{p}dead"),
-                         ("GET", f"{p}stat:processed"), ("GET", f"{p}stat:failed")]
+        queues = self.queues or sorted({*members(found["queues"]), *known})
+        paused = set(members(found["paused"]))
+        processes = members(found["processes"])
+        reads: Reads = {"scheduled": Zcard(f"{p}schedule"), "retry": Zcard(f"{p}retry"), "dead": Zcard(f"{p}dead"),
+                        "processed": Get(f"{p}stat:processed"), "failed": Get(f"{p}stat:failed")}
         for identity in processes:
-            ops += [("HGETALL", f"{p}{identity}"), ("HGETALL", f"{p}{identity}:work")]
-        head = len(ops)
+            reads[identity, "process"] = HGetAll(f"{p}{identity}")
+            reads[identity, "work"] = HGetAll(f"{p}{identity}:work")
         for queue in queues:
             key = f"{p}queue:{queue}"
-            ops += [("LLEN", key), ("HEAD", key, "-1", "enqueued_at|created_at", str(self.scan),
-                                          self.stamp_kind("auto", now))]
+            reads[queue, "depth"] = Llen(key)
+            reads[queue, "head"] = Head(key, from_tail=True, fields="enqueued_at|created_at", scan=self.scan,
+                                        kind=self.stamp_kind("auto", now))
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for state, value in zip(("scheduled", "retry", "dead"), r[:3], strict=True):
-                out.samples.append(Sample("jobqueue_library_jobs", (tenant, state), count(value)))
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for state in ("scheduled", "retry", "dead"):
+                out.samples.append(Sample("jobqueue_library_jobs", (tenant, state), count(r[state])))
             # Processor flushes PROCESSED/FAILURE into these with INCRBY (launcher.rb `flush_stats`)
             # (absent: nothing processed yet, Stats#processed reads it as 0; not a number: malformed, skipped)
-            processed, failed = (0 if v is None else stored_count(v, out) for v in r[3:5])
+            processed, failed = (0 if r[v] is None else stored_count(r[v], out) for v in ("processed", "failed"))
             if processed is not None and failed is not None:
                 flow(out, tenant, "", processed, failed)
             workers = Workers(tenant)
-            for i in range(5, head, 2):
+            for identity in processes:
                 try:
-                    count_process(workers, flat_dict(r[i]), flat_dict(r[i + 1]), now)
+                    count_process(workers, flat_dict(r[identity, "process"]), flat_dict(r[identity, "work"]), now)
                 except ValueError:
                     out.malformed += 1  # a live process whose `info` is not JSON: skipped
-            for i, queue in enumerate(queues):
-                depth, head_ = r[head + 2 * i], r[head + 1 + 2 * i]
-                oldest = head_time(head_, "auto", out, self.latest(now))
+            for queue in queues:
+                oldest = head_time(r[queue, "head"], "auto", out, self.latest(now))
                 active = (("active", int(workers.busy.get(queue, 0))),)
-                out.queues.append(QueueStats(queue, count(depth), tenant, oldest, active, paused=queue in paused))
+                out.queues.append(QueueStats(queue, count(r[queue, "depth"]), tenant, oldest, active,
+                                             paused=queue in paused))
             workers.emit(out, queues)
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
 
 def count_process(workers: Workers, fields: dict[str, str], work: dict[str, str], now: float) -> None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from exporter.model import QueueStats, Sample
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
-from exporter.sources.redis.ops import group_info
-from exporter.sources.redis.script import WRONGTYPE, Op
-
-
-def id_time(entry_id: Any) -> float:
-    """The time in an entry id (`<ms>-<seq>`), in Unix seconds."""
-    return int(str(entry_id).split("-", 1)[0]) / 1000.0
+from exporter.sources.redis.items import WRONGTYPE
+from exporter.sources.redis.layouts.base import (
+    Layout,
+    Parsed,
+    Plan,
+    Reads,
+    Results,
+    count,
+    entry_time,
+    fill_tenant,
+)
+from exporter.sources.redis.ops import XFirst, Xlen, XUndelivered, group_info
 
 
 class StreamLayout(Layout):
@@ -34,21 +38,21 @@ class StreamLayout(Layout):
     def templates(self) -> Sequence[str]:
         return (self.key,)
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         key = fill_tenant(self.key, tenant)
-        ops: list[Op] = [("XLEN", key), ("XFIRST", key)]
+        reads: Reads = {"length": Xlen(key), "first": XFirst(key)}
         if self.groups:
-            ops.append(("XUNDELIVERED", key))
+            reads["undelivered"] = XUndelivered(key)
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            length, first = count(r[0]), r[1]
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            length, first = count(r["length"]), r["first"]
             if first == WRONGTYPE:
                 out.malformed += 1
                 first = None
-            undelivered = r[2] if self.groups and r[2] != WRONGTYPE else [[], None]
+            undelivered = r["undelivered"] if self.groups and r["undelivered"] != WRONGTYPE else [[], None]
             groups = [group_info(g) for g in undelivered[0]]
             if not groups:
-                oldest = id_time(first) if first else None
+                oldest = entry_time(first, out, self.latest(now)) if first else None
                 out.queues.append(QueueStats(self.name, length, tenant, oldest))
                 return
             pending_total, depth = 0, 0
@@ -64,7 +68,7 @@ class StreamLayout(Layout):
                     depth = max(depth, int(lag))
                     out.samples.append(Sample("jobqueue_stream_group_lag", (tenant, self.name, name), int(lag)))
             next_id = undelivered[1]
-            oldest = id_time(next_id) if next_id and depth else None
+            oldest = entry_time(next_id, out, self.latest(now)) if next_id and depth else None
             out.queues.append(QueueStats(self.name, depth, tenant, oldest, (("pending", pending_total),)))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)

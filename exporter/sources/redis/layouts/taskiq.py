@@ -21,9 +21,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, count, fill_tenant
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.model import Job, QueueStats
+from exporter.sources.redis.items import WRONGTYPE
+from exporter.sources.redis.layouts.base import (
+    JobRange,
+    Layout,
+    Parsed,
+    Plan,
+    Reads,
+    Results,
+    count,
+    decoded,
+    entry_time,
+    fill_tenant,
+    job_of,
+)
+from exporter.sources.redis.ops import Llen, XGroups, Xlen, XNext
 
 
 class TaskiqLayout(Layout):
@@ -37,21 +50,44 @@ class TaskiqLayout(Layout):
     def templates(self) -> Sequence[str]:
         return self.queues
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
+        """Waiting: the list broker's list (LPUSH, BRPOP: the oldest at the tail), which holds the messages
+        themselves, or the stream's entries the consumer group has not been delivered, oldest first."""
+        if status != "waiting":
+            return None
+        key = fill_tenant(queue, tenant)
+        return JobRange("stream", key, group=self.consumer_group) if self.broker == "stream" else JobRange(
+            "list", key, False)
+
+    def job(self, item: str, fields: dict[str, str], queue: str, status: str) -> Job:
+        """A `TaskiqMessage` (JSON): task id, name, labels, args and kwargs; it holds no time, but a stream
+        entry's id is the time it was added (XADD `*`, ms)."""
+        body = decoded(item)
+        body = body if isinstance(body, dict) else {"raw": item}
+        payload = {k: body[k] for k in ("task_name", "args", "kwargs", "labels") if k in body} or body
+        added = int(fields["id"].split("-", 1)[0]) if fields.get("id", "").split("-", 1)[0].isdigit() else None
+        return job_of(body.get("task_id"), queue, status, payload, None, None, None, added, None)
+
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         queues = [fill_tenant(q, tenant) for q in self.queues]
         stream = self.broker == "stream"
-        group = self.consumer_group
-        ops: list[Op] = [op for q in queues
-                         for op in ((("XLEN", q), ("XGROUPS", q), ("XNEXT", q, group)) if stream else (("LLEN", q),))]
+        reads: Reads = {}
+        for q in queues:
+            if stream:
+                reads[q, "length"] = Xlen(q)
+                reads[q, "groups"] = XGroups(q)
+                reads[q, "next"] = XNext(q, group=self.consumer_group)
+            else:
+                reads[q, "length"] = Llen(q)
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
-            for i, queue in enumerate(queues):
+        def parse(r: Results, now: float, out: Parsed) -> None:
+            for queue in queues:
                 if not stream:
-                    depth = count(r[i])
-                    out.malformed += r[i] == WRONGTYPE
+                    depth = count(r[queue, "length"])
+                    out.malformed += r[queue, "length"] == WRONGTYPE
                     out.queues.append(QueueStats(queue, depth, tenant, None, (("queued", depth),)))
                     continue
-                length, groups, first = r[3 * i : 3 * i + 3]
+                length, groups, first = r[queue, "length"], r[queue, "groups"], r[queue, "next"]
                 if length == WRONGTYPE or groups == WRONGTYPE:
                     out.malformed += 1
                     groups, first = [], None
@@ -62,11 +98,11 @@ class TaskiqLayout(Layout):
                 waiting = count(length) if lag is None else int(lag)
                 pending = 0 if info is None else int(info.get("pending") or 0)
                 # the oldest task not yet delivered: its entry id is the XADD time (ms)
-                oldest = int(str(first).split("-", 1)[0]) / 1000 if first and waiting else None
+                oldest = entry_time(first, out, self.latest(now)) if first and waiting else None
                 states = (("queued", waiting), ("pending", pending))
                 out.queues.append(QueueStats(queue, waiting, tenant, oldest, states))
 
-        return Plan(ops, parse)
+        return Plan(reads, parse)
 
 
 def _flat(group: Any) -> dict[str, Any]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from exporter.model import QueueStats
-from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, count, fill_tenant, head_time
-from exporter.sources.redis.ops import pick
-from exporter.sources.redis.script import WRONGTYPE, Op
+from exporter.sources.redis.items import WRONGTYPE, pick
+from exporter.sources.redis.layouts.base import JobRange, Layout, Parsed, Plan, Results, count, fill_tenant, head_time
+from exporter.sources.redis.ops import Zcard, ZFirst
 from exporter.values import Unit
 
 
@@ -28,18 +28,17 @@ class SortedSetLayout(Layout):
     def job_range(self, tenant: str, queue: str, status: str) -> JobRange | None:
         return JobRange("zset", fill_tenant(self.key, tenant)) if status == "waiting" else None
 
-    def plan(self, tenant: str, found: list[Any], now: float) -> Plan:
+    def plan(self, tenant: str, found: Results, now: float) -> Plan:
         key = fill_tenant(self.key, tenant)
-        ops: list[Op] = [("ZCARD", key), ("ZFIRST", key)]
 
-        def parse(r: list[Any], now: float, out: Parsed) -> None:
+        def parse(r: Results, now: float, out: Parsed) -> None:
             oldest = None
-            first = r[1]
+            first = r["first"]
             if first == WRONGTYPE:
                 out.malformed += 1
             elif first and self.timestamp != "none":
                 raw = first[1] if self.timestamp == "score" else pick(first[0], self.timestamp_field)
                 oldest = head_time([raw, 0 if raw is not None else 1], self.timestamp_unit, out, self.latest(now))
-            out.queues.append(QueueStats(self.name, count(r[0]), tenant, oldest))
+            out.queues.append(QueueStats(self.name, count(r["depth"]), tenant, oldest))
 
-        return Plan(ops, parse)
+        return Plan({"depth": Zcard(key), "first": ZFirst(key)}, parse)

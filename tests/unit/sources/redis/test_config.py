@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
 from exporter.config import ConfigError, parse_config
+from exporter.sources.redis.layouts import AnyLayout
 
 HEAD = "sources:\n  - name: r\n    type: redis\n"
 
@@ -16,10 +19,12 @@ def errors(body: str, env: dict[str, str] | None = None) -> list[str]:
 
 
 def test_bad_layout_name() -> None:
+    """The error lists every tag of the layout table (read from it: a new layout is no edit here)."""
+    tags = [get_args(cls.model_fields["layout"].annotation)[0] for cls in get_args(get_args(AnyLayout)[0])]
+    assert tags[:3] == ["list", "zset", "stream"] and len(tags) == len(set(tags)) >= 15
     assert errors("    queues:\n      - {layout: kafka, name: q, key: q}\n") == [
         "c.yaml:5: sources[0].queues[0]: Input tag 'kafka' found using 'layout' does not match any of the expected "
-        "tags: 'list', 'zset', 'stream', 'laravel', 'horizon', 'sidekiq', 'bullmq', 'rq', 'celery', 'arq', 'dramatiq', "
-        "'huey', 'saq', 'taskiq', 'beequeue'"]
+        "tags: " + ", ".join(f"'{tag}'" for tag in tags)]
 
 
 def test_misspelled_keys() -> None:
@@ -115,3 +120,10 @@ def test_celery_events_heard_once() -> None:
     assert errors(templated) == [
         "c.yaml:6: sources[0].queues[0]: events: true needs a global_keyprefix without {tenant} "
         "(one topic to subscribe)"]
+
+
+def test_celery_worker_queues_need_events() -> None:
+    """Worker pools are told apart by the hostname of their events: without events there is nothing to match."""
+    body = "    queues:\n      - {layout: celery, queues: [mail], worker_queues: {'mail@*': [mail]}}\n"
+    assert errors(body) == [
+        "c.yaml:5: sources[0].queues[0]: worker_queues needs events: true (workers are known from their events only)"]

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from exporter.sources.redis.items import pick, valid
 from exporter.sources.redis.layouts.base import Parsed, head_time
 from exporter.sources.redis.layouts.horizon import horizon_wait
-from exporter.sources.redis.ops import SEP, _normalise, pick, valid
-from exporter.sources.redis.script import batches, flatten
-from exporter.sources.redis.source import Tenants, filter_tenants
+from exporter.sources.redis.ops import SMembers
+from exporter.sources.redis.source import SEP, Tenants, filter_tenants
 
 
 def test_head_time_counts_malformed() -> None:
@@ -84,13 +84,7 @@ def test_filter_tenants() -> None:
     assert all(shards) and not set(shards[0]) & set(shards[1])
 
 
-def test_batches_weigh_each_op_by_tenants() -> None:
-    ops = [("LLEN", "a"), ("EACH", "LLEN", "p", "s", SEP.join("abc")), ("LLEN", "b"), ("LLEN", "c")]
-    assert [len(b) for b in batches(ops, 4)] == [2, 2]
-    with pytest.raises(ValueError, match="HEAD takes 5 arguments"):
-        flatten([("HEAD", "k", "0", "ts", "10")])
-
-
-def test_normalise() -> None:
-    ops = [("SMEMBERS", "k", "2"), ("SMEMBERS", "w", "2"), ("ZFIRST", "z")]
-    assert _normalise(ops, [{"c", "a", "b"}, "!WRONGTYPE", ["m", "1"]]) == [["a", "b"], "!WRONGTYPE", ["m", "1"]]
+def test_smembers_sorted_and_capped() -> None:
+    assert SMembers("k", cap=2).result({"c", "a", "b"}) == ["a", "b"]
+    assert SMembers("k", cap=2).result(None) == []
+    assert SMembers("k", cap=2).failed("WRONGTYPE Operation against a key") == "!WRONGTYPE"

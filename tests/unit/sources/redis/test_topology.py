@@ -12,8 +12,27 @@ from redis.exceptions import ConnectionError, RedisClusterException
 from exporter.sources.base import SourceError, SourceUnreachable
 from exporter.sources.redis.cluster import SLOTS, _redirect, slot_map
 from exporter.sources.redis.connect import parse_endpoint
-from exporter.sources.redis.ops import commands_of
-from exporter.sources.redis.script import SEP
+from exporter.sources.redis.layouts.huey import HueyLayout
+from exporter.sources.redis.layouts.rq import _JOB_FIELDS as RQ_JOB_FIELDS
+from exporter.sources.redis.layouts.rq import RQLayout
+from exporter.sources.redis.layouts.sidekiq import SidekiqLayout
+from exporter.sources.redis.ops import (
+    ClientNames,
+    Each,
+    Head,
+    HeadGet,
+    HeadHash,
+    HeadHGet,
+    LFirst,
+    Llen,
+    XGroups,
+    XNext,
+    XUndelivered,
+    ZCount,
+    ZExists,
+    ZGets,
+    ZHashes,
+)
 from exporter.sources.redis.source import failure
 from exporter.sources.redis.wire import pack, pack_each, pack_keys
 from exporter.sources.tls import TlsConfig
@@ -56,26 +75,36 @@ def test_slot_map_and_redirects() -> None:
 
 def test_pack_each_is_pack_keys_split() -> None:
     for keys in (["a", "bb:c"], ["é", "x"]):
-        assert b"".join(pack_each("LINDEX", keys, "-1")) == pack_keys("LINDEX", keys, "-1")
-        assert pack_each("LLEN", keys) == [pack("LLEN", k) for k in keys]
+        assert b"".join(pack_each(("LINDEX",), keys, ("-1",))) == pack_keys(("LINDEX",), keys, ("-1",))
+        assert pack_each(("LLEN",), keys) == [pack("LLEN", k) for k in keys]
+        assert pack_each(("XINFO", "GROUPS"), keys) == [pack("XINFO", "GROUPS", k) for k in keys]
 
 
-def test_commands_of_ops() -> None:
-    assert commands_of(("LLEN", "q")) == [("LLEN", "q")]
-    assert commands_of(("HEAD", "q", "-1", "ts", "5", "num")) == [("LINDEX", "q", "-1"), ("LRANGE", "q", "0", "4")]
-    assert commands_of(("HEADHASH", "bull:m:wait", "-1", "bull:m:", "timestamp", "5", "num")) == [
-        ("LRANGE", "bull:m:wait", "0", "4"), ("HGET", "bull:m:1", "timestamp")]
-    assert commands_of(("ZHASHES", "horizon:masters", "horizon:", "50")) == [
-        ("ZREVRANGE", "horizon:masters", "0", "0", "WITHSCORES"), ("HGETALL", "horizon:1")]
-    assert commands_of(("XGROUPS", "s")) == [("XINFO", "GROUPS", "s")]
-    assert commands_of(("XGROUPS", "s"), scripts=True) == [("XINFO", "GROUPS", "s"), ("TYPE", "s")]
-    assert commands_of(("XUNDELIVERED", "s")) == [("XINFO", "GROUPS", "s"), ("XRANGE", "s", "(0-0", "+", "COUNT", "1")]
-    assert commands_of(("CLIENTNAMES", "")) == [("CLIENT", "LIST")]
-    assert commands_of(("LFIRST", "l", "3")) == [("LRANGE", "l", "0", "2")]
-    each = ("EACH", "ZCOUNT", "t_", ":q", SEP.join(["a", "b"]), "-inf", "10")
-    assert commands_of(each) == [("ZCOUNT", "t_a:q", "-inf", "10")]
-    with pytest.raises(ValueError, match="unknown op"):
-        commands_of(("NOPE", "k"))
+def test_acl_of_ops() -> None:
+    """Every command an op may send, with its real arguments: what doctor asks ACL DRYRUN about."""
+    assert Llen("q").acl() == [("LLEN", "q")]
+    assert Head("q", from_tail=True, fields="ts", scan=5, kind="num").acl() == [
+        ("LINDEX", "q", "-1"), ("LRANGE", "q", "-5", "-1")]
+    assert Head("q", scan=5).acl() == [("LINDEX", "q", "0"), ("LRANGE", "q", "0", "4")]
+    assert HeadHash("bull:m:wait", from_tail=True, hash_prefix="bull:m:", fields="timestamp", scan=5).acl() == [
+        ("LRANGE", "bull:m:wait", "-5", "-1"), ("HGET", "bull:m:1", "timestamp")]
+    # ids that are whole keys (saq:job:<queue>:<key>): checked in the list's namespace, not as key "1"
+    assert HeadGet("saq:q:queued", key_prefix="", fields="queued").acl()[1] == ("GET", "saq:q:queued:1")
+    assert HeadGet("q", key_prefix="job:", fields="t").acl()[1] == ("GET", "job:1")
+    assert HeadHGet("dq:q", hash="dq:q.msgs").acl()[1] == ("HGET", "dq:q.msgs", "1")
+    assert ZHashes("horizon:masters", hash_prefix="horizon:", cap=50).acl() == [
+        ("ZREVRANGE", "horizon:masters", "0", "49", "WITHSCORES"), ("HGETALL", "horizon:1")]
+    assert XGroups("s").acl() == [("XINFO", "GROUPS", "s")]
+    assert XUndelivered("s").acl() == [("XINFO", "GROUPS", "s"), ("XRANGE", "s", "(0-0", "+", "COUNT", "1")]
+    assert XNext("s", group="g").acl() == [("XINFO", "GROUPS", "s"), ("XRANGE", "s", "(0-0", "+", "COUNT", "1")]
+    assert ClientNames("").acl() == [("CLIENT", "LIST")]
+    assert LFirst("l", n=3).acl() == [("LRANGE", "l", "0", "2")]
+    assert ZExists("q", high="10", key_prefix="ip:", cap=7).acl() == [
+        ("ZRANGEBYSCORE", "q", "-inf", "10", "WITHSCORES", "LIMIT", "0", "7"), ("EXISTS", "ip:1")]
+    assert ZGets("st", low="5", cap=2).acl() == [
+        ("ZRANGEBYSCORE", "st", "5", "+inf", "WITHSCORES", "LIMIT", "0", "2"), ("GET", "st:1")]
+    each = Each(ZCount("", low="-inf", high="10"), "t_", ":q", ("a", "b"))
+    assert each.acl() == [("ZCOUNT", "t_a:q", "-inf", "10")]
 
 
 def test_a_cluster_with_no_reachable_node_is_unreachable() -> None:
@@ -87,3 +116,18 @@ def test_a_cluster_with_no_reachable_node_is_unreachable() -> None:
     except RedisClusterException as err:
         assert isinstance(failure(err), SourceUnreachable)
     assert type(failure(RedisClusterException("no slots"))) is SourceError
+
+
+def test_job_listing_acl() -> None:
+    """The job listing's reads (jobs.read_page) are listed too, with a full page, for doctor."""
+    rq = RQLayout.model_validate({"layout": "rq", "queues": ["q"]})
+    assert rq.job_acl("") == [
+        ("ZCARD", "rq:wip:q"), ("ZRANGE", "rq:wip:q", "0", "99"), ("HMGET", "rq:job:1", *RQ_JOB_FIELDS),
+        ("LLEN", "rq:queue:q"), ("LRANGE", "rq:queue:q", "0", "99"), ("HMGET", "rq:job:1", *RQ_JOB_FIELDS),
+        ("ZCARD", "rq:failed:q"), ("ZREVRANGE", "rq:failed:q", "0", "99"), ("HMGET", "rq:job:1", *RQ_JOB_FIELDS),
+        ("ZCARD", "rq:finished:q"), ("ZREVRANGE", "rq:finished:q", "0", "99"), ("HMGET", "rq:job:1", *RQ_JOB_FIELDS)]
+    sidekiq = SidekiqLayout.model_validate({"layout": "sidekiq", "queues": ["q"]})
+    assert sidekiq.job_acl("") == [("LLEN", "queue:q"), ("LRANGE", "queue:q", "-100", "-1")]
+    assert HueyLayout.model_validate({"layout": "huey"}).job_acl("") == [  # the key's type picks list or zset
+        ("TYPE", "huey.redis.huey"), ("LLEN", "huey.redis.huey"), ("LRANGE", "huey.redis.huey", "-100", "-1"),
+        ("ZCARD", "huey.redis.huey"), ("ZRANGE", "huey.redis.huey", "0", "99")]

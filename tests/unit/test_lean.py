@@ -1,0 +1,63 @@
+"""A daemon pays only for what it runs: backend clients of unconfigured types are never imported, and
+pools start their threads when work arrives (bench/bench_idle.py measures the idle cost)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from exporter.pools import DaemonPool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imported_after(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter holds after running `code`."""
+    probe = code + "\nimport sys\nprint(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_a_redis_only_daemon_never_imports_asyncpg_or_nats() -> None:
+    found = imported_after(
+        "import exporter.cli\n"
+        "from exporter.config import parse_config\n"
+        "config = parse_config('sources: [{name: r, type: redis, queues: [{layout: list, name: q, key: q}]}]',\n"
+        "                      'c', {})\n"
+        "scheduler = exporter.cli.build_scheduler(config)\n"
+        "scheduler.exposition.body('text')\n")
+    assert "redis" in found and "exporter" in found
+    assert not found & {"asyncpg", "nats"}
+
+
+def test_the_config_models_and_the_type_table_import_no_postgres_or_nats_client() -> None:
+    found = imported_after("import exporter.config, exporter.sources\nexporter.config.default_config()")
+    assert not found & {"asyncpg", "nats"}
+
+
+def test_a_source_type_is_imported_when_a_source_of_it_is_built() -> None:
+    found = imported_after(
+        "import exporter.cli\n"
+        "from exporter.config import parse_config\n"
+        "config = parse_config('sources: [{name: p, type: postgres, dsn: \"postgresql://u@127.0.0.1/test\"}]',\n"
+        "                      'c', {})\n"
+        "exporter.cli.build_scheduler(config)\n")
+    assert "asyncpg" in found and "nats" not in found
+
+
+def test_a_pool_starts_threads_only_for_work() -> None:
+    before = threading.active_count()
+    pool = DaemonPool(16, "test-idle")
+    assert threading.active_count() == before
+    release = threading.Event()
+    stuck = [pool.submit(release.wait, 10) for _ in range(2)]
+    assert pool.submit(lambda: 7).result(timeout=10) == 7  # a third call does not wait behind two stuck ones
+    assert threading.active_count() <= before + 3
+    release.set()
+    assert all(f.result(timeout=10) for f in stuck)
+    pool.shutdown()
