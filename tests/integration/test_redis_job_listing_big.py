@@ -85,3 +85,41 @@ shims:
         ("ok0", {"n": 0}), (None, UNREADABLE), ("ok2", {"n": 2}), (None, UNREADABLE), ("ok4", {"n": 4})]
     assert [j["attempts"] for j in jobs] == [1, None, 1, None, 1]
     assert got["grew_mb"] < 20, got["grew_mb"]  # at most 1 MiB of any one reply; the 50 MB ones not at all
+
+
+async def test_a_job_body_over_the_bound_keeps_its_id(redis_client: redis.Redis, prefix: str) -> None:
+    """Where the item is an id and the body is stored elsewhere (dramatiq: the id in the queue list, the
+    message in the `.msgs` hash, as dispatch.lua's `enqueue` writes them: HSET then RPUSH), a body over
+    1 MiB lists under its id, payload UNREADABLE; the next job is read whole."""
+    from tests.support.shims import serve
+
+    ns = f"{prefix}dq"
+    small = {"message_id": "m2", "actor_name": "ok", "args": [2], "kwargs": {}, "message_timestamp": 1_700_000_000_000}
+    redis_client.hset(f"{ns}:default.msgs", mapping={
+        "m1": json.dumps({"message_id": "m1", "actor_name": "big", "args": ["x" * (2 << 20)], "kwargs": {}}),
+        "m2": json.dumps(small)})
+    redis_client.rpush(f"{ns}:default", "m1", "m2")
+    config = f"""
+sources:
+  - name: r
+    type: redis
+    url: {REDIS_URL}
+    queues:
+      - {{layout: dramatiq, namespace: "{ns}"}}
+systems:
+  - {{name: s, sources: [r], queues: [{{source: r, queue: default}}]}}
+auth:
+  tokens:
+    - {{name: ops, token: "${{OPS_TOKEN}}", roles: [ops]}}
+shims:
+  platform: {{system: s}}
+"""
+    async with serve(config, {"OPS_TOKEN": "ops-secret"}) as (client, _):
+        response = await client.get("/api/v1/platform/system/queues/default/jobs?status=waiting",
+                                    headers={"Authorization": "Bearer ops-secret"})
+        assert response.status == 200
+        body = await response.json()
+    jobs = body["data"]["jobs"]
+    assert body["data"]["pagination"]["total"] == 2
+    assert [(j["id"], j["payload"], j["created_at"]) for j in jobs] == [
+        ("m1", UNREADABLE, None), ("m2", {"actor_name": "ok", "args": [2], "kwargs": {}}, "2023-11-14T22:13:20Z")]
