@@ -91,7 +91,7 @@ async def test_a_job_body_over_the_bound_keeps_its_id(redis_client: redis.Redis,
     """Where the item is an id and the body is stored elsewhere (dramatiq: the id in the queue list, the
     message in the `.msgs` hash, as dispatch.lua's `enqueue` writes them: HSET then RPUSH), a body over
     1 MiB lists under its id, payload UNREADABLE; the next job is read whole."""
-    from tests.support.shims import serve
+    from tests.support.shims import get, serve
 
     ns = f"{prefix}dq"
     small = {"message_id": "m2", "actor_name": "ok", "args": [2], "kwargs": {}, "message_timestamp": 1_700_000_000_000}
@@ -115,10 +115,10 @@ shims:
   platform: {{system: s}}
 """
     async with serve(config, {"OPS_TOKEN": "ops-secret"}) as (client, _):
-        response = await client.get("/api/v1/platform/system/queues/default/jobs?status=waiting",
-                                    headers={"Authorization": "Bearer ops-secret"})
-        assert response.status == 200
-        body = await response.json()
+        status, body = await get(client, "/api/v1/platform/system/queues/default/jobs?status=waiting",
+                                 "/api/v1/platform/system/queues/{queue_name}/jobs",
+                                 Authorization="Bearer ops-secret")  # checked against the OpenAPI document
+        assert status == 200
     jobs = body["data"]["jobs"]
     assert body["data"]["pagination"]["total"] == 2
     assert [(j["id"], j["payload"], j["created_at"]) for j in jobs] == [
