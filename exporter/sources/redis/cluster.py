@@ -43,15 +43,17 @@ class ClusterWire:
 
     routed = True
 
-    def __init__(self, seed: Endpoint, timeout: float) -> None:
+    def __init__(self, seed: Endpoint, timeout: float, encoding: str = "utf-8") -> None:
         self.seed = replace(seed, db=0)
         self.timeout = timeout
+        self.encoding = encoding
         self.nodes: dict[Address, Wire] = {}
         self.owners: list[Address | None] | None = None
 
     def _node(self, address: Address) -> Wire:
         if address not in self.nodes:
-            self.nodes[address] = Wire(replace(self.seed, host=address[0], port=address[1]), self.timeout)
+            self.nodes[address] = Wire(replace(self.seed, host=address[0], port=address[1]), self.timeout,
+                                       encoding=self.encoding)
         return self.nodes[address]
 
     async def refresh(self) -> None:
