@@ -81,7 +81,7 @@ async def test_queues_over_all_slots_one_pipeline_per_node(cluster: LocalCluster
     expected = seed(cluster.client())
     owners = {cluster.owner(f"tenant_{t}:q").port for t in TENANTS}
     assert len(owners) == 3  # the keys really are spread over every node
-    source = make_source(cluster.url, QUEUES, "pipeline", cluster=True, tenants={"static": TENANTS})
+    source = make_source(cluster.url, QUEUES, cluster=True, tenants={"static": TENANTS})
     try:
         calls = counting(source)
         reading = await source.collect()
@@ -107,7 +107,7 @@ async def test_queues_over_all_slots_one_pipeline_per_node(cluster: LocalCluster
 
 async def test_moved_and_ask_are_followed(cluster: LocalCluster) -> None:
     expected = seed(cluster.client())
-    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": TENANTS})
+    source = make_source(cluster.url, QUEUES[:1], cluster=True, tenants={"static": TENANTS})
     try:
         assert depths(await source.collect()) == expected
         key = "tenant_t04:q"
@@ -135,7 +135,7 @@ async def test_a_primary_that_stops_answering_sends_the_next_collection_to_a_new
         client = local.client()
         expected = seed(client)
         client.close()
-        source = make_source(local.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": TENANTS})
+        source = make_source(local.url, QUEUES[:1], cluster=True, tenants={"static": TENANTS})
         try:
             assert depths(await source.collect()) == expected
             gone, heir = local.nodes[2], local.nodes[1]
@@ -174,7 +174,7 @@ async def test_a_primary_that_stops_answering_sends_the_next_collection_to_a_new
 async def test_tenant_scan_covers_every_node(cluster: LocalCluster) -> None:
     expected = seed(cluster.client())
     tenants = {"scan": {"match": "tenant_*:q", "regex": "^tenant_(?P<tenant>[^:]+):q$"}}
-    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants=tenants)
+    source = make_source(cluster.url, QUEUES[:1], cluster=True, tenants=tenants)
     try:
         reading = await source.collect()
     finally:
@@ -186,8 +186,8 @@ async def test_tenant_scan_covers_every_node(cluster: LocalCluster) -> None:
 def test_topology_config_errors() -> None:
     base = {"name": "r", "type": "redis", "queues": QUEUES[:1]}
     sentinel = {"master_name": "m", "urls": ["redis://127.0.0.1:26379"]}
-    for extra, message in [({"cluster": True, "url": "redis://h:7000/2", "scripts": "pipeline"}, "only database 0"),
-                           ({"cluster": True, "scripts": "pipeline", "sentinel": sentinel}, "not both"),
+    for extra, message in [({"cluster": True, "url": "redis://h:7000/2"}, "only database 0"),
+                           ({"cluster": True, "sentinel": sentinel}, "not both"),
                            ({"sentinel": {"master_name": "m", "urls": []}}, "at least 1"),
                            ({"sentinel": {"master_name": "m", "urls": ["http://x"]}}, "redis://")]:
         with pytest.raises(ValidationError, match=message):
@@ -201,20 +201,18 @@ def sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
     setup.stop()
 
 
-@pytest.mark.parametrize("mode", ["pipeline", "lua"])
-async def test_sentinel_finds_the_master_or_a_replica(sentinel: SentinelSetup, mode: str) -> None:
+async def test_sentinel_finds_the_master_or_a_replica(sentinel: SentinelSetup) -> None:
     master = redis.Redis(port=sentinel.master.port)
     master.rpush("s:q", json.dumps({"ts": NOW - 5}), json.dumps({"ts": NOW - 1}))
     assert master.wait(1, 5000) == 1  # the replica has it too
     queues = [{"layout": "list", "name": "q", "key": "s:q", "timestamp_field": "ts"}]
     for replica, port in ((False, sentinel.master.port), (True, sentinel.replica.port)):
         spec = {"master_name": "jobs", "urls": [sentinel.sentinel.url], "replica": replica}
-        source = make_source("redis://ignored:1/0", queues, mode, sentinel=spec)
+        source = make_source("redis://ignored:1/0", queues, sentinel=spec)
         try:
             (queue,) = (await source.collect()).queues
             assert (queue.depth, queue.oldest_timestamp) == (2, NOW - 5)
-            if mode == "pipeline":
-                assert source.wire.port == port  # type: ignore[union-attr]
+            assert source.wire.port == port  # type: ignore[union-attr]
             info = await source.client.info("replication")
             assert info["role"] == ("slave" if replica else "master")
             page = await source.list_jobs("q", "waiting", 10, 0)
@@ -230,7 +228,7 @@ async def test_sentinel_failover_moves_the_reads_to_the_new_master(sentinel: Sen
     master.rpush("s:q", json.dumps({"ts": NOW - 5}), json.dumps({"ts": NOW - 1}))
     assert master.wait(1, 5000) == 1
     queues = [{"layout": "list", "name": "q", "key": "s:q", "timestamp_field": "ts"}]
-    source = make_source("redis://ignored:1/0", queues, "pipeline",
+    source = make_source("redis://ignored:1/0", queues,
                          sentinel={"master_name": "jobs", "urls": [sentinel.sentinel.url]})
     watcher = redis.Redis(port=sentinel.sentinel.port, decode_responses=True)
     promoted = redis.Redis(port=sentinel.replica.port, decode_responses=True)
@@ -281,7 +279,7 @@ async def test_follow_up_reads_are_routed_too(cluster: LocalCluster) -> None:
         client.delete(key)
         client.rpush(key, "not json", json.dumps({"ts": NOW - 9}))
     assert len({cluster.owner(f"tenant_{t}:q").port for t in tenants}) > 1
-    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": tenants})
+    source = make_source(cluster.url, QUEUES[:1], cluster=True, tenants={"static": tenants})
     try:
         reading = await source.collect()
     finally:
