@@ -4,6 +4,7 @@ says where the master, or a replica, is."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from exporter.config import parse_config
 from exporter.doctor import diagnose
 from exporter.sources.base import SourceError
 from exporter.sources.redis.cluster import ClusterWire
+from exporter.sources.redis.items import MAX_ITEM
 from exporter.sources.redis.source import RedisConfig, RedisSource
 from tests.support.redis_libs import NOW, make_source, samples_of
 from tests.support.redis_topology import LocalCluster, SentinelSetup, until
@@ -286,3 +288,32 @@ async def test_follow_up_reads_are_routed_too(cluster: LocalCluster) -> None:
         await source.close()
     assert depths(reading) == {t: (2, NOW - 9) for t in tenants}
     assert reading.malformed == len(tenants)
+
+
+async def test_client_list_over_the_item_bound_is_read_whole_on_a_cluster(cluster: LocalCluster) -> None:
+    """CLIENT LIST grows with the clients, not with what a queue holds: like the single connection
+    (runner.py `_client_names`, `limit=None`), a cluster node's reply over 1 MiB is read whole. Cut to
+    TOO_BIG it held no `name=` field, and BullMQ's live workers on that node read as 0 (a false page)."""
+    node = cluster.owner("{bull}:mail:wait")
+    base = "{bull}:" + base64.b64encode(b"mail").decode()  # BullMQ's blocking connection name
+    held: list[redis.Redis] = []
+    try:
+        for i in range(3):
+            worker = cluster.conn(node)
+            worker.client_setname(base if i == 0 else f"{base}:w:worker-{i}")
+            held.append(worker)
+        for i in range(20):  # 20 clients named 60,000 bytes each: CLIENT LIST over MAX_ITEM
+            other = cluster.conn(node)
+            other.client_setname(f"app-{i}-" + "x" * 60_000)
+            held.append(other)
+        assert sum(len(c["name"]) for c in held[0].client_list()) > MAX_ITEM
+        source = make_source(cluster.url, [{"layout": "bullmq", "prefix": "{bull}", "queues": ["mail"]}],
+                             cluster=True)
+        try:
+            reading = await source.collect()
+        finally:
+            await source.close()
+        assert samples_of(reading, "jobqueue_workers")[("", "mail", "unknown")] == 3
+    finally:
+        for conn in held:
+            conn.close()
