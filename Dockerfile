@@ -3,14 +3,14 @@
 # newer patch release: `docker buildx imagetools inspect python:3.11-slim-bookworm`, then replace
 # the digest in both build stages.
 
-# Build stage: wheels for the project and every dependency (all of them ship manylinux wheels, so no
-# compiler is needed), plus a requirements file naming each wheel exactly.
+# Build stage: the project's own wheel, built by the locked build backend (requirements-build.txt);
+# its dependencies come from the lock in the runtime stage, not from this build.
 FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY requirements-build.txt pyproject.toml README.md ./
 COPY exporter ./exporter
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
- && find /wheels -name '*.whl' -printf '/wheels/%f\n' > /wheels/requirements.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps --requirement requirements-build.txt \
+ && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 # Runtime stage: only the wheels, a non-root user, no compiler.
 FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
@@ -41,9 +41,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     JOBQUEUE_EXPORTER_REVISION="${REVISION}" \
     JOBQUEUE_EXPORTER_BUILD_TIMESTAMP="${BUILD_DATE}"
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin exporter
+# Dependencies exactly as locked (requirements.txt: every package pinned, every file hash-checked;
+# regenerate with scripts/lock), then the project's wheel without dependencies of its own choosing.
+COPY requirements.txt /tmp/requirements.txt
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --requirement /wheels/requirements.txt \
- && rm -rf /wheels
+RUN pip install --no-cache-dir --require-hashes --no-deps --requirement /tmp/requirements.txt \
+ && pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
+ && rm -rf /wheels /tmp/requirements.txt
 COPY deploy/kubernetes/base/config.yaml /etc/jobqueue-exporter/config.yaml
 USER 10001
 EXPOSE 9312

@@ -127,8 +127,10 @@ def threshold(name: str) -> str:
 
 
 def queue_threshold(name: str) -> str:
-    """A per-queue threshold, matched on the queue's labels (alerts/config.yml `queues`, else the default)."""
-    return f"on ({QUEUE}) jobqueue:queue_threshold:{name}"
+    """A per-queue threshold (alerts/config.yml `queues`, else the default). Matched on all labels: it is
+    recorded from the queue's own series, so it carries exactly its labels, and an `on (...)` narrower
+    than them fails the comparison for every queue when two series share job and instance."""
+    return f"jobqueue:queue_threshold:{name}"
 
 
 class Rules:

@@ -1,15 +1,21 @@
 """The library presets against a large history: each preset's collection time and plan at 1M and 10M rows.
 
-Run: `python3 bench/bench_postgres.py presets` (options `--history 1000000,10000000 --rounds 5
---presets river,oban,...`; JSON to stdout, `--out FILE` too). For each history size and preset it
-creates a throwaway database on the local server (127.0.0.1:5432, dropped at the end), installs the
+Run: `python3 bench/bench_postgres_presets.py` (options `--history 10000000 --queues 1,80,500 --rounds 5
+--presets river,oban,...`, `--keep`, `--reuse`, `--build-only`, `--before FILE`; results to `--out`).
+For each preset it creates a database `bench_presets_<library>_<history>` on the local server
+(127.0.0.1:5432; dropped at the end unless `--keep`; `--reuse` measures on kept ones), installs the
 library's schema with its own indexes (pg-boss 12.38 and graphile-worker through the real Node
 libraries, Procrastinate through its own schema manager, the others as tests/support/postgres.py
 writes their migrations), loads with generate_series: `history` finished jobs spread evenly over the
 last 7 days (95 % succeeded, 5 % failed) plus 10,000 waiting jobs (and 200 running, 1,000 scheduled
 in the future) over 20 queues, rebuilds the library's indexes after the load (same DDL, faster than
 maintaining them row by row), VACUUM ANALYZE, then times collections of a source holding only that
-preset (defaults: finished window 1 h, no finished totals) and EXPLAIN (ANALYZE, BUFFERS) its statement.
+preset (defaults: finished window 1 h, no finished totals) after a first one (`first_ms`: it reads the
+whole finished window; the next ones read it incrementally) and EXPLAIN (ANALYZE, BUFFERS) its next
+statement.
+
+Drop the databases: `psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname
+LIKE 'bench_presets_%'" | xargs -I{} dropdb -h 127.0.0.1 -U postgres --force {}`.
 
 graphile-worker deletes completed jobs, so it has no history: it runs with the waiting jobs only.
 pgmq's history is its archive table (`a_<queue>`), which the preset never reads.
@@ -322,10 +328,10 @@ def _drop_indexes(conn: Any, schema: str) -> list[str]:
 
 
 @contextmanager
-def bench_database(library: str, history: int, keep: bool) -> Iterator[tuple[str, bool]]:
-    """`jqbench_<library>_<history>` on the shared server: reused when a finished build of it exists
-    (`--keep` leaves it for the next run), else built; yields (dsn, built now)."""
-    name = f"jqbench_{library.replace('-', '_')}_{history}"
+def bench_database(library: str, history: int, keep: bool, reuse: bool = False) -> Iterator[tuple[str, bool]]:
+    """`bench_presets_<library>_<history>` on the shared server: reused when a finished build of it exists
+    (`--keep` leaves it for the next run), else built (`--reuse`: never built, an error); yields (dsn, built now)."""
+    name = f"bench_presets_{library.replace('-', '_')}_{history}"
     dsn = f"{SHARED}/{name}"
     with admin() as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
@@ -333,6 +339,8 @@ def bench_database(library: str, history: int, keep: bool) -> Iterator[tuple[str
     if exists:
         with admin(dsn) as conn:
             built = conn.execute("SELECT to_regclass('public.jqbench_built') IS NOT NULL").fetchone()[0]
+    if not built and reuse:
+        raise SystemExit(f"{name} is not built: run without --reuse (or with --build-only) first")
     if not built:
         with admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -351,7 +359,9 @@ async def measure(dsn: str, library: str, rounds: int) -> dict[str, Any]:
     source = make_source(dsn, body)
     collects, queries = [], []
     try:
-        reading = await source.collect()  # warm: pool, schema probe, plan
+        started = time.perf_counter()
+        reading = await source.collect()  # warm: pool, schema probe, plan, the whole finished window
+        first = time.perf_counter() - started
         error = reading.details["queries"][library]["error"]
         for _ in range(rounds):
             started = time.perf_counter()
@@ -359,23 +369,29 @@ async def measure(dsn: str, library: str, rounds: int) -> dict[str, Any]:
             collects.append(time.perf_counter() - started)
             queries.append(reading.details["queries"][library]["duration_seconds"])
         resolved: PresetQuery = source._resolved.get(0) or source.presets[0]
+        window = getattr(source, "_windows", {}).get(0)  # the steady state: the next incremental read
+        since = window.since() if window is not None else 0.0
     finally:
         await source.close()
     with admin(dsn) as conn:
         conn.execute("SET jit = off")  # as the exporter's sessions
-        plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {resolved.sql}").fetchall())
+        sql = resolved.sql.replace("$1::float8", f"{since!r}::float8")
+        if getattr(resolved, "listing", None):  # pgmq: the statement over the listed queue tables
+            sql = resolved.expand(conn.execute(resolved.listing).fetchall())
+        plan = "\n".join(r[0] for r in conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}").fetchall())
     return {"collect_ms": round(statistics.median(collects) * 1000, 1), "query_ms": round(statistics.median(queries)
-            * 1000, 1), "max_collect_ms": round(max(collects) * 1000, 1), "queues": len(reading.queues),
+            * 1000, 1), "max_collect_ms": round(max(collects) * 1000, 1), "first_ms": round(first * 1000, 1),
+            "queues": len(reading.queues),
             "depth": sum(q.depth for q in reading.queues), "error": error, "plan": plan}
 
 
 def run(history: int, libraries: list[str], counts: list[int], rounds: int, keep: bool = False,
-        build_only: bool = False) -> dict[str, Any]:
+        build_only: bool = False, reuse: bool = False) -> dict[str, Any]:
     """Every library at one history size, each in a database of its own built once and reused for
     every queue count (the backlog and the queue registry are replaced between runs)."""
     results: dict[str, Any] = {}
     for library in libraries:
-        with bench_database(library, history, keep or build_only) as (dsn, fresh):
+        with bench_database(library, history, keep or build_only or reuse, reuse) as (dsn, fresh):
             seeded = load(dsn, library, history) if fresh else 0.0
             print(f"{library:>16} {history:>10,} history: " + (f"built in {seeded:.0f} s" if fresh else "reused"),
                   file=sys.stderr, flush=True)
@@ -420,6 +436,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the databases for the next run")
     parser.add_argument("--build-only", action="store_true", help="build (and keep) the databases, measure nothing")
+    parser.add_argument("--reuse", action="store_true", help="measure on the kept databases, never build or drop them")
+    parser.add_argument("--before", help="a results JSON of the same bench on other code (main): its figures "
+                                         "become the table `before`")
     parser.add_argument("--out", default=str(RESULTS), help="the results JSON (bench/results/ shape)")
     parser.add_argument("--plans", default=str(PLANS), help="the plans page written from the results")
     args = parser.parse_args()
@@ -428,7 +447,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown presets {unknown}; choose from {sorted(LIBRARIES)}")
     counts = [int(n) for n in args.queues.split(",")]
-    results = run(args.history, libraries, counts, args.rounds, args.keep, args.build_only)
+    results = run(args.history, libraries, counts, args.rounds, args.keep, args.build_only, args.reuse)
     if args.build_only:
         return
     with admin() as conn:
@@ -440,15 +459,27 @@ def main() -> None:
     results = {library: results[library] for library in LIBRARIES if library in results}
     libraries = list(results)
     rows = [[library, *(f"{results[library][str(n)]['collect_ms']} ms" for n in counts)] for library in libraries]
+    first = [[library, *(f"{results[library][str(n)].get('first_ms', '-')} ms" for n in counts)]
+             for library in libraries]
+    tables = {"collect": {"columns": ["preset", *(f"{n} queue{'s' if n > 1 else ''}" for n in counts)], "rows": rows},
+              "first": {"columns": ["preset", *(f"{n} queue{'s' if n > 1 else ''}" for n in counts)], "rows": first}}
+    kept = json.loads(out.read_text()).get("tables", {}) if out.exists() else {}
+    if "before" in kept and not args.before:  # the README shows it: a re-measure keeps main's figures
+        tables["before"] = kept["before"]
+    if args.before:
+        before = json.loads(Path(args.before).read_text())["details"]
+        tables["before"] = {"columns": tables["collect"]["columns"],
+                            "rows": [[library, *(f"{before[library][str(n)]['collect_ms']} ms" for n in counts)]
+                                     for library in libraries if library in before]}
     document = {
         "bench": "bench_postgres_presets",
-        "command": f"python3 bench/bench_postgres_presets.py --history {args.history} --queues {args.queues}",
+        "command": f"python3 bench/bench_postgres_presets.py --history {args.history} --queues {args.queues}"
+                   + (" --reuse" if args.reuse else ""),
         "measured": time.strftime("%Y-%m-%d", time.gmtime()),
         "conditions": f"PostgreSQL {version}, {os.cpu_count()} vCPUs shared by 8 concurrent test/bench workloads, "
                       f"load average {load_average} at the end; median of {args.rounds} collections; "
                       f"{args.history:,} history rows",
-        "tables": {"collect": {"columns": ["preset", *(f"{n} queue{'s' if n > 1 else ''}" for n in counts)],
-                               "rows": rows}},
+        "tables": tables,
         "target_ms": 50,
         "details": results,
     }

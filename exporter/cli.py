@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from aiohttp import web
 
@@ -30,6 +31,12 @@ log = logging.getLogger("jobqueue.main")
 
 
 ENV = "JOBQUEUE_EXPORTER_"
+# Seconds from SIGTERM (or SIGINT) to the end of the process, whatever the sources are stuck in
+# (README, "Command line"): requests in flight get HTTP_GRACE, the scheduler about 3 * STOP_GRACE + 1;
+# what still holds the process then (a thread stuck in a call that cannot be interrupted) is cut
+# short by os._exit. Kubernetes waits 30 s by default before it kills.
+EXIT_BOUND = 15.0
+HTTP_GRACE = 2.0
 
 
 def parse_args(argv: list[str] | None, environ: dict[str, str] | None = None) -> argparse.Namespace:
@@ -161,7 +168,8 @@ def steady_heap() -> None:
 
 async def _serve_probes(scheduler: Scheduler, address: tuple[str, int]) -> web.AppRunner:
     """The plain-HTTP probe listener of `--health-listen` (/healthz and /readyz only)."""
-    runner = GuardedAppRunner(build_probe_app(scheduler), access_log=None, handle_signals=False)
+    runner = GuardedAppRunner(build_probe_app(scheduler), access_log=None, handle_signals=False,
+                              shutdown_timeout=HTTP_GRACE)
     await runner.setup()
     try:
         await web.TCPSite(runner, *address, reuse_address=True).start()
@@ -179,12 +187,23 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     scheduler = build_scheduler(config)
     app = build_app(config, scheduler, web_config=web_config)
     reloader = Reloader(app, scheduler, config_path, scheduler.clock)
-    runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False)
+    runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False, shutdown_timeout=HTTP_GRACE)
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
     gc.collect()
     gc.freeze()
+    # before the port opens: a SIGTERM as soon as it answers finds the handler, not the default action
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def terminate() -> None:
+        if not stop.is_set():
+            stop.set()
+            threading.Thread(target=_exit_after, args=(EXIT_BOUND,), name="jobqueue-exit", daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, terminate)
     site = web.TCPSite(runner, host, port, reuse_address=True,
                        ssl_context=web_config.context if web_config else None)
     try:
@@ -200,10 +219,6 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     except StartupError:
         await runner.cleanup()
         raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[str | None]] = set()
 
     def hangup() -> None:
@@ -217,3 +232,12 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     if probes is not None:
         await probes.cleanup()
     await runner.cleanup()
+
+
+def _exit_after(seconds: float) -> None:
+    """The last resort of the stop bound: end the process if the orderly stop has not in `seconds`."""
+    threading.Event().wait(seconds)
+    log.error("stopping took too long; exiting now", extra={"bound_seconds": seconds})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)

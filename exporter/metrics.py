@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -210,12 +211,20 @@ class Renderer:
 
     def __init__(self, sources: Iterable[Source] | None = None) -> None:
         self._memo: dict[str, _Memo] = {}
+        self._live: set[str] | None = None  # `source="..."` of the configured sources (None: any)
+        self._memo_lock = threading.Lock()  # the render pool's threads against a reload's declare
         self._process = _process_registry()
         self.declare(sources)
 
     def declare(self, sources: Iterable[Source] | None) -> None:
         """The families this renderer writes: those of the types of `sources` (None: every type), in
-        the type table's order; a type not configured is never imported."""
+        the type table's order; a type not configured is never imported. What was kept for a source
+        no longer among them is dropped, and a render of it still running keeps nothing (see _queues)."""
+        sources = None if sources is None else list(sources)
+        with self._memo_lock:
+            self._live = None if sources is None else {f'source="{escape(s.name)}"' for s in sources}
+            for src in [s for s in self._memo if self._live is not None and s not in self._live]:
+                del self._memo[src]
         if sources is None:
             self.catalogue = catalogue()
         else:
@@ -269,12 +278,6 @@ class Renderer:
             for name, body in fragment.items():
                 parts.setdefault(name, []).append(body)
         return Exposition(parts, self.catalogue, self._process)
-
-    def forget(self, names: Iterable[str]) -> None:
-        """Drop what was kept for sources that are gone (a reload removed them)."""
-        kept = {f'source="{escape(n)}"' for n in names}
-        for src in [s for s in list(self._memo) if s not in kept]:
-            self._memo.pop(src, None)
 
     @staticmethod
     def _sample_name(metric: MetricDef) -> str:
@@ -334,7 +337,9 @@ class Renderer:
                 kept[name] = body
             if body:
                 out.ready[name] = body
-        self._memo[src] = (queues, done, kept)
+        with self._memo_lock:  # a reload removed the source while this render ran: keep nothing of it
+            if self._live is None or src in self._live:
+                self._memo[src] = (queues, done, kept)
 
 
 def _declared(metrics: Mapping[str, MetricDef], name: str) -> MetricDef:

@@ -28,6 +28,9 @@ from exporter.sources.base import Source, SourceError
 log = logging.getLogger("jobqueue.scheduler")
 T = TypeVar("T")
 REMIND_AFTER = 300.0  # seconds between "still failing" lines of a source that stays down
+# Seconds that stopping waits for each step (source tasks to end, sources to close, the collector
+# thread to end) before it abandons what is stuck: stop() takes at most about 3 * STOP_GRACE + 1.
+STOP_GRACE = 2.0
 
 
 @dataclass(slots=True)
@@ -74,6 +77,7 @@ class Scheduler:
         self._newest: Exposition | None = None  # built, maybe not yet served (see _swap)
         self._collector: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._ended: asyncio.Event | None = None  # set on the web loop when the collector thread has ended
 
     async def collect_once(self) -> Snapshot:
         """Collect every source once, concurrently; used by `--once` and by tests."""
@@ -88,12 +92,13 @@ class Scheduler:
         self._home = asyncio.get_running_loop()
         self.resolver = self.resolver or Resolver()
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run_collector, args=(ready,), name="jobqueue-collector",
-                                        daemon=True)
+        self._ended = asyncio.Event()
+        self._thread = threading.Thread(target=self._run_collector, args=(ready, self._home, self._ended),
+                                        name="jobqueue-collector", daemon=True)
         self._thread.start()
         ready.wait()
 
-    def _run_collector(self, ready: threading.Event) -> None:
+    def _run_collector(self, ready: threading.Event, home: asyncio.AbstractEventLoop, ended: asyncio.Event) -> None:
         assert self.resolver is not None
         loop = CollectorLoop(self.resolver)
         asyncio.set_event_loop(loop)
@@ -106,6 +111,8 @@ class Scheduler:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
+            with contextlib.suppress(RuntimeError):  # the web loop has closed
+                home.call_soon_threadsafe(ended.set)
 
     async def call(self, work: Awaitable[T]) -> T:
         """Await `work` where the sources' connections live: the collector loop when threaded, else here."""
@@ -115,24 +122,32 @@ class Scheduler:
         return await asyncio.wrap_future(future)  # cancelling this cancels the work on the collector loop
 
     async def stop(self) -> None:
-        """Cancel the loops and close every source's connections."""
-        collector, thread = self._collector, self._thread
-        if collector is not None and thread is not None:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop_here(), collector))
-            collector.call_soon_threadsafe(collector.stop)
-            await asyncio.to_thread(thread.join)
-            self._collector = self._thread = self._home = None
-            if self.resolver is not None:
-                self.resolver.close()
+        """Cancel the loops and close every source's connections, in bounded time whatever the sources do.
+
+        A source task that swallows its cancellation, a close() that waits on a peer that stopped
+        reading, a collector thread that never ends: each is waited for STOP_GRACE seconds, logged and
+        abandoned (the collector thread and the lookup threads are daemons), so the daemon can exit
+        (issue 18: a test hung for 15 minutes here, and SIGTERM could too)."""
+        collector, ended = self._collector, self._ended
+        if collector is None or ended is None:
+            await self._stop_here()
             return
-        await self._stop_here()
+        done = asyncio.run_coroutine_threadsafe(self._stop_here(), collector)
+        # the collector loop itself may be blocked (a source calling blocking code): wait for it, bounded
+        if not await _within(asyncio.wrap_future(done), 2 * STOP_GRACE + 1):
+            log.warning("collector loop did not stop its sources in time; abandoned")
+        collector.call_soon_threadsafe(collector.stop)
+        # not thread.join in an executor thread: asyncio joins those at exit, so a stuck one would hang it
+        if not await _within(ended.wait(), STOP_GRACE):
+            log.warning("collector thread did not end in time; abandoned")
+        self._collector = self._thread = self._home = self._ended = None
+        if self.resolver is not None:
+            self.resolver.close()
 
     async def _stop_here(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._tasks = {}
-        await asyncio.gather(*(s.close() for s in self.sources), return_exceptions=True)
+        tasks, self._tasks = list(self._tasks.values()), {}
+        await _cancel(tasks)
+        await _close(self.sources)
 
     def _start(self, source: Source, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task[None]:
         """The source's loop as a task of `loop`, by default the running one (the collector loop when threaded)."""
@@ -162,8 +177,7 @@ class Scheduler:
             for name in [n for n in list(table) if n not in names]:
                 table.pop(name, None)
         self.sources = new
-        self.renderer.declare(new)
-        self.renderer.forget(names)
+        self.renderer.declare(new)  # and drops what it kept of the sources gone
         self.snapshot = replace(self.snapshot, sources={s.name: states[s.name] for s in new},
                                 created_at=self.clock())
         self.refresh()
@@ -171,11 +185,8 @@ class Scheduler:
             await self.call(self._start_missing())
 
     async def _stop_sources(self, gone: list[Source]) -> None:
-        tasks = [self._tasks.pop(s.name) for s in gone if s.name in self._tasks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*(s.close() for s in gone), return_exceptions=True)
+        await _cancel([self._tasks.pop(s.name) for s in gone if s.name in self._tasks])
+        await _close(gone)
 
     async def _start_missing(self) -> None:
         for source in self.sources:
@@ -314,3 +325,42 @@ class Scheduler:
 
 async def _await(work: Awaitable[T]) -> T:
     return await work
+
+
+async def _within(work: Awaitable[T], seconds: float) -> bool:
+    """Wait for `work` at most `seconds`; False if it is still running (it is cancelled, not awaited)."""
+    future = asyncio.ensure_future(work)
+    finished, _ = await asyncio.wait({future}, timeout=seconds)
+    if not finished:
+        future.cancel()
+    return bool(finished)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel source tasks and wait up to STOP_GRACE for them to end; one that will not is left behind.
+
+    Cancelled again every 0.1 s: Python 3.11's asyncio.wait_for swallows a cancellation that arrives as
+    its inner future completes (CPython gh-86296, fixed in 3.12 only), and redis-py, asyncpg and our
+    Redis wire all wait_for their connects, so one cancel may be lost and the source's loop go on."""
+    pending = set(tasks)
+    deadline = time.monotonic() + STOP_GRACE
+    while pending and time.monotonic() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    for task in pending:
+        log.warning("source task did not stop when cancelled; abandoned", extra={"task": task.get_name()})
+
+
+async def _close(sources: Iterable[Source]) -> None:
+    """Close sources concurrently, each given STOP_GRACE (a peer that stopped reading can hold a close)."""
+    closing = {asyncio.ensure_future(s.close()): s.name for s in sources}
+    if not closing:
+        return
+    finished, pending = await asyncio.wait(closing, timeout=STOP_GRACE)
+    for task in finished:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("source close failed", extra={"source": closing[task], "error": repr(task.exception())})
+    for task in pending:
+        task.cancel()
+        log.warning("source did not close in time; abandoned", extra={"source": closing[task]})

@@ -228,7 +228,7 @@ function(c)
           },
           {
             "alert": "JobQueueDepthHigh",
-            "expr": "jobqueue_depth >= on (job, instance, source, tenant, queue) jobqueue:queue_threshold:queue_depth_warning",
+            "expr": "jobqueue_depth >= jobqueue:queue_threshold:queue_depth_warning",
             "for": "5m",
             "labels": {
               "severity": "warning",
@@ -241,7 +241,7 @@ function(c)
           },
           {
             "alert": "JobQueueDepthHigh",
-            "expr": "jobqueue_depth > on (job, instance, source, tenant, queue) jobqueue:queue_threshold:queue_depth_critical",
+            "expr": "jobqueue_depth > jobqueue:queue_threshold:queue_depth_critical",
             "for": "5m",
             "labels": {
               "severity": "critical",
@@ -254,7 +254,7 @@ function(c)
           },
           {
             "alert": "JobQueueOldestItemTooOld",
-            "expr": "time() - jobqueue_oldest_timestamp_seconds > on (job, instance, source, tenant, queue) jobqueue:queue_threshold:oldest_age_warning_seconds",
+            "expr": "time() - jobqueue_oldest_timestamp_seconds > jobqueue:queue_threshold:oldest_age_warning_seconds",
             "for": "5m",
             "labels": {
               "severity": "warning",
@@ -267,7 +267,7 @@ function(c)
           },
           {
             "alert": "JobQueueOldestItemTooOld",
-            "expr": "time() - jobqueue_oldest_timestamp_seconds > on (job, instance, source, tenant, queue) jobqueue:queue_threshold:oldest_age_critical_seconds",
+            "expr": "time() - jobqueue_oldest_timestamp_seconds > jobqueue:queue_threshold:oldest_age_critical_seconds",
             "for": "5m",
             "labels": {
               "severity": "critical",
@@ -319,7 +319,7 @@ function(c)
           },
           {
             "alert": "JobQueueJobsFailing",
-            "expr": "jobqueue_failed_jobs > on (job, instance, source, tenant, queue) jobqueue:queue_threshold:failed_jobs_critical",
+            "expr": "jobqueue_failed_jobs > jobqueue:queue_threshold:failed_jobs_critical",
             "for": "5m",
             "labels": {
               "severity": "critical",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 import redis.asyncio
@@ -18,6 +22,38 @@ from exporter.scheduler import Scheduler
 from tests.support.servers import RedisServer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Make pytest the parent of any orphan the tests leave (a server that daemonized, the child of a
+    killed wrapper): Linux re-parents those to the nearest "subreaper" instead of init, so the check
+    at the end of the session sees them."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down (the runner's own sessionfinish)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests leave no process behind: one still running now fails the run, and is killed."""
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=3)  # reaps the ones that ended (zombies)
+    left = []
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            left.append(f"pid {proc.pid}: {' '.join(proc.cmdline())[:200]}")
+            proc.kill()
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"processes the tests started are still running ({len(left)}), killed now:",
+                                red=True)
+            for line in left:
+                reporter.write_line(f"  {line}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    with contextlib.suppress(ChildProcessError):  # reap what was just killed
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
 
 
 @pytest.fixture

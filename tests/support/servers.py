@@ -49,13 +49,23 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
+        try:
+            wait_for_port(self.port)
+        except BaseException:  # no fixture teardown runs for a server that never came up: stop it here
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
+        """SIGTERM, and SIGKILL if it has not ended in 15 s (a paused or wedged server)."""
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server handles no SIGTERM
             self.proc.terminate()
-            self.proc.wait(timeout=15)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
             self.proc = None
 
     def pause(self) -> None:

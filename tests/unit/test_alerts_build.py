@@ -171,6 +171,31 @@ def test_per_queue_thresholds_fire_and_stay_quiet_for_overridden_and_default_que
         ("nightly-batch", "critical"), ("nightly-batch", "warning"), ("mail", "critical"), ("mail", "warning")])
 
 
+def test_per_queue_thresholds_judge_queues_that_share_job_and_instance(tmp_path: Path) -> None:
+    """Two clusters (or any labels beyond job, instance, source, tenant, queue) with the same instance
+    address: pod IPs repeat across clusters under a multi-cluster ruler (Thanos, Mimir). The threshold
+    is recorded from the queue's own series, so it carries every label of it; comparing `on (job,
+    instance, source, tenant, queue)` instead makes the match group hold two series, and PromQL's
+    one-to-one comparison then fails the whole rule ("many-to-many matching not allowed") — no queue
+    pages at all. The SLO objective (jobqueue:slo_latency:objective_seconds) already matches this way."""
+    path = render(tmp_path, PER_QUEUE)
+    strip_annotations(path)
+    labels = 'job="jobqueue-exporter",instance="10.0.0.5:9312",source="redis",tenant="",queue="payments"'
+    test = {"rule_files": [str(path)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": f'jobqueue_depth{{{labels},cluster="{c}"}}', "values": v}
+                         for c, v in (("eu", "60x15"), ("us", "3x15"))],
+        "alert_rule_test": [{"eval_time": "10m", "alertname": "JobQueueDepthHigh", "exp_alerts": [
+            {"exp_labels": {"severity": s, "job": "jobqueue-exporter", "instance": "10.0.0.5:9312",
+                            "source": "redis", "queue": "payments", "cluster": "eu"}}
+            for s in ("critical", "warning")]}]}]}
+    test_file = tmp_path / "clusters.test.yml"
+    test_file.write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run([promtool(), "test", "rules", str(test_file)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(("knobs", "message"), [
     ({"queues": [{"queue": "payments", "queue_depth_warning": 5}]}, "queues[0] needs a selector"),
     ({"queues": [{"selector": 'queue="a"', "depth_warning": 5}]}, "queues[0]: unknown key 'depth_warning'"),

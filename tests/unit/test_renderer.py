@@ -77,3 +77,24 @@ def test_health_is_wired_in_one_place() -> None:
               if isinstance(node, ast.ImportFrom) and node.module == "exporter.health.evaluation"
               and any(a.name == "attach" for a in node.names)]
     assert wiring == ["exporter/cli.py"]
+
+
+def test_a_render_finishing_after_a_reload_removed_its_source_keeps_nothing() -> None:
+    """A reload cancels a removed source's task, but a render already running on the RENDER pool cannot
+    be cancelled: it finishes after the reload and must not leave that source's memo (its queues and
+    their encoded lines, tens of MB at 10k tenants) in the renderer for the daemon's lifetime."""
+    import asyncio
+
+    from exporter.cli import build_scheduler
+    from exporter.config import parse_config
+
+    config = parse_config("sources: [{name: h, type: system}, {name: gone, type: system}]\n", "c", {})
+    scheduler = build_scheduler(config)
+    status = builders.status("gone", True, NOW)
+    reading = Reading(queues=(QueueStats("q", 3, "a", NOW - 5),))
+    scheduler.renderer.source(status, reading, {})  # its previous render: a memo, as intended
+    assert 'source="gone"' in scheduler.renderer._memo
+    asyncio.run(scheduler.replace_sources([s for s in scheduler.sources if s.name == "h"]))
+    assert 'source="gone"' not in scheduler.renderer._memo
+    scheduler.renderer.source(status, reading, {})  # the render that was in flight hands in late
+    assert 'source="gone"' not in scheduler.renderer._memo

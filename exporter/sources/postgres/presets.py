@@ -19,9 +19,10 @@ travel as parameters or literals of the library's own state names.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporter.model import QueueStats
@@ -66,6 +67,8 @@ class PresetQuery:
     requires: Callable[[Mapping[str, Any]], None] | None = None  # raises UnsupportedVersion on the facts
     resolve: Callable[[Mapping[str, Any]], PresetQuery] | None = None  # the statement built from the facts
     statistics: bool = False  # an `_unanalyzed` row: tables of the preset never analyzed
+    listing: str | None = None  # run first every cycle: the rows `expand` builds the statement from
+    expand: Callable[[Sequence[Sequence[Any]]], str] | None = None
 
 
 class UnsupportedVersion(Exception):
@@ -157,32 +160,70 @@ def _version(value: Any) -> int | None:
         return None
 
 
+WINDOW_BUCKETS = 60  # a window is kept as this many buckets per (queue, outcome): 1 min of a 1 h window
+WINDOW_OVERLAP = 2  # buckets re-read every cycle, so a job whose transaction commits late is still counted
+
+
+def _window(window: float, queue: str, outcome: str, at: str, source: Callable[[str], str],
+            utc: bool = False) -> list[str]:
+    """The finished window read incrementally (see FinishedWindow): jobs finished since `$1` (Unix
+    seconds, from the source; never before the window's first whole bucket) by bucket of
+    window/60 s, the jobs of the window's first, partial bucket in one count (re-read every cycle:
+    1/60 of the window), and the database's own `now()` and first whole bucket.
+
+    `at` is the library's finished-at column; `source(condition)` the FROM clause reaching its index
+    with that condition on `at`; `utc`: the column is a UTC timestamp without time zone.
+    """
+    width = window / WINDOW_BUCKETS
+    now = "extract(epoch FROM now())::float8"
+    edge = f"(floor(({now} - {window!r}) / {width!r}) * {width!r} + {width!r})"
+
+    def ts(epoch: str) -> str:
+        return f"timezone('UTC', to_timestamp({epoch}))" if utc else f"to_timestamp({epoch})"
+
+    since = ts(f"greatest($1::float8, {edge})")
+    start = f"timezone('UTC', now()) - {_secs(window)}" if utc else f"now() - {_secs(window)}"
+    bucket = f"floor(extract(epoch FROM {at})::float8 / {width!r}) * {width!r}"
+    return [
+        f"SELECT '', {queue}, '_done_' || {outcome}, count(*), {bucket}, 0 {source(f'{at} >= {since}')} "
+        "GROUP BY 2, 3, 5",
+        f"SELECT '', {queue}, '_first_' || {outcome}, count(*), NULL, 0 "
+        f"{source(f'{at} > {start} AND {at} < {ts(edge)}')} GROUP BY 2, 3",
+        f"SELECT '', '', '_window_now', 0, {now}, 0",
+        f"SELECT '', '', '_window_edge', 0, {edge}, 0",
+    ]
+
+
 def pgmq(p: PgmqPreset) -> PresetQuery:
     """pgmq: per queue of `pgmq.meta`, all / visible (`vt <= now()`) messages and the oldest visible one.
 
     `pgmq.metrics_all()` is not used: its oldest age includes invisible (in-flight) messages, and
-    before pgmq 1.5 it has no visible count. The queue tables are named only in `pgmq.meta`, so one
-    statement reaches each through `query_to_xml` (read-only dynamic SQL). A queue table holds only
-    live messages (pgmq moves archived ones to `a_<queue>`): the cost follows the backlog. The
-    table is `lower('q_' || queue_name)`, as pgmq's own format_table_name (pgmq-extension/sql/pgmq.sql).
+    before pgmq 1.5 it has no visible count. The queue tables are named only in `pgmq.meta`: a first
+    round trip lists them, the second is one UNION ALL over them (`pgmq_statement`), one aggregate
+    per table, planned once per set of queues. A queue table holds only live messages (pgmq moves
+    archived ones to `a_<queue>`): the cost follows the backlog.
     """
     s = quote_ident(p.schema_)
-    inner = ("format('SELECT count(*) AS n, count(*) FILTER (WHERE vt <= now()) AS v, extract(epoch FROM "
-             f"min(enqueued_at) FILTER (WHERE vt <= now()))::float8 AS o FROM {s.replace(chr(39), chr(39) * 2)}.%I', "
-             "lower('q_' || m.queue_name))")
-    sql = (
-        "SELECT '' AS tenant, m.queue_name::text AS queue, s.state, "
-        "CASE s.state WHEN 'visible' THEN v ELSE n - v END AS n, CASE s.state WHEN 'visible' THEN o END AS oldest, "
-        "0::bigint AS stale FROM (SELECT queue_name, "
-        "(xpath('/row/n/text()', x))[1]::text::bigint AS n, (xpath('/row/v/text()', x))[1]::text::bigint AS v, "
-        "(xpath('/row/o/text()', x))[1]::text::float8 AS o "
-        f"FROM {s}.meta m, LATERAL query_to_xml({inner}, false, true, '') AS x) m "
-        "CROSS JOIN (VALUES ('visible'), ('invisible')) AS s(state)"
-    )
-    return PresetQuery(p.query_name, sql, (), ("visible", "invisible"), frozenset({"visible"}), None,
+    return PresetQuery(p.query_name, "", (), ("visible", "invisible"), frozenset({"visible"}), None,
                        queues=tuple(p.queues), timeout=p.timeout,
                        probe=f"SELECT to_regclass({_literal(s + '.meta')}) IS NOT NULL AS ok",
-                       requires=_requires("pgmq", "pgmq 1.0 or later (table pgmq.meta)", lambda f: bool(f["ok"])))
+                       requires=_requires("pgmq", "pgmq 1.0 or later (table pgmq.meta)", lambda f: bool(f["ok"])),
+                       # the table as pgmq's own format_table_name names it: lower(prefix || '_' || queue_name)
+                       # (pgmq-extension/sql/pgmq.sql), lowered by the server, quoted as its format('%I')
+                       listing=f"SELECT queue_name::text, lower('q_' || queue_name) FROM {s}.meta ORDER BY 1",
+                       expand=lambda tables: pgmq_statement(s, tables))
+
+
+def pgmq_statement(schema: str, tables: Sequence[Sequence[Any]]) -> str:
+    """One statement over the queue tables `(queue, table)` listed from pgmq.meta."""
+    counts = " UNION ALL ".join(
+        f"SELECT {_literal(queue)}::text AS queue, count(*) AS n, count(*) FILTER (WHERE vt <= now()) AS v, "
+        f"min(enqueued_at) FILTER (WHERE vt <= now()) AS o FROM {schema}.{quote_ident(table)}"
+        for queue, table in tables) or "SELECT NULL::text, 0::bigint, 0::bigint, NULL::timestamptz WHERE false"
+    return (f"WITH c (queue, n, v, o) AS MATERIALIZED ({counts}) "
+            "SELECT '' AS tenant, c.queue, s.state, CASE s.state WHEN 'visible' THEN c.v ELSE c.n - c.v END AS n, "
+            "CASE s.state WHEN 'visible' THEN extract(epoch FROM c.o)::float8 END AS oldest, 0::bigint AS stale "
+            "FROM c CROSS JOIN (VALUES ('visible'), ('invisible')) AS s(state)")
 
 
 def _requires(library: str, needs: str, ok: Callable[[Mapping[str, Any]], bool]) -> Callable[[Mapping[str, Any]], None]:
@@ -241,11 +282,10 @@ def pg_boss(p: PgBossPreset) -> PresetQuery:
                          f"THEN q.failed_count ELSE (SELECT count(*) FROM {s}.job j WHERE j.name = q.name "
                          f"AND j.state = 'failed') END, NULL, 0 FROM {s}.queue q")
         if p.finished_window:
-            parts.append(
-                "SELECT '', q.name, '_done_' || d.state, d.n, NULL, 0 "
-                f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT state::text AS state, count(*) AS n FROM {s}.job j "
-                f"WHERE j.name = q.name AND j.completed_on > now() - {_secs(p.finished_window)} "
-                "AND j.state IN ('completed', 'failed', 'cancelled') GROUP BY 1) d")
+            parts += _window(  # per queue (OFFSET 0 keeps it so): a range of job_i16 (name, completed_on) each
+                p.finished_window, "q.name", "j.state::text", "j.completed_on",
+                lambda cond: f"FROM {s}.queue q CROSS JOIN LATERAL (SELECT j.state, j.completed_on FROM {s}.job j "
+                f"WHERE j.name = q.name AND j.state IN ('completed', 'failed', 'cancelled') AND {cond} OFFSET 0) j")
         finished = ("completed", "cancelled") if live_failed else ("completed", "cancelled", "failed")
         if p.count_finished:
             parts.append(f"SELECT '', name, state::text, count(*), NULL, 0 FROM {s}.job "
@@ -328,11 +368,10 @@ def river(p: RiverPreset) -> PresetQuery:
             f"SELECT '', '', '_scheduler', count(*), NULL, 0 FROM {s}.river_leader WHERE expires_at > now()",
         ]
         if p.finished_window:
-            parts.append(
-                "SELECT '', queue, '_done_' || CASE state WHEN 'completed' THEN 'completed' WHEN 'discarded' THEN "
-                f"'failed' ELSE 'cancelled' END, count(*), NULL, 0 FROM {s}.river_job WHERE state IN "
-                "('completed', 'discarded', 'cancelled') AND finalized_at > now() - "
-                f"{_secs(p.finished_window)} GROUP BY 2, 3")
+            parts += _window(
+                p.finished_window, "queue", "CASE state WHEN 'completed' THEN 'completed' WHEN 'discarded' THEN "
+                "'failed' ELSE 'cancelled' END", "finalized_at",
+                lambda cond: f"FROM {s}.river_job WHERE state IN ('completed', 'discarded', 'cancelled') AND {cond}")
         if p.count_finished:
             parts.append(f"SELECT '', queue, state::text, count(*), NULL, 0 FROM {s}.river_job "
                          "WHERE state IN ('completed', 'cancelled', 'discarded') GROUP BY 2, 3")
@@ -374,11 +413,10 @@ def oban(p: ObanPreset) -> PresetQuery:
             "WHERE expires_at > timezone('UTC', now())",
         ]
         if p.finished_window:
-            since = f"timezone('UTC', now()) - {_secs(p.finished_window)}"
-            parts.append(f"SELECT '', queue, '_done_failed', count(*), NULL, 0 FROM {s}.oban_jobs "
-                         f"WHERE state = 'discarded' AND discarded_at > {since} GROUP BY 2")
-            parts.append(f"SELECT '', queue, '_done_cancelled', count(*), NULL, 0 FROM {s}.oban_jobs "
-                         f"WHERE state = 'cancelled' AND cancelled_at > {since} GROUP BY 2")
+            parts += _window(p.finished_window, "queue", "'failed'", "discarded_at",
+                             lambda cond: f"FROM {s}.oban_jobs WHERE state = 'discarded' AND {cond}", utc=True)
+            parts += _window(p.finished_window, "queue", "'cancelled'", "cancelled_at",
+                             lambda cond: f"FROM {s}.oban_jobs WHERE state = 'cancelled' AND {cond}", utc=True)[:2]
         if p.count_finished:
             parts.append(f"SELECT '', queue, state::text, count(*), NULL, 0 FROM {s}.oban_jobs "
                          "WHERE state IN ('completed', 'discarded', 'cancelled') GROUP BY 2, 3")
@@ -436,9 +474,9 @@ def good_job(p: GoodJobPreset) -> PresetQuery:
             "WHERE p.updated_at > timezone('UTC', now()) - interval '5 minutes' GROUP BY 3",
         ]
         if p.finished_window:
-            parts.append(f"SELECT '', {queue}, CASE WHEN error IS NULL THEN '_done_completed' ELSE '_done_failed' "
-                         f"END, count(*), NULL, 0 FROM {s}.good_jobs WHERE finished_at IS NOT NULL AND finished_at > "
-                         f"timezone('UTC', now()) - {_secs(p.finished_window)} GROUP BY 2, 3")
+            parts += _window(p.finished_window, queue, "CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END",
+                             "finished_at", lambda cond: f"FROM {s}.good_jobs WHERE finished_at IS NOT NULL AND {cond}",
+                             utc=True)
         if p.count_finished:
             parts.append(f"SELECT '', {queue}, CASE WHEN error IS NULL THEN 'succeeded' ELSE 'discarded' END, "
                          f"count(*), NULL, 0 FROM {s}.good_jobs WHERE finished_at IS NOT NULL GROUP BY 2, 3")
@@ -476,20 +514,19 @@ def procrastinate(p: ProcrastinatePreset) -> PresetQuery:
     s = quote_ident(p.schema_)
     heartbeat = f"now() - interval '{PROCRASTINATE_HEARTBEAT} seconds'"
     live = f"{s}.procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
-    due = "j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())"
     held = (f"j.lock IS NOT NULL AND EXISTS (SELECT 1 FROM {s}.procrastinate_jobs d WHERE d.lock = j.lock "
             "AND d.status = 'doing')")
     stalled = (f"j.worker_id IS NULL OR EXISTS (SELECT 1 FROM {s}.procrastinate_workers w WHERE w.id = j.worker_id "
                f"AND w.last_heartbeat < {heartbeat})")
-    parts = [
-        "SELECT '' AS tenant, j.queue_name AS queue, CASE WHEN j.status = 'todo' AND j.scheduled_at > now() "
+    parts = [  # one pass over the backlog: the `todo` group is exactly the due, unblocked jobs
+        "SELECT '' AS tenant, g.queue, g.state, g.n, CASE WHEN g.state = 'todo' THEN extract(epoch FROM "
+        f"least(g.scheduled, (SELECT min(e.at) FROM {s}.procrastinate_events e WHERE e.job_id = g.first "
+        "AND e.type = 'deferred')))::float8 END AS oldest, 0::bigint AS stale FROM ("
+        "SELECT j.queue_name AS queue, CASE WHEN j.status = 'todo' AND j.scheduled_at > now() "
         f"THEN 'scheduled' WHEN j.status = 'todo' AND ({held}) THEN 'blocked' "
         f"WHEN j.status = 'doing' AND ({stalled}) THEN 'stalled' ELSE j.status::text END AS state, count(*) AS n, "
-        f"NULL::float8 AS oldest, 0::bigint AS stale FROM {live} GROUP BY 2, 3",
-        "SELECT '', f.queue_name, 'todo', 0, extract(epoch FROM least(f.scheduled, (SELECT min(e.at) FROM "
-        f"{s}.procrastinate_events e WHERE e.job_id = f.first AND e.type = 'deferred')))::float8, 0 FROM ("
-        "SELECT j.queue_name, min(j.id) FILTER (WHERE j.scheduled_at IS NULL) AS first, min(j.scheduled_at) AS "
-        f"scheduled FROM {live} AND {due} AND NOT ({held}) GROUP BY 1) f",
+        "min(j.id) FILTER (WHERE j.scheduled_at IS NULL) AS first, min(j.scheduled_at) AS scheduled "
+        f"FROM {live} GROUP BY 1, 2) g",
         "SELECT '', '', '_workers_' || CASE WHEN EXISTS (SELECT 1 FROM "
         f"{s}.procrastinate_jobs j WHERE j.worker_id = w.id AND j.status = 'doing') THEN 'busy' ELSE 'idle' END, "
         f"count(*), NULL, 0 FROM {s}.procrastinate_workers w WHERE w.last_heartbeat >= {heartbeat} GROUP BY 3",
@@ -563,11 +600,10 @@ def solid_queue(p: SolidQueuePreset) -> PresetQuery:
         f"JOIN {s}.solid_queue_processes p ON p.id = c.process_id WHERE p.kind = 'Worker' AND p.{alive}",
     ]
     if p.finished_window:
-        since = f"timezone('UTC', now()) - {_secs(p.finished_window)}"
-        parts.append(f"SELECT '', queue_name, '_done_completed', count(*), NULL, 0 FROM {s}.solid_queue_jobs "
-                     f"WHERE finished_at > {since} GROUP BY 2")
-        parts.append(f"SELECT '', {job_queue('f')}, '_done_failed', count(*), NULL, 0 FROM "
-                     f"{s}.solid_queue_failed_executions f WHERE f.created_at > {since} GROUP BY 2")
+        parts += _window(p.finished_window, "queue_name", "'completed'", "finished_at",
+                         lambda cond: f"FROM {s}.solid_queue_jobs WHERE {cond}", utc=True)
+        parts += _window(p.finished_window, job_queue("f"), "'failed'", "f.created_at",
+                         lambda cond: f"FROM {s}.solid_queue_failed_executions f WHERE {cond}", utc=True)[:2]
     tables = ", ".join(f"to_regclass({_literal(f'{s}.solid_queue_{t}')}) IS NOT NULL" for t in SOLID_QUEUE_TABLES)
     return PresetQuery(p.query_name, " UNION ALL ".join(parts), (),
                        ("ready", "scheduled", "overdue", "claimed", "orphaned", "blocked", "failed"),
@@ -600,11 +636,14 @@ def _with_statistics(query: PresetQuery, tables: list[str]) -> PresetQuery:
         resolve = query.resolve
         return replace(query, resolve=lambda facts: _with_statistics(resolve(facts), tables))
     row = f"SELECT '', '', '_unanalyzed', count(*), NULL, 0 FROM ({unanalyzed(tables)}) u"
+    if query.expand is not None:
+        expand = query.expand
+        return replace(query, expand=lambda listed: f"{expand(listed)} UNION ALL {row}", statistics=True)
     return replace(query, sql=f"{query.sql} UNION ALL {row}", statistics=True)
 
 
 _TABLES = {  # relations each library preset reads, in its schema (what `doctor` checks SELECT on)
-    "pgmq": ("meta",),  # and each queue's q_<name> table, through query_to_xml (found by the collection)
+    "pgmq": ("meta",),  # and each queue's q_<name> table (listed from meta by the collection)
     "pg-boss": ("version", "queue", "job"), "graphile-worker": ("jobs", "_private_job_queues"),
     "river": ("river_migration", "river_job", "river_queue", "river_leader"),
     "oban": ("oban_jobs", "oban_peers"), "good_job": ("good_jobs", "good_job_processes"),
@@ -650,6 +689,91 @@ def in_shard(tenant: str, shard: tuple[int, int]) -> bool:
     return total == 1 or not tenant or zlib.crc32(tenant.encode()) % total == index
 
 
+@dataclass(slots=True)
+class FinishedWindow:
+    """One preset's finished window, read incrementally: counts by bucket of window/60 s (1 min of the
+    default hour) per (tenant, queue, outcome), kept between cycles with their running totals.
+
+    Each cycle reads only jobs finished since the previous read's `now()` less WINDOW_OVERLAP
+    buckets (re-read and replacing those buckets, so a job whose transaction committed after that
+    read, with a finish time inside the overlap, is counted), plus the window's first, partial
+    bucket whole; buckets before it are dropped: at most 60 buckets, each of at most one count per
+    (queue, outcome). The first cycle, and the first after a failure (`reset`), reads the whole
+    window. What this cannot see, a full count would: a job committed later than the overlap after
+    its finish time is missed; one deleted or archived after it was read stays counted until its
+    bucket leaves the window. The work per cycle follows the rows read, not the buckets kept.
+    """
+
+    seconds: float
+    buckets: dict[float, dict[tuple[str, str, str], int]] = field(default_factory=dict)  # start -> counts
+    totals: dict[tuple[str, str, str], int] = field(default_factory=dict)  # the sums of `buckets`
+    read_at: float | None = None  # the database's now() at the last read, Unix seconds
+
+    def since(self) -> float:
+        """The statement's `$1`: the start of the first bucket to re-read (0: the whole window)."""
+        if self.read_at is None:
+            return 0.0
+        width = self.seconds / WINDOW_BUCKETS
+        return float(math.floor((self.read_at - WINDOW_OVERLAP * width) / width) * width)
+
+    def reset(self) -> None:
+        self.buckets.clear()
+        self.totals.clear()
+        self.read_at = None
+
+    def _add(self, at: float, key: tuple[str, str, str], n: int) -> None:
+        counts = self.buckets.setdefault(at, {})
+        counts[key] = counts.get(key, 0) + n
+        self.totals[key] = self.totals.get(key, 0) + n
+
+    def _drop(self, at: float) -> None:
+        for key, n in self.buckets.pop(at).items():
+            left = self.totals[key] - n
+            if left:
+                self.totals[key] = left
+            else:
+                del self.totals[key]
+
+    def fold(self, rows: Iterable[Sequence[Any]], since: float) -> list[tuple[Any, ...]]:
+        """The statement's rows with its bucket rows merged into the kept ones and replaced by one
+        `_done_<outcome>` row per (tenant, queue, outcome): what fold_rows and fold_flow read."""
+        out: list[tuple[Any, ...]] = []
+        fresh: list[tuple[float, tuple[str, str, str], int]] = []
+        first: dict[tuple[str, str, str], int] = {}
+        now = edge = None
+        for row in rows:
+            state = row[2]
+            if not state.startswith("_"):
+                out.append(tuple(row))
+            elif state.startswith("_done_"):
+                fresh.append((row[4], (row[0] or "", row[1] or "", state), int(row[3])))
+            elif state.startswith("_first_"):
+                key = (row[0] or "", row[1] or "", "_done_" + state[7:])
+                first[key] = first.get(key, 0) + int(row[3])
+            elif state == "_window_now":
+                now = row[4]
+            elif state == "_window_edge":
+                edge = row[4]
+            else:
+                out.append(tuple(row))
+        if now is None or edge is None:  # not a windowed statement: nothing to keep
+            return out
+        start = max(since, edge)
+        for at in [at for at in self.buckets if at < edge or at >= start]:
+            self._drop(at)
+        for at, key, n in fresh:
+            self._add(at, key, n)
+        self.read_at = now
+        totals = dict(self.totals)
+        for key, n in first.items():
+            totals[key] = totals.get(key, 0) + n
+        out += [(tenant, queue, state, n, None, 0) for (tenant, queue, state), n in totals.items()]
+        return out
+
+
+SOURCE_WIDE = ("_workers_", "_scheduler", "_capacity", "_busy_slots", "_malformed", "_unanalyzed")
+
+
 def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, int] = (0, 1)) -> list[QueueStats]:
     """Rows `(tenant, queue, state, n, oldest, stale)` -> one QueueStats per (tenant, queue).
 
@@ -670,18 +794,20 @@ def fold_rows(q: PresetQuery, rows: Iterable[Sequence[Any]], shard: tuple[int, i
 
     for queue in q.queues:
         group("", queue)
+    split = shard[1] > 1
     for tenant, queue, state, n, oldest, stale in rows:
         tenant, queue = tenant or "", queue or ""
-        if state.startswith(("_workers_", "_scheduler", "_capacity", "_busy_slots", "_malformed", "_unanalyzed")) \
-                or not in_shard(tenant, shard):
+        if split and not in_shard(tenant, shard):
+            continue
+        if state[:1] == "_":  # a pseudo-state: of a queue (paused, its window, registered) or of none
+            if not state.startswith(SOURCE_WIDE):
+                g = group(tenant, queue)
+                if state == "_paused":
+                    g["paused"] = bool(n)
+                elif state == "_done_completed":
+                    g["completed"] += int(n)
             continue
         g = group(tenant, queue)
-        if state == "_paused":
-            g["paused"] = bool(n)
-        elif state == "_done_completed":
-            g["completed"] += int(n)
-        if state.startswith("_"):
-            continue
         g["states"][state] = g["states"].get(state, 0) + int(n)
         if state in q.waiting and oldest is not None:
             g["oldest"] = oldest if g["oldest"] is None else min(g["oldest"], oldest)
@@ -711,6 +837,8 @@ def fold_flow(q: PresetQuery, rows: Iterable[Sequence[Any]], queues: Iterable[Qu
     slots: dict[str, int] = {}
     done: dict[tuple[str, str], dict[str, int]] = {}
     for tenant, queue, state, n, _oldest, _stale in rows:
+        if state[:1] != "_":
+            continue
         if state.startswith("_workers_"):
             workers[state[9:]] = workers.get(state[9:], 0) + int(n)
         elif state == "_scheduler" and scheduler is not None:

@@ -62,6 +62,7 @@ from exporter.sources.postgres.checks import (
 )
 from exporter.sources.postgres.config import Check, PostgresConfig, quote_ident, safe_dsn
 from exporter.sources.postgres.presets import (
+    FinishedWindow,
     Flow,
     PresetQuery,
     UnsupportedVersion,
@@ -141,6 +142,7 @@ class PostgresSource(Source):
         self._tenants_at = -1e18
         self._failing: dict[str, str] = {}  # query or check -> error last logged
         self._resolved: dict[int, PresetQuery] = {}  # preset index -> statement built from its schema probe
+        self._windows: dict[int, FinishedWindow] = {}  # preset index -> its finished window, read incrementally
 
     async def collect(self) -> Reading:
         try:
@@ -163,6 +165,7 @@ class PostgresSource(Source):
         except asyncio.CancelledError:  # the scheduler's timeout: keep no cached result of this cycle
             self._checks.clear()
             self._schema = None
+            self._windows.clear()
             raise
 
     async def _collect(self) -> Reading:
@@ -296,16 +299,42 @@ class PostgresSource(Source):
                 resolved, probe_time = await self._probe(preset)
                 self._resolved[index] = resolved
             preset = resolved
+        window = self._windows.setdefault(index, FinishedWindow(preset.window)) if preset.window else None
+        since = window.since() if window is not None else 0.0
         try:
-            _, rows, duration = await self._query(preset.sql, preset.args, preset.timeout)
+            rows, duration = await self._statement(preset, (since,) if window is not None else preset.args)
         except QueryFailed:
             self._resolved.pop(index, None)  # a migration may have changed the schema: probe again
+            if window is not None:
+                window.reset()  # and read the whole window again
             raise
         duration += probe_time
         if preset.kind == "pivot":  # 10k tenants: fold off the event loop
             return await asyncio.to_thread(fold_pivot, preset, rows, self.context.shard), duration, Flow({}, None, [])
+        if window is not None:
+            rows = window.fold(rows, since)
         queues = fold_rows(preset, rows, self.context.shard)
         return queues, duration, fold_flow(preset, rows, queues)
+
+    async def _statement(self, preset: PresetQuery, args: Sequence[Any]) -> tuple[list[Any], float]:
+        """The preset's statement; one built from a listing (pgmq's queue tables) is listed first, and
+        listed again once if a table went away between the two round trips."""
+        if preset.listing is None or preset.expand is None:
+            _, rows, duration = await self._query(preset.sql, args, preset.timeout)
+            return rows, duration
+        spent = 0.0
+        for attempt in (1, 2):
+            _, listed, duration = await self._query(preset.listing, (), preset.timeout)
+            spent += duration
+            try:
+                _, rows, duration = await self._query(preset.expand(listed), args, preset.timeout)
+            except QueryFailed as err:
+                if attempt == 2 or not isinstance(err.__cause__, asyncpg.UndefinedTableError):
+                    raise QueryFailed(str(err), spent + err.duration) from err
+                spent += err.duration
+                continue
+            return rows, spent + duration
+        raise AssertionError("unreachable")
 
     async def _probe(self, preset: PresetQuery) -> tuple[PresetQuery, float]:
         """Once per preset (again after a failure): the library's schema facts, checked against the
@@ -385,6 +414,9 @@ class PostgresSource(Source):
             ssl=self.config.tls.context() if self.config.tls is not None else None,  # else the dsn's sslmode
             min_size=1, max_size=self.config.pool_size, max_inactive_connection_lifetime=300.0,
             timeout=self.connect_timeout, statement_cache_size=self.config.statement_cache_size,
+            # pgmq's statement over 500 queue tables is ~75 kB: above asyncpg's 15 kB default it would be
+            # parsed and planned again every cycle (~0.7 s at 500 queues), not once per connection
+            max_cacheable_statement_size=1024 * 1024,
             command_timeout=self.statement_timeout, reset=_reset,
             server_settings={"application_name": "jobqueue-exporter", "default_transaction_read_only": "on",
                              "statement_timeout": str(int(self.statement_timeout * 1000)), "TimeZone": "UTC",
@@ -466,6 +498,7 @@ class PostgresSource(Source):
         self._checks.clear()
         self._schema = None
         self._resolved.clear()
+        self._windows.clear()
         if self.pool is not None:
             pool, self.pool = self.pool, None
             pool.terminate()

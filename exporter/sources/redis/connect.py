@@ -173,7 +173,7 @@ def sentinel_target(urls: list[str], master_name: str, replica: bool, timeout: f
     first = points[0]
     sentinel_kwargs = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "username": first.username,
                        "password": first.password, "decode_responses": True, **tls_kwargs(first.tls)}
-    sentinel = Sentinel([(p.host, p.port) for p in points], sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]  # redis-py: untyped
+    sentinel = Sentinel([(p.host, p.port) for p in points], sentinel_kwargs=sentinel_kwargs)
     return SentinelTarget(sentinel,
                           master_name, replica)
 

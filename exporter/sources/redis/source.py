@@ -488,7 +488,7 @@ class RedisSource(Source):
                 lost = True
                 await asyncio.sleep(1.0)
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                await pubsub.aclose()
 
     async def close(self) -> None:
         if self._listening is not None:
