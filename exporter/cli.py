@@ -24,7 +24,8 @@ from exporter.reload import Reloader, SourceBuildError, make_sources
 from exporter.scheduler import Scheduler
 from exporter.web.app import build_app, build_probe_app
 from exporter.web.keys import LIMITS
-from exporter.web.limits import GuardedAppRunner
+from exporter.web.limits import GuardedAppRunner, raise_open_files
+from exporter.web.scrape import ScrapeListener
 from exporter.web.webconfig import LiveWebConfig, WebConfigError
 
 log = logging.getLogger("jobqueue.main")
@@ -184,10 +185,13 @@ async def _serve_probes(scheduler: Scheduler, address: tuple[str, int]) -> web.A
 async def _serve(config: ExporterConfig, host: str, port: int, config_path: str | None = None,
                  web_config: LiveWebConfig | None = None, health: tuple[str, int] | None = None) -> None:
     steady_heap()
+    before, soft, hard = raise_open_files()  # before any socket: sources and the listener share the limit
     scheduler = build_scheduler(config)
     app = build_app(config, scheduler, web_config=web_config)
     reloader = Reloader(app, scheduler, config_path, scheduler.clock)
     runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False, shutdown_timeout=HTTP_GRACE)
+    log.info("open files", extra={"soft_limit_at_start": before, "soft_limit": soft, "hard_limit": hard,
+                                  "max_connections": runner.limits.max_connections})
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
@@ -214,9 +218,22 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
         raise StartupError(f"listen: cannot listen on {host}:{port}: {reason}") from None
     log.info("listening", extra={"address": f"{host}:{port}", "sources": len(config.sources),
                                  "tls": bool(web_config and web_config.context)})
+    scrape: ScrapeListener | None = None
+    if config.scrape_listen is not None:
+        scrape_host, scrape_port = parse_listen(config.scrape_listen)
+        scrape = ScrapeListener(scheduler, scrape_host, scrape_port, web_config)
+        try:
+            scrape.start()
+        except OSError as err:
+            await runner.cleanup()
+            reason = os.strerror(err.errno) if err.errno else str(err)
+            raise StartupError(f"scrape_listen: cannot listen on {config.scrape_listen}: {reason}") from None
+        log.info("scrape listener", extra={"address": config.scrape_listen, "paths": "/metrics /healthz /readyz"})
     try:
         probes = await _serve_probes(scheduler, health) if health is not None else None
     except StartupError:
+        if scrape is not None:
+            await asyncio.to_thread(scrape.stop)
         await runner.cleanup()
         raise
     reloads: set[asyncio.Task[str | None]] = set()
@@ -229,6 +246,8 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     loop.add_signal_handler(signal.SIGHUP, hangup)
     await stop.wait()
     log.info("stopping")
+    if scrape is not None:
+        await asyncio.to_thread(scrape.stop)
     if probes is not None:
         await probes.cleanup()
     await runner.cleanup()

@@ -24,6 +24,7 @@ from exporter.web.shims import ShimsConfig
 DEFAULT_PORT = 9312  # the list marks it UNALLOCATED (kept from Sphinx); every other 91xx-99xx is held
 MAX_FILE_BYTES = 1 << 20  # a config is a few KB; a megabyte is generous and bounds everything below
 MAX_STRING = 64 * 1024  # characters of one value, after interpolation
+MAX_EXPANDED = 4 * MAX_FILE_BYTES  # characters of all values together, after interpolation
 MAX_DEPTH = 32  # levels of nesting; the schema itself goes about eight deep
 MAX_VALUES = 100_000  # values after alias expansion: a YAML alias bomb is refused, not expanded
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -39,6 +40,9 @@ class ExporterConfig(Model):
     """The whole config file."""
 
     listen: str = f"0.0.0.0:{DEFAULT_PORT}"
+    # a second listener for /metrics, /healthz and /readyz only, on a thread of its own: point
+    # Prometheus at it and no flood of connections on `listen` can delay the scrape (web/scrape.py)
+    scrape_listen: str | None = None
     shard: str = "0/1"
     revision: str = "unknown"
     sources: list[SourceUnion] = Field(min_length=1)
@@ -46,10 +50,11 @@ class ExporterConfig(Model):
     shims: ShimsConfig = ShimsConfig()
     auth: AuthConfig = AuthConfig()
 
-    @field_validator("listen")
+    @field_validator("listen", "scrape_listen")
     @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_listen(value)
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
         return value
 
     @field_validator("shard")
@@ -208,7 +213,7 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
     if not isinstance(data, dict):
         raise ConfigError(filename, [Problem("", "the file must be a mapping of keys")])
     problems: list[Problem] = []
-    data = _interpolate(data, env, (), problems, root, {})
+    data = _interpolate(data, env, (), problems, root, {}, [MAX_EXPANDED])
     if problems:
         raise ConfigError(filename, problems)
     try:
@@ -264,35 +269,51 @@ def bounded(root: yaml.Node | None, filename: str) -> None:
 
 
 def _interpolate(value: Any, env: Mapping[str, str], path: tuple[Any, ...], problems: list[Problem],
-                 root: yaml.Node | None, seen: dict[int, Any]) -> Any:
-    """`${VAR}` in every string; a container shared through a YAML alias is interpolated once."""
+                 root: yaml.Node | None, seen: dict[int, Any], budget: list[int]) -> Any:
+    """`${VAR}` in every string; a container shared through a YAML alias is interpolated once.
+
+    Sizes are checked while expanding (`budget` holds the characters the whole config may still
+    take): `${BIG}` written 20,000 times stops at the first piece over a bound instead of building
+    gigabytes and measuring them afterwards."""
     if isinstance(value, dict | list):
         if id(value) in seen:
             return seen[id(value)]
         if isinstance(value, dict):
-            out: Any = {k: _interpolate(v, env, (*path, k), problems, root, seen) for k, v in value.items()}
+            out: Any = {k: _interpolate(v, env, (*path, k), problems, root, seen, budget) for k, v in value.items()}
         else:
-            out = [_interpolate(v, env, (*path, i), problems, root, seen) for i, v in enumerate(value)]
+            out = [_interpolate(v, env, (*path, i), problems, root, seen, budget) for i, v in enumerate(value)]
         seen[id(value)] = out
         return out
     if not isinstance(value, str) or "$" not in value:
         return value
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
+    pieces: list[str] = []
+    size, at = 0, 0
+    for match in _VAR.finditer(value):
         name, default = match.group(1), match.group(2)
-        if name in env and env[name] != "":
-            return env[name]
-        if default is not None:
-            return default
-        problems.append(Problem(_dotted(path), f"environment variable {name} is not set", _line(root, path)))
-        return ""
-
-    text = _VAR.sub(replace, value)
+        if match.group(0) == "$$":
+            piece = "$"
+        elif name in env and env[name] != "":
+            piece = env[name]
+        elif default is not None:
+            piece = default
+        else:
+            problems.append(Problem(_dotted(path), f"environment variable {name} is not set", _line(root, path)))
+            piece = ""
+        size += match.start() - at + len(piece)
+        if size > MAX_STRING or size > budget[0]:
+            what = (f"over {MAX_STRING} characters after interpolation" if size > MAX_STRING else
+                    f"the config is over {MAX_EXPANDED} characters after interpolation")
+            problems.append(Problem(_dotted(path), f"{what} (stopped at ${{{name}}})" if name else what,
+                                    _line(root, path)))
+            return ""
+        pieces += (value[at:match.start()], piece)
+        at = match.end()
+    text = "".join(pieces) + value[at:]
     if len(text) > MAX_STRING:
-        problems.append(Problem(_dotted(path), f"{len(text)} characters after interpolation (the limit is "
-                                f"{MAX_STRING})", _line(root, path)))
+        problems.append(Problem(_dotted(path), f"over {MAX_STRING} characters after interpolation",
+                                _line(root, path)))
+        return ""
+    budget[0] -= len(text)
     return text
 
 

@@ -36,6 +36,7 @@ from exporter.config import ConfigError, ExporterConfig, default_config, load_co
 from exporter.facts import CheckRecord, QueryOutcome, Tenants
 from exporter.log import setup_logging
 from exporter.model import Reading, Snapshot
+from exporter.redact import redact_text
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import (
     JOB_STATES,
@@ -534,6 +535,9 @@ async def diagnose(config: ExporterConfig) -> list[Report]:
         except TimeoutError:
             report.add("finished", False, "the examination did not finish in time", "The backend answers too "
                        "slowly; check its load and the network.")
+        except Exception as err:  # one source's surprise never stops the report of the others
+            report.add("finished", False, f"the examination stopped: {type(err).__name__}: {redact_text(str(err))}",
+                       "This is a bug of the exporter or of a library it uses: report it with this line.")
         finally:
             await source.close()
         reports.append(report)

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from exporter.redact import redact_text
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
@@ -15,7 +17,8 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
 
 
 class TextFormatter(logging.Formatter):
-    """`time level logger event key=value ...`"""
+    """`time level logger event key=value ...`; any URL in it without its userinfo (a library's message
+    or exception may quote the URL it was given)."""
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -25,11 +28,11 @@ class TextFormatter(logging.Formatter):
             line += " " + extra
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact_text(line)
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line."""
+    """One JSON object per line; URLs without their userinfo, as in TextFormatter."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, object] = {
@@ -41,7 +44,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+        return redact_text(json.dumps(doc, default=str))
 
 
 class OneLineLibraries(logging.Filter):

@@ -22,8 +22,8 @@ from typing import TypeVar
 
 from exporter.metrics import OPENMETRICS, Exposition, Renderer, exporter_samples
 from exporter.model import Reading, Sample, Snapshot, SourceState, SourceStatus, unique_series
-from exporter.pools import LOOKUP_TIMEOUT, RENDER, CollectorLoop, Resolver
-from exporter.sources.base import Source, SourceError
+from exporter.pools import LOOKUP_FAILURES, LOOKUP_TIMEOUT, RENDER, CollectorLoop, Resolver
+from exporter.sources.base import Source, SourceError, SourceNameUnresolved
 
 log = logging.getLogger("jobqueue.scheduler")
 T = TypeVar("T")
@@ -214,6 +214,8 @@ class Scheduler:
         error: str | None = None
         kind: str | None = None
         LOOKUP_TIMEOUT.set(source.config.timeout * 0.8)  # a hung name lookup ends inside the source's timeout
+        unresolved: list[str] = []
+        LOOKUP_FAILURES.set(unresolved)
         try:
             async with asyncio.timeout(source.config.timeout):
                 reading = await source.collect()
@@ -224,6 +226,8 @@ class Scheduler:
         except Exception as err:  # a bug in a source must not stop the others
             kind, error = "error", f"{type(err).__name__}: {err}"
             log.exception("collect crashed", extra={"source": name})
+        if reading is None and unresolved:  # the name never resolved: not the backend's fault
+            kind, error = SourceNameUnresolved.kind, f"name lookup failed: {'; '.join(unresolved)}"
         duration = time.perf_counter() - started
         now = self.clock()
         self._count[name] += 1

@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 from exporter.model import JobPage, Reading, Snapshot
+from exporter.redact import redact_url as redact_url  # re-exported: sources import it from here
+from exporter.redact import split_userinfo as split_userinfo
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -75,23 +76,6 @@ class SourceConfig(Model):
         return self
 
 
-def redact_url(url: str) -> str:
-    """A URL as it may appear in logs, errors and JSON: no password, no query string (API keys live
-    there too); the user name stays, it helps and is not a secret."""
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        if parts.port:
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        return "<unparsable url>"
-    if parts.username:
-        host = f"{parts.username}@{host}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
 def read_secret(value: SecretStr | None, path: str | Path | None) -> str | None:
     """The secret given inline (from the environment) or read from `*_file`, never both."""
     if value is not None:
@@ -133,6 +117,13 @@ class SourceUnreachable(SourceError):
     """The backend could not be reached or dropped the connection."""
 
     kind = "unreachable"
+
+
+class SourceNameUnresolved(SourceError):
+    """The backend's host name did not resolve: the DNS server hung or said no (the scheduler tells it
+    from `unreachable` by the lookups that failed during the collection)."""
+
+    kind = "dns"
 
 
 class SourceTLSFailed(SourceUnreachable):

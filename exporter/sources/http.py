@@ -37,6 +37,7 @@ from exporter.sources.base import (
     check_one_secret,
     read_secret,
     redact_url,
+    split_userinfo,
 )
 from exporter.values import dig
 
@@ -66,6 +67,11 @@ class HttpConfig(SourceConfig):
     @model_validator(mode="after")
     def _valid(self) -> HttpConfig:
         check_one_secret(self, "bearer_token")
+        bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if split_userinfo(self.url)[1] is not None and (bearer or "authorization" in map(str.lower, self.headers)):
+            # aiohttp refuses the request (ValueError) on every collection, and doctor crashed on it
+            raise ValueError("the url carries credentials (user@ or user:password@) and an Authorization is "
+                             "also given (bearer_token or headers): keep one")
         if self.expect_json is not None and self.method == "HEAD":
             raise ValueError("expect_json needs a body: use method GET")
         if self.ca_file is not None and not self.tls_verify:

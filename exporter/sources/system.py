@@ -23,6 +23,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -44,6 +45,12 @@ from exporter.sources.base import (
 )
 
 MIN_WINDOW = 0.1  # psutil's advice: CPU samples closer than this are noise
+# Seconds between full scans of the process table while every component has its processes: a scan
+# reads three /proc files per process (138 processes: 0.1 s idle, 0.7 s under an HTTP flood, each
+# read waiting for the GIL behind the web thread). A component short of `min_count` is rescanned at
+# once, so a dead or restarted process is seen at the next collection; only an *extra* instance
+# can take this long to be counted.
+RESCAN = 60.0
 
 
 class ProcessSpec(Model):
@@ -197,6 +204,7 @@ class SystemSource(Source):
         self._host: tuple[float, CpuTimes] | None = None
         self._procs: dict[Key, tuple[float, float]] = {}  # key -> (monotonic, cpu seconds)
         self._cache: dict[Key, tuple[str, psutil.Process]] = {}  # matched processes and their component
+        self._scanned_at = -RESCAN  # monotonic time of the last full scan of the process table
 
     async def collect(self) -> Reading:
         try:
@@ -287,16 +295,22 @@ class SystemSource(Source):
             return []
         result: dict[str, list[tuple[Key, psutil.Process]]] = {s.name: [] for s in specs}
         scan = [s for s in specs if s.scans]
-        patterns = {s.name: re.compile(s.cmdline) for s in scan if s.cmdline is not None}
-        listeners = _listeners({s.port for s in scan if s.port is not None})
+        now = time.monotonic()
+        if scan and now - self._scanned_at < RESCAN:  # the matches kept, while none is missing
+            kept = self._kept(specs)
+            if all(len(kept[s.name]) >= s.min_count for s in scan):
+                scan = []
         if scan:
+            self._scanned_at = now
+            patterns = {s.name: re.compile(s.cmdline) for s in scan if s.cmdline is not None}
+            listens = _listeners({s.port for s in scan if s.port is not None})
             for proc in psutil.process_iter(["name", "cmdline", "create_time"]):
                 info = proc.info
                 line = " ".join(info.get("cmdline") or [])
                 for spec in scan:
                     hit = ((spec.process is None or info.get("name") == spec.process)
                            and (spec.cmdline is None or patterns[spec.name].search(line) is not None)
-                           and (spec.port is None or proc.pid in listeners.get(spec.port, ())))
+                           and (spec.port is None or listens(proc.pid, spec.port)))
                     if hit:
                         result[spec.name].append(self._keyed(spec.name, proc, info.get("create_time")))
         for spec in specs:
@@ -308,28 +322,82 @@ class SystemSource(Source):
                 except psutil.NoSuchProcess:
                     pass
         seen = {k for procs in result.values() for k, _ in procs}
-        for key, (name, proc) in list(self._cache.items()):
+        for name, procs in self._kept(specs).items():
             # a matched process stays its component's until it is gone (a zombie has no cmdline left)
-            if key not in seen and name in result and proc.is_running():
-                result[name].append((key, proc))
-                seen.add(key)
+            for key, proc in procs:
+                if key not in seen:
+                    result[name].append((key, proc))
+                    seen.add(key)
         self._cache = {k: v for k, v in self._cache.items() if k in seen}
         return [(s, result[s.name]) for s in specs]
+
+    def _kept(self, specs: list[ProcessSpec]) -> dict[str, list[tuple[Key, psutil.Process]]]:
+        """The matched processes of scanning components that are still running."""
+        kept: dict[str, list[tuple[Key, psutil.Process]]] = {s.name: [] for s in specs if s.scans}
+        for key, (name, proc) in self._cache.items():
+            if name in kept and proc.is_running():
+                kept[name].append((key, proc))
+        return kept
 
     def _keyed(self, name: str, proc: psutil.Process, created: float | None) -> tuple[Key, psutil.Process]:
         key = (proc.pid, created or 0.0)
         return key, self._cache.setdefault(key, (name, proc))[1]
 
 
-def _listeners(ports: set[int]) -> dict[int, set[int]]:
-    """Pids listening on each of `ports` (TCP, any address), from one read of the socket table."""
-    if not ports:
-        return {}
-    out: dict[int, set[int]] = {p: set() for p in ports}
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in out and conn.pid is not None:
-            out[conn.laddr.port].add(conn.pid)
+def _listening_inodes(ports: set[int]) -> dict[int, set[str]] | None:
+    """Inodes of the TCP sockets in LISTEN on each of `ports`, from /proc/net/tcp{,6} (None where there
+    is no /proc). Only LISTEN lines are kept: psutil.net_connections mapped every socket of every
+    process to its pid, so 2,000 connections to the exporter itself made each host read take seconds
+    (issue 20 item 3: the host source timed out under a flood of HTTP connections)."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not any(t.exists() for t in tables):
+        return None
+    out: dict[int, set[str]] = {p: set() for p in ports}
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split(None, 10)
+            if len(fields) > 9 and fields[3] == "0A":  # TCP_LISTEN
+                port = int(fields[1].rpartition(":")[2], 16)
+                if port in out:
+                    out[port].add(fields[9])
     return out
+
+
+def _owns(pid: int, inodes: set[str]) -> bool:
+    """Whether process `pid` holds one of the socket `inodes` (its fds in order: a listener is opened early)."""
+    if not inodes:
+        return False
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    try:
+        fds = sorted(os.listdir(f"/proc/{pid}/fd"), key=int)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _listeners(ports: set[int]) -> Callable[[int, int], bool]:
+    """`listens(pid, port)`: from /proc where there is one, else from psutil's whole socket table."""
+    inodes = _listening_inodes(ports)
+    if inodes is not None:  # never the exporter's own fds: its HTTP connections are what made this slow
+        me = os.getpid()
+        return lambda pid, port: pid != me and _owns(pid, inodes.get(port, set()))
+    out: dict[int, set[int]] = {p: set() for p in ports}
+    if ports:
+        for conn in psutil.net_connections(kind="tcp"):
+            if (conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in out
+                    and conn.pid is not None):
+                out[conn.laddr.port].add(conn.pid)
+    return lambda pid, port: pid in out.get(port, ())
 
 
 def _read_pid(path: str | None) -> int | None:

@@ -7,6 +7,10 @@ or logged; the rejections are counted and logged as one line at most once a minu
 
 Serving order: `/metrics` and the probes are never shed; when more than `max_inflight` other requests
 are in progress, the rest get a JSON 503 at once instead of queueing in front of the next scrape.
+At the connection cap an idle connection (no request in progress; the least recently active first)
+is closed to make room, so idle connections never take a scrape's place; only when every connection
+is busy does a newcomer get the JSON 503. The cap follows the open-file limit, whose soft value is
+raised to the hard one at start (`raise_open_files`), as Go exporters do.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class Limits:
     log_every: float = 60.0
     open: int = 0
     inflight: int = 0
+    # open connections, least recently active first (a dict keeps order; re-inserting moves to the end)
+    conns: dict[GuardedHandler, None] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     _logged_at: float = 0.0
     _unlogged: int = 0
@@ -78,6 +84,11 @@ class GuardedHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         limits = self.limits
         if limits.open >= limits.max_connections:
+            idle = next((h for h in limits.conns if not h._request_in_progress), None)
+            if idle is not None:
+                limits.reject("idle_evicted")
+                idle._evict()
+        if limits.open >= limits.max_connections:
             limits.reject("connections")
             body = _json_body(503)
             assert isinstance(transport, asyncio.WriteTransport)
@@ -87,17 +98,32 @@ class GuardedHandler(RequestHandler):
             return
         limits.open += 1
         self._counted = True
+        limits.conns[self] = None
         super().connection_made(transport)
         self._arm()
 
-    def connection_lost(self, exc: BaseException | None) -> None:
+    def _uncount(self) -> None:
         if self._counted:
             self.limits.open -= 1
+            self.limits.conns.pop(self, None)
             self._counted = False
+
+    def _evict(self) -> None:
+        """Close this idle connection now; its place counts as free at once."""
+        self._uncount()
+        self.force_close()
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._uncount()
         self._disarm()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._counted:  # most recently active last
+            self.limits.conns.pop(self, None)
+            self.limits.conns[self] = None
         if self._head_timer is None and not self._request_in_progress:
             self._arm()
         before = self._request_count
@@ -153,6 +179,20 @@ class GuardedServer(Server):
 
     def __call__(self) -> RequestHandler:
         return GuardedHandler(self, self.limits, loop=self._loop, **self._kwargs)
+
+
+def raise_open_files() -> tuple[int, int, int]:
+    """Raise the soft open-file limit to the hard one (systemd's default soft 1,024 left room for only
+    896 connections); returns (soft before, soft now, hard). Where it cannot be raised, it stays."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):  # a hard limit over the kernel's nr_open, or a sandbox
+            return soft, soft, hard
+        return soft, target, hard
+    return soft, soft, hard
 
 
 class GuardedAppRunner(web.AppRunner):

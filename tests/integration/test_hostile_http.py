@@ -149,12 +149,16 @@ async def test_slow_and_silent_connections_are_closed(served: Served) -> None:
     assert served.limits.rejected["header_timeout"] == 2
 
 
-async def test_past_the_connection_cap_a_json_503(served: Served) -> None:
+async def test_at_the_connection_cap_an_idle_connection_makes_room(served: Served) -> None:
+    """Issue 20 item 5: idle connections never take /metrics's place; the least recently active goes."""
     held = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(served.limits.max_connections)]
     try:
-        status, headers, body = split(await exchange(served.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
-        assert (status, headers["content-type"], json.loads(body)) == (
-            503, "application/json", {"error": "service_unavailable"})
+        scrape = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        status, _, _ = split(await exchange(served.port, scrape))
+        assert status == 200
+        assert served.limits.rejected["idle_evicted"] == 1
+        async with asyncio.timeout(5):
+            assert await held[0][0].read() == b""  # the oldest idle one was closed
     finally:
         for _, writer in held:
             writer.close()

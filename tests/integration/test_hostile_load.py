@@ -86,7 +86,7 @@ sources:
         assert last[1] is False
         assert f"name lookup of 'hung-{i}.example' took over 0.2s" in (last[3] or ""), last
     kinds = {name: state.status.error_kind for name, state in scheduler.snapshot.sources.items()}
-    assert kinds == {"healthy": None, "hung0": "unreachable", "hung1": "unreachable", "hung2": "unreachable"}
+    assert kinds == {"healthy": None, "hung0": "dns", "hung1": "dns", "hung2": "dns"}  # issue 20 item 2: its own kind
     assert asked.count("hung-0.example") <= 3  # one lookup in flight per name, not one per cycle
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from exporter.scheduler import Scheduler
-from exporter.sources.base import SourceDenied, SourceError, SourceUnreachable
+from exporter.sources.base import SourceDenied, SourceError, SourceUnreachable, redact_url
 from tests.conftest import samples, until
 from tests.support.postgres import PgCluster, admin, collect, make_source
 
@@ -93,7 +93,7 @@ async def test_down_at_start_then_started(cluster: PgCluster, make_scheduler: Ca
     assert pg_series(values) == []
     status = scheduler.snapshot.sources["pg"].status
     assert status.error_kind == "unreachable" and status.error is not None
-    assert status.error.startswith(f"postgres {cluster.dsn()} unreachable: ")
+    assert status.error.startswith(f"postgres {redact_url(cluster.dsn())} unreachable: ")
     cluster.start()
     await scheduler.collect_once()
     values = samples(scheduler)
@@ -148,7 +148,7 @@ async def test_missing_database_is_an_error(cluster: PgCluster) -> None:
     with pytest.raises(SourceError) as err:
         await collect(cluster.dsn("nowhere"), "")
     assert type(err.value) is SourceError
-    assert str(err.value) == f'postgres {cluster.dsn("nowhere")}: database "nowhere" does not exist'
+    assert str(err.value) == f'postgres {redact_url(cluster.dsn("nowhere"))}: database "nowhere" does not exist'
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +168,8 @@ async def test_password_from_env_file_and_wrong(secured: PgCluster, tmp_path: Pa
     assert env.details["connections"]["in_use"] >= 1 and from_file.details["connections"]["in_use"] >= 1
     with pytest.raises(SourceDenied) as err:
         await collect(secured.dsn(), "    password: ${PGPASSWORD}\n", {"PGPASSWORD": "wr0ng-pass"})
-    assert str(err.value) == (f"postgres {secured.dsn()} refused the exporter: password authentication failed "
-                              'for user "postgres"')
+    assert str(err.value) == (f"postgres {redact_url(secured.dsn())} refused the exporter: password authentication "
+                              'failed for user "postgres"')
     logged = " ".join(str(r.__dict__) for r in caplog.records)
     assert "Corr3ct-horse" not in logged and "wr0ng-pass" not in logged
 
@@ -219,7 +219,7 @@ async def test_hung_server_is_unreachable_then_recovers(cluster: PgCluster,
     assert (hung[UP], hung[UNREACHABLE]) == (0, 1)
     assert pg_series(hung) == []
     assert scheduler.snapshot.sources["pg"].status.error == (
-        f"postgres {cluster.dsn()} unreachable: no answer within 0.2s (connect_timeout)")
+        f"postgres {redact_url(cluster.dsn())} unreachable: no answer within 0.2s (connect_timeout)")
     await scheduler.collect_once()
     back = samples(scheduler)
     assert (back[UP], back[DEPTH], back[CHECK]) == (1, 2, 3)
@@ -241,7 +241,7 @@ async def test_hung_server_with_default_connect_timeout_is_unreachable_as_docume
         signal_cluster(cluster, signal.SIGCONT)
     assert (hung[UP], hung[UNREACHABLE]) == (0, 1)
     assert scheduler.snapshot.sources["pg"].status.error == (
-        f"postgres {cluster.dsn()} unreachable: no answer within 0.4s (connect_timeout)")
+        f"postgres {redact_url(cluster.dsn())} unreachable: no answer within 0.4s (connect_timeout)")
 
 
 async def test_collection_cut_by_source_timeout_then_recovers(cluster: PgCluster,

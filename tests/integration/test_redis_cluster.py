@@ -4,6 +4,7 @@ says where the master, or a replica, is."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -243,6 +244,11 @@ async def test_sentinel_failover_moves_the_reads_to_the_new_master(sentinel: Sen
         # switches earlier, while the failover still reconfigures the replicas
         until(lambda: int(watcher.sentinel_master("jobs")["port"]) == sentinel.replica.port
               and promoted.info("replication")["role"] == "master", "no failover")
+        # the sentinel announced it (+switch-master), heard by the source's watch when its loop runs
+        for _ in range(100):
+            if source.sentinel.moved:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.1)
         # the old connection still works (the old master now replicates the new one), yet the reads move
         assert [q.depth for q in (await source.collect()).queues] == [2]
         assert source.wire.port == sentinel.replica.port  # type: ignore[union-attr]

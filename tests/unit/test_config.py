@@ -146,9 +146,11 @@ def test_embedded_default_reads_host_and_laravel_default_queue() -> None:
 @pytest.mark.parametrize(
     ("url", "safe"),
     [
-        ("http://admin:s3cret@127.0.0.1:1/health?api_key=k3y", "http://admin@127.0.0.1:1/health"),
-        ("nats://svc:p@ss@host:4222", "nats://svc@host:4222"),
-        ("redis://:pw@cache:6380/2", "redis://cache:6380/2"),
+        ("http://admin:s3cret@127.0.0.1:1/health?api_key=k3y", "http://***@127.0.0.1:1/health"),
+        ("nats://svc:p@ss@host:4222", "nats://***@host:4222"),
+        ("redis://:pw@cache:6380/2", "redis://***@cache:6380/2"),
+        ("nats://TOKEN@host:4222", "nats://***@host:4222"),  # issue 20 item 9: the user name is the token
+        ("redis://:pa/ss@cache:6380/2", "redis://***@cache:6380/2"),  # a raw `/` in the password
         ("http://[::1]:80/x", "http://[::1]:80/x"),
     ],
 )

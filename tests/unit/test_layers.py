@@ -21,7 +21,7 @@ ROOT = frozenset({"exporter.config", "exporter.cli", "exporter.preflight", "expo
 # Lowest first; a module may import its own layer and the layers below it.
 LAYERS = (
     ("model", ("exporter.model", "exporter.facts", "exporter.values", "exporter.log", "exporter.untrusted",
-               "exporter.pools")),
+               "exporter.pools", "exporter.redact")),
     ("sources", ("exporter.sources",)),
     ("collection", ("exporter.scheduler", "exporter.metrics")),
     ("health", ("exporter.health",)),

@@ -8,29 +8,34 @@ a Sentinel or a Cluster is addressed the same way by both.
 Topologies:
   single    `url` names the server.
   sentinel  `sentinel.urls` name the sentinels; they say where the master (or, with
-            `replica: true`, a replica) of `sentinel.master_name` is, asked again at every reconnect.
+            `replica: true`, a replica) of `sentinel.master_name` is, asked (all at once, each
+            within a short bound) at every reconnect and when one announces a failover.
             `url` still gives the data nodes' scheme, database, user and TLS parameters.
   cluster   `url` names any node; the slot map (CLUSTER SLOTS) says which node serves which key.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, field_validator
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
-from exporter.sources.base import Model
+from exporter.sources.base import Model, split_userinfo
 from exporter.sources.tls import TlsConfig, merge
 
 # The URL parameters understood, as redis-py names them (the same URL works with redis-py).
@@ -70,8 +75,11 @@ def tls_kwargs(tls: TlsConfig | None) -> dict[str, Any]:
 
 def parse_endpoint(url: str, tls: TlsConfig | None = None, username: str | None = None,
                    password: str | None = None) -> Endpoint:
-    """A `redis://` or `rediss://` URL plus the config's `tls` block; ValueError names what is wrong."""
-    parts = urlsplit(url)
+    """A `redis://` or `rediss://` URL plus the config's `tls` block; ValueError names what is wrong
+    and never quotes the userinfo (a password with a raw `/` is read whole, up to the last `@`)."""
+    head, userinfo, tail = split_userinfo(url)
+    user, _, secret = (userinfo or "").partition(":")
+    parts = urlsplit(head + tail if userinfo is not None else url)
     if parts.scheme not in ("redis", "rediss"):
         raise ValueError("url must start with redis:// or rediss:// (unix sockets are not supported)")
     db = parts.path.strip("/") or "0"
@@ -100,8 +108,8 @@ def parse_endpoint(url: str, tls: TlsConfig | None = None, username: str | None 
                                 base.insecure if "insecure" in base.model_fields_set else None)),
         )
     return Endpoint(parts.hostname or "127.0.0.1", parts.port or 6379, int(db),
-                    username or (unquote(parts.username) if parts.username else None),
-                    password or (unquote(parts.password) if parts.password else None), tls)
+                    username or (unquote(user) if user else None), password or (unquote(secret) if secret else None),
+                    tls)
 
 
 def client_options(timeout: float) -> dict[str, Any]:
@@ -129,53 +137,153 @@ class SentinelConfig(Model):
 
 
 Resolve = Callable[[], Awaitable[tuple[str, int]]]
+T = TypeVar("T")
+SENTINEL_BOUND = 1.0  # seconds one sentinel may take to answer; a sentinel answers from memory in a millisecond
+RESUBSCRIBE = 5.0  # seconds between attempts to watch a sentinel that is down or hung
 
 
-@dataclass
 class SentinelTarget:
-    """The sentinels of one monitored master, and whether the user reads from a replica."""
+    """The sentinels of one monitored master, asked only when they are needed and all at once.
 
-    sentinel: Sentinel
-    master_name: str
-    replica: bool
+    A healthy master is never held up by a sentinel: the sentinels are asked where to connect only
+    when a connection is (re)made, that is when the data connection failed, or when a sentinel
+    announced a failover (`+switch-master`, watched on every sentinel); each is asked concurrently
+    within a short bound of its own, and the first valid answer wins. redis-py's `Sentinel` asked
+    them in list order with the source's whole timeout each, and the source asked them at every
+    collection: one hung sentinel (`kill -STOP`) kept a healthy master `up 0` (issue 20 item 1).
+    Each sentinel URL's own user, password and TLS apply to it.
+    """
+
+    def __init__(self, sentinels: list[Redis], master_name: str, replica: bool, bound: float) -> None:
+        self.sentinels = sentinels
+        self.master_name = master_name
+        self.replica = replica
+        self.bound = bound
+        self.moved = False  # a failover was announced since the last `take_moved`
+        self._watchers: list[asyncio.Task[None]] = []
+        self._subscribed: list[asyncio.Event] = []
+        self._pools: list[SentinelConnectionPool] = []
+
+    async def _first(self, ask: Callable[[Redis], Awaitable[T | None]]) -> T | None:
+        """The first useful answer of any sentinel, each bounded; None when none has one."""
+        self.watch()
+        tasks = [asyncio.ensure_future(asyncio.wait_for(ask(s), self.bound)) for s in self.sentinels]
+        try:
+            for done in asyncio.as_completed(tasks):
+                try:
+                    answer = await done
+                except (RedisError, OSError, TimeoutError):
+                    continue
+                if answer is not None:
+                    return answer
+            return None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        """Where the master is (redis-py's SentinelConnectionPool calls this on each new connection)."""
+        async def ask(sentinel: Redis) -> tuple[str, int] | None:
+            masters = await sentinel.sentinel_masters()
+            state = masters.get(service_name) if isinstance(masters, dict) else None
+            if not state or not state["is_master"] or state["is_sdown"] or state["is_odown"]:
+                return None
+            return str(state["ip"]), int(state["port"])
+
+        found = await self._first(ask)
+        if found is None:
+            raise MasterNotFoundError(f"no sentinel of {len(self.sentinels)} knew a master {service_name!r} "
+                                      f"within {self.bound:g}s")
+        return found
+
+    async def discover_slaves(self, service_name: str) -> list[tuple[str, int]]:
+        """The replicas that are up, from the first sentinel that lists any."""
+        async def ask(sentinel: Redis) -> list[tuple[str, int]] | None:
+            alive = [(str(r["ip"]), int(r["port"])) for r in await sentinel.sentinel_slaves(service_name)
+                     if not r["is_sdown"] and not r["is_odown"]]
+            return alive or None
+
+        return await self._first(ask) or []
 
     async def address(self) -> tuple[str, int]:
-        """Where to connect now: the master, or a random replica (the master when none is up)."""
+        """Where to connect now: the master, or a random replica (the master when none is up). Within
+        the same bound, the watches are given time to subscribe, so no failover after this goes unheard."""
+        started = time.monotonic()
+        found: tuple[str, int] | None = None
         if self.replica:
-            replicas = await self.sentinel.discover_slaves(self.master_name)
+            replicas = await self.discover_slaves(self.master_name)
             if replicas:
-                host, port = random.choice(replicas)
-                return str(host), int(port)
-        host, port = await self.sentinel.discover_master(self.master_name)
-        return str(host), int(port)
+                found = random.choice(replicas)
+        found = found or await self.discover_master(self.master_name)
+        waits = [asyncio.ensure_future(e.wait()) for e in self._subscribed if not e.is_set()]
+        if waits:
+            await asyncio.wait(waits, timeout=max(0.0, self.bound - (time.monotonic() - started)))
+            for wait in waits:
+                wait.cancel()
+        return found
 
-    async def still(self, address: tuple[str, int]) -> bool:
-        """Whether `address` is still what the user asked for (after a failover the old master is a
-        replica that keeps answering reads, so a connection to it would never break by itself)."""
-        if self.replica:
-            return address in {(str(h), int(p)) for h, p in await self.sentinel.discover_slaves(self.master_name)}
-        host, port = await self.sentinel.discover_master(self.master_name)
-        return (str(host), int(port)) == address
+    async def failover(self) -> bool:
+        """Whether a failover was announced since the last call; then redis-py's pooled connections are
+        dropped (the caller drops its own), so the next command asks the sentinels where to go."""
+        moved, self.moved = self.moved, False
+        if moved:
+            await asyncio.gather(*(pool.disconnect() for pool in self._pools))
+        return moved
+
+    def watch(self) -> None:
+        """Subscribe to `+switch-master` on every sentinel (once; on the running loop)."""
+        if not self._watchers:
+            self._subscribed = [asyncio.Event() for _ in self.sentinels]
+            self._watchers = [asyncio.create_task(self._watch(s, e), name=f"sentinel-watch-{i}")
+                              for i, (s, e) in enumerate(zip(self.sentinels, self._subscribed, strict=True))]
+
+    async def _watch(self, sentinel: Redis, subscribed: asyncio.Event) -> None:
+        while True:
+            pubsub = sentinel.pubsub()
+            try:
+                await asyncio.wait_for(pubsub.subscribe("+switch-master"), self.bound)
+                subscribed.set()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=RESUBSCRIBE)
+                    if message is not None and str(message["data"]).split(" ", 1)[0] == self.master_name:
+                        self.moved = True
+            except (RedisError, OSError, TimeoutError):
+                subscribed.clear()
+                await asyncio.sleep(RESUBSCRIBE)  # down or hung: asked again later, never waited for
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
 
     def client(self, timeout: float, endpoint: Endpoint) -> Redis:
+        """redis-py over a SentinelConnectionPool that asks these sentinels (not redis-py's Sentinel)."""
         kwargs = {**client_options(timeout), **endpoint.redis_py()}
         for key in ("host", "port"):
             kwargs.pop(key)
-        if self.replica:
-            return cast(Redis, self.sentinel.slave_for(self.master_name, redis_class=Redis, **kwargs))
-        return cast(Redis, self.sentinel.master_for(self.master_name, redis_class=Redis, **kwargs))
+        pool = SentinelConnectionPool(self.master_name, self, is_master=not self.replica, **kwargs)  # type: ignore[no-untyped-call]  # redis-py: untyped
+        self._pools.append(pool)
+        return Redis.from_pool(pool)
+
+    async def close(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        self._watchers = []
+        await asyncio.gather(*(s.aclose() for s in self.sentinels), return_exceptions=True)
 
 
 def sentinel_target(urls: list[str], master_name: str, replica: bool, timeout: float,
                     tls: TlsConfig | None = None) -> SentinelTarget:
-    """redis-py's Sentinel over the sentinel URLs (their user, password and TLS apply to sentinels)."""
-    points = [parse_endpoint(u, tls if u.startswith("rediss") else None) for u in urls]
-    first = points[0]
-    sentinel_kwargs = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "username": first.username,
-                       "password": first.password, "decode_responses": True, **tls_kwargs(first.tls)}
-    sentinel = Sentinel([(p.host, p.port) for p in points], sentinel_kwargs=sentinel_kwargs)
-    return SentinelTarget(sentinel,
-                          master_name, replica)
+    """One client per sentinel URL, with that URL's user, password and TLS (rediss:// takes the
+    source's `tls`), and a bound of its own well inside the source's timeout."""
+    bound = min(SENTINEL_BOUND, timeout / 3)
+    clients = []
+    for url in urls:
+        point = parse_endpoint(url, tls if url.startswith("rediss") else None)
+        clients.append(Redis(host=point.host, port=point.port, username=point.username, password=point.password,
+                             socket_connect_timeout=bound, socket_timeout=bound, decode_responses=True,
+                             retry=Retry(NoBackoff(), 0), **tls_kwargs(point.tls)))
+    return SentinelTarget(clients, master_name, replica, bound)
 
 
 def cluster_client(endpoint: Endpoint, timeout: float) -> RedisCluster:

@@ -268,8 +268,7 @@ class RedisSource(Source):
 
     async def _collect(self) -> Reading:
         wire = self.wire
-        if self.sentinel is not None and isinstance(wire, Wire) and wire.connected and not await self.sentinel.still(
-                (wire.host, wire.port)):
+        if self.sentinel is not None and await self.sentinel.failover():  # a sentinel announced one
             log.info("sentinel moved the server, reconnecting", extra={"source": self.name})
             await wire.close()  # the next read asks the sentinels where to connect
         started = time.perf_counter()
@@ -497,6 +496,8 @@ class RedisSource(Source):
                 await self._listening
         await self.wire.close()
         await self.client.aclose()
+        if self.sentinel is not None:
+            await self.sentinel.close()
 
 
 def overlaps(layouts: Sequence[Layout]) -> None:

@@ -87,11 +87,11 @@ def test_quote_ident() -> None:
 
 
 def test_safe_dsn() -> None:
-    """No password and no query string (asyncpg reads `?password=` too) reach logs or JSON."""
-    assert safe_dsn("postgresql://u:pw@h:5433/db?sslmode=require") == "postgresql://u@h:5433/db"
-    assert safe_dsn("postgresql://u@h/db?password=hunter2") == "postgresql://u@h/db"
-    assert safe_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
-    assert safe_dsn("postgresql://u@[::1]:5432/db") == "postgresql://u@[::1]:5432/db"
+    """No userinfo (issue 20 item 9) and no query string (asyncpg reads `?password=` too) reach logs or JSON."""
+    assert safe_dsn("postgresql://u:pw@h:5433/db?sslmode=require") == "postgresql://***@h:5433/db"
+    assert safe_dsn("postgresql://u@h/db?password=hunter2") == "postgresql://***@h/db"
+    assert safe_dsn("postgresql://u@h/db") == "postgresql://***@h/db"
+    assert safe_dsn("postgresql://u@[::1]:5432/db") == "postgresql://***@[::1]:5432/db"
 
 
 def generic(**kw: object) -> PresetQuery:
