@@ -257,8 +257,9 @@ async def _redis(source: RedisSource, report: Report) -> None:
 
 async def _sentinels(source: RedisSource, report: Report) -> bool:
     """Each sentinel, with its own url's credentials (as the source logs in to it, connect.py
-    `sentinel_target`): may this user ask it where the master (and, with `replica: true`, the replicas) are? It is asked
-    exactly that, `SENTINEL MASTERS` / `SENTINEL SLAVES <name>`, which only read."""
+    `sentinel_target`): may this user ask it where the master (and, with `replica: true`, the
+    replicas) are? It is asked exactly that, `SENTINEL MASTERS` / `SENTINEL SLAVES <name>`, which only
+    read."""
     cfg = source.config
     assert cfg.sentinel is not None
     asks = [("SENTINEL", "MASTERS")] + [("SENTINEL", "SLAVES", cfg.sentinel.master_name)] * cfg.sentinel.replica
