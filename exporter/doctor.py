@@ -330,7 +330,8 @@ async def _redis_permissions(source: RedisSource, asker: Redis, report: Report) 
                     dryrun = False  # may not ask: fall back to sending the reads themselves
         if not dryrun:
             try:
-                await asker.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                # the reply is not read, only whether Redis refused: a pickled item is not text (huey)
+                await asker.execute_command(*command, NEVER_DECODE=True)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             except ResponseError as err:  # NOPERM is the finding; WRONGTYPE, NOSCRIPT...: the command was allowed
                 denied = str(err) if isinstance(err, NoPermissionError) or "NOPERM" in str(err) else None
         name = user or source.config.username or "default"
