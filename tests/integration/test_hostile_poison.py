@@ -8,7 +8,6 @@ import json
 import time
 from typing import Any
 
-import pytest
 import redis
 
 from exporter.sources.postgres.checks import jsonable
@@ -30,15 +29,14 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-@pytest.mark.parametrize("mode", ["lua", "pipeline"])
-async def test_deep_items_are_malformed_not_a_failed_source(mode: str, redis_client: redis.Redis,
+async def test_deep_items_are_malformed_not_a_failed_source(redis_client: redis.Redis,
                                                             prefix: str) -> None:
     key = f"{prefix}events"
     redis_client.rpush(key, *POISON, json.dumps({"ts": NOW - 30}), json.dumps({"ts": NOW - 10}))
     redis_client.rpush(f"{prefix}healthy", json.dumps({"ts": NOW - 5}))
     reading = await redis_collect(REDIS_URL, [
         {"layout": "list", "name": "events", "key": key, "timestamp_field": "ts"},
-        {"layout": "list", "name": "healthy", "key": f"{prefix}healthy", "timestamp_field": "ts"}], mode)
+        {"layout": "list", "name": "healthy", "key": f"{prefix}healthy", "timestamp_field": "ts"}])
     queues = by_queue(reading)
     assert (queues["events"].depth, queues["events"].oldest_timestamp) == (5, NOW - 30)
     assert (queues["healthy"].depth, queues["healthy"].oldest_timestamp) == (1, NOW - 5)

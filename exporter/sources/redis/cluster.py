@@ -80,10 +80,11 @@ class ClusterWire:
         return sorted({a for a in self.owners if a is not None})
 
     async def everywhere(self, command: bytes) -> list[Any]:
-        """A keyless command (CLIENT LIST) on every primary, at the same time: one reply per node."""
+        """A keyless command (CLIENT LIST) on every primary, at the same time: one reply per node, read
+        whole (it grows with the clients, not with what a queue holds; see runner.py `_client_names`)."""
         if self.owners is None:
             await self.refresh()
-        replies = await asyncio.gather(*(self._node(a).execute([command]) for a in self.primaries()))
+        replies = await asyncio.gather(*(self._node(a).execute([command], limit=None) for a in self.primaries()))
         return [reply[0] for reply in replies]
 
     async def execute(self, commands: Sequence[bytes], count: int | None = None,
