@@ -256,17 +256,17 @@ async def _redis(source: RedisSource, report: Report) -> None:
 
 
 async def _sentinels(source: RedisSource, report: Report) -> bool:
-    """Each sentinel, with the credentials of the first url (as redis-py's Sentinel logs in to all):
-    may this user ask it where the master (and, with `replica: true`, the replicas) are? It is asked
-    exactly that, `SENTINEL MASTERS` / `SENTINEL SLAVES <name>`, which only read."""
+    """Each sentinel, with its own url's credentials (as the source logs in to it, connect.py
+    `sentinel_target`): may this user ask it where the master (and, with `replica: true`, the
+    replicas) are? It is asked exactly that, `SENTINEL MASTERS` / `SENTINEL SLAVES <name>`, which only
+    read."""
     cfg = source.config
     assert cfg.sentinel is not None
-    first = parse_endpoint(cfg.sentinel.urls[0])
     asks = [("SENTINEL", "MASTERS")] + [("SENTINEL", "SLAVES", cfg.sentinel.master_name)] * cfg.sentinel.replica
     answered = False
     for url in cfg.sentinel.urls:
         point = parse_endpoint(url, cfg.tls if url.startswith("rediss") else None)
-        ask = Redis(**{**point.redis_py(), "username": first.username, "password": first.password},
+        ask = Redis(**point.redis_py(),
                     socket_connect_timeout=cfg.timeout, socket_timeout=cfg.timeout, decode_responses=True)
         try:
             for command in asks:
@@ -276,13 +276,13 @@ async def _sentinels(source: RedisSource, report: Report) -> bool:
                 except NoPermissionError as err:
                     denied = str(err)
                 name = f"{command[0].lower()}|{command[1].lower()}"
-                line = f"ACL SETUSER {cli_quote(first.username or 'default')} +{name}"
+                line = f"ACL SETUSER {cli_quote(point.username or 'default')} +{name}"
                 answered |= report.add(
                     f"sentinel {redact_url(url)} may run {' '.join(command[:2])}", denied is None, denied or "allowed",
                     f"On that sentinel (its own ACL, not the master's): `{line}`", line)
         except AuthenticationError as err:
             report.add(f"sentinel {redact_url(url)} credentials", False, str(err), "The sentinel refused the login: "
-                       "the user and password of the first sentinel url must exist on every sentinel.")
+                       "the user and password of this sentinel url must exist on it.")
         except (RedisError, OSError) as err:
             report.add(f"sentinel {redact_url(url)} reachable", False, str(err) or type(err).__name__,
                        f"Check that a sentinel runs at {redact_url(url)} and that this host may connect to it.")
@@ -330,8 +330,7 @@ async def _redis_permissions(source: RedisSource, asker: Redis, report: Report) 
                     dryrun = False  # may not ask: fall back to sending the reads themselves
         if not dryrun:
             try:
-                # the reply is not read, only whether Redis refused: undecoded, so a job payload that is not
-                # UTF-8 (huey's pickles) cannot fail the check (redis/asyncio/client.py `parse_response`)
+                # the reply is not read, only whether Redis refused: a pickled item is not text (huey)
                 await asker.execute_command(*command, NEVER_DECODE=True)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             except ResponseError as err:  # NOPERM is the finding; WRONGTYPE, NOSCRIPT...: the command was allowed
                 denied = str(err) if isinstance(err, NoPermissionError) or "NOPERM" in str(err) else None

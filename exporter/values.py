@@ -27,7 +27,7 @@ _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))
 def dig(value: Any, path: str | None, *, lists: bool = True) -> Any:
     """The value at a dotted path (`checks.backups.rows.0.total`), or None when any step is missing.
 
-    `lists=False` walks mappings only, as the Redis Lua script's cjson twin does (see redis/ops.py `pick`).
+    `lists=False` walks mappings only: a Redis item's field path never steps into an array (redis/items.py `pick`).
     """
     if path is None:
         return None

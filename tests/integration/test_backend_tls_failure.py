@@ -39,14 +39,14 @@ async def test_redis(tmp_path: Path, pki: Pki) -> None:
     server = TlsRedisServer(tmp_path, pki.server_cert, pki.server_key, pki.ca).start()
     try:
         with pytest.raises(SourceTLSFailed, match="certificate verification failed") as err:
-            await redis_collect(server.url, QUEUES, "pipeline", tls={"ca_file": str(pki.other_ca)})
+            await redis_collect(server.url, QUEUES, tls={"ca_file": str(pki.other_ca)})
         assert err.value.kind == "tls"
-        reading = await redis_collect(server.url, QUEUES, "pipeline", tls={"ca_file": str(pki.ca)})
+        reading = await redis_collect(server.url, QUEUES, tls={"ca_file": str(pki.ca)})
         assert reading.queues[0].depth == 0
     finally:
         server.stop()
     with pytest.raises(SourceUnreachable) as gone:
-        await redis_collect(f"rediss://127.0.0.1:{free_port()}/0", QUEUES, "pipeline", tls={"ca_file": str(pki.ca)})
+        await redis_collect(f"rediss://127.0.0.1:{free_port()}/0", QUEUES, tls={"ca_file": str(pki.ca)})
     assert gone.value.kind == "unreachable"
 
 

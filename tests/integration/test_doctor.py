@@ -472,7 +472,7 @@ def test_sentinel_acl_fixes(tmp_path: Path) -> None:
         config.write_text(text)
         first = doctor_json(config)
         problems = {c["check"]: c["apply"] for c in first["sources"][0]["checks"] if not c["ok"]}
-        where = f"sentinel redis://probe@127.0.0.1:{setup.sentinel.port}"  # the password is never shown
+        where = f"sentinel redis://***@127.0.0.1:{setup.sentinel.port}"  # the whole userinfo is never shown
         assert problems == {f"{where} may run SENTINEL MASTERS": "ACL SETUSER probe +sentinel|masters",
                             f"{where} may run SENTINEL SLAVES": "ACL SETUSER probe +sentinel|slaves",
                             "master": ""}
@@ -489,5 +489,32 @@ def test_sentinel_acl_fixes(tmp_path: Path) -> None:
         assert third["ok"] is True, [c for c in third["sources"][0]["checks"] if not c["ok"]]
         once = collect_once(config, {})
         assert once.returncode == 0 and 'queue="q1"' in once.stdout, once.stdout + once.stderr
+    finally:
+        setup.stop()
+
+
+def test_each_sentinel_is_checked_with_its_own_urls_credentials(tmp_path: Path) -> None:
+    """The source logs in to each sentinel with that url's user (connect.py `sentinel_target`), so doctor
+    must too: a sentinel whose own user may ask is fine, even when the first url names another user
+    (before: every sentinel was asked as the first url's user, a refused login the daemon never meets)."""
+    from tests.support.redis_topology import SentinelSetup
+
+    setup = SentinelSetup(tmp_path).start()
+    try:
+        sentinel = setup.conn(setup.sentinel)
+        sentinel.execute_command("ACL", "SETUSER", "watch", "on", ">w", "+sentinel|masters")
+        dead = free_port()  # the first url: nothing listens there
+        text = (f"sources:\n  - name: r\n    type: redis\n    url: redis://127.0.0.1:{setup.master.port}\n"
+                f"    sentinel:\n      master_name: {setup.sentinel.name}\n"
+                f"      urls: [\"redis://first:f@127.0.0.1:{dead}\", \"redis://watch:w@127.0.0.1:{setup.sentinel.port}\"]\n"
+                "    queues:\n      - {layout: list, name: q1, key: q1}\n")
+        config = tmp_path / "c.yaml"
+        config.write_text(text)
+        checks = {c["check"]: c["ok"] for c in doctor_json(config)["sources"][0]["checks"]}
+        live = f"sentinel redis://***@127.0.0.1:{setup.sentinel.port}"
+        assert checks[f"{live} may run SENTINEL MASTERS"] is True, checks
+        assert f"{live} credentials" not in checks
+        assert checks[f"sentinel redis://***@127.0.0.1:{dead} reachable"] is False
+        assert "master" not in checks  # a sentinel answered
     finally:
         setup.stop()

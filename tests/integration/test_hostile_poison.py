@@ -8,10 +8,10 @@ import json
 import time
 from typing import Any
 
-import pytest
 import redis
 
 from exporter.sources.postgres.checks import jsonable
+from exporter.sources.redis.jobs import UNREADABLE
 from tests.conftest import REDIS_URL
 from tests.integration.test_nats import Js, collect, scheduler_for
 from tests.integration.test_nats import jsc as jsc
@@ -29,15 +29,14 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-@pytest.mark.parametrize("mode", ["lua", "pipeline"])
-async def test_deep_items_are_malformed_not_a_failed_source(mode: str, redis_client: redis.Redis,
+async def test_deep_items_are_malformed_not_a_failed_source(redis_client: redis.Redis,
                                                             prefix: str) -> None:
     key = f"{prefix}events"
     redis_client.rpush(key, *POISON, json.dumps({"ts": NOW - 30}), json.dumps({"ts": NOW - 10}))
     redis_client.rpush(f"{prefix}healthy", json.dumps({"ts": NOW - 5}))
     reading = await redis_collect(REDIS_URL, [
         {"layout": "list", "name": "events", "key": key, "timestamp_field": "ts"},
-        {"layout": "list", "name": "healthy", "key": f"{prefix}healthy", "timestamp_field": "ts"}], mode)
+        {"layout": "list", "name": "healthy", "key": f"{prefix}healthy", "timestamp_field": "ts"}])
     queues = by_queue(reading)
     assert (queues["events"].depth, queues["events"].oldest_timestamp) == (5, NOW - 30)
     assert (queues["healthy"].depth, queues["healthy"].oldest_timestamp) == (1, NOW - 5)
@@ -75,7 +74,7 @@ shims:
     assert jobs[0]["payload"] == {"raw": "[" * (64 * 1024) + "…"}  # bounded text, not the 100 KB item
     assert jobs[1]["payload"] == {"raw": POISON[1][: 64 * 1024] + "…"}
     assert (jobs[3]["payload"], jobs[3]["attempts"]) == ({"n": None, "m": None}, None)  # NaN -> null; 1e308 no count
-    assert jobs[4]["payload"] == {"raw": big[: 64 * 1024] + "…"}  # the 2 MB item, over the size bound
+    assert jobs[4]["payload"] == UNREADABLE  # the 2 MB item, over the size bound: never held (jobs.py)
     assert jobs[5]["payload"] == {"n": 1}
 
 

@@ -5,6 +5,7 @@ says where the master, or a replica, is."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from exporter.config import parse_config
 from exporter.doctor import diagnose
 from exporter.sources.base import SourceError
 from exporter.sources.redis.cluster import ClusterWire
+from exporter.sources.redis.items import MAX_ITEM
 from exporter.sources.redis.source import RedisConfig, RedisSource
 from tests.support.redis_libs import NOW, make_source, samples_of
 from tests.support.redis_topology import LocalCluster, SentinelSetup, until
@@ -82,7 +84,7 @@ async def test_queues_over_all_slots_one_pipeline_per_node(cluster: LocalCluster
     expected = seed(cluster.client())
     owners = {cluster.owner(f"tenant_{t}:q").port for t in TENANTS}
     assert len(owners) == 3  # the keys really are spread over every node
-    source = make_source(cluster.url, QUEUES, "pipeline", cluster=True, tenants={"static": TENANTS})
+    source = make_source(cluster.url, QUEUES, cluster=True, tenants={"static": TENANTS})
     try:
         calls = counting(source)
         reading = await source.collect()
@@ -108,7 +110,7 @@ async def test_queues_over_all_slots_one_pipeline_per_node(cluster: LocalCluster
 
 async def test_moved_and_ask_are_followed(cluster: LocalCluster) -> None:
     expected = seed(cluster.client())
-    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": TENANTS})
+    source = make_source(cluster.url, QUEUES[:1], cluster=True, tenants={"static": TENANTS})
     try:
         assert depths(await source.collect()) == expected
         key = "tenant_t04:q"
@@ -136,7 +138,7 @@ async def test_a_primary_that_stops_answering_sends_the_next_collection_to_a_new
         client = local.client()
         expected = seed(client)
         client.close()
-        source = make_source(local.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": TENANTS})
+        source = make_source(local.url, QUEUES[:1], cluster=True, tenants={"static": TENANTS})
         try:
             assert depths(await source.collect()) == expected
             gone, heir = local.nodes[2], local.nodes[1]
@@ -175,7 +177,7 @@ async def test_a_primary_that_stops_answering_sends_the_next_collection_to_a_new
 async def test_tenant_scan_covers_every_node(cluster: LocalCluster) -> None:
     expected = seed(cluster.client())
     tenants = {"scan": {"match": "tenant_*:q", "regex": "^tenant_(?P<tenant>[^:]+):q$"}}
-    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants=tenants)
+    source = make_source(cluster.url, QUEUES[:1], cluster=True, tenants=tenants)
     try:
         reading = await source.collect()
     finally:
@@ -187,8 +189,8 @@ async def test_tenant_scan_covers_every_node(cluster: LocalCluster) -> None:
 def test_topology_config_errors() -> None:
     base = {"name": "r", "type": "redis", "queues": QUEUES[:1]}
     sentinel = {"master_name": "m", "urls": ["redis://127.0.0.1:26379"]}
-    for extra, message in [({"cluster": True, "url": "redis://h:7000/2", "scripts": "pipeline"}, "only database 0"),
-                           ({"cluster": True, "scripts": "pipeline", "sentinel": sentinel}, "not both"),
+    for extra, message in [({"cluster": True, "url": "redis://h:7000/2"}, "only database 0"),
+                           ({"cluster": True, "sentinel": sentinel}, "not both"),
                            ({"sentinel": {"master_name": "m", "urls": []}}, "at least 1"),
                            ({"sentinel": {"master_name": "m", "urls": ["http://x"]}}, "redis://")]:
         with pytest.raises(ValidationError, match=message):
@@ -202,20 +204,18 @@ def sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
     setup.stop()
 
 
-@pytest.mark.parametrize("mode", ["pipeline", "lua"])
-async def test_sentinel_finds_the_master_or_a_replica(sentinel: SentinelSetup, mode: str) -> None:
+async def test_sentinel_finds_the_master_or_a_replica(sentinel: SentinelSetup) -> None:
     master = redis.Redis(port=sentinel.master.port)
     master.rpush("s:q", json.dumps({"ts": NOW - 5}), json.dumps({"ts": NOW - 1}))
     assert master.wait(1, 5000) == 1  # the replica has it too
     queues = [{"layout": "list", "name": "q", "key": "s:q", "timestamp_field": "ts"}]
     for replica, port in ((False, sentinel.master.port), (True, sentinel.replica.port)):
         spec = {"master_name": "jobs", "urls": [sentinel.sentinel.url], "replica": replica}
-        source = make_source("redis://ignored:1/0", queues, mode, sentinel=spec)
+        source = make_source("redis://ignored:1/0", queues, sentinel=spec)
         try:
             (queue,) = (await source.collect()).queues
             assert (queue.depth, queue.oldest_timestamp) == (2, NOW - 5)
-            if mode == "pipeline":
-                assert source.wire.port == port  # type: ignore[union-attr]
+            assert source.wire.port == port  # type: ignore[union-attr]
             info = await source.client.info("replication")
             assert info["role"] == ("slave" if replica else "master")
             page = await source.list_jobs("q", "waiting", 10, 0)
@@ -231,7 +231,7 @@ async def test_sentinel_failover_moves_the_reads_to_the_new_master(sentinel: Sen
     master.rpush("s:q", json.dumps({"ts": NOW - 5}), json.dumps({"ts": NOW - 1}))
     assert master.wait(1, 5000) == 1
     queues = [{"layout": "list", "name": "q", "key": "s:q", "timestamp_field": "ts"}]
-    source = make_source("redis://ignored:1/0", queues, "pipeline",
+    source = make_source("redis://ignored:1/0", queues,
                          sentinel={"master_name": "jobs", "urls": [sentinel.sentinel.url]})
     watcher = redis.Redis(port=sentinel.sentinel.port, decode_responses=True)
     promoted = redis.Redis(port=sentinel.replica.port, decode_responses=True)
@@ -287,10 +287,39 @@ async def test_follow_up_reads_are_routed_too(cluster: LocalCluster) -> None:
         client.delete(key)
         client.rpush(key, "not json", json.dumps({"ts": NOW - 9}))
     assert len({cluster.owner(f"tenant_{t}:q").port for t in tenants}) > 1
-    source = make_source(cluster.url, QUEUES[:1], "pipeline", cluster=True, tenants={"static": tenants})
+    source = make_source(cluster.url, QUEUES[:1], cluster=True, tenants={"static": tenants})
     try:
         reading = await source.collect()
     finally:
         await source.close()
     assert depths(reading) == {t: (2, NOW - 9) for t in tenants}
     assert reading.malformed == len(tenants)
+
+
+async def test_client_list_over_the_item_bound_is_read_whole_on_a_cluster(cluster: LocalCluster) -> None:
+    """CLIENT LIST grows with the clients, not with what a queue holds: like the single connection
+    (runner.py `_client_names`, `limit=None`), a cluster node's reply over 1 MiB is read whole. Cut to
+    TOO_BIG it held no `name=` field, and BullMQ's live workers on that node read as 0 (a false page)."""
+    node = cluster.owner("{bull}:mail:wait")
+    base = "{bull}:" + base64.b64encode(b"mail").decode()  # BullMQ's blocking connection name
+    held: list[redis.Redis] = []
+    try:
+        for i in range(3):
+            worker = cluster.conn(node)
+            worker.client_setname(base if i == 0 else f"{base}:w:worker-{i}")
+            held.append(worker)
+        for i in range(20):  # 20 clients named 60,000 bytes each: CLIENT LIST over MAX_ITEM
+            other = cluster.conn(node)
+            other.client_setname(f"app-{i}-" + "x" * 60_000)
+            held.append(other)
+        assert sum(len(c["name"]) for c in held[0].client_list()) > MAX_ITEM
+        source = make_source(cluster.url, [{"layout": "bullmq", "prefix": "{bull}", "queues": ["mail"]}],
+                             cluster=True)
+        try:
+            reading = await source.collect()
+        finally:
+            await source.close()
+        assert samples_of(reading, "jobqueue_workers")[("", "mail", "unknown")] == 3
+    finally:
+        for conn in held:
+            conn.close()

@@ -2,7 +2,7 @@
 
 RQ and BullMQ run their real workers here (an `rq worker` process, a BullMQ Worker in node with
 metrics enabled); Sidekiq cannot run here, so its process hashes are written exactly as
-launcher.rb `❤` writes them. Every test reads with both paths (Lua and pipeline) and compares.
+launcher.rb `❤` writes them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from tests.support.redis_libs import (
     NODE_DIR,
     NOW,
     collect,
-    comparable,
     make_source,
     samples_of,
     seed_sidekiq,
@@ -34,15 +33,6 @@ from tests.support.redis_libs import (
 from tests.support.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(params=["lua", "pipeline"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-def other(mode: str) -> str:
-    return "pipeline" if mode == "lua" else "lua"
 
 
 def wait_for(check: Callable[[], bool], seconds: float = 120) -> None:
@@ -117,11 +107,11 @@ async def test_rq_killed_worker_counts_as_live_until_its_key_expires(killed_rq: 
     ttl = conn.ttl("rq:worker:doomed")
     conn.close()
     assert 0 < ttl <= 61  # RQ's own view: the key still lives (the test runs first in the module)
-    got = flow_of(await collect(killed_rq.url, [{"layout": "rq", "queues": ["jobs"]}], "pipeline", None))
+    got = flow_of(await collect(killed_rq.url, [{"layout": "rq", "queues": ["jobs"]}], None))
     assert got["jobqueue_workers"][("", "jobs", "idle")] == 1
 
 
-async def test_rq_real_worker_counts_and_states(mode: str, rq_redis: RedisServer) -> None:
+async def test_rq_real_worker_counts_and_states(rq_redis: RedisServer) -> None:
     from rq import Queue, Worker
 
     from tests.support.redis_libs import rq_fail, rq_ok
@@ -138,9 +128,8 @@ async def test_rq_real_worker_counts_and_states(mode: str, rq_redis: RedisServer
         wait_for(lambda: [(w.successful_job_count, w.failed_job_count, w.get_state())
                           for w in Worker.all(connection=conn)] == [(5, 3, "idle")])
         seen = Worker.all(connection=conn)[0]
-        source = make_source(rq_redis.url, [{"layout": "rq"}], mode, now=None)
+        source = make_source(rq_redis.url, [{"layout": "rq"}], now=None)
         reading = await source.collect()
-        assert comparable(reading) == comparable(await collect(rq_redis.url, [{"layout": "rq"}], other(mode), None))
         got = flow_of(reading)
         assert got["jobqueue_jobs_processed"] == {("", ""): 8}
         assert got["jobqueue_jobs_failed"] == {("", ""): 3}
@@ -185,7 +174,7 @@ async def test_rq_real_worker_counts_and_states(mode: str, rq_redis: RedisServer
         conn.close()
 
 
-async def test_rq_worker_states_as_rq_writes_them(mode: str, rq_redis: RedisServer) -> None:
+async def test_rq_worker_states_as_rq_writes_them(rq_redis: RedisServer) -> None:
     """busy / suspended as rq/worker/base.py `set_state` writes them; a dead (`death`) hash is not live."""
     conn = redis.Redis.from_url(rq_redis.url, decode_responses=True)
     conn.sadd("rq:queues", "rq:queue:jobs")
@@ -194,8 +183,7 @@ async def test_rq_worker_states_as_rq_writes_them(mode: str, rq_redis: RedisServ
         conn.hset(f"rq:worker:{name}", mapping={"state": state, "queues": "jobs", "successful_job_count": "2",
                                                  "failed_job_count": "1", "total_working_time": "1.5", **extra})
     conn.sadd("rq:workers", "rq:worker:expired")  # member left behind by a killed worker whose key expired
-    reading = await collect(rq_redis.url, [{"layout": "rq"}], mode)
-    assert comparable(reading) == comparable(await collect(rq_redis.url, [{"layout": "rq"}], other(mode)))
+    reading = await collect(rq_redis.url, [{"layout": "rq"}])
     got = flow_of(reading)
     assert got["jobqueue_workers"] == {("", "jobs", "busy"): 1, ("", "jobs", "idle"): 0, ("", "jobs", "paused"): 1}
     assert (got["jobqueue_worker_capacity"], got["jobqueue_worker_busy_slots"]) == ({("", "jobs"): 1},
@@ -208,7 +196,7 @@ async def test_rq_worker_states_as_rq_writes_them(mode: str, rq_redis: RedisServ
 # ------------------------------------------------------------------------------------------ Sidekiq
 
 
-async def test_sidekiq_stats_and_processes(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_sidekiq_stats_and_processes(redis_client: redis.Redis, prefix: str) -> None:
     seed_sidekiq(redis_client, prefix, "default", [NOW - 5.5])
     seed_sidekiq(redis_client, prefix, "low", [])
     redis_client.sadd(f"{prefix}queues", "low")
@@ -221,8 +209,7 @@ async def test_sidekiq_stats_and_processes(mode: str, redis_client: redis.Redis,
     sidekiq_process(redis_client, prefix, "h:4:ddd", NOW - 61, 2, False, 5, ["default"])  # beat too old
     redis_client.sadd(f"{prefix}processes", "h:5:eee")  # its hash expired: dead (ProcessSet#cleanup)
     queues = [{"layout": "sidekiq", "prefix": prefix}]
-    reading = await collect(REDIS_URL, queues, mode)
-    assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+    reading = await collect(REDIS_URL, queues)
     got = flow_of(reading)
     assert got["jobqueue_jobs_processed"] == {("", ""): 120}
     assert got["jobqueue_jobs_failed"] == {("", ""): 7}
@@ -244,7 +231,7 @@ def start_bullmq_worker(prefix: str, queue: str, ok: int, failing: int) -> subpr
                              str(failing)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
-async def test_bullmq_real_worker_metrics_and_client_names(mode: str, redis_client: redis.Redis,
+async def test_bullmq_real_worker_metrics_and_client_names(redis_client: redis.Redis,
                                                            prefix: str) -> None:
     bull = prefix.rstrip(":")
     node = start_bullmq_worker(bull, "flow", 4, 3)
@@ -255,8 +242,7 @@ async def test_bullmq_real_worker_metrics_and_client_names(mode: str, redis_clie
         assert report == {"counts": {"completed": 4, "failed": 3, "wait": 0, "active": 0},
                           "metrics": {"completed": 4, "failed": 3}, "workers": 1}
         queues = [{"layout": "bullmq", "prefix": bull, "queues": ["flow", "quiet"]}]
-        reading = await collect(REDIS_URL, queues, mode)
-        assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+        reading = await collect(REDIS_URL, queues)
         got = flow_of(reading)
         # `quiet` has no metrics hash: its counters are absent, not 0
         assert got["jobqueue_jobs_processed"] == {("", "flow"): 7}
@@ -265,7 +251,7 @@ async def test_bullmq_real_worker_metrics_and_client_names(mode: str, redis_clie
         assert got["jobqueue_worker_capacity"] == got["jobqueue_worker_busy_slots"] == {}
         node.stdin.close()
         assert node.wait(timeout=30) == 0
-        gone = flow_of(await collect(REDIS_URL, queues, mode))
+        gone = flow_of(await collect(REDIS_URL, queues))
         assert gone["jobqueue_workers"] == {("", "flow", "unknown"): 0, ("", "quiet", "unknown"): 0}
         assert gone["jobqueue_jobs_processed"] == {("", "flow"): 7}
     finally:
@@ -277,7 +263,7 @@ async def test_bullmq_real_worker_metrics_and_client_names(mode: str, redis_clie
 # ------------------------------------------------------------------------------------------ Horizon
 
 
-async def test_horizon_processes_throughput_and_runtime(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_horizon_processes_throughput_and_runtime(redis_client: redis.Redis, prefix: str) -> None:
     """Supervisors and `queue:NAME` metrics hashes as Horizon writes them (SupervisorRepository `update`,
     LuaScripts::updateMetrics); queues discovered from the live supervisors."""
     from tests.support.redis_libs import seed_horizon, seed_laravel
@@ -295,8 +281,7 @@ async def test_horizon_processes_throughput_and_runtime(mode: str, redis_client:
     redis_client.sadd(f"{hp}measured_queues", f"{hp}queue:reports")
     # 10 jobs measured on `default` (seed_horizon), none on `emails` (no hash: not measured)
     queues = [{"layout": "horizon", "prefix": prefix, "horizon_prefix": hp}]
-    reading = await collect(REDIS_URL, queues, mode)
-    assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+    reading = await collect(REDIS_URL, queues)
     got = flow_of(reading)
     assert got["jobqueue_jobs_processed"] == {("", "default"): 10, ("", "reports"): 4}
     assert got["jobqueue_jobs_failed"] == {}  # Horizon counts no failures per queue
@@ -308,7 +293,7 @@ async def test_horizon_processes_throughput_and_runtime(mode: str, redis_client:
     assert got["jobqueue_worker_busy_slots"] == {}
 
 
-async def test_horizon_snapshot_leaves_a_measured_queue_at_zero(mode: str, redis_client: redis.Redis,
+async def test_horizon_snapshot_leaves_a_measured_queue_at_zero(redis_client: redis.Redis,
                                                                  prefix: str) -> None:
     """`horizon:snapshot` reads and DELetes each measured queue's metrics hash (RedisMetricsRepository
     `baseSnapshotData`) and keeps the queue in `measured_queues`; Horizon then reads its throughput as 0
@@ -322,8 +307,7 @@ async def test_horizon_snapshot_leaves_a_measured_queue_at_zero(mode: str, redis
                  {"default": 250.0}, [], [])
     redis_client.sadd(f"{hp}measured_queues", f"{hp}queue:idle")  # measured once; its hash taken by a snapshot
     queues = [{"layout": "horizon", "prefix": prefix, "horizon_prefix": hp}]
-    reading = await collect(REDIS_URL, queues, mode)
-    assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+    reading = await collect(REDIS_URL, queues)
     got = flow_of(reading)
     assert got["jobqueue_jobs_processed"] == {("", "default"): 10, ("", "idle"): 0}
     assert got["jobqueue_job_runtime_seconds"] == {("", "default"): 0.25}  # no job since: no runtime, not 0
@@ -363,9 +347,9 @@ async def test_celery_events_from_a_real_worker(redis_client: redis.Redis, prefi
     app.conf.broker_url = REDIS_URL
     app.conf.broker_transport_options = {"global_keyprefix": prefix}
     queues = [{"layout": "celery", "queues": ["flow"], "global_keyprefix": prefix, "events": True, "task_cap": 2}]
-    source = make_source(REDIS_URL, queues, "pipeline", now=None)
+    source = make_source(REDIS_URL, queues, now=None)
     # without events, nothing of it: the docs say what cannot be known then
-    quiet = flow_of(await collect(REDIS_URL, [{**queues[0], "events": False}], "pipeline", None))
+    quiet = flow_of(await collect(REDIS_URL, [{**queues[0], "events": False}], None))
     assert quiet == {m: {} for m in quiet}
     worker = start_celery_worker(prefix)
     try:
@@ -401,7 +385,7 @@ async def test_celery_events_from_a_real_worker(redis_client: redis.Redis, prefi
 # ---------------------------------------------------------------- RQ: after the expiry (runs last)
 
 
-async def test_rq_killed_worker_is_not_live_after_its_expiry(mode: str, killed_rq: RedisServer) -> None:
+async def test_rq_killed_worker_is_not_live_after_its_expiry(killed_rq: RedisServer) -> None:
     from rq import Worker
 
     conn = redis.Redis.from_url(killed_rq.url)
@@ -409,15 +393,14 @@ async def test_rq_killed_worker_is_not_live_after_its_expiry(mode: str, killed_r
         wait_for(lambda: conn.exists("rq:worker:doomed") == 0, seconds=180)  # worker_ttl + 60 s after the kill
         assert Worker.all(connection=conn) == []  # RQ's own view (it prunes the stale set member)
         queues = [{"layout": "rq", "queues": ["jobs"]}]
-        reading = await collect(killed_rq.url, queues, mode, None)
-        assert comparable(reading) == comparable(await collect(killed_rq.url, queues, other(mode), None))
+        reading = await collect(killed_rq.url, queues, None)
         got = flow_of(reading)
         assert got["jobqueue_workers"] == {("", "jobs", "busy"): 0, ("", "jobs", "idle"): 0, ("", "jobs", "paused"): 0}
     finally:
         conn.close()
 
 
-async def test_counts_that_are_not_numbers_are_malformed_and_skipped(mode: str, redis_client: redis.Redis,
+async def test_counts_that_are_not_numbers_are_malformed_and_skipped(redis_client: redis.Redis,
                                                                     prefix: str) -> None:
     redis_client.set(f"{prefix}stat:processed", "lots")
     redis_client.set(f"{prefix}stat:failed", 2)
@@ -428,8 +411,7 @@ async def test_counts_that_are_not_numbers_are_malformed_and_skipped(mode: str, 
     redis_client.hset(f"{prefix}bull:q:metrics:failed", "count", "1")
     queues = [{"layout": "sidekiq", "prefix": prefix, "queues": ["default"]},
               {"layout": "bullmq", "prefix": f"{prefix}bull", "queues": ["q"]}]
-    reading = await collect(REDIS_URL, queues, mode)
-    assert comparable(reading) == comparable(await collect(REDIS_URL, queues, other(mode)))
+    reading = await collect(REDIS_URL, queues)
     got = flow_of(reading)
     assert (got["jobqueue_jobs_processed"], got["jobqueue_jobs_failed"]) == ({}, {})
     assert got["jobqueue_workers"][("", "default", "idle")] == 1  # the readable process still counts
@@ -444,7 +426,7 @@ async def test_celery_listener_that_ended_is_started_again(redis_client: redis.R
     import base64
 
     queues = [{"layout": "celery", "queues": ["flow"], "global_keyprefix": prefix, "events": True}]
-    source = make_source(REDIS_URL, queues, "pipeline", now=None)
+    source = make_source(REDIS_URL, queues, now=None)
     listener = next(iter(source._listeners.values()))
     channel = listener.channels[0]  # worker.heartbeat
 

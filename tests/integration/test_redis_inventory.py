@@ -10,7 +10,6 @@ import time
 import zlib
 from typing import Any
 
-import pytest
 import redis
 
 from tests.conftest import REDIS_URL
@@ -29,11 +28,6 @@ from tests.support.servers import RedisServer
 from tests.support.shims import get, serve
 
 
-@pytest.fixture(params=["lua", "pipeline"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 class Clock:
     """The source's clock, moved by the test."""
 
@@ -44,7 +38,7 @@ class Clock:
         return self.now
 
 
-async def test_horizon_backlog_survives_horizon_down(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_horizon_backlog_survives_horizon_down(redis_client: redis.Redis, prefix: str) -> None:
     """Horizon without `queues`: supervisors announce `high`; Horizon dies with 100 jobs on `high`."""
     hp = f"{prefix}horizon:"
     app = f"{prefix}laravel-database-"
@@ -52,7 +46,7 @@ async def test_horizon_backlog_survives_horizon_down(mode: str, redis_client: re
                  {"high": 100.0}, [], [])
     queues = [{"layout": "horizon", "prefix": app, "horizon_prefix": hp}]
     clock = Clock(NOW)
-    source = make_source(REDIS_URL, queues, mode)
+    source = make_source(REDIS_URL, queues)
     source.clock = clock
     try:
         first = await source.collect()
@@ -73,13 +67,13 @@ async def test_horizon_backlog_survives_horizon_down(mode: str, redis_client: re
         await source.close()
 
 
-async def test_sidekiq_queue_kept_until_forget_after(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_sidekiq_queue_kept_until_forget_after(redis_client: redis.Redis, prefix: str) -> None:
     """A queue dropped from Sidekiq's `queues` set (as `Sidekiq::Queue#clear` does) reads 0 until it has
     been gone for forget_after, and comes back as soon as it holds jobs."""
     seed_sidekiq(redis_client, prefix, "mail", [NOW - 30])
     seed_sidekiq(redis_client, prefix, "sms", [NOW - 10])
     clock = Clock(NOW)
-    source = make_source(REDIS_URL, [{"layout": "sidekiq", "prefix": prefix}], mode, forget_after="1h")
+    source = make_source(REDIS_URL, [{"layout": "sidekiq", "prefix": prefix}], forget_after="1h")
     source.clock = clock
     try:
         assert {q.queue: q.depth for q in (await source.collect()).queues} == {"mail": 1, "sms": 1}
@@ -105,7 +99,7 @@ async def test_sidekiq_queue_kept_until_forget_after(mode: str, redis_client: re
         await source.close()
 
 
-async def test_scan_cap_after_include_exclude_and_shard(mode: str, redis_server: RedisServer) -> None:
+async def test_scan_cap_after_include_exclude_and_shard(redis_server: RedisServer) -> None:
     admin = redis.Redis.from_url(redis_server.url, decode_responses=True)
     ids = [f"t{i:02d}" for i in range(36)]
     for tenant in ids:
@@ -114,7 +108,7 @@ async def test_scan_cap_after_include_exclude_and_shard(mode: str, redis_server:
     scan = {"match": "tenant_*:queues:*", "regex": "^tenant_(?P<tenant>[^:]+):", "count": 10, "cap": 10}
 
     async def tenants(shard: tuple[int, int] = (0, 1), **spec: Any) -> tuple[list[str], dict[Any, float]]:
-        source = make_source(redis_server.url, queues, mode, tenants={"scan": scan, **spec})
+        source = make_source(redis_server.url, queues, tenants={"scan": scan, **spec})
         source.context = type(source.context)(snapshot=source.context.snapshot, shard=shard)
         try:
             reading = await source.collect()
@@ -180,22 +174,22 @@ async def test_daemon_drained_tenant_reads_zero_and_answers_200(redis_client: re
         assert (await get(client, "/api/v1/landlord/tenants", **admin))[1] == {"tenants": ["acme"]}
 
 
-async def test_restart_while_horizon_is_down_still_finds_the_backlog(mode: str, redis_client: redis.Redis,
+async def test_restart_while_horizon_is_down_still_finds_the_backlog(redis_client: redis.Redis,
                                                                      prefix: str) -> None:
     """A fresh exporter, no live supervisor: Laravel's `queues:*` lists are found by a bounded SCAN."""
     app, hp = f"{prefix}laravel-database-", f"{prefix}horizon:"
     seed_laravel(redis_client, app, "high", [int(NOW) - 300 + i for i in range(100)], delayed=2, reserved=1)
     seed_laravel(redis_client, app, "later", [], delayed=1, reserved=0)  # only a :delayed set
-    reading = await collect(REDIS_URL, [{"layout": "horizon", "prefix": app, "horizon_prefix": hp}], mode)
+    reading = await collect(REDIS_URL, [{"layout": "horizon", "prefix": app, "horizon_prefix": hp}])
     got = {q.queue: (q.depth, q.oldest_timestamp, dict(q.states)) for q in reading.queues}
     assert got == {"high": (100, NOW - 300, {"delayed": 2, "reserved": 1})}
     # `later` has no list of its own: its :delayed companion names no queue until jobs are due
 
 
-async def test_bullmq_queues_found_by_their_meta_hash(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_bullmq_queues_found_by_their_meta_hash(redis_client: redis.Redis, prefix: str) -> None:
     """BullMQ without `queues`: every queue BullMQ created (it writes `<prefix>:<queue>:meta`)."""
     bull_prefix = prefix.rstrip(":")
     report = complete_bullmq(REDIS_URL, bull_prefix, 2)
     assert report["kept"]["completed"] == 2
-    reading = await collect(REDIS_URL, [{"layout": "bullmq", "prefix": bull_prefix}], mode, now=None)
+    reading = await collect(REDIS_URL, [{"layout": "bullmq", "prefix": bull_prefix}], now=None)
     assert {q.queue: q.completed_last_hour for q in reading.queues} == {"blind": None, "dropped": 2, "kept": 2}

@@ -4,7 +4,7 @@ libraries, read by their layouts.
 The Python libraries run on a redis-server of the module's own, each in its own database (arq and
 huey keys cannot all be prefixed); Bee-Queue and Bull use the shared Redis under the test's prefix.
 Each scenario's numbers are exact, and where a library counts its own queues the test compares
-with the library's own figures. Every reading is taken on both op paths, which must agree.
+with the library's own figures.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from tests.conftest import REDIS_URL
 from tests.support.redis_libs import (
     by_queue,
     collect,
-    comparable,
     make_source,
     samples_of,
     seed_arq,
@@ -31,11 +30,6 @@ from tests.support.redis_libs import (
     seed_taskiq,
 )
 from tests.support.servers import RedisServer
-
-
-@pytest.fixture(params=["lua", "pipeline"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +50,6 @@ def db(server: RedisServer, n: int) -> str:
     return server.url.removesuffix("/0") + f"/{n}"
 
 
-async def both(url: str, queues: list[dict[str, Any]], mode: str, now: float, **extra: Any) -> Any:
-    """A reading on `mode`, checked equal to one on the other path."""
-    reading = await collect(url, queues, mode, now, **extra)
-    other = await collect(url, queues, "pipeline" if mode == "lua" else "lua", now, **extra)
-    assert comparable(reading) == comparable(other)
-    return reading
-
-
 @pytest.fixture(scope="module")
 def arq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
     import asyncio
@@ -73,10 +59,10 @@ def arq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
     return url, view, time.time()
 
 
-async def test_arq(mode: str, arq_seeded: tuple[str, dict[str, Any], float]) -> None:
+async def test_arq(arq_seeded: tuple[str, dict[str, Any], float]) -> None:
     url, view, now = arq_seeded
     assert view["counters"] == (1, 1, 1)  # the burst worker: complete, failed, retried
-    reading = await both(url, [{"layout": "arq"}], mode, now)  # default queue: arq:queue
+    reading = await collect(url, [{"layout": "arq"}], now)  # default queue: arq:queue
     q = by_queue(reading)["arq:queue"]
     # ready: the 2 waiting jobs; deferred: the retried job (+1 h) and the one deferred by 10 min
     assert (q.depth, dict(q.states)) == (2, {"queued": 2, "in_progress": 0, "deferred": 2})
@@ -90,13 +76,13 @@ async def test_arq(mode: str, arq_seeded: tuple[str, dict[str, Any], float]) -> 
     assert samples_of(reading, "jobqueue_worker_busy_slots") == {labels: 0}
     assert reading.malformed == 0
     # an hour later every job is due; no health-check key on another queue: no worker, no counters
-    later = await both(url, [{"layout": "arq", "queues": ["arq:queue", "other"]}], mode, now + 3700)
+    later = await collect(url, [{"layout": "arq", "queues": ["arq:queue", "other"]}], now + 3700)
     assert by_queue(later)["arq:queue"].depth == 4
     assert samples_of(later, "jobqueue_workers")[("", "other", "idle")] == 0
     assert ("", "other") not in samples_of(later, "jobqueue_jobs_processed")
 
 
-async def test_arq_job_in_progress(mode: str, server: RedisServer) -> None:
+async def test_arq_job_in_progress(server: RedisServer) -> None:
     """A job arq's worker is running (its in-progress key set) is not waiting; the next one is."""
     import asyncio
 
@@ -126,7 +112,7 @@ async def test_arq_job_in_progress(mode: str, server: RedisServer) -> None:
         assert (await running.status(), await waiting.status()) == (JobStatus.in_progress, JobStatus.queued)
         info = await Job(waiting.job_id, pool).info()
         assert info is not None
-        reading = await both(url, [{"layout": "arq"}], mode, time.time())
+        reading = await collect(url, [{"layout": "arq"}], time.time())
         gate.set()
         await task
         await worker.pool.aclose()
@@ -150,9 +136,9 @@ def dramatiq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
     return url, seed_dramatiq(url, "dq"), time.time()
 
 
-async def test_dramatiq(mode: str, dramatiq_seeded: tuple[str, dict[str, Any], float]) -> None:
+async def test_dramatiq(dramatiq_seeded: tuple[str, dict[str, Any], float]) -> None:
     url, view, now = dramatiq_seeded
-    reading = await both(url, [{"layout": "dramatiq", "namespace": "dq"}], mode, now)
+    reading = await collect(url, [{"layout": "dramatiq", "namespace": "dq"}], now)
     q = by_queue(reading)["default"]
     assert view["taken"] == view["first"]  # the consumer holds the first message, unacknowledged
     assert (q.depth, dict(q.states), q.failed) == (2, {"queued": 2, "unacked": 1, "delayed": 2, "dead": 1}, 1)
@@ -162,11 +148,11 @@ async def test_dramatiq(mode: str, dramatiq_seeded: tuple[str, dict[str, Any], f
     assert samples_of(reading, "jobqueue_workers") == {("", "default", "busy"): 1}
     assert reading.malformed == 0
     # past dramatiq's heartbeat timeout the process is no longer live
-    later = await both(url, [{"layout": "dramatiq", "namespace": "dq"}], mode, now + 61)
+    later = await collect(url, [{"layout": "dramatiq", "namespace": "dq"}], now + 61)
     assert samples_of(later, "jobqueue_workers") == {("", "default", "busy"): 0}
 
 
-async def test_dramatiq_unacked_and_foreign_ids(mode: str, server: RedisServer) -> None:
+async def test_dramatiq_unacked_and_foreign_ids(server: RedisServer) -> None:
     """A fetched message stays in `.msgs` until acked; an id with no message is skipped and counted."""
     url = db(server, 2)
     conn = redis.Redis.from_url(url, decode_responses=True)
@@ -174,7 +160,7 @@ async def test_dramatiq_unacked_and_foreign_ids(mode: str, server: RedisServer) 
         conn.rpush("fx:q", "gone", "m2")
         conn.hset("fx:q.msgs", mapping={"m1": '{"message_timestamp": 1699999990000}',
                                         "m2": '{"message_timestamp": 1699999995000}'})
-        reading = await both(url, [{"layout": "dramatiq", "namespace": "fx", "queues": ["q"]}], mode, 1_700_000_000)
+        reading = await collect(url, [{"layout": "dramatiq", "namespace": "fx", "queues": ["q"]}], 1_700_000_000)
     finally:
         conn.delete("fx:q", "fx:q.msgs")
         conn.close()
@@ -189,9 +175,9 @@ def huey_seeded(server: RedisServer) -> tuple[str, dict[str, Any]]:
     return url, seed_huey(url, "jq-huey")
 
 
-async def test_huey(mode: str, huey_seeded: tuple[str, dict[str, Any]]) -> None:
+async def test_huey(huey_seeded: tuple[str, dict[str, Any]]) -> None:
     url, counts = huey_seeded
-    reading = await both(url, [{"layout": "huey", "queues": ["jq-huey"]}], mode, time.time())
+    reading = await collect(url, [{"layout": "huey", "queues": ["jq-huey"]}], time.time())
     q = by_queue(reading)["jq-huey"]
     # 6 enqueued, 4 taken; scheduled: the scheduled task and the flaky retry; results: the good task's
     # value, the failed task's error and the flaky task's error of its first try (store_errors)
@@ -200,7 +186,7 @@ async def test_huey(mode: str, huey_seeded: tuple[str, dict[str, Any]]) -> None:
     assert reading.malformed == 0
 
 
-async def test_huey_priority_storage(mode: str, server: RedisServer) -> None:
+async def test_huey_priority_storage(server: RedisServer) -> None:
     """PriorityRedisHuey keeps its queue as a zset under the same key: the depth is its ZCARD."""
     from huey import PriorityRedisHuey
 
@@ -215,7 +201,7 @@ async def test_huey_priority_storage(mode: str, server: RedisServer) -> None:
         huey.enqueue(job.s(priority or 0, priority=priority))
     try:
         assert huey.pending_count() == 3
-        reading = await both(url, [{"layout": "huey", "queues": ["jq.prio"]}], mode, time.time())
+        reading = await collect(url, [{"layout": "huey", "queues": ["jq.prio"]}], time.time())
     finally:
         huey.storage.conn.flushdb()
         huey.storage.conn.close()
@@ -231,9 +217,9 @@ def saq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
     return url, asyncio.run(seed_saq(url, "jq")), time.time()
 
 
-async def test_saq(mode: str, saq_seeded: tuple[str, dict[str, Any], float]) -> None:
+async def test_saq(saq_seeded: tuple[str, dict[str, Any], float]) -> None:
     url, view, now = saq_seeded
-    reading = await both(url, [{"layout": "saq", "queues": ["jq", "none"]}], mode, now)
+    reading = await collect(url, [{"layout": "saq", "queues": ["jq", "none"]}], now)
     q = by_queue(reading)["jq"]
     assert view["taken"] == view["first"]
     assert (q.depth, dict(q.states)) == (2, {"queued": 2, "active": 1, "scheduled": 2})
@@ -246,7 +232,7 @@ async def test_saq(mode: str, saq_seeded: tuple[str, dict[str, Any], float]) -> 
     assert samples_of(reading, "jobqueue_jobs_processed") == {("", "jq"): 2, ("", "none"): 0}
     assert samples_of(reading, "jobqueue_jobs_failed") == {("", "jq"): 1, ("", "none"): 0}
     # past the worker info's ttl (60 s) the worker is gone; the source keeps the counts it saw of it
-    source = make_source(url, [{"layout": "saq", "queues": ["jq"]}], mode, now)
+    source = make_source(url, [{"layout": "saq", "queues": ["jq"]}], now)
     try:
         first = await source.collect()
         source.clock = lambda: now + 61
@@ -270,11 +256,11 @@ def taskiq_seeded(server: RedisServer) -> str:
     return url
 
 
-async def test_taskiq_list_and_stream(mode: str, taskiq_seeded: str) -> None:
+async def test_taskiq_list_and_stream(taskiq_seeded: str) -> None:
     url = taskiq_seeded
     queues = [{"layout": "taskiq", "queues": ["jq-list"]},
               {"layout": "taskiq", "broker": "stream", "queues": ["jq-stream", "jq-none"]}]
-    reading = await both(url, queues, mode, time.time())
+    reading = await collect(url, queues, time.time())
     got = by_queue(reading)
     assert (got["jq-list"].depth, dict(got["jq-list"].states)) == (3, {"queued": 3})
     # 4 kicked; the group took 2 and acknowledged 1: 2 undelivered, 1 pending (acked entries stay)
@@ -290,10 +276,10 @@ async def test_taskiq_list_and_stream(mode: str, taskiq_seeded: str) -> None:
     assert reading.malformed == 0
 
 
-async def test_beequeue(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_beequeue(redis_client: redis.Redis, prefix: str) -> None:
     bq = prefix.rstrip(":")
     report = seed_node("beequeue_seed.js", REDIS_URL, bq)
-    reading = await both(REDIS_URL, [{"layout": "beequeue", "prefix": bq, "queues": ["work", "none"]}], mode,
+    reading = await collect(REDIS_URL, [{"layout": "beequeue", "prefix": bq, "queues": ["work", "none"]}],
                          time.time())
     q = by_queue(reading)["work"]
     health = report["health"]  # Bee-Queue's own Queue#checkHealth
@@ -306,14 +292,14 @@ async def test_beequeue(mode: str, redis_client: redis.Redis, prefix: str) -> No
     assert reading.malformed == 0
 
 
-async def test_bull_classic_read_by_the_bullmq_layout(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_bull_classic_read_by_the_bullmq_layout(redis_client: redis.Redis, prefix: str) -> None:
     bull = prefix.rstrip(":")
     report = seed_node("bull_seed.js", REDIS_URL, bull)
     # classic Bull pauses by RENAMEing `wait` to `paused` and sets both `meta-paused` and `meta.paused`
     assert redis_client.type(f"{bull}:held:paused") == "list" and redis_client.exists(f"{bull}:held:wait") == 0
     assert redis_client.hget(f"{bull}:held:meta", "paused") == "1"
     queues = [{"layout": "bullmq", "prefix": bull, "queues": ["work", "held"]}]
-    reading = await both(REDIS_URL, queues, mode, time.time())
+    reading = await collect(REDIS_URL, queues, time.time())
     work, held = by_queue(reading)["work"], by_queue(reading)["held"]
     counts = report["queues"]["work"]["counts"]  # Bull's own getJobCounts()
     # the first of the 3 jobs added last is active: the oldest waiting is the second
@@ -328,7 +314,7 @@ async def test_bull_classic_read_by_the_bullmq_layout(mode: str, redis_client: r
     assert reading.malformed == 0
 
 
-async def test_foreign_and_malformed_items_counted_and_skipped(mode: str, server: RedisServer) -> None:
+async def test_foreign_and_malformed_items_counted_and_skipped(server: RedisServer) -> None:
     """Keys of the wrong type, ids with no job, job documents that are not JSON and a health value
     that is not arq's: each counted once as malformed, the rest of the queue still read."""
     url = db(server, 6)
@@ -350,7 +336,7 @@ async def test_foreign_and_malformed_items_counted_and_skipped(mode: str, server
                   {"layout": "saq", "queues": ["sq"]}, {"layout": "taskiq", "queues": ["tl"]},
                   {"layout": "taskiq", "broker": "stream", "queues": ["ts"]},
                   {"layout": "beequeue", "queues": ["bw"]}]
-        reading = await both(url, queues, mode, 1_700_000_000)
+        reading = await collect(url, queues, 1_700_000_000)
     finally:
         conn.flushdb()
         conn.close()
@@ -361,7 +347,7 @@ async def test_foreign_and_malformed_items_counted_and_skipped(mode: str, server
     assert reading.malformed == 10
 
 
-async def test_taskiq_stream_whose_lag_redis_cannot_tell_is_not_empty(mode: str, redis_client: redis.Redis,
+async def test_taskiq_stream_whose_lag_redis_cannot_tell_is_not_empty(redis_client: redis.Redis,
                                                                       prefix: str) -> None:
     """An entry deleted after the group's last-delivered-id (XDEL, or trimming past a slow group) makes
     XINFO GROUPS report lag NULL: the backlog is unknown, not 0 (as for the `stream` layout: XLEN)."""
@@ -372,7 +358,7 @@ async def test_taskiq_stream_whose_lag_redis_cannot_tell_is_not_empty(mode: str,
     redis_client.xreadgroup("taskiq", "c1", {key: ">"}, count=1)  # 1 delivered, 1 pending
     redis_client.xdel(key, f"{1_699_999_990_003}-0")  # a hole after last-delivered-id: lag NULL
     assert redis_client.xinfo_groups(key)[0]["lag"] is None
-    reading = await both(REDIS_URL, [{"layout": "taskiq", "broker": "stream", "queues": [key]}], mode,
+    reading = await collect(REDIS_URL, [{"layout": "taskiq", "broker": "stream", "queues": [key]}],
                          1_700_000_000)
     q = by_queue(reading)[key]
     # XLEN 3 (the delivered entry stays in the stream): an upper bound, where 0 would hide the backlog
@@ -380,7 +366,7 @@ async def test_taskiq_stream_whose_lag_redis_cannot_tell_is_not_empty(mode: str,
     assert ms(q.oldest_timestamp) == 1_699_999_990_002  # the first entry after last-delivered-id
 
 
-async def test_new_layouts_per_tenant(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_new_layouts_per_tenant(redis_client: redis.Redis, prefix: str) -> None:
     """`{tenant}` in a prefix, namespace or queue name reads one queue per tenant in the same batch."""
     for tenant, n in (("a", 2), ("b", 1)):
         for i in range(n):
@@ -390,7 +376,7 @@ async def test_new_layouts_per_tenant(mode: str, redis_client: redis.Redis, pref
     queues = [{"layout": "beequeue", "prefix": f"{prefix}{{tenant}}:bq", "queues": ["mail"]},
               {"layout": "dramatiq", "namespace": f"{prefix}{{tenant}}:dq"},
               {"layout": "arq", "queues": [f"{prefix}{{tenant}}:arq"]}]
-    reading = await both(REDIS_URL, queues, mode, 1_700_000_000, tenants={"static": ["a", "b"]})
+    reading = await collect(REDIS_URL, queues, 1_700_000_000, tenants={"static": ["a", "b"]})
     got = sorted((q.tenant, q.queue.removeprefix(prefix), q.depth) for q in reading.queues)
     assert got == [("a", "a:arq", 2), ("a", "default", 2), ("a", "mail", 2),
                    ("b", "b:arq", 1), ("b", "default", 1), ("b", "mail", 1)]

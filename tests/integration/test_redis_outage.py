@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 
 from exporter.scheduler import Scheduler
@@ -20,15 +19,13 @@ from tests.conftest import REDIS_URL, samples
 from tests.support.servers import RedisServer
 
 
-def source_yaml(name: str, url: str, key: str, interval: str = "15s", timeout: str = "2s",
-                scripts: str = "auto") -> str:
+def source_yaml(name: str, url: str, key: str, interval: str = "15s", timeout: str = "2s") -> str:
     return f"""
   - name: {name}
     type: redis
     url: {url}
     interval: {interval}
     timeout: {timeout}
-    scripts: {scripts}
     queues:
       - {{layout: list, name: jobs, key: "{key}", timestamp_field: ts}}
 """
@@ -47,15 +44,9 @@ def queue_series(scheduler: Scheduler, source: str) -> dict[str, float]:
             if f'source="{source}"' in k and k.startswith(("jobqueue_depth", "jobqueue_oldest", "jobqueue_jobs"))}
 
 
-@pytest.fixture(params=["lua", "pipeline"])
-def scripts(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-async def test_absent_at_start_then_appears(make_scheduler: Callable[..., Scheduler], tmp_path: Path,
-                                            scripts: str) -> None:
+async def test_absent_at_start_then_appears(make_scheduler: Callable[..., Scheduler], tmp_path: Path) -> None:
     server = RedisServer(tmp_path)  # a free port where nothing listens yet
-    scheduler = make_scheduler("sources:" + source_yaml("r", server.url, "q", scripts=scripts))
+    scheduler = make_scheduler("sources:" + source_yaml("r", server.url, "q"))
     await scheduler.collect_once()
     got = samples(scheduler)
     assert got['jobqueue_source_up{source="r",backend="redis"}'] == 0
@@ -79,10 +70,9 @@ async def test_absent_at_start_then_appears(make_scheduler: Callable[..., Schedu
         server.stop()
 
 
-async def test_lost_mid_run_and_back(make_scheduler: Callable[..., Scheduler], redis_server: RedisServer,
-                                     scripts: str) -> None:
+async def test_lost_mid_run_and_back(make_scheduler: Callable[..., Scheduler], redis_server: RedisServer) -> None:
     seed(redis_server.url, "q", 3)
-    scheduler = make_scheduler("sources:" + source_yaml("r", redis_server.url, "q", scripts=scripts))
+    scheduler = make_scheduler("sources:" + source_yaml("r", redis_server.url, "q"))
     await scheduler.collect_once()
     assert samples(scheduler)['jobqueue_depth{source="r",tenant="",queue="jobs"}'] == 3
     redis_server.stop()
@@ -111,12 +101,12 @@ async def wait_until(check: Callable[[], bool], what: str, limit: float = 30.0) 
 
 
 async def test_hung_server_times_out_alone(make_scheduler: Callable[..., Scheduler], redis_server: RedisServer,
-                                           redis_client: redis.Redis, prefix: str, scripts: str) -> None:
+                                           redis_client: redis.Redis, prefix: str) -> None:
     seed(redis_server.url, "q", 2)
     healthy_key = f"{prefix}healthy"
     seed(REDIS_URL, healthy_key, 4)
-    scheduler = make_scheduler("sources:" + source_yaml("hung", redis_server.url, "q", "1s", "500ms", scripts)
-                               + source_yaml("healthy", REDIS_URL, healthy_key, "1s", "500ms", scripts))
+    scheduler = make_scheduler("sources:" + source_yaml("hung", redis_server.url, "q", "1s", "500ms")
+                               + source_yaml("healthy", REDIS_URL, healthy_key, "1s", "500ms"))
     states = lambda: scheduler.snapshot.sources  # noqa: E731
     scheduler.start()
     await wait_until(lambda: states()["hung"].status.up and states()["healthy"].status.up, "both up")

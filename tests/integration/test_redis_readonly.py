@@ -1,8 +1,8 @@
 """The exporter never writes: it runs as a Redis ACL user that cannot write, and a test proves it.
 
 On a redis-server of the test's own: an admin seeds every layout, two ACL users are created with
-the documented minimal ACL, and a scheduler built from YAML collects with three sources (two still
-saying the removed `scripts:`, which changes nothing). Then
+the documented minimal ACL, and a scheduler built from YAML collects with two sources (one password
+from a file and still saying the removed `scripts:`, which changes nothing; one from ${VAR}). Then
 `INFO commandstats` lists every command the server ran meanwhile; none may carry the `write` flag,
 KEYS must not appear, and the data set must be byte-for-byte what it was.
 """
@@ -30,8 +30,6 @@ from tests.support.servers import RedisServer
 # The Celery event listener adds SUBSCRIBE on kombu's event topics only (&/0.celeryev/*).
 READER = "on >{pw} resetkeys %R~* resetchannels &/0.celeryev/* -@all +@read -keys +ping +client|setname " \
          "+client|list +subscribe"
-NO_SCRIPTS = "on >{pw} resetkeys %R~* resetchannels &/0.celeryev/* -@all +@read -keys +ping +client|setname " \
-             "+client|list +subscribe"
 NO_CLIENT_LIST = "on >{pw} resetkeys %R~* resetchannels -@all +@read -keys +ping +client|setname"
 ADMIN_COMMANDS = {"info", "config|resetstat", "acl|log", "publish"}
 
@@ -131,43 +129,36 @@ async def test_read_only_acl_user_collects_everything(
         redis_server: RedisServer, make_scheduler: Callable[..., Scheduler], tmp_path: Path) -> None:
     admin = redis.Redis.from_url(redis_server.url)
     seed(admin)
-    admin.execute_command("ACL", "SETUSER", "exporter", *READER.format(pw="s3cret-lua").split())
-    admin.execute_command("ACL", "SETUSER", "noscripts", *NO_SCRIPTS.format(pw="s3cret-pipe").split())
+    admin.execute_command("ACL", "SETUSER", "exporter", *READER.format(pw="s3cret-file").split())
+    admin.execute_command("ACL", "SETUSER", "envuser", *READER.format(pw="s3cret-env").split())
     pw_file = tmp_path / "redis-password"
-    pw_file.write_text("s3cret-lua\n")
+    pw_file.write_text("s3cret-file\n")
     before = dump(admin)
     admin.config_resetstat()
     admin.execute_command("ACL", "LOG", "RESET")
     scheduler = make_scheduler(f"""
 sources:
-  - name: lua
+  - name: file
     type: redis
     url: {redis_server.url}
     username: exporter
     password_file: {pw_file}
     scripts: lua
 {QUEUES}
-  - name: fallback
+  - name: env
     type: redis
     url: {redis_server.url}
-    username: noscripts
-    password: ${{NOSCRIPTS_PASSWORD}}
-    scripts: auto
+    username: envuser
+    password: ${{ENVUSER_PASSWORD}}
 {QUEUES}
-  - name: default
-    type: redis
-    url: {redis_server.url}
-    username: noscripts
-    password: ${{NOSCRIPTS_PASSWORD}}
-{QUEUES}
-""", {"NOSCRIPTS_PASSWORD": "s3cret-pipe"})
+""", {"ENVUSER_PASSWORD": "s3cret-env"})
     await scheduler.collect_once()
     await scheduler.collect_once()  # the second run reuses packed commands and unchanged heads
     # each source's Celery listener hears a worker heartbeat (published by the test, as kombu does)
     deadline = time.monotonic() + 60
     while not all(f'jobqueue_workers{{source="{s}",tenant="",queue="",state="idle"}}' in samples(scheduler)
                   and samples(scheduler)[f'jobqueue_workers{{source="{s}",tenant="",queue="",state="idle"}}'] == 1
-                  for s in ("lua", "fallback", "default")):
+                  for s in ("file", "env")):
         assert time.monotonic() < deadline, samples(scheduler)
         admin.publish("/0.celeryev/worker.heartbeat", celery_event({"type": "worker-heartbeat", "freq": 60.0,
                                                                      "active": 0, "hostname": "w1@h"}))
@@ -179,17 +170,16 @@ sources:
         admin.publish(f"/0.celeryev/task.{kind}", celery_event({"type": f"task-{kind}", "uuid": "u1",
                                                                 "hostname": "w1@h", **event}))
     while not all(samples(scheduler).get(f'jobqueue_celery_tasks_total{{source="{s}",tenant="",task="tasks.add",'
-                                         'outcome="succeeded"}') == 1 for s in ("lua", "fallback", "default")):
+                                         'outcome="succeeded"}') == 1 for s in ("file", "env")):
         assert time.monotonic() < deadline, samples(scheduler)
         await asyncio.sleep(0.1)
         await scheduler.collect_once()
     states = scheduler.snapshot.sources
-    assert [states[n].status.up for n in ("lua", "fallback", "default")] == [True, True, True]
-    a, b, c = (states[n].reading for n in ("lua", "fallback", "default"))
+    assert [states[n].status.up for n in ("file", "env")] == [True, True]
+    a, b = (states[n].reading for n in ("file", "env"))
     assert (a.queues, a.samples, a.malformed) == (b.queues, b.samples, b.malformed)
-    assert (a.queues, a.samples, a.malformed) == (c.queues, c.samples, c.malformed)
     got = samples(scheduler)
-    for src in ("lua", "fallback", "default"):
+    for src in ("file", "env"):
         assert got[f'jobqueue_depth{{source="{src}",tenant="a",queue="events"}}'] == 2
         assert got[f'jobqueue_oldest_age_seconds{{source="{src}",tenant="",queue="default"}}'] > 0
         assert got[f'jobqueue_source_up{{source="{src}",backend="redis"}}'] == 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import pytest
 import redis
 
 from exporter.metrics import Renderer
@@ -19,32 +18,27 @@ from tests.support.redis_libs import NOW, collect, comparable, make_source, samp
 from tests.support.servers import RedisServer
 
 
-@pytest.fixture(params=["lua", "pipeline"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 def commandstats(conn: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in conn.info("commandstats").items()}
 
 
-async def test_static_tenants_include_exclude(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_static_tenants_include_exclude(redis_client: redis.Redis, prefix: str) -> None:
     for tenant, ages in {"acme": [300, 20], "globex": [45], "initech": [], "test-1": [5]}.items():
         for age in ages:
             redis_client.rpush(f"{prefix}tenant_{tenant}:queues:events", json.dumps({"ts": NOW - age}))
     queues = [{"layout": "list", "name": "events", "key": f"{prefix}tenant_{{tenant}}:queues:events",
                "timestamp_field": "ts"}]
     tenants = {"static": ["acme", "globex", "initech", "test-1", "umbrella"], "exclude": "^test-"}
-    reading = await collect(REDIS_URL, queues, mode, tenants=tenants)
+    reading = await collect(REDIS_URL, queues, tenants=tenants)
     got = {q.tenant: (q.depth, q.oldest_timestamp) for q in reading.queues}
     assert got == {"acme": (2, NOW - 300), "globex": (1, NOW - 45), "initech": (0, None), "umbrella": (0, None)}
     assert samples_of(reading, "jobqueue_tenants") == {(): 4}
     assert reading.details["tenants"] == ["acme", "globex", "initech", "umbrella"]
-    included = await collect(REDIS_URL, queues, mode, tenants={**tenants, "include": "^(acme|test-1)$"})
+    included = await collect(REDIS_URL, queues, tenants={**tenants, "include": "^(acme|test-1)$"})
     assert [q.tenant for q in included.queues] == ["acme"]
 
 
-async def test_many_tenants_across_script_batches(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_many_tenants_across_batches(redis_client: redis.Redis, prefix: str) -> None:
     ids = [f"t{i:03d}" for i in range(45)]
     for i, tenant in enumerate(ids):
         for j in range(i % 4):
@@ -53,16 +47,14 @@ async def test_many_tenants_across_script_batches(mode: str, redis_client: redis
               {"layout": "laravel", "prefix": f"{prefix}{{tenant}}_database_", "queues": ["default"]}]
     seed_laravel(redis_client, f"{prefix}t007_database_", "default", [int(NOW) - 70], delayed=1, reserved=0)
     extra = {"tenants": {"static": ids}, "batch_size": 10}
-    reading = await collect(REDIS_URL, queues, mode, **extra)
-    other = await collect(REDIS_URL, queues, "pipeline" if mode == "lua" else "lua", **extra)
-    assert comparable(reading) == comparable(other)
+    reading = await collect(REDIS_URL, queues, **extra)
     lists = {q.tenant: (q.depth, q.oldest_timestamp) for q in reading.queues if q.queue == "q"}
     assert lists == {t: (i % 4, NOW - 100 * (i + 1) if i % 4 else None) for i, t in enumerate(ids)}
     laravel = {q.tenant: (q.depth, q.oldest_timestamp) for q in reading.queues if q.queue == "default"}
     assert laravel["t007"] == (1, NOW - 70) and laravel["t008"] == (0, None) and len(laravel) == 45
 
 
-async def test_scan_discovery_cap_and_never_keys(mode: str, redis_server: RedisServer) -> None:
+async def test_scan_discovery_cap_and_never_keys(redis_server: RedisServer) -> None:
     admin = redis.Redis.from_url(redis_server.url, decode_responses=True)
     for i in range(7):
         admin.rpush(f"tenant_{i}:queues:events", json.dumps({"ts": NOW - i}))
@@ -70,21 +62,21 @@ async def test_scan_discovery_cap_and_never_keys(mode: str, redis_server: RedisS
     admin.config_resetstat()
     queues = [{"layout": "list", "name": "events", "key": "tenant_{tenant}:queues:events", "timestamp_field": "ts"}]
     scan = {"match": "tenant_*:queues:events", "regex": "^tenant_(?P<tenant>[^:]+):", "count": 10}
-    capped = await collect(redis_server.url, queues, mode, tenants={"scan": {**scan, "cap": 3}})
+    capped = await collect(redis_server.url, queues, tenants={"scan": {**scan, "cap": 3}})
     assert {q.tenant: q.depth for q in capped.queues} == {"0": 1, "1": 1, "2": 1}
     assert samples_of(capped, "jobqueue_tenants") == {(): 3}
-    every = await collect(redis_server.url, queues, mode, tenants={"scan": scan, "exclude": "^[56]$"})
+    every = await collect(redis_server.url, queues, tenants={"scan": scan, "exclude": "^[56]$"})
     assert {q.tenant: q.oldest_timestamp for q in every.queues} == {str(i): NOW - i for i in range(5)}
     stats = commandstats(admin)
     assert stats["scan"] >= 2 and "keys" not in stats
     admin.close()
 
 
-async def test_scan_finds_no_tenant(mode: str, redis_server: RedisServer) -> None:
+async def test_scan_finds_no_tenant(redis_server: RedisServer) -> None:
     queues = [{"layout": "list", "name": "events", "key": "tenant_{tenant}:q", "timestamp_field": "ts"},
               {"layout": "sidekiq", "prefix": "tenant_{tenant}:"}]
     tenants = {"scan": {"match": "tenant_*:q", "regex": "^tenant_(?P<tenant>[^:]+):"}}
-    reading = await collect(redis_server.url, queues, mode, tenants=tenants)
+    reading = await collect(redis_server.url, queues, tenants=tenants)
     assert (reading.queues, samples_of(reading, "jobqueue_tenants")) == ((), {(): 0})
 
 
@@ -107,7 +99,7 @@ async def test_scan_is_cached_for_refresh_seconds(redis_server: RedisServer) -> 
     assert "scan" not in stats
 
 
-async def test_repeated_collections_follow_every_change(mode: str, redis_client: redis.Redis, prefix: str) -> None:
+async def test_repeated_collections_follow_every_change(redis_client: redis.Redis, prefix: str) -> None:
     """Records and exposition lines of unchanged queues are reused between collections; every change
     (head, depth, a bad timestamp, tenants coming and going) shows in the next reading and rendering,
     which equal those of a fresh source and renderer."""
@@ -117,7 +109,7 @@ async def test_repeated_collections_follow_every_change(mode: str, redis_client:
     for tenant, age in {"a": 30, "b": 20, "c": 10}.items():
         redis_client.rpush(key.format(tenant=tenant), json.dumps({"ts": NOW - age}), json.dumps({"ts": NOW}))
     redis_client.rpush(key.format(tenant="d"), json.dumps({"ts": 1e999}))  # not a time: malformed each time
-    source = make_source(REDIS_URL, queues, mode, tenants={"static": ["a", "b", "c", "d"]})
+    source = make_source(REDIS_URL, queues, tenants={"static": ["a", "b", "c", "d"]})
 
     renderer = Renderer()  # the daemon's: it keeps what it rendered last time
 
@@ -138,7 +130,7 @@ async def test_repeated_collections_follow_every_change(mode: str, redis_client:
         for step in steps:
             step()
             reading = await source.collect()
-            expected = await collect(REDIS_URL, queues, mode, tenants={"static": list(source.config.tenants.static)})  # type: ignore[union-attr]
+            expected = await collect(REDIS_URL, queues, tenants={"static": list(source.config.tenants.static)})  # type: ignore[union-attr]
             assert comparable(reading) == comparable(expected)
             assert reading.malformed == 1
             assert rendered(reading, fresh=False) == rendered(expected, fresh=True)

@@ -1,5 +1,5 @@
-"""Redis over TLS with a private CA: the lean pipeline path, the Lua path and the job listing (redis-py)
-all verify the server with the CA given in the URL or under `tls:`, and present a client certificate."""
+"""Redis over TLS with a private CA: the op runner and the job listing (redis-py) both verify the server
+with the CA given in the URL or under `tls:`, and present a client certificate."""
 
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ def mtls_redis(tmp_path: Path, pki: Pki) -> Iterator[TlsRedisServer]:
     server.stop()
 
 
-async def _read(url: str, mode: str = "pipeline", **extra: Any) -> tuple[int, float | None, int]:
+async def _read(url: str, **extra: Any) -> tuple[int, float | None, int]:
     """(depth, oldest, jobs listed) through the op runner and through redis-py's job listing."""
-    source = make_source(url, QUEUES, mode, **extra)
+    source = make_source(url, QUEUES, **extra)
     try:
         reading = await source.collect()
         (queue,) = reading.queues
@@ -63,10 +63,9 @@ async def _read(url: str, mode: str = "pipeline", **extra: Any) -> tuple[int, fl
         await source.close()
 
 
-@pytest.mark.parametrize("mode", ["pipeline", "lua"])
-async def test_ca_from_url_parameters_on_every_read_path(tls_redis: TlsRedisServer, pki: Pki, mode: str) -> None:
+async def test_ca_from_url_parameters_on_every_read_path(tls_redis: TlsRedisServer, pki: Pki) -> None:
     url = f"{tls_redis.url}?ssl_ca_certs={pki.ca}"
-    assert await _read(url, mode) == (2, NOW - 30, 2)
+    assert await _read(url) == (2, NOW - 30, 2)
 
 
 async def test_ca_from_the_tls_block(tls_redis: TlsRedisServer, pki: Pki) -> None:
@@ -76,7 +75,7 @@ async def test_ca_from_the_tls_block(tls_redis: TlsRedisServer, pki: Pki) -> Non
 async def test_unknown_ca_is_refused_with_the_reason(tls_redis: TlsRedisServer, pki: Pki) -> None:
     """The bug of issue 13: without the CA the lean path failed; now it fails only when it should."""
     for extra in ({}, {"tls": {"ca_file": str(pki.other_ca)}}):
-        source = make_source(tls_redis.url, QUEUES, "pipeline", **extra)
+        source = make_source(tls_redis.url, QUEUES, **extra)
         try:
             with pytest.raises(SourceUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
                 await source.collect()
@@ -90,7 +89,7 @@ async def test_insecure_skips_verification_explicitly(tls_redis: TlsRedisServer)
 
 
 async def test_client_certificate(mtls_redis: TlsRedisServer, pki: Pki) -> None:
-    source = make_source(mtls_redis.url, QUEUES, "pipeline", tls={"ca_file": str(pki.ca)})
+    source = make_source(mtls_redis.url, QUEUES, tls={"ca_file": str(pki.ca)})
     try:
         with pytest.raises(SourceUnreachable):
             await source.collect()
@@ -99,7 +98,7 @@ async def test_client_certificate(mtls_redis: TlsRedisServer, pki: Pki) -> None:
     tls = {"ca_file": str(pki.ca), "cert_file": str(pki.client_cert), "key_file": str(pki.client_key)}
     assert await _read(mtls_redis.url, tls=tls) == (2, NOW - 30, 2)
     url = f"{mtls_redis.url}?ssl_ca_certs={pki.ca}&ssl_certfile={pki.client_cert}&ssl_keyfile={pki.client_key}"
-    assert await _read(url, "lua") == (2, NOW - 30, 2)
+    assert await _read(url) == (2, NOW - 30, 2)
 
 
 def _config(**extra: Any) -> RedisConfig:
@@ -135,7 +134,7 @@ async def test_cluster_over_tls(tmp_path: Path, pki: Pki) -> None:
             client.rpush(f"tls:{tenant}:q", *[json.dumps({"ts": NOW - 60 + j}) for j in range(i % 3 + 1)])
         assert len({cluster.owner(f"tls:{t}:q").port for t in tenants}) == 3
         queues = [{"layout": "list", "name": "q", "key": "tls:{tenant}:q", "timestamp_field": "ts"}]
-        source = make_source(cluster.url, queues, "pipeline", cluster=True, tls={"ca_file": str(pki.ca)},
+        source = make_source(cluster.url, queues, cluster=True, tls={"ca_file": str(pki.ca)},
                              tenants={"static": tenants})
         try:
             reading = await source.collect()
@@ -144,7 +143,7 @@ async def test_cluster_over_tls(tmp_path: Path, pki: Pki) -> None:
             assert page is not None and page.total == 3
         finally:
             await source.close()
-        wrong = make_source(cluster.url, queues, "pipeline", cluster=True, tls={"ca_file": str(pki.other_ca)},
+        wrong = make_source(cluster.url, queues, cluster=True, tls={"ca_file": str(pki.other_ca)},
                             tenants={"static": tenants})
         try:
             with pytest.raises(SourceUnreachable, match="CERTIFICATE_VERIFY_FAILED"):

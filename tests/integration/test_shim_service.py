@@ -106,8 +106,8 @@ sources:
               WHERE status = 'unregistered' ORDER BY file_name"
       - {{name: identities_count, sql: "SELECT 2 AS n"}}
     migrations: {{directory: {root}/migrations}}
-  - {{name: qdrant, type: http, url: "{qdrant_url}", timeout: 1s}}
-  - {{name: redis, type: redis, url: "{redis_url}", timeout: 1s,
+  - {{name: qdrant, type: http, url: "{qdrant_url}", timeout: 5s}}
+  - {{name: redis, type: redis, url: "{redis_url}", timeout: 5s,
      queues: [{{layout: list, name: jobs, key: jq:shim:jobs}}]}}
   - {{name: host, type: system}}
   - name: files

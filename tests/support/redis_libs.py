@@ -24,22 +24,16 @@ NODE_DIR = Path(__file__).resolve().parent.parent / "node"
 NOW = 1_700_000_000.0  # the collection time every layout test uses (the source's clock)
 
 
-def make_source(url: str, queues: list[dict[str, Any]], mode: str | None = None, now: float | None = NOW,
-                **extra: Any) -> RedisSource:
-    """A RedisSource on `url` reading `queues`; `now` fixes its clock so ages are exact. `mode` is the
-    removed `scripts` option (accepted and ignored), for the tests that still pass it."""
-    scripts = {} if mode is None else {"scripts": mode}
-    config = RedisConfig.model_validate(
-        {"name": "r", "type": "redis", "url": url, **scripts, "queues": queues, **extra}
-    )
+def make_source(url: str, queues: list[dict[str, Any]], now: float | None = NOW, **extra: Any) -> RedisSource:
+    """A RedisSource on `url` reading `queues`; `now` fixes its clock so ages are exact."""
+    config = RedisConfig.model_validate({"name": "r", "type": "redis", "url": url, "queues": queues, **extra})
     clock = (lambda: now) if now is not None else __import__("time").time
     return RedisSource(config, SourceContext(snapshot=lambda: Snapshot()), clock=clock)
 
 
-async def collect(url: str, queues: list[dict[str, Any]], mode: str | None = None, now: float | None = NOW,
-                  **extra: Any) -> Reading:
+async def collect(url: str, queues: list[dict[str, Any]], now: float | None = NOW, **extra: Any) -> Reading:
     """Collect once with a fresh source and close it."""
-    source = make_source(url, queues, mode, now, **extra)
+    source = make_source(url, queues, now, **extra)
     try:
         return await source.collect()
     finally:

@@ -43,15 +43,17 @@ class ClusterWire:
 
     routed = True
 
-    def __init__(self, seed: Endpoint, timeout: float) -> None:
+    def __init__(self, seed: Endpoint, timeout: float, encoding: str = "utf-8") -> None:
         self.seed = replace(seed, db=0)
         self.timeout = timeout
+        self.encoding = encoding
         self.nodes: dict[Address, Wire] = {}
         self.owners: list[Address | None] | None = None
 
     def _node(self, address: Address) -> Wire:
         if address not in self.nodes:
-            self.nodes[address] = Wire(replace(self.seed, host=address[0], port=address[1]), self.timeout)
+            self.nodes[address] = Wire(replace(self.seed, host=address[0], port=address[1]), self.timeout,
+                                       encoding=self.encoding)
         return self.nodes[address]
 
     async def refresh(self) -> None:
@@ -78,10 +80,11 @@ class ClusterWire:
         return sorted({a for a in self.owners if a is not None})
 
     async def everywhere(self, command: bytes) -> list[Any]:
-        """A keyless command (CLIENT LIST) on every primary, at the same time: one reply per node."""
+        """A keyless command (CLIENT LIST) on every primary, at the same time: one reply per node, read
+        whole (it grows with the clients, not with what a queue holds; see runner.py `_client_names`)."""
         if self.owners is None:
             await self.refresh()
-        replies = await asyncio.gather(*(self._node(a).execute([command]) for a in self.primaries()))
+        replies = await asyncio.gather(*(self._node(a).execute([command], limit=None) for a in self.primaries()))
         return [reply[0] for reply in replies]
 
     async def execute(self, commands: Sequence[bytes], count: int | None = None,

@@ -1,7 +1,7 @@
 """Where the Redis source connects and how: one parsed endpoint for both read paths.
 
 The source has two clients: the lean connection of `wire.py` (the big read pipelines) and redis-py
-(pings, SCAN, scripts, the job listing). Both are built here from the same `Endpoint`, so a TLS
+(pings, SCAN, the job listing). Both are built here from the same `Endpoint`, so a TLS
 option given in the URL (`rediss://host?ssl_ca_certs=ca.crt`) or under `tls:` reaches both, and
 a Sentinel or a Cluster is addressed the same way by both.
 

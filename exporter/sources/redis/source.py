@@ -52,7 +52,7 @@ from exporter.sources.redis.connect import (
     sentinel_target,
 )
 from exporter.sources.redis.events import CeleryEvents
-from exporter.sources.redis.jobs import read_page
+from exporter.sources.redis.jobs import LISTING_ENCODING, read_page
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Results, merge_flow
 from exporter.sources.redis.layouts.horizon import HorizonLayout
@@ -261,10 +261,23 @@ class RedisSource(Source):
             (q for q in self.config.queues if q.serves(queue) and q.lists_jobs), None)
         if layout is None:
             return None
+        wire = self._listing_wire()
         try:
-            return await read_page(self.client, layout, tenant, queue, state, limit, offset)
+            return await read_page(wire, layout, tenant, queue, state, limit, offset)
         except (RedisError, RedisClusterException, OSError) as err:
             raise failure(err) from err
+        finally:
+            await wire.close()
+
+    def _listing_wire(self) -> Wire | ClusterWire:
+        """A lean connection of the listing's own, for one request: it holds no reply over 1 MiB (as the
+        collection's), requests never share it, and it is closed after the page, which the caller's
+        timeout may cut short."""
+        endpoint = self.wire.seed if isinstance(self.wire, ClusterWire) else self.wire.endpoint
+        if isinstance(self.wire, ClusterWire):
+            return ClusterWire(endpoint, self.config.timeout, encoding=LISTING_ENCODING)
+        resolve = self.sentinel.address if self.sentinel is not None else None
+        return Wire(endpoint, self.config.timeout, resolve=resolve, encoding=LISTING_ENCODING)
 
     async def _collect(self) -> Reading:
         wire = self.wire

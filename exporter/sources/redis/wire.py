@@ -74,8 +74,8 @@ class Replies:
     connection, so Redis stops sending it).
     """
 
-    def __init__(self, limit: int | None, cut: bool = False) -> None:
-        self.parser = hiredis.Reader(encoding="utf-8", errors="replace")
+    def __init__(self, limit: int | None, cut: bool = False, encoding: str = "utf-8") -> None:
+        self.parser = hiredis.Reader(encoding=encoding, errors="replace")
         self.limit = limit
         self.replies: list[Any] = []
         self.skip = 0  # bytes of a too-big bulk (and its CRLF) still to discard
@@ -133,7 +133,7 @@ class Wire:
     """One connection, opened lazily and dropped on any error so the next collection starts clean."""
 
     def __init__(self, endpoint: Endpoint, timeout: float, client_name: str = "jobqueue-exporter",
-                 resolve: Resolve | None = None) -> None:
+                 resolve: Resolve | None = None, encoding: str = "utf-8") -> None:
         self.endpoint = endpoint
         self.host, self.port = endpoint.host, endpoint.port
         self.username, self.password, self.db = endpoint.username, endpoint.password, endpoint.db
@@ -142,6 +142,7 @@ class Wire:
         self.timeout = timeout
         self.client_name = client_name
         self.resolve = resolve  # Sentinel: asked where the server is at every (re)connect
+        self.encoding = encoding  # of the replies' text (the job listing's: latin-1, byte for byte)
         self.big: list[int] = []  # replies of the last round trip that held a value over the limit
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
@@ -201,7 +202,7 @@ class Wire:
         reader, writer = self._streams
         writer.write(data)
         await writer.drain()
-        replies = Replies(limit, cut)
+        replies = Replies(limit, cut, self.encoding)
         self.big = replies.big  # seen as they come: a round trip cut short by a timeout still tells
         # a skipped bulk reads as a reply before its bytes are all in: read them too, or the next round
         # trip on this connection would start inside it

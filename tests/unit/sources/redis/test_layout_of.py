@@ -24,7 +24,7 @@ class Racing(tuple):  # type: ignore[type-arg]
 
 
 async def test_a_map_handed_over_while_it_is_built_is_not_overwritten_by_the_old_one() -> None:
-    source = make_source("redis://127.0.0.1:6379/0", QUEUES, "pipeline")
+    source = make_source("redis://127.0.0.1:6379/0", QUEUES)
     try:
         old = Racing((QueueStats("q", 1),))
         old.source = source
