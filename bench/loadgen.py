@@ -1,5 +1,6 @@
 """A bounded HTTP load generator: N keep-alive connections on loopback, each sending GET requests back
-to back for a fixed time. Used by the overload test (as a subprocess) and by bench/bench_hostile.py.
+to back for a fixed time, counted from when all are open. Used by the overload test (as a subprocess)
+and by bench/bench_hostile.py.
 
 Run: `python3 bench/loadgen.py PORT --connections 2000 --seconds 5 --path /metrics`. Prints one JSON
 line: requests answered, by status, connect errors, and the answer latencies' p50/p99 in ms.
@@ -18,14 +19,19 @@ MAX_CONNECTIONS = 5000
 MAX_SECONDS = 60.0
 
 
-async def _client(port: int, path: str, stop_at: float, out: dict[str, list[float] | dict[str, int]]) -> None:
-    statuses: dict[str, int] = out["status"]  # type: ignore[assignment]
-    latencies: list[float] = out["latency"]  # type: ignore[assignment]
+async def _connect(port: int, statuses: dict[str, int]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         statuses["connect_error"] = statuses.get("connect_error", 0) + 1
-        return
+        return None
+
+
+async def _client(streams: tuple[asyncio.StreamReader, asyncio.StreamWriter], path: str, stop_at: float,
+                  out: dict[str, list[float] | dict[str, int]]) -> None:
+    statuses: dict[str, int] = out["status"]  # type: ignore[assignment]
+    latencies: list[float] = out["latency"]  # type: ignore[assignment]
+    reader, writer = streams
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     try:
         while time.monotonic() < stop_at:
@@ -55,9 +61,12 @@ async def run(port: int, connections: int, seconds: float, path: str = "/metrics
     if soft < connections + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 1000), hard))
     out: dict[str, list[float] | dict[str, int]] = {"status": {}, "latency": []}
-    stop_at = time.monotonic() + seconds
-    async with asyncio.timeout(seconds + 30):
-        await asyncio.gather(*(_client(port, path, stop_at, out) for _ in range(connections)))
+    async with asyncio.timeout(seconds + 60):
+        # every connection is open before the clock starts: on a loaded machine opening 2,000 can take
+        # longer than `seconds`, and a clock started before them left no time to send a single request
+        opened = await asyncio.gather(*(_connect(port, out["status"]) for _ in range(connections)))  # type: ignore[arg-type]
+        stop_at = time.monotonic() + seconds
+        await asyncio.gather(*(_client(streams, path, stop_at, out) for streams in opened if streams is not None))
     latency = sorted(out["latency"])  # type: ignore[type-var]
 
     def pct(p: float) -> float:

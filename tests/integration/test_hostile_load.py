@@ -93,9 +93,12 @@ sources:
 async def test_two_thousand_connections_do_not_mark_a_healthy_source_down() -> None:
     config = parse_config("""
 sources:
-  - {name: healthy, type: redis, url: "redis://127.0.0.1:6379/0", interval: 0.5s, timeout: 0.5s,
+  - {name: healthy, type: redis, url: "redis://127.0.0.1:6379/0", interval: 2s, timeout: 2s,
      queues: [{layout: laravel, prefix: "jqtest:load:", queues: [default]}]}
 """, "<test>", {})
+    # 2 s: measured under this flood on the loaded 2-core machine, a collection on its own loop took
+    # 2-73 ms, one on the serving loop (the defect this test guards) 2.7-2.9 s; 0.5 s was exceeded by
+    # machine load alone, and 1.5 s once with four of these floods at a time.
     scheduler = build_scheduler(config)
     seen: list[tuple[str, bool, int, str | None]] = []
     scheduler.listeners.append(watch(seen))
@@ -107,9 +110,9 @@ sources:
     await site.start()
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "bench" / "loadgen.py"), str(port), "--connections", "2000", "--seconds", "4",
+            sys.executable, str(ROOT / "bench" / "loadgen.py"), str(port), "--connections", "2000", "--seconds", "8",
             stdout=subprocess.PIPE, cwd=ROOT)
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):  # the connections' opening, 8 s of requests, the drain
             out, _ = await proc.communicate()
     finally:
         await runner.cleanup()
@@ -117,4 +120,4 @@ sources:
     assert summary["status"].get("200", 0) > 2000, summary  # the load was real: every connection answered
     healthy = [s for s in seen if s[0] == "healthy"]
     assert all(up for _, up, _, _ in healthy), [s for s in healthy if not s[1]][:3]
-    assert max(n for _, _, n, _ in healthy) >= 6  # ~9 expected at 0.5 s over 4+ s of load; it kept collecting
+    assert max(n for _, _, n, _ in healthy) >= 4  # ~5 expected at 2 s over 8+ s of load; it kept collecting

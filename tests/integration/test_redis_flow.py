@@ -62,6 +62,16 @@ def rq_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+# A warm-shut-down RQ worker has registered its death before it exits, but may then take up to a
+# minute to end: rq/worker/base.py `teardown` calls `unsubscribe`, which sends UNSUBSCRIBE and then
+# `self.pubsub_thread.stop()` (its `subscribe` started that thread with `sleep_time=60`). In redis-py
+# 8.2 redis/client.py `PubSubWorkerThread.stop()` joins the thread without a timeout, and when the
+# thread reads the UNSUBSCRIBE reply before the running flag is cleared, its next `get_message`
+# waits `subscribed_event.wait(60)` for a subscription that never comes. Under load that race is
+# common; the worker still ends on its own, so the bound is that minute plus a loaded machine's slack.
+RQ_EXIT_BOUND = 60 + 60
+
+
 def start_rq_worker(url: str, name: str, queues: list[str], *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "-u", url, "-n", name, *extra, *queues],
@@ -132,7 +142,7 @@ async def test_rq_real_worker_counts_and_states(rq_redis: RedisServer) -> None:
 
         # a clean exit: RQ drops the worker from rq:workers at once; the counter does not go down
         worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        worker.wait(timeout=RQ_EXIT_BOUND)
         assert Worker.all(connection=conn) == []
         after = flow_of(await source.collect())
         assert (after["jobqueue_jobs_processed"], after["jobqueue_jobs_failed"]) == ({("", ""): 8}, {("", ""): 3})
