@@ -219,7 +219,7 @@ async def test_connections_on_the_shared_server(dsn: str) -> None:
     assert conns["by_state"]["active"] >= 1 and conns["in_use"] == sum(conns["by_state"].values())
     assert conns["usage_percent"] == round(conns["in_use"] / conns["max"] * 100, 1)
     assert reading.latency is not None and reading.details["latency_ms"] == round(reading.latency * 1000, 3)
-    assert reading.details["postgres"]["dsn"] == dsn
+    assert reading.details["postgres"]["dsn"] == dsn.replace("//postgres@", "//***@")  # the whole userinfo is hidden
 
 
 async def test_tenants_discovered_by_sql_feed_a_redis_source(
