@@ -36,7 +36,7 @@ from exporter.config import ConfigError, ExporterConfig, default_config, load_co
 from exporter.facts import CheckRecord, QueryOutcome, Tenants
 from exporter.log import setup_logging
 from exporter.model import Reading, Snapshot
-from exporter.redact import redact_text
+from exporter.redact import redact_text, redact_url_list
 from exporter.sources import SOURCE_TYPES
 from exporter.sources.base import (
     JOB_STATES,
@@ -452,7 +452,7 @@ def _statement_fix(user: str, error: str) -> str:
 
 async def _nats(source: NatsSource, report: Report) -> None:
     cfg = source.config
-    where = ",".join(redact_url(u) for u in cfg.url.split(","))
+    where = redact_url_list(cfg.url)
     try:
         nc = await asyncio.wait_for(source._connection(), cfg.timeout * 2)
     except (SourceError, OSError, TimeoutError, Exception) as err:  # nats-py raises its own Error subclasses

@@ -28,10 +28,27 @@ def split_userinfo(url: str) -> tuple[str, str | None, str]:
     return scheme + sep, userinfo, tail
 
 
+def _printed_userinfo(url: str) -> tuple[str, str | None, str]:
+    """split_userinfo for printing, where hiding too much is the safe side: everything before the last
+    `@` of the authority part is userinfo even with a `/` and no `:` (a token `tok/en`; an `@` in a
+    path loses the host before it), and a piece with no scheme (`ss@h1`, the tail of a list split at a
+    comma inside a password) loses what stands before its `@`."""
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return ("", text.rpartition("@")[0], text.rpartition("@")[2]) if "@" in text else (text, None, "")
+    if "@" not in rest:
+        return text, None, ""
+    userinfo, _, tail = rest.rpartition("@")
+    return scheme + sep, userinfo, tail
+
+
 def redact_url(url: str) -> str:
     """A URL as it may appear in logs, errors, JSON and pages: the whole userinfo replaced (a NATS token
     or an API key is the user name), no query string (API keys live there too)."""
-    head, userinfo, tail = split_userinfo(url)
+    head, userinfo, tail = _printed_userinfo(url)
+    if userinfo is not None and not head:
+        return f"{REDACTED}@{tail}"
     if userinfo is not None:
         url = head + tail
     try:
@@ -48,7 +65,15 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>,]+")
+# a URL runs to the next blank or angle bracket: a password may hold `,` `'` `"` (hiding too much of a
+# list or a repr is the safe side)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>]+")
+
+
+def redact_url_list(urls: str) -> str:
+    """A comma-separated list of URLs (NATS), split only where a scheme follows the comma, so a comma
+    inside a password never cuts a URL in two."""
+    return ",".join(redact_url(u) for u in re.split(r",(?=[A-Za-z][A-Za-z0-9+.-]*://)", urls))
 
 
 def redact_text(text: str) -> str:
@@ -57,7 +82,7 @@ def redact_text(text: str) -> str:
         return text
 
     def one(match: re.Match[str]) -> str:
-        head, userinfo, tail = split_userinfo(match.group(0))
+        head, userinfo, tail = _printed_userinfo(match.group(0))
         return match.group(0) if userinfo is None else f"{head}{REDACTED}@{tail}"
 
     return _URL.sub(one, text)

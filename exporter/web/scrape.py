@@ -68,7 +68,10 @@ class ScrapeListener:
             raise
 
     async def _start(self) -> None:
-        self._runner = GuardedAppRunner(self.app, Limits(), access_log=None, handle_signals=False)
+        # requests in flight get the daemon's HTTP grace (cli.HTTP_GRACE), not aiohttp's 60 s, so a stalled
+        # scrape cannot push the stop past the SIGTERM bound
+        self._runner = GuardedAppRunner(self.app, Limits(), access_log=None, handle_signals=False,
+                                        shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port, reuse_address=True, ssl_context=self.context).start()
 

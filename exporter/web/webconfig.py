@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import ssl
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -220,8 +221,11 @@ class LiveWebConfig:
             self.context = ReloadingContext(ssl.PROTOCOL_TLS_SERVER)
             self.context.current = build_ssl_context(self.config.tls)
             self.context.before_handshake = self.maybe_reload
+        # the main listener and scrape_listen check on two loops of two threads: the cache is shared
+        # under a lock, and each loop has its own semaphore (an asyncio one belongs to a single loop)
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
-        self._bcrypt = asyncio.Semaphore(1)
+        self._cache_lock = threading.Lock()
+        self._bcrypt: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
     def _read(self) -> WebConfig:
         try:
@@ -284,17 +288,19 @@ class LiveWebConfig:
             return False
         hashed = users.get(user)
         key = hashlib.sha256(b"\0".join((user.encode(), hashed or b"", password.encode()))).digest()
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         # bcrypt costs tens of milliseconds on purpose: off the event loop, one at a time (as the
         # toolkit does, so a flood of bad passwords takes one core at most), cached per credential
-        async with self._bcrypt:
+        async with self._bcrypt.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(1)):
             ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _DUMMY_HASH)
         ok = ok and hashed is not None
-        self._cache[key] = ok
-        if len(self._cache) > 256:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[key] = ok
+            if len(self._cache) > 256:
+                self._cache.popitem(last=False)
         return ok
 
 

@@ -36,6 +36,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from exporter.facts import ConsumerInfo, NatsState, RegistryJobs, StreamInfo
 from exporter.model import QueueStats, Reading, Sample
+from exporter.redact import redact_url_list
 from exporter.sources.base import (
     MetricDef,
     NotFound,
@@ -44,7 +45,6 @@ from exporter.sources.base import (
     SourceDenied,
     SourceError,
     read_secret,
-    redact_url,
     unreachable,
 )
 from exporter.sources.base import Source as BaseSource
@@ -183,7 +183,7 @@ class NatsSource(BaseSource):
 
     def _safe_url(self) -> str:
         """The configured URL without user info, for messages."""
-        return ",".join(redact_url(u) for u in self.config.url.split(","))
+        return redact_url_list(self.config.url)
 
     async def _on_advisory(self, msg: Msg) -> None:
         target = advisory_target(msg.subject)

@@ -78,6 +78,8 @@ def parse_endpoint(url: str, tls: TlsConfig | None = None, username: str | None 
     """A `redis://` or `rediss://` URL plus the config's `tls` block; ValueError names what is wrong
     and never quotes the userinfo (a password with a raw `/` is read whole, up to the last `@`)."""
     head, userinfo, tail = split_userinfo(url)
+    if userinfo is None and "@" in url.partition("://")[2]:  # a Redis URL's path is a number: any `@` ends a userinfo
+        head, userinfo, tail = url.partition("://")[0] + "://", *url.partition("://")[2].rpartition("@")[::2]
     user, _, secret = (userinfo or "").partition(":")
     parts = urlsplit(head + tail if userinfo is not None else url)
     if parts.scheme not in ("redis", "rediss"):
