@@ -11,10 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticKnownError
 
 from exporter.health.config import AuthConfig, SystemConfig
 from exporter.sources import SOURCE_TYPES
@@ -29,11 +30,47 @@ MAX_DEPTH = 32  # levels of nesting; the schema itself goes about eight deep
 MAX_VALUES = 100_000  # values after alias expansion: a YAML alias bomb is refused, not expanded
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-if TYPE_CHECKING:  # the checker sees what every member shares; pydantic validates the table's union
+
+
+def source_config(value: Any) -> SourceConfig:
+    """A `sources` entry, validated by the model of its `type` alone.
+
+    Not a discriminated union: pydantic inlined every type's whole schema into the config's validator
+    (one validator of 190k characters, ~12 MB with the types' own), built whatever the config used.
+    Each type's model now builds its validator when a source of that type is first read (`defer_build`).
+    The errors are the union's own, with the same locations (pydantic prefixes the entry's)."""
+    if isinstance(value, SourceConfig) and SOURCE_TYPES.get(value.type) is not None:
+        return value
+    if not isinstance(value, dict):
+        raise PydanticKnownError("model_attributes_type")
+    if "type" not in value:
+        raise PydanticKnownError("union_tag_not_found", {"discriminator": "'type'"})
+    tag = value["type"]
+    kind = SOURCE_TYPES.get(tag) if isinstance(tag, str) else None
+    if kind is None:
+        raise PydanticKnownError("union_tag_invalid", {
+            "discriminator": "'type'", "tag": str(tag), "expected_tags": ", ".join(f"'{t}'" for t in SOURCE_TYPES)})
+    return kind.config_model.model_validate(value)
+
+
+def own(model: type[Model]) -> Any:
+    """`model` validated by its own validator, built when a value is first given (`defer_build`): the
+    config's validator does not inline it, so a section the config leaves out costs nothing. Errors
+    keep their locations (pydantic prefixes the field's)."""
+    def validate(value: Any) -> Model:
+        return value if isinstance(value, model) else model.model_validate(value)
+
+    return Annotated[SerializeAsAny[Model], PlainValidator(validate)]  # dumped as the value's own model
+
+
+if TYPE_CHECKING:  # the checker sees what every member shares; pydantic validates each by its type
     SourceUnion = SourceConfig
-else:
-    SourceUnion = Annotated[Union[tuple(t.config_model for t in SOURCE_TYPES.values())],  # noqa: UP007
-                            Field(discriminator="type")]
+    Systems = SystemConfig
+    Shims = ShimsConfig
+    Auth = AuthConfig
+else:  # dumped as the entry's own model, not as the base class
+    SourceUnion = Annotated[SerializeAsAny[SourceConfig], PlainValidator(source_config)]
+    Systems, Shims, Auth = own(SystemConfig), own(ShimsConfig), own(AuthConfig)
 
 
 class ExporterConfig(Model):
@@ -46,9 +83,9 @@ class ExporterConfig(Model):
     shard: str = "0/1"
     revision: str = "unknown"
     sources: list[SourceUnion] = Field(min_length=1)
-    systems: list[SystemConfig] = []
-    shims: ShimsConfig = ShimsConfig()
-    auth: AuthConfig = AuthConfig()
+    systems: list[Systems] = []
+    shims: Shims = ShimsConfig.model_construct()  # the defaults, without building the validator
+    auth: Auth = AuthConfig.model_construct()
 
     @field_validator("listen", "scrape_listen")
     @classmethod

@@ -44,7 +44,7 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 class Model(BaseModel):
     """Base of every config model: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SourceConfig(Model):
