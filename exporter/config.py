@@ -11,15 +11,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
-from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticKnownError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from exporter.health.config import AuthConfig, SystemConfig
 from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import MIN_INTERVAL, Model, SourceConfig
+from exporter.sources.base import MIN_INTERVAL, Model, OwnValidators, SourceConfig
 from exporter.web.shims import ShimsConfig
 
 DEFAULT_PORT = 9312  # the list marks it UNALLOCATED (kept from Sphinx); every other 91xx-99xx is held
@@ -30,47 +29,11 @@ MAX_DEPTH = 32  # levels of nesting; the schema itself goes about eight deep
 MAX_VALUES = 100_000  # values after alias expansion: a YAML alias bomb is refused, not expanded
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-
-
-def source_config(value: Any) -> SourceConfig:
-    """A `sources` entry, validated by the model of its `type` alone.
-
-    Not a discriminated union: pydantic inlined every type's whole schema into the config's validator
-    (one validator of 190k characters, ~12 MB with the types' own), built whatever the config used.
-    Each type's model now builds its validator when a source of that type is first read (`defer_build`).
-    The errors are the union's own, with the same locations (pydantic prefixes the entry's)."""
-    if isinstance(value, SourceConfig) and SOURCE_TYPES.get(value.type) is not None:
-        return value
-    if not isinstance(value, dict):
-        raise PydanticKnownError("model_attributes_type")
-    if "type" not in value:
-        raise PydanticKnownError("union_tag_not_found", {"discriminator": "'type'"})
-    tag = value["type"]
-    kind = SOURCE_TYPES.get(tag) if isinstance(tag, str) else None
-    if kind is None:
-        raise PydanticKnownError("union_tag_invalid", {
-            "discriminator": "'type'", "tag": str(tag), "expected_tags": ", ".join(f"'{t}'" for t in SOURCE_TYPES)})
-    return kind.config_model.model_validate(value)
-
-
-def own(model: type[Model]) -> Any:
-    """`model` validated by its own validator, built when a value is first given (`defer_build`): the
-    config's validator does not inline it, so a section the config leaves out costs nothing. Errors
-    keep their locations (pydantic prefixes the field's)."""
-    def validate(value: Any) -> Model:
-        return value if isinstance(value, model) else model.model_validate(value)
-
-    return Annotated[SerializeAsAny[Model], PlainValidator(validate)]  # dumped as the value's own model
-
-
-if TYPE_CHECKING:  # the checker sees what every member shares; pydantic validates each by its type
+if TYPE_CHECKING:  # the checker sees what every member shares; pydantic validates the table's union
     SourceUnion = SourceConfig
-    Systems = SystemConfig
-    Shims = ShimsConfig
-    Auth = AuthConfig
-else:  # dumped as the entry's own model, not as the base class
-    SourceUnion = Annotated[SerializeAsAny[SourceConfig], PlainValidator(source_config)]
-    Systems, Shims, Auth = own(SystemConfig), own(ShimsConfig), own(AuthConfig)
+else:  # each entry validated by its type's model alone (see OwnValidators)
+    SourceUnion = Annotated[Union[tuple(t.config_model for t in SOURCE_TYPES.values())],  # noqa: UP007
+                            OwnValidators("type")]
 
 
 class ExporterConfig(Model):
@@ -83,9 +46,11 @@ class ExporterConfig(Model):
     shard: str = "0/1"
     revision: str = "unknown"
     sources: list[SourceUnion] = Field(min_length=1)
-    systems: list[Systems] = []
-    shims: Shims = ShimsConfig.model_construct()  # the defaults, without building the validator
-    auth: Auth = AuthConfig.model_construct()
+    # validated by their own models when given (the config's validator does not inline them), and
+    # their defaults built without a validator: a config without them builds none
+    systems: list[Annotated[SystemConfig, OwnValidators()]] = []
+    shims: Annotated[ShimsConfig, OwnValidators()] = ShimsConfig.model_construct()
+    auth: Annotated[AuthConfig, OwnValidators()] = AuthConfig.model_construct()
 
     @field_validator("listen", "scrape_listen")
     @classmethod
