@@ -75,6 +75,10 @@ DEFAULT_DAEMON = (
     "from exporter.web.shims import ShimsConfig\n"
     "built = [t for t, k in SOURCE_TYPES.items()\n"
     "         if isinstance(k.config_model.__pydantic_validator__, pydantic_core.SchemaValidator)]\n"
+    "from typing import get_args\n"
+    "from exporter.sources.redis.layouts import AnyLayout\n"
+    "built += [c.__name__ for c in get_args(get_args(AnyLayout)[0])\n"
+    "          if isinstance(c.__pydantic_validator__, pydantic_core.SchemaValidator)]\n"
     "print('validators:' + ','.join(built)\n"
     "      + (',shims' if isinstance(ShimsConfig.__pydantic_validator__, pydantic_core.SchemaValidator) else ''))\n"
 )
@@ -83,8 +87,8 @@ DEFAULT_DAEMON = (
 def test_the_default_daemon_loads_no_client_or_validator_it_does_not_use() -> None:
     """The embedded default config (host + one Redis queue, on the local Redis), its app built and every
     source collected once: no redis-py (the single-node path reads through the lean wire), no other
-    backend client, no bcrypt (basic auth only), and only the config validators of the types in use
-    (`sources` entries are dispatched on `type` to their own model; see config.py `source_config`)."""
+    backend client, no bcrypt (basic auth only), and only the config validators of the types and layouts
+    in use (each union member validates with its own model: sources/base.py `OwnValidators`)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     probe = DEFAULT_DAEMON + "print('modules:' + ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
@@ -93,7 +97,7 @@ def test_the_default_daemon_loads_no_client_or_validator_it_does_not_use() -> No
     found = set(lines["modules"].split())
     assert "hiredis" in found and "aiohttp" in found
     assert not found & HEAVY
-    assert sorted(lines["validators"].split(",")) == ["redis", "system"]
+    assert sorted(lines["validators"].split(",")) == ["LaravelLayout", "redis", "system"]
 
 
 @pytest.mark.parametrize(("source", "client"), [
