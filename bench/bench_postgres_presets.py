@@ -375,6 +375,7 @@ async def measure(dsn: str, library: str, rounds: int) -> dict[str, Any]:
         await source.close()
     with admin(dsn) as conn:
         conn.execute("SET jit = off")  # as the exporter's sessions
+        conn.execute("SET max_parallel_workers_per_gather = 0")  # as its built-in statements (SERIAL)
         sql = resolved.sql.replace("$1::float8", f"{since!r}::float8")
         if getattr(resolved, "listing", None):  # pgmq: the statement over the listed queue tables
             sql = resolved.expand(conn.execute(resolved.listing).fetchall())
