@@ -416,8 +416,9 @@ PLANS = Path(__file__).resolve().parent.parent / "docs" / "sources" / "postgres-
 def plans_markdown(document: dict[str, Any]) -> str:
     """docs/sources/postgres-plans.md: each preset's plan at its largest queue count, from the results."""
     out = ["# PostgreSQL presets: query plans at 10M history rows", "",
-           "`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of each library preset's statement (with `jit = off`, as the",
-           f"exporter's sessions), as `{document['command']}` recorded them in",
+           "`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of each library preset's statement (with `jit = off` and",
+           "`max_parallel_workers_per_gather = 0`, as the exporter runs it), as",
+           f"`{document['command']}` recorded them in",
            "[bench/results/bench_postgres_presets.json](../../bench/results/bench_postgres_presets.json)",
            f"({document['measured']}; {document['conditions']}). How the data is built:",
            "[bench/bench_postgres_presets.py](../../bench/bench_postgres_presets.py); the figures:",
