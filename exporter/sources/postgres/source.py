@@ -87,7 +87,7 @@ LOST: tuple[type[BaseException], ...] = (
 # The built-in statements are short and run every cycle: a parallel plan costs more to start than it
 # saves. pgmq over 500 never-analyzed queue tables (pgmq's autovacuum thresholds are never reached
 # by a quiet queue) was planned as a Gather over a Parallel Append: the 500-branch plan serialized
-# for the workers and two workers launched every cycle, ~150 ms against ~20 ms serial (issue 21).
+# for the workers and two workers launched every cycle, 70-150 ms against 12-29 ms serial (issue 21).
 # SET LOCAL, in the round trip of BEGIN, so it holds behind PgBouncer too.
 SERIAL = "; SET LOCAL max_parallel_workers_per_gather = 0"
 LOST_OR_TIMEOUT: tuple[type[BaseException], ...] = (*LOST, TimeoutError)
