@@ -10,6 +10,7 @@ connection is closed within the header timeout (10 s) of its accept, plus slack 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import resource
 import signal
@@ -49,10 +50,8 @@ async def scrape(port: int, context: ssl.SSLContext) -> int:
 
 async def closed_after(opened: float, reader: asyncio.StreamReader) -> float:
     """Seconds from `opened` until the daemon closed this silent connection (EOF or reset)."""
-    try:
+    with contextlib.suppress(ConnectionResetError, ConnectionAbortedError):
         await reader.read()
-    except (ConnectionResetError, ConnectionAbortedError):
-        pass
     return time.monotonic() - opened
 
 
