@@ -133,6 +133,11 @@ class GuardedHandler(RequestHandler):
         limits.conns[self] = None
         return True
 
+    @property
+    def handshaking(self) -> bool:
+        """Accepted under TLS and the handshake not finished: aiohttp's server does not know it yet."""
+        return self._raw is not None and self.transport is None
+
     def _uncount(self) -> None:
         if self._counted:
             self.limits.open -= 1
@@ -282,6 +287,13 @@ class GuardedAppRunner(web.AppRunner):
             self.limits.max_connections = max(1, min(self.limits.max_connections, soft - 128))
         kwargs.setdefault("keepalive_timeout", self.limits.idle_timeout)
         super().__init__(app, **kwargs)
+
+    async def shutdown(self) -> None:
+        """Close the connections still in their TLS handshake (the listener has closed): aiohttp's server
+        closes only those it was handed, after their handshake."""
+        for handler in [h for h in self.limits.conns if h.handshaking]:
+            handler._evict()
+        await super().shutdown()
 
     def _reg_site(self, site: web.BaseSite) -> None:
         if site._ssl_context is not None and not isinstance(site, GuardedSite):
