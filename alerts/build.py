@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "windows": {
         "no_workers_for": "5m", "throughput_stalled": "15m", "saturation_for": "15m", "failure_ratio": "15m",
         "failure_ratio_baseline": "6h", "tenants_dropped_for": "15m", "overdue_for": "5m",
-        "abandoned_for": "10m",
+        "abandoned_for": "15m",
     },
     "slo": {
         "target": 0.99, "objective_seconds": 300, "objectives": [], "budget_window": "28d",

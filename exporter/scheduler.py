@@ -89,8 +89,9 @@ class Scheduler:
         self._collector: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ended: asyncio.Event | None = None  # set on the web loop when the collector thread has ended
-        # monotonic time of the last step of each running source loop: started, a collection started, or
-        # its result applied on the web loop; only sources whose loop runs are in it (see stalled)
+        # monotonic time of the last progress of each running source loop: its start, or a collection's
+        # result applied on the web loop and rendered (a collection that started but never got there is
+        # no progress: /metrics would be frozen); only sources whose loop runs are in it (see stalled)
         self._beat: dict[str, float] = {}
 
     async def collect_once(self) -> Snapshot:
@@ -243,7 +244,6 @@ class Scheduler:
 
     async def _run_one(self, source: Source) -> None:
         name = source.name
-        self._step(name)
         started = time.perf_counter()
         reading: Reading | None = None
         error: str | None = None
@@ -326,11 +326,11 @@ class Scheduler:
     def _swap(self, name: str, state: SourceState) -> None:
         if name not in self.snapshot.sources:  # a late hand-over from a source a reload removed
             return
-        self._step(name)  # on the web loop: a result that never gets here counts as no progress
         sources = dict(self.snapshot.sources)
         sources[name] = state
         self.snapshot = replace(self.snapshot, sources=sources, created_at=self.clock())
         self.refresh()
+        self._step(name)  # on the web loop, once rendered: a result that never gets here is no progress
 
     def refresh(self) -> None:
         """Tell the listeners of the current snapshot and render the exposition again."""

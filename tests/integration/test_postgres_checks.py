@@ -161,9 +161,10 @@ async def test_built_in_statements_run_without_parallel_workers(dsn: str) -> Non
     no parallel workers: starting them costs more than these short statements save (pgmq over 500
     queue tables: a Gather serialized its 500-branch plan every cycle, issue 21). An operator's check
     keeps the server's setting: it may scan enough to gain from them."""
-    with admin(dsn) as conn:
-        server = conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0]
-    assert server != "0"
+    with admin(dsn) as conn:  # this test's own database: a setting its new sessions start with
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f'ALTER DATABASE "{database}" SET max_parallel_workers_per_gather = 3')
+    server = "3"
     reading = await collect(dsn, """    tenants_query: SELECT current_setting('max_parallel_workers_per_gather')
     checks:
       - name: parallel

@@ -82,3 +82,43 @@ async def test_collect_once_runs_no_loop_that_could_stall() -> None:
     await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.2)
     assert scheduler.stalled() == []
     await scheduler.stop()
+
+
+async def test_a_result_that_never_reaches_metrics_is_a_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Collections that start and end but whose result is never rendered (here the renderer fails on
+    every exposition, as a bug in it would) leave /metrics frozen: that is no progress."""
+    source = ScriptedSource("s", [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    scheduler = Scheduler([source])
+    await scheduler.collect_once()
+    frozen = scheduler.exposition
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(scheduler.renderer, "exposition", broken)
+    scheduler.start()
+    try:
+        await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.3)
+        assert source.calls >= 5  # collecting all along
+        assert scheduler.exposition is frozen
+        assert scheduler.stalled() == ["s"]
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_stuck_source_replaced_under_its_name_is_judged_afresh() -> None:
+    stuck = StuckSource("db", [1])
+    scheduler = Scheduler([stuck])
+    scheduler.start()
+    try:
+        await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.2)
+        assert scheduler.stalled() == ["db"]
+        stuck.release()
+        fixed = ScriptedSource("db", [1, 2, 3, 4, 5, 6, 7, 8, 9])
+        await scheduler.replace_sources([fixed])
+        assert scheduler.stalled() == []
+        await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.2)
+        assert fixed.calls >= 5
+        assert scheduler.stalled() == []
+    finally:
+        await scheduler.stop()
