@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "windows": {
         "no_workers_for": "5m", "throughput_stalled": "15m", "saturation_for": "15m", "failure_ratio": "15m",
         "failure_ratio_baseline": "6h", "tenants_dropped_for": "15m", "overdue_for": "5m",
+        "abandoned_for": "15m",
     },
     "slo": {
         "target": 0.99, "objective_seconds": 300, "objectives": [], "budget_window": "28d",
@@ -433,6 +434,14 @@ def alerts(r: Rules) -> None:
           "Oban, Solid Queue): jobs past due by more than the source's `overdue_after` are counted in state\n"
           "`overdue` (a ticket); a page when, at the same time, a preset of the source reports no live\n"
           "scheduler (jobqueue_postgres_schedulers: River's and Oban's leader, Solid Queue's dispatchers).")
+    a(rules, "JobQueueJobsAbandoned", "warning",
+      'sum without (state) (jobqueue_jobs{state=~"stalled|orphaned|lock_expired"}) > 0', w["abandoned_for"],
+      "Jobs are held by a worker that is gone: the library does not run them until it frees them.",
+      f"Queue {{{{ $labels.queue }}}} {where} has {{{{ $value }}}} jobs held by a dead worker for "
+      f"{w['abandoned_for']}.",
+      "The libraries' own states of a job whose worker died holding it (docs/sources/postgres.md):\n"
+      "Procrastinate `stalled` (no heartbeat for 30 s), Solid Queue `orphaned` (claimed by a process past\n"
+      "`process_alive_threshold`), graphile-worker `lock_expired` (locked more than 4 h ago).")
 
 
 WHERE = '(tenant "{{ $labels.tenant }}", source {{ $labels.source }})'

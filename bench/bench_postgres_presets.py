@@ -375,6 +375,7 @@ async def measure(dsn: str, library: str, rounds: int) -> dict[str, Any]:
         await source.close()
     with admin(dsn) as conn:
         conn.execute("SET jit = off")  # as the exporter's sessions
+        conn.execute("SET max_parallel_workers_per_gather = 0")  # as its built-in statements (SERIAL)
         sql = resolved.sql.replace("$1::float8", f"{since!r}::float8")
         if getattr(resolved, "listing", None):  # pgmq: the statement over the listed queue tables
             sql = resolved.expand(conn.execute(resolved.listing).fetchall())
@@ -415,8 +416,9 @@ PLANS = Path(__file__).resolve().parent.parent / "docs" / "sources" / "postgres-
 def plans_markdown(document: dict[str, Any]) -> str:
     """docs/sources/postgres-plans.md: each preset's plan at its largest queue count, from the results."""
     out = ["# PostgreSQL presets: query plans at 10M history rows", "",
-           "`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of each library preset's statement (with `jit = off`, as the",
-           f"exporter's sessions), as `{document['command']}` recorded them in",
+           "`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)` of each library preset's statement (with `jit = off` and",
+           "`max_parallel_workers_per_gather = 0`, as the exporter runs it), as",
+           f"`{document['command']}` recorded them in",
            "[bench/results/bench_postgres_presets.json](../../bench/results/bench_postgres_presets.json)",
            f"({document['measured']}; {document['conditions']}). How the data is built:",
            "[bench/bench_postgres_presets.py](../../bench/bench_postgres_presets.py); the figures:",

@@ -24,7 +24,7 @@ from exporter.reload import Reloader, SourceBuildError, make_sources
 from exporter.scheduler import Scheduler
 from exporter.web.app import build_app, build_probe_app
 from exporter.web.keys import LIMITS
-from exporter.web.limits import GuardedAppRunner, raise_open_files
+from exporter.web.limits import GuardedAppRunner, GuardedSite, raise_open_files
 from exporter.web.scrape import ScrapeListener
 from exporter.web.webconfig import LiveWebConfig, WebConfigError
 
@@ -176,7 +176,7 @@ async def _serve_probes(scheduler: Scheduler, address: tuple[str, int]) -> web.A
                               shutdown_timeout=HTTP_GRACE)
     await runner.setup()
     try:
-        await web.TCPSite(runner, *address, reuse_address=True).start()
+        await GuardedSite(runner, *address, reuse_address=True).start()
     except OSError as err:
         await runner.cleanup()
         reason = os.strerror(err.errno) if err.errno else str(err)
@@ -211,7 +211,8 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, terminate)
-    site = web.TCPSite(runner, host, port, reuse_address=True,
+    # TLS runs inside each guarded connection: counted from accept, the handshake under the header timeout
+    site = GuardedSite(runner, host, port, reuse_address=True,
                        ssl_context=web_config.context if web_config else None)
     try:
         await site.start()

@@ -31,6 +31,17 @@ REMIND_AFTER = 300.0  # seconds between "still failing" lines of a source that s
 # Seconds that stopping waits for each step (source tasks to end, sources to close, the collector
 # thread to end) before it abandons what is stuck: stop() takes at most about 3 * STOP_GRACE + 1.
 STOP_GRACE = 2.0
+# Added to twice a source's interval + timeout before its loop counts as stalled (see stall_after):
+# room for the render pool, a busy machine and the hand-over to the web loop.
+STALL_SLACK = 10.0
+
+
+def stall_after(interval: float, timeout: float) -> float:
+    """Seconds without progress (no collection started or finished) after which a source's loop is
+    stalled. A running loop starts a collection at least every `interval` and each ends within
+    `timeout`, so the gap between two steps is at most max(interval, timeout) plus rendering: twice
+    interval + timeout plus STALL_SLACK is never reached by a slow collection, only by a stopped one."""
+    return 2 * (interval + timeout) + STALL_SLACK
 
 
 @dataclass(slots=True)
@@ -78,6 +89,10 @@ class Scheduler:
         self._collector: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ended: asyncio.Event | None = None  # set on the web loop when the collector thread has ended
+        # monotonic time of the last progress of each running source loop: its start, or a collection's
+        # result applied on the web loop and rendered (a collection that started but never got there is
+        # no progress: /metrics would be frozen); only sources whose loop runs are in it (see stalled)
+        self._beat: dict[str, float] = {}
 
     async def collect_once(self) -> Snapshot:
         """Collect every source once, concurrently; used by `--once` and by tests."""
@@ -144,7 +159,24 @@ class Scheduler:
         if self.resolver is not None:
             self.resolver.close()
 
+    def stalled(self) -> list[str]:
+        """Names of the sources whose loop made no progress for longer than `stall_after`, or every
+        source when the collector thread has ended: their series are frozen and only a restart helps.
+        For the probes: no I/O, a copy of one small table (one C-level step under the GIL)."""
+        thread = self._thread
+        if thread is not None and not thread.is_alive():
+            return sorted(s.name for s in self.sources)
+        beats, now = dict(self._beat), time.monotonic()
+        return sorted(s.name for s in list(self.sources) if s.name in beats
+                      and now - beats[s.name] > stall_after(s.config.interval, s.config.timeout))
+
+    def _step(self, name: str) -> None:
+        """Progress of a running source loop (a source no longer running is not brought back)."""
+        if name in self._beat:
+            self._beat[name] = time.monotonic()
+
     async def _stop_here(self) -> None:
+        self._beat.clear()
         tasks, self._tasks = list(self._tasks.values()), {}
         await _cancel(tasks)
         await _close(self.sources)
@@ -152,6 +184,7 @@ class Scheduler:
     def _start(self, source: Source, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task[None]:
         """The source's loop as a task of `loop`, by default the running one (the collector loop when threaded)."""
         loop = loop or asyncio.get_running_loop()
+        self._beat[source.name] = time.monotonic()
         return loop.create_task(self._loop(source), name=f"source:{source.name}")
 
     async def replace_sources(self, sources: Iterable[Source]) -> None:
@@ -185,6 +218,8 @@ class Scheduler:
             await self.call(self._start_missing())
 
     async def _stop_sources(self, gone: list[Source]) -> None:
+        for source in gone:
+            self._beat.pop(source.name, None)
         await _cancel([self._tasks.pop(s.name) for s in gone if s.name in self._tasks])
         await _close(gone)
 
@@ -295,6 +330,7 @@ class Scheduler:
         sources[name] = state
         self.snapshot = replace(self.snapshot, sources=sources, created_at=self.clock())
         self.refresh()
+        self._step(name)  # on the web loop, once rendered: a result that never gets here is no progress
 
     def refresh(self) -> None:
         """Tell the listeners of the current snapshot and render the exposition again."""

@@ -421,6 +421,19 @@ function(c)
               "runbook_url": (runbookPrefix + "docs/runbook.md#jobqueueschedulerstalled"),
             },
           },
+          {
+            "alert": "JobQueueJobsAbandoned",
+            "expr": "sum without (state) (jobqueue_jobs{state=~\"stalled|orphaned|lock_expired\"}) > 0",
+            "for": "15m",
+            "labels": {
+              "severity": "warning",
+            },
+            "annotations": {
+              "summary": "Jobs are held by a worker that is gone: the library does not run them until it frees them.",
+              "description": "Queue {{ $labels.queue }} (tenant \"{{ $labels.tenant }}\", source {{ $labels.source }}) has {{ $value }} jobs held by a dead worker for 15m.",
+              "runbook_url": (runbookPrefix + "docs/runbook.md#jobqueuejobsabandoned"),
+            },
+          },
         ],
       },
       {

@@ -11,6 +11,14 @@ At the connection cap an idle connection (no request in progress; the least rece
 is closed to make room, so idle connections never take a scrape's place; only when every connection
 is busy does a newcomer get the JSON 503. The cap follows the open-file limit, whose soft value is
 raised to the hard one at start (`raise_open_files`), as Go exporters do.
+
+TLS: a connection counts from accept, not from the end of its handshake. asyncio's own TLS server
+hands a connection to its protocol only after the handshake (and gives the handshake 60 s), so TCP
+connections that never sent a ClientHello were neither counted nor evicted, and a flood of them took
+every file descriptor. Here the listening socket is plain (`GuardedSite`) and each guarded connection
+wraps itself in TLS (`_Handshake`): the handshake and the request head share the header timeout, a
+connection still in its handshake is idle (evicted first at the cap), and a TLS newcomer refused at
+the cap (every connection busy) is closed without a handshake, since a 503 would need one first.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ import asyncio
 import json
 import logging
 import resource
+import ssl
 import time
+from asyncio.sslproto import SSLProtocol
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -73,15 +83,37 @@ def _json_body(status: int) -> bytes:
 
 
 class GuardedHandler(RequestHandler):
-    """aiohttp's connection handler with a connection cap, a header timeout and quiet, JSON errors."""
+    """aiohttp's connection handler with a connection cap, a header timeout and quiet, JSON errors;
+    with `tls`, it runs the TLS handshake itself, counted and bounded from accept."""
 
-    def __init__(self, manager: Server, limits: Limits, **kwargs: Any) -> None:
+    def __init__(self, manager: Server, limits: Limits, tls: ssl.SSLContext | None = None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self.limits = limits
+        self.tls = tls
+        self._raw: asyncio.Transport | None = None  # the TCP connection under TLS (set from accept)
         self._head_timer: asyncio.TimerHandle | None = None
         self._counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        if self._raw is not None:  # the handshake finished: the HTTP connection starts on the TLS transport
+            super().connection_made(transport)
+            return
+        if not self._admit(transport):
+            return
+        if self.tls is None:
+            super().connection_made(transport)
+            self._arm()
+            return
+        self._raw = transport
+        self._arm()  # the handshake and the request head share the header timeout
+        handshake = _Handshake(self._loop, self, self.tls, None, server_side=True,
+                               ssl_handshake_timeout=self.limits.header_timeout)
+        transport.set_protocol(handshake)
+        handshake.connection_made(transport)
+
+    def _admit(self, transport: asyncio.Transport) -> bool:
+        """Count this connection, evicting an idle one at the cap; False when it was refused."""
         limits = self.limits
         if limits.open >= limits.max_connections:
             idle = next((h for h in limits.conns if not h._request_in_progress), None)
@@ -90,17 +122,21 @@ class GuardedHandler(RequestHandler):
                 idle._evict()
         if limits.open >= limits.max_connections:
             limits.reject("connections")
-            body = _json_body(503)
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            if self.tls is None:  # under TLS a 503 would need a handshake first: the connection just closes
+                body = _json_body(503)
+                transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             transport.close()
-            return
+            return False
         limits.open += 1
         self._counted = True
         limits.conns[self] = None
-        super().connection_made(transport)
-        self._arm()
+        return True
+
+    @property
+    def handshaking(self) -> bool:
+        """Accepted under TLS and the handshake not finished: aiohttp's server does not know it yet."""
+        return self._raw is not None and self.transport is None
 
     def _uncount(self) -> None:
         if self._counted:
@@ -108,12 +144,29 @@ class GuardedHandler(RequestHandler):
             self.limits.conns.pop(self, None)
             self._counted = False
 
-    def _evict(self) -> None:
-        """Close this idle connection now; its place counts as free at once."""
-        self._uncount()
+    def _touch(self) -> None:
+        """Most recently active last in the eviction order."""
+        if self._counted:
+            self.limits.conns.pop(self, None)
+            self.limits.conns[self] = None
+
+    def _drop(self) -> None:
+        """Close the connection now, in its handshake too (no TLS transport yet: the TCP one)."""
         self.force_close()
         if self.transport is not None:
             self.transport.close()
+        if self._raw is not None:
+            self._raw.close()
+
+    def _evict(self) -> None:
+        """Close this idle connection now; its place counts as free at once."""
+        self._uncount()
+        self._drop()
+
+    def _handshake_lost(self) -> None:
+        """The TCP connection under TLS ended; before the handshake finished nobody else is told."""
+        self._uncount()
+        self._disarm()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._uncount()
@@ -121,9 +174,7 @@ class GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._counted:  # most recently active last
-            self.limits.conns.pop(self, None)
-            self.limits.conns[self] = None
+        self._touch()
         if self._head_timer is None and not self._request_in_progress:
             self._arm()
         before = self._request_count
@@ -144,9 +195,7 @@ class GuardedHandler(RequestHandler):
         self._head_timer = None
         if not self._request_in_progress:
             self.limits.reject("header_timeout")
-            self.force_close()
-            if self.transport is not None:
-                self.transport.close()
+            self._drop()
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -170,6 +219,24 @@ class GuardedHandler(RequestHandler):
         log.error("http server error", exc_info=exc if isinstance(exc, BaseException) else None)
 
 
+class _Handshake(SSLProtocol):
+    """asyncio's TLS protocol (the one its servers use) under a guarded connection: reports bytes of
+    the handshake as activity and the end of a connection whose handshake never finished, which
+    asyncio tells no one."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, handler: GuardedHandler, *args: Any, **kwargs: Any) -> None:
+        super().__init__(loop, handler, *args, **kwargs)
+        self.handler = handler
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.handler._touch()
+        super().buffer_updated(nbytes)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.handler._handshake_lost()
+        super().connection_lost(exc)
+
+
 class GuardedServer(Server):
     """aiohttp's Server, making GuardedHandlers."""
 
@@ -177,8 +244,23 @@ class GuardedServer(Server):
         super().__init__(*args, **kwargs)
         self.limits = limits
 
-    def __call__(self) -> RequestHandler:
-        return GuardedHandler(self, self.limits, loop=self._loop, **self._kwargs)
+    def __call__(self, tls: ssl.SSLContext | None = None) -> RequestHandler:
+        return GuardedHandler(self, self.limits, tls, loop=self._loop, **self._kwargs)
+
+
+class GuardedSite(web.TCPSite):
+    """A TCP site whose TLS (`ssl_context`) is run by each guarded connection, not by the listening
+    socket: a connection counts against `max_connections` and its header timeout from accept."""
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site; TCPSite.start would hand the context to asyncio
+        server = self._runner.server
+        assert isinstance(server, GuardedServer)
+        tls = self._ssl_context
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: server(tls), self._host, self._port, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port)
+        self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
 
 
 def raise_open_files() -> tuple[int, int, int]:
@@ -205,6 +287,18 @@ class GuardedAppRunner(web.AppRunner):
             self.limits.max_connections = max(1, min(self.limits.max_connections, soft - 128))
         kwargs.setdefault("keepalive_timeout", self.limits.idle_timeout)
         super().__init__(app, **kwargs)
+
+    async def shutdown(self) -> None:
+        """Close the connections still in their TLS handshake (the listener has closed): aiohttp's server
+        closes only those it was handed, after their handshake."""
+        for handler in [h for h in self.limits.conns if h.handshaking]:
+            handler._evict()
+        await super().shutdown()
+
+    def _reg_site(self, site: web.BaseSite) -> None:
+        if site._ssl_context is not None and not isinstance(site, GuardedSite):
+            raise TypeError("a TLS site of a GuardedAppRunner must be a GuardedSite (handshakes counted from accept)")
+        super()._reg_site(site)
 
     async def _make_server(self) -> Server:
         server = await super()._make_server()  # runs the app's start-up, then builds aiohttp's Server

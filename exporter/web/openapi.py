@@ -21,16 +21,20 @@ routes = web.RouteTableDef()
 SCHEMAS: dict[str, Any] = {
     "Error": obj({"error": STR}),
 }
+STALLED = obj({"status": {"const": "stalled"}, "stalled": {"type": "array", "items": STR}})
 PATHS: dict[str, Any] = {
     "/metrics": get_op("Prometheus exposition of the current snapshot.", {"200": {
         "description": "Text format or OpenMetrics by Accept.",
         "content": {"text/plain": {"schema": STR}, "application/openmetrics-text": {"schema": STR}}}}, "exporter"),
     "/": get_op("Landing page.", {"200": answer("HTML.", STR, "text/html")}, "exporter"),
-    "/healthz": get_op("Liveness.", {"200": answer("Alive.", obj({"status": {"const": "ok"}}))}, "exporter"),
-    "/readyz": get_op("Readiness: every source collected once.", {
+    "/healthz": get_op("Liveness: every source's collection loop makes progress.", {
+        "200": answer("Alive.", obj({"status": {"const": "ok"}})),
+        "503": answer("Stalled: a collection loop made no progress within its bound.", STALLED)}, "exporter"),
+    "/readyz": get_op("Readiness: every source collected once, and none stalled.", {
         "200": answer("Ready.", obj({"status": {"const": "ready"}})),
-        "503": answer("Starting.", obj({"status": {"const": "starting"}, "waiting_for": {
-            "type": "array", "items": STR}}))}, "exporter"),
+        "503": answer("Starting, or stalled.", {"oneOf": [
+            obj({"status": {"const": "starting"}, "waiting_for": {"type": "array", "items": STR}}),
+            STALLED]})}, "exporter"),
     "/openapi.json": get_op("This document.", {"200": answer("OpenAPI 3.1.", {"type": "object"})}, "exporter"),
     "/-/reload": {"post": {
         "summary": "Reload the config file (like SIGHUP); a bad new config keeps the running one.",

@@ -21,7 +21,7 @@ from exporter.metrics import CONTENT_TYPES, accepts_gzip, choose_format
 from exporter.scheduler import Scheduler
 from exporter.web import core
 from exporter.web.keys import SCHEDULER
-from exporter.web.limits import GuardedAppRunner, Limits
+from exporter.web.limits import GuardedAppRunner, GuardedSite, Limits
 from exporter.web.webconfig import WEB_CONFIG, LiveWebConfig, web_auth
 
 routes = web.RouteTableDef()
@@ -73,7 +73,7 @@ class ScrapeListener:
         self._runner = GuardedAppRunner(self.app, Limits(), access_log=None, handle_signals=False,
                                         shutdown_timeout=2.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port, reuse_address=True, ssl_context=self.context).start()
+        await GuardedSite(self._runner, self.host, self.port, reuse_address=True, ssl_context=self.context).start()
 
     def stop(self) -> None:
         """Close the listener and its connections, then end the thread (bounded: 10 s)."""

@@ -17,7 +17,7 @@ from tests.integration.test_nats import Js, collect, scheduler_for
 from tests.integration.test_nats import jsc as jsc
 from tests.support.redis_libs import NOW, by_queue
 from tests.support.redis_libs import collect as redis_collect
-from tests.support.shims import serve
+from tests.support.shims import listing_config, serve
 
 POISON = ["[" * 100_000, '{"a":' * 50_000, '{"ts": ' + "[" * 5_000 + "]" * 5_000 + "}"]
 
@@ -48,21 +48,7 @@ async def test_job_listing_answers_json_for_any_item(redis_client: redis.Redis, 
     big = json.dumps({"id": "big", "data": "x" * (2 << 20)})
     redis_client.rpush(key, *POISON, '{"id": "nan", "data": {"n": NaN, "m": -Infinity}, "attempts": 1e308}',
                        big, json.dumps({"id": "good", "data": {"n": 1}}))
-    text = f"""
-sources:
-  - name: redis
-    type: redis
-    url: {REDIS_URL}
-    queues:
-      - {{layout: list, name: jobs, key: "{key}"}}
-systems:
-  - {{name: s, sources: [redis], queues: [{{source: redis, queue: jobs}}]}}
-auth:
-  tokens:
-    - {{name: ops, token: "${{OPS_TOKEN}}", roles: [ops]}}
-shims:
-  platform: {{system: s}}
-"""
+    text = listing_config(REDIS_URL, key)
     async with serve(text, {"OPS_TOKEN": "ops-secret"}) as (client, scheduler):
         assert scheduler.snapshot.sources["redis"].status.up
         response = await client.get("/api/v1/platform/system/queues/jobs/jobs?status=waiting",

@@ -156,6 +156,24 @@ async def test_session_is_read_only_and_named(dsn: str) -> None:
         assert conn.execute("SELECT count(*) FROM media").fetchone() == (5,)
 
 
+async def test_built_in_statements_run_without_parallel_workers(dsn: str) -> None:
+    """The exporter's own statements (here the tenants query; presets, probes, migrations alike) plan
+    no parallel workers: starting them costs more than these short statements save (pgmq over 500
+    queue tables: a Gather serialized its 500-branch plan every cycle, issue 21). An operator's check
+    keeps the server's setting: it may scan enough to gain from them."""
+    with admin(dsn) as conn:  # this test's own database: a setting its new sessions start with
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        conn.execute(f'ALTER DATABASE "{database}" SET max_parallel_workers_per_gather = 3')
+    server = "3"
+    reading = await collect(dsn, """    tenants_query: SELECT current_setting('max_parallel_workers_per_gather')
+    checks:
+      - name: parallel
+        sql: SELECT current_setting('max_parallel_workers_per_gather') AS workers
+""")
+    assert reading.details["tenants"] == ["0"]
+    assert reading.details["checks"]["parallel"]["rows"] == [{"workers": server}]
+
+
 async def test_check_interval_reuses_last_result(dsn: str) -> None:
     source = make_source(dsn, """    checks:
       - {name: hourly, sql: SELECT count(*) AS n FROM tenants, value: n, interval: 1h}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -272,7 +273,13 @@ async def test_doctor_on_a_cluster(cluster: LocalCluster) -> None:
     assert report.reads["tenants"] == 3 and report.reads["items_waiting"] == 1 + 2 + 1
 
 
-def test_check_config_names_the_topology_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_names_the_topology_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # main() sets the root logger up with a handler on sys.stderr, here capsys's stream, closed after
+    # this test: later tests' log records would go to a closed file. Their own handlers come back after.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     config = tmp_path / "c.yaml"
     config.write_text("sources:\n  - name: c\n    type: redis\n    url: redis://h:7000/2\n    cluster: true\n"
                       "    queues:\n      - {layout: list, name: q, key: q}\n")

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import redis
 
 from tests.conftest import REDIS_URL
 from tests.support.redis_libs import seed_node, seed_saq, seed_taskiq
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, redis_per_module
 from tests.support.shims import get, serve
 
 ENV = {"OPS_TOKEN": "ops-secret"}
@@ -25,17 +23,8 @@ OPS = {"Authorization": "Bearer ops-secret"}
 PATH = "/api/v1/platform/system/queues/{queue_name}/jobs"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("listing")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+server = redis_per_module("listing")  # arq and huey keys cannot be prefixed
 
-
-def db(server: RedisServer, n: int) -> str:
-    return server.url.removesuffix("/0") + f"/{n}"
 
 
 def config(url: str, layout: str, queues: list[str]) -> str:
@@ -77,7 +66,7 @@ async def test_arq_jobs_with_their_scores(server: RedisServer) -> None:
     from arq import create_pool
     from arq.connections import RedisSettings
 
-    url = db(server, 1)
+    url = server.db(1)
     pool = await create_pool(RedisSettings.from_dsn(url))
     try:
         for i in range(3):
@@ -144,7 +133,7 @@ async def test_dramatiq_waiting_and_dead_letters(server: RedisServer) -> None:
     dead-letter set `.XQ`, newest first. `nack` (dispatch.lua) moves the message as it was last
     enqueued, so a dead letter carries the traceback the Retries middleware (dramatiq/middleware/
     retries.py) put in `options` when it retried it, and none when it failed on its first try."""
-    url = db(server, 2)
+    url = server.db(2)
     sent = seed_dramatiq_listing(url, "dl")
     conn = redis.Redis.from_url(url, decode_responses=True)
     try:
@@ -175,7 +164,7 @@ async def test_saq_queued_and_active(server: RedisServer) -> None:
     """saq's queued and active lists; the active page equals saq's own `info(jobs=True)`."""
     from saq import Queue
 
-    url = db(server, 4)
+    url = server.db(4)
     view = await seed_saq(url, "jq")
     queue = Queue.from_url(url, name="jq")
     try:
@@ -197,7 +186,7 @@ async def test_saq_queued_and_active(server: RedisServer) -> None:
 async def test_taskiq_list_broker(server: RedisServer) -> None:
     """The list broker's messages, and the stream broker's entries the consumer group has not been
     delivered (taskiq_redis RedisStreamBroker: XADD, XREADGROUP), oldest first."""
-    url = db(server, 5)
+    url = server.db(5)
     await seed_taskiq(url, "jq-list", "jq-stream")
     conn = redis.Redis.from_url(url, decode_responses=True)
     entries = [entry_id for entry_id, _ in conn.xrange("jq-stream")]  # XADD `*`: each id starts with its time (ms)
@@ -241,7 +230,7 @@ async def test_huey_pickles_read_without_unpickling(server: RedisServer) -> None
     enqueue time each member starts with (huey/storage.py RedisPriorityQueue.enqueue)."""
     from huey import PriorityRedisHuey, RedisHuey
 
-    url = db(server, 3)
+    url = server.db(3)
     plain = RedisHuey("jq-plain", url=url)
     prio = PriorityRedisHuey("jq.prio", url=url)
 

@@ -20,6 +20,7 @@ import redis
 
 from exporter.sources.redis.jobs import UNREADABLE
 from tests.conftest import REDIS_URL
+from tests.support.shims import listing_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEM = 50 * 1_000_000
@@ -58,21 +59,8 @@ def test_a_page_with_50mb_items_lists_them_unread_and_holds_none(redis_client: r
         else:
             redis_client.rpush(key, json.dumps({"id": f"ok{n}", "data": {"n": n}, "attempts": 1}))
     del pad
-    config = f"""
-sources:
-  - name: redis
-    type: redis
-    url: {REDIS_URL}
-    queues:
-      - {{layout: list, name: jobs, key: "{key}"}}
-systems:
-  - {{name: s, sources: [redis], queues: [{{source: redis, queue: jobs}}]}}
-auth:
-  tokens:
-    - {{name: ops, token: "${{OPS_TOKEN}}", roles: [ops]}}
-shims:
-  platform: {{system: s, jobs_timeout: 60s}}  # 100 MB cross the loopback on a loaded machine
-"""
+    # 100 MB cross the loopback on a loaded machine: a longer bound of the listing
+    config = listing_config(REDIS_URL, key, "{system: s, jobs_timeout: 60s}")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, "-c", LIST_PAGE, config], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=180)

@@ -10,7 +10,6 @@ with the library's own figures.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,16 +28,9 @@ from tests.support.redis_libs import (
     seed_saq,
     seed_taskiq,
 )
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, redis_per_module
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("libs")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+server = redis_per_module("libs")  # arq and huey keys cannot be prefixed
 
 
 def ms(seconds: float | None) -> int | None:
@@ -46,15 +38,12 @@ def ms(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * 1000)
 
 
-def db(server: RedisServer, n: int) -> str:
-    return server.url.removesuffix("/0") + f"/{n}"
-
 
 @pytest.fixture(scope="module")
 def arq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
     import asyncio
 
-    url = db(server, 1)
+    url = server.db(1)
     view = asyncio.run(seed_arq(url, "arq:queue"))
     return url, view, time.time()
 
@@ -93,7 +82,7 @@ async def test_arq_job_in_progress(server: RedisServer) -> None:
 
     from tests.support.redis_libs import arq_block, arq_ok
 
-    url = db(server, 7)
+    url = server.db(7)
     settings = RedisSettings.from_dsn(url)
     pool = await create_pool(settings)
     gate = asyncio.Event()
@@ -132,7 +121,7 @@ async def test_arq_job_in_progress(server: RedisServer) -> None:
 
 @pytest.fixture(scope="module")
 def dramatiq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
-    url = db(server, 2)
+    url = server.db(2)
     return url, seed_dramatiq(url, "dq"), time.time()
 
 
@@ -154,7 +143,7 @@ async def test_dramatiq(dramatiq_seeded: tuple[str, dict[str, Any], float]) -> N
 
 async def test_dramatiq_unacked_and_foreign_ids(server: RedisServer) -> None:
     """A fetched message stays in `.msgs` until acked; an id with no message is skipped and counted."""
-    url = db(server, 2)
+    url = server.db(2)
     conn = redis.Redis.from_url(url, decode_responses=True)
     try:
         conn.rpush("fx:q", "gone", "m2")
@@ -171,7 +160,7 @@ async def test_dramatiq_unacked_and_foreign_ids(server: RedisServer) -> None:
 
 @pytest.fixture(scope="module")
 def huey_seeded(server: RedisServer) -> tuple[str, dict[str, Any]]:
-    url = db(server, 3)
+    url = server.db(3)
     return url, seed_huey(url, "jq-huey")
 
 
@@ -190,7 +179,7 @@ async def test_huey_priority_storage(server: RedisServer) -> None:
     """PriorityRedisHuey keeps its queue as a zset under the same key: the depth is its ZCARD."""
     from huey import PriorityRedisHuey
 
-    url = db(server, 8)
+    url = server.db(8)
     huey = PriorityRedisHuey("jq.prio", url=url)
 
     @huey.task()
@@ -213,7 +202,7 @@ async def test_huey_priority_storage(server: RedisServer) -> None:
 def saq_seeded(server: RedisServer) -> tuple[str, dict[str, Any], float]:
     import asyncio
 
-    url = db(server, 4)
+    url = server.db(4)
     return url, asyncio.run(seed_saq(url, "jq")), time.time()
 
 
@@ -251,7 +240,7 @@ async def test_saq(saq_seeded: tuple[str, dict[str, Any], float]) -> None:
 def taskiq_seeded(server: RedisServer) -> str:
     import asyncio
 
-    url = db(server, 5)
+    url = server.db(5)
     asyncio.run(seed_taskiq(url, "jq-list", "jq-stream"))
     return url
 
@@ -317,7 +306,7 @@ async def test_bull_classic_read_by_the_bullmq_layout(redis_client: redis.Redis,
 async def test_foreign_and_malformed_items_counted_and_skipped(server: RedisServer) -> None:
     """Keys of the wrong type, ids with no job, job documents that are not JSON and a health value
     that is not arq's: each counted once as malformed, the rest of the queue still read."""
-    url = db(server, 6)
+    url = server.db(6)
     conn = redis.Redis.from_url(url, decode_responses=True)
     try:
         conn.rpush("aq", "x")  # arq queue that is a list

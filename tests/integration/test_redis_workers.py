@@ -26,7 +26,7 @@ import redis
 
 from tests.conftest import REDIS_URL
 from tests.support.redis_libs import by_queue, collect, make_source, samples_of
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisServer, redis_per_module
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "alerts" / "jobqueue.rules.yml"
@@ -124,18 +124,8 @@ async def test_dramatiq_counts_consumers_not_senders(redis_client: redis.Redis, 
     assert samples_of(later, "jobqueue_workers")[("", "work", "busy")] == 0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of the module's own: arq and huey keys cannot be prefixed."""
-    server = RedisServer(tmp_path_factory.mktemp("workers")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+server = redis_per_module("workers")  # arq and huey keys cannot be prefixed
 
-
-def db(server: RedisServer, n: int) -> str:
-    return server.url.removesuffix("/0") + f"/{n}"
 
 
 async def test_arq_worker_with_every_slot_busy_is_live(server: RedisServer) -> None:
@@ -147,7 +137,7 @@ async def test_arq_worker_with_every_slot_busy_is_live(server: RedisServer) -> N
 
     from tests.support.redis_libs import arq_block
 
-    url = db(server, 1)
+    url = server.db(1)
     settings = RedisSettings.from_dsn(url)
     pool = await create_pool(settings)
     gate = asyncio.Event()
@@ -181,7 +171,7 @@ async def test_huey_expire_storage_results_are_not_a_false_zero(server: RedisSer
     leaves the result hash empty: with `results: keys` no `results` state reads 0 beside them."""
     from huey import RedisExpireHuey
 
-    url = db(server, 2)
+    url = server.db(2)
     huey = RedisExpireHuey("jq-exp", url=url, expire_time=600)
 
     @huey.task()

@@ -11,7 +11,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 
 def free_port() -> int:
@@ -89,6 +92,10 @@ class RedisServer(ServerProcess):
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def db(self, n: int) -> str:
+        """The URL of database `n` of this server (a test module gives each test a database of its own)."""
+        return self.url.removesuffix("/0") + f"/{n}"
+
     def command(self) -> list[str]:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         return [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -115,3 +122,18 @@ class TlsRedisServer(RedisServer):
     def start(self) -> RedisServer:
         super().start()
         return self
+
+
+def redis_per_module(name: str) -> Callable[[pytest.TempPathFactory], Iterator[RedisServer]]:
+    """A module-scoped fixture: a redis-server of the module's own (for libraries whose keys cannot be
+    prefixed, e.g. arq and huey), stopped after the module. Use: `server = redis_per_module("libs")`."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+        server = RedisServer(tmp_path_factory.mktemp(name)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    return server  # type: ignore[no-any-return]

@@ -17,6 +17,26 @@ from exporter.web.app import build_app
 from exporter.web.openapi import document
 
 
+def listing_config(url: str, key: str, platform: str = "{system: s}") -> str:
+    """A config whose platform shim lists the jobs of one Redis list, `key`, as queue `jobs` (token
+    `${OPS_TOKEN}`, role ops); `platform` is the shim's own block (e.g. a longer `jobs_timeout`)."""
+    return f"""
+sources:
+  - name: redis
+    type: redis
+    url: {url}
+    queues:
+      - {{layout: list, name: jobs, key: "{key}"}}
+systems:
+  - {{name: s, sources: [redis], queues: [{{source: redis, queue: jobs}}]}}
+auth:
+  tokens:
+    - {{name: ops, token: "${{OPS_TOKEN}}", roles: [ops]}}
+shims:
+  platform: {platform}
+"""
+
+
 @asynccontextmanager
 async def serve(text: str, env: dict[str, str] | None = None) -> AsyncIterator[tuple[TestClient, Scheduler]]:
     """The app of a YAML config, its scheduler collected once; sources closed afterwards."""

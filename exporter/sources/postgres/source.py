@@ -3,7 +3,8 @@
 A collection is: `SELECT 1` (latency), then concurrently over a pool of at most `pool_size`
 connections: the tenants query when due, one grouped statement per queue preset, each check that
 is due, the migrations when due and the connection count. Every statement runs in
-`BEGIN READ ONLY` with its own `SET LOCAL statement_timeout`, on sessions that also have
+`BEGIN READ ONLY` with its own `SET LOCAL statement_timeout` (the built-in ones also without
+parallel workers), on sessions that also have
 `default_transaction_read_only=on` and `application_name=jobqueue-exporter`. A lost connection
 fails the whole collection (unreachable: no stale values); a failing statement (timeout,
 permission denied, a column that is not there) fails only its own query or check, which then
@@ -83,6 +84,12 @@ LOST: tuple[type[BaseException], ...] = (
     OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
 )
+# The built-in statements are short and run every cycle: a parallel plan costs more to start than it
+# saves. pgmq over 500 never-analyzed queue tables (pgmq's autovacuum thresholds are never reached
+# by a quiet queue) was planned as a Gather over a Parallel Append: the 500-branch plan serialized
+# for the workers and two workers launched every cycle, 70-150 ms against 12-29 ms serial (issue 21).
+# SET LOCAL, in the round trip of BEGIN, so it holds behind PgBouncer too.
+SERIAL = "; SET LOCAL max_parallel_workers_per_gather = 0"
 LOST_OR_TIMEOUT: tuple[type[BaseException], ...] = (*LOST, TimeoutError)
 DENIED: tuple[type[BaseException], ...] = (
     asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError, asyncpg.InsufficientPrivilegeError,
@@ -359,7 +366,7 @@ class PostgresSource(Source):
 
     async def _check(self, check: Check, now: float) -> CheckResult:
         try:
-            columns, rows, duration = await self._query(check.sql, (), check.timeout, columns=True)
+            columns, rows, duration = await self._query(check.sql, (), check.timeout, columns=True, parallel=True)
         except QueryFailed as err:
             result = CheckResult(check.name, check.severity, error=str(err), duration=err.duration, observed_at=now)
         else:
@@ -459,19 +466,22 @@ class PostgresSource(Source):
             return latency, version
         raise AssertionError("unreachable")
 
-    async def _query(self, sql: str, args: Sequence[Any], limit: float | None, columns: bool = False
-                     ) -> tuple[list[str], list[asyncpg.Record], float]:
+    async def _query(self, sql: str, args: Sequence[Any], limit: float | None, columns: bool = False,
+                     parallel: bool = False) -> tuple[list[str], list[asyncpg.Record], float]:
         """One statement in a read-only transaction under its own statement timeout.
 
         Raises QueryFailed for a server-side error of this statement, and lets connection errors through.
         `columns` asks for the result's column names even when it has no row (one more round trip).
+        The exporter's own statements run without parallel workers (SERIAL); `parallel` keeps the
+        server's settings (an operator's check may scan enough to gain from them).
         """
         assert self.pool is not None
         seconds = limit or self.statement_timeout
         started = time.perf_counter()
         names: list[str] = []
         async with self.pool.acquire() as conn:
-            await conn.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
+            await conn.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}"
+                               + ("" if parallel else SERIAL))
             try:
                 if columns:
                     stmt = await conn.prepare(sql, timeout=seconds + 1.0)

@@ -1,0 +1,124 @@
+"""`Scheduler.stalled`, what /healthz and /readyz read: a source loop that stops making progress is
+named once its bound has passed, a slow one (each collection timed out) never is, a reload neither
+leaves a removed source behind nor names a new one, and sources that only `collect_once` (tests,
+`--once`) run no loop to stall. The slack is cut to 0.3 s (module constant) so bounds pass in a second;
+the real-daemon side is tests/integration/test_probes_stall.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from exporter import scheduler as scheduler_module
+from exporter.scheduler import Scheduler, stall_after
+from tests.unit.test_scheduler import ScriptedSource
+
+TIMEOUT = 0.05  # ScriptedSource: interval = timeout
+
+
+class StuckSource(ScriptedSource):
+    """A collection that swallows its cancellation and never ends (its timeout cannot end it): the loop
+    stops, the process lives. `release()` lets the next cancellation through, so the test can stop it."""
+
+    released = False
+
+    async def collect(self):  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if self.released:
+                    raise
+
+    def release(self) -> None:
+        self.released = True
+
+
+@pytest.fixture(autouse=True)
+def short_slack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler_module, "STALL_SLACK", 0.3)
+
+
+async def test_a_stuck_loop_is_named_after_its_bound_a_slow_one_never() -> None:
+    bound = stall_after(TIMEOUT, TIMEOUT)
+    assert bound == pytest.approx(0.5)
+    slow = ScriptedSource("slow", ["hang"])  # every collection runs into its timeout, then the next starts
+    stuck = StuckSource("stuck", [1])
+    scheduler = Scheduler([slow, stuck])
+    scheduler.start()
+    try:
+        assert scheduler.stalled() == []
+        await asyncio.sleep(bound / 2)
+        assert scheduler.stalled() == []
+        await asyncio.sleep(bound + 0.2)
+        assert scheduler.stalled() == ["stuck"]
+        assert slow.calls >= 5
+    finally:
+        stuck.release()
+        await scheduler.stop()
+
+
+async def test_a_reload_names_neither_a_removed_nor_a_new_source() -> None:
+    stuck, ok = StuckSource("stuck", [1]), ScriptedSource("ok", [1])
+    scheduler = Scheduler([stuck, ok])
+    scheduler.start()
+    try:
+        await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.2)
+        assert scheduler.stalled() == ["stuck"]
+        fresh = ScriptedSource("fresh", [2])
+        await scheduler.replace_sources([ok, fresh])
+        assert scheduler.stalled() == []
+        await asyncio.sleep(0.3)
+        assert scheduler.stalled() == []
+    finally:
+        stuck.release()
+        await scheduler.stop()
+
+
+async def test_collect_once_runs_no_loop_that_could_stall() -> None:
+    scheduler = Scheduler([ScriptedSource("once", [1])])
+    await scheduler.collect_once()
+    await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.2)
+    assert scheduler.stalled() == []
+    await scheduler.stop()
+
+
+async def test_a_result_that_never_reaches_metrics_is_a_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Collections that start and end but whose result is never rendered (here the renderer fails on
+    every exposition, as a bug in it would) leave /metrics frozen: that is no progress."""
+    source = ScriptedSource("s", [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    scheduler = Scheduler([source])
+    await scheduler.collect_once()
+    frozen = scheduler.exposition
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(scheduler.renderer, "exposition", broken)
+    scheduler.start()
+    try:
+        await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.3)
+        assert source.calls >= 5  # collecting all along
+        assert scheduler.exposition is frozen
+        assert scheduler.stalled() == ["s"]
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_stuck_source_replaced_under_its_name_is_judged_afresh() -> None:
+    stuck = StuckSource("db", [1])
+    scheduler = Scheduler([stuck])
+    scheduler.start()
+    try:
+        await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.2)
+        assert scheduler.stalled() == ["db"]
+        stuck.release()
+        fixed = ScriptedSource("db", [1, 2, 3, 4, 5, 6, 7, 8, 9])
+        await scheduler.replace_sources([fixed])
+        assert scheduler.stalled() == []
+        await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.2)
+        assert fixed.calls >= 5
+        assert scheduler.stalled() == []
+    finally:
+        await scheduler.stop()
