@@ -34,8 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 REDIS = "redis://127.0.0.1:6379"  # the one the embedded default config reads
 # What the daemon imports, heaviest first as `python3 -X importtime -m exporter` shows them; each row
 # adds one to the interpreter of the rows above it.
-IMPORTS = ("asyncio", "pydantic", "yaml", "aiohttp.web", "prometheus_client", "psutil", "redis.asyncio",
+IMPORTS = ("asyncio", "pydantic", "yaml", "aiohttp.web", "prometheus_client", "psutil",
            "exporter.config", "exporter.cli")
+LIBRARIES = 6  # the first IMPORTS: the floor no exporter code can go under while it uses them
+# pydantic imports its schema builder (and plugin loader) only when a first model is defined: this
+# one-field model is the floor of any pydantic config, not a cost of the exporter's models
+FIRST_MODEL = ("class _M(pydantic.BaseModel):\n"
+               "    x: int\n"
+               "_M(x=1)\n")
 
 
 def free_port() -> int:
@@ -137,15 +143,30 @@ def import_costs(tree: Path) -> list[tuple[str, float, float]]:
              "def rss():\n"
              "    return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024\n"
              "out = [('python3', rss(), 0.0)]\n"
-             f"for name in {IMPORTS!r}:\n"
+             f"for name in {IMPORTS[:LIBRARIES]!r}:\n"
              "    t = time.perf_counter(); __import__(name); out.append((name, rss(), time.perf_counter() - t))\n"
+             "import pydantic\n"
+             f"t = time.perf_counter()\n{FIRST_MODEL}out.append(('first model', rss(), time.perf_counter() - t))\n"
+             f"for name in {IMPORTS[LIBRARIES:]!r}:\n"
+             "    t = time.perf_counter(); __import__(name); out.append((name, rss(), time.perf_counter() - t))\n"
+             "import exporter.config\n"
+             "t = time.perf_counter(); exporter.config.default_config()\n"
+             "out.append(('default config', rss(), time.perf_counter() - t))\n"
              "print(out)\n")
     answer = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
     rows = ast.literal_eval(answer.stdout)
     costs = [(rows[0][0], rows[0][1], 0.0)]
     for (_, before, _), (name, after, took) in itertools.pairwise(rows):
         costs.append((name, after - before, took * 1000))
+        if name == IMPORTS[LIBRARIES - 1]:  # the libraries alone, interpreter included
+            costs.append(("floor", after, sum(t for _, _, t in rows[1:LIBRARIES + 1]) * 1000))
     return costs
+
+
+LABELS = {"python3": "interpreter alone",
+          "floor": "= the library floor: interpreter and the libraries above, no exporter code (total)",
+          "first model": "a first pydantic model (one field, validated: pydantic's schema builder)",
+          "default config": "`default_config()` (the validators of the types it uses)"}
 
 
 def main() -> None:
@@ -183,9 +204,8 @@ def main() -> None:
             "idle": {"columns": ["", "idle RSS", "RSS after 3 scrapes", "threads", "start to serving",
                                  "`import exporter.cli`"], "rows": rows},
             "imports": {"columns": ["imported (after the rows above)", "RSS added", "time added"],
-                        "rows": [[f"`{name}`" if name != "python3" else "interpreter alone",
-                                  f"{mb:.1f} MB", "-" if name == "python3" else f"{ms:.0f} ms"]
-                                 for name, mb, ms in costs]},
+                        "rows": [[LABELS.get(name, f"`{name}`"), f"{mb:.1f} MB",
+                                  "-" if name == "python3" else f"{ms:.0f} ms"] for name, mb, ms in costs]},
         },
     }
     out = ROOT / "bench" / "results" / "idle.json"

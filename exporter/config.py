@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from exporter.health.config import AuthConfig, SystemConfig
 from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import MIN_INTERVAL, Model, SourceConfig
+from exporter.sources.base import MIN_INTERVAL, Model, OwnValidators, SourceConfig
 from exporter.web.shims import ShimsConfig
 
 DEFAULT_PORT = 9312  # the list marks it UNALLOCATED (kept from Sphinx); every other 91xx-99xx is held
@@ -31,9 +31,9 @@ _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 if TYPE_CHECKING:  # the checker sees what every member shares; pydantic validates the table's union
     SourceUnion = SourceConfig
-else:
+else:  # each entry validated by its type's model alone (see OwnValidators)
     SourceUnion = Annotated[Union[tuple(t.config_model for t in SOURCE_TYPES.values())],  # noqa: UP007
-                            Field(discriminator="type")]
+                            OwnValidators("type")]
 
 
 class ExporterConfig(Model):
@@ -46,9 +46,11 @@ class ExporterConfig(Model):
     shard: str = "0/1"
     revision: str = "unknown"
     sources: list[SourceUnion] = Field(min_length=1)
-    systems: list[SystemConfig] = []
-    shims: ShimsConfig = ShimsConfig()
-    auth: AuthConfig = AuthConfig()
+    # validated by their own models when given (the config's validator does not inline them), and
+    # their defaults built without a validator: a config without them builds none
+    systems: list[Annotated[SystemConfig, OwnValidators()]] = []
+    shims: Annotated[ShimsConfig, OwnValidators()] = ShimsConfig.model_construct()
+    auth: Annotated[AuthConfig, OwnValidators()] = AuthConfig.model_construct()
 
     @field_validator("listen", "scrape_listen")
     @classmethod

@@ -53,7 +53,9 @@ from exporter.sources.postgres import PostgresSource
 from exporter.sources.postgres.config import quote_ident
 from exporter.sources.postgres.presets import reads, statistics_tables, unanalyzed
 from exporter.sources.redis import RedisSource
-from exporter.sources.redis.connect import client_options, parse_endpoint
+from exporter.sources.redis.clients import client_options
+from exporter.sources.redis.connect import parse_endpoint
+from exporter.sources.redis.errors import WireError
 from exporter.sources.redis.layouts.base import fill_tenant
 
 
@@ -158,7 +160,7 @@ async def _redis_commands(source: RedisSource) -> list[Need]:
         needs.append((("SCAN", "0", "MATCH", cfg.tenants.scan.match, "COUNT", "10"), None))
     try:
         tenants = await source._current_tenants()
-    except RedisError:
+    except (RedisError, WireError):
         tenants = []  # the SCAN check below says why
     sample = tenants[0] if tenants else STAND_IN
     for layout in cfg.queues:
@@ -166,7 +168,7 @@ async def _redis_commands(source: RedisSource) -> list[Need]:
         reads = layout.discovery(tenant)
         try:
             found: dict[Any, Any] = dict(zip(reads, await source.runner.run(list(reads.values())), strict=True))
-        except RedisError:  # a discovery read is denied (its command is checked): plan as if it found nothing
+        except (RedisError, WireError):  # a discovery read is denied (its command is checked): plan as if found nothing
             found = {name: [] for name in reads}
         ops = list(reads.values())
         # What the discovery found, and a stand-in it may find later (a queue, a worker process): the

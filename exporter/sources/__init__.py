@@ -14,7 +14,7 @@ from exporter.sources.files import FilesConfig
 from exporter.sources.http import HttpConfig
 from exporter.sources.nats.config import NatsConfig
 from exporter.sources.postgres.config import PostgresConfig
-from exporter.sources.redis.source import RedisConfig
+from exporter.sources.redis.config import RedisConfig
 from exporter.sources.system import SystemConfig
 
 

@@ -9,9 +9,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, SecretStr, model_validator
+from pydantic_core import CoreSchema, PydanticKnownError, core_schema
 
 from exporter.model import JobPage, Reading, Snapshot
 from exporter.redact import redact_url as redact_url  # re-exported: sources import it from here
@@ -44,7 +45,47 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 class Model(BaseModel):
     """Base of every config model: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+@dataclass(frozen=True)
+class OwnValidators:
+    """`Annotated[A | B | C, OwnValidators("tag")]`: a union of models told apart by the value of their
+    field `tag` (one model without a tag: `Annotated[A, OwnValidators()]`), each value validated by its
+    model's own validator, built when that model is first used (`defer_build`).
+
+    Pydantic's discriminated union (`Field(discriminator=...)`) inlines every member's whole schema into
+    the validator of the model holding it, built even for the members no config uses: the config's
+    validator held every source type and layout (~190k characters of schema, megabytes of RSS). The
+    errors are the union's own, at the same locations (pydantic prefixes the field's); a value is
+    dumped as its own model."""
+
+    tag: str | None = None
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        members: tuple[type[BaseModel], ...] = get_args(source) or (source,)
+        tag = self.tag
+        models = {get_args(m.model_fields[tag].annotation)[0]: m for m in members} if tag else {}
+
+        def validate(value: Any) -> BaseModel:
+            if isinstance(value, members):
+                return value
+            if tag is None:
+                return members[0].model_validate(value)
+            if not isinstance(value, dict):
+                raise PydanticKnownError("model_attributes_type")
+            if tag not in value:
+                raise PydanticKnownError("union_tag_not_found", {"discriminator": f"'{tag}'"})
+            model = models.get(value[tag]) if isinstance(value[tag], str) else None
+            if model is None:
+                raise PydanticKnownError("union_tag_invalid", {
+                    "discriminator": f"'{tag}'", "tag": str(value[tag]),
+                    "expected_tags": ", ".join(f"'{t}'" for t in models)})
+            return model.model_validate(value)
+
+        as_own = core_schema.wrap_serializer_function_ser_schema(lambda v, dump: dump(v),
+                                                                 schema=core_schema.any_schema())
+        return core_schema.no_info_plain_validator_function(validate, serialization=as_own)
 
 
 class SourceConfig(Model):

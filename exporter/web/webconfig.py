@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import yaml
 from aiohttp import web
 
@@ -294,6 +293,8 @@ class LiveWebConfig:
                 return self._cache[key]
         # bcrypt costs tens of milliseconds on purpose: off the event loop, one at a time (as the
         # toolkit does, so a flood of bad passwords takes one core at most), cached per credential
+        import bcrypt  # here: only a daemon with basic_auth_users pays for it (0.4 MB)
+
         async with self._bcrypt.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(1)):
             ok = await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed or _DUMMY_HASH)
         ok = ok and hashed is not None

@@ -35,8 +35,8 @@ def test_a_redis_only_daemon_never_imports_asyncpg_or_nats() -> None:
         "                      'c', {})\n"
         "scheduler = exporter.cli.build_scheduler(config)\n"
         "scheduler.exposition.body('text')\n")
-    assert "redis" in found and "exporter" in found
-    assert not found & {"asyncpg", "nats"}
+    assert "hiredis" in found and "exporter" in found  # the lean connection's parser
+    assert not found & {"asyncpg", "nats", "redis"}  # redis-py: only Sentinel, Cluster, Celery events, doctor
 
 
 def test_the_config_models_and_the_type_table_import_no_postgres_or_nats_client() -> None:
@@ -52,6 +52,81 @@ def test_a_source_type_is_imported_when_a_source_of_it_is_built() -> None:
         "                      'c', {})\n"
         "exporter.cli.build_scheduler(config)\n")
     assert "asyncpg" in found and "nats" not in found
+
+
+HEAVY = {"redis", "asyncpg", "nats", "bcrypt", "cryptography"}  # clients and libraries of optional features
+DEFAULT_DAEMON = (
+    "import asyncio, sys\n"
+    "import pydantic_core\n"
+    "import exporter.cli\n"
+    "from exporter.config import default_config\n"
+    "from exporter.web.app import build_app\n"
+    "config = default_config()\n"
+    "scheduler = exporter.cli.build_scheduler(config)\n"
+    "build_app(config, scheduler)\n"
+    "async def once():\n"
+    "    try:\n"
+    "        await scheduler.collect_once()\n"
+    "    finally:\n"
+    "        await scheduler.stop()\n"
+    "asyncio.run(once())\n"
+    "assert scheduler.snapshot.sources['redis'].status.up, scheduler.snapshot.sources['redis'].status\n"
+    "from exporter.sources import SOURCE_TYPES\n"
+    "from exporter.web.shims import ShimsConfig\n"
+    "built = [t for t, k in SOURCE_TYPES.items()\n"
+    "         if isinstance(k.config_model.__pydantic_validator__, pydantic_core.SchemaValidator)]\n"
+    "from typing import get_args\n"
+    "from exporter.sources.redis.layouts import AnyLayout\n"
+    "built += [c.__name__ for c in get_args(get_args(AnyLayout)[0])\n"
+    "          if isinstance(c.__pydantic_validator__, pydantic_core.SchemaValidator)]\n"
+    "print('validators:' + ','.join(built)\n"
+    "      + (',shims' if isinstance(ShimsConfig.__pydantic_validator__, pydantic_core.SchemaValidator) else ''))\n"
+)
+
+
+def test_the_default_daemon_loads_no_client_or_validator_it_does_not_use() -> None:
+    """The embedded default config (host + one Redis queue, on the local Redis), its app built and every
+    source collected once: no redis-py (the single-node path reads through the lean wire), no other
+    backend client, no bcrypt (basic auth only), and only the config validators of the types and layouts
+    in use (each union member validates with its own model: sources/base.py `OwnValidators`)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    probe = DEFAULT_DAEMON + "print('modules:' + ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    found = set(lines["modules"].split())
+    assert "hiredis" in found and "aiohttp" in found
+    assert not found & HEAVY
+    assert sorted(lines["validators"].split(",")) == ["LaravelLayout", "redis", "system"]
+
+
+@pytest.mark.parametrize(("source", "client"), [
+    ("{name: r, type: redis, sentinel: {master_name: m, urls: ['redis://127.0.0.1:1']}, "
+     "queues: [{layout: list, name: q, key: q}]}", "redis"),  # redis-py brings cryptography (redis.utils)
+    ("{name: r, type: redis, cluster: true, queues: [{layout: list, name: q, key: q}]}", "redis"),
+    ("{name: n, type: nats, url: 'nats://127.0.0.1:1'}", "nats"),
+])
+def test_a_feature_that_needs_a_client_imports_it_when_configured(source: str, client: str) -> None:
+    found = imported_after(
+        "import exporter.cli\n"
+        "from exporter.config import parse_config\n"
+        f"config = parse_config(\"sources: [{source}]\", 'c', {{}})\n"
+        "exporter.cli.build_scheduler(config)\n")
+    assert client in found
+    assert not found & HEAVY - {client, "cryptography" if client == "redis" else client}
+
+
+def test_bcrypt_is_imported_by_the_first_basic_auth_check(tmp_path: Path) -> None:
+    import bcrypt
+
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users: {{alice: {bcrypt.hashpw(b'pw', bcrypt.gensalt(4)).decode()}}}\n")
+    code = ("import asyncio, sys\n"
+            "from exporter.web.webconfig import LiveWebConfig\n"
+            f"live = LiveWebConfig({str(web)!r})\n"
+            "assert 'bcrypt' not in sys.modules\n"
+            "assert asyncio.run(live.allowed('Basic YWxpY2U6cHc='))\n")  # alice:pw
+    assert "bcrypt" in imported_after(code)
 
 
 def test_the_resolver_starts_threads_only_for_work() -> None:

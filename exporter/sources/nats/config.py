@@ -116,11 +116,11 @@ class NatsConfig(SourceConfig):
     tls: TlsConfig | None = None  # CA, client certificate, insecure (tls:// urls use the system CAs without it)
     api_prefix: str = "$JS.API"
     concurrency: int = Field(64, ge=1, le=1024)
-    streams: StreamPatterns = StreamPatterns()
-    consumers: ConsumerPatterns = ConsumerPatterns()
-    kv: KvPatterns = KvPatterns()
-    object_stores: Patterns = Patterns()
-    dead_letters: DeadLetters = DeadLetters()
+    streams: StreamPatterns = StreamPatterns.model_construct()
+    consumers: ConsumerPatterns = ConsumerPatterns.model_construct()
+    kv: KvPatterns = KvPatterns.model_construct()
+    object_stores: Patterns = Patterns.model_construct()
+    dead_letters: DeadLetters = DeadLetters.model_construct()
     jobs: JobsRegistry | None = None
     agents: AgentRegistry | None = None
     connect_timeout: Duration = 2.0

@@ -17,9 +17,9 @@ from dataclasses import replace
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import ConnectionError, ResponseError
 
 from exporter.sources.redis.connect import Endpoint
+from exporter.sources.redis.errors import WireConnectionError, WireResponseError
 from exporter.sources.redis.wire import ReplyError, Wire, pack
 
 SLOTS = 16384
@@ -63,17 +63,17 @@ class ClusterWire:
         for address in dict.fromkeys(candidates):
             try:
                 reply = (await self._node(address).execute([pack("CLUSTER", "SLOTS")]))[0]
-            except (ConnectionError, OSError) as err:
+            except OSError as err:
                 error = err
                 continue
             if isinstance(reply, ReplyError):
-                raise ResponseError(f"CLUSTER SLOTS on {address[0]}:{address[1]}: {reply}")
+                raise WireResponseError(f"CLUSTER SLOTS on {address[0]}:{address[1]}: {reply}")
             self.owners = slot_map(reply, address[0])
             live = {a for a in self.owners if a is not None}
             for gone in [a for a in self.nodes if a not in live and a != (self.seed.host, self.seed.port)]:
                 await self.nodes.pop(gone).close()
             return
-        raise ConnectionError(f"no cluster node answered CLUSTER SLOTS: {error}")
+        raise WireConnectionError(f"no cluster node answered CLUSTER SLOTS: {error}")
 
     def primaries(self) -> list[Address]:
         assert self.owners is not None
@@ -109,7 +109,7 @@ class ClusterWire:
                                            return_exceptions=True)
             failed = next((r for r in results if isinstance(r, BaseException)), None)
             if failed is not None:
-                if isinstance(failed, ConnectionError | OSError):
+                if isinstance(failed, OSError):
                     # a dead node sends no MOVED: after a failover only a new map finds the new primary
                     self.owners = None
                 raise failed
@@ -143,7 +143,8 @@ class ClusterWire:
             if owner is None:
                 owner = owners[key_slot(keys[i].encode())]
                 if owner is None:
-                    raise ConnectionError(f"no cluster node serves the slot of {keys[i]!r} (CLUSTER SLOTS has a gap)")
+                    raise WireConnectionError(f"no cluster node serves the slot of {keys[i]!r} "
+                                              "(CLUSTER SLOTS has a gap)")
             group = groups.get(owner)
             if group is None:
                 group = groups[owner] = []

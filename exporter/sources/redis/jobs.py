@@ -17,14 +17,16 @@ reads latin-1 (byte for byte); text is decoded here as UTF-8, binary items (huey
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.model import Job, JobPage
 from exporter.sources.base import MAX_JOB_PAGE
-from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.items import TOO_BIG
 from exporter.sources.redis.layouts.base import MAX_STREAM_SCAN, JobRange, Layout
 from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack
+
+if TYPE_CHECKING:  # only a cluster loads its wire (and redis-py's slot hash)
+    from exporter.sources.redis.cluster import ClusterWire
 
 LISTING_ENCODING = "latin-1"  # what a listing wire decodes with: every byte kept, see `_text`
 UNREADABLE = {"unreadable": "job body over 1 MiB, not read"}

@@ -13,14 +13,14 @@ be too big, so a 50 MB item crosses the network once, not every collection.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-
-from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.items import TOO_BIG
 from exporter.sources.redis.ops import AnyOp, ClientNames, Each, Head, Then, settle
 from exporter.sources.redis.wire import Wire, pack
+
+if TYPE_CHECKING:  # a cluster's wire (cluster.py imports redis-py's slot hash): only a cluster loads it
+    from exporter.sources.redis.cluster import ClusterWire
 
 Span = tuple[AnyOp, Sequence[str] | None]  # an op and the keys of its replies in the first round trip
 
@@ -30,7 +30,7 @@ class OpRunner:
 
     def __init__(self, wire: Wire | ClusterWire) -> None:
         self.wire = wire
-        self.routed = isinstance(wire, ClusterWire)
+        self.routed = not isinstance(wire, Wire)
         self._packed: dict[tuple[Any, ...], tuple[Sequence[str], bytes]] = {}
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._heavy: set[str] = set()
@@ -147,11 +147,11 @@ class OpRunner:
 
     async def _client_names(self) -> list[str] | None:
         command = pack(*ClientNames("").command())
-        if isinstance(self.wire, ClusterWire):  # a cluster: the clients of every primary
+        if not isinstance(self.wire, Wire):  # a cluster: the clients of every primary
             return ClientNames("").names(await self.wire.everywhere(command))
         try:  # the one reply with no size bound: it grows with the clients, not with what queues hold
             return ClientNames("").names(await self.wire.execute([command], limit=None))
-        except (RedisConnectionError, ConnectionError):
+        except ConnectionError:
             return ClientNames("").names(await self.wire.execute([command], limit=None))
 
     async def _wire(self, commands: list[bytes], count: int | None = None, keys: list[str] | None = None
@@ -160,6 +160,6 @@ class OpRunner:
         leaves a dead socket) try once more on a new one, so recovery costs no failed collection."""
         try:
             return await self.wire.execute(commands, count, keys)
-        except (RedisConnectionError, ConnectionError):
+        except ConnectionError:
             return await self.wire.execute(commands, count, keys)
 

@@ -10,171 +10,49 @@ import asyncio
 import contextlib
 import logging
 import re
+import sys
 import threading
 import time
 import zlib
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import Field, SecretStr, field_validator, model_validator
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import AuthenticationError, NoPermissionError, RedisClusterException, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import TYPE_CHECKING, Any
 
 from exporter.facts import Tenants as TenantIds
 from exporter.model import JobPage, QueueStats, Reading, Sample
 from exporter.sources.base import (
-    Duration,
     MetricDef,
-    Model,
-    Name,
     Source,
-    SourceConfig,
     SourceContext,
     SourceDenied,
     SourceError,
     SourceTimeout,
     SourceUnreachable,
-    check_one_secret,
     read_secret,
     unreachable,
 )
-from exporter.sources.redis.cluster import ClusterWire
-from exporter.sources.redis.connect import (
-    SentinelConfig,
-    SentinelTarget,
-    client_options,
-    cluster_client,
-    parse_endpoint,
-    sentinel_target,
-)
+from exporter.sources.redis.config import REMOVED, RedisConfig, ScanTenants, Tenants, overlaps
+from exporter.sources.redis.connect import parse_endpoint
+from exporter.sources.redis.errors import WireAuthError, WireConnectionError, WireNoPermission, failures
 from exporter.sources.redis.events import CeleryEvents
 from exporter.sources.redis.jobs import LISTING_ENCODING, read_page
-from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Results, merge_flow
-from exporter.sources.redis.layouts.horizon import HorizonLayout
-from exporter.sources.redis.layouts.laravel import LaravelLayout
 from exporter.sources.redis.runner import OpRunner
-from exporter.sources.redis.wire import Wire
-from exporter.sources.tls import TlsConfig
+from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack
+
+if TYPE_CHECKING:  # redis-py: only Sentinel, Cluster, Celery events and doctor import it (clients.py)
+    from collections.abc import Sequence
+
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+    from exporter.sources.redis.clients import SentinelTarget
+    from exporter.sources.redis.cluster import ClusterWire
+
+__all__ = ["SEP", "RedisConfig", "RedisSource", "ScanTenants", "Tenants", "failure", "filter_tenants", "overlaps"]
 
 log = logging.getLogger("jobqueue.redis")
 SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
 SEP = "\x1f"  # never part of a tenant id (ids are joined by it in logs and older configs' scripts)
-# Options of the removed Lua read path (docs/sources/redis.md, "Removed options"): still accepted, so an
-# old config starts, and the source logs once that they do nothing.
-REMOVED = {"scripts": "reads are always plain pipelined commands (the Lua path cost Redis ~10x the CPU for "
-                      "the same values, and blocked it; bench/bench_redis.py)",
-           "batch_size": "it sized the Lua script calls, which are gone"}
-
-
-def _regex(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as err:
-            raise ValueError(f"regex {value!r} does not compile: {err}") from err
-    return value
-
-
-class ScanTenants(Model):
-    """Discover tenants by SCAN MATCH `match`; the tenant id is the regex group `tenant`.
-
-    The SCAN walks the whole keyspace (in steps of `count`); include/exclude and the shard apply to
-    every id found, and only then does `cap` keep the first ids in sorted order.
-    """
-
-    match: str
-    regex: str
-    cap: Annotated[int, Field(ge=1)] = 10000
-    count: Annotated[int, Field(ge=10, le=100000)] = 1000
-
-    @field_validator("regex")
-    @classmethod
-    def _has_group(cls, value: str) -> str:
-        try:
-            pattern = re.compile(value)
-        except re.error as err:
-            raise ValueError(f"regex {value!r} does not compile: {err}") from err
-        if "tenant" not in pattern.groupindex:
-            raise ValueError("regex needs a named group (?P<tenant>...)")
-        return value
-
-
-class Tenants(Model):
-    """Where tenant ids come from: a static list, a bounded SCAN, or another source's discovery."""
-
-    static: list[str] | None = None
-    scan: ScanTenants | None = None
-    source: Name | None = None
-    refresh: Annotated[float, Field(gt=0)] = 60.0
-    include: str | None = None
-    exclude: str | None = None
-
-    _check_include = field_validator("include", "exclude")(_regex)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Tenants:
-        given = [k for k in ("static", "scan", "source") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of static, scan, source (got {given or 'none'})")
-        return self
-
-
-class RedisConfig(SourceConfig):
-    """A Redis (or Valkey) server and the queues to read on it."""
-
-    type: Literal["redis"]
-    url: str = "redis://127.0.0.1:6379/0"
-    tls: TlsConfig | None = None  # CA, client certificate, insecure; the url's ssl_* parameters also work
-    cluster: bool = False  # url names any node of a Redis Cluster; reads go to each key's node
-    sentinel: SentinelConfig | None = None  # find the master (or a replica) through these sentinels
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    # removed (REMOVED): the old values are accepted and ignored, with a warning
-    scripts: Literal["pipeline", "auto", "lua"] | None = None
-    batch_size: Annotated[int, Field(ge=10, le=100000)] | None = None
-    tenants: Tenants | None = None
-    # How long a known queue or tenant whose keys are gone (drained, or no longer announced by the
-    # library's registry or a live supervisor) keeps reporting depth 0 before its series are dropped.
-    forget_after: Duration = 86400.0
-    queues: list[AnyLayout] = Field(min_length=1)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        """Checked here so that --check-config, not start-up, finds a URL the source cannot use."""
-        parse_endpoint(value)
-        return value
-
-    @model_validator(mode="after")
-    def _secrets(self) -> RedisConfig:
-        check_one_secret(self, "password")
-        endpoint = parse_endpoint(self.url, self.tls)
-        if self.cluster and self.sentinel is not None:
-            raise ValueError("give cluster: true or sentinel, not both")
-        if self.cluster and endpoint.db:
-            raise ValueError("a Redis Cluster has only database 0: drop the database from the url")
-        templated = [i for i, q in enumerate(self.queues) if q.per_tenant]
-        if self.tenants is None and templated:
-            raise ValueError(f"queues[{templated[0]}] uses {{tenant}} in a key but the source has no `tenants`")
-        for i in templated:
-            if self.queues[i].tenant is not None:
-                raise ValueError(f"queues[{i}] has `tenant` but its keys already take it from {{tenant}}")
-        overlaps(self.queues)
-        heard: dict[str, int] = {}
-        for i, layout in enumerate(self.queues):
-            listener = layout.listener(0)
-            if listener is not None:
-                if listener.prefix in heard:  # the same workers would count twice
-                    raise ValueError(f"queues[{i}] listens to the Celery events that queues[{heard[listener.prefix]}] "
-                                     "already hears; list all their queues in one layout")
-                heard[listener.prefix] = i
-        return self
+PING = pack("PING")
 
 
 class RedisSource(Source):
@@ -206,21 +84,29 @@ class RedisSource(Source):
         self.config: RedisConfig = config
         self.clock = clock
         self.sentinel: SentinelTarget | None = None
-        endpoint = parse_endpoint(config.url, config.tls, config.username,
-                                  read_secret(config.password, config.password_file))
-        self.client: Redis | RedisCluster
+        self.endpoint = parse_endpoint(config.url, config.tls, config.username,
+                                       read_secret(config.password, config.password_file))
+        endpoint = self.endpoint
+        # One server: every read (PING and SCAN too) goes through the lean connection, and redis-py's
+        # client is built only when asked for (Celery events' SUBSCRIBE, doctor): see `client`.
+        self._client: Redis | RedisCluster | None = None
         self.wire: Wire | ClusterWire
         if config.cluster:
-            self.client = cluster_client(endpoint, config.timeout)
+            from exporter.sources.redis.clients import cluster_client
+            from exporter.sources.redis.cluster import ClusterWire
+
+            self._client = cluster_client(endpoint, config.timeout)
             self.wire = ClusterWire(endpoint, config.timeout)
         elif config.sentinel is not None:
+            from exporter.sources.redis.clients import sentinel_target
+
             spec = config.sentinel
             self.sentinel = sentinel_target(spec.urls, spec.master_name, spec.replica, config.timeout, config.tls)
-            self.client = self.sentinel.client(config.timeout, endpoint)
+            self._client = self.sentinel.client(config.timeout, endpoint)
             self.wire = Wire(endpoint, config.timeout, resolve=self.sentinel.address)
         else:
-            self.client = Redis(**client_options(config.timeout), **endpoint.redis_py())
             self.wire = Wire(endpoint, config.timeout)
+        self.plain = not config.cluster and config.sentinel is None
         self.runner = OpRunner(self.wire)
         for key, reason in REMOVED.items():
             if getattr(config, key) is not None:
@@ -247,10 +133,19 @@ class RedisSource(Source):
                            if (listener := layout.listener(db)) is not None}
         self._listening: asyncio.Task[None] | None = None
 
+    @property
+    def client(self) -> Redis | RedisCluster:
+        """redis-py's client of this source (Sentinel's or Cluster's; for one server, built on first use)."""
+        if self._client is None:
+            from exporter.sources.redis.clients import plain_client
+
+            self._client = plain_client(self.endpoint, self.config.timeout)
+        return self._client
+
     async def collect(self) -> Reading:
         try:
             return await self._collect()
-        except (RedisError, RedisClusterException, OSError) as err:
+        except failures() as err:
             raise failure(err) from err
 
     async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
@@ -264,7 +159,7 @@ class RedisSource(Source):
         wire = self._listing_wire()
         try:
             return await read_page(wire, layout, tenant, queue, state, limit, offset)
-        except (RedisError, RedisClusterException, OSError) as err:
+        except failures() as err:
             raise failure(err) from err
         finally:
             await wire.close()
@@ -273,11 +168,12 @@ class RedisSource(Source):
         """A lean connection of the listing's own, for one request: it holds no reply over 1 MiB (as the
         collection's), requests never share it, and it is closed after the page, which the caller's
         timeout may cut short."""
-        endpoint = self.wire.seed if isinstance(self.wire, ClusterWire) else self.wire.endpoint
-        if isinstance(self.wire, ClusterWire):
-            return ClusterWire(endpoint, self.config.timeout, encoding=LISTING_ENCODING)
+        if not isinstance(self.wire, Wire):
+            from exporter.sources.redis.cluster import ClusterWire
+
+            return ClusterWire(self.wire.seed, self.config.timeout, encoding=LISTING_ENCODING)
         resolve = self.sentinel.address if self.sentinel is not None else None
-        return Wire(endpoint, self.config.timeout, resolve=resolve, encoding=LISTING_ENCODING)
+        return Wire(self.wire.endpoint, self.config.timeout, resolve=resolve, encoding=LISTING_ENCODING)
 
     async def _collect(self) -> Reading:
         wire = self.wire
@@ -285,7 +181,7 @@ class RedisSource(Source):
             log.info("sentinel moved the server, reconnecting", extra={"source": self.name})
             await wire.close()  # the next read asks the sentinels where to connect
         started = time.perf_counter()
-        await self.client.ping()
+        await self._ping()
         latency = time.perf_counter() - started
         tenants = await self._current_tenants()
         now = self.clock()
@@ -318,6 +214,38 @@ class RedisSource(Source):
         results = await self.runner.run([op for plan in plans for op in plan.reads.values()])
         # Parsing tens of thousands of replies is CPU work: off the event loop, so scrapes stay fast.
         return await asyncio.to_thread(self._parse, plans, owners, results, now, latency, len(tenants))
+
+    async def _ping(self) -> None:
+        """PING: on one server over the lean connection, bounded by the source's timeout (as redis-py's
+        socket timeout bounded it: a hung server is a timeout), tried again once on a fresh connection
+        (a Redis restart since the last collection leaves a dead socket)."""
+        if not self.plain:
+            await self.client.ping()
+            return
+        for attempt in (1, 2):
+            try:
+                (reply,) = await asyncio.wait_for(self.wire.execute([PING]), self.config.timeout)
+            except TimeoutError as err:
+                raise SourceTimeout(f"redis did not answer: PING within {self.config.timeout:g}s") from err
+            except WireConnectionError as err:
+                if isinstance(err.__cause__, TimeoutError):
+                    raise SourceTimeout(f"redis did not answer: {err}") from err
+                if attempt == 2:
+                    raise
+                continue
+            if isinstance(reply, ReplyError):
+                raise as_exception(reply)
+            return
+
+    async def _scan_keys(self, cursor: Any, match: str, count: int) -> tuple[Any, list[Any]]:
+        """One SCAN step on one server (the lean connection) or through Sentinel's client."""
+        if not self.plain:
+            found: tuple[Any, list[Any]] = await self.client.scan(cursor, match=match, count=count)
+            return found
+        (reply,) = await self.wire.execute([pack("SCAN", str(cursor), "MATCH", match, "COUNT", count)])
+        if isinstance(reply, ReplyError):
+            raise as_exception(reply)
+        return reply[0], list(reply[1])
 
     async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[Results]]:
         """One op run for every layout's discovery reads, each tenant's results by name; layouts without
@@ -403,7 +331,7 @@ class RedisSource(Source):
             cursor: Any = 0
             found = 0
             while True:
-                cursor, keys = await self.client.scan(cursor, match=match, count=1000)
+                cursor, keys = await self._scan_keys(cursor, match, 1000)
                 for key in keys:
                     queue = layout.scanned_queue(key if isinstance(key, str) else key.decode())
                     if queue is not None and (queue in known or found < SCAN_CAP):
@@ -451,13 +379,13 @@ class RedisSource(Source):
         (see `_known`)."""
         pattern = re.compile(spec.regex)
         tenants: set[str] = set()
-        nodes = self.client.get_primaries() if isinstance(self.client, RedisCluster) else [None]
+        nodes = self.client.get_primaries() if self.config.cluster else [None]  # type: ignore[union-attr]  # cluster: a RedisCluster
         for node in nodes:
             cursor: Any = 0
             while True:
                 keys: list[Any]
                 if node is None:
-                    cursor, keys = await self.client.scan(cursor, match=spec.match, count=spec.count)
+                    cursor, keys = await self._scan_keys(cursor, spec.match, spec.count)
                 else:  # a cluster client answers {node: cursor} for the one node asked
                     reply: Any = await self.client.scan(cursor, match=spec.match, count=spec.count, target_nodes=node)
                     cursors, keys = reply
@@ -494,7 +422,7 @@ class RedisSource(Source):
                             listener.handle(message["data"], self.clock())
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as err:
+            except failures() as err:
                 if not lost:  # once per outage, not once a second
                     log.warning("event listener lost its connection", extra={"source": self.name, "error": str(err)})
                 lost = True
@@ -508,49 +436,24 @@ class RedisSource(Source):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listening
         await self.wire.close()
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
         if self.sentinel is not None:
             await self.sentinel.close()
 
 
-def overlaps(layouts: Sequence[Layout]) -> None:
-    """Refuse a config in which two layouts report the same (tenant, queue): the series would be emitted
-    twice (invalid OpenMetrics, doubled sums). Horizon reads Laravel's lists itself, so a Laravel layout
-    on a Horizon layout's prefix is an overlap whatever the queues."""
-    def scope(layout: Layout) -> str:
-        return "{tenant}" if layout.per_tenant else (layout.tenant or "")
-
-    def name(i: int) -> str:
-        return f"queues[{i}] ({getattr(layouts[i], 'layout', type(layouts[i]).__name__)})"  # every layout has it
-
-    claimed: dict[tuple[str, str], int] = {}
-    for i, layout in enumerate(layouts):
-        if isinstance(layout, LaravelLayout) and not isinstance(layout, HorizonLayout):
-            for j, other in enumerate(layouts):
-                if isinstance(other, HorizonLayout) and other.prefix == layout.prefix and scope(other) == scope(layout):
-                    raise ValueError(
-                        f"{name(i)} and {name(j)} both read the Laravel lists under prefix {layout.prefix!r}: "
-                        "Horizon reads them itself, drop the laravel layout (list its queues in the horizon "
-                        "layout's `queues` to read them without live supervisors)")
-        for queue in layout.static_queues():
-            first = claimed.setdefault((scope(layout), queue), i)
-            if first != i:
-                where = scope(layout) or '""'
-                raise ValueError(
-                    f"{name(first)} and {name(i)} both report queue {queue!r} (tenant {where}): give one of "
-                    "them its own `tenant` label or a different queue name (docs/sources/redis.md, "
-                    "Two apps in one Redis)")
-
-
-def failure(err: RedisError | RedisClusterException | OSError) -> SourceError:
-    """The failure kind of a redis-py or socket error."""
-    if isinstance(err, AuthenticationError | NoPermissionError):
+def failure(err: BaseException) -> SourceError:
+    """The failure kind of an error of the lean connection, of redis-py (once loaded) or of a socket."""
+    redis = sys.modules.get("redis.exceptions")
+    if isinstance(err, WireAuthError | WireNoPermission) or (
+            redis is not None and isinstance(err, redis.AuthenticationError | redis.NoPermissionError)):
         return SourceDenied(f"redis refused the exporter: {err}")
-    if isinstance(err, RedisTimeoutError):
+    if redis is not None and isinstance(err, redis.TimeoutError):
         return SourceTimeout(f"redis did not answer: {err}")
-    if isinstance(err, RedisConnectionError | OSError):
+    if isinstance(err, OSError) or (redis is not None and isinstance(err, redis.ConnectionError)):
         return unreachable(f"redis unreachable: {err}", err)
-    if isinstance(err, RedisClusterException) and isinstance(err.__cause__, RedisConnectionError | OSError):
+    if (redis is not None and isinstance(err, redis.RedisClusterException)
+            and isinstance(err.__cause__, redis.ConnectionError | OSError)):
         return SourceUnreachable(f"redis unreachable: {err}")  # the cluster client found no node it could reach
     return SourceError(f"redis error: {err}")
 

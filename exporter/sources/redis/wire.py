@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import hiredis
-from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, ResponseError
 
 from exporter.sources.redis.connect import Endpoint, Resolve
+from exporter.sources.redis.errors import WireAuthError, WireConnectionError, WireNoPermission, WireResponseError
 from exporter.sources.redis.items import MAX_ITEM, TOO_BIG
 
 ReplyError = hiredis.ReplyError
@@ -123,10 +123,10 @@ class Replies:
             self.replies.append(reply)
 
 
-def as_exception(reply: ReplyError) -> ResponseError:
-    """A reply error as the redis-py exception the source already maps to a failure kind."""
+def as_exception(reply: ReplyError) -> WireResponseError:
+    """A reply error as the exception the source maps to a failure kind (NOPERM: denied)."""
     text = str(reply)
-    return NoPermissionError(text) if text.startswith("NOPERM") else ResponseError(text)
+    return WireNoPermission(text) if text.startswith("NOPERM") else WireResponseError(text)
 
 
 class Wire:
@@ -182,7 +182,7 @@ class Wire:
                 asyncio.open_connection(self.host, self.port, ssl=self.ssl), self.timeout
             )
         except (TimeoutError, OSError) as err:
-            raise ConnectionError(f"cannot connect to {self.host}:{self.port}: {err}") from err
+            raise WireConnectionError(f"cannot connect to {self.host}:{self.port}: {err}") from err
         hello = [pack("CLIENT", "SETNAME", self.client_name)]
         if self.password is not None:
             auth = ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
@@ -193,7 +193,7 @@ class Wire:
             if isinstance(reply, ReplyError):
                 text = str(reply)
                 if "WRONGPASS" in text or "NOAUTH" in text or "invalid password" in text:
-                    raise AuthenticationError("the Redis server refused the exporter's credentials")
+                    raise WireAuthError("the Redis server refused the exporter's credentials")
                 raise as_exception(reply)
 
     async def _roundtrip(self, data: bytes, count: int, limit: int | None = MAX_ITEM, cut: bool = False
@@ -209,7 +209,7 @@ class Wire:
         while (len(replies.replies) < count or replies.skip) and not (cut and replies.big):
             chunk = await reader.read(1 << 20)
             if not chunk:
-                raise ConnectionError("Redis closed the connection")
+                raise WireConnectionError("Redis closed the connection")
             replies.feed(chunk)
         return replies.replies
 

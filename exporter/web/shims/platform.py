@@ -49,7 +49,7 @@ class PlatformShim(Shim):
     """Seed 003: queues, one queue's jobs (live read), infrastructure health and alerts."""
 
     role: Role = "ops"
-    rate_limit: RateLimit = RateLimit()
+    rate_limit: RateLimit = RateLimit.model_construct()
     jobs_timeout: Duration = 2.0
     alertmanager_url: str | None = None
     service_names: dict[Name, str] = {}  # source -> display name ("OLTP Database")

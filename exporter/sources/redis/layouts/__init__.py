@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
-
+from exporter.sources.base import OwnValidators
 from exporter.sources.redis.layouts.arq import ArqLayout
 from exporter.sources.redis.layouts.base import Layout
 from exporter.sources.redis.layouts.beequeue import BeeQueueLayout
@@ -27,7 +26,7 @@ from exporter.sources.redis.layouts.zset import SortedSetLayout
 AnyLayout = Annotated[
     ListLayout | SortedSetLayout | StreamLayout | LaravelLayout | HorizonLayout | SidekiqLayout | BullMQLayout
     | RQLayout | CeleryLayout | ArqLayout | DramatiqLayout | HueyLayout | SaqLayout | TaskiqLayout | BeeQueueLayout,
-    Field(discriminator="layout"),
+    OwnValidators("layout"),  # each entry validated by its layout's model alone (see OwnValidators)
 ]
 
 __all__ = ["AnyLayout", "Layout"]
