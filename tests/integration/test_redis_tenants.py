@@ -72,6 +72,28 @@ async def test_scan_discovery_cap_and_never_keys(redis_server: RedisServer) -> N
     admin.close()
 
 
+async def test_a_tenant_id_with_control_characters_is_read_not_dropped(redis_server: RedisServer) -> None:
+    """A key name may hold any byte; a tenant whose id has a unit separator (\x1f, once the Lua
+    script's field separator), a tab or a quote is a tenant like any other, rendered escaped."""
+    admin = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    odd = ["a\x1fb", "tab\there", 'say "hi"', "plain"]
+    for i, tenant in enumerate(odd):
+        for _ in range(i + 1):
+            admin.rpush(f"tenant_{tenant}:queues:events", json.dumps({"ts": NOW - 10 * (i + 1)}))
+    queues = [{"layout": "list", "name": "events", "key": "tenant_{tenant}:queues:events", "timestamp_field": "ts"}]
+    scan = {"match": "tenant_*:queues:events", "regex": "^tenant_(?P<tenant>[^:]+):"}
+    reading = await collect(redis_server.url, queues, tenants={"scan": scan})
+    assert {q.tenant: (q.depth, q.oldest_timestamp) for q in reading.queues} == {
+        t: (i + 1, NOW - 10 * (i + 1)) for i, t in enumerate(odd)}
+    assert samples_of(reading, "jobqueue_tenants") == {(): 4}
+    renderer = Renderer()
+    status = SourceStatus("cache", "redis", True, NOW, 0.01, NOW)
+    text = b"".join(renderer.source(status, reading, {}, 15.0).values()).decode()
+    assert 'jobqueue_depth{source="cache",tenant="a\x1fb",queue="events"} 1' in text
+    assert 'jobqueue_depth{source="cache",tenant="say \\"hi\\"",queue="events"} 3' in text
+    admin.close()
+
+
 async def test_scan_finds_no_tenant(redis_server: RedisServer) -> None:
     queues = [{"layout": "list", "name": "events", "key": "tenant_{tenant}:q", "timestamp_field": "ts"},
               {"layout": "sidekiq", "prefix": "tenant_{tenant}:"}]

@@ -47,11 +47,10 @@ if TYPE_CHECKING:  # redis-py: only Sentinel, Cluster, Celery events and doctor 
     from exporter.sources.redis.clients import SentinelTarget
     from exporter.sources.redis.cluster import ClusterWire
 
-__all__ = ["SEP", "RedisConfig", "RedisSource", "ScanTenants", "Tenants", "failure", "filter_tenants", "overlaps"]
+__all__ = ["RedisConfig", "RedisSource", "ScanTenants", "Tenants", "failure", "filter_tenants", "overlaps"]
 
 log = logging.getLogger("jobqueue.redis")
 SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
-SEP = "\x1f"  # never part of a tenant id (ids are joined by it in logs and older configs' scripts)
 PING = pack("PING")
 
 
@@ -465,7 +464,7 @@ def filter_tenants(tenants: list[str], spec: Tenants, shard: tuple[int, int] = (
     index, total = shard
     return [
         t for t in tenants
-        if t and SEP not in t
+        if t
         and (include is None or include.search(t))
         and not (exclude and exclude.search(t))
         and (total == 1 or zlib.crc32(t.encode()) % total == index)
