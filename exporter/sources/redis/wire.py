@@ -18,7 +18,13 @@ from typing import Any
 import hiredis
 
 from exporter.sources.redis.connect import Endpoint, Resolve
-from exporter.sources.redis.errors import WireAuthError, WireConnectionError, WireNoPermission, WireResponseError
+from exporter.sources.redis.errors import (
+    WireAuthError,
+    WireBusyLoading,
+    WireConnectionError,
+    WireNoPermission,
+    WireResponseError,
+)
 from exporter.sources.redis.items import MAX_ITEM, TOO_BIG
 
 ReplyError = hiredis.ReplyError
@@ -124,9 +130,14 @@ class Replies:
 
 
 def as_exception(reply: ReplyError) -> WireResponseError:
-    """A reply error as the exception the source maps to a failure kind (NOPERM: denied)."""
+    """A reply error as the exception the source maps to a failure kind (NOPERM: denied; LOADING: a
+    connection error, unreachable)."""
     text = str(reply)
-    return WireNoPermission(text) if text.startswith("NOPERM") else WireResponseError(text)
+    if text.startswith("NOPERM"):
+        return WireNoPermission(text)
+    if text.startswith("LOADING"):
+        return WireBusyLoading(text)
+    return WireResponseError(text)
 
 
 class Wire:
@@ -198,6 +209,17 @@ class Wire:
 
     async def _roundtrip(self, data: bytes, count: int, limit: int | None = MAX_ITEM, cut: bool = False
                          ) -> list[Any]:
+        """Every socket error is raised as a WireConnectionError, whatever the transport: a dead TLS
+        socket fails its write with a plain ConnectionResetError where a plain one reads EOF, and
+        every caller (PING's retry, the runner's, doctor) handles one kind of connection error."""
+        try:
+            return await self._exchange(data, count, limit, cut)
+        except WireConnectionError:
+            raise
+        except OSError as err:
+            raise WireConnectionError(f"connection to {self.host}:{self.port} lost: {type(err).__name__}: {err}") from err
+
+    async def _exchange(self, data: bytes, count: int, limit: int | None, cut: bool) -> list[Any]:
         assert self._streams is not None
         reader, writer = self._streams
         writer.write(data)
