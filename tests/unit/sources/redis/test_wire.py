@@ -83,7 +83,7 @@ def test_other_reply_errors_keep_their_kind() -> None:
 
 def test_binary_replies_keep_bytes_that_are_not_utf8() -> None:
     """SCAN reads keys undecoded, so a key that is not UTF-8 is told apart from one holding U+FFFD."""
-    scan = b"*2\r\n$1\r\n0\r\n*2\r\n$4\r\nt_\xff\r\n$5\r\nt_\xef\xbf\xbd\r\n"
+    scan = b"*2\r\n$1\r\n0\r\n*2\r\n$3\r\nt_\xff\r\n$5\r\nt_\xef\xbf\xbd\r\n"
     binary, text = Replies(MAX_ITEM, encoding=None), Replies(MAX_ITEM)
     binary.feed(scan)
     text.feed(scan)
