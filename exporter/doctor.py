@@ -160,7 +160,7 @@ async def _redis_commands(source: RedisSource) -> list[Need]:
         needs.append((("SCAN", "0", "MATCH", cfg.tenants.scan.match, "COUNT", "10"), None))
     try:
         tenants = await source._current_tenants()
-    except (RedisError, WireError):
+    except (RedisError, WireError, OSError):  # OSError: a Sentinel lookup timing out (TimeoutError)
         tenants = []  # the SCAN check below says why
     sample = tenants[0] if tenants else STAND_IN
     for layout in cfg.queues:
@@ -168,8 +168,8 @@ async def _redis_commands(source: RedisSource) -> list[Need]:
         reads = layout.discovery(tenant)
         try:
             found: dict[Any, Any] = dict(zip(reads, await source.runner.run(list(reads.values())), strict=True))
-        except (RedisError, WireError):  # a discovery read is denied (its command is checked): plan as if found nothing
-            found = {name: [] for name in reads}
+        except (RedisError, WireError, OSError):
+            found = {name: [] for name in reads}  # a read denied (its command is checked) or lost: found nothing
         ops = list(reads.values())
         # What the discovery found, and a stand-in it may find later (a queue, a worker process): the
         # commands behind each are checked now, so that the fixes, once applied, leave nothing to find.

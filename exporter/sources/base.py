@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, SecretStr, model_validator
 from pydantic_core import CoreSchema, PydanticKnownError, core_schema
@@ -65,7 +65,7 @@ class OwnValidators:
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         members: tuple[type[BaseModel], ...] = get_args(source) or (source,)
         tag = self.tag
-        models = {get_args(m.model_fields[tag].annotation)[0]: m for m in members} if tag else {}
+        models = _by_tag(members, tag) if tag else {}
 
         def validate(value: Any) -> BaseModel:
             if isinstance(value, members):
@@ -86,6 +86,23 @@ class OwnValidators:
         as_own = core_schema.wrap_serializer_function_ser_schema(lambda v, dump: dump(v),
                                                                  schema=core_schema.any_schema())
         return core_schema.no_info_plain_validator_function(validate, serialization=as_own)
+
+
+def _by_tag(members: tuple[type[BaseModel], ...], tag: str) -> dict[str, type[BaseModel]]:
+    """Each value of every member's `tag` Literal to its member (a member may take several values, as
+    `Literal["a", "b"]`); a tag that is no Literal of strings, or a value two members claim, is an error
+    of the code, raised when the schema is built (tests/unit/test_config_models.py builds them all)."""
+    models: dict[str, type[BaseModel]] = {}
+    for member in members:
+        annotation = member.model_fields[tag].annotation
+        values = get_args(annotation) if get_origin(annotation) is Literal else ()
+        if not values or not all(isinstance(v, str) for v in values):
+            raise TypeError(f"{member.__name__}.{tag} must be a Literal of strings to tell the union apart")
+        for value in values:
+            if value in models:
+                raise TypeError(f"{models[value].__name__} and {member.__name__} both take {tag}={value!r}")
+            models[value] = member
+    return models
 
 
 class SourceConfig(Model):

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import hiredis
 import redis
 
 from exporter.scheduler import Scheduler
@@ -126,3 +127,37 @@ async def test_hung_server_times_out_alone(make_scheduler: Callable[..., Schedul
     await wait_until(lambda: states()["hung"].status.up, "hung source recovered")
     assert samples(scheduler)['jobqueue_depth{source="hung",tenant="",queue="jobs"}'] == 2
     await scheduler.stop()
+
+
+async def _answer_loading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A server reading its dataset after a restart: the handshake passes, every read says LOADING."""
+    parser = hiredis.Reader()
+    try:
+        while data := await reader.read(65536):
+            parser.feed(data)
+            while (command := parser.gets()) is not False:
+                ok = command[0].upper() in (b"CLIENT", b"SELECT", b"AUTH")
+                writer.write(b"+OK\r\n" if ok else b"-LOADING Redis is loading the dataset in memory\r\n")
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def test_a_loading_server_is_unreachable(make_scheduler: Callable[..., Scheduler]) -> None:
+    """-LOADING is kind `unreachable` on one server as on Sentinel and Cluster (redis-py's
+    BusyLoadingError is a ConnectionError); the lean connection said `error` before WireBusyLoading."""
+    server = await asyncio.start_server(_answer_loading, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        scheduler = make_scheduler("sources:" + source_yaml("r", f"redis://127.0.0.1:{port}", "q"))
+        await scheduler.collect_once()
+        status = scheduler.snapshot.sources["r"].status
+        assert (status.up, status.error_kind) == (False, "unreachable")
+        assert status.error is not None and "LOADING" in status.error
+        got = samples(scheduler)
+        assert got['jobqueue_collect_errors_total{source="r",kind="unreachable"}'] == 1
+        assert 'jobqueue_collect_errors_total{source="r",kind="error"}' not in got
+        await scheduler.stop()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -7,8 +7,10 @@ commands the exporter sent: SCAN, never KEYS.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 
+import pytest
 import redis
 
 from exporter.metrics import Renderer
@@ -91,6 +93,27 @@ async def test_a_tenant_id_with_control_characters_is_read_not_dropped(redis_ser
     text = b"".join(renderer.source(status, reading, {}, 15.0).values()).decode()
     assert 'jobqueue_depth{source="cache",tenant="a\x1fb",queue="events"} 1' in text
     assert 'jobqueue_depth{source="cache",tenant="say \\"hi\\"",queue="events"} 3' in text
+    admin.close()
+
+
+async def test_a_key_that_is_not_utf8_is_skipped_and_said_once(redis_server: RedisServer,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A label value must be UTF-8, so a tenant id that is not cannot be exported. Decoded with
+    replacement it became a tenant "\ufffd" read at depth 0 while its queue held jobs; now such keys
+    are skipped, and one warning (rate limited) says how many and shows one."""
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.rpush(b"t_a:q", json.dumps({"ts": NOW - 5}))
+    admin.rpush(b"t_\xff:q", json.dumps({"ts": NOW - 30}), json.dumps({"ts": NOW - 20}))
+    admin.rpush(b"t_\xfe\xfe:q", json.dumps({"ts": NOW - 40}))
+    queues = [{"layout": "list", "name": "q", "key": "t_{tenant}:q", "timestamp_field": "ts"}]
+    scan = {"match": "t_*:q", "regex": "^t_(?P<tenant>[^:]+):"}
+    with caplog.at_level(logging.WARNING, logger="jobqueue.redis"):
+        reading = await collect(redis_server.url, queues, tenants={"scan": scan})
+    assert {q.tenant: (q.depth, q.oldest_timestamp) for q in reading.queues} == {"a": (1, NOW - 5)}
+    assert samples_of(reading, "jobqueue_tenants") == {(): 1}
+    (line,) = [r for r in caplog.records if r.getMessage() == "SCAN keys not UTF-8 skipped"]
+    assert line.__dict__["source"] == "r"
+    assert line.__dict__["example"] in (repr(b"t_\xff:q"), repr(b"t_\xfe\xfe:q"))
     admin.close()
 
 

@@ -3,6 +3,7 @@ with the CA given in the URL or under `tls:`, and present a client certificate."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +168,20 @@ async def test_sentinel_over_tls(tmp_path: Path, pki: Pki) -> None:
         master.close()
     finally:
         setup.stop()
+
+
+async def test_restart_over_tls_is_read_on_the_next_collection(tls_redis: TlsRedisServer, pki: Pki) -> None:
+    """A restart leaves the lean connection a dead TLS socket, whose write fails with a plain
+    ConnectionResetError: the wire reports it as a connection error, so PING reconnects once and the
+    first collection after the restart reads (it failed as unreachable before the wire wrapped it)."""
+    source = make_source(tls_redis.url, QUEUES, tls={"ca_file": str(pki.ca)})
+    try:
+        assert (await source.collect()).queues[0].depth == 2
+        tls_redis.stop()
+        await asyncio.sleep(0.3)  # the loop sees the peer's close: the TLS transport is lost, not merely at EOF
+        tls_redis.start()
+        _seed(tls_redis, pki)  # nothing is saved: the restarted server starts empty
+        (queue,) = (await source.collect()).queues
+        assert (queue.depth, queue.oldest_timestamp) == (2, NOW - 30)
+    finally:
+        await source.close()

@@ -1,7 +1,7 @@
 """redis-py's clients of the Redis source, for the paths that need one: Sentinel (asking the sentinels
 and watching for failovers), Cluster (SCAN on every primary), the Celery event listener's SUBSCRIBE,
 and doctor. A single-node collection reads through the lean connection of `wire.py` alone, so this
-module (and redis-py, ~11 MB) is imported only when one of those is used.
+module (and redis-py, ~6 MB of RSS on top of exporter.cli) is imported only when one of those is used.
 """
 
 from __future__ import annotations

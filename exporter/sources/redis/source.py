@@ -51,6 +51,7 @@ __all__ = ["RedisConfig", "RedisSource", "ScanTenants", "Tenants", "failure", "f
 
 log = logging.getLogger("jobqueue.redis")
 SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
+SKIPPED_LOG_EVERY = 300.0  # seconds between warnings about SCAN keys that are not UTF-8
 PING = pack("PING")
 
 
@@ -123,6 +124,8 @@ class RedisSource(Source):
         self._spans: tuple[tuple[QueueStats, ...], list[tuple[int, int, int]]] = ((), [])
         self._holders: dict[tuple[str, str], int] | None = None
         self._scanned_at = -1e18
+        self._skipped = 0  # SCAN keys not UTF-8 since the last warning about them
+        self._skipped_logged_at = -1e18
         self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
         # A timeout cancels the await of a parse, not its thread: the next parse waits for it, so two
         # never update `_memory` (RQ's Retained counts) or the inventory at once.
@@ -241,10 +244,29 @@ class RedisSource(Source):
         if not self.plain:
             found: tuple[Any, list[Any]] = await self.client.scan(cursor, match=match, count=count)
             return found
-        (reply,) = await self.wire.execute([pack("SCAN", str(cursor), "MATCH", match, "COUNT", count)])
+        assert isinstance(self.wire, Wire)  # one server: the lean connection
+        (reply,) = await self.wire.execute([pack("SCAN", str(cursor), "MATCH", match, "COUNT", count)],
+                                           binary=True)
         if isinstance(reply, ReplyError):
             raise as_exception(reply)
-        return reply[0], list(reply[1])
+        keys: list[str] = []
+        for raw in reply[1]:
+            try:
+                keys.append(raw.decode())
+            except UnicodeDecodeError:
+                self._skip_key(raw)
+        return reply[0].decode(), keys
+
+    def _skip_key(self, raw: bytes) -> None:
+        """A key that is not UTF-8 names no tenant or queue a label can carry (label values are UTF-8;
+        decoding it with replacement made a garbled tenant whose reads found nothing): it is left out,
+        and said so at most every SKIPPED_LOG_EVERY seconds."""
+        self._skipped += 1
+        now = time.monotonic()
+        if now - self._skipped_logged_at >= SKIPPED_LOG_EVERY:
+            log.warning("SCAN keys not UTF-8 skipped", extra={"source": self.name, "skipped": self._skipped,
+                                                               "example": repr(raw[:100])})
+            self._skipped, self._skipped_logged_at = 0, now
 
     async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[Results]]:
         """One op run for every layout's discovery reads, each tenant's results by name; layouts without

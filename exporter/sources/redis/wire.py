@@ -18,7 +18,13 @@ from typing import Any
 import hiredis
 
 from exporter.sources.redis.connect import Endpoint, Resolve
-from exporter.sources.redis.errors import WireAuthError, WireConnectionError, WireNoPermission, WireResponseError
+from exporter.sources.redis.errors import (
+    WireAuthError,
+    WireBusyLoading,
+    WireConnectionError,
+    WireNoPermission,
+    WireResponseError,
+)
 from exporter.sources.redis.items import MAX_ITEM, TOO_BIG
 
 ReplyError = hiredis.ReplyError
@@ -74,7 +80,7 @@ class Replies:
     connection, so Redis stops sending it).
     """
 
-    def __init__(self, limit: int | None, cut: bool = False, encoding: str = "utf-8") -> None:
+    def __init__(self, limit: int | None, cut: bool = False, encoding: str | None = "utf-8") -> None:
         self.parser = hiredis.Reader(encoding=encoding, errors="replace")
         self.limit = limit
         self.replies: list[Any] = []
@@ -123,10 +129,15 @@ class Replies:
             self.replies.append(reply)
 
 
-def as_exception(reply: ReplyError) -> WireResponseError:
-    """A reply error as the exception the source maps to a failure kind (NOPERM: denied)."""
+def as_exception(reply: ReplyError) -> WireResponseError | WireBusyLoading:
+    """A reply error as the exception the source maps to a failure kind (NOPERM: denied; LOADING: a
+    connection error, unreachable)."""
     text = str(reply)
-    return WireNoPermission(text) if text.startswith("NOPERM") else WireResponseError(text)
+    if text.startswith("NOPERM"):
+        return WireNoPermission(text)
+    if text.startswith("LOADING"):
+        return WireBusyLoading(text)
+    return WireResponseError(text)
 
 
 class Wire:
@@ -147,14 +158,15 @@ class Wire:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def execute(self, commands: Sequence[bytes], count: int | None = None,
-                      keys: Sequence[str] | None = None, limit: int | None = MAX_ITEM, cut: bool = False
-                      ) -> list[Any]:
+                      keys: Sequence[str] | None = None, limit: int | None = MAX_ITEM, cut: bool = False,
+                      binary: bool = False) -> list[Any]:
         """Send the packed commands in one write; one reply per command (errors as ReplyError values).
 
         `count` is the number of commands when an element of `commands` packs several; `keys` (one
         per command) matters only to a cluster, where it routes each command to its node. A bulk
         reply over `limit` bytes reads as TOO_BIG (see Replies); with `cut` (one command whose reply
-        may be huge) the connection is dropped there instead of reading the rest."""
+        may be huge) the connection is dropped there instead of reading the rest. With `binary` the
+        replies are bytes, undecoded (SCAN: a key that is not UTF-8 must be told apart, not replaced)."""
         count = len(commands) if count is None else count
         self.big = []
         if not count:
@@ -162,7 +174,7 @@ class Wire:
         try:
             if self._streams is None:
                 await self._connect()
-            replies = await self._roundtrip(b"".join(commands), count, limit, cut)
+            replies = await self._roundtrip(b"".join(commands), count, limit, cut, binary)
             if cut and self.big:
                 await self.close()
             return replies
@@ -196,13 +208,26 @@ class Wire:
                     raise WireAuthError("the Redis server refused the exporter's credentials")
                 raise as_exception(reply)
 
-    async def _roundtrip(self, data: bytes, count: int, limit: int | None = MAX_ITEM, cut: bool = False
-                         ) -> list[Any]:
+    async def _roundtrip(self, data: bytes, count: int, limit: int | None = MAX_ITEM, cut: bool = False,
+                         binary: bool = False) -> list[Any]:
+        """Every socket error is raised as a WireConnectionError, whatever the transport: a dead TLS
+        socket fails its write with a plain ConnectionResetError where a plain one reads EOF, and
+        every caller (PING's retry, the runner's, doctor) handles one kind of connection error."""
+        try:
+            return await self._exchange(data, count, limit, cut, None if binary else self.encoding)
+        except WireConnectionError:
+            raise
+        except OSError as err:
+            lost = f"{type(err).__name__}: {err}"
+            raise WireConnectionError(f"connection to {self.host}:{self.port} lost: {lost}") from err
+
+    async def _exchange(self, data: bytes, count: int, limit: int | None, cut: bool, encoding: str | None
+                        ) -> list[Any]:
         assert self._streams is not None
         reader, writer = self._streams
         writer.write(data)
         await writer.drain()
-        replies = Replies(limit, cut, self.encoding)
+        replies = Replies(limit, cut, encoding)
         self.big = replies.big  # seen as they come: a round trip cut short by a timeout still tells
         # a skipped bulk reads as a reply before its bytes are all in: read them too, or the next round
         # trip on this connection would start inside it

@@ -1,11 +1,15 @@
-"""The RESP packer of the lean Redis connection, byte for byte (the Redis protocol spec's examples)."""
+"""The RESP packer of the lean Redis connection, byte for byte (the Redis protocol spec's examples), its
+replies, and its errors carrying the failure kind redis-py's did."""
 
 from __future__ import annotations
 
 import re
 
+from exporter.sources.base import SourceDenied, SourceUnreachable
+from exporter.sources.redis.errors import WireBusyLoading, WireConnectionError, WireNoPermission
 from exporter.sources.redis.items import MAX_ITEM, TOO_BIG
-from exporter.sources.redis.wire import Replies, pack, pack_keys
+from exporter.sources.redis.source import failure
+from exporter.sources.redis.wire import Replies, ReplyError, as_exception, pack, pack_keys
 
 
 def test_pack_is_a_resp_array_of_bulk_strings() -> None:
@@ -62,3 +66,26 @@ def test_a_cut_read_stops_at_the_first_big_reply() -> None:
     data = _stream()
     replies.feed(data[:100])
     assert replies.replies == [] and replies.big == [0] and replies.skip == 0
+
+
+def test_loading_is_a_connection_error_and_unreachable() -> None:
+    err = as_exception(ReplyError("LOADING Redis is loading the dataset in memory"))
+    assert isinstance(err, WireBusyLoading) and isinstance(err, WireConnectionError)
+    assert isinstance(failure(err), SourceUnreachable)
+
+
+def test_other_reply_errors_keep_their_kind() -> None:
+    assert isinstance(as_exception(ReplyError("NOPERM no permissions")), WireNoPermission)
+    assert isinstance(failure(as_exception(ReplyError("NOPERM no permissions"))), SourceDenied)
+    wrongtype = failure(as_exception(ReplyError("WRONGTYPE Operation against a key")))
+    assert type(wrongtype).__name__ == "SourceError"
+
+
+def test_binary_replies_keep_bytes_that_are_not_utf8() -> None:
+    """SCAN reads keys undecoded, so a key that is not UTF-8 is told apart from one holding U+FFFD."""
+    scan = b"*2\r\n$1\r\n0\r\n*2\r\n$3\r\nt_\xff\r\n$5\r\nt_\xef\xbf\xbd\r\n"
+    binary, text = Replies(MAX_ITEM, encoding=None), Replies(MAX_ITEM)
+    binary.feed(scan)
+    text.feed(scan)
+    assert binary.replies == [[b"0", [b"t_\xff", "t_\ufffd".encode()]]]
+    assert text.replies == [["0", ["t_\ufffd", "t_\ufffd"]]]  # the two keys would be one tenant
