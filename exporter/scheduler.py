@@ -37,10 +37,10 @@ STALL_SLACK = 10.0
 
 
 def stall_after(interval: float, timeout: float) -> float:
-    """Seconds without progress (no collection started or finished) after which a source's loop is
+    """Seconds without progress (no collection's result rendered) after which a source's loop is
     stalled. A running loop starts a collection at least every `interval` and each ends within
-    `timeout`, so the gap between two steps is at most max(interval, timeout) plus rendering: twice
-    interval + timeout plus STALL_SLACK is never reached by a slow collection, only by a stopped one."""
+    `timeout`, so the gap between two rendered results is at most interval + timeout plus rendering:
+    twice interval + timeout plus STALL_SLACK is never reached by a slow collection, only by a stopped one."""
     return 2 * (interval + timeout) + STALL_SLACK
 
 

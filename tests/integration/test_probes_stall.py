@@ -110,8 +110,8 @@ def test_a_slow_collector_passes_and_a_blocked_one_fails_after_the_bound(tmp_pat
             time.sleep(0.25)
         failed_after = time.monotonic() - blocked
         # not before the bound, less the gap since the last rendered result before the block (one
-        # interval + timeout, longer on a loaded machine: half the bound leaves room for that)
-        assert failed_after >= BOUND / 2, failed_after
+        # interval + timeout + rendering, 2 s here; 4 s leaves room for a loaded machine)
+        assert failed_after >= BOUND - 4, failed_after
         assert probes(ports) == [STALLED, STALLED] * 2
 
 
