@@ -264,25 +264,40 @@ class Scheduler:
         if reading is None and unresolved:  # the name never resolved: not the backend's fault
             kind, error = SourceNameUnresolved.kind, f"name lookup failed: {'; '.join(unresolved)}"
         duration = time.perf_counter() - started
-        now = self.clock()
-        self._count[name] += 1
-        if reading is not None:
-            self._last_success[name] = now
-        else:
-            errors = self._errors[name]
-            errors[kind or "error"] = errors.get(kind or "error", 0) + 1
-        self._log_state(name, (kind or "error") if reading is None else None, error)
-        status = SourceStatus(name, source.backend, reading is not None, now, duration,
-                              self._last_success[name], error, kind, self._count[name])
-        # on the render pool: at 10k tenants the dedup and the rendering walk tens of thousands of records
-        reading, fragments = await asyncio.get_running_loop().run_in_executor(
-            RENDER, self._render, status, reading, dict(self._errors[name]), source.config.interval)
-        state = SourceState(status, reading, fragments)
+        try:
+            state = await self._settle(source, reading, kind, error, duration)
+        except Exception as err:  # a value the renderer cannot write must not freeze this source's series
+            # nor stall its loop (the probes would restart the pod, every source with it): it reads down
+            log.exception("render crashed", extra={"source": name})
+            state = await self._settle(source, None, "error", f"render failed: {type(err).__name__}", duration)
         if self._home is not None and self._collector is not None:  # threaded: the web loop builds what it reads
             with contextlib.suppress(RuntimeError):  # the web loop has closed: the daemon is stopping
                 self._home.call_soon_threadsafe(self._swap, name, state)
         else:
             self._swap(name, state)
+
+    async def _settle(self, source: Source, reading: Reading | None, kind: str | None, error: str | None,
+                      duration: float) -> SourceState:
+        """Status and rendering of one collection's outcome; the counters change once it has rendered."""
+        name = source.name
+        now = self.clock()
+        count = self._count[name] + 1
+        last_success = now if reading is not None else self._last_success[name]
+        errors = dict(self._errors[name])
+        if reading is None:
+            errors[kind or "error"] = errors.get(kind or "error", 0) + 1
+        status = SourceStatus(name, source.backend, reading is not None, now, duration, last_success, error, kind,
+                              count)
+        # on the render pool: at 10k tenants the dedup and the rendering walk tens of thousands of records
+        reading, fragments = await asyncio.get_running_loop().run_in_executor(
+            RENDER, self._render, status, reading, errors, source.config.interval)
+        self._count[name] = count
+        self._last_success[name] = last_success
+        if not status.up:
+            table = self._errors[name]
+            table[kind or "error"] = table.get(kind or "error", 0) + 1
+        self._log_state(name, (kind or "error") if not status.up else None, error)
+        return SourceState(status, reading, fragments)
 
     def _log_state(self, name: str, kind: str | None, error: str | None) -> None:
         """One line per change of state: down (or down for another reason), still down every

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 MAX_BYTES = 1 << 20  # one item; a job payload larger than a megabyte is not something we read
 MAX_DEPTH = 64  # real payloads nest a handful of levels; 64 leaves room and keeps every walk shallow
+
+
+# A JSON escape of a UTF-16 surrogate ("\ud800"): json decodes a lone one to a str no codec can write
+# (a label value, a JSON answer); checked on the raw text first, so ordinary items never pay for a walk.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Malformed(ValueError):
@@ -42,6 +49,19 @@ def loads(raw: str | bytes | bytearray, max_bytes: int = MAX_BYTES, max_depth: i
         raise Malformed(str(err)) from err
     if _openings(raw) > max_depth and depth(doc) > max_depth:  # counting brackets is C-fast; walk only if needed
         raise Malformed(f"nested deeper than {max_depth} levels")
+    if _SURROGATE_ESCAPE.search(raw if isinstance(raw, bytes | bytearray) else raw.encode("utf-8", "surrogatepass")):
+        doc = _replace_lone_surrogates(doc)
+    return doc
+
+
+def _replace_lone_surrogates(doc: Any) -> Any:
+    """`doc` with every lone surrogate (a pair decodes to one character) replaced by U+FFFD."""
+    if isinstance(doc, str):
+        return _LONE_SURROGATE.sub("\ufffd", doc)
+    if isinstance(doc, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_replace_lone_surrogates(v) for v in doc]
     return doc
 
 

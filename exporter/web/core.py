@@ -2,11 +2,12 @@
 
 What the probes mean (Kubernetes: liveness failing restarts the pod, readiness failing takes it out
 of the Service):
-- /healthz (liveness): 503 once a source's collection loop has made no progress (no collection
-  started or finished and handed to the web loop) for longer than `stall_after` of its interval and
-  timeout (2 x (interval + timeout) + 10 s), or at once when the collector thread has ended. A slow
-  or failing backend never fails it: each collection ends within its timeout and the loop goes on
-  (`up 0`); a stopped loop means /metrics is frozen and only a restart brings it back.
+- /healthz (liveness): 503 once a source's collection loop has made no progress (no collection's
+  result rendered on the web loop) for longer than `stall_after` of its interval and timeout
+  (2 x (interval + timeout) + 10 s), or at once when the collector thread has ended. A slow or
+  failing backend never fails it: each collection ends within its timeout and the loop goes on
+  (`up 0`), and neither does data the renderer cannot write (that source reads `up 0`); a stopped
+  loop means /metrics is frozen and only a restart brings it back.
 - /readyz (readiness): 503 until every source has finished one collection, and whenever /healthz fails.
 Both read two in-memory tables: no backend I/O, no lock.
 """

@@ -251,3 +251,21 @@ async def test_celery_worker_pools_named_by_hostname(redis_client: redis.Redis, 
         assert dead[("", "mail", "busy")] == 0
     finally:
         await source.close()
+
+
+async def test_a_worker_naming_a_queue_with_a_lone_surrogate_is_read_and_written(
+        redis_client: redis.Redis, prefix: str) -> None:
+    """Sidekiq's process `info` is JSON any writer to Redis can store; a queue name escaped as a lone
+    surrogate ("x\\ud800") once reached a label value that no render could write (review3). It reads
+    as U+FFFD, beside a normal queue, and the whole source renders."""
+    from exporter.metrics import Renderer
+    from exporter.model import SourceStatus
+    from tests.support.redis_libs import NOW, sidekiq_process
+
+    sidekiq_process(redis_client, prefix, "h:1:aaa", NOW - 3, 0, False, 5, ["default", "x\ud800"], running=[])
+    assert "x\\ud800" in redis_client.hget(f"{prefix}h:1:aaa", "info")  # as a JSON writer escapes it
+    reading = await collect(REDIS_URL, [{"layout": "sidekiq", "prefix": prefix}])
+    workers = samples_of(reading, "jobqueue_workers")
+    assert {labels[1] for labels in workers} >= {"default", "x\ufffd"}
+    text = b"".join(Renderer().source(SourceStatus("r", "redis", True, NOW, 0.01, NOW), reading, {}, 15.0).values())
+    assert 'queue="x\ufffd"'.encode() in text

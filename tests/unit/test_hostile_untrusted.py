@@ -47,3 +47,14 @@ def test_a_poisoned_celery_event_is_one_malformed_message() -> None:
     events.handle(json.dumps({"body": json.dumps({"type": "worker-online", "hostname": "w1", "freq": 2})}), 0.0)
     assert events.malformed == 2
     assert list(events.workers) == ["w1"]
+
+
+def test_a_lone_surrogate_escape_becomes_the_replacement_character() -> None:
+    """JSON may escape a lone UTF-16 surrogate ("\\ud800"); json decodes it to a str that no codec
+    writes (a label value, a JSON answer), so any writer to Redis could break a render. A pair is one
+    character and stays; a lone one, in a value or a key, becomes U+FFFD."""
+    doc = untrusted.loads(b'{"queues": ["x\\ud800", "ok"], "smile": "\\ud83d\\ude00", "\\udc00k": {"n": "\\uDBFFz"}}')
+    assert doc == {"queues": ["x\ufffd", "ok"], "smile": "\U0001f600", "\ufffdk": {"n": "\ufffdz"}}
+    for text in (json.dumps(doc), "".join(doc["queues"])):
+        text.encode()  # writable
+    assert untrusted.loads('["\\\\ud800"]') == ["\\ud800"]  # an escaped backslash, not a surrogate

@@ -11,6 +11,8 @@ import asyncio
 import pytest
 
 from exporter import scheduler as scheduler_module
+from exporter.metrics import TEXT
+from exporter.model import QueueStats, Reading
 from exporter.scheduler import Scheduler, stall_after
 from tests.unit.test_scheduler import ScriptedSource
 
@@ -120,5 +122,36 @@ async def test_a_stuck_source_replaced_under_its_name_is_judged_afresh() -> None
         await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.2)
         assert fixed.calls >= 5
         assert scheduler.stalled() == []
+    finally:
+        await scheduler.stop()
+
+
+class Unwritable(ScriptedSource):
+    """A reading holding a value no codec can write (a lone surrogate in a label), as a source that let
+    one through would hand over; what renders it raises."""
+
+    async def collect(self):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return Reading(queues=(QueueStats("x\ud800", 1, ""),))
+
+
+async def test_a_value_the_renderer_cannot_write_makes_its_source_down_not_the_daemon_stalled() -> None:
+    bad, good = Unwritable("bad", [1]), ScriptedSource("good", [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    scheduler = Scheduler([bad, good])
+    scheduler.start()
+    try:
+        await asyncio.sleep(stall_after(TIMEOUT, TIMEOUT) + 0.3)
+        assert bad.calls >= 5
+        assert scheduler.stalled() == []  # /healthz stays 200: a restart would bring the same data back
+        text = scheduler.exposition.body(TEXT).decode()
+        assert 'jobqueue_source_up{source="bad",backend="stub"} 0' in text
+        assert 'jobqueue_source_up{source="good",backend="stub"} 1' in text
+        assert not any(line.startswith("jobqueue_depth{") and 'source="bad"' in line for line in text.splitlines())
+        errors = next(line for line in text.splitlines()
+                      if line.startswith('jobqueue_collect_errors_total{source="bad",kind="error"}'))
+        assert float(errors.split()[-1]) == scheduler.snapshot.sources["bad"].status.collections
+        status = scheduler.snapshot.sources["bad"].status
+        assert (status.up, status.error_kind, status.error) == (False, "error", "render failed: UnicodeEncodeError")
+        assert status.last_success is None  # never rendered, never a success
     finally:
         await scheduler.stop()
