@@ -190,6 +190,31 @@ async def test_tenant_scan_covers_every_node(cluster: LocalCluster) -> None:
     assert depths(reading) == present and samples_of(reading, "jobqueue_tenants") == {(): len(present)}
 
 
+async def test_a_key_not_utf8_fails_a_cluster_collection_as_an_error_not_a_crash(cluster: LocalCluster) -> None:
+    """redis-py decodes every reply (decode_responses): a SCAN key that is not UTF-8 raised its
+    UnicodeDecodeError through the source, which the scheduler logged as a crash with a traceback every
+    cycle. It is a failure of kind `error` now, the same message each time (logged once per state
+    change), naming the cause and the docs."""
+    client = cluster.client()
+    bad = b"tenant_\xff:q"
+    client.rpush(bad, json.dumps({"ts": NOW - 1}))
+    tenants = {"scan": {"match": "tenant_*:q", "regex": "^tenant_(?P<tenant>[^:]+):q$"}, "refresh": 0.001}
+    source = make_source(cluster.url, QUEUES[:1], cluster=True, tenants=tenants)
+    try:
+        errors = []
+        for _ in range(2):
+            with pytest.raises(SourceError) as caught:
+                await source.collect()
+            errors.append(caught.value)
+    finally:
+        await source.close()
+        client.delete(bad)
+        client.close()
+    assert [(type(e), e.kind) for e in errors] == [(SourceError, "error")] * 2
+    assert str(errors[0]) == str(errors[1])
+    assert "not UTF-8" in str(errors[0]) and "docs/sources/redis.md" in str(errors[0])
+
+
 def test_topology_config_errors() -> None:
     base = {"name": "r", "type": "redis", "queues": QUEUES[:1]}
     sentinel = {"master_name": "m", "urls": ["redis://127.0.0.1:26379"]}

@@ -6,6 +6,7 @@ commands the exporter sent: SCAN, never KEYS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import replace
@@ -15,6 +16,8 @@ import redis
 
 from exporter.metrics import Renderer
 from exporter.model import Reading, SourceStatus
+from exporter.sources.redis import source as source_module
+from exporter.sources.redis.items import MAX_ITEM
 from tests.conftest import REDIS_URL
 from tests.support.redis_libs import NOW, collect, comparable, make_source, samples_of, seed_laravel
 from tests.support.servers import RedisServer
@@ -97,10 +100,13 @@ async def test_a_tenant_id_with_control_characters_is_read_not_dropped(redis_ser
 
 
 async def test_a_key_that_is_not_utf8_is_skipped_and_said_once(redis_server: RedisServer,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+                                                               caplog: pytest.LogCaptureFixture,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A label value must be UTF-8, so a tenant id that is not cannot be exported. Decoded with
     replacement it became a tenant "\ufffd" read at depth 0 while its queue held jobs; now such keys
-    are skipped, and one warning (rate limited) says how many and shows one."""
+    are skipped, and one warning per SCAN pass (rate limited) says how many that pass skipped and
+    shows one. (It warned on the first key with skipped=1, and added the rest, again every pass, to
+    a count said much later or never.)"""
     admin = redis.Redis.from_url(redis_server.url)
     admin.rpush(b"t_a:q", json.dumps({"ts": NOW - 5}))
     admin.rpush(b"t_\xff:q", json.dumps({"ts": NOW - 30}), json.dumps({"ts": NOW - 20}))
@@ -113,8 +119,43 @@ async def test_a_key_that_is_not_utf8_is_skipped_and_said_once(redis_server: Red
     assert samples_of(reading, "jobqueue_tenants") == {(): 1}
     (line,) = [r for r in caplog.records if r.getMessage() == "SCAN keys not UTF-8 skipped"]
     assert line.__dict__["source"] == "r"
+    assert line.__dict__["skipped"] == 2
     assert line.__dict__["example"] in (repr(b"t_\xff:q"), repr(b"t_\xfe\xfe:q"))
+    # without the rate limit, every pass says its own total: the same keys are not added up again
+    monkeypatch.setattr(source_module, "SKIPPED_LOG_EVERY", 0.0)
+    caplog.clear()
+    source = make_source(redis_server.url, queues, tenants={"scan": scan, "refresh": 0.001})
+    try:
+        with caplog.at_level(logging.WARNING, logger="jobqueue.redis"):
+            for _ in range(3):
+                await source.collect()
+                await asyncio.sleep(0.01)  # past `refresh`: the next collection discovers again
+    finally:
+        await source.close()
+    said = [r.__dict__["skipped"] for r in caplog.records if r.getMessage() == "SCAN keys not UTF-8 skipped"]
+    assert said == [2, 2, 2]
     admin.close()
+
+
+async def test_a_key_name_over_1_mib_is_no_tenant(redis_client: redis.Redis, prefix: str,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The lean connection hands a value of 1 MiB or more as the TOO_BIG marker text, and a SCAN key
+    is such a value too: a loose tenant regex (here: the last segment) made the marker's text a
+    tenant " value over 1 MiB, not read". Such a key is skipped and said, as one that is not UTF-8."""
+    huge = f"{prefix}{'x' * (MAX_ITEM + MAX_ITEM // 10)}"  # a 1.1 MiB key name (Redis allows 512 MB)
+    redis_client.rpush(f"{prefix}acme", json.dumps({"ts": NOW - 5}))
+    redis_client.set(huge, "1")
+    try:
+        queues = [{"layout": "list", "name": "q", "key": f"{prefix}{{tenant}}", "timestamp_field": "ts"}]
+        scan = {"match": f"{prefix}*", "regex": "(?P<tenant>[^:]+)$"}
+        with caplog.at_level(logging.WARNING, logger="jobqueue.redis"):
+            reading = await collect(REDIS_URL, queues, tenants={"scan": scan})
+    finally:
+        redis_client.delete(huge)
+    assert {q.tenant: q.depth for q in reading.queues} == {"acme": 1}
+    assert reading.details["tenants"] == ["acme"]
+    (line,) = [r for r in caplog.records if r.getMessage() == "SCAN keys of 1 MiB or more skipped"]
+    assert (line.__dict__["source"], line.__dict__["skipped"]) == ("r", 1)
 
 
 async def test_scan_finds_no_tenant(redis_server: RedisServer) -> None:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import zlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from exporter.facts import Tenants as TenantIds
@@ -33,6 +34,7 @@ from exporter.sources.redis.config import REMOVED, RedisConfig, ScanTenants, Ten
 from exporter.sources.redis.connect import parse_endpoint
 from exporter.sources.redis.errors import WireAuthError, WireConnectionError, WireNoPermission, failures
 from exporter.sources.redis.events import CeleryEvents
+from exporter.sources.redis.items import TOO_BIG
 from exporter.sources.redis.jobs import LISTING_ENCODING, read_page
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Results, merge_flow
 from exporter.sources.redis.runner import OpRunner
@@ -51,8 +53,21 @@ __all__ = ["RedisConfig", "RedisSource", "ScanTenants", "Tenants", "failure", "f
 
 log = logging.getLogger("jobqueue.redis")
 SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
-SKIPPED_LOG_EVERY = 300.0  # seconds between warnings about SCAN keys that are not UTF-8
+SKIPPED_LOG_EVERY = 300.0  # seconds between warnings about SCAN keys left out (not UTF-8, over 1 MiB)
 PING = pack("PING")
+_TOO_BIG = TOO_BIG.encode()  # what the lean connection hands for a key name of 1 MiB or more (binary)
+NOT_UTF8 = ("a key or value Redis sent is not UTF-8, which redis-py (Sentinel, Cluster) cannot decode; "
+            "rename such keys (see docs/sources/redis.md, 'Key names must be UTF-8')")
+
+
+@dataclass
+class Skipped:
+    """The keys one SCAN pass (a tenant discovery, a queue-name scan) left out. Counted per pass, so a
+    warning gives one pass's total and a key is not counted again on every later pass."""
+
+    not_utf8: int = 0
+    too_big: int = 0  # key names of 1 MiB or more: the lean connection hands only the TOO_BIG marker
+    example: bytes = b""  # one key that is not UTF-8 (its first 100 bytes)
 
 
 class RedisSource(Source):
@@ -124,8 +139,7 @@ class RedisSource(Source):
         self._spans: tuple[tuple[QueueStats, ...], list[tuple[int, int, int]]] = ((), [])
         self._holders: dict[tuple[str, str], int] | None = None
         self._scanned_at = -1e18
-        self._skipped = 0  # SCAN keys not UTF-8 since the last warning about them
-        self._skipped_logged_at = -1e18
+        self._skipped_logged_at: dict[str, float] = {}  # warning -> when it was last logged
         self._memory: dict[Any, Any] = {}  # what layouts keep between collections (Parsed.memory)
         # A timeout cancels the await of a parse, not its thread: the next parse waits for it, so two
         # never update `_memory` (RQ's Retained counts) or the inventory at once.
@@ -148,6 +162,8 @@ class RedisSource(Source):
         try:
             return await self._collect()
         except failures() as err:
+            raise failure(err) from err
+        except UnicodeDecodeError as err:  # redis-py's decoding of a key (Sentinel, Cluster)
             raise failure(err) from err
 
     async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
@@ -239,8 +255,9 @@ class RedisSource(Source):
                 raise as_exception(reply)
             return
 
-    async def _scan_keys(self, cursor: Any, match: str, count: int) -> tuple[Any, list[Any]]:
-        """One SCAN step on one server (the lean connection) or through Sentinel's client."""
+    async def _scan_keys(self, cursor: Any, match: str, count: int, skipped: Skipped) -> tuple[Any, list[Any]]:
+        """One SCAN step on one server (the lean connection) or through Sentinel's client; keys left
+        out are counted in `skipped`."""
         if not self.plain:
             found: tuple[Any, list[Any]] = await self.client.scan(cursor, match=match, count=count)
             return found
@@ -251,22 +268,29 @@ class RedisSource(Source):
             raise as_exception(reply)
         keys: list[str] = []
         for raw in reply[1]:
+            if raw == _TOO_BIG:  # a name of 1 MiB or more: the marker's text is no key (a loose regex
+                skipped.too_big += 1  # made it a tenant)
+                continue
             try:
                 keys.append(raw.decode())
             except UnicodeDecodeError:
-                self._skip_key(raw)
+                # names no tenant or queue a label can carry (label values are UTF-8; decoded with
+                # replacement it was a garbled tenant whose reads found nothing)
+                skipped.not_utf8 += 1
+                skipped.example = skipped.example or raw[:100]
         return reply[0].decode(), keys
 
-    def _skip_key(self, raw: bytes) -> None:
-        """A key that is not UTF-8 names no tenant or queue a label can carry (label values are UTF-8;
-        decoding it with replacement made a garbled tenant whose reads found nothing): it is left out,
-        and said so at most every SKIPPED_LOG_EVERY seconds."""
-        self._skipped += 1
+    def _say_skipped(self, skipped: Skipped) -> None:
+        """At the end of a SCAN pass: its total of keys left out, each kind at most every
+        SKIPPED_LOG_EVERY seconds (a key stays for every pass until renamed)."""
         now = time.monotonic()
-        if now - self._skipped_logged_at >= SKIPPED_LOG_EVERY:
-            log.warning("SCAN keys not UTF-8 skipped", extra={"source": self.name, "skipped": self._skipped,
-                                                               "example": repr(raw[:100])})
-            self._skipped, self._skipped_logged_at = 0, now
+        lines: list[tuple[str, int, dict[str, str]]] = [
+            ("SCAN keys not UTF-8 skipped", skipped.not_utf8, {"example": repr(skipped.example)}),
+            ("SCAN keys of 1 MiB or more skipped", skipped.too_big, {})]
+        for message, count, extra in lines:
+            if count and now - self._skipped_logged_at.get(message, -1e18) >= SKIPPED_LOG_EVERY:
+                log.warning(message, extra={"source": self.name, "skipped": count, **extra})
+                self._skipped_logged_at[message] = now
 
     async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[Results]]:
         """One op run for every layout's discovery reads, each tenant's results by name; layouts without
@@ -351,8 +375,9 @@ class RedisSource(Source):
             known = self.inventory.setdefault((index, layout.tenant or ""), {})
             cursor: Any = 0
             found = 0
+            skipped = Skipped()
             while True:
-                cursor, keys = await self._scan_keys(cursor, match, 1000)
+                cursor, keys = await self._scan_keys(cursor, match, 1000, skipped)
                 for key in keys:
                     queue = layout.scanned_queue(key if isinstance(key, str) else key.decode())
                     if queue is not None and (queue in known or found < SCAN_CAP):
@@ -361,6 +386,7 @@ class RedisSource(Source):
                 if int(cursor) == 0:
                     break
                 await asyncio.sleep(0)
+            self._say_skipped(skipped)
 
     async def _current_tenants(self) -> list[str]:
         spec = self.config.tenants
@@ -400,13 +426,14 @@ class RedisSource(Source):
         (see `_known`)."""
         pattern = re.compile(spec.regex)
         tenants: set[str] = set()
+        skipped = Skipped()
         nodes = self.client.get_primaries() if self.config.cluster else [None]  # type: ignore[union-attr]  # cluster: a RedisCluster
         for node in nodes:
             cursor: Any = 0
             while True:
                 keys: list[Any]
                 if node is None:
-                    cursor, keys = await self._scan_keys(cursor, spec.match, spec.count)
+                    cursor, keys = await self._scan_keys(cursor, spec.match, spec.count, skipped)
                 else:  # a cluster client answers {node: cursor} for the one node asked
                     reply: Any = await self.client.scan(cursor, match=spec.match, count=spec.count, target_nodes=node)
                     cursors, keys = reply
@@ -418,6 +445,7 @@ class RedisSource(Source):
                 if int(cursor) == 0:
                     break
                 await asyncio.sleep(0)
+        self._say_skipped(skipped)
         return sorted(tenants)
 
     async def _listen(self) -> None:
@@ -464,7 +492,8 @@ class RedisSource(Source):
 
 
 def failure(err: BaseException) -> SourceError:
-    """The failure kind of an error of the lean connection, of redis-py (once loaded) or of a socket."""
+    """The failure kind of an error of the lean connection, of redis-py (once loaded), of a socket, or of
+    redis-py's decoding of a reply that is not UTF-8."""
     redis = sys.modules.get("redis.exceptions")
     if isinstance(err, WireAuthError | WireNoPermission) or (
             redis is not None and isinstance(err, redis.AuthenticationError | redis.NoPermissionError)):
@@ -476,6 +505,8 @@ def failure(err: BaseException) -> SourceError:
     if (redis is not None and isinstance(err, redis.RedisClusterException)
             and isinstance(err.__cause__, redis.ConnectionError | OSError)):
         return SourceUnreachable(f"redis unreachable: {err}")  # the cluster client found no node it could reach
+    if isinstance(err, UnicodeDecodeError):  # redis-py decodes every reply (decode_responses): a kind
+        return SourceError(f"redis error: {NOT_UTF8} ({err})")  # that logs once, not a crash each cycle
     return SourceError(f"redis error: {err}")
 
 

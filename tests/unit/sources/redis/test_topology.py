@@ -118,6 +118,17 @@ def test_a_cluster_with_no_reachable_node_is_unreachable() -> None:
     assert type(failure(RedisClusterException("no slots"))) is SourceError
 
 
+def test_a_reply_redis_py_cannot_decode_is_a_failure_of_kind_error() -> None:
+    """Through Sentinel or Cluster, redis-py decodes replies: a key that is not UTF-8 raises
+    UnicodeDecodeError, mapped to a failure that says why and where to read more."""
+    try:
+        b"tenant_\xff:q".decode()
+    except UnicodeDecodeError as err:
+        mapped = failure(err)
+    assert type(mapped) is SourceError and mapped.kind == "error"
+    assert "not UTF-8" in str(mapped) and "docs/sources/redis.md" in str(mapped)
+
+
 def test_job_listing_acl() -> None:
     """The job listing's reads (jobs.read_page) are listed too, with a full page, for doctor."""
     rq = RQLayout.model_validate({"layout": "rq", "queues": ["q"]})
