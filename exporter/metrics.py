@@ -474,6 +474,17 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
     return q > 0
 
 
+def scrape_form(accept: str | None, accept_encoding: str | None) -> tuple[str, bool, dict[str, str]]:
+    """The format and encoding a scrape asked for, and the response headers that say so: one place for
+    both /metrics handlers (the main listener's and `scrape_listen`'s), which must answer alike."""
+    fmt = choose_format(accept)
+    gzipped = accepts_gzip(accept_encoding)
+    headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return fmt, gzipped, headers
+
+
 def choose_format(accept: str | None) -> str:
     """OpenMetrics when the client prefers it (Prometheus does by default), else the text format."""
     best, best_q = TEXT, -1.0

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -53,6 +54,16 @@ class _Down:
     logged: float
     failures: int = 1
 
+@dataclass(slots=True)
+class _RenderCrash:
+    """A source whose readings the renderer cannot write: which error (type and where it was raised),
+    when it was last logged, and the failures since."""
+
+    where: str
+    logged: float
+    failures: int = 0
+
+
 Listener = Callable[[Snapshot], None]
 Producer = Callable[[Snapshot], Iterable[Sample]]  # derived series (health, reload), no `source` label
 
@@ -76,6 +87,7 @@ class Scheduler:
         self._count: dict[str, int] = {s.name: 0 for s in self.sources}
         self._collisions: dict[str, tuple[tuple[str, ...], ...]] = {}
         self._down: dict[str, _Down] = {}
+        self._render_crash: dict[str, _RenderCrash] = {}
         initial = {
             s.name: SourceState(SourceStatus(s.name, s.backend, False, 0.0, 0.0, None), None)
             for s in self.sources
@@ -206,7 +218,7 @@ class Scheduler:
                 SourceStatus(source.name, source.backend, False, 0.0, 0.0, None), None))
         # the collector thread may add to or drop from these tables meanwhile: copy the keys (one C-level
         # step under the GIL) and pop, so neither side sees a dict change size under its iteration
-        for table in (self._errors, self._last_success, self._count, self._down):
+        for table in (self._errors, self._last_success, self._count, self._down, self._render_crash):
             for name in [n for n in list(table) if n not in names]:
                 table.pop(name, None)
         self.sources = new
@@ -266,9 +278,10 @@ class Scheduler:
         duration = time.perf_counter() - started
         try:
             state = await self._settle(source, reading, kind, error, duration)
+            self._render_crash.pop(name, None)
         except Exception as err:  # a value the renderer cannot write must not freeze this source's series
             # nor stall its loop (the probes would restart the pod, every source with it): it reads down
-            log.exception("render crashed", extra={"source": name})
+            self._log_render_crash(name, err)
             state = await self._settle(source, None, "error", f"render failed: {type(err).__name__}", duration)
         if self._home is not None and self._collector is not None:  # threaded: the web loop builds what it reads
             with contextlib.suppress(RuntimeError):  # the web loop has closed: the daemon is stopping
@@ -298,6 +311,23 @@ class Scheduler:
             table[kind or "error"] = table.get(kind or "error", 0) + 1
         self._log_state(name, (kind or "error") if not status.up else None, error)
         return SourceState(status, reading, fragments)
+
+    def _log_render_crash(self, name: str, err: Exception) -> None:
+        """The traceback once per source and distinct error (the same data fails every cycle until it
+        changes: a traceback each cycle buried the log), then one line every REMIND_AFTER seconds."""
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        where = f"{type(err).__name__} at {frame.filename}:{frame.lineno}"
+        now = time.monotonic()
+        crash = self._render_crash.get(name)
+        if crash is None or crash.where != where:
+            log.exception("render crashed", extra={"source": name})
+            self._render_crash[name] = _RenderCrash(where, now)
+            return
+        crash.failures += 1
+        if now - crash.logged >= REMIND_AFTER:
+            log.error("render still failing", extra={"source": name, "error": f"{type(err).__name__}: {err}",
+                                                     "failures": crash.failures})
+            crash.logged, crash.failures = now, 0
 
     def _log_state(self, name: str, kind: str | None, error: str | None) -> None:
         """One line per change of state: down (or down for another reason), still down every

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from exporter.metrics import CONTENT_TYPES, accepts_gzip, choose_format
+from exporter.metrics import scrape_form
 from exporter.web.keys import SCHEDULER
 
 routes = web.RouteTableDef()
@@ -26,13 +26,8 @@ routes = web.RouteTableDef()
 async def metrics(request: web.Request) -> web.Response:
     """Serve the exposition rendered for the current snapshot; never touches a backend."""
     exposition = request.app[SCHEDULER].exposition
-    fmt = choose_format(request.headers.get("Accept"))
-    gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
-    body = await exposition.body_async(fmt, gzipped)
-    headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers=headers)
+    fmt, gzipped, headers = scrape_form(request.headers.get("Accept"), request.headers.get("Accept-Encoding"))
+    return web.Response(body=await exposition.body_async(fmt, gzipped), headers=headers)
 
 
 @routes.get("/healthz")

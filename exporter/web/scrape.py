@@ -17,7 +17,7 @@ import threading
 
 from aiohttp import web
 
-from exporter.metrics import CONTENT_TYPES, accepts_gzip, choose_format
+from exporter.metrics import scrape_form
 from exporter.scheduler import Scheduler
 from exporter.web import core
 from exporter.web.keys import SCHEDULER
@@ -31,11 +31,7 @@ routes = web.RouteTableDef()
 async def metrics(request: web.Request) -> web.Response:
     """The main loop's exposition bytes; built here only when no scrape has asked for this form yet."""
     exposition = request.app[SCHEDULER].exposition
-    fmt = choose_format(request.headers.get("Accept"))
-    gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
-    headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
+    fmt, gzipped, headers = scrape_form(request.headers.get("Accept"), request.headers.get("Accept-Encoding"))
     return web.Response(body=exposition.body(fmt, gzipped), headers=headers)
 
 

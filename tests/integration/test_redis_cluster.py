@@ -8,7 +8,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,12 @@ from pydantic import ValidationError
 from exporter.cli import main
 from exporter.config import parse_config
 from exporter.doctor import diagnose
+from exporter.scheduler import Scheduler
 from exporter.sources.base import SourceError
 from exporter.sources.redis.cluster import ClusterWire
 from exporter.sources.redis.items import MAX_ITEM
 from exporter.sources.redis.source import RedisConfig, RedisSource
+from tests.conftest import samples
 from tests.support.redis_libs import NOW, make_source, samples_of
 from tests.support.redis_topology import LocalCluster, SentinelSetup, until
 
@@ -190,29 +192,77 @@ async def test_tenant_scan_covers_every_node(cluster: LocalCluster) -> None:
     assert depths(reading) == present and samples_of(reading, "jobqueue_tenants") == {(): len(present)}
 
 
-async def test_a_key_not_utf8_fails_a_cluster_collection_as_an_error_not_a_crash(cluster: LocalCluster) -> None:
-    """redis-py decodes every reply (decode_responses): a SCAN key that is not UTF-8 raised its
-    UnicodeDecodeError through the source, which the scheduler logged as a crash with a traceback every
-    cycle. It is a failure of kind `error` now, the same message each time (logged once per state
-    change), naming the cause and the docs."""
+def scan_source_yaml(topology: str) -> str:
+    return ("sources:\n  - name: r\n    type: redis\n    interval: 1h\n    timeout: 5s\n" + topology
+            + "    tenants: {scan: {match: 'tenant_*:q', regex: '^tenant_(?P<tenant>[^:]+):q$'}, refresh: 0.001}\n"
+            "    queues:\n      - {layout: list, name: q, key: 'tenant_{tenant}:q', timestamp_field: ts}\n")
+
+
+def skip_warnings(caplog: pytest.LogCaptureFixture) -> list[tuple[str, int]]:
+    return [(r.getMessage(), r.__dict__["skipped"]) for r in caplog.records if r.getMessage().startswith("SCAN keys")]
+
+
+async def collect_thrice(scheduler: Scheduler) -> list[dict[str, float]]:
+    """Three collections, each a new tenant discovery (`refresh` is a millisecond)."""
+    seen = []
+    for _ in range(3):
+        await asyncio.sleep(0.01)
+        await scheduler.collect_once()
+        seen.append(samples(scheduler))
+    return seen
+
+
+async def test_a_key_not_utf8_or_over_1_mib_is_skipped_on_a_cluster(
+        cluster: LocalCluster, make_scheduler: Callable[[str], Scheduler], caplog: pytest.LogCaptureFixture) -> None:
+    """redis-py decodes every reply (decode_responses): a SCAN key that is not UTF-8 raised
+    UnicodeDecodeError and failed the whole collection (`up 0`, kind error) while every other queue was
+    fine. SCAN replies are read undecoded now and such keys are skipped and counted as on one server
+    (one warning per kind and 5 minutes), as is a key name over 1 MiB (redis-py reads it whole)."""
     client = cluster.client()
-    bad = b"tenant_\xff:q"
+    expected = seed(client)
+    bad, huge = b"tenant_\xff:q", f"tenant_{'x' * (MAX_ITEM + 1)}:q"
     client.rpush(bad, json.dumps({"ts": NOW - 1}))
-    tenants = {"scan": {"match": "tenant_*:q", "regex": "^tenant_(?P<tenant>[^:]+):q$"}, "refresh": 0.001}
-    source = make_source(cluster.url, QUEUES[:1], cluster=True, tenants=tenants)
+    client.rpush(huge, json.dumps({"ts": NOW - 1}))
+    scheduler = make_scheduler(scan_source_yaml(f"    url: {cluster.url}\n    cluster: true\n"))
     try:
-        errors = []
-        for _ in range(2):
-            with pytest.raises(SourceError) as caught:
-                await source.collect()
-            errors.append(caught.value)
+        with caplog.at_level(logging.WARNING, logger="jobqueue.redis"):
+            seen = await collect_thrice(scheduler)
+    finally:
+        client.delete(bad, huge)
+        client.close()
+    present = {t: n for t, (n, _) in expected.items() if n}  # SCAN finds only keys that exist
+    for got in seen:
+        assert got['jobqueue_source_up{source="r",backend="redis"}'] == 1
+        assert {t: got[f'jobqueue_depth{{source="r",tenant="{t}",queue="q"}}'] for t in present} == present
+        assert got['jobqueue_tenants{source="r"}'] == len(present)
+    assert sorted(skip_warnings(caplog)) == [("SCAN keys not UTF-8 skipped", 1),
+                                             ("SCAN keys of 1 MiB or more skipped", 1)]
+    (line,) = [r for r in caplog.records if r.getMessage() == "SCAN keys not UTF-8 skipped"]
+    assert line.__dict__["example"] == repr(bad)
+
+
+async def test_queue_scan_of_a_cluster_covers_every_node_and_skips_a_key_not_utf8(
+        cluster: LocalCluster, caplog: pytest.LogCaptureFixture) -> None:
+    """A layout that finds its queues by SCAN (BullMQ without `queues`: its `meta` hashes) on a cluster:
+    each primary is asked in turn (without a node, redis-py sent SCAN to every primary and answered a
+    cursor per node, not one cursor), and a name that is not UTF-8 is skipped, not a failure."""
+    client = cluster.client()
+    seed(client)
+    names = ["audit", "billing", "email", "images", "mail", "search", "sms", "video"]  # on every node
+    assert len({cluster.owner(f"bq:{n}:meta").port for n in names}) == 3
+    for name in names:
+        client.hset(f"bq:{name}:meta", mapping={"opts.maxLenEvents": "10000"})
+    client.hset(b"bq:\xfe:meta", mapping={"opts.maxLenEvents": "10000"})
+    source = make_source(cluster.url, [{"layout": "bullmq", "prefix": "bq"}], cluster=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jobqueue.redis"):
+            reading = await source.collect()
     finally:
         await source.close()
-        client.delete(bad)
+        client.delete(b"bq:\xfe:meta", *[f"bq:{n}:meta" for n in names])
         client.close()
-    assert [(type(e), e.kind) for e in errors] == [(SourceError, "error")] * 2
-    assert str(errors[0]) == str(errors[1])
-    assert "not UTF-8" in str(errors[0]) and "docs/sources/redis.md" in str(errors[0])
+    assert sorted(q.queue for q in reading.queues) == sorted(names)
+    assert skip_warnings(caplog) == [("SCAN keys not UTF-8 skipped", 1)]
 
 
 def test_topology_config_errors() -> None:
@@ -285,6 +335,28 @@ async def test_sentinel_failover_moves_the_reads_to_the_new_master(sentinel: Sen
         await source.close()
         for conn in (master, watcher, promoted):
             conn.close()
+
+
+async def test_a_key_not_utf8_is_skipped_through_sentinel(
+        sentinel: SentinelSetup, make_scheduler: Callable[[str], Scheduler], caplog: pytest.LogCaptureFixture) -> None:
+    """Through Sentinel, SCAN goes through redis-py (decode_responses) too: a key that is not UTF-8
+    failed the whole collection. Now it is skipped and counted, and the good tenant reads right."""
+    master = redis.Redis(port=sentinel.master.port)
+    master.rpush("tenant_a:q", json.dumps({"ts": NOW - 5}), json.dumps({"ts": NOW - 1}))
+    master.rpush(b"tenant_\xff:q", json.dumps({"ts": NOW - 9}))
+    master.rpush(b"tenant_\xfe\xfe:q", json.dumps({"ts": NOW - 9}))
+    scheduler = make_scheduler(scan_source_yaml(
+        f"    url: redis://ignored:1/0\n    sentinel: {{master_name: jobs, urls: ['{sentinel.sentinel.url}']}}\n"))
+    try:
+        with caplog.at_level(logging.WARNING, logger="jobqueue.redis"):
+            seen = await collect_thrice(scheduler)
+    finally:
+        master.close()
+    for got in seen:
+        assert got['jobqueue_source_up{source="r",backend="redis"}'] == 1
+        assert got['jobqueue_depth{source="r",tenant="a",queue="q"}'] == 2
+        assert got['jobqueue_tenants{source="r"}'] == 1
+    assert skip_warnings(caplog) == [("SCAN keys not UTF-8 skipped", 2)]
 
 
 async def test_doctor_on_a_cluster(cluster: LocalCluster) -> None:

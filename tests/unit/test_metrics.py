@@ -8,6 +8,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.metrics import (
+    CONTENT_TYPES,
     CORE_METRICS,
     OPENMETRICS,
     TEXT,
@@ -235,6 +236,16 @@ def test_gzip_only_when_accepted_with_a_positive_q() -> None:
     assert [accepts_gzip(h) for h in ("gzip", "deflate, gzip;q=1.0", "*", "gzip;q=0.5", "x-gzip")] == [True] * 5
     assert [accepts_gzip(h) for h in (None, "", "gzip;q=0", "gzip; q=0.0", "identity", "*, gzip;q=0",
                                       "gzip;q=x", "deflate")] == [False] * 8
+
+
+def test_scrape_form_names_the_format_and_encoding_in_the_headers() -> None:
+    from exporter.metrics import scrape_form
+
+    vary = "Accept, Accept-Encoding"
+    assert scrape_form(None, None) == (TEXT, False, {"Content-Type": CONTENT_TYPES[TEXT], "Vary": vary})
+    assert scrape_form("application/openmetrics-text;version=1.0.0", "gzip") == (OPENMETRICS, True, {
+        "Content-Type": "application/openmetrics-text; version=1.0.0; charset=utf-8", "Vary": vary,
+        "Content-Encoding": "gzip"})
 
 
 def test_huge_numbers_are_written_as_floats_not_309_digits() -> None:

@@ -7,6 +7,7 @@ the real-daemon side is tests/integration/test_probes_stall.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -155,3 +156,63 @@ async def test_a_value_the_renderer_cannot_write_makes_its_source_down_not_the_d
         assert status.last_success is None  # never rendered, never a success
     finally:
         await scheduler.stop()
+
+
+class Switchable(ScriptedSource):
+    """A reading that is writable, or not in one of two ways (a lone surrogate; an oldest timestamp the
+    renderer cannot format), as the test sets `bad` before each collection."""
+
+    bad: str | None = None
+
+    async def collect(self):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.bad == "surrogate":
+            return Reading(queues=(QueueStats("x\ud800", 1, ""),))
+        if self.bad == "timestamp":
+            return Reading(queues=(QueueStats("q", 1, "", "not a number"),))  # type: ignore[arg-type]
+        return Reading(queues=(QueueStats("q", 3, ""),))
+
+
+async def test_a_render_crash_logs_its_traceback_once_per_error_then_a_line_now_and_then(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same reading fails to render every cycle until its data changes: its traceback was logged
+    every cycle. Now once per source and distinct error (again after a recovery), and in between one
+    line at most every REMIND_AFTER seconds; the source reads up 0, kind error, each cycle."""
+    source = Switchable("bad", [1])
+    scheduler = Scheduler([source])
+
+    def up() -> str:
+        text = scheduler.exposition.body(TEXT).decode()
+        return next(line for line in text.splitlines() if line.startswith("jobqueue_source_up{")).split()[-1]
+
+    async def cycles(bad: str | None, n: int) -> list[tuple[str, str]]:
+        source.bad = bad
+        caplog.clear()
+        seen = []
+        for _ in range(n):
+            await scheduler.collect_once()
+            status = scheduler.snapshot.sources["bad"].status
+            seen.append((up(), status.error or ""))
+        return seen
+
+    def said() -> list[tuple[str, bool]]:
+        return [(r.getMessage(), r.exc_info is not None) for r in caplog.records
+                if r.getMessage().startswith("render")]
+
+    with caplog.at_level(logging.INFO, logger="jobqueue.scheduler"):
+        assert await cycles("surrogate", 4) == [("0", "render failed: UnicodeEncodeError")] * 4
+        assert said() == [("render crashed", True)]
+        assert await cycles(None, 1) == [("1", "")]
+        assert said() == []
+        assert await cycles("surrogate", 3) == [("0", "render failed: UnicodeEncodeError")] * 3
+        assert said() == [("render crashed", True)]  # failing again after a recovery: a traceback again
+        assert await cycles("timestamp", 2) == [("0", "render failed: ValueError")] * 2
+        assert said() == [("render crashed", True)]  # another error: its own traceback
+        monkeypatch.setattr(scheduler_module, "REMIND_AFTER", 0.0)
+        assert await cycles("timestamp", 2) == [("0", "render failed: ValueError")] * 2
+        assert said() == [("render still failing", False)] * 2  # one line, no traceback
+        lines = [r.__dict__ for r in caplog.records if r.getMessage() == "render still failing"]
+        # the failures since the line before: the first counts the unlogged one of the cycles above
+        assert [(x["source"], x["failures"]) for x in lines] == [("bad", 2), ("bad", 1)]
+        assert lines[0]["error"].startswith("ValueError: Unknown format code")
+    await scheduler.stop()

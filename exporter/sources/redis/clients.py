@@ -19,6 +19,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -187,6 +188,20 @@ def sentinel_target(urls: list[str], master_name: str, replica: bool, timeout: f
                              socket_connect_timeout=bound, socket_timeout=bound, decode_responses=True,
                              retry=Retry(NoBackoff(), 0), **tls_kwargs(point.tls)))
     return SentinelTarget(clients, master_name, replica, bound)
+
+
+async def scan_undecoded(client: Redis | RedisCluster, cursor: int, match: str, count: int,
+                         node: Any = None) -> tuple[int, list[bytes]]:
+    """One SCAN step whose keys stay bytes: redis-py's per-command NEVER_DECODE reads this reply
+    undecoded whatever `decode_responses` says (redis/asyncio/client.py and cluster.py
+    `parse_response`), so a key that is not UTF-8 is the caller's to skip, not a UnicodeDecodeError
+    that fails the whole collection. On a cluster `node` is the one primary asked."""
+    options: dict[str, Any] = {NEVER_DECODE: True}
+    if node is not None:
+        options["target_nodes"] = node
+    reply: Any = await client.scan(cursor, match=match, count=count, **options)
+    found, keys = reply  # a cluster client answers {node name: cursor} for the one node asked
+    return int(next(iter(found.values())) if isinstance(found, dict) else found), list(keys)
 
 
 def cluster_client(endpoint: Endpoint, timeout: float) -> RedisCluster:

@@ -34,14 +34,14 @@ from exporter.sources.redis.config import REMOVED, RedisConfig, ScanTenants, Ten
 from exporter.sources.redis.connect import parse_endpoint
 from exporter.sources.redis.errors import WireAuthError, WireConnectionError, WireNoPermission, failures
 from exporter.sources.redis.events import CeleryEvents
-from exporter.sources.redis.items import TOO_BIG
+from exporter.sources.redis.items import MAX_ITEM, TOO_BIG
 from exporter.sources.redis.jobs import LISTING_ENCODING, read_page
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Results, merge_flow
 from exporter.sources.redis.runner import OpRunner
 from exporter.sources.redis.wire import ReplyError, Wire, as_exception, pack
 
 if TYPE_CHECKING:  # redis-py: only Sentinel, Cluster, Celery events and doctor import it (clients.py)
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
@@ -56,8 +56,8 @@ SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
 SKIPPED_LOG_EVERY = 300.0  # seconds between warnings about SCAN keys left out (not UTF-8, over 1 MiB)
 PING = pack("PING")
 _TOO_BIG = TOO_BIG.encode()  # what the lean connection hands for a key name of 1 MiB or more (binary)
-NOT_UTF8 = ("a key or value Redis sent is not UTF-8, which redis-py (Sentinel, Cluster) cannot decode; "
-            "rename such keys (see docs/sources/redis.md, 'Key names must be UTF-8')")
+NOT_UTF8 = ("a reply Redis sent is not UTF-8, which redis-py (Sentinel, Cluster) cannot decode "
+            "(see docs/sources/redis.md, 'Key names must be UTF-8')")
 
 
 @dataclass
@@ -163,8 +163,8 @@ class RedisSource(Source):
             return await self._collect()
         except failures() as err:
             raise failure(err) from err
-        except UnicodeDecodeError as err:  # redis-py's decoding of a key (Sentinel, Cluster)
-            raise failure(err) from err
+        except UnicodeDecodeError as err:  # redis-py's decoding of a reply (Sentinel, Cluster); SCAN keys
+            raise failure(err) from err  # are read undecoded and skipped (`scanned_keys`), never this
 
     async def list_jobs(self, queue: str, state: str, limit: int, offset: int, tenant: str = "") -> JobPage | None:
         """The layout whose series of the queue the last collection kept (the one that really holds it)
@@ -255,30 +255,33 @@ class RedisSource(Source):
                 raise as_exception(reply)
             return
 
-    async def _scan_keys(self, cursor: Any, match: str, count: int, skipped: Skipped) -> tuple[Any, list[Any]]:
-        """One SCAN step on one server (the lean connection) or through Sentinel's client; keys left
-        out are counted in `skipped`."""
+    async def _scan_steps(self, match: str, count: int, skipped: Skipped) -> AsyncIterator[list[str]]:
+        """The usable keys of each step of one SCAN pass, on every primary of a cluster in turn (asked
+        without a node, redis-py's cluster client answers a cursor per node); the rest are counted in
+        `skipped`."""
+        nodes = self.client.get_primaries() if self.config.cluster else [None]  # type: ignore[union-attr]  # cluster: a RedisCluster
+        for node in nodes:
+            cursor = 0
+            while True:
+                cursor, keys = await self._scan_keys(cursor, match, count, node)
+                yield scanned_keys(keys, skipped)
+                if cursor == 0:
+                    break
+                await asyncio.sleep(0)
+
+    async def _scan_keys(self, cursor: int, match: str, count: int, node: Any) -> tuple[int, list[bytes]]:
+        """One SCAN step with its keys as bytes, on one server over the lean connection, else through
+        redis-py (Sentinel, Cluster `node`), so every topology skips the same keys (`scanned_keys`)."""
         if not self.plain:
-            found: tuple[Any, list[Any]] = await self.client.scan(cursor, match=match, count=count)
-            return found
+            from exporter.sources.redis.clients import scan_undecoded
+
+            return await scan_undecoded(self.client, cursor, match, count, node)
         assert isinstance(self.wire, Wire)  # one server: the lean connection
         (reply,) = await self.wire.execute([pack("SCAN", str(cursor), "MATCH", match, "COUNT", count)],
                                            binary=True)
         if isinstance(reply, ReplyError):
             raise as_exception(reply)
-        keys: list[str] = []
-        for raw in reply[1]:
-            if raw == _TOO_BIG:  # a name of 1 MiB or more: the marker's text is no key (a loose regex
-                skipped.too_big += 1  # made it a tenant)
-                continue
-            try:
-                keys.append(raw.decode())
-            except UnicodeDecodeError:
-                # names no tenant or queue a label can carry (label values are UTF-8; decoded with
-                # replacement it was a garbled tenant whose reads found nothing)
-                skipped.not_utf8 += 1
-                skipped.example = skipped.example or raw[:100]
-        return reply[0].decode(), keys
+        return int(reply[0]), reply[1]
 
     def _say_skipped(self, skipped: Skipped) -> None:
         """At the end of a SCAN pass: its total of keys left out, each kind at most every
@@ -373,19 +376,14 @@ class RedisSource(Source):
             if match is None:
                 continue
             known = self.inventory.setdefault((index, layout.tenant or ""), {})
-            cursor: Any = 0
             found = 0
             skipped = Skipped()
-            while True:
-                cursor, keys = await self._scan_keys(cursor, match, 1000, skipped)
+            async for keys in self._scan_steps(match, 1000, skipped):
                 for key in keys:
-                    queue = layout.scanned_queue(key if isinstance(key, str) else key.decode())
+                    queue = layout.scanned_queue(key)
                     if queue is not None and (queue in known or found < SCAN_CAP):
                         found += queue not in known
                         known[queue] = now
-                if int(cursor) == 0:
-                    break
-                await asyncio.sleep(0)
             self._say_skipped(skipped)
 
     async def _current_tenants(self) -> list[str]:
@@ -427,24 +425,11 @@ class RedisSource(Source):
         pattern = re.compile(spec.regex)
         tenants: set[str] = set()
         skipped = Skipped()
-        nodes = self.client.get_primaries() if self.config.cluster else [None]  # type: ignore[union-attr]  # cluster: a RedisCluster
-        for node in nodes:
-            cursor: Any = 0
-            while True:
-                keys: list[Any]
-                if node is None:
-                    cursor, keys = await self._scan_keys(cursor, spec.match, spec.count, skipped)
-                else:  # a cluster client answers {node: cursor} for the one node asked
-                    reply: Any = await self.client.scan(cursor, match=spec.match, count=spec.count, target_nodes=node)
-                    cursors, keys = reply
-                    cursor = next(iter(cursors.values()))
-                for key in keys:
-                    m = pattern.search(key if isinstance(key, str) else key.decode())
-                    if m:
-                        tenants.add(m.group("tenant"))
-                if int(cursor) == 0:
-                    break
-                await asyncio.sleep(0)
+        async for keys in self._scan_steps(spec.match, spec.count, skipped):
+            for key in keys:
+                m = pattern.search(key)
+                if m:
+                    tenants.add(m.group("tenant"))
         self._say_skipped(skipped)
         return sorted(tenants)
 
@@ -505,9 +490,27 @@ def failure(err: BaseException) -> SourceError:
     if (redis is not None and isinstance(err, redis.RedisClusterException)
             and isinstance(err.__cause__, redis.ConnectionError | OSError)):
         return SourceUnreachable(f"redis unreachable: {err}")  # the cluster client found no node it could reach
-    if isinstance(err, UnicodeDecodeError):  # redis-py decodes every reply (decode_responses): a kind
-        return SourceError(f"redis error: {NOT_UTF8} ({err})")  # that logs once, not a crash each cycle
+    if isinstance(err, UnicodeDecodeError):  # redis-py decodes replies (decode_responses): a kind that
+        return SourceError(f"redis error: {NOT_UTF8} ({err})")  # logs once, not a crash each cycle
     return SourceError(f"redis error: {err}")
+
+
+def scanned_keys(raw: list[bytes], skipped: Skipped) -> list[str]:
+    """The key names of a SCAN reply (bytes, from any topology) that can name a tenant or a queue; the
+    rest are counted in `skipped`: not UTF-8 (a label value is UTF-8; decoded with replacement it was a
+    garbled tenant whose reads found nothing), or over 1 MiB (the lean connection hands only the TOO_BIG
+    marker, whose text a loose regex made a tenant; redis-py hands the whole name)."""
+    keys: list[str] = []
+    for key in raw:
+        if key == _TOO_BIG or len(key) > MAX_ITEM:
+            skipped.too_big += 1
+            continue
+        try:
+            keys.append(key.decode())
+        except UnicodeDecodeError:
+            skipped.not_utf8 += 1
+            skipped.example = skipped.example or key[:100]
+    return keys
 
 
 def filter_tenants(tenants: list[str], spec: Tenants, shard: tuple[int, int] = (0, 1)) -> list[str]:

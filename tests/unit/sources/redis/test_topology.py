@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError, RedisClusterException
 from exporter.sources.base import SourceError, SourceUnreachable
 from exporter.sources.redis.cluster import SLOTS, _redirect, slot_map
 from exporter.sources.redis.connect import parse_endpoint
+from exporter.sources.redis.items import MAX_ITEM, TOO_BIG
 from exporter.sources.redis.layouts.huey import HueyLayout
 from exporter.sources.redis.layouts.rq import _JOB_FIELDS as RQ_JOB_FIELDS
 from exporter.sources.redis.layouts.rq import RQLayout
@@ -33,7 +34,7 @@ from exporter.sources.redis.ops import (
     ZGets,
     ZHashes,
 )
-from exporter.sources.redis.source import failure
+from exporter.sources.redis.source import Skipped, failure, scanned_keys
 from exporter.sources.redis.wire import pack, pack_each, pack_keys
 from exporter.sources.tls import TlsConfig
 
@@ -119,7 +120,7 @@ def test_a_cluster_with_no_reachable_node_is_unreachable() -> None:
 
 
 def test_a_reply_redis_py_cannot_decode_is_a_failure_of_kind_error() -> None:
-    """Through Sentinel or Cluster, redis-py decodes replies: a key that is not UTF-8 raises
+    """Through Sentinel or Cluster, redis-py decodes replies (SCAN keys aside): one that is not UTF-8 raises
     UnicodeDecodeError, mapped to a failure that says why and where to read more."""
     try:
         b"tenant_\xff:q".decode()
@@ -127,6 +128,15 @@ def test_a_reply_redis_py_cannot_decode_is_a_failure_of_kind_error() -> None:
         mapped = failure(err)
     assert type(mapped) is SourceError and mapped.kind == "error"
     assert "not UTF-8" in str(mapped) and "docs/sources/redis.md" in str(mapped)
+
+
+def test_scanned_keys_are_decoded_alike_from_every_topology() -> None:
+    """One function reads the SCAN keys of the lean connection (TOO_BIG for a name over 1 MiB) and of
+    redis-py (the whole name): a name that is not UTF-8 or over 1 MiB is counted, not kept."""
+    skipped = Skipped()
+    raw = [b"t_a:q", b"t_\xff:q", TOO_BIG.encode(), b"t_" + b"x" * MAX_ITEM, b"t_\xc3\xa9:q", b"t_\xfe:q"]
+    assert scanned_keys(raw, skipped) == ["t_a:q", "t_\u00e9:q"]
+    assert skipped == Skipped(not_utf8=2, too_big=2, example=b"t_\xff:q")
 
 
 def test_job_listing_acl() -> None:
