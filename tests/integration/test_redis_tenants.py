@@ -139,7 +139,7 @@ async def test_a_key_that_is_not_utf8_is_skipped_and_said_once(redis_server: Red
 
 async def test_a_key_name_over_1_mib_is_no_tenant(redis_client: redis.Redis, prefix: str,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    """The lean connection hands a value of 1 MiB or more as the TOO_BIG marker text, and a SCAN key
+    """The lean connection hands a value over 1 MiB as the TOO_BIG marker text, and a SCAN key
     is such a value too: a loose tenant regex (here: the last segment) made the marker's text a
     tenant " value over 1 MiB, not read". Such a key is skipped and said, as one that is not UTF-8."""
     huge = f"{prefix}{'x' * (MAX_ITEM + MAX_ITEM // 10)}"  # a 1.1 MiB key name (Redis allows 512 MB)
@@ -154,7 +154,7 @@ async def test_a_key_name_over_1_mib_is_no_tenant(redis_client: redis.Redis, pre
         redis_client.delete(huge)
     assert {q.tenant: q.depth for q in reading.queues} == {"acme": 1}
     assert reading.details["tenants"] == ["acme"]
-    (line,) = [r for r in caplog.records if r.getMessage() == "SCAN keys of 1 MiB or more skipped"]
+    (line,) = [r for r in caplog.records if r.getMessage() == "SCAN keys over 1 MiB skipped"]
     assert (line.__dict__["source"], line.__dict__["skipped"]) == ("r", 1)
 
 

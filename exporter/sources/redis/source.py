@@ -55,7 +55,7 @@ log = logging.getLogger("jobqueue.redis")
 SCAN_CAP = 1000  # queues a layout adds to its inventory from one key scan
 SKIPPED_LOG_EVERY = 300.0  # seconds between warnings about SCAN keys left out (not UTF-8, over 1 MiB)
 PING = pack("PING")
-_TOO_BIG = TOO_BIG.encode()  # what the lean connection hands for a key name of 1 MiB or more (binary)
+_TOO_BIG = TOO_BIG.encode()  # what the lean connection hands for a key name over 1 MiB (binary)
 NOT_UTF8 = ("a reply Redis sent is not UTF-8, which redis-py (Sentinel, Cluster) cannot decode "
             "(see docs/sources/redis.md, 'Key names must be UTF-8')")
 
@@ -66,7 +66,7 @@ class Skipped:
     warning gives one pass's total and a key is not counted again on every later pass."""
 
     not_utf8: int = 0
-    too_big: int = 0  # key names of 1 MiB or more: the lean connection hands only the TOO_BIG marker
+    too_big: int = 0  # key names over 1 MiB: the lean connection hands only the TOO_BIG marker
     example: bytes = b""  # one key that is not UTF-8 (its first 100 bytes)
 
 
@@ -289,7 +289,7 @@ class RedisSource(Source):
         now = time.monotonic()
         lines: list[tuple[str, int, dict[str, str]]] = [
             ("SCAN keys not UTF-8 skipped", skipped.not_utf8, {"example": repr(skipped.example)}),
-            ("SCAN keys of 1 MiB or more skipped", skipped.too_big, {})]
+            ("SCAN keys over 1 MiB skipped", skipped.too_big, {})]
         for message, count, extra in lines:
             if count and now - self._skipped_logged_at.get(message, -1e18) >= SKIPPED_LOG_EVERY:
                 log.warning(message, extra={"source": self.name, "skipped": count, **extra})
