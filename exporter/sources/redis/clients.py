@@ -27,9 +27,10 @@ from exporter.sources.redis.connect import Endpoint, parse_endpoint, tls_kwargs
 from exporter.sources.tls import TlsConfig
 
 
-def client_options(timeout: float) -> dict[str, Any]:
-    """redis-py options every topology shares: fail fast, no pings of its own, decoded replies."""
-    return {"decode_responses": True, "socket_connect_timeout": timeout, "socket_timeout": timeout,
+def client_options(timeout: float, decode: bool = True) -> dict[str, Any]:
+    """redis-py options every topology shares: fail fast, no pings of its own, decoded replies (bytes
+    for the Celery event listener, `decode=False`: a message anyone may PUBLISH need not be UTF-8)."""
+    return {"decode_responses": decode, "socket_connect_timeout": timeout, "socket_timeout": timeout,
             "client_name": "jobqueue-exporter", "health_check_interval": 0,
             # One immediate reconnect (a pooled connection may predate a server restart); no backoff
             # and no retry on timeouts, so a dead or hung server fails fast with the right kind.
@@ -41,9 +42,9 @@ SENTINEL_BOUND = 1.0  # seconds one sentinel may take to answer; a sentinel answ
 RESUBSCRIBE = 5.0  # seconds between attempts to watch a sentinel that is down or hung
 
 
-def plain_client(endpoint: Endpoint, timeout: float) -> Redis:
+def plain_client(endpoint: Endpoint, timeout: float, decode: bool = True) -> Redis:
     """redis-py for one server (a single-node source's SUBSCRIBE, and doctor's questions)."""
-    return Redis(**client_options(timeout), **endpoint.redis_py())
+    return Redis(**client_options(timeout, decode), **endpoint.redis_py())
 
 
 class SentinelTarget:
@@ -159,9 +160,9 @@ class SentinelTarget:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
 
-    def client(self, timeout: float, endpoint: Endpoint) -> Redis:
+    def client(self, timeout: float, endpoint: Endpoint, decode: bool = True) -> Redis:
         """redis-py over a SentinelConnectionPool that asks these sentinels (not redis-py's Sentinel)."""
-        kwargs = {**client_options(timeout), **endpoint.redis_py()}
+        kwargs = {**client_options(timeout, decode), **endpoint.redis_py()}
         for key in ("host", "port"):
             kwargs.pop(key)
         pool = SentinelConnectionPool(self.master_name, self, is_master=not self.replica, **kwargs)  # type: ignore[no-untyped-call]  # redis-py: untyped
@@ -204,9 +205,9 @@ async def scan_undecoded(client: Redis | RedisCluster, cursor: int, match: str, 
     return int(next(iter(found.values())) if isinstance(found, dict) else found), list(keys)
 
 
-def cluster_client(endpoint: Endpoint, timeout: float) -> RedisCluster:
+def cluster_client(endpoint: Endpoint, timeout: float, decode: bool = True) -> RedisCluster:
     """redis-py's cluster client from one seed node (the job listing and SCAN go through it)."""
-    options = client_options(timeout)
+    options = client_options(timeout, decode)
     options.pop("health_check_interval")
     options.pop("retry")
     return RedisCluster(**{**options, **replace(endpoint, db=0).redis_py()})

@@ -32,6 +32,15 @@ EXPIRE_WINDOW = 2.0
 NAMES_KEPT = 10000
 OTHER = "other"  # tasks beyond the cardinality cap
 UNKNOWN = "unknown"  # tasks received before the exporter listened
+# What one message may make the listener keep. A message is read whole by redis-py (at most the
+# server's pubsub output buffer hard limit, 32 MiB by default: Redis drops a subscriber past it);
+# past MAX_BYTES it is skipped before it is decoded. A kept string (hostname, task uuid, task name) is
+# at most MAX_FIELD characters, and at most WORKERS_KEPT workers and NAMES_KEPT uuids are kept: with
+# MAX_FREQ, a few tens of MiB at worst whatever is published.
+MAX_BYTES = untrusted.MAX_BYTES
+MAX_FIELD = 1024  # a Celery uuid is 36 characters, a hostname at most 255 + the node name
+WORKERS_KEPT = 10000
+MAX_FREQ = 3600.0  # seconds: a heartbeat `freq` over an hour reads as an hour (a worker never live forever)
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,8 @@ class Heard:
     succeeded: int
     failed: int
     runtime: float | None  # mean runtime of the tasks that succeeded since the previous collection
-    malformed: int
+    malformed: int  # messages and events skipped since the previous collection
+    why: str = ""  # the first one's reason
 
 
 @dataclass
@@ -59,45 +69,55 @@ class CeleryEvents:
     failed: int = 0
     window: list[float] = field(default_factory=lambda: [0.0, 0.0])
     malformed: int = 0
+    why: str = ""  # why the first message skipped since the last collection was (a fixed phrase, no content)
 
     @property
     def channels(self) -> list[str]:
         return [self.prefix + key for key in ROUTING_KEYS]
 
-    def handle(self, data: str | bytes, received: float) -> None:
+    def handle(self, data: bytes | str, received: float) -> None:
         """One PUBLISHed kombu message: a JSON envelope whose `body` is the event (or a list of events),
-        base64-encoded when `properties.body_encoding` says so (kombu's Redis channel default)."""
-        try:
-            envelope = untrusted.loads(data, finite=False)  # a PUBLISH anyone may send: bounded
-            body = envelope["body"]
-            if (envelope.get("properties") or {}).get("body_encoding") == "base64":
-                body = base64.b64decode(body)
-            events = untrusted.loads(body, finite=False)
-        except (ValueError, TypeError, KeyError, AttributeError):
-            self.malformed += 1
+        base64-encoded when `properties.body_encoding` says so (kombu's Redis channel default).
+
+        Anyone who may PUBLISH on the topic may send anything: what is not that is counted (the
+        source's `jobqueue_malformed_items`) and skipped here, never raised, so one message never ends
+        the listener."""
+        events = _unwrap(data)
+        if isinstance(events, str):
+            self._skip(events)
             return
-        for event in events if isinstance(events, list) else [events]:
-            if not (isinstance(event, dict) and isinstance(event.get("type"), str)):
-                self.malformed += 1
+        for event in events:
+            why = _invalid(event)
+            if why:
+                self._skip(why)
                 continue
             try:
-                self.event(event, received)
+                why = self.event(event, received)
             except (ValueError, TypeError, OverflowError):  # one bad event, never the end of the listener
-                self.malformed += 1
+                why = "an event field of the wrong type"
+            if why:
+                self._skip(why)
 
-    def event(self, e: dict[str, Any], received: float) -> None:
-        kind, host = e["type"], str(e.get("hostname", ""))
+    def _skip(self, why: str) -> None:
+        self.malformed += 1
+        self.why = self.why or why
+
+    def event(self, e: dict[str, Any], received: float) -> str:
+        """Apply one checked event (`_invalid` passed it); the reason it was skipped, or ""."""
+        kind, host = e["type"], str(e.get("hostname"))  # a str in a worker event (`_invalid`)
         if kind in ("worker-heartbeat", "worker-online"):
-            freq = _number(e.get("freq"), 2.0)  # celery/worker/heartbeat.py: interval or 2.0
+            if host not in self.workers and len(self.workers) >= WORKERS_KEPT:
+                return f"over {WORKERS_KEPT} live workers"
+            freq = min(_number(e.get("freq"), 2.0), MAX_FREQ)  # celery/worker/heartbeat.py: interval or 2.0
             self.workers[host] = (received + freq * EXPIRE_WINDOW, int(_number(e.get("active"), 0)))
         elif kind == "worker-offline":
             self.workers.pop(host, None)
         elif kind == "task-received":
-            self.names[str(e.get("uuid"))] = str(e.get("name") or UNKNOWN)
+            self.names[e["uuid"]] = e.get("name") or UNKNOWN
             if len(self.names) > NAMES_KEPT:
                 self.names.popitem(last=False)
         elif kind in ("task-succeeded", "task-failed"):
-            name = self.names.pop(str(e.get("uuid")), UNKNOWN)
+            name = self.names.pop(e["uuid"], UNKNOWN)
             if name not in self.tasks and len(self.tasks) >= self.task_cap:
                 name = OTHER
             row = self.tasks.setdefault(name, [0, 0, 0.0])
@@ -111,6 +131,7 @@ class CeleryEvents:
             else:
                 self.failed += 1
                 row[1] += 1
+        return ""
 
     def freeze(self, now: float) -> Heard:
         """What a collection reads; runs on the event loop, so the listener never changes it meanwhile.
@@ -120,10 +141,11 @@ class CeleryEvents:
         runtime = self.window[0] / self.window[1] if self.window[1] else None
         self.window = [0.0, 0.0]
         malformed, self.malformed = self.malformed, 0
+        why, self.why = self.why, ""
         return Heard(
             tuple((h, exp, active) for h, (exp, active) in sorted(self.workers.items())),
             tuple((n, int(r[0]), int(r[1]), r[2]) for n, r in sorted(self.tasks.items())),
-            self.succeeded, self.failed, runtime, malformed,
+            self.succeeded, self.failed, runtime, malformed, why,
         )
 
 
@@ -134,3 +156,54 @@ def _number(value: Any, default: float) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
         return float(value)
     return default
+
+
+def _unwrap(data: bytes | str) -> list[Any] | str:
+    """The events of one message, or why it has none (a fixed phrase: the payload may hold task
+    arguments, which are never logged)."""
+    if len(data) > MAX_BYTES:
+        return "over 1 MiB"
+    if isinstance(data, bytes):
+        try:
+            data = data.decode()  # kombu writes UTF-8 JSON; json's own guess would take UTF-16 too
+        except UnicodeDecodeError:
+            return "not UTF-8"
+    try:
+        envelope = untrusted.loads(data, finite=False)  # a PUBLISH anyone may send: bounded
+    except ValueError:
+        return "not JSON"
+    properties = (envelope.get("properties") or {}) if isinstance(envelope, dict) else None
+    if not (isinstance(properties, dict) and isinstance(envelope.get("body"), str)):
+        return "not a kombu message (a JSON object with a string body)"
+    body: str | bytes = envelope["body"]
+    if properties.get("body_encoding") == "base64":
+        try:
+            body = base64.b64decode(body)
+        except ValueError:  # binascii.Error, or a str that is not ASCII
+            return "body not base64"
+    try:
+        events = untrusted.loads(body, finite=False)
+    except ValueError:
+        return "body not JSON"
+    return events if isinstance(events, list) else [events]
+
+
+def _invalid(event: Any) -> str:
+    """Why one event cannot be read, or "": Celery's dispatcher gives every event a `type` and a
+    `hostname` (celery/events/dispatcher.py `publish`), and every task event a `uuid`; a worker event
+    is read by its hostname and a task event by its uuid, so each needs that one; the strings kept are
+    bounded."""
+    if not isinstance(event, dict):
+        return "an event that is not a JSON object"
+    kind, host, uuid, name = event.get("type"), event.get("hostname"), event.get("uuid"), event.get("name")
+    if not (isinstance(kind, str) and kind):
+        return "an event without type"
+    if kind.startswith("worker-") and not (isinstance(host, str) and host):
+        return "a worker event without hostname"
+    if kind.startswith("task-") and not (isinstance(uuid, str) and uuid):
+        return "a task event without uuid"
+    if name is not None and not isinstance(name, str):
+        return "a task name that is not a string"
+    if any(isinstance(v, str) and len(v) > MAX_FIELD for v in (host, uuid, name)):
+        return f"a hostname, uuid or task name over {MAX_FIELD} characters"
+    return ""

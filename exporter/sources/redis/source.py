@@ -33,7 +33,7 @@ from exporter.sources.base import (
 from exporter.sources.redis.config import REMOVED, RedisConfig, ScanTenants, Tenants, overlaps
 from exporter.sources.redis.connect import parse_endpoint
 from exporter.sources.redis.errors import WireAuthError, WireConnectionError, WireNoPermission, failures
-from exporter.sources.redis.events import CeleryEvents
+from exporter.sources.redis.events import CeleryEvents, Heard
 from exporter.sources.redis.items import MAX_ITEM, TOO_BIG
 from exporter.sources.redis.jobs import LISTING_ENCODING, read_page
 from exporter.sources.redis.layouts.base import Layout, Parsed, Plan, Results, merge_flow
@@ -103,7 +103,8 @@ class RedisSource(Source):
                                        read_secret(config.password, config.password_file))
         endpoint = self.endpoint
         # One server: every read (PING and SCAN too) goes through the lean connection, and redis-py's
-        # client is built only when asked for (Celery events' SUBSCRIBE, doctor): see `client`.
+        # client is built only when asked for (doctor): see `client`. Celery events' SUBSCRIBE has
+        # a redis-py client of its own, undecoded, in every topology (`_undecoded_client`).
         self._client: Redis | RedisCluster | None = None
         self.wire: Wire | ClusterWire
         if config.cluster:
@@ -148,6 +149,7 @@ class RedisSource(Source):
         self._listeners = {("events", id(layout)): listener for layout in config.queues
                            if (listener := layout.listener(db)) is not None}
         self._listening: asyncio.Task[None] | None = None
+        self._listener_client: Redis | RedisCluster | None = None
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -157,6 +159,23 @@ class RedisSource(Source):
 
             self._client = plain_client(self.endpoint, self.config.timeout)
         return self._client
+
+    def _undecoded_client(self) -> Redis | RedisCluster:
+        """redis-py of the Celery event listener alone (same topology, built on first use), whose
+        replies stay bytes: anyone may PUBLISH on the topic, and redis-py decoding a message that is
+        not UTF-8 raised out of `get_message`, which ended the listener (a traceback, and every event
+        until the next collection restarted it missed). `CeleryEvents.handle` decodes and counts."""
+        if self._listener_client is None:
+            from exporter.sources.redis.clients import cluster_client, plain_client
+
+            timeout = self.config.timeout
+            if self.config.cluster:
+                self._listener_client = cluster_client(self.endpoint, timeout, decode=False)
+            elif self.sentinel is not None:
+                self._listener_client = self.sentinel.client(timeout, self.endpoint, decode=False)
+            else:
+                self._listener_client = plain_client(self.endpoint, timeout, decode=False)
+        return self._listener_client
 
     async def collect(self) -> Reading:
         try:
@@ -209,7 +228,8 @@ class RedisSource(Source):
                 log.error("event listener ended", exc_info=self._listening.exception(), extra={"source": self.name})
             self._listening = asyncio.create_task(self._listen(), name=f"redis-events-{self.name}")
         for key, listener in self._listeners.items():
-            self._memory[key] = listener.freeze(now)
+            self._memory[key] = heard = listener.freeze(now)
+            self._say_malformed_events(heard)
         await self._scan_queues(now)
         groups = [(layout, tenants if layout.per_tenant else [layout.tenant or ""]) for layout in self.config.queues]
         if len(self.inventory) > len(tenants) * len(groups) + len(groups):  # tenants forgotten or dropped
@@ -294,6 +314,16 @@ class RedisSource(Source):
             if count and now - self._skipped_logged_at.get(message, -1e18) >= SKIPPED_LOG_EVERY:
                 log.warning(message, extra={"source": self.name, "skipped": count, **extra})
                 self._skipped_logged_at[message] = now
+
+    def _say_malformed_events(self, heard: Heard) -> None:
+        """Celery event messages skipped since the last collection (counted in jobqueue_malformed_items):
+        one warning at most every SKIPPED_LOG_EVERY seconds, with the first one's reason (never its
+        content: task events carry the task's arguments), not one per message."""
+        message = "Celery event messages malformed, skipped"
+        now = time.monotonic()
+        if heard.malformed and now - self._skipped_logged_at.get(message, -1e18) >= SKIPPED_LOG_EVERY:
+            log.warning(message, extra={"source": self.name, "skipped": heard.malformed, "reason": heard.why})
+            self._skipped_logged_at[message] = now
 
     async def _discover(self, groups: Sequence[tuple[Layout, list[str]]]) -> list[list[Results]]:
         """One op run for every layout's discovery reads, each tenant's results by name; layouts without
@@ -439,13 +469,13 @@ class RedisSource(Source):
         SUBSCRIBE is all it sends (the read-only ACL needs +subscribe and the topic in &channels); a
         lost connection is retried every second, and what was published meanwhile is missed.
         """
-        by_channel: dict[str, list[CeleryEvents]] = {}
+        by_channel: dict[bytes, list[CeleryEvents]] = {}
         for listener in self._listeners.values():
             for channel in listener.channels:
-                by_channel.setdefault(channel, []).append(listener)
+                by_channel.setdefault(channel.encode(), []).append(listener)
         lost = False
         while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._undecoded_client().pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*by_channel)
                 lost = False
@@ -472,6 +502,8 @@ class RedisSource(Source):
         await self.wire.close()
         if self._client is not None:
             await self._client.aclose()
+        if self._listener_client is not None:
+            await self._listener_client.aclose()
         if self.sentinel is not None:
             await self.sentinel.close()
 

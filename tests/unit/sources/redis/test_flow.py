@@ -6,8 +6,11 @@ import base64
 import json
 from typing import Any
 
+import pytest
+
 from exporter.model import QueueStats, Reading, Sample, unique_series
-from exporter.sources.redis.events import CeleryEvents
+from exporter.sources.redis import events as celery_events
+from exporter.sources.redis.events import MAX_FIELD, CeleryEvents
 from exporter.sources.redis.layouts.base import Parsed, Retained, Workers, merge_flow
 
 
@@ -134,3 +137,36 @@ def test_celery_events_with_nan_infinite_or_negative_numbers_never_stop_the_list
     assert heard.tasks == (("a", 1, 0, 0.0), ("unknown", 1, 0, 0.0))
     assert (heard.succeeded, heard.runtime) == (2, 0.0)
     assert state.freeze(104.5).workers == ()  # w2 expired like any other
+
+
+def test_celery_events_keep_what_one_publisher_sends_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the listener keeps is bounded whatever is published: a worker event needs a hostname and a
+    task event a uuid (before, a heartbeat without one was a live worker "" and a task event without
+    one was filed under "None"), kept strings are at most MAX_FIELD characters (10,000 uuids of 1 MiB
+    each were 10 GB), a heartbeat `freq` reads as at most an hour (1e300 kept a worker live forever)
+    and at most WORKERS_KEPT workers are kept; each skipped event is one malformed count."""
+    monkeypatch.setattr(celery_events, "WORKERS_KEPT", 2)
+    state = CeleryEvents("/0.celeryev/")
+    long = "x" * (MAX_FIELD + 1)
+    state.handle(b"\xff not UTF-8", 100.0)  # what redis-py hands the listener: undecoded bytes
+    state.handle(message({"type": "worker-heartbeat", "freq": 2.0},
+                         {"type": "worker-heartbeat", "hostname": ["w"]},
+                         {"type": "worker-heartbeat", "hostname": long},
+                         {"type": "worker-heartbeat", "hostname": "w1", "freq": 1e300},
+                         {"type": "worker-heartbeat", "hostname": "w2"},
+                         {"type": "worker-heartbeat", "hostname": "w3"},  # a third: over the cap
+                         {"type": "worker-heartbeat", "hostname": "w2", "active": 1},  # one it knows
+                         {"type": "task-received", "name": "a"},
+                         {"type": "task-received", "uuid": long, "name": "a"},
+                         {"type": "task-received", "uuid": "u1", "name": long},
+                         {"type": "task-received", "uuid": "u1", "name": {"n": 1}},
+                         {"type": "task-received", "uuid": "u2", "name": "a"},
+                         {"type": "task-succeeded", "runtime": 1.0},
+                         {"type": "task-succeeded", "uuid": "u2", "runtime": 1.0}, multi=True), 100.0)
+    assert state.malformed == 10 and state.why == "not UTF-8"
+    heard = state.freeze(100.0)
+    assert heard.workers == (("w1", 100.0 + 3600 * 2, 0), ("w2", 104.0, 1))
+    assert heard.tasks == (("a", 1, 0, 1.0),)
+    assert (heard.succeeded, heard.malformed, heard.why) == (1, 10, "not UTF-8")
+    assert list(state.names) == [] and (state.malformed, state.why) == (0, "")
+    assert state.freeze(100.0 + 7201).workers == ()  # w1 expired after an hour's freq x 2
