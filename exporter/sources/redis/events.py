@@ -41,6 +41,9 @@ MAX_BYTES = untrusted.MAX_BYTES
 MAX_FIELD = 1024  # a Celery uuid is 36 characters, a hostname at most 255 + the node name
 WORKERS_KEPT = 10000
 MAX_FREQ = 3600.0  # seconds: a heartbeat `freq` over an hour reads as an hour (a worker never live forever)
+# seconds: a task runtime over a year reads as absent (0), as a NaN does: two of 1e308 summed to
+# infinity and froze the task's runtime counter for good
+MAX_RUNTIME = 365 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ class CeleryEvents:
             row = self.tasks.setdefault(name, [0, 0, 0.0])
             if kind == "task-succeeded":
                 runtime = _number(e.get("runtime"), 0.0)  # seconds (celery/app/trace.py `on_success`)
+                if runtime > MAX_RUNTIME:
+                    runtime = 0.0
                 self.succeeded += 1
                 row[0] += 1
                 row[2] += runtime

@@ -139,6 +139,21 @@ def test_celery_events_with_nan_infinite_or_negative_numbers_never_stop_the_list
     assert state.freeze(104.5).workers == ()  # w2 expired like any other
 
 
+def test_a_celery_runtime_over_a_year_reads_as_absent_so_sums_stay_finite() -> None:
+    """Two runtimes of 1e308 are each finite, but their sum is not: the task's runtime counter would
+    read +Inf for good. Over MAX_RUNTIME a runtime reads as 0, as a NaN does."""
+    state = CeleryEvents("/0.celeryev/")
+    state.handle(message({"type": "task-received", "uuid": "u1", "name": "a"},
+                         {"type": "task-succeeded", "uuid": "u1", "runtime": 1e308},
+                         {"type": "task-received", "uuid": "u2", "name": "a"},
+                         {"type": "task-succeeded", "uuid": "u2", "runtime": 1e308},
+                         {"type": "task-received", "uuid": "u3", "name": "a"},
+                         {"type": "task-succeeded", "uuid": "u3", "runtime": 2.5}, multi=True), 100.0)
+    heard = state.freeze(101.0)
+    assert heard.tasks == (("a", 3, 0, 2.5),)
+    assert (heard.succeeded, heard.runtime) == (3, 2.5 / 3)
+
+
 def test_celery_events_keep_what_one_publisher_sends_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the listener keeps is bounded whatever is published: a worker event needs a hostname and a
     task event a uuid (before, a heartbeat without one was a live worker "" and a task event without
