@@ -24,7 +24,16 @@ from exporter.reload import Reloader, SourceBuildError, make_sources
 from exporter.scheduler import Scheduler
 from exporter.web.app import build_app, build_probe_app
 from exporter.web.keys import LIMITS
-from exporter.web.limits import GuardedAppRunner, GuardedSite, raise_open_files
+from exporter.web.limits import (
+    LISTENER_RESERVE,
+    PROBE_RESERVE,
+    RESERVED_FDS,
+    ConnectionBudget,
+    GuardedAppRunner,
+    GuardedSite,
+    Share,
+    raise_open_files,
+)
 from exporter.web.scrape import ScrapeListener
 from exporter.web.webconfig import LiveWebConfig, WebConfigError
 
@@ -170,9 +179,9 @@ def steady_heap() -> None:
         return
 
 
-async def _serve_probes(scheduler: Scheduler, address: tuple[str, int]) -> web.AppRunner:
+async def _serve_probes(scheduler: Scheduler, address: tuple[str, int], share: Share) -> web.AppRunner:
     """The plain-HTTP probe listener of `--health-listen` (/healthz and /readyz only)."""
-    runner = GuardedAppRunner(build_probe_app(scheduler), access_log=None, handle_signals=False,
+    runner = GuardedAppRunner(build_probe_app(scheduler), share=share, access_log=None, handle_signals=False,
                               shutdown_timeout=HTTP_GRACE)
     await runner.setup()
     try:
@@ -189,12 +198,20 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
                  web_config: LiveWebConfig | None = None, health: tuple[str, int] | None = None) -> None:
     steady_heap()
     before, soft, hard = raise_open_files()  # before any socket: sources and the listener share the limit
+    # One budget for the connections of every listener: they share the file descriptors with the sources.
+    # Each listener's reserve is its own; a flood on one never takes the probes' or the scrape's part.
+    budget = ConnectionBudget.for_open_files(RESERVED_FDS)
+    main_share = budget.share("listen", LISTENER_RESERVE)
+    scrape_share = budget.share("scrape_listen", LISTENER_RESERVE) if config.scrape_listen is not None else None
+    probe_share = budget.share("health_listen", PROBE_RESERVE) if health is not None else None
     scheduler = build_scheduler(config)
     app = build_app(config, scheduler, web_config=web_config)
     reloader = Reloader(app, scheduler, config_path, scheduler.clock)
-    runner = GuardedAppRunner(app, app[LIMITS], access_log=None, handle_signals=False, shutdown_timeout=HTTP_GRACE)
+    runner = GuardedAppRunner(app, app[LIMITS], main_share, access_log=None, handle_signals=False,
+                              shutdown_timeout=HTTP_GRACE)
     log.info("open files", extra={"soft_limit_at_start": before, "soft_limit": soft, "hard_limit": hard,
-                                  "max_connections": runner.limits.max_connections})
+                                  "max_connections": runner.limits.max_connections, **budget.describe(),
+                                  "reserved_files": RESERVED_FDS})
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
@@ -225,7 +242,7 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     scrape: ScrapeListener | None = None
     if config.scrape_listen is not None:
         scrape_host, scrape_port = parse_listen(config.scrape_listen)
-        scrape = ScrapeListener(scheduler, scrape_host, scrape_port, web_config)
+        scrape = ScrapeListener(scheduler, scrape_host, scrape_port, web_config, scrape_share)
         try:
             scrape.start()
         except OSError as err:
@@ -234,7 +251,7 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
             raise StartupError(f"scrape_listen: cannot listen on {config.scrape_listen}: {reason}") from None
         log.info("scrape listener", extra={"address": config.scrape_listen, "paths": "/metrics /healthz /readyz"})
     try:
-        probes = await _serve_probes(scheduler, health) if health is not None else None
+        probes = await _serve_probes(scheduler, health, probe_share) if health and probe_share else None
     except StartupError:
         if scrape is not None:
             await asyncio.to_thread(scrape.stop)

@@ -5,8 +5,9 @@ On one listener every connection is served in turn: under 2,000 busy connections
 whole round of them (p50 2.1 s, p99 4.9 s; issue 20 item 6). A second socket served by another
 loop never queues behind the first one's connections; it shares only the GIL, which a waiting thread
 gets back within the switch interval (1 ms, set in cli.py). It applies the same web config (TLS,
-basic auth, headers) as the main listener and the same connection limits, and serves the exposition
-bytes the main loop rendered (`Exposition.body` is a cached lookup once built).
+basic auth, headers) as the main listener and the same connection limits, takes its connections from its
+own share of the process's connection budget (`limits.ConnectionBudget`, thread-safe), and serves the
+exposition bytes the main loop rendered (`Exposition.body` is a cached lookup once built).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from exporter.metrics import scrape_form
 from exporter.scheduler import Scheduler
 from exporter.web import core
 from exporter.web.keys import SCHEDULER
-from exporter.web.limits import GuardedAppRunner, GuardedSite, Limits
+from exporter.web.limits import GuardedAppRunner, GuardedSite, Limits, Share
 from exporter.web.webconfig import WEB_CONFIG, LiveWebConfig, web_auth
 
 routes = web.RouteTableDef()
@@ -42,8 +43,10 @@ routes.get("/readyz")(core.readyz)
 class ScrapeListener:
     """The scrape paths on `host:port`, served by a daemon thread running its own event loop."""
 
-    def __init__(self, scheduler: Scheduler, host: str, port: int, web_config: LiveWebConfig | None = None) -> None:
+    def __init__(self, scheduler: Scheduler, host: str, port: int, web_config: LiveWebConfig | None = None,
+                 share: Share | None = None) -> None:
         self.host, self.port = host, port
+        self.share = share
         self.app = web.Application(middlewares=[web_auth])
         self.app[SCHEDULER] = scheduler
         if web_config is not None:
@@ -66,7 +69,7 @@ class ScrapeListener:
     async def _start(self) -> None:
         # requests in flight get the daemon's HTTP grace (cli.HTTP_GRACE), not aiohttp's 60 s, so a stalled
         # scrape cannot push the stop past the SIGTERM bound
-        self._runner = GuardedAppRunner(self.app, Limits(), access_log=None, handle_signals=False,
+        self._runner = GuardedAppRunner(self.app, Limits(), self.share, access_log=None, handle_signals=False,
                                         shutdown_timeout=2.0)
         await self._runner.setup()
         await GuardedSite(self._runner, self.host, self.port, reuse_address=True, ssl_context=self.context).start()

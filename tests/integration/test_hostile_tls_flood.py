@@ -2,7 +2,7 @@
 to the exporter only after its handshake, and gave the handshake 60 s): they escaped the connection
 cap and the header timeout, so a flood of them used up the file descriptors and a healthy exporter
 missed scrapes. A real daemon serving TLS on `listen` and `scrape_listen`, started with an open-file
-limit of 300 (soft and hard, so the cap is 172 per listener), gets 400 silent connections on one
+limit of 300 (soft and hard, so the process-wide connection budget is 172), gets 400 silent connections on one
 listener at a time. Asserted: TLS scrapes there are answered 200 (at the cap the least recently
 active idle connection, here a silent one, makes room, as on a plain listener), and every silent
 connection is closed within the header timeout (10 s) of its accept, plus slack for a loaded machine."""

@@ -1,0 +1,126 @@
+"""The process-wide connection budget's arithmetic (exporter/web/limits.py `ConnectionBudget`): the total
+from the open-file limit, reserves bounded by an eighth, a reserve no other listener can take, the rest
+first come, and counts that stay exact when threads take and give at the same time."""
+
+from __future__ import annotations
+
+import random
+import resource
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from exporter.web.limits import RESERVED_FDS, ConnectionBudget, Share
+
+
+def take_all(share: Share, most: int = 10_000) -> int:
+    """Take until refused; how many were taken."""
+    taken = 0
+    while taken < most and share.take():
+        taken += 1
+    return taken
+
+
+def test_the_total_is_the_soft_open_file_limit_less_the_reserve() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert ConnectionBudget.for_open_files().total == soft - RESERVED_FDS == soft - 128
+    assert ConnectionBudget.for_open_files(reserved=300).total == soft - 300
+    assert ConnectionBudget(-5).total == 0  # a limit under the reserve: no connection rather than a negative
+
+
+def test_reserves_are_at_most_an_eighth_of_the_budget() -> None:
+    budget = ConnectionBudget(272)  # an open-file limit of 400
+    assert [budget.share(n, r).reserve for n, r in (("a", 64), ("b", 64), ("c", 8), ("d", -3))] == [34, 34, 8, 0]
+    assert ConnectionBudget(7).share("a", 8).reserve == 0
+    assert budget.describe() == {"connection_budget": 272, "reserved_a": 34, "reserved_b": 34, "reserved_c": 8,
+                                 "reserved_d": 0}
+
+
+def test_one_listener_alone_has_the_whole_budget_and_a_close_frees_one() -> None:
+    budget = ConnectionBudget(10)
+    only = budget.share("listen", 64)
+    assert take_all(only) == 10 and budget.used == 10
+    only.give()
+    assert budget.used == 9
+    assert only.take() and not only.take()
+
+
+def test_a_flood_on_one_listener_leaves_the_others_their_reserves() -> None:
+    budget = ConnectionBudget(272)
+    main, scrape, probes = budget.share("listen", 64), budget.share("scrape", 64), budget.share("probes", 8)
+    assert take_all(main) == 272 - 34 - 8  # everything but the others' reserves
+    assert take_all(probes) == 8
+    assert take_all(scrape) == 34
+    assert budget.used == 272
+    for _ in range(5):
+        main.give()
+    assert take_all(scrape) == 5  # the first-come part is anyone's
+    assert take_all(main) == 0 and take_all(probes) == 0
+    for _ in range(3):
+        probes.give()
+    assert take_all(main) == 0 and take_all(scrape) == 0  # a probe's freed place stays the probes'
+    assert take_all(probes) == 3
+
+
+def test_the_invariant_over_random_takes_and_gives() -> None:
+    """held + every unused reserve <= total; a share under its reserve can always take one more."""
+    rng = random.Random(20)
+    for total in (0, 1, 7, 16, 100, 272):
+        budget = ConnectionBudget(total)
+        shares = [budget.share("a", 64), budget.share("b", 64), budget.share("c", 8)]
+        for _ in range(2_000):
+            share = rng.choice(shares)
+            if share.used and rng.random() < 0.45:
+                share.give()
+                continue
+            below = share.used < share.reserve
+            assert share.take() or not below, (total, [(s.used, s.reserve) for s in shares])
+            held = sum(s.used for s in shares)
+            assert held + sum(max(0, s.reserve - s.used) for s in shares) <= total
+            assert budget.used == held <= total
+
+
+@pytest.fixture
+def tiny_switch_interval() -> Iterator[None]:
+    """Thread switches as often as CPython allows, so an unlocked read-add-write would lose updates."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+@pytest.mark.usefixtures("tiny_switch_interval")
+def test_threads_taking_at_once_never_pass_the_total() -> None:
+    budget = ConnectionBudget(50)
+    shares = [budget.share(f"t{i}") for i in range(4)]
+    barrier = threading.Barrier(len(shares) + 1)
+    taken = [0] * len(shares)
+
+    def work(i: int) -> None:
+        for _ in range(200):
+            barrier.wait()
+            taken[i] = take_all(shares[i], most=40)  # 4 x 40 tries for 50 places
+            barrier.wait()
+            barrier.wait()  # the main thread has checked the round
+            for _ in range(taken[i]):
+                shares[i].give()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(shares))]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(200):
+            barrier.wait()
+            barrier.wait()
+            assert sum(taken) == 50 == budget.used, taken  # exactly the total: none lost, none over
+            assert [s.used for s in shares] == taken
+            barrier.wait()
+    except BaseException:
+        barrier.abort()  # a failed round: the workers waiting at the barrier end (BrokenBarrierError)
+        raise
+    finally:
+        for thread in threads:
+            thread.join(10)
+    assert budget.used == 0
