@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
@@ -48,11 +49,22 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
+def load(ref: str) -> Any:
+    """`module:attr` -> that attribute, importing its module on first use: the one loader of the tables
+    that name their members instead of importing them (`SOURCE_TYPES`, `LAYOUTS`)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class OwnValidators:
     """`Annotated[A | B | C, OwnValidators("tag")]`: a union of models told apart by the value of their
     field `tag` (one model without a tag: `Annotated[A, OwnValidators()]`), each value validated by its
     model's own validator, built when that model is first used (`defer_build`).
+    `Annotated[Base, OwnValidators("tag", table)]`, `table` mapping each tag value to `module:Model`:
+    the same, but a member is imported only when a config first names its tag, so a daemon never
+    imports the modules of the source types and layouts it does not use (tests/unit/test_registries.py
+    checks every entry).
 
     Pydantic's discriminated union (`Field(discriminator=...)`) inlines every member's whole schema into
     the validator of the model holding it, built even for the members no config uses: the config's
@@ -61,11 +73,20 @@ class OwnValidators:
     dumped as its own model."""
 
     tag: str | None = None
+    table: Mapping[str, str] | None = field(default=None, compare=False)
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         members: tuple[type[BaseModel], ...] = get_args(source) or (source,)
-        tag = self.tag
-        models = _by_tag(members, tag) if tag else {}
+        tag, table = self.tag, self.table
+        models = _by_tag(members, tag) if tag and table is None else {}
+        tags = list(table if table is not None else models)
+
+        def model_of(value: Any) -> type[BaseModel] | None:
+            if not isinstance(value, str):
+                return None
+            if table is not None:
+                return load(table[value]) if value in table else None
+            return models.get(value)
 
         def validate(value: Any) -> BaseModel:
             if isinstance(value, members):
@@ -76,11 +97,11 @@ class OwnValidators:
                 raise PydanticKnownError("model_attributes_type")
             if tag not in value:
                 raise PydanticKnownError("union_tag_not_found", {"discriminator": f"'{tag}'"})
-            model = models.get(value[tag]) if isinstance(value[tag], str) else None
+            model = model_of(value[tag])
             if model is None:
                 raise PydanticKnownError("union_tag_invalid", {
                     "discriminator": f"'{tag}'", "tag": str(value[tag]),
-                    "expected_tags": ", ".join(f"'{t}'" for t in models)})
+                    "expected_tags": ", ".join(f"'{t}'" for t in tags)})
             return model.model_validate(value)
 
         as_own = core_schema.wrap_serializer_function_ser_schema(lambda v, dump: dump(v),

@@ -145,9 +145,7 @@ def test_a_throwaway_shim_and_source_type_touch_exactly_the_named_places(tmp_pat
     # the source type: its module, one table line, its document, the regenerated catalogue, a panel
     (repo / "exporter/sources/dummy.py").write_text(SOURCE_MODULE)
     edit(repo / "exporter/sources/__init__.py", "SOURCE_TYPES: dict[str, SourceType] = {",
-         '    "dummy": SourceType(DummyConfig, "exporter.sources.dummy:DummySource"),\n')
-    edit(repo / "exporter/sources/__init__.py", "from exporter.sources.base import",
-         "from exporter.sources.dummy import DummyConfig\n")
+         '    "dummy": SourceType("exporter.sources.dummy:DummyConfig", "exporter.sources.dummy:DummySource"),\n')
     (repo / "docs/sources/dummy.md").write_text("# `dummy` sources\n\nA fixed answer: `jobqueue_dummy_answer`.\n")
     assert run(repo, "-m", "exporter.docs", "README.md").returncode == 0
     build = repo / "grafana/build.py"

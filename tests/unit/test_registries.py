@@ -1,5 +1,7 @@
 """The three tables that make a new part one module plus one line: every module is in its table, and
-the table alone drives the config, the routes and the OpenAPI document."""
+the table alone drives the config, the routes and the OpenAPI document. The source and layout tables
+name their members as `module:Class` (imported when a config uses them): every entry imports and names
+the class whose tag it is."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import inspect
 import typing
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
+from exporter.config import ConfigError, parse_config
 from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import Source
-from exporter.sources.redis.layouts import AnyLayout
+from exporter.sources.base import Source, SourceConfig, load
+from exporter.sources.redis.layouts import LAYOUTS
 from exporter.sources.redis.layouts.base import Layout
 from exporter.web.openapi import SECURITY_SCHEMES, document
 from exporter.web.shims import SHIMS, ShimsConfig
@@ -56,16 +60,35 @@ def _own_classes(module_name: str, base: type) -> list[type]:
 
 
 def test_every_layout_is_in_the_layout_table() -> None:
-    tabled = typing.get_args(typing.get_args(AnyLayout)[0])
+    for tag, ref in LAYOUTS.items():  # each entry imports and names the layout whose tag it is
+        layout = load(ref)
+        assert issubclass(layout, Layout) and layout.__module__ == ref.partition(":")[0], ref
+        assert layout.model_fields["layout"].annotation == typing.Literal[tag], ref
+    tabled = {load(ref) for ref in LAYOUTS.values()}
     for name in _modules("sources/redis/layouts"):
         assert all(c in tabled for c in _own_classes(f"exporter.sources.redis.layouts.{name}", Layout)), name
+
+
+def test_a_tag_outside_a_table_is_a_config_error_naming_file_line_and_key() -> None:
+    """Only the table's tags validate; the error lists them in table order, located like any other."""
+    with pytest.raises(ConfigError) as info:
+        parse_config("sources:\n  - name: k\n    type: kafka\n", "c.yaml", {})
+    assert info.value.lines() == [
+        "c.yaml:2: sources[0]: Input tag 'kafka' found using 'type' does not match any of the expected tags: "
+        + ", ".join(f"'{t}'" for t in SOURCE_TYPES)]
+    with pytest.raises(ConfigError) as info:
+        parse_config("sources:\n  - name: r\n    type: redis\n    queues:\n      - layout: 7\n", "c.yaml", {})
+    assert info.value.lines()[0].startswith("c.yaml:5: sources[0].queues[0]: Input tag '7' found using 'layout'")
 
 
 def test_every_source_is_in_the_source_table() -> None:
     for name, kind in SOURCE_TYPES.items():
         source = kind.load()
         assert issubclass(source, Source) and source.config_model is kind.config_model
+        assert issubclass(kind.config_model, SourceConfig)
         assert kind.config_model.model_fields["type"].annotation == typing.Literal[name]
+        assert kind.config_model.__module__ == kind.config.partition(":")[0]
+        assert source.__module__ == kind.source.partition(":")[0]
     packages = sorted(p.parent.name for p in (PACKAGE / "sources").glob("*/__init__.py"))
     found = {c for name in [*packages, *_modules("sources")]
              for c in _own_classes(f"exporter.sources.{name}", Source)}
