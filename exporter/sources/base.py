@@ -50,10 +50,14 @@ class Model(BaseModel):
 
 
 def load(ref: str) -> Any:
-    """`module:attr` -> that attribute, importing its module on first use: the one loader of the tables
-    that name their members instead of importing them (`SOURCE_TYPES`, `LAYOUTS`)."""
+    """`module:attr` (or `module:attr.attr`) -> that attribute, importing its module on first use: the
+    one loader of the tables that name their members instead of importing them (`SOURCE_TYPES`,
+    `LAYOUTS`, `SHIMS`)."""
     module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
+    found: Any = importlib.import_module(module)
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,8 @@ class OwnValidators:
     `Annotated[Base, OwnValidators("tag", table)]`, `table` mapping each tag value to `module:Model`:
     the same, but a member is imported only when a config first names its tag, so a daemon never
     imports the modules of the source types and layouts it does not use (tests/unit/test_registries.py
-    checks every entry).
+    checks every entry); `Annotated[Base, OwnValidators(model="module:Model")]`, one model imported
+    when a config first gives the value (a shim's section).
 
     Pydantic's discriminated union (`Field(discriminator=...)`) inlines every member's whole schema into
     the validator of the model holding it, built even for the members no config uses: the config's
@@ -74,6 +79,7 @@ class OwnValidators:
 
     tag: str | None = None
     table: Mapping[str, str] | None = field(default=None, compare=False)
+    model: str | None = None
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         members: tuple[type[BaseModel], ...] = get_args(source) or (source,)
@@ -92,7 +98,8 @@ class OwnValidators:
             if isinstance(value, members):
                 return value
             if tag is None:
-                return members[0].model_validate(value)
+                own: type[BaseModel] = load(self.model) if self.model is not None else members[0]
+                return own.model_validate(value)
             if not isinstance(value, dict):
                 raise PydanticKnownError("model_attributes_type")
             if tag not in value:

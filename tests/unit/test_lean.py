@@ -71,7 +71,7 @@ DEFAULT_DAEMON = (
     "        await scheduler.stop()\n"
     "asyncio.run(once())\n"
     "assert scheduler.snapshot.sources['redis'].status.up, scheduler.snapshot.sources['redis'].status\n"
-    "own = sorted(m for m in sys.modules if m.startswith('exporter.sources.'))\n"
+    "own = sorted(m for m in sys.modules if m.startswith(('exporter.sources.', 'exporter.web.', 'exporter.health.')))\n"
     "from exporter.sources import SOURCE_TYPES\n"
     "from exporter.web.shims import ShimsConfig\n"
     "built = [t for t, k in SOURCE_TYPES.items()\n"
@@ -90,7 +90,8 @@ def test_the_default_daemon_loads_no_client_or_validator_it_does_not_use() -> No
     source collected once: no redis-py (the single-node path reads through the lean wire), no other
     backend client, no bcrypt (basic auth only), only the config validators of the types and layouts in
     use (each union member validates with its own model: sources/base.py `OwnValidators`), and of the
-    exporter's own source modules only those of the types and layouts in use (the tables name the others)."""
+    exporter's own source modules only those of the types and layouts in use, and no shim's module (the
+    tables name the others)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     probe = DEFAULT_DAEMON + ("print('modules:' + ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
                               "print('own:' + ' '.join(own))\n")
@@ -106,6 +107,31 @@ def test_the_default_daemon_loads_no_client_or_validator_it_does_not_use() -> No
     assert not {m for m in own if m.split(".")[2] in {"postgres", "nats", "files", "http"}}
     assert {m for m in own if m.startswith("exporter.sources.redis.layouts.")} == {
         "exporter.sources.redis.layouts.base", "exporter.sources.redis.layouts.laravel"}
+    assert {m for m in own if m.startswith("exporter.web.shims.")} == {"exporter.web.shims.base"}  # no shim
+    assert "exporter.health.alertmanager" not in own and "exporter.web.app" in own
+
+
+def test_a_request_to_a_shim_the_config_does_not_name_is_a_404_that_imports_nothing() -> None:
+    """Every shim's paths are mounted (a reload may switch one on: tests/integration/test_reload.py), but
+    a client probing `/health` on a daemon without shims gets the shim's 404 without its module."""
+    probe = (
+        "import asyncio, sys\n"
+        "from aiohttp.test_utils import TestClient, TestServer\n"
+        "from exporter.config import parse_config\n"
+        "from exporter.cli import build_scheduler\n"
+        "from exporter.web.app import build_app\n"
+        "config = parse_config('sources: [{name: h, type: system}]', 'c', {})\n"
+        "app = build_app(config, build_scheduler(config), run_scheduler=False)\n"
+        "async def probe():\n"
+        "    async with TestClient(TestServer(app)) as client:\n"
+        "        for path in ('/health', '/api/v1/health', '/api/v1/platform/system/queues/q/jobs'):\n"
+        "            assert (await client.get(path)).status == 404, path\n"
+        "asyncio.run(probe())\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('exporter.web.shims.'))))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["exporter.web.shims.base"]
 
 
 @pytest.mark.parametrize(("source", "client"), [

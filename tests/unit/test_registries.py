@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from pydantic import ValidationError
 
 from exporter.config import ConfigError, parse_config
 from exporter.sources import SOURCE_TYPES
@@ -30,21 +31,38 @@ def _modules(folder: str) -> list[str]:
 
 def test_every_shim_module_is_in_the_table() -> None:
     assert sorted(s.key for s in SHIMS) == _modules("web/shims")
-    for shim in SHIMS:
-        module = importlib.import_module(f"exporter.web.shims.{shim.key}")
-        assert module.SHIM is shim
+    for entry in SHIMS:
+        module = importlib.import_module(f"exporter.web.shims.{entry.key}")
+        assert entry.module == module.__name__ and module.SHIM is entry.load() and module.SHIM.key == entry.key
+
+
+def test_the_table_names_each_shims_paths_and_their_handlers() -> None:
+    """The app mounts the table's paths without importing the module: they are exactly its GET routes."""
+    for entry in SHIMS:
+        routes = [r for r in entry.load().routes if isinstance(r, web.RouteDef)]
+        assert all(r.method == "GET" for r in routes), entry.key
+        assert entry.paths == tuple(r.path for r in routes), entry.key
+        assert [entry.handler(path) for path in entry.paths] == [r.handler for r in routes]
+    with pytest.raises(LookupError, match="shim 'ops' serves no GET /nowhere"):
+        SHIMS[-1].handler("/nowhere")
 
 
 def test_the_table_drives_the_config() -> None:
     assert list(ShimsConfig.model_fields) == [s.key for s in SHIMS]
-    for shim in SHIMS:
-        field = ShimsConfig.model_fields[shim.key]
-        assert typing.get_args(field.annotation) == (shim.config, type(None)) and field.default is None
+    for entry in SHIMS:
+        field = ShimsConfig.model_fields[entry.key]
+        assert field.default is None
+        with pytest.raises(ValidationError) as info:  # validated by the shim's own model
+            ShimsConfig.model_validate({entry.key: {"system": "s", "bogus": 1}})
+        assert {(e["loc"], e["type"]) for e in info.value.errors()} >= {((entry.key, "bogus"), "extra_forbidden")}
+        assert set(entry.load().config.model_fields) >= {"system", "enabled"}
+    shim = ShimsConfig.model_validate({"ops": {"system": "s"}}).get("ops")
+    assert type(shim) is SHIMS[-1].load().config and shim.system == "s"
 
 
 def test_each_shim_documents_exactly_its_routes_with_its_auth() -> None:
     paths = document()["paths"]
-    for shim in SHIMS:
+    for shim in (entry.load() for entry in SHIMS):
         routed = {r.path for r in shim.routes if isinstance(r, web.RouteDef)}
         assert routed == set(shim.paths), shim.key
         assert all(paths[p] == shim.paths[p] for p in routed)
