@@ -60,7 +60,7 @@ def load(ref: str) -> Any:
     return found
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class OwnValidators:
     """`Annotated[A | B | C, OwnValidators("tag")]`: a union of models told apart by the value of their
     field `tag` (one model without a tag: `Annotated[A, OwnValidators()]`), each value validated by its
@@ -75,10 +75,11 @@ class OwnValidators:
     the validator of the model holding it, built even for the members no config uses: the config's
     validator held every source type and layout (~190k characters of schema, megabytes of RSS). The
     errors are the union's own, at the same locations (pydantic prefixes the field's); a value is
-    dumped as its own model."""
+    dumped as its own model. Compared by identity (`eq=False`): typing caches `Annotated[...]` by its
+    metadata's equality, and two tables under one tag must never be taken for each other."""
 
     tag: str | None = None
-    table: Mapping[str, str] | None = field(default=None, compare=False)
+    table: Mapping[str, str] | None = None
     model: str | None = None
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:

@@ -9,14 +9,15 @@ import importlib
 import inspect
 import typing
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from exporter.config import ConfigError, parse_config
 from exporter.sources import SOURCE_TYPES
-from exporter.sources.base import Source, SourceConfig, load
+from exporter.sources.base import OwnValidators, Source, SourceConfig, load
 from exporter.sources.redis.layouts import LAYOUTS
 from exporter.sources.redis.layouts.base import Layout
 from exporter.web.openapi import SECURITY_SCHEMES, document
@@ -85,6 +86,16 @@ def test_every_layout_is_in_the_layout_table() -> None:
     tabled = {load(ref) for ref in LAYOUTS.values()}
     for name in _modules("sources/redis/layouts"):
         assert all(c in tabled for c in _own_classes(f"exporter.sources.redis.layouts.{name}", Layout)), name
+
+
+def test_two_tables_under_one_tag_stay_apart() -> None:
+    """typing caches `Annotated[...]` by its metadata: equal-looking validators with other tables would
+    otherwise come back as the first one, validating with the wrong table."""
+    only_list = TypeAdapter(Annotated[Layout, OwnValidators("layout", {"list": LAYOUTS["list"]})])
+    only_zset = TypeAdapter(Annotated[Layout, OwnValidators("layout", {"zset": LAYOUTS["zset"]})])
+    assert type(only_zset.validate_python({"layout": "zset", "name": "q", "key": "k"})).__name__ == "SortedSetLayout"
+    with pytest.raises(ValidationError, match="expected tags: 'list'"):
+        only_list.validate_python({"layout": "zset", "name": "q", "key": "k"})
 
 
 def test_a_tag_outside_a_table_is_a_config_error_naming_file_line_and_key() -> None:
