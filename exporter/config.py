@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import Annotated, Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -29,11 +29,8 @@ MAX_DEPTH = 32  # levels of nesting; the schema itself goes about eight deep
 MAX_VALUES = 100_000  # values after alias expansion: a YAML alias bomb is refused, not expanded
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-if TYPE_CHECKING:  # the checker sees what every member shares; pydantic validates the table's union
-    SourceUnion = SourceConfig
-else:  # each entry validated by its type's model alone (see OwnValidators)
-    SourceUnion = Annotated[Union[tuple(t.config_model for t in SOURCE_TYPES.values())],  # noqa: UP007
-                            OwnValidators("type")]
+# each entry validated by its type's model alone, imported when a config names its type (see OwnValidators)
+SourceUnion = Annotated[SourceConfig, OwnValidators("type", {name: t.config for name, t in SOURCE_TYPES.items()})]
 
 
 class ExporterConfig(Model):

@@ -1,34 +1,34 @@
 """Source types by the name used as `type:` in the config, in one visible table.
 
-A type's config model is imported with the config; its source, with its backend client (asyncpg,
-nats-py), only when a source of that type is built: a daemon pays for the clients it uses.
+Each entry names its config model and its source class (`module:Class`) instead of importing them: a
+type's config model is imported when a config first names the type (`OwnValidators` in
+`exporter/config.py`), its source, with its backend client (asyncpg, nats-py), only when a source of
+that type is built. A daemon pays for the types it uses (tests/unit/test_registries.py checks every entry).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
-from exporter.sources.base import MetricDef, Source, SourceConfig
-from exporter.sources.files import FilesConfig
-from exporter.sources.http import HttpConfig
-from exporter.sources.nats.config import NatsConfig
-from exporter.sources.postgres.config import PostgresConfig
-from exporter.sources.redis.config import RedisConfig
-from exporter.sources.system import SystemConfig
+from exporter.sources.base import MetricDef, Source, SourceConfig, load
 
 
 @dataclass(frozen=True)
 class SourceType:
-    """One `type:`: its config model, and where its `Source` class lives (`module:Class`)."""
+    """One `type:`: where its config model and its `Source` class live (`module:Class` each)."""
 
-    config_model: type[SourceConfig]
+    config: str
     source: str
+
+    @property
+    def config_model(self) -> type[SourceConfig]:
+        """The config model, importing its module (never a backend client) on first use."""
+        found: type[SourceConfig] = load(self.config)
+        return found
 
     def load(self) -> type[Source]:
         """The source class, importing its module (and backend client) on first use."""
-        module, _, name = self.source.partition(":")
-        found: type[Source] = getattr(importlib.import_module(module), name)
+        found: type[Source] = load(self.source)
         return found
 
     @property
@@ -38,11 +38,11 @@ class SourceType:
 
 
 SOURCE_TYPES: dict[str, SourceType] = {
-    "redis": SourceType(RedisConfig, "exporter.sources.redis.source:RedisSource"),
-    "nats": SourceType(NatsConfig, "exporter.sources.nats.source:NatsSource"),
-    "postgres": SourceType(PostgresConfig, "exporter.sources.postgres.source:PostgresSource"),
-    "system": SourceType(SystemConfig, "exporter.sources.system:SystemSource"),
-    "files": SourceType(FilesConfig, "exporter.sources.files:FilesSource"),
-    "http": SourceType(HttpConfig, "exporter.sources.http:HttpSource"),
+    "redis": SourceType("exporter.sources.redis.config:RedisConfig", "exporter.sources.redis.source:RedisSource"),
+    "nats": SourceType("exporter.sources.nats.config:NatsConfig", "exporter.sources.nats.source:NatsSource"),
+    "postgres": SourceType("exporter.sources.postgres.config:PostgresConfig",
+                           "exporter.sources.postgres.source:PostgresSource"),
+    "system": SourceType("exporter.sources.system:SystemConfig", "exporter.sources.system:SystemSource"),
+    "files": SourceType("exporter.sources.files:FilesConfig", "exporter.sources.files:FilesSource"),
+    "http": SourceType("exporter.sources.http:HttpConfig", "exporter.sources.http:HttpSource"),
 }
-

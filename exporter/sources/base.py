@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
@@ -48,39 +49,67 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
-@dataclass(frozen=True)
+def load(ref: str) -> Any:
+    """`module:attr` (or `module:attr.attr`) -> that attribute, importing its module on first use: the
+    one loader of the tables that name their members instead of importing them (`SOURCE_TYPES`,
+    `LAYOUTS`, `SHIMS`)."""
+    module, _, name = ref.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found
+
+
+@dataclass(frozen=True, eq=False)
 class OwnValidators:
     """`Annotated[A | B | C, OwnValidators("tag")]`: a union of models told apart by the value of their
     field `tag` (one model without a tag: `Annotated[A, OwnValidators()]`), each value validated by its
     model's own validator, built when that model is first used (`defer_build`).
+    `Annotated[Base, OwnValidators("tag", table)]`, `table` mapping each tag value to `module:Model`:
+    the same, but a member is imported only when a config first names its tag, so a daemon never
+    imports the modules of the source types and layouts it does not use (tests/unit/test_registries.py
+    checks every entry); `Annotated[Base, OwnValidators(model="module:Model")]`, one model imported
+    when a config first gives the value (a shim's section).
 
     Pydantic's discriminated union (`Field(discriminator=...)`) inlines every member's whole schema into
     the validator of the model holding it, built even for the members no config uses: the config's
     validator held every source type and layout (~190k characters of schema, megabytes of RSS). The
     errors are the union's own, at the same locations (pydantic prefixes the field's); a value is
-    dumped as its own model."""
+    dumped as its own model. Compared by identity (`eq=False`): typing caches `Annotated[...]` by its
+    metadata's equality, and two tables under one tag must never be taken for each other."""
 
     tag: str | None = None
+    table: Mapping[str, str] | None = None
+    model: str | None = None
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         members: tuple[type[BaseModel], ...] = get_args(source) or (source,)
-        tag = self.tag
-        models = _by_tag(members, tag) if tag else {}
+        tag, table = self.tag, self.table
+        models = _by_tag(members, tag) if tag and table is None else {}
+        tags = list(table if table is not None else models)
+
+        def model_of(value: Any) -> type[BaseModel] | None:
+            if not isinstance(value, str):
+                return None
+            if table is not None:
+                return load(table[value]) if value in table else None
+            return models.get(value)
 
         def validate(value: Any) -> BaseModel:
             if isinstance(value, members):
                 return value
             if tag is None:
-                return members[0].model_validate(value)
+                own: type[BaseModel] = load(self.model) if self.model is not None else members[0]
+                return own.model_validate(value)
             if not isinstance(value, dict):
                 raise PydanticKnownError("model_attributes_type")
             if tag not in value:
                 raise PydanticKnownError("union_tag_not_found", {"discriminator": f"'{tag}'"})
-            model = models.get(value[tag]) if isinstance(value[tag], str) else None
+            model = model_of(value[tag])
             if model is None:
                 raise PydanticKnownError("union_tag_invalid", {
                     "discriminator": f"'{tag}'", "tag": str(value[tag]),
-                    "expected_tags": ", ".join(f"'{t}'" for t in models)})
+                    "expected_tags": ", ".join(f"'{t}'" for t in tags)})
             return model.model_validate(value)
 
         as_own = core_schema.wrap_serializer_function_ser_schema(lambda v, dump: dump(v),

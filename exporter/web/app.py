@@ -14,8 +14,8 @@ from exporter.web.auth import AUTHENTICATOR, Authenticator, authenticate
 from exporter.web.errors import json_errors
 from exporter.web.keys import CONFIG, LIMITS, SCHEDULER, STARTED_AT, AppConfig
 from exporter.web.limits import Limits, shed
-from exporter.web.shims import SHIMS
-from exporter.web.shims.base import HEALTH
+from exporter.web.shims import SHIMS, Handler, ShimRef
+from exporter.web.shims.base import HEALTH, SHIM_STATE
 from exporter.web.webconfig import WEB_CONFIG, LiveWebConfig, web_auth
 
 
@@ -38,13 +38,24 @@ def build_app(config: AppConfig, scheduler: Scheduler, run_scheduler: bool = Tru
     app.router.add_routes(landing.routes)
     app.router.add_routes(lifecycle.routes)
     app.router.add_routes(openapi.routes)
-    for shim in SHIMS:  # always mounted; a disabled shim answers 404
-        if shim.setup is not None:
-            shim.setup(app, config.shims.get(shim.key))
-        app.router.add_routes(shim.routes)
+    app[SHIM_STATE] = {}
+    for shim in SHIMS:  # always mounted (a disabled shim answers 404); its module imported on first use
+        for path in shim.paths:
+            app.router.add_get(path, _deferred(shim, path))
     if run_scheduler:
         app.cleanup_ctx.append(_run_scheduler)
     return app
+
+
+def _deferred(shim: ShimRef, path: str) -> Handler:
+    """The shim's handler of `path`, found per request; a shim the config does not name answers 404
+    here, as its own handler would, so a client probing its paths never imports its module."""
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.app[CONFIG].shims.get(shim.key) is None:
+            raise web.HTTPNotFound()
+        return await shim.handler(path)(request)
+
+    return handle
 
 
 async def _run_scheduler(app: web.Application) -> AsyncIterator[None]:

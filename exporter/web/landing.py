@@ -64,10 +64,10 @@ def ago(when: float | None, now: float) -> str:
 def enabled_endpoints(app: web.Application) -> list[tuple[str, str]]:
     """The exporter's own endpoints, then those of every enabled health API, in config order."""
     out = list(OWN)
-    declared = {shim.key: shim.endpoints for shim in SHIMS}
+    table = {entry.key: entry for entry in SHIMS}
     for key, shim in app[CONFIG].shims.bound():
-        if shim.enabled:
-            out.extend(declared.get(key, ()))
+        if shim.enabled and key in table:
+            out.extend(table[key].load().endpoints)  # imported already: the config named it
     return out
 
 

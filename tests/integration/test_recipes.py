@@ -145,9 +145,7 @@ def test_a_throwaway_shim_and_source_type_touch_exactly_the_named_places(tmp_pat
     # the source type: its module, one table line, its document, the regenerated catalogue, a panel
     (repo / "exporter/sources/dummy.py").write_text(SOURCE_MODULE)
     edit(repo / "exporter/sources/__init__.py", "SOURCE_TYPES: dict[str, SourceType] = {",
-         '    "dummy": SourceType(DummyConfig, "exporter.sources.dummy:DummySource"),\n')
-    edit(repo / "exporter/sources/__init__.py", "from exporter.sources.base import",
-         "from exporter.sources.dummy import DummyConfig\n")
+         '    "dummy": SourceType("exporter.sources.dummy:DummyConfig", "exporter.sources.dummy:DummySource"),\n')
     (repo / "docs/sources/dummy.md").write_text("# `dummy` sources\n\nA fixed answer: `jobqueue_dummy_answer`.\n")
     assert run(repo, "-m", "exporter.docs", "README.md").returncode == 0
     build = repo / "grafana/build.py"
@@ -156,10 +154,8 @@ def test_a_throwaway_shim_and_source_type_touch_exactly_the_named_places(tmp_pat
     assert run(repo, "grafana/build.py").returncode == 0
     # the shim: its module, one table line, the regenerated OpenAPI document
     (repo / "exporter/web/shims/dummy.py").write_text(SHIM_MODULE)
-    shims = repo / "exporter/web/shims/__init__.py"
-    text = shims.read_text().replace("import ops, platform, service, status, tenant",
-                                     "import dummy, ops, platform, service, status, tenant")
-    shims.write_text(text.replace("ops.SHIM)", "ops.SHIM, dummy.SHIM)"))
+    edit(repo / "exporter/web/shims/__init__.py", "SHIMS: tuple[ShimRef, ...] = (",
+         '    ShimRef("dummy", "exporter.web.shims.dummy", ("/api/dummy",)),\n')
     openapi = run(repo, "-m", "exporter.web.openapi")
     assert openapi.returncode == 0, openapi.stderr
     (repo / "exporter/web/openapi.json").write_text(openapi.stdout)

@@ -1,7 +1,7 @@
 """The layout recipe of docs/architecture.md has no hidden place.
 
 A copy of the project gets a throwaway layout exactly as the recipe says (one module under
-`sources/redis/layouts/`, one entry in the `AnyLayout` union) and nothing else; in that copy the
+`sources/redis/layouts/`, one entry in the `LAYOUTS` table) and nothing else; in that copy the
 tests that guard the tables and the config (registries, layers, the config's tag list) pass, and a
 source reads the new layout from the shared Redis (own keys, deleted after).
 """
@@ -84,15 +84,14 @@ def _copy(target: Path) -> None:
 
 
 def _follow_the_recipe(target: Path) -> set[str]:
-    """The module and the one union entry; returns the files that differ from the project."""
+    """The module and the one table entry; returns the files that differ from the project."""
     layouts = target / "exporter/sources/redis/layouts"
     (layouts / "throwaway.py").write_text(MODULE)
     table = layouts / "__init__.py"
     text = table.read_text()
-    text = text.replace("from exporter.sources.redis.layouts.taskiq import TaskiqLayout\n",
-                        "from exporter.sources.redis.layouts.taskiq import TaskiqLayout\n"
-                        "from exporter.sources.redis.layouts.throwaway import ThrowawayLayout\n")
-    text = text.replace("| BeeQueueLayout,", "| BeeQueueLayout | ThrowawayLayout,")
+    entry = '    "beequeue": "exporter.sources.redis.layouts.beequeue:BeeQueueLayout",\n'
+    assert entry in text
+    text = text.replace(entry, entry + '    "throwaway": "exporter.sources.redis.layouts.throwaway:ThrowawayLayout",\n')
     table.write_text(text)
     changed = set()
     for path in (target / "exporter").rglob("*.py"):

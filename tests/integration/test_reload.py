@@ -120,6 +120,29 @@ async def test_reload_keeps_unchanged_sources_and_refuses_a_bad_config(
     assert reloader.successful
 
 
+async def test_a_reload_switches_on_a_shim_the_start_did_not_name(tmp_path: Path) -> None:
+    """Every shim's paths are mounted from the shim table and its module imported on use: before the
+    reload the platform's paths answer 404; after it the shim answers, rate-limited as the reloaded
+    config says (its limiter is made on its first request)."""
+    host = "sources:\n  - {name: host, type: system, interval: 1s, timeout: 900ms}\n"
+    path = tmp_path / "config.yaml"
+    path.write_text(host)
+    conf = load_config(path)
+    scheduler = build_scheduler(conf)
+    app = build_app(conf, scheduler)
+    Reloader(app, scheduler, str(path), time.time)
+    url = "/api/v1/platform/system/infrastructure/health"
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get(url)).status == 404
+        path.write_text(host + "systems: [{name: s, sources: [host]}]\n"
+                        "shims:\n  platform: {system: s, rate_limit: {requests: 1, per: 60s}}\n")
+        assert (await client.post("/-/reload")).status == 200
+        first = await client.get(url)
+        assert (first.status, (await first.json())["error"]["code"]) == (401, "UNAUTHORIZED")  # no token
+        second = await client.get(url)
+        assert (second.status, second.headers["Retry-After"]) == (429, "60")
+
+
 def test_every_flag_has_an_environment_variable() -> None:
     env = {"JOBQUEUE_EXPORTER_CONFIG": "/c.yaml", "JOBQUEUE_EXPORTER_LISTEN": ":9999",
            "JOBQUEUE_EXPORTER_WEB_CONFIG_FILE": "/w.yml", "JOBQUEUE_EXPORTER_LOG_LEVEL": "debug",

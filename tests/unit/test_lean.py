@@ -71,13 +71,14 @@ DEFAULT_DAEMON = (
     "        await scheduler.stop()\n"
     "asyncio.run(once())\n"
     "assert scheduler.snapshot.sources['redis'].status.up, scheduler.snapshot.sources['redis'].status\n"
+    "own = sorted(m for m in sys.modules if m.startswith(('exporter.sources.', 'exporter.web.', 'exporter.health.')))\n"
     "from exporter.sources import SOURCE_TYPES\n"
     "from exporter.web.shims import ShimsConfig\n"
     "built = [t for t, k in SOURCE_TYPES.items()\n"
     "         if isinstance(k.config_model.__pydantic_validator__, pydantic_core.SchemaValidator)]\n"
-    "from typing import get_args\n"
-    "from exporter.sources.redis.layouts import AnyLayout\n"
-    "built += [c.__name__ for c in get_args(get_args(AnyLayout)[0])\n"
+    "from exporter.sources.base import load\n"
+    "from exporter.sources.redis.layouts import LAYOUTS\n"
+    "built += [c.__name__ for c in map(load, LAYOUTS.values())\n"
     "          if isinstance(c.__pydantic_validator__, pydantic_core.SchemaValidator)]\n"
     "print('validators:' + ','.join(built)\n"
     "      + (',shims' if isinstance(ShimsConfig.__pydantic_validator__, pydantic_core.SchemaValidator) else ''))\n"
@@ -87,10 +88,13 @@ DEFAULT_DAEMON = (
 def test_the_default_daemon_loads_no_client_or_validator_it_does_not_use() -> None:
     """The embedded default config (host + one Redis queue, on the local Redis), its app built and every
     source collected once: no redis-py (the single-node path reads through the lean wire), no other
-    backend client, no bcrypt (basic auth only), and only the config validators of the types and layouts
-    in use (each union member validates with its own model: sources/base.py `OwnValidators`)."""
+    backend client, no bcrypt (basic auth only), only the config validators of the types and layouts in
+    use (each union member validates with its own model: sources/base.py `OwnValidators`), and of the
+    exporter's own source modules only those of the types and layouts in use, and no shim's module (the
+    tables name the others)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    probe = DEFAULT_DAEMON + "print('modules:' + ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    probe = DEFAULT_DAEMON + ("print('modules:' + ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+                              "print('own:' + ' '.join(own))\n")
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
@@ -98,6 +102,36 @@ def test_the_default_daemon_loads_no_client_or_validator_it_does_not_use() -> No
     assert "hiredis" in found and "aiohttp" in found
     assert not found & HEAVY
     assert sorted(lines["validators"].split(",")) == ["LaravelLayout", "redis", "system"]
+    own = set(lines["own"].split())  # the exporter's own modules of other types and layouts: never imported
+    assert {"exporter.sources.redis.layouts.laravel", "exporter.sources.system"} <= own
+    assert not {m for m in own if m.split(".")[2] in {"postgres", "nats", "files", "http"}}
+    assert {m for m in own if m.startswith("exporter.sources.redis.layouts.")} == {
+        "exporter.sources.redis.layouts.base", "exporter.sources.redis.layouts.laravel"}
+    assert {m for m in own if m.startswith("exporter.web.shims.")} == {"exporter.web.shims.base"}  # no shim
+    assert "exporter.health.alertmanager" not in own and "exporter.web.app" in own
+
+
+def test_a_request_to_a_shim_the_config_does_not_name_is_a_404_that_imports_nothing() -> None:
+    """Every shim's paths are mounted (a reload may switch one on: tests/integration/test_reload.py), but
+    a client probing `/health` on a daemon without shims gets the shim's 404 without its module."""
+    probe = (
+        "import asyncio, sys\n"
+        "from aiohttp.test_utils import TestClient, TestServer\n"
+        "from exporter.config import parse_config\n"
+        "from exporter.cli import build_scheduler\n"
+        "from exporter.web.app import build_app\n"
+        "config = parse_config('sources: [{name: h, type: system}]', 'c', {})\n"
+        "app = build_app(config, build_scheduler(config), run_scheduler=False)\n"
+        "async def probe():\n"
+        "    async with TestClient(TestServer(app)) as client:\n"
+        "        for path in ('/health', '/api/v1/health', '/api/v1/platform/system/queues/q/jobs'):\n"
+        "            assert (await client.get(path)).status == 404, path\n"
+        "asyncio.run(probe())\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('exporter.web.shims.'))))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["exporter.web.shims.base"]
 
 
 @pytest.mark.parametrize(("source", "client"), [

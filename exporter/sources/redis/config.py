@@ -17,8 +17,6 @@ from exporter.sources.base import Duration, Model, Name, SourceConfig, check_one
 from exporter.sources.redis.connect import SentinelConfig, parse_endpoint
 from exporter.sources.redis.layouts import AnyLayout
 from exporter.sources.redis.layouts.base import Layout
-from exporter.sources.redis.layouts.horizon import HorizonLayout
-from exporter.sources.redis.layouts.laravel import LaravelLayout
 from exporter.sources.tls import TlsConfig
 
 # Options of the removed Lua read path (docs/sources/redis.md, "Removed options"): still accepted, so an
@@ -141,16 +139,21 @@ def overlaps(layouts: Sequence[Layout]) -> None:
     def scope(layout: Layout) -> str:
         return "{tenant}" if layout.per_tenant else (layout.tenant or "")
 
+    def tag(layout: Layout) -> str:  # every layout has it; by tag, so no layout module is imported here
+        return str(getattr(layout, "layout", type(layout).__name__))
+
     def name(i: int) -> str:
-        return f"queues[{i}] ({getattr(layouts[i], 'layout', type(layouts[i]).__name__)})"  # every layout has it
+        return f"queues[{i}] ({tag(layouts[i])})"
 
     claimed: dict[tuple[str, str], int] = {}
     for i, layout in enumerate(layouts):
-        if isinstance(layout, LaravelLayout) and not isinstance(layout, HorizonLayout):
+        if tag(layout) == "laravel":
+            prefix = getattr(layout, "prefix", None)  # Laravel's and Horizon's own field
             for j, other in enumerate(layouts):
-                if isinstance(other, HorizonLayout) and other.prefix == layout.prefix and scope(other) == scope(layout):
+                same = getattr(other, "prefix", None) == prefix and scope(other) == scope(layout)
+                if tag(other) == "horizon" and same:
                     raise ValueError(
-                        f"{name(i)} and {name(j)} both read the Laravel lists under prefix {layout.prefix!r}: "
+                        f"{name(i)} and {name(j)} both read the Laravel lists under prefix {prefix!r}: "
                         "Horizon reads them itself, drop the laravel layout (list its queues in the horizon "
                         "layout's `queues` to read them without live supervisors)")
         for queue in layout.static_queues():

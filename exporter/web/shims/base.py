@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,6 +19,9 @@ from exporter.model import Snapshot
 from exporter.web.keys import CONFIG, SCHEDULER, STARTED_AT, AppConfig
 
 HEALTH = web.AppKey("health", HealthMonitor)
+# per-app state of the shims, by key: the app is built before a shim's module may be imported (on its
+# first request), and a started app's own keys are frozen, so a shim keeps what it makes here
+SHIM_STATE = web.AppKey("shim_state", dict[str, Any])
 S = TypeVar("S", bound=Shim)
 Reply = tuple[int, Any]
 
@@ -27,10 +30,11 @@ Reply = tuple[int, Any]
 class ShimDef:
     """Everything the rest of the daemon needs to know of one shim, declared by its module as `SHIM`.
 
-    `config` becomes the optional `shims.<key>` section; `routes` are mounted always (a disabled shim
-    answers 404); `paths` and `schemas` are its part of /openapi.json; `auth` names the security schemes
-    its paths accept (declared in `exporter/web/openapi.py`); `endpoints` say what each GET path is in
-    user words, for the landing page; `setup` prepares per-app state from its config.
+    `config` becomes the optional `shims.<key>` section; `routes` are mounted always, through the
+    table's paths (a disabled shim answers 404); `paths` and `schemas` are its part of /openapi.json;
+    `auth` names the security schemes its paths accept (declared in `exporter/web/openapi.py`);
+    `endpoints` say what each GET path is in user words, for the landing page. State a shim keeps per
+    app (a rate limiter) goes in `request.app[SHIM_STATE]`, made on its first request.
     """
 
     key: str
@@ -40,7 +44,6 @@ class ShimDef:
     schemas: Mapping[str, Any] = field(default_factory=dict)
     auth: tuple[str, ...] = ()
     endpoints: tuple[tuple[str, str], ...] = ()
-    setup: Callable[[web.Application, Any], None] | None = None
 
 
 @dataclass(frozen=True)

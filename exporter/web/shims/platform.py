@@ -42,7 +42,7 @@ from exporter.web.schema import (
     query,
     ref,
 )
-from exporter.web.shims.base import Reply, ShimDef, View, enabled, respond, system_sources, view
+from exporter.web.shims.base import SHIM_STATE, Reply, ShimDef, View, enabled, respond, system_sources, view
 
 log = logging.getLogger("jobqueue.web.platform")
 class PlatformShim(Shim):
@@ -56,13 +56,16 @@ class PlatformShim(Shim):
 
 
 routes = web.RouteTableDef()
-LIMITER = web.AppKey("platform_limiter", RateLimiter)
 
 
-def setup(app: web.Application, shim: PlatformShim | None) -> None:
-    """The per-client rate limiter of the seed's 429 (60 a minute unless configured)."""
-    rate = shim.rate_limit if shim is not None else RateLimit()
-    app[LIMITER] = RateLimiter(rate.requests, rate.per)
+def limiter(request: web.Request, shim: PlatformShim) -> RateLimiter:
+    """The per-client rate limiter of the seed's 429 (60 a minute unless configured), one per app, made
+    on the first request with the config of that time."""
+    state = request.app[SHIM_STATE]
+    found = state.get("platform")
+    if not isinstance(found, RateLimiter):
+        found = state["platform"] = RateLimiter(shim.rate_limit.requests, shim.rate_limit.per)
+    return found
 SEVERITIES = ("error", "warning", "info")
 _SEVERITY = {UNHEALTHY: "error", "degraded": "warning", INFO: "info"}
 
@@ -194,10 +197,9 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 def _guard(request: web.Request) -> tuple[PlatformShim, Reply | None]:
     """Enabled, within the rate, authenticated, with the ops role: the seed's 404/429/401/403."""
     shim = enabled(request, "platform", PlatformShim)
-    limiter = request.app[LIMITER]
     caller = presented(request, ("authorization",))
     client = caller.credential.name if caller.credential else (request.remote or "unknown")
-    if not limiter.allow(client):
+    if not limiter(request, shim).allow(client):
         return shim, fail(429, "RATE_LIMITED", "Rate limit exceeded")
     if caller.credential is None:
         return shim, fail(401, "UNAUTHORIZED", "Missing or invalid token")
@@ -206,12 +208,12 @@ def _guard(request: web.Request) -> tuple[PlatformShim, Reply | None]:
     return shim, None
 
 
-def _reply(reply: Reply, request: web.Request) -> web.Response:
+def _reply(reply: Reply, request: web.Request, shim: PlatformShim) -> web.Response:
     headers = None
     if reply[0] == 429:
         caller = presented(request, ("authorization",))
         client = caller.credential.name if caller.credential else (request.remote or "unknown")
-        headers = {"Retry-After": str(request.app[LIMITER].retry_after(client))}
+        headers = {"Retry-After": str(limiter(request, shim).retry_after(client))}
     return respond(reply, headers)
 
 
@@ -220,7 +222,7 @@ async def get_queues(request: web.Request) -> web.Response:
     """Seed 003: every background queue with active, waiting, completed, failed and a status."""
     shim, denied = _guard(request)
     if denied:
-        return _reply(denied, request)
+        return _reply(denied, request, shim)
     return respond(ok({"queues": queue_rows(await view(request, shim))}))
 
 
@@ -229,7 +231,7 @@ async def get_queue_jobs(request: web.Request) -> web.Response:
     """Seed 003: one page of a queue's jobs by status, read live from Redis under a timeout."""
     shim, denied = _guard(request)
     if denied:
-        return _reply(denied, request)
+        return _reply(denied, request, shim)
     status = request.query.get("status", "waiting")
     if status not in JOB_STATES:
         return respond(fail(400, "INVALID_PARAMETER", "status must be one of active, waiting, failed, completed"))
@@ -288,7 +290,7 @@ async def get_infrastructure(request: web.Request) -> web.Response:
     """Seed 003: each service with response times, error rate, backlog, pool use and latency."""
     shim, denied = _guard(request)
     if denied:
-        return _reply(denied, request)
+        return _reply(denied, request, shim)
     return respond(infrastructure(await view(request, shim), shim))
 
 
@@ -297,7 +299,7 @@ async def get_alerts(request: web.Request) -> web.Response:
     """Seed 003: recent alerts, from Alertmanager when configured, else from the issue history."""
     shim, denied = _guard(request)
     if denied:
-        return _reply(denied, request)
+        return _reply(denied, request, shim)
     hours = _int_param(request, "hours", 24, 1, 168)
     if isinstance(hours, tuple):
         return respond(hours)
@@ -376,4 +378,4 @@ ENDPOINTS = (
 )
 
 SHIM = ShimDef("platform", PlatformShim, routes, PATHS, SCHEMAS, ("bearer",),
-               endpoints=ENDPOINTS, setup=setup)
+               endpoints=ENDPOINTS)

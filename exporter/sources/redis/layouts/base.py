@@ -11,7 +11,6 @@ units follow `shared/reference/redis-queues.md`.
 from __future__ import annotations
 
 import math
-import pickletools
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -175,6 +174,8 @@ def pickled_values(data: bytes, limit: int = 4096) -> list[Any]:
     """The texts and numbers a pickle pushes, in order (memo references resolved), None for anything
     else; [] when it is not a pickle. `pickletools.genops` only decodes opcodes: unlike unpickling, it
     never imports a class or calls anything, so a hostile item is text like any other."""
+    import pickletools  # here: only pickled payloads (Celery, RQ) need it, and it costs ~0.2 MB
+
     values: list[Any] = []
     memo: dict[int, Any] = {}
     try:
