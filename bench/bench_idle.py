@@ -24,6 +24,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +43,22 @@ LIBRARIES = 6  # the first IMPORTS: the floor no exporter code can go under whil
 FIRST_MODEL = ("class _M(pydantic.BaseModel):\n"
                "    x: int\n"
                "_M(x=1)\n")
+
+
+_CACHES: dict[Path, Path] = {}
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment a run of `tree` gets: its exporter package compiled, as pip installs it.
+
+    The package is copied to a directory of its own and compiled there, so the checkout gets no
+    .pyc; the interpreter's and the libraries' own .pyc are used as they are."""
+    if tree not in _CACHES:
+        copy = Path(tempfile.mkdtemp(prefix="bench-idle-"))
+        shutil.copytree(tree / "exporter", copy / "exporter", ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(copy / "exporter")], check=True)
+        _CACHES[tree] = copy
+    return {**os.environ, "PYTHONPATH": str(_CACHES[tree])}
 
 
 def free_port() -> int:
@@ -77,21 +94,21 @@ def wait_for(url: str, want: int, deadline: float) -> None:
 
 def import_seconds(tree: Path, module: str, rounds: int) -> float:
     """Median wall time of `python3 -c 'import <module>'`, interpreter start included."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = tree_env(tree)
     times = []
     for _ in range(rounds):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", f"import {module}"], env=env, check=True)
+        subprocess.run([sys.executable, "-c", f"import {module}"], env=env, cwd=env["PYTHONPATH"], check=True)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
 
 def measure_daemon(tree: Path, rest: float, rounds: int) -> dict[str, float]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+    env = {**tree_env(tree), "PYTHONHASHSEED": "0"}
     args = [sys.executable, "-m", "exporter", "--listen", f"127.0.0.1:{port}"]
     started = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, env=env, cwd=env["PYTHONPATH"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         wait_for(f"http://127.0.0.1:{port}/healthz", 200, deadline)
@@ -138,7 +155,7 @@ def measure_redis_exporter(rest: float) -> dict[str, float] | None:
 
 def import_costs(tree: Path) -> list[tuple[str, float, float]]:
     """(module, RSS added in MB, time added in ms): each module imported after those above it."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = tree_env(tree)
     probe = ("import resource, sys, time\n"
              "def rss():\n"
              "    return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024\n"
@@ -153,7 +170,8 @@ def import_costs(tree: Path) -> list[tuple[str, float, float]]:
              "t = time.perf_counter(); exporter.config.default_config()\n"
              "out.append(('default config', rss(), time.perf_counter() - t))\n"
              "print(out)\n")
-    answer = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
+    answer = subprocess.run([sys.executable, "-c", probe], env=env, cwd=env["PYTHONPATH"], check=True,
+                            capture_output=True, text=True)
     rows = ast.literal_eval(answer.stdout)
     costs = [(rows[0][0], rows[0][1], 0.0)]
     for (_, before, _), (name, after, took) in itertools.pairwise(rows):
@@ -211,6 +229,8 @@ def main() -> None:
     out = ROOT / "bench" / "results" / "idle.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(result["tables"], indent=2))
+    for cache in _CACHES.values():
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def span(runs: list[dict[str, float]], key: str, fmt: str) -> str:

@@ -5,7 +5,8 @@ asks for idle RSS <= 40 MB on the embedded default config; `bench_idle.py` shows
 hold more than that. This benchmark measures the other side: the daemon's collection with NO HTTP
 server library in the process. Each run is a fresh interpreter that builds the default config and its
 scheduler exactly as `exporter.cli` does, lets it collect for `--rest` seconds on its own thread, and
-reads RSS and threads from /proc. Two variants, `--runs` each:
+reads RSS and threads from /proc; the exporter's code is compiled first, as installed (see
+bench_idle.tree_env). Two variants, `--runs` each:
   * as built: aiohttp imported by the exporter's modules as today, but no listener started;
   * without aiohttp: an import hook answers every `aiohttp` import with an inert module, so the
     exporter's modules load and nothing of aiohttp (nor what it pulls in: email, http.cookies,
@@ -19,13 +20,16 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_idle import _CACHES, tree_env  # noqa: E402  (the exporter's code compiled, as installed)
 
 # The probe each run executes: the scheduler of the default config, collecting, with or without aiohttp.
 PROBE = '''
@@ -85,12 +89,26 @@ asyncio.new_event_loop().run_until_complete(collect())
 
 
 def run_probe(tree: Path, without_aiohttp: bool, rest: float) -> tuple[float, int, bool, list[str]]:
-    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+    env = {**tree_env(tree), "PYTHONHASHSEED": "0"}
     code = f"WITHOUT_AIOHTTP = {without_aiohttp!r}\nREST = {rest!r}\n" + PROBE
-    answer = subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, check=True, capture_output=True,
-                            text=True, timeout=60 + rest)
+    answer = subprocess.run([sys.executable, "-c", code], env=env, cwd=env["PYTHONPATH"], check=True,
+                            capture_output=True, text=True, timeout=60 + rest)
     rss, threads, ready, loaded = ast.literal_eval(answer.stdout.strip().splitlines()[-1])
     return float(rss), int(threads), bool(ready), list(loaded)
+
+
+def prometheus_client_cost() -> float:
+    """RSS `import prometheus_client` adds, in MB, to an interpreter holding the daemon's other libraries
+    but not aiohttp: its exposition module imports http.server, urllib.request and email, which aiohttp
+    would otherwise have loaded already (1 MB in bench_idle's imports table, after aiohttp)."""
+    probe = ("def rss():\n"
+             "    return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024\n"
+             "import asyncio, pydantic, yaml, psutil\n"
+             "before = rss()\n"
+             "import prometheus_client\n"
+             "print(rss() - before)\n")
+    answer = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60)
+    return float(answer.stdout)
 
 
 def main() -> None:
@@ -112,6 +130,8 @@ def main() -> None:
             rss_of[label].append(rss)
             print(label, f"{rss:.1f} MB", threads, "threads", "loaded:", " ".join(loaded) or "-", flush=True)
 
+    client = sorted(prometheus_client_cost() for _ in range(args.runs))[args.runs // 2]
+
     def span(label: str) -> str:
         values = sorted(rss_of[label])
         low, high = f"{values[0]:.1f}", f"{values[-1]:.1f}"
@@ -121,6 +141,8 @@ def main() -> None:
         ["the default config's collection, no listener, aiohttp imported (as built)", span("as built")],
         ["the same without aiohttp in the process (an inert module answers its imports): "
          "the floor under any HTTP server", span("without aiohttp")],
+        ["within that figure: `import prometheus_client` (its exposition imports http.server, urllib.request "
+         "and email, which aiohttp loads otherwise), median", f"{client:.1f} MB"],
         ["issue 19's target for the whole daemon, server included", "40 MB"],
     ]
     load = f", load average {args.load}" if args.load else ""
@@ -131,11 +153,13 @@ def main() -> None:
         "conditions": f"2 vCPU VM{load}, Python {sys.version.split()[0]}; the embedded default config on "
                       f"redis://127.0.0.1:6379; {args.runs} fresh interpreter(s) per variant",
         "tables": {"floor": {"columns": ["", "RSS after collecting"], "rows": rows}},
-        "raw": raw,
+        "raw": {**raw, "prometheus_client_mb": client},
     }
     out = ROOT / "bench" / "results" / "idle_floor.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
+    for cache in _CACHES.values():
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":
