@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import atexit
 import itertools
 import json
 import os
@@ -55,6 +56,7 @@ def tree_env(tree: Path) -> dict[str, str]:
     .pyc; the interpreter's and the libraries' own .pyc are used as they are."""
     if tree not in _CACHES:
         copy = Path(tempfile.mkdtemp(prefix="bench-idle-"))
+        atexit.register(shutil.rmtree, copy, ignore_errors=True)  # also when a run fails
         shutil.copytree(tree / "exporter", copy / "exporter", ignore=shutil.ignore_patterns("__pycache__"))
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(copy / "exporter")], check=True)
         _CACHES[tree] = copy
@@ -229,8 +231,6 @@ def main() -> None:
     out = ROOT / "bench" / "results" / "idle.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(result["tables"], indent=2))
-    for cache in _CACHES.values():
-        shutil.rmtree(cache, ignore_errors=True)
 
 
 def span(runs: list[dict[str, float]], key: str, fmt: str) -> str:

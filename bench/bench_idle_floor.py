@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_idle import _CACHES, tree_env  # noqa: E402  (the exporter's code compiled, as installed)
+from bench.bench_idle import tree_env  # noqa: E402  (the exporter's code compiled, as installed)
 
 # The probe each run executes: the scheduler of the default config, collecting, with or without aiohttp.
 PROBE = '''
@@ -158,8 +157,6 @@ def main() -> None:
     out = ROOT / "bench" / "results" / "idle_floor.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
-    for cache in _CACHES.values():
-        shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

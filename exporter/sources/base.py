@@ -75,8 +75,8 @@ class OwnValidators:
     the validator of the model holding it, built even for the members no config uses: the config's
     validator held every source type and layout (~190k characters of schema, megabytes of RSS). The
     errors are the union's own, at the same locations (pydantic prefixes the field's); a value is
-    dumped as its own model. Compared by identity (`eq=False`): typing caches `Annotated[...]` by its
-    metadata's equality, and two tables under one tag must never be taken for each other."""
+    dumped as its own model. Compared and hashed by identity (`eq=False`): typing caches `Annotated[...]`
+    by its metadata, and a frozen dataclass holding a dict (the table) could not be hashed."""
 
     tag: str | None = None
     table: Mapping[str, str] | None = None

@@ -89,8 +89,8 @@ def test_every_layout_is_in_the_layout_table() -> None:
 
 
 def test_two_tables_under_one_tag_stay_apart() -> None:
-    """typing caches `Annotated[...]` by its metadata: equal-looking validators with other tables would
-    otherwise come back as the first one, validating with the wrong table."""
+    """Each `Annotated[...]` validates with its own table: nothing (typing's cache of `Annotated`, a cache
+    of validators keyed by the tag alone) may hand one table's validator to another."""
     only_list = TypeAdapter(Annotated[Layout, OwnValidators("layout", {"list": LAYOUTS["list"]})])
     only_zset = TypeAdapter(Annotated[Layout, OwnValidators("layout", {"zset": LAYOUTS["zset"]})])
     assert type(only_zset.validate_python({"layout": "zset", "name": "q", "key": "k"})).__name__ == "SortedSetLayout"
