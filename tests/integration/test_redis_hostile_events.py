@@ -21,7 +21,7 @@ import pytest
 import redis
 from celery import Celery
 
-from exporter.sources.redis.events import MAX_FIELD
+from exporter.sources.redis.events import MAX_HOSTNAME
 from exporter.sources.redis.source import RedisSource
 from tests.conftest import REDIS_URL
 from tests.support.redis_libs import make_source, samples_of
@@ -58,7 +58,7 @@ BAD: list[tuple[str, bytes]] = [
     ("worker.heartbeat", event(hostname="w9@h", freq=60.0)),  # no type
     ("worker.heartbeat", event(type="worker-heartbeat", freq=60.0, active=0)),  # no hostname
     ("worker.heartbeat", event(type="worker-heartbeat", hostname={"a": 1}, freq=60.0)),
-    ("worker.heartbeat", event(type="worker-heartbeat", hostname="w" * (MAX_FIELD + 1), freq=60.0)),
+    ("worker.heartbeat", event(type="worker-heartbeat", hostname="w" * (MAX_HOSTNAME + 1), freq=60.0)),
     ("task.succeeded", event(type="task-succeeded", hostname="w1@h", runtime=1.0)),  # no uuid
     ("task.received", event(type="task-received", hostname="w1@h", uuid="u9", name=["jq", "ok"])),
     ("worker.heartbeat", b'{"body": "' + b"A" * (5 << 20) + b'"}'),  # 5 MiB

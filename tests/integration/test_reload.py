@@ -143,6 +143,37 @@ async def test_a_reload_switches_on_a_shim_the_start_did_not_name(tmp_path: Path
         assert (second.status, second.headers["Retry-After"]) == (429, "60")
 
 
+async def test_a_reload_that_changes_the_platform_rate_limit_applies_it_at_once(tmp_path: Path) -> None:
+    """Before: the limiter was made on the first request and kept, so a reload to another
+    `rate_limit` still answered 429 by the old one (1 a minute, Retry-After 60). A reload that keeps
+    the limit keeps the counts: the client that used its bucket up stays limited."""
+    def shim(rate_limit: str, timeout: str = "2s") -> str:
+        return ("sources:\n  - {name: host, type: system, interval: 1s, timeout: 900ms}\n"
+                "systems: [{name: s, sources: [host]}]\n"
+                f"shims:\n  platform: {{system: s, rate_limit: {rate_limit}, jobs_timeout: {timeout}}}\n")
+
+    path = tmp_path / "config.yaml"
+    path.write_text(shim("{requests: 1, per: 60s}"))
+    conf = load_config(path)
+    scheduler = build_scheduler(conf)
+    app = build_app(conf, scheduler)
+    Reloader(app, scheduler, str(path), time.time)
+    url = "/api/v1/platform/system/infrastructure/health"
+    async with TestClient(TestServer(app)) as client:
+        statuses = [(await client.get(url)).status for _ in range(2)]
+        assert statuses == [401, 429]  # no token: limited by address, one a minute
+        path.write_text(shim("{requests: 3, per: 30s}"))  # a token every 10 s
+        assert (await client.post("/-/reload")).status == 200
+        statuses = [(await client.get(url)).status for _ in range(3)]
+        assert statuses == [401, 401, 401]  # three fit now
+        fourth = await client.get(url)
+        assert fourth.status == 429 and 8 <= int(fourth.headers["Retry-After"]) <= 10  # the 10 s window
+        path.write_text(shim("{requests: 3, per: 30s}", timeout="3s"))  # the shim changes, its limit not
+        assert (await client.post("/-/reload")).status == 200
+        fifth = await client.get(url)
+        assert fifth.status == 429 and 8 <= int(fifth.headers["Retry-After"]) <= 10  # counts kept
+
+
 def test_every_flag_has_an_environment_variable() -> None:
     env = {"JOBQUEUE_EXPORTER_CONFIG": "/c.yaml", "JOBQUEUE_EXPORTER_LISTEN": ":9999",
            "JOBQUEUE_EXPORTER_WEB_CONFIG_FILE": "/w.yml", "JOBQUEUE_EXPORTER_LOG_LEVEL": "debug",

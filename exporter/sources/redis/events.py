@@ -34,11 +34,19 @@ OTHER = "other"  # tasks beyond the cardinality cap
 UNKNOWN = "unknown"  # tasks received before the exporter listened
 # What one message may make the listener keep. A message is read whole by redis-py (at most the
 # server's pubsub output buffer hard limit, 32 MiB by default: Redis drops a subscriber past it);
-# past MAX_BYTES it is skipped before it is decoded. A kept string (hostname, task uuid, task name) is
-# at most MAX_FIELD characters, and at most WORKERS_KEPT workers and NAMES_KEPT uuids are kept: with
-# MAX_FREQ, a few tens of MiB at worst whatever is published.
+# past MAX_BYTES it is skipped before it is decoded. A kept string is bounded by its UTF-8 length in
+# bytes (a bound in characters let 1,024 emoji take 4 KiB), and at most WORKERS_KEPT workers,
+# NAMES_KEPT uuids with their names and task_cap names are kept: with MAX_FREQ, whatever is
+# published, measured with tracemalloc (every table full, every string at its bound with one emoji in
+# it, the worst case: Python then keeps each of its characters in 4 bytes), the state and the frozen
+# copy hold at most 48 MiB with task_cap 100 and 70 MiB with task_cap 10,000, its largest (14 and
+# 22 MiB all ASCII); tests/unit/sources/redis/test_flow.py measures the latter.
 MAX_BYTES = untrusted.MAX_BYTES
-MAX_FIELD = 1024  # a Celery uuid is 36 characters, a hostname at most 255 + the node name
+# A uuid is 36 characters (kombu `uuid()`: str(uuid4())); `apply_async(task_id=...)` takes any string,
+# so room for a prefixed one.
+MAX_UUID = 128
+MAX_HOSTNAME = 512  # `name@host` (celery/utils/nodenames.py): a host name is at most 255 bytes
+MAX_NAME = 512  # a task name is a dotted Python path (`module.function`)
 WORKERS_KEPT = 10000
 MAX_FREQ = 3600.0  # seconds: a heartbeat `freq` over an hour reads as an hour (a worker never live forever)
 # seconds: a task runtime over a year reads as absent (0), as a NaN does: two of 1e308 summed to
@@ -209,6 +217,19 @@ def _invalid(event: Any) -> str:
         return "a task event without uuid"
     if name is not None and not isinstance(name, str):
         return "a task name that is not a string"
-    if any(isinstance(v, str) and len(v) > MAX_FIELD for v in (host, uuid, name)):
-        return f"a hostname, uuid or task name over {MAX_FIELD} characters"
+    if _over(host, MAX_HOSTNAME):
+        return f"a hostname over {MAX_HOSTNAME} bytes"
+    if _over(uuid, MAX_UUID):
+        return f"a task uuid over {MAX_UUID} bytes"
+    if _over(name, MAX_NAME):
+        return f"a task name over {MAX_NAME} bytes"
     return ""
+
+
+def _over(value: Any, limit: int) -> bool:
+    """Whether a string is over `limit` bytes as UTF-8: a bound in characters let each character
+    take 4 bytes. Python keeps a character in at most as many bytes as UTF-8 writes it, but keeps all
+    of a string's at the width of its widest: a bound of 512 is still up to 2 KiB kept."""
+    if not isinstance(value, str):
+        return False
+    return len(value) > limit or len(value.encode("utf-8", "surrogatepass")) > limit

@@ -14,6 +14,7 @@ import logging
 import math
 import statistics
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -58,14 +59,26 @@ class PlatformShim(Shim):
 routes = web.RouteTableDef()
 
 
+@dataclass(frozen=True)
+class _Limiter:
+    """The app's rate limiter with the `rate_limit` it was made from."""
+
+    limit: RateLimit
+    limiter: RateLimiter
+
+
 def limiter(request: web.Request, shim: PlatformShim) -> RateLimiter:
     """The per-client rate limiter of the seed's 429 (60 a minute unless configured), one per app, made
-    on the first request with the config of that time."""
+    on the first request. A reload switches shims at once: one that changes `rate_limit` gets a new
+    limiter (every client's bucket full), one that keeps it keeps the counts."""
     state = request.app[SHIM_STATE]
     found = state.get("platform")
-    if not isinstance(found, RateLimiter):
-        found = state["platform"] = RateLimiter(shim.rate_limit.requests, shim.rate_limit.per)
-    return found
+    if not (isinstance(found, _Limiter) and found.limit == shim.rate_limit):
+        found = state["platform"] = _Limiter(shim.rate_limit, RateLimiter(shim.rate_limit.requests,
+                                                                          shim.rate_limit.per))
+    return found.limiter
+
+
 SEVERITIES = ("error", "warning", "info")
 _SEVERITY = {UNHEALTHY: "error", "degraded": "warning", INFO: "info"}
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
 
 from exporter.model import QueueStats, Reading, Sample, unique_series
 from exporter.sources.redis import events as celery_events
-from exporter.sources.redis.events import MAX_FIELD, CeleryEvents
+from exporter.sources.redis.events import MAX_HOSTNAME, MAX_NAME, MAX_UUID, CeleryEvents
 from exporter.sources.redis.layouts.base import Parsed, Retained, Workers, merge_flow
 
 
@@ -154,34 +155,83 @@ def test_a_celery_runtime_over_a_year_reads_as_absent_so_sums_stay_finite() -> N
     assert (heard.succeeded, heard.runtime) == (3, 2.5 / 3)
 
 
+def sized(size: int, char: str) -> str:
+    """A string of exactly `size` UTF-8 bytes: `char` repeated, then ASCII to fill."""
+    width = len(char.encode())
+    return char * (size // width) + "x" * (size % width)
+
+
 def test_celery_events_keep_what_one_publisher_sends_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the listener keeps is bounded whatever is published: a worker event needs a hostname and a
     task event a uuid (before, a heartbeat without one was a live worker "" and a task event without
-    one was filed under "None"), kept strings are at most MAX_FIELD characters (10,000 uuids of 1 MiB
-    each were 10 GB), a heartbeat `freq` reads as at most an hour (1e300 kept a worker live forever)
-    and at most WORKERS_KEPT workers are kept; each skipped event is one malformed count."""
+    one was filed under "None"), kept strings are bounded in UTF-8 bytes (10,000 uuids of 1 MiB each
+    were 10 GB; then a bound of 1,024 characters let each be 1,024 emoji, 4 KiB), a heartbeat `freq`
+    reads as at most an hour (1e300 kept a worker live forever) and at most WORKERS_KEPT workers are
+    kept; each skipped event is one malformed count."""
     monkeypatch.setattr(celery_events, "WORKERS_KEPT", 2)
     state = CeleryEvents("/0.celeryev/")
-    long = "x" * (MAX_FIELD + 1)
+    # at each bound, in 2- and 4-byte characters; one byte more is fewer characters than the bound
+    host, uuid, name = sized(MAX_HOSTNAME, "\u00e9"), sized(MAX_UUID, "\U0001f600"), sized(MAX_NAME, "\u20ac")
     state.handle(b"\xff not UTF-8", 100.0)  # what redis-py hands the listener: undecoded bytes
     state.handle(message({"type": "worker-heartbeat", "freq": 2.0},
                          {"type": "worker-heartbeat", "hostname": ["w"]},
-                         {"type": "worker-heartbeat", "hostname": long},
-                         {"type": "worker-heartbeat", "hostname": "w1", "freq": 1e300},
+                         {"type": "worker-heartbeat", "hostname": sized(MAX_HOSTNAME + 1, "\u00e9")},
+                         {"type": "worker-heartbeat", "hostname": host, "freq": 1e300},
                          {"type": "worker-heartbeat", "hostname": "w2"},
                          {"type": "worker-heartbeat", "hostname": "w3"},  # a third: over the cap
                          {"type": "worker-heartbeat", "hostname": "w2", "active": 1},  # one it knows
                          {"type": "task-received", "name": "a"},
-                         {"type": "task-received", "uuid": long, "name": "a"},
-                         {"type": "task-received", "uuid": "u1", "name": long},
+                         {"type": "task-received", "uuid": sized(MAX_UUID + 1, "\U0001f600"), "name": "a"},
+                         {"type": "task-received", "uuid": "u1", "name": sized(MAX_NAME + 1, "\u20ac")},
                          {"type": "task-received", "uuid": "u1", "name": {"n": 1}},
-                         {"type": "task-received", "uuid": "u2", "name": "a"},
+                         {"type": "task-received", "uuid": uuid, "name": name},
                          {"type": "task-succeeded", "runtime": 1.0},
-                         {"type": "task-succeeded", "uuid": "u2", "runtime": 1.0}, multi=True), 100.0)
+                         {"type": "task-succeeded", "uuid": uuid, "runtime": 1.0}, multi=True), 100.0)
     assert state.malformed == 10 and state.why == "not UTF-8"
     heard = state.freeze(100.0)
-    assert heard.workers == (("w1", 100.0 + 3600 * 2, 0), ("w2", 104.0, 1))
-    assert heard.tasks == (("a", 1, 0, 1.0),)
+    assert heard.workers == (("w2", 104.0, 1), (host, 100.0 + 3600 * 2, 0))
+    assert heard.tasks == ((name, 1, 0, 1.0),)
     assert (heard.succeeded, heard.malformed, heard.why) == (1, 10, "not UTF-8")
     assert list(state.names) == [] and (state.malformed, state.why) == (0, "")
-    assert state.freeze(100.0 + 7201).workers == ()  # w1 expired after an hour's freq x 2
+    assert state.freeze(100.0 + 7201).workers == ()  # the first expired after an hour's freq x 2
+    for event, why in (({"type": "worker-offline", "hostname": sized(MAX_HOSTNAME + 1, "\U0001f600")},
+                        f"a hostname over {MAX_HOSTNAME} bytes"),
+                       ({"type": "task-failed", "uuid": sized(MAX_UUID + 1, "\u00e9")},
+                        f"a task uuid over {MAX_UUID} bytes"),
+                       ({"type": "task-received", "uuid": "u", "name": sized(MAX_NAME + 1, "\u00e9")},
+                        f"a task name over {MAX_NAME} bytes")):
+        state.handle(message(event), 100.0)
+        assert state.freeze(100.0).why == why
+
+
+@pytest.mark.timeout(120)
+def test_celery_events_hold_a_measured_bound_whatever_is_published() -> None:
+    """The worst case, measured: every table full (WORKERS_KEPT workers, NAMES_KEPT received tasks
+    with their names, task_cap counted names at its largest, 10,000) and every string at its bound
+    with one emoji in it (Python then keeps each of its characters in 4 bytes), the state and the
+    frozen copy a collection reads. Before (a bound of 1,024 characters), 10,000 workers and 10,000
+    names of emoji held 121 MiB; at task_cap 100 this holds 48 MiB (the figure in events.py)."""
+    def worst(size: int, i: int) -> str:
+        return f"{i:06d}\U0001f600" + "x" * (size - 10)
+
+    def send(*events: dict[str, Any]) -> None:
+        state.handle(json.dumps({"body": json.dumps(list(events)), "properties": {}}), 0.0)
+
+    state = CeleryEvents("/0.celeryev/", task_cap=10000)
+    tracemalloc.start()
+    try:
+        for i in range(state.task_cap):
+            send({"type": "task-received", "hostname": "h", "uuid": worst(MAX_UUID, i), "name": worst(MAX_NAME, i)},
+                 {"type": "task-succeeded", "hostname": "h", "uuid": worst(MAX_UUID, i), "runtime": 1.0})
+        for i in range(max(celery_events.WORKERS_KEPT, celery_events.NAMES_KEPT)):
+            send({"type": "worker-heartbeat", "hostname": worst(MAX_HOSTNAME, i), "freq": 3600},
+                 {"type": "task-received", "hostname": "h", "uuid": worst(MAX_UUID, 10**5 + i),
+                  "name": worst(MAX_NAME, i)})
+        send({"type": "task-received", "uuid": worst(MAX_UUID + 1, 0)})
+        heard = state.freeze(0.0)
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert (len(heard.workers), len(state.names), len(heard.tasks), heard.malformed) == (10000, 10000, 10000, 1)
+    assert len(heard.workers[0][0].encode()) == MAX_HOSTNAME and len(heard.tasks[0][0].encode()) == MAX_NAME
+    assert 60 << 20 < held < 72 << 20  # measured 70 MiB
