@@ -234,4 +234,4 @@ def test_celery_events_hold_a_measured_bound_whatever_is_published() -> None:
         tracemalloc.stop()
     assert (len(heard.workers), len(state.names), len(heard.tasks), heard.malformed) == (10000, 10000, 10000, 1)
     assert len(heard.workers[0][0].encode()) == MAX_HOSTNAME and len(heard.tasks[0][0].encode()) == MAX_NAME
-    assert 60 << 20 < held < 72 << 20  # measured 70 MiB
+    assert held < 80 << 20  # measured 70 MiB (CPython 3.11); a bound, not a timing: tables full is asserted above
