@@ -25,7 +25,9 @@ from exporter.scheduler import Scheduler
 from exporter.web.app import build_app, build_probe_app
 from exporter.web.keys import LIMITS
 from exporter.web.limits import (
+    ACCEPT_ALLOWANCE,
     LISTENER_RESERVE,
+    MIN_BUDGET,
     PROBE_RESERVE,
     RESERVED_FDS,
     ConnectionBudget,
@@ -33,6 +35,7 @@ from exporter.web.limits import (
     GuardedSite,
     Share,
     raise_open_files,
+    reserved_files,
 )
 from exporter.web.scrape import ScrapeListener
 from exporter.web.webconfig import LiveWebConfig, WebConfigError
@@ -200,7 +203,15 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
     before, soft, hard = raise_open_files()  # before any socket: sources and the listener share the limit
     # One budget for the connections of every listener: they share the file descriptors with the sources.
     # Each listener's reserve is its own; a flood on one never takes the probes' or the scrape's part.
-    budget = ConnectionBudget.for_open_files(RESERVED_FDS)
+    listeners = 1 + (config.scrape_listen is not None) + (health is not None)
+    budget = ConnectionBudget.for_open_files(listeners)
+    if budget.total < MIN_BUDGET:  # a budget of 0 answered every connection, probes included, with a 503
+        raise StartupError(
+            f"the open-file limit is {soft} (hard {hard}); with {listeners} listener(s) it must be at least "
+            f"{reserved_files(listeners) + MIN_BUDGET} ({RESERVED_FDS} for the sources and files, "
+            f"{ACCEPT_ALLOWANCE} per listener for connections being accepted, {MIN_BUDGET} connections): "
+            "raise it with `ulimit -n` (and `ulimit -Hn`) in the shell that starts it, LimitNOFILE= in its "
+            "systemd unit, `docker run --ulimit nofile=N:N`, or the container runtime's nofile limit for a pod")
     main_share = budget.share("listen", LISTENER_RESERVE)
     scrape_share = budget.share("scrape_listen", LISTENER_RESERVE) if config.scrape_listen is not None else None
     probe_share = budget.share("health_listen", PROBE_RESERVE) if health is not None else None
@@ -211,7 +222,7 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
                               shutdown_timeout=HTTP_GRACE)
     log.info("open files", extra={"soft_limit_at_start": before, "soft_limit": soft, "hard_limit": hard,
                                   "max_connections": runner.limits.max_connections, **budget.describe(),
-                                  "reserved_files": RESERVED_FDS})
+                                  "reserved_files": RESERVED_FDS, "reserved_accepts": listeners * ACCEPT_ALLOWANCE})
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.

@@ -14,12 +14,15 @@ is busy does a newcomer get the JSON 503. The soft open-file limit is raised to 
 
 Budget: the daemon's listeners (`listen`, `scrape_listen`, `--health-listen`) and the sources' sockets
 share one table of file descriptors, so the connections of all listeners together are bounded by one
-`ConnectionBudget`: the soft open-file limit less `RESERVED_FDS`. With a cap per listener, floods on two
-listeners took the descriptors the sources need (a healthy source read `up 0`) and accept() failed with
-EMFILE. Each listener takes its connections from its `Share` of the budget: a small reserved part no
-other listener can take (so a flood on one never starves the probes or the scrape listener) and the
-rest first come. At either bound, its own cap or the budget, a listener evicts its own idle connection
-as above; it never evicts another listener's (they run on other loops; the reserved part is the rule).
+`ConnectionBudget`: the soft open-file limit less `RESERVED_FDS` for the sources and less
+`ACCEPT_ALLOWANCE` per listener for connections accepted but not yet counted (`reserved_files`). With a
+cap per listener, floods on two listeners took the descriptors the sources need (a healthy source read
+`up 0`) and accept() failed with EMFILE. Each listener takes its connections from its `Share` of the
+budget: a small reserved part no other listener can take (so a flood on one never starves the probes or
+the scrape listener) and the rest first come. At either bound, its own cap or the budget, a listener
+evicts its own idle connection as above and hands its place straight to the newcomer (never free in
+between, where another thread could take it); it never evicts another listener's (they run on other
+loops; the reserved part is the rule).
 
 TLS: a connection counts from accept, not from the end of its handshake. asyncio's own TLS server
 hands a connection to its protocol only after the handshake (and gives the handshake 60 s), so TCP
@@ -56,18 +59,31 @@ from aiohttp.web_server import Server
 log = logging.getLogger("jobqueue.web")
 
 PRIORITY = frozenset({"/metrics", "/healthz", "/readyz"})
-# Open files kept out of the connection budget: the daemon itself holds about 20 with the example config's
-# five sources and three listeners (its loops' selectors and wake-up pipes, the listeners, the log, one
-# socket per Redis and NATS source, a PostgreSQL pool at rest); the rest is for what comes and goes: a
-# PostgreSQL pool at its `pool_size` (at most 10), sentinels, cluster nodes, name lookups, HTTP checks,
-# files read, evicted or refused connections whose descriptor closes on the next loop iteration, and
-# connections accepted but not yet counted (17 at most measured with two listeners flooded: GuardedSite).
+# Open files kept out of the connection budget for the sources, the log and files: the daemon itself holds
+# about 20 with the example config's five sources and three listeners (its loops' selectors and wake-up
+# pipes, the listeners, the log, one socket per Redis and NATS source, a PostgreSQL pool at rest); the rest
+# is for what comes and goes: a PostgreSQL pool at its `pool_size` (at most 10), sentinels, cluster nodes,
+# name lookups, HTTP checks, files read. Connections being accepted have an allowance of their own below.
 RESERVED_FDS = 128
 LISTENER_RESERVE = 64  # connections only `listen` (or only `scrape_listen`) may use
 PROBE_RESERVE = 8  # only `--health-listen` may use: liveness, readiness and startup probes, a HEALTHCHECK
-# connections asyncio accepts at once per listener, before the budget has seen any of them (GuardedSite);
-# a newcomer waits in the kernel's queue for at most 128 / 4 turns of the loop
-ACCEPT_BATCH = 4
+# connections asyncio accepts at once per listener, before the budget has seen any of them (GuardedSite)
+ACCEPT_BATCH = 16
+# Descriptors each listener holds past the budget under a flood, also kept out of it: a batch is counted
+# two loop iterations after its accept and a refused or evicted connection closes one iteration later, so
+# at most three batches (48) are open uncounted. Measured with the listeners flooded in parallel under a
+# limit of 400: up to 42 per listener (two listeners: 84 and 79 past the budget, three: 91); four batches
+# (64) leave half as much again.
+ACCEPT_ALLOWANCE = 4 * ACCEPT_BATCH
+# The smallest budget the daemon starts with: an eighth of it is the probes' whole reserve. Below it, each
+# listener would have next to nothing (at 0 every connection, probes included, gets a 503).
+MIN_BUDGET = 8 * PROBE_RESERVE
+
+
+def reserved_files(listeners: int) -> int:
+    """Open files kept out of the connection budget with `listeners` listeners: the sources' part and each
+    listener's accept allowance (one listening socket each; a host name with two addresses would bind two)."""
+    return RESERVED_FDS + listeners * ACCEPT_ALLOWANCE
 
 
 class ConnectionBudget:
@@ -85,10 +101,10 @@ class ConnectionBudget:
         self._shares: list[Share] = []
 
     @classmethod
-    def for_open_files(cls, reserved: int = RESERVED_FDS) -> ConnectionBudget:
-        """The soft open-file limit now less `reserved` (call it after `raise_open_files`)."""
+    def for_open_files(cls, listeners: int = 1) -> ConnectionBudget:
+        """The soft open-file limit now less `reserved_files(listeners)` (call it after `raise_open_files`)."""
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return cls(sys.maxsize if soft == resource.RLIM_INFINITY else soft - reserved)
+        return cls(sys.maxsize if soft == resource.RLIM_INFINITY else soft - reserved_files(listeners))
 
     def share(self, name: str, reserve: int = 0) -> Share:
         """A listener's account. Its reserve is at most an eighth of the budget, so the reserves of the
@@ -213,22 +229,20 @@ class GuardedHandler(RequestHandler):
         """Count this connection, evicting an idle one of this listener at its cap or at the process's
         budget; False when it was refused."""
         limits = self.limits
-        taken = self._take()
-        if not taken:
+        if self._take():
+            limits.open += 1
+        else:
             idle = next((h for h in limits.conns if not h._request_in_progress), None)
-            if idle is not None:
-                limits.reject("idle_evicted")
-                idle._evict()
-                taken = self._take()
-        if not taken:
-            limits.reject("connections" if limits.open >= limits.max_connections else "connection_budget")
-            if self.tls is None:  # under TLS a 503 would need a handshake first: the connection just closes
-                body = _json_body(503)
-                transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-            transport.close()
-            return False
-        limits.open += 1
+            if idle is None:
+                limits.reject("connections" if limits.open >= limits.max_connections else "connection_budget")
+                if self.tls is None:  # under TLS a 503 would need a handshake first: the connection just closes
+                    body = _json_body(503)
+                    transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                transport.close()
+                return False
+            limits.reject("idle_evicted")
+            idle._hand_over()  # its place, under the cap and in the budget, is this connection's now
         self._counted = True
         limits.conns[self] = None
         return True
@@ -266,6 +280,15 @@ class GuardedHandler(RequestHandler):
     def _evict(self) -> None:
         """Close this idle connection now; its place counts as free at once."""
         self._uncount()
+        self._drop()
+
+    def _hand_over(self) -> None:
+        """Close this idle connection now for a newcomer of the same listener, which keeps its place: the
+        count never drops, so the scrape thread cannot take the place between an eviction and the
+        newcomer's take (which left an idle connection closed and the newcomer refused); nor does this
+        connection's `connection_lost` give it back later."""
+        self.limits.conns.pop(self, None)
+        self._counted = False
         self._drop()
 
     def _handshake_lost(self) -> None:
@@ -362,11 +385,12 @@ class GuardedSite(web.TCPSite):
     a connection reaches `connection_made` (where the budget applies) two iterations later, so under a
     flood the accepted sockets not yet counted pile up. Measured with two listeners flooded under a limit
     of 400, descriptors past the budget: aiohttp's 128 at a time reached the limit (EMFILE); 16: up to
-    84, 8: 44, 4: 17, 1: none. The server is made with a backlog of `ACCEPT_BATCH`, then the kernel's
-    queue of pending connections is set back to the site's `backlog` (listen() again on the same socket).
-    The price: a burst of connections against a loop already busy is accepted more slowly (2,000 at once
-    on a loop serving them: opened in 4.4-8 s instead of 4.4 s); a scrape on a connection kept alive,
-    or arriving when the queue is empty, does not wait."""
+    84, 8: 44, 4: 17, 1: none. The server is made with a backlog of `ACCEPT_BATCH` (16), then the kernel's
+    queue of pending connections is set back to the site's `backlog` (listen() again on the same socket);
+    `ACCEPT_ALLOWANCE` keeps four batches per listener out of the budget for them. Fewer at a time cost
+    the scrapes on a flooded listener their turns: with 2,000 busy connections on `listen` (bench_hostile
+    `load`) /metrics there had a p99 of 1,031 ms and 30 scrapes in 15 s before the budget, 2,346-2,848 ms
+    and 19-20 with 4 at a time, 1,023-1,468 ms and 25-29 with 16."""
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site; TCPSite.start would hand the context to asyncio

@@ -1,18 +1,32 @@
 """The process-wide connection budget's arithmetic (exporter/web/limits.py `ConnectionBudget`): the total
 from the open-file limit, reserves bounded by an eighth, a reserve no other listener can take, the rest
-first come, and counts that stay exact when threads take and give at the same time."""
+first come, counts that stay exact when threads take and give at the same time, and an eviction that hands
+its place straight to the newcomer (a guarded listener on loopback)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import resource
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from aiohttp import web
 
-from exporter.web.limits import RESERVED_FDS, ConnectionBudget, Share
+from exporter.web.limits import (
+    ACCEPT_ALLOWANCE,
+    ACCEPT_BATCH,
+    RESERVED_FDS,
+    ConnectionBudget,
+    GuardedAppRunner,
+    GuardedSite,
+    Limits,
+    Share,
+    reserved_files,
+)
+from tests.support.servers import free_port
 
 
 def take_all(share: Share, most: int = 10_000) -> int:
@@ -25,8 +39,9 @@ def take_all(share: Share, most: int = 10_000) -> int:
 
 def test_the_total_is_the_soft_open_file_limit_less_the_reserve() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert ConnectionBudget.for_open_files().total == soft - RESERVED_FDS == soft - 128
-    assert ConnectionBudget.for_open_files(reserved=300).total == soft - 300
+    assert (RESERVED_FDS, ACCEPT_BATCH, ACCEPT_ALLOWANCE) == (128, 16, 64)
+    assert ConnectionBudget.for_open_files().total == soft - reserved_files(1) == soft - 128 - 64
+    assert ConnectionBudget.for_open_files(listeners=3).total == soft - 128 - 3 * 64
     assert ConnectionBudget(-5).total == 0  # a limit under the reserve: no connection rather than a negative
 
 
@@ -124,3 +139,68 @@ def test_threads_taking_at_once_never_pass_the_total() -> None:
         for thread in threads:
             thread.join(10)
     assert budget.used == 0
+
+
+class HookedBudget(ConnectionBudget):
+    """A budget that runs `after_give` once a place is given back, outside its lock: what another thread
+    may do in that moment happens there, deterministically."""
+
+    after_give: Callable[[], None] | None = None
+
+    def _give(self, share: Share) -> None:
+        super()._give(share)
+        if self.after_give is not None:
+            self.after_give()
+
+
+async def test_an_eviction_hands_its_place_to_the_newcomer_with_no_window() -> None:
+    """A listener at the budget's total, all idle: a newcomer evicts one and takes its place without the
+    place ever being free. Before, the eviction gave it back and the newcomer took it afterwards; a take
+    on the scrape thread in between (run here by the hook, on a thread of its own) left an idle connection
+    closed and the newcomer refused with a 503. The evicted connection's close gives nothing back."""
+    budget = HookedBudget(4)
+    listener, other = budget.share("listen"), budget.share("scrape_listen")
+    taken_elsewhere: list[bool] = []
+
+    def take_on_another_thread() -> None:
+        thread = threading.Thread(target=lambda: taken_elsewhere.append(other.take()))
+        thread.start()
+        thread.join(5)
+
+    async def fast(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/fast", fast)
+    runner = GuardedAppRunner(app, Limits(log_every=0.0), listener, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await GuardedSite(runner, "127.0.0.1", port).start()
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        async with asyncio.timeout(10):
+            for _ in range(4):
+                held.append(await asyncio.open_connection("127.0.0.1", port))
+            while budget.used < 4:  # noqa: ASYNC110 - the server's side of the same loop
+                await asyncio.sleep(0.01)
+            assert listener.used == budget.total == runner.limits.open == 4
+            budget.after_give = take_on_another_thread
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            held.append((reader, writer))
+            writer.write(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive: no close gives a place back
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert await reader.readexactly(len(b'{"ok": true}')) == b'{"ok": true}'
+            evicted = await asyncio.wait_for(held[0][0].read(), 5)  # the least recently active one
+            assert evicted == b""  # closed without an answer; its connection_lost has run
+            await asyncio.sleep(0.05)
+            assert taken_elsewhere == [] and other.used == 0  # the place was never free to take
+            assert listener.used == budget.used == runner.limits.open == len(runner.limits.conns) == 4
+            assert runner.limits.rejected == {"idle_evicted": 1}
+            budget.after_give = None
+    finally:
+        budget.after_give = None
+        for _, writer in held:
+            writer.close()
+        await runner.cleanup()
+    assert budget.used == 0 == listener.used == runner.limits.open  # each place given back once, not twice
