@@ -222,7 +222,7 @@ async def _serve(config: ExporterConfig, host: str, port: int, config_path: str 
                               shutdown_timeout=HTTP_GRACE)
     log.info("open files", extra={"soft_limit_at_start": before, "soft_limit": soft, "hard_limit": hard,
                                   "max_connections": runner.limits.max_connections, **budget.describe(),
-                                  "reserved_files": RESERVED_FDS, "reserved_accepts": listeners * ACCEPT_ALLOWANCE})
+                                  "reserved_sources": RESERVED_FDS, "reserved_accepts": listeners * ACCEPT_ALLOWANCE})
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the cyclic
     # GC, whose full passes over it otherwise stall the event loop for tens of milliseconds.
