@@ -44,7 +44,7 @@ from exporter.web.limits import (
     Limits,
     reserved_files,
 )
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_port, stop_daemon, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FD_LIMIT = 400
@@ -359,12 +359,7 @@ def test_the_smallest_limit_with_three_listeners_starts(tmp_path: Path) -> None:
         for port in (main, scrape, probes):
             wait_for_port(port, 30.0)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            _, log = daemon.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            _, log = daemon.communicate(timeout=10)
+        log = stop_daemon(daemon)
     assert daemon.returncode == 0, log
     (line,) = [line for line in log.splitlines() if " open files " in line]
     assert f"max_connections=64 connection_budget={MIN_BUDGET} reserved_listen=8 " in line, line

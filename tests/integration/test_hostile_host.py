@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import resource
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -18,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_port, stop_daemon, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ERRORS = re.compile(r'^jobqueue_collect_errors_total\{source="host",kind="([a-z_]+)"\} (\S+)$', re.M)
@@ -56,12 +55,7 @@ sources:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
             body = answer.read().decode()
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            _, log = daemon.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            _, log = daemon.communicate(timeout=10)
+        log = stop_daemon(daemon)
     assert ERRORS.findall(body) == []
     assert "collect failed" not in log
     assert COLLECTED.search(body) is not None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import bcrypt
 
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_port, stop_daemon, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH = "Basic " + base64.b64encode(b"prom:scrape-pw").decode()
@@ -59,12 +58,7 @@ def test_the_scrape_listener_answers_under_a_flood_on_the_main_one(tmp_path: Pat
         finally:
             out, _ = flood.communicate(timeout=60)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            _, log = daemon.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            _, log = daemon.communicate(timeout=10)
+        log = stop_daemon(daemon)
     assert '"200"' in out  # the flood was real and served
     assert [status for status, _ in answers] == [200] * 10
     assert all('jobqueue_source_up{source="host",backend="system"}' in body for _, body in answers)

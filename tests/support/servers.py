@@ -24,6 +24,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_daemon(daemon: subprocess.Popen[str]) -> str:
+    """SIGTERM a daemon started with `stderr=PIPE, text=True` and return its log (killed after 30 s)."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        return daemon.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        return daemon.communicate(timeout=10)[1]
+
+
 def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
     """Block until something accepts connections on the port."""
     deadline = time.monotonic() + timeout
