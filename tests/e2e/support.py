@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_port, terminate, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "alerts" / "jobqueue.rules.yml"
@@ -70,12 +70,7 @@ def process(args: list[str], workdir: Path, name: str, port: int, env: dict[str,
             raise AssertionError(f"{name} did not listen on {port}: {tail(workdir / f'{name}.log')}") from err
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        terminate(proc, 10)
         log.close()
 
 

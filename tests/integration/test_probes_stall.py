@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.scheduler import stall_after
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_port, terminate, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUND = stall_after(1.0, 1.0)  # both sources: interval 1 s, timeout 1 s
@@ -65,12 +65,7 @@ def daemon(tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
                 wait_for_port(probes, timeout=10)
                 yield proc, main, probes
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+                terminate(proc, 30)
 
 
 def probes(ports: tuple[int, int]) -> list[tuple[int, Any]]:

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout`: no test leaves a process behind, even a hung one."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def stop_daemon(daemon: subprocess.Popen[str]) -> str:
@@ -73,12 +84,7 @@ class ServerProcess:
         """SIGTERM, and SIGKILL if it has not ended in 15 s (a paused or wedged server)."""
         if self.proc is not None:
             self.proc.send_signal(signal.SIGCONT)  # a paused server handles no SIGTERM
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
+            terminate(self.proc)
             self.proc = None
 
     def pause(self) -> None:
